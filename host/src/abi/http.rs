@@ -1,0 +1,287 @@
+//! Runs a `wasi:http/proxy` component (WASI 0.2) for one request.
+//!
+//! The component gets the whole of WASI 0.2's CLI world (environment, exit,
+//! stdio, clocks, random, filesystem with no preopens unless granted, sockets
+//! denied) besides `wasi:http`, because standard toolchains import those
+//! interfaces even for an HTTP handler. Request and response bodies stream:
+//! the guest runs in its own task that lives until the response body is done,
+//! and the host starts answering as soon as the guest sets the response head.
+
+use crate::abi::output::{OutputCapture, WhenFull};
+use crate::body::{BoxError, CappedBody, LimitedBody, ResponseBody};
+use crate::error::{DeployError, InvokeError, Limit};
+use crate::limits::{Limits, MemoryLimiter};
+use crate::metrics::FunctionMetrics;
+use crate::sandbox;
+use crate::settings::{OutboundRule, Settings};
+use crate::units;
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+use wasmtime::component::{Linker, ResourceTable};
+use wasmtime::{Engine, Store};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+
+/// Bytes of a guest's stdout/stderr kept per request.
+pub const GUEST_OUTPUT_CAP_BYTES: usize = 64 << 10;
+
+/// The store data of a component sandbox.
+pub struct HttpState {
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    table: ResourceTable,
+    hooks: OutboundPolicy,
+    pub(crate) limiter: MemoryLimiter,
+}
+
+impl WasiView for HttpState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for HttpState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
+}
+
+/// Outbound HTTP is denied unless the destination matches an allow rule.
+struct OutboundPolicy {
+    function: Arc<str>,
+    rules: Arc<[OutboundRule]>,
+}
+
+impl OutboundPolicy {
+    fn allows(&self, uri: &http::Uri) -> bool {
+        let scheme = uri.scheme_str().unwrap_or("https");
+        let default_port = if scheme.eq_ignore_ascii_case("http") { 80 } else { 443 };
+        let Some(host) = uri.host() else { return false };
+        let port = uri.port_u16().unwrap_or(default_port);
+        self.rules.iter().any(|rule| rule.allows(scheme, host, port))
+    }
+}
+
+type SendResult = wasmtime_wasi_http::Result<(
+    http::Response<wasmtime_wasi_http::WasiBody>,
+    Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+)>;
+
+impl WasiHttpHooks for OutboundPolicy {
+    fn send_request(
+        &mut self,
+        request: http::Request<wasmtime_wasi_http::WasiBody>,
+        options: Option<wasmtime_wasi_http::RequestOptions>,
+        _response_error: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+    ) -> Box<dyn Future<Output = SendResult> + Send> {
+        if !self.allows(request.uri()) {
+            tracing::warn!(
+                function = %self.function,
+                destination = %request.uri(),
+                "outbound request denied: destination is not in the function's allow-list"
+            );
+            return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
+        }
+        Box::new(async move {
+            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            Ok((
+                response.map(BodyExt::boxed_unsync),
+                Box::new(io) as Box<dyn Future<Output = _> + Send>,
+            ))
+        })
+    }
+}
+
+/// The linker every component is pre-linked against.
+pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<HttpState>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+    Ok(linker)
+}
+
+/// A store with no request, for instantiating once at deploy time.
+pub fn trial_store(engine: &Engine, limits: &Limits) -> Result<Store<HttpState>, DeployError> {
+    let state = HttpState {
+        wasi: WasiCtx::builder().build(),
+        http: WasiHttpCtx::new(),
+        table: ResourceTable::new(),
+        hooks: OutboundPolicy {
+            function: Arc::from(""),
+            rules: Arc::new([]),
+        },
+        limiter: MemoryLimiter::new(limits.memory_bytes),
+    };
+    let mut store = Store::new(engine, state);
+    store.limiter(|state| &mut state.limiter);
+    sandbox::prepare_store(&mut store, limits).map_err(|e| DeployError::Instantiate(e.to_string()))?;
+    Ok(store)
+}
+
+/// Everything one component invocation needs, owned, so the guest can run in
+/// its own task.
+pub struct HttpCall {
+    /// The pre-linked component.
+    pub pre: ProxyPre<HttpState>,
+    /// The function's name, for logs.
+    pub function: Arc<str>,
+    /// Its settings.
+    pub settings: Arc<Settings>,
+    /// Outbound allow-list, shared by all its requests.
+    pub outbound: Arc<[OutboundRule]>,
+    /// Where to record cold-start and guest time.
+    pub metrics: FunctionMetrics,
+    /// Held until the guest finishes: its concurrency slots.
+    pub permit: Box<dyn Send>,
+}
+
+/// Runs `request` through a fresh instance of the component.
+pub async fn invoke(call: HttpCall, request: http::Request<crate::body::RequestBody>) -> Result<http::Response<ResponseBody>, InvokeError> {
+    let HttpCall {
+        pre,
+        function,
+        settings,
+        outbound,
+        metrics,
+        permit,
+    } = call;
+    let limits = settings.limits.clone();
+    let declared_length = request
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared_length.is_some_and(|n| n > limits.max_request_body_bytes) {
+        return Err(request_too_large(limits.max_request_body_bytes));
+    }
+    let too_large = Arc::new(AtomicBool::new(false));
+    let request = request.map(|body| LimitedBody::new(body, limits.max_request_body_bytes, too_large.clone()));
+
+    let mut wasi = sandbox::wasi_builder(&settings)?;
+    let stdout = OutputCapture::new(GUEST_OUTPUT_CAP_BYTES, WhenFull::Drop);
+    let stderr = OutputCapture::new(GUEST_OUTPUT_CAP_BYTES, WhenFull::Drop);
+    wasi.stdout(stdout.clone()).stderr(stderr.clone());
+    let state = HttpState {
+        wasi: wasi.build(),
+        http: WasiHttpCtx::new(),
+        table: ResourceTable::new(),
+        hooks: OutboundPolicy {
+            function: function.clone(),
+            rules: outbound,
+        },
+        limiter: MemoryLimiter::new(limits.memory_bytes),
+    };
+    let mut store = Store::new(pre.engine(), state);
+    store.limiter(|state| &mut state.limiter);
+    sandbox::prepare_store(&mut store, &limits)?;
+
+    let (sender, receiver) = tokio::sync::oneshot::channel();
+    let internal = |e: wasmtime::Error| InvokeError::Internal(format!("{e:#}"));
+    let guest_request = store
+        .data_mut()
+        .http()
+        .new_incoming_request(Scheme::Http, request)
+        .map_err(internal)?;
+    let outparam = store.data_mut().http().new_response_outparam(sender).map_err(internal)?;
+
+    let task_limits = limits.clone();
+    let task_function = function.clone();
+    let guest = tokio::spawn(async move {
+        let _permit = permit;
+        let started = Instant::now();
+        let run = async {
+            let proxy = pre.instantiate_async(&mut store).await?;
+            metrics.record_instantiate(started.elapsed());
+            proxy
+                .wasi_http_incoming_handler()
+                .call_handle(&mut store, guest_request, outparam)
+                .await
+        };
+        let finished = tokio::time::timeout(task_limits.timeout, run).await;
+        let outcome = match finished {
+            Err(_elapsed) => Err(sandbox::timeout_error(&task_limits)),
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => {
+                let explained = sandbox::explain_failure(&error, store.data().limiter.was_hit(), &task_limits);
+                if explained.is_err() {
+                    tracing::warn!(function = %task_function, error = ?error, "guest failed");
+                }
+                explained
+            }
+        };
+        metrics.record_guest_time(started.elapsed(), sandbox::fuel_used(&store, &task_limits));
+        log_guest_output(&task_function, &stdout, &stderr);
+        outcome
+    });
+
+    let response = match receiver.await {
+        Ok(Ok(response)) => response,
+        Ok(Err(code)) => {
+            if too_large.load(Ordering::Relaxed) {
+                return Err(request_too_large(limits.max_request_body_bytes));
+            }
+            return Err(InvokeError::GuestError(format!("{code:?}")));
+        }
+        Err(_never_set) => {
+            if too_large.load(Ordering::Relaxed) {
+                return Err(request_too_large(limits.max_request_body_bytes));
+            }
+            return Err(match guest.await {
+                Ok(Err(error)) => error,
+                Ok(Ok(())) => InvokeError::GuestError("the function finished without sending a response".into()),
+                Err(join) => InvokeError::Internal(format!("the guest task failed: {join}")),
+            });
+        }
+    };
+    if too_large.load(Ordering::Relaxed) {
+        return Err(request_too_large(limits.max_request_body_bytes));
+    }
+    let declared = response
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limits.max_response_body_bytes) {
+        return Err(response_too_large(limits.max_response_body_bytes));
+    }
+    Ok(response.map(|body| {
+        CappedBody::new(body.map_err(|e| Box::new(e) as BoxError), limits.max_response_body_bytes, function)
+            .boxed_unsync()
+    }))
+}
+
+fn request_too_large(limit: u64) -> InvokeError {
+    InvokeError::limit(
+        Limit::RequestBody,
+        format!("the request body exceeds the function's limit of {}", units::format_size(limit)),
+    )
+}
+
+/// The error for a response declared larger than the function may send.
+pub fn response_too_large(limit: u64) -> InvokeError {
+    InvokeError::limit(
+        Limit::ResponseBody,
+        format!("the response body exceeds the function's limit of {}", units::format_size(limit)),
+    )
+}
+
+fn log_guest_output(function: &str, stdout: &OutputCapture, stderr: &OutputCapture) {
+    for (stream, capture) in [("stdout", stdout), ("stderr", stderr)] {
+        let bytes: Bytes = capture.contents();
+        if !bytes.is_empty() {
+            tracing::info!(function, stream, output = %String::from_utf8_lossy(&bytes).trim_end(), "guest output");
+        }
+    }
+}

@@ -1,0 +1,217 @@
+//! The admin API: deploy, list, inspect and delete functions, health and
+//! metrics — JSON, versioned under `/v1`, on its own listener.
+//!
+//! | method | path | does |
+//! | --- | --- | --- |
+//! | `PUT` | `/v1/functions/{name}?route=/x&…` | deploy the body (raw `.wasm`) as a new version |
+//! | `GET` | `/v1/functions` | list functions |
+//! | `GET` | `/v1/functions/{name}` | one function, its versions and effective settings |
+//! | `DELETE` | `/v1/functions/{name}` | remove a function |
+//! | any | `/v1/functions/{name}/invoke/{path}` | run the function on a request for `/{path}` |
+//! | `GET` | `/healthz` | liveness (no token needed) |
+//! | `GET` | `/metrics` | Prometheus text |
+//!
+//! When the host has an admin token, every request but `/healthz` must carry
+//! `Authorization: Bearer <token>`; the comparison takes constant time.
+
+use crate::body::{ResponseBody, full};
+use crate::deploy::DeployOptions;
+use crate::error::{DeployError, json_error};
+use crate::host::Host;
+use crate::server::Handler;
+use crate::settings::RawSettings;
+use bytes::Bytes;
+use http::{Method, StatusCode, header};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use serde::Serialize;
+use std::sync::Arc;
+
+/// The admin API's request handler.
+pub fn handler(host: Host, token: Option<String>) -> Handler {
+    let token: Option<Arc<[u8]>> = token.map(|t| Arc::from(t.into_bytes()));
+    Arc::new(move |request| {
+        let host = host.clone();
+        let token = token.clone();
+        Box::pin(async move {
+            match authorize(&request, token.as_deref()) {
+                Ok(()) => route(&host, request).await,
+                Err(response) => response.map(full),
+            }
+        })
+    })
+}
+
+fn authorize(request: &http::Request<Incoming>, token: Option<&[u8]>) -> Result<(), http::Response<Bytes>> {
+    let Some(token) = token else { return Ok(()) };
+    if request.uri().path() == "/healthz" {
+        return Ok(());
+    }
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
+    if presented.is_some_and(|p| constant_time_eq(p, token)) {
+        return Ok(());
+    }
+    let mut response = json_error(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "missing or wrong admin token: send `Authorization: Bearer <token>` (the CLI reads `--token` or `WISP_ADMIN_TOKEN`)",
+        None,
+    );
+    response
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer"));
+    Err(response)
+}
+
+/// Compares in time that depends only on the lengths, not on where the
+/// inputs first differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn route(host: &Host, request: http::Request<Incoming>) -> http::Response<ResponseBody> {
+    let path = request.uri().path().to_owned();
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    if let ["v1", "functions", name, "invoke", ..] = segments.as_slice() {
+        return invoke(host, name, request).await;
+    }
+    respond(host, request, &path, &segments).await.map(full)
+}
+
+/// Runs function `name` on the request, with the path after `/invoke`.
+async fn invoke(host: &Host, name: &str, request: http::Request<Incoming>) -> http::Response<ResponseBody> {
+    let prefix = format!("/v1/functions/{name}/invoke");
+    let (mut parts, body) = request.into_parts();
+    let rest = parts.uri.path().strip_prefix(&prefix).unwrap_or("");
+    let rest = if rest.is_empty() { "/" } else { rest };
+    let target = match parts.uri.query() {
+        Some(query) => format!("{rest}?{query}"),
+        None => rest.to_owned(),
+    };
+    match target.parse() {
+        Ok(uri) => parts.uri = uri,
+        Err(_) => {
+            return json_error(StatusCode::BAD_REQUEST, "bad-request", &format!("invalid path `{target}`"), None).map(full);
+        }
+    }
+    parts.headers.remove(header::AUTHORIZATION);
+    host.handle_with(name, http::Request::from_parts(parts, body)).await
+}
+
+async fn respond(host: &Host, request: http::Request<Incoming>, path: &str, segments: &[&str]) -> http::Response<Bytes> {
+    let method = request.method().clone();
+    let result = match (method.clone(), segments) {
+        (Method::GET, ["healthz"]) => Ok(json(
+            StatusCode::OK,
+            &serde_json::json!({
+                "status": "ok",
+                "functions": host.functions().len(),
+                "compilations": host.metrics().compilations(),
+            }),
+        )),
+        (Method::GET, ["metrics"]) => {
+            let mut response = http::Response::new(Bytes::from(host.metrics().encode()));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            Ok(response)
+        }
+        (Method::GET, ["v1", "functions"]) => Ok(json(StatusCode::OK, &host.functions())),
+        (Method::GET, ["v1", "functions", name]) => host
+            .function(name)
+            .map(|info| json(StatusCode::OK, &info))
+            .ok_or_else(|| DeployError::UnknownFunction((*name).to_owned())),
+        (Method::PUT, ["v1", "functions", name]) => {
+            let name = (*name).to_owned();
+            deploy(host, &name, request).await
+        }
+        (Method::DELETE, ["v1", "functions", name]) => host
+            .remove(name)
+            .await
+            .map(|()| json(StatusCode::OK, &serde_json::json!({ "removed": name }))),
+        (_, ["healthz" | "metrics"] | ["v1", "functions"] | ["v1", "functions", _]) => {
+            return json_error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                &format!("`{method}` is not supported on `{path}`"),
+                None,
+            );
+        }
+        _ => {
+            return json_error(
+                StatusCode::NOT_FOUND,
+                "not-found",
+                &format!("no admin endpoint `{path}`; see `/v1/functions`"),
+                None,
+            );
+        }
+    };
+    result.unwrap_or_else(|e| e.to_response())
+}
+
+async fn deploy(host: &Host, name: &str, request: http::Request<Incoming>) -> Result<http::Response<Bytes>, DeployError> {
+    let query = request.uri().query().unwrap_or("");
+    let take_traffic = !form_urlencoded::parse(query.as_bytes()).any(|(k, v)| k == "no-traffic" && v != "false");
+    let settings_query: String = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(form_urlencoded::parse(query.as_bytes()).filter(|(k, _)| k != "no-traffic"))
+        .finish();
+    let raw = RawSettings::from_query(&settings_query)?;
+    let limit = host.config().max_upload_bytes;
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(DeployError::TooLarge { limit });
+    }
+    let body = Limited::new(request.into_body(), usize::try_from(limit).unwrap_or(usize::MAX))
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                DeployError::TooLarge { limit }
+            } else {
+                DeployError::BadRequest(format!("reading the upload failed: {e}"))
+            }
+        })?
+        .to_bytes();
+    if body.is_empty() {
+        return Err(DeployError::BadRequest(
+            "the upload is empty: send the `.wasm` file as the request body".into(),
+        ));
+    }
+    let report = host.deploy(name, body, raw, DeployOptions { take_traffic }).await?;
+    Ok(json(StatusCode::CREATED, &report))
+}
+
+fn json(status: StatusCode, value: &impl Serialize) -> http::Response<Bytes> {
+    let mut body = serde_json::to_vec_pretty(value).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}").into_bytes());
+    body.push(b'\n');
+    let mut response = http::Response::new(Bytes::from(body));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constant_time_eq_compares_contents() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secrets"));
+        assert!(!constant_time_eq(b"", b"x"));
+    }
+}

@@ -1,0 +1,155 @@
+//! A client of the admin API, used by the CLI's verbs (`deploy`, `ls`, `rm`…).
+//!
+//! It speaks plain HTTP/1.1 to the admin listener, sends the bearer token when
+//! one is configured, and turns the API's JSON errors back into their message,
+//! so the CLI prints what the host said.
+
+use crate::settings::RawSettings;
+use bytes::Bytes;
+use http::{Method, StatusCode, Uri, header};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use std::time::Duration;
+
+/// Default admin API address.
+pub const DEFAULT_ADMIN_URL: &str = "http://127.0.0.1:8081";
+
+/// Time allowed for one admin call (deploys compile, so it is generous).
+const CALL_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Why an admin call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The admin URL is malformed.
+    #[error("invalid admin URL `{0}`: expected e.g. `http://127.0.0.1:8081`")]
+    BadUrl(String),
+    /// Nothing answered.
+    #[error("cannot reach the wisp admin API at {url}: {reason} (is `wisp serve` running? point at it with `--admin URL`)")]
+    Unreachable {
+        /// The URL tried.
+        url: String,
+        /// What the connection said.
+        reason: String,
+    },
+    /// The host answered with an error.
+    #[error("{message}")]
+    Api {
+        /// The HTTP status.
+        status: StatusCode,
+        /// The host's error message.
+        message: String,
+    },
+}
+
+/// A client for one host's admin API.
+pub struct AdminClient {
+    base: String,
+    token: Option<String>,
+    http: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl AdminClient {
+    /// A client for the admin API at `base` (e.g. `http://127.0.0.1:8081`).
+    pub fn new(base: &str, token: Option<String>) -> Result<AdminClient, ClientError> {
+        let trimmed = base.trim_end_matches('/');
+        let uri: Uri = trimmed.parse().map_err(|_| ClientError::BadUrl(base.to_owned()))?;
+        if uri.scheme_str() != Some("http") || uri.host().is_none() {
+            return Err(ClientError::BadUrl(base.to_owned()));
+        }
+        Ok(AdminClient {
+            base: trimmed.to_owned(),
+            token,
+            http: Client::builder(TokioExecutor::new()).build_http(),
+        })
+    }
+
+    /// Sends a request and returns the whole response, whatever its status.
+    pub async fn send(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        headers: http::HeaderMap,
+        body: Bytes,
+    ) -> Result<http::Response<Bytes>, ClientError> {
+        let url = format!("{}{path_and_query}", self.base);
+        let mut request = http::Request::builder().method(method).uri(&url);
+        if let Some(map) = request.headers_mut() {
+            *map = headers;
+        }
+        if let Some(token) = &self.token {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let request = request
+            .body(Full::new(body))
+            .map_err(|_| ClientError::BadUrl(url.clone()))?;
+        let unreachable = |reason: String| ClientError::Unreachable {
+            url: self.base.clone(),
+            reason,
+        };
+        let response = tokio::time::timeout(CALL_TIMEOUT, self.http.request(request))
+            .await
+            .map_err(|_| unreachable("timed out".into()))?
+            .map_err(|e| unreachable(error_chain(&e)))?;
+        let (parts, body) = response.into_parts();
+        let bytes = body.collect().await.map_err(|e| unreachable(e.to_string()))?.to_bytes();
+        Ok(http::Response::from_parts(parts, bytes))
+    }
+
+    /// Sends a request and returns the body of a 2xx answer; any other
+    /// answer becomes the host's error message.
+    pub async fn call(&self, method: Method, path_and_query: &str, body: Bytes) -> Result<Bytes, ClientError> {
+        let response = self.send(method, path_and_query, http::HeaderMap::new(), body).await?;
+        let status = response.status();
+        let bytes = response.into_body();
+        if status.is_success() {
+            return Ok(bytes);
+        }
+        let message = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| v["error"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| format!("the admin API answered {status}: {}", String::from_utf8_lossy(&bytes)));
+        Err(ClientError::Api { status, message })
+    }
+
+    /// Deploys `wasm` as function `name`; returns the deploy report (JSON).
+    pub async fn deploy(&self, name: &str, wasm: Bytes, settings: &RawSettings, take_traffic: bool) -> Result<serde_json::Value, ClientError> {
+        let mut query = settings.to_query();
+        if !take_traffic {
+            query.push_str(if query.is_empty() { "no-traffic=true" } else { "&no-traffic=true" });
+        }
+        let body = self.call(Method::PUT, &format!("/v1/functions/{name}?{query}"), wasm).await?;
+        Ok(parse_json(&body))
+    }
+
+    /// Lists functions (JSON array).
+    pub async fn list(&self) -> Result<serde_json::Value, ClientError> {
+        Ok(parse_json(&self.call(Method::GET, "/v1/functions", Bytes::new()).await?))
+    }
+
+    /// One function (JSON object).
+    pub async fn get(&self, name: &str) -> Result<serde_json::Value, ClientError> {
+        Ok(parse_json(&self.call(Method::GET, &format!("/v1/functions/{name}"), Bytes::new()).await?))
+    }
+
+    /// Removes a function.
+    pub async fn remove(&self, name: &str) -> Result<(), ClientError> {
+        self.call(Method::DELETE, &format!("/v1/functions/{name}"), Bytes::new()).await.map(drop)
+    }
+}
+
+fn parse_json(bytes: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(bytes).unwrap_or(serde_json::Value::Null)
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

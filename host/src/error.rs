@@ -1,0 +1,283 @@
+//! The host's errors at its public edge, and the one place they become HTTP.
+//!
+//! [`DeployError`] covers the admin side (a rejected upload, an unknown
+//! function); [`InvokeError`] covers one request (a limit, a trap, a bad CGI
+//! response). Each variant maps to exactly one status code, and every error
+//! response has the same JSON shape: `{"error": "...", "kind": "..."}`, plus
+//! `"limit"` when a limit was breached.
+
+use crate::inspect::InspectError;
+use crate::settings::SettingsError;
+use bytes::Bytes;
+use http::{HeaderValue, StatusCode};
+use serde_json::json;
+
+/// Why a deploy, delete or lookup on the admin side failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    /// The function name is not acceptable.
+    #[error("{0}")]
+    InvalidName(String),
+    /// A setting is wrong.
+    #[error(transparent)]
+    InvalidSettings(#[from] SettingsError),
+    /// The upload is not a deployable function.
+    #[error(transparent)]
+    Inspect(#[from] InspectError),
+    /// The module imports something wisp does not provide.
+    #[error("unsupported import: {0}")]
+    UnsupportedImport(String),
+    /// Cranelift could not compile it.
+    #[error("compiling the function failed: {0}")]
+    Compile(String),
+    /// It compiled, but instantiating it failed (e.g. it needs more
+    /// instances, memories or tables than the host allows).
+    #[error("the function cannot be instantiated: {0}")]
+    Instantiate(String),
+    /// The upload is larger than the host accepts.
+    #[error("the upload is larger than the limit of {limit} bytes (raise it with `wisp serve --max-upload`)")]
+    TooLarge {
+        /// The limit, in bytes.
+        limit: u64,
+    },
+    /// Another function already serves this route.
+    #[error("route `{route}` is already served by function `{owner}`; remove it or choose another route")]
+    RouteTaken {
+        /// The contested route.
+        route: String,
+        /// The function that has it.
+        owner: String,
+    },
+    /// No such function.
+    #[error("no function named `{0}` is deployed")]
+    UnknownFunction(String),
+    /// No such version of a function.
+    #[error("function `{name}` has no version {version}")]
+    UnknownVersion {
+        /// The function.
+        name: String,
+        /// The version asked for.
+        version: u32,
+    },
+    /// A traffic split is not valid.
+    #[error("invalid traffic split: {0}")]
+    InvalidTraffic(String),
+    /// The request to the admin API itself is wrong.
+    #[error("{0}")]
+    BadRequest(String),
+    /// Writing to or reading from the data dir failed.
+    #[error("storage error: {0}")]
+    Storage(String),
+}
+
+impl DeployError {
+    /// The HTTP status this error is reported with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            DeployError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            DeployError::RouteTaken { .. } => StatusCode::CONFLICT,
+            DeployError::UnknownFunction(_) | DeployError::UnknownVersion { .. } => StatusCode::NOT_FOUND,
+            DeployError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// A short machine-readable kind, e.g. `not-wasm`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DeployError::InvalidName(_) => "invalid-name",
+            DeployError::InvalidSettings(_) => "invalid-settings",
+            DeployError::Inspect(InspectError::NotWasm) => "not-wasm",
+            DeployError::Inspect(InspectError::Malformed(_)) => "invalid-wasm",
+            DeployError::Inspect(InspectError::NoHttpHandler(_) | InspectError::NoStart) => "missing-export",
+            DeployError::UnsupportedImport(_) => "unsupported-import",
+            DeployError::Compile(_) => "compile-failed",
+            DeployError::Instantiate(_) => "instantiate-failed",
+            DeployError::TooLarge { .. } => "upload-too-large",
+            DeployError::RouteTaken { .. } => "route-taken",
+            DeployError::UnknownFunction(_) => "unknown-function",
+            DeployError::UnknownVersion { .. } => "unknown-version",
+            DeployError::InvalidTraffic(_) => "invalid-traffic",
+            DeployError::BadRequest(_) => "bad-request",
+            DeployError::Storage(_) => "storage",
+        }
+    }
+}
+
+/// A limit a request can breach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// Linear memory.
+    Memory,
+    /// Wall-clock time.
+    Timeout,
+    /// Concurrent instances.
+    Concurrency,
+    /// Request body size.
+    RequestBody,
+    /// Response body size.
+    ResponseBody,
+    /// Instruction budget.
+    Fuel,
+}
+
+impl Limit {
+    /// The limit's name in JSON and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Limit::Memory => "memory",
+            Limit::Timeout => "timeout",
+            Limit::Concurrency => "concurrency",
+            Limit::RequestBody => "request-body",
+            Limit::ResponseBody => "response-body",
+            Limit::Fuel => "fuel",
+        }
+    }
+}
+
+/// Why one request did not get the guest's response.
+#[derive(Debug, thiserror::Error)]
+pub enum InvokeError {
+    /// No route matches the path.
+    #[error("no function serves `{0}`")]
+    NoRoute(String),
+    /// The request named a version the function does not have.
+    #[error("function `{name}` has no version {version}")]
+    NoSuchVersion {
+        /// The function.
+        name: String,
+        /// The version asked for.
+        version: String,
+    },
+    /// A limit was breached.
+    #[error("{message}")]
+    LimitExceeded {
+        /// Which limit.
+        limit: Limit,
+        /// What happened, with the limit's value.
+        message: String,
+    },
+    /// The guest trapped (panic, `unreachable`, stack overflow …).
+    #[error("the function failed: {0}")]
+    Trap(String),
+    /// The guest exited with a non-zero status.
+    #[error("the function exited with status {0}")]
+    Exit(i32),
+    /// The guest answered with an error instead of a response.
+    #[error("the function returned an error: {0}")]
+    GuestError(String),
+    /// A CGI guest wrote something that is not a CGI response.
+    #[error("the function wrote an invalid CGI response: {0}")]
+    BadCgiResponse(String),
+    /// The host could not run the guest.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl InvokeError {
+    /// A limit breach with a message.
+    pub fn limit(limit: Limit, message: impl Into<String>) -> Self {
+        InvokeError::LimitExceeded {
+            limit,
+            message: message.into(),
+        }
+    }
+
+    /// The HTTP status this error is answered with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            InvokeError::NoRoute(_) | InvokeError::NoSuchVersion { .. } => StatusCode::NOT_FOUND,
+            InvokeError::LimitExceeded { limit, .. } => match limit {
+                Limit::Timeout => StatusCode::GATEWAY_TIMEOUT,
+                Limit::Concurrency => StatusCode::SERVICE_UNAVAILABLE,
+                Limit::RequestBody => StatusCode::PAYLOAD_TOO_LARGE,
+                Limit::Memory | Limit::ResponseBody | Limit::Fuel => StatusCode::INTERNAL_SERVER_ERROR,
+            },
+            InvokeError::BadCgiResponse(_) => StatusCode::BAD_GATEWAY,
+            InvokeError::Trap(_) | InvokeError::Exit(_) | InvokeError::GuestError(_) | InvokeError::Internal(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        }
+    }
+
+    /// A short machine-readable kind.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            InvokeError::NoRoute(_) => "no-route",
+            InvokeError::NoSuchVersion { .. } => "no-such-version",
+            InvokeError::LimitExceeded { .. } => "limit-exceeded",
+            InvokeError::Trap(_) => "trap",
+            InvokeError::Exit(_) => "exit",
+            InvokeError::GuestError(_) => "guest-error",
+            InvokeError::BadCgiResponse(_) => "bad-cgi-response",
+            InvokeError::Internal(_) => "internal",
+        }
+    }
+}
+
+/// Builds the JSON error response every error path uses.
+pub fn json_error(status: StatusCode, kind: &str, message: &str, limit: Option<Limit>) -> http::Response<Bytes> {
+    let mut body = json!({ "error": message, "kind": kind });
+    if let Some(limit) = limit {
+        body["limit"] = json!(limit.as_str());
+    }
+    let mut response = http::Response::new(Bytes::from(body.to_string() + "\n"));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response
+            .headers_mut()
+            .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    response
+}
+
+impl InvokeError {
+    /// This error as its JSON response.
+    pub fn to_response(&self) -> http::Response<Bytes> {
+        let limit = match self {
+            InvokeError::LimitExceeded { limit, .. } => Some(*limit),
+            _ => None,
+        };
+        json_error(self.status(), self.kind(), &self.to_string(), limit)
+    }
+}
+
+impl DeployError {
+    /// This error as its JSON response.
+    pub fn to_response(&self) -> http::Response<Bytes> {
+        json_error(self.status(), self.kind(), &self.to_string(), None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_limit_maps_to_one_status() {
+        let cases = [
+            (Limit::Timeout, 504),
+            (Limit::Concurrency, 503),
+            (Limit::RequestBody, 413),
+            (Limit::Memory, 500),
+            (Limit::ResponseBody, 500),
+            (Limit::Fuel, 500),
+        ];
+        for (limit, status) in cases {
+            assert_eq!(InvokeError::limit(limit, "x").status().as_u16(), status);
+        }
+    }
+
+    #[test]
+    fn error_bodies_are_json_naming_the_limit() {
+        let response = InvokeError::limit(Limit::Concurrency, "too busy").to_response();
+        assert_eq!(response.headers()["retry-after"], "1");
+        let body: serde_json::Value = serde_json::from_slice(response.body()).unwrap();
+        assert_eq!(body["error"], "too busy");
+        assert_eq!(body["limit"], "concurrency");
+        assert_eq!(body["kind"], "limit-exceeded");
+    }
+}

@@ -1,0 +1,210 @@
+//! A deployed function version: its settings and its compiled, pre-linked code.
+//!
+//! Compiling (Cranelift, slow, once per source and engine) and loading
+//! (mmap of the artifact plus pre-linking, fast) are separate steps, so a
+//! restart only loads. Everything a request needs — the `ProxyPre` or
+//! `InstancePre`, the outbound allow-list, the concurrency slots — is built
+//! here once, never per request.
+
+use crate::abi::cgi::{self, CgiCall, CgiState};
+use crate::abi::cgi_env::ConnectionInfo;
+use crate::abi::http::{self, HttpCall, HttpState};
+use crate::artifact::SourceHash;
+use crate::body::{RequestBody, ResponseBody};
+use crate::error::{DeployError, InvokeError};
+use crate::metrics::FunctionMetrics;
+use crate::record::Abi;
+use crate::route::Route;
+use crate::settings::{OutboundRule, Settings};
+use std::path::Path;
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+use wasmtime::component::{Component, Linker as ComponentLinker};
+use wasmtime::{Engine, InstancePre, Linker, Module};
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+
+/// The linkers every function is pre-linked against, built once per host.
+pub struct Linkers {
+    http: ComponentLinker<HttpState>,
+    cgi: Linker<CgiState>,
+}
+
+impl Linkers {
+    /// Builds both linkers for `engine`.
+    pub fn new(engine: &Engine) -> wasmtime::Result<Linkers> {
+        Ok(Linkers {
+            http: http::linker(engine)?,
+            cgi: cgi::linker(engine)?,
+        })
+    }
+}
+
+/// Pre-linked code, ready to instantiate.
+enum Code {
+    Http(ProxyPre<HttpState>),
+    Cgi(InstancePre<CgiState>),
+}
+
+/// Compiles `wasm` to native code (blocking: run it on a blocking thread).
+pub fn compile(engine: &Engine, abi: Abi, wasm: &[u8]) -> Result<Vec<u8>, DeployError> {
+    let compiled = match abi {
+        Abi::WasiHttp => engine.precompile_component(wasm),
+        Abi::Cgi => engine.precompile_module(wasm),
+    };
+    compiled.map_err(|e| DeployError::Compile(format!("{e:#}")))
+}
+
+/// One deployed version of a function.
+pub struct Function {
+    /// The function's name.
+    pub name: Arc<str>,
+    /// This version's number.
+    pub version: u32,
+    /// The guest ABI.
+    pub abi: Abi,
+    /// Hash of the uploaded binary.
+    pub source: SourceHash,
+    /// Validated settings.
+    pub settings: Arc<Settings>,
+    /// When it was deployed (seconds since the Unix epoch).
+    pub created_unix: u64,
+    outbound: Arc<[OutboundRule]>,
+    code: Code,
+    metrics: FunctionMetrics,
+    slots: Arc<Semaphore>,
+}
+
+/// What identifies a version besides its code.
+pub struct VersionInfo {
+    /// The function's name.
+    pub name: Arc<str>,
+    /// The version number.
+    pub version: u32,
+    /// The ABI.
+    pub abi: Abi,
+    /// The source hash.
+    pub source: SourceHash,
+    /// Its settings.
+    pub settings: Settings,
+    /// Deploy time.
+    pub created_unix: u64,
+}
+
+impl Function {
+    /// Loads a compiled artifact (mmap) and pre-links it (blocking).
+    pub fn load(
+        engine: &Engine,
+        linkers: &Linkers,
+        artifact: &Path,
+        info: VersionInfo,
+        metrics: FunctionMetrics,
+    ) -> Result<Function, DeployError> {
+        let code = match info.abi {
+            Abi::WasiHttp => {
+                // SAFETY: `artifact` was produced by `Engine::precompile_component`
+                // for this engine's configuration (its key includes the engine's
+                // compatibility fingerprint) and its checksum was verified just
+                // before this call; nothing else writes to the store's files.
+                #[expect(unsafe_code, reason = "loading our own verified artifact by mmap")]
+                let component = unsafe { Component::deserialize_file(engine, artifact) }
+                    .map_err(|e| DeployError::Compile(format!("loading the compiled component failed: {e:#}")))?;
+                let pre = linkers
+                    .http
+                    .instantiate_pre(&component)
+                    .map_err(|e| DeployError::UnsupportedImport(format!("{e:#}")))?;
+                let pre = ProxyPre::new(pre).map_err(|e| DeployError::UnsupportedImport(format!("{e:#}")))?;
+                Code::Http(pre)
+            }
+            Abi::Cgi => {
+                // SAFETY: as above, for `Engine::precompile_module` output.
+                #[expect(unsafe_code, reason = "loading our own verified artifact by mmap")]
+                let module = unsafe { Module::deserialize_file(engine, artifact) }
+                    .map_err(|e| DeployError::Compile(format!("loading the compiled module failed: {e:#}")))?;
+                let pre = linkers
+                    .cgi
+                    .instantiate_pre(&module)
+                    .map_err(|e| DeployError::UnsupportedImport(format!("{e:#}")))?;
+                Code::Cgi(pre)
+            }
+        };
+        let max_concurrency = info.settings.limits.max_concurrency as usize;
+        Ok(Function {
+            name: info.name,
+            version: info.version,
+            abi: info.abi,
+            source: info.source,
+            outbound: info.settings.allow_outbound.clone().into(),
+            settings: Arc::new(info.settings),
+            created_unix: info.created_unix,
+            code,
+            metrics,
+            slots: Arc::new(Semaphore::new(max_concurrency.min(Semaphore::MAX_PERMITS))),
+        })
+    }
+
+    /// Instantiates once without calling anything, to catch at deploy time a
+    /// function the pool cannot hold (too many memories, tables, instances).
+    pub async fn trial_instantiate(&self) -> Result<(), DeployError> {
+        let fail = |e: wasmtime::Error| DeployError::Instantiate(format!("{e:#}"));
+        match &self.code {
+            Code::Http(pre) => {
+                let mut store = http::trial_store(pre.engine(), &self.settings.limits)?;
+                pre.instantiate_async(&mut store).await.map_err(fail)?;
+            }
+            Code::Cgi(pre) => {
+                let mut store = cgi::trial_store(pre.module().engine(), &self.settings.limits)?;
+                pre.instantiate_async(&mut store).await.map_err(fail)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// This version's metric series.
+    pub fn metrics(&self) -> &FunctionMetrics {
+        &self.metrics
+    }
+
+    /// This version's concurrency slots.
+    pub fn slots(&self) -> &Arc<Semaphore> {
+        &self.slots
+    }
+
+    /// Serves one request in a fresh sandbox. `permit` (the request's
+    /// concurrency slots) is held until the guest has finished.
+    pub async fn invoke(
+        &self,
+        route: &Route,
+        path_info: &str,
+        request: ::http::Request<RequestBody>,
+        connection: ConnectionInfo,
+        permit: Box<dyn Send>,
+    ) -> Result<::http::Response<ResponseBody>, InvokeError> {
+        match &self.code {
+            Code::Http(pre) => {
+                let call = HttpCall {
+                    pre: pre.clone(),
+                    function: self.name.clone(),
+                    settings: self.settings.clone(),
+                    outbound: self.outbound.clone(),
+                    metrics: self.metrics.clone(),
+                    permit,
+                };
+                http::invoke(call, request).await
+            }
+            Code::Cgi(pre) => {
+                let call = CgiCall {
+                    pre,
+                    function: &self.name,
+                    settings: &self.settings,
+                    route,
+                    path_info,
+                    connection,
+                    metrics: &self.metrics,
+                };
+                let response = cgi::invoke(call, request).await;
+                drop(permit);
+                response
+            }
+        }
+    }
+}

@@ -1,0 +1,262 @@
+//! Every counter the host keeps, in one place, exported as Prometheus text.
+//!
+//! [`Metrics`] owns the registry and the host-wide series. Per function
+//! version, [`FunctionMetrics`] holds handles resolved once at load time, so
+//! the request path bumps atomics and never looks a label set up.
+
+use crate::error::Limit;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionLabels {
+    function: String,
+    version: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabels {
+    function: String,
+    version: String,
+    status_class: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LimitLabels {
+    function: String,
+    version: String,
+    limit: &'static str,
+}
+
+fn latency_histogram() -> Histogram {
+    // 10 µs … ~84 s.
+    Histogram::new(exponential_buckets(0.000_01, 2.0, 24))
+}
+
+fn compile_histogram() -> Histogram {
+    // 1 ms … ~65 s.
+    Histogram::new(exponential_buckets(0.001, 2.0, 17))
+}
+
+/// All the host's metrics.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<StatusLabels, Counter>,
+    latency: Family<VersionLabels, Histogram, fn() -> Histogram>,
+    instantiate: Family<VersionLabels, Histogram, fn() -> Histogram>,
+    in_flight: Family<VersionLabels, Gauge>,
+    breaches: Family<LimitLabels, Counter>,
+    guest_seconds: Family<VersionLabels, Counter<f64, AtomicU64>>,
+    fuel: Family<VersionLabels, Counter>,
+    unrouted: Counter,
+    functions: Gauge,
+    compilations: Counter,
+    compile_seconds: Histogram,
+    slots_in_use: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Creates and registers every series.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("wisp");
+        let requests = Family::<StatusLabels, Counter>::default();
+        let latency = Family::<VersionLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
+        let instantiate = Family::<VersionLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
+        let in_flight = Family::<VersionLabels, Gauge>::default();
+        let breaches = Family::<LimitLabels, Counter>::default();
+        let guest_seconds = Family::<VersionLabels, Counter<f64, AtomicU64>>::default();
+        let fuel = Family::<VersionLabels, Counter>::default();
+        let unrouted = Counter::default();
+        let functions = Gauge::default();
+        let compilations = Counter::default();
+        let compile_seconds = compile_histogram();
+        let slots_in_use = Gauge::default();
+        registry.register("requests", "Requests served, by function, version and status class", requests.clone());
+        registry.register("request_duration_seconds", "Time from routing to response head", latency.clone());
+        registry.register(
+            "instantiate_duration_seconds",
+            "Time to create a fresh sandbox (cold start) per request",
+            instantiate.clone(),
+        );
+        registry.register("in_flight_requests", "Requests being served now", in_flight.clone());
+        registry.register("limit_breaches", "Requests ended by a limit, by limit", breaches.clone());
+        registry.register("guest_wall_seconds", "Wall time spent running guests", guest_seconds.clone());
+        registry.register("guest_fuel", "Fuel (instructions) consumed by metered guests", fuel.clone());
+        registry.register("unrouted_requests", "Requests no function's route matched", unrouted.clone());
+        registry.register("functions_deployed", "Functions deployed now", functions.clone());
+        registry.register("compilations", "Ahead-of-time compilations performed", compilations.clone());
+        registry.register("compile_duration_seconds", "Time per ahead-of-time compilation", compile_seconds.clone());
+        registry.register("pool_slots_in_use", "Instance slots held by running requests", slots_in_use.clone());
+        Metrics {
+            registry,
+            requests,
+            latency,
+            instantiate,
+            in_flight,
+            breaches,
+            guest_seconds,
+            fuel,
+            unrouted,
+            functions,
+            compilations,
+            compile_seconds,
+            slots_in_use,
+        }
+    }
+
+    /// The Prometheus text exposition of everything.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    /// Counts one compilation that took `elapsed`.
+    pub fn record_compile(&self, elapsed: Duration) {
+        self.compilations.inc();
+        self.compile_seconds.observe(elapsed.as_secs_f64());
+    }
+
+    /// Compilations since start.
+    pub fn compilations(&self) -> u64 {
+        self.compilations.get()
+    }
+
+    /// Sets the number of deployed functions.
+    pub fn set_functions(&self, count: usize) {
+        self.functions.set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
+    /// Counts a request no route matched.
+    pub fn record_unrouted(&self) {
+        self.unrouted.inc();
+    }
+
+    /// The instance-slot gauge.
+    pub fn slots_in_use(&self) -> &Gauge {
+        &self.slots_in_use
+    }
+
+    /// Resolves the series of one function version.
+    pub fn for_version(&self, function: &str, version: u32) -> FunctionMetrics {
+        let labels = VersionLabels {
+            function: function.to_owned(),
+            version: version.to_string(),
+        };
+        let status = |class| {
+            self.requests.get_or_create_owned(&StatusLabels {
+                function: labels.function.clone(),
+                version: labels.version.clone(),
+                status_class: class,
+            })
+        };
+        let breach = |limit: Limit| {
+            self.breaches.get_or_create_owned(&LimitLabels {
+                function: labels.function.clone(),
+                version: labels.version.clone(),
+                limit: limit.as_str(),
+            })
+        };
+        FunctionMetrics {
+            by_status: [status("1xx"), status("2xx"), status("3xx"), status("4xx"), status("5xx")],
+            latency: self.latency.get_or_create_owned(&labels),
+            instantiate: self.instantiate.get_or_create_owned(&labels),
+            in_flight: self.in_flight.get_or_create_owned(&labels),
+            breaches: [
+                breach(Limit::Memory),
+                breach(Limit::Timeout),
+                breach(Limit::Concurrency),
+                breach(Limit::RequestBody),
+                breach(Limit::ResponseBody),
+                breach(Limit::Fuel),
+            ],
+            guest_seconds: self.guest_seconds.get_or_create_owned(&labels),
+            fuel: self.fuel.get_or_create_owned(&labels),
+        }
+    }
+}
+
+/// The series of one function version, resolved once.
+#[derive(Clone, Debug)]
+pub struct FunctionMetrics {
+    by_status: [Counter; 5],
+    latency: Histogram,
+    instantiate: Histogram,
+    in_flight: Gauge,
+    breaches: [Counter; 6],
+    guest_seconds: Counter<f64, AtomicU64>,
+    fuel: Counter,
+}
+
+impl FunctionMetrics {
+    /// Counts a response with `status`, `elapsed` after routing.
+    pub fn record_response(&self, status: http::StatusCode, elapsed: Duration) {
+        let class = usize::from(status.as_u16() / 100).clamp(1, 5) - 1;
+        self.by_status[class].inc();
+        self.latency.observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts a limit breach.
+    pub fn record_breach(&self, limit: Limit) {
+        let index = match limit {
+            Limit::Memory => 0,
+            Limit::Timeout => 1,
+            Limit::Concurrency => 2,
+            Limit::RequestBody => 3,
+            Limit::ResponseBody => 4,
+            Limit::Fuel => 5,
+        };
+        self.breaches[index].inc();
+    }
+
+    /// Records a sandbox creation time.
+    pub fn record_instantiate(&self, elapsed: Duration) {
+        self.instantiate.observe(elapsed.as_secs_f64());
+    }
+
+    /// Records guest wall time and fuel after a request.
+    pub fn record_guest_time(&self, wall: Duration, fuel: u64) {
+        self.guest_seconds.inc_by(wall.as_secs_f64());
+        if fuel > 0 {
+            self.fuel.inc_by(fuel);
+        }
+    }
+
+    /// The in-flight gauge.
+    pub fn in_flight(&self) -> &Gauge {
+        &self.in_flight
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_series_show_up_in_the_text() {
+        let metrics = Metrics::new();
+        let v = metrics.for_version("hello", 3);
+        v.record_response(http::StatusCode::OK, Duration::from_micros(50));
+        v.record_response(http::StatusCode::BAD_GATEWAY, Duration::from_micros(50));
+        v.record_breach(Limit::Timeout);
+        metrics.record_compile(Duration::from_millis(5));
+        let text = metrics.encode();
+        assert!(text.contains(r#"wisp_requests_total{function="hello",version="3",status_class="2xx"} 1"#), "{text}");
+        assert!(text.contains(r#"status_class="5xx"} 1"#));
+        assert!(text.contains(r#"wisp_limit_breaches_total{function="hello",version="3",limit="timeout"} 1"#));
+        assert!(text.contains("wisp_compilations_total 1"));
+    }
+}

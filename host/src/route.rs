@@ -1,0 +1,196 @@
+//! Routes: which function answers a request path.
+//!
+//! A route is a path prefix (`/hello`) that matches on whole segments: `/hello`
+//! serves `/hello`, `/hello/` and `/hello/world`, never `/helloworld`. The
+//! longest matching prefix wins, and `/` alone is a catch-all. This module is
+//! pure data — no wasmtime, no I/O — so the rules are tested right here.
+
+use std::fmt;
+
+/// Longest route prefix accepted, in bytes.
+pub const MAX_ROUTE_LEN: usize = 256;
+
+/// A validated route prefix: starts with `/`, no trailing `/` (except the
+/// root route itself), no empty, `.` or `..` segments, no query or fragment.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Route(String);
+
+/// Why a route was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid route `{route}`: {reason}")]
+pub struct RouteError {
+    route: String,
+    reason: &'static str,
+}
+
+impl Route {
+    /// Parses what a user typed into a route. A trailing `/` is dropped, so
+    /// `/hello/` and `/hello` are the same route.
+    pub fn parse(raw: &str) -> Result<Route, RouteError> {
+        let fail = |reason| RouteError {
+            route: raw.to_owned(),
+            reason,
+        };
+        if raw.len() > MAX_ROUTE_LEN {
+            return Err(fail("longer than 256 bytes"));
+        }
+        if !raw.starts_with('/') {
+            return Err(fail("it must start with `/`, e.g. `/hello`"));
+        }
+        let allowed = |c: char| c.is_ascii_alphanumeric() || "/-_.~".contains(c);
+        if !raw.chars().all(allowed) {
+            return Err(fail(
+                "only letters, digits, `/`, `-`, `_`, `.` and `~` are allowed",
+            ));
+        }
+        let trimmed = raw.trim_end_matches('/');
+        if trimmed.is_empty() {
+            return Ok(Route("/".to_owned()));
+        }
+        for segment in trimmed[1..].split('/') {
+            match segment {
+                "" => return Err(fail("it has an empty segment (`//`)")),
+                "." | ".." => return Err(fail("`.` and `..` segments are not allowed")),
+                _ => {}
+            }
+        }
+        Ok(Route(trimmed.to_owned()))
+    }
+
+    /// The prefix as a string, e.g. `/hello`.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The part of `path` after this prefix (what CGI calls `PATH_INFO`), or
+    /// `None` when the route does not match `path`.
+    pub fn strip<'p>(&self, path: &'p str) -> Option<&'p str> {
+        if self.0 == "/" {
+            return path.starts_with('/').then_some(path);
+        }
+        let rest = path.strip_prefix(self.0.as_str())?;
+        (rest.is_empty() || rest.starts_with('/')).then_some(rest)
+    }
+}
+
+impl fmt::Display for Route {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Routes to targets of type `T`, matched longest prefix first. Built once per
+/// change of the deployed set; lookups only read.
+#[derive(Debug, Clone)]
+pub struct RouteTable<T> {
+    /// Sorted by prefix length, longest first, so the first match wins.
+    entries: Vec<(Route, T)>,
+}
+
+impl<T> Default for RouteTable<T> {
+    fn default() -> Self {
+        RouteTable {
+            entries: Vec::new(),
+        }
+    }
+}
+
+impl<T> RouteTable<T> {
+    /// Builds a table from `(route, target)` pairs. Routes must be distinct;
+    /// the registry guarantees that before it builds a table.
+    pub fn new(entries: impl IntoIterator<Item = (Route, T)>) -> Self {
+        let mut entries: Vec<(Route, T)> = entries.into_iter().collect();
+        entries.sort_by(|(a, _), (b, _)| b.0.len().cmp(&a.0.len()).then_with(|| a.cmp(b)));
+        RouteTable { entries }
+    }
+
+    /// The target whose route is the longest prefix of `path`, with the rest
+    /// of the path after the prefix.
+    pub fn lookup<'p>(&self, path: &'p str) -> Option<(&Route, &T, &'p str)> {
+        self.entries
+            .iter()
+            .find_map(|(route, target)| route.strip(path).map(|rest| (route, target, rest)))
+    }
+
+    /// The number of routes.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when no route is deployed.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(routes: &[&str]) -> RouteTable<String> {
+        RouteTable::new(
+            routes
+                .iter()
+                .map(|r| (Route::parse(r).unwrap(), (*r).to_owned())),
+        )
+    }
+
+    fn target<'a>(table: &'a RouteTable<String>, path: &str) -> Option<&'a str> {
+        table.lookup(path).map(|(_, t, _)| t.as_str())
+    }
+
+    #[test]
+    fn longest_prefix_wins() {
+        let t = table(&["/api", "/api/users", "/"]);
+        assert_eq!(target(&t, "/api/users/7"), Some("/api/users"));
+        assert_eq!(target(&t, "/api/orders"), Some("/api"));
+        assert_eq!(target(&t, "/other"), Some("/"));
+    }
+
+    #[test]
+    fn prefixes_match_whole_segments_only() {
+        let t = table(&["/hello"]);
+        assert_eq!(target(&t, "/hello"), Some("/hello"));
+        assert_eq!(target(&t, "/hello/"), Some("/hello"));
+        assert_eq!(target(&t, "/hello/x"), Some("/hello"));
+        assert_eq!(target(&t, "/helloworld"), None);
+        assert_eq!(target(&t, "/"), None);
+    }
+
+    #[test]
+    fn rest_of_path_is_what_follows_the_prefix() {
+        let t = table(&["/hello", "/"]);
+        assert_eq!(t.lookup("/hello/a/b").unwrap().2, "/a/b");
+        assert_eq!(t.lookup("/hello").unwrap().2, "");
+        assert_eq!(t.lookup("/x/y").unwrap().2, "/x/y");
+    }
+
+    #[test]
+    fn trailing_slash_is_ignored() {
+        assert_eq!(Route::parse("/hello/").unwrap().as_str(), "/hello");
+        assert_eq!(Route::parse("///").unwrap().as_str(), "/");
+    }
+
+    #[test]
+    fn bad_routes_are_refused_with_a_reason() {
+        for (raw, reason) in [
+            ("hello", "must start with `/`"),
+            ("/a//b", "empty segment"),
+            ("/a/../b", "`..`"),
+            ("/a?b=1", "only letters"),
+            ("/a b", "only letters"),
+        ] {
+            let err = Route::parse(raw).unwrap_err().to_string();
+            assert!(err.contains(reason), "{raw}: {err}");
+            assert!(err.contains(raw), "{raw}: {err}");
+        }
+        assert!(Route::parse(&format!("/{}", "a".repeat(300))).is_err());
+    }
+
+    #[test]
+    fn empty_table_matches_nothing() {
+        let t = table(&[]);
+        assert!(t.is_empty());
+        assert_eq!(target(&t, "/"), None);
+    }
+}
