@@ -153,6 +153,26 @@ impl Host {
             });
         }
 
+        let installed = self.install(name, wasm, abi, settings, options, &current).await;
+        if installed.is_err() {
+            // Whatever this deploy stored is referenced by nothing: remove it.
+            self.collect_garbage(current.entries()).await;
+        }
+        installed
+    }
+
+    /// Compiles, stores, loads and publishes a checked upload. Call with the
+    /// writer lock held; on error, files it wrote may be left for
+    /// [`Host::collect_garbage`].
+    async fn install(
+        &self,
+        name: &str,
+        wasm: Bytes,
+        abi: Abi,
+        settings: Settings,
+        options: DeployOptions,
+        current: &Snapshot,
+    ) -> Result<DeployReport, DeployError> {
         let source = SourceHash::of(&wasm);
         let key = self.inner.artifacts.compiled_key(&source);
         let host = self.clone();
@@ -226,7 +246,7 @@ impl Host {
         let mut versions: BTreeMap<u32, Arc<Function>> = existing.map(|e| e.versions.clone()).unwrap_or_default();
         versions.insert(number, Arc::new(function));
         versions.retain(|n, _| record.version(*n).is_some());
-        self.save_and_publish(&current, record.clone(), Some(versions)).await?;
+        self.save_and_publish(current, record.clone(), Some(versions)).await?;
         tracing::info!(function = name, version = number, abi = abi.as_str(), compiled = compile_ms.is_some(), "deployed");
         let mut shown = settings.to_raw();
         shown.route = Some(record.route);
@@ -308,12 +328,18 @@ impl Host {
 
     /// Publishes a new deployed set and removes artifacts it no longer needs.
     async fn publish(&self, entries: BTreeMap<String, Arc<FunctionEntry>>) {
+        self.inner.metrics.set_functions(entries.len());
+        self.collect_garbage(&entries).await;
+        self.inner.registry.publish(Snapshot::new(entries));
+    }
+
+    /// Removes every source and artifact that no version in `entries` uses.
+    /// Call with the writer lock held.
+    pub(crate) async fn collect_garbage(&self, entries: &BTreeMap<String, Arc<FunctionEntry>>) {
         let keep: HashSet<SourceHash> = entries
             .values()
             .flat_map(|e| e.record.versions.iter().filter_map(VersionRecord::source_hash))
             .collect();
-        self.inner.metrics.set_functions(entries.len());
-        self.inner.registry.publish(Snapshot::new(entries));
         let host = self.clone();
         let cleaned = tokio::task::spawn_blocking(move || host.inner.artifacts.retain_sources(&keep)).await;
         if let Ok(Err(e)) = cleaned {

@@ -203,6 +203,8 @@ impl Host {
             }
         }
         self.inner.metrics.set_functions(entries.len());
+        // Sources and artifacts no record names (a deploy cut off by a crash).
+        self.collect_garbage(&entries).await;
         self.inner.registry.publish(Snapshot::new(entries));
         for problem in &problems {
             tracing::warn!(subject = %problem.subject, "{}", problem.message);

@@ -1,1 +1,9 @@
+//! wisp's end-to-end tests: one test binary (it links once), one module per
+//! area. Servers are real `wisp serve` processes on ephemeral loopback ports;
+//! guests are real, built from `guests/` by `wisp-test-artifacts`.
 
+#![allow(missing_docs, clippy::unwrap_used)]
+
+mod core;
+mod embed;
+mod support;

@@ -166,6 +166,13 @@ pub async fn invoke(call: HttpCall, request: http::Request<crate::body::RequestB
     if declared_length.is_some_and(|n| n > limits.max_request_body_bytes) {
         return Err(request_too_large(limits.max_request_body_bytes));
     }
+    let mut request = request;
+    if request.uri().authority().is_none() && !request.headers().contains_key(http::header::HOST) {
+        // wasi:http requires an authority; an embedder's bare `/path` request has none.
+        request
+            .headers_mut()
+            .insert(http::header::HOST, http::HeaderValue::from_static("localhost"));
+    }
     let too_large = Arc::new(AtomicBool::new(false));
     let request = request.map(|body| LimitedBody::new(body, limits.max_request_body_bytes, too_large.clone()));
 

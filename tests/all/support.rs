@@ -1,0 +1,316 @@
+//! Test support: a real `wisp serve` process on ephemeral loopback ports,
+//! stopped on drop, and a small real HTTP client.
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+use tempfile::TempDir;
+
+/// The `wisp` binary under test.
+pub const WISP: &str = env!("CARGO_BIN_EXE_wisp");
+
+/// How long a server gets to print its addresses.
+const START_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A running `wisp serve`.
+pub struct Wisp {
+    child: Option<Child>,
+    /// Public listener address.
+    pub public: SocketAddr,
+    /// Admin listener address.
+    pub admin: SocketAddr,
+    data: Option<TempDir>,
+    log: PathBuf,
+    args: Vec<String>,
+}
+
+impl Wisp {
+    /// Starts a server with a fresh data dir.
+    pub fn start() -> Wisp {
+        Wisp::start_with(&[])
+    }
+
+    /// Starts a server with extra `serve` flags.
+    pub fn start_with(args: &[&str]) -> Wisp {
+        let data = tempfile::tempdir().expect("temp dir");
+        Wisp::start_in(data, args.iter().map(|s| (*s).to_owned()).collect(), &[])
+    }
+
+    /// Starts a server with extra flags and environment variables.
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Wisp {
+        let data = tempfile::tempdir().expect("temp dir");
+        Wisp::start_in(data, args.iter().map(|s| (*s).to_owned()).collect(), env)
+    }
+
+    fn start_in(data: TempDir, args: Vec<String>, env: &[(&str, &str)]) -> Wisp {
+        let log = data.path().join(format!("serve-{}.log", fastrand_suffix()));
+        let stderr = std::fs::File::create(&log).expect("log file");
+        let mut command = Command::new(WISP);
+        command
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data.path().join("data"))
+            .args(&args)
+            .env_remove("WISP_ADMIN_TOKEN")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(stderr);
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("spawn wisp serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let (lines_tx, lines_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if lines_tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut public = None;
+        let mut admin = None;
+        while public.is_none() || admin.is_none() {
+            let line = match lines_rx.recv_timeout(START_TIMEOUT) {
+                Ok(line) => line,
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!(
+                        "wisp serve did not print its addresses; its log:\n{}",
+                        std::fs::read_to_string(&log).unwrap_or_default()
+                    );
+                }
+            };
+            if let Some(addr) = line.strip_prefix("public: http://") {
+                public = Some(addr.parse().expect("public addr"));
+            } else if let Some(addr) = line.strip_prefix("admin: http://") {
+                admin = Some(addr.parse().expect("admin addr"));
+            }
+        }
+        Wisp {
+            child: Some(child),
+            public: public.expect("public"),
+            admin: admin.expect("admin"),
+            data: Some(data),
+            log,
+            args,
+        }
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// The data dir.
+    pub fn data_dir(&self) -> PathBuf {
+        self.data.as_ref().expect("data").path().join("data")
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// URL of `path` on the public listener.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.public)
+    }
+
+    /// URL of `path` on the admin listener.
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.admin)
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        for _ in 0..600 {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = child.kill();
+        panic!("wisp serve did not exit within 60 s of SIGTERM");
+    }
+
+    /// Kills the server with SIGKILL (no chance to clean up).
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Stops the server and starts a new one on the same data dir.
+    pub fn restart(mut self) -> Wisp {
+        self.kill9();
+        self.restart_stopped()
+    }
+
+    /// Starts a new server on the data dir of this stopped one.
+    pub fn restart_stopped(mut self) -> Wisp {
+        assert!(self.child.is_none(), "stop the server first");
+        let data = self.data.take().expect("data");
+        Wisp::start_in(data, std::mem::take(&mut self.args), &[])
+    }
+
+    /// Deploys `wasm` as `name` through the admin API with `query` settings.
+    pub async fn deploy(&self, name: &str, wasm: impl Into<Bytes>, query: &str) -> Response {
+        let url = self.admin_url(&format!("/v1/functions/{name}?{query}"));
+        send(Method::PUT, &url, &[], wasm.into()).await
+    }
+
+    /// Deploys, and panics with the host's message unless it succeeds.
+    pub async fn deploy_ok(&self, name: &str, wasm_path: &str, query: &str) -> serde_json::Value {
+        let wasm = std::fs::read(wasm_path).expect("read guest");
+        let response = self.deploy(name, wasm, query).await;
+        assert_eq!(response.status, StatusCode::CREATED, "deploy {name}: {}", response.text());
+        response.json()
+    }
+
+    /// `GET` on the public listener.
+    pub async fn get(&self, path: &str) -> Response {
+        send(Method::GET, &self.url(path), &[], Bytes::new()).await
+    }
+
+    /// `GET` on the admin listener.
+    pub async fn admin_get(&self, path: &str) -> Response {
+        send(Method::GET, &self.admin_url(path), &[], Bytes::new()).await
+    }
+
+    /// Resident set size of the server process, in bytes.
+    pub fn rss_bytes(&self) -> u64 {
+        proc_status_kib(self.pid(), "VmRSS:") * 1024
+    }
+
+    /// Peak resident set size of the server process, in bytes.
+    pub fn peak_rss_bytes(&self) -> u64 {
+        proc_status_kib(self.pid(), "VmHWM:") * 1024
+    }
+
+    /// Runs a `wisp` client command against this server's admin API.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(WISP)
+            .args(args)
+            .env("WISP_ADMIN_URL", self.admin_url(""))
+            .env_remove("WISP_ADMIN_TOKEN")
+            .output()
+            .expect("run wisp")
+    }
+}
+
+impl Drop for Wisp {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- wisp serve log ---\n{}", self.log());
+        }
+        self.kill9();
+    }
+}
+
+fn fastrand_suffix() -> u64 {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+}
+
+fn proc_status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("status field")
+}
+
+/// A response, fully read.
+#[derive(Debug)]
+pub struct Response {
+    /// Status code.
+    pub status: StatusCode,
+    /// Headers.
+    pub headers: HeaderMap,
+    /// Body.
+    pub body: Bytes,
+}
+
+impl Response {
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The body as JSON (panics with the body if it is not).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+
+    /// A header as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The `error` of a JSON error body.
+    pub fn error(&self) -> String {
+        self.json()["error"].as_str().unwrap_or_default().to_owned()
+    }
+}
+
+/// Sends one HTTP/1.1 request and reads the whole response.
+pub async fn send(method: Method, url: &str, headers: &[(&str, &str)], body: Bytes) -> Response {
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let mut request = http::Request::builder().method(method).uri(url);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request.body(Full::new(body)).expect("request");
+    let response = tokio::time::timeout(Duration::from_secs(120), client.request(request))
+        .await
+        .expect("response within 120 s")
+        .unwrap_or_else(|e| panic!("request to {url} failed: {e:?}"));
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.expect("read body").to_bytes();
+    Response {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    }
+}
+
+/// Reads a guest artifact built by `wisp-test-artifacts`.
+pub fn guest(path: &str) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_else(|e| panic!("read guest {path}: {e}"))
+}
+
+/// A guest that may be missing because its toolchain is: fail loudly.
+pub fn required_guest(built: Result<&'static str, &'static str>) -> &'static str {
+    built.unwrap_or_else(|why| panic!("this test needs a guest whose toolchain is missing: {why}"))
+}
+
+/// Files under `dir`, recursively.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
+}
