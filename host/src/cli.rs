@@ -8,7 +8,8 @@ use crate::client::{AdminClient, DEFAULT_ADMIN_URL};
 use crate::host::{Host, HostConfig};
 use crate::manifest::Manifest;
 use crate::server::{self, ServerOptions};
-use crate::settings::{EnvSpec, RawSettings, Scalar};
+use crate::artifact::SourceHash;
+use crate::settings::{EnvSpec, RawSettings, Scalar, Settings};
 use crate::units;
 use crate::{DeployOptions, engine};
 use anyhow::{Context, bail};
@@ -45,6 +46,18 @@ enum Command {
     Rm(Rm),
     /// Send one request to a function and print the response.
     Invoke(Invoke),
+    /// Deploy the functions of a manifest (`wisp.toml`) that changed.
+    Up(Up),
+    /// List a function's versions.
+    Versions(Versions),
+    /// Split a function's traffic between versions: `wisp traffic NAME v3=90 v4=10`.
+    Traffic(Traffic),
+    /// Move a function's traffic back to its previous split.
+    Rollback(Rollback),
+    /// Print a function's guest logs.
+    Logs(Logs),
+    /// Show a function's cumulative usage.
+    Usage(UsageCommand),
 }
 
 /// Runs the CLI and returns the process exit code.
@@ -64,6 +77,12 @@ pub fn main() -> ExitCode {
             Command::Ls(c) => c.execute().await,
             Command::Rm(c) => c.execute().await,
             Command::Invoke(c) => c.execute().await,
+            Command::Up(c) => c.execute().await,
+            Command::Versions(c) => c.execute().await,
+            Command::Traffic(c) => c.execute().await,
+            Command::Rollback(c) => c.execute().await,
+            Command::Logs(c) => c.execute().await,
+            Command::Usage(c) => c.execute().await,
         }
     });
     match result {
@@ -113,6 +132,9 @@ struct Serve {
     /// Log format on stderr (level from `RUST_LOG`, default `info`).
     #[arg(long, value_enum, default_value = "human")]
     log_format: LogFormat,
+    /// Log one access line per request (`--access-log false` turns it off).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    access_log: bool,
 }
 
 fn parse_size_flag(text: &str) -> Result<u64, String> {
@@ -126,7 +148,10 @@ fn parse_duration_flag(text: &str) -> Result<std::time::Duration, String> {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,wasmtime=warn,cranelift=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match format {
         LogFormat::Human => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -153,6 +178,7 @@ impl Serve {
             data_dir: self.data_dir.clone(),
             max_upload_bytes: self.max_upload,
             max_instances: self.max_instances,
+            access_log: self.access_log,
             ..HostConfig::default()
         };
         let (host, problems) = Host::start(config).await?;
@@ -223,6 +249,14 @@ async fn deploy_manifest(host: &Host, manifest: &Manifest) -> anyhow::Result<()>
         let wasm = tokio::fs::read(&function.wasm)
             .await
             .with_context(|| format!("reading `{}` for function `{}`", function.wasm.display(), function.name))?;
+        let canonical = Settings::validate(&function.settings)
+            .map_err(|e| anyhow::anyhow!("function `{}`: {e}", function.name))?
+            .to_raw();
+        let source = SourceHash::of(&wasm);
+        if host.function(&function.name).is_some_and(|f| f.serves(source.as_str(), &canonical)) {
+            tracing::info!(function = %function.name, "unchanged; already deployed");
+            continue;
+        }
         let report = host
             .deploy(&function.name, Bytes::from(wasm), function.settings.clone(), DeployOptions::default())
             .await
@@ -377,7 +411,7 @@ impl Deploy {
                 report["version"],
                 report["abi"].as_str().unwrap_or("?"),
                 report["settings"]["route"].as_str().unwrap_or("?"),
-                units::format_size(report["artifact_bytes"].as_u64().unwrap_or(0)),
+                units::format_size_approx(report["artifact_bytes"].as_u64().unwrap_or(0)),
             );
         }
         Ok(ExitCode::SUCCESS)
@@ -536,5 +570,247 @@ impl Invoke {
         out.write_all(response.body())?;
         out.flush()?;
         Ok(if status.is_success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    }
+}
+
+#[derive(Debug, Args)]
+struct Up {
+    /// The manifest.
+    #[arg(short = 'f', long = "file", default_value = crate::manifest::DEFAULT_MANIFEST, value_name = "FILE")]
+    file: PathBuf,
+    /// Remove deployed functions the manifest does not list.
+    #[arg(long)]
+    prune: bool,
+    /// Keep running: rebuild and redeploy functions when their files change.
+    #[arg(long)]
+    watch: bool,
+    #[command(flatten)]
+    admin: AdminArgs,
+}
+
+impl Up {
+    async fn execute(self) -> anyhow::Result<ExitCode> {
+        let client = self.admin.client()?;
+        if self.watch {
+            crate::up::watch(&client, &self.file, self.prune).await?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        let manifest = Manifest::load(&self.file)?;
+        let changes = crate::up::up(&client, &manifest, self.prune).await?;
+        crate::up::print_changes(&changes);
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+#[derive(Debug, Args)]
+struct Versions {
+    /// The function.
+    name: String,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    admin: AdminArgs,
+}
+
+impl Versions {
+    async fn execute(self) -> anyhow::Result<ExitCode> {
+        let info: crate::deploy::FunctionInfo = serde_json::from_value(self.admin.client()?.get(&self.name).await?)?;
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(&info.versions)?);
+            return Ok(ExitCode::SUCCESS);
+        }
+        let mut rows = vec![["VERSION", "TRAFFIC", "ABI", "CREATED", "SOURCE", "SETTINGS"].map(str::to_owned)];
+        for v in &info.versions {
+            let mut settings = v.settings.clone();
+            settings.route = None;
+            rows.push([
+                format!("v{}", v.number),
+                format!("{}%", v.weight),
+                v.abi.as_str().to_owned(),
+                format_unix_time(v.created_unix),
+                v.source.chars().take(12).collect(),
+                if v.loaded { settings.to_query().replace('&', " ") } else { "(not loaded)".to_owned() },
+            ]);
+        }
+        print_table(&rows);
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// `YYYY-MM-DD HH:MM:SS` (UTC) for seconds since the Unix epoch.
+fn format_unix_time(secs: u64) -> String {
+    let days = secs / 86_400;
+    let (h, m, s) = ((secs % 86_400) / 3600, (secs % 3600) / 60, secs % 60);
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02} {h:02}:{m:02}:{s:02}")
+}
+
+#[derive(Debug, Args)]
+struct Traffic {
+    /// The function.
+    name: String,
+    /// Shares as `VERSION=WEIGHT` (e.g. `v3=90 v4=10`); weights sum to 100.
+    #[arg(required = true, value_name = "vN=WEIGHT")]
+    split: Vec<String>,
+    #[command(flatten)]
+    admin: AdminArgs,
+}
+
+impl Traffic {
+    async fn execute(self) -> anyhow::Result<ExitCode> {
+        let shares = crate::traffic::parse_split(&self.split).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let info = self.admin.client()?.set_traffic(&self.name, &shares).await?;
+        println!("{}: {}", self.name, describe_traffic(&info));
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+fn describe_traffic(info: &serde_json::Value) -> String {
+    info["traffic"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| format!("v{}={}%", s["version"], s["weight"]))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[derive(Debug, Args)]
+struct Rollback {
+    /// The function.
+    name: String,
+    #[command(flatten)]
+    admin: AdminArgs,
+}
+
+impl Rollback {
+    async fn execute(self) -> anyhow::Result<ExitCode> {
+        let info = self.admin.client()?.rollback(&self.name).await?;
+        println!("{}: rolled back to {}", self.name, describe_traffic(&info));
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+#[derive(Debug, Args)]
+struct Logs {
+    /// The function.
+    name: String,
+    /// Keep printing new lines as they come.
+    #[arg(short, long)]
+    follow: bool,
+    /// Only lines newer than this (e.g. `5m`).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration_flag)]
+    since: Option<std::time::Duration>,
+    /// Print at most this many of the stored lines.
+    #[arg(short = 'n', long, default_value_t = 1000)]
+    limit: usize,
+    /// Print raw JSON lines.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    admin: AdminArgs,
+}
+
+impl Logs {
+    async fn execute(self) -> anyhow::Result<ExitCode> {
+        use http_body_util::BodyExt;
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        query.append_pair("limit", &self.limit.to_string());
+        if let Some(since) = self.since {
+            query.append_pair("since", &units::format_duration(since));
+        }
+        if self.follow {
+            query.append_pair("follow", "true");
+        }
+        let mut body = self.admin.client()?.logs(&self.name, &query.finish()).await?;
+        let mut pending = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let Ok(data) = frame?.into_data() else { continue };
+            pending.extend_from_slice(&data);
+            while let Some(end) = pending.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=end).collect();
+                self.print_line(&line[..line.len() - 1])?;
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+
+    fn print_line(&self, raw: &[u8]) -> anyhow::Result<()> {
+        let mut out = std::io::stdout().lock();
+        if self.json {
+            out.write_all(raw)?;
+            writeln!(out)?;
+            return Ok(out.flush()?);
+        }
+        let line: serde_json::Value = serde_json::from_slice(raw)?;
+        if let Some(dropped) = line.get("dropped") {
+            writeln!(out, "({dropped} older lines were dropped to stay within the log bound)")?;
+        } else if let Some(skipped) = line.get("skipped") {
+            writeln!(out, "({skipped} lines skipped: this reader fell behind)")?;
+        } else {
+            let time = line["time_unix_ms"].as_u64().unwrap_or(0);
+            writeln!(
+                out,
+                "{}.{:03} v{} {} {}: {}",
+                format_unix_time(time / 1000),
+                time % 1000,
+                line["version"],
+                line["request_id"].as_str().unwrap_or(""),
+                line["stream"].as_str().unwrap_or(""),
+                line["text"].as_str().unwrap_or(""),
+            )?;
+        }
+        Ok(out.flush()?)
+    }
+}
+
+#[derive(Debug, Args)]
+struct UsageCommand {
+    /// The function.
+    name: String,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    admin: AdminArgs,
+}
+
+impl UsageCommand {
+    async fn execute(self) -> anyhow::Result<ExitCode> {
+        let reply = self.admin.client()?.usage(&self.name).await?;
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(&reply)?);
+            return Ok(ExitCode::SUCCESS);
+        }
+        let u = &reply["usage"];
+        println!("function           {}", self.name);
+        println!("requests           {}", u["requests"]);
+        println!("wall time          {:.6} s", u["wall_seconds"].as_f64().unwrap_or(0.0));
+        println!("cpu time           {:.6} s", u["cpu_seconds"].as_f64().unwrap_or(0.0));
+        println!("fuel               {}", u["fuel"]);
+        println!("memory-time        {:.9} GB·s", u["memory_gb_seconds"].as_f64().unwrap_or(0.0));
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unix_times_format_as_utc_dates() {
+        assert_eq!(format_unix_time(0), "1970-01-01 00:00:00");
+        assert_eq!(format_unix_time(1_795_000_000), "2026-11-18 11:06:40");
+        assert_eq!(format_unix_time(951_782_400), "2000-02-29 00:00:00");
     }
 }

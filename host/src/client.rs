@@ -139,6 +139,55 @@ impl AdminClient {
     }
 }
 
+impl AdminClient {
+    /// Sets function `name`'s traffic split.
+    pub async fn set_traffic(&self, name: &str, shares: &[crate::record::TrafficShare]) -> Result<serde_json::Value, ClientError> {
+        let body = serde_json::to_vec(shares).map_err(|e| ClientError::Api {
+            status: StatusCode::BAD_REQUEST,
+            message: e.to_string(),
+        })?;
+        let reply = self.call(Method::PUT, &format!("/v1/functions/{name}/traffic"), Bytes::from(body)).await?;
+        Ok(parse_json(&reply))
+    }
+
+    /// Restores function `name`'s previous traffic split.
+    pub async fn rollback(&self, name: &str) -> Result<serde_json::Value, ClientError> {
+        Ok(parse_json(&self.call(Method::POST, &format!("/v1/functions/{name}/rollback"), Bytes::new()).await?))
+    }
+
+    /// Function `name`'s usage.
+    pub async fn usage(&self, name: &str) -> Result<serde_json::Value, ClientError> {
+        Ok(parse_json(&self.call(Method::GET, &format!("/v1/functions/{name}/usage"), Bytes::new()).await?))
+    }
+
+    /// Opens function `name`'s log stream (`query` as the admin API takes
+    /// it); the body streams when following.
+    pub async fn logs(&self, name: &str, query: &str) -> Result<hyper::body::Incoming, ClientError> {
+        let url = format!("{}/v1/functions/{name}/logs?{query}", self.base);
+        let mut request = http::Request::builder().method(Method::GET).uri(&url);
+        if let Some(token) = &self.token {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let request = request
+            .body(Full::new(Bytes::new()))
+            .map_err(|_| ClientError::BadUrl(url.clone()))?;
+        let response = self.http.request(request).await.map_err(|e| ClientError::Unreachable {
+            url: self.base.clone(),
+            reason: error_chain(&e),
+        })?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response.into_body());
+        }
+        let bytes = response.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        let message = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| v["error"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| format!("the admin API answered {status}"));
+        Err(ClientError::Api { status, message })
+    }
+}
+
 fn parse_json(bytes: &[u8]) -> serde_json::Value {
     serde_json::from_slice(bytes).unwrap_or(serde_json::Value::Null)
 }

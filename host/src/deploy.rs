@@ -15,9 +15,10 @@ use crate::inspect;
 use crate::record::{Abi, FunctionRecord, TrafficShare, VersionRecord, validate_name};
 use crate::registry::{FunctionEntry, Snapshot};
 use crate::settings::{RawSettings, Settings};
+use crate::traffic;
 use bytes::Bytes;
-use serde::Serialize;
-use std::collections::{BTreeMap, HashSet};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -58,7 +59,7 @@ pub struct DeployReport {
 }
 
 /// One version, as the admin API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct VersionSummary {
     /// Its number.
     pub number: u32,
@@ -77,7 +78,7 @@ pub struct VersionSummary {
 }
 
 /// A function, as the admin API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FunctionInfo {
     /// Its name.
     pub name: String,
@@ -90,6 +91,17 @@ pub struct FunctionInfo {
 }
 
 impl FunctionInfo {
+    /// True when one version takes all traffic and it runs the binary with
+    /// hash `source` under exactly `settings` (canonical form, with route) —
+    /// i.e. deploying them again would change nothing.
+    pub fn serves(&self, source: &str, settings: &RawSettings) -> bool {
+        let [only] = self.traffic.as_slice() else { return false };
+        self.versions
+            .iter()
+            .find(|v| v.number == only.version)
+            .is_some_and(|v| v.source == source && v.settings == *settings)
+    }
+
     fn of(entry: &FunctionEntry) -> FunctionInfo {
         let weight = |n| {
             entry
@@ -205,9 +217,9 @@ impl Host {
             created_unix,
         };
         let host = self.clone();
-        let metrics = self.inner.metrics.for_version(name, number);
+        let meter = self.meter(name, number);
         let function = tokio::task::spawn_blocking(move || {
-            Function::load(&host.inner.engine, &host.inner.linkers, &path, info, metrics)
+            Function::load(&host.inner.engine, &host.inner.linkers, &path, info, meter)
         })
         .await
         .map_err(|e| DeployError::Storage(format!("load task failed: {e}")))??;
@@ -279,8 +291,53 @@ impl Host {
         let mut entries = current.entries().clone();
         entries.remove(name);
         self.publish(entries).await;
+        self.forget(name);
         tracing::info!(function = name, "removed");
         Ok(())
+    }
+
+    /// Splits function `name`'s traffic between its versions. The previous
+    /// split is kept for [`Host::rollback`]. Requests in flight finish where
+    /// they started.
+    pub async fn set_traffic(&self, name: &str, shares: Vec<TrafficShare>) -> Result<FunctionInfo, DeployError> {
+        let _writer = self.inner.writer.lock().await;
+        let current = self.inner.registry.snapshot_full();
+        let entry = current
+            .get(name)
+            .ok_or_else(|| DeployError::UnknownFunction(name.to_owned()))?;
+        let loaded: BTreeSet<u32> = entry.versions.keys().copied().collect();
+        traffic::check_split(&shares, &loaded).map_err(DeployError::InvalidTraffic)?;
+        let mut record = entry.record.clone();
+        if record.traffic != shares {
+            record.previous_traffic = std::mem::replace(&mut record.traffic, shares);
+        }
+        self.save_and_publish(&current, record, None).await?;
+        tracing::info!(function = name, "traffic changed");
+        self.function(name).ok_or_else(|| DeployError::UnknownFunction(name.to_owned()))
+    }
+
+    /// Moves all of function `name`'s traffic back to the split before the
+    /// last deploy or traffic change, in one atomic step.
+    pub async fn rollback(&self, name: &str) -> Result<FunctionInfo, DeployError> {
+        let _writer = self.inner.writer.lock().await;
+        let current = self.inner.registry.snapshot_full();
+        let entry = current
+            .get(name)
+            .ok_or_else(|| DeployError::UnknownFunction(name.to_owned()))?;
+        let mut record = entry.record.clone();
+        if record.previous_traffic.is_empty() {
+            return Err(DeployError::InvalidTraffic(format!(
+                "function `{name}` has no previous traffic split to roll back to"
+            )));
+        }
+        let loaded: BTreeSet<u32> = entry.versions.keys().copied().collect();
+        traffic::check_split(&record.previous_traffic, &loaded)
+            .map_err(|e| DeployError::InvalidTraffic(format!("cannot roll back: {e}")))?;
+        let previous = std::mem::take(&mut record.previous_traffic);
+        record.previous_traffic = std::mem::replace(&mut record.traffic, previous);
+        self.save_and_publish(&current, record, None).await?;
+        tracing::info!(function = name, "rolled back");
+        self.function(name).ok_or_else(|| DeployError::UnknownFunction(name.to_owned()))
     }
 
     /// Every deployed function.

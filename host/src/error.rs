@@ -169,6 +169,9 @@ pub enum InvokeError {
     /// A CGI guest wrote something that is not a CGI response.
     #[error("the function wrote an invalid CGI response: {0}")]
     BadCgiResponse(String),
+    /// The function exists but none of its code could be loaded.
+    #[error("function `{0}` is unavailable: its code could not be loaded (see the host log)")]
+    Unavailable(String),
     /// The host could not run the guest.
     #[error("internal error: {0}")]
     Internal(String),
@@ -194,6 +197,7 @@ impl InvokeError {
                 Limit::Memory | Limit::ResponseBody | Limit::Fuel => StatusCode::INTERNAL_SERVER_ERROR,
             },
             InvokeError::BadCgiResponse(_) => StatusCode::BAD_GATEWAY,
+            InvokeError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             InvokeError::Trap(_) | InvokeError::Exit(_) | InvokeError::GuestError(_) | InvokeError::Internal(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
@@ -210,6 +214,7 @@ impl InvokeError {
             InvokeError::Exit(_) => "exit",
             InvokeError::GuestError(_) => "guest-error",
             InvokeError::BadCgiResponse(_) => "bad-cgi-response",
+            InvokeError::Unavailable(_) => "unavailable",
             InvokeError::Internal(_) => "internal",
         }
     }
@@ -226,7 +231,7 @@ pub fn json_error(status: StatusCode, kind: &str, message: &str, limit: Option<L
     response
         .headers_mut()
         .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    if status == StatusCode::SERVICE_UNAVAILABLE {
+    if limit == Some(Limit::Concurrency) {
         response
             .headers_mut()
             .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));

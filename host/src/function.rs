@@ -12,7 +12,9 @@ use crate::abi::http::{self, HttpCall, HttpState};
 use crate::artifact::SourceHash;
 use crate::body::{RequestBody, ResponseBody};
 use crate::error::{DeployError, InvokeError};
+use crate::meter::Meter;
 use crate::metrics::FunctionMetrics;
+use crate::trace::RequestTrace;
 use crate::record::Abi;
 use crate::route::Route;
 use crate::settings::{OutboundRule, Settings};
@@ -54,6 +56,20 @@ pub fn compile(engine: &Engine, abi: Abi, wasm: &[u8]) -> Result<Vec<u8>, Deploy
     compiled.map_err(|e| DeployError::Compile(format!("{e:#}")))
 }
 
+/// Where a request came from and how it is traced.
+pub struct RequestContext<'a> {
+    /// The route that matched.
+    pub route: &'a Route,
+    /// The path after the route prefix.
+    pub path_info: &'a str,
+    /// The connection it arrived on.
+    pub connection: ConnectionInfo,
+    /// Its timings.
+    pub trace: &'a Arc<RequestTrace>,
+    /// Its id.
+    pub request_id: &'a Arc<str>,
+}
+
 /// One deployed version of a function.
 pub struct Function {
     /// The function's name.
@@ -70,7 +86,7 @@ pub struct Function {
     pub created_unix: u64,
     outbound: Arc<[OutboundRule]>,
     code: Code,
-    metrics: FunctionMetrics,
+    meter: Meter,
     slots: Arc<Semaphore>,
 }
 
@@ -97,7 +113,7 @@ impl Function {
         linkers: &Linkers,
         artifact: &Path,
         info: VersionInfo,
-        metrics: FunctionMetrics,
+        meter: Meter,
     ) -> Result<Function, DeployError> {
         let code = match info.abi {
             Abi::WasiHttp => {
@@ -137,7 +153,7 @@ impl Function {
             settings: Arc::new(info.settings),
             created_unix: info.created_unix,
             code,
-            metrics,
+            meter,
             slots: Arc::new(Semaphore::new(max_concurrency.min(Semaphore::MAX_PERMITS))),
         })
     }
@@ -161,7 +177,7 @@ impl Function {
 
     /// This version's metric series.
     pub fn metrics(&self) -> &FunctionMetrics {
-        &self.metrics
+        &self.meter.metrics
     }
 
     /// This version's concurrency slots.
@@ -173,12 +189,17 @@ impl Function {
     /// concurrency slots) is held until the guest has finished.
     pub async fn invoke(
         &self,
-        route: &Route,
-        path_info: &str,
         request: ::http::Request<RequestBody>,
-        connection: ConnectionInfo,
+        context: RequestContext<'_>,
         permit: Box<dyn Send>,
     ) -> Result<::http::Response<ResponseBody>, InvokeError> {
+        let RequestContext {
+            route,
+            path_info,
+            connection,
+            trace,
+            request_id,
+        } = context;
         match &self.code {
             Code::Http(pre) => {
                 let call = HttpCall {
@@ -186,7 +207,9 @@ impl Function {
                     function: self.name.clone(),
                     settings: self.settings.clone(),
                     outbound: self.outbound.clone(),
-                    metrics: self.metrics.clone(),
+                    meter: self.meter.clone(),
+                    trace: trace.clone(),
+                    request_id: request_id.clone(),
                     permit,
                 };
                 http::invoke(call, request).await
@@ -199,7 +222,9 @@ impl Function {
                     route,
                     path_info,
                     connection,
-                    metrics: &self.metrics,
+                    meter: &self.meter,
+                    trace,
+                    request_id,
                 };
                 let response = cgi::invoke(call, request).await;
                 drop(permit);

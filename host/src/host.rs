@@ -13,7 +13,10 @@ use crate::artifact::{ArtifactError, ArtifactStore};
 use crate::body::{BoxError, ResponseBody, full};
 use crate::engine::{self, EngineOptions, EpochTicker};
 use crate::error::{DeployError, InvokeError, Limit};
-use crate::function::{self, Function, Linkers, VersionInfo};
+use crate::function::{self, Function, Linkers, RequestContext, VersionInfo};
+use crate::logs::LogBook;
+use crate::meter::{Meter, Usage, UsageReport};
+use crate::trace::{self, REQUEST_ID_HEADER, RequestTrace};
 use crate::limits;
 use crate::metrics::Metrics;
 use crate::record::{FunctionRecord, RecordStore, VersionRecord};
@@ -23,7 +26,7 @@ use crate::settings::Settings;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
 use http_body_util::BodyExt;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -57,6 +60,8 @@ pub struct HostConfig {
     pub queue_timeout: Duration,
     /// Versions kept per function.
     pub keep_versions: usize,
+    /// Log one access line per request (target `wisp::access`).
+    pub access_log: bool,
 }
 
 impl Default for HostConfig {
@@ -68,6 +73,7 @@ impl Default for HostConfig {
             pooling: true,
             queue_timeout: limits::DEFAULT_QUEUE_TIMEOUT,
             keep_versions: DEFAULT_KEEP_VERSIONS,
+            access_log: true,
         }
     }
 }
@@ -109,6 +115,16 @@ pub(crate) struct HostInner {
     global_slots: Arc<Semaphore>,
     /// Serializes changes to the deployed set (deploys, deletes, traffic).
     pub(crate) writer: tokio::sync::Mutex<()>,
+    /// Per function name, across versions: usage and logs. Touched when a
+    /// version is loaded or a function removed, never per request.
+    shared: std::sync::Mutex<HashMap<String, Shared>>,
+}
+
+/// What all versions of one function share.
+#[derive(Clone, Default)]
+struct Shared {
+    usage: Arc<Usage>,
+    logs: Arc<LogBook>,
 }
 
 /// The function host. Cheap to clone; clones share everything.
@@ -154,6 +170,7 @@ impl Host {
                 metrics: Metrics::new(),
                 global_slots,
                 writer: tokio::sync::Mutex::new(()),
+                shared: std::sync::Mutex::new(HashMap::new()),
             }),
         };
         let problems = host.load_stored(stored).await;
@@ -165,6 +182,7 @@ impl Host {
     async fn load_stored(&self, stored: Vec<Result<FunctionRecord, (PathBuf, String)>>) -> Vec<LoadProblem> {
         let mut problems = Vec::new();
         let mut records = Vec::new();
+        let unreadable = stored.iter().any(Result::is_err);
         for entry in stored {
             match entry {
                 Ok(record) => records.push(record),
@@ -203,8 +221,11 @@ impl Host {
             }
         }
         self.inner.metrics.set_functions(entries.len());
-        // Sources and artifacts no record names (a deploy cut off by a crash).
-        self.collect_garbage(&entries).await;
+        // Sources and artifacts no record names (a deploy cut off by a crash)
+        // go — unless a record could not be read: it may still need them.
+        if !unreadable {
+            self.collect_garbage(&entries).await;
+        }
         self.inner.registry.publish(Snapshot::new(entries));
         for problem in &problems {
             tracing::warn!(subject = %problem.subject, "{}", problem.message);
@@ -273,7 +294,41 @@ impl Host {
             settings,
             created_unix: version.created_unix,
         };
-        Function::load(&inner.engine, &inner.linkers, &path, info, inner.metrics.for_version(&record.name, version.number))
+        Function::load(&inner.engine, &inner.linkers, &path, info, self.meter(&record.name, version.number))
+    }
+
+    /// The meter for version `version` of function `name`.
+    pub(crate) fn meter(&self, name: &str, version: u32) -> Meter {
+        let shared = self.shared_state(name);
+        Meter {
+            metrics: self.inner.metrics.for_version(name, version),
+            usage: shared.usage,
+            logs: shared.logs,
+            version,
+        }
+    }
+
+    fn shared_state(&self, name: &str) -> Shared {
+        let mut map = self.inner.shared.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(name.to_owned()).or_default().clone()
+    }
+
+    /// Forgets the usage and logs of a removed function.
+    pub(crate) fn forget(&self, name: &str) {
+        let mut map = self.inner.shared.lock().unwrap_or_else(|p| p.into_inner());
+        map.remove(name);
+    }
+
+    /// Cumulative usage of function `name` (across its versions).
+    pub fn usage(&self, name: &str) -> Option<UsageReport> {
+        self.inner.registry.snapshot().get(name)?;
+        Some(self.shared_state(name).usage.report())
+    }
+
+    /// The log book of function `name`.
+    pub fn logs(&self, name: &str) -> Option<Arc<LogBook>> {
+        self.inner.registry.snapshot().get(name)?;
+        Some(self.shared_state(name).logs)
     }
 
     /// Compiles and stores an artifact under `key` (blocking).
@@ -360,16 +415,32 @@ impl Host {
                     name: entry.record.name.clone(),
                     version: version.to_string(),
                 },
-                None => InvokeError::Internal(format!("function `{}` has no version taking traffic", entry.record.name)),
+                None => InvokeError::Unavailable(entry.record.name.clone()),
             });
         };
         let metrics = function.metrics().clone();
         metrics.in_flight().inc();
+        let mut request = request;
+        let id = trace::request_id(request.headers());
+        let id_header = HeaderValue::try_from(id.as_str()).ok();
+        if let Some(value) = &id_header {
+            request.headers_mut().insert(REQUEST_ID_HEADER, value.clone());
+        }
+        let request_id: Arc<str> = Arc::from(id);
+        let request_trace = Arc::new(RequestTrace::default());
+        let method = request.method().clone();
+        let path = self.inner.config.access_log.then(|| request.uri().path().to_owned());
         let result = match self.acquire_slots(&function).await {
             Ok(permit) => {
-                let connection = request.extensions().get::<ConnectionInfo>().copied().unwrap_or_default();
+                let context = RequestContext {
+                    route: &entry.route,
+                    path_info,
+                    connection: request.extensions().get::<ConnectionInfo>().copied().unwrap_or_default(),
+                    trace: &request_trace,
+                    request_id: &request_id,
+                };
                 let request = request.map(|body| body.map_err(Into::into).boxed_unsync());
-                function.invoke(&entry.route, path_info, request, connection, permit).await
+                function.invoke(request, context, permit).await
             }
             Err(e) => Err(e),
         };
@@ -383,10 +454,27 @@ impl Host {
                 error_response(&error)
             }
         };
-        metrics.record_response(response.status(), started.elapsed());
-        response
-            .headers_mut()
-            .insert(VERSION_HEADER, HeaderValue::from(function.version));
+        let elapsed = started.elapsed();
+        metrics.record_response(response.status(), elapsed);
+        let headers = response.headers_mut();
+        headers.insert(VERSION_HEADER, HeaderValue::from(function.version));
+        if let Some(value) = id_header {
+            headers.insert(REQUEST_ID_HEADER, value);
+        }
+        if let Some(path) = path {
+            tracing::info!(
+                target: "wisp::access",
+                method = %method,
+                path,
+                status = response.status().as_u16(),
+                duration_us = elapsed.as_micros() as u64,
+                function = %function.name,
+                version = function.version,
+                instantiate_us = request_trace.instantiate().map(|d| d.as_micros() as u64),
+                request_id = %request_id,
+                "request"
+            );
+        }
         response
     }
 

@@ -29,20 +29,25 @@
 //! | [`record`] | durable records of what is deployed |
 //! | [`function`] | a deployed version: compiled, pre-linked code |
 //! | [`registry`] | name → versions → traffic, read lock-free |
+//! | [`traffic`] | traffic splits: parsing and checking, pure |
 //! | [`route`] | path-prefix routing, pure |
 //! | [`inspect`] | first look at an upload: ABI and entry point |
 //! | [`abi`] | the guest ABIs: `wasi:http` and CGI |
-//! | [`sandbox`] | what each per-request sandbox gets |
-//! | [`limits`] | limits, their defaults, the memory limiter |
+//! | [`sandbox`] | what each per-request sandbox gets; the memory limiter |
+//! | [`limits`] | limits and their defaults |
 //! | [`settings`] | deploy settings, raw and validated |
 //! | [`manifest`] | `wisp.toml`: an app's functions in one file |
 //! | [`units`] | human units for sizes and durations |
 //! | [`body`] | request/response bodies and their caps |
 //! | [`error`] | errors and their HTTP mapping |
 //! | [`metrics`] | every counter, as Prometheus text |
+//! | [`meter`] | usage metering: wall, CPU, fuel, memory-time |
+//! | [`logs`] | guest logs in a bounded buffer per function |
+//! | [`trace`] | request ids and per-request timings |
 //! | [`server`] | the public HTTP front door |
 //! | [`admin`] | the admin API |
 //! | [`client`] | the admin API client the CLI uses |
+//! | [`up`] | `wisp up`: make a host match a manifest |
 //! | [`cli`] | the `wisp` commands |
 
 pub mod abi;
@@ -58,7 +63,9 @@ pub mod function;
 pub mod host;
 pub mod inspect;
 pub mod limits;
+pub mod logs;
 pub mod manifest;
+pub mod meter;
 pub mod metrics;
 pub mod record;
 pub mod registry;
@@ -66,7 +73,10 @@ pub mod route;
 pub mod sandbox;
 pub mod server;
 pub mod settings;
+pub mod trace;
+pub mod traffic;
 pub mod units;
+pub mod up;
 
 pub use deploy::{DeployOptions, DeployReport, FunctionInfo};
 pub use error::{DeployError, InvokeError};

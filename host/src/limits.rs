@@ -1,9 +1,10 @@
-//! Per-function resource limits: their defaults, their ceilings, and the
-//! store-side limiter that enforces the memory cap.
+//! Per-function resource limits: their defaults and their ceilings.
 //!
 //! Each limit is a named constant with its unit. A function's settings may
 //! override each one (within the ceiling); a breach ends that one request with
-//! one status code and one message (see [`crate::error::InvokeError`]).
+//! one status code and one message (see [`crate::error::InvokeError`]). The
+//! enforcement lives with the sandbox ([`crate::sandbox`]); this module is
+//! plain data, shared with the fuzz targets.
 
 use std::time::Duration;
 
@@ -54,80 +55,5 @@ impl Default for Limits {
             max_response_body_bytes: DEFAULT_MAX_RESPONSE_BODY_BYTES,
             fuel: None,
         }
-    }
-}
-
-/// Enforces the memory cap inside a store and remembers whether the guest hit
-/// it, so a resulting trap is reported as the limit, not as a mystery.
-#[derive(Debug)]
-pub struct MemoryLimiter {
-    limit_bytes: usize,
-    hit: bool,
-    peak_bytes: usize,
-}
-
-impl MemoryLimiter {
-    /// A limiter allowing at most `limit_bytes` of linear memory in total.
-    pub fn new(limit_bytes: u64) -> Self {
-        MemoryLimiter {
-            limit_bytes: usize::try_from(limit_bytes).unwrap_or(usize::MAX),
-            hit: false,
-            peak_bytes: 0,
-        }
-    }
-
-    /// True once a growth was refused.
-    pub fn was_hit(&self) -> bool {
-        self.hit
-    }
-
-    /// Largest linear memory the guest reached, in bytes.
-    pub fn peak_bytes(&self) -> usize {
-        self.peak_bytes
-    }
-}
-
-impl wasmtime::ResourceLimiter for MemoryLimiter {
-    fn memory_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        if desired > self.limit_bytes {
-            self.hit = true;
-            return Ok(false);
-        }
-        self.peak_bytes = self.peak_bytes.max(desired);
-        Ok(true)
-    }
-
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        if desired > DEFAULT_TABLE_ELEMENTS_LIMIT {
-            self.hit = true;
-            return Ok(false);
-        }
-        Ok(true)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use wasmtime::ResourceLimiter;
-
-    #[test]
-    fn growth_past_the_cap_is_refused_and_remembered() {
-        let mut limiter = MemoryLimiter::new(1 << 20);
-        assert!(limiter.memory_growing(0, 64 << 10, None).unwrap());
-        assert!(!limiter.was_hit());
-        assert!(!limiter.memory_growing(64 << 10, 2 << 20, None).unwrap());
-        assert!(limiter.was_hit());
-        assert_eq!(limiter.peak_bytes(), 64 << 10);
     }
 }

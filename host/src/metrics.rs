@@ -53,6 +53,7 @@ pub struct Metrics {
     in_flight: Family<VersionLabels, Gauge>,
     breaches: Family<LimitLabels, Counter>,
     guest_seconds: Family<VersionLabels, Counter<f64, AtomicU64>>,
+    guest_cpu_seconds: Family<VersionLabels, Counter<f64, AtomicU64>>,
     fuel: Family<VersionLabels, Counter>,
     unrouted: Counter,
     functions: Gauge,
@@ -77,6 +78,7 @@ impl Metrics {
         let in_flight = Family::<VersionLabels, Gauge>::default();
         let breaches = Family::<LimitLabels, Counter>::default();
         let guest_seconds = Family::<VersionLabels, Counter<f64, AtomicU64>>::default();
+        let guest_cpu_seconds = Family::<VersionLabels, Counter<f64, AtomicU64>>::default();
         let fuel = Family::<VersionLabels, Counter>::default();
         let unrouted = Counter::default();
         let functions = Gauge::default();
@@ -93,6 +95,7 @@ impl Metrics {
         registry.register("in_flight_requests", "Requests being served now", in_flight.clone());
         registry.register("limit_breaches", "Requests ended by a limit, by limit", breaches.clone());
         registry.register("guest_wall_seconds", "Wall time spent running guests", guest_seconds.clone());
+        registry.register("guest_cpu_seconds", "CPU time spent running guests", guest_cpu_seconds.clone());
         registry.register("guest_fuel", "Fuel (instructions) consumed by metered guests", fuel.clone());
         registry.register("unrouted_requests", "Requests no function's route matched", unrouted.clone());
         registry.register("functions_deployed", "Functions deployed now", functions.clone());
@@ -107,6 +110,7 @@ impl Metrics {
             in_flight,
             breaches,
             guest_seconds,
+            guest_cpu_seconds,
             fuel,
             unrouted,
             functions,
@@ -184,6 +188,7 @@ impl Metrics {
                 breach(Limit::Fuel),
             ],
             guest_seconds: self.guest_seconds.get_or_create_owned(&labels),
+            guest_cpu_seconds: self.guest_cpu_seconds.get_or_create_owned(&labels),
             fuel: self.fuel.get_or_create_owned(&labels),
         }
     }
@@ -198,6 +203,7 @@ pub struct FunctionMetrics {
     in_flight: Gauge,
     breaches: [Counter; 6],
     guest_seconds: Counter<f64, AtomicU64>,
+    guest_cpu_seconds: Counter<f64, AtomicU64>,
     fuel: Counter,
 }
 
@@ -227,9 +233,10 @@ impl FunctionMetrics {
         self.instantiate.observe(elapsed.as_secs_f64());
     }
 
-    /// Records guest wall time and fuel after a request.
-    pub fn record_guest_time(&self, wall: Duration, fuel: u64) {
+    /// Records guest wall time, CPU time and fuel after a request.
+    pub fn record_guest_time(&self, wall: Duration, cpu: Duration, fuel: u64) {
         self.guest_seconds.inc_by(wall.as_secs_f64());
+        self.guest_cpu_seconds.inc_by(cpu.as_secs_f64());
         if fuel > 0 {
             self.fuel.inc_by(fuel);
         }

@@ -23,6 +23,13 @@ pub struct RouteError {
     reason: &'static str,
 }
 
+impl RouteError {
+    /// Why the route was refused, without the route itself.
+    pub fn reason(&self) -> &'static str {
+        self.reason
+    }
+}
+
 impl Route {
     /// Parses what a user typed into a route. A trailing `/` is dropped, so
     /// `/hello/` and `/hello` are the same route.

@@ -9,7 +9,7 @@
 //! even a guest spinning in a loop.
 
 use crate::error::{InvokeError, Limit};
-use crate::limits::Limits;
+use crate::limits::{DEFAULT_TABLE_ELEMENTS_LIMIT, Limits};
 use crate::settings::Settings;
 use crate::units;
 use wasmtime::{Store, Trap};
@@ -64,6 +64,22 @@ pub fn timeout_error(limits: &Limits) -> InvokeError {
     )
 }
 
+/// Bytes of a failed guest's stderr quoted in the host log.
+const FAILURE_STDERR_TAIL_BYTES: usize = 2048;
+
+/// Logs a guest failure with the end of what the guest wrote to stderr (a
+/// Rust panic message, typically).
+pub fn log_failure(function: &str, request_id: &str, error: &wasmtime::Error, stderr: &[u8]) {
+    let tail = &stderr[stderr.len().saturating_sub(FAILURE_STDERR_TAIL_BYTES)..];
+    tracing::warn!(
+        function,
+        request_id,
+        error = format!("{error:#}"),
+        guest_stderr = ?String::from_utf8_lossy(tail).trim_end(),
+        "guest failed"
+    );
+}
+
 /// Explains why a guest call failed. `Ok(())` means it exited with status 0,
 /// which for a command is success.
 pub fn explain_failure(error: &wasmtime::Error, memory_limit_hit: bool, limits: &Limits) -> Result<(), InvokeError> {
@@ -93,4 +109,79 @@ pub fn explain_failure(error: &wasmtime::Error, memory_limit_hit: bool, limits: 
         None => error.to_string(),
     };
     Err(InvokeError::Trap(reason))
+}
+
+/// Enforces the memory cap inside a store and remembers whether the guest hit
+/// it, so a resulting trap is reported as the limit, not as a mystery.
+#[derive(Debug)]
+pub struct MemoryLimiter {
+    limit_bytes: usize,
+    hit: bool,
+    peak_bytes: usize,
+}
+
+impl MemoryLimiter {
+    /// A limiter allowing at most `limit_bytes` of linear memory in total.
+    pub fn new(limit_bytes: u64) -> Self {
+        MemoryLimiter {
+            limit_bytes: usize::try_from(limit_bytes).unwrap_or(usize::MAX),
+            hit: false,
+            peak_bytes: 0,
+        }
+    }
+
+    /// True once a growth was refused.
+    pub fn was_hit(&self) -> bool {
+        self.hit
+    }
+
+    /// Largest linear memory the guest reached, in bytes.
+    pub fn peak_bytes(&self) -> usize {
+        self.peak_bytes
+    }
+}
+
+impl wasmtime::ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.limit_bytes {
+            self.hit = true;
+            return Ok(false);
+        }
+        self.peak_bytes = self.peak_bytes.max(desired);
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > DEFAULT_TABLE_ELEMENTS_LIMIT {
+            self.hit = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasmtime::ResourceLimiter;
+
+    #[test]
+    fn growth_past_the_cap_is_refused_and_remembered() {
+        let mut limiter = MemoryLimiter::new(1 << 20);
+        assert!(limiter.memory_growing(0, 64 << 10, None).unwrap());
+        assert!(!limiter.was_hit());
+        assert!(!limiter.memory_growing(64 << 10, 2 << 20, None).unwrap());
+        assert!(limiter.was_hit());
+        assert_eq!(limiter.peak_bytes(), 64 << 10);
+    }
 }

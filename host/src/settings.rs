@@ -114,7 +114,7 @@ pub const SETTING_NAMES: &[&str] = &[
 
 /// A setting that is wrong: which one, what was given, what is accepted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid `{setting}` value `{value}`: {expected}")]
+#[error("invalid `{setting}` value `{value}`: expected {expected}")]
 pub struct SettingsError {
     /// The setting's name, e.g. `memory` (the flag is `--memory`).
     pub setting: &'static str,
@@ -136,7 +136,7 @@ impl SettingsError {
     /// The same message with the setting written as a command-line flag.
     pub fn as_flag_message(&self) -> String {
         format!(
-            "invalid value `{}` for `--{}`: {}",
+            "invalid value `{}` for `--{}`: expected {}",
             self.value, self.setting, self.expected
         )
     }
@@ -243,7 +243,7 @@ impl RawSettings {
                     return Err(SettingsError::new(
                         "setting",
                         other,
-                        format!("one of {}", SETTING_NAMES.join(", ")),
+                        format!("a known setting: {}", SETTING_NAMES.join(", ")),
                     ));
                 }
             }
@@ -298,9 +298,8 @@ impl RawSettings {
             .route
             .as_deref()
             .ok_or_else(|| SettingsError::new("route", "", "a path prefix such as `/hello` (it is required)"))?;
-        let route = Route::parse(route_text).map_err(|e: RouteError| {
-            SettingsError::new("route", route_text, e.to_string())
-        })?;
+        let route = Route::parse(route_text)
+            .map_err(|e: RouteError| SettingsError::new("route", route_text, format!("a path prefix such as `/hello` ({})", e.reason())))?;
         let defaults = Limits::default();
         let limits = Limits {
             memory_bytes: size("memory", &self.memory, defaults.memory_bytes, limits::MAX_MEMORY_LIMIT_BYTES)?,

@@ -46,6 +46,18 @@ pub fn format_size(bytes: u64) -> String {
     format!("{bytes}B")
 }
 
+/// Formats bytes for people: `1.0 MiB`, `312 KiB`, `17 B` (not parseable).
+pub fn format_size_approx(bytes: u64) -> String {
+    let value = bytes as f64;
+    for (unit, size) in [("GiB", KIB * KIB * KIB), ("MiB", KIB * KIB), ("KiB", KIB)] {
+        if bytes >= size {
+            let scaled = value / size as f64;
+            return if scaled >= 100.0 { format!("{scaled:.0} {unit}") } else { format!("{scaled:.1} {unit}") };
+        }
+    }
+    format!("{bytes} B")
+}
+
 /// Parses `2s`, `500ms`, `1m`, `1h` into a duration. A unit is required: a
 /// bare number is ambiguous.
 pub fn parse_duration(text: &str) -> Option<Duration> {
@@ -112,5 +124,7 @@ mod tests {
         }
         assert_eq!(format_size(128 << 20), "128MiB");
         assert_eq!(format_duration(Duration::from_secs(30)), "30s");
+        assert_eq!(format_size_approx(1_053_328), "1.0 MiB");
+        assert_eq!(format_size_approx(17), "17 B");
     }
 }

@@ -4,6 +4,10 @@
 
 #![allow(missing_docs, clippy::unwrap_used)]
 
+mod blast;
 mod core;
+mod crash;
 mod embed;
+mod isolation;
 mod support;
+mod upstream;

@@ -12,8 +12,10 @@ use crate::abi::http::{GUEST_OUTPUT_CAP_BYTES, response_too_large};
 use crate::abi::output::{OutputCapture, WhenFull};
 use crate::body::{LimitedBody, RequestBody, RequestBodyError, ResponseBody, full};
 use crate::error::{DeployError, InvokeError, Limit};
-use crate::limits::{Limits, MemoryLimiter};
-use crate::metrics::FunctionMetrics;
+use crate::limits::Limits;
+use crate::sandbox::MemoryLimiter;
+use crate::meter::{CpuTimed, GuestCost, Meter};
+use crate::trace::RequestTrace;
 use crate::route::Route;
 use crate::sandbox;
 use crate::settings::Settings;
@@ -21,7 +23,7 @@ use crate::units;
 use http_body_util::BodyExt;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use wasmtime::{Engine, InstancePre, Linker, Store};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::WasiCtxBuilder;
@@ -66,8 +68,12 @@ pub struct CgiCall<'a> {
     pub path_info: &'a str,
     /// Where the request came from.
     pub connection: ConnectionInfo,
-    /// Where to record cold-start and guest time.
-    pub metrics: &'a FunctionMetrics,
+    /// Where the request's cost, metrics and logs go.
+    pub meter: &'a Meter,
+    /// The request's id and timings.
+    pub trace: &'a RequestTrace,
+    /// The request id.
+    pub request_id: &'a str,
 }
 
 /// Runs `request` through a fresh instance of the module.
@@ -117,25 +123,33 @@ pub async fn invoke(call: CgiCall<'_>, request: http::Request<RequestBody>) -> R
     let started = Instant::now();
     let run = async {
         let instance = call.pre.instantiate_async(&mut store).await?;
-        call.metrics.record_instantiate(started.elapsed());
+        let instantiated = started.elapsed();
+        call.meter.metrics.record_instantiate(instantiated);
+        call.trace.set_instantiate(instantiated);
         let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
         start.call_async(&mut store, ()).await
     };
-    let finished = tokio::time::timeout(limits.timeout, run).await;
-    call.metrics.record_guest_time(started.elapsed(), sandbox::fuel_used(&store, limits));
-    let stderr_text = stderr.contents();
-    if !stderr_text.is_empty() {
-        tracing::info!(function = %call.function, stream = "stderr", output = %String::from_utf8_lossy(&stderr_text).trim_end(), "guest output");
-    }
-    match finished {
-        Err(_elapsed) => return Err(sandbox::timeout_error(limits)),
-        Ok(Ok(())) => {}
-        Ok(Err(error)) => {
+    let finished = tokio::time::timeout(limits.timeout, CpuTimed::new(run)).await;
+    let (result, cpu) = match finished {
+        Err(_elapsed) => (Err(None), Duration::ZERO),
+        Ok((result, cpu)) => (result.map_err(Some), cpu),
+    };
+    let cost = GuestCost {
+        wall: started.elapsed(),
+        cpu,
+        fuel: sandbox::fuel_used(&store, limits),
+        peak_memory_bytes: store.data().limiter.peak_bytes(),
+    };
+    call.meter.finished(cost, call.request_id, b"", &stderr.contents());
+    match result {
+        Ok(()) => {}
+        Err(None) => return Err(sandbox::timeout_error(limits)),
+        Err(Some(error)) => {
             if stdout.overflowed() {
                 return Err(response_too_large(limits.max_response_body_bytes));
             }
             if let Err(explained) = sandbox::explain_failure(&error, store.data().limiter.was_hit(), limits) {
-                tracing::warn!(function = %call.function, error = ?error, "guest failed");
+                sandbox::log_failure(call.function, call.request_id, &error, &stderr.contents());
                 return Err(explained);
             }
         }

@@ -8,18 +8,19 @@
 //! and the host starts answering as soon as the guest sets the response head.
 
 use crate::abi::output::{OutputCapture, WhenFull};
-use crate::body::{BoxError, CappedBody, LimitedBody, ResponseBody};
+use crate::body::{BoxError, CappedBody, LimitedBody, RequestBody, ResponseBody};
 use crate::error::{DeployError, InvokeError, Limit};
-use crate::limits::{Limits, MemoryLimiter};
-use crate::metrics::FunctionMetrics;
+use crate::limits::Limits;
+use crate::sandbox::MemoryLimiter;
+use crate::meter::{CpuTimed, GuestCost, Meter};
+use crate::trace::RequestTrace;
 use crate::sandbox;
 use crate::settings::{OutboundRule, Settings};
 use crate::units;
-use bytes::Bytes;
 use http_body_util::BodyExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use wasmtime::component::{Linker, ResourceTable};
 use wasmtime::{Engine, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -141,20 +142,26 @@ pub struct HttpCall {
     pub settings: Arc<Settings>,
     /// Outbound allow-list, shared by all its requests.
     pub outbound: Arc<[OutboundRule]>,
-    /// Where to record cold-start and guest time.
-    pub metrics: FunctionMetrics,
+    /// Where the request's cost, metrics and logs go.
+    pub meter: Meter,
+    /// The request's id and timings.
+    pub trace: Arc<RequestTrace>,
+    /// The request id.
+    pub request_id: Arc<str>,
     /// Held until the guest finishes: its concurrency slots.
     pub permit: Box<dyn Send>,
 }
 
 /// Runs `request` through a fresh instance of the component.
-pub async fn invoke(call: HttpCall, request: http::Request<crate::body::RequestBody>) -> Result<http::Response<ResponseBody>, InvokeError> {
+pub async fn invoke(call: HttpCall, request: http::Request<RequestBody>) -> Result<http::Response<ResponseBody>, InvokeError> {
     let HttpCall {
         pre,
         function,
         settings,
         outbound,
-        metrics,
+        meter,
+        trace,
+        request_id,
         permit,
     } = call;
     let limits = settings.limits.clone();
@@ -204,33 +211,40 @@ pub async fn invoke(call: HttpCall, request: http::Request<crate::body::RequestB
     let outparam = store.data_mut().http().new_response_outparam(sender).map_err(internal)?;
 
     let task_limits = limits.clone();
-    let task_function = function.clone();
+    let cap_label = function.clone();
     let guest = tokio::spawn(async move {
         let _permit = permit;
         let started = Instant::now();
         let run = async {
             let proxy = pre.instantiate_async(&mut store).await?;
-            metrics.record_instantiate(started.elapsed());
+            let instantiated = started.elapsed();
+            meter.metrics.record_instantiate(instantiated);
+            trace.set_instantiate(instantiated);
             proxy
                 .wasi_http_incoming_handler()
                 .call_handle(&mut store, guest_request, outparam)
                 .await
         };
-        let finished = tokio::time::timeout(task_limits.timeout, run).await;
-        let outcome = match finished {
-            Err(_elapsed) => Err(sandbox::timeout_error(&task_limits)),
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(error)) => {
+        let finished = tokio::time::timeout(task_limits.timeout, CpuTimed::new(run)).await;
+        let (result, cpu) = match finished {
+            Err(_elapsed) => (Err(sandbox::timeout_error(&task_limits)), Duration::ZERO),
+            Ok((Ok(()), cpu)) => (Ok(()), cpu),
+            Ok((Err(error), cpu)) => {
                 let explained = sandbox::explain_failure(&error, store.data().limiter.was_hit(), &task_limits);
                 if explained.is_err() {
-                    tracing::warn!(function = %task_function, error = ?error, "guest failed");
+                    sandbox::log_failure(&function, &request_id, &error, &stderr.contents());
                 }
-                explained
+                (explained, cpu)
             }
         };
-        metrics.record_guest_time(started.elapsed(), sandbox::fuel_used(&store, &task_limits));
-        log_guest_output(&task_function, &stdout, &stderr);
-        outcome
+        let cost = GuestCost {
+            wall: started.elapsed(),
+            cpu,
+            fuel: sandbox::fuel_used(&store, &task_limits),
+            peak_memory_bytes: store.data().limiter.peak_bytes(),
+        };
+        meter.finished(cost, &request_id, &stdout.contents(), &stderr.contents());
+        result
     });
 
     let response = match receiver.await {
@@ -264,7 +278,7 @@ pub async fn invoke(call: HttpCall, request: http::Request<crate::body::RequestB
         return Err(response_too_large(limits.max_response_body_bytes));
     }
     Ok(response.map(|body| {
-        CappedBody::new(body.map_err(|e| Box::new(e) as BoxError), limits.max_response_body_bytes, function)
+        CappedBody::new(body.map_err(|e| Box::new(e) as BoxError), limits.max_response_body_bytes, cap_label)
             .boxed_unsync()
     }))
 }
@@ -282,13 +296,4 @@ pub fn response_too_large(limit: u64) -> InvokeError {
         Limit::ResponseBody,
         format!("the response body exceeds the function's limit of {}", units::format_size(limit)),
     )
-}
-
-fn log_guest_output(function: &str, stdout: &OutputCapture, stderr: &OutputCapture) {
-    for (stream, capture) in [("stdout", stdout), ("stderr", stderr)] {
-        let bytes: Bytes = capture.contents();
-        if !bytes.is_empty() {
-            tracing::info!(function, stream, output = %String::from_utf8_lossy(&bytes).trim_end(), "guest output");
-        }
-    }
 }

@@ -1,0 +1,103 @@
+//! Request ids and the per-request trace the access log reports.
+//!
+//! Every request gets an id: the client's `x-request-id` when it is sane,
+//! else the trace id of a W3C `traceparent`, else a fresh random one. The id
+//! goes to the guest (as `x-request-id`), into its log lines, onto the
+//! response and into the access log.
+
+use http::HeaderMap;
+use http::header::HeaderName;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// The request id header, read from requests and set on responses.
+pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Longest client-supplied request id accepted.
+const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// The id of a request with `headers`.
+pub fn request_id(headers: &HeaderMap) -> String {
+    if let Some(id) = headers.get(&REQUEST_ID_HEADER).and_then(|v| v.to_str().ok())
+        && !id.is_empty()
+        && id.len() <= MAX_REQUEST_ID_LEN
+        && id.bytes().all(|b| b.is_ascii_graphic())
+    {
+        return id.to_owned();
+    }
+    if let Some(trace_id) = headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(traceparent_trace_id)
+    {
+        return trace_id.to_owned();
+    }
+    format!("{:032x}", fastrand::u128(..))
+}
+
+/// The trace id of a `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`), unless
+/// it is malformed or all zeros.
+fn traceparent_trace_id(value: &str) -> Option<&str> {
+    let mut parts = value.trim().split('-');
+    let (version, trace_id, parent, flags) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let hex = |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit());
+    let valid = hex(version, 2) && hex(trace_id, 32) && hex(parent, 16) && hex(flags, 2);
+    (valid && trace_id.bytes().any(|b| b != b'0')).then_some(trace_id)
+}
+
+/// What the request path learns about one request while serving it.
+#[derive(Debug, Default)]
+pub struct RequestTrace {
+    instantiate_ns: AtomicU64,
+}
+
+impl RequestTrace {
+    /// Records how long the sandbox took to create.
+    pub fn set_instantiate(&self, elapsed: Duration) {
+        let ns = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        self.instantiate_ns.store(ns, Ordering::Relaxed);
+    }
+
+    /// How long the sandbox took to create, once known.
+    pub fn instantiate(&self) -> Option<Duration> {
+        match self.instantiate_ns.load(Ordering::Relaxed) {
+            0 => None,
+            ns => Some(Duration::from_nanos(ns)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(HeaderName::try_from(*name).unwrap(), value.parse().unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn a_sane_client_id_is_kept() {
+        assert_eq!(request_id(&headers(&[("x-request-id", "abc-123")])), "abc-123");
+    }
+
+    #[test]
+    fn traceparent_supplies_the_trace_id() {
+        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        assert_eq!(request_id(&headers(&[("traceparent", tp)])), "4bf92f3577b34da6a3ce929d0e0e4736");
+        let zeros = "00-00000000000000000000000000000000-00f067aa0ba902b7-01";
+        assert_ne!(request_id(&headers(&[("traceparent", zeros)])), "00000000000000000000000000000000");
+    }
+
+    #[test]
+    fn otherwise_a_fresh_id_is_generated() {
+        let long = "x".repeat(200);
+        let a = request_id(&headers(&[("x-request-id", &long)]));
+        let b = request_id(&HeaderMap::new());
+        assert_eq!(a.len(), 32);
+        assert_ne!(a, b);
+    }
+}
