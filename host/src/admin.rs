@@ -49,25 +49,29 @@ pub fn handler(host: Host, token: Option<String>) -> Handler {
         let host = host.clone();
         let token = token.clone();
         Box::pin(async move {
-            match authorize(&request, token.as_deref()) {
-                Ok(()) => route(&host, request).await,
-                Err(response) => response.map(full),
+            match refusal(&request, token.as_deref()) {
+                None => route(&host, request).await,
+                Some(response) => response.map(full),
             }
         })
     })
 }
 
-fn authorize(request: &http::Request<Incoming>, token: Option<&[u8]>) -> Result<(), http::Response<Bytes>> {
-    let Some(token) = token else { return Ok(()) };
+/// The 401 for a request without the right token; `None` lets it through.
+fn refusal(
+    request: &http::Request<Incoming>,
+    token: Option<&[u8]>,
+) -> Option<http::Response<Bytes>> {
+    let token = token?;
     if request.uri().path() == "/healthz" {
-        return Ok(());
+        return None;
     }
     let presented = request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
     if presented.is_some_and(|p| constant_time_eq(p, token)) {
-        return Ok(());
+        return None;
     }
     let mut response = json_error(
         StatusCode::UNAUTHORIZED,
@@ -75,10 +79,11 @@ fn authorize(request: &http::Request<Incoming>, token: Option<&[u8]>) -> Result<
         "missing or wrong admin token: send `Authorization: Bearer <token>` (the CLI reads `--token` or `WISP_ADMIN_TOKEN`)",
         None,
     );
-    response
-        .headers_mut()
-        .insert(header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer"));
-    Err(response)
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        http::HeaderValue::from_static("Bearer"),
+    );
+    Some(response)
 }
 
 /// Compares in time that depends only on the lengths, not on where the
@@ -96,7 +101,9 @@ async fn route(host: &Host, request: http::Request<Incoming>) -> http::Response<
     let method = request.method().clone();
     let result = match (&method, segments.as_slice()) {
         (_, ["v1", "functions", name, "invoke", ..]) => return invoke(host, name, request).await,
-        (&Method::GET, ["v1", "functions", name, "logs"]) => return logs(host, name, request.uri().query()),
+        (&Method::GET, ["v1", "functions", name, "logs"]) => {
+            return logs(host, name, request.uri().query());
+        }
         (&Method::GET, ["healthz"]) => Ok(json(
             StatusCode::OK,
             &serde_json::json!({
@@ -109,7 +116,9 @@ async fn route(host: &Host, request: http::Request<Incoming>) -> http::Response<
             let mut response = http::Response::new(Bytes::from(host.metrics().encode()));
             response.headers_mut().insert(
                 header::CONTENT_TYPE,
-                http::HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+                http::HeaderValue::from_static(
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                ),
             );
             Ok(response)
         }
@@ -133,23 +142,37 @@ async fn route(host: &Host, request: http::Request<Incoming>) -> http::Response<
         (&Method::PUT, ["v1", "functions", name, "traffic"]) => {
             let name = (*name).to_owned();
             match read_json::<Vec<TrafficShare>>(request).await {
-                Ok(shares) => host.set_traffic(&name, shares).await.map(|info| json(StatusCode::OK, &info)),
+                Ok(shares) => host
+                    .set_traffic(&name, shares)
+                    .await
+                    .map(|info| json(StatusCode::OK, &info)),
                 Err(e) => Err(e),
             }
         }
-        (&Method::POST, ["v1", "functions", name, "rollback"]) => {
-            host.rollback(name).await.map(|info| json(StatusCode::OK, &info))
-        }
+        (&Method::POST, ["v1", "functions", name, "rollback"]) => host
+            .rollback(name)
+            .await
+            .map(|info| json(StatusCode::OK, &info)),
         (&Method::GET, ["v1", "functions", name, "usage"]) => host
             .usage(name)
-            .map(|usage| json(StatusCode::OK, &serde_json::json!({ "name": name, "usage": usage })))
+            .map(|usage| {
+                json(
+                    StatusCode::OK,
+                    &serde_json::json!({ "name": name, "usage": usage }),
+                )
+            })
             .ok_or_else(|| DeployError::UnknownFunction((*name).to_owned())),
         (
             _,
             ["healthz" | "metrics"]
             | ["v1", "functions"]
             | ["v1", "functions", _]
-            | ["v1", "functions", _, "versions" | "traffic" | "rollback" | "logs" | "usage"],
+            | [
+                "v1",
+                "functions",
+                _,
+                "versions" | "traffic" | "rollback" | "logs" | "usage",
+            ],
         ) => {
             return json_error(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -173,7 +196,11 @@ async fn route(host: &Host, request: http::Request<Incoming>) -> http::Response<
 }
 
 /// Runs function `name` on the request, with the path after `/invoke`.
-async fn invoke(host: &Host, name: &str, request: http::Request<Incoming>) -> http::Response<ResponseBody> {
+async fn invoke(
+    host: &Host,
+    name: &str,
+    request: http::Request<Incoming>,
+) -> http::Response<ResponseBody> {
     let prefix = format!("/v1/functions/{name}/invoke");
     let (mut parts, body) = request.into_parts();
     let rest = parts.uri.path().strip_prefix(&prefix).unwrap_or("");
@@ -185,31 +212,45 @@ async fn invoke(host: &Host, name: &str, request: http::Request<Incoming>) -> ht
     match target.parse() {
         Ok(uri) => parts.uri = uri,
         Err(_) => {
-            return json_error(StatusCode::BAD_REQUEST, "bad-request", &format!("invalid path `{target}`"), None).map(full);
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                "bad-request",
+                &format!("invalid path `{target}`"),
+                None,
+            )
+            .map(full);
         }
     }
     parts.headers.remove(header::AUTHORIZATION);
-    host.handle_with(name, http::Request::from_parts(parts, body)).await
+    host.handle_with(name, http::Request::from_parts(parts, body))
+        .await
 }
 
 /// Guest log lines as JSON lines; with `follow=true` the response stays open
 /// and streams new lines as they come.
 fn logs(host: &Host, name: &str, query: Option<&str>) -> http::Response<ResponseBody> {
     let Some(book) = host.logs(name) else {
-        return DeployError::UnknownFunction(name.to_owned()).to_response().map(full);
+        return DeployError::UnknownFunction(name.to_owned())
+            .to_response()
+            .map(full);
     };
     let mut since_ms = 0;
     let mut limit = DEFAULT_LOG_LIMIT;
     let mut follow = false;
     for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
         let bad = |expected: &str| {
-            DeployError::BadRequest(format!("invalid `{key}` value `{value}`: expected {expected}"))
-                .to_response()
-                .map(full)
+            DeployError::BadRequest(format!(
+                "invalid `{key}` value `{value}`: expected {expected}"
+            ))
+            .to_response()
+            .map(full)
         };
         match key.as_ref() {
             "since" => match units::parse_duration(&value) {
-                Some(ago) => since_ms = now_ms().saturating_sub(u64::try_from(ago.as_millis()).unwrap_or(u64::MAX)),
+                Some(ago) => {
+                    since_ms =
+                        now_ms().saturating_sub(u64::try_from(ago.as_millis()).unwrap_or(u64::MAX))
+                }
                 None => return bad(units::DURATION_FORMS),
             },
             "limit" => match value.parse() {
@@ -228,18 +269,28 @@ fn logs(host: &Host, name: &str, query: Option<&str>) -> http::Response<Response
         text.push_str(&json_line(line));
     }
     if page.dropped > 0 {
-        text.push_str(&format!("{}\n", serde_json::json!({ "dropped": page.dropped })));
+        text.push_str(&format!(
+            "{}\n",
+            serde_json::json!({ "dropped": page.dropped })
+        ));
     }
     let last_seq = page.lines.last().map_or(0, |l| l.seq);
     let body = match receiver {
         None => full(text),
         Some(receiver) => {
-            let head = futures_util::stream::once(async move { Ok::<_, crate::body::BoxError>(http_body::Frame::data(Bytes::from(text))) });
+            let head = futures_util::stream::once(async move {
+                Ok::<_, crate::body::BoxError>(http_body::Frame::data(Bytes::from(text)))
+            });
             let tail = futures_util::stream::unfold(receiver, move |mut receiver| async move {
                 loop {
                     match receiver.recv().await {
                         Ok(line) if line.seq <= last_seq => continue,
-                        Ok(line) => return Some((Ok(http_body::Frame::data(Bytes::from(json_line(&line)))), receiver)),
+                        Ok(line) => {
+                            return Some((
+                                Ok(http_body::Frame::data(Bytes::from(json_line(&line)))),
+                                receiver,
+                            ));
+                        }
                         Err(tokio::sync::broadcast::error::RecvError::Lagged(skipped)) => {
                             let note = format!("{}\n", serde_json::json!({ "skipped": skipped }));
                             return Some((Ok(http_body::Frame::data(Bytes::from(note))), receiver));
@@ -253,9 +304,10 @@ fn logs(host: &Host, name: &str, query: Option<&str>) -> http::Response<Response
         }
     };
     let mut response = http::Response::new(body);
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, http::HeaderValue::from_static("application/x-ndjson"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/x-ndjson"),
+    );
     response
 }
 
@@ -271,18 +323,26 @@ fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-async fn read_json<T: serde::de::DeserializeOwned>(request: http::Request<Incoming>) -> Result<T, DeployError> {
+async fn read_json<T: serde::de::DeserializeOwned>(
+    request: http::Request<Incoming>,
+) -> Result<T, DeployError> {
     let body = Limited::new(request.into_body(), MAX_JSON_BODY_BYTES)
         .collect()
         .await
         .map_err(|e| DeployError::BadRequest(format!("reading the request body failed: {e}")))?
         .to_bytes();
-    serde_json::from_slice(&body).map_err(|e| DeployError::BadRequest(format!("invalid JSON body: {e}")))
+    serde_json::from_slice(&body)
+        .map_err(|e| DeployError::BadRequest(format!("invalid JSON body: {e}")))
 }
 
-async fn deploy(host: &Host, name: &str, request: http::Request<Incoming>) -> Result<http::Response<Bytes>, DeployError> {
+async fn deploy(
+    host: &Host,
+    name: &str,
+    request: http::Request<Incoming>,
+) -> Result<http::Response<Bytes>, DeployError> {
     let query = request.uri().query().unwrap_or("");
-    let take_traffic = !form_urlencoded::parse(query.as_bytes()).any(|(k, v)| k == "no-traffic" && v != "false");
+    let take_traffic =
+        !form_urlencoded::parse(query.as_bytes()).any(|(k, v)| k == "no-traffic" && v != "false");
     let settings_query: String = form_urlencoded::Serializer::new(String::new())
         .extend_pairs(form_urlencoded::parse(query.as_bytes()).filter(|(k, _)| k != "no-traffic"))
         .finish();
@@ -296,34 +356,41 @@ async fn deploy(host: &Host, name: &str, request: http::Request<Incoming>) -> Re
     if declared.is_some_and(|n| n > limit) {
         return Err(DeployError::TooLarge { limit });
     }
-    let body = Limited::new(request.into_body(), usize::try_from(limit).unwrap_or(usize::MAX))
-        .collect()
-        .await
-        .map_err(|e| {
-            if e.is::<http_body_util::LengthLimitError>() {
-                DeployError::TooLarge { limit }
-            } else {
-                DeployError::BadRequest(format!("reading the upload failed: {e}"))
-            }
-        })?
-        .to_bytes();
+    let body = Limited::new(
+        request.into_body(),
+        usize::try_from(limit).unwrap_or(usize::MAX),
+    )
+    .collect()
+    .await
+    .map_err(|e| {
+        if e.is::<http_body_util::LengthLimitError>() {
+            DeployError::TooLarge { limit }
+        } else {
+            DeployError::BadRequest(format!("reading the upload failed: {e}"))
+        }
+    })?
+    .to_bytes();
     if body.is_empty() {
         return Err(DeployError::BadRequest(
             "the upload is empty: send the `.wasm` file as the request body".into(),
         ));
     }
-    let report = host.deploy(name, body, raw, DeployOptions { take_traffic }).await?;
+    let report = host
+        .deploy(name, body, raw, DeployOptions { take_traffic })
+        .await?;
     Ok(json(StatusCode::CREATED, &report))
 }
 
 fn json(status: StatusCode, value: &impl Serialize) -> http::Response<Bytes> {
-    let mut body = serde_json::to_vec_pretty(value).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}").into_bytes());
+    let mut body = serde_json::to_vec_pretty(value)
+        .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}").into_bytes());
     body.push(b'\n');
     let mut response = http::Response::new(Bytes::from(body));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
     response
 }
 

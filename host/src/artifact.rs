@@ -30,7 +30,8 @@ impl SourceHash {
 
     /// Accepts a stored hash (64 lowercase hex digits).
     pub fn parse(text: &str) -> Option<SourceHash> {
-        let valid = text.len() == 64 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        let valid =
+            text.len() == 64 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
         valid.then(|| SourceHash(text.to_owned()))
     }
 
@@ -187,19 +188,28 @@ impl ArtifactStore {
     }
 
     /// Removes sources and compiled artifacts that `keep` does not name.
-    pub fn retain_sources(&self, keep: &std::collections::HashSet<SourceHash>) -> Result<(), ArtifactError> {
+    pub fn retain_sources(
+        &self,
+        keep: &std::collections::HashSet<SourceHash>,
+    ) -> Result<(), ArtifactError> {
         let compiled_keep: std::collections::HashSet<String> =
             keep.iter().map(|s| self.compiled_key(s)).collect();
         for entry in fs::read_dir(&self.sources).map_err(io_error(&self.sources))? {
             let path = entry.map_err(io_error(&self.sources))?.path();
-            let hash = path.file_stem().and_then(|s| s.to_str()).and_then(SourceHash::parse);
+            let hash = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .and_then(SourceHash::parse);
             if hash.is_none_or(|h| !keep.contains(&h)) {
                 fs::remove_file(&path).map_err(io_error(&path))?;
             }
         }
         for entry in fs::read_dir(&self.compiled).map_err(io_error(&self.compiled))? {
             let path = entry.map_err(io_error(&self.compiled))?.path();
-            let key = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+            let key = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or_default();
             if !compiled_keep.contains(key) {
                 fs::remove_file(&path).map_err(io_error(&path))?;
             }
@@ -258,7 +268,10 @@ mod tests {
         assert_eq!(hash, SourceHash::of(b"\0asm\x01\0\0\0"));
         assert_eq!(s.read_source(&hash).unwrap(), b"\0asm\x01\0\0\0");
         fs::write(s.source_path(&hash), b"tampered").unwrap();
-        assert!(matches!(s.read_source(&hash), Err(ArtifactError::Corrupt(_))));
+        assert!(matches!(
+            s.read_source(&hash),
+            Err(ArtifactError::Corrupt(_))
+        ));
     }
 
     #[test]
@@ -274,14 +287,23 @@ mod tests {
     fn corrupt_truncated_or_unsummed_artifacts_fail_verification() {
         let dir = tempfile::tempdir().unwrap();
         let s = store(dir.path(), "engine-a");
-        assert!(matches!(s.verified_compiled("k"), Err(ArtifactError::Missing(_))));
+        assert!(matches!(
+            s.verified_compiled("k"),
+            Err(ArtifactError::Missing(_))
+        ));
         s.put_compiled("k", b"native code").unwrap();
         assert!(s.verified_compiled("k").is_ok());
         fs::write(s.compiled_path("k"), b"native").unwrap();
-        assert!(matches!(s.verified_compiled("k"), Err(ArtifactError::Corrupt(_))));
+        assert!(matches!(
+            s.verified_compiled("k"),
+            Err(ArtifactError::Corrupt(_))
+        ));
         s.put_compiled("k", b"native code").unwrap();
         fs::remove_file(s.sum_path("k")).unwrap();
-        assert!(matches!(s.verified_compiled("k"), Err(ArtifactError::Corrupt(_))));
+        assert!(matches!(
+            s.verified_compiled("k"),
+            Err(ArtifactError::Corrupt(_))
+        ));
     }
 
     #[test]
@@ -302,7 +324,8 @@ mod tests {
         let drop_me = s.put_source(b"drop").unwrap();
         s.put_compiled(&s.compiled_key(&keep), b"k").unwrap();
         s.put_compiled(&s.compiled_key(&drop_me), b"d").unwrap();
-        s.retain_sources(&[keep.clone()].into_iter().collect()).unwrap();
+        s.retain_sources(&[keep.clone()].into_iter().collect())
+            .unwrap();
         assert!(s.source_path(&keep).exists());
         assert!(!s.source_path(&drop_me).exists());
         assert!(s.verified_compiled(&s.compiled_key(&keep)).is_ok());

@@ -25,7 +25,9 @@ pub type RequestBody = UnsyncBoxBody<Bytes, BoxError>;
 
 /// A complete in-memory response body.
 pub fn full(bytes: impl Into<Bytes>) -> ResponseBody {
-    Full::new(bytes.into()).map_err(|never| match never {}).boxed_unsync()
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
 }
 
 /// An error reading a request body: the client's stream failed, or the body
@@ -43,7 +45,9 @@ pub enum RequestBodyError {
 impl From<RequestBodyError> for wasmtime_wasi_http::Error {
     fn from(e: RequestBodyError) -> Self {
         match e {
-            RequestBodyError::TooLarge(limit) => wasmtime_wasi_http::Error::HttpRequestBodySize(Some(limit)),
+            RequestBodyError::TooLarge(limit) => {
+                wasmtime_wasi_http::Error::HttpRequestBodySize(Some(limit))
+            }
             RequestBodyError::Read(_) => wasmtime_wasi_http::Error::HttpProtocolError,
         }
     }
@@ -177,8 +181,10 @@ mod tests {
     use http_body_util::StreamBody;
 
     fn chunks(parts: &[&'static [u8]]) -> RequestBody {
-        let frames: Vec<Result<Frame<Bytes>, BoxError>> =
-            parts.iter().map(|p| Ok(Frame::data(Bytes::from_static(p)))).collect();
+        let frames: Vec<Result<Frame<Bytes>, BoxError>> = parts
+            .iter()
+            .map(|p| Ok(Frame::data(Bytes::from_static(p))))
+            .collect();
         StreamBody::new(futures_util::stream::iter(frames)).boxed_unsync()
     }
 

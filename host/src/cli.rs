@@ -4,11 +4,11 @@
 //! API. Flags are validated before anything is bound or sent, and a bad value
 //! names the flag and the accepted form.
 
+use crate::artifact::SourceHash;
 use crate::client::{AdminClient, DEFAULT_ADMIN_URL};
 use crate::host::{Host, HostConfig};
 use crate::manifest::Manifest;
 use crate::server::{self, ServerOptions};
-use crate::artifact::SourceHash;
 use crate::settings::{EnvSpec, RawSettings, Scalar, Settings};
 use crate::units;
 use crate::{DeployOptions, engine};
@@ -63,7 +63,10 @@ enum Command {
 /// Runs the CLI and returns the process exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("error: starting the async runtime failed: {e}");
@@ -115,7 +118,12 @@ struct Serve {
     #[arg(long, default_value = "wisp-data", value_name = "DIR")]
     data_dir: PathBuf,
     /// Bearer token required by the admin API.
-    #[arg(long, env = "WISP_ADMIN_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    #[arg(
+        long,
+        env = "WISP_ADMIN_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
     admin_token: Option<String>,
     /// Largest accepted upload (e.g. `200MiB`).
     #[arg(long, default_value = "200MiB", value_name = "SIZE", value_parser = parse_size_flag)]
@@ -146,8 +154,9 @@ fn parse_duration_flag(text: &str) -> Result<std::time::Duration, String> {
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,wasmtime=warn,cranelift=warn"));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,wasmtime=warn,cranelift=warn")
+    });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -160,7 +169,9 @@ fn init_logging(format: LogFormat) {
 
 impl Serve {
     async fn execute(self) -> anyhow::Result<ExitCode> {
-        if !self.admin_listen.ip().is_loopback() && self.admin_token.as_deref().is_none_or(str::is_empty) {
+        if !self.admin_listen.ip().is_loopback()
+            && self.admin_token.as_deref().is_none_or(str::is_empty)
+        {
             bail!(
                 "the admin API would listen on {} beyond loopback without a token; set `--admin-token` or `WISP_ADMIN_TOKEN`",
                 self.admin_listen
@@ -183,7 +194,10 @@ impl Serve {
         };
         let (host, problems) = Host::start(config).await?;
         if !problems.is_empty() {
-            tracing::warn!(count = problems.len(), "some stored functions were not loaded; see above");
+            tracing::warn!(
+                count = problems.len(),
+                "some stored functions were not loaded; see above"
+            );
         }
         if let Some(manifest) = &manifest {
             deploy_manifest(&host, manifest).await?;
@@ -214,7 +228,12 @@ impl Serve {
             Box::pin(async move { host.handle(request).await })
         });
         let admin_handler = crate::admin::handler(host.clone(), self.admin_token.clone());
-        let public_task = tokio::spawn(server::serve(public, public_handler, options.clone(), stopped.clone()));
+        let public_task = tokio::spawn(server::serve(
+            public,
+            public_handler,
+            options.clone(),
+            stopped.clone(),
+        ));
         let admin_task = tokio::spawn(server::serve(admin, admin_handler, options, stopped));
         wait_for_shutdown_signal().await;
         tracing::info!("shutting down: no new connections; finishing requests in flight");
@@ -246,19 +265,31 @@ async fn deploy_manifest(host: &Host, manifest: &Manifest) -> anyhow::Result<()>
         if let Some(command) = &function.build {
             run_build(&manifest.dir, &function.name, command).await?;
         }
-        let wasm = tokio::fs::read(&function.wasm)
-            .await
-            .with_context(|| format!("reading `{}` for function `{}`", function.wasm.display(), function.name))?;
+        let wasm = tokio::fs::read(&function.wasm).await.with_context(|| {
+            format!(
+                "reading `{}` for function `{}`",
+                function.wasm.display(),
+                function.name
+            )
+        })?;
         let canonical = Settings::validate(&function.settings)
             .map_err(|e| anyhow::anyhow!("function `{}`: {e}", function.name))?
             .to_raw();
         let source = SourceHash::of(&wasm);
-        if host.function(&function.name).is_some_and(|f| f.serves(source.as_str(), &canonical)) {
+        if host
+            .function(&function.name)
+            .is_some_and(|f| f.serves(source.as_str(), &canonical))
+        {
             tracing::info!(function = %function.name, "unchanged; already deployed");
             continue;
         }
         let report = host
-            .deploy(&function.name, Bytes::from(wasm), function.settings.clone(), DeployOptions::default())
+            .deploy(
+                &function.name,
+                Bytes::from(wasm),
+                function.settings.clone(),
+                DeployOptions::default(),
+            )
             .await
             .with_context(|| format!("deploying function `{}`", function.name))?;
         tracing::info!(function = %report.name, version = report.version, route = ?report.settings.route, "deployed from manifest");
@@ -267,7 +298,11 @@ async fn deploy_manifest(host: &Host, manifest: &Manifest) -> anyhow::Result<()>
 }
 
 /// Runs a manifest `build` command in `dir` through the shell.
-pub(crate) async fn run_build(dir: &std::path::Path, function: &str, command: &str) -> anyhow::Result<()> {
+pub(crate) async fn run_build(
+    dir: &std::path::Path,
+    function: &str,
+    command: &str,
+) -> anyhow::Result<()> {
     tracing::info!(function, command, "building");
     let status = tokio::process::Command::new("sh")
         .arg("-c")
@@ -289,7 +324,12 @@ struct AdminArgs {
     #[arg(long, env = "WISP_ADMIN_URL", default_value = DEFAULT_ADMIN_URL, value_name = "URL")]
     admin: String,
     /// Admin API bearer token.
-    #[arg(long, env = "WISP_ADMIN_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    #[arg(
+        long,
+        env = "WISP_ADMIN_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
     token: Option<String>,
 }
 
@@ -353,7 +393,8 @@ impl SettingsArgs {
                 .iter()
                 .map(|d| match d.rsplit_once(':') {
                     Some((host, guest)) => {
-                        let host = std::path::absolute(host).unwrap_or_else(|_| PathBuf::from(host));
+                        let host =
+                            std::path::absolute(host).unwrap_or_else(|_| PathBuf::from(host));
                         format!("{}:{guest}", host.display())
                     }
                     None => d.clone(),
@@ -434,10 +475,19 @@ impl Ls {
             println!("{}", serde_json::to_string_pretty(&functions)?);
             return Ok(ExitCode::SUCCESS);
         }
-        let mut rows = vec![[
-            "NAME", "ROUTE", "VERSION", "ABI", "MEMORY", "TIMEOUT", "CONCURRENCY", "FUEL",
-        ]
-        .map(str::to_owned)];
+        let mut rows = vec![
+            [
+                "NAME",
+                "ROUTE",
+                "VERSION",
+                "ABI",
+                "MEMORY",
+                "TIMEOUT",
+                "CONCURRENCY",
+                "FUEL",
+            ]
+            .map(str::to_owned),
+        ];
         for function in functions.as_array().into_iter().flatten() {
             let serving: Vec<String> = function["traffic"]
                 .as_array()
@@ -451,7 +501,11 @@ impl Ls {
                     }
                 })
                 .collect();
-            let newest = function["versions"].as_array().and_then(|v| v.last()).cloned().unwrap_or_default();
+            let newest = function["versions"]
+                .as_array()
+                .and_then(|v| v.last())
+                .cloned()
+                .unwrap_or_default();
             let setting = |key: &str| match &newest["settings"][key] {
                 serde_json::Value::String(s) => s.clone(),
                 serde_json::Value::Null => "-".to_owned(),
@@ -532,31 +586,46 @@ struct Invoke {
 
 impl Invoke {
     async fn execute(self) -> anyhow::Result<ExitCode> {
-        let method: http::Method = self
-            .method
-            .parse()
-            .map_err(|_| anyhow::anyhow!("invalid value `{}` for `--method`: expected an HTTP method", self.method))?;
+        let method: http::Method = self.method.parse().map_err(|_| {
+            anyhow::anyhow!(
+                "invalid value `{}` for `--method`: expected an HTTP method",
+                self.method
+            )
+        })?;
         let body = match &self.data {
             Some(data) => match data.strip_prefix('@') {
-                Some(file) => Bytes::from(std::fs::read(file).with_context(|| format!("reading `{file}`"))?),
+                Some(file) => {
+                    Bytes::from(std::fs::read(file).with_context(|| format!("reading `{file}`"))?)
+                }
                 None => Bytes::from(data.clone()),
             },
             None => Bytes::new(),
         };
         let mut headers = http::HeaderMap::new();
         for header in &self.headers {
-            let (name, value) = header
-                .split_once(':')
-                .ok_or_else(|| anyhow::anyhow!("invalid value `{header}` for `--header`: expected `Name: value`"))?;
+            let (name, value) = header.split_once(':').ok_or_else(|| {
+                anyhow::anyhow!("invalid value `{header}` for `--header`: expected `Name: value`")
+            })?;
             headers.append(
-                http::HeaderName::try_from(name.trim()).with_context(|| format!("header name `{name}`"))?,
-                http::HeaderValue::try_from(value.trim()).with_context(|| format!("header value `{value}`"))?,
+                http::HeaderName::try_from(name.trim())
+                    .with_context(|| format!("header name `{name}`"))?,
+                http::HeaderValue::try_from(value.trim())
+                    .with_context(|| format!("header value `{value}`"))?,
             );
         }
-        let path = if self.path.starts_with('/') { self.path.clone() } else { format!("/{}", self.path) };
+        let path = if self.path.starts_with('/') {
+            self.path.clone()
+        } else {
+            format!("/{}", self.path)
+        };
         let client = self.admin.client()?;
         let response = client
-            .send(method, &format!("/v1/functions/{}/invoke{path}", self.name), headers, body)
+            .send(
+                method,
+                &format!("/v1/functions/{}/invoke{path}", self.name),
+                headers,
+                body,
+            )
             .await?;
         let status = response.status();
         let mut out = std::io::stdout().lock();
@@ -569,7 +638,11 @@ impl Invoke {
         }
         out.write_all(response.body())?;
         out.flush()?;
-        Ok(if status.is_success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        Ok(if status.is_success() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        })
     }
 }
 
@@ -615,12 +688,14 @@ struct Versions {
 
 impl Versions {
     async fn execute(self) -> anyhow::Result<ExitCode> {
-        let info: crate::deploy::FunctionInfo = serde_json::from_value(self.admin.client()?.get(&self.name).await?)?;
+        let info: crate::deploy::FunctionInfo =
+            serde_json::from_value(self.admin.client()?.get(&self.name).await?)?;
         if self.json {
             println!("{}", serde_json::to_string_pretty(&info.versions)?);
             return Ok(ExitCode::SUCCESS);
         }
-        let mut rows = vec![["VERSION", "TRAFFIC", "ABI", "CREATED", "SOURCE", "SETTINGS"].map(str::to_owned)];
+        let mut rows =
+            vec![["VERSION", "TRAFFIC", "ABI", "CREATED", "SOURCE", "SETTINGS"].map(str::to_owned)];
         for v in &info.versions {
             let mut settings = v.settings.clone();
             settings.route = None;
@@ -630,7 +705,11 @@ impl Versions {
                 v.abi.as_str().to_owned(),
                 format_unix_time(v.created_unix),
                 v.source.chars().take(12).collect(),
-                if v.loaded { settings.to_query().replace('&', " ") } else { "(not loaded)".to_owned() },
+                if v.loaded {
+                    settings.to_query().replace('&', " ")
+                } else {
+                    "(not loaded)".to_owned()
+                },
             ]);
         }
         print_table(&rows);
@@ -668,8 +747,13 @@ struct Traffic {
 
 impl Traffic {
     async fn execute(self) -> anyhow::Result<ExitCode> {
-        let shares = crate::traffic::parse_split(&self.split).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let info = self.admin.client()?.set_traffic(&self.name, &shares).await?;
+        let shares =
+            crate::traffic::parse_split(&self.split).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let info = self
+            .admin
+            .client()?
+            .set_traffic(&self.name, &shares)
+            .await?;
         println!("{}: {}", self.name, describe_traffic(&info));
         Ok(ExitCode::SUCCESS)
     }
@@ -732,10 +816,16 @@ impl Logs {
         if self.follow {
             query.append_pair("follow", "true");
         }
-        let mut body = self.admin.client()?.logs(&self.name, &query.finish()).await?;
+        let mut body = self
+            .admin
+            .client()?
+            .logs(&self.name, &query.finish())
+            .await?;
         let mut pending = Vec::new();
         while let Some(frame) = body.frame().await {
-            let Ok(data) = frame?.into_data() else { continue };
+            let Ok(data) = frame?.into_data() else {
+                continue;
+            };
             pending.extend_from_slice(&data);
             while let Some(end) = pending.iter().position(|&b| b == b'\n') {
                 let line: Vec<u8> = pending.drain(..=end).collect();
@@ -754,7 +844,10 @@ impl Logs {
         }
         let line: serde_json::Value = serde_json::from_slice(raw)?;
         if let Some(dropped) = line.get("dropped") {
-            writeln!(out, "({dropped} older lines were dropped to stay within the log bound)")?;
+            writeln!(
+                out,
+                "({dropped} older lines were dropped to stay within the log bound)"
+            )?;
         } else if let Some(skipped) = line.get("skipped") {
             writeln!(out, "({skipped} lines skipped: this reader fell behind)")?;
         } else {
@@ -795,10 +888,19 @@ impl UsageCommand {
         let u = &reply["usage"];
         println!("function           {}", self.name);
         println!("requests           {}", u["requests"]);
-        println!("wall time          {:.6} s", u["wall_seconds"].as_f64().unwrap_or(0.0));
-        println!("cpu time           {:.6} s", u["cpu_seconds"].as_f64().unwrap_or(0.0));
+        println!(
+            "wall time          {:.6} s",
+            u["wall_seconds"].as_f64().unwrap_or(0.0)
+        );
+        println!(
+            "cpu time           {:.6} s",
+            u["cpu_seconds"].as_f64().unwrap_or(0.0)
+        );
         println!("fuel               {}", u["fuel"]);
-        println!("memory-time        {:.9} GB·s", u["memory_gb_seconds"].as_f64().unwrap_or(0.0));
+        println!(
+            "memory-time        {:.9} GB·s",
+            u["memory_gb_seconds"].as_f64().unwrap_or(0.0)
+        );
         Ok(ExitCode::SUCCESS)
     }
 }

@@ -26,7 +26,9 @@ pub enum ClientError {
     #[error("invalid admin URL `{0}`: expected e.g. `http://127.0.0.1:8081`")]
     BadUrl(String),
     /// Nothing answered.
-    #[error("cannot reach the wisp admin API at {url}: {reason} (is `wisp serve` running? point at it with `--admin URL`)")]
+    #[error(
+        "cannot reach the wisp admin API at {url}: {reason} (is `wisp serve` running? point at it with `--admin URL`)"
+    )]
     Unreachable {
         /// The URL tried.
         url: String,
@@ -54,7 +56,9 @@ impl AdminClient {
     /// A client for the admin API at `base` (e.g. `http://127.0.0.1:8081`).
     pub fn new(base: &str, token: Option<String>) -> Result<AdminClient, ClientError> {
         let trimmed = base.trim_end_matches('/');
-        let uri: Uri = trimmed.parse().map_err(|_| ClientError::BadUrl(base.to_owned()))?;
+        let uri: Uri = trimmed
+            .parse()
+            .map_err(|_| ClientError::BadUrl(base.to_owned()))?;
         if uri.scheme_str() != Some("http") || uri.host().is_none() {
             return Err(ClientError::BadUrl(base.to_owned()));
         }
@@ -93,14 +97,25 @@ impl AdminClient {
             .map_err(|_| unreachable("timed out".into()))?
             .map_err(|e| unreachable(error_chain(&e)))?;
         let (parts, body) = response.into_parts();
-        let bytes = body.collect().await.map_err(|e| unreachable(e.to_string()))?.to_bytes();
+        let bytes = body
+            .collect()
+            .await
+            .map_err(|e| unreachable(e.to_string()))?
+            .to_bytes();
         Ok(http::Response::from_parts(parts, bytes))
     }
 
     /// Sends a request and returns the body of a 2xx answer; any other
     /// answer becomes the host's error message.
-    pub async fn call(&self, method: Method, path_and_query: &str, body: Bytes) -> Result<Bytes, ClientError> {
-        let response = self.send(method, path_and_query, http::HeaderMap::new(), body).await?;
+    pub async fn call(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        body: Bytes,
+    ) -> Result<Bytes, ClientError> {
+        let response = self
+            .send(method, path_and_query, http::HeaderMap::new(), body)
+            .await?;
         let status = response.status();
         let bytes = response.into_body();
         if status.is_success() {
@@ -109,60 +124,121 @@ impl AdminClient {
         let message = serde_json::from_slice::<serde_json::Value>(&bytes)
             .ok()
             .and_then(|v| v["error"].as_str().map(str::to_owned))
-            .unwrap_or_else(|| format!("the admin API answered {status}: {}", String::from_utf8_lossy(&bytes)));
+            .unwrap_or_else(|| {
+                format!(
+                    "the admin API answered {status}: {}",
+                    String::from_utf8_lossy(&bytes)
+                )
+            });
         Err(ClientError::Api { status, message })
     }
 
     /// Deploys `wasm` as function `name`; returns the deploy report (JSON).
-    pub async fn deploy(&self, name: &str, wasm: Bytes, settings: &RawSettings, take_traffic: bool) -> Result<serde_json::Value, ClientError> {
+    pub async fn deploy(
+        &self,
+        name: &str,
+        wasm: Bytes,
+        settings: &RawSettings,
+        take_traffic: bool,
+    ) -> Result<serde_json::Value, ClientError> {
         let mut query = settings.to_query();
         if !take_traffic {
-            query.push_str(if query.is_empty() { "no-traffic=true" } else { "&no-traffic=true" });
+            query.push_str(if query.is_empty() {
+                "no-traffic=true"
+            } else {
+                "&no-traffic=true"
+            });
         }
-        let body = self.call(Method::PUT, &format!("/v1/functions/{name}?{query}"), wasm).await?;
+        let body = self
+            .call(Method::PUT, &format!("/v1/functions/{name}?{query}"), wasm)
+            .await?;
         Ok(parse_json(&body))
     }
 
     /// Lists functions (JSON array).
     pub async fn list(&self) -> Result<serde_json::Value, ClientError> {
-        Ok(parse_json(&self.call(Method::GET, "/v1/functions", Bytes::new()).await?))
+        Ok(parse_json(
+            &self
+                .call(Method::GET, "/v1/functions", Bytes::new())
+                .await?,
+        ))
     }
 
     /// One function (JSON object).
     pub async fn get(&self, name: &str) -> Result<serde_json::Value, ClientError> {
-        Ok(parse_json(&self.call(Method::GET, &format!("/v1/functions/{name}"), Bytes::new()).await?))
+        Ok(parse_json(
+            &self
+                .call(Method::GET, &format!("/v1/functions/{name}"), Bytes::new())
+                .await?,
+        ))
     }
 
     /// Removes a function.
     pub async fn remove(&self, name: &str) -> Result<(), ClientError> {
-        self.call(Method::DELETE, &format!("/v1/functions/{name}"), Bytes::new()).await.map(drop)
+        self.call(
+            Method::DELETE,
+            &format!("/v1/functions/{name}"),
+            Bytes::new(),
+        )
+        .await
+        .map(drop)
     }
 }
 
 impl AdminClient {
     /// Sets function `name`'s traffic split.
-    pub async fn set_traffic(&self, name: &str, shares: &[crate::record::TrafficShare]) -> Result<serde_json::Value, ClientError> {
+    pub async fn set_traffic(
+        &self,
+        name: &str,
+        shares: &[crate::record::TrafficShare],
+    ) -> Result<serde_json::Value, ClientError> {
         let body = serde_json::to_vec(shares).map_err(|e| ClientError::Api {
             status: StatusCode::BAD_REQUEST,
             message: e.to_string(),
         })?;
-        let reply = self.call(Method::PUT, &format!("/v1/functions/{name}/traffic"), Bytes::from(body)).await?;
+        let reply = self
+            .call(
+                Method::PUT,
+                &format!("/v1/functions/{name}/traffic"),
+                Bytes::from(body),
+            )
+            .await?;
         Ok(parse_json(&reply))
     }
 
     /// Restores function `name`'s previous traffic split.
     pub async fn rollback(&self, name: &str) -> Result<serde_json::Value, ClientError> {
-        Ok(parse_json(&self.call(Method::POST, &format!("/v1/functions/{name}/rollback"), Bytes::new()).await?))
+        Ok(parse_json(
+            &self
+                .call(
+                    Method::POST,
+                    &format!("/v1/functions/{name}/rollback"),
+                    Bytes::new(),
+                )
+                .await?,
+        ))
     }
 
     /// Function `name`'s usage.
     pub async fn usage(&self, name: &str) -> Result<serde_json::Value, ClientError> {
-        Ok(parse_json(&self.call(Method::GET, &format!("/v1/functions/{name}/usage"), Bytes::new()).await?))
+        Ok(parse_json(
+            &self
+                .call(
+                    Method::GET,
+                    &format!("/v1/functions/{name}/usage"),
+                    Bytes::new(),
+                )
+                .await?,
+        ))
     }
 
     /// Opens function `name`'s log stream (`query` as the admin API takes
     /// it); the body streams when following.
-    pub async fn logs(&self, name: &str, query: &str) -> Result<hyper::body::Incoming, ClientError> {
+    pub async fn logs(
+        &self,
+        name: &str,
+        query: &str,
+    ) -> Result<hyper::body::Incoming, ClientError> {
         let url = format!("{}/v1/functions/{name}/logs?{query}", self.base);
         let mut request = http::Request::builder().method(Method::GET).uri(&url);
         if let Some(token) = &self.token {
@@ -171,15 +247,24 @@ impl AdminClient {
         let request = request
             .body(Full::new(Bytes::new()))
             .map_err(|_| ClientError::BadUrl(url.clone()))?;
-        let response = self.http.request(request).await.map_err(|e| ClientError::Unreachable {
-            url: self.base.clone(),
-            reason: error_chain(&e),
-        })?;
+        let response = self
+            .http
+            .request(request)
+            .await
+            .map_err(|e| ClientError::Unreachable {
+                url: self.base.clone(),
+                reason: error_chain(&e),
+            })?;
         let status = response.status();
         if status.is_success() {
             return Ok(response.into_body());
         }
-        let bytes = response.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
         let message = serde_json::from_slice::<serde_json::Value>(&bytes)
             .ok()
             .and_then(|v| v["error"].as_str().map(str::to_owned))

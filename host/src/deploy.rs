@@ -95,7 +95,9 @@ impl FunctionInfo {
     /// hash `source` under exactly `settings` (canonical form, with route) —
     /// i.e. deploying them again would change nothing.
     pub fn serves(&self, source: &str, settings: &RawSettings) -> bool {
-        let [only] = self.traffic.as_slice() else { return false };
+        let [only] = self.traffic.as_slice() else {
+            return false;
+        };
         self.versions
             .iter()
             .find(|v| v.number == only.version)
@@ -117,7 +119,8 @@ impl FunctionInfo {
             .iter()
             .map(|v| {
                 let loaded = entry.versions.get(&v.number);
-                let mut settings = loaded.map_or_else(|| v.settings.clone(), |f| f.settings.to_raw());
+                let mut settings =
+                    loaded.map_or_else(|| v.settings.clone(), |f| f.settings.to_raw());
                 settings.route = Some(entry.record.route.clone());
                 VersionSummary {
                     number: v.number,
@@ -165,7 +168,9 @@ impl Host {
             });
         }
 
-        let installed = self.install(name, wasm, abi, settings, options, &current).await;
+        let installed = self
+            .install(name, wasm, abi, settings, options, &current)
+            .await;
         if installed.is_err() {
             // Whatever this deploy stored is referenced by nothing: remove it.
             self.collect_garbage(current.entries()).await;
@@ -255,11 +260,19 @@ impl Host {
         }
         apply_retention(&mut record, self.inner.config.keep_versions);
 
-        let mut versions: BTreeMap<u32, Arc<Function>> = existing.map(|e| e.versions.clone()).unwrap_or_default();
+        let mut versions: BTreeMap<u32, Arc<Function>> =
+            existing.map(|e| e.versions.clone()).unwrap_or_default();
         versions.insert(number, Arc::new(function));
         versions.retain(|n, _| record.version(*n).is_some());
-        self.save_and_publish(current, record.clone(), Some(versions)).await?;
-        tracing::info!(function = name, version = number, abi = abi.as_str(), compiled = compile_ms.is_some(), "deployed");
+        self.save_and_publish(current, record.clone(), Some(versions))
+            .await?;
+        tracing::info!(
+            function = name,
+            version = number,
+            abi = abi.as_str(),
+            compiled = compile_ms.is_some(),
+            "deployed"
+        );
         let mut shown = settings.to_raw();
         shown.route = Some(record.route);
         Ok(DeployReport {
@@ -287,7 +300,9 @@ impl Host {
         tokio::task::spawn_blocking(move || host.inner.records.remove(&owned))
             .await
             .map_err(|e| DeployError::Storage(e.to_string()))?
-            .map_err(|e| DeployError::Storage(format!("removing the record of `{name}` failed: {e}")))?;
+            .map_err(|e| {
+                DeployError::Storage(format!("removing the record of `{name}` failed: {e}"))
+            })?;
         let mut entries = current.entries().clone();
         entries.remove(name);
         self.publish(entries).await;
@@ -299,7 +314,11 @@ impl Host {
     /// Splits function `name`'s traffic between its versions. The previous
     /// split is kept for [`Host::rollback`]. Requests in flight finish where
     /// they started.
-    pub async fn set_traffic(&self, name: &str, shares: Vec<TrafficShare>) -> Result<FunctionInfo, DeployError> {
+    pub async fn set_traffic(
+        &self,
+        name: &str,
+        shares: Vec<TrafficShare>,
+    ) -> Result<FunctionInfo, DeployError> {
         let _writer = self.inner.writer.lock().await;
         let current = self.inner.registry.snapshot_full();
         let entry = current
@@ -313,7 +332,8 @@ impl Host {
         }
         self.save_and_publish(&current, record, None).await?;
         tracing::info!(function = name, "traffic changed");
-        self.function(name).ok_or_else(|| DeployError::UnknownFunction(name.to_owned()))
+        self.function(name)
+            .ok_or_else(|| DeployError::UnknownFunction(name.to_owned()))
     }
 
     /// Moves all of function `name`'s traffic back to the split before the
@@ -337,7 +357,8 @@ impl Host {
         record.previous_traffic = std::mem::replace(&mut record.traffic, previous);
         self.save_and_publish(&current, record, None).await?;
         tracing::info!(function = name, "rolled back");
-        self.function(name).ok_or_else(|| DeployError::UnknownFunction(name.to_owned()))
+        self.function(name)
+            .ok_or_else(|| DeployError::UnknownFunction(name.to_owned()))
     }
 
     /// Every deployed function.
@@ -353,7 +374,11 @@ impl Host {
 
     /// One deployed function.
     pub fn function(&self, name: &str) -> Option<FunctionInfo> {
-        self.inner.registry.snapshot().get(name).map(|e| FunctionInfo::of(e))
+        self.inner
+            .registry
+            .snapshot()
+            .get(name)
+            .map(|e| FunctionInfo::of(e))
     }
 
     /// Saves `record` durably, then publishes a snapshot where it replaces the
@@ -375,7 +400,12 @@ impl Host {
         tokio::task::spawn_blocking(move || host.inner.records.save(&to_save))
             .await
             .map_err(|e| DeployError::Storage(e.to_string()))?
-            .map_err(|e| DeployError::Storage(format!("saving the record of `{}` failed: {e}", record.name)))?;
+            .map_err(|e| {
+                DeployError::Storage(format!(
+                    "saving the record of `{}` failed: {e}",
+                    record.name
+                ))
+            })?;
         let mut entries = current.entries().clone();
         let name = record.name.clone();
         entries.insert(name, Arc::new(FunctionEntry::new(record, route, versions)));
@@ -395,10 +425,16 @@ impl Host {
     pub(crate) async fn collect_garbage(&self, entries: &BTreeMap<String, Arc<FunctionEntry>>) {
         let keep: HashSet<SourceHash> = entries
             .values()
-            .flat_map(|e| e.record.versions.iter().filter_map(VersionRecord::source_hash))
+            .flat_map(|e| {
+                e.record
+                    .versions
+                    .iter()
+                    .filter_map(VersionRecord::source_hash)
+            })
             .collect();
         let host = self.clone();
-        let cleaned = tokio::task::spawn_blocking(move || host.inner.artifacts.retain_sources(&keep)).await;
+        let cleaned =
+            tokio::task::spawn_blocking(move || host.inner.artifacts.retain_sources(&keep)).await;
         if let Ok(Err(e)) = cleaned {
             tracing::warn!(error = %e, "removing unused artifacts failed");
         }
@@ -460,7 +496,10 @@ mod tests {
     #[test]
     fn retention_keeps_the_rollback_target() {
         let mut r = record_with(&[1, 2, 3], &[(3, 100)]);
-        r.previous_traffic = vec![TrafficShare { version: 1, weight: 100 }];
+        r.previous_traffic = vec![TrafficShare {
+            version: 1,
+            weight: 100,
+        }];
         apply_retention(&mut r, 1);
         let kept: Vec<u32> = r.versions.iter().map(|v| v.number).collect();
         assert_eq!(kept, vec![1, 3]);

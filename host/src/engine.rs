@@ -10,7 +10,9 @@
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
-use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
+use wasmtime::{
+    Config, Enabled, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig,
+};
 
 /// How often the epoch ticks. A running guest yields to the async runtime at
 /// each tick, so this bounds how long one guest can hold a worker thread.

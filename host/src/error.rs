@@ -35,13 +35,17 @@ pub enum DeployError {
     #[error("the function cannot be instantiated: {0}")]
     Instantiate(String),
     /// The upload is larger than the host accepts.
-    #[error("the upload is larger than the limit of {limit} bytes (raise it with `wisp serve --max-upload`)")]
+    #[error(
+        "the upload is larger than the limit of {limit} bytes (raise it with `wisp serve --max-upload`)"
+    )]
     TooLarge {
         /// The limit, in bytes.
         limit: u64,
     },
     /// Another function already serves this route.
-    #[error("route `{route}` is already served by function `{owner}`; remove it or choose another route")]
+    #[error(
+        "route `{route}` is already served by function `{owner}`; remove it or choose another route"
+    )]
     RouteTaken {
         /// The contested route.
         route: String,
@@ -76,7 +80,9 @@ impl DeployError {
         match self {
             DeployError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             DeployError::RouteTaken { .. } => StatusCode::CONFLICT,
-            DeployError::UnknownFunction(_) | DeployError::UnknownVersion { .. } => StatusCode::NOT_FOUND,
+            DeployError::UnknownFunction(_) | DeployError::UnknownVersion { .. } => {
+                StatusCode::NOT_FOUND
+            }
             DeployError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,
         }
@@ -89,7 +95,9 @@ impl DeployError {
             DeployError::InvalidSettings(_) => "invalid-settings",
             DeployError::Inspect(InspectError::NotWasm) => "not-wasm",
             DeployError::Inspect(InspectError::Malformed(_)) => "invalid-wasm",
-            DeployError::Inspect(InspectError::NoHttpHandler(_) | InspectError::NoStart) => "missing-export",
+            DeployError::Inspect(InspectError::NoHttpHandler(_) | InspectError::NoStart) => {
+                "missing-export"
+            }
             DeployError::UnsupportedImport(_) => "unsupported-import",
             DeployError::Compile(_) => "compile-failed",
             DeployError::Instantiate(_) => "instantiate-failed",
@@ -194,13 +202,16 @@ impl InvokeError {
                 Limit::Timeout => StatusCode::GATEWAY_TIMEOUT,
                 Limit::Concurrency => StatusCode::SERVICE_UNAVAILABLE,
                 Limit::RequestBody => StatusCode::PAYLOAD_TOO_LARGE,
-                Limit::Memory | Limit::ResponseBody | Limit::Fuel => StatusCode::INTERNAL_SERVER_ERROR,
+                Limit::Memory | Limit::ResponseBody | Limit::Fuel => {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                }
             },
             InvokeError::BadCgiResponse(_) => StatusCode::BAD_GATEWAY,
             InvokeError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            InvokeError::Trap(_) | InvokeError::Exit(_) | InvokeError::GuestError(_) | InvokeError::Internal(_) => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            InvokeError::Trap(_)
+            | InvokeError::Exit(_)
+            | InvokeError::GuestError(_)
+            | InvokeError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -221,16 +232,22 @@ impl InvokeError {
 }
 
 /// Builds the JSON error response every error path uses.
-pub fn json_error(status: StatusCode, kind: &str, message: &str, limit: Option<Limit>) -> http::Response<Bytes> {
+pub fn json_error(
+    status: StatusCode,
+    kind: &str,
+    message: &str,
+    limit: Option<Limit>,
+) -> http::Response<Bytes> {
     let mut body = json!({ "error": message, "kind": kind });
     if let Some(limit) = limit {
         body["limit"] = json!(limit.as_str());
     }
     let mut response = http::Response::new(Bytes::from(body.to_string() + "\n"));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     if limit == Some(Limit::Concurrency) {
         response
             .headers_mut()

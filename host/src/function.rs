@@ -14,10 +14,10 @@ use crate::body::{RequestBody, ResponseBody};
 use crate::error::{DeployError, InvokeError};
 use crate::meter::Meter;
 use crate::metrics::FunctionMetrics;
-use crate::trace::RequestTrace;
 use crate::record::Abi;
 use crate::route::Route;
 use crate::settings::{OutboundRule, Settings};
+use crate::trace::RequestTrace;
 use std::path::Path;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
@@ -122,20 +122,27 @@ impl Function {
                 // compatibility fingerprint) and its checksum was verified just
                 // before this call; nothing else writes to the store's files.
                 #[expect(unsafe_code, reason = "loading our own verified artifact by mmap")]
-                let component = unsafe { Component::deserialize_file(engine, artifact) }
-                    .map_err(|e| DeployError::Compile(format!("loading the compiled component failed: {e:#}")))?;
+                let component =
+                    unsafe { Component::deserialize_file(engine, artifact) }.map_err(|e| {
+                        DeployError::Compile(format!(
+                            "loading the compiled component failed: {e:#}"
+                        ))
+                    })?;
                 let pre = linkers
                     .http
                     .instantiate_pre(&component)
                     .map_err(|e| DeployError::UnsupportedImport(format!("{e:#}")))?;
-                let pre = ProxyPre::new(pre).map_err(|e| DeployError::UnsupportedImport(format!("{e:#}")))?;
+                let pre = ProxyPre::new(pre)
+                    .map_err(|e| DeployError::UnsupportedImport(format!("{e:#}")))?;
                 Code::Http(pre)
             }
             Abi::Cgi => {
                 // SAFETY: as above, for `Engine::precompile_module` output.
                 #[expect(unsafe_code, reason = "loading our own verified artifact by mmap")]
-                let module = unsafe { Module::deserialize_file(engine, artifact) }
-                    .map_err(|e| DeployError::Compile(format!("loading the compiled module failed: {e:#}")))?;
+                let module =
+                    unsafe { Module::deserialize_file(engine, artifact) }.map_err(|e| {
+                        DeployError::Compile(format!("loading the compiled module failed: {e:#}"))
+                    })?;
                 let pre = linkers
                     .cgi
                     .instantiate_pre(&module)

@@ -14,15 +14,15 @@ use crate::body::{BoxError, ResponseBody, full};
 use crate::engine::{self, EngineOptions, EpochTicker};
 use crate::error::{DeployError, InvokeError, Limit};
 use crate::function::{self, Function, Linkers, RequestContext, VersionInfo};
+use crate::limits;
 use crate::logs::LogBook;
 use crate::meter::{Meter, Usage, UsageReport};
-use crate::trace::{self, REQUEST_ID_HEADER, RequestTrace};
-use crate::limits;
 use crate::metrics::Metrics;
 use crate::record::{FunctionRecord, RecordStore, VersionRecord};
 use crate::registry::{FunctionEntry, Registry, Snapshot};
 use crate::route::Route;
 use crate::settings::Settings;
+use crate::trace::{self, REQUEST_ID_HEADER, RequestTrace};
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
 use http_body_util::BodyExt;
@@ -143,7 +143,8 @@ impl Host {
             pooling: config.pooling,
         })
         .map_err(|e| StartError::Engine(format!("{e:#}")))?;
-        let ticker = EpochTicker::start(engine.clone()).map_err(|e| StartError::Engine(e.to_string()))?;
+        let ticker =
+            EpochTicker::start(engine.clone()).map_err(|e| StartError::Engine(e.to_string()))?;
         let linkers = Linkers::new(&engine).map_err(|e| StartError::Engine(format!("{e:#}")))?;
         let data_error = |reason: String| StartError::DataDir {
             path: config.data_dir.clone(),
@@ -154,8 +155,11 @@ impl Host {
             engine::compatibility_fingerprint(&engine),
         )
         .map_err(|e| data_error(e.to_string()))?;
-        let records = RecordStore::open(config.data_dir.join("functions"), config.data_dir.join("artifacts/tmp"))
-            .map_err(|e| data_error(e.to_string()))?;
+        let records = RecordStore::open(
+            config.data_dir.join("functions"),
+            config.data_dir.join("artifacts/tmp"),
+        )
+        .map_err(|e| data_error(e.to_string()))?;
         let stored = records.load_all().map_err(|e| data_error(e.to_string()))?;
         let global_slots = Arc::new(Semaphore::new(config.max_instances as usize));
         let host = Host {
@@ -179,7 +183,10 @@ impl Host {
 
     /// Loads stored records into the registry, in parallel on blocking
     /// threads.
-    async fn load_stored(&self, stored: Vec<Result<FunctionRecord, (PathBuf, String)>>) -> Vec<LoadProblem> {
+    async fn load_stored(
+        &self,
+        stored: Vec<Result<FunctionRecord, (PathBuf, String)>>,
+    ) -> Vec<LoadProblem> {
         let mut problems = Vec::new();
         let mut records = Vec::new();
         let unreadable = stored.iter().any(Result::is_err);
@@ -192,7 +199,9 @@ impl Host {
                 }),
             }
         }
-        let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).max(1);
+        let workers = std::thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .max(1);
         let chunk = records.len().div_ceil(workers).max(1);
         let mut tasks = Vec::new();
         for batch in records.chunks(chunk).map(<[FunctionRecord]>::to_vec) {
@@ -263,7 +272,11 @@ impl Host {
 
     /// Loads one stored version: its artifact if valid, else a recompile
     /// from its source (blocking).
-    pub(crate) fn load_version(&self, record: &FunctionRecord, version: &VersionRecord) -> Result<Function, DeployError> {
+    pub(crate) fn load_version(
+        &self,
+        record: &FunctionRecord,
+        version: &VersionRecord,
+    ) -> Result<Function, DeployError> {
         let inner = &self.inner;
         let source = version
             .source_hash()
@@ -294,7 +307,13 @@ impl Host {
             settings,
             created_unix: version.created_unix,
         };
-        Function::load(&inner.engine, &inner.linkers, &path, info, self.meter(&record.name, version.number))
+        Function::load(
+            &inner.engine,
+            &inner.linkers,
+            &path,
+            info,
+            self.meter(&record.name, version.number),
+        )
     }
 
     /// The meter for version `version` of function `name`.
@@ -332,7 +351,12 @@ impl Host {
     }
 
     /// Compiles and stores an artifact under `key` (blocking).
-    pub(crate) fn compile_and_store(&self, abi: crate::record::Abi, wasm: &[u8], key: &str) -> Result<PathBuf, DeployError> {
+    pub(crate) fn compile_and_store(
+        &self,
+        abi: crate::record::Abi,
+        wasm: &[u8],
+        key: &str,
+    ) -> Result<PathBuf, DeployError> {
         let started = Instant::now();
         let cwasm = function::compile(&self.inner.engine, abi, wasm)?;
         self.inner.metrics.record_compile(started.elapsed());
@@ -380,7 +404,11 @@ impl Host {
     /// Serves one request with function `name`, whatever the path; the
     /// request's path is what a CGI guest sees as `PATH_INFO`. This is what
     /// `wisp invoke` uses.
-    pub async fn handle_with<B>(&self, name: &str, request: http::Request<B>) -> http::Response<ResponseBody>
+    pub async fn handle_with<B>(
+        &self,
+        name: &str,
+        request: http::Request<B>,
+    ) -> http::Response<ResponseBody>
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
@@ -393,7 +421,12 @@ impl Host {
         self.dispatch(&entry, &path_info, request).await
     }
 
-    async fn dispatch<B>(&self, entry: &FunctionEntry, path_info: &str, request: http::Request<B>) -> http::Response<ResponseBody>
+    async fn dispatch<B>(
+        &self,
+        entry: &FunctionEntry,
+        path_info: &str,
+        request: http::Request<B>,
+    ) -> http::Response<ResponseBody>
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
@@ -424,18 +457,28 @@ impl Host {
         let id = trace::request_id(request.headers());
         let id_header = HeaderValue::try_from(id.as_str()).ok();
         if let Some(value) = &id_header {
-            request.headers_mut().insert(REQUEST_ID_HEADER, value.clone());
+            request
+                .headers_mut()
+                .insert(REQUEST_ID_HEADER, value.clone());
         }
         let request_id: Arc<str> = Arc::from(id);
         let request_trace = Arc::new(RequestTrace::default());
         let method = request.method().clone();
-        let path = self.inner.config.access_log.then(|| request.uri().path().to_owned());
+        let path = self
+            .inner
+            .config
+            .access_log
+            .then(|| request.uri().path().to_owned());
         let result = match self.acquire_slots(&function).await {
             Ok(permit) => {
                 let context = RequestContext {
                     route: &entry.route,
                     path_info,
-                    connection: request.extensions().get::<ConnectionInfo>().copied().unwrap_or_default(),
+                    connection: request
+                        .extensions()
+                        .get::<ConnectionInfo>()
+                        .copied()
+                        .unwrap_or_default(),
                     trace: &request_trace,
                     request_id: &request_id,
                 };
@@ -530,7 +573,9 @@ async fn acquire(slots: &Arc<Semaphore>, wait: Duration) -> Option<OwnedSemaphor
 /// `4` or `v4` → 4; anything else is returned as text for the error.
 fn parse_version(value: &HeaderValue) -> Result<u32, String> {
     let text = value.to_str().unwrap_or_default().trim();
-    text.trim_start_matches('v').parse().map_err(|_| text.to_owned())
+    text.trim_start_matches('v')
+        .parse()
+        .map_err(|_| text.to_owned())
 }
 
 fn error_response(error: &InvokeError) -> http::Response<ResponseBody> {

@@ -16,16 +16,22 @@ pub const HTTP_HANDLER_EXPORT: &str = "wasi:http/incoming-handler@0.2";
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InspectError {
     /// Not a WebAssembly binary at all.
-    #[error("the upload is not WebAssembly: it does not start with the `\\0asm` magic bytes (send the raw `.wasm` file as the body)")]
+    #[error(
+        "the upload is not WebAssembly: it does not start with the `\\0asm` magic bytes (send the raw `.wasm` file as the body)"
+    )]
     NotWasm,
     /// WebAssembly, but malformed.
     #[error("the upload is not valid WebAssembly: {0}")]
     Malformed(String),
     /// A component without the HTTP handler export.
-    #[error("the component does not export `wasi:http/incoming-handler`; wisp runs components that target the `wasi:http/proxy` world (exports found: {0})")]
+    #[error(
+        "the component does not export `wasi:http/incoming-handler`; wisp runs components that target the `wasi:http/proxy` world (exports found: {0})"
+    )]
     NoHttpHandler(String),
     /// A core module without `_start`.
-    #[error("the core module does not export a `_start` function; wisp runs core modules as CGI commands (build a binary for `wasm32-wasip1`)")]
+    #[error(
+        "the core module does not export a `_start` function; wisp runs core modules as CGI commands (build a binary for `wasm32-wasip1`)"
+    )]
     NoStart,
 }
 
@@ -36,7 +42,9 @@ pub fn inspect(bytes: &[u8]) -> Result<Abi, InspectError> {
     } else if Parser::is_core_wasm(bytes) {
         Abi::Cgi
     } else if bytes.starts_with(b"\0asm") {
-        return Err(InspectError::Malformed("unsupported binary version or layer".into()));
+        return Err(InspectError::Malformed(
+            "unsupported binary version or layer".into(),
+        ));
     } else {
         return Err(InspectError::NotWasm);
     };
@@ -73,7 +81,11 @@ pub fn inspect(bytes: &[u8]) -> Result<Abi, InspectError> {
             let found = if exports.is_empty() {
                 "none".to_owned()
             } else {
-                exports.iter().map(|e| format!("`{e}`")).collect::<Vec<_>>().join(", ")
+                exports
+                    .iter()
+                    .map(|e| format!("`{e}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             };
             Err(InspectError::NoHttpHandler(found))
         }

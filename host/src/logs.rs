@@ -126,7 +126,9 @@ impl LogBook {
             book.next_seq += 1;
             book.bytes += entry.text.len();
             while book.bytes > LOG_BOOK_BYTES {
-                let Some(old) = book.lines.pop_front() else { break };
+                let Some(old) = book.lines.pop_front() else {
+                    break;
+                };
                 book.bytes -= old.text.len();
                 book.dropped += 1;
             }
@@ -139,7 +141,11 @@ impl LogBook {
     /// Lines recorded at or after `since_unix_ms`, at most the last `limit`.
     pub fn read(&self, since_unix_ms: u64, limit: usize) -> LogPage {
         let book = self.lock();
-        let matching: Vec<&LogLine> = book.lines.iter().filter(|l| l.time_unix_ms >= since_unix_ms).collect();
+        let matching: Vec<&LogLine> = book
+            .lines
+            .iter()
+            .filter(|l| l.time_unix_ms >= since_unix_ms)
+            .collect();
         let skip = matching.len().saturating_sub(limit);
         LogPage {
             lines: matching.into_iter().skip(skip).cloned().collect(),
@@ -185,7 +191,11 @@ mod tests {
         let page = book.read(0, usize::MAX);
         assert!(page.dropped > 0);
         assert_eq!(page.dropped + page.lines.len() as u64, 3000);
-        assert_eq!(page.lines.last().unwrap().seq, 3000, "the newest lines are kept");
+        assert_eq!(
+            page.lines.last().unwrap().seq,
+            3000,
+            "the newest lines are kept"
+        );
     }
 
     #[test]

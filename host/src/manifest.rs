@@ -135,7 +135,10 @@ impl Manifest {
             let line = find_line(text, 0..text.len(), "version");
             return Err(fail(
                 line,
-                format!("unsupported manifest `version = {}`: this wisp reads version {MANIFEST_VERSION}", raw.version),
+                format!(
+                    "unsupported manifest `version = {}`: this wisp reads version {MANIFEST_VERSION}",
+                    raw.version
+                ),
             ));
         }
         let dir = path
@@ -176,7 +179,10 @@ impl Manifest {
             if let Some(other) = routes.insert(checked.route.to_string(), name.clone()) {
                 return Err(fail(
                     at("route"),
-                    format!("function `{name}`: route `{}` is also used by function `{other}`", checked.route),
+                    format!(
+                        "function `{name}`: route `{}` is also used by function `{other}`",
+                        checked.route
+                    ),
                 ));
             }
             functions.push(ManifestFunction {
@@ -258,7 +264,10 @@ dir = ["static:/static"]
 
     #[test]
     fn unknown_fields_are_reported_with_their_line() {
-        let err = parse("version = 1\n[functions.a]\nwasm = \"a.wasm\"\nroute = \"/a\"\ncolour = \"blue\"\n").unwrap_err();
+        let err = parse(
+            "version = 1\n[functions.a]\nwasm = \"a.wasm\"\nroute = \"/a\"\ncolour = \"blue\"\n",
+        )
+        .unwrap_err();
         assert_eq!(err.line, Some(5), "{err}");
         assert!(err.to_string().contains("colour"), "{err}");
         assert!(err.to_string().starts_with("/app/wisp.toml:5:"), "{err}");
@@ -266,7 +275,10 @@ dir = ["static:/static"]
 
     #[test]
     fn bad_settings_name_the_function_field_and_line() {
-        let err = parse("version = 1\n\n[functions.a]\nwasm = \"a.wasm\"\nroute = \"/a\"\nmemory = \"lots\"\n").unwrap_err();
+        let err = parse(
+            "version = 1\n\n[functions.a]\nwasm = \"a.wasm\"\nroute = \"/a\"\nmemory = \"lots\"\n",
+        )
+        .unwrap_err();
         assert_eq!(err.line, Some(6), "{err}");
         assert!(err.message.contains("function `a`"), "{err}");
         assert!(err.message.contains("`memory`"), "{err}");

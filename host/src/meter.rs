@@ -35,7 +35,10 @@ impl AtomicF64 {
         let mut current = self.0.load(Ordering::Relaxed);
         loop {
             let next = (f64::from_bits(current) + value).to_bits();
-            match self.0.compare_exchange_weak(current, next, Ordering::Relaxed, Ordering::Relaxed) {
+            match self
+                .0
+                .compare_exchange_weak(current, next, Ordering::Relaxed, Ordering::Relaxed)
+            {
                 Ok(_) => return,
                 Err(actual) => current = actual,
             }
@@ -122,16 +125,22 @@ impl Meter {
         usage
             .memory_gb_seconds
             .add(cost.peak_memory_bytes as f64 / 1e9 * cost.wall.as_secs_f64());
-        self.metrics.record_guest_time(cost.wall, cost.cpu, cost.fuel);
-        self.logs.record(self.version, request_id, Stream::Stdout, stdout);
-        self.logs.record(self.version, request_id, Stream::Stderr, stderr);
+        self.metrics
+            .record_guest_time(cost.wall, cost.cpu, cost.fuel);
+        self.logs
+            .record(self.version, request_id, Stream::Stdout, stdout);
+        self.logs
+            .record(self.version, request_id, Stream::Stderr, stderr);
     }
 }
 
 /// CPU time of the calling thread.
 fn thread_cpu_time() -> Duration {
     let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
-    Duration::new(u64::try_from(t.tv_sec).unwrap_or(0), u32::try_from(t.tv_nsec).unwrap_or(0))
+    Duration::new(
+        u64::try_from(t.tv_sec).unwrap_or(0),
+        u32::try_from(t.tv_nsec).unwrap_or(0),
+    )
 }
 
 /// A future that adds up the thread CPU time spent inside its polls.

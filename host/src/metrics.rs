@@ -73,8 +73,13 @@ impl Metrics {
     pub fn new() -> Metrics {
         let mut registry = Registry::with_prefix("wisp");
         let requests = Family::<StatusLabels, Counter>::default();
-        let latency = Family::<VersionLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
-        let instantiate = Family::<VersionLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
+        let latency = Family::<VersionLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            latency_histogram,
+        );
+        let instantiate =
+            Family::<VersionLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                latency_histogram,
+            );
         let in_flight = Family::<VersionLabels, Gauge>::default();
         let breaches = Family::<LimitLabels, Counter>::default();
         let guest_seconds = Family::<VersionLabels, Counter<f64, AtomicU64>>::default();
@@ -85,23 +90,71 @@ impl Metrics {
         let compilations = Counter::default();
         let compile_seconds = compile_histogram();
         let slots_in_use = Gauge::default();
-        registry.register("requests", "Requests served, by function, version and status class", requests.clone());
-        registry.register("request_duration_seconds", "Time from routing to response head", latency.clone());
+        registry.register(
+            "requests",
+            "Requests served, by function, version and status class",
+            requests.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "Time from routing to response head",
+            latency.clone(),
+        );
         registry.register(
             "instantiate_duration_seconds",
             "Time to create a fresh sandbox (cold start) per request",
             instantiate.clone(),
         );
-        registry.register("in_flight_requests", "Requests being served now", in_flight.clone());
-        registry.register("limit_breaches", "Requests ended by a limit, by limit", breaches.clone());
-        registry.register("guest_wall_seconds", "Wall time spent running guests", guest_seconds.clone());
-        registry.register("guest_cpu_seconds", "CPU time spent running guests", guest_cpu_seconds.clone());
-        registry.register("guest_fuel", "Fuel (instructions) consumed by metered guests", fuel.clone());
-        registry.register("unrouted_requests", "Requests no function's route matched", unrouted.clone());
-        registry.register("functions_deployed", "Functions deployed now", functions.clone());
-        registry.register("compilations", "Ahead-of-time compilations performed", compilations.clone());
-        registry.register("compile_duration_seconds", "Time per ahead-of-time compilation", compile_seconds.clone());
-        registry.register("pool_slots_in_use", "Instance slots held by running requests", slots_in_use.clone());
+        registry.register(
+            "in_flight_requests",
+            "Requests being served now",
+            in_flight.clone(),
+        );
+        registry.register(
+            "limit_breaches",
+            "Requests ended by a limit, by limit",
+            breaches.clone(),
+        );
+        registry.register(
+            "guest_wall_seconds",
+            "Wall time spent running guests",
+            guest_seconds.clone(),
+        );
+        registry.register(
+            "guest_cpu_seconds",
+            "CPU time spent running guests",
+            guest_cpu_seconds.clone(),
+        );
+        registry.register(
+            "guest_fuel",
+            "Fuel (instructions) consumed by metered guests",
+            fuel.clone(),
+        );
+        registry.register(
+            "unrouted_requests",
+            "Requests no function's route matched",
+            unrouted.clone(),
+        );
+        registry.register(
+            "functions_deployed",
+            "Functions deployed now",
+            functions.clone(),
+        );
+        registry.register(
+            "compilations",
+            "Ahead-of-time compilations performed",
+            compilations.clone(),
+        );
+        registry.register(
+            "compile_duration_seconds",
+            "Time per ahead-of-time compilation",
+            compile_seconds.clone(),
+        );
+        registry.register(
+            "pool_slots_in_use",
+            "Instance slots held by running requests",
+            slots_in_use.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -175,7 +228,13 @@ impl Metrics {
             })
         };
         FunctionMetrics {
-            by_status: [status("1xx"), status("2xx"), status("3xx"), status("4xx"), status("5xx")],
+            by_status: [
+                status("1xx"),
+                status("2xx"),
+                status("3xx"),
+                status("4xx"),
+                status("5xx"),
+            ],
             latency: self.latency.get_or_create_owned(&labels),
             instantiate: self.instantiate.get_or_create_owned(&labels),
             in_flight: self.in_flight.get_or_create_owned(&labels),
@@ -261,9 +320,16 @@ mod tests {
         v.record_breach(Limit::Timeout);
         metrics.record_compile(Duration::from_millis(5));
         let text = metrics.encode();
-        assert!(text.contains(r#"wisp_requests_total{function="hello",version="3",status_class="2xx"} 1"#), "{text}");
+        assert!(
+            text.contains(
+                r#"wisp_requests_total{function="hello",version="3",status_class="2xx"} 1"#
+            ),
+            "{text}"
+        );
         assert!(text.contains(r#"status_class="5xx"} 1"#));
-        assert!(text.contains(r#"wisp_limit_breaches_total{function="hello",version="3",limit="timeout"} 1"#));
+        assert!(text.contains(
+            r#"wisp_limit_breaches_total{function="hello",version="3",limit="timeout"} 1"#
+        ));
         assert!(text.contains("wisp_compilations_total 1"));
     }
 }

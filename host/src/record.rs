@@ -22,7 +22,9 @@ pub const MAX_NAME_LEN: usize = 63;
 pub fn validate_name(name: &str) -> Result<(), String> {
     let valid = !name.is_empty()
         && name.len() <= MAX_NAME_LEN
-        && name.bytes().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_'))
+        && name
+            .bytes()
+            .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_'))
         && name.as_bytes()[0].is_ascii_alphanumeric();
     if valid {
         Ok(())
@@ -147,7 +149,9 @@ impl RecordStore {
         for path in paths {
             let parsed = fs::read(&path)
                 .map_err(|e| e.to_string())
-                .and_then(|bytes| serde_json::from_slice::<FunctionRecord>(&bytes).map_err(|e| e.to_string()))
+                .and_then(|bytes| {
+                    serde_json::from_slice::<FunctionRecord>(&bytes).map_err(|e| e.to_string())
+                })
                 .and_then(|record| check_record(&path, record));
             records.push(parsed.map_err(|e| (path, e)));
         }
@@ -157,7 +161,9 @@ impl RecordStore {
     /// Replaces the record of `record.name` atomically.
     pub fn save(&self, record: &FunctionRecord) -> io::Result<()> {
         let bytes = serde_json::to_vec_pretty(record).map_err(io::Error::other)?;
-        let temp = self.tmp.join(format!("{}-{}.json.part", std::process::id(), record.name));
+        let temp = self
+            .tmp
+            .join(format!("{}-{}.json.part", std::process::id(), record.name));
         write_file_atomically(&temp, &self.path(&record.name), &bytes)
     }
 
@@ -170,9 +176,15 @@ impl RecordStore {
 
 fn check_record(path: &Path, record: FunctionRecord) -> Result<FunctionRecord, String> {
     validate_name(&record.name)?;
-    let expected = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+    let expected = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or_default();
     if record.name != expected {
-        return Err(format!("record names `{}` but is stored as `{expected}`", record.name));
+        return Err(format!(
+            "record names `{}` but is stored as `{expected}`",
+            record.name
+        ));
     }
     Ok(record)
 }
@@ -192,7 +204,10 @@ mod tests {
                 created_unix: 1,
                 settings: RawSettings::default(),
             }],
-            traffic: vec![TrafficShare { version: 1, weight: 100 }],
+            traffic: vec![TrafficShare {
+                version: 1,
+                weight: 100,
+            }],
             previous_traffic: vec![],
         }
     }

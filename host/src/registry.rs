@@ -28,7 +28,11 @@ pub struct FunctionEntry {
 
 impl FunctionEntry {
     /// Builds an entry; only traffic shares whose versions are loaded count.
-    pub fn new(record: FunctionRecord, route: Route, versions: BTreeMap<u32, Arc<Function>>) -> FunctionEntry {
+    pub fn new(
+        record: FunctionRecord,
+        route: Route,
+        versions: BTreeMap<u32, Arc<Function>>,
+    ) -> FunctionEntry {
         let cumulative = cumulative_weights(&record.traffic, |v| versions.contains_key(&v));
         FunctionEntry {
             record,
@@ -60,7 +64,10 @@ impl FunctionEntry {
 /// Turns shares into cumulative bounds, skipping versions `present` rejects.
 /// The bounds are rescaled so the kept shares still cover 0..100.
 fn cumulative_weights(shares: &[TrafficShare], present: impl Fn(u32) -> bool) -> Vec<(u8, u32)> {
-    let kept: Vec<&TrafficShare> = shares.iter().filter(|s| s.weight > 0 && present(s.version)).collect();
+    let kept: Vec<&TrafficShare> = shares
+        .iter()
+        .filter(|s| s.weight > 0 && present(s.version))
+        .collect();
     let total: u32 = kept.iter().map(|s| u32::from(s.weight)).sum();
     if total == 0 {
         return Vec::new();
@@ -92,7 +99,9 @@ impl Snapshot {
 
     /// The function serving `path`, its route, and the path after the route.
     pub fn route<'p>(&self, path: &'p str) -> Option<(&Arc<FunctionEntry>, &'p str)> {
-        self.routes.lookup(path).map(|(_, entry, rest)| (entry, rest))
+        self.routes
+            .lookup(path)
+            .map(|(_, entry, rest)| (entry, rest))
     }
 
     /// The function named `name`.

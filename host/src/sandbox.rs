@@ -18,7 +18,10 @@ use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 /// Starts a WASI context for `settings`: env and read-only dirs, nothing else.
 pub fn wasi_builder(settings: &Settings) -> Result<WasiCtxBuilder, InvokeError> {
     let mut builder = WasiCtxBuilder::new();
-    builder.allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
+    builder
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false);
     for (key, value) in &settings.env {
         builder.env(key, value);
     }
@@ -82,9 +85,17 @@ pub fn log_failure(function: &str, request_id: &str, error: &wasmtime::Error, st
 
 /// Explains why a guest call failed. `Ok(())` means it exited with status 0,
 /// which for a command is success.
-pub fn explain_failure(error: &wasmtime::Error, memory_limit_hit: bool, limits: &Limits) -> Result<(), InvokeError> {
+pub fn explain_failure(
+    error: &wasmtime::Error,
+    memory_limit_hit: bool,
+    limits: &Limits,
+) -> Result<(), InvokeError> {
     if let Some(exit) = error.downcast_ref::<I32Exit>() {
-        return if exit.0 == 0 { Ok(()) } else { Err(InvokeError::Exit(exit.0)) };
+        return if exit.0 == 0 {
+            Ok(())
+        } else {
+            Err(InvokeError::Exit(exit.0))
+        };
     }
     if memory_limit_hit {
         return Err(InvokeError::limit(

@@ -50,10 +50,19 @@ impl Default for ServerOptions {
 }
 
 /// Turns a request into a response; every error is already a response.
-pub type Handler = Arc<dyn Fn(http::Request<Incoming>) -> BoxFuture<'static, http::Response<ResponseBody>> + Send + Sync>;
+pub type Handler = Arc<
+    dyn Fn(http::Request<Incoming>) -> BoxFuture<'static, http::Response<ResponseBody>>
+        + Send
+        + Sync,
+>;
 
 /// Serves `listener` with `handler` until `shutdown` turns true, then drains.
-pub async fn serve(listener: TcpListener, handler: Handler, options: ServerOptions, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(
+    listener: TcpListener,
+    handler: Handler,
+    options: ServerOptions,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -90,7 +99,9 @@ pub async fn serve(listener: TcpListener, handler: Handler, options: ServerOptio
             let response = handler(request);
             async move { Ok::<_, Infallible>(response.await) }
         });
-        let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+        let conn = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(e) = conn.await {

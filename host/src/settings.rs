@@ -189,7 +189,9 @@ impl OutboundRule {
 
     /// True when a request to `scheme://host:port` is allowed by this rule.
     pub fn allows(&self, scheme: &str, host: &str, port: u16) -> bool {
-        self.scheme.eq_ignore_ascii_case(scheme) && self.host.eq_ignore_ascii_case(host) && self.port == port
+        self.scheme.eq_ignore_ascii_case(scheme)
+            && self.host.eq_ignore_ascii_case(host)
+            && self.port == port
     }
 }
 
@@ -294,21 +296,48 @@ impl RawSettings {
     /// Validates everything that does not depend on the host's file system;
     /// `wisp deploy` runs this before it sends anything.
     pub fn check(&self) -> Result<Settings, SettingsError> {
-        let route_text = self
-            .route
-            .as_deref()
-            .ok_or_else(|| SettingsError::new("route", "", "a path prefix such as `/hello` (it is required)"))?;
-        let route = Route::parse(route_text)
-            .map_err(|e: RouteError| SettingsError::new("route", route_text, format!("a path prefix such as `/hello` ({})", e.reason())))?;
+        let route_text = self.route.as_deref().ok_or_else(|| {
+            SettingsError::new(
+                "route",
+                "",
+                "a path prefix such as `/hello` (it is required)",
+            )
+        })?;
+        let route = Route::parse(route_text).map_err(|e: RouteError| {
+            SettingsError::new(
+                "route",
+                route_text,
+                format!("a path prefix such as `/hello` ({})", e.reason()),
+            )
+        })?;
         let defaults = Limits::default();
         let limits = Limits {
-            memory_bytes: size("memory", &self.memory, defaults.memory_bytes, limits::MAX_MEMORY_LIMIT_BYTES)?,
+            memory_bytes: size(
+                "memory",
+                &self.memory,
+                defaults.memory_bytes,
+                limits::MAX_MEMORY_LIMIT_BYTES,
+            )?,
             timeout: duration("timeout", &self.timeout, defaults.timeout)?,
-            max_concurrency: count("max-concurrency", &self.max_concurrency, defaults.max_concurrency.into())?
-                .try_into()
-                .map_err(|_| SettingsError::new("max-concurrency", "", "at most 4294967295"))?,
-            max_request_body_bytes: size("max-request-body", &self.max_request_body, defaults.max_request_body_bytes, u64::MAX)?,
-            max_response_body_bytes: size("max-response-body", &self.max_response_body, defaults.max_response_body_bytes, u64::MAX)?,
+            max_concurrency: count(
+                "max-concurrency",
+                &self.max_concurrency,
+                defaults.max_concurrency.into(),
+            )?
+            .try_into()
+            .map_err(|_| SettingsError::new("max-concurrency", "", "at most 4294967295"))?,
+            max_request_body_bytes: size(
+                "max-request-body",
+                &self.max_request_body,
+                defaults.max_request_body_bytes,
+                u64::MAX,
+            )?,
+            max_response_body_bytes: size(
+                "max-response-body",
+                &self.max_response_body,
+                defaults.max_response_body_bytes,
+                u64::MAX,
+            )?,
             fuel: match &self.fuel {
                 None => None,
                 Some(_) => Some(count("fuel", &self.fuel, 0)?),
@@ -317,19 +346,28 @@ impl RawSettings {
         let mut env = BTreeMap::new();
         for pair in self.env_pairs_text() {
             let (key, value) = pair.split_once('=').unwrap_or((&pair, ""));
-            let valid_key = !key.is_empty() && !key.contains('\0') && !value.contains('\0') && pair.contains('=');
+            let valid_key = !key.is_empty()
+                && !key.contains('\0')
+                && !value.contains('\0')
+                && pair.contains('=');
             if !valid_key {
-                return Err(SettingsError::new("env", &pair, "`KEY=VALUE` with a non-empty KEY"));
+                return Err(SettingsError::new(
+                    "env",
+                    &pair,
+                    "`KEY=VALUE` with a non-empty KEY",
+                ));
             }
             env.insert(key.to_owned(), value.to_owned());
         }
         let mut dirs = Vec::new();
         for mount in &self.dir {
-            let expected = "`HOST_DIR:GUEST_DIR` with an absolute GUEST_DIR, e.g. `./static:/static`";
+            let expected =
+                "`HOST_DIR:GUEST_DIR` with an absolute GUEST_DIR, e.g. `./static:/static`";
             let (host, guest) = mount
                 .rsplit_once(':')
                 .ok_or_else(|| SettingsError::new("dir", mount, expected))?;
-            let guest_ok = guest.starts_with('/') && !guest.split('/').any(|s| s == "..") && !host.is_empty();
+            let guest_ok =
+                guest.starts_with('/') && !guest.split('/').any(|s| s == "..") && !host.is_empty();
             if !guest_ok {
                 return Err(SettingsError::new("dir", mount, expected));
             }
@@ -399,13 +437,24 @@ impl Settings {
                 .iter()
                 .map(|d| format!("{}:{}", d.host.display(), d.guest))
                 .collect(),
-            allow_outbound: self.allow_outbound.iter().map(ToString::to_string).collect(),
+            allow_outbound: self
+                .allow_outbound
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
         }
     }
 }
 
-fn size(setting: &'static str, value: &Option<Scalar>, default: u64, max: u64) -> Result<u64, SettingsError> {
-    let Some(value) = value else { return Ok(default) };
+fn size(
+    setting: &'static str,
+    value: &Option<Scalar>,
+    default: u64,
+    max: u64,
+) -> Result<u64, SettingsError> {
+    let Some(value) = value else {
+        return Ok(default);
+    };
     let bytes = match value {
         Scalar::Number(n) => Some(*n),
         Scalar::Text(t) => units::parse_size(t),
@@ -421,8 +470,14 @@ fn size(setting: &'static str, value: &Option<Scalar>, default: u64, max: u64) -
     }
 }
 
-fn duration(setting: &'static str, value: &Option<Scalar>, default: Duration) -> Result<Duration, SettingsError> {
-    let Some(value) = value else { return Ok(default) };
+fn duration(
+    setting: &'static str,
+    value: &Option<Scalar>,
+    default: Duration,
+) -> Result<Duration, SettingsError> {
+    let Some(value) = value else {
+        return Ok(default);
+    };
     let parsed = match value {
         Scalar::Number(_) => None,
         Scalar::Text(t) => units::parse_duration(t),
@@ -434,8 +489,14 @@ fn duration(setting: &'static str, value: &Option<Scalar>, default: Duration) ->
     }
 }
 
-fn count(setting: &'static str, value: &Option<Scalar>, default: u64) -> Result<u64, SettingsError> {
-    let Some(value) = value else { return Ok(default) };
+fn count(
+    setting: &'static str,
+    value: &Option<Scalar>,
+    default: u64,
+) -> Result<u64, SettingsError> {
+    let Some(value) = value else {
+        return Ok(default);
+    };
     let parsed = match value {
         Scalar::Number(n) => Some(*n),
         Scalar::Text(t) => t.trim().parse().ok(),
@@ -463,11 +524,13 @@ mod tests {
 
     #[test]
     fn every_setting_parses_from_a_query() {
-        let s = raw("route=/a&timeout=2s&memory=64MiB&max-concurrency=8&fuel=1000\
+        let s = raw(
+            "route=/a&timeout=2s&memory=64MiB&max-concurrency=8&fuel=1000\
                      &max-request-body=1MiB&max-response-body=2MiB&env=A%3D1&env=B=x%3Dy\
-                     &dir=/tmp:/data&allow-outbound=https://api.example.com")
-            .check()
-            .unwrap();
+                     &dir=/tmp:/data&allow-outbound=https://api.example.com",
+        )
+        .check()
+        .unwrap();
         assert_eq!(s.limits.timeout, Duration::from_secs(2));
         assert_eq!(s.limits.memory_bytes, 64 << 20);
         assert_eq!(s.limits.max_concurrency, 8);
@@ -506,9 +569,10 @@ mod tests {
 
     #[test]
     fn canonical_text_round_trips() {
-        let s = raw("route=/a&timeout=1500ms&memory=3MiB&env=K=V&allow-outbound=http://127.0.0.1:9000")
-            .check()
-            .unwrap();
+        let s =
+            raw("route=/a&timeout=1500ms&memory=3MiB&env=K=V&allow-outbound=http://127.0.0.1:9000")
+                .check()
+                .unwrap();
         assert_eq!(s.to_raw().check().unwrap(), s);
         let again = RawSettings::from_query(&s.to_raw().to_query()).unwrap();
         assert_eq!(again.check().unwrap(), s);
@@ -517,7 +581,10 @@ mod tests {
     #[test]
     fn json_and_toml_forms_accept_numbers_and_tables() {
         let json = r#"{"route": "/a", "fuel": 5, "memory": 1048576, "env": {"K": "V"}}"#;
-        let s = serde_json::from_str::<RawSettings>(json).unwrap().check().unwrap();
+        let s = serde_json::from_str::<RawSettings>(json)
+            .unwrap()
+            .check()
+            .unwrap();
         assert_eq!(s.limits.fuel, Some(5));
         assert_eq!(s.limits.memory_bytes, 1 << 20);
         assert_eq!(s.env["K"], "V");

@@ -18,7 +18,9 @@ const MAX_REQUEST_ID_LEN: usize = 128;
 
 /// The id of a request with `headers`.
 pub fn request_id(headers: &HeaderMap) -> String {
-    if let Some(id) = headers.get(&REQUEST_ID_HEADER).and_then(|v| v.to_str().ok())
+    if let Some(id) = headers
+        .get(&REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
         && !id.is_empty()
         && id.len() <= MAX_REQUEST_ID_LEN
         && id.bytes().all(|b| b.is_ascii_graphic())
@@ -39,7 +41,8 @@ pub fn request_id(headers: &HeaderMap) -> String {
 /// it is malformed or all zeros.
 fn traceparent_trace_id(value: &str) -> Option<&str> {
     let mut parts = value.trim().split('-');
-    let (version, trace_id, parent, flags) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let (version, trace_id, parent, flags) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
     let hex = |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit());
     let valid = hex(version, 2) && hex(trace_id, 32) && hex(parent, 16) && hex(flags, 2);
     (valid && trace_id.bytes().any(|b| b != b'0')).then_some(trace_id)
@@ -81,15 +84,24 @@ mod tests {
 
     #[test]
     fn a_sane_client_id_is_kept() {
-        assert_eq!(request_id(&headers(&[("x-request-id", "abc-123")])), "abc-123");
+        assert_eq!(
+            request_id(&headers(&[("x-request-id", "abc-123")])),
+            "abc-123"
+        );
     }
 
     #[test]
     fn traceparent_supplies_the_trace_id() {
         let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-        assert_eq!(request_id(&headers(&[("traceparent", tp)])), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(
+            request_id(&headers(&[("traceparent", tp)])),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
         let zeros = "00-00000000000000000000000000000000-00f067aa0ba902b7-01";
-        assert_ne!(request_id(&headers(&[("traceparent", zeros)])), "00000000000000000000000000000000");
+        assert_ne!(
+            request_id(&headers(&[("traceparent", zeros)])),
+            "00000000000000000000000000000000"
+        );
     }
 
     #[test]

@@ -16,8 +16,16 @@ pub fn parse_split(items: &[impl AsRef<str>]) -> Result<Vec<TrafficShare>, Strin
             let item = item.as_ref();
             let bad = || format!("`{item}` is not `VERSION=WEIGHT` (e.g. `v3=90`)");
             let (version, weight) = item.split_once('=').ok_or_else(bad)?;
-            let version = version.trim().trim_start_matches('v').parse::<u32>().map_err(|_| bad())?;
-            let weight = weight.trim().trim_end_matches('%').parse::<u8>().map_err(|_| bad())?;
+            let version = version
+                .trim()
+                .trim_start_matches('v')
+                .parse::<u32>()
+                .map_err(|_| bad())?;
+            let weight = weight
+                .trim()
+                .trim_end_matches('%')
+                .parse::<u8>()
+                .map_err(|_| bad())?;
             Ok(TrafficShare { version, weight })
         })
         .collect()
@@ -36,10 +44,17 @@ pub fn check_split(shares: &[TrafficShare], existing: &BTreeSet<u32>) -> Result<
         }
         if !existing.contains(&share.version) {
             let known: Vec<String> = existing.iter().map(|v| format!("v{v}")).collect();
-            return Err(format!("there is no version {} (versions: {})", share.version, known.join(", ")));
+            return Err(format!(
+                "there is no version {} (versions: {})",
+                share.version,
+                known.join(", ")
+            ));
         }
         if share.weight == 0 || share.weight > 100 {
-            return Err(format!("weight {} of version {} is not between 1 and 100", share.weight, share.version));
+            return Err(format!(
+                "weight {} of version {} is not between 1 and 100",
+                share.weight, share.version
+            ));
         }
     }
     let total: u32 = shares.iter().map(|s| u32::from(s.weight)).sum();
@@ -60,7 +75,19 @@ mod tests {
     #[test]
     fn splits_parse_with_or_without_v_and_percent() {
         let shares = parse_split(&["v3=90", "4=10%"]).unwrap();
-        assert_eq!(shares, vec![TrafficShare { version: 3, weight: 90 }, TrafficShare { version: 4, weight: 10 }]);
+        assert_eq!(
+            shares,
+            vec![
+                TrafficShare {
+                    version: 3,
+                    weight: 90
+                },
+                TrafficShare {
+                    version: 4,
+                    weight: 10
+                }
+            ]
+        );
         assert!(parse_split(&["v3"]).unwrap_err().contains("VERSION=WEIGHT"));
         assert!(parse_split(&["vx=1"]).is_err());
         assert!(parse_split(&["v1=300"]).is_err());
@@ -70,9 +97,21 @@ mod tests {
     fn weights_must_sum_to_100_over_existing_versions() {
         let existing = versions(&[3, 4]);
         assert!(check_split(&parse_split(&["v3=90", "v4=10"]).unwrap(), &existing).is_ok());
-        assert!(check_split(&parse_split(&["v3=90", "v4=20"]).unwrap(), &existing).unwrap_err().contains("110"));
-        assert!(check_split(&parse_split(&["v5=100"]).unwrap(), &existing).unwrap_err().contains("no version 5"));
-        assert!(check_split(&parse_split(&["v3=50", "v3=50"]).unwrap(), &existing).unwrap_err().contains("twice"));
+        assert!(
+            check_split(&parse_split(&["v3=90", "v4=20"]).unwrap(), &existing)
+                .unwrap_err()
+                .contains("110")
+        );
+        assert!(
+            check_split(&parse_split(&["v5=100"]).unwrap(), &existing)
+                .unwrap_err()
+                .contains("no version 5")
+        );
+        assert!(
+            check_split(&parse_split(&["v3=50", "v3=50"]).unwrap(), &existing)
+                .unwrap_err()
+                .contains("twice")
+        );
         assert!(check_split(&parse_split(&["v3=0", "v4=100"]).unwrap(), &existing).is_err());
         assert!(check_split(&[], &existing).is_err());
     }

@@ -8,7 +8,8 @@
 use std::time::Duration;
 
 /// The accepted forms of a size, for error messages.
-pub const SIZE_FORMS: &str = "a number with an optional unit: B, KiB, MiB, GiB, KB, MB or GB (e.g. `64MiB`)";
+pub const SIZE_FORMS: &str =
+    "a number with an optional unit: B, KiB, MiB, GiB, KB, MB or GB (e.g. `64MiB`)";
 
 /// The accepted forms of a duration, for error messages.
 pub const DURATION_FORMS: &str = "a number with a unit: ms, s, m or h (e.g. `2s`, `500ms`)";
@@ -39,7 +40,7 @@ pub fn parse_size(text: &str) -> Option<u64> {
 /// Formats bytes in the largest binary unit that divides them exactly.
 pub fn format_size(bytes: u64) -> String {
     for (unit, size) in [("GiB", KIB * KIB * KIB), ("MiB", KIB * KIB), ("KiB", KIB)] {
-        if bytes >= size && bytes % size == 0 {
+        if bytes >= size && bytes.is_multiple_of(size) {
             return format!("{}{unit}", bytes / size);
         }
     }
@@ -52,7 +53,11 @@ pub fn format_size_approx(bytes: u64) -> String {
     for (unit, size) in [("GiB", KIB * KIB * KIB), ("MiB", KIB * KIB), ("KiB", KIB)] {
         if bytes >= size {
             let scaled = value / size as f64;
-            return if scaled >= 100.0 { format!("{scaled:.0} {unit}") } else { format!("{scaled:.1} {unit}") };
+            return if scaled >= 100.0 {
+                format!("{scaled:.0} {unit}")
+            } else {
+                format!("{scaled:.1} {unit}")
+            };
         }
     }
     format!("{bytes} B")
@@ -79,7 +84,7 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
 pub fn format_duration(duration: Duration) -> String {
     let millis = duration.as_millis();
     for (unit, size) in [("h", 3_600_000), ("m", 60_000), ("s", 1000)] {
-        if millis >= size && millis % size == 0 {
+        if millis >= size && millis.is_multiple_of(size) {
             return format!("{}{unit}", millis / size);
         }
     }

@@ -65,13 +65,20 @@ impl fmt::Display for Change {
             Change::Updated { name, version } => write!(f, "~ {name}: updated (v{version})"),
             Change::Unchanged { name } => write!(f, "= {name}: unchanged"),
             Change::Removed { name } => write!(f, "- {name}: removed"),
-            Change::NotInManifest { name } => write!(f, "? {name}: not in the manifest, left alone (--prune removes it)"),
+            Change::NotInManifest { name } => write!(
+                f,
+                "? {name}: not in the manifest, left alone (--prune removes it)"
+            ),
         }
     }
 }
 
 /// Builds, compares and deploys every function of `manifest`.
-pub async fn up(client: &AdminClient, manifest: &Manifest, prune: bool) -> anyhow::Result<Vec<Change>> {
+pub async fn up(
+    client: &AdminClient,
+    manifest: &Manifest,
+    prune: bool,
+) -> anyhow::Result<Vec<Change>> {
     for function in &manifest.functions {
         build(manifest, function).await?;
     }
@@ -80,7 +87,8 @@ pub async fn up(client: &AdminClient, manifest: &Manifest, prune: bool) -> anyho
         changes.push(apply(client, function).await?);
     }
     let listed: BTreeSet<&str> = manifest.functions.iter().map(|f| f.name.as_str()).collect();
-    let deployed: Vec<FunctionInfo> = serde_json::from_value(client.list().await?).context("reading the host's function list")?;
+    let deployed: Vec<FunctionInfo> =
+        serde_json::from_value(client.list().await?).context("reading the host's function list")?;
     for info in deployed {
         if listed.contains(info.name.as_str()) {
             continue;
@@ -105,20 +113,30 @@ async fn build(manifest: &Manifest, function: &ManifestFunction) -> anyhow::Resu
 
 /// Deploys one function unless the host already serves it as described.
 async fn apply(client: &AdminClient, function: &ManifestFunction) -> anyhow::Result<Change> {
-    let wasm = tokio::fs::read(&function.wasm)
-        .await
-        .with_context(|| format!("reading `{}` for function `{}`", function.wasm.display(), function.name))?;
-    let canonical = canonical_settings(&function.settings).with_context(|| format!("function `{}`", function.name))?;
+    let wasm = tokio::fs::read(&function.wasm).await.with_context(|| {
+        format!(
+            "reading `{}` for function `{}`",
+            function.wasm.display(),
+            function.name
+        )
+    })?;
+    let canonical = canonical_settings(&function.settings)
+        .with_context(|| format!("function `{}`", function.name))?;
     let source = SourceHash::of(&wasm);
     let existing = match client.get(&function.name).await {
-        Ok(value) => Some(serde_json::from_value::<FunctionInfo>(value).context("reading the host's function")?),
+        Ok(value) => Some(
+            serde_json::from_value::<FunctionInfo>(value).context("reading the host's function")?,
+        ),
         Err(ClientError::Api {
             status: StatusCode::NOT_FOUND,
             ..
         }) => None,
         Err(e) => return Err(e.into()),
     };
-    if existing.as_ref().is_some_and(|info| info.serves(source.as_str(), &canonical)) {
+    if existing
+        .as_ref()
+        .is_some_and(|info| info.serves(source.as_str(), &canonical))
+    {
         return Ok(Change::Unchanged {
             name: function.name.clone(),
         });
@@ -159,9 +177,13 @@ pub async fn watch(client: &AdminClient, manifest_path: &Path, prune: bool) -> a
         }
     })
     .context("starting the file watcher")?;
-    let manifest_file = std::fs::canonicalize(manifest_path).unwrap_or_else(|_| manifest_path.to_owned());
+    let manifest_file =
+        std::fs::canonicalize(manifest_path).unwrap_or_else(|_| manifest_path.to_owned());
     watcher
-        .watch(manifest_file.parent().unwrap_or(Path::new(".")), RecursiveMode::NonRecursive)
+        .watch(
+            manifest_file.parent().unwrap_or(Path::new(".")),
+            RecursiveMode::NonRecursive,
+        )
         .context("watching the manifest")?;
     for function in &manifest.functions {
         let paths = watched_paths(function);
@@ -174,12 +196,20 @@ pub async fn watch(client: &AdminClient, manifest_path: &Path, prune: bool) -> a
         for path in paths {
             watcher
                 .watch(&path, RecursiveMode::Recursive)
-                .with_context(|| format!("watching `{}` for function `{}`", path.display(), function.name))?;
+                .with_context(|| {
+                    format!(
+                        "watching `{}` for function `{}`",
+                        path.display(),
+                        function.name
+                    )
+                })?;
         }
     }
     eprintln!("watching for changes (Ctrl-C stops)");
     loop {
-        let Some(first) = events.recv().await else { bail!("the file watcher stopped") };
+        let Some(first) = events.recv().await else {
+            bail!("the file watcher stopped")
+        };
         let mut changed = vec![first];
         let deadline = tokio::time::sleep(WATCH_DEBOUNCE);
         tokio::pin!(deadline);
@@ -209,11 +239,18 @@ pub async fn watch(client: &AdminClient, manifest_path: &Path, prune: bool) -> a
 
 /// Rebuilds and redeploys the functions whose watched paths include one of
 /// `changed`.
-async fn redeploy_touched(client: &AdminClient, manifest: &Manifest, changed: &[PathBuf]) -> anyhow::Result<Vec<Change>> {
+async fn redeploy_touched(
+    client: &AdminClient,
+    manifest: &Manifest,
+    changed: &[PathBuf],
+) -> anyhow::Result<Vec<Change>> {
     let mut changes = Vec::new();
     for function in &manifest.functions {
         let paths = watched_paths(function);
-        if !changed.iter().any(|c| paths.iter().any(|p| c.starts_with(p))) {
+        if !changed
+            .iter()
+            .any(|c| paths.iter().any(|p| c.starts_with(p)))
+        {
             continue;
         }
         build(manifest, function).await?;

@@ -27,10 +27,21 @@ const ATTACKS: &[&str] = &[
 #[tokio::test(flavor = "multi_thread")]
 async fn hostile_guests_do_not_hurt_a_well_behaved_neighbour() {
     let wisp = Arc::new(Wisp::start());
-    wisp.deploy_ok("hello", artifacts::HELLO_COMPONENT, "route=/hello").await;
+    wisp.deploy_ok("hello", artifacts::HELLO_COMPONENT, "route=/hello")
+        .await;
     let limits = "timeout=2s&memory=64MiB&max-response-body=1MiB";
-    wisp.deploy_ok("h", artifacts::HOSTILE_COMPONENT, &format!("route=/h&{limits}")).await;
-    wisp.deploy_ok("hc", artifacts::HOSTILE_CGI_MODULE, &format!("route=/hc&{limits}")).await;
+    wisp.deploy_ok(
+        "h",
+        artifacts::HOSTILE_COMPONENT,
+        &format!("route=/h&{limits}"),
+    )
+    .await;
+    wisp.deploy_ok(
+        "hc",
+        artifacts::HOSTILE_CGI_MODULE,
+        &format!("route=/hc&{limits}"),
+    )
+    .await;
 
     // Warm up every path once so the baseline includes used pool slots.
     for attack in ATTACKS {
@@ -75,9 +86,18 @@ async fn hostile_guests_do_not_hurt_a_well_behaved_neighbour() {
     for attacker in attackers {
         attacks_sent += attacker.await.unwrap();
     }
-    assert!(failures.is_empty(), "the neighbour saw failures: {failures:?}");
-    assert!(served >= 20, "the neighbour was starved: {served} requests in 10 s");
-    assert!(attacks_sent >= ATTACKS.len() * 2, "the attackers did not run");
+    assert!(
+        failures.is_empty(),
+        "the neighbour saw failures: {failures:?}"
+    );
+    assert!(
+        served >= 20,
+        "the neighbour was starved: {served} requests in 10 s"
+    );
+    assert!(
+        attacks_sent >= ATTACKS.len() * 2,
+        "the attackers did not run"
+    );
 
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after = wisp.rss_bytes();

@@ -12,7 +12,9 @@ use wisp_test_artifacts as artifacts;
 #[tokio::test(flavor = "multi_thread")]
 async fn hello_component_serves_its_greeting() {
     let wisp = Wisp::start();
-    let report = wisp.deploy_ok("hello", artifacts::HELLO_COMPONENT, "route=/hello").await;
+    let report = wisp
+        .deploy_ok("hello", artifacts::HELLO_COMPONENT, "route=/hello")
+        .await;
     assert_eq!(report["abi"], "wasi-http");
     assert_eq!(report["version"], 1);
     assert_eq!(report["compiled"], true);
@@ -27,7 +29,8 @@ async fn hello_component_serves_its_greeting() {
 #[tokio::test(flavor = "multi_thread")]
 async fn echo_streams_the_body_and_reports_the_request() {
     let wisp = Wisp::start();
-    wisp.deploy_ok("echo", artifacts::ECHO_COMPONENT, "route=/echo").await;
+    wisp.deploy_ok("echo", artifacts::ECHO_COMPONENT, "route=/echo")
+        .await;
     let response = send(
         Method::POST,
         &wisp.url("/echo/items?colour=blue"),
@@ -38,7 +41,10 @@ async fn echo_streams_the_body_and_reports_the_request() {
     assert_eq!(response.status, StatusCode::OK);
     assert_eq!(response.text(), "ping body");
     assert_eq!(response.header("x-echo-method"), Some("POST"));
-    assert_eq!(response.header("x-echo-path"), Some("/echo/items?colour=blue"));
+    assert_eq!(
+        response.header("x-echo-path"),
+        Some("/echo/items?colour=blue")
+    );
     assert_eq!(response.header("x-echo-header-x-custom"), Some("value-1"));
 }
 
@@ -46,7 +52,8 @@ async fn echo_streams_the_body_and_reports_the_request() {
 async fn a_50_mb_echo_streams_without_buffering_in_the_host() {
     use http_body_util::{BodyExt, StreamBody};
     let wisp = Wisp::start();
-    wisp.deploy_ok("echo", artifacts::ECHO_COMPONENT, "route=/echo").await;
+    wisp.deploy_ok("echo", artifacts::ECHO_COMPONENT, "route=/echo")
+        .await;
     // Warm up so the baseline includes a used instance slot.
     assert_eq!(wisp.get("/echo").await.status, StatusCode::OK);
     let baseline = wisp.peak_rss_bytes();
@@ -58,7 +65,8 @@ async fn a_50_mb_echo_streams_without_buffering_in_the_host() {
         Ok::<_, std::convert::Infallible>(http_body::Frame::data(Bytes::from(vec![byte; CHUNK])))
     });
     let body = StreamBody::new(futures_util::stream::iter(frames));
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http();
     let request = http::Request::post(wisp.url("/echo")).body(body).unwrap();
     let response = client.request(request).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
@@ -69,7 +77,12 @@ async fn a_50_mb_echo_streams_without_buffering_in_the_host() {
         if let Some(data) = frame.data_ref() {
             for (offset, byte) in data.iter().enumerate() {
                 let index = (received + offset) / CHUNK;
-                assert_eq!(*byte, (index % 251) as u8, "byte {} corrupted", received + offset);
+                assert_eq!(
+                    *byte,
+                    (index % 251) as u8,
+                    "byte {} corrupted",
+                    received + offset
+                );
             }
             received += data.len();
         }
@@ -86,7 +99,9 @@ async fn a_50_mb_echo_streams_without_buffering_in_the_host() {
 #[tokio::test(flavor = "multi_thread")]
 async fn cgi_guest_gets_meta_variables_and_stdin() {
     let wisp = Wisp::start();
-    let report = wisp.deploy_ok("cgi", artifacts::CGI_HELLO_MODULE, "route=/cgi").await;
+    let report = wisp
+        .deploy_ok("cgi", artifacts::CGI_HELLO_MODULE, "route=/cgi")
+        .await;
     assert_eq!(report["abi"], "cgi");
     let response = send(
         Method::POST,
@@ -110,7 +125,13 @@ async fn c_cgi_guest_reads_query_and_post_body() {
     let module = required_guest(artifacts::CGI_C_MODULE);
     let wisp = Wisp::start();
     wisp.deploy_ok("c", module, "route=/c").await;
-    let response = send(Method::POST, &wisp.url("/c?name=Ada&x=1"), &[], Bytes::from_static(b"payload=42")).await;
+    let response = send(
+        Method::POST,
+        &wisp.url("/c?name=Ada&x=1"),
+        &[],
+        Bytes::from_static(b"payload=42"),
+    )
+    .await;
     assert_eq!(response.status, StatusCode::OK, "{}", response.text());
     assert_eq!(response.header("x-written-in"), Some("C"));
     let text = response.text();
@@ -122,7 +143,8 @@ async fn c_cgi_guest_reads_query_and_post_body() {
 #[tokio::test(flavor = "multi_thread")]
 async fn no_state_survives_between_requests_even_concurrently() {
     let wisp = Wisp::start();
-    wisp.deploy_ok("counter", artifacts::COUNTER_COMPONENT, "route=/counter").await;
+    wisp.deploy_ok("counter", artifacts::COUNTER_COMPONENT, "route=/counter")
+        .await;
     for _ in 0..20 {
         assert_eq!(wisp.get("/counter").await.text(), "1");
     }
@@ -136,7 +158,8 @@ async fn no_state_survives_between_requests_even_concurrently() {
 #[tokio::test(flavor = "multi_thread")]
 async fn redeploy_under_load_drops_nothing() {
     let wisp = Arc::new(Wisp::start());
-    wisp.deploy_ok("app", artifacts::HELLO_COMPONENT, "route=/app").await;
+    wisp.deploy_ok("app", artifacts::HELLO_COMPONENT, "route=/app")
+        .await;
     let stop = Arc::new(AtomicBool::new(false));
     let served = Arc::new(AtomicUsize::new(0));
     let mut workers = Vec::new();
@@ -155,44 +178,79 @@ async fn redeploy_under_load_drops_nothing() {
         }));
     }
     // A slow request started on v1 must finish on v1 after v2 is deployed.
-    wisp.deploy_ok("app", artifacts::SLEEP_COMPONENT, "route=/app").await;
+    wisp.deploy_ok("app", artifacts::SLEEP_COMPONENT, "route=/app")
+        .await;
     let slow = tokio::spawn({
         let wisp = wisp.clone();
         async move { wisp.get("/app?ms=1500").await }
     });
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    for (i, wasm) in [artifacts::COUNTER_COMPONENT, artifacts::HELLO_COMPONENT, artifacts::COUNTER_COMPONENT]
-        .into_iter()
-        .enumerate()
+    for (i, wasm) in [
+        artifacts::COUNTER_COMPONENT,
+        artifacts::HELLO_COMPONENT,
+        artifacts::COUNTER_COMPONENT,
+    ]
+    .into_iter()
+    .enumerate()
     {
         let report = wisp.deploy_ok("app", wasm, "route=/app").await;
         assert_eq!(report["version"], i + 3);
         let after = wisp.get("/app").await;
-        assert_eq!(after.header("x-wisp-version"), Some((i + 3).to_string().as_str()));
+        assert_eq!(
+            after.header("x-wisp-version"),
+            Some((i + 3).to_string().as_str())
+        );
     }
     let slow = slow.await.unwrap();
     assert_eq!(slow.status, StatusCode::OK);
     assert_eq!(slow.text(), "slept 1500 ms\n");
-    assert_eq!(slow.header("x-wisp-version"), Some("2"), "the in-flight request finished on its own version");
+    assert_eq!(
+        slow.header("x-wisp-version"),
+        Some("2"),
+        "the in-flight request finished on its own version"
+    );
     stop.store(true, Ordering::Relaxed);
     for worker in workers {
         let failures = worker.await.unwrap();
-        assert!(failures.is_empty(), "requests failed during redeploys: {failures:?}");
+        assert!(
+            failures.is_empty(),
+            "requests failed during redeploys: {failures:?}"
+        );
     }
     assert!(served.load(Ordering::Relaxed) > 10);
-    assert_eq!(wisp.get("/app").await.text(), "1", "the last deploy (counter) serves");
+    assert_eq!(
+        wisp.get("/app").await.text(),
+        "1",
+        "the last deploy (counter) serves"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn delete_removes_the_function() {
     let wisp = Wisp::start();
-    wisp.deploy_ok("hello", artifacts::HELLO_COMPONENT, "route=/hello").await;
-    let removed = send(Method::DELETE, &wisp.admin_url("/v1/functions/hello"), &[], Bytes::new()).await;
+    wisp.deploy_ok("hello", artifacts::HELLO_COMPONENT, "route=/hello")
+        .await;
+    let removed = send(
+        Method::DELETE,
+        &wisp.admin_url("/v1/functions/hello"),
+        &[],
+        Bytes::new(),
+    )
+    .await;
     assert_eq!(removed.status, StatusCode::OK);
     let gone = wisp.get("/hello").await;
     assert_eq!(gone.status, StatusCode::NOT_FOUND);
-    assert_eq!(wisp.admin_get("/v1/functions/hello").await.status, StatusCode::NOT_FOUND);
-    let again = send(Method::DELETE, &wisp.admin_url("/v1/functions/hello"), &[], Bytes::new()).await;
+    assert_eq!(
+        wisp.admin_get("/v1/functions/hello").await.status,
+        StatusCode::NOT_FOUND
+    );
+    let again = send(
+        Method::DELETE,
+        &wisp.admin_url("/v1/functions/hello"),
+        &[],
+        Bytes::new(),
+    )
+    .await;
     assert_eq!(again.status, StatusCode::NOT_FOUND);
     assert!(again.error().contains("`hello`"), "{}", again.text());
 }
@@ -200,7 +258,8 @@ async fn delete_removes_the_function() {
 #[tokio::test(flavor = "multi_thread")]
 async fn unknown_paths_get_a_json_404() {
     let wisp = Wisp::start();
-    wisp.deploy_ok("hello", artifacts::HELLO_COMPONENT, "route=/hello").await;
+    wisp.deploy_ok("hello", artifacts::HELLO_COMPONENT, "route=/hello")
+        .await;
     for path in ["/", "/helloworld", "/other/hello"] {
         let response = wisp.get(path).await;
         assert_eq!(response.status, StatusCode::NOT_FOUND, "{path}");
@@ -212,8 +271,10 @@ async fn unknown_paths_get_a_json_404() {
 #[tokio::test(flavor = "multi_thread")]
 async fn longest_route_prefix_wins() {
     let wisp = Wisp::start();
-    wisp.deploy_ok("root", artifacts::COUNTER_COMPONENT, "route=/").await;
-    wisp.deploy_ok("hello", artifacts::HELLO_COMPONENT, "route=/hello").await;
+    wisp.deploy_ok("root", artifacts::COUNTER_COMPONENT, "route=/")
+        .await;
+    wisp.deploy_ok("hello", artifacts::HELLO_COMPONENT, "route=/hello")
+        .await;
     assert_eq!(wisp.get("/hello/x").await.text(), "Hello, world!\n");
     assert_eq!(wisp.get("/anything").await.text(), "1");
 }
@@ -222,7 +283,8 @@ async fn longest_route_prefix_wins() {
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_uploads_are_rejected_and_change_nothing() {
     let wisp = Wisp::start_with(&["--max-upload", "512KiB"]);
-    wisp.deploy_ok("keep", artifacts::HELLO_COMPONENT, "route=/keep").await;
+    wisp.deploy_ok("keep", artifacts::HELLO_COMPONENT, "route=/keep")
+        .await;
     let before = wisp.admin_get("/v1/functions").await.json();
     let files_before = crate::support::files_under(&wisp.data_dir());
 
@@ -233,18 +295,104 @@ async fn bad_uploads_are_rejected_and_change_nothing() {
     )
     .unwrap();
     let big = vec![0u8; 600 << 10];
-    let cases: Vec<(&str, Vec<u8>, &str, StatusCode, &str, &str)> = vec![
-        ("text", b"hello, I am not wasm".to_vec(), "route=/x", StatusCode::BAD_REQUEST, "not-wasm", "not WebAssembly"),
-        ("broken", guest(artifacts::HELLO_COMPONENT)[..1000].to_vec(), "route=/x", StatusCode::BAD_REQUEST, "invalid-wasm", "not valid WebAssembly"),
-        ("nohandler", no_handler, "route=/x", StatusCode::BAD_REQUEST, "missing-export", "wasi:http/incoming-handler"),
-        ("nostart", no_start, "route=/x", StatusCode::BAD_REQUEST, "missing-export", "_start"),
-        ("import", bad_import, "route=/x", StatusCode::BAD_REQUEST, "unsupported-import", "acme::launch_rockets"),
-        ("huge", big, "route=/x", StatusCode::PAYLOAD_TOO_LARGE, "upload-too-large", "524288"),
-        ("Bad Name", guest(artifacts::HELLO_COMPONENT), "route=/x", StatusCode::BAD_REQUEST, "invalid-name", "invalid function name"),
-        ("taken", guest(artifacts::HELLO_COMPONENT), "route=/keep", StatusCode::CONFLICT, "route-taken", "`keep`"),
-        ("badroute", guest(artifacts::HELLO_COMPONENT), "route=nope", StatusCode::BAD_REQUEST, "invalid-settings", "route"),
-        ("noroute", guest(artifacts::HELLO_COMPONENT), "", StatusCode::BAD_REQUEST, "invalid-settings", "route"),
-        ("keep", b"not wasm either".to_vec(), "route=/keep", StatusCode::BAD_REQUEST, "not-wasm", "not WebAssembly"),
+    /// Name, upload, query, expected status, kind, and a phrase of the message.
+    type Case = (
+        &'static str,
+        Vec<u8>,
+        &'static str,
+        StatusCode,
+        &'static str,
+        &'static str,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "text",
+            b"hello, I am not wasm".to_vec(),
+            "route=/x",
+            StatusCode::BAD_REQUEST,
+            "not-wasm",
+            "not WebAssembly",
+        ),
+        (
+            "broken",
+            guest(artifacts::HELLO_COMPONENT)[..1000].to_vec(),
+            "route=/x",
+            StatusCode::BAD_REQUEST,
+            "invalid-wasm",
+            "not valid WebAssembly",
+        ),
+        (
+            "nohandler",
+            no_handler,
+            "route=/x",
+            StatusCode::BAD_REQUEST,
+            "missing-export",
+            "wasi:http/incoming-handler",
+        ),
+        (
+            "nostart",
+            no_start,
+            "route=/x",
+            StatusCode::BAD_REQUEST,
+            "missing-export",
+            "_start",
+        ),
+        (
+            "import",
+            bad_import,
+            "route=/x",
+            StatusCode::BAD_REQUEST,
+            "unsupported-import",
+            "acme::launch_rockets",
+        ),
+        (
+            "huge",
+            big,
+            "route=/x",
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "upload-too-large",
+            "524288",
+        ),
+        (
+            "Bad Name",
+            guest(artifacts::HELLO_COMPONENT),
+            "route=/x",
+            StatusCode::BAD_REQUEST,
+            "invalid-name",
+            "invalid function name",
+        ),
+        (
+            "taken",
+            guest(artifacts::HELLO_COMPONENT),
+            "route=/keep",
+            StatusCode::CONFLICT,
+            "route-taken",
+            "`keep`",
+        ),
+        (
+            "badroute",
+            guest(artifacts::HELLO_COMPONENT),
+            "route=nope",
+            StatusCode::BAD_REQUEST,
+            "invalid-settings",
+            "route",
+        ),
+        (
+            "noroute",
+            guest(artifacts::HELLO_COMPONENT),
+            "",
+            StatusCode::BAD_REQUEST,
+            "invalid-settings",
+            "route",
+        ),
+        (
+            "keep",
+            b"not wasm either".to_vec(),
+            "route=/keep",
+            StatusCode::BAD_REQUEST,
+            "not-wasm",
+            "not WebAssembly",
+        ),
     ];
     for (name, wasm, query, status, kind, needle) in cases {
         let name_in_url = name.replace(' ', "%20");
@@ -253,23 +401,34 @@ async fn bad_uploads_are_rejected_and_change_nothing() {
         let body = response.json();
         assert_eq!(body["kind"], kind, "{name}: {body}");
         let message = body["error"].as_str().unwrap();
-        assert!(message.contains(needle), "{name}: `{message}` should mention `{needle}`");
+        assert!(
+            message.contains(needle),
+            "{name}: `{message}` should mention `{needle}`"
+        );
     }
     assert_eq!(wisp.admin_get("/v1/functions").await.json(), before);
     assert_eq!(wisp.get("/keep").await.text(), "Hello, world!\n");
     let files_after = crate::support::files_under(&wisp.data_dir());
-    assert_eq!(files_after, files_before, "a rejected upload left files behind");
+    assert_eq!(
+        files_after, files_before,
+        "a rejected upload left files behind"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_restart_serves_everything_without_recompiling() {
     let wisp = Wisp::start();
-    wisp.deploy_ok("hello", artifacts::HELLO_COMPONENT, "route=/hello").await;
-    wisp.deploy_ok("cgi", artifacts::CGI_HELLO_MODULE, "route=/cgi").await;
+    wisp.deploy_ok("hello", artifacts::HELLO_COMPONENT, "route=/hello")
+        .await;
+    wisp.deploy_ok("cgi", artifacts::CGI_HELLO_MODULE, "route=/cgi")
+        .await;
     assert_eq!(wisp.admin_get("/healthz").await.json()["compilations"], 2);
     let wisp = wisp.restart();
     let health = wisp.admin_get("/healthz").await.json();
-    assert_eq!(health["compilations"], 0, "a restart must only load artifacts");
+    assert_eq!(
+        health["compilations"], 0,
+        "a restart must only load artifacts"
+    );
     assert_eq!(health["functions"], 2);
     assert_eq!(wisp.get("/hello").await.text(), "Hello, world!\n");
     assert!(wisp.get("/cgi").await.text().starts_with("Hello from CGI!"));
@@ -278,13 +437,17 @@ async fn a_restart_serves_everything_without_recompiling() {
 #[tokio::test(flavor = "multi_thread")]
 async fn http2_cleartext_is_served() {
     let wisp = Wisp::start();
-    wisp.deploy_ok("hello", artifacts::HELLO_COMPONENT, "route=/hello").await;
-    wisp.deploy_ok("cgi", artifacts::CGI_HELLO_MODULE, "route=/cgi").await;
+    wisp.deploy_ok("hello", artifacts::HELLO_COMPONENT, "route=/hello")
+        .await;
+    wisp.deploy_ok("cgi", artifacts::CGI_HELLO_MODULE, "route=/cgi")
+        .await;
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .http2_only(true)
         .build_http::<http_body_util::Full<Bytes>>();
     for (path, expected) in [("/hello", "Hello, world!\n"), ("/cgi", "Hello from CGI!\n")] {
-        let request = http::Request::get(wisp.url(path)).body(http_body_util::Full::default()).unwrap();
+        let request = http::Request::get(wisp.url(path))
+            .body(http_body_util::Full::default())
+            .unwrap();
         let response = client.request(request).await.unwrap();
         assert_eq!(response.version(), http::Version::HTTP_2);
         assert_eq!(response.status(), StatusCode::OK);
@@ -297,7 +460,8 @@ async fn http2_cleartext_is_served() {
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_finishes_requests_in_flight_then_exits_zero() {
     let mut wisp = Wisp::start();
-    wisp.deploy_ok("sleep", artifacts::SLEEP_COMPONENT, "route=/sleep").await;
+    wisp.deploy_ok("sleep", artifacts::SLEEP_COMPONENT, "route=/sleep")
+        .await;
     let url = wisp.url("/sleep?ms=1500");
     let in_flight = tokio::spawn(async move { send(Method::GET, &url, &[], Bytes::new()).await });
     tokio::time::sleep(std::time::Duration::from_millis(400)).await;
@@ -312,14 +476,27 @@ async fn sigterm_finishes_requests_in_flight_then_exits_zero() {
 async fn cli_deploys_lists_invokes_and_removes() {
     let wisp = Wisp::start();
     let deploy = tokio::task::block_in_place(|| {
-        wisp.cli(&["deploy", "hello", artifacts::HELLO_COMPONENT, "--route", "/hello"])
+        wisp.cli(&[
+            "deploy",
+            "hello",
+            artifacts::HELLO_COMPONENT,
+            "--route",
+            "/hello",
+        ])
     });
-    assert!(deploy.status.success(), "{}", String::from_utf8_lossy(&deploy.stderr));
+    assert!(
+        deploy.status.success(),
+        "{}",
+        String::from_utf8_lossy(&deploy.stderr)
+    );
     assert!(String::from_utf8_lossy(&deploy.stdout).contains("deployed hello v1"));
     let ls = tokio::task::block_in_place(|| wisp.cli(&["ls"]));
     let table = String::from_utf8_lossy(&ls.stdout).into_owned();
     assert!(table.lines().next().unwrap().starts_with("NAME"), "{table}");
-    assert!(table.contains("hello") && table.contains("/hello") && table.contains("v1"), "{table}");
+    assert!(
+        table.contains("hello") && table.contains("/hello") && table.contains("v1"),
+        "{table}"
+    );
     let invoke = tokio::task::block_in_place(|| wisp.cli(&["invoke", "hello", "/anything"]));
     assert_eq!(String::from_utf8_lossy(&invoke.stdout), "Hello, world!\n");
     let rm = tokio::task::block_in_place(|| wisp.cli(&["rm", "hello"]));
@@ -339,5 +516,8 @@ async fn cli_reports_an_unreachable_host_clearly() {
         .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("cannot reach the wisp admin API"), "{stderr}");
+    assert!(
+        stderr.contains("cannot reach the wisp admin API"),
+        "{stderr}"
+    );
 }

@@ -21,16 +21,27 @@ async fn a_program_embeds_the_host_in_process() {
         ..RawSettings::default()
     };
     let wasm = Bytes::from(std::fs::read(artifacts::HELLO_COMPONENT).unwrap());
-    let report = host.deploy("hello", wasm, settings, DeployOptions::default()).await.unwrap();
+    let report = host
+        .deploy("hello", wasm, settings, DeployOptions::default())
+        .await
+        .unwrap();
     assert_eq!(report.version, 1);
 
-    let request = http::Request::get("/hello").body(Full::new(Bytes::new())).unwrap();
+    let request = http::Request::get("/hello")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
     let response = host.handle(request).await;
     assert_eq!(response.status(), 200);
     let body = response.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(&body[..], b"Hello, world!\n");
 
-    let missing = host.handle(http::Request::get("/nope").body(Full::new(Bytes::new())).unwrap()).await;
+    let missing = host
+        .handle(
+            http::Request::get("/nope")
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        )
+        .await;
     assert_eq!(missing.status(), 404);
     assert_eq!(host.functions().len(), 1);
 }

@@ -16,7 +16,10 @@ fn assert_error(response: &Response, status: StatusCode, kind: &str, needle: &st
     let body = response.json();
     assert_eq!(body["kind"], kind, "{body}");
     let message = body["error"].as_str().unwrap_or_default();
-    assert!(message.contains(needle), "`{message}` should mention `{needle}`");
+    assert!(
+        message.contains(needle),
+        "`{message}` should mention `{needle}`"
+    );
 }
 
 fn assert_limit(response: &Response, status: StatusCode, limit: &str, needle: &str) {
@@ -26,13 +29,24 @@ fn assert_limit(response: &Response, status: StatusCode, limit: &str, needle: &s
 
 async fn still_serving(wisp: &Wisp) {
     let response = wisp.get("/hello").await;
-    assert_eq!(response.status, StatusCode::OK, "the host stopped serving: {}", response.text());
+    assert_eq!(
+        response.status,
+        StatusCode::OK,
+        "the host stopped serving: {}",
+        response.text()
+    );
 }
 
 async fn hostile_host(query: &str) -> Wisp {
     let wisp = Wisp::start();
-    wisp.deploy_ok("hello", artifacts::HELLO_COMPONENT, "route=/hello").await;
-    wisp.deploy_ok("h", artifacts::HOSTILE_COMPONENT, &format!("route=/h&{query}")).await;
+    wisp.deploy_ok("hello", artifacts::HELLO_COMPONENT, "route=/hello")
+        .await;
+    wisp.deploy_ok(
+        "h",
+        artifacts::HOSTILE_COMPONENT,
+        &format!("route=/h&{query}"),
+    )
+    .await;
     wisp
 }
 
@@ -41,8 +55,16 @@ async fn an_infinite_loop_is_stopped_at_the_deadline() {
     let wisp = hostile_host("timeout=1s").await;
     let started = Instant::now();
     let response = wisp.get("/h/loop").await;
-    assert_limit(&response, StatusCode::GATEWAY_TIMEOUT, "timeout", "time limit of 1s");
-    assert!(started.elapsed() < Duration::from_secs(20), "the loop was not interrupted");
+    assert_limit(
+        &response,
+        StatusCode::GATEWAY_TIMEOUT,
+        "timeout",
+        "time limit of 1s",
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the loop was not interrupted"
+    );
     still_serving(&wisp).await;
 }
 
@@ -57,8 +79,10 @@ async fn a_guest_sleeping_forever_is_stopped_at_the_deadline() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_cgi_loop_is_stopped_at_the_deadline() {
     let wisp = Wisp::start();
-    wisp.deploy_ok("hello", artifacts::HELLO_COMPONENT, "route=/hello").await;
-    wisp.deploy_ok("hc", artifacts::HOSTILE_CGI_MODULE, "route=/hc&timeout=1s").await;
+    wisp.deploy_ok("hello", artifacts::HELLO_COMPONENT, "route=/hello")
+        .await;
+    wisp.deploy_ok("hc", artifacts::HOSTILE_CGI_MODULE, "route=/hc&timeout=1s")
+        .await;
     let response = wisp.get("/hc/loop").await;
     assert_limit(&response, StatusCode::GATEWAY_TIMEOUT, "timeout", "1s");
     still_serving(&wisp).await;
@@ -68,7 +92,12 @@ async fn a_cgi_loop_is_stopped_at_the_deadline() {
 async fn a_memory_bomb_hits_the_memory_limit() {
     let wisp = hostile_host("memory=32MiB").await;
     let response = wisp.get("/h/alloc").await;
-    assert_limit(&response, StatusCode::INTERNAL_SERVER_ERROR, "memory", "memory limit of 32MiB");
+    assert_limit(
+        &response,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "memory",
+        "memory limit of 32MiB",
+    );
     still_serving(&wisp).await;
 }
 
@@ -76,7 +105,12 @@ async fn a_memory_bomb_hits_the_memory_limit() {
 async fn fuel_meters_instructions_and_stops_a_loop() {
     let wisp = hostile_host("fuel=2000000").await;
     let response = wisp.get("/h/loop").await;
-    assert_limit(&response, StatusCode::INTERNAL_SERVER_ERROR, "fuel", "ran out of fuel");
+    assert_limit(
+        &response,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "fuel",
+        "ran out of fuel",
+    );
     // A normal request fits in the same budget.
     assert_eq!(wisp.get("/h/env").await.status, StatusCode::OK);
     let metrics = wisp.admin_get("/metrics").await.text();
@@ -91,31 +125,72 @@ async fn fuel_meters_instructions_and_stops_a_loop() {
 #[tokio::test(flavor = "multi_thread")]
 async fn traps_panics_and_stack_overflows_are_500s() {
     let wisp = hostile_host("").await;
-    assert_error(&wisp.get("/h/panic").await, StatusCode::INTERNAL_SERVER_ERROR, "trap", "unreachable");
-    assert_error(&wisp.get("/h/unreachable").await, StatusCode::INTERNAL_SERVER_ERROR, "trap", "unreachable");
-    assert_error(&wisp.get("/h/recurse").await, StatusCode::INTERNAL_SERVER_ERROR, "trap", "call stack exhausted");
-    assert_error(&wisp.get("/h/stack-smash").await, StatusCode::INTERNAL_SERVER_ERROR, "trap", "out of bounds");
+    assert_error(
+        &wisp.get("/h/panic").await,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "trap",
+        "unreachable",
+    );
+    assert_error(
+        &wisp.get("/h/unreachable").await,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "trap",
+        "unreachable",
+    );
+    assert_error(
+        &wisp.get("/h/recurse").await,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "trap",
+        "call stack exhausted",
+    );
+    assert_error(
+        &wisp.get("/h/stack-smash").await,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "trap",
+        "out of bounds",
+    );
     still_serving(&wisp).await;
-    assert!(wisp.log().contains("hostile guest panicked on purpose"), "the panic message is logged");
+    assert!(
+        wisp.log().contains("hostile guest panicked on purpose"),
+        "the panic message is logged"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_non_zero_exit_is_a_500_naming_the_status() {
     let wisp = hostile_host("").await;
-    wisp.deploy_ok("hc", artifacts::HOSTILE_CGI_MODULE, "route=/hc").await;
+    wisp.deploy_ok("hc", artifacts::HOSTILE_CGI_MODULE, "route=/hc")
+        .await;
     // A component's `exit(3)` reaches the host as `wasi:cli/exit` with an error (status 1).
-    assert_error(&wisp.get("/h/exit").await, StatusCode::INTERNAL_SERVER_ERROR, "exit", "exited with status 1");
-    assert_error(&wisp.get("/hc/exit").await, StatusCode::INTERNAL_SERVER_ERROR, "exit", "status 3");
+    assert_error(
+        &wisp.get("/h/exit").await,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "exit",
+        "exited with status 1",
+    );
+    assert_error(
+        &wisp.get("/hc/exit").await,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "exit",
+        "status 3",
+    );
     still_serving(&wisp).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_malformed_cgi_response_is_a_502() {
     let wisp = Wisp::start();
-    wisp.deploy_ok("hello", artifacts::HELLO_COMPONENT, "route=/hello").await;
-    wisp.deploy_ok("hc", artifacts::HOSTILE_CGI_MODULE, "route=/hc").await;
+    wisp.deploy_ok("hello", artifacts::HELLO_COMPONENT, "route=/hello")
+        .await;
+    wisp.deploy_ok("hc", artifacts::HOSTILE_CGI_MODULE, "route=/hc")
+        .await;
     let response = wisp.get("/hc/malformed").await;
-    assert_error(&response, StatusCode::BAD_GATEWAY, "bad-cgi-response", "no blank line");
+    assert_error(
+        &response,
+        StatusCode::BAD_GATEWAY,
+        "bad-cgi-response",
+        "no blank line",
+    );
     still_serving(&wisp).await;
 }
 
@@ -125,13 +200,18 @@ async fn an_endless_response_is_cut_off_at_the_limit() {
     let wisp = hostile_host("max-response-body=1MiB").await;
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<http_body_util::Full<Bytes>>();
-    let request = http::Request::get(wisp.url("/h/huge-response")).body(Default::default()).unwrap();
+    let request = http::Request::get(wisp.url("/h/huge-response"))
+        .body(Default::default())
+        .unwrap();
     let response = client.request(request).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let mut body = response.into_body();
     let mut received = 0usize;
     let mut cut_off = false;
-    while let Some(frame) = tokio::time::timeout(Duration::from_secs(30), body.frame()).await.unwrap() {
+    while let Some(frame) = tokio::time::timeout(Duration::from_secs(30), body.frame())
+        .await
+        .unwrap()
+    {
         match frame {
             Ok(frame) => received += frame.data_ref().map_or(0, |d| d.len()),
             Err(_) => {
@@ -140,34 +220,80 @@ async fn an_endless_response_is_cut_off_at_the_limit() {
             }
         }
     }
-    assert!(cut_off, "the response ended cleanly after {received} bytes instead of being cut off");
-    assert!(received <= 1 << 20, "received {received} bytes, more than the 1 MiB limit");
+    assert!(
+        cut_off,
+        "the response ended cleanly after {received} bytes instead of being cut off"
+    );
+    assert!(
+        received <= 1 << 20,
+        "received {received} bytes, more than the 1 MiB limit"
+    );
     still_serving(&wisp).await;
-    assert!(wisp.log().contains("response body exceeds the function's limit"));
+    assert!(
+        wisp.log()
+            .contains("response body exceeds the function's limit")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_cgi_response_over_the_limit_is_a_500() {
     let wisp = Wisp::start();
-    wisp.deploy_ok("hc", artifacts::HOSTILE_CGI_MODULE, "route=/hc&max-response-body=64KiB").await;
+    wisp.deploy_ok(
+        "hc",
+        artifacts::HOSTILE_CGI_MODULE,
+        "route=/hc&max-response-body=64KiB",
+    )
+    .await;
     let fits = wisp.get("/hc/big?kib=32").await;
     assert_eq!(fits.status, StatusCode::OK);
     assert_eq!(fits.body.len(), 32 << 10);
     let response = wisp.get("/hc/big?kib=200").await;
-    assert_limit(&response, StatusCode::INTERNAL_SERVER_ERROR, "response-body", "64KiB");
+    assert_limit(
+        &response,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "response-body",
+        "64KiB",
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn request_bodies_over_the_limit_get_413() {
     use http_body_util::StreamBody;
     let wisp = Wisp::start();
-    wisp.deploy_ok("echo", artifacts::ECHO_COMPONENT, "route=/echo&max-request-body=4KiB").await;
-    wisp.deploy_ok("cgi", artifacts::CGI_HELLO_MODULE, "route=/cgi&max-request-body=4KiB").await;
-    let small = send(Method::POST, &wisp.url("/echo"), &[], Bytes::from(vec![b'a'; 4096])).await;
+    wisp.deploy_ok(
+        "echo",
+        artifacts::ECHO_COMPONENT,
+        "route=/echo&max-request-body=4KiB",
+    )
+    .await;
+    wisp.deploy_ok(
+        "cgi",
+        artifacts::CGI_HELLO_MODULE,
+        "route=/cgi&max-request-body=4KiB",
+    )
+    .await;
+    let small = send(
+        Method::POST,
+        &wisp.url("/echo"),
+        &[],
+        Bytes::from(vec![b'a'; 4096]),
+    )
+    .await;
     assert_eq!(small.status, StatusCode::OK);
     for path in ["/echo", "/cgi"] {
-        let declared = send(Method::POST, &wisp.url(path), &[], Bytes::from(vec![b'a'; 5000])).await;
-        assert_limit(&declared, StatusCode::PAYLOAD_TOO_LARGE, "request-body", "4KiB");
+        let declared = send(
+            Method::POST,
+            &wisp.url(path),
+            &[],
+            Bytes::from(vec![b'a'; 5000]),
+        )
+        .await;
+        assert_limit(
+            &declared,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request-body",
+            "4KiB",
+        );
     }
     // Chunked, no Content-Length: caught while streaming. The buffering CGI
     // guest never starts, so the answer is 413; the streaming echo has already
@@ -175,19 +301,34 @@ async fn request_bodies_over_the_limit_get_413() {
     // cut off instead of completing.
     for (path, expect_413) in [("/cgi", true), ("/echo", false)] {
         use http_body_util::BodyExt;
-        let frames = (0..5).map(|_| Ok::<_, std::convert::Infallible>(http_body::Frame::data(Bytes::from(vec![b'b'; 1024]))));
-        let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+        let frames = (0..5).map(|_| {
+            Ok::<_, std::convert::Infallible>(http_body::Frame::data(Bytes::from(vec![b'b'; 1024])))
+        });
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http();
         let request = http::Request::post(wisp.url(path))
             .body(StreamBody::new(futures_util::stream::iter(frames)))
             .unwrap();
         let response = client.request(request).await.unwrap();
         if expect_413 {
-            assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE, "{path} chunked");
+            assert_eq!(
+                response.status(),
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "{path} chunked"
+            );
         } else if response.status() == StatusCode::OK {
             let body = response.into_body().collect().await;
-            assert!(body.is_err(), "{path}: a body over the limit was echoed whole");
+            assert!(
+                body.is_err(),
+                "{path}: a body over the limit was echoed whole"
+            );
         } else {
-            assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE, "{path} chunked");
+            assert_eq!(
+                response.status(),
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "{path} chunked"
+            );
         }
     }
 }
@@ -195,16 +336,38 @@ async fn request_bodies_over_the_limit_get_413() {
 #[tokio::test(flavor = "multi_thread")]
 async fn concurrency_beyond_the_limit_waits_then_gets_503() {
     let wisp = Wisp::start_with(&["--max-instances", "3"]);
-    wisp.deploy_ok("sleep", artifacts::SLEEP_COMPONENT, "route=/sleep&max-concurrency=2").await;
-    wisp.deploy_ok("other", artifacts::SLEEP_COMPONENT, "route=/other").await;
+    wisp.deploy_ok(
+        "sleep",
+        artifacts::SLEEP_COMPONENT,
+        "route=/sleep&max-concurrency=2",
+    )
+    .await;
+    wisp.deploy_ok("other", artifacts::SLEEP_COMPONENT, "route=/other")
+        .await;
     // Per function: 2 run, the rest wait 1 s for a slot, then get 503.
     let attempts = futures_util::future::join_all((0..5).map(|_| wisp.get("/sleep?ms=2500"))).await;
-    let ok = attempts.iter().filter(|r| r.status == StatusCode::OK).count();
-    let busy: Vec<&Response> = attempts.iter().filter(|r| r.status == StatusCode::SERVICE_UNAVAILABLE).collect();
-    assert_eq!(ok, 2, "statuses: {:?}", attempts.iter().map(|r| r.status).collect::<Vec<_>>());
+    let ok = attempts
+        .iter()
+        .filter(|r| r.status == StatusCode::OK)
+        .count();
+    let busy: Vec<&Response> = attempts
+        .iter()
+        .filter(|r| r.status == StatusCode::SERVICE_UNAVAILABLE)
+        .collect();
+    assert_eq!(
+        ok,
+        2,
+        "statuses: {:?}",
+        attempts.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
     assert_eq!(busy.len(), 3);
     for response in busy {
-        assert_limit(response, StatusCode::SERVICE_UNAVAILABLE, "concurrency", "function `sleep`");
+        assert_limit(
+            response,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "concurrency",
+            "function `sleep`",
+        );
         assert_eq!(response.header("retry-after"), Some("1"));
     }
     // Host-wide: 3 instances in all.
@@ -218,24 +381,49 @@ async fn concurrency_beyond_the_limit_waits_then_gets_503() {
         .iter()
         .filter(|r| r.status == StatusCode::SERVICE_UNAVAILABLE && r.error().contains("this host"))
         .count();
-    assert!(busy_host >= 1, "statuses: {:?}", attempts.iter().map(|r| r.status).collect::<Vec<_>>());
-    assert_eq!(wisp.get("/sleep?ms=1").await.status, StatusCode::OK, "slots are released");
+    assert!(
+        busy_host >= 1,
+        "statuses: {:?}",
+        attempts.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        wisp.get("/sleep?ms=1").await.status,
+        StatusCode::OK,
+        "slots are released"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn guests_see_only_declared_env_vars() {
     let wisp = Wisp::start_with_env(&[], &[("WISP_TEST_SECRET", "hunter2")]);
-    wisp.deploy_ok("h", artifacts::HOSTILE_COMPONENT, "route=/h&env=GREETING=hi&env=MODE=test").await;
-    wisp.deploy_ok("hc", artifacts::HOSTILE_CGI_MODULE, "route=/hc&env=GREETING=hi").await;
+    wisp.deploy_ok(
+        "h",
+        artifacts::HOSTILE_COMPONENT,
+        "route=/h&env=GREETING=hi&env=MODE=test",
+    )
+    .await;
+    wisp.deploy_ok(
+        "hc",
+        artifacts::HOSTILE_CGI_MODULE,
+        "route=/hc&env=GREETING=hi",
+    )
+    .await;
     let seen = wisp.get("/h/env").await.json();
     let names: Vec<&String> = seen.as_object().unwrap().keys().collect();
-    assert_eq!(names, ["GREETING", "MODE"], "a component sees only its declared env");
+    assert_eq!(
+        names,
+        ["GREETING", "MODE"],
+        "a component sees only its declared env"
+    );
     assert_eq!(seen["GREETING"], "hi");
     let cgi = wisp.get("/hc/env").await.text();
     assert!(cgi.contains("GREETING=hi\n"), "{cgi}");
     assert!(cgi.contains("REQUEST_METHOD=GET\n"), "{cgi}");
     for leaked in ["WISP_TEST_SECRET", "hunter2", "PATH=", "HOME="] {
-        assert!(!cgi.contains(leaked), "the CGI guest saw `{leaked}`:\n{cgi}");
+        assert!(
+            !cgi.contains(leaked),
+            "the CGI guest saw `{leaked}`:\n{cgi}"
+        );
     }
 }
 
@@ -250,14 +438,22 @@ async fn file_system_access_is_only_what_is_granted_read_only() {
     std::os::unix::fs::symlink(outside.path().join("secret.txt"), public.join("escape")).unwrap();
 
     let wisp = Wisp::start();
-    wisp.deploy_ok("nofs", artifacts::HOSTILE_COMPONENT, "route=/nofs").await;
-    let denied = wisp.get("/nofs/fs?path=/etc/passwd&path=secret.txt&path=/").await.json();
+    wisp.deploy_ok("nofs", artifacts::HOSTILE_COMPONENT, "route=/nofs")
+        .await;
+    let denied = wisp
+        .get("/nofs/fs?path=/etc/passwd&path=secret.txt&path=/")
+        .await
+        .json();
     for outcome in denied.as_array().unwrap() {
-        assert!(outcome.get("error").is_some(), "without a grant the guest read {outcome}");
+        assert!(
+            outcome.get("error").is_some(),
+            "without a grant the guest read {outcome}"
+        );
     }
 
     let query = format!("route=/h&dir={}:/data", public.display());
-    wisp.deploy_ok("h", artifacts::HOSTILE_COMPONENT, &query).await;
+    wisp.deploy_ok("h", artifacts::HOSTILE_COMPONENT, &query)
+        .await;
     let secret = outside.path().join("secret.txt");
     let attempts = [
         "/data/../secret.txt".to_owned(),
@@ -268,11 +464,21 @@ async fn file_system_access_is_only_what_is_granted_read_only() {
         "../secret.txt".to_owned(),
     ];
     let query: String = attempts.iter().map(|p| format!("path={p}&")).collect();
-    let outcomes = wisp.get(&format!("/h/fs?path=/data/hello.txt&{query}")).await.json();
+    let outcomes = wisp
+        .get(&format!("/h/fs?path=/data/hello.txt&{query}"))
+        .await
+        .json();
     let outcomes = outcomes.as_array().unwrap();
-    assert_eq!(outcomes[0]["read"], "hello from the host", "{}", outcomes[0]);
+    assert_eq!(
+        outcomes[0]["read"], "hello from the host",
+        "{}",
+        outcomes[0]
+    );
     for outcome in &outcomes[1..] {
-        assert!(outcome.get("error").is_some(), "escape succeeded: {outcome}");
+        assert!(
+            outcome.get("error").is_some(),
+            "escape succeeded: {outcome}"
+        );
         assert!(!outcome.to_string().contains("top secret"));
     }
 }
@@ -283,18 +489,40 @@ async fn outbound_http_is_denied_unless_allowed() {
     let other = crate::upstream::Upstream::start("other upstream").await;
     let wisp = Wisp::start();
     let query = format!("route=/h&allow-outbound=http://{}", allowed.addr);
-    wisp.deploy_ok("h", artifacts::HOSTILE_COMPONENT, &query).await;
+    wisp.deploy_ok("h", artifacts::HOSTILE_COMPONENT, &query)
+        .await;
 
-    let ok = wisp.get(&format!("/h/fetch?url=http://{}/x", allowed.addr)).await.json();
+    let ok = wisp
+        .get(&format!("/h/fetch?url=http://{}/x", allowed.addr))
+        .await
+        .json();
     assert_eq!(ok["status"], 200, "{ok}");
     assert_eq!(ok["body"], "allowed upstream");
 
-    let denied = wisp.get(&format!("/h/fetch?url=http://{}/x", other.addr)).await.json();
-    assert!(denied["error"].as_str().unwrap_or_default().contains("HttpRequestDenied"), "{denied}");
+    let denied = wisp
+        .get(&format!("/h/fetch?url=http://{}/x", other.addr))
+        .await
+        .json();
+    assert!(
+        denied["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("HttpRequestDenied"),
+        "{denied}"
+    );
     let denied_https = wisp.get("/h/fetch?url=https://example.com/").await.json();
-    assert!(denied_https["error"].as_str().unwrap_or_default().contains("HttpRequestDenied"), "{denied_https}");
+    assert!(
+        denied_https["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("HttpRequestDenied"),
+        "{denied_https}"
+    );
     assert_eq!(other.hits(), 0, "the denied upstream was contacted");
-    assert!(wisp.log().contains("outbound request denied"), "denials are logged");
+    assert!(
+        wisp.log().contains("outbound request denied"),
+        "denials are logged"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -302,42 +530,87 @@ async fn the_admin_api_requires_the_token() {
     let wisp = Wisp::start_with(&["--admin-token", "s3cret"]);
     let wasm = std::fs::read(artifacts::HELLO_COMPONENT).unwrap();
     let anonymous = wisp.deploy("hello", wasm.clone(), "route=/hello").await;
-    assert_error(&anonymous, StatusCode::UNAUTHORIZED, "unauthorized", "token");
+    assert_error(
+        &anonymous,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "token",
+    );
     let url = wisp.admin_url("/v1/functions/hello?route=/hello");
-    let wrong = send(Method::PUT, &url, &[("authorization", "Bearer s3creT")], wasm.clone().into()).await;
+    let wrong = send(
+        Method::PUT,
+        &url,
+        &[("authorization", "Bearer s3creT")],
+        wasm.clone().into(),
+    )
+    .await;
     assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
-    let right = send(Method::PUT, &url, &[("authorization", "Bearer s3cret")], wasm.into()).await;
+    let right = send(
+        Method::PUT,
+        &url,
+        &[("authorization", "Bearer s3cret")],
+        wasm.into(),
+    )
+    .await;
     assert_eq!(right.status, StatusCode::CREATED, "{}", right.text());
-    assert_eq!(wisp.admin_get("/v1/functions").await.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(wisp.admin_get("/healthz").await.status, StatusCode::OK, "health needs no token");
+    assert_eq!(
+        wisp.admin_get("/v1/functions").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        wisp.admin_get("/healthz").await.status,
+        StatusCode::OK,
+        "health needs no token"
+    );
 
     let without = tokio::task::block_in_place(|| wisp.cli(&["ls"]));
     assert!(!without.status.success());
     assert!(String::from_utf8_lossy(&without.stderr).contains("admin token"));
     let with = tokio::task::block_in_place(|| wisp.cli(&["ls", "--token", "s3cret"]));
-    assert!(with.status.success(), "{}", String::from_utf8_lossy(&with.stderr));
+    assert!(
+        with.status.success(),
+        "{}",
+        String::from_utf8_lossy(&with.stderr)
+    );
     assert!(String::from_utf8_lossy(&with.stdout).contains("hello"));
 }
 
 #[test]
 fn serve_refuses_a_public_admin_listener_without_a_token() {
     let output = std::process::Command::new(crate::support::WISP)
-        .args(["serve", "--admin-listen", "0.0.0.0:0", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "serve",
+            "--admin-listen",
+            "0.0.0.0:0",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
         .arg(tempfile::tempdir().unwrap().path())
         .env_remove("WISP_ADMIN_TOKEN")
         .output()
         .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("beyond loopback without a token"), "{stderr}");
+    assert!(
+        stderr.contains("beyond loopback without a token"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn oversized_headers_get_431() {
     let wisp = Wisp::start();
-    wisp.deploy_ok("hello", artifacts::HELLO_COMPONENT, "route=/hello").await;
+    wisp.deploy_ok("hello", artifacts::HELLO_COMPONENT, "route=/hello")
+        .await;
     let big = "a".repeat(100 << 10);
-    let response = send(Method::GET, &wisp.url("/hello"), &[("x-big", &big)], Bytes::new()).await;
+    let response = send(
+        Method::GET,
+        &wisp.url("/hello"),
+        &[("x-big", &big)],
+        Bytes::new(),
+    )
+    .await;
     assert_eq!(response.status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
     still_serving(&wisp).await;
 }
@@ -346,9 +619,13 @@ async fn oversized_headers_get_431() {
 async fn a_slowloris_client_is_disconnected() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let wisp = Wisp::start_with(&["--header-timeout", "1s"]);
-    wisp.deploy_ok("hello", artifacts::HELLO_COMPONENT, "route=/hello").await;
+    wisp.deploy_ok("hello", artifacts::HELLO_COMPONENT, "route=/hello")
+        .await;
     let mut stream = tokio::net::TcpStream::connect(wisp.public).await.unwrap();
-    stream.write_all(b"GET /hello HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    stream
+        .write_all(b"GET /hello HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
     let started = Instant::now();
     let mut buffer = Vec::new();
     // The server must close the connection: read returns (EOF or a 408).
@@ -371,14 +648,30 @@ async fn bad_settings_are_rejected_naming_the_setting() {
         ("route=/a&colour=blue", "colour"),
     ] {
         let response = wisp.deploy("a", wasm.clone(), query).await;
-        assert_error(&response, StatusCode::BAD_REQUEST, "invalid-settings", setting);
+        assert_error(
+            &response,
+            StatusCode::BAD_REQUEST,
+            "invalid-settings",
+            setting,
+        );
     }
     let cli = tokio::task::block_in_place(|| {
-        wisp.cli(&["deploy", "a", artifacts::HELLO_COMPONENT, "--route", "/a", "--memory", "lots"])
+        wisp.cli(&[
+            "deploy",
+            "a",
+            artifacts::HELLO_COMPONENT,
+            "--route",
+            "/a",
+            "--memory",
+            "lots",
+        ])
     });
     assert!(!cli.status.success());
     let stderr = String::from_utf8_lossy(&cli.stderr);
-    assert!(stderr.contains("`--memory`") && stderr.contains("MiB"), "{stderr}");
+    assert!(
+        stderr.contains("`--memory`") && stderr.contains("MiB"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -386,11 +679,30 @@ async fn effective_settings_are_shown() {
     let wisp = Wisp::start();
     let deploy = tokio::task::block_in_place(|| {
         wisp.cli(&[
-            "deploy", "h", artifacts::HOSTILE_COMPONENT, "--route", "/h", "--timeout", "2s", "--memory", "64MiB",
-            "--max-concurrency", "8", "--env", "A=1", "--allow-outbound", "https://api.example.com", "--fuel", "5000000",
+            "deploy",
+            "h",
+            artifacts::HOSTILE_COMPONENT,
+            "--route",
+            "/h",
+            "--timeout",
+            "2s",
+            "--memory",
+            "64MiB",
+            "--max-concurrency",
+            "8",
+            "--env",
+            "A=1",
+            "--allow-outbound",
+            "https://api.example.com",
+            "--fuel",
+            "5000000",
         ])
     });
-    assert!(deploy.status.success(), "{}", String::from_utf8_lossy(&deploy.stderr));
+    assert!(
+        deploy.status.success(),
+        "{}",
+        String::from_utf8_lossy(&deploy.stderr)
+    );
     let info = wisp.admin_get("/v1/functions/h").await.json();
     let settings = &info["versions"][0]["settings"];
     assert_eq!(settings["timeout"], "2s");
@@ -399,8 +711,14 @@ async fn effective_settings_are_shown() {
     assert_eq!(settings["fuel"], 5000000);
     assert_eq!(settings["env"]["A"], "1");
     assert_eq!(settings["allow-outbound"][0], "https://api.example.com");
-    assert_eq!(settings["max-request-body"], "100MiB", "defaults are shown too");
+    assert_eq!(
+        settings["max-request-body"], "100MiB",
+        "defaults are shown too"
+    );
     let ls = tokio::task::block_in_place(|| wisp.cli(&["ls"]));
     let table = String::from_utf8_lossy(&ls.stdout).into_owned();
-    assert!(table.contains("64MiB") && table.contains("2s") && table.contains("5000000"), "{table}");
+    assert!(
+        table.contains("64MiB") && table.contains("2s") && table.contains("5000000"),
+        "{table}"
+    );
 }

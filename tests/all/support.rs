@@ -56,7 +56,13 @@ impl Wisp {
         let mut command = Command::new(WISP);
         command
             .arg("serve")
-            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--data-dir"])
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
             .arg(data.path().join("data"))
             .args(&args)
             .env_remove("WISP_ADMIN_TOKEN")
@@ -133,7 +139,10 @@ impl Wisp {
     /// Sends SIGTERM and waits (bounded) for the exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("running");
-        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
         for _ in 0..600 {
             if let Some(status) = child.try_wait().expect("wait") {
                 return status;
@@ -175,7 +184,12 @@ impl Wisp {
     pub async fn deploy_ok(&self, name: &str, wasm_path: &str, query: &str) -> serde_json::Value {
         let wasm = std::fs::read(wasm_path).expect("read guest");
         let response = self.deploy(name, wasm, query).await;
-        assert_eq!(response.status, StatusCode::CREATED, "deploy {name}: {}", response.text());
+        assert_eq!(
+            response.status,
+            StatusCode::CREATED,
+            "deploy {name}: {}",
+            response.text()
+        );
         response.json()
     }
 
@@ -221,7 +235,9 @@ impl Drop for Wisp {
 
 fn fastrand_suffix() -> u64 {
     use std::time::{SystemTime, UNIX_EPOCH};
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 fn proc_status_kib(pid: u32, field: &str) -> u64 {
@@ -252,7 +268,8 @@ impl Response {
 
     /// The body as JSON (panics with the body if it is not).
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
     }
 
     /// A header as text.

@@ -28,7 +28,11 @@ impl Upstream {
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |_request| {
                         counter.fetch_add(1, Ordering::SeqCst);
-                        async move { Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::from_static(body.as_bytes())))) }
+                        async move {
+                            Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
+                                Bytes::from_static(body.as_bytes()),
+                            )))
+                        }
                     });
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                         .serve_connection(TokioIo::new(stream), service)

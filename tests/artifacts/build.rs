@@ -37,7 +37,10 @@ const SCRIPT_GUESTS: &[ScriptGuest] = &[ScriptGuest {
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
-    let guests = manifest_dir.join("../../guests").canonicalize().expect("guests/ exists");
+    let guests = manifest_dir
+        .join("../../guests")
+        .canonicalize()
+        .expect("guests/ exists");
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("set by cargo"));
 
     println!("cargo:rerun-if-changed=build.rs");
@@ -69,17 +72,42 @@ fn main() {
         let file = if file.exists() {
             file
         } else {
-            target_dir.join(&guest.target).join("release").join(format!("{}.wasm", guest.name))
+            target_dir
+                .join(&guest.target)
+                .join("release")
+                .join(format!("{}.wasm", guest.name))
         };
-        assert!(file.exists(), "guest `{}` built no {}", guest.name, file.display());
-        let kind = if guest.target == P1 { "MODULE" } else { "COMPONENT" };
+        assert!(
+            file.exists(),
+            "guest `{}` built no {}",
+            guest.name,
+            file.display()
+        );
+        let kind = if guest.target == P1 {
+            "MODULE"
+        } else {
+            "COMPONENT"
+        };
         let constant = format!("{}_{kind}", guest.name.to_uppercase().replace('-', "_"));
-        writeln!(code, "/// `guests/{}` built for `{}`.", guest.name, guest.target).unwrap();
-        writeln!(code, "pub const {constant}: &str = {:?};", file.display().to_string()).unwrap();
+        writeln!(
+            code,
+            "/// `guests/{}` built for `{}`.",
+            guest.name, guest.target
+        )
+        .expect("writing to a String cannot fail");
+        writeln!(
+            code,
+            "pub const {constant}: &str = {:?};",
+            file.display().to_string()
+        )
+        .expect("writing to a String cannot fail");
     }
     for guest in SCRIPT_GUESTS {
         let script = guests.join(guest.script);
-        println!("cargo:rerun-if-changed={}", script.parent().expect("in a dir").display());
+        println!(
+            "cargo:rerun-if-changed={}",
+            script.parent().expect("in a dir").display()
+        );
         let output = out_dir.join(guest.output);
         let value = match run_script(&script, &output) {
             Ok(()) => format!("Ok({:?})", output.display().to_string()),
@@ -88,8 +116,18 @@ fn main() {
                 format!("Err({why:?})")
             }
         };
-        writeln!(code, "/// `guests/{}`: the built file, or why it could not be built.", guest.script).unwrap();
-        writeln!(code, "pub const {}_{}: Result<&str, &str> = {value};", guest.constant, guest.kind).unwrap();
+        writeln!(
+            code,
+            "/// `guests/{}`: the built file, or why it could not be built.",
+            guest.script
+        )
+        .expect("writing to a String cannot fail");
+        writeln!(
+            code,
+            "pub const {}_{}: Result<&str, &str> = {value};",
+            guest.constant, guest.kind
+        )
+        .expect("writing to a String cannot fail");
     }
     std::fs::write(out_dir.join("artifacts.rs"), code).expect("write artifacts.rs");
 }
@@ -111,7 +149,8 @@ fn rust_guests(guests: &Path) -> Vec<RustGuest> {
         "cargo metadata failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout).expect("metadata json");
+    let metadata: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("metadata json");
     let packages = metadata["packages"].as_array().expect("packages");
     packages
         .iter()
@@ -120,7 +159,10 @@ fn rust_guests(guests: &Path) -> Vec<RustGuest> {
             RustGuest {
                 name: p["name"].as_str().expect("name").to_owned(),
                 dir: manifest.parent().expect("crate dir").to_owned(),
-                target: p["metadata"]["wisp"]["target"].as_str().unwrap_or(P2).to_owned(),
+                target: p["metadata"]["wisp"]["target"]
+                    .as_str()
+                    .unwrap_or(P2)
+                    .to_owned(),
             }
         })
         .collect()
@@ -128,12 +170,16 @@ fn rust_guests(guests: &Path) -> Vec<RustGuest> {
 
 fn build_rust_guests(guests: &Path, target_dir: &Path, target: &str, names: &[&str]) {
     let mut cmd = cargo(guests);
-    cmd.args(["build", "--release", "--target", target]).env("CARGO_TARGET_DIR", target_dir);
+    cmd.args(["build", "--release", "--target", target])
+        .env("CARGO_TARGET_DIR", target_dir);
     for name in names {
         cmd.args(["-p", name]);
     }
     let status = cmd.status().expect("run cargo build for guests");
-    assert!(status.success(), "building guests for {target} failed (see the output above)");
+    assert!(
+        status.success(),
+        "building guests for {target} failed (see the output above)"
+    );
 }
 
 /// A `cargo` command for the guests workspace, clear of the outer build's
@@ -161,14 +207,19 @@ fn cargo(guests: &Path) -> Command {
 /// this toolchain and they are missing (rustup installs them with a new
 /// toolchain, but not into one that is already installed).
 fn ensure_wasm_targets() {
-    let Some(toolchain) = env::var_os("RUSTUP_TOOLCHAIN") else { return };
+    let Some(toolchain) = env::var_os("RUSTUP_TOOLCHAIN") else {
+        return;
+    };
     let installed = Command::new("rustup")
         .args(["target", "list", "--installed", "--toolchain"])
         .arg(&toolchain)
         .output();
     let Ok(installed) = installed else { return };
     let installed = String::from_utf8_lossy(&installed.stdout);
-    let missing: Vec<&str> = [P1, P2].into_iter().filter(|t| !installed.lines().any(|l| l == *t)).collect();
+    let missing: Vec<&str> = [P1, P2]
+        .into_iter()
+        .filter(|t| !installed.lines().any(|l| l == *t))
+        .collect();
     if missing.is_empty() {
         return;
     }
@@ -179,7 +230,11 @@ fn ensure_wasm_targets() {
         .args(&missing)
         .status()
         .expect("run rustup target add");
-    assert!(status.success(), "`rustup target add {}` failed", missing.join(" "));
+    assert!(
+        status.success(),
+        "`rustup target add {}` failed",
+        missing.join(" ")
+    );
 }
 
 fn run_script(script: &Path, output: &Path) -> Result<(), String> {

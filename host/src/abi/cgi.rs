@@ -13,20 +13,20 @@ use crate::abi::output::{OutputCapture, WhenFull};
 use crate::body::{LimitedBody, RequestBody, RequestBodyError, ResponseBody, full};
 use crate::error::{DeployError, InvokeError, Limit};
 use crate::limits::Limits;
-use crate::sandbox::MemoryLimiter;
 use crate::meter::{CpuTimed, GuestCost, Meter};
-use crate::trace::RequestTrace;
 use crate::route::Route;
 use crate::sandbox;
+use crate::sandbox::MemoryLimiter;
 use crate::settings::Settings;
+use crate::trace::RequestTrace;
 use crate::units;
 use http_body_util::BodyExt;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 use wasmtime::{Engine, InstancePre, Linker, Store};
-use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::WasiCtxBuilder;
+use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 
 /// The store data of a CGI sandbox.
@@ -50,7 +50,8 @@ pub fn trial_store(engine: &Engine, limits: &Limits) -> Result<Store<CgiState>, 
     };
     let mut store = Store::new(engine, state);
     store.limiter(|state| &mut state.limiter);
-    sandbox::prepare_store(&mut store, limits).map_err(|e| DeployError::Instantiate(e.to_string()))?;
+    sandbox::prepare_store(&mut store, limits)
+        .map_err(|e| DeployError::Instantiate(e.to_string()))?;
     Ok(store)
 }
 
@@ -77,25 +78,40 @@ pub struct CgiCall<'a> {
 }
 
 /// Runs `request` through a fresh instance of the module.
-pub async fn invoke(call: CgiCall<'_>, request: http::Request<RequestBody>) -> Result<http::Response<ResponseBody>, InvokeError> {
+pub async fn invoke(
+    call: CgiCall<'_>,
+    request: http::Request<RequestBody>,
+) -> Result<http::Response<ResponseBody>, InvokeError> {
     let limits = &call.settings.limits;
     let (parts, body) = request.into_parts();
-    let body = LimitedBody::new(body, limits.max_request_body_bytes, Arc::new(AtomicBool::new(false)))
-        .collect()
-        .await
-        .map_err(|e| match e {
-            RequestBodyError::TooLarge(_) => InvokeError::limit(
-                Limit::RequestBody,
-                format!(
-                    "the request body exceeds the function's limit of {}",
-                    units::format_size(limits.max_request_body_bytes)
-                ),
+    let body = LimitedBody::new(
+        body,
+        limits.max_request_body_bytes,
+        Arc::new(AtomicBool::new(false)),
+    )
+    .collect()
+    .await
+    .map_err(|e| match e {
+        RequestBodyError::TooLarge(_) => InvokeError::limit(
+            Limit::RequestBody,
+            format!(
+                "the request body exceeds the function's limit of {}",
+                units::format_size(limits.max_request_body_bytes)
             ),
-            RequestBodyError::Read(e) => InvokeError::Internal(format!("reading the request body failed: {e}")),
-        })?
-        .to_bytes();
+        ),
+        RequestBodyError::Read(e) => {
+            InvokeError::Internal(format!("reading the request body failed: {e}"))
+        }
+    })?
+    .to_bytes();
 
-    let mut env = cgi_env::meta_variables(&parts, call.route, call.path_info, body.len(), &call.connection);
+    let mut env = cgi_env::meta_variables(
+        &parts,
+        call.route,
+        call.path_info,
+        body.len(),
+        &call.connection,
+    );
     for (key, value) in &call.settings.env {
         if !env.iter().any(|(k, _)| k == key) {
             env.push((key.clone(), value.clone()));
@@ -140,7 +156,8 @@ pub async fn invoke(call: CgiCall<'_>, request: http::Request<RequestBody>) -> R
         fuel: sandbox::fuel_used(&store, limits),
         peak_memory_bytes: store.data().limiter.peak_bytes(),
     };
-    call.meter.finished(cost, call.request_id, b"", &stderr.contents());
+    call.meter
+        .finished(cost, call.request_id, b"", &stderr.contents());
     match result {
         Ok(()) => {}
         Err(None) => return Err(sandbox::timeout_error(limits)),
@@ -148,7 +165,9 @@ pub async fn invoke(call: CgiCall<'_>, request: http::Request<RequestBody>) -> R
             if stdout.overflowed() {
                 return Err(response_too_large(limits.max_response_body_bytes));
             }
-            if let Err(explained) = sandbox::explain_failure(&error, store.data().limiter.was_hit(), limits) {
+            if let Err(explained) =
+                sandbox::explain_failure(&error, store.data().limiter.was_hit(), limits)
+            {
                 sandbox::log_failure(call.function, call.request_id, &error, &stderr.contents());
                 return Err(explained);
             }

@@ -59,11 +59,22 @@ pub fn meta_variables(
     set("SERVER_PORT", connection.local.port().to_string());
     set("SERVER_PROTOCOL", format!("{:?}", parts.version));
     set("REQUEST_METHOD", parts.method.as_str().to_owned());
-    let script_name = if route.as_str() == "/" { "" } else { route.as_str() };
+    let script_name = if route.as_str() == "/" {
+        ""
+    } else {
+        route.as_str()
+    };
     set("SCRIPT_NAME", script_name.to_owned());
     set("PATH_INFO", path_info.to_owned());
     set("QUERY_STRING", parts.uri.query().unwrap_or("").to_owned());
-    set("REQUEST_URI", parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_owned());
+    set(
+        "REQUEST_URI",
+        parts
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_owned(),
+    );
     set("REMOTE_ADDR", connection.remote.ip().to_string());
     set("REMOTE_HOST", connection.remote.ip().to_string());
     set("REMOTE_PORT", connection.remote.port().to_string());
@@ -71,7 +82,10 @@ pub fn meta_variables(
         set("CONTENT_LENGTH", content_length.to_string());
     }
     if let Some(value) = parts.headers.get(http::header::CONTENT_TYPE) {
-        set("CONTENT_TYPE", String::from_utf8_lossy(value.as_bytes()).into_owned());
+        set(
+            "CONTENT_TYPE",
+            String::from_utf8_lossy(value.as_bytes()).into_owned(),
+        );
     }
     for name in parts.headers.keys() {
         // Represented above, or not the guest's business (RFC 3875 §4.1.18).
@@ -88,7 +102,10 @@ pub fn meta_variables(
             .map(|v| String::from_utf8_lossy(v.as_bytes()))
             .collect::<Vec<_>>()
             .join(", ");
-        let var = format!("HTTP_{}", name.as_str().to_ascii_uppercase().replace('-', "_"));
+        let var = format!(
+            "HTTP_{}",
+            name.as_str().to_ascii_uppercase().replace('-', "_")
+        );
         set(&var, joined);
     }
     vars
@@ -105,17 +122,30 @@ fn strip_port(host: &str) -> &str {
 mod tests {
     use super::*;
 
-    fn vars(req: http::Request<()>, route: &str, path_info: &str, len: usize) -> Vec<(String, String)> {
+    fn vars(
+        req: http::Request<()>,
+        route: &str,
+        path_info: &str,
+        len: usize,
+    ) -> Vec<(String, String)> {
         let (parts, ()) = req.into_parts();
         let connection = ConnectionInfo {
             remote: "10.0.0.7:4242".parse().unwrap(),
             local: "127.0.0.1:8080".parse().unwrap(),
         };
-        meta_variables(&parts, &Route::parse(route).unwrap(), path_info, len, &connection)
+        meta_variables(
+            &parts,
+            &Route::parse(route).unwrap(),
+            path_info,
+            len,
+            &connection,
+        )
     }
 
     fn get<'a>(vars: &'a [(String, String)], name: &str) -> Option<&'a str> {
-        vars.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+        vars.iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 
     #[test]

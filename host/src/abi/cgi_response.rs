@@ -229,9 +229,6 @@ mod tests {
         out.extend_from_slice(b"\nbody");
         assert_eq!(parse(&out), Err(CgiResponseError::HeadersTooLarge));
         let unterminated = vec![b'a'; MAX_HEADER_SECTION_BYTES + 10];
-        assert_eq!(
-            parse(&unterminated),
-            Err(CgiResponseError::HeadersTooLarge)
-        );
+        assert_eq!(parse(&unterminated), Err(CgiResponseError::HeadersTooLarge));
     }
 }

@@ -11,11 +11,11 @@ use crate::abi::output::{OutputCapture, WhenFull};
 use crate::body::{BoxError, CappedBody, LimitedBody, RequestBody, ResponseBody};
 use crate::error::{DeployError, InvokeError, Limit};
 use crate::limits::Limits;
-use crate::sandbox::MemoryLimiter;
 use crate::meter::{CpuTimed, GuestCost, Meter};
-use crate::trace::RequestTrace;
 use crate::sandbox;
+use crate::sandbox::MemoryLimiter;
 use crate::settings::{OutboundRule, Settings};
+use crate::trace::RequestTrace;
 use crate::units;
 use http_body_util::BodyExt;
 use std::sync::Arc;
@@ -68,10 +68,16 @@ struct OutboundPolicy {
 impl OutboundPolicy {
     fn allows(&self, uri: &http::Uri) -> bool {
         let scheme = uri.scheme_str().unwrap_or("https");
-        let default_port = if scheme.eq_ignore_ascii_case("http") { 80 } else { 443 };
+        let default_port = if scheme.eq_ignore_ascii_case("http") {
+            80
+        } else {
+            443
+        };
         let Some(host) = uri.host() else { return false };
         let port = uri.port_u16().unwrap_or(default_port);
-        self.rules.iter().any(|rule| rule.allows(scheme, host, port))
+        self.rules
+            .iter()
+            .any(|rule| rule.allows(scheme, host, port))
     }
 }
 
@@ -127,7 +133,8 @@ pub fn trial_store(engine: &Engine, limits: &Limits) -> Result<Store<HttpState>,
     };
     let mut store = Store::new(engine, state);
     store.limiter(|state| &mut state.limiter);
-    sandbox::prepare_store(&mut store, limits).map_err(|e| DeployError::Instantiate(e.to_string()))?;
+    sandbox::prepare_store(&mut store, limits)
+        .map_err(|e| DeployError::Instantiate(e.to_string()))?;
     Ok(store)
 }
 
@@ -153,7 +160,10 @@ pub struct HttpCall {
 }
 
 /// Runs `request` through a fresh instance of the component.
-pub async fn invoke(call: HttpCall, request: http::Request<RequestBody>) -> Result<http::Response<ResponseBody>, InvokeError> {
+pub async fn invoke(
+    call: HttpCall,
+    request: http::Request<RequestBody>,
+) -> Result<http::Response<ResponseBody>, InvokeError> {
     let HttpCall {
         pre,
         function,
@@ -176,12 +186,14 @@ pub async fn invoke(call: HttpCall, request: http::Request<RequestBody>) -> Resu
     let mut request = request;
     if request.uri().authority().is_none() && !request.headers().contains_key(http::header::HOST) {
         // wasi:http requires an authority; an embedder's bare `/path` request has none.
-        request
-            .headers_mut()
-            .insert(http::header::HOST, http::HeaderValue::from_static("localhost"));
+        request.headers_mut().insert(
+            http::header::HOST,
+            http::HeaderValue::from_static("localhost"),
+        );
     }
     let too_large = Arc::new(AtomicBool::new(false));
-    let request = request.map(|body| LimitedBody::new(body, limits.max_request_body_bytes, too_large.clone()));
+    let request = request
+        .map(|body| LimitedBody::new(body, limits.max_request_body_bytes, too_large.clone()));
 
     let mut wasi = sandbox::wasi_builder(&settings)?;
     let stdout = OutputCapture::new(GUEST_OUTPUT_CAP_BYTES, WhenFull::Drop);
@@ -208,7 +220,11 @@ pub async fn invoke(call: HttpCall, request: http::Request<RequestBody>) -> Resu
         .http()
         .new_incoming_request(Scheme::Http, request)
         .map_err(internal)?;
-    let outparam = store.data_mut().http().new_response_outparam(sender).map_err(internal)?;
+    let outparam = store
+        .data_mut()
+        .http()
+        .new_response_outparam(sender)
+        .map_err(internal)?;
 
     let task_limits = limits.clone();
     let cap_label = function.clone();
@@ -230,7 +246,8 @@ pub async fn invoke(call: HttpCall, request: http::Request<RequestBody>) -> Resu
             Err(_elapsed) => (Err(sandbox::timeout_error(&task_limits)), Duration::ZERO),
             Ok((Ok(()), cpu)) => (Ok(()), cpu),
             Ok((Err(error), cpu)) => {
-                let explained = sandbox::explain_failure(&error, store.data().limiter.was_hit(), &task_limits);
+                let explained =
+                    sandbox::explain_failure(&error, store.data().limiter.was_hit(), &task_limits);
                 if explained.is_err() {
                     sandbox::log_failure(&function, &request_id, &error, &stderr.contents());
                 }
@@ -261,7 +278,9 @@ pub async fn invoke(call: HttpCall, request: http::Request<RequestBody>) -> Resu
             }
             return Err(match guest.await {
                 Ok(Err(error)) => error,
-                Ok(Ok(())) => InvokeError::GuestError("the function finished without sending a response".into()),
+                Ok(Ok(())) => InvokeError::GuestError(
+                    "the function finished without sending a response".into(),
+                ),
                 Err(join) => InvokeError::Internal(format!("the guest task failed: {join}")),
             });
         }
@@ -278,15 +297,22 @@ pub async fn invoke(call: HttpCall, request: http::Request<RequestBody>) -> Resu
         return Err(response_too_large(limits.max_response_body_bytes));
     }
     Ok(response.map(|body| {
-        CappedBody::new(body.map_err(|e| Box::new(e) as BoxError), limits.max_response_body_bytes, cap_label)
-            .boxed_unsync()
+        CappedBody::new(
+            body.map_err(|e| Box::new(e) as BoxError),
+            limits.max_response_body_bytes,
+            cap_label,
+        )
+        .boxed_unsync()
     }))
 }
 
 fn request_too_large(limit: u64) -> InvokeError {
     InvokeError::limit(
         Limit::RequestBody,
-        format!("the request body exceeds the function's limit of {}", units::format_size(limit)),
+        format!(
+            "the request body exceeds the function's limit of {}",
+            units::format_size(limit)
+        ),
     )
 }
 
@@ -294,6 +320,9 @@ fn request_too_large(limit: u64) -> InvokeError {
 pub fn response_too_large(limit: u64) -> InvokeError {
     InvokeError::limit(
         Limit::ResponseBody,
-        format!("the response body exceeds the function's limit of {}", units::format_size(limit)),
+        format!(
+            "the response body exceeds the function's limit of {}",
+            units::format_size(limit)
+        ),
     )
 }

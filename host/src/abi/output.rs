@@ -51,7 +51,9 @@ impl OutputCapture {
     fn lock(&self) -> MutexGuard<'_, Buffer> {
         // A poisoned lock only means a writer panicked mid-append; the bytes
         // are still a valid prefix, so keep using them.
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Everything captured so far.
@@ -115,9 +117,9 @@ impl Pollable for OutputCapture {
 
 impl OutputStream for OutputCapture {
     fn write(&mut self, bytes: Bytes) -> Result<(), StreamError> {
-        self.append(&bytes)
-            .map(drop)
-            .map_err(|()| StreamError::LastOperationFailed(wasmtime::format_err!("output exceeds its size limit")))
+        self.append(&bytes).map(drop).map_err(|()| {
+            StreamError::LastOperationFailed(wasmtime::format_err!("output exceeds its size limit"))
+        })
     }
 
     fn flush(&mut self) -> Result<(), StreamError> {
@@ -136,7 +138,11 @@ impl OutputStream for OutputCapture {
 }
 
 impl AsyncWrite for OutputCapture {
-    fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, data: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         Poll::Ready(
             self.append(data)
                 .map_err(|()| std::io::Error::other("output exceeds its size limit")),
