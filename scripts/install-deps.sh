@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what building and testing wisp needs beyond the Rust toolchain:
-# the wasm rust targets, and the toolchains of the non-Rust guests (C: clang +
-# wasi-libc from Debian). Idempotent: it installs only what is missing.
+# the wasm rust targets, and the toolchains of the non-Rust guests — C: clang
+# and wasi-libc from Debian; Python: componentize-py from PyPI; JavaScript:
+# componentize-js from npm (into guests/js). Idempotent: it installs only what
+# is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,4 +30,21 @@ if [ "${#apt_packages[@]}" -gt 0 ]; then
     as_root apt-get update -q
     DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -q "${apt_packages[@]}"
 fi
+# Python guests: componentize-py from PyPI.
+if ! command -v componentize-py >/dev/null || ! componentize-py --version | grep -q ' 0.25.1$'; then
+    say "installing componentize-py 0.25.1 (pip)"
+    python3 -m pip install --quiet --disable-pip-version-check "componentize-py==0.25.1"
+fi
+
+# JavaScript guests: Node.js, and componentize-js pinned by guests/js/package-lock.json.
+if ! command -v npm >/dev/null; then
+    say "installing Node.js and npm (Debian)"
+    as_root apt-get update -q
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -q nodejs npm
+fi
+if [ ! -x guests/js/node_modules/.bin/componentize-js ]; then
+    say "installing componentize-js (npm ci in guests/js)"
+    (cd guests/js && npm ci --no-audit --no-fund --loglevel=error)
+fi
 say "done"
+

@@ -1,1 +1,78 @@
-//! benches
+//! Shared set-up for wisp's benchmarks: a host on a temp data dir with guests
+//! from `guests/` deployed, and a runtime to drive it.
+//!
+//! The benches themselves are in `benches/` (criterion: `cargo bench`); the
+//! HTTP load bench that compares wisp with `wasmtime serve` and a native
+//! hyper server is `benches/http-load.sh`, and `native-hello` is its native
+//! baseline.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use tempfile::TempDir;
+use tokio::runtime::Runtime;
+use wisp_host::{DeployOptions, Host, HostConfig, RawSettings};
+
+/// A host with its data dir and runtime kept alive.
+pub struct Bench {
+    /// The runtime the host runs on.
+    pub runtime: Runtime,
+    /// The host.
+    pub host: Host,
+    _data: TempDir,
+}
+
+impl Bench {
+    /// A host with the pooling allocator on or off.
+    pub fn new(pooling: bool) -> Bench {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let data = tempfile::tempdir().expect("temp dir");
+        let config = HostConfig {
+            data_dir: data.path().to_owned(),
+            pooling,
+            access_log: false,
+            ..HostConfig::default()
+        };
+        let (host, _) = runtime.block_on(Host::start(config)).expect("host");
+        Bench {
+            runtime,
+            host,
+            _data: data,
+        }
+    }
+
+    /// Deploys the guest at `path` as `name` on `route`.
+    pub fn deploy(&self, name: &str, path: &str, route: &str) {
+        let wasm = Bytes::from(std::fs::read(path).expect("guest"));
+        let settings = RawSettings {
+            route: Some(route.to_owned()),
+            ..RawSettings::default()
+        };
+        self.runtime
+            .block_on(
+                self.host
+                    .deploy(name, wasm, settings, DeployOptions::default()),
+            )
+            .expect("deploy");
+    }
+
+    /// Serves one request in-process and reads the whole response body.
+    pub async fn request(host: &Host, method: &str, path: &str, body: Bytes) -> usize {
+        let request = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .body(Full::new(body))
+            .expect("request");
+        let response = host.handle(request).await;
+        assert!(response.status().is_success(), "{}", response.status());
+        response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes()
+            .len()
+    }
+}

@@ -58,6 +58,10 @@ enum Command {
     Logs(Logs),
     /// Show a function's cumulative usage.
     Usage(UsageCommand),
+    /// Measure a module's cold start and throughput on this machine.
+    Bench(BenchCommand),
+    /// Create a new function from a template: `wisp new hello --lang rust`.
+    New(New),
 }
 
 /// Runs the CLI and returns the process exit code.
@@ -86,6 +90,8 @@ pub fn main() -> ExitCode {
             Command::Rollback(c) => c.execute().await,
             Command::Logs(c) => c.execute().await,
             Command::Usage(c) => c.execute().await,
+            Command::Bench(c) => c.execute().await,
+            Command::New(c) => c.execute(),
         }
     });
     match result {
@@ -901,6 +907,115 @@ impl UsageCommand {
             "memory-time        {:.9} GB·s",
             u["memory_gb_seconds"].as_f64().unwrap_or(0.0)
         );
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+#[derive(Debug, Args)]
+struct BenchCommand {
+    /// The module: a `wasi:http` component or a CGI command module.
+    file: PathBuf,
+    /// Cold starts to time (and instantiations alone).
+    #[arg(short = 'n', long, default_value_t = 10_000)]
+    samples: usize,
+    /// Requests in flight at once for the throughput run.
+    #[arg(short = 'c', long, default_value_t = 1)]
+    concurrency: usize,
+    /// Length of the throughput run (e.g. `5s`).
+    #[arg(long, default_value = "5s", value_parser = parse_duration_flag)]
+    duration: std::time::Duration,
+    /// Request path (and query).
+    #[arg(long, default_value = "/")]
+    path: String,
+    /// Request method.
+    #[arg(long, default_value = "GET")]
+    method: String,
+    /// Request body (`@FILE` reads a file).
+    #[arg(long)]
+    body: Option<String>,
+    /// Sandboxes held alive at once to measure memory per sandbox.
+    #[arg(long, default_value_t = 100)]
+    memory_probe: usize,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+impl BenchCommand {
+    async fn execute(self) -> anyhow::Result<ExitCode> {
+        let method: http::Method = self.method.parse().map_err(|_| {
+            anyhow::anyhow!(
+                "invalid value `{}` for `--method`: expected an HTTP method",
+                self.method
+            )
+        })?;
+        if !self.path.starts_with('/') {
+            bail!(
+                "invalid value `{}` for `--path`: expected a path starting with `/`",
+                self.path
+            );
+        }
+        if self.samples == 0 {
+            bail!("invalid value `0` for `-n`: expected at least 1 sample");
+        }
+        let body = match &self.body {
+            Some(data) => match data.strip_prefix('@') {
+                Some(file) => {
+                    Bytes::from(std::fs::read(file).with_context(|| format!("reading `{file}`"))?)
+                }
+                None => Bytes::from(data.clone()),
+            },
+            None => Bytes::new(),
+        };
+        let wasm = tokio::fs::read(&self.file)
+            .await
+            .with_context(|| format!("reading `{}`", self.file.display()))?;
+        let options = crate::bench::BenchOptions {
+            samples: self.samples,
+            concurrency: self.concurrency.max(1),
+            duration: self.duration,
+            method,
+            path: self.path,
+            body,
+            memory_probe: self.memory_probe,
+        };
+        let report = crate::bench::run(Bytes::from(wasm), &options).await?;
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            print!("{}", report.table());
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+#[derive(Debug, Args)]
+struct New {
+    /// The function's name (also its directory).
+    name: String,
+    /// The language to write it in.
+    #[arg(long, value_enum, default_value = "rust")]
+    lang: crate::template::Language,
+    /// Where to create the directory.
+    #[arg(long, default_value = ".", value_name = "DIR")]
+    dir: PathBuf,
+}
+
+impl New {
+    fn execute(self) -> anyhow::Result<ExitCode> {
+        let dir = crate::template::scaffold(&self.name, self.lang, &self.dir)?;
+        let name = &self.name;
+        println!("created {} ({} function)", dir.display(), self.lang);
+        println!("next:");
+        if self.lang == crate::template::Language::Js {
+            println!("  (cd {} && npm install)", dir.display());
+        }
+        println!("  {}/build.sh", dir.display());
+        println!(
+            "  wisp deploy {name} {}/{name}.wasm --route /{name}",
+            dir.display()
+        );
+        println!("  curl http://127.0.0.1:8080/{name}");
         Ok(ExitCode::SUCCESS)
     }
 }

@@ -228,7 +228,11 @@ impl Host {
         })
         .await
         .map_err(|e| DeployError::Storage(format!("load task failed: {e}")))??;
-        function.trial_instantiate().await?;
+        // Instantiate once now, to catch what the pool cannot hold.
+        function
+            .instantiate()
+            .await
+            .map_err(|e| DeployError::Instantiate(e.to_string()))?;
 
         let mut stored_settings = settings.to_raw();
         stored_settings.route = None;

@@ -9,6 +9,7 @@
 use crate::abi::cgi::{self, CgiCall, CgiState};
 use crate::abi::cgi_env::ConnectionInfo;
 use crate::abi::http::{self, HttpCall, HttpState};
+use crate::abi::output::{OutputCapture, WhenFull};
 use crate::artifact::SourceHash;
 use crate::body::{RequestBody, ResponseBody};
 use crate::error::{DeployError, InvokeError};
@@ -69,6 +70,16 @@ pub struct RequestContext<'a> {
     /// Its id.
     pub request_id: &'a Arc<str>,
 }
+
+/// A live sandbox that serves nothing; dropping it frees its pool slot.
+pub struct IdleSandbox {
+    _store: Box<dyn Send>,
+}
+
+/// Header telling a component the part of the path after its route
+/// (`wisp-sdk`'s `RequestExt::path_info` reads it).
+pub const PATH_INFO_HEADER: ::http::HeaderName =
+    ::http::HeaderName::from_static("x-wisp-path-info");
 
 /// One deployed version of a function.
 pub struct Function {
@@ -165,21 +176,34 @@ impl Function {
         })
     }
 
-    /// Instantiates once without calling anything, to catch at deploy time a
-    /// function the pool cannot hold (too many memories, tables, instances).
-    pub async fn trial_instantiate(&self) -> Result<(), DeployError> {
-        let fail = |e: wasmtime::Error| DeployError::Instantiate(format!("{e:#}"));
-        match &self.code {
+    /// Creates a sandbox (store and instance) exactly as a request would,
+    /// without calling the guest. Benchmarks measure cold starts with it; a
+    /// deploy calls it once to catch a function the pool cannot hold.
+    pub async fn instantiate(&self) -> Result<IdleSandbox, InvokeError> {
+        let fail = |e: wasmtime::Error| InvokeError::Internal(format!("{e:#}"));
+        let store: Box<dyn Send> = match &self.code {
             Code::Http(pre) => {
-                let mut store = http::trial_store(pre.engine(), &self.settings.limits)?;
+                let sink = || OutputCapture::new(0, WhenFull::Drop);
+                let mut store = http::new_store(
+                    pre.engine(),
+                    self.name.clone(),
+                    &self.settings,
+                    self.outbound.clone(),
+                    sink(),
+                    sink(),
+                )?;
                 pre.instantiate_async(&mut store).await.map_err(fail)?;
+                Box::new(store)
             }
             Code::Cgi(pre) => {
-                let mut store = cgi::trial_store(pre.module().engine(), &self.settings.limits)?;
+                let mut wasi = crate::sandbox::wasi_builder(&self.settings)?;
+                let mut store =
+                    cgi::new_store(pre.module().engine(), &mut wasi, &self.settings.limits)?;
                 pre.instantiate_async(&mut store).await.map_err(fail)?;
+                Box::new(store)
             }
-        }
-        Ok(())
+        };
+        Ok(IdleSandbox { _store: store })
     }
 
     /// This version's metric series.
@@ -209,6 +233,14 @@ impl Function {
         } = context;
         match &self.code {
             Code::Http(pre) => {
+                let mut request = request;
+                // The part of the path after the route, as CGI's PATH_INFO:
+                // set by the host, never taken from the client.
+                let headers = request.headers_mut();
+                headers.remove(PATH_INFO_HEADER);
+                if let Ok(value) = ::http::HeaderValue::from_str(path_info) {
+                    headers.insert(PATH_INFO_HEADER, value);
+                }
                 let call = HttpCall {
                     pre: pre.clone(),
                     function: self.name.clone(),

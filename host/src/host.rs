@@ -13,7 +13,7 @@ use crate::artifact::{ArtifactError, ArtifactStore};
 use crate::body::{BoxError, ResponseBody, full};
 use crate::engine::{self, EngineOptions, EpochTicker};
 use crate::error::{DeployError, InvokeError, Limit};
-use crate::function::{self, Function, Linkers, RequestContext, VersionInfo};
+use crate::function::{self, Function, IdleSandbox, Linkers, RequestContext, VersionInfo};
 use crate::limits;
 use crate::logs::LogBook;
 use crate::meter::{Meter, Usage, UsageReport};
@@ -336,6 +336,23 @@ impl Host {
     pub(crate) fn forget(&self, name: &str) {
         let mut map = self.inner.shared.lock().unwrap_or_else(|p| p.into_inner());
         map.remove(name);
+    }
+
+    /// Creates a sandbox for function `name` (the version traffic would pick)
+    /// exactly as a request would, without running the guest — a cold start
+    /// alone. Dropping the sandbox frees its slot.
+    pub async fn instantiate(&self, name: &str) -> Result<IdleSandbox, InvokeError> {
+        let function = {
+            let snapshot = self.inner.registry.snapshot();
+            let entry = snapshot
+                .get(name)
+                .ok_or_else(|| InvokeError::NoRoute(format!("function `{name}`")))?;
+            entry
+                .pick(None)
+                .cloned()
+                .ok_or_else(|| InvokeError::Unavailable(name.to_owned()))?
+        };
+        function.instantiate().await
     }
 
     /// Cumulative usage of function `name` (across its versions).

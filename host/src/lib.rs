@@ -48,11 +48,14 @@
 //! | [`admin`] | the admin API |
 //! | [`client`] | the admin API client the CLI uses |
 //! | [`up`] | `wisp up`: make a host match a manifest |
+//! | [`template`] | `wisp new`: function templates in four languages |
+//! | [`bench`] | `wisp bench`: cold starts and throughput of a module |
 //! | [`cli`] | the `wisp` commands |
 
 pub mod abi;
 pub mod admin;
 pub mod artifact;
+pub mod bench;
 pub mod body;
 pub mod cli;
 pub mod client;
@@ -73,6 +76,7 @@ pub mod route;
 pub mod sandbox;
 pub mod server;
 pub mod settings;
+pub mod template;
 pub mod trace;
 pub mod traffic;
 pub mod units;

@@ -9,5 +9,6 @@ mod core;
 mod crash;
 mod embed;
 mod isolation;
+mod languages;
 mod support;
 mod upstream;

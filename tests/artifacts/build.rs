@@ -28,12 +28,26 @@ struct ScriptGuest {
     output: &'static str,
 }
 
-const SCRIPT_GUESTS: &[ScriptGuest] = &[ScriptGuest {
-    constant: "CGI_C",
-    script: "c/cgi-c/build.sh",
-    kind: "MODULE",
-    output: "cgi-c.wasm",
-}];
+const SCRIPT_GUESTS: &[ScriptGuest] = &[
+    ScriptGuest {
+        constant: "CGI_C",
+        script: "c/cgi-c/build.sh",
+        kind: "MODULE",
+        output: "cgi-c.wasm",
+    },
+    ScriptGuest {
+        constant: "PYTHON_HELLO",
+        script: "python/build.sh",
+        kind: "COMPONENT",
+        output: "python-hello.wasm",
+    },
+    ScriptGuest {
+        constant: "JS_HELLO",
+        script: "js/build.sh",
+        kind: "COMPONENT",
+        output: "js-hello.wasm",
+    },
+];
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
@@ -102,6 +116,7 @@ fn main() {
         )
         .expect("writing to a String cannot fail");
     }
+    let wit = wasi_http_wit(&manifest_dir);
     for guest in SCRIPT_GUESTS {
         let script = guests.join(guest.script);
         println!(
@@ -109,7 +124,7 @@ fn main() {
             script.parent().expect("in a dir").display()
         );
         let output = out_dir.join(guest.output);
-        let value = match run_script(&script, &output) {
+        let value = match run_script(&script, &output, wit.as_deref()) {
             Ok(()) => format!("Ok({:?})", output.display().to_string()),
             Err(why) => {
                 println!("cargo:warning=guest `{}` not built: {why}", guest.script);
@@ -237,8 +252,45 @@ fn ensure_wasm_targets() {
     );
 }
 
-fn run_script(script: &Path, output: &Path) -> Result<(), String> {
-    let result = Command::new("bash").arg(script).arg(output).output();
+/// The WASI 0.2 WIT (wasi:http and its deps) that wisp's own
+/// `wasmtime-wasi-http` implements, found through `cargo metadata`. Guests in
+/// other languages generate their bindings from it.
+fn wasi_http_wit(manifest_dir: &Path) -> Option<PathBuf> {
+    let target = env::var("TARGET").ok()?;
+    let run = |offline: bool| {
+        let mut command = cargo(manifest_dir);
+        command.args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--filter-platform",
+            &target,
+        ]);
+        if offline {
+            command.arg("--offline");
+        }
+        command.output().ok()
+    };
+    let output = run(true)
+        .filter(|o| o.status.success())
+        .or_else(|| run(false))?;
+    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout).ok()?;
+    let package = metadata["packages"]
+        .as_array()?
+        .iter()
+        .find(|p| p["name"] == "wasmtime-wasi-http")?;
+    let manifest = PathBuf::from(package["manifest_path"].as_str()?);
+    let wit = manifest.parent()?.join("wit");
+    wit.join("deps").is_dir().then_some(wit)
+}
+
+fn run_script(script: &Path, output: &Path, wit: Option<&Path>) -> Result<(), String> {
+    let mut command = Command::new("bash");
+    command.arg(script).arg(output);
+    if let Some(wit) = wit {
+        command.env("WASI_HTTP_WIT", wit);
+    }
+    let result = command.output();
     match result {
         Ok(out) if out.status.success() => Ok(()),
         Ok(out) => Err(format!(

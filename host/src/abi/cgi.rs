@@ -11,7 +11,7 @@ use crate::abi::cgi_response::{self, MAX_HEADER_SECTION_BYTES};
 use crate::abi::http::{GUEST_OUTPUT_CAP_BYTES, response_too_large};
 use crate::abi::output::{OutputCapture, WhenFull};
 use crate::body::{LimitedBody, RequestBody, RequestBodyError, ResponseBody, full};
-use crate::error::{DeployError, InvokeError, Limit};
+use crate::error::{InvokeError, Limit};
 use crate::limits::Limits;
 use crate::meter::{CpuTimed, GuestCost, Meter};
 use crate::route::Route;
@@ -42,16 +42,19 @@ pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<CgiState>> {
     Ok(linker)
 }
 
-/// A store with no request, for instantiating once at deploy time.
-pub fn trial_store(engine: &Engine, limits: &Limits) -> Result<Store<CgiState>, DeployError> {
+/// A fresh sandbox store with the WASI context `wasi` and `limits`.
+pub fn new_store(
+    engine: &Engine,
+    wasi: &mut WasiCtxBuilder,
+    limits: &Limits,
+) -> Result<Store<CgiState>, InvokeError> {
     let state = CgiState {
-        wasi: WasiCtxBuilder::new().build_p1(),
+        wasi: wasi.build_p1(),
         limiter: MemoryLimiter::new(limits.memory_bytes),
     };
     let mut store = Store::new(engine, state);
     store.limiter(|state| &mut state.limiter);
-    sandbox::prepare_store(&mut store, limits)
-        .map_err(|e| DeployError::Instantiate(e.to_string()))?;
+    sandbox::prepare_store(&mut store, limits)?;
     Ok(store)
 }
 
@@ -128,13 +131,7 @@ pub async fn invoke(
         .stdin(MemoryInputPipe::new(body))
         .stdout(stdout.clone())
         .stderr(stderr.clone());
-    let state = CgiState {
-        wasi: wasi.build_p1(),
-        limiter: MemoryLimiter::new(limits.memory_bytes),
-    };
-    let mut store = Store::new(call.pre.module().engine(), state);
-    store.limiter(|state| &mut state.limiter);
-    sandbox::prepare_store(&mut store, limits)?;
+    let mut store = new_store(call.pre.module().engine(), &mut wasi, limits)?;
 
     let started = Instant::now();
     let run = async {

@@ -9,8 +9,7 @@
 
 use crate::abi::output::{OutputCapture, WhenFull};
 use crate::body::{BoxError, CappedBody, LimitedBody, RequestBody, ResponseBody};
-use crate::error::{DeployError, InvokeError, Limit};
-use crate::limits::Limits;
+use crate::error::{InvokeError, Limit};
 use crate::meter::{CpuTimed, GuestCost, Meter};
 use crate::sandbox;
 use crate::sandbox::MemoryLimiter;
@@ -18,14 +17,17 @@ use crate::settings::{OutboundRule, Settings};
 use crate::trace::RequestTrace;
 use crate::units;
 use http_body_util::BodyExt;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use wasmtime::component::{Linker, ResourceTable};
 use wasmtime::{Engine, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
-use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
 /// Bytes of a guest's stdout/stderr kept per request.
@@ -119,22 +121,32 @@ pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<HttpState>> {
     Ok(linker)
 }
 
-/// A store with no request, for instantiating once at deploy time.
-pub fn trial_store(engine: &Engine, limits: &Limits) -> Result<Store<HttpState>, DeployError> {
+/// A fresh sandbox store for one request of `function`: its WASI context
+/// (default-deny, with `stdout`/`stderr` captured), its outbound policy and
+/// its limits.
+pub fn new_store(
+    engine: &Engine,
+    function: Arc<str>,
+    settings: &Settings,
+    outbound: Arc<[OutboundRule]>,
+    stdout: OutputCapture,
+    stderr: OutputCapture,
+) -> Result<Store<HttpState>, InvokeError> {
+    let mut wasi = sandbox::wasi_builder(settings)?;
+    wasi.stdout(stdout).stderr(stderr);
     let state = HttpState {
-        wasi: WasiCtx::builder().build(),
+        wasi: wasi.build(),
         http: WasiHttpCtx::new(),
         table: ResourceTable::new(),
         hooks: OutboundPolicy {
-            function: Arc::from(""),
-            rules: Arc::new([]),
+            function,
+            rules: outbound,
         },
-        limiter: MemoryLimiter::new(limits.memory_bytes),
+        limiter: MemoryLimiter::new(settings.limits.memory_bytes),
     };
     let mut store = Store::new(engine, state);
     store.limiter(|state| &mut state.limiter);
-    sandbox::prepare_store(&mut store, limits)
-        .map_err(|e| DeployError::Instantiate(e.to_string()))?;
+    sandbox::prepare_store(&mut store, &settings.limits)?;
     Ok(store)
 }
 
@@ -195,23 +207,16 @@ pub async fn invoke(
     let request = request
         .map(|body| LimitedBody::new(body, limits.max_request_body_bytes, too_large.clone()));
 
-    let mut wasi = sandbox::wasi_builder(&settings)?;
     let stdout = OutputCapture::new(GUEST_OUTPUT_CAP_BYTES, WhenFull::Drop);
     let stderr = OutputCapture::new(GUEST_OUTPUT_CAP_BYTES, WhenFull::Drop);
-    wasi.stdout(stdout.clone()).stderr(stderr.clone());
-    let state = HttpState {
-        wasi: wasi.build(),
-        http: WasiHttpCtx::new(),
-        table: ResourceTable::new(),
-        hooks: OutboundPolicy {
-            function: function.clone(),
-            rules: outbound,
-        },
-        limiter: MemoryLimiter::new(limits.memory_bytes),
-    };
-    let mut store = Store::new(pre.engine(), state);
-    store.limiter(|state| &mut state.limiter);
-    sandbox::prepare_store(&mut store, &limits)?;
+    let mut store = new_store(
+        pre.engine(),
+        function.clone(),
+        &settings,
+        outbound,
+        stdout.clone(),
+        stderr.clone(),
+    )?;
 
     let (sender, receiver) = tokio::sync::oneshot::channel();
     let internal = |e: wasmtime::Error| InvokeError::Internal(format!("{e:#}"));
@@ -228,7 +233,7 @@ pub async fn invoke(
 
     let task_limits = limits.clone();
     let cap_label = function.clone();
-    let guest = tokio::spawn(async move {
+    let guest: GuestTask = Box::pin(async move {
         let _permit = permit;
         let started = Instant::now();
         let run = async {
@@ -264,24 +269,24 @@ pub async fn invoke(
         result
     });
 
-    let response = match receiver.await {
-        Ok(Ok(response)) => response,
-        Ok(Err(code)) => {
+    let (head, guest) = run_until_response(receiver, guest).await;
+    let response = match head {
+        Head::Response(Ok(response)) => response,
+        Head::Response(Err(code)) => {
             if too_large.load(Ordering::Relaxed) {
                 return Err(request_too_large(limits.max_request_body_bytes));
             }
             return Err(InvokeError::GuestError(format!("{code:?}")));
         }
-        Err(_never_set) => {
+        Head::NeverSet(outcome) => {
             if too_large.load(Ordering::Relaxed) {
                 return Err(request_too_large(limits.max_request_body_bytes));
             }
-            return Err(match guest.await {
-                Ok(Err(error)) => error,
-                Ok(Ok(())) => InvokeError::GuestError(
+            return Err(match outcome {
+                Err(error) => error,
+                Ok(()) => InvokeError::GuestError(
                     "the function finished without sending a response".into(),
                 ),
-                Err(join) => InvokeError::Internal(format!("the guest task failed: {join}")),
             });
         }
     };
@@ -297,6 +302,7 @@ pub async fn invoke(
         return Err(response_too_large(limits.max_response_body_bytes));
     }
     Ok(response.map(|body| {
+        let body = GuestBody { body, guest };
         CappedBody::new(
             body.map_err(|e| Box::new(e) as BoxError),
             limits.max_response_body_bytes,
@@ -304,6 +310,85 @@ pub async fn invoke(
         )
         .boxed_unsync()
     }))
+}
+
+/// A guest's whole run for one request: instantiate, handle, account.
+type GuestTask = Pin<Box<dyn Future<Output = Result<(), InvokeError>> + Send>>;
+
+/// How a guest's run began: with a response head, or without one.
+enum Head {
+    /// The guest set its response (or an error code) through the outparam.
+    Response(Result<http::Response<HyperOutgoingBody>, ErrorCode>),
+    /// The guest finished without setting one; its outcome says why.
+    NeverSet(Result<(), InvokeError>),
+}
+
+/// Drives the guest in this task until it sets its response head. Returns
+/// the head and, unless the guest already finished, the rest of its run —
+/// which the response body then drives. No task is spawned and no other
+/// thread is woken: a request runs start to finish where it arrived.
+async fn run_until_response(
+    mut receiver: tokio::sync::oneshot::Receiver<
+        Result<http::Response<HyperOutgoingBody>, ErrorCode>,
+    >,
+    mut guest: GuestTask,
+) -> (Head, Option<GuestTask>) {
+    tokio::select! {
+        biased;
+        head = &mut receiver => match head {
+            Ok(head) => (Head::Response(head), Some(guest)),
+            // The outparam was dropped unset: the guest is finishing.
+            Err(_) => (Head::NeverSet(guest.await), None),
+        },
+        outcome = &mut guest => match receiver.try_recv() {
+            Ok(head) => (Head::Response(head), None),
+            Err(_) => (Head::NeverSet(outcome), None),
+        },
+    }
+}
+
+/// A response body that drives the rest of the guest's run as it is read.
+/// If it is dropped before the guest is done (a `HEAD` request, a client
+/// gone), the rest of the run moves to a task of its own, so it still ends
+/// within its deadline and is accounted for.
+struct GuestBody {
+    body: HyperOutgoingBody,
+    guest: Option<GuestTask>,
+}
+
+impl http_body::Body for GuestBody {
+    type Data = bytes::Bytes;
+    type Error = wasmtime_wasi_http::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        if let Some(guest) = self.guest.as_mut()
+            && guest.as_mut().poll(cx).is_ready()
+        {
+            self.guest = None;
+        }
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl Drop for GuestBody {
+    fn drop(&mut self) {
+        if let Some(guest) = self.guest.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(guest);
+        }
+    }
 }
 
 fn request_too_large(limit: u64) -> InvokeError {

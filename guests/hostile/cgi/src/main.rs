@@ -47,7 +47,10 @@ fn main() {
             for _ in 0..kib {
                 eprintln!("{line}");
             }
-            let _ = write!(out, "Content-Type: text/plain\n\nwrote {kib} KiB to stderr\n");
+            let _ = write!(
+                out,
+                "Content-Type: text/plain\n\nwrote {kib} KiB to stderr\n"
+            );
         }
         "/env" => {
             let _ = write!(out, "Content-Type: text/plain\n\n");
@@ -56,7 +59,10 @@ fn main() {
             }
         }
         other => {
-            let _ = write!(out, "Status: 404 Not Found\nContent-Type: text/plain\n\nno attack `{other}`\n");
+            let _ = write!(
+                out,
+                "Status: 404 Not Found\nContent-Type: text/plain\n\nno attack `{other}`\n"
+            );
         }
     }
 }

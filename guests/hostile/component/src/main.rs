@@ -63,14 +63,20 @@ async fn main(request: Request<Body>) -> Result<Response<Body>, Error> {
             json(StatusCode::OK, fetch(&url))
         }
         "stderr" => {
-            let kib: usize = params(&query, "kib").next().and_then(|v| v.parse().ok()).unwrap_or(1);
+            let kib: usize = params(&query, "kib")
+                .next()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1);
             let line = "x".repeat(1023);
             for _ in 0..kib {
                 eprintln!("{line}");
             }
             Ok(text(format!("wrote {kib} KiB to stderr")))
         }
-        other => json(StatusCode::NOT_FOUND, serde_json::json!({"error": format!("no attack `{other}`")})),
+        other => json(
+            StatusCode::NOT_FOUND,
+            serde_json::json!({"error": format!("no attack `{other}`")}),
+        ),
     }
 }
 
@@ -80,10 +86,16 @@ fn fetch(url: &str) -> serde_json::Value {
     use wasip2::http::outgoing_handler;
     use wasip2::http::types::{Fields, OutgoingRequest, Scheme};
     let fail = |error: String| serde_json::json!({"url": url, "error": error});
-    let Some((scheme, rest)) = url.split_once("://") else { return fail("not a URL".into()) };
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return fail("not a URL".into());
+    };
     let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     let request = OutgoingRequest::new(Fields::new());
-    let scheme = if scheme == "https" { Scheme::Https } else { Scheme::Http };
+    let scheme = if scheme == "https" {
+        Scheme::Https
+    } else {
+        Scheme::Http
+    };
     let path = if path.is_empty() { "/" } else { path };
     if request.set_scheme(Some(&scheme)).is_err()
         || request.set_authority(Some(authority)).is_err()
@@ -158,7 +170,13 @@ fn unreachable_instruction() -> ! {
 fn params<'a>(query: &'a str, name: &'a str) -> impl Iterator<Item = String> + 'a {
     query.split('&').filter_map(move |pair| {
         let value = pair.strip_prefix(name)?.strip_prefix('=')?;
-        Some(value.replace("%2F", "/").replace("%3A", ":").replace("%2f", "/").replace("%3a", ":"))
+        Some(
+            value
+                .replace("%2F", "/")
+                .replace("%3A", ":")
+                .replace("%2f", "/")
+                .replace("%3a", ":"),
+        )
     })
 }
 
