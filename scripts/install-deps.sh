@@ -42,7 +42,7 @@ if ! command -v npm >/dev/null; then
     as_root apt-get update -q
     DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -q nodejs npm
 fi
-if [ ! -x guests/js/node_modules/.bin/componentize-js ]; then
+if [ ! -x guests/js/node_modules/.bin/componentize-js ] || [ ! -d guests/js/node_modules/@bytecodealliance/preview2-shim ]; then
     say "installing componentize-js (npm ci in guests/js)"
     (cd guests/js && npm ci --no-audit --no-fund --loglevel=error)
 fi
