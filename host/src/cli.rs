@@ -67,7 +67,11 @@ enum Command {
 /// Runs the CLI and returns the process exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // One worker per CPU this process may run on (its affinity mask): a
+    // server pinned to one core then runs one worker, not a contended pair.
+    let workers = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
         .enable_all()
         .build()
     {

@@ -98,10 +98,13 @@ impl FunctionInfo {
         let [only] = self.traffic.as_slice() else {
             return false;
         };
+        // Compared validated, so `64MiB` and `67108864`, or an env list and
+        // table with the same pairs, are the same settings.
+        let wanted = settings.check();
         self.versions
             .iter()
             .find(|v| v.number == only.version)
-            .is_some_and(|v| v.source == source && v.settings == *settings)
+            .is_some_and(|v| v.source == source && wanted.is_ok() && v.settings.check() == wanted)
     }
 
     fn of(entry: &FunctionEntry) -> FunctionInfo {
@@ -224,7 +227,8 @@ impl Host {
         let host = self.clone();
         let meter = self.meter(name, number);
         let function = tokio::task::spawn_blocking(move || {
-            Function::load(&host.inner.engine, &host.inner.linkers, &path, info, meter)
+            let code = host.load_code(&key, abi, &path)?;
+            Ok::<_, DeployError>(Function::new(info, code, meter))
         })
         .await
         .map_err(|e| DeployError::Storage(format!("load task failed: {e}")))??;

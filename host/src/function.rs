@@ -71,62 +71,20 @@ pub struct RequestContext<'a> {
     pub request_id: &'a Arc<str>,
 }
 
-/// A live sandbox that serves nothing; dropping it frees its pool slot.
-pub struct IdleSandbox {
-    _store: Box<dyn Send>,
-}
+/// Compiled, pre-linked code, ready to instantiate. One is shared by every
+/// function version whose binary (and engine) is the same: the host keeps a
+/// cache of them by artifact key.
+pub struct LoadedCode(Code);
 
-/// Header telling a component the part of the path after its route
-/// (`wisp-sdk`'s `RequestExt::path_info` reads it).
-pub const PATH_INFO_HEADER: ::http::HeaderName =
-    ::http::HeaderName::from_static("x-wisp-path-info");
-
-/// One deployed version of a function.
-pub struct Function {
-    /// The function's name.
-    pub name: Arc<str>,
-    /// This version's number.
-    pub version: u32,
-    /// The guest ABI.
-    pub abi: Abi,
-    /// Hash of the uploaded binary.
-    pub source: SourceHash,
-    /// Validated settings.
-    pub settings: Arc<Settings>,
-    /// When it was deployed (seconds since the Unix epoch).
-    pub created_unix: u64,
-    outbound: Arc<[OutboundRule]>,
-    code: Code,
-    meter: Meter,
-    slots: Arc<Semaphore>,
-}
-
-/// What identifies a version besides its code.
-pub struct VersionInfo {
-    /// The function's name.
-    pub name: Arc<str>,
-    /// The version number.
-    pub version: u32,
-    /// The ABI.
-    pub abi: Abi,
-    /// The source hash.
-    pub source: SourceHash,
-    /// Its settings.
-    pub settings: Settings,
-    /// Deploy time.
-    pub created_unix: u64,
-}
-
-impl Function {
+impl LoadedCode {
     /// Loads a compiled artifact (mmap) and pre-links it (blocking).
     pub fn load(
         engine: &Engine,
         linkers: &Linkers,
+        abi: Abi,
         artifact: &Path,
-        info: VersionInfo,
-        meter: Meter,
-    ) -> Result<Function, DeployError> {
-        let code = match info.abi {
+    ) -> Result<LoadedCode, DeployError> {
+        let code = match abi {
             Abi::WasiHttp => {
                 // SAFETY: `artifact` was produced by `Engine::precompile_component`
                 // for this engine's configuration (its key includes the engine's
@@ -161,8 +119,61 @@ impl Function {
                 Code::Cgi(pre)
             }
         };
+        Ok(LoadedCode(code))
+    }
+}
+
+/// A live sandbox that serves nothing; dropping it frees its pool slot.
+pub struct IdleSandbox {
+    _store: Box<dyn Send>,
+}
+
+/// Header telling a component the part of the path after its route
+/// (`wisp-sdk`'s `RequestExt::path_info` reads it).
+pub const PATH_INFO_HEADER: ::http::HeaderName =
+    ::http::HeaderName::from_static("x-wisp-path-info");
+
+/// One deployed version of a function.
+pub struct Function {
+    /// The function's name.
+    pub name: Arc<str>,
+    /// This version's number.
+    pub version: u32,
+    /// The guest ABI.
+    pub abi: Abi,
+    /// Hash of the uploaded binary.
+    pub source: SourceHash,
+    /// Validated settings.
+    pub settings: Arc<Settings>,
+    /// When it was deployed (seconds since the Unix epoch).
+    pub created_unix: u64,
+    outbound: Arc<[OutboundRule]>,
+    code: Arc<LoadedCode>,
+    meter: Meter,
+    slots: Arc<Semaphore>,
+}
+
+/// What identifies a version besides its code.
+pub struct VersionInfo {
+    /// The function's name.
+    pub name: Arc<str>,
+    /// The version number.
+    pub version: u32,
+    /// The ABI.
+    pub abi: Abi,
+    /// The source hash.
+    pub source: SourceHash,
+    /// Its settings.
+    pub settings: Settings,
+    /// Deploy time.
+    pub created_unix: u64,
+}
+
+impl Function {
+    /// A version running `code`.
+    pub fn new(info: VersionInfo, code: Arc<LoadedCode>, meter: Meter) -> Function {
         let max_concurrency = info.settings.limits.max_concurrency as usize;
-        Ok(Function {
+        Function {
             name: info.name,
             version: info.version,
             abi: info.abi,
@@ -173,7 +184,7 @@ impl Function {
             code,
             meter,
             slots: Arc::new(Semaphore::new(max_concurrency.min(Semaphore::MAX_PERMITS))),
-        })
+        }
     }
 
     /// Creates a sandbox (store and instance) exactly as a request would,
@@ -181,7 +192,7 @@ impl Function {
     /// deploy calls it once to catch a function the pool cannot hold.
     pub async fn instantiate(&self) -> Result<IdleSandbox, InvokeError> {
         let fail = |e: wasmtime::Error| InvokeError::Internal(format!("{e:#}"));
-        let store: Box<dyn Send> = match &self.code {
+        let store: Box<dyn Send> = match &self.code.0 {
             Code::Http(pre) => {
                 let sink = || OutputCapture::new(0, WhenFull::Drop);
                 let mut store = http::new_store(
@@ -231,7 +242,7 @@ impl Function {
             trace,
             request_id,
         } = context;
-        match &self.code {
+        match &self.code.0 {
             Code::Http(pre) => {
                 let mut request = request;
                 // The part of the path after the route, as CGI's PATH_INFO:

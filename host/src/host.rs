@@ -13,7 +13,9 @@ use crate::artifact::{ArtifactError, ArtifactStore};
 use crate::body::{BoxError, ResponseBody, full};
 use crate::engine::{self, EngineOptions, EpochTicker};
 use crate::error::{DeployError, InvokeError, Limit};
-use crate::function::{self, Function, IdleSandbox, Linkers, RequestContext, VersionInfo};
+use crate::function::{
+    self, Function, IdleSandbox, Linkers, LoadedCode, RequestContext, VersionInfo,
+};
 use crate::limits;
 use crate::logs::LogBook;
 use crate::meter::{Meter, Usage, UsageReport};
@@ -118,6 +120,9 @@ pub(crate) struct HostInner {
     /// Per function name, across versions: usage and logs. Touched when a
     /// version is loaded or a function removed, never per request.
     shared: std::sync::Mutex<HashMap<String, Shared>>,
+    /// Loaded code by artifact key, so functions with the same binary share
+    /// one mapping and one pre-linked instance template.
+    loaded: std::sync::Mutex<HashMap<String, std::sync::Weak<LoadedCode>>>,
 }
 
 /// What all versions of one function share.
@@ -175,6 +180,7 @@ impl Host {
                 global_slots,
                 writer: tokio::sync::Mutex::new(()),
                 shared: std::sync::Mutex::new(HashMap::new()),
+                loaded: std::sync::Mutex::new(HashMap::new()),
             }),
         };
         let problems = host.load_stored(stored).await;
@@ -285,6 +291,22 @@ impl Host {
         raw.route = Some(record.route.clone());
         let settings = Settings::validate(&raw)?;
         let key = inner.artifacts.compiled_key(&source);
+        let info = VersionInfo {
+            name: Arc::from(record.name.as_str()),
+            version: version.number,
+            abi: version.abi,
+            source: source.clone(),
+            settings: settings.clone(),
+            created_unix: version.created_unix,
+        };
+        if let Some(code) = self.cached_code(&key) {
+            // Verified when it was loaded for another function.
+            return Ok(Function::new(
+                info,
+                code,
+                self.meter(&record.name, version.number),
+            ));
+        }
         let path = match inner.artifacts.verified_compiled(&key) {
             Ok(path) => path,
             Err(ArtifactError::Missing(_) | ArtifactError::Corrupt(_)) => {
@@ -299,21 +321,41 @@ impl Host {
             }
             Err(e) => return Err(DeployError::Storage(e.to_string())),
         };
-        let info = VersionInfo {
-            name: Arc::from(record.name.as_str()),
-            version: version.number,
-            abi: version.abi,
-            source,
-            settings,
-            created_unix: version.created_unix,
-        };
-        Function::load(
-            &inner.engine,
-            &inner.linkers,
-            &path,
+        let code = self.load_code(&key, version.abi, &path)?;
+        Ok(Function::new(
             info,
+            code,
             self.meter(&record.name, version.number),
-        )
+        ))
+    }
+
+    /// The live loaded code of artifact `key`, if any.
+    fn cached_code(&self, key: &str) -> Option<Arc<LoadedCode>> {
+        let cache = self.inner.loaded.lock().unwrap_or_else(|p| p.into_inner());
+        cache.get(key).and_then(std::sync::Weak::upgrade)
+    }
+
+    /// The loaded code of artifact `key`, shared with every other version
+    /// that uses it, loaded from `path` when none is alive (blocking).
+    pub(crate) fn load_code(
+        &self,
+        key: &str,
+        abi: crate::record::Abi,
+        path: &std::path::Path,
+    ) -> Result<Arc<LoadedCode>, DeployError> {
+        if let Some(code) = self.cached_code(key) {
+            return Ok(code);
+        }
+        let code = Arc::new(LoadedCode::load(
+            &self.inner.engine,
+            &self.inner.linkers,
+            abi,
+            path,
+        )?);
+        let mut cache = self.inner.loaded.lock().unwrap_or_else(|p| p.into_inner());
+        cache.retain(|_, code| code.strong_count() > 0);
+        cache.insert(key.to_owned(), Arc::downgrade(&code));
+        Ok(code)
     }
 
     /// The meter for version `version` of function `name`.

@@ -59,7 +59,8 @@ struct Book {
 /// One function's log buffer.
 pub struct LogBook {
     book: Mutex<Book>,
-    followers: broadcast::Sender<LogLine>,
+    /// Created on the first follow: an idle function holds no channel buffer.
+    followers: Mutex<Option<broadcast::Sender<LogLine>>>,
 }
 
 impl Default for LogBook {
@@ -71,7 +72,7 @@ impl Default for LogBook {
                 next_seq: 1,
                 dropped: 0,
             }),
-            followers: broadcast::channel(FOLLOW_BUFFER_LINES).0,
+            followers: Mutex::new(None),
         }
     }
 }
@@ -132,8 +133,7 @@ impl LogBook {
                 book.bytes -= old.text.len();
                 book.dropped += 1;
             }
-            // No followers is the common case; that is not an error.
-            let _ = self.followers.send(entry.clone());
+            self.publish(&entry);
             book.lines.push_back(entry);
         }
     }
@@ -155,7 +155,21 @@ impl LogBook {
 
     /// A receiver of lines recorded from now on.
     pub fn follow(&self) -> broadcast::Receiver<LogLine> {
-        self.followers.subscribe()
+        let mut followers = self.followers.lock().unwrap_or_else(|p| p.into_inner());
+        followers
+            .get_or_insert_with(|| broadcast::channel(FOLLOW_BUFFER_LINES).0)
+            .subscribe()
+    }
+
+    /// Sends a new line to the followers, if there are any.
+    fn publish(&self, line: &LogLine) {
+        let followers = self.followers.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(sender) = followers.as_ref()
+            && sender.receiver_count() > 0
+        {
+            // A follower gone between the check and the send is not an error.
+            let _ = sender.send(line.clone());
+        }
     }
 
     /// Bytes of text held now.

@@ -50,9 +50,10 @@ pub fn prepare_store<T>(store: &mut Store<T>, limits: &Limits) -> Result<(), Inv
         .map_err(|e| InvokeError::Internal(format!("setting fuel failed: {e}")))
 }
 
-/// Fuel the guest burned in this store so far.
+/// Fuel the guest burned in this store so far (0 for unmetered functions).
 pub fn fuel_used<T>(store: &Store<T>, limits: &Limits) -> u64 {
-    let start = limits.fuel.unwrap_or(UNMETERED_FUEL);
+    // Unmetered functions run on an effectively unlimited budget: not charged.
+    let Some(start) = limits.fuel else { return 0 };
     start.saturating_sub(store.get_fuel().unwrap_or(start))
 }
 

@@ -165,7 +165,6 @@ fn canonical_settings(raw: &RawSettings) -> anyhow::Result<RawSettings> {
 pub async fn watch(client: &AdminClient, manifest_path: &Path, prune: bool) -> anyhow::Result<()> {
     use notify::{RecursiveMode, Watcher};
     let mut manifest = Manifest::load(manifest_path)?;
-    print_changes(&up(client, &manifest, prune).await?);
     let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel::<PathBuf>();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if let Ok(event) = event
@@ -205,6 +204,8 @@ pub async fn watch(client: &AdminClient, manifest_path: &Path, prune: bool) -> a
                 })?;
         }
     }
+    // Watching starts before the first `up`, so no change is missed.
+    print_changes(&up(client, &manifest, prune).await?);
     eprintln!("watching for changes (Ctrl-C stops)");
     loop {
         let Some(first) = events.recv().await else {

@@ -4,11 +4,13 @@
 
 #![allow(missing_docs, clippy::unwrap_used)]
 
+mod bench;
 mod blast;
 mod core;
 mod crash;
 mod embed;
 mod isolation;
 mod languages;
+mod operate;
 mod support;
 mod upstream;

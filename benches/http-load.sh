@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# The HTTP load bench: wisp, `wasmtime serve` and a native hyper hello world,
+# driven by the same load generator in one run.
+#
+#   benches/http-load.sh                 # 8 s runs, median of 3, c=1 and c=32
+#   DURATION=4 RUNS=1 benches/http-load.sh
+#
+# Each server in turn is pinned to CPU 0 and `wrk -t1` to CPU 1 (HTTP/1.1
+# keep-alive, loopback only). Every request to wisp and to `wasmtime serve`
+# runs the same `hello` component in a fresh instance. Prints req/s, p50 and
+# p99 per server and concurrency, and the ratios wisp/wasmtime-serve and
+# wisp/native. A benchmark, not a test: CI never runs it.
+#
+# Installs what is missing: `wrk` (Debian) and `wasmtime-cli` 48 (crates.io,
+# `cargo install --locked`, about 15 minutes once).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION="${DURATION:-8}"
+RUNS="${RUNS:-3}"
+CONCURRENCY="${CONCURRENCY:-1 32}"
+SERVER_CPU="${SERVER_CPU:-0}"
+CLIENT_CPU="${CLIENT_CPU:-1}"
+WASMTIME_VERSION=48.0.8
+
+say() { echo "http-load: $*" >&2; }
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+if ! command -v wrk >/dev/null; then
+    say "installing wrk (Debian)"
+    as_root apt-get update -q && DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -q wrk
+fi
+if ! command -v wasmtime >/dev/null || ! wasmtime --version | grep -q " $WASMTIME_VERSION"; then
+    say "installing wasmtime-cli $WASMTIME_VERSION from crates.io (takes a while, once)"
+    cargo install --locked "wasmtime-cli@$WASMTIME_VERSION"
+fi
+
+say "building wisp, native-hello and the hello component (release)"
+cargo build --release --quiet -p wisp-host -p wisp-benches --bin wisp --bin native-hello
+guests/build.sh wasm32-wasip2 hello
+HELLO="$PWD/target/guests/wasm32-wasip2/release/hello.wasm"
+
+work="$(mktemp -d)"
+server_pid=""
+cleanup() {
+    [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+wait_for() {
+    for _ in $(seq 1 200); do
+        curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
+        sleep 0.05
+    done
+    say "server at $1 did not come up"
+    exit 1
+}
+
+start_native() {
+    taskset -c "$SERVER_CPU" target/release/native-hello 127.0.0.1:18301 >/dev/null &
+    server_pid=$!
+    URL=http://127.0.0.1:18301/
+    wait_for "$URL"
+}
+
+start_wisp() {
+    taskset -c "$SERVER_CPU" target/release/wisp serve --listen 127.0.0.1:18302 --admin-listen 127.0.0.1:18303 \
+        --data-dir "$work/wisp-data" --access-log false >/dev/null 2>"$work/wisp.log" &
+    server_pid=$!
+    wait_for http://127.0.0.1:18303/healthz
+    target/release/wisp deploy hello "$HELLO" --route /hello --admin http://127.0.0.1:18303 >/dev/null
+    URL=http://127.0.0.1:18302/hello
+    wait_for "$URL"
+}
+
+start_wasmtime() {
+    taskset -c "$SERVER_CPU" wasmtime serve -S cli -O pooling-allocator --addr 127.0.0.1:18304 "$HELLO" >/dev/null 2>&1 &
+    server_pid=$!
+    URL=http://127.0.0.1:18304/
+    wait_for "$URL"
+}
+
+stop() {
+    kill "$server_pid" 2>/dev/null || true
+    wait "$server_pid" 2>/dev/null || true
+    server_pid=""
+}
+
+# One wrk run; prints "req/s p50_us p99_us".
+measure() {
+    taskset -c "$CLIENT_CPU" wrk -t1 -c"$1" -d"${DURATION}s" --latency "$URL" | python3 -c '
+import re, sys
+text = sys.stdin.read()
+def us(value, unit):
+    return float(value) * {"us": 1, "ms": 1e3, "s": 1e6}[unit]
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+lat = {p: us(v, u) for p, v, u in re.findall(r"\s(50|99)%\s+([\d.]+)(us|ms|s)", text)}
+errors = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+if errors:
+    sys.exit(f"{errors.group(1)} failed responses:\n{text}")
+print(rps, lat["50"], lat["99"])
+'
+}
+
+results="$work/results"
+for server in native wisp wasmtime; do
+    "start_$server"
+    # Warm up: the first requests fill caches and pool slots.
+    taskset -c "$CLIENT_CPU" wrk -t1 -c32 -d1s "$URL" >/dev/null
+    for c in $CONCURRENCY; do
+        for run in $(seq 1 "$RUNS"); do
+            say "$server c=$c run $run/$RUNS"
+            echo "$server $c $(measure "$c")" >>"$results"
+        done
+    done
+    stop
+done
+
+python3 - "$results" "$DURATION" "$RUNS" <<'EOF'
+import statistics, sys, platform, datetime, os
+rows = [line.split() for line in open(sys.argv[1])]
+data = {}
+for server, c, rps, p50, p99 in rows:
+    data.setdefault((server, int(c)), []).append((float(rps), float(p50), float(p99)))
+def median(server, c, i):
+    return statistics.median(r[i] for r in data[(server, c)])
+names = {"native": "native hyper (no wasm)", "wisp": "wisp serve", "wasmtime": "wasmtime serve -S cli -O pooling-allocator"}
+concurrencies = sorted({c for _, c in data})
+print(f"\nHTTP load bench — {datetime.date.today()} — {platform.node()}, {os.cpu_count()} CPUs, "
+      f"server on one CPU, wrk -t1 on another, {sys.argv[2]} s runs, median of {sys.argv[3]}\n")
+header = "| server |" + "".join(f" c={c} req/s | c={c} p50 | c={c} p99 |" for c in concurrencies)
+print(header)
+print("|" + " --- |" * (1 + 3 * len(concurrencies)))
+for server in ["native", "wisp", "wasmtime"]:
+    cells = "".join(
+        f" {median(server, c, 0):,.0f} | {median(server, c, 1):.0f} µs | {median(server, c, 2):.0f} µs |"
+        for c in concurrencies
+    )
+    print(f"| {names[server]} |{cells}")
+print()
+for c in concurrencies:
+    wisp = median("wisp", c, 0)
+    print(f"c={c}: wisp / wasmtime serve = {wisp / median('wasmtime', c, 0):.2f}x, "
+          f"wisp / native = {wisp / median('native', c, 0):.2f}")
+EOF

@@ -1,0 +1,654 @@
+//! Operating functions: `wisp up` from a manifest, versions and traffic
+//! splits, blue/green and rollback under load, logs, metrics and metering.
+
+use crate::support::{Wisp, send};
+use bytes::Bytes;
+use http::{Method, StatusCode};
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use wisp_test_artifacts as artifacts;
+
+fn write_manifest(dir: &Path, text: &str) -> std::path::PathBuf {
+    let path = dir.join("wisp.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn stdout(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn up_deploys_what_changed_and_nothing_twice() {
+    let wisp = Wisp::start();
+    let app = tempfile::tempdir().unwrap();
+    let manifest = write_manifest(
+        app.path(),
+        &format!(
+            r#"version = 1
+
+# The build copies a prebuilt guest into place.
+[functions.hello]
+build = "cp {hello} hello.wasm"
+wasm = "hello.wasm"
+route = "/hello"
+
+[functions.cgi]
+wasm = "{cgi}"
+route = "/cgi"
+memory = "32MiB"
+env = {{ GREETING = "hi" }}
+"#,
+            hello = artifacts::HELLO_COMPONENT,
+            cgi = artifacts::CGI_HELLO_MODULE,
+        ),
+    );
+    let file = manifest.to_str().unwrap();
+    let first = tokio::task::block_in_place(|| wisp.cli(&["up", "-f", file]));
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert!(
+        stdout(&first).contains("+ hello: created (v1)"),
+        "{}",
+        stdout(&first)
+    );
+    assert!(
+        stdout(&first).contains("+ cgi: created (v1)"),
+        "{}",
+        stdout(&first)
+    );
+    assert!(
+        app.path().join("hello.wasm").exists(),
+        "the build command ran"
+    );
+    assert_eq!(wisp.get("/hello").await.text(), "Hello, world!\n");
+
+    let second = tokio::task::block_in_place(|| wisp.cli(&["up", "-f", file]));
+    assert!(second.status.success(), "{}", stderr(&second));
+    assert!(
+        stdout(&second).contains("= hello: unchanged"),
+        "{}",
+        stdout(&second)
+    );
+    assert!(
+        stdout(&second).contains("= cgi: unchanged"),
+        "{}",
+        stdout(&second)
+    );
+    assert_eq!(
+        wisp.admin_get("/v1/functions/hello").await.json()["versions"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // A settings change redeploys only that function.
+    let changed = std::fs::read_to_string(&manifest)
+        .unwrap()
+        .replace("32MiB", "64MiB");
+    std::fs::write(&manifest, changed).unwrap();
+    let third = tokio::task::block_in_place(|| wisp.cli(&["up", "-f", file]));
+    assert!(
+        stdout(&third).contains("~ cgi: updated (v2)"),
+        "{}",
+        stdout(&third)
+    );
+    assert!(
+        stdout(&third).contains("= hello: unchanged"),
+        "{}",
+        stdout(&third)
+    );
+
+    // Functions the manifest does not list stay, unless pruning.
+    wisp.deploy_ok("extra", artifacts::COUNTER_COMPONENT, "route=/extra")
+        .await;
+    let kept = tokio::task::block_in_place(|| wisp.cli(&["up", "-f", file]));
+    assert!(
+        stdout(&kept).contains("? extra: not in the manifest"),
+        "{}",
+        stdout(&kept)
+    );
+    assert_eq!(wisp.get("/extra").await.status, StatusCode::OK);
+    let pruned = tokio::task::block_in_place(|| wisp.cli(&["up", "-f", file, "--prune"]));
+    assert!(
+        stdout(&pruned).contains("- extra: removed"),
+        "{}",
+        stdout(&pruned)
+    );
+    assert_eq!(wisp.get("/extra").await.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bad_manifest_deploys_nothing_and_names_the_line() {
+    let wisp = Wisp::start();
+    let app = tempfile::tempdir().unwrap();
+    let manifest = write_manifest(
+        app.path(),
+        &format!(
+            "version = 1\n\n[functions.good]\nwasm = \"{}\"\nroute = \"/good\"\n\n[functions.bad]\nwasm = \"{}\"\nroute = \"/bad\"\ntimeout = \"soon\"\n",
+            artifacts::HELLO_COMPONENT,
+            artifacts::HELLO_COMPONENT,
+        ),
+    );
+    let output =
+        tokio::task::block_in_place(|| wisp.cli(&["up", "-f", manifest.to_str().unwrap()]));
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    assert!(message.contains("wisp.toml:10:"), "{message}");
+    assert!(
+        message.contains("`timeout`") && message.contains("function `bad`"),
+        "{message}"
+    );
+    assert_eq!(
+        wisp.admin_get("/v1/functions").await.json(),
+        serde_json::json!([]),
+        "nothing was deployed"
+    );
+
+    std::fs::write(
+        &manifest,
+        "version = 1\n[functions.x]\nwasm = \"x.wasm\"\nroute = \"/x\"\ncolour = \"blue\"\n",
+    )
+    .unwrap();
+    let unknown =
+        tokio::task::block_in_place(|| wisp.cli(&["up", "-f", manifest.to_str().unwrap()]));
+    assert!(
+        stderr(&unknown).contains("wisp.toml:5:") && stderr(&unknown).contains("colour"),
+        "{}",
+        stderr(&unknown)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn up_watch_rebuilds_and_redeploys_on_change() {
+    let wisp = Wisp::start();
+    let app = tempfile::tempdir().unwrap();
+    std::fs::create_dir(app.path().join("src")).unwrap();
+    std::fs::write(app.path().join("src/which"), artifacts::HELLO_COMPONENT).unwrap();
+    let manifest = write_manifest(
+        app.path(),
+        r#"version = 1
+[functions.app]
+build = "cp \"$(cat src/which)\" app.wasm"
+wasm = "app.wasm"
+watch = ["src"]
+route = "/app"
+"#,
+    );
+    let mut watcher = Command::new(crate::support::WISP)
+        .args(["up", "--watch", "-f", manifest.to_str().unwrap()])
+        .env("WISP_ADMIN_URL", wisp.admin_url(""))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = BufReader::new(watcher.stdout.take().unwrap()).lines();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let wait_for = |needle: &str| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Ok(line) = rx.recv_timeout(Duration::from_millis(200))
+                && line.contains(needle)
+            {
+                return;
+            }
+        }
+        panic!("`wisp up --watch` never printed `{needle}`");
+    };
+    tokio::task::block_in_place(|| wait_for("+ app: created (v1)"));
+    assert_eq!(wisp.get("/app").await.text(), "Hello, world!\n");
+    std::fs::write(app.path().join("src/which"), artifacts::COUNTER_COMPONENT).unwrap();
+    tokio::task::block_in_place(|| wait_for("~ app: updated (v2)"));
+    assert_eq!(wisp.get("/app").await.text(), "1");
+    let _ = watcher.kill();
+    let _ = watcher.wait();
+}
+
+/// Versions of responses to `count` requests, by `x-wisp-version`.
+async fn version_counts(wisp: &Wisp, path: &str, count: usize) -> BTreeMap<String, usize> {
+    let mut counts = BTreeMap::new();
+    for _ in 0..count {
+        let response = wisp.get(path).await;
+        assert_eq!(response.status, StatusCode::OK);
+        *counts
+            .entry(response.header("x-wisp-version").unwrap().to_owned())
+            .or_insert(0) += 1;
+    }
+    counts
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_90_10_split_is_observed_and_headers_pin_versions() {
+    let wisp = Wisp::start();
+    wisp.deploy_ok("app", artifacts::HELLO_COMPONENT, "route=/app")
+        .await;
+    wisp.deploy_ok("app", artifacts::COUNTER_COMPONENT, "route=/app")
+        .await;
+    let split = tokio::task::block_in_place(|| wisp.cli(&["traffic", "app", "v1=90", "v2=10"]));
+    assert!(split.status.success(), "{}", stderr(&split));
+    assert!(
+        stdout(&split).contains("v1=90% v2=10%"),
+        "{}",
+        stdout(&split)
+    );
+
+    let counts = version_counts(&wisp, "/app", 1000).await;
+    let v2 = counts.get("2").copied().unwrap_or(0);
+    // Binomial(1000, 0.1): mean 100, sd 9.5; ±5 sd.
+    assert!(
+        (52..=148).contains(&v2),
+        "v2 served {v2} of 1000 (expected about 100): {counts:?}"
+    );
+    assert_eq!(counts.get("1").copied().unwrap_or(0) + v2, 1000);
+
+    for (pin, body) in [("1", "Hello, world!\n"), ("v2", "1")] {
+        let pinned = send(
+            Method::GET,
+            &wisp.url("/app"),
+            &[("x-wisp-version", pin)],
+            Bytes::new(),
+        )
+        .await;
+        assert_eq!(pinned.text(), body, "pinned to {pin}");
+    }
+    let unknown = send(
+        Method::GET,
+        &wisp.url("/app"),
+        &[("x-wisp-version", "7")],
+        Bytes::new(),
+    )
+    .await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    assert!(
+        unknown.error().contains("no version 7"),
+        "{}",
+        unknown.text()
+    );
+
+    let bad = tokio::task::block_in_place(|| wisp.cli(&["traffic", "app", "v1=90", "v2=20"]));
+    assert!(!bad.status.success());
+    assert!(stderr(&bad).contains("sum to 110"), "{}", stderr(&bad));
+    let versions = tokio::task::block_in_place(|| wisp.cli(&["versions", "app"]));
+    let table = stdout(&versions);
+    assert!(
+        table.contains("v1")
+            && table.contains("90%")
+            && table.contains("v2")
+            && table.contains("10%"),
+        "{table}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn blue_green_switch_and_rollback_drop_nothing_under_load() {
+    let wisp = Arc::new(Wisp::start());
+    wisp.deploy_ok("app", artifacts::HELLO_COMPONENT, "route=/app")
+        .await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for _ in 0..4 {
+        let (wisp, stop) = (wisp.clone(), stop.clone());
+        workers.push(tokio::spawn(async move {
+            let (mut served, mut failures) = (0usize, Vec::new());
+            while !stop.load(Ordering::Relaxed) {
+                let response = wisp.get("/app").await;
+                if response.status == StatusCode::OK {
+                    served += 1;
+                } else {
+                    failures.push(format!("{}: {}", response.status, response.text()));
+                }
+            }
+            (served, failures)
+        }));
+    }
+    // Green deployed without traffic: only a pinned request reaches it.
+    let green = tokio::task::block_in_place(|| {
+        wisp.cli(&[
+            "deploy",
+            "app",
+            artifacts::COUNTER_COMPONENT,
+            "--route",
+            "/app",
+            "--no-traffic",
+        ])
+    });
+    assert!(green.status.success(), "{}", stderr(&green));
+    assert_eq!(wisp.get("/app").await.header("x-wisp-version"), Some("1"));
+    let pinned = send(
+        Method::GET,
+        &wisp.url("/app"),
+        &[("x-wisp-version", "2")],
+        Bytes::new(),
+    )
+    .await;
+    assert_eq!(pinned.text(), "1");
+
+    let switch = tokio::task::block_in_place(|| wisp.cli(&["traffic", "app", "v2=100"]));
+    assert!(switch.status.success(), "{}", stderr(&switch));
+    assert_eq!(version_counts(&wisp, "/app", 20).await.get("2"), Some(&20));
+
+    let rollback = tokio::task::block_in_place(|| wisp.cli(&["rollback", "app"]));
+    assert!(rollback.status.success(), "{}", stderr(&rollback));
+    assert!(
+        stdout(&rollback).contains("rolled back to v1=100%"),
+        "{}",
+        stdout(&rollback)
+    );
+    assert_eq!(version_counts(&wisp, "/app", 20).await.get("1"), Some(&20));
+
+    stop.store(true, Ordering::Relaxed);
+    let mut served = 0;
+    for worker in workers {
+        let (count, failures) = worker.await.unwrap();
+        assert!(
+            failures.is_empty(),
+            "requests failed during the switch: {failures:?}"
+        );
+        served += count;
+    }
+    assert!(
+        served > 20,
+        "the load was too light to mean anything: {served}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn guest_logs_are_kept_per_function_and_followed() {
+    let wisp = Wisp::start();
+    wisp.deploy_ok("h", artifacts::HOSTILE_COMPONENT, "route=/h")
+        .await;
+    let response = send(
+        Method::GET,
+        &wisp.url("/h/stderr?kib=2"),
+        &[("x-request-id", "req-42")],
+        Bytes::new(),
+    )
+    .await;
+    assert_eq!(response.header("x-request-id"), Some("req-42"));
+    let logs = tokio::task::block_in_place(|| wisp.cli(&["logs", "h"]));
+    let text = stdout(&logs);
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.contains("req-42 stderr: xxx"))
+            .count(),
+        2,
+        "{text}"
+    );
+    assert!(text.contains(" v1 "), "{text}");
+
+    let mut follower = Command::new(crate::support::WISP)
+        .args(["logs", "h", "--follow", "-n", "0"])
+        .env("WISP_ADMIN_URL", wisp.admin_url(""))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = BufReader::new(follower.stdout.take().unwrap()).lines();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    // The follower may not be subscribed yet: send until a line arrives.
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let mut followed = None;
+    for _ in 0..20 {
+        let sent = send(
+            Method::GET,
+            &wisp.url("/h/stderr?kib=1"),
+            &[("traceparent", traceparent)],
+            Bytes::new(),
+        )
+        .await;
+        assert_eq!(
+            sent.header("x-request-id"),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
+        if let Ok(line) =
+            tokio::task::block_in_place(|| rx.recv_timeout(Duration::from_millis(500)))
+        {
+            followed = Some(line);
+            break;
+        }
+    }
+    let followed = followed.expect("`wisp logs --follow` printed nothing new within 10 s");
+    assert!(
+        followed.contains("4bf92f3577b34da6a3ce929d0e0e4736 stderr: xxx"),
+        "{followed}"
+    );
+    let _ = follower.kill();
+    let _ = follower.wait();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flood_of_guest_output_stays_within_the_log_bound() {
+    let wisp = Wisp::start();
+    wisp.deploy_ok("h", artifacts::HOSTILE_COMPONENT, "route=/h")
+        .await;
+    wisp.deploy_ok("hc", artifacts::HOSTILE_CGI_MODULE, "route=/hc")
+        .await;
+    assert_eq!(wisp.get("/h/stderr?kib=1").await.status, StatusCode::OK);
+    let baseline = wisp.rss_bytes();
+    // 300 requests × 1 MiB of output each: 300 MiB printed.
+    for _ in 0..150 {
+        assert_eq!(wisp.get("/h/stderr?kib=1024").await.status, StatusCode::OK);
+        assert_eq!(wisp.get("/hc/stderr?kib=1024").await.status, StatusCode::OK);
+    }
+    let page = wisp
+        .admin_get("/v1/functions/h/logs?limit=100000")
+        .await
+        .text();
+    let lines: Vec<serde_json::Value> = page
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let dropped = lines.last().unwrap()["dropped"].as_u64().unwrap_or(0);
+    assert!(dropped > 0, "old lines were dropped");
+    let kept: usize = lines
+        .iter()
+        .filter_map(|l| l["text"].as_str())
+        .map(str::len)
+        .sum();
+    assert!(
+        kept <= 1 << 20,
+        "the log book holds {kept} bytes, over its 1 MiB bound"
+    );
+    let growth = wisp.rss_bytes().saturating_sub(baseline);
+    assert!(
+        growth < 64 << 20,
+        "host RSS grew {} MiB under a log flood",
+        growth >> 20
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_parse_as_prometheus_text_and_count_requests() {
+    let wisp = Wisp::start();
+    wisp.deploy_ok("hello", artifacts::HELLO_COMPONENT, "route=/hello")
+        .await;
+    wisp.deploy_ok("h", artifacts::HOSTILE_COMPONENT, "route=/h&timeout=1s")
+        .await;
+    for _ in 0..25 {
+        assert_eq!(wisp.get("/hello").await.status, StatusCode::OK);
+    }
+    for _ in 0..3 {
+        assert_eq!(
+            wisp.get("/h/panic").await.status,
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+    }
+    assert_eq!(
+        wisp.get("/h/sleep-forever").await.status,
+        StatusCode::GATEWAY_TIMEOUT
+    );
+    assert_eq!(wisp.get("/nowhere").await.status, StatusCode::NOT_FOUND);
+
+    let text = wisp.admin_get("/metrics").await.text();
+    let lines = text.lines().map(|l| Ok(l.to_owned()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("valid Prometheus text");
+    let value = |name: &str, labels: &[(&str, &str)]| -> f64 {
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                _ => f64::NAN,
+            })
+            .unwrap_or_else(|| panic!("no sample {name} {labels:?} in:\n{text}"))
+    };
+    assert_eq!(
+        value(
+            "wisp_requests_total",
+            &[("function", "hello"), ("status_class", "2xx")]
+        ),
+        25.0
+    );
+    assert_eq!(
+        value(
+            "wisp_requests_total",
+            &[("function", "h"), ("status_class", "5xx")]
+        ),
+        4.0
+    );
+    assert_eq!(
+        value(
+            "wisp_limit_breaches_total",
+            &[("function", "h"), ("limit", "timeout")]
+        ),
+        1.0
+    );
+    assert_eq!(value("wisp_unrouted_requests_total", &[]), 1.0);
+    assert_eq!(value("wisp_functions_deployed", &[]), 2.0);
+    assert_eq!(value("wisp_compilations_total", &[]), 2.0);
+    assert_eq!(
+        value("wisp_in_flight_requests", &[("function", "hello")]),
+        0.0
+    );
+    assert!(value("wisp_guest_cpu_seconds_total", &[("function", "hello")]) > 0.0);
+    let count = |name: &str| {
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name && s.labels.get("function") == Some("hello"))
+            .map(|s| match &s.value {
+                prometheus_parse::Value::Histogram(buckets) => {
+                    buckets.iter().map(|b| b.count).fold(0.0, f64::max)
+                }
+                _ => f64::NAN,
+            })
+            .unwrap_or_else(|| panic!("no histogram {name}"))
+    };
+    assert_eq!(count("wisp_request_duration_seconds"), 25.0);
+    assert_eq!(count("wisp_instantiate_duration_seconds"), 25.0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn usage_grows_with_the_work_done() {
+    let wisp = Wisp::start();
+    wisp.deploy_ok("hello", artifacts::HELLO_COMPONENT, "route=/hello")
+        .await;
+    wisp.deploy_ok(
+        "metered",
+        artifacts::SLEEP_COMPONENT,
+        "route=/metered&fuel=100000000",
+    )
+    .await;
+    let usage = |name: &'static str| {
+        let wisp = &wisp;
+        async move {
+            wisp.admin_get(&format!("/v1/functions/{name}/usage"))
+                .await
+                .json()["usage"]
+                .clone()
+        }
+    };
+    for _ in 0..10 {
+        wisp.get("/hello").await;
+    }
+    let first = usage("hello").await;
+    assert_eq!(first["requests"], 10);
+    for field in ["wall_seconds", "cpu_seconds", "memory_gb_seconds"] {
+        assert!(first[field].as_f64().unwrap() > 0.0, "{field}: {first}");
+    }
+    for _ in 0..10 {
+        wisp.get("/hello").await;
+    }
+    let second = usage("hello").await;
+    assert_eq!(second["requests"], 20);
+    for field in ["wall_seconds", "cpu_seconds", "memory_gb_seconds"] {
+        assert!(
+            second[field].as_f64().unwrap() > first[field].as_f64().unwrap(),
+            "{field} did not grow"
+        );
+    }
+    assert_eq!(second["fuel"], 0, "an unmetered function burns no fuel");
+
+    wisp.get("/metered?ms=1").await;
+    let one = usage("metered").await["fuel"].as_u64().unwrap();
+    wisp.get("/metered?ms=1").await;
+    let two = usage("metered").await["fuel"].as_u64().unwrap();
+    assert!(one > 0 && two > one, "fuel did not grow: {one} then {two}");
+    let sleepy = usage("metered").await;
+    wisp.get("/metered?ms=300").await;
+    let after = usage("metered").await;
+    let wall = after["wall_seconds"].as_f64().unwrap() - sleepy["wall_seconds"].as_f64().unwrap();
+    let cpu = after["cpu_seconds"].as_f64().unwrap() - sleepy["cpu_seconds"].as_f64().unwrap();
+    assert!(wall >= 0.3, "wall time counts the sleep: {wall}");
+    assert!(
+        cpu < wall / 2.0,
+        "CPU time does not count the sleep: {cpu} of {wall}"
+    );
+
+    let cli = tokio::task::block_in_place(|| wisp.cli(&["usage", "hello"]));
+    assert!(
+        stdout(&cli).contains("requests           20"),
+        "{}",
+        stdout(&cli)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn access_log_lines_are_json_with_the_request() {
+    let wisp = Wisp::start_with(&["--log-format", "json"]);
+    wisp.deploy_ok("hello", artifacts::HELLO_COMPONENT, "route=/hello")
+        .await;
+    let response = send(
+        Method::GET,
+        &wisp.url("/hello/x"),
+        &[("x-request-id", "abc-1")],
+        Bytes::new(),
+    )
+    .await;
+    assert_eq!(response.status, StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let log = wisp.log();
+    let line = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|l| l["target"] == "wisp::access" && l["fields"]["request_id"] == "abc-1")
+        .unwrap_or_else(|| panic!("no JSON access line in:\n{log}"));
+    let fields = &line["fields"];
+    assert_eq!(fields["method"], "GET");
+    assert_eq!(fields["path"], "/hello/x");
+    assert_eq!(fields["status"], 200);
+    assert_eq!(fields["version"], 1);
+    assert!(fields["duration_us"].as_u64().is_some());
+    assert!(fields["instantiate_us"].as_u64().is_some());
+}
