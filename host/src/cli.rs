@@ -141,6 +141,10 @@ struct Serve {
     /// Instances alive at once across all functions (sizes the instance pool).
     #[arg(long, default_value_t = engine::DEFAULT_MAX_INSTANCES, value_name = "N")]
     max_instances: u32,
+    /// Versions kept per function: the newest N, plus any that holds traffic
+    /// or is the rollback target; older ones are garbage-collected.
+    #[arg(long, default_value_t = crate::host::DEFAULT_KEEP_VERSIONS, value_name = "N", value_parser = parse_keep_versions)]
+    keep_versions: usize,
     /// Time a client has to send its request headers (e.g. `10s`).
     #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_duration_flag)]
     header_timeout: std::time::Duration,
@@ -157,6 +161,13 @@ struct Serve {
 
 fn parse_size_flag(text: &str) -> Result<u64, String> {
     units::parse_size(text).ok_or_else(|| format!("expected {}", units::SIZE_FORMS))
+}
+
+fn parse_keep_versions(text: &str) -> Result<usize, String> {
+    match text.parse() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err("expected a whole number, at least 1".to_owned()),
+    }
 }
 
 fn parse_duration_flag(text: &str) -> Result<std::time::Duration, String> {
@@ -199,6 +210,7 @@ impl Serve {
             data_dir: self.data_dir.clone(),
             max_upload_bytes: self.max_upload,
             max_instances: self.max_instances,
+            keep_versions: self.keep_versions,
             access_log: self.access_log,
             ..HostConfig::default()
         };

@@ -652,3 +652,46 @@ async fn access_log_lines_are_json_with_the_request() {
     assert!(fields["duration_us"].as_u64().is_some());
     assert!(fields["instantiate_us"].as_u64().is_some());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn old_versions_are_collected_but_never_one_with_traffic() {
+    let wisp = Wisp::start_with(&["--keep-versions", "2"]);
+    wisp.deploy_ok("app", artifacts::HELLO_COMPONENT, "route=/app")
+        .await;
+    for wasm in [
+        artifacts::COUNTER_COMPONENT,
+        artifacts::ECHO_COMPONENT,
+        artifacts::SLEEP_COMPONENT,
+    ] {
+        wisp.deploy_ok("app", wasm, "route=/app&no-traffic=true")
+            .await;
+    }
+    let info = wisp.admin_get("/v1/functions/app").await.json();
+    let kept: Vec<u64> = info["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["number"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        kept,
+        [1, 3, 4],
+        "the newest two plus v1, which holds the traffic: {info}"
+    );
+    let served = wisp.get("/app").await;
+    assert_eq!(served.text(), "Hello, world!\n");
+    assert_eq!(served.header("x-wisp-version"), Some("1"));
+    let collected = send(
+        Method::GET,
+        &wisp.url("/app"),
+        &[("x-wisp-version", "2")],
+        Bytes::new(),
+    )
+    .await;
+    assert_eq!(
+        collected.status,
+        StatusCode::NOT_FOUND,
+        "{}",
+        collected.text()
+    );
+}
