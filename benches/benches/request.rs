@@ -22,6 +22,10 @@ fn cold_requests(c: &mut Criterion) {
     });
     for (label, size) in [("echo-1KiB", 1usize << 10), ("echo-1MiB", 1 << 20)] {
         let body = Bytes::from(vec![b'x'; size]);
+        let echoed = bench
+            .runtime
+            .block_on(Bench::request(&host, "POST", "/echo", body.clone()));
+        assert_eq!(echoed, size, "echo must return the whole body");
         group.throughput(Throughput::Bytes(size as u64));
         group.bench_function(label, |b| {
             b.to_async(&bench.runtime)
