@@ -2,7 +2,8 @@
 # Installs what building and testing wisp needs beyond the Rust toolchain:
 # the wasm rust targets, and the toolchains of the non-Rust guests — C: clang
 # and wasi-libc from Debian; Python: componentize-py from PyPI; JavaScript:
-# componentize-js from npm (into guests/js). Idempotent: it installs only what
+# componentize-js from npm (into guests/js); and wasmtime-cli, the reference
+# host the SDK's portability test runs on. Idempotent: it installs only what
 # is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,6 +46,13 @@ fi
 if [ ! -x guests/js/node_modules/.bin/componentize-js ] || [ ! -d guests/js/node_modules/@bytecodealliance/preview2-shim ]; then
     say "installing componentize-js (npm ci in guests/js)"
     (cd guests/js && npm ci --no-audit --no-fund --loglevel=error)
+fi
+# The reference host, to check that SDK functions run unchanged on it (and
+# for benches/http-load.sh): wasmtime-cli from crates.io, ~15 minutes once.
+WASMTIME_VERSION=48.0.8
+if ! command -v wasmtime >/dev/null || ! wasmtime --version | grep -q " $WASMTIME_VERSION"; then
+    say "installing wasmtime-cli $WASMTIME_VERSION (cargo install; takes a while, once)"
+    cargo install --locked --quiet "wasmtime-cli@$WASMTIME_VERSION"
 fi
 say "done"
 

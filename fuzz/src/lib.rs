@@ -22,8 +22,10 @@ pub mod settings;
 #[path = "../../host/src/units.rs"]
 pub mod units;
 
-/// The CGI parsers.
+#[path = "../../host/src/abi/cgi_response.rs"]
+pub mod cgi_response;
+
+/// The CGI parsers, at the path they have in the host.
 pub mod abi {
-    #[path = "../../../host/src/abi/cgi_response.rs"]
-    pub mod cgi_response;
+    pub use super::cgi_response;
 }

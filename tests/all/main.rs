@@ -12,5 +12,6 @@ mod embed;
 mod isolation;
 mod languages;
 mod operate;
+mod portability;
 mod support;
 mod upstream;
