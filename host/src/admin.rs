@@ -34,7 +34,7 @@ use http_body_util::{BodyExt, Limited, StreamBody};
 use hyper::body::Incoming;
 use serde::Serialize;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Largest JSON body the admin API reads (traffic splits and the like).
 const MAX_JSON_BODY_BYTES: usize = 64 << 10;
@@ -335,6 +335,29 @@ async fn read_json<T: serde::de::DeserializeOwned>(
         .map_err(|e| DeployError::BadRequest(format!("invalid JSON body: {e}")))
 }
 
+/// How much of a rejected upload is read and discarded, and for how long.
+const DRAIN_BYTES: usize = 256 << 20;
+const DRAIN_TIME: Duration = Duration::from_secs(10);
+
+/// Reads and discards (up to a bound) the rest of an upload that was
+/// rejected as too large, so a client still sending it gets the error
+/// response rather than a reset connection.
+fn drain_in_background(mut body: Incoming) {
+    tokio::spawn(async move {
+        let mut left = DRAIN_BYTES;
+        let _ = tokio::time::timeout(DRAIN_TIME, async {
+            while let Some(Ok(frame)) = body.frame().await {
+                let read = frame.data_ref().map_or(0, Bytes::len);
+                match left.checked_sub(read) {
+                    Some(rest) => left = rest,
+                    None => break,
+                }
+            }
+        })
+        .await;
+    });
+}
+
 async fn deploy(
     host: &Host,
     name: &str,
@@ -353,23 +376,26 @@ async fn deploy(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
+    let mut upload = request.into_body();
     if declared.is_some_and(|n| n > limit) {
+        drain_in_background(upload);
         return Err(DeployError::TooLarge { limit });
     }
-    let body = Limited::new(
-        request.into_body(),
-        usize::try_from(limit).unwrap_or(usize::MAX),
-    )
-    .collect()
-    .await
-    .map_err(|e| {
-        if e.is::<http_body_util::LengthLimitError>() {
-            DeployError::TooLarge { limit }
-        } else {
-            DeployError::BadRequest(format!("reading the upload failed: {e}"))
+    let collected = Limited::new(&mut upload, usize::try_from(limit).unwrap_or(usize::MAX))
+        .collect()
+        .await;
+    let body = match collected {
+        Ok(body) => body.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            drain_in_background(upload);
+            return Err(DeployError::TooLarge { limit });
         }
-    })?
-    .to_bytes();
+        Err(e) => {
+            return Err(DeployError::BadRequest(format!(
+                "reading the upload failed: {e}"
+            )));
+        }
+    };
     if body.is_empty() {
         return Err(DeployError::BadRequest(
             "the upload is empty: send the `.wasm` file as the request body".into(),

@@ -78,7 +78,7 @@ impl DeployError {
     /// The HTTP status this error is reported with.
     pub fn status(&self) -> StatusCode {
         match self {
-            DeployError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            DeployError::TooLarge { .. } => StatusCode::BAD_REQUEST,
             DeployError::RouteTaken { .. } => StatusCode::CONFLICT,
             DeployError::UnknownFunction(_) | DeployError::UnknownVersion { .. } => {
                 StatusCode::NOT_FOUND
