@@ -4,12 +4,11 @@
 //! API. Flags are validated before anything is bound or sent, and a bad value
 //! names the flag and the accepted form.
 
-use crate::artifact::SourceHash;
 use crate::client::{AdminClient, DEFAULT_ADMIN_URL};
 use crate::host::{Host, HostConfig};
 use crate::manifest::Manifest;
 use crate::server::{self, ServerOptions};
-use crate::settings::{EnvSpec, RawSettings, Scalar, Settings};
+use crate::settings::{EnvSpec, RawSettings, Scalar};
 use crate::units;
 use crate::{DeployOptions, engine};
 use anyhow::{Context, bail};
@@ -67,11 +66,7 @@ enum Command {
 /// Runs the CLI and returns the process exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    // One worker per CPU this process may run on (its affinity mask): a
-    // server pinned to one core then runs one worker, not a contended pair.
-    let workers = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
         .enable_all()
         .build()
     {
@@ -161,6 +156,26 @@ struct Serve {
 
 fn parse_size_flag(text: &str) -> Result<u64, String> {
     units::parse_size(text).ok_or_else(|| format!("expected {}", units::SIZE_FORMS))
+}
+
+/// `--method`: an HTTP method.
+fn method_flag(text: &str) -> anyhow::Result<http::Method> {
+    text.parse().map_err(|_| {
+        anyhow::anyhow!("invalid value `{text}` for `--method`: expected an HTTP method")
+    })
+}
+
+/// A request body flag: the text itself, or `@FILE` for a file's contents.
+fn body_flag(data: Option<&str>) -> anyhow::Result<Bytes> {
+    Ok(match data {
+        Some(data) => match data.strip_prefix('@') {
+            Some(file) => {
+                Bytes::from(std::fs::read(file).with_context(|| format!("reading `{file}`"))?)
+            }
+            None => Bytes::copy_from_slice(data.as_bytes()),
+        },
+        None => Bytes::new(),
+    })
 }
 
 fn parse_keep_versions(text: &str) -> Result<usize, String> {
@@ -284,23 +299,11 @@ async fn wait_for_shutdown_signal() {
 /// Builds and deploys every function of `manifest` into `host`.
 async fn deploy_manifest(host: &Host, manifest: &Manifest) -> anyhow::Result<()> {
     for function in &manifest.functions {
-        if let Some(command) = &function.build {
-            run_build(&manifest.dir, &function.name, command).await?;
-        }
-        let wasm = tokio::fs::read(&function.wasm).await.with_context(|| {
-            format!(
-                "reading `{}` for function `{}`",
-                function.wasm.display(),
-                function.name
-            )
-        })?;
-        let canonical = Settings::validate(&function.settings)
-            .map_err(|e| anyhow::anyhow!("function `{}`: {e}", function.name))?
-            .to_raw();
-        let source = SourceHash::of(&wasm);
+        crate::up::build(manifest, function).await?;
+        let wanted = crate::up::Wanted::of(function).await?;
         if host
             .function(&function.name)
-            .is_some_and(|f| f.serves(source.as_str(), &canonical))
+            .is_some_and(|info| wanted.is_served_by(&info))
         {
             tracing::info!(function = %function.name, "unchanged; already deployed");
             continue;
@@ -308,33 +311,13 @@ async fn deploy_manifest(host: &Host, manifest: &Manifest) -> anyhow::Result<()>
         let report = host
             .deploy(
                 &function.name,
-                Bytes::from(wasm),
+                wanted.wasm,
                 function.settings.clone(),
                 DeployOptions::default(),
             )
             .await
             .with_context(|| format!("deploying function `{}`", function.name))?;
         tracing::info!(function = %report.name, version = report.version, route = ?report.settings.route, "deployed from manifest");
-    }
-    Ok(())
-}
-
-/// Runs a manifest `build` command in `dir` through the shell.
-pub(crate) async fn run_build(
-    dir: &std::path::Path,
-    function: &str,
-    command: &str,
-) -> anyhow::Result<()> {
-    tracing::info!(function, command, "building");
-    let status = tokio::process::Command::new("sh")
-        .arg("-c")
-        .arg(command)
-        .current_dir(dir)
-        .status()
-        .await
-        .with_context(|| format!("running the build command of `{function}`"))?;
-    if !status.success() {
-        bail!("the build command of function `{function}` failed ({status}): {command}");
     }
     Ok(())
 }
@@ -608,21 +591,8 @@ struct Invoke {
 
 impl Invoke {
     async fn execute(self) -> anyhow::Result<ExitCode> {
-        let method: http::Method = self.method.parse().map_err(|_| {
-            anyhow::anyhow!(
-                "invalid value `{}` for `--method`: expected an HTTP method",
-                self.method
-            )
-        })?;
-        let body = match &self.data {
-            Some(data) => match data.strip_prefix('@') {
-                Some(file) => {
-                    Bytes::from(std::fs::read(file).with_context(|| format!("reading `{file}`"))?)
-                }
-                None => Bytes::from(data.clone()),
-            },
-            None => Bytes::new(),
-        };
+        let method = method_flag(&self.method)?;
+        let body = body_flag(self.data.as_deref())?;
         let mut headers = http::HeaderMap::new();
         for header in &self.headers {
             let (name, value) = header.split_once(':').ok_or_else(|| {
@@ -959,12 +929,7 @@ struct BenchCommand {
 
 impl BenchCommand {
     async fn execute(self) -> anyhow::Result<ExitCode> {
-        let method: http::Method = self.method.parse().map_err(|_| {
-            anyhow::anyhow!(
-                "invalid value `{}` for `--method`: expected an HTTP method",
-                self.method
-            )
-        })?;
+        let method = method_flag(&self.method)?;
         if !self.path.starts_with('/') {
             bail!(
                 "invalid value `{}` for `--path`: expected a path starting with `/`",
@@ -974,15 +939,7 @@ impl BenchCommand {
         if self.samples == 0 {
             bail!("invalid value `0` for `-n`: expected at least 1 sample");
         }
-        let body = match &self.body {
-            Some(data) => match data.strip_prefix('@') {
-                Some(file) => {
-                    Bytes::from(std::fs::read(file).with_context(|| format!("reading `{file}`"))?)
-                }
-                None => Bytes::from(data.clone()),
-            },
-            None => Bytes::new(),
-        };
+        let body = body_flag(self.body.as_deref())?;
         let wasm = tokio::fs::read(&self.file)
             .await
             .with_context(|| format!("reading `{}`", self.file.display()))?;

@@ -227,7 +227,7 @@ impl Host {
         let host = self.clone();
         let meter = self.meter(name, number);
         let function = tokio::task::spawn_blocking(move || {
-            let code = host.load_code(&key, abi, &path)?;
+            let code = host.load_code(&key, abi, || Ok(path))?;
             Ok::<_, DeployError>(Function::new(info, code, meter))
         })
         .await

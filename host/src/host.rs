@@ -296,32 +296,26 @@ impl Host {
             version: version.number,
             abi: version.abi,
             source: source.clone(),
-            settings: settings.clone(),
+            settings,
             created_unix: version.created_unix,
         };
-        if let Some(code) = self.cached_code(&key) {
-            // Verified when it was loaded for another function.
-            return Ok(Function::new(
-                info,
-                code,
-                self.meter(&record.name, version.number),
-            ));
-        }
-        let path = match inner.artifacts.verified_compiled(&key) {
-            Ok(path) => path,
-            Err(ArtifactError::Missing(_) | ArtifactError::Corrupt(_)) => {
-                if inner.artifacts.compiled_path(&key).exists() {
-                    tracing::warn!(function = %record.name, version = version.number, "compiled artifact is corrupt; recompiling from source");
+        // Verified and compiled only when no other function has it loaded.
+        let code = self.load_code(&key, version.abi, || {
+            match inner.artifacts.verified_compiled(&key) {
+                Ok(path) => Ok(path),
+                Err(ArtifactError::Missing(_) | ArtifactError::Corrupt(_)) => {
+                    if inner.artifacts.compiled_path(&key).exists() {
+                        tracing::warn!(function = %record.name, version = version.number, "compiled artifact is corrupt; recompiling from source");
+                    }
+                    let wasm = inner
+                        .artifacts
+                        .read_source(&source)
+                        .map_err(|e| DeployError::Storage(e.to_string()))?;
+                    self.compile_and_store(version.abi, &wasm, &key)
                 }
-                let wasm = inner
-                    .artifacts
-                    .read_source(&source)
-                    .map_err(|e| DeployError::Storage(e.to_string()))?;
-                self.compile_and_store(version.abi, &wasm, &key)?
+                Err(e) => Err(DeployError::Storage(e.to_string())),
             }
-            Err(e) => return Err(DeployError::Storage(e.to_string())),
-        };
-        let code = self.load_code(&key, version.abi, &path)?;
+        })?;
         Ok(Function::new(
             info,
             code,
@@ -336,12 +330,13 @@ impl Host {
     }
 
     /// The loaded code of artifact `key`, shared with every other version
-    /// that uses it, loaded from `path` when none is alive (blocking).
+    /// that uses it. When none is alive, `artifact` gives the path of the
+    /// compiled file, which is then loaded (blocking).
     pub(crate) fn load_code(
         &self,
         key: &str,
         abi: crate::record::Abi,
-        path: &std::path::Path,
+        artifact: impl FnOnce() -> Result<std::path::PathBuf, DeployError>,
     ) -> Result<Arc<LoadedCode>, DeployError> {
         if let Some(code) = self.cached_code(key) {
             return Ok(code);
@@ -350,7 +345,7 @@ impl Host {
             &self.inner.engine,
             &self.inner.linkers,
             abi,
-            path,
+            &artifact()?,
         )?);
         let mut cache = self.inner.loaded.lock().unwrap_or_else(|p| p.into_inner());
         cache.retain(|_, code| code.strong_count() > 0);

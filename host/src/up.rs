@@ -103,26 +103,66 @@ pub async fn up(
     Ok(changes)
 }
 
-/// Runs a function's build command, if it has one.
-async fn build(manifest: &Manifest, function: &ManifestFunction) -> anyhow::Result<()> {
-    if let Some(command) = &function.build {
-        crate::cli::run_build(&manifest.dir, &function.name, command).await?;
+/// Runs a function's build command (in the manifest's directory, through
+/// the shell), if it has one.
+pub(crate) async fn build(manifest: &Manifest, function: &ManifestFunction) -> anyhow::Result<()> {
+    let Some(command) = &function.build else {
+        return Ok(());
+    };
+    let name = &function.name;
+    tracing::info!(function = %name, command, "building");
+    let status = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .current_dir(&manifest.dir)
+        .status()
+        .await
+        .with_context(|| format!("running the build command of `{name}`"))?;
+    if !status.success() {
+        bail!("the build command of function `{name}` failed ({status}): {command}");
     }
     Ok(())
 }
 
+/// A manifest function as it should be deployed: its binary, the binary's
+/// hash and its settings in the canonical form the host reports them in.
+pub(crate) struct Wanted {
+    /// The `.wasm`.
+    pub wasm: Bytes,
+    /// Hash of `wasm`.
+    pub source: SourceHash,
+    /// The settings, canonical, for comparison with a deployed function.
+    pub canonical: RawSettings,
+}
+
+impl Wanted {
+    /// Reads the function's `.wasm` and canonicalizes its settings.
+    pub(crate) async fn of(function: &ManifestFunction) -> anyhow::Result<Wanted> {
+        let wasm = tokio::fs::read(&function.wasm).await.with_context(|| {
+            format!(
+                "reading `{}` for function `{}`",
+                function.wasm.display(),
+                function.name
+            )
+        })?;
+        let canonical = canonical_settings(&function.settings)
+            .with_context(|| format!("function `{}`", function.name))?;
+        Ok(Wanted {
+            source: SourceHash::of(&wasm),
+            wasm: Bytes::from(wasm),
+            canonical,
+        })
+    }
+
+    /// Whether `info` already serves exactly this.
+    pub(crate) fn is_served_by(&self, info: &FunctionInfo) -> bool {
+        info.serves(self.source.as_str(), &self.canonical)
+    }
+}
+
 /// Deploys one function unless the host already serves it as described.
 async fn apply(client: &AdminClient, function: &ManifestFunction) -> anyhow::Result<Change> {
-    let wasm = tokio::fs::read(&function.wasm).await.with_context(|| {
-        format!(
-            "reading `{}` for function `{}`",
-            function.wasm.display(),
-            function.name
-        )
-    })?;
-    let canonical = canonical_settings(&function.settings)
-        .with_context(|| format!("function `{}`", function.name))?;
-    let source = SourceHash::of(&wasm);
+    let wanted = Wanted::of(function).await?;
     let existing = match client.get(&function.name).await {
         Ok(value) => Some(
             serde_json::from_value::<FunctionInfo>(value).context("reading the host's function")?,
@@ -135,14 +175,14 @@ async fn apply(client: &AdminClient, function: &ManifestFunction) -> anyhow::Res
     };
     if existing
         .as_ref()
-        .is_some_and(|info| info.serves(source.as_str(), &canonical))
+        .is_some_and(|info| wanted.is_served_by(info))
     {
         return Ok(Change::Unchanged {
             name: function.name.clone(),
         });
     }
     let report = client
-        .deploy(&function.name, Bytes::from(wasm), &function.settings, true)
+        .deploy(&function.name, wanted.wasm, &function.settings, true)
         .await
         .with_context(|| format!("deploying function `{}`", function.name))?;
     let version = report["version"].as_u64().unwrap_or(0);
