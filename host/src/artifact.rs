@@ -184,6 +184,13 @@ impl ArtifactStore {
         if hasher.finalize().to_hex().as_str() != expected.trim() {
             return Err(ArtifactError::Corrupt(path.display().to_string()));
         }
+        // Drop the file from the page cache again: when wasmtime maps it, the
+        // kernel maps every neighbouring page already cached on each fault
+        // ("fault-around"), so a fully cached artifact ends up mostly
+        // resident in every host that merely loaded it. Uncached, only the
+        // pages wasmtime touches are read (measured: 0.7 → 0.3 MiB resident
+        // per idle hello function). Only advice: failure changes nothing.
+        let _ = rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed);
         Ok(path)
     }
 
