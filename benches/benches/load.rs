@@ -6,7 +6,7 @@
 
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use wisp_host::{DeployOptions, Host, HostConfig, RawSettings};
+use wisp_host::{DeployRequest, Host, HostConfig};
 use wisp_test_artifacts as artifacts;
 
 fn load(c: &mut Criterion) {
@@ -26,18 +26,8 @@ fn load(c: &mut Criterion) {
         runtime.block_on(async {
             let (host, _) = Host::start(config.clone()).await.expect("host");
             for i in 0..n {
-                let settings = RawSettings {
-                    route: Some(format!("/f{i}")),
-                    ..RawSettings::default()
-                };
-                host.deploy(
-                    &format!("f{i}"),
-                    wasm.clone(),
-                    settings,
-                    DeployOptions::default(),
-                )
-                .await
-                .expect("deploy");
+                let request = DeployRequest::new(format!("f{i}"), format!("/f{i}"), wasm.clone());
+                host.deploy(request).await.expect("deploy");
             }
         });
         group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, &n| {

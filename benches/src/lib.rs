@@ -10,7 +10,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use tempfile::TempDir;
 use tokio::runtime::Runtime;
-use wisp_host::{DeployOptions, Host, HostConfig, RawSettings};
+use wisp_host::{DeployRequest, Host, HostConfig};
 
 /// A host with its data dir and runtime kept alive.
 pub struct Bench {
@@ -46,15 +46,8 @@ impl Bench {
     /// Deploys the guest at `path` as `name` on `route`.
     pub fn deploy(&self, name: &str, path: &str, route: &str) {
         let wasm = Bytes::from(std::fs::read(path).expect("guest"));
-        let settings = RawSettings {
-            route: Some(route.to_owned()),
-            ..RawSettings::default()
-        };
         self.runtime
-            .block_on(
-                self.host
-                    .deploy(name, wasm, settings, DeployOptions::default()),
-            )
+            .block_on(self.host.deploy(DeployRequest::new(name, route, wasm)))
             .expect("deploy");
     }
 

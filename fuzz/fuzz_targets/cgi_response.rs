@@ -2,7 +2,7 @@
 //! head always points inside the output.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use wisp_fuzz::abi::cgi_response::parse;
+use wisp_spec::cgi_response::parse;
 
 fuzz_target!(|output: &[u8]| {
     if let Ok(head) = parse(output) {

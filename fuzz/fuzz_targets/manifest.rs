@@ -2,7 +2,7 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use std::path::Path;
-use wisp_fuzz::manifest::Manifest;
+use wisp_spec::manifest::Manifest;
 
 fuzz_target!(|text: &str| {
     if let Err(error) = Manifest::parse(Path::new("/app/wisp.toml"), text) {

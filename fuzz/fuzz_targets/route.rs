@@ -2,7 +2,7 @@
 //! gives it back) and matches itself.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use wisp_fuzz::route::Route;
+use wisp_spec::route::Route;
 
 fuzz_target!(|input: (&str, &str)| {
     let (raw, path) = input;

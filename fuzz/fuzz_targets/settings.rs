@@ -2,7 +2,7 @@
 //! survive the round trip through their canonical text.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use wisp_fuzz::settings::RawSettings;
+use wisp_spec::settings::RawSettings;
 
 fuzz_target!(|query: &str| {
     let Ok(raw) = RawSettings::from_query(query) else { return };

@@ -6,11 +6,11 @@
 //! response has the same JSON shape: `{"error": "...", "kind": "..."}`, plus
 //! `"limit"` when a limit was breached.
 
-use crate::inspect::InspectError;
-use crate::settings::SettingsError;
+use wisp_spec::inspect::InspectError;
+use wisp_spec::settings::SettingsError;
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode};
-use serde_json::json;
+use wisp_spec::api::ErrorBody;
 
 /// Why a deploy, delete or lookup on the admin side failed.
 #[derive(Debug, thiserror::Error)]
@@ -55,14 +55,6 @@ pub enum DeployError {
     /// No such function.
     #[error("no function named `{0}` is deployed")]
     UnknownFunction(String),
-    /// No such version of a function.
-    #[error("function `{name}` has no version {version}")]
-    UnknownVersion {
-        /// The function.
-        name: String,
-        /// The version asked for.
-        version: u32,
-    },
     /// A traffic split is not valid.
     #[error("invalid traffic split: {0}")]
     InvalidTraffic(String),
@@ -80,9 +72,7 @@ impl DeployError {
         match self {
             DeployError::TooLarge { .. } => StatusCode::BAD_REQUEST,
             DeployError::RouteTaken { .. } => StatusCode::CONFLICT,
-            DeployError::UnknownFunction(_) | DeployError::UnknownVersion { .. } => {
-                StatusCode::NOT_FOUND
-            }
+            DeployError::UnknownFunction(_) => StatusCode::NOT_FOUND,
             DeployError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,
         }
@@ -104,7 +94,6 @@ impl DeployError {
             DeployError::TooLarge { .. } => "upload-too-large",
             DeployError::RouteTaken { .. } => "route-taken",
             DeployError::UnknownFunction(_) => "unknown-function",
-            DeployError::UnknownVersion { .. } => "unknown-version",
             DeployError::InvalidTraffic(_) => "invalid-traffic",
             DeployError::BadRequest(_) => "bad-request",
             DeployError::Storage(_) => "storage",
@@ -130,6 +119,16 @@ pub enum Limit {
 }
 
 impl Limit {
+    /// Every limit.
+    pub const ALL: [Limit; 6] = [
+        Limit::Memory,
+        Limit::Timeout,
+        Limit::Concurrency,
+        Limit::RequestBody,
+        Limit::ResponseBody,
+        Limit::Fuel,
+    ];
+
     /// The limit's name in JSON and metrics.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -180,6 +179,9 @@ pub enum InvokeError {
     /// The function exists but none of its code could be loaded.
     #[error("function `{0}` is unavailable: its code could not be loaded (see the host log)")]
     Unavailable(String),
+    /// The request itself is malformed (e.g. a bad `Content-Length`).
+    #[error("bad request: {0}")]
+    BadRequest(String),
     /// The host could not run the guest.
     #[error("internal error: {0}")]
     Internal(String),
@@ -198,6 +200,7 @@ impl InvokeError {
     pub fn status(&self) -> StatusCode {
         match self {
             InvokeError::NoRoute(_) | InvokeError::NoSuchVersion { .. } => StatusCode::NOT_FOUND,
+            InvokeError::BadRequest(_) => StatusCode::BAD_REQUEST,
             InvokeError::LimitExceeded { limit, .. } => match limit {
                 Limit::Timeout => StatusCode::GATEWAY_TIMEOUT,
                 Limit::Concurrency => StatusCode::SERVICE_UNAVAILABLE,
@@ -226,6 +229,7 @@ impl InvokeError {
             InvokeError::GuestError(_) => "guest-error",
             InvokeError::BadCgiResponse(_) => "bad-cgi-response",
             InvokeError::Unavailable(_) => "unavailable",
+            InvokeError::BadRequest(_) => "bad-request",
             InvokeError::Internal(_) => "internal",
         }
     }
@@ -238,11 +242,14 @@ pub fn json_error(
     message: &str,
     limit: Option<Limit>,
 ) -> http::Response<Bytes> {
-    let mut body = json!({ "error": message, "kind": kind });
-    if let Some(limit) = limit {
-        body["limit"] = json!(limit.as_str());
-    }
-    let mut response = http::Response::new(Bytes::from(body.to_string() + "\n"));
+    let body = ErrorBody {
+        error: message.to_owned(),
+        kind: kind.to_owned(),
+        limit: limit.map(|l| l.as_str().to_owned()),
+    };
+    let mut text = serde_json::to_string(&body).unwrap_or_default();
+    text.push('\n');
+    let mut response = http::Response::new(Bytes::from(text));
     *response.status_mut() = status;
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,

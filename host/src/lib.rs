@@ -1,88 +1,71 @@
 //! # wisp-host
 //!
-//! wisp is a WebAssembly function host: it compiles uploaded `.wasm`
+//! An embeddable WebAssembly function host: it compiles uploaded `.wasm`
 //! functions ahead of time and serves every HTTP request from a fresh,
-//! isolated sandbox. This crate is all of it — the `wisp` binary is a thin
-//! CLI over it — and a program can embed the host directly:
+//! isolated sandbox that starts in microseconds. The `wisp` command line
+//! (crate `wisp-cli`) is one program built on it; an edge node, a proxy or a
+//! gateway can be another (see `examples/edge_node.rs`).
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! use wisp_host::{Host, HostConfig, RawSettings, DeployOptions};
+//! use wisp_host::{DeployRequest, Host, HostConfig, RawSettings};
+//!
 //! let (host, _problems) = Host::start(HostConfig::default()).await?;
 //! let wasm = std::fs::read("hello.wasm")?;
-//! let settings = RawSettings { route: Some("/hello".into()), ..Default::default() };
-//! host.deploy("hello", wasm.into(), settings, DeployOptions::default()).await?;
+//! let settings = RawSettings::new().with("timeout", "2s")?;
+//! host.deploy(DeployRequest::new("hello", "/hello", wasm).with_settings(settings))
+//!     .await?;
 //! let request = http::Request::get("/hello").body(http_body_util::Empty::<bytes::Bytes>::new())?;
 //! let response = host.handle(request).await;
 //! assert_eq!(response.status(), 200);
 //! # Ok(()) }
 //! ```
 //!
+//! The crate installs no `tracing` subscriber and no exporter: it emits
+//! events and spans, and the embedder decides where they go.
+//!
 //! ## Map of the crate
 //!
-//! | module | owns |
+//! | folder | owns |
 //! | --- | --- |
-//! | [`host`] | [`Host`]: configuration, start-up, the request path |
-//! | [`deploy`] | the deploy path: checks, compile, store, publish |
-//! | [`engine`] | the one wasmtime engine: pooling, CoW, epochs, fuel |
-//! | [`artifact`] | the content-addressed artifact store on disk |
-//! | [`record`] | durable records of what is deployed |
-//! | [`function`] | a deployed version: compiled, pre-linked code |
-//! | [`registry`] | name → versions → traffic, read lock-free |
-//! | [`traffic`] | traffic splits: parsing and checking, pure |
-//! | [`route`] | path-prefix routing, pure |
-//! | [`inspect`] | first look at an upload: ABI and entry point |
-//! | [`abi`] | the guest ABIs: `wasi:http` and CGI |
-//! | [`sandbox`] | what each per-request sandbox gets; the memory limiter |
-//! | [`limits`] | limits and their defaults |
-//! | [`settings`] | deploy settings, raw and validated |
-//! | [`manifest`] | `wisp.toml`: an app's functions in one file |
-//! | [`units`] | human units for sizes and durations |
-//! | [`body`] | request/response bodies and their caps |
-//! | [`error`] | errors and their HTTP mapping |
-//! | [`metrics`] | every counter, as Prometheus text |
-//! | [`meter`] | usage metering: wall, CPU, fuel, memory-time |
-//! | [`logs`] | guest logs in a bounded buffer per function |
-//! | [`trace`] | request ids and per-request timings |
-//! | [`server`] | the public HTTP front door |
-//! | [`admin`] | the admin API |
-//! | [`client`] | the admin API client the CLI uses |
-//! | [`up`] | `wisp up`: make a host match a manifest |
-//! | [`template`] | `wisp new`: function templates in four languages |
-//! | [`bench`] | `wisp bench`: cold starts and throughput of a module |
-//! | [`cli`] | the `wisp` commands |
+//! | `host/` | [`Host`] and [`HostConfig`]: engine, stores, start-up loading, the code cache |
+//! | `request/` | the request path: routing, slots, dispatch, bodies, request ids, the access log |
+//! | `runtime/` | the wasmtime engine, deployed versions, the sandbox, the guest ABIs |
+//! | `deploy/` | the deploy path: compile, artifact store, records, publish, release |
+//! | `observe/` | metrics, guest logs, usage metering |
+//! | `admin/` | the admin API as a service ([`AdminApi`]) |
+//! | `server.rs` | an HTTP/1.1 + HTTP/2 front door ([`serve`]) for either handler |
+//! | `registry.rs` | name → versions → traffic, read lock-free |
+//! | `error.rs` | errors and their one HTTP mapping |
+//!
+//! Pure parsing and validation (settings, routes, units, the CGI response,
+//! upload inspection, the admin API's bodies) come from [`wisp_spec`],
+//! re-exported as [`spec`].
+#![deny(missing_docs)]
 
-pub mod abi;
-pub mod admin;
-pub mod artifact;
-pub mod bench;
-pub mod body;
-pub mod cli;
-pub mod client;
-pub mod deploy;
-pub mod engine;
-pub mod error;
-pub mod function;
-pub mod host;
-pub mod inspect;
-pub mod limits;
-pub mod logs;
-pub mod manifest;
-pub mod meter;
-pub mod metrics;
-pub mod record;
-pub mod registry;
-pub mod route;
-pub mod sandbox;
-pub mod server;
-pub mod settings;
-pub mod template;
-pub mod trace;
-pub mod traffic;
-pub mod units;
-pub mod up;
+mod admin;
+mod deploy;
+mod error;
+mod host;
+mod observe;
+mod registry;
+mod request;
+mod runtime;
+mod server;
 
-pub use deploy::{DeployOptions, DeployReport, FunctionInfo};
-pub use error::{DeployError, InvokeError};
-pub use host::{Host, HostConfig};
-pub use settings::{RawSettings, Settings};
+pub use admin::AdminApi;
+pub use deploy::DeployRequest;
+pub use error::{DeployError, InvokeError, Limit};
+pub use host::config::{DEFAULT_KEEP_VERSIONS, DEFAULT_MAX_UPLOAD_BYTES};
+pub use host::{Host, HostConfig, LoadProblem, StartError};
+pub use observe::logs::LogBook;
+pub use observe::metrics::{Metrics, resident_bytes};
+pub use request::VERSION_HEADER;
+pub use request::body::{BoxError, ResponseBody};
+pub use request::connection::ConnectionInfo;
+pub use runtime::engine::DEFAULT_MAX_INSTANCES;
+pub use runtime::function::IdleSandbox;
+pub use server::{Handler, ServerOptions, serve};
+pub use wisp_spec as spec;
+pub use wisp_spec::api::{DeployReport, FunctionInfo, UsageReport, VersionSummary};
+pub use wisp_spec::settings::{RawSettings, Settings, SettingsError};

@@ -7,9 +7,10 @@
 //! the deployed set changes meanwhile. A deploy, delete or traffic change
 //! builds a new snapshot and publishes it in one atomic swap.
 
-use crate::function::Function;
-use crate::record::{FunctionRecord, TrafficShare};
-use crate::route::{Route, RouteTable};
+use crate::runtime::function::Function;
+use crate::deploy::record::FunctionRecord;
+use wisp_spec::traffic::TrafficShare;
+use wisp_spec::route::{Route, RouteTable};
 use arc_swap::{ArcSwap, Guard};
 use std::collections::BTreeMap;
 use std::sync::Arc;

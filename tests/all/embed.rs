@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use wisp_host::{DeployOptions, Host, HostConfig, RawSettings};
+use wisp_host::{DeployRequest, Host, HostConfig};
 use wisp_test_artifacts as artifacts;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -16,13 +16,9 @@ async fn a_program_embeds_the_host_in_process() {
     };
     let (host, problems) = Host::start(config).await.unwrap();
     assert!(problems.is_empty());
-    let settings = RawSettings {
-        route: Some("/hello".into()),
-        ..RawSettings::default()
-    };
     let wasm = Bytes::from(std::fs::read(artifacts::HELLO_COMPONENT).unwrap());
     let report = host
-        .deploy("hello", wasm, settings, DeployOptions::default())
+        .deploy(DeployRequest::new("hello", "/hello", wasm))
         .await
         .unwrap();
     assert_eq!(report.version, 1);

@@ -10,6 +10,7 @@ mod core;
 mod crash;
 mod embed;
 mod isolation;
+mod library;
 mod languages;
 mod operate;
 mod portability;

@@ -15,13 +15,12 @@
 
 use bytes::Bytes;
 use std::time::{Duration, Instant};
-use wisp_host::{DeployOptions, Host, HostConfig, RawSettings, bench::resident_bytes};
+use wisp_host::{DeployRequest, Host, HostConfig, RawSettings, resident_bytes};
 use wisp_test_artifacts as artifacts;
 
-fn settings(route: String, extra: &str) -> RawSettings {
-    let mut raw = RawSettings::from_query(extra).expect("settings");
-    raw.route = Some(route);
-    raw
+fn deployment(name: &str, route: &str, wasm: Bytes, settings: &str) -> DeployRequest {
+    DeployRequest::new(name, route, wasm)
+        .with_settings(RawSettings::from_query(settings).expect("settings"))
 }
 
 /// `wasm` with a custom section naming `i` appended: the same code, a
@@ -47,14 +46,9 @@ async fn deploy_many(config: &HostConfig, n: usize, unique: bool) {
         } else {
             wasm.clone()
         };
-        host.deploy(
-            &format!("f{i}"),
-            wasm,
-            settings(format!("/f{i}"), ""),
-            DeployOptions::default(),
-        )
-        .await
-        .expect("deploy");
+        host.deploy(deployment(&format!("f{i}"), &format!("/f{i}"), wasm, ""))
+            .await
+            .expect("deploy");
         if (i + 1) % 1000 == 0 {
             eprintln!("deployed {}", i + 1);
         }
@@ -156,14 +150,9 @@ async fn inflight(n: usize) {
     let max = u32::try_from(n).expect("n fits u32");
     let (host, _) = Host::start(config(data.path(), max)).await.expect("host");
     let wasm = Bytes::from(std::fs::read(artifacts::SLEEP_COMPONENT).expect("guest"));
-    host.deploy(
-        "sleep",
-        wasm,
-        settings("/sleep".into(), &format!("max-concurrency={n}")),
-        DeployOptions::default(),
-    )
-    .await
-    .expect("deploy");
+    host.deploy(deployment("sleep", "/sleep", wasm, &format!("max-concurrency={n}")))
+        .await
+        .expect("deploy");
     let before = resident_bytes();
     let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let sampler = {

@@ -1,0 +1,297 @@
+//! A client of the admin API, used by the CLI's verbs (`deploy`, `ls`, `rm`…).
+//!
+//! It speaks plain HTTP/1.1 to the admin listener, sends the bearer token when
+//! one is configured, and turns the API's JSON errors back into their message,
+//! so the CLI prints what the host said.
+
+use serde::de::DeserializeOwned;
+use wisp_spec::api::{DeployReport, ErrorBody, FunctionInfo, FunctionUsage, VersionSummary};
+use wisp_spec::settings::RawSettings;
+use wisp_spec::traffic::TrafficShare;
+use bytes::Bytes;
+use http::{Method, StatusCode, Uri, header};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use std::time::Duration;
+
+/// Default admin API address.
+pub const DEFAULT_ADMIN_URL: &str = "http://127.0.0.1:8081";
+
+/// Time allowed for one admin call (deploys compile, so it is generous).
+const CALL_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Why an admin call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The admin URL is malformed.
+    #[error("invalid admin URL `{0}`: expected e.g. `http://127.0.0.1:8081`")]
+    BadUrl(String),
+    /// Nothing answered.
+    #[error(
+        "cannot reach the wisp admin API at {url}: {reason} (is `wisp serve` running? point at it with `--admin URL`)"
+    )]
+    Unreachable {
+        /// The URL tried.
+        url: String,
+        /// What the connection said.
+        reason: String,
+    },
+    /// The host answered with an error.
+    #[error("{message}")]
+    Api {
+        /// The HTTP status.
+        status: StatusCode,
+        /// The host's error message.
+        message: String,
+    },
+}
+
+/// A client for one host's admin API.
+pub struct AdminClient {
+    base: String,
+    token: Option<String>,
+    http: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl AdminClient {
+    /// A client for the admin API at `base` (e.g. `http://127.0.0.1:8081`).
+    pub fn new(base: &str, token: Option<String>) -> Result<AdminClient, ClientError> {
+        let trimmed = base.trim_end_matches('/');
+        let uri: Uri = trimmed
+            .parse()
+            .map_err(|_| ClientError::BadUrl(base.to_owned()))?;
+        if uri.scheme_str() != Some("http") || uri.host().is_none() {
+            return Err(ClientError::BadUrl(base.to_owned()));
+        }
+        Ok(AdminClient {
+            base: trimmed.to_owned(),
+            token,
+            http: Client::builder(TokioExecutor::new()).build_http(),
+        })
+    }
+
+    /// Sends a request and returns the whole response, whatever its status.
+    pub async fn send(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        headers: http::HeaderMap,
+        body: Bytes,
+    ) -> Result<http::Response<Bytes>, ClientError> {
+        let url = format!("{}{path_and_query}", self.base);
+        let mut request = http::Request::builder().method(method).uri(&url);
+        if let Some(map) = request.headers_mut() {
+            *map = headers;
+        }
+        if let Some(token) = &self.token {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let request = request
+            .body(Full::new(body))
+            .map_err(|_| ClientError::BadUrl(url.clone()))?;
+        let unreachable = |reason: String| ClientError::Unreachable {
+            url: self.base.clone(),
+            reason,
+        };
+        let response = tokio::time::timeout(CALL_TIMEOUT, self.http.request(request))
+            .await
+            .map_err(|_| unreachable("timed out".into()))?
+            .map_err(|e| unreachable(error_chain(&e)))?;
+        let (parts, body) = response.into_parts();
+        let bytes = body
+            .collect()
+            .await
+            .map_err(|e| unreachable(e.to_string()))?
+            .to_bytes();
+        Ok(http::Response::from_parts(parts, bytes))
+    }
+
+    /// Sends a request and returns the body of a 2xx answer; any other
+    /// answer becomes the host's error message.
+    pub async fn call(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        body: Bytes,
+    ) -> Result<Bytes, ClientError> {
+        let response = self
+            .send(method, path_and_query, http::HeaderMap::new(), body)
+            .await?;
+        let status = response.status();
+        let bytes = response.into_body();
+        if status.is_success() {
+            return Ok(bytes);
+        }
+        let message = serde_json::from_slice::<ErrorBody>(&bytes)
+            .map(|body| body.error)
+            .unwrap_or_else(|_| {
+                format!(
+                    "the admin API answered {status}: {}",
+                    String::from_utf8_lossy(&bytes)
+                )
+            });
+        Err(ClientError::Api { status, message })
+    }
+
+    /// Calls the API and reads a 2xx answer as `T`.
+    async fn call_json<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        body: Bytes,
+    ) -> Result<T, ClientError> {
+        let bytes = self.call(method, path_and_query, body).await?;
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Api {
+            status: StatusCode::OK,
+            message: format!("the admin API answered with a body this wisp does not understand: {e}"),
+        })
+    }
+
+    /// Deploys `wasm` as function `name` at `route`.
+    pub async fn deploy(
+        &self,
+        name: &str,
+        route: &str,
+        wasm: Bytes,
+        settings: &RawSettings,
+        take_traffic: bool,
+    ) -> Result<DeployReport, ClientError> {
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        query.append_pair("route", route);
+        if !take_traffic {
+            query.append_pair("no-traffic", "true");
+        }
+        let mut query = query.finish();
+        let settings = settings.to_query();
+        if !settings.is_empty() {
+            query.push('&');
+            query.push_str(&settings);
+        }
+        self.call_json(Method::PUT, &format!("/v1/functions/{name}?{query}"), wasm)
+            .await
+    }
+
+    /// Lists functions.
+    pub async fn list(&self) -> Result<Vec<FunctionInfo>, ClientError> {
+        self.call_json(Method::GET, "/v1/functions", Bytes::new())
+            .await
+    }
+
+    /// One function.
+    pub async fn get(&self, name: &str) -> Result<FunctionInfo, ClientError> {
+        self.call_json(Method::GET, &format!("/v1/functions/{name}"), Bytes::new())
+            .await
+    }
+
+    /// One function's versions.
+    pub async fn versions(&self, name: &str) -> Result<Vec<VersionSummary>, ClientError> {
+        self.call_json(
+            Method::GET,
+            &format!("/v1/functions/{name}/versions"),
+            Bytes::new(),
+        )
+        .await
+    }
+
+    /// Removes a function.
+    pub async fn remove(&self, name: &str) -> Result<(), ClientError> {
+        self.call(
+            Method::DELETE,
+            &format!("/v1/functions/{name}"),
+            Bytes::new(),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Sets function `name`'s traffic split.
+    pub async fn set_traffic(
+        &self,
+        name: &str,
+        shares: &[TrafficShare],
+    ) -> Result<FunctionInfo, ClientError> {
+        let body = serde_json::to_vec(shares).map_err(|e| ClientError::Api {
+            status: StatusCode::BAD_REQUEST,
+            message: e.to_string(),
+        })?;
+        self.call_json(
+            Method::PUT,
+            &format!("/v1/functions/{name}/traffic"),
+            Bytes::from(body),
+        )
+        .await
+    }
+
+    /// Restores function `name`'s previous traffic split.
+    pub async fn rollback(&self, name: &str) -> Result<FunctionInfo, ClientError> {
+        self.call_json(
+            Method::POST,
+            &format!("/v1/functions/{name}/rollback"),
+            Bytes::new(),
+        )
+        .await
+    }
+
+    /// Function `name`'s usage.
+    pub async fn usage(&self, name: &str) -> Result<FunctionUsage, ClientError> {
+        self.call_json(
+            Method::GET,
+            &format!("/v1/functions/{name}/usage"),
+            Bytes::new(),
+        )
+        .await
+    }
+
+    /// Opens function `name`'s log stream (`query` as the admin API takes
+    /// it); the body streams when following.
+    pub async fn logs(
+        &self,
+        name: &str,
+        query: &str,
+    ) -> Result<hyper::body::Incoming, ClientError> {
+        let url = format!("{}/v1/functions/{name}/logs?{query}", self.base);
+        let mut request = http::Request::builder().method(Method::GET).uri(&url);
+        if let Some(token) = &self.token {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let request = request
+            .body(Full::new(Bytes::new()))
+            .map_err(|_| ClientError::BadUrl(url.clone()))?;
+        let response = self
+            .http
+            .request(request)
+            .await
+            .map_err(|e| ClientError::Unreachable {
+                url: self.base.clone(),
+                reason: error_chain(&e),
+            })?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response.into_body());
+        }
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        let message = serde_json::from_slice::<ErrorBody>(&bytes)
+            .map(|body| body.error)
+            .unwrap_or_else(|_| format!("the admin API answered {status}"));
+        Err(ClientError::Api { status, message })
+    }
+}
+
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

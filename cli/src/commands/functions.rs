@@ -1,0 +1,303 @@
+//! The verbs on functions: deploy, list, remove, invoke, versions, traffic
+//! and rollback. Each is a client of the admin API and reads its typed
+//! answers.
+
+use super::settings_flags::SettingsArgs;
+use super::{AdminArgs, body_flag, method_flag};
+use crate::output;
+use anyhow::Context;
+use bytes::Bytes;
+use clap::Args;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use wisp_spec::api::FunctionInfo;
+use wisp_spec::units;
+
+#[derive(Debug, Args)]
+pub(crate) struct Deploy {
+    /// Function name: lowercase letters, digits, `-` and `_`.
+    name: String,
+    /// The `.wasm` file: a `wasi:http` component or a WASI command module.
+    file: PathBuf,
+    #[command(flatten)]
+    settings: SettingsArgs,
+    /// Deploy without giving the new version traffic (try it with the
+    /// `x-wisp-version` header first).
+    #[arg(long)]
+    no_traffic: bool,
+    /// Print the deploy report as JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    admin: AdminArgs,
+}
+
+impl Deploy {
+    pub(crate) async fn execute(self) -> anyhow::Result<ExitCode> {
+        let raw = self.settings.to_raw()?;
+        let wasm = tokio::fs::read(&self.file)
+            .await
+            .with_context(|| format!("reading `{}`", self.file.display()))?;
+        let progress = output::spinner(format!("deploying {} (compiling)", self.name));
+        let report = self
+            .admin
+            .client()?
+            .deploy(
+                &self.name,
+                &self.settings.route,
+                Bytes::from(wasm),
+                &raw,
+                !self.no_traffic,
+            )
+            .await;
+        progress.finish_and_clear();
+        let report = report?;
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            let compiled = match report.compile_ms {
+                Some(ms) => format!("compiled in {ms} ms"),
+                None => "artifact reused".to_owned(),
+            };
+            println!(
+                "deployed {} v{} ({}) at {} — {compiled}, {}",
+                report.name,
+                report.version,
+                report.abi.as_str(),
+                report.route,
+                units::format_size_approx(report.artifact_bytes),
+            );
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct Ls {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    admin: AdminArgs,
+}
+
+impl Ls {
+    pub(crate) async fn execute(self) -> anyhow::Result<ExitCode> {
+        let functions = self.admin.client()?.list().await?;
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(&functions)?);
+            return Ok(ExitCode::SUCCESS);
+        }
+        let rows = functions.iter().map(|function| {
+            let newest = function.versions.last();
+            let setting = |key: &str| {
+                newest
+                    .and_then(|v| v.settings.get(key).first().cloned())
+                    .unwrap_or_else(|| "-".to_owned())
+            };
+            vec![
+                function.name.clone(),
+                function.route.clone(),
+                describe_traffic(function),
+                newest.map_or("?", |v| v.abi.as_str()).to_owned(),
+                setting("memory"),
+                setting("timeout"),
+                setting("max-concurrency"),
+                setting("fuel"),
+            ]
+        });
+        let header = [
+            "NAME",
+            "ROUTE",
+            "VERSION",
+            "ABI",
+            "MEMORY",
+            "TIMEOUT",
+            "CONCURRENCY",
+            "FUEL",
+        ];
+        println!("{}", output::table(&header, rows));
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct Rm {
+    /// The function to remove.
+    name: String,
+    #[command(flatten)]
+    admin: AdminArgs,
+}
+
+impl Rm {
+    pub(crate) async fn execute(self) -> anyhow::Result<ExitCode> {
+        self.admin.client()?.remove(&self.name).await?;
+        println!("removed {}", self.name);
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct Invoke {
+    /// The function to run.
+    name: String,
+    /// The request path (and query) the function sees.
+    #[arg(default_value = "/")]
+    path: String,
+    /// HTTP method.
+    #[arg(short = 'X', long, default_value = "GET")]
+    method: String,
+    /// Request body (`@FILE` reads a file).
+    #[arg(short = 'd', long)]
+    data: Option<String>,
+    /// Request header `Name: value` (repeatable).
+    #[arg(short = 'H', long = "header")]
+    headers: Vec<String>,
+    /// Print the status line and response headers too.
+    #[arg(short = 'i', long)]
+    include: bool,
+    #[command(flatten)]
+    admin: AdminArgs,
+}
+
+impl Invoke {
+    pub(crate) async fn execute(self) -> anyhow::Result<ExitCode> {
+        let method = method_flag(&self.method)?;
+        let body = body_flag(self.data.as_deref())?;
+        let mut headers = http::HeaderMap::new();
+        for header in &self.headers {
+            let (name, value) = header.split_once(':').ok_or_else(|| {
+                anyhow::anyhow!("invalid value `{header}` for `--header`: expected `Name: value`")
+            })?;
+            headers.append(
+                http::HeaderName::try_from(name.trim())
+                    .with_context(|| format!("header name `{name}`"))?,
+                http::HeaderValue::try_from(value.trim())
+                    .with_context(|| format!("header value `{value}`"))?,
+            );
+        }
+        let path = if self.path.starts_with('/') {
+            self.path.clone()
+        } else {
+            format!("/{}", self.path)
+        };
+        let client = self.admin.client()?;
+        let response = client
+            .send(
+                method,
+                &format!("/v1/functions/{}/invoke{path}", self.name),
+                headers,
+                body,
+            )
+            .await?;
+        let status = response.status();
+        let mut out = std::io::stdout().lock();
+        if self.include {
+            writeln!(out, "{:?} {}", response.version(), status)?;
+            for (name, value) in response.headers() {
+                writeln!(out, "{name}: {}", String::from_utf8_lossy(value.as_bytes()))?;
+            }
+            writeln!(out)?;
+        }
+        out.write_all(response.body())?;
+        out.flush()?;
+        Ok(if status.is_success() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        })
+    }
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct Versions {
+    /// The function.
+    name: String,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    admin: AdminArgs,
+}
+
+impl Versions {
+    pub(crate) async fn execute(self) -> anyhow::Result<ExitCode> {
+        let versions = self.admin.client()?.versions(&self.name).await?;
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(&versions)?);
+            return Ok(ExitCode::SUCCESS);
+        }
+        let rows = versions.iter().map(|v| {
+            vec![
+                format!("v{}", v.number),
+                format!("{}%", v.weight),
+                v.abi.as_str().to_owned(),
+                output::unix_time(v.created_unix),
+                v.source.chars().take(12).collect(),
+                if v.loaded {
+                    v.settings.to_query().replace('&', " ")
+                } else {
+                    "(not loaded)".to_owned()
+                },
+            ]
+        });
+        let header = ["VERSION", "TRAFFIC", "ABI", "CREATED", "SOURCE", "SETTINGS"];
+        println!("{}", output::table(&header, rows));
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct Traffic {
+    /// The function.
+    name: String,
+    /// Shares as `VERSION=WEIGHT` (e.g. `v3=90 v4=10`); weights sum to 100.
+    #[arg(required = true, value_name = "vN=WEIGHT")]
+    split: Vec<String>,
+    #[command(flatten)]
+    admin: AdminArgs,
+}
+
+impl Traffic {
+    pub(crate) async fn execute(self) -> anyhow::Result<ExitCode> {
+        let shares =
+            wisp_spec::traffic::parse_split(&self.split).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let info = self
+            .admin
+            .client()?
+            .set_traffic(&self.name, &shares)
+            .await?;
+        println!("{}: {}", self.name, describe_traffic(&info));
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// A function's split: `v3` alone, or `v3=90% v4=10%`.
+fn describe_traffic(info: &FunctionInfo) -> String {
+    match info.traffic.as_slice() {
+        [only] if only.weight == 100 => format!("v{}", only.version),
+        shares => shares
+            .iter()
+            .map(|s| format!("v{}={}%", s.version, s.weight))
+            .collect::<Vec<_>>()
+            .join(" "),
+    }
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct Rollback {
+    /// The function.
+    name: String,
+    #[command(flatten)]
+    admin: AdminArgs,
+}
+
+impl Rollback {
+    pub(crate) async fn execute(self) -> anyhow::Result<ExitCode> {
+        let info = self.admin.client()?.rollback(&self.name).await?;
+        println!("{}: rolled back to {}", self.name, describe_traffic(&info));
+        Ok(ExitCode::SUCCESS)
+    }
+}
+

@@ -1,0 +1,162 @@
+//! The `wisp` command line: one struct per command, each with `execute`.
+//!
+//! `serve` runs a host; the other verbs are clients of a running host's admin
+//! API. Flags are validated before anything is bound or sent, and a bad value
+//! names the flag and the accepted form.
+
+mod functions;
+mod observe;
+mod serve;
+mod settings_flags;
+mod tools;
+
+use crate::client::{AdminClient, DEFAULT_ADMIN_URL};
+use anyhow::Context;
+use bytes::Bytes;
+use clap::{Args, Parser, Subcommand};
+use functions::{Deploy, Invoke, Ls, Rm, Rollback, Traffic, Versions};
+use observe::{Logs, UsageCommand};
+use serve::Serve;
+use std::process::ExitCode;
+use tools::{BenchCommand, New, Up};
+use wisp_spec::units;
+
+/// wisp — a WebAssembly function host.
+///
+/// Upload `.wasm` functions; wisp compiles each one ahead of time and serves
+/// every HTTP request from a fresh, isolated sandbox.
+#[derive(Debug, Parser)]
+#[command(name = "wisp", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a host: serve functions over HTTP, with the admin API beside it.
+    Serve(Serve),
+    /// Deploy a `.wasm` file as a function (a new version if it exists).
+    Deploy(Deploy),
+    /// List deployed functions and their effective settings.
+    #[command(alias = "list")]
+    Ls(Ls),
+    /// Remove a function.
+    #[command(alias = "remove")]
+    Rm(Rm),
+    /// Send one request to a function and print the response.
+    Invoke(Invoke),
+    /// Deploy the functions of a manifest (`wisp.toml`) that changed.
+    Up(Up),
+    /// List a function's versions.
+    Versions(Versions),
+    /// Split a function's traffic between versions: `wisp traffic NAME v3=90 v4=10`.
+    Traffic(Traffic),
+    /// Move a function's traffic back to its previous split.
+    Rollback(Rollback),
+    /// Print a function's guest logs.
+    Logs(Logs),
+    /// Show a function's cumulative usage.
+    Usage(UsageCommand),
+    /// Measure a module's cold start and throughput on this machine.
+    Bench(BenchCommand),
+    /// Create a new function from a template: `wisp new hello --lang rust`.
+    New(New),
+}
+
+/// Runs the CLI and returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: starting the async runtime failed: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(c) => c.execute().await,
+            Command::Deploy(c) => c.execute().await,
+            Command::Ls(c) => c.execute().await,
+            Command::Rm(c) => c.execute().await,
+            Command::Invoke(c) => c.execute().await,
+            Command::Up(c) => c.execute().await,
+            Command::Versions(c) => c.execute().await,
+            Command::Traffic(c) => c.execute().await,
+            Command::Rollback(c) => c.execute().await,
+            Command::Logs(c) => c.execute().await,
+            Command::Usage(c) => c.execute().await,
+            Command::Bench(c) => c.execute().await,
+            Command::New(c) => c.execute(),
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+pub(crate) fn parse_size_flag(text: &str) -> Result<u64, String> {
+    units::parse_size(text).ok_or_else(|| format!("expected {}", units::SIZE_FORMS))
+}
+
+/// `--method`: an HTTP method.
+pub(crate) fn method_flag(text: &str) -> anyhow::Result<http::Method> {
+    text.parse().map_err(|_| {
+        anyhow::anyhow!("invalid value `{text}` for `--method`: expected an HTTP method")
+    })
+}
+
+/// A request body flag: the text itself, or `@FILE` for a file's contents.
+pub(crate) fn body_flag(data: Option<&str>) -> anyhow::Result<Bytes> {
+    Ok(match data {
+        Some(data) => match data.strip_prefix('@') {
+            Some(file) => {
+                Bytes::from(std::fs::read(file).with_context(|| format!("reading `{file}`"))?)
+            }
+            None => Bytes::copy_from_slice(data.as_bytes()),
+        },
+        None => Bytes::new(),
+    })
+}
+
+pub(crate) fn parse_keep_versions(text: &str) -> Result<usize, String> {
+    match text.parse() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err("expected a whole number, at least 1".to_owned()),
+    }
+}
+
+pub(crate) fn parse_duration_flag(text: &str) -> Result<std::time::Duration, String> {
+    units::parse_duration(text).ok_or_else(|| format!("expected {}", units::DURATION_FORMS))
+}
+
+/// Where the admin API is, and its token.
+#[derive(Debug, Args)]
+pub(crate) struct AdminArgs {
+    /// Admin API URL of the host to talk to.
+    #[arg(long, env = "WISP_ADMIN_URL", default_value = DEFAULT_ADMIN_URL, value_name = "URL")]
+    pub(crate) admin: String,
+    /// Admin API bearer token.
+    #[arg(
+        long,
+        env = "WISP_ADMIN_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub(crate) token: Option<String>,
+}
+
+impl AdminArgs {
+    pub(crate) fn client(&self) -> anyhow::Result<AdminClient> {
+        Ok(AdminClient::new(&self.admin, self.token.clone())?)
+    }
+}
+

@@ -1,0 +1,199 @@
+//! `wisp serve`: run a host, with the public listener and the admin API
+//! beside it, until SIGINT or SIGTERM.
+//!
+//! Flags are validated before anything is bound; logging (the one
+//! `tracing` subscriber) is installed here, not by the library.
+
+use super::{parse_duration_flag, parse_keep_versions, parse_size_flag};
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use wisp_host::{AdminApi, DeployRequest, Host, HostConfig, ServerOptions};
+use wisp_spec::manifest::Manifest;
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct Serve {
+    /// Address for public HTTP traffic to functions (HTTP/1.1 and HTTP/2).
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
+    listen: SocketAddr,
+    /// Address for the admin API. Beyond loopback it requires `--admin-token`.
+    #[arg(long, default_value = "127.0.0.1:8081", value_name = "ADDR")]
+    admin_listen: SocketAddr,
+    /// Directory for compiled artifacts and deploy records.
+    #[arg(long, default_value = "wisp-data", value_name = "DIR")]
+    data_dir: PathBuf,
+    /// Bearer token required by the admin API.
+    #[arg(
+        long,
+        env = "WISP_ADMIN_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    admin_token: Option<String>,
+    /// Largest accepted upload (e.g. `200MiB`).
+    #[arg(long, default_value = "200MiB", value_name = "SIZE", value_parser = parse_size_flag)]
+    max_upload: u64,
+    /// Instances alive at once across all functions (sizes the instance pool).
+    #[arg(long, default_value_t = wisp_host::DEFAULT_MAX_INSTANCES, value_name = "N")]
+    max_instances: u32,
+    /// Versions kept per function: the newest N, plus any that holds traffic
+    /// or is the rollback target; older ones are garbage-collected.
+    #[arg(long, default_value_t = wisp_host::DEFAULT_KEEP_VERSIONS, value_name = "N", value_parser = parse_keep_versions)]
+    keep_versions: usize,
+    /// Time a client has to send its request headers (e.g. `10s`).
+    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_duration_flag)]
+    header_timeout: std::time::Duration,
+    /// Deploy the functions of this manifest (building them first) at start.
+    #[arg(long, value_name = "FILE")]
+    manifest: Option<PathBuf>,
+    /// Log format on stderr (level from `RUST_LOG`, default `info`).
+    #[arg(long, value_enum, default_value = "human")]
+    log_format: LogFormat,
+    /// Log one access line per request (`--access-log false` turns it off).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    access_log: bool,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,wasmtime=warn,cranelift=warn")
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+impl Serve {
+    pub(crate) async fn execute(self) -> anyhow::Result<ExitCode> {
+        if !self.admin_listen.ip().is_loopback()
+            && self.admin_token.as_deref().is_none_or(str::is_empty)
+        {
+            bail!(
+                "the admin API would listen on {} beyond loopback without a token; set `--admin-token` or `WISP_ADMIN_TOKEN`",
+                self.admin_listen
+            );
+        }
+        if self.max_instances == 0 {
+            bail!("`--max-instances` must be at least 1");
+        }
+        let manifest = match &self.manifest {
+            Some(path) => Some(Manifest::load(path)?),
+            None => None,
+        };
+        init_logging(self.log_format);
+        let config = HostConfig {
+            data_dir: self.data_dir.clone(),
+            max_upload_bytes: self.max_upload,
+            max_instances: self.max_instances,
+            keep_versions: self.keep_versions,
+            access_log: self.access_log,
+            ..HostConfig::default()
+        };
+        let (host, problems) = Host::start(config).await?;
+        if !problems.is_empty() {
+            tracing::warn!(
+                count = problems.len(),
+                "some stored functions were not loaded; see above"
+            );
+        }
+        if let Some(manifest) = &manifest {
+            deploy_manifest(&host, manifest).await?;
+        }
+        let public = tokio::net::TcpListener::bind(self.listen)
+            .await
+            .with_context(|| format!("binding the public listener to {}", self.listen))?;
+        let admin = tokio::net::TcpListener::bind(self.admin_listen)
+            .await
+            .with_context(|| format!("binding the admin listener to {}", self.admin_listen))?;
+        let public_addr = public.local_addr()?;
+        let admin_addr = admin.local_addr()?;
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "public: http://{public_addr}")?;
+        writeln!(out, "admin: http://{admin_addr}")?;
+        out.flush()?;
+        drop(out);
+        tracing::info!(%public_addr, %admin_addr, functions = host.functions().len(), "wisp is serving");
+
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let options = ServerOptions {
+            header_read_timeout: self.header_timeout,
+            ..ServerOptions::default()
+        };
+        let public_host = host.clone();
+        let public_handler: wisp_host::Handler = Arc::new(move |request| {
+            let host = public_host.clone();
+            Box::pin(async move { host.handle(request).await })
+        });
+        let admin_handler = AdminApi::new(host.clone(), self.admin_token.clone()).handler();
+        let public_task = tokio::spawn(wisp_host::serve(
+            public,
+            public_handler,
+            options.clone(),
+            stopped.clone(),
+        ));
+        let admin_task = tokio::spawn(wisp_host::serve(admin, admin_handler, options, stopped));
+        wait_for_shutdown_signal().await;
+        tracing::info!("shutting down: no new connections; finishing requests in flight");
+        let _ = stop.send(true);
+        let _ = tokio::join!(public_task, admin_task);
+        tracing::info!("stopped");
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+async fn wait_for_shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+}
+
+/// Builds and deploys every function of `manifest` into `host`.
+async fn deploy_manifest(host: &Host, manifest: &Manifest) -> anyhow::Result<()> {
+    for function in &manifest.functions {
+        crate::up::build(manifest, function).await?;
+        let wanted = crate::up::Wanted::of(function).await?;
+        if host
+            .function(&function.name)
+            .is_some_and(|info| wanted.is_served_by(&function.route, &info))
+        {
+            tracing::info!(function = %function.name, "unchanged; already deployed");
+            continue;
+        }
+        let request = DeployRequest::new(&function.name, &function.route, wanted.wasm)
+            .with_settings(function.settings.clone());
+        let report = host
+            .deploy(request)
+            .await
+            .with_context(|| format!("deploying function `{}`", function.name))?;
+        tracing::info!(function = %report.name, version = report.version, route = %report.route, "deployed from manifest");
+    }
+    Ok(())
+}
+

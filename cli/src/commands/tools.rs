@@ -1,0 +1,137 @@
+//! The developer tools: `wisp up` (an app from a manifest), `wisp bench`
+//! (cold starts on this machine) and `wisp new` (a function from a
+//! template).
+
+use super::{AdminArgs, body_flag, method_flag, parse_duration_flag};
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use clap::Args;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use wisp_spec::manifest::Manifest;
+
+#[derive(Debug, Args)]
+pub(crate) struct Up {
+    /// The manifest.
+    #[arg(short = 'f', long = "file", default_value = wisp_spec::manifest::DEFAULT_MANIFEST, value_name = "FILE")]
+    file: PathBuf,
+    /// Remove deployed functions the manifest does not list.
+    #[arg(long)]
+    prune: bool,
+    /// Keep running: rebuild and redeploy functions when their files change.
+    #[arg(long)]
+    watch: bool,
+    #[command(flatten)]
+    admin: AdminArgs,
+}
+
+impl Up {
+    pub(crate) async fn execute(self) -> anyhow::Result<ExitCode> {
+        let client = self.admin.client()?;
+        if self.watch {
+            crate::up::watch(&client, &self.file, self.prune).await?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        let manifest = Manifest::load(&self.file)?;
+        let changes = crate::up::up(&client, &manifest, self.prune).await?;
+        crate::up::print_changes(&changes);
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BenchCommand {
+    /// The module: a `wasi:http` component or a CGI command module.
+    file: PathBuf,
+    /// Cold starts to time (and instantiations alone).
+    #[arg(short = 'n', long, default_value_t = 10_000)]
+    samples: usize,
+    /// Requests in flight at once for the throughput run.
+    #[arg(short = 'c', long, default_value_t = 1)]
+    concurrency: usize,
+    /// Length of the throughput run (e.g. `5s`).
+    #[arg(long, default_value = "5s", value_parser = parse_duration_flag)]
+    duration: std::time::Duration,
+    /// Request path (and query).
+    #[arg(long, default_value = "/")]
+    path: String,
+    /// Request method.
+    #[arg(long, default_value = "GET")]
+    method: String,
+    /// Request body (`@FILE` reads a file).
+    #[arg(long)]
+    body: Option<String>,
+    /// Sandboxes held alive at once to measure memory per sandbox.
+    #[arg(long, default_value_t = 100)]
+    memory_probe: usize,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+impl BenchCommand {
+    pub(crate) async fn execute(self) -> anyhow::Result<ExitCode> {
+        let method = method_flag(&self.method)?;
+        if !self.path.starts_with('/') {
+            bail!(
+                "invalid value `{}` for `--path`: expected a path starting with `/`",
+                self.path
+            );
+        }
+        if self.samples == 0 {
+            bail!("invalid value `0` for `-n`: expected at least 1 sample");
+        }
+        let body = body_flag(self.body.as_deref())?;
+        let wasm = tokio::fs::read(&self.file)
+            .await
+            .with_context(|| format!("reading `{}`", self.file.display()))?;
+        let options = crate::bench::BenchOptions {
+            samples: self.samples,
+            concurrency: self.concurrency.max(1),
+            duration: self.duration,
+            method,
+            path: self.path,
+            body,
+            memory_probe: self.memory_probe,
+        };
+        let report = crate::bench::run(Bytes::from(wasm), &options).await?;
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            print!("{}", report.table());
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct New {
+    /// The function's name (also its directory).
+    name: String,
+    /// The language to write it in.
+    #[arg(long, value_enum, default_value = "rust")]
+    lang: crate::template::Language,
+    /// Where to create the directory.
+    #[arg(long, default_value = ".", value_name = "DIR")]
+    dir: PathBuf,
+}
+
+impl New {
+    pub(crate) fn execute(self) -> anyhow::Result<ExitCode> {
+        let dir = crate::template::scaffold(&self.name, self.lang, &self.dir)?;
+        let name = &self.name;
+        println!("created {} ({} function)", dir.display(), self.lang);
+        println!("next:");
+        if self.lang == crate::template::Language::Js {
+            println!("  (cd {} && npm install)", dir.display());
+        }
+        println!("  {}/build.sh", dir.display());
+        println!(
+            "  wisp deploy {name} {}/{name}.wasm --route /{name}",
+            dir.display()
+        );
+        println!("  curl http://127.0.0.1:8080/{name}");
+        Ok(ExitCode::SUCCESS)
+    }
+}
+

@@ -1,0 +1,282 @@
+//! `wisp new NAME --lang …`: scaffolds a buildable function from the
+//! templates in the repo's `templates/`, embedded in the binary so an
+//! installed `wisp` needs no checkout.
+//!
+//! A Rust function gets `wisp-sdk`'s sources beside it (so it builds without
+//! this repository); JavaScript and Python functions get the WASI WIT their
+//! toolchains generate bindings from. `{{name}}` in a template becomes the
+//! function's name.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+mod wit {
+    include!(concat!(env!("OUT_DIR"), "/wit_files.rs"));
+}
+
+/// A template file: path inside the new directory, contents, executable.
+type TemplateFile = (&'static str, &'static str, bool);
+
+/// A language a function can be written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Language {
+    /// Rust, with `wisp-sdk`, built for `wasm32-wasip2`.
+    Rust,
+    /// C, built with clang and wasi-libc, run CGI-style.
+    C,
+    /// JavaScript, built with componentize-js.
+    Js,
+    /// Python, built with componentize-py.
+    Python,
+}
+
+impl fmt::Display for Language {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Language::Rust => "rust",
+            Language::C => "c",
+            Language::Js => "js",
+            Language::Python => "python",
+        })
+    }
+}
+
+macro_rules! file {
+    ($path:literal, $source:literal) => {
+        (
+            $path,
+            include_str!(concat!("../../templates/", $source)),
+            false,
+        )
+    };
+    ($path:literal, $source:literal, executable) => {
+        (
+            $path,
+            include_str!(concat!("../../templates/", $source)),
+            true,
+        )
+    };
+}
+
+const RUST: &[TemplateFile] = &[
+    file!("Cargo.toml", "rust/Cargo.toml"),
+    file!("src/main.rs", "rust/src/main.rs"),
+    file!("build.sh", "rust/build.sh", executable),
+    file!("README.md", "rust/README.md"),
+    file!(".gitignore", "rust/.gitignore"),
+];
+
+/// `wisp-sdk`, made standalone (no workspace to inherit from).
+const RUST_SDK: &[TemplateFile] = &[
+    (
+        "wisp-sdk/src/lib.rs",
+        include_str!("../../sdk/src/lib.rs"),
+        false,
+    ),
+    (
+        "wisp-sdk/src/config.rs",
+        include_str!("../../sdk/src/config.rs"),
+        false,
+    ),
+    (
+        "wisp-sdk/src/fetch.rs",
+        include_str!("../../sdk/src/fetch.rs"),
+        false,
+    ),
+    (
+        "wisp-sdk/src/log.rs",
+        include_str!("../../sdk/src/log.rs"),
+        false,
+    ),
+    (
+        "wisp-sdk/src/request.rs",
+        include_str!("../../sdk/src/request.rs"),
+        false,
+    ),
+    (
+        "wisp-sdk/src/response.rs",
+        include_str!("../../sdk/src/response.rs"),
+        false,
+    ),
+    (
+        "wisp-sdk/src/router.rs",
+        include_str!("../../sdk/src/router.rs"),
+        false,
+    ),
+];
+
+/// The SDK's own manifest; its workspace-inherited fields are filled in by
+/// [`standalone_sdk_manifest`].
+const SDK_MANIFEST: &str = include_str!("../../sdk/Cargo.toml");
+
+/// The SDK manifest, standalone: no workspace to inherit from.
+fn standalone_sdk_manifest() -> String {
+    SDK_MANIFEST
+        // `rust-version.workspace` first: it contains `version.workspace`.
+        .replace(
+            "rust-version.workspace = true",
+            &format!("rust-version = {:?}", env!("CARGO_PKG_RUST_VERSION")),
+        )
+        .replace(
+            "version.workspace = true",
+            &format!("version = {:?}", env!("CARGO_PKG_VERSION")),
+        )
+        .replace("edition.workspace = true", "edition = \"2024\"")
+        .replace(
+            "license.workspace = true",
+            &format!("license = {:?}", env!("CARGO_PKG_LICENSE")),
+        )
+        .replace("[lints]\nworkspace = true\n", "")
+}
+
+const C: &[TemplateFile] = &[
+    file!("main.c", "c/main.c"),
+    file!("build.sh", "c/build.sh", executable),
+    file!("README.md", "c/README.md"),
+    file!(".gitignore", "c/.gitignore"),
+];
+
+const JS: &[TemplateFile] = &[
+    file!("app.js", "js/app.js"),
+    file!("package.json", "js/package.json"),
+    file!("build.sh", "js/build.sh", executable),
+    file!("README.md", "js/README.md"),
+    file!(".gitignore", "js/.gitignore"),
+];
+
+const PYTHON: &[TemplateFile] = &[
+    file!("app.py", "python/app.py"),
+    file!("build.sh", "python/build.sh", executable),
+    file!("README.md", "python/README.md"),
+    file!(".gitignore", "python/.gitignore"),
+];
+
+/// Why scaffolding failed.
+#[derive(Debug, thiserror::Error)]
+pub enum NewError {
+    /// The name is not a valid function name.
+    #[error("{0}")]
+    InvalidName(String),
+    /// The target directory exists.
+    #[error("`{0}` already exists; choose another name or remove it")]
+    Exists(PathBuf),
+    /// Writing failed.
+    #[error("writing `{path}` failed: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+/// Writes a new function `name` in `language` to `parent/name`; returns the
+/// directory. Nothing is left behind if a write fails.
+pub fn scaffold(name: &str, language: Language, parent: &Path) -> Result<PathBuf, NewError> {
+    wisp_spec::name::validate_name(name).map_err(NewError::InvalidName)?;
+    let dir = parent.join(name);
+    if dir.exists() {
+        return Err(NewError::Exists(dir));
+    }
+    let mut files: Vec<(String, String, bool)> = Vec::new();
+    let templates: &[&[TemplateFile]] = match language {
+        Language::Rust => &[RUST, RUST_SDK],
+        Language::C => &[C],
+        Language::Js => &[JS],
+        Language::Python => &[PYTHON],
+    };
+    for set in templates {
+        for (path, contents, executable) in *set {
+            files.push((
+                (*path).to_owned(),
+                contents.replace("{{name}}", name),
+                *executable,
+            ));
+        }
+    }
+    if language == Language::Rust {
+        files.push((
+            "wisp-sdk/Cargo.toml".to_owned(),
+            standalone_sdk_manifest(),
+            false,
+        ));
+    }
+    if matches!(language, Language::Js | Language::Python) {
+        for (path, contents) in wit::WIT_FILES {
+            files.push((format!("wit/{path}"), (*contents).to_owned(), false));
+        }
+    }
+    let written = write_all(&dir, &files);
+    if written.is_err() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    written.map(|()| dir)
+}
+
+fn write_all(dir: &Path, files: &[(String, String, bool)]) -> Result<(), NewError> {
+    use std::os::unix::fs::PermissionsExt;
+    for (relative, contents, executable) in files {
+        let path = dir.join(relative);
+        let io = |source| NewError::Io {
+            path: path.clone(),
+            source,
+        };
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(io)?;
+        }
+        std::fs::write(&path, contents).map_err(io)?;
+        if *executable {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).map_err(io)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_language_scaffolds_a_build_script_and_the_name() {
+        let parent = tempfile::tempdir().unwrap();
+        for language in [Language::Rust, Language::C, Language::Js, Language::Python] {
+            let name = format!("fn-{language}");
+            let dir = scaffold(&name, language, parent.path()).unwrap();
+            let build = std::fs::read_to_string(dir.join("build.sh")).unwrap();
+            assert!(build.contains(&format!("{name}.wasm")), "{language}");
+            assert!(!build.contains("{{name}}"));
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.join("build.sh"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert!(mode & 0o111 != 0, "{language}: build.sh is not executable");
+        }
+        assert!(
+            parent
+                .path()
+                .join("fn-rust/wisp-sdk/src/router.rs")
+                .exists()
+        );
+        let sdk =
+            std::fs::read_to_string(parent.path().join("fn-rust/wisp-sdk/Cargo.toml")).unwrap();
+        assert!(!sdk.contains("workspace = true"), "{sdk}");
+        assert!(sdk.contains("rust-version = \"1.95.0\""), "{sdk}");
+        assert!(parent.path().join("fn-js/wit/deps/http.wit").exists());
+        assert!(parent.path().join("fn-python/wit/deps/http.wit").exists());
+    }
+
+    #[test]
+    fn existing_directories_and_bad_names_are_refused() {
+        let parent = tempfile::tempdir().unwrap();
+        scaffold("taken", Language::C, parent.path()).unwrap();
+        assert!(matches!(
+            scaffold("taken", Language::C, parent.path()),
+            Err(NewError::Exists(_))
+        ));
+        assert!(matches!(
+            scaffold("Bad Name", Language::C, parent.path()),
+            Err(NewError::InvalidName(_))
+        ));
+    }
+}

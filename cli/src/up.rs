@@ -1,0 +1,327 @@
+//! `wisp up`: make a running host match a manifest.
+//!
+//! The whole manifest is validated first (nothing is built or deployed if a
+//! line is wrong); then every `build` command runs; then each function is
+//! compared with what the host serves — same binary and same settings means
+//! unchanged — and only the changed ones are deployed. Functions the manifest
+//! does not list are left alone unless pruning. `--watch` repeats this for the
+//! functions whose watched files change (debounced), and for everything when
+//! the manifest itself changes.
+
+use crate::client::{AdminClient, ClientError};
+use wisp_spec::api::FunctionInfo;
+use wisp_spec::manifest::{Manifest, ManifestFunction};
+use wisp_spec::settings::{RawSettings, Settings};
+use wisp_spec::source::SourceHash;
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use http::StatusCode;
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How long file changes are collected before one rebuild.
+const WATCH_DEBOUNCE: Duration = Duration::from_millis(300);
+
+/// What `up` did to one function.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// Deployed for the first time.
+    Created {
+        /// The function.
+        name: String,
+        /// Its version.
+        version: u32,
+    },
+    /// Redeployed: its code or settings changed.
+    Updated {
+        /// The function.
+        name: String,
+        /// Its new version.
+        version: u32,
+    },
+    /// Already deployed as described.
+    Unchanged {
+        /// The function.
+        name: String,
+    },
+    /// Removed (not in the manifest, `--prune`).
+    Removed {
+        /// The function.
+        name: String,
+    },
+    /// Deployed but not in the manifest, left alone.
+    NotInManifest {
+        /// The function.
+        name: String,
+    },
+}
+
+impl fmt::Display for Change {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Change::Created { name, version } => write!(f, "+ {name}: created (v{version})"),
+            Change::Updated { name, version } => write!(f, "~ {name}: updated (v{version})"),
+            Change::Unchanged { name } => write!(f, "= {name}: unchanged"),
+            Change::Removed { name } => write!(f, "- {name}: removed"),
+            Change::NotInManifest { name } => write!(
+                f,
+                "? {name}: not in the manifest, left alone (--prune removes it)"
+            ),
+        }
+    }
+}
+
+/// Builds, compares and deploys every function of `manifest`.
+pub async fn up(
+    client: &AdminClient,
+    manifest: &Manifest,
+    prune: bool,
+) -> anyhow::Result<Vec<Change>> {
+    for function in &manifest.functions {
+        build(manifest, function).await?;
+    }
+    let mut changes = Vec::new();
+    for function in &manifest.functions {
+        changes.push(apply(client, function).await?);
+    }
+    let listed: BTreeSet<&str> = manifest.functions.iter().map(|f| f.name.as_str()).collect();
+    let deployed = client.list().await?;
+    for info in deployed {
+        if listed.contains(info.name.as_str()) {
+            continue;
+        }
+        if prune {
+            client.remove(&info.name).await?;
+            changes.push(Change::Removed { name: info.name });
+        } else {
+            changes.push(Change::NotInManifest { name: info.name });
+        }
+    }
+    Ok(changes)
+}
+
+/// Runs a function's build command (in the manifest's directory, through
+/// the shell), if it has one.
+pub(crate) async fn build(manifest: &Manifest, function: &ManifestFunction) -> anyhow::Result<()> {
+    let Some(command) = &function.build else {
+        return Ok(());
+    };
+    let name = &function.name;
+    tracing::info!(function = %name, command, "building");
+    let progress = crate::output::spinner(format!("building {name}"));
+    let status = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .current_dir(&manifest.dir)
+        .status()
+        .await
+        .with_context(|| format!("running the build command of `{name}`"))?;
+    progress.finish_and_clear();
+    if !status.success() {
+        bail!("the build command of function `{name}` failed ({status}): {command}");
+    }
+    Ok(())
+}
+
+/// A manifest function as it should be deployed: its binary, the binary's
+/// hash and its settings in the canonical form the host reports them in.
+pub(crate) struct Wanted {
+    /// The `.wasm`.
+    pub wasm: Bytes,
+    /// Hash of `wasm`.
+    pub source: SourceHash,
+    /// The settings, canonical, for comparison with a deployed function.
+    pub canonical: RawSettings,
+}
+
+impl Wanted {
+    /// Reads the function's `.wasm` and canonicalizes its settings.
+    pub(crate) async fn of(function: &ManifestFunction) -> anyhow::Result<Wanted> {
+        let wasm = tokio::fs::read(&function.wasm).await.with_context(|| {
+            format!(
+                "reading `{}` for function `{}`",
+                function.wasm.display(),
+                function.name
+            )
+        })?;
+        let canonical = canonical_settings(&function.settings)
+            .with_context(|| format!("function `{}`", function.name))?;
+        Ok(Wanted {
+            source: SourceHash::of(&wasm),
+            wasm: Bytes::from(wasm),
+            canonical,
+        })
+    }
+
+    /// Whether `info` already serves exactly this.
+    pub(crate) fn is_served_by(&self, route: &str, info: &FunctionInfo) -> bool {
+        info.serves(route, self.source.as_str(), &self.canonical)
+    }
+}
+
+/// Deploys one function unless the host already serves it as described.
+async fn apply(client: &AdminClient, function: &ManifestFunction) -> anyhow::Result<Change> {
+    let wanted = Wanted::of(function).await?;
+    let existing = match client.get(&function.name).await {
+        Ok(info) => Some(info),
+        Err(ClientError::Api {
+            status: StatusCode::NOT_FOUND,
+            ..
+        }) => None,
+        Err(e) => return Err(e.into()),
+    };
+    if existing
+        .as_ref()
+        .is_some_and(|info| wanted.is_served_by(&function.route, info))
+    {
+        return Ok(Change::Unchanged {
+            name: function.name.clone(),
+        });
+    }
+    let progress = crate::output::spinner(format!("deploying {}", function.name));
+    let report = client
+        .deploy(
+            &function.name,
+            &function.route,
+            wanted.wasm,
+            &function.settings,
+            true,
+        )
+        .await
+        .with_context(|| format!("deploying function `{}`", function.name))?;
+    progress.finish_and_clear();
+    let version = report.version;
+    let name = function.name.clone();
+    Ok(match existing {
+        None => Change::Created { name, version },
+        Some(_) => Change::Updated { name, version },
+    })
+}
+
+/// The canonical form the host reports settings in, for comparison.
+fn canonical_settings(raw: &RawSettings) -> anyhow::Result<RawSettings> {
+    // Directories are checked (and made canonical) where they exist here;
+    // otherwise the host, which may be elsewhere, is the judge.
+    let settings = Settings::validate(raw).or_else(|_| raw.check())?;
+    Ok(settings.to_raw())
+}
+
+/// Runs `up`, then again for each change of watched files, until interrupted.
+pub async fn watch(client: &AdminClient, manifest_path: &Path, prune: bool) -> anyhow::Result<()> {
+    use notify::{RecursiveMode, Watcher};
+    let mut manifest = Manifest::load(manifest_path)?;
+    let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel::<PathBuf>();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if let Ok(event) = event
+            && !matches!(event.kind, notify::EventKind::Access(_))
+        {
+            for path in event.paths {
+                let _ = events_tx.send(path);
+            }
+        }
+    })
+    .context("starting the file watcher")?;
+    let manifest_file =
+        std::fs::canonicalize(manifest_path).unwrap_or_else(|_| manifest_path.to_owned());
+    watcher
+        .watch(
+            manifest_file.parent().unwrap_or(Path::new(".")),
+            RecursiveMode::NonRecursive,
+        )
+        .context("watching the manifest")?;
+    for function in &manifest.functions {
+        let paths = watched_paths(function);
+        if paths.is_empty() {
+            eprintln!(
+                "note: function `{}` has a build command but no `watch` paths; it is rebuilt only when the manifest changes",
+                function.name
+            );
+        }
+        for path in paths {
+            watcher
+                .watch(&path, RecursiveMode::Recursive)
+                .with_context(|| {
+                    format!(
+                        "watching `{}` for function `{}`",
+                        path.display(),
+                        function.name
+                    )
+                })?;
+        }
+    }
+    // Watching starts before the first `up`, so no change is missed.
+    print_changes(&up(client, &manifest, prune).await?);
+    eprintln!("watching for changes (Ctrl-C stops)");
+    loop {
+        let Some(first) = events.recv().await else {
+            bail!("the file watcher stopped")
+        };
+        let mut changed = vec![first];
+        let deadline = tokio::time::sleep(WATCH_DEBOUNCE);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                Some(path) = events.recv() => changed.push(path),
+                () = &mut deadline => break,
+            }
+        }
+        let result = if changed.iter().any(|p| p == &manifest_file) {
+            match Manifest::load(manifest_path) {
+                Ok(reloaded) => {
+                    manifest = reloaded;
+                    up(client, &manifest, prune).await
+                }
+                Err(e) => Err(e.into()),
+            }
+        } else {
+            redeploy_touched(client, &manifest, &changed).await
+        };
+        match result {
+            Ok(changes) => print_changes(&changes),
+            Err(e) => eprintln!("error: {e:#}"),
+        }
+    }
+}
+
+/// Rebuilds and redeploys the functions whose watched paths include one of
+/// `changed`.
+async fn redeploy_touched(
+    client: &AdminClient,
+    manifest: &Manifest,
+    changed: &[PathBuf],
+) -> anyhow::Result<Vec<Change>> {
+    let mut changes = Vec::new();
+    for function in &manifest.functions {
+        let paths = watched_paths(function);
+        if !changed
+            .iter()
+            .any(|c| paths.iter().any(|p| c.starts_with(p)))
+        {
+            continue;
+        }
+        build(manifest, function).await?;
+        changes.push(apply(client, function).await?);
+    }
+    Ok(changes)
+}
+
+/// What to watch for a function: its `watch` paths, or its `.wasm` when it
+/// has no build command (someone else builds it).
+fn watched_paths(function: &ManifestFunction) -> Vec<PathBuf> {
+    if !function.watch.is_empty() {
+        return function.watch.clone();
+    }
+    if function.build.is_none() {
+        return vec![function.wasm.clone()];
+    }
+    Vec::new()
+}
+
+/// Prints what changed, one line per function.
+pub fn print_changes(changes: &[Change]) {
+    for change in changes {
+        println!("{change}");
+    }
+}

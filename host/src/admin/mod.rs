@@ -1,0 +1,311 @@
+//! The admin API: deploy, inspect, release and observe functions — JSON,
+//! versioned under `/v1`, on its own listener.
+//!
+//! | method | path | does |
+//! | --- | --- | --- |
+//! | `PUT` | `/v1/functions/{name}?route=/x&…` | deploy the body (raw `.wasm`) as a new version (`no-traffic=true`: without traffic) |
+//! | `GET` | `/v1/functions` | list functions |
+//! | `GET` | `/v1/functions/{name}` | one function, its versions and effective settings |
+//! | `DELETE` | `/v1/functions/{name}` | remove a function |
+//! | `GET` | `/v1/functions/{name}/versions` | its versions |
+//! | `PUT` | `/v1/functions/{name}/traffic` | split traffic: `[{"version": 3, "weight": 90}, …]` |
+//! | `POST` | `/v1/functions/{name}/rollback` | restore the previous traffic split |
+//! | `GET` | `/v1/functions/{name}/logs?since=5m&limit=N&follow=true` | guest logs, one JSON object per line |
+//! | `GET` | `/v1/functions/{name}/usage` | cumulative usage (wall, CPU, fuel, memory-time) |
+//! | any | `/v1/functions/{name}/invoke/{path}` | run the function on a request for `/{path}` |
+//! | `GET` | `/healthz` | liveness (no token needed) |
+//! | `GET` | `/metrics` | Prometheus text |
+//!
+//! When the host has an admin token, every request but `/healthz` must carry
+//! `Authorization: Bearer <token>`; the comparison takes constant time.
+
+mod logs;
+mod upload;
+
+use crate::error::{DeployError, json_error};
+use crate::host::Host;
+use crate::request::body::{ResponseBody, full};
+use crate::server::Handler;
+use bytes::Bytes;
+use http::{Method, StatusCode, header};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use serde::Serialize;
+use std::convert::Infallible;
+use std::sync::Arc;
+use wisp_spec::api::{FunctionUsage, Health, Removed};
+use wisp_spec::traffic::TrafficShare;
+
+/// Largest JSON body the admin API reads (traffic splits and the like).
+const MAX_JSON_BODY_BYTES: usize = 64 << 10;
+
+/// The admin API of one host, as a service: mount it on a listener of your
+/// own (or pass [`AdminApi::handler`] to [`crate::serve`]), or leave it out.
+///
+/// ```no_run
+/// # async fn run(host: wisp_host::Host) {
+/// let admin = wisp_host::AdminApi::new(host, Some("s3cret".into()));
+/// let request = http::Request::get("/healthz").body(()).unwrap();
+/// # let _ = (admin, request);
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct AdminApi {
+    host: Host,
+    token: Option<Arc<[u8]>>,
+}
+
+impl AdminApi {
+    /// The admin API of `host`; with `token`, every request but `/healthz`
+    /// must carry `Authorization: Bearer <token>`.
+    pub fn new(host: Host, token: Option<String>) -> AdminApi {
+        AdminApi {
+            host,
+            token: token.map(|t| Arc::from(t.into_bytes())),
+        }
+    }
+
+    /// Answers one admin request.
+    pub async fn handle(&self, request: http::Request<Incoming>) -> http::Response<ResponseBody> {
+        match refusal(&request, self.token.as_deref()) {
+            None => route(&self.host, request).await,
+            Some(response) => response.map(full),
+        }
+    }
+
+    /// This API as a [`Handler`] for [`crate::serve`].
+    pub fn handler(self) -> Handler {
+        Arc::new(move |request| {
+            let api = self.clone();
+            Box::pin(async move { api.handle(request).await })
+        })
+    }
+}
+
+impl hyper::service::Service<http::Request<Incoming>> for AdminApi {
+    type Response = http::Response<ResponseBody>;
+    type Error = Infallible;
+    type Future = futures_util::future::BoxFuture<'static, Result<Self::Response, Infallible>>;
+
+    fn call(&self, request: http::Request<Incoming>) -> Self::Future {
+        let api = self.clone();
+        Box::pin(async move { Ok(api.handle(request).await) })
+    }
+}
+
+/// The 401 for a request without the right token; `None` lets it through.
+fn refusal(
+    request: &http::Request<Incoming>,
+    token: Option<&[u8]>,
+) -> Option<http::Response<Bytes>> {
+    let token = token?;
+    if request.uri().path() == "/healthz" {
+        return None;
+    }
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
+    if presented.is_some_and(|p| constant_time_eq(p, token)) {
+        return None;
+    }
+    let mut response = json_error(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "missing or wrong admin token: send `Authorization: Bearer <token>` (the CLI reads `--token` or `WISP_ADMIN_TOKEN`)",
+        None,
+    );
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        http::HeaderValue::from_static("Bearer"),
+    );
+    Some(response)
+}
+
+/// Compares in time that depends only on the lengths, not on where the
+/// inputs first differ.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn route(host: &Host, request: http::Request<Incoming>) -> http::Response<ResponseBody> {
+    let path = request.uri().path().to_owned();
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let method = request.method().clone();
+    let result = match (&method, segments.as_slice()) {
+        (_, ["v1", "functions", name, "invoke", ..]) => return invoke(host, name, request).await,
+        (&Method::GET, ["v1", "functions", name, "logs"]) => {
+            return logs::logs(host, name, request.uri().query());
+        }
+        (&Method::GET, ["healthz"]) => Ok(json(
+            StatusCode::OK,
+            &Health {
+                status: "ok".into(),
+                functions: host.functions().len(),
+                compilations: host.metrics().compilations(),
+            },
+        )),
+        (&Method::GET, ["metrics"]) => {
+            let mut response = http::Response::new(Bytes::from(host.metrics().encode()));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                http::HeaderValue::from_static(
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                ),
+            );
+            Ok(response)
+        }
+        (&Method::GET, ["v1", "functions"]) => Ok(json(StatusCode::OK, &host.functions())),
+        (&Method::GET, ["v1", "functions", name]) => host
+            .function(name)
+            .map(|info| json(StatusCode::OK, &info))
+            .ok_or_else(|| DeployError::UnknownFunction((*name).to_owned())),
+        (&Method::PUT, ["v1", "functions", name]) => {
+            let name = (*name).to_owned();
+            upload::deploy(host, &name, request).await
+        }
+        (&Method::DELETE, ["v1", "functions", name]) => host
+            .remove(name)
+            .await
+            .map(|()| {
+                json(
+                    StatusCode::OK,
+                    &Removed {
+                        removed: (*name).to_owned(),
+                    },
+                )
+            }),
+        (&Method::GET, ["v1", "functions", name, "versions"]) => host
+            .function(name)
+            .map(|info| json(StatusCode::OK, &info.versions))
+            .ok_or_else(|| DeployError::UnknownFunction((*name).to_owned())),
+        (&Method::PUT, ["v1", "functions", name, "traffic"]) => {
+            let name = (*name).to_owned();
+            match read_json::<Vec<TrafficShare>>(request).await {
+                Ok(shares) => host
+                    .set_traffic(&name, shares)
+                    .await
+                    .map(|info| json(StatusCode::OK, &info)),
+                Err(e) => Err(e),
+            }
+        }
+        (&Method::POST, ["v1", "functions", name, "rollback"]) => host
+            .rollback(name)
+            .await
+            .map(|info| json(StatusCode::OK, &info)),
+        (&Method::GET, ["v1", "functions", name, "usage"]) => host
+            .usage(name)
+            .map(|usage| {
+                json(
+                    StatusCode::OK,
+                    &FunctionUsage {
+                        name: (*name).to_owned(),
+                        usage,
+                    },
+                )
+            })
+            .ok_or_else(|| DeployError::UnknownFunction((*name).to_owned())),
+        (
+            _,
+            ["healthz" | "metrics"]
+            | ["v1", "functions"]
+            | ["v1", "functions", _]
+            | [
+                "v1",
+                "functions",
+                _,
+                "versions" | "traffic" | "rollback" | "logs" | "usage",
+            ],
+        ) => {
+            return json_error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                &format!("`{method}` is not supported on `{path}`"),
+                None,
+            )
+            .map(full);
+        }
+        _ => {
+            return json_error(
+                StatusCode::NOT_FOUND,
+                "not-found",
+                &format!("no admin endpoint `{path}`; see `/v1/functions`"),
+                None,
+            )
+            .map(full);
+        }
+    };
+    result.unwrap_or_else(|e| e.to_response()).map(full)
+}
+
+/// Runs function `name` on the request, with the path after `/invoke`.
+async fn invoke(
+    host: &Host,
+    name: &str,
+    request: http::Request<Incoming>,
+) -> http::Response<ResponseBody> {
+    let prefix = format!("/v1/functions/{name}/invoke");
+    let (mut parts, body) = request.into_parts();
+    let rest = parts.uri.path().strip_prefix(&prefix).unwrap_or("");
+    let rest = if rest.is_empty() { "/" } else { rest };
+    let target = match parts.uri.query() {
+        Some(query) => format!("{rest}?{query}"),
+        None => rest.to_owned(),
+    };
+    match target.parse() {
+        Ok(uri) => parts.uri = uri,
+        Err(_) => {
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                "bad-request",
+                &format!("invalid path `{target}`"),
+                None,
+            )
+            .map(full);
+        }
+    }
+    parts.headers.remove(header::AUTHORIZATION);
+    host.handle_with(name, http::Request::from_parts(parts, body))
+        .await
+}
+
+async fn read_json<T: serde::de::DeserializeOwned>(
+    request: http::Request<Incoming>,
+) -> Result<T, DeployError> {
+    let body = Limited::new(request.into_body(), MAX_JSON_BODY_BYTES)
+        .collect()
+        .await
+        .map_err(|e| DeployError::BadRequest(format!("reading the request body failed: {e}")))?
+        .to_bytes();
+    serde_json::from_slice(&body)
+        .map_err(|e| DeployError::BadRequest(format!("invalid JSON body: {e}")))
+}
+
+pub(super) fn json(status: StatusCode, value: &impl Serialize) -> http::Response<Bytes> {
+    let mut body = serde_json::to_vec_pretty(value)
+        .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}").into_bytes());
+    body.push(b'\n');
+    let mut response = http::Response::new(Bytes::from(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constant_time_eq_compares_contents() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secrets"));
+        assert!(!constant_time_eq(b"", b"x"));
+    }
+}

@@ -1,0 +1,272 @@
+//! The deploy path: upload → checks → compile → store → pre-link → publish.
+//!
+//! The slow part, compiling with Cranelift, runs before the writer lock is
+//! taken, so a long compile never blocks `ls`, `rm`, traffic changes or the
+//! deploys of other functions. The lock is held only to pick the version
+//! number, write the record and publish. The order of effects makes a deploy
+//! atomic: the source and artifact are written (atomically) first, then the
+//! record is replaced (atomically), then the new snapshot is published. A
+//! failure at any step changes nothing that was deployed, and garbage
+//! collection never removes the files of a deploy still in progress.
+
+pub(crate) mod artifact;
+mod listing;
+mod publish;
+pub(crate) mod record;
+mod release;
+
+use crate::error::DeployError;
+use crate::host::Host;
+use crate::runtime::function::{Function, VersionInfo};
+use bytes::Bytes;
+pub(crate) use publish::Pending;
+use record::{FunctionRecord, VersionRecord};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use wisp_spec::api::DeployReport;
+use wisp_spec::inspect;
+use wisp_spec::name::validate_name;
+use wisp_spec::route::Route;
+use wisp_spec::settings::{RawSettings, Settings, SettingsError};
+use wisp_spec::source::SourceHash;
+use wisp_spec::traffic::TrafficShare;
+
+/// One deploy: a name, a route, the `.wasm` bytes and the version's settings.
+#[derive(Debug, Clone)]
+pub struct DeployRequest {
+    /// The function's name.
+    pub name: String,
+    /// The path prefix it serves, e.g. `/hello`.
+    pub route: String,
+    /// The uploaded `.wasm`.
+    pub wasm: Bytes,
+    /// The new version's settings.
+    pub settings: RawSettings,
+    /// Give the new version all traffic (the default). Off deploys it for
+    /// testing by header only (blue/green).
+    pub take_traffic: bool,
+}
+
+impl DeployRequest {
+    /// Deploys `wasm` as `name` at `route`, with default settings, taking
+    /// all traffic.
+    pub fn new(name: impl Into<String>, route: impl Into<String>, wasm: impl Into<Bytes>) -> Self {
+        DeployRequest {
+            name: name.into(),
+            route: route.into(),
+            wasm: wasm.into(),
+            settings: RawSettings::default(),
+            take_traffic: true,
+        }
+    }
+
+    /// The same deploy with `settings`.
+    pub fn with_settings(mut self, settings: RawSettings) -> Self {
+        self.settings = settings;
+        self
+    }
+}
+
+/// A checked upload, compiled and pre-linked, not yet published.
+struct Built {
+    abi: inspect::Abi,
+    source: SourceHash,
+    code: Arc<crate::runtime::function::LoadedCode>,
+    compile_ms: Option<u64>,
+    artifact_bytes: u64,
+}
+
+impl Host {
+    /// Deploys a new version of a function.
+    pub async fn deploy(&self, request: DeployRequest) -> Result<DeployReport, DeployError> {
+        let DeployRequest {
+            name,
+            route,
+            wasm,
+            settings: raw,
+            take_traffic,
+        } = request;
+        validate_name(&name).map_err(DeployError::InvalidName)?;
+        let limit = self.inner.config.max_upload_bytes;
+        if wasm.len() as u64 > limit {
+            return Err(DeployError::TooLarge { limit });
+        }
+        let route = parse_route(&route)?;
+        let settings = Settings::validate(&raw)?;
+        let abi = inspect::inspect(&wasm)?;
+        // Checked now to fail fast, and again under the writer lock.
+        self.check_route(&route, &name)?;
+
+        let source = SourceHash::of(&wasm);
+        let pending = self.inner.pending.hold(&source);
+        let built = self.build(abi, source, wasm, &name, &settings).await;
+        let published = match built {
+            Ok(built) => {
+                self.publish_version(&name, route, settings, built, take_traffic)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        drop(pending);
+        if published.is_err() {
+            // Whatever this deploy stored is referenced by nothing: remove it.
+            let _writer = self.inner.writer.lock().await;
+            let current = self.inner.registry.snapshot_full();
+            self.collect_garbage(current.entries()).await;
+        }
+        published
+    }
+
+    /// Refuses `route` when a function other than `name` serves it.
+    fn check_route(&self, route: &Route, name: &str) -> Result<(), DeployError> {
+        let current = self.inner.registry.snapshot();
+        match current.route_owner(route, name) {
+            Some(owner) => Err(DeployError::RouteTaken {
+                route: route.to_string(),
+                owner: owner.to_owned(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Stores the source, compiles it (unless an artifact for it exists),
+    /// loads the code and instantiates it once, to catch what the pool
+    /// cannot hold. Runs without the writer lock.
+    async fn build(
+        &self,
+        abi: inspect::Abi,
+        source: SourceHash,
+        wasm: Bytes,
+        name: &str,
+        settings: &Settings,
+    ) -> Result<Built, DeployError> {
+        let key = self.inner.artifacts.compiled_key(&source);
+        let host = self.clone();
+        let (code, compile_ms, artifact_bytes) =
+            tokio::task::spawn_blocking(move || -> Result<_, DeployError> {
+                let storage = |e: artifact::ArtifactError| DeployError::Storage(e.to_string());
+                host.inner.artifacts.put_source(&wasm).map_err(storage)?;
+                let mut compile_ms = None;
+                let code = host.load_code(&key, abi, || {
+                    if let Ok(path) = host.inner.artifacts.verified_compiled(&key) {
+                        return Ok(path);
+                    }
+                    let started = Instant::now();
+                    let path = host.compile_and_store(abi, &wasm, &key)?;
+                    compile_ms = Some(u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX));
+                    Ok(path)
+                })?;
+                let artifact_bytes = std::fs::metadata(host.inner.artifacts.compiled_path(&key))
+                    .map_or(0, |m| m.len());
+                Ok((code, compile_ms, artifact_bytes))
+            })
+            .await
+            .map_err(|e| DeployError::Storage(format!("compile task failed: {e}")))??;
+        let outbound = settings.allow_outbound.clone().into();
+        code.instantiate(&Arc::from(name), settings, &outbound)
+            .await
+            .map_err(|e| DeployError::Instantiate(e.to_string()))?;
+        Ok(Built {
+            abi,
+            source,
+            code,
+            compile_ms,
+            artifact_bytes,
+        })
+    }
+
+    /// Numbers, records and publishes a built version, under the writer lock.
+    async fn publish_version(
+        &self,
+        name: &str,
+        route: Route,
+        settings: Settings,
+        built: Built,
+        take_traffic: bool,
+    ) -> Result<DeployReport, DeployError> {
+        let _writer = self.inner.writer.lock().await;
+        self.check_route(&route, name)?;
+        let current = self.inner.registry.snapshot_full();
+        let existing = current.get(name);
+        let number = existing.map_or(1, |e| e.record.next_version());
+        let created_unix = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let shown = settings.to_raw();
+        let info = VersionInfo {
+            name: Arc::from(name),
+            version: number,
+            settings,
+        };
+        let function = Function::new(info, built.code, self.meter(name, number));
+        let version = VersionRecord {
+            number,
+            source: built.source.as_str().to_owned(),
+            abi: built.abi,
+            created_unix,
+            settings: shown.clone(),
+        };
+        let mut record = existing.map_or_else(
+            || FunctionRecord {
+                name: name.to_owned(),
+                route: route.to_string(),
+                versions: Vec::new(),
+                traffic: Vec::new(),
+                previous_traffic: Vec::new(),
+            },
+            |e| e.record.clone(),
+        );
+        record.route = route.to_string();
+        record.versions.push(version);
+        if take_traffic || record.traffic.is_empty() {
+            record.previous_traffic = std::mem::take(&mut record.traffic);
+            record.traffic = vec![TrafficShare {
+                version: number,
+                weight: 100,
+            }];
+        }
+        publish::apply_retention(&mut record, self.inner.config.keep_versions);
+
+        let mut versions: BTreeMap<u32, Arc<Function>> =
+            existing.map(|e| e.versions.clone()).unwrap_or_default();
+        versions.insert(number, Arc::new(function));
+        versions.retain(|n, _| record.version(*n).is_some());
+        let saved = self
+            .save_and_publish(&current, record.clone(), Some(versions))
+            .await;
+        if let Err(e) = saved {
+            self.inner.metrics.forget_version(name, number);
+            return Err(e);
+        }
+        tracing::info!(
+            function = name,
+            version = number,
+            abi = built.abi.as_str(),
+            compiled = built.compile_ms.is_some(),
+            "deployed"
+        );
+        Ok(DeployReport {
+            name: name.to_owned(),
+            route: record.route,
+            version: number,
+            abi: built.abi,
+            source: built.source.as_str().to_owned(),
+            compiled: built.compile_ms.is_some(),
+            compile_ms: built.compile_ms,
+            artifact_bytes: built.artifact_bytes,
+            settings: shown,
+        })
+    }
+}
+
+/// A route as typed, checked.
+fn parse_route(text: &str) -> Result<Route, DeployError> {
+    Route::parse(text).map_err(|e| {
+        DeployError::InvalidSettings(SettingsError {
+            setting: "route".into(),
+            value: text.to_owned(),
+            expected: format!("a path prefix such as `/hello` ({})", e.reason()),
+        })
+    })
+}

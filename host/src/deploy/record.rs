@@ -1,0 +1,189 @@
+//! What is deployed, as durable records: one JSON file per function under
+//! `DATA_DIR/functions/<name>.json`.
+//!
+//! A record names the function's route, its numbered versions (each an
+//! immutable source hash plus settings) and how traffic splits between them.
+//! A record is replaced atomically (temp file, fsync, rename), so after a crash
+//! a function is fully its old state or fully its new one. Records reference
+//! artifacts by source hash; the artifacts are written before the record.
+
+use crate::deploy::artifact::write_file_atomically;
+use wisp_spec::inspect::Abi;
+use wisp_spec::name::validate_name;
+use wisp_spec::settings::RawSettings;
+use wisp_spec::source::SourceHash;
+use wisp_spec::traffic::TrafficShare;
+use serde::{Deserialize, Serialize};
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// One immutable version of a function.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VersionRecord {
+    /// 1, 2, 3 … in deploy order, never reused.
+    pub number: u32,
+    /// Hash of the uploaded binary.
+    pub source: String,
+    /// Its ABI.
+    pub abi: Abi,
+    /// When it was deployed, seconds since the Unix epoch.
+    pub created_unix: u64,
+    /// Its settings, canonical text, without the route (the function's).
+    pub settings: RawSettings,
+}
+
+impl VersionRecord {
+    /// The source hash, checked.
+    pub fn source_hash(&self) -> Option<SourceHash> {
+        SourceHash::parse(&self.source)
+    }
+}
+
+/// A deployed function, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FunctionRecord {
+    /// Its name.
+    pub name: String,
+    /// Its route prefix.
+    pub route: String,
+    /// Its versions, oldest first.
+    pub versions: Vec<VersionRecord>,
+    /// How traffic splits; weights sum to 100.
+    pub traffic: Vec<TrafficShare>,
+    /// The previous traffic split, for one-step rollback.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub previous_traffic: Vec<TrafficShare>,
+}
+
+impl FunctionRecord {
+    /// The version with number `number`.
+    pub fn version(&self, number: u32) -> Option<&VersionRecord> {
+        self.versions.iter().find(|v| v.number == number)
+    }
+
+    /// The number the next deploy gets.
+    pub fn next_version(&self) -> u32 {
+        self.versions.iter().map(|v| v.number).max().unwrap_or(0) + 1
+    }
+}
+
+/// The directory of records.
+#[derive(Debug)]
+pub struct RecordStore {
+    dir: PathBuf,
+    tmp: PathBuf,
+}
+
+impl RecordStore {
+    /// Opens (creating) `DATA_DIR/functions`; temp files go to `tmp`, which
+    /// must be on the same file system and is cleaned by the artifact store.
+    pub fn open(dir: PathBuf, tmp: PathBuf) -> io::Result<RecordStore> {
+        fs::create_dir_all(&dir)?;
+        fs::create_dir_all(&tmp)?;
+        Ok(RecordStore { dir, tmp })
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.json"))
+    }
+
+    /// Every stored record; a record that cannot be read is returned as an
+    /// error with its path, so the host can report it and carry on.
+    pub fn load_all(&self) -> io::Result<Vec<Result<FunctionRecord, (PathBuf, String)>>> {
+        let mut records = Vec::new();
+        let mut paths: Vec<PathBuf> = fs::read_dir(&self.dir)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "json"))
+            .collect();
+        paths.sort();
+        for path in paths {
+            let parsed = fs::read(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|bytes| {
+                    serde_json::from_slice::<FunctionRecord>(&bytes).map_err(|e| e.to_string())
+                })
+                .and_then(|record| check_record(&path, record));
+            records.push(parsed.map_err(|e| (path, e)));
+        }
+        Ok(records)
+    }
+
+    /// Replaces the record of `record.name` atomically.
+    pub fn save(&self, record: &FunctionRecord) -> io::Result<()> {
+        let bytes = serde_json::to_vec_pretty(record).map_err(io::Error::other)?;
+        let temp = self
+            .tmp
+            .join(format!("{}-{}.json.part", std::process::id(), record.name));
+        write_file_atomically(&temp, &self.path(&record.name), &bytes)
+    }
+
+    /// Removes the record of `name` (durably).
+    pub fn remove(&self, name: &str) -> io::Result<()> {
+        fs::remove_file(self.path(name))?;
+        fs::File::open(&self.dir)?.sync_all()
+    }
+}
+
+fn check_record(path: &Path, record: FunctionRecord) -> Result<FunctionRecord, String> {
+    validate_name(&record.name)?;
+    let expected = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or_default();
+    if record.name != expected {
+        return Err(format!(
+            "record names `{}` but is stored as `{expected}`",
+            record.name
+        ));
+    }
+    Ok(record)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(name: &str) -> FunctionRecord {
+        FunctionRecord {
+            name: name.into(),
+            route: "/x".into(),
+            versions: vec![VersionRecord {
+                number: 1,
+                source: "a".repeat(64),
+                abi: Abi::WasiHttp,
+                created_unix: 1,
+                settings: RawSettings::default(),
+            }],
+            traffic: vec![TrafficShare {
+                version: 1,
+                weight: 100,
+            }],
+            previous_traffic: vec![],
+        }
+    }
+
+    #[test]
+    fn records_round_trip_and_bad_files_are_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RecordStore::open(dir.path().join("f"), dir.path().join("t")).unwrap();
+        store.save(&record("one")).unwrap();
+        fs::write(dir.path().join("f/broken.json"), b"{not json").unwrap();
+        let loaded = store.load_all().unwrap();
+        assert_eq!(loaded.len(), 2);
+        assert!(loaded[0].is_err());
+        assert_eq!(loaded[1].as_ref().unwrap(), &record("one"));
+        store.remove("one").unwrap();
+        assert_eq!(store.load_all().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn next_version_follows_the_highest() {
+        let mut r = record("x");
+        assert_eq!(r.next_version(), 2);
+        r.versions[0].number = 7;
+        assert_eq!(r.next_version(), 8);
+    }
+}

@@ -1,0 +1,76 @@
+//! [`HostConfig`]: how a host is set up, and what can go wrong starting it.
+//!
+//! `Default` is the production default; every field is documented with its
+//! unit. Problems with single stored functions are [`LoadProblem`]s, reported
+//! and never fatal; only an unusable engine or data dir stops a start.
+
+use crate::runtime::engine;
+use std::path::PathBuf;
+use std::time::Duration;
+use wisp_spec::limits;
+
+/// Default cap on an uploaded `.wasm`, in bytes.
+pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 200 << 20;
+
+/// Default number of versions kept per function (those holding traffic are
+/// always kept besides).
+pub const DEFAULT_KEEP_VERSIONS: usize = 10;
+
+/// How a host is set up. `Default` is the production default.
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    /// Where artifacts and records live.
+    pub data_dir: PathBuf,
+    /// Largest accepted upload, in bytes.
+    pub max_upload_bytes: u64,
+    /// Instances alive at once across all functions (pool size and global
+    /// concurrency cap).
+    pub max_instances: u32,
+    /// Use the pooling allocator (off only for benchmarks).
+    pub pooling: bool,
+    /// How long a request waits for a free slot before 503.
+    pub queue_timeout: Duration,
+    /// Versions kept per function.
+    pub keep_versions: usize,
+    /// Log one access line per request (target `wisp::access`).
+    pub access_log: bool,
+}
+
+impl Default for HostConfig {
+    fn default() -> Self {
+        HostConfig {
+            data_dir: PathBuf::from("wisp-data"),
+            max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
+            max_instances: engine::DEFAULT_MAX_INSTANCES,
+            pooling: true,
+            queue_timeout: limits::DEFAULT_QUEUE_TIMEOUT,
+            keep_versions: DEFAULT_KEEP_VERSIONS,
+            access_log: true,
+        }
+    }
+}
+
+/// Why a host could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The engine could not be built.
+    #[error("creating the wasmtime engine failed: {0}")]
+    Engine(String),
+    /// The data dir is unusable.
+    #[error("opening the data dir `{path}` failed: {reason}")]
+    DataDir {
+        /// The data dir.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+/// A problem found while loading the data dir: reported, never fatal.
+#[derive(Debug, Clone)]
+pub struct LoadProblem {
+    /// The function (or file) concerned.
+    pub subject: String,
+    /// What went wrong and what was done about it.
+    pub message: String,
+}

@@ -1,0 +1,151 @@
+//! Start-up: every stored record becomes loaded versions in the registry.
+//!
+//! Records are read, then loaded in parallel on blocking threads. A version
+//! whose artifact is missing or corrupt is recompiled from its stored
+//! source; anything else that is wrong is a [`LoadProblem`], logged and
+//! returned, never fatal.
+
+use super::{Host, LoadProblem};
+use crate::deploy::artifact::ArtifactError;
+use crate::deploy::record::{FunctionRecord, VersionRecord};
+use crate::error::DeployError;
+use crate::registry::{FunctionEntry, Snapshot};
+use crate::runtime::function::{Function, VersionInfo};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use wisp_spec::route::Route;
+use wisp_spec::settings::Settings;
+
+impl Host {
+    /// Loads stored records into the registry, in parallel on blocking
+    /// threads.
+    pub(super) async fn load_stored(
+        &self,
+        stored: Vec<Result<FunctionRecord, (PathBuf, String)>>,
+    ) -> Vec<LoadProblem> {
+        let mut problems = Vec::new();
+        let mut records = Vec::new();
+        let unreadable = stored.iter().any(Result::is_err);
+        for entry in stored {
+            match entry {
+                Ok(record) => records.push(record),
+                Err((path, reason)) => problems.push(LoadProblem {
+                    subject: path.display().to_string(),
+                    message: format!("unreadable record skipped: {reason}"),
+                }),
+            }
+        }
+        let workers = std::thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .max(1);
+        let chunk = records.len().div_ceil(workers).max(1);
+        let mut tasks = Vec::new();
+        for batch in records.chunks(chunk).map(<[FunctionRecord]>::to_vec) {
+            let host = self.clone();
+            tasks.push(tokio::task::spawn_blocking(move || {
+                batch
+                    .into_iter()
+                    .map(|record| host.load_record(record))
+                    .collect::<Vec<_>>()
+            }));
+        }
+        let mut entries = BTreeMap::new();
+        for task in tasks {
+            let Ok(results) = task.await else {
+                problems.push(LoadProblem {
+                    subject: "data dir".into(),
+                    message: "a loader thread panicked".into(),
+                });
+                continue;
+            };
+            for (entry, mut found) in results {
+                problems.append(&mut found);
+                if let Some(entry) = entry {
+                    entries.insert(entry.record.name.clone(), Arc::new(entry));
+                }
+            }
+        }
+        self.inner.metrics.set_functions(entries.len());
+        // Sources and artifacts no record names (a deploy cut off by a crash)
+        // go, unless a record could not be read: it may still need them.
+        if !unreadable {
+            self.collect_garbage(&entries).await;
+        }
+        self.inner.registry.publish(Snapshot::new(entries));
+        for problem in &problems {
+            tracing::warn!(subject = %problem.subject, "{}", problem.message);
+        }
+        problems
+    }
+
+    /// Loads every version of one record (blocking).
+    fn load_record(&self, record: FunctionRecord) -> (Option<FunctionEntry>, Vec<LoadProblem>) {
+        let mut problems = Vec::new();
+        let route = match Route::parse(&record.route) {
+            Ok(route) => route,
+            Err(e) => {
+                problems.push(LoadProblem {
+                    subject: record.name.clone(),
+                    message: format!("skipped: {e}"),
+                });
+                return (None, problems);
+            }
+        };
+        let mut versions = BTreeMap::new();
+        for version in &record.versions {
+            match self.load_version(&record, version) {
+                Ok(function) => {
+                    versions.insert(version.number, Arc::new(function));
+                }
+                Err(e) => problems.push(LoadProblem {
+                    subject: format!("{} v{}", record.name, version.number),
+                    message: format!("version not loaded: {e}"),
+                }),
+            }
+        }
+        (Some(FunctionEntry::new(record, route, versions)), problems)
+    }
+
+    /// Loads one stored version: its artifact if valid, else a recompile
+    /// from its source (blocking).
+    fn load_version(
+        &self,
+        record: &FunctionRecord,
+        version: &VersionRecord,
+    ) -> Result<Function, DeployError> {
+        let inner = &self.inner;
+        let source = version
+            .source_hash()
+            .ok_or_else(|| DeployError::Storage(format!("bad source hash `{}`", version.source)))?;
+        let settings = Settings::validate(&version.settings)?;
+        let key = inner.artifacts.compiled_key(&source);
+        let info = VersionInfo {
+            name: Arc::from(record.name.as_str()),
+            version: version.number,
+            settings,
+        };
+        // Verified and compiled only when no other function has it loaded.
+        let code = self.load_code(&key, version.abi, || {
+            match inner.artifacts.verified_compiled(&key) {
+                Ok(path) => Ok(path),
+                Err(ArtifactError::Missing(_) | ArtifactError::Corrupt(_)) => {
+                    if inner.artifacts.compiled_path(&key).exists() {
+                        tracing::warn!(function = %record.name, version = version.number, "compiled artifact is corrupt; recompiling from source");
+                    }
+                    let wasm = inner
+                        .artifacts
+                        .read_source(&source)
+                        .map_err(|e| DeployError::Storage(e.to_string()))?;
+                    self.compile_and_store(version.abi, &wasm, &key)
+                }
+                Err(e) => Err(DeployError::Storage(e.to_string())),
+            }
+        })?;
+        Ok(Function::new(
+            info,
+            code,
+            self.meter(&record.name, version.number),
+        ))
+    }
+}

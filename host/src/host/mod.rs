@@ -1,0 +1,202 @@
+//! [`Host`]: the embeddable function host, and its start-up.
+//!
+//! A program embeds wisp by building a [`Host`] from a [`HostConfig`],
+//! deploying bytes under a name ([`Host::deploy`], in `deploy/`) and handing
+//! it `http::Request`s ([`Host::handle`], in `request/`). The CLI's `serve` is
+//! one such program. This module owns what those paths share: the engine,
+//! the stores on disk, the registry and the metrics.
+
+mod code_cache;
+pub(crate) mod config;
+mod load;
+mod per_function;
+
+use crate::deploy::artifact::ArtifactStore;
+use crate::deploy::record::RecordStore;
+use crate::deploy::Pending;
+use crate::error::{DeployError, InvokeError};
+use crate::observe::logs::LogBook;
+use crate::observe::meter::Meter;
+use crate::observe::metrics::Metrics;
+use crate::registry::Registry;
+use crate::request::slots::HostSlots;
+use crate::runtime::engine::{self, EngineOptions, EpochTicker};
+use crate::runtime::function::{self, IdleSandbox, Linkers, LoadedCode};
+use code_cache::CodeCache;
+pub use config::{HostConfig, LoadProblem, StartError};
+use per_function::PerFunction;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+use wasmtime::Engine;
+use wisp_spec::api::UsageReport;
+use wisp_spec::inspect::Abi;
+
+pub(crate) struct HostInner {
+    pub(crate) config: HostConfig,
+    pub(crate) engine: Engine,
+    _ticker: EpochTicker,
+    pub(crate) linkers: Linkers,
+    pub(crate) artifacts: ArtifactStore,
+    pub(crate) records: RecordStore,
+    pub(crate) registry: Registry,
+    pub(crate) metrics: Metrics,
+    pub(crate) slots: HostSlots,
+    /// Serializes changes to the deployed set (record writes and publishing;
+    /// never compiling). Requests never take it.
+    pub(crate) writer: tokio::sync::Mutex<()>,
+    /// Sources of deploys still compiling, which garbage collection keeps.
+    pub(crate) pending: Pending,
+    per_function: PerFunction,
+    code: CodeCache,
+}
+
+/// The function host. Cheap to clone; clones share everything.
+#[derive(Clone)]
+pub struct Host {
+    pub(crate) inner: Arc<HostInner>,
+}
+
+impl Host {
+    /// Starts a host: builds the engine, opens the data dir and loads every
+    /// deployed function (recompiling only what is missing or corrupt).
+    /// Problems with individual functions are returned, not fatal.
+    pub async fn start(config: HostConfig) -> Result<(Host, Vec<LoadProblem>), StartError> {
+        let engine = engine::build(&EngineOptions {
+            max_instances: config.max_instances,
+            pooling: config.pooling,
+        })
+        .map_err(|e| StartError::Engine(format!("{e:#}")))?;
+        let ticker =
+            EpochTicker::start(engine.clone()).map_err(|e| StartError::Engine(e.to_string()))?;
+        let linkers = Linkers::new(&engine).map_err(|e| StartError::Engine(format!("{e:#}")))?;
+        let data_error = |reason: String| StartError::DataDir {
+            path: config.data_dir.clone(),
+            reason,
+        };
+        let artifacts = ArtifactStore::open(
+            &config.data_dir.join("artifacts"),
+            engine::compatibility_fingerprint(&engine),
+        )
+        .map_err(|e| data_error(e.to_string()))?;
+        let records = RecordStore::open(
+            config.data_dir.join("functions"),
+            config.data_dir.join("artifacts/tmp"),
+        )
+        .map_err(|e| data_error(e.to_string()))?;
+        let stored = records.load_all().map_err(|e| data_error(e.to_string()))?;
+        let metrics = Metrics::new();
+        let slots = HostSlots::new(config.max_instances, &metrics);
+        let host = Host {
+            inner: Arc::new(HostInner {
+                config,
+                engine,
+                _ticker: ticker,
+                linkers,
+                artifacts,
+                records,
+                registry: Registry::default(),
+                metrics,
+                slots,
+                writer: tokio::sync::Mutex::new(()),
+                pending: Pending::default(),
+                per_function: PerFunction::default(),
+                code: CodeCache::default(),
+            }),
+        };
+        let problems = host.load_stored(stored).await;
+        Ok((host, problems))
+    }
+
+    /// The loaded code of artifact `key`, shared with every other version
+    /// that uses it; `artifact` gives the compiled file when none is loaded
+    /// (blocking).
+    pub(crate) fn load_code(
+        &self,
+        key: &str,
+        abi: Abi,
+        artifact: impl FnOnce() -> Result<PathBuf, DeployError>,
+    ) -> Result<Arc<LoadedCode>, DeployError> {
+        let inner = &self.inner;
+        inner
+            .code
+            .load(&inner.engine, &inner.linkers, key, abi, artifact)
+    }
+
+    /// The meter for version `version` of function `name`.
+    pub(crate) fn meter(&self, name: &str, version: u32) -> Meter {
+        let books = self.inner.per_function.books(name);
+        Meter {
+            metrics: self.inner.metrics.for_version(name, version),
+            usage: books.usage,
+            logs: books.logs,
+            version,
+        }
+    }
+
+    /// Forgets the usage, logs and metric series of a removed function.
+    pub(crate) fn forget(&self, name: &str) {
+        self.inner.per_function.forget(name);
+        self.inner.metrics.forget_function(name);
+    }
+
+    /// Compiles and stores an artifact under `key` (blocking).
+    pub(crate) fn compile_and_store(
+        &self,
+        abi: Abi,
+        wasm: &[u8],
+        key: &str,
+    ) -> Result<PathBuf, DeployError> {
+        let started = Instant::now();
+        let cwasm = function::compile(&self.inner.engine, abi, wasm)?;
+        self.inner.metrics.record_compile(started.elapsed());
+        self.inner
+            .artifacts
+            .put_compiled(key, &cwasm)
+            .map_err(|e| DeployError::Storage(e.to_string()))
+    }
+
+    /// Creates a sandbox for function `name` (the version traffic would pick)
+    /// exactly as a request would, without running the guest: a cold start
+    /// alone. Dropping the sandbox frees its slot.
+    pub async fn instantiate(&self, name: &str) -> Result<IdleSandbox, InvokeError> {
+        let function = {
+            let snapshot = self.inner.registry.snapshot();
+            let entry = snapshot
+                .get(name)
+                .ok_or_else(|| InvokeError::NoRoute(format!("function `{name}`")))?;
+            entry
+                .pick(None)
+                .cloned()
+                .ok_or_else(|| InvokeError::Unavailable(name.to_owned()))?
+        };
+        function.instantiate().await
+    }
+
+    /// Cumulative usage of function `name` (across its versions).
+    pub fn usage(&self, name: &str) -> Option<UsageReport> {
+        self.inner.registry.snapshot().get(name)?;
+        Some(self.inner.per_function.books(name).usage.report())
+    }
+
+    /// The log book of function `name`.
+    pub fn logs(&self, name: &str) -> Option<Arc<LogBook>> {
+        self.inner.registry.snapshot().get(name)?;
+        Some(self.inner.per_function.books(name).logs)
+    }
+
+    /// The host's configuration.
+    pub fn config(&self) -> &HostConfig {
+        &self.inner.config
+    }
+
+    /// The host's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// The wasmtime engine (for benchmarks and embedders that want to inspect it).
+    pub fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+}

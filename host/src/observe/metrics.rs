@@ -1,0 +1,411 @@
+//! Every counter the host keeps, in one place, exported as Prometheus text.
+//!
+//! [`Metrics`] owns the registry and the host-wide series. Per function
+//! version, [`FunctionMetrics`] holds handles resolved once at load time, so
+//! the request path bumps atomics and never looks a label set up. A version's
+//! series are dropped when the version or its function is removed, so the
+//! exposition does not grow with every deploy.
+
+use crate::error::Limit;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionLabels {
+    function: String,
+    version: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabels {
+    function: String,
+    version: String,
+    status_class: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LimitLabels {
+    function: String,
+    version: String,
+    limit: &'static str,
+}
+
+fn latency_histogram() -> Histogram {
+    // 10 µs … ~84 s.
+    Histogram::new(exponential_buckets(0.000_01, 2.0, 24))
+}
+
+fn compile_histogram() -> Histogram {
+    // 1 ms … ~65 s.
+    Histogram::new(exponential_buckets(0.001, 2.0, 17))
+}
+
+/// All the host's metrics.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<StatusLabels, Counter>,
+    latency: Family<VersionLabels, Histogram, fn() -> Histogram>,
+    instantiate: Family<VersionLabels, Histogram, fn() -> Histogram>,
+    in_flight: Family<VersionLabels, Gauge>,
+    breaches: Family<LimitLabels, Counter>,
+    guest_seconds: Family<VersionLabels, Counter<f64, AtomicU64>>,
+    guest_cpu_seconds: Family<VersionLabels, Counter<f64, AtomicU64>>,
+    fuel: Family<VersionLabels, Counter>,
+    unrouted: Counter,
+    functions: Gauge,
+    compilations: Counter,
+    compile_seconds: Histogram,
+    slots_in_use: Gauge,
+    /// Every (function, version) with series, so they can be dropped.
+    versions: Mutex<BTreeSet<(String, u32)>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Creates and registers every series.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("wisp");
+        let requests = Family::<StatusLabels, Counter>::default();
+        let latency = Family::<VersionLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            latency_histogram,
+        );
+        let instantiate =
+            Family::<VersionLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                latency_histogram,
+            );
+        let in_flight = Family::<VersionLabels, Gauge>::default();
+        let breaches = Family::<LimitLabels, Counter>::default();
+        let guest_seconds = Family::<VersionLabels, Counter<f64, AtomicU64>>::default();
+        let guest_cpu_seconds = Family::<VersionLabels, Counter<f64, AtomicU64>>::default();
+        let fuel = Family::<VersionLabels, Counter>::default();
+        let unrouted = Counter::default();
+        let functions = Gauge::default();
+        let compilations = Counter::default();
+        let compile_seconds = compile_histogram();
+        let slots_in_use = Gauge::default();
+        registry.register(
+            "requests",
+            "Requests served, by function, version and status class",
+            requests.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "Time from routing to the guest's end (its last response byte), or to the error answer of a request that never ran",
+            latency.clone(),
+        );
+        registry.register(
+            "instantiate_duration_seconds",
+            "Time to create a fresh sandbox (cold start) per request",
+            instantiate.clone(),
+        );
+        registry.register(
+            "in_flight_requests",
+            "Requests holding a concurrency slot: from the slot taken to the guest's end",
+            in_flight.clone(),
+        );
+        registry.register(
+            "limit_breaches",
+            "Requests ended by a limit, by limit",
+            breaches.clone(),
+        );
+        registry.register(
+            "guest_wall_seconds",
+            "Wall time spent running guests",
+            guest_seconds.clone(),
+        );
+        registry.register(
+            "guest_cpu_seconds",
+            "CPU time spent running guests",
+            guest_cpu_seconds.clone(),
+        );
+        registry.register(
+            "guest_fuel",
+            "Fuel (instructions) consumed by metered guests",
+            fuel.clone(),
+        );
+        registry.register(
+            "unrouted_requests",
+            "Requests no function's route matched",
+            unrouted.clone(),
+        );
+        registry.register(
+            "functions_deployed",
+            "Functions deployed now",
+            functions.clone(),
+        );
+        registry.register(
+            "compilations",
+            "Ahead-of-time compilations performed",
+            compilations.clone(),
+        );
+        registry.register(
+            "compile_duration_seconds",
+            "Time per ahead-of-time compilation",
+            compile_seconds.clone(),
+        );
+        registry.register(
+            "pool_slots_in_use",
+            "Instance slots held by running requests",
+            slots_in_use.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            latency,
+            instantiate,
+            in_flight,
+            breaches,
+            guest_seconds,
+            guest_cpu_seconds,
+            fuel,
+            unrouted,
+            functions,
+            compilations,
+            compile_seconds,
+            slots_in_use,
+            versions: Mutex::new(BTreeSet::new()),
+        }
+    }
+
+    /// The Prometheus text exposition of everything.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    /// Counts one compilation that took `elapsed`.
+    pub fn record_compile(&self, elapsed: Duration) {
+        self.compilations.inc();
+        self.compile_seconds.observe(elapsed.as_secs_f64());
+    }
+
+    /// Compilations since start.
+    pub fn compilations(&self) -> u64 {
+        self.compilations.get()
+    }
+
+    /// Sets the number of deployed functions.
+    pub fn set_functions(&self, count: usize) {
+        self.functions.set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
+    /// Counts a request no route matched.
+    pub fn record_unrouted(&self) {
+        self.unrouted.inc();
+    }
+
+    /// The instance-slot gauge.
+    pub fn slots_in_use(&self) -> &Gauge {
+        &self.slots_in_use
+    }
+
+    /// Resolves the series of one function version.
+    pub(crate) fn for_version(&self, function: &str, version: u32) -> FunctionMetrics {
+        self.versions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((function.to_owned(), version));
+        let labels = VersionLabels {
+            function: function.to_owned(),
+            version: version.to_string(),
+        };
+        let status = |class| {
+            self.requests.get_or_create_owned(&StatusLabels {
+                function: labels.function.clone(),
+                version: labels.version.clone(),
+                status_class: class,
+            })
+        };
+        let breach = |limit: Limit| {
+            self.breaches.get_or_create_owned(&LimitLabels {
+                function: labels.function.clone(),
+                version: labels.version.clone(),
+                limit: limit.as_str(),
+            })
+        };
+        FunctionMetrics {
+            by_status: STATUS_CLASSES.map(status),
+            latency: self.latency.get_or_create_owned(&labels),
+            instantiate: self.instantiate.get_or_create_owned(&labels),
+            in_flight: self.in_flight.get_or_create_owned(&labels),
+            breaches: Limit::ALL.map(breach),
+            guest_seconds: self.guest_seconds.get_or_create_owned(&labels),
+            guest_cpu_seconds: self.guest_cpu_seconds.get_or_create_owned(&labels),
+            fuel: self.fuel.get_or_create_owned(&labels),
+        }
+    }
+}
+
+impl Metrics {
+    /// Drops every series of version `version` of `function`.
+    pub(crate) fn forget_version(&self, function: &str, version: u32) {
+        self.versions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&(function.to_owned(), version));
+        let labels = VersionLabels {
+            function: function.to_owned(),
+            version: version.to_string(),
+        };
+        for class in STATUS_CLASSES {
+            self.requests.remove(&StatusLabels {
+                function: labels.function.clone(),
+                version: labels.version.clone(),
+                status_class: class,
+            });
+        }
+        for limit in Limit::ALL {
+            self.breaches.remove(&LimitLabels {
+                function: labels.function.clone(),
+                version: labels.version.clone(),
+                limit: limit.as_str(),
+            });
+        }
+        self.latency.remove(&labels);
+        self.instantiate.remove(&labels);
+        self.in_flight.remove(&labels);
+        self.guest_seconds.remove(&labels);
+        self.guest_cpu_seconds.remove(&labels);
+        self.fuel.remove(&labels);
+    }
+
+    /// Drops every series of every version of `function`.
+    pub(crate) fn forget_function(&self, function: &str) {
+        let versions: Vec<u32> = self
+            .versions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|(name, _)| name == function)
+            .map(|(_, version)| *version)
+            .collect();
+        for version in versions {
+            self.forget_version(function, version);
+        }
+    }
+}
+
+/// This process's resident set size in bytes, from `/proc/self/statm` (0
+/// where that file does not exist). Benchmarks and `wisp bench` read it.
+pub fn resident_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// The series of one function version, resolved once.
+#[derive(Clone, Debug)]
+pub struct FunctionMetrics {
+    by_status: [Counter; 5],
+    latency: Histogram,
+    instantiate: Histogram,
+    in_flight: Gauge,
+    breaches: [Counter; 6],
+    guest_seconds: Counter<f64, AtomicU64>,
+    guest_cpu_seconds: Counter<f64, AtomicU64>,
+    fuel: Counter,
+}
+
+impl FunctionMetrics {
+    /// Counts a response with `status`.
+    pub fn record_status(&self, status: http::StatusCode) {
+        let class = usize::from(status.as_u16() / 100).clamp(1, 5) - 1;
+        self.by_status[class].inc();
+    }
+
+    /// Records a request's duration (see the module doc of the slots).
+    pub fn record_duration(&self, elapsed: Duration) {
+        self.latency.observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts a limit breach.
+    pub fn record_breach(&self, limit: Limit) {
+        let index = Limit::ALL.iter().position(|l| *l == limit).unwrap_or(0);
+        self.breaches[index].inc();
+    }
+
+    /// Records a sandbox creation time.
+    pub fn record_instantiate(&self, elapsed: Duration) {
+        self.instantiate.observe(elapsed.as_secs_f64());
+    }
+
+    /// Records guest wall time, CPU time and fuel after a request.
+    pub fn record_guest_time(&self, wall: Duration, cpu: Duration, fuel: u64) {
+        self.guest_seconds.inc_by(wall.as_secs_f64());
+        self.guest_cpu_seconds.inc_by(cpu.as_secs_f64());
+        if fuel > 0 {
+            self.fuel.inc_by(fuel);
+        }
+    }
+
+    /// The in-flight gauge.
+    pub fn in_flight(&self) -> &Gauge {
+        &self.in_flight
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_series_show_up_in_the_text() {
+        let metrics = Metrics::new();
+        let v = metrics.for_version("hello", 3);
+        v.record_status(http::StatusCode::OK);
+        v.record_status(http::StatusCode::BAD_GATEWAY);
+        v.record_duration(Duration::from_micros(50));
+        v.record_breach(Limit::Timeout);
+        metrics.record_compile(Duration::from_millis(5));
+        let text = metrics.encode();
+        assert!(
+            text.contains(
+                r#"wisp_requests_total{function="hello",version="3",status_class="2xx"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(text.contains(r#"status_class="5xx"} 1"#));
+        assert!(text.contains(
+            r#"wisp_limit_breaches_total{function="hello",version="3",limit="timeout"} 1"#
+        ));
+        assert!(text.contains("wisp_compilations_total 1"));
+    }
+
+    #[test]
+    fn forgotten_versions_leave_no_series() {
+        let metrics = Metrics::new();
+        let empty = metrics.encode();
+        for version in 1..=3 {
+            let v = metrics.for_version("f", version);
+            v.record_status(http::StatusCode::OK);
+            v.record_breach(Limit::Fuel);
+            v.in_flight().inc();
+        }
+        metrics.forget_version("f", 1);
+        assert!(!metrics.encode().contains(r#"version="1""#));
+        assert!(metrics.encode().contains(r#"version="2""#));
+        metrics.forget_function("f");
+        assert_eq!(metrics.encode(), empty);
+    }
+}

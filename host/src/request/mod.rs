@@ -1,0 +1,191 @@
+//! The request path: route → pick a version → take slots → run the guest in
+//! a fresh sandbox → answer.
+//!
+//! [`Host::handle`] is what the public listener (or an embedder) calls for
+//! every request. Routing reads the registry's snapshot without a lock; the
+//! only waits are for concurrency slots. Every failure becomes one JSON error
+//! response; the access log and the per-version metrics are written here and
+//! nowhere else.
+
+pub(crate) mod access_log;
+pub mod body;
+pub mod connection;
+pub(crate) mod slots;
+pub(crate) mod trace;
+
+use crate::error::InvokeError;
+use crate::host::Host;
+use crate::registry::FunctionEntry;
+use crate::runtime::function::RequestContext;
+use access_log::AccessRecord;
+use body::{BoxError, ResponseBody, full};
+use bytes::Bytes;
+use connection::ConnectionInfo;
+use http::{HeaderName, HeaderValue};
+use http_body_util::BodyExt;
+use std::sync::Arc;
+use std::time::Instant;
+use trace::{REQUEST_ID_HEADER, RequestTrace};
+
+/// Response header naming the version that served a request; also read from
+/// requests to pin one.
+pub const VERSION_HEADER: HeaderName = HeaderName::from_static("x-wisp-version");
+
+impl Host {
+    /// Serves one request: routes it, runs it in a fresh sandbox and returns
+    /// the guest's response, or a JSON error response saying what went wrong.
+    pub async fn handle<B>(&self, request: http::Request<B>) -> http::Response<ResponseBody>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let routed = {
+            let snapshot = self.inner.registry.snapshot();
+            snapshot
+                .route(request.uri().path())
+                .map(|(entry, rest)| (entry.clone(), rest.to_owned()))
+        };
+        let Some((entry, path_info)) = routed else {
+            self.inner.metrics.record_unrouted();
+            return error_response(&InvokeError::NoRoute(request.uri().path().to_owned()));
+        };
+        self.dispatch(&entry, &path_info, request).await
+    }
+
+    /// Serves one request with function `name`, whatever the path; the
+    /// request's path is what a CGI guest sees as `PATH_INFO`. This is what
+    /// `wisp invoke` uses.
+    pub async fn handle_with<B>(
+        &self,
+        name: &str,
+        request: http::Request<B>,
+    ) -> http::Response<ResponseBody>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let entry = self.inner.registry.snapshot().get(name).cloned();
+        let Some(entry) = entry else {
+            return error_response(&InvokeError::NoRoute(format!("function `{name}`")));
+        };
+        let path_info = request.uri().path().to_owned();
+        self.dispatch(&entry, &path_info, request).await
+    }
+
+    async fn dispatch<B>(
+        &self,
+        entry: &FunctionEntry,
+        path_info: &str,
+        request: http::Request<B>,
+    ) -> http::Response<ResponseBody>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let started = Instant::now();
+        let pinned = match request.headers().get(&VERSION_HEADER).map(parse_version) {
+            None => None,
+            Some(Ok(version)) => Some(version),
+            Some(Err(text)) => {
+                return error_response(&InvokeError::NoSuchVersion {
+                    name: entry.record.name.clone(),
+                    version: text,
+                });
+            }
+        };
+        let Some(function) = entry.pick(pinned).cloned() else {
+            return error_response(&match pinned {
+                Some(version) => InvokeError::NoSuchVersion {
+                    name: entry.record.name.clone(),
+                    version: version.to_string(),
+                },
+                None => InvokeError::Unavailable(entry.record.name.clone()),
+            });
+        };
+        let metrics = function.metrics().clone();
+        let mut request = request;
+        let id = trace::request_id(request.headers());
+        let id_header = HeaderValue::try_from(id.as_str()).ok();
+        if let Some(value) = &id_header {
+            request
+                .headers_mut()
+                .insert(REQUEST_ID_HEADER, value.clone());
+        }
+        let request_id: Arc<str> = Arc::from(id);
+        let request_trace = Arc::new(RequestTrace::default());
+        let method = request.method().clone();
+        let path = self
+            .inner
+            .config
+            .access_log
+            .then(|| request.uri().path().to_owned());
+        let acquired = self
+            .inner
+            .slots
+            .acquire(&function, self.inner.config.queue_timeout, started)
+            .await;
+        let result = match acquired {
+            Ok(permit) => {
+                let context = RequestContext {
+                    route: &entry.route,
+                    path_info,
+                    connection: request
+                        .extensions()
+                        .get::<ConnectionInfo>()
+                        .copied()
+                        .unwrap_or_default(),
+                    trace: &request_trace,
+                    request_id: &request_id,
+                };
+                let request = request.map(|body| body.map_err(Into::into).boxed_unsync());
+                function.invoke(request, context, permit).await
+            }
+            Err(e) => {
+                // Never ran: its duration ends with this answer.
+                metrics.record_duration(started.elapsed());
+                Err(e)
+            }
+        };
+        let mut response = match result {
+            Ok(response) => response,
+            Err(error) => {
+                if let InvokeError::LimitExceeded { limit, .. } = &error {
+                    metrics.record_breach(*limit);
+                }
+                error_response(&error)
+            }
+        };
+        metrics.record_status(response.status());
+        let headers = response.headers_mut();
+        headers.insert(VERSION_HEADER, HeaderValue::from(function.version));
+        if let Some(value) = id_header {
+            headers.insert(REQUEST_ID_HEADER, value);
+        }
+        if let Some(path) = path {
+            AccessRecord {
+                method: &method,
+                path: &path,
+                status: response.status(),
+                elapsed: started.elapsed(),
+                function: &function.name,
+                version: function.version,
+                trace: &request_trace,
+                request_id: &request_id,
+            }
+            .write();
+        }
+        response
+    }
+}
+
+/// `4` or `v4` → 4; anything else is returned as text for the error.
+fn parse_version(value: &HeaderValue) -> Result<u32, String> {
+    let text = value.to_str().unwrap_or_default().trim();
+    text.trim_start_matches('v')
+        .parse()
+        .map_err(|_| text.to_owned())
+}
+
+fn error_response(error: &InvokeError) -> http::Response<ResponseBody> {
+    error.to_response().map(full)
+}

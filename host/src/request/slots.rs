@@ -1,0 +1,99 @@
+//! Concurrency slots, and the one guard that measures a request.
+//!
+//! A request runs only while it holds a slot of its function (its
+//! `max-concurrency`) and one of the host (`max_instances`, the size of the
+//! instance pool). [`SlotPermit`] holds both for as long as the guest runs,
+//! which for a streaming component is until its response body is done. The
+//! same guard owns the request's in-flight gauge and its duration, so the
+//! three always agree:
+//!
+//! * `wisp_in_flight_requests` counts requests holding a slot: from the slot
+//!   taken to the guest's end;
+//! * `wisp_pool_slots_in_use` is the same count across all functions;
+//! * `wisp_request_duration_seconds` is measured from routing to the guest's
+//!   end (the last body byte it produced), or to the error answer of a
+//!   request that never ran.
+
+use crate::error::{InvokeError, Limit};
+use crate::observe::metrics::{FunctionMetrics, Metrics};
+use crate::runtime::function::Function;
+use prometheus_client::metrics::gauge::Gauge;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// The host-wide slots: one per pooled instance.
+pub(crate) struct HostSlots {
+    slots: Arc<Semaphore>,
+    in_use: Gauge,
+}
+
+impl HostSlots {
+    /// `count` slots, reported through `metrics`.
+    pub(crate) fn new(count: u32, metrics: &Metrics) -> HostSlots {
+        HostSlots {
+            slots: Arc::new(Semaphore::new(count as usize)),
+            in_use: metrics.slots_in_use().clone(),
+        }
+    }
+
+    /// Takes a slot of `function` and one of the host, waiting up to `wait`
+    /// for each; `started` is when the request was routed.
+    pub(crate) async fn acquire(
+        &self,
+        function: &Function,
+        wait: Duration,
+        started: Instant,
+    ) -> Result<SlotPermit, InvokeError> {
+        let busy = |scope: &str| {
+            InvokeError::limit(
+                Limit::Concurrency,
+                format!("too many concurrent requests for {scope}; retry shortly"),
+            )
+        };
+        let local = acquire(function.slots(), wait)
+            .await
+            .ok_or_else(|| busy(&format!("function `{}`", function.name)))?;
+        let global = acquire(&self.slots, wait)
+            .await
+            .ok_or_else(|| busy("this host"))?;
+        let metrics = function.metrics().clone();
+        metrics.in_flight().inc();
+        self.in_use.inc();
+        Ok(SlotPermit {
+            _local: local,
+            _global: global,
+            in_use: self.in_use.clone(),
+            metrics,
+            started,
+        })
+    }
+}
+
+/// A running request's slots. Dropping it (when the guest is done) frees
+/// them and records the request's duration.
+pub struct SlotPermit {
+    _local: OwnedSemaphorePermit,
+    _global: OwnedSemaphorePermit,
+    in_use: Gauge,
+    metrics: FunctionMetrics,
+    started: Instant,
+}
+
+impl Drop for SlotPermit {
+    fn drop(&mut self) {
+        self.in_use.dec();
+        self.metrics.in_flight().dec();
+        self.metrics.record_duration(self.started.elapsed());
+    }
+}
+
+async fn acquire(slots: &Arc<Semaphore>, wait: Duration) -> Option<OwnedSemaphorePermit> {
+    if let Ok(permit) = slots.clone().try_acquire_owned() {
+        return Some(permit);
+    }
+    tokio::time::timeout(wait, slots.clone().acquire_owned())
+        .await
+        .ok()
+        .and_then(Result::ok)
+}

@@ -1,0 +1,409 @@
+//! Runs a `wasi:http/proxy` component (WASI 0.2) for one request.
+//!
+//! The component gets the whole of WASI 0.2's CLI world (environment, exit,
+//! stdio, clocks, random, filesystem with no preopens unless granted, sockets
+//! denied) besides `wasi:http`, because standard toolchains import those
+//! interfaces even for an HTTP handler. Request and response bodies stream:
+//! the guest runs in its own task that lives until the response body is done,
+//! and the host starts answering as soon as the guest sets the response head.
+
+use crate::runtime::abi::output::{OutputCapture, WhenFull};
+use crate::request::body::{BoxError, CappedBody, LimitedBody, RequestBody, ResponseBody};
+use crate::error::{InvokeError, Limit};
+use crate::request::slots::SlotPermit;
+use crate::observe::meter::{CpuTimed, GuestCost, Meter};
+use crate::runtime::sandbox;
+use crate::runtime::sandbox::MemoryLimiter;
+use wisp_spec::settings::{OutboundRule, Settings};
+use crate::request::trace::RequestTrace;
+use wisp_spec::headers::content_length;
+use wisp_spec::units;
+use http_body_util::BodyExt;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use wasmtime::component::{Linker, ResourceTable};
+use wasmtime::{Engine, Store};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+
+/// Bytes of a guest's stdout/stderr kept per request.
+pub const GUEST_OUTPUT_CAP_BYTES: usize = 64 << 10;
+
+/// The store data of a component sandbox.
+pub struct HttpState {
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    table: ResourceTable,
+    hooks: OutboundPolicy,
+    pub(crate) limiter: MemoryLimiter,
+}
+
+impl WasiView for HttpState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for HttpState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
+}
+
+/// Outbound HTTP is denied unless the destination matches an allow rule.
+struct OutboundPolicy {
+    function: Arc<str>,
+    rules: Arc<[OutboundRule]>,
+}
+
+impl OutboundPolicy {
+    fn allows(&self, uri: &http::Uri) -> bool {
+        let scheme = uri.scheme_str().unwrap_or("https");
+        let default_port = if scheme.eq_ignore_ascii_case("http") {
+            80
+        } else {
+            443
+        };
+        let Some(host) = uri.host() else { return false };
+        let port = uri.port_u16().unwrap_or(default_port);
+        self.rules
+            .iter()
+            .any(|rule| rule.allows(scheme, host, port))
+    }
+}
+
+type SendResult = wasmtime_wasi_http::Result<(
+    http::Response<wasmtime_wasi_http::WasiBody>,
+    Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+)>;
+
+impl WasiHttpHooks for OutboundPolicy {
+    fn send_request(
+        &mut self,
+        request: http::Request<wasmtime_wasi_http::WasiBody>,
+        options: Option<wasmtime_wasi_http::RequestOptions>,
+        _response_error: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+    ) -> Box<dyn Future<Output = SendResult> + Send> {
+        if !self.allows(request.uri()) {
+            tracing::warn!(
+                function = %self.function,
+                destination = %request.uri(),
+                "outbound request denied: destination is not in the function's allow-list"
+            );
+            return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
+        }
+        Box::new(async move {
+            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            Ok((
+                response.map(BodyExt::boxed_unsync),
+                Box::new(io) as Box<dyn Future<Output = _> + Send>,
+            ))
+        })
+    }
+}
+
+/// The linker every component is pre-linked against.
+pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<HttpState>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+    Ok(linker)
+}
+
+/// A fresh sandbox store for one request of `function`: its WASI context
+/// (default-deny, with `stdout`/`stderr` captured), its outbound policy and
+/// its limits.
+pub fn new_store(
+    engine: &Engine,
+    function: Arc<str>,
+    settings: &Settings,
+    outbound: Arc<[OutboundRule]>,
+    stdout: OutputCapture,
+    stderr: OutputCapture,
+) -> Result<Store<HttpState>, InvokeError> {
+    let mut wasi = sandbox::wasi_builder(settings)?;
+    wasi.stdout(stdout).stderr(stderr);
+    let state = HttpState {
+        wasi: wasi.build(),
+        http: WasiHttpCtx::new(),
+        table: ResourceTable::new(),
+        hooks: OutboundPolicy {
+            function,
+            rules: outbound,
+        },
+        limiter: MemoryLimiter::new(settings.limits.memory_bytes),
+    };
+    let mut store = Store::new(engine, state);
+    store.limiter(|state| &mut state.limiter);
+    sandbox::prepare_store(&mut store, &settings.limits)?;
+    Ok(store)
+}
+
+/// Everything one component invocation needs, owned, so the guest can run in
+/// its own task.
+pub struct HttpCall {
+    /// The pre-linked component.
+    pub pre: ProxyPre<HttpState>,
+    /// The function's name, for logs.
+    pub function: Arc<str>,
+    /// Its settings.
+    pub settings: Arc<Settings>,
+    /// Outbound allow-list, shared by all its requests.
+    pub outbound: Arc<[OutboundRule]>,
+    /// Where the request's cost, metrics and logs go.
+    pub meter: Meter,
+    /// The request's id and timings.
+    pub trace: Arc<RequestTrace>,
+    /// The request id.
+    pub request_id: Arc<str>,
+    /// Held until the guest finishes: its concurrency slots.
+    pub permit: SlotPermit,
+}
+
+/// Runs `request` through a fresh instance of the component.
+pub async fn invoke(
+    call: HttpCall,
+    request: http::Request<RequestBody>,
+) -> Result<http::Response<ResponseBody>, InvokeError> {
+    let HttpCall {
+        pre,
+        function,
+        settings,
+        outbound,
+        meter,
+        trace,
+        request_id,
+        permit,
+    } = call;
+    let limits = settings.limits.clone();
+    let declared_length = content_length(request.headers())
+        .map_err(|e| InvokeError::BadRequest(e.to_string()))?;
+    if declared_length.is_some_and(|n| n > limits.max_request_body_bytes) {
+        return Err(request_too_large(limits.max_request_body_bytes));
+    }
+    let mut request = request;
+    if request.uri().authority().is_none() && !request.headers().contains_key(http::header::HOST) {
+        // wasi:http requires an authority; an embedder's bare `/path` request has none.
+        request.headers_mut().insert(
+            http::header::HOST,
+            http::HeaderValue::from_static("localhost"),
+        );
+    }
+    let too_large = Arc::new(AtomicBool::new(false));
+    let request = request
+        .map(|body| LimitedBody::new(body, limits.max_request_body_bytes, too_large.clone()));
+
+    let stdout = OutputCapture::new(GUEST_OUTPUT_CAP_BYTES, WhenFull::Drop);
+    let stderr = OutputCapture::new(GUEST_OUTPUT_CAP_BYTES, WhenFull::Drop);
+    let mut store = new_store(
+        pre.engine(),
+        function.clone(),
+        &settings,
+        outbound,
+        stdout.clone(),
+        stderr.clone(),
+    )?;
+
+    let (sender, receiver) = tokio::sync::oneshot::channel();
+    let internal = |e: wasmtime::Error| InvokeError::Internal(format!("{e:#}"));
+    let guest_request = store
+        .data_mut()
+        .http()
+        .new_incoming_request(Scheme::Http, request)
+        .map_err(internal)?;
+    let outparam = store
+        .data_mut()
+        .http()
+        .new_response_outparam(sender)
+        .map_err(internal)?;
+
+    let task_limits = limits.clone();
+    let cap_label = function.clone();
+    let guest: GuestTask = Box::pin(async move {
+        let _permit = permit;
+        let started = Instant::now();
+        let run = async {
+            let proxy = pre.instantiate_async(&mut store).await?;
+            let instantiated = started.elapsed();
+            meter.metrics.record_instantiate(instantiated);
+            trace.set_instantiate(instantiated);
+            proxy
+                .wasi_http_incoming_handler()
+                .call_handle(&mut store, guest_request, outparam)
+                .await
+        };
+        let finished = tokio::time::timeout(task_limits.timeout, CpuTimed::new(run)).await;
+        let (result, cpu) = match finished {
+            Err(_elapsed) => (Err(sandbox::timeout_error(&task_limits)), Duration::ZERO),
+            Ok((Ok(()), cpu)) => (Ok(()), cpu),
+            Ok((Err(error), cpu)) => {
+                let explained =
+                    sandbox::explain_failure(&error, store.data().limiter.was_hit(), &task_limits);
+                if explained.is_err() {
+                    sandbox::log_failure(&function, &request_id, &error, &stderr.contents());
+                }
+                (explained, cpu)
+            }
+        };
+        let cost = GuestCost {
+            wall: started.elapsed(),
+            cpu,
+            fuel: sandbox::fuel_used(&store, &task_limits),
+            peak_memory_bytes: store.data().limiter.peak_bytes(),
+        };
+        meter.finished(cost, &request_id, &stdout.contents(), &stderr.contents());
+        result
+    });
+
+    let (head, guest) = run_until_response(receiver, guest).await;
+    let response = match head {
+        Head::Response(Ok(response)) => response,
+        Head::Response(Err(code)) => {
+            if too_large.load(Ordering::Relaxed) {
+                return Err(request_too_large(limits.max_request_body_bytes));
+            }
+            return Err(InvokeError::GuestError(format!("{code:?}")));
+        }
+        Head::NeverSet(outcome) => {
+            if too_large.load(Ordering::Relaxed) {
+                return Err(request_too_large(limits.max_request_body_bytes));
+            }
+            return Err(match outcome {
+                Err(error) => error,
+                Ok(()) => InvokeError::GuestError(
+                    "the function finished without sending a response".into(),
+                ),
+            });
+        }
+    };
+    if too_large.load(Ordering::Relaxed) {
+        return Err(request_too_large(limits.max_request_body_bytes));
+    }
+    let declared = content_length(response.headers())
+        .map_err(|e| InvokeError::GuestError(e.to_string()))?;
+    if declared.is_some_and(|n| n > limits.max_response_body_bytes) {
+        return Err(response_too_large(limits.max_response_body_bytes));
+    }
+    Ok(response.map(|body| {
+        let body = GuestBody { body, guest };
+        CappedBody::new(
+            body.map_err(|e| Box::new(e) as BoxError),
+            limits.max_response_body_bytes,
+            cap_label,
+        )
+        .boxed_unsync()
+    }))
+}
+
+/// A guest's whole run for one request: instantiate, handle, account.
+type GuestTask = Pin<Box<dyn Future<Output = Result<(), InvokeError>> + Send>>;
+
+/// How a guest's run began: with a response head, or without one.
+enum Head {
+    /// The guest set its response (or an error code) through the outparam.
+    Response(Result<http::Response<HyperOutgoingBody>, ErrorCode>),
+    /// The guest finished without setting one; its outcome says why.
+    NeverSet(Result<(), InvokeError>),
+}
+
+/// Drives the guest in this task until it sets its response head. Returns
+/// the head and, unless the guest already finished, the rest of its run —
+/// which the response body then drives. No task is spawned and no other
+/// thread is woken: a request runs start to finish where it arrived.
+async fn run_until_response(
+    mut receiver: tokio::sync::oneshot::Receiver<
+        Result<http::Response<HyperOutgoingBody>, ErrorCode>,
+    >,
+    mut guest: GuestTask,
+) -> (Head, Option<GuestTask>) {
+    tokio::select! {
+        biased;
+        head = &mut receiver => match head {
+            Ok(head) => (Head::Response(head), Some(guest)),
+            // The outparam was dropped unset: the guest is finishing.
+            Err(_) => (Head::NeverSet(guest.await), None),
+        },
+        outcome = &mut guest => match receiver.try_recv() {
+            Ok(head) => (Head::Response(head), None),
+            Err(_) => (Head::NeverSet(outcome), None),
+        },
+    }
+}
+
+/// A response body that drives the rest of the guest's run as it is read.
+/// If it is dropped before the guest is done (a `HEAD` request, a client
+/// gone), the rest of the run moves to a task of its own, so it still ends
+/// within its deadline and is accounted for.
+struct GuestBody {
+    body: HyperOutgoingBody,
+    guest: Option<GuestTask>,
+}
+
+impl http_body::Body for GuestBody {
+    type Data = bytes::Bytes;
+    type Error = wasmtime_wasi_http::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        if let Some(guest) = self.guest.as_mut()
+            && guest.as_mut().poll(cx).is_ready()
+        {
+            self.guest = None;
+        }
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl Drop for GuestBody {
+    fn drop(&mut self) {
+        if let Some(guest) = self.guest.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(guest);
+        }
+    }
+}
+
+fn request_too_large(limit: u64) -> InvokeError {
+    InvokeError::limit(
+        Limit::RequestBody,
+        format!(
+            "the request body exceeds the function's limit of {}",
+            units::format_size(limit)
+        ),
+    )
+}
+
+/// The error for a response declared larger than the function may send.
+pub fn response_too_large(limit: u64) -> InvokeError {
+    InvokeError::limit(
+        Limit::ResponseBody,
+        format!(
+            "the response body exceeds the function's limit of {}",
+            units::format_size(limit)
+        ),
+    )
+}

@@ -1,0 +1,14 @@
+//! The guest ABIs a function can use, one module each.
+//!
+//! * [`http`]: `wasi:http/proxy` components (WASI 0.2), the primary ABI;
+//! * [`cgi`]: WASI preview1 core modules run CGI-style (RFC 3875).
+//!
+//! The pure parts of CGI (building meta-variables here, parsing the response
+//! in `wisp_spec::cgi_response`) live apart from the part that touches
+//! wasmtime, so they are tested and fuzzed without an engine. [`output`] is
+//! where guests' stdout/stderr go.
+
+pub(crate) mod cgi;
+pub(crate) mod cgi_env;
+pub(crate) mod http;
+pub(crate) mod output;

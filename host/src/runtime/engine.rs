@@ -1,0 +1,137 @@
+//! The one wasmtime [`Engine`] every function runs on, and its epoch ticker.
+//!
+//! All engine knobs live here: Cranelift, the pooling instance allocator with
+//! copy-on-write memory images (instantiation maps the initial memory instead
+//! of copying it), epoch interruption (one ticker thread drives every guest's
+//! time slice) and fuel (so a function may opt into metered CPU). Changing a
+//! knob that affects generated code changes the engine's compatibility hash,
+//! and with it every artifact key, so stale artifacts are never loaded.
+
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+use wasmtime::{
+    Config, Enabled, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig,
+};
+
+/// How often the epoch ticks. A running guest yields to the async runtime at
+/// each tick, so this bounds how long one guest can hold a worker thread.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Default number of instances that may be alive at once across all functions
+/// (the pooling allocator's slot count and the global concurrency cap).
+pub const DEFAULT_MAX_INSTANCES: u32 = 1000;
+
+/// Core instances, memories and tables a component may hold (a Rust
+/// `wasm32-wasip2` component has a handful of core instances and 1–2 memories).
+const CORE_INSTANCES_PER_COMPONENT: u32 = 16;
+const MEMORIES_PER_COMPONENT: u32 = 4;
+const TABLES_PER_COMPONENT: u32 = 8;
+
+/// Bytes of each linear memory kept mapped when a pool slot is released. The
+/// next instance in the slot then finds its pages resident (no page faults);
+/// with `pagemap_scan` only the pages the last guest dirtied are reset.
+const LINEAR_MEMORY_KEEP_RESIDENT: usize = 2 << 20;
+/// Same, for tables.
+const TABLE_KEEP_RESIDENT: usize = 64 << 10;
+
+/// How the engine is built.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Instances alive at once across all functions; sizes the pool.
+    pub max_instances: u32,
+    /// Use the pooling allocator (the default). Off allocates each instance
+    /// on demand, which only benchmarks comparing the two want.
+    pub pooling: bool,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            max_instances: DEFAULT_MAX_INSTANCES,
+            pooling: true,
+        }
+    }
+}
+
+/// Builds the engine.
+pub fn build(options: &EngineOptions) -> wasmtime::Result<Engine> {
+    let mut config = Config::new();
+    config
+        .cranelift_opt_level(OptLevel::Speed)
+        .epoch_interruption(true)
+        .consume_fuel(true)
+        .memory_init_cow(true);
+    if options.pooling {
+        let n = options.max_instances.max(1);
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(n)
+            .total_core_instances(n.saturating_mul(CORE_INSTANCES_PER_COMPONENT))
+            .total_memories(n.saturating_mul(MEMORIES_PER_COMPONENT))
+            .total_tables(n.saturating_mul(TABLES_PER_COMPONENT))
+            .total_stacks(n)
+            .max_core_instances_per_component(CORE_INSTANCES_PER_COMPONENT)
+            .max_memories_per_component(MEMORIES_PER_COMPONENT)
+            .max_tables_per_component(TABLES_PER_COMPONENT)
+            .max_memory_size(wisp_spec::limits::MAX_MEMORY_LIMIT_BYTES as usize)
+            .linear_memory_keep_resident(LINEAR_MEMORY_KEEP_RESIDENT)
+            .table_keep_resident(TABLE_KEEP_RESIDENT)
+            .pagemap_scan(Enabled::Auto);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    }
+    Engine::new(&config)
+}
+
+/// The fingerprint of everything that makes compiled code compatible with
+/// this engine (wasmtime version, target, code-affecting settings), as hex.
+pub fn compatibility_fingerprint(engine: &Engine) -> String {
+    use std::hash::{Hash, Hasher};
+    struct Blake3Hasher(blake3::Hasher);
+    impl Hasher for Blake3Hasher {
+        fn finish(&self) -> u64 {
+            // Unused: `Hash` impls only call `write`; the digest is read below.
+            0
+        }
+        fn write(&mut self, bytes: &[u8]) {
+            self.0.update(bytes);
+        }
+    }
+    let mut hasher = Blake3Hasher(blake3::Hasher::new());
+    engine.precompile_compatibility_hash().hash(&mut hasher);
+    hasher.0.finalize().to_hex().to_string()
+}
+
+/// Drives the engine's epoch from one background thread; dropping it stops
+/// the thread.
+#[derive(Debug)]
+pub struct EpochTicker {
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    /// Starts ticking `engine` every [`EPOCH_TICK`].
+    pub fn start(engine: Engine) -> std::io::Result<EpochTicker> {
+        let (stop, stopped) = mpsc::channel::<()>();
+        let thread = thread::Builder::new()
+            .name("wisp-epoch".into())
+            .spawn(move || {
+                while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(EPOCH_TICK) {
+                    engine.increment_epoch();
+                }
+            })?;
+        Ok(EpochTicker {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

@@ -1,0 +1,292 @@
+//! A deployed function version: its settings and its compiled, pre-linked code.
+//!
+//! Compiling (Cranelift, slow, once per source and engine) and loading
+//! (mmap of the artifact plus pre-linking, fast) are separate steps, so a
+//! restart only loads. Everything a request needs — the `ProxyPre` or
+//! `InstancePre`, the outbound allow-list, the concurrency slots — is built
+//! here once, never per request.
+
+use crate::runtime::abi::cgi::{self, CgiCall, CgiState};
+use crate::request::connection::ConnectionInfo;
+use crate::runtime::abi::http::{self, HttpCall, HttpState};
+use crate::runtime::abi::output::{OutputCapture, WhenFull};
+use crate::request::body::{RequestBody, ResponseBody};
+use crate::error::{DeployError, InvokeError};
+use crate::observe::meter::Meter;
+use crate::request::slots::SlotPermit;
+use crate::observe::metrics::FunctionMetrics;
+use wisp_spec::inspect::Abi;
+use wisp_spec::route::Route;
+use wisp_spec::settings::{OutboundRule, Settings};
+use crate::request::trace::RequestTrace;
+use std::path::Path;
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+use wasmtime::component::{Component, Linker as ComponentLinker};
+use wasmtime::{Engine, InstancePre, Linker, Module};
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+
+/// The linkers every function is pre-linked against, built once per host.
+pub struct Linkers {
+    http: ComponentLinker<HttpState>,
+    cgi: Linker<CgiState>,
+}
+
+impl Linkers {
+    /// Builds both linkers for `engine`.
+    pub fn new(engine: &Engine) -> wasmtime::Result<Linkers> {
+        Ok(Linkers {
+            http: http::linker(engine)?,
+            cgi: cgi::linker(engine)?,
+        })
+    }
+}
+
+/// Pre-linked code, ready to instantiate.
+enum Code {
+    Http(ProxyPre<HttpState>),
+    Cgi(InstancePre<CgiState>),
+}
+
+/// Compiles `wasm` to native code (blocking: run it on a blocking thread).
+pub fn compile(engine: &Engine, abi: Abi, wasm: &[u8]) -> Result<Vec<u8>, DeployError> {
+    let compiled = match abi {
+        Abi::WasiHttp => engine.precompile_component(wasm),
+        Abi::Cgi => engine.precompile_module(wasm),
+    };
+    compiled.map_err(|e| DeployError::Compile(format!("{e:#}")))
+}
+
+/// Where a request came from and how it is traced.
+pub struct RequestContext<'a> {
+    /// The route that matched.
+    pub route: &'a Route,
+    /// The path after the route prefix.
+    pub path_info: &'a str,
+    /// The connection it arrived on.
+    pub connection: ConnectionInfo,
+    /// Its timings.
+    pub trace: &'a Arc<RequestTrace>,
+    /// Its id.
+    pub request_id: &'a Arc<str>,
+}
+
+/// Compiled, pre-linked code, ready to instantiate. One is shared by every
+/// function version whose binary (and engine) is the same: the host keeps a
+/// cache of them by artifact key.
+pub struct LoadedCode(Code);
+
+impl LoadedCode {
+    /// Loads a compiled artifact (mmap) and pre-links it (blocking).
+    pub fn load(
+        engine: &Engine,
+        linkers: &Linkers,
+        abi: Abi,
+        artifact: &Path,
+    ) -> Result<LoadedCode, DeployError> {
+        let code = match abi {
+            Abi::WasiHttp => {
+                // SAFETY: `artifact` was produced by `Engine::precompile_component`
+                // for this engine's configuration (its key includes the engine's
+                // compatibility fingerprint) and its checksum was verified just
+                // before this call; nothing else writes to the store's files.
+                #[expect(unsafe_code, reason = "loading our own verified artifact by mmap")]
+                let component =
+                    unsafe { Component::deserialize_file(engine, artifact) }.map_err(|e| {
+                        DeployError::Compile(format!(
+                            "loading the compiled component failed: {e:#}"
+                        ))
+                    })?;
+                let pre = linkers
+                    .http
+                    .instantiate_pre(&component)
+                    .map_err(|e| DeployError::UnsupportedImport(format!("{e:#}")))?;
+                let pre = ProxyPre::new(pre)
+                    .map_err(|e| DeployError::UnsupportedImport(format!("{e:#}")))?;
+                Code::Http(pre)
+            }
+            Abi::Cgi => {
+                // SAFETY: as above, for `Engine::precompile_module` output.
+                #[expect(unsafe_code, reason = "loading our own verified artifact by mmap")]
+                let module =
+                    unsafe { Module::deserialize_file(engine, artifact) }.map_err(|e| {
+                        DeployError::Compile(format!("loading the compiled module failed: {e:#}"))
+                    })?;
+                let pre = linkers
+                    .cgi
+                    .instantiate_pre(&module)
+                    .map_err(|e| DeployError::UnsupportedImport(format!("{e:#}")))?;
+                Code::Cgi(pre)
+            }
+        };
+        Ok(LoadedCode(code))
+    }
+
+    /// Creates a sandbox exactly as a request of `function` with `settings`
+    /// would, without calling the guest. A deploy calls it once before
+    /// publishing, to catch a function the pool cannot hold.
+    pub async fn instantiate(
+        &self,
+        function: &Arc<str>,
+        settings: &Settings,
+        outbound: &Arc<[OutboundRule]>,
+    ) -> Result<IdleSandbox, InvokeError> {
+        let fail = |e: wasmtime::Error| InvokeError::Internal(format!("{e:#}"));
+        let store = match &self.0 {
+            Code::Http(pre) => {
+                let sink = || OutputCapture::new(0, WhenFull::Drop);
+                let mut store = http::new_store(
+                    pre.engine(),
+                    function.clone(),
+                    settings,
+                    outbound.clone(),
+                    sink(),
+                    sink(),
+                )?;
+                pre.instantiate_async(&mut store).await.map_err(fail)?;
+                IdleStore::Http(store)
+            }
+            Code::Cgi(pre) => {
+                let mut wasi = crate::runtime::sandbox::wasi_builder(settings)?;
+                let mut store = cgi::new_store(pre.module().engine(), &mut wasi, &settings.limits)?;
+                pre.instantiate_async(&mut store).await.map_err(fail)?;
+                IdleStore::Cgi(store)
+            }
+        };
+        Ok(IdleSandbox { _store: store })
+    }
+}
+
+/// A live sandbox that serves nothing; dropping it frees its pool slot.
+pub struct IdleSandbox {
+    _store: IdleStore,
+}
+
+/// The store of an idle sandbox, by ABI.
+#[expect(
+    dead_code,
+    reason = "the store is held, never read: dropping it frees the sandbox"
+)]
+enum IdleStore {
+    Http(wasmtime::Store<HttpState>),
+    Cgi(wasmtime::Store<CgiState>),
+}
+
+/// Header telling a component the part of the path after its route
+/// (`wisp-sdk`'s `RequestExt::path_info` reads it).
+pub const PATH_INFO_HEADER: ::http::HeaderName =
+    ::http::HeaderName::from_static("x-wisp-path-info");
+
+/// One deployed version of a function.
+pub struct Function {
+    /// The function's name.
+    pub name: Arc<str>,
+    /// This version's number.
+    pub version: u32,
+    /// Validated settings.
+    pub settings: Arc<Settings>,
+    outbound: Arc<[OutboundRule]>,
+    code: Arc<LoadedCode>,
+    meter: Meter,
+    slots: Arc<Semaphore>,
+}
+
+/// What identifies a version besides its code.
+pub struct VersionInfo {
+    /// The function's name.
+    pub name: Arc<str>,
+    /// The version number.
+    pub version: u32,
+    /// Its settings.
+    pub settings: Settings,
+}
+
+impl Function {
+    /// A version running `code`.
+    pub fn new(info: VersionInfo, code: Arc<LoadedCode>, meter: Meter) -> Function {
+        let max_concurrency = info.settings.limits.max_concurrency as usize;
+        Function {
+            name: info.name,
+            version: info.version,
+            outbound: info.settings.allow_outbound.clone().into(),
+            settings: Arc::new(info.settings),
+            code,
+            meter,
+            slots: Arc::new(Semaphore::new(max_concurrency.min(Semaphore::MAX_PERMITS))),
+        }
+    }
+
+    /// Creates a sandbox (store and instance) exactly as a request would,
+    /// without calling the guest. Benchmarks measure cold starts with it.
+    pub async fn instantiate(&self) -> Result<IdleSandbox, InvokeError> {
+        self.code
+            .instantiate(&self.name, &self.settings, &self.outbound)
+            .await
+    }
+
+    /// This version's metric series.
+    pub fn metrics(&self) -> &FunctionMetrics {
+        &self.meter.metrics
+    }
+
+    /// This version's concurrency slots.
+    pub fn slots(&self) -> &Arc<Semaphore> {
+        &self.slots
+    }
+
+    /// Serves one request in a fresh sandbox. `permit` (the request's
+    /// concurrency slots) is held until the guest has finished.
+    pub async fn invoke(
+        &self,
+        request: ::http::Request<RequestBody>,
+        context: RequestContext<'_>,
+        permit: SlotPermit,
+    ) -> Result<::http::Response<ResponseBody>, InvokeError> {
+        let RequestContext {
+            route,
+            path_info,
+            connection,
+            trace,
+            request_id,
+        } = context;
+        match &self.code.0 {
+            Code::Http(pre) => {
+                let mut request = request;
+                // The part of the path after the route, as CGI's PATH_INFO:
+                // set by the host, never taken from the client.
+                let headers = request.headers_mut();
+                headers.remove(PATH_INFO_HEADER);
+                if let Ok(value) = ::http::HeaderValue::from_str(path_info) {
+                    headers.insert(PATH_INFO_HEADER, value);
+                }
+                let call = HttpCall {
+                    pre: pre.clone(),
+                    function: self.name.clone(),
+                    settings: self.settings.clone(),
+                    outbound: self.outbound.clone(),
+                    meter: self.meter.clone(),
+                    trace: trace.clone(),
+                    request_id: request_id.clone(),
+                    permit,
+                };
+                http::invoke(call, request).await
+            }
+            Code::Cgi(pre) => {
+                let call = CgiCall {
+                    pre,
+                    function: &self.name,
+                    settings: &self.settings,
+                    route,
+                    path_info,
+                    connection,
+                    meter: &self.meter,
+                    trace,
+                    request_id,
+                };
+                let response = cgi::invoke(call, request).await;
+                drop(permit);
+                response
+            }
+        }
+    }
+}

@@ -1,0 +1,199 @@
+//! What every per-request sandbox gets, whichever ABI: its WASI context
+//! (default-deny), its store limits, and how its failure is explained.
+//!
+//! A sandbox sees only what its function's settings grant: the declared env
+//! vars, the declared directories read-only, no args, no sockets, and the
+//! standard clocks and randomness. Its store has the memory limiter, a fuel
+//! budget, and an epoch deadline that makes a running guest yield at every
+//! tick — so a deadline (a `tokio` timeout around the whole request) can stop
+//! even a guest spinning in a loop.
+
+use crate::error::{InvokeError, Limit};
+use wisp_spec::limits::{DEFAULT_TABLE_ELEMENTS_LIMIT, Limits};
+use wisp_spec::settings::Settings;
+use wisp_spec::units;
+use wasmtime::{Store, Trap};
+use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
+
+/// Starts a WASI context for `settings`: env and read-only dirs, nothing else.
+pub fn wasi_builder(settings: &Settings) -> Result<WasiCtxBuilder, InvokeError> {
+    let mut builder = WasiCtxBuilder::new();
+    builder
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false);
+    for (key, value) in &settings.env {
+        builder.env(key, value);
+    }
+    for mount in &settings.dirs {
+        builder
+            .preopened_dir(&mount.host, &mount.guest, FsPerms::ReadOnly)
+            .map_err(|e| {
+                InvokeError::Internal(format!(
+                    "opening directory `{}` for the guest failed: {e}",
+                    mount.host.display()
+                ))
+            })?;
+    }
+    Ok(builder)
+}
+
+/// Fuel given to functions that do not meter: effectively unlimited.
+const UNMETERED_FUEL: u64 = u64::MAX;
+
+/// Applies the per-request limits to a new store.
+pub fn prepare_store<T>(store: &mut Store<T>, limits: &Limits) -> Result<(), InvokeError> {
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_async_yield_and_update(1);
+    store
+        .set_fuel(limits.fuel.unwrap_or(UNMETERED_FUEL))
+        .map_err(|e| InvokeError::Internal(format!("setting fuel failed: {e}")))
+}
+
+/// Fuel the guest burned in this store so far (0 for unmetered functions).
+pub fn fuel_used<T>(store: &Store<T>, limits: &Limits) -> u64 {
+    // Unmetered functions run on an effectively unlimited budget: not charged.
+    let Some(start) = limits.fuel else { return 0 };
+    start.saturating_sub(store.get_fuel().unwrap_or(start))
+}
+
+/// The error for a request that ran out of time.
+pub fn timeout_error(limits: &Limits) -> InvokeError {
+    InvokeError::limit(
+        Limit::Timeout,
+        format!(
+            "the function exceeded its time limit of {}",
+            units::format_duration(limits.timeout)
+        ),
+    )
+}
+
+/// Bytes of a failed guest's stderr quoted in the host log.
+const FAILURE_STDERR_TAIL_BYTES: usize = 2048;
+
+/// Logs a guest failure with the end of what the guest wrote to stderr (a
+/// Rust panic message, typically).
+pub fn log_failure(function: &str, request_id: &str, error: &wasmtime::Error, stderr: &[u8]) {
+    let tail = &stderr[stderr.len().saturating_sub(FAILURE_STDERR_TAIL_BYTES)..];
+    tracing::warn!(
+        function,
+        request_id,
+        error = format!("{error:#}"),
+        guest_stderr = ?String::from_utf8_lossy(tail).trim_end(),
+        "guest failed"
+    );
+}
+
+/// Explains why a guest call failed. `Ok(())` means it exited with status 0,
+/// which for a command is success.
+pub fn explain_failure(
+    error: &wasmtime::Error,
+    memory_limit_hit: bool,
+    limits: &Limits,
+) -> Result<(), InvokeError> {
+    if let Some(exit) = error.downcast_ref::<I32Exit>() {
+        return if exit.0 == 0 {
+            Ok(())
+        } else {
+            Err(InvokeError::Exit(exit.0))
+        };
+    }
+    if memory_limit_hit {
+        return Err(InvokeError::limit(
+            Limit::Memory,
+            format!(
+                "the function exceeded its memory limit of {}",
+                units::format_size(limits.memory_bytes)
+            ),
+        ));
+    }
+    if let Some(Trap::OutOfFuel) = error.downcast_ref::<Trap>() {
+        return Err(InvokeError::limit(
+            Limit::Fuel,
+            format!(
+                "the function ran out of fuel (budget {} per request)",
+                limits.fuel.unwrap_or_default()
+            ),
+        ));
+    }
+    let reason = match error.downcast_ref::<Trap>() {
+        Some(trap) => trap.to_string(),
+        None => error.to_string(),
+    };
+    Err(InvokeError::Trap(reason))
+}
+
+/// Enforces the memory cap inside a store and remembers whether the guest hit
+/// it, so a resulting trap is reported as the limit, not as a mystery.
+#[derive(Debug)]
+pub struct MemoryLimiter {
+    limit_bytes: usize,
+    hit: bool,
+    peak_bytes: usize,
+}
+
+impl MemoryLimiter {
+    /// A limiter allowing at most `limit_bytes` of linear memory in total.
+    pub fn new(limit_bytes: u64) -> Self {
+        MemoryLimiter {
+            limit_bytes: usize::try_from(limit_bytes).unwrap_or(usize::MAX),
+            hit: false,
+            peak_bytes: 0,
+        }
+    }
+
+    /// True once a growth was refused.
+    pub fn was_hit(&self) -> bool {
+        self.hit
+    }
+
+    /// Largest linear memory the guest reached, in bytes.
+    pub fn peak_bytes(&self) -> usize {
+        self.peak_bytes
+    }
+}
+
+impl wasmtime::ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.limit_bytes {
+            self.hit = true;
+            return Ok(false);
+        }
+        self.peak_bytes = self.peak_bytes.max(desired);
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > DEFAULT_TABLE_ELEMENTS_LIMIT {
+            self.hit = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasmtime::ResourceLimiter;
+
+    #[test]
+    fn growth_past_the_cap_is_refused_and_remembered() {
+        let mut limiter = MemoryLimiter::new(1 << 20);
+        assert!(limiter.memory_growing(0, 64 << 10, None).unwrap());
+        assert!(!limiter.was_hit());
+        assert!(!limiter.memory_growing(64 << 10, 2 << 20, None).unwrap());
+        assert!(limiter.was_hit());
+        assert_eq!(limiter.peak_bytes(), 64 << 10);
+    }
+}

@@ -1,0 +1,245 @@
+//! The admin API's bodies, as types the server writes and the client reads.
+//!
+//! Every JSON body of `/v1` is one of these structs, so the host and the CLI
+//! cannot drift apart: a field renamed here is renamed on both sides, and the
+//! CLI never indexes untyped JSON by string keys.
+
+use crate::inspect::Abi;
+use crate::settings::RawSettings;
+use crate::traffic::TrafficShare;
+use serde::{Deserialize, Serialize};
+
+/// `PUT /v1/functions/{name}`: what a deploy did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeployReport {
+    /// The function.
+    pub name: String,
+    /// Its route.
+    pub route: String,
+    /// The new version's number.
+    pub version: u32,
+    /// Its ABI.
+    pub abi: Abi,
+    /// Hash of the uploaded binary.
+    pub source: String,
+    /// Whether it was compiled now (false: an identical binary's artifact
+    /// was reused).
+    pub compiled: bool,
+    /// Compile time, when compiled.
+    pub compile_ms: Option<u64>,
+    /// Size of the compiled artifact.
+    pub artifact_bytes: u64,
+    /// The settings it runs with, canonical text.
+    pub settings: RawSettings,
+}
+
+/// One version of a function.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VersionSummary {
+    /// Its number.
+    pub number: u32,
+    /// Hash of its binary.
+    pub source: String,
+    /// Its ABI.
+    pub abi: Abi,
+    /// Deploy time, seconds since the Unix epoch.
+    pub created_unix: u64,
+    /// Its effective settings.
+    pub settings: RawSettings,
+    /// Percent of traffic it takes.
+    pub weight: u8,
+    /// False when it could not be loaded at start-up.
+    pub loaded: bool,
+}
+
+/// `GET /v1/functions/{name}`: a function, its versions and traffic.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FunctionInfo {
+    /// Its name.
+    pub name: String,
+    /// Its route.
+    pub route: String,
+    /// Its versions, oldest first.
+    pub versions: Vec<VersionSummary>,
+    /// How traffic splits.
+    pub traffic: Vec<TrafficShare>,
+}
+
+impl FunctionInfo {
+    /// True when one version takes all traffic at `route`, and it runs the
+    /// binary with hash `source` under exactly `settings`: deploying them
+    /// again would change nothing.
+    pub fn serves(&self, route: &str, source: &str, settings: &RawSettings) -> bool {
+        let [only] = self.traffic.as_slice() else {
+            return false;
+        };
+        // Compared validated, so `64MiB` and `67108864`, or an env list and
+        // table with the same pairs, are the same settings.
+        let wanted = settings.check();
+        self.route == route
+            && self
+                .versions
+                .iter()
+                .find(|v| v.number == only.version)
+                .is_some_and(|v| {
+                    v.source == source && wanted.is_ok() && v.settings.check() == wanted
+                })
+    }
+}
+
+/// `DELETE /v1/functions/{name}`: what was removed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Removed {
+    /// The function removed.
+    pub removed: String,
+}
+
+/// `GET /healthz`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Health {
+    /// Always `ok` when the host answers.
+    pub status: String,
+    /// Functions deployed.
+    pub functions: usize,
+    /// Ahead-of-time compilations since start.
+    pub compilations: u64,
+}
+
+/// Cumulative usage of one function since the host started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct UsageReport {
+    /// Requests that reached a guest.
+    pub requests: u64,
+    /// Wall time in guests, seconds.
+    pub wall_seconds: f64,
+    /// CPU time in guests, seconds.
+    pub cpu_seconds: f64,
+    /// Fuel consumed (metered functions only).
+    pub fuel: u64,
+    /// Peak memory × wall time, GB·s.
+    pub memory_gb_seconds: f64,
+    /// The largest linear memory any one request reached, in bytes.
+    pub peak_memory_bytes: u64,
+}
+
+/// `GET /v1/functions/{name}/usage`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FunctionUsage {
+    /// The function.
+    pub name: String,
+    /// Its usage.
+    pub usage: UsageReport,
+}
+
+/// Which output stream a guest line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stream {
+    /// Standard output (components only; a CGI guest's stdout is its response).
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+impl Stream {
+    /// The stream's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        }
+    }
+}
+
+/// One line a guest printed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLine {
+    /// Position in the book, increasing from 1.
+    pub seq: u64,
+    /// When it was recorded, milliseconds since the Unix epoch.
+    pub time_unix_ms: u64,
+    /// The version that printed it.
+    pub version: u32,
+    /// The request it belongs to.
+    pub request_id: String,
+    /// Which stream.
+    pub stream: Stream,
+    /// The text, without the newline.
+    pub text: String,
+}
+
+/// One line of `GET /v1/functions/{name}/logs` (JSON lines).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum LogEvent {
+    /// A guest's line.
+    Line(LogLine),
+    /// Older lines were dropped to stay within the log bound.
+    Dropped {
+        /// How many.
+        dropped: u64,
+    },
+    /// A follower fell behind and missed lines.
+    Skipped {
+        /// How many.
+        skipped: u64,
+    },
+}
+
+/// The body of every error answer: `{"error": "...", "kind": "..."}`, plus the
+/// limit when one was breached.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// What went wrong and what to do.
+    pub error: String,
+    /// A short machine-readable kind, e.g. `not-wasm`.
+    pub kind: String,
+    /// The limit breached, for `limit-exceeded`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_events_read_back_as_what_they_are() {
+        let line = LogLine {
+            seq: 1,
+            time_unix_ms: 2,
+            version: 3,
+            request_id: "r".into(),
+            stream: Stream::Stderr,
+            text: "hi".into(),
+        };
+        let text = serde_json::to_string(&LogEvent::Line(line.clone())).unwrap();
+        assert_eq!(serde_json::from_str::<LogEvent>(&text).unwrap(), LogEvent::Line(line));
+        let dropped: LogEvent = serde_json::from_str(r#"{"dropped": 4}"#).unwrap();
+        assert_eq!(dropped, LogEvent::Dropped { dropped: 4 });
+    }
+
+    #[test]
+    fn serves_compares_route_source_and_validated_settings() {
+        let settings = RawSettings::new().with("memory", "64MiB").unwrap();
+        let info = FunctionInfo {
+            name: "f".into(),
+            route: "/f".into(),
+            versions: vec![VersionSummary {
+                number: 1,
+                source: "abc".into(),
+                abi: Abi::Cgi,
+                created_unix: 0,
+                settings: settings.check().unwrap().to_raw(),
+                weight: 100,
+                loaded: true,
+            }],
+            traffic: vec![TrafficShare { version: 1, weight: 100 }],
+        };
+        let same = RawSettings::new().with("memory", "67108864").unwrap();
+        assert!(info.serves("/f", "abc", &same));
+        assert!(!info.serves("/g", "abc", &same));
+        assert!(!info.serves("/f", "abd", &same));
+        assert!(!info.serves("/f", "abc", &RawSettings::new()));
+    }
+}

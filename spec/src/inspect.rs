@@ -1,0 +1,151 @@
+//! First look at an upload, before any compile: is it WebAssembly, which ABI,
+//! and does it export the entry point that ABI calls?
+//!
+//! A component must export `wasi:http/incoming-handler` (any 0.2.x); a core
+//! module must export a `_start` function (a WASI command, run CGI-style).
+//! This only reads top-level sections with `wasmparser`; full validation and
+//! the import check happen when the engine compiles and pre-links it.
+
+use serde::{Deserialize, Serialize};
+use wasmparser::{ComponentExternalKind, ExternalKind, Parser, Payload};
+
+/// The interface a `wasi:http` component must export (versions 0.2.x).
+pub const HTTP_HANDLER_EXPORT: &str = "wasi:http/incoming-handler@0.2";
+
+/// Which guest ABI a binary uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Abi {
+    /// A `wasi:http/proxy` component (WASI 0.2).
+    WasiHttp,
+    /// A WASI preview1 core module run CGI-style.
+    Cgi,
+}
+
+impl Abi {
+    /// The name shown to users.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Abi::WasiHttp => "wasi-http",
+            Abi::Cgi => "cgi",
+        }
+    }
+}
+
+/// Why an upload is not a deployable function.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InspectError {
+    /// Not a WebAssembly binary at all.
+    #[error(
+        "the upload is not WebAssembly: it does not start with the `\\0asm` magic bytes (send the raw `.wasm` file as the body)"
+    )]
+    NotWasm,
+    /// WebAssembly, but malformed.
+    #[error("the upload is not valid WebAssembly: {0}")]
+    Malformed(String),
+    /// A component without the HTTP handler export.
+    #[error(
+        "the component does not export `wasi:http/incoming-handler`; wisp runs components that target the `wasi:http/proxy` world (exports found: {0})"
+    )]
+    NoHttpHandler(String),
+    /// A core module without `_start`.
+    #[error(
+        "the core module does not export a `_start` function; wisp runs core modules as CGI commands (build a binary for `wasm32-wasip1`)"
+    )]
+    NoStart,
+}
+
+/// Classifies `bytes` and checks the entry point of its ABI.
+pub fn inspect(bytes: &[u8]) -> Result<Abi, InspectError> {
+    let abi = if Parser::is_component(bytes) {
+        Abi::WasiHttp
+    } else if Parser::is_core_wasm(bytes) {
+        Abi::Cgi
+    } else if bytes.starts_with(b"\0asm") {
+        return Err(InspectError::Malformed(
+            "unsupported binary version or layer".into(),
+        ));
+    } else {
+        return Err(InspectError::NotWasm);
+    };
+    let mut depth = 0usize;
+    let mut exports = Vec::new();
+    let mut has_start = false;
+    for payload in Parser::new(0).parse_all(bytes) {
+        let payload = payload.map_err(|e| InspectError::Malformed(e.to_string()))?;
+        match payload {
+            Payload::ModuleSection { .. } | Payload::ComponentSection { .. } => depth += 1,
+            Payload::End(_) if depth > 0 => depth -= 1,
+            Payload::End(_) => break,
+            Payload::ComponentExportSection(section) if depth == 0 => {
+                for export in section {
+                    let export = export.map_err(|e| InspectError::Malformed(e.to_string()))?;
+                    if export.kind == ComponentExternalKind::Instance {
+                        exports.push(export.name.name.to_owned());
+                    }
+                }
+            }
+            Payload::ExportSection(section) if depth == 0 => {
+                for export in section {
+                    let export = export.map_err(|e| InspectError::Malformed(e.to_string()))?;
+                    if export.name == "_start" && export.kind == ExternalKind::Func {
+                        has_start = true;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    match abi {
+        Abi::WasiHttp if !exports.iter().any(|e| e.starts_with(HTTP_HANDLER_EXPORT)) => {
+            let found = if exports.is_empty() {
+                "none".to_owned()
+            } else {
+                exports
+                    .iter()
+                    .map(|e| format!("`{e}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            Err(InspectError::NoHttpHandler(found))
+        }
+        Abi::Cgi if !has_start => Err(InspectError::NoStart),
+        abi => Ok(abi),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_and_garbage_are_not_wasm() {
+        assert_eq!(inspect(b"hello world"), Err(InspectError::NotWasm));
+        assert_eq!(inspect(b""), Err(InspectError::NotWasm));
+    }
+
+    #[test]
+    fn truncated_wasm_is_malformed() {
+        let module = wat::parse_str(r#"(module (func (export "_start")))"#).unwrap();
+        let cut = &module[..module.len() - 3];
+        assert!(matches!(inspect(cut), Err(InspectError::Malformed(_))));
+    }
+
+    #[test]
+    fn core_modules_need_a_start_function() {
+        let ok = wat::parse_str(r#"(module (func (export "_start")))"#).unwrap();
+        assert_eq!(inspect(&ok), Ok(Abi::Cgi));
+        let no_start = wat::parse_str(r#"(module (func (export "main")))"#).unwrap();
+        assert_eq!(inspect(&no_start), Err(InspectError::NoStart));
+        let not_a_func = wat::parse_str(r#"(module (memory (export "_start") 1))"#).unwrap();
+        assert_eq!(inspect(&not_a_func), Err(InspectError::NoStart));
+    }
+
+    #[test]
+    fn components_need_the_http_handler_export() {
+        let bare = wat::parse_str("(component)").unwrap();
+        let err = inspect(&bare).unwrap_err();
+        assert_eq!(err, InspectError::NoHttpHandler("none".into()));
+        assert!(err.to_string().contains("wasi:http/incoming-handler"));
+    }
+}

@@ -1,0 +1,501 @@
+//! A function's deploy settings: what the user typed, and the validated form.
+//!
+//! Settings arrive as query parameters (`?memory=64MiB&env=A=1`), as JSON, as
+//! `wisp deploy` flags or as manifest fields; all become a [`RawSettings`]
+//! (text as typed, keyed by setting name) and then, in one step, [`Settings`]
+//! (typed, checked), the only form the rest of the host uses. What each
+//! setting is, accepts and defaults to is declared once, in [`table`]. Errors
+//! name the setting, quote the value and give the accepted form.
+//! [`Settings::to_raw`] gives the canonical text back, which is what `wisp ls`
+//! shows and what the data dir stores.
+//!
+//! The route is not a setting: it belongs to the function, not to a version.
+
+pub mod table;
+
+use crate::limits::Limits;
+use serde::de::{self, MapAccess, Visitor};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+pub use table::{Form, SETTINGS, Setting, setting};
+
+/// Settings as the user typed them: each setting's values, by name. Every
+/// setting is optional here; validation fills defaults and rejects what is
+/// wrong.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RawSettings {
+    values: BTreeMap<&'static str, Vec<String>>,
+}
+
+/// A setting that is wrong: which one, what was given, what is accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid `{setting}` value `{value}`: expected {expected}")]
+pub struct SettingsError {
+    /// The setting's name, e.g. `memory` (the flag is `--memory`).
+    pub setting: String,
+    /// What was given.
+    pub value: String,
+    /// What is accepted instead.
+    pub expected: String,
+}
+
+impl SettingsError {
+    fn new(setting: &str, value: impl fmt::Display, expected: impl Into<String>) -> Self {
+        SettingsError {
+            setting: setting.to_owned(),
+            value: value.to_string(),
+            expected: expected.into(),
+        }
+    }
+
+    /// An unknown setting name.
+    fn unknown(name: &str) -> Self {
+        SettingsError::new(
+            "setting",
+            name,
+            format!("a known setting: {}", table::names()),
+        )
+    }
+
+    /// The same message with the setting written as a command-line flag.
+    pub fn as_flag_message(&self) -> String {
+        format!(
+            "invalid value `{}` for `--{}`: expected {}",
+            self.value, self.setting, self.expected
+        )
+    }
+}
+
+/// A read-only directory given to the guest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirMount {
+    /// Directory on the host.
+    pub host: PathBuf,
+    /// Where the guest sees it, e.g. `/static`.
+    pub guest: String,
+}
+
+/// One allowed outbound destination: scheme, host and port must all match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboundRule {
+    /// `http` or `https`.
+    pub scheme: String,
+    /// Host name or IP, lowercase.
+    pub host: String,
+    /// Port (the scheme's default when not written).
+    pub port: u16,
+}
+
+impl OutboundRule {
+    /// Parses `https://api.example.com` or `http://127.0.0.1:8080`.
+    pub fn parse(text: &str) -> Option<OutboundRule> {
+        let uri: http::Uri = text.parse().ok()?;
+        let scheme = uri.scheme_str()?.to_ascii_lowercase();
+        let default_port = match scheme.as_str() {
+            "http" => 80,
+            "https" => 443,
+            _ => return None,
+        };
+        let path_is_root = uri.path_and_query().is_none_or(|p| p.as_str() == "/");
+        if !path_is_root {
+            return None;
+        }
+        let authority = uri.authority()?;
+        if authority.as_str().contains('@') {
+            return None;
+        }
+        Some(OutboundRule {
+            host: authority.host().to_ascii_lowercase(),
+            port: authority.port_u16().unwrap_or(default_port),
+            scheme,
+        })
+    }
+
+    /// True when a request to `scheme://host:port` is allowed by this rule.
+    pub fn allows(&self, scheme: &str, host: &str, port: u16) -> bool {
+        self.scheme.eq_ignore_ascii_case(scheme)
+            && self.host.eq_ignore_ascii_case(host)
+            && self.port == port
+    }
+}
+
+impl fmt::Display for OutboundRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let default = if self.scheme == "https" { 443 } else { 80 };
+        if self.port == default {
+            write!(f, "{}://{}", self.scheme, self.host)
+        } else {
+            write!(f, "{}://{}:{}", self.scheme, self.host, self.port)
+        }
+    }
+}
+
+/// Validated settings: what the host runs a function version with.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Settings {
+    /// Its resource limits.
+    pub limits: Limits,
+    /// Environment variables the guest sees (and nothing else of the host's).
+    pub env: BTreeMap<String, String>,
+    /// Read-only directories preopened for the guest.
+    pub dirs: Vec<DirMount>,
+    /// Outbound HTTP destinations it may call.
+    pub allow_outbound: Vec<OutboundRule>,
+}
+
+impl RawSettings {
+    /// No settings: every default.
+    pub fn new() -> RawSettings {
+        RawSettings::default()
+    }
+
+    /// Sets setting `name` to `value` (a repeatable setting gains one more
+    /// value). The value is checked when the settings are validated.
+    pub fn set(&mut self, name: &str, value: impl Into<String>) -> Result<(), SettingsError> {
+        let setting = table::setting(name).ok_or_else(|| SettingsError::unknown(name))?;
+        let values = self.values.entry(setting.name).or_default();
+        if !setting.repeatable() {
+            values.clear();
+        }
+        values.push(value.into());
+        Ok(())
+    }
+
+    /// These settings with `name` set to `value`.
+    pub fn with(mut self, name: &str, value: impl Into<String>) -> Result<Self, SettingsError> {
+        self.set(name, value)?;
+        Ok(self)
+    }
+
+    /// The values given for setting `name` (empty when not given).
+    pub fn get(&self, name: &str) -> &[String] {
+        self.values.get(name).map_or(&[], Vec::as_slice)
+    }
+
+    /// Replaces the values of setting `name` (e.g. to make paths absolute).
+    pub fn replace(&mut self, name: &str, values: Vec<String>) -> Result<(), SettingsError> {
+        let setting = table::setting(name).ok_or_else(|| SettingsError::unknown(name))?;
+        if values.is_empty() {
+            self.values.remove(setting.name);
+        } else {
+            self.values.insert(setting.name, values);
+        }
+        Ok(())
+    }
+
+    /// True when nothing is set.
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    /// Parses a query string such as `memory=64MiB&env=A=1&env=B=2`.
+    /// Repeatable settings may appear more than once; any other setting
+    /// given twice is an error, as is an unknown name.
+    pub fn from_query(query: &str) -> Result<RawSettings, SettingsError> {
+        let mut raw = RawSettings::default();
+        for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+            raw.add_once(&key, value.into_owned())?;
+        }
+        Ok(raw)
+    }
+
+    /// Like [`RawSettings::set`], but a non-repeatable setting given twice is
+    /// an error.
+    pub fn add_once(&mut self, name: &str, value: String) -> Result<(), SettingsError> {
+        let setting = table::setting(name).ok_or_else(|| SettingsError::unknown(name))?;
+        if !setting.repeatable() && self.values.contains_key(setting.name) {
+            return Err(SettingsError::new(
+                setting.name,
+                &value,
+                "the setting once, not repeated",
+            ));
+        }
+        self.set(name, value)
+    }
+
+    /// Encodes these settings as a query string (the inverse of
+    /// [`RawSettings::from_query`]).
+    pub fn to_query(&self) -> String {
+        let mut q = form_urlencoded::Serializer::new(String::new());
+        for setting in SETTINGS {
+            for value in self.get(setting.name) {
+                q.append_pair(setting.name, value);
+            }
+        }
+        q.finish()
+    }
+
+    /// Validates everything that does not depend on the host's file system;
+    /// `wisp deploy` runs this before it sends anything.
+    pub fn check(&self) -> Result<Settings, SettingsError> {
+        let mut settings = Settings::default();
+        for setting in SETTINGS {
+            for value in self.get(setting.name) {
+                setting
+                    .apply(&mut settings, value)
+                    .map_err(|expected| SettingsError::new(setting.name, value, expected))?;
+            }
+        }
+        Ok(settings)
+    }
+}
+
+impl Settings {
+    /// Validates `raw` fully, including that each host directory exists here.
+    /// Host directories are made absolute so the function does not depend on
+    /// the host's working directory later.
+    pub fn validate(raw: &RawSettings) -> Result<Settings, SettingsError> {
+        let mut settings = raw.check()?;
+        for mount in &mut settings.dirs {
+            let canonical = std::fs::canonicalize(&mount.host)
+                .ok()
+                .filter(|p| p.is_dir())
+                .ok_or_else(|| {
+                    SettingsError::new(
+                        "dir",
+                        format!("{}:{}", mount.host.display(), mount.guest),
+                        "HOST_DIR must be an existing directory on the host",
+                    )
+                })?;
+            mount.host = canonical;
+        }
+        Ok(settings)
+    }
+
+    /// The canonical text of these settings; `check` on it gives them back.
+    pub fn to_raw(&self) -> RawSettings {
+        let mut raw = RawSettings::default();
+        for setting in SETTINGS {
+            let shown = setting.show(self);
+            if !shown.is_empty() {
+                raw.values.insert(setting.name, shown);
+            }
+        }
+        raw
+    }
+}
+
+impl Serialize for RawSettings {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.values.len()))?;
+        for setting in SETTINGS {
+            let values = self.get(setting.name);
+            if values.is_empty() {
+                continue;
+            }
+            match setting.form {
+                Form::Text => map.serialize_entry(setting.name, &values[values.len() - 1])?,
+                Form::Number => {
+                    let text = &values[values.len() - 1];
+                    match text.trim().parse::<u64>() {
+                        Ok(n) => map.serialize_entry(setting.name, &n)?,
+                        Err(_) => map.serialize_entry(setting.name, text)?,
+                    }
+                }
+                Form::List => map.serialize_entry(setting.name, values)?,
+                Form::Pairs => {
+                    let pairs: BTreeMap<&str, &str> = values
+                        .iter()
+                        .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
+                        .collect();
+                    map.serialize_entry(setting.name, &pairs)?;
+                }
+            }
+        }
+        map.end()
+    }
+}
+
+/// One setting's value as JSON or TOML gives it: text, a number, a list of
+/// either, or a table of `KEY = VALUE`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Given {
+    Number(u64),
+    Text(String),
+    List(Vec<Scalar>),
+    Table(BTreeMap<String, String>),
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Scalar {
+    Number(u64),
+    Text(String),
+}
+
+impl Scalar {
+    fn into_text(self) -> String {
+        match self {
+            Scalar::Number(n) => n.to_string(),
+            Scalar::Text(t) => t,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for RawSettings {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct RawVisitor;
+        impl<'de> Visitor<'de> for RawVisitor {
+            type Value = RawSettings;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a table of deploy settings")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawSettings, A::Error> {
+                let mut raw = RawSettings::default();
+                while let Some(name) = map.next_key::<String>()? {
+                    let Some(setting) = table::setting(&name) else {
+                        return Err(de::Error::custom(format!(
+                            "unknown setting `{name}`, expected one of {}",
+                            table::names()
+                        )));
+                    };
+                    let values = match map.next_value::<Given>()? {
+                        Given::Number(n) => vec![n.to_string()],
+                        Given::Text(t) => vec![t],
+                        Given::List(items) => items.into_iter().map(Scalar::into_text).collect(),
+                        Given::Table(pairs) if setting.form == Form::Pairs => {
+                            pairs.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
+                        }
+                        Given::Table(_) => {
+                            return Err(de::Error::custom(format!(
+                                "`{name}` takes a value, not a table"
+                            )));
+                        }
+                    };
+                    if values.len() > 1 && !setting.repeatable() {
+                        return Err(de::Error::custom(format!("`{name}` takes one value")));
+                    }
+                    raw.replace(setting.name, values).map_err(de::Error::custom)?;
+                }
+                Ok(raw)
+            }
+        }
+        deserializer.deserialize_map(RawVisitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn raw(query: &str) -> RawSettings {
+        RawSettings::from_query(query).unwrap()
+    }
+
+    #[test]
+    fn defaults_fill_what_is_not_given() {
+        let s = raw("").check().unwrap();
+        assert_eq!(s.limits, Limits::default());
+        assert!(s.env.is_empty() && s.dirs.is_empty() && s.allow_outbound.is_empty());
+    }
+
+    #[test]
+    fn every_setting_parses_from_a_query() {
+        let s = raw(
+            "timeout=2s&memory=64MiB&max-concurrency=8&fuel=1000\
+                     &max-request-body=1MiB&max-response-body=2MiB&env=A%3D1&env=B=x%3Dy\
+                     &dir=/tmp:/data&allow-outbound=https://api.example.com",
+        )
+        .check()
+        .unwrap();
+        assert_eq!(s.limits.timeout, Duration::from_secs(2));
+        assert_eq!(s.limits.memory_bytes, 64 << 20);
+        assert_eq!(s.limits.max_concurrency, 8);
+        assert_eq!(s.limits.fuel, Some(1000));
+        assert_eq!(s.limits.max_request_body_bytes, 1 << 20);
+        assert_eq!(s.limits.max_response_body_bytes, 2 << 20);
+        assert_eq!(s.env["A"], "1");
+        assert_eq!(s.env["B"], "x=y");
+        assert_eq!(s.dirs[0].guest, "/data");
+        assert_eq!(s.allow_outbound[0].to_string(), "https://api.example.com");
+    }
+
+    #[test]
+    fn bad_values_name_the_setting_quote_the_value_and_give_the_form() {
+        let err = raw("memory=lots").check().unwrap_err();
+        assert_eq!(err.setting, "memory");
+        assert!(err.as_flag_message().contains("`--memory`"));
+        assert!(err.to_string().contains("MiB"), "{err}");
+        let err = raw("max-concurrency=4294967296").check().unwrap_err();
+        assert!(err.to_string().contains("`4294967296`"), "{err}");
+        for (query, setting) in [
+            ("timeout=30", "timeout"),
+            ("timeout=2h", "timeout"),
+            ("max-concurrency=0", "max-concurrency"),
+            ("memory=8GiB", "memory"),
+            ("env=NOVALUE", "env"),
+            ("dir=relative", "dir"),
+            ("allow-outbound=ftp://x", "allow-outbound"),
+            ("allow-outbound=https://x/path", "allow-outbound"),
+        ] {
+            assert_eq!(raw(query).check().unwrap_err().setting, setting, "{query}");
+        }
+        let unknown = RawSettings::from_query("colour=blue").unwrap_err();
+        assert!(unknown.to_string().contains("colour"));
+    }
+
+    #[test]
+    fn a_single_setting_given_twice_is_refused() {
+        let err = RawSettings::from_query("memory=1MiB&memory=2MiB").unwrap_err();
+        assert_eq!(err.setting, "memory");
+        assert!(RawSettings::from_query("env=A=1&env=B=2").is_ok());
+    }
+
+    #[test]
+    fn canonical_text_round_trips() {
+        let s = raw("timeout=1500ms&memory=3MiB&env=K=V&allow-outbound=http://127.0.0.1:9000")
+            .check()
+            .unwrap();
+        assert_eq!(s.to_raw().check().unwrap(), s);
+        let again = RawSettings::from_query(&s.to_raw().to_query()).unwrap();
+        assert_eq!(again.check().unwrap(), s);
+        let json = serde_json::to_string(&s.to_raw()).unwrap();
+        let back: RawSettings = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.check().unwrap(), s);
+    }
+
+    #[test]
+    fn json_accepts_numbers_lists_and_tables_and_shows_each_form() {
+        let json = r#"{"fuel": 5, "memory": 1048576, "env": {"K": "V"}, "max-concurrency": "8"}"#;
+        let raw = serde_json::from_str::<RawSettings>(json).unwrap();
+        let s = raw.check().unwrap();
+        assert_eq!(s.limits.fuel, Some(5));
+        assert_eq!(s.limits.memory_bytes, 1 << 20);
+        assert_eq!(s.env["K"], "V");
+        let shown = serde_json::to_value(s.to_raw()).unwrap();
+        assert_eq!(shown["max-concurrency"], 8);
+        assert_eq!(shown["fuel"], 5);
+        assert_eq!(shown["memory"], "1MiB");
+        assert_eq!(shown["env"]["K"], "V");
+        let list = serde_json::from_str::<RawSettings>(r#"{"env": ["A=1", "B=2"]}"#).unwrap();
+        assert_eq!(list.check().unwrap().env.len(), 2);
+        assert!(serde_json::from_str::<RawSettings>(r#"{"colour": "blue"}"#).is_err());
+        assert!(serde_json::from_str::<RawSettings>(r#"{"memory": ["1MiB", "2MiB"]}"#).is_err());
+    }
+
+    #[test]
+    fn outbound_rules_match_scheme_host_and_port() {
+        let rule = OutboundRule::parse("https://API.example.com").unwrap();
+        assert!(rule.allows("https", "api.example.com", 443));
+        assert!(!rule.allows("http", "api.example.com", 443));
+        assert!(!rule.allows("https", "api.example.com", 8443));
+        assert!(!rule.allows("https", "evil.com", 443));
+        assert!(OutboundRule::parse("https://user@host").is_none());
+    }
+
+    #[test]
+    fn missing_host_dirs_are_refused_at_validation() {
+        let err = Settings::validate(&raw("dir=/definitely/not/here:/d")).unwrap_err();
+        assert_eq!(err.setting, "dir");
+        let dir = std::env::temp_dir();
+        let ok = Settings::validate(&raw(&format!("dir={}:/d", dir.display()))).unwrap();
+        assert!(ok.dirs[0].host.is_absolute());
+    }
+}

@@ -1,0 +1,302 @@
+//! The one table of deploy settings.
+//!
+//! Each [`Setting`] is declared here once, and that declaration drives
+//! everything else: the `wisp deploy --NAME` flag and its help, the `NAME=`
+//! query parameter of the admin API, the `NAME = …` field of `wisp.toml`,
+//! validation into [`Settings`], the canonical text shown back, the JSON shape,
+//! and the README's settings table ([`markdown_table`]). A new setting is one
+//! new entry.
+
+use super::{DirMount, OutboundRule, Settings};
+use crate::limits::{MAX_MEMORY_LIMIT_BYTES, MAX_TIMEOUT};
+use crate::units;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How a setting's value looks in JSON (and TOML).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Form {
+    /// One string, e.g. `"64MiB"`.
+    Text,
+    /// One number, e.g. `8`.
+    Number,
+    /// A list of strings, e.g. `["https://a.example"]`.
+    List,
+    /// A table of names to values (`{KEY = "VALUE"}`), typed as `KEY=VALUE`.
+    Pairs,
+}
+
+/// One deploy setting.
+pub struct Setting {
+    /// Its name: the flag is `--NAME`, the query parameter and the manifest
+    /// field are `NAME`.
+    pub name: &'static str,
+    /// The placeholder in help text, e.g. `SIZE`.
+    pub value_name: &'static str,
+    /// What it does, one line.
+    pub help: &'static str,
+    /// The default, as shown to people.
+    pub default: &'static str,
+    /// An example value.
+    pub example: &'static str,
+    /// How its value looks in JSON and TOML; `List` and `Pairs` repeat.
+    pub form: Form,
+    /// Applies one typed value onto settings; `Err` says what is accepted.
+    apply: fn(&mut Settings, &str) -> Result<(), String>,
+    /// The canonical text of this setting in `settings` (empty: not set).
+    show: fn(&Settings) -> Vec<String>,
+}
+
+impl Setting {
+    /// True when the setting may be given more than once.
+    pub fn repeatable(&self) -> bool {
+        matches!(self.form, Form::List | Form::Pairs)
+    }
+
+    /// Applies one value onto `settings`; `Err` is the accepted form.
+    pub(super) fn apply(&self, settings: &mut Settings, value: &str) -> Result<(), String> {
+        (self.apply)(settings, value)
+    }
+
+    /// The canonical text of this setting in `settings`.
+    pub(super) fn show(&self, settings: &Settings) -> Vec<String> {
+        (self.show)(settings)
+    }
+}
+
+impl std::fmt::Debug for Setting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Setting").field("name", &self.name).finish()
+    }
+}
+
+/// Every deploy setting, in the order help and docs list them.
+pub static SETTINGS: &[Setting] = &[
+    Setting {
+        name: "timeout",
+        value_name: "DURATION",
+        help: "Wall-clock deadline per request, guest start to last body byte; a breach is 504",
+        default: "30s",
+        example: "2s",
+        form: Form::Text,
+        apply: |s, v| {
+            s.limits.timeout = bounded_duration(v, MAX_TIMEOUT)?;
+            Ok(())
+        },
+        show: |s| vec![units::format_duration(s.limits.timeout)],
+    },
+    Setting {
+        name: "memory",
+        value_name: "SIZE",
+        help: "Linear memory cap per memory; `memory.grow` past it fails and the trap is a 500",
+        default: "128MiB",
+        example: "64MiB",
+        form: Form::Text,
+        apply: |s, v| {
+            s.limits.memory_bytes = bounded_size(v, MAX_MEMORY_LIMIT_BYTES)?;
+            Ok(())
+        },
+        show: |s| vec![units::format_size(s.limits.memory_bytes)],
+    },
+    Setting {
+        name: "max-concurrency",
+        value_name: "N",
+        help: "Requests this function serves at once; beyond it a request waits up to 1 s, then 503",
+        default: "256",
+        example: "8",
+        form: Form::Number,
+        apply: |s, v| {
+            let n = positive(v)?;
+            s.limits.max_concurrency = u32::try_from(n)
+                .map_err(|_| "a whole number from 1 to 4294967295".to_owned())?;
+            Ok(())
+        },
+        show: |s| vec![s.limits.max_concurrency.to_string()],
+    },
+    Setting {
+        name: "max-request-body",
+        value_name: "SIZE",
+        help: "Request body cap; a larger body is 413",
+        default: "100MiB",
+        example: "10MiB",
+        form: Form::Text,
+        apply: |s, v| {
+            s.limits.max_request_body_bytes = bounded_size(v, u64::MAX)?;
+            Ok(())
+        },
+        show: |s| vec![units::format_size(s.limits.max_request_body_bytes)],
+    },
+    Setting {
+        name: "max-response-body",
+        value_name: "SIZE",
+        help: "Response body cap; declared larger is a 500, streamed larger is cut off and logged",
+        default: "100MiB",
+        example: "10MiB",
+        form: Form::Text,
+        apply: |s, v| {
+            s.limits.max_response_body_bytes = bounded_size(v, u64::MAX)?;
+            Ok(())
+        },
+        show: |s| vec![units::format_size(s.limits.max_response_body_bytes)],
+    },
+    Setting {
+        name: "fuel",
+        value_name: "N",
+        help: "Instruction budget per request (turns on metering); exhausted is a 500 naming the budget",
+        default: "off",
+        example: "50000000",
+        form: Form::Number,
+        apply: |s, v| {
+            s.limits.fuel = Some(positive(v)?);
+            Ok(())
+        },
+        show: |s| s.limits.fuel.map(|f| f.to_string()).into_iter().collect(),
+    },
+    Setting {
+        name: "env",
+        value_name: "KEY=VALUE",
+        help: "Environment variable the guest sees (repeatable); none of the host's",
+        default: "none",
+        example: "GREETING=hi",
+        form: Form::Pairs,
+        apply: |s, v| {
+            let expected = || "`KEY=VALUE` with a non-empty KEY".to_owned();
+            let (key, value) = v.split_once('=').ok_or_else(expected)?;
+            if key.is_empty() || key.contains('\0') || value.contains('\0') {
+                return Err(expected());
+            }
+            s.env.insert(key.to_owned(), value.to_owned());
+            Ok(())
+        },
+        show: |s| s.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+    },
+    Setting {
+        name: "dir",
+        value_name: "HOST_DIR:GUEST_DIR",
+        help: "Read-only directory the guest sees (repeatable)",
+        default: "none",
+        example: "./static:/static",
+        form: Form::List,
+        apply: |s, v| {
+            let expected =
+                || "`HOST_DIR:GUEST_DIR` with an absolute GUEST_DIR, e.g. `./static:/static`".to_owned();
+            let (host, guest) = v.rsplit_once(':').ok_or_else(expected)?;
+            let guest_ok =
+                guest.starts_with('/') && !guest.split('/').any(|s| s == "..") && !host.is_empty();
+            if !guest_ok {
+                return Err(expected());
+            }
+            s.dirs.push(DirMount {
+                host: PathBuf::from(host),
+                guest: guest.to_owned(),
+            });
+            Ok(())
+        },
+        show: |s| {
+            s.dirs
+                .iter()
+                .map(|d| format!("{}:{}", d.host.display(), d.guest))
+                .collect()
+        },
+    },
+    Setting {
+        name: "allow-outbound",
+        value_name: "URL",
+        help: "Outbound HTTP origin the guest may call (repeatable); anything else is denied",
+        default: "none",
+        example: "https://api.example.com",
+        form: Form::List,
+        apply: |s, v| {
+            let rule = OutboundRule::parse(v).ok_or_else(|| {
+                "an origin: `http://` or `https://`, a host and an optional port, no path (e.g. `https://api.example.com`)".to_owned()
+            })?;
+            s.allow_outbound.push(rule);
+            Ok(())
+        },
+        show: |s| s.allow_outbound.iter().map(ToString::to_string).collect(),
+    },
+];
+
+/// The setting called `name`.
+pub fn setting(name: &str) -> Option<&'static Setting> {
+    SETTINGS.iter().find(|s| s.name == name)
+}
+
+/// The names of all settings, for error messages.
+pub fn names() -> String {
+    SETTINGS
+        .iter()
+        .map(|s| format!("`{}`", s.name))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The README's settings table, generated from [`SETTINGS`].
+pub fn markdown_table() -> String {
+    let mut table = String::from(
+        "| setting (flag, query, manifest) | default | what it does |\n| --- | --- | --- |\n",
+    );
+    for s in SETTINGS {
+        table.push_str(&format!(
+            "| `{}` (`--{} {}`) | {} | {} |\n",
+            s.name, s.name, s.example, s.default, s.help
+        ));
+    }
+    table
+}
+
+fn bounded_size(text: &str, max: u64) -> Result<u64, String> {
+    match units::parse_size(text) {
+        Some(b) if b > 0 && b <= max => Ok(b),
+        Some(b) if b > max => Err(format!("at most {}", units::format_size(max))),
+        _ => Err(units::SIZE_FORMS.to_owned()),
+    }
+}
+
+fn bounded_duration(text: &str, max: Duration) -> Result<Duration, String> {
+    match units::parse_duration(text) {
+        Some(d) if !d.is_zero() && d <= max => Ok(d),
+        Some(d) if d > max => Err(format!("at most {}", units::format_duration(max))),
+        _ => Err(units::DURATION_FORMS.to_owned()),
+    }
+}
+
+fn positive(text: &str) -> Result<u64, String> {
+    text.trim()
+        .parse()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| "a whole number greater than 0".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::limits::Limits;
+
+    #[test]
+    fn documented_defaults_are_the_real_defaults() {
+        let defaults = Settings::default();
+        assert_eq!(defaults.limits, Limits::default());
+        for s in SETTINGS {
+            let shown = s.show(&defaults);
+            match shown.as_slice() {
+                [] => assert!(matches!(s.default, "none" | "off"), "{}", s.name),
+                [one] => assert_eq!(one, s.default, "{}", s.name),
+                many => panic!("{}: {many:?}", s.name),
+            }
+        }
+        assert_eq!(crate::limits::DEFAULT_TIMEOUT, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn every_example_is_accepted() {
+        for s in SETTINGS {
+            let mut settings = Settings::default();
+            let example = if s.name == "dir" { "/tmp:/static" } else { s.example };
+            s.apply(&mut settings, example)
+                .unwrap_or_else(|e| panic!("{}: {e}", s.name));
+            assert!(!s.show(&settings).is_empty(), "{}", s.name);
+        }
+    }
+}
