@@ -36,7 +36,7 @@ if ! command -v wasmtime >/dev/null || ! wasmtime --version | grep -q " $WASMTIM
 fi
 
 say "building wisp, native-hello and the hello component (release)"
-cargo build --release --quiet -p wisp-host -p wisp-benches --bin wisp --bin native-hello
+cargo build --release --quiet -p wisp-cli -p wisp-benches --bin wisp --bin native-hello
 guests/build.sh wasm32-wasip2 hello
 HELLO="$PWD/target/guests/wasm32-wasip2/release/hello.wasm"
 

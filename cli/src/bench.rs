@@ -7,12 +7,12 @@
 //! live sandbox holds; and requests per second at a given concurrency. Every
 //! request still gets a fresh sandbox: nothing is reused to flatter a number.
 
-use wisp_host::{DeployRequest, Host, HostConfig, RawSettings};
-use wisp_spec::units::format_size_approx;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use serde::Serialize;
 use std::time::{Duration, Instant};
+use wisp_host::{DeployRequest, Host, HostConfig, RawSettings};
+use wisp_spec::units::format_size_approx;
 
 /// What to measure.
 #[derive(Debug, Clone)]
@@ -92,7 +92,6 @@ pub struct BenchReport {
     /// Status of the first response (to spot a benchmark of errors).
     pub status: u16,
 }
-
 
 /// Runs the benchmark on `wasm`.
 pub async fn run(wasm: Bytes, options: &BenchOptions) -> anyhow::Result<BenchReport> {

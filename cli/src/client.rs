@@ -4,17 +4,17 @@
 //! one is configured, and turns the API's JSON errors back into their message,
 //! so the CLI prints what the host said.
 
-use serde::de::DeserializeOwned;
-use wisp_spec::api::{DeployReport, ErrorBody, FunctionInfo, FunctionUsage, VersionSummary};
-use wisp_spec::settings::RawSettings;
-use wisp_spec::traffic::TrafficShare;
 use bytes::Bytes;
 use http::{Method, StatusCode, Uri, header};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use serde::de::DeserializeOwned;
 use std::time::Duration;
+use wisp_spec::api::{DeployReport, ErrorBody, FunctionInfo, FunctionUsage, VersionSummary};
+use wisp_spec::settings::RawSettings;
+use wisp_spec::traffic::TrafficShare;
 
 /// Default admin API address.
 pub const DEFAULT_ADMIN_URL: &str = "http://127.0.0.1:8081";
@@ -145,7 +145,9 @@ impl AdminClient {
         let bytes = self.call(method, path_and_query, body).await?;
         serde_json::from_slice(&bytes).map_err(|e| ClientError::Api {
             status: StatusCode::OK,
-            message: format!("the admin API answered with a body this wisp does not understand: {e}"),
+            message: format!(
+                "the admin API answered with a body this wisp does not understand: {e}"
+            ),
         })
     }
 
@@ -283,7 +285,6 @@ impl AdminClient {
         Err(ClientError::Api { status, message })
     }
 }
-
 
 fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();

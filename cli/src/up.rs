@@ -9,10 +9,6 @@
 //! the manifest itself changes.
 
 use crate::client::{AdminClient, ClientError};
-use wisp_spec::api::FunctionInfo;
-use wisp_spec::manifest::{Manifest, ManifestFunction};
-use wisp_spec::settings::{RawSettings, Settings};
-use wisp_spec::source::SourceHash;
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use http::StatusCode;
@@ -20,6 +16,10 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use wisp_spec::api::FunctionInfo;
+use wisp_spec::manifest::{Manifest, ManifestFunction};
+use wisp_spec::settings::{RawSettings, Settings};
+use wisp_spec::source::SourceHash;
 
 /// How long file changes are collected before one rebuild.
 const WATCH_DEBOUNCE: Duration = Duration::from_millis(300);

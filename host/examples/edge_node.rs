@@ -40,7 +40,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // 2. Deploy the function: compiled ahead of time, once.
     let wasm = std::fs::read(file)?;
     let report = host.deploy(DeployRequest::new(name, route, wasm)).await?;
-    eprintln!("deployed {} v{} at {}", report.name, report.version, report.route);
+    eprintln!(
+        "deployed {} v{} at {}",
+        report.name, report.version, report.route
+    );
 
     // 3. The edge node's own server: its routes first, the host for the rest.
     let listener = tokio::net::TcpListener::bind(listen).await?;

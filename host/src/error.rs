@@ -6,11 +6,11 @@
 //! response has the same JSON shape: `{"error": "...", "kind": "..."}`, plus
 //! `"limit"` when a limit was breached.
 
-use wisp_spec::inspect::InspectError;
-use wisp_spec::settings::SettingsError;
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode};
 use wisp_spec::api::ErrorBody;
+use wisp_spec::inspect::InspectError;
+use wisp_spec::settings::SettingsError;
 
 /// Why a deploy, delete or lookup on the admin side failed.
 #[derive(Debug, thiserror::Error)]

@@ -7,13 +7,13 @@
 //! the deployed set changes meanwhile. A deploy, delete or traffic change
 //! builds a new snapshot and publishes it in one atomic swap.
 
-use crate::runtime::function::Function;
 use crate::deploy::record::FunctionRecord;
-use wisp_spec::traffic::TrafficShare;
-use wisp_spec::route::{Route, RouteTable};
+use crate::runtime::function::Function;
 use arc_swap::{ArcSwap, Guard};
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use wisp_spec::route::{Route, RouteTable};
+use wisp_spec::traffic::TrafficShare;
 
 /// A deployed function: its route, loaded versions and traffic split.
 pub struct FunctionEntry {

@@ -8,8 +8,8 @@
 //! cannot hold a connection forever. On shutdown the loop stops accepting
 //! and waits (up to a grace period) for in-flight requests to finish.
 
-use crate::request::connection::ConnectionInfo;
 use crate::request::body::ResponseBody;
+use crate::request::connection::ConnectionInfo;
 use futures_util::future::BoxFuture;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};

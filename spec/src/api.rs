@@ -214,7 +214,10 @@ mod tests {
             text: "hi".into(),
         };
         let text = serde_json::to_string(&LogEvent::Line(line.clone())).unwrap();
-        assert_eq!(serde_json::from_str::<LogEvent>(&text).unwrap(), LogEvent::Line(line));
+        assert_eq!(
+            serde_json::from_str::<LogEvent>(&text).unwrap(),
+            LogEvent::Line(line)
+        );
         let dropped: LogEvent = serde_json::from_str(r#"{"dropped": 4}"#).unwrap();
         assert_eq!(dropped, LogEvent::Dropped { dropped: 4 });
     }
@@ -234,7 +237,10 @@ mod tests {
                 weight: 100,
                 loaded: true,
             }],
-            traffic: vec![TrafficShare { version: 1, weight: 100 }],
+            traffic: vec![TrafficShare {
+                version: 1,
+                weight: 100,
+            }],
         };
         let same = RawSettings::new().with("memory", "67108864").unwrap();
         assert!(info.serves("/f", "abc", &same));

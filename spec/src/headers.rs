@@ -58,7 +58,16 @@ mod tests {
 
     #[test]
     fn signs_spaces_lists_and_disagreements_are_rejected() {
-        for bad in ["+5", " 5", "5 ", "5,5", "-1", "0x10", "", "99999999999999999999"] {
+        for bad in [
+            "+5",
+            " 5",
+            "5 ",
+            "5,5",
+            "-1",
+            "0x10",
+            "",
+            "99999999999999999999",
+        ] {
             assert!(parse_content_length(bad).is_none(), "{bad:?}");
         }
         assert!(content_length(&headers(&["5,5"])).is_err());

@@ -184,7 +184,9 @@ impl Manifest {
             if let Some(other) = routes.insert(route.to_string(), name.clone()) {
                 return Err(fail(
                     at("route"),
-                    format!("function `{name}`: route `{route}` is also used by function `{other}`"),
+                    format!(
+                        "function `{name}`: route `{route}` is also used by function `{other}`"
+                    ),
                 ));
             }
             functions.push(ManifestFunction {

@@ -32,7 +32,16 @@ mod tests {
             assert!(validate_name(good).is_ok(), "{good}");
         }
         let too_long = "a".repeat(MAX_NAME_LEN + 1);
-        for bad in ["", "Hello", "-x", "_x", "a/b", "a.b", "..", too_long.as_str()] {
+        for bad in [
+            "",
+            "Hello",
+            "-x",
+            "_x",
+            "a/b",
+            "a.b",
+            "..",
+            too_long.as_str(),
+        ] {
             assert!(validate_name(bad).is_err(), "{bad}");
         }
     }

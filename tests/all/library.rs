@@ -87,9 +87,17 @@ async fn a_slow_compile_does_not_hold_up_other_functions_admin_calls() {
         (output, started.elapsed())
     };
     let (ls, ls_time) = timed(&["ls"]);
-    assert!(ls.status.success(), "{}", String::from_utf8_lossy(&ls.stderr));
+    assert!(
+        ls.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ls.stderr)
+    );
     let (rm, rm_time) = timed(&["rm", "other"]);
-    assert!(rm.status.success(), "{}", String::from_utf8_lossy(&rm.stderr));
+    assert!(
+        rm.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rm.stderr)
+    );
     assert!(
         !slow.is_finished(),
         "the slow deploy was still compiling while ls and rm answered"

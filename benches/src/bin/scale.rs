@@ -150,9 +150,14 @@ async fn inflight(n: usize) {
     let max = u32::try_from(n).expect("n fits u32");
     let (host, _) = Host::start(config(data.path(), max)).await.expect("host");
     let wasm = Bytes::from(std::fs::read(artifacts::SLEEP_COMPONENT).expect("guest"));
-    host.deploy(deployment("sleep", "/sleep", wasm, &format!("max-concurrency={n}")))
-        .await
-        .expect("deploy");
+    host.deploy(deployment(
+        "sleep",
+        "/sleep",
+        wasm,
+        &format!("max-concurrency={n}"),
+    ))
+    .await
+    .expect("deploy");
     let before = resident_bytes();
     let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let sampler = {

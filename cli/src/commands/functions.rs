@@ -99,7 +99,7 @@ impl Ls {
             vec![
                 function.name.clone(),
                 function.route.clone(),
-                describe_traffic(function),
+                serving(function),
                 newest.map_or("?", |v| v.abi.as_str()).to_owned(),
                 setting("memory"),
                 setting("timeout"),
@@ -273,16 +273,26 @@ impl Traffic {
     }
 }
 
-/// A function's split: `v3` alone, or `v3=90% v4=10%`.
+/// A function's split, as `wisp traffic` and `wisp rollback` report it:
+/// `v3=90% v4=10%`.
 fn describe_traffic(info: &FunctionInfo) -> String {
-    match info.traffic.as_slice() {
-        [only] if only.weight == 100 => format!("v{}", only.version),
-        shares => shares
-            .iter()
-            .map(|s| format!("v{}={}%", s.version, s.weight))
-            .collect::<Vec<_>>()
-            .join(" "),
-    }
+    info.traffic
+        .iter()
+        .map(|s| format!("v{}={}%", s.version, s.weight))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A function's split in a table cell: `v3` alone, or `v3=90%,v4=10%`.
+fn serving(info: &FunctionInfo) -> String {
+    info.traffic
+        .iter()
+        .map(|s| match s.weight {
+            100 => format!("v{}", s.version),
+            weight => format!("v{}={weight}%", s.version),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 #[derive(Debug, Args)]
@@ -300,4 +310,3 @@ impl Rollback {
         Ok(ExitCode::SUCCESS)
     }
 }
-

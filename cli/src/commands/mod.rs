@@ -159,4 +159,3 @@ impl AdminArgs {
         Ok(AdminClient::new(&self.admin, self.token.clone())?)
     }
 }
-

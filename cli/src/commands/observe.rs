@@ -107,18 +107,21 @@ impl UsageCommand {
             return Ok(ExitCode::SUCCESS);
         }
         let u = &reply.usage;
-        let rows = [
+        let lines = [
             ("function", reply.name.clone()),
             ("requests", u.requests.to_string()),
             ("wall time", format!("{:.6} s", u.wall_seconds)),
             ("cpu time", format!("{:.6} s", u.cpu_seconds)),
             ("fuel", u.fuel.to_string()),
             ("memory-time", format!("{:.9} GB·s", u.memory_gb_seconds)),
-            ("peak memory", units::format_size_approx(u.peak_memory_bytes)),
+            (
+                "peak memory",
+                units::format_size_approx(u.peak_memory_bytes),
+            ),
         ];
-        let rows = rows.map(|(label, value)| vec![label.to_owned(), value]);
-        println!("{}", output::table(&[], rows));
+        for (label, value) in lines {
+            println!("{label:<18} {value}");
+        }
         Ok(ExitCode::SUCCESS)
     }
 }
-

@@ -196,4 +196,3 @@ async fn deploy_manifest(host: &Host, manifest: &Manifest) -> anyhow::Result<()>
     }
     Ok(())
 }
-

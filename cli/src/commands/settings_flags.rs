@@ -45,24 +45,26 @@ impl Args for SettingsArgs {
             .value_name("PREFIX")
             .required(true)
             .help("Path prefix the function serves, e.g. `/hello`");
-        SETTINGS.iter().fold(command.arg(route), |command, setting| {
-            let help = if setting.repeatable() {
-                setting.help.to_owned()
-            } else {
-                format!("{} (default {})", setting.help, setting.default)
-            };
-            command.arg(
-                Arg::new(setting.name)
-                    .long(setting.name)
-                    .value_name(setting.value_name)
-                    .help(help)
-                    .action(if setting.repeatable() {
-                        ArgAction::Append
-                    } else {
-                        ArgAction::Set
-                    }),
-            )
-        })
+        SETTINGS
+            .iter()
+            .fold(command.arg(route), |command, setting| {
+                let help = if setting.repeatable() {
+                    setting.help.to_owned()
+                } else {
+                    format!("{} (default {})", setting.help, setting.default)
+                };
+                command.arg(
+                    Arg::new(setting.name)
+                        .long(setting.name)
+                        .value_name(setting.value_name)
+                        .help(help)
+                        .action(if setting.repeatable() {
+                            ArgAction::Append
+                        } else {
+                            ArgAction::Set
+                        }),
+                )
+            })
     }
 
     fn augment_args_for_update(command: Command) -> Command {
@@ -105,17 +107,8 @@ mod tests {
     #[test]
     fn every_setting_of_the_table_is_a_flag() {
         let flags = Flags::try_parse_from([
-            "deploy",
-            "--route",
-            "/a",
-            "--memory",
-            "64MiB",
-            "--env",
-            "A=1",
-            "--env",
-            "B=2",
-            "--fuel",
-            "10",
+            "deploy", "--route", "/a", "--memory", "64MiB", "--env", "A=1", "--env", "B=2",
+            "--fuel", "10",
         ])
         .unwrap();
         assert_eq!(flags.settings.route, "/a");
@@ -124,7 +117,11 @@ mod tests {
         assert_eq!(raw.get("env").len(), 2);
         let help = Flags::command_for_help();
         for setting in SETTINGS {
-            assert!(help.contains(&format!("--{}", setting.name)), "{}", setting.name);
+            assert!(
+                help.contains(&format!("--{}", setting.name)),
+                "{}",
+                setting.name
+            );
         }
     }
 
@@ -132,7 +129,10 @@ mod tests {
     fn a_bad_flag_value_names_the_flag() {
         let flags = Flags::try_parse_from(["deploy", "--route", "/a", "--memory", "lots"]).unwrap();
         let err = flags.settings.to_raw().unwrap_err().to_string();
-        assert!(err.contains("`--memory`") && err.contains("`lots`"), "{err}");
+        assert!(
+            err.contains("`--memory`") && err.contains("`lots`"),
+            "{err}"
+        );
     }
 
     #[test]

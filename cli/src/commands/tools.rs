@@ -134,4 +134,3 @@ impl New {
         Ok(ExitCode::SUCCESS)
     }
 }
-

@@ -167,17 +167,14 @@ async fn route(host: &Host, request: http::Request<Incoming>) -> http::Response<
             let name = (*name).to_owned();
             upload::deploy(host, &name, request).await
         }
-        (&Method::DELETE, ["v1", "functions", name]) => host
-            .remove(name)
-            .await
-            .map(|()| {
-                json(
-                    StatusCode::OK,
-                    &Removed {
-                        removed: (*name).to_owned(),
-                    },
-                )
-            }),
+        (&Method::DELETE, ["v1", "functions", name]) => host.remove(name).await.map(|()| {
+            json(
+                StatusCode::OK,
+                &Removed {
+                    removed: (*name).to_owned(),
+                },
+            )
+        }),
         (&Method::GET, ["v1", "functions", name, "versions"]) => host
             .function(name)
             .map(|info| json(StatusCode::OK, &info.versions))

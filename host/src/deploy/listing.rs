@@ -19,11 +19,7 @@ impl Host {
 
     /// One deployed function.
     pub fn function(&self, name: &str) -> Option<FunctionInfo> {
-        self.inner
-            .registry
-            .snapshot()
-            .get(name)
-            .map(|e| info_of(e))
+        self.inner.registry.snapshot().get(name).map(|e| info_of(e))
     }
 }
 

@@ -154,7 +154,8 @@ impl Host {
                     }
                     let started = Instant::now();
                     let path = host.compile_and_store(abi, &wasm, &key)?;
-                    compile_ms = Some(u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX));
+                    compile_ms =
+                        Some(u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX));
                     Ok(path)
                 })?;
                 let artifact_bytes = std::fs::metadata(host.inner.artifacts.compiled_path(&key))

@@ -72,8 +72,7 @@ impl Host {
         record: FunctionRecord,
         versions: Option<BTreeMap<u32, Arc<Function>>>,
     ) -> Result<(), DeployError> {
-        let route =
-            Route::parse(&record.route).map_err(|e| DeployError::Storage(e.to_string()))?;
+        let route = Route::parse(&record.route).map_err(|e| DeployError::Storage(e.to_string()))?;
         let versions = versions
             .or_else(|| current.get(&record.name).map(|e| e.versions.clone()))
             .unwrap_or_default();

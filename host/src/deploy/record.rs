@@ -8,15 +8,15 @@
 //! artifacts by source hash; the artifacts are written before the record.
 
 use crate::deploy::artifact::write_file_atomically;
+use serde::{Deserialize, Serialize};
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
 use wisp_spec::inspect::Abi;
 use wisp_spec::name::validate_name;
 use wisp_spec::settings::RawSettings;
 use wisp_spec::source::SourceHash;
 use wisp_spec::traffic::TrafficShare;
-use serde::{Deserialize, Serialize};
-use std::fs;
-use std::io;
-use std::path::{Path, PathBuf};
 
 /// One immutable version of a function.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -11,9 +11,9 @@ pub(crate) mod config;
 mod load;
 mod per_function;
 
+use crate::deploy::Pending;
 use crate::deploy::artifact::ArtifactStore;
 use crate::deploy::record::RecordStore;
-use crate::deploy::Pending;
 use crate::error::{DeployError, InvokeError};
 use crate::observe::logs::LogBook;
 use crate::observe::meter::Meter;

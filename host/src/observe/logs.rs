@@ -10,10 +10,10 @@
 
 use serde::Serialize;
 use std::collections::VecDeque;
-pub use wisp_spec::api::{LogLine, Stream};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::broadcast;
+pub use wisp_spec::api::{LogLine, Stream};
 
 /// Bytes of log text kept per function.
 pub const LOG_BOOK_BYTES: usize = 1 << 20;

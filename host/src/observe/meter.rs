@@ -20,13 +20,13 @@
 
 use crate::observe::logs::{LogBook, Stream};
 use crate::observe::metrics::FunctionMetrics;
-use wisp_spec::api::UsageReport;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
+use wisp_spec::api::UsageReport;
 
 /// An `f64` that many threads add to.
 #[derive(Debug, Default)]

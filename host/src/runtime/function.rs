@@ -6,25 +6,25 @@
 //! `InstancePre`, the outbound allow-list, the concurrency slots — is built
 //! here once, never per request.
 
-use crate::runtime::abi::cgi::{self, CgiCall, CgiState};
-use crate::request::connection::ConnectionInfo;
-use crate::runtime::abi::http::{self, HttpCall, HttpState};
-use crate::runtime::abi::output::{OutputCapture, WhenFull};
-use crate::request::body::{RequestBody, ResponseBody};
 use crate::error::{DeployError, InvokeError};
 use crate::observe::meter::Meter;
-use crate::request::slots::SlotPermit;
 use crate::observe::metrics::FunctionMetrics;
-use wisp_spec::inspect::Abi;
-use wisp_spec::route::Route;
-use wisp_spec::settings::{OutboundRule, Settings};
+use crate::request::body::{RequestBody, ResponseBody};
+use crate::request::connection::ConnectionInfo;
+use crate::request::slots::SlotPermit;
 use crate::request::trace::RequestTrace;
+use crate::runtime::abi::cgi::{self, CgiCall, CgiState};
+use crate::runtime::abi::http::{self, HttpCall, HttpState};
+use crate::runtime::abi::output::{OutputCapture, WhenFull};
 use std::path::Path;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
 use wasmtime::component::{Component, Linker as ComponentLinker};
 use wasmtime::{Engine, InstancePre, Linker, Module};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wisp_spec::inspect::Abi;
+use wisp_spec::route::Route;
+use wisp_spec::settings::{OutboundRule, Settings};
 
 /// The linkers every function is pre-linked against, built once per host.
 pub struct Linkers {

@@ -9,11 +9,11 @@
 //! even a guest spinning in a loop.
 
 use crate::error::{InvokeError, Limit};
+use wasmtime::{Store, Trap};
+use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 use wisp_spec::limits::{DEFAULT_TABLE_ELEMENTS_LIMIT, Limits};
 use wisp_spec::settings::Settings;
 use wisp_spec::units;
-use wasmtime::{Store, Trap};
-use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
 /// Starts a WASI context for `settings`: env and read-only dirs, nothing else.
 pub fn wasi_builder(settings: &Settings) -> Result<WasiCtxBuilder, InvokeError> {

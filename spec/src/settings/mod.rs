@@ -371,7 +371,8 @@ impl<'de> Deserialize<'de> for RawSettings {
                     if values.len() > 1 && !setting.repeatable() {
                         return Err(de::Error::custom(format!("`{name}` takes one value")));
                     }
-                    raw.replace(setting.name, values).map_err(de::Error::custom)?;
+                    raw.replace(setting.name, values)
+                        .map_err(de::Error::custom)?;
                 }
                 Ok(raw)
             }
@@ -398,11 +399,9 @@ mod tests {
 
     #[test]
     fn every_setting_parses_from_a_query() {
-        let s = raw(
-            "timeout=2s&memory=64MiB&max-concurrency=8&fuel=1000\
+        let s = raw("timeout=2s&memory=64MiB&max-concurrency=8&fuel=1000\
                      &max-request-body=1MiB&max-response-body=2MiB&env=A%3D1&env=B=x%3Dy\
-                     &dir=/tmp:/data&allow-outbound=https://api.example.com",
-        )
+                     &dir=/tmp:/data&allow-outbound=https://api.example.com")
         .check()
         .unwrap();
         assert_eq!(s.limits.timeout, Duration::from_secs(2));

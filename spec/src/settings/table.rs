@@ -107,8 +107,8 @@ pub static SETTINGS: &[Setting] = &[
         form: Form::Number,
         apply: |s, v| {
             let n = positive(v)?;
-            s.limits.max_concurrency = u32::try_from(n)
-                .map_err(|_| "a whole number from 1 to 4294967295".to_owned())?;
+            s.limits.max_concurrency =
+                u32::try_from(n).map_err(|_| "a whole number from 1 to 4294967295".to_owned())?;
             Ok(())
         },
         show: |s| vec![s.limits.max_concurrency.to_string()],
@@ -178,8 +178,10 @@ pub static SETTINGS: &[Setting] = &[
         example: "./static:/static",
         form: Form::List,
         apply: |s, v| {
-            let expected =
-                || "`HOST_DIR:GUEST_DIR` with an absolute GUEST_DIR, e.g. `./static:/static`".to_owned();
+            let expected = || {
+                "`HOST_DIR:GUEST_DIR` with an absolute GUEST_DIR, e.g. `./static:/static`"
+                    .to_owned()
+            };
             let (host, guest) = v.rsplit_once(':').ok_or_else(expected)?;
             let guest_ok =
                 guest.starts_with('/') && !guest.split('/').any(|s| s == "..") && !host.is_empty();
@@ -293,7 +295,11 @@ mod tests {
     fn every_example_is_accepted() {
         for s in SETTINGS {
             let mut settings = Settings::default();
-            let example = if s.name == "dir" { "/tmp:/static" } else { s.example };
+            let example = if s.name == "dir" {
+                "/tmp:/static"
+            } else {
+                s.example
+            };
             s.apply(&mut settings, example)
                 .unwrap_or_else(|e| panic!("{}: {e}", s.name));
             assert!(!s.show(&settings).is_empty(), "{}", s.name);

@@ -6,21 +6,16 @@
 //! streaming protocol, so the body is read (up to its cap) before the guest
 //! starts, and the response is sent once the guest exits.
 
+use crate::error::{InvokeError, Limit};
+use crate::observe::meter::{CpuTimed, GuestCost, Meter};
+use crate::request::body::{LimitedBody, RequestBody, RequestBodyError, ResponseBody, full};
 use crate::request::connection::ConnectionInfo;
+use crate::request::trace::RequestTrace;
 use crate::runtime::abi::cgi_env;
-use wisp_spec::cgi_response::{self, MAX_HEADER_SECTION_BYTES};
 use crate::runtime::abi::http::{GUEST_OUTPUT_CAP_BYTES, response_too_large};
 use crate::runtime::abi::output::{OutputCapture, WhenFull};
-use crate::request::body::{LimitedBody, RequestBody, RequestBodyError, ResponseBody, full};
-use crate::error::{InvokeError, Limit};
-use wisp_spec::limits::Limits;
-use crate::observe::meter::{CpuTimed, GuestCost, Meter};
-use wisp_spec::route::Route;
 use crate::runtime::sandbox;
 use crate::runtime::sandbox::MemoryLimiter;
-use wisp_spec::settings::Settings;
-use crate::request::trace::RequestTrace;
-use wisp_spec::units;
 use http_body_util::BodyExt;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -29,6 +24,11 @@ use wasmtime::{Engine, InstancePre, Linker, Store};
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
+use wisp_spec::cgi_response::{self, MAX_HEADER_SECTION_BYTES};
+use wisp_spec::limits::Limits;
+use wisp_spec::route::Route;
+use wisp_spec::settings::Settings;
+use wisp_spec::units;
 
 /// The store data of a CGI sandbox.
 pub struct CgiState {

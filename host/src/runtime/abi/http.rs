@@ -7,17 +7,14 @@
 //! the guest runs in its own task that lives until the response body is done,
 //! and the host starts answering as soon as the guest sets the response head.
 
-use crate::runtime::abi::output::{OutputCapture, WhenFull};
-use crate::request::body::{BoxError, CappedBody, LimitedBody, RequestBody, ResponseBody};
 use crate::error::{InvokeError, Limit};
-use crate::request::slots::SlotPermit;
 use crate::observe::meter::{CpuTimed, GuestCost, Meter};
+use crate::request::body::{BoxError, CappedBody, LimitedBody, RequestBody, ResponseBody};
+use crate::request::slots::SlotPermit;
+use crate::request::trace::RequestTrace;
+use crate::runtime::abi::output::{OutputCapture, WhenFull};
 use crate::runtime::sandbox;
 use crate::runtime::sandbox::MemoryLimiter;
-use wisp_spec::settings::{OutboundRule, Settings};
-use crate::request::trace::RequestTrace;
-use wisp_spec::headers::content_length;
-use wisp_spec::units;
 use http_body_util::BodyExt;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -31,6 +28,9 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+use wisp_spec::headers::content_length;
+use wisp_spec::settings::{OutboundRule, Settings};
+use wisp_spec::units;
 
 /// Bytes of a guest's stdout/stderr kept per request.
 pub const GUEST_OUTPUT_CAP_BYTES: usize = 64 << 10;
@@ -189,8 +189,8 @@ pub async fn invoke(
         permit,
     } = call;
     let limits = settings.limits.clone();
-    let declared_length = content_length(request.headers())
-        .map_err(|e| InvokeError::BadRequest(e.to_string()))?;
+    let declared_length =
+        content_length(request.headers()).map_err(|e| InvokeError::BadRequest(e.to_string()))?;
     if declared_length.is_some_and(|n| n > limits.max_request_body_bytes) {
         return Err(request_too_large(limits.max_request_body_bytes));
     }
@@ -292,8 +292,8 @@ pub async fn invoke(
     if too_large.load(Ordering::Relaxed) {
         return Err(request_too_large(limits.max_request_body_bytes));
     }
-    let declared = content_length(response.headers())
-        .map_err(|e| InvokeError::GuestError(e.to_string()))?;
+    let declared =
+        content_length(response.headers()).map_err(|e| InvokeError::GuestError(e.to_string()))?;
     if declared.is_some_and(|n| n > limits.max_response_body_bytes) {
         return Err(response_too_large(limits.max_response_body_bytes));
     }
