@@ -102,7 +102,7 @@ impl Host {
                 None => InvokeError::Unavailable(entry.record.name.clone()),
             });
         };
-        let metrics = function.metrics().clone();
+        let metrics = function.metrics();
         let mut request = request;
         let id = trace::request_id(request.headers());
         let id_header = HeaderValue::try_from(id.as_str()).ok();
