@@ -116,17 +116,24 @@ pub enum Limit {
     ResponseBody,
     /// Instruction budget.
     Fuel,
+    /// The pace of the request body (it stalled, trickled, or did not
+    /// arrive within the function's timeout).
+    RequestBodyTime,
+    /// The host's budget for request bodies held in memory.
+    Buffer,
 }
 
 impl Limit {
     /// Every limit.
-    pub const ALL: [Limit; 6] = [
+    pub const ALL: [Limit; 8] = [
         Limit::Memory,
         Limit::Timeout,
         Limit::Concurrency,
         Limit::RequestBody,
         Limit::ResponseBody,
         Limit::Fuel,
+        Limit::RequestBodyTime,
+        Limit::Buffer,
     ];
 
     /// The limit's name in JSON and metrics.
@@ -138,6 +145,8 @@ impl Limit {
             Limit::RequestBody => "request-body",
             Limit::ResponseBody => "response-body",
             Limit::Fuel => "fuel",
+            Limit::RequestBodyTime => "request-body-time",
+            Limit::Buffer => "buffer",
         }
     }
 }
@@ -203,7 +212,8 @@ impl InvokeError {
             InvokeError::BadRequest(_) => StatusCode::BAD_REQUEST,
             InvokeError::LimitExceeded { limit, .. } => match limit {
                 Limit::Timeout => StatusCode::GATEWAY_TIMEOUT,
-                Limit::Concurrency => StatusCode::SERVICE_UNAVAILABLE,
+                Limit::Concurrency | Limit::Buffer => StatusCode::SERVICE_UNAVAILABLE,
+                Limit::RequestBodyTime => StatusCode::REQUEST_TIMEOUT,
                 Limit::RequestBody => StatusCode::PAYLOAD_TOO_LARGE,
                 Limit::Memory | Limit::ResponseBody | Limit::Fuel => {
                     StatusCode::INTERNAL_SERVER_ERROR
@@ -255,7 +265,7 @@ pub fn json_error(
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    if limit == Some(Limit::Concurrency) {
+    if matches!(limit, Some(Limit::Concurrency | Limit::Buffer)) {
         response
             .headers_mut()
             .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -294,6 +304,8 @@ mod tests {
             (Limit::Memory, 500),
             (Limit::ResponseBody, 500),
             (Limit::Fuel, 500),
+            (Limit::RequestBodyTime, 408),
+            (Limit::Buffer, 503),
         ];
         for (limit, status) in cases {
             assert_eq!(InvokeError::limit(limit, "x").status().as_u16(), status);

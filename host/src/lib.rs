@@ -34,7 +34,7 @@
 //! | `deploy/` | the deploy path: compile, artifact store, records, publish, release |
 //! | `observe/` | metrics, guest logs, usage metering |
 //! | `admin/` | the admin API as a service ([`AdminApi`]) |
-//! | `server.rs` | an HTTP/1.1 + HTTP/2 front door ([`serve`]) for either handler |
+//! | `server/` | an HTTP/1.1 + HTTP/2 front door ([`serve`]) for either handler, with connection bounds |
 //! | `registry.rs` | name → versions → traffic, read lock-free |
 //! | `error.rs` | errors and their one HTTP mapping |
 //!
@@ -63,9 +63,13 @@ pub use observe::metrics::{Metrics, resident_bytes};
 pub use request::VERSION_HEADER;
 pub use request::body::{BoxError, ResponseBody};
 pub use request::connection::ConnectionInfo;
+pub use request::pacing::{BodyPacing, DEFAULT_BODY_IDLE_TIMEOUT, DEFAULT_MIN_BODY_RATE};
 pub use runtime::engine::DEFAULT_MAX_INSTANCES;
 pub use runtime::function::IdleSandbox;
-pub use server::{Handler, ServerOptions, serve};
+pub use server::{
+    DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_IP,
+    DEFAULT_WRITE_TIMEOUT, Handler, ServerOptions, serve,
+};
 pub use wisp_spec as spec;
 pub use wisp_spec::api::{DeployReport, FunctionInfo, UsageReport, VersionSummary};
 pub use wisp_spec::settings::{RawSettings, Settings, SettingsError};

@@ -6,6 +6,10 @@
 //! LF. Anything else — no blank line, a line that is not `Name: value`, a bad
 //! status — is a [`CgiResponseError`], which the host answers with 502. Pure
 //! code over bytes: no wasmtime, so it is unit-tested and fuzzed directly.
+//!
+//! A guest's status must be final and in [`ALLOWED_STATUS`]: a 1xx would
+//! make the host send an interim or protocol-switching response (`101`) that
+//! the guest cannot follow through, and codes past 599 are not HTTP.
 
 use http::header::{CONTENT_TYPE, HeaderName, HeaderValue, LOCATION};
 use http::{HeaderMap, StatusCode};
@@ -15,6 +19,9 @@ pub const DEFAULT_CONTENT_TYPE: &str = "text/plain; charset=utf-8";
 
 /// Largest header section accepted from a guest, in bytes.
 pub const MAX_HEADER_SECTION_BYTES: usize = 64 * 1024;
+
+/// The status codes a guest's `Status:` may name: final ones only.
+pub const ALLOWED_STATUS: std::ops::RangeInclusive<u16> = 200..=599;
 
 /// The head of a parsed CGI response; the body is `output[body_start..]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,9 +59,15 @@ pub enum CgiResponseError {
         /// 1-based line number.
         line: usize,
     },
-    /// `Status:` is not a three-digit code from 100 to 999.
+    /// `Status:` does not start with a number.
     #[error("CGI `Status` header `{0}` is not a valid status code")]
     InvalidStatus(String),
+    /// `Status:` names a number that is not three digits in [`ALLOWED_STATUS`]
+    /// (a 1xx, or out of range); holds the number as the guest wrote it.
+    #[error(
+        "CGI status `{0}` is not allowed: a CGI response must have a final status between 200 and 599"
+    )]
+    StatusNotAllowed(String),
 }
 
 /// Headers a guest may not set: the host frames the body itself.
@@ -132,10 +145,22 @@ pub fn parse(output: &[u8]) -> Result<CgiHead, CgiResponseError> {
 fn parse_status(value: &[u8]) -> Result<StatusCode, CgiResponseError> {
     let invalid = || CgiResponseError::InvalidStatus(String::from_utf8_lossy(value).into_owned());
     let code = value.split(|&b| b == b' ').next().ok_or_else(invalid)?;
-    if code.len() != 3 {
+    if code.is_empty() || !code.iter().all(u8::is_ascii_digit) {
         return Err(invalid());
     }
-    StatusCode::from_bytes(code).map_err(|_| invalid())
+    let not_allowed = || CgiResponseError::StatusNotAllowed(String::from_utf8_lossy(code).into());
+    // Three digits, as RFC 3875 §6.3.3 says: no leading zero (`0200`) passes,
+    // and the fold below cannot overflow.
+    if code.len() != 3 {
+        return Err(not_allowed());
+    }
+    let number = code
+        .iter()
+        .fold(0u16, |n, digit| n * 10 + u16::from(digit - b'0'));
+    if !ALLOWED_STATUS.contains(&number) {
+        return Err(not_allowed());
+    }
+    StatusCode::from_u16(number).map_err(|_| not_allowed())
 }
 
 #[cfg(test)]
@@ -168,6 +193,39 @@ mod tests {
         let head = parse(b"Status: 404 Not Found\nContent-Type: text/plain\n\nnope").unwrap();
         assert_eq!(head.status, StatusCode::NOT_FOUND);
         assert!(!head.headers.contains_key("status"));
+    }
+
+    #[test]
+    fn interim_and_out_of_range_statuses_are_refused() {
+        for code in [
+            "100", "101", "103", "199", "600", "999", "99", "42", "0200", "1000",
+        ] {
+            let out = format!("Status: {code} Whatever\nContent-Type: text/plain\n\nbody");
+            assert_eq!(
+                parse(out.as_bytes()),
+                Err(CgiResponseError::StatusNotAllowed(code.to_owned())),
+                "{code}"
+            );
+        }
+    }
+
+    #[test]
+    fn refused_status_message_names_the_status_and_the_range() {
+        let error = parse(b"Status: 101 Switching Protocols\nUpgrade: websocket\n\n").unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "CGI status `101` is not allowed: \
+             a CGI response must have a final status between 200 and 599"
+        );
+    }
+
+    #[test]
+    fn final_statuses_at_both_ends_of_the_range_are_kept() {
+        assert_eq!(parse(b"Status: 200\n\n").unwrap().status, StatusCode::OK);
+        assert_eq!(parse(b"Status: 599 Odd\n\n").unwrap().status.as_u16(), 599);
+        let redirect = parse(b"Status: 301\nLocation: /new\n\n").unwrap();
+        assert_eq!(redirect.status, StatusCode::MOVED_PERMANENTLY);
+        assert_eq!(redirect.headers["location"], "/new");
     }
 
     #[test]
@@ -211,7 +269,7 @@ mod tests {
             Err(CgiResponseError::InvalidStatus(_))
         ));
         assert!(matches!(
-            parse(b"Status: 42\n\n"),
+            parse(b"Status: 4x2\n\n"),
             Err(CgiResponseError::InvalidStatus(_))
         ));
         assert_eq!(

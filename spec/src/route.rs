@@ -11,7 +11,8 @@ use std::fmt;
 pub const MAX_ROUTE_LEN: usize = 256;
 
 /// A validated route prefix: starts with `/`, no trailing `/` (except the
-/// root route itself), no empty, `.` or `..` segments, no query or fragment.
+/// root route itself), no empty, `.` or `..` segments, no percent-encoding,
+/// no query or fragment.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Route(String);
 
@@ -31,8 +32,10 @@ impl RouteError {
 }
 
 impl Route {
-    /// Parses what a user typed into a route. A trailing `/` is dropped, so
-    /// `/hello/` and `/hello` are the same route.
+    /// Parses what a user typed into a route. One trailing `/` is dropped, so
+    /// `/hello/` and `/hello` are the same route; anything else that is not
+    /// already canonical (`//`, `/a//b`, `/%2F`) is refused rather than
+    /// rewritten, so the route shown back is the route typed.
     pub fn parse(raw: &str) -> Result<Route, RouteError> {
         let fail = |reason| RouteError {
             route: raw.to_owned(),
@@ -44,16 +47,23 @@ impl Route {
         if !raw.starts_with('/') {
             return Err(fail("it must start with `/`, e.g. `/hello`"));
         }
+        // Routes match the raw request path, so `/a%2Fb` could never match
+        // `/a/b`; name the cause rather than the `%`.
+        if raw.contains('%') {
+            return Err(fail(
+                "percent-encoded characters such as `%2F` are not allowed",
+            ));
+        }
         let allowed = |c: char| c.is_ascii_alphanumeric() || "/-_.~".contains(c);
         if !raw.chars().all(allowed) {
             return Err(fail(
                 "only letters, digits, `/`, `-`, `_`, `.` and `~` are allowed",
             ));
         }
-        let trimmed = raw.trim_end_matches('/');
-        if trimmed.is_empty() {
+        if raw == "/" {
             return Ok(Route("/".to_owned()));
         }
+        let trimmed = raw.strip_suffix('/').unwrap_or(raw);
         for segment in trimmed[1..].split('/') {
             match segment {
                 "" => return Err(fail("it has an empty segment (`//`)")),
@@ -175,7 +185,25 @@ mod tests {
     #[test]
     fn trailing_slash_is_ignored() {
         assert_eq!(Route::parse("/hello/").unwrap().as_str(), "/hello");
-        assert_eq!(Route::parse("///").unwrap().as_str(), "/");
+        assert_eq!(Route::parse("/a/b/").unwrap().as_str(), "/a/b");
+        assert_eq!(Route::parse("/").unwrap().as_str(), "/");
+    }
+
+    #[test]
+    fn percent_encoded_slash_is_rejected() {
+        for raw in ["/%2F", "/%2f", "/a%2Fb", "/a/%2F/b", "/%41"] {
+            let err = Route::parse(raw).unwrap_err();
+            assert!(err.reason().contains("percent-encoded"), "{raw}: {err}");
+            assert!(err.to_string().contains(raw), "{raw}: {err}");
+        }
+    }
+
+    #[test]
+    fn empty_segments_are_rejected() {
+        for raw in ["//", "///", "/a//b", "/a//", "//a", "/a///"] {
+            let err = Route::parse(raw).unwrap_err();
+            assert!(err.reason().contains("empty segment"), "{raw}: {err}");
+        }
     }
 
     #[test]

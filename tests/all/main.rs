@@ -9,6 +9,7 @@ mod blast;
 mod core;
 mod crash;
 mod embed;
+mod hardening;
 mod isolation;
 mod languages;
 mod library;

@@ -50,10 +50,36 @@ impl Wisp {
         Wisp::start_in(data, args.iter().map(|s| (*s).to_owned()).collect(), env)
     }
 
+    /// Starts a server with extra flags whose process may open at most
+    /// `files` files (soft and hard `RLIMIT_NOFILE`, set by `sh`'s `ulimit`).
+    pub fn start_with_file_limit(args: &[&str], files: u32) -> Wisp {
+        let data = tempfile::tempdir().expect("temp dir");
+        let mut command = Command::new("sh");
+        command.args([
+            "-c",
+            &format!("ulimit -n {files} && exec \"$0\" \"$@\""),
+            WISP,
+        ]);
+        Wisp::launch(
+            command,
+            data,
+            args.iter().map(|s| (*s).to_owned()).collect(),
+            &[],
+        )
+    }
+
     fn start_in(data: TempDir, args: Vec<String>, env: &[(&str, &str)]) -> Wisp {
+        Wisp::launch(Command::new(WISP), data, args, env)
+    }
+
+    fn launch(
+        mut command: Command,
+        data: TempDir,
+        args: Vec<String>,
+        env: &[(&str, &str)],
+    ) -> Wisp {
         let log = data.path().join(format!("serve-{}.log", fastrand_suffix()));
         let stderr = std::fs::File::create(&log).expect("log file");
-        let mut command = Command::new(WISP);
         command
             .arg("serve")
             .args([

@@ -12,8 +12,30 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use wisp_host::{AdminApi, DeployRequest, Host, HostConfig, ServerOptions};
+use std::time::Duration;
+use wisp_host::{AdminApi, BodyPacing, DeployRequest, Host, HostConfig, ServerOptions};
 use wisp_spec::manifest::Manifest;
+
+/// Open connections the admin listener holds at most.
+const ADMIN_MAX_CONNECTIONS: usize = 64;
+
+/// A size that may be zero (`0` turns the bound off).
+fn parse_size_or_zero(text: &str) -> Result<u64, String> {
+    if text.trim() == "0" {
+        return Ok(0);
+    }
+    parse_size_flag(text)
+}
+
+/// A count of at least one.
+fn parse_at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!(
+            "expected a whole number of at least 1, got `{text}`"
+        )),
+    }
+}
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -53,9 +75,36 @@ pub(crate) struct Serve {
     /// or is the rollback target; older ones are garbage-collected.
     #[arg(long, default_value_t = wisp_host::DEFAULT_KEEP_VERSIONS, value_name = "N", value_parser = parse_keep_versions)]
     keep_versions: usize,
-    /// Time a client has to send its request headers (e.g. `10s`).
+    /// Time a client has to send its request headers, and a new connection
+    /// its first request (e.g. `10s`).
     #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_duration_flag)]
-    header_timeout: std::time::Duration,
+    header_timeout: Duration,
+    /// Time a connection with no request open is kept (HTTP/1 keep-alive
+    /// and HTTP/2 alike).
+    #[arg(long, default_value = "60s", value_name = "DURATION", value_parser = parse_duration_flag)]
+    idle_timeout: Duration,
+    /// Time a response may wait for its client to read before the
+    /// connection is closed.
+    #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = parse_duration_flag)]
+    write_timeout: Duration,
+    /// Longest pause in a request body before it gets `408`.
+    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_duration_flag)]
+    body_timeout: Duration,
+    /// Lowest average rate of a request body once it has taken longer than
+    /// `--body-timeout`, per second (e.g. `1KiB`; `0` turns it off).
+    #[arg(long, default_value = "1KiB", value_name = "SIZE", value_parser = parse_size_or_zero)]
+    min_body_rate: u64,
+    /// Open connections on the public listener at most (never more than
+    /// half the open-file limit).
+    #[arg(long, default_value_t = wisp_host::DEFAULT_MAX_CONNECTIONS, value_name = "N", value_parser = parse_at_least_one)]
+    max_connections: usize,
+    /// Open connections on the public listener from one IP address at most.
+    #[arg(long, default_value_t = wisp_host::DEFAULT_MAX_CONNECTIONS_PER_IP, value_name = "N", value_parser = parse_at_least_one)]
+    max_connections_per_ip: usize,
+    /// Bytes of request bodies held in memory at once (CGI bodies are read
+    /// whole); default: an eighth of physical memory.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size_flag)]
+    max_buffered: Option<u64>,
     /// Deploy the functions of this manifest (building them first) at start.
     #[arg(long, value_name = "FILE")]
     manifest: Option<PathBuf>,
@@ -99,13 +148,19 @@ impl Serve {
             None => None,
         };
         init_logging(self.log_format);
+        let defaults = HostConfig::default();
         let config = HostConfig {
             data_dir: self.data_dir.clone(),
             max_upload_bytes: self.max_upload,
             max_instances: self.max_instances,
             keep_versions: self.keep_versions,
             access_log: self.access_log,
-            ..HostConfig::default()
+            body_pacing: BodyPacing {
+                idle: self.body_timeout,
+                min_bytes_per_sec: self.min_body_rate,
+            },
+            max_buffered_bytes: self.max_buffered.unwrap_or(defaults.max_buffered_bytes),
+            ..defaults
         };
         let (host, problems) = Host::start(config).await?;
         if !problems.is_empty() {
@@ -135,7 +190,18 @@ impl Serve {
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let options = ServerOptions {
             header_read_timeout: self.header_timeout,
+            idle_timeout: self.idle_timeout,
+            write_timeout: self.write_timeout,
+            max_connections: self.max_connections,
+            max_connections_per_ip: self.max_connections_per_ip,
             ..ServerOptions::default()
+        };
+        // The admin API has few clients: its own small caps keep it
+        // answering when the public listener is flooded.
+        let admin_options = ServerOptions {
+            max_connections: ADMIN_MAX_CONNECTIONS,
+            max_connections_per_ip: ADMIN_MAX_CONNECTIONS,
+            ..options.clone()
         };
         let public_host = host.clone();
         let public_handler: wisp_host::Handler = Arc::new(move |request| {
@@ -149,7 +215,12 @@ impl Serve {
             options.clone(),
             stopped.clone(),
         ));
-        let admin_task = tokio::spawn(wisp_host::serve(admin, admin_handler, options, stopped));
+        let admin_task = tokio::spawn(wisp_host::serve(
+            admin,
+            admin_handler,
+            admin_options,
+            stopped,
+        ));
         wait_for_shutdown_signal().await;
         tracing::info!("shutting down: no new connections; finishing requests in flight");
         let _ = stop.send(true);

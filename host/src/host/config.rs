@@ -4,6 +4,7 @@
 //! unit. Problems with single stored functions are [`LoadProblem`]s, reported
 //! and never fatal; only an unusable engine or data dir stops a start.
 
+use crate::request::pacing::BodyPacing;
 use crate::runtime::engine;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -34,6 +35,12 @@ pub struct HostConfig {
     pub keep_versions: usize,
     /// Log one access line per request (target `wisp::access`).
     pub access_log: bool,
+    /// How fast a request body must arrive (else `408`).
+    pub body_pacing: BodyPacing,
+    /// Bytes of request bodies held in memory at once across all requests
+    /// (CGI bodies are read whole before the guest runs); past it, `503`.
+    /// Default: an eighth of physical memory.
+    pub max_buffered_bytes: u64,
 }
 
 impl Default for HostConfig {
@@ -46,6 +53,8 @@ impl Default for HostConfig {
             queue_timeout: limits::DEFAULT_QUEUE_TIMEOUT,
             keep_versions: DEFAULT_KEEP_VERSIONS,
             access_log: true,
+            body_pacing: BodyPacing::default(),
+            max_buffered_bytes: crate::request::buffers::default_budget(),
         }
     }
 }

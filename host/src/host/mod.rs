@@ -19,6 +19,7 @@ use crate::observe::logs::LogBook;
 use crate::observe::meter::Meter;
 use crate::observe::metrics::Metrics;
 use crate::registry::Registry;
+use crate::request::buffers::BufferBudget;
 use crate::request::slots::HostSlots;
 use crate::runtime::engine::{self, EngineOptions, EpochTicker};
 use crate::runtime::function::{self, IdleSandbox, Linkers, LoadedCode};
@@ -42,6 +43,7 @@ pub(crate) struct HostInner {
     pub(crate) registry: Registry,
     pub(crate) metrics: Metrics,
     pub(crate) slots: HostSlots,
+    pub(crate) buffers: Arc<BufferBudget>,
     /// Serializes changes to the deployed set (record writes and publishing;
     /// never compiling). Requests never take it.
     pub(crate) writer: tokio::sync::Mutex<()>,
@@ -87,6 +89,7 @@ impl Host {
         let stored = records.load_all().map_err(|e| data_error(e.to_string()))?;
         let metrics = Metrics::new();
         let slots = HostSlots::new(config.max_instances, &metrics);
+        let buffers = BufferBudget::new(config.max_buffered_bytes, metrics.buffered().clone());
         let host = Host {
             inner: Arc::new(HostInner {
                 config,
@@ -98,6 +101,7 @@ impl Host {
                 registry: Registry::default(),
                 metrics,
                 slots,
+                buffers,
                 writer: tokio::sync::Mutex::new(()),
                 pending: Pending::default(),
                 per_function: PerFunction::default(),

@@ -64,6 +64,7 @@ pub struct Metrics {
     compilations: Counter,
     compile_seconds: Histogram,
     slots_in_use: Gauge,
+    buffered: Gauge,
     /// Every (function, version) with series, so they can be dropped.
     versions: Mutex<BTreeSet<(String, u32)>>,
 }
@@ -96,6 +97,7 @@ impl Metrics {
         let compilations = Counter::default();
         let compile_seconds = compile_histogram();
         let slots_in_use = Gauge::default();
+        let buffered = Gauge::default();
         registry.register(
             "requests",
             "Requests served, by function, version and status class",
@@ -161,6 +163,11 @@ impl Metrics {
             "Instance slots held by running requests",
             slots_in_use.clone(),
         );
+        registry.register(
+            "request_buffer_bytes",
+            "Bytes of request bodies and guest output the host holds in memory for requests",
+            buffered.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -176,6 +183,7 @@ impl Metrics {
             compilations,
             compile_seconds,
             slots_in_use,
+            buffered,
             versions: Mutex::new(BTreeSet::new()),
         }
     }
@@ -212,6 +220,11 @@ impl Metrics {
     /// The instance-slot gauge.
     pub fn slots_in_use(&self) -> &Gauge {
         &self.slots_in_use
+    }
+
+    /// The gauge of bytes held in memory for requests.
+    pub(crate) fn buffered(&self) -> &Gauge {
+        &self.buffered
     }
 
     /// Resolves the series of one function version.
@@ -321,7 +334,7 @@ pub struct FunctionMetrics {
     latency: Histogram,
     instantiate: Histogram,
     in_flight: Gauge,
-    breaches: [Counter; 6],
+    breaches: [Counter; 8],
     guest_seconds: Counter<f64, AtomicU64>,
     guest_cpu_seconds: Counter<f64, AtomicU64>,
     fuel: Counter,

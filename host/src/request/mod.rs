@@ -1,15 +1,18 @@
-//! The request path: route → pick a version → take slots → run the guest in
-//! a fresh sandbox → answer.
+//! The request path: route → pick a version → (read a CGI body) → take
+//! slots → run the guest in a fresh sandbox → answer.
 //!
 //! [`Host::handle`] is what the public listener (or an embedder) calls for
 //! every request. Routing reads the registry's snapshot without a lock; the
-//! only waits are for concurrency slots. Every failure becomes one JSON error
-//! response; the access log and the per-version metrics are written here and
-//! nowhere else.
+//! only waits are for the request body (paced, see [`pacing`]) and for
+//! concurrency slots, which are taken only when the guest is about to run.
+//! Every failure becomes one JSON error response; the access log and the
+//! per-version metrics are written here and nowhere else.
 
 pub(crate) mod access_log;
 pub mod body;
+pub(crate) mod buffers;
 pub mod connection;
+pub mod pacing;
 pub(crate) mod slots;
 pub(crate) mod trace;
 
@@ -23,7 +26,9 @@ use bytes::Bytes;
 use connection::ConnectionInfo;
 use http::{HeaderName, HeaderValue};
 use http_body_util::BodyExt;
+use pacing::PacedBody;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 use trace::{REQUEST_ID_HEADER, RequestTrace};
 
@@ -47,7 +52,20 @@ impl Host {
         };
         let Some((entry, path_info)) = routed else {
             self.inner.metrics.record_unrouted();
-            return error_response(&InvokeError::NoRoute(request.uri().path().to_owned()));
+            let response = error_response(&InvokeError::NoRoute(request.uri().path().to_owned()));
+            if self.inner.config.access_log {
+                AccessRecord {
+                    method: request.method().clone(),
+                    path: request.uri().path().to_owned(),
+                    status: response.status(),
+                    started: Instant::now(),
+                    served_by: None,
+                    trace: Arc::default(),
+                    request_id: Arc::from(trace::request_id(request.headers())),
+                }
+                .write_now();
+            }
+            return response;
         };
         self.dispatch(&entry, &path_info, request).await
     }
@@ -114,45 +132,54 @@ impl Host {
         let request_id: Arc<str> = Arc::from(id);
         let request_trace = Arc::new(RequestTrace::default());
         let method = request.method().clone();
+        let http1 = request.version() < http::Version::HTTP_2;
         let path = self
             .inner
             .config
             .access_log
             .then(|| request.uri().path().to_owned());
-        let acquired = self
-            .inner
-            .slots
-            .acquire(&function, self.inner.config.queue_timeout, started)
-            .await;
-        let result = match acquired {
-            Ok(permit) => {
-                let context = RequestContext {
-                    route: &entry.route,
-                    path_info,
-                    connection: request
-                        .extensions()
-                        .get::<ConnectionInfo>()
-                        .copied()
-                        .unwrap_or_default(),
-                    trace: &request_trace,
-                    request_id: &request_id,
-                };
-                let request = request.map(|body| body.map_err(Into::into).boxed_unsync());
-                function.invoke(request, context, permit).await
-            }
-            Err(e) => {
-                // Never ran: its duration ends with this answer.
-                metrics.record_duration(started.elapsed());
-                Err(e)
-            }
+        let body_too_slow = Arc::new(AtomicBool::new(false));
+        let connection = request
+            .extensions()
+            .get::<ConnectionInfo>()
+            .copied()
+            .unwrap_or_default();
+        let pacing = self.inner.config.body_pacing;
+        let request = request.map(|body| {
+            PacedBody::new(
+                body.map_err(Into::into).boxed_unsync(),
+                pacing,
+                body_too_slow.clone(),
+            )
+            .boxed_unsync()
+        });
+        let context = RequestContext {
+            route: &entry.route,
+            path_info,
+            connection,
+            trace: &request_trace,
+            request_id: &request_id,
+            ticket: self
+                .inner
+                .slots
+                .ticket(&function, self.inner.config.queue_timeout, started),
+            body_too_slow: &body_too_slow,
+            buffers: &self.inner.buffers,
         };
-        let mut response = match result {
+        let mut response = match function.invoke(request, context).await {
             Ok(response) => response,
             Err(error) => {
                 if let InvokeError::LimitExceeded { limit, .. } = &error {
                     metrics.record_breach(*limit);
                 }
-                error_response(&error)
+                let mut response = error_response(&error);
+                if http1 && error.status() == http::StatusCode::REQUEST_TIMEOUT {
+                    // The rest of a too-slow body is not worth waiting for.
+                    response
+                        .headers_mut()
+                        .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+                }
+                response
             }
         };
         metrics.record_status(response.status());
@@ -161,20 +188,21 @@ impl Host {
         if let Some(value) = id_header {
             headers.insert(REQUEST_ID_HEADER, value);
         }
-        if let Some(path) = path {
-            AccessRecord {
-                method: &method,
-                path: &path,
-                status: response.status(),
-                elapsed: started.elapsed(),
-                function: &function.name,
-                version: function.version,
-                trace: &request_trace,
-                request_id: &request_id,
+        match path {
+            Some(path) => {
+                let record = AccessRecord {
+                    method,
+                    path,
+                    status: response.status(),
+                    started,
+                    served_by: Some((function.name.clone(), function.version)),
+                    trace: request_trace,
+                    request_id,
+                };
+                response.map(|body| record.write_when_sent(body))
             }
-            .write();
+            None => response,
         }
-        response
     }
 }
 

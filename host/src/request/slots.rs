@@ -2,10 +2,13 @@
 //!
 //! A request runs only while it holds a slot of its function (its
 //! `max-concurrency`) and one of the host (`max_instances`, the size of the
-//! instance pool). [`SlotPermit`] holds both for as long as the guest runs,
-//! which for a streaming component is until its response body is done. The
-//! same guard owns the request's in-flight gauge and its duration, so the
-//! three always agree:
+//! instance pool). Slots are taken only when the guest is about to run: a
+//! [`SlotTicket`] travels with the request until then (a CGI request first
+//! reads its body, holding no slot), and turns into a [`SlotPermit`] that
+//! holds both slots for as long as the guest runs, which for a streaming
+//! response is until its body is done. The ticket, then the permit, owns the
+//! request's duration, and the permit its in-flight gauge, so the three
+//! always agree:
 //!
 //! * `wisp_in_flight_requests` counts requests holding a slot: from the slot
 //!   taken to the guest's end;
@@ -37,13 +40,64 @@ impl HostSlots {
         }
     }
 
-    /// Takes a slot of `function` and one of the host, waiting up to `wait`
-    /// for each; `started` is when the request was routed.
-    pub(crate) async fn acquire(
+    /// A ticket for a request of `function` routed at `started`, waiting up
+    /// to `wait` for each slot.
+    pub(crate) fn ticket(
         &self,
         function: &Function,
         wait: Duration,
         started: Instant,
+    ) -> SlotTicket<'_> {
+        SlotTicket {
+            slots: self,
+            wait,
+            measure: Measure {
+                metrics: function.metrics().clone(),
+                started,
+            },
+        }
+    }
+}
+
+/// Records a request's duration when dropped: from routing to whenever the
+/// last holder lets go.
+struct Measure {
+    metrics: FunctionMetrics,
+    started: Instant,
+}
+
+impl Drop for Measure {
+    fn drop(&mut self) {
+        self.metrics.record_duration(self.started.elapsed());
+    }
+}
+
+/// The right to take a request's slots, not yet used. Dropped unused (the
+/// request failed before its guest ran), it ends the request's duration.
+pub struct SlotTicket<'a> {
+    slots: &'a HostSlots,
+    wait: Duration,
+    measure: Measure,
+}
+
+impl SlotTicket<'_> {
+    /// When the request was routed: its timeout counts from here.
+    pub fn started(&self) -> Instant {
+        self.measure.started
+    }
+
+    /// Takes a slot of `function` and one of the host.
+    pub async fn take(self, function: &Function) -> Result<SlotPermit, InvokeError> {
+        self.slots.acquire(function, self.wait, self.measure).await
+    }
+}
+
+impl HostSlots {
+    async fn acquire(
+        &self,
+        function: &Function,
+        wait: Duration,
+        measure: Measure,
     ) -> Result<SlotPermit, InvokeError> {
         let busy = |scope: &str| {
             InvokeError::limit(
@@ -57,15 +111,13 @@ impl HostSlots {
         let global = acquire(&self.slots, wait)
             .await
             .ok_or_else(|| busy("this host"))?;
-        let metrics = function.metrics().clone();
-        metrics.in_flight().inc();
+        measure.metrics.in_flight().inc();
         self.in_use.inc();
         Ok(SlotPermit {
             _local: local,
             _global: global,
             in_use: self.in_use.clone(),
-            metrics,
-            started,
+            measure,
         })
     }
 }
@@ -76,15 +128,13 @@ pub struct SlotPermit {
     _local: OwnedSemaphorePermit,
     _global: OwnedSemaphorePermit,
     in_use: Gauge,
-    metrics: FunctionMetrics,
-    started: Instant,
+    measure: Measure,
 }
 
 impl Drop for SlotPermit {
     fn drop(&mut self) {
         self.in_use.dec();
-        self.metrics.in_flight().dec();
-        self.metrics.record_duration(self.started.elapsed());
+        self.measure.metrics.in_flight().dec();
     }
 }
 

@@ -10,14 +10,16 @@ use crate::error::{DeployError, InvokeError};
 use crate::observe::meter::Meter;
 use crate::observe::metrics::FunctionMetrics;
 use crate::request::body::{RequestBody, ResponseBody};
+use crate::request::buffers::BufferBudget;
 use crate::request::connection::ConnectionInfo;
-use crate::request::slots::SlotPermit;
+use crate::request::slots::SlotTicket;
 use crate::request::trace::RequestTrace;
 use crate::runtime::abi::cgi::{self, CgiCall, CgiState};
 use crate::runtime::abi::http::{self, HttpCall, HttpState};
-use crate::runtime::abi::output::{OutputCapture, WhenFull};
+use crate::runtime::abi::output::OutputCapture;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use tokio::sync::Semaphore;
 use wasmtime::component::{Component, Linker as ComponentLinker};
 use wasmtime::{Engine, InstancePre, Linker, Module};
@@ -69,6 +71,12 @@ pub struct RequestContext<'a> {
     pub trace: &'a Arc<RequestTrace>,
     /// Its id.
     pub request_id: &'a Arc<str>,
+    /// Its concurrency slots, taken when the guest is about to run.
+    pub ticket: SlotTicket<'a>,
+    /// Set when its body arrived too slowly.
+    pub body_too_slow: &'a Arc<AtomicBool>,
+    /// The host's budget for buffered request bodies.
+    pub buffers: &'a Arc<BufferBudget>,
 }
 
 /// Compiled, pre-linked code, ready to instantiate. One is shared by every
@@ -134,7 +142,7 @@ impl LoadedCode {
         let fail = |e: wasmtime::Error| InvokeError::Internal(format!("{e:#}"));
         let store = match &self.0 {
             Code::Http(pre) => {
-                let sink = || OutputCapture::new(0, WhenFull::Drop);
+                let sink = || OutputCapture::new(0);
                 let mut store = http::new_store(
                     pre.engine(),
                     function.clone(),
@@ -234,13 +242,13 @@ impl Function {
         &self.slots
     }
 
-    /// Serves one request in a fresh sandbox. `permit` (the request's
-    /// concurrency slots) is held until the guest has finished.
+    /// Serves one request in a fresh sandbox. The request's concurrency
+    /// slots are taken when the guest is about to run and held until it has
+    /// finished.
     pub async fn invoke(
         &self,
         request: ::http::Request<RequestBody>,
         context: RequestContext<'_>,
-        permit: SlotPermit,
     ) -> Result<::http::Response<ResponseBody>, InvokeError> {
         let RequestContext {
             route,
@@ -248,9 +256,13 @@ impl Function {
             connection,
             trace,
             request_id,
+            ticket,
+            body_too_slow,
+            buffers,
         } = context;
         match &self.code.0 {
             Code::Http(pre) => {
+                let permit = ticket.take(self).await?;
                 let mut request = request;
                 // The part of the path after the route, as CGI's PATH_INFO:
                 // set by the host, never taken from the client.
@@ -268,12 +280,14 @@ impl Function {
                     trace: trace.clone(),
                     request_id: request_id.clone(),
                     permit,
+                    body_too_slow: body_too_slow.clone(),
                 };
                 http::invoke(call, request).await
             }
             Code::Cgi(pre) => {
                 let call = CgiCall {
                     pre,
+                    version: self,
                     function: &self.name,
                     settings: &self.settings,
                     route,
@@ -282,10 +296,11 @@ impl Function {
                     meter: &self.meter,
                     trace,
                     request_id,
+                    ticket,
+                    body_too_slow,
+                    buffers,
                 };
-                let response = cgi::invoke(call, request).await;
-                drop(permit);
-                response
+                cgi::invoke(call, request).await
             }
         }
     }

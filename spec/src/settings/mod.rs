@@ -31,8 +31,11 @@ pub struct RawSettings {
 }
 
 /// A setting that is wrong: which one, what was given, what is accepted.
+///
+/// Shown as ``invalid `NAME` value `VALUE`: expected …``, or, when the value
+/// is empty, ``no value given for `NAME`: expected …``, so a message never
+/// shows empty quotes.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid `{setting}` value `{value}`: expected {expected}")]
 pub struct SettingsError {
     /// The setting's name, e.g. `memory` (the flag is `--memory`).
     pub setting: String,
@@ -60,12 +63,55 @@ impl SettingsError {
         )
     }
 
+    /// A non-repeatable setting given again: `value` after `first`.
+    fn repeated(setting: &table::Setting, first: &str, value: &str) -> Self {
+        let repeatable = SETTINGS
+            .iter()
+            .filter(|s| s.repeatable())
+            .map(|s| format!("`{}`", s.name))
+            .collect::<Vec<_>>()
+            .join(", ");
+        SettingsError::new(
+            setting.name,
+            value,
+            format!(
+                "`{}` once, but it is already given as `{first}` (only {repeatable} may be repeated)",
+                setting.name
+            ),
+        )
+    }
+
     /// The same message with the setting written as a command-line flag.
     pub fn as_flag_message(&self) -> String {
-        format!(
-            "invalid value `{}` for `--{}`: expected {}",
-            self.value, self.setting, self.expected
-        )
+        if self.value.is_empty() {
+            format!(
+                "no value given for `--{}`: expected {}",
+                self.setting, self.expected
+            )
+        } else {
+            format!(
+                "invalid value `{}` for `--{}`: expected {}",
+                self.value, self.setting, self.expected
+            )
+        }
+    }
+}
+
+impl fmt::Display for SettingsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.value.is_empty() {
+            write!(
+                f,
+                "no value given for `{}`: expected {}",
+                self.setting, self.expected
+            )
+        } else {
+            write!(
+                f,
+                "invalid `{}` value `{}`: expected {}",
+                self.setting, self.value, self.expected
+            )
+        }
     }
 }
 
@@ -206,12 +252,10 @@ impl RawSettings {
     /// an error.
     pub fn add_once(&mut self, name: &str, value: String) -> Result<(), SettingsError> {
         let setting = table::setting(name).ok_or_else(|| SettingsError::unknown(name))?;
-        if !setting.repeatable() && self.values.contains_key(setting.name) {
-            return Err(SettingsError::new(
-                setting.name,
-                &value,
-                "the setting once, not repeated",
-            ));
+        if !setting.repeatable()
+            && let Some(first) = self.get(setting.name).first()
+        {
+            return Err(SettingsError::repeated(setting, first, &value));
         }
         self.set(name, value)
     }
@@ -309,21 +353,26 @@ impl Serialize for RawSettings {
     }
 }
 
-/// One setting's value as JSON or TOML gives it: text, a number, a list of
-/// either, or a table of `KEY = VALUE`.
+/// One setting's value as JSON or TOML gives it: a scalar, a list of them,
+/// or a table of `KEY = VALUE`.
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum Given {
-    Number(u64),
-    Text(String),
+    Scalar(Scalar),
     List(Vec<Scalar>),
     Table(BTreeMap<String, String>),
 }
 
+/// A scalar of any JSON or TOML type. Each is kept as its text, so a wrong one
+/// (`-1`, `1.5`, `true`) reaches validation and is quoted there, instead of
+/// failing here with a message that does not show it.
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum Scalar {
     Number(u64),
+    Signed(i64),
+    Float(f64),
+    Bool(bool),
     Text(String),
 }
 
@@ -331,6 +380,9 @@ impl Scalar {
     fn into_text(self) -> String {
         match self {
             Scalar::Number(n) => n.to_string(),
+            Scalar::Signed(n) => n.to_string(),
+            Scalar::Float(n) => n.to_string(),
+            Scalar::Bool(b) => b.to_string(),
             Scalar::Text(t) => t,
         }
     }
@@ -356,8 +408,7 @@ impl<'de> Deserialize<'de> for RawSettings {
                         )));
                     };
                     let values = match map.next_value::<Given>()? {
-                        Given::Number(n) => vec![n.to_string()],
-                        Given::Text(t) => vec![t],
+                        Given::Scalar(one) => vec![one.into_text()],
                         Given::List(items) => items.into_iter().map(Scalar::into_text).collect(),
                         Given::Table(pairs) if setting.form == Form::Pairs => {
                             pairs.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
@@ -369,7 +420,14 @@ impl<'de> Deserialize<'de> for RawSettings {
                         }
                     };
                     if values.len() > 1 && !setting.repeatable() {
-                        return Err(de::Error::custom(format!("`{name}` takes one value")));
+                        let given = values
+                            .iter()
+                            .map(|v| format!("`{v}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ");
+                        return Err(de::Error::custom(format!(
+                            "`{name}` takes one value, not a list ({given})"
+                        )));
                     }
                     raw.replace(setting.name, values)
                         .map_err(de::Error::custom)?;
@@ -445,6 +503,101 @@ mod tests {
         let err = RawSettings::from_query("memory=1MiB&memory=2MiB").unwrap_err();
         assert_eq!(err.setting, "memory");
         assert!(RawSettings::from_query("env=A=1&env=B=2").is_ok());
+    }
+
+    #[test]
+    fn a_repeated_parameter_is_named_with_both_values() {
+        let err = RawSettings::from_query("timeout=1s&timeout=2s").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid `timeout` value `2s`: expected `timeout` once, but it is already \
+             given as `1s` (only `env`, `dir`, `allow-outbound` may be repeated)"
+        );
+        let same = RawSettings::from_query("fuel=5&fuel=5").unwrap_err();
+        assert!(same.to_string().contains("already given as `5`"), "{same}");
+    }
+
+    #[test]
+    fn repeatable_settings_keep_every_value() {
+        let s = raw("env=A=1&env=B=2&dir=/tmp:/a&dir=/tmp:/b\
+                     &allow-outbound=https://a.example&allow-outbound=https://b.example")
+        .check()
+        .unwrap();
+        assert_eq!(s.env.len(), 2);
+        assert_eq!(s.dirs.len(), 2);
+        assert_eq!(s.allow_outbound.len(), 2);
+    }
+
+    #[test]
+    fn every_bad_value_is_quoted_as_typed() {
+        for query in [
+            "timeout=soon",
+            "timeout=0s",
+            "memory=0",
+            "memory=8GiB",
+            "max-concurrency=4294967296",
+            "max-concurrency=-3",
+            "max-request-body=lots",
+            "max-response-body=1 parsec",
+            "fuel=0",
+            "fuel=1.5",
+            "env=NOVALUE",
+            "dir=relative",
+            "allow-outbound=ftp://x",
+        ] {
+            let (_, typed) = query.split_once('=').unwrap();
+            let err = raw(query).check().unwrap_err();
+            assert!(
+                err.to_string().contains(&format!("value `{typed}`")),
+                "{err}"
+            );
+            let flag = err.as_flag_message();
+            assert!(flag.contains(&format!("value `{typed}` for `--")), "{flag}");
+        }
+    }
+
+    #[test]
+    fn concurrency_past_u32_gives_the_allowed_range() {
+        let err = raw("max-concurrency=4294967296").check().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid `max-concurrency` value `4294967296`: expected a whole number from 1 to 4294967295"
+        );
+        let zero = raw("max-concurrency=0").check().unwrap_err();
+        assert!(zero.to_string().contains("from 1 to 4294967295"), "{zero}");
+    }
+
+    #[test]
+    fn an_empty_value_is_called_missing_not_shown_as_empty_quotes() {
+        let err = raw("timeout=").check().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "no value given for `timeout`: expected {}",
+                crate::units::DURATION_FORMS
+            )
+        );
+        assert!(!err.as_flag_message().contains("``"), "{err}");
+    }
+
+    #[test]
+    fn json_values_of_the_wrong_type_are_quoted() {
+        for (json, typed) in [
+            (r#"{"max-concurrency": -1}"#, "-1"),
+            (r#"{"fuel": 1.5}"#, "1.5"),
+            (r#"{"memory": true}"#, "true"),
+            (r#"{"max-concurrency": 4294967296}"#, "4294967296"),
+        ] {
+            let raw = serde_json::from_str::<RawSettings>(json).unwrap();
+            let err = raw.check().unwrap_err();
+            assert!(err.to_string().contains(&format!("`{typed}`")), "{err}");
+        }
+        let list = serde_json::from_str::<RawSettings>(r#"{"memory": ["1MiB", "2MiB"]}"#);
+        let err = list.unwrap_err().to_string();
+        assert!(
+            err.contains("`memory`") && err.contains("`1MiB`, `2MiB`"),
+            "{err}"
+        );
     }
 
     #[test]

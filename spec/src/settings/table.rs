@@ -106,9 +106,7 @@ pub static SETTINGS: &[Setting] = &[
         example: "8",
         form: Form::Number,
         apply: |s, v| {
-            let n = positive(v)?;
-            s.limits.max_concurrency =
-                u32::try_from(n).map_err(|_| "a whole number from 1 to 4294967295".to_owned())?;
+            s.limits.max_concurrency = count(v, u32::MAX)?;
             Ok(())
         },
         show: |s| vec![s.limits.max_concurrency.to_string()],
@@ -147,7 +145,7 @@ pub static SETTINGS: &[Setting] = &[
         example: "50000000",
         form: Form::Number,
         apply: |s, v| {
-            s.limits.fuel = Some(positive(v)?);
+            s.limits.fuel = Some(count(v, u64::MAX)?);
             Ok(())
         },
         show: |s| s.limits.fuel.map(|f| f.to_string()).into_iter().collect(),
@@ -247,28 +245,38 @@ pub fn markdown_table() -> String {
     table
 }
 
+// Each `Err` below is the accepted form, range included: the caller quotes
+// the value as typed next to it.
+
 fn bounded_size(text: &str, max: u64) -> Result<u64, String> {
     match units::parse_size(text) {
         Some(b) if b > 0 && b <= max => Ok(b),
-        Some(b) if b > max => Err(format!("at most {}", units::format_size(max))),
-        _ => Err(units::SIZE_FORMS.to_owned()),
+        Some(_) if max == u64::MAX => Err("a size greater than 0".to_owned()),
+        Some(_) => Err(format!("a size from 1B to {}", units::format_size(max))),
+        None => Err(units::SIZE_FORMS.to_owned()),
     }
 }
 
 fn bounded_duration(text: &str, max: Duration) -> Result<Duration, String> {
     match units::parse_duration(text) {
         Some(d) if !d.is_zero() && d <= max => Ok(d),
-        Some(d) if d > max => Err(format!("at most {}", units::format_duration(max))),
-        _ => Err(units::DURATION_FORMS.to_owned()),
+        Some(_) => Err(format!(
+            "a duration from 1ms to {}",
+            units::format_duration(max)
+        )),
+        None => Err(units::DURATION_FORMS.to_owned()),
     }
 }
 
-fn positive(text: &str) -> Result<u64, String> {
+/// A whole number from 1 to `max`; too large for `T` is out of range too, not
+/// a different error.
+fn count<T: TryFrom<u64> + Into<u64> + Copy>(text: &str, max: T) -> Result<T, String> {
     text.trim()
-        .parse()
+        .parse::<u64>()
         .ok()
-        .filter(|n| *n > 0)
-        .ok_or_else(|| "a whole number greater than 0".to_owned())
+        .filter(|n| (1..=max.into()).contains(n))
+        .and_then(|n| T::try_from(n).ok())
+        .ok_or_else(|| format!("a whole number from 1 to {}", max.into()))
 }
 
 #[cfg(test)]
@@ -289,6 +297,51 @@ mod tests {
             }
         }
         assert_eq!(crate::limits::DEFAULT_TIMEOUT, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn numbers_out_of_range_give_the_range() {
+        let mut settings = Settings::default();
+        let concurrency = setting("max-concurrency").unwrap();
+        for typed in ["4294967296", "0", "99999999999999999999", "-1", "eight"] {
+            assert_eq!(
+                concurrency.apply(&mut settings, typed),
+                Err("a whole number from 1 to 4294967295".to_owned()),
+                "{typed}"
+            );
+        }
+        assert_eq!(
+            setting("fuel").unwrap().apply(&mut settings, "0"),
+            Err("a whole number from 1 to 18446744073709551615".to_owned())
+        );
+    }
+
+    #[test]
+    fn sizes_and_durations_out_of_range_give_the_range() {
+        let mut settings = Settings::default();
+        let apply = |settings: &mut Settings, name: &str, typed: &str| {
+            setting(name).unwrap().apply(settings, typed).unwrap_err()
+        };
+        assert_eq!(
+            apply(&mut settings, "memory", "8GiB"),
+            "a size from 1B to 4GiB"
+        );
+        assert_eq!(
+            apply(&mut settings, "memory", "0"),
+            "a size from 1B to 4GiB"
+        );
+        assert_eq!(
+            apply(&mut settings, "max-request-body", "0"),
+            "a size greater than 0"
+        );
+        assert_eq!(
+            apply(&mut settings, "timeout", "2h"),
+            "a duration from 1ms to 1h"
+        );
+        assert_eq!(
+            apply(&mut settings, "timeout", "0s"),
+            "a duration from 1ms to 1h"
+        );
     }
 
     #[test]

@@ -9,6 +9,8 @@
 //! | `/big?kib=N` | writes a valid response with an N KiB body |
 //! | `/stderr?kib=N` | writes N KiB to stderr, then a valid response |
 //! | `/env` | prints every environment variable it sees |
+//! | `/status?code=N` | answers `Status: N Whatever` (N as given, e.g. `101` or `600`) |
+//! | `/headers` | prints each `HTTP_*` variable as `KEY=VALUE`, sorted |
 
 use std::hint::black_box;
 use std::io::Write;
@@ -21,6 +23,10 @@ fn main() {
         .find_map(|p| p.strip_prefix("kib="))
         .and_then(|v| v.parse().ok())
         .unwrap_or(1);
+    let code = query
+        .split('&')
+        .find_map(|p| p.strip_prefix("code="))
+        .unwrap_or("200");
     let mut out = std::io::stdout().lock();
     match path.as_str() {
         "/malformed" => {
@@ -55,6 +61,29 @@ fn main() {
         "/env" => {
             let _ = write!(out, "Content-Type: text/plain\n\n");
             for (key, value) in std::env::vars() {
+                let _ = writeln!(out, "{key}={value}");
+            }
+        }
+        "/status" => {
+            let _ = write!(
+                out,
+                "Status: {code} Whatever\nContent-Type: text/plain\n\nstatus {code}\n"
+            );
+        }
+        "/headers" => {
+            let _ = write!(out, "Content-Type: text/plain\n\n");
+            // `vars_os`: `vars` would panic on a variable that is not UTF-8.
+            let mut headers: Vec<(String, String)> = std::env::vars_os()
+                .map(|(k, v)| {
+                    (
+                        k.to_string_lossy().into_owned(),
+                        v.to_string_lossy().into_owned(),
+                    )
+                })
+                .filter(|(k, _)| k.starts_with("HTTP_"))
+                .collect();
+            headers.sort();
+            for (key, value) in headers {
                 let _ = writeln!(out, "{key}={value}");
             }
         }

@@ -1,24 +1,45 @@
 //! Runs a WASI preview1 core module CGI-style (RFC 3875) for one request.
 //!
 //! The request becomes meta-variables in the environment ([`super::cgi_env`])
-//! and the body on stdin; the module's `_start` runs to completion; its stdout
-//! is parsed as a CGI response ([`super::cgi_response`]). CGI is not a
-//! streaming protocol, so the body is read (up to its cap) before the guest
-//! starts, and the response is sent once the guest exits.
+//! and the body on stdin; the module's `_start` runs; its stdout is parsed as
+//! a CGI response (`wisp_spec::cgi_response`).
+//!
+//! * The body is read whole before the guest starts (`CONTENT_LENGTH` must be
+//!   known), within the function's timeout, paced, charged to the host's
+//!   buffer budget, and holding no concurrency slot: slots are taken only
+//!   once the guest is about to run.
+//! * Stdout is a bounded pipe ([`super::cgi_stdout`]). A guest that exits
+//!   with its output inside one window gets the exact answer (an error
+//!   status if it failed). A guest that fills the window has its head
+//!   parsed and its body streamed as it writes, with backpressure: its
+//!   writes wait while the client is slow to read. If it then fails, the
+//!   response is cut off.
 
 use crate::error::{InvokeError, Limit};
 use crate::observe::meter::{CpuTimed, GuestCost, Meter};
-use crate::request::body::{LimitedBody, RequestBody, RequestBodyError, ResponseBody, full};
+use crate::request::body::{
+    BoxError, LimitedBody, RequestBody, RequestBodyError, ResponseBody, full,
+};
+use crate::request::buffers::{BufferBudget, BufferCharge};
 use crate::request::connection::ConnectionInfo;
+use crate::request::pacing::BodyTooSlow;
+use crate::request::slots::SlotTicket;
 use crate::request::trace::RequestTrace;
 use crate::runtime::abi::cgi_env;
+use crate::runtime::abi::cgi_stdout::StdoutPipe;
 use crate::runtime::abi::http::{GUEST_OUTPUT_CAP_BYTES, response_too_large};
-use crate::runtime::abi::output::{OutputCapture, WhenFull};
+use crate::runtime::abi::output::OutputCapture;
+use crate::runtime::function::Function;
 use crate::runtime::sandbox;
 use crate::runtime::sandbox::MemoryLimiter;
+use bytes::{Bytes, BytesMut};
+use http_body::{Body, Frame};
 use http_body_util::BodyExt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use wasmtime::{Engine, InstancePre, Linker, Store};
 use wasmtime_wasi::WasiCtxBuilder;
@@ -63,6 +84,8 @@ pub fn new_store(
 pub struct CgiCall<'a> {
     /// The pre-linked module.
     pub pre: &'a InstancePre<CgiState>,
+    /// The version being run (its slots are taken when the guest starts).
+    pub version: &'a Function,
     /// The function's name (`argv[0]`, and logs).
     pub function: &'a Arc<str>,
     /// Its settings.
@@ -76,10 +99,19 @@ pub struct CgiCall<'a> {
     /// Where the request's cost, metrics and logs go.
     pub meter: &'a Meter,
     /// The request's id and timings.
-    pub trace: &'a RequestTrace,
+    pub trace: &'a Arc<RequestTrace>,
     /// The request id.
-    pub request_id: &'a str,
+    pub request_id: &'a Arc<str>,
+    /// The request's slots, taken when the guest is about to run.
+    pub ticket: SlotTicket<'a>,
+    /// Set when the body arrived too slowly.
+    pub body_too_slow: &'a AtomicBool,
+    /// The host's budget for buffered request bodies.
+    pub buffers: &'a Arc<BufferBudget>,
 }
+
+/// A guest's whole run: instantiate, `_start`, account.
+type GuestRun = Pin<Box<dyn Future<Output = Result<(), InvokeError>> + Send>>;
 
 /// Runs `request` through a fresh instance of the module.
 pub async fn invoke(
@@ -87,27 +119,24 @@ pub async fn invoke(
     request: http::Request<RequestBody>,
 ) -> Result<http::Response<ResponseBody>, InvokeError> {
     let limits = &call.settings.limits;
+    let deadline = tokio::time::Instant::from_std(call.ticket.started() + limits.timeout);
     let (parts, body) = request.into_parts();
-    let body = LimitedBody::new(
-        body,
-        limits.max_request_body_bytes,
-        Arc::new(AtomicBool::new(false)),
-    )
-    .collect()
-    .await
-    .map_err(|e| match e {
-        RequestBodyError::TooLarge(_) => InvokeError::limit(
-            Limit::RequestBody,
-            format!(
-                "the request body exceeds the function's limit of {}",
-                units::format_size(limits.max_request_body_bytes)
-            ),
-        ),
-        RequestBodyError::Read(e) => {
-            InvokeError::Internal(format!("reading the request body failed: {e}"))
+    let mut charge = call.buffers.charge();
+    let body = match tokio::time::timeout_at(deadline, read_body(body, limits, &mut charge)).await {
+        Ok(Ok(body)) => body,
+        Ok(Err(error)) => return Err(error),
+        Err(_elapsed) => {
+            call.body_too_slow.store(true, Ordering::Relaxed);
+            return Err(InvokeError::limit(
+                Limit::RequestBodyTime,
+                format!(
+                    "the request body did not arrive within the function's time limit of {}",
+                    units::format_duration(limits.timeout)
+                ),
+            ));
         }
-    })?
-    .to_bytes();
+    };
+    let permit = call.ticket.take(call.version).await?;
 
     let mut env = cgi_env::meta_variables(
         &parts,
@@ -121,11 +150,12 @@ pub async fn invoke(
             env.push((key.clone(), value.clone()));
         }
     }
-    let stdout_cap = usize::try_from(limits.max_response_body_bytes)
-        .unwrap_or(usize::MAX)
-        .saturating_add(MAX_HEADER_SECTION_BYTES);
-    let stdout = OutputCapture::new(stdout_cap, WhenFull::Refuse);
-    let stderr = OutputCapture::new(GUEST_OUTPUT_CAP_BYTES, WhenFull::Drop);
+    let stdout = StdoutPipe::new(
+        limits
+            .max_response_body_bytes
+            .saturating_add(MAX_HEADER_SECTION_BYTES as u64),
+    );
+    let stderr = OutputCapture::new(GUEST_OUTPUT_CAP_BYTES);
     let mut wasi = sandbox::wasi_builder(call.settings)?;
     wasi.envs(&env)
         .arg(&**call.function)
@@ -134,57 +164,175 @@ pub async fn invoke(
         .stderr(stderr.clone());
     let mut store = new_store(call.pre.module().engine(), &mut wasi, limits)?;
 
-    let started = Instant::now();
-    let run = async {
-        let instance = call.pre.instantiate_async(&mut store).await?;
-        let instantiated = started.elapsed();
-        call.meter.metrics.record_instantiate(instantiated);
-        call.trace.set_instantiate(instantiated);
-        let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
-        start.call_async(&mut store, ()).await
-    };
-    let finished = tokio::time::timeout(limits.timeout, CpuTimed::new(run)).await;
-    let (result, cpu) = match finished {
-        Err(_elapsed) => (Err(None), Duration::ZERO),
-        Ok((result, cpu)) => (result.map_err(Some), cpu),
-    };
-    let cost = GuestCost {
-        wall: started.elapsed(),
-        cpu,
-        fuel: sandbox::fuel_used(&store, limits),
-        peak_memory_bytes: store.data().limiter.peak_bytes(),
-    };
-    call.meter
-        .finished(cost, call.request_id, b"", &stderr.contents());
-    match result {
-        Ok(()) => {}
-        Err(None) => return Err(sandbox::timeout_error(limits)),
-        Err(Some(error)) => {
-            if stdout.overflowed() {
-                return Err(response_too_large(limits.max_response_body_bytes));
-            }
-            if let Err(explained) =
-                sandbox::explain_failure(&error, store.data().limiter.was_hit(), limits)
-            {
-                sandbox::log_failure(call.function, call.request_id, &error, &stderr.contents());
-                return Err(explained);
+    let pre = call.pre.clone();
+    let function = call.function.clone();
+    let meter = call.meter.clone();
+    let trace = call.trace.clone();
+    let request_id = call.request_id.clone();
+    let task_limits = limits.clone();
+    let output = stdout.clone();
+    let mut guest: GuestRun = Box::pin(async move {
+        let _held = (permit, charge);
+        let started = Instant::now();
+        let run = async {
+            let instance = pre.instantiate_async(&mut store).await?;
+            let instantiated = started.elapsed();
+            meter.metrics.record_instantiate(instantiated);
+            trace.set_instantiate(instantiated);
+            let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
+            start.call_async(&mut store, ()).await
+        };
+        let finished = tokio::time::timeout_at(deadline, CpuTimed::new(run)).await;
+        let (result, cpu) = match finished {
+            Err(_elapsed) => (Err(None), Duration::ZERO),
+            Ok((result, cpu)) => (result.map_err(Some), cpu),
+        };
+        let cost = GuestCost {
+            wall: started.elapsed(),
+            cpu,
+            fuel: sandbox::fuel_used(&store, &task_limits),
+            peak_memory_bytes: store.data().limiter.peak_bytes(),
+        };
+        meter.finished(cost, &request_id, b"", &stderr.contents());
+        if output.overflowed() {
+            return Err(response_too_large(task_limits.max_response_body_bytes));
+        }
+        match result {
+            Ok(()) => Ok(()),
+            Err(None) => Err(sandbox::timeout_error(&task_limits)),
+            Err(Some(error)) => {
+                let explained =
+                    sandbox::explain_failure(&error, store.data().limiter.was_hit(), &task_limits);
+                if explained.is_err() {
+                    sandbox::log_failure(&function, &request_id, &error, &stderr.contents());
+                }
+                explained
             }
         }
-    }
-    if stdout.overflowed() {
-        return Err(response_too_large(limits.max_response_body_bytes));
-    }
-    let output = stdout.contents();
+    });
+
+    // Run the guest until it exits or fills the window.
+    let exited = std::future::poll_fn(|cx| match guest.as_mut().poll(cx) {
+        Poll::Ready(result) => Poll::Ready(Some(result)),
+        Poll::Pending if stdout.is_full() => Poll::Ready(None),
+        Poll::Pending => Poll::Pending,
+    })
+    .await;
+    let finished = match exited {
+        Some(result) => {
+            result?;
+            true
+        }
+        None => false,
+    };
+    let output = stdout.peek();
     let head = cgi_response::parse(&output).map_err(|e| {
         tracing::warn!(function = %call.function, error = %e, "invalid CGI response");
         InvokeError::BadCgiResponse(e.to_string())
     })?;
-    let body = output.slice(head.body_start..);
-    if body.len() as u64 > limits.max_response_body_bytes {
-        return Err(response_too_large(limits.max_response_body_bytes));
-    }
-    let mut response = http::Response::new(full(body));
+    let body = match finished {
+        true => full(output.slice(head.body_start..)),
+        false => {
+            let waker = futures_util::task::noop_waker();
+            let taken = stdout.poll_take(&mut Context::from_waker(&waker));
+            StreamedOutput {
+                first: Some(taken.slice(head.body_start..)),
+                pipe: stdout,
+                guest: Some(guest),
+                failed: None,
+            }
+            .boxed_unsync()
+        }
+    };
+    let mut response = http::Response::new(body);
     *response.status_mut() = head.status;
     *response.headers_mut() = head.headers;
     Ok(response)
+}
+
+/// Reads the whole request body, within its cap and the buffer budget.
+async fn read_body(
+    body: RequestBody,
+    limits: &Limits,
+    charge: &mut BufferCharge,
+) -> Result<Bytes, InvokeError> {
+    let mut body = LimitedBody::new(
+        body,
+        limits.max_request_body_bytes,
+        Arc::new(AtomicBool::new(false)),
+    );
+    let mut bytes = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| match e {
+            RequestBodyError::TooLarge(_) => InvokeError::limit(
+                Limit::RequestBody,
+                format!(
+                    "the request body exceeds the function's limit of {}",
+                    units::format_size(limits.max_request_body_bytes)
+                ),
+            ),
+            RequestBodyError::Read(e) if e.downcast_ref::<BodyTooSlow>().is_some() => {
+                InvokeError::limit(Limit::RequestBodyTime, e.to_string())
+            }
+            RequestBodyError::Read(e) => {
+                InvokeError::BadRequest(format!("reading the request body failed: {e}"))
+            }
+        })?;
+        if let Some(data) = frame.data_ref() {
+            charge.grow(data.len() as u64)?;
+            bytes.extend_from_slice(data);
+        }
+    }
+    Ok(bytes.freeze())
+}
+
+/// The rest of a CGI response, streamed from the guest's stdout as it runs.
+struct StreamedOutput {
+    first: Option<Bytes>,
+    pipe: StdoutPipe,
+    /// The guest, driven by this body; `None` once it has exited.
+    guest: Option<GuestRun>,
+    /// Why the guest failed, once known.
+    failed: Option<InvokeError>,
+}
+
+impl Body for StreamedOutput {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        if let Some(first) = this.first.take().filter(|b| !b.is_empty()) {
+            return Poll::Ready(Some(Ok(Frame::data(first))));
+        }
+        if let Some(guest) = &mut this.guest
+            && let Poll::Ready(result) = guest.as_mut().poll(cx)
+        {
+            this.guest = None;
+            this.failed = result.err();
+        }
+        let taken = this.pipe.poll_take(cx);
+        if !taken.is_empty() {
+            return Poll::Ready(Some(Ok(Frame::data(taken))));
+        }
+        if this.guest.is_some() {
+            return Poll::Pending;
+        }
+        match this.failed.take() {
+            Some(error) => {
+                tracing::warn!(error = %error, "a CGI function failed mid-response; cutting the response off");
+                Poll::Ready(Some(Err(Box::new(error))))
+            }
+            None => Poll::Ready(None),
+        }
+    }
+}
+
+impl Drop for StreamedOutput {
+    fn drop(&mut self) {
+        self.pipe.close_reader();
+    }
 }

@@ -4,6 +4,10 @@
 //! `REQUEST_METHOD`, `PATH_INFO`, `QUERY_STRING`, `CONTENT_TYPE`,
 //! `CONTENT_LENGTH`, `SERVER_NAME`, one `HTTP_*` per request header, and the
 //! rest of the standard set. Pure code: it turns request parts into pairs.
+//!
+//! Not every header is forwarded: credentials are withheld, `Proxy` would
+//! become `HTTP_PROXY` (httpoxy), and a name with `_` could pose as its `-`
+//! twin, since both map to the same variable.
 
 use crate::request::connection::ConnectionInfo;
 use http::request::Parts;
@@ -67,11 +71,7 @@ pub fn meta_variables(
         );
     }
     for name in parts.headers.keys() {
-        // Represented above, or not the guest's business (RFC 3875 §4.1.18).
-        if matches!(
-            name.as_str(),
-            "content-type" | "content-length" | "authorization" | "proxy-authorization"
-        ) {
+        if !forwards_as_meta_variable(name.as_str()) {
             continue;
         }
         let joined = parts
@@ -88,6 +88,24 @@ pub fn meta_variables(
         set(&var, joined);
     }
     vars
+}
+
+/// Whether the request header `name` (lowercase, as `http` stores it) becomes
+/// an `HTTP_*` meta-variable.
+fn forwards_as_meta_variable(name: &str) -> bool {
+    // Represented above, or not the guest's business (RFC 3875 §4.1.18).
+    let withheld = matches!(
+        name,
+        "content-type" | "content-length" | "authorization" | "proxy-authorization"
+    );
+    // `Proxy` would become `HTTP_PROXY`, which CGI programs and their HTTP
+    // clients read as the outbound proxy to use (httpoxy, CVE-2016-5385).
+    let httpoxy = name == "proxy";
+    // `X_Under` and `X-Under` both map to `HTTP_X_UNDER`; dropping names with
+    // an underscore (nginx's `underscores_in_headers off`) stops the first
+    // posing as the second, e.g. past a proxy that strips or sets `X-Under`.
+    let ambiguous = name.contains('_');
+    !(withheld || httpoxy || ambiguous)
 }
 
 fn strip_port(host: &str) -> &str {
@@ -171,6 +189,42 @@ mod tests {
         let v = vars(req, "/", "/", 0);
         assert_eq!(get(&v, "HTTP_ACCEPT"), Some("a, b"));
         assert_eq!(get(&v, "HTTP_AUTHORIZATION"), None);
+    }
+
+    #[test]
+    fn proxy_header_never_becomes_http_proxy() {
+        let req = http::Request::get("/")
+            .header("proxy", "http://attacker.example:8080")
+            .header("proxy-connection", "keep-alive")
+            .body(())
+            .unwrap();
+        let v = vars(req, "/", "/", 0);
+        assert_eq!(get(&v, "HTTP_PROXY"), None);
+        assert_eq!(get(&v, "HTTP_PROXY_CONNECTION"), Some("keep-alive"));
+    }
+
+    #[test]
+    fn header_with_underscore_cannot_pose_as_its_dashed_twin() {
+        let req = http::Request::get("/")
+            .header("x_under", "evil")
+            .body(())
+            .unwrap();
+        let v = vars(req, "/", "/", 0);
+        assert_eq!(get(&v, "HTTP_X_UNDER"), None);
+        assert!(v.iter().all(|(_, value)| value != "evil"));
+    }
+
+    #[test]
+    fn dashed_header_still_becomes_underscored_variable() {
+        let req = http::Request::get("/")
+            .header("x_under", "evil")
+            .header("x-under", "good")
+            .body(())
+            .unwrap();
+        let v = vars(req, "/", "/", 0);
+        let under: Vec<_> = v.iter().filter(|(n, _)| n == "HTTP_X_UNDER").collect();
+        assert_eq!(under.len(), 1);
+        assert_eq!(get(&v, "HTTP_X_UNDER"), Some("good"));
     }
 
     #[test]

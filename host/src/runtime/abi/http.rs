@@ -12,7 +12,7 @@ use crate::observe::meter::{CpuTimed, GuestCost, Meter};
 use crate::request::body::{BoxError, CappedBody, LimitedBody, RequestBody, ResponseBody};
 use crate::request::slots::SlotPermit;
 use crate::request::trace::RequestTrace;
-use crate::runtime::abi::output::{OutputCapture, WhenFull};
+use crate::runtime::abi::output::OutputCapture;
 use crate::runtime::sandbox;
 use crate::runtime::sandbox::MemoryLimiter;
 use http_body_util::BodyExt;
@@ -171,6 +171,8 @@ pub struct HttpCall {
     pub request_id: Arc<str>,
     /// Held until the guest finishes: its concurrency slots.
     pub permit: SlotPermit,
+    /// Set when the request body arrived too slowly.
+    pub body_too_slow: Arc<AtomicBool>,
 }
 
 /// Runs `request` through a fresh instance of the component.
@@ -187,6 +189,7 @@ pub async fn invoke(
         trace,
         request_id,
         permit,
+        body_too_slow,
     } = call;
     let limits = settings.limits.clone();
     let declared_length =
@@ -206,8 +209,8 @@ pub async fn invoke(
     let request = request
         .map(|body| LimitedBody::new(body, limits.max_request_body_bytes, too_large.clone()));
 
-    let stdout = OutputCapture::new(GUEST_OUTPUT_CAP_BYTES, WhenFull::Drop);
-    let stderr = OutputCapture::new(GUEST_OUTPUT_CAP_BYTES, WhenFull::Drop);
+    let stdout = OutputCapture::new(GUEST_OUTPUT_CAP_BYTES);
+    let stderr = OutputCapture::new(GUEST_OUTPUT_CAP_BYTES);
     let mut store = new_store(
         pre.engine(),
         function.clone(),
@@ -269,6 +272,9 @@ pub async fn invoke(
     });
 
     let (head, guest) = run_until_response(receiver, guest).await;
+    if body_too_slow.load(Ordering::Relaxed) {
+        return Err(body_too_slow_error());
+    }
     let response = match head {
         Head::Response(Ok(response)) => response,
         Head::Response(Err(code)) => {
@@ -394,6 +400,14 @@ fn request_too_large(limit: u64) -> InvokeError {
             "the request body exceeds the function's limit of {}",
             units::format_size(limit)
         ),
+    )
+}
+
+/// The error for a request whose body arrived too slowly.
+fn body_too_slow_error() -> InvokeError {
+    InvokeError::limit(
+        Limit::RequestBodyTime,
+        "the request body arrived too slowly (see the host's body pacing)",
     )
 }
 

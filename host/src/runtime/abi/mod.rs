@@ -10,5 +10,6 @@
 
 pub(crate) mod cgi;
 pub(crate) mod cgi_env;
+pub(crate) mod cgi_stdout;
 pub(crate) mod http;
 pub(crate) mod output;

@@ -1,10 +1,10 @@
-//! In-memory destinations for a guest's stdout and stderr, with byte caps.
+//! In-memory destinations for a guest's log output, with byte caps.
 //!
-//! [`OutputCapture`] is handed to WASI as a stdout/stderr stream. When it is
-//! full it either refuses further writes and remembers that (a CGI guest's
-//! stdout, which is its response: an overflow is a response-size breach) or
-//! keeps what it has and counts the rest as dropped (logs: a guest must never
-//! grow host memory by printing).
+//! [`OutputCapture`] is handed to WASI as a stdout/stderr stream whose bytes
+//! become the function's logs. When it is full it keeps what it has and
+//! counts the rest as dropped: a guest must never grow host memory by
+//! printing. (A CGI guest's stdout is its response, and goes through
+//! `cgi_stdout` instead.)
 
 use bytes::{Bytes, BytesMut};
 use std::pin::Pin;
@@ -14,21 +14,10 @@ use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
 
-/// What happens to writes past the cap.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WhenFull {
-    /// Fail the write and mark the capture as overflowed.
-    Refuse,
-    /// Accept the write, keep nothing of it, count its bytes as dropped.
-    Drop,
-}
-
 #[derive(Debug)]
 struct Buffer {
     bytes: BytesMut,
     cap: usize,
-    when_full: WhenFull,
-    overflowed: bool,
     dropped: u64,
 }
 
@@ -38,12 +27,10 @@ pub struct OutputCapture(Arc<Mutex<Buffer>>);
 
 impl OutputCapture {
     /// A capture holding at most `cap` bytes.
-    pub fn new(cap: usize, when_full: WhenFull) -> Self {
+    pub fn new(cap: usize) -> Self {
         OutputCapture(Arc::new(Mutex::new(Buffer {
             bytes: BytesMut::new(),
             cap,
-            when_full,
-            overflowed: false,
             dropped: 0,
         })))
     }
@@ -61,37 +48,21 @@ impl OutputCapture {
         self.lock().bytes.clone().freeze()
     }
 
-    /// True when a write was refused because the cap was reached.
-    pub fn overflowed(&self) -> bool {
-        self.lock().overflowed
-    }
-
     /// Bytes written past the cap and not kept.
     #[cfg(test)]
     fn dropped(&self) -> u64 {
         self.lock().dropped
     }
 
-    /// Appends `data`, honouring the cap; returns how many bytes were taken
-    /// (all of them, unless the write is refused).
-    fn append(&self, data: &[u8]) -> Result<usize, ()> {
+    /// Appends what fits of `data` under the cap and counts the rest as
+    /// dropped; every byte counts as written.
+    fn append(&self, data: &[u8]) -> usize {
         let mut buffer = self.lock();
         let room = buffer.cap.saturating_sub(buffer.bytes.len());
-        if data.len() <= room {
-            buffer.bytes.extend_from_slice(data);
-            return Ok(data.len());
-        }
-        match buffer.when_full {
-            WhenFull::Refuse => {
-                buffer.overflowed = true;
-                Err(())
-            }
-            WhenFull::Drop => {
-                buffer.bytes.extend_from_slice(&data[..room]);
-                buffer.dropped += (data.len() - room) as u64;
-                Ok(data.len())
-            }
-        }
+        let kept = data.len().min(room);
+        buffer.bytes.extend_from_slice(&data[..kept]);
+        buffer.dropped += (data.len() - kept) as u64;
+        data.len()
     }
 }
 
@@ -118,9 +89,8 @@ impl Pollable for OutputCapture {
 
 impl OutputStream for OutputCapture {
     fn write(&mut self, bytes: Bytes) -> Result<(), StreamError> {
-        self.append(&bytes).map(drop).map_err(|()| {
-            StreamError::LastOperationFailed(wasmtime::format_err!("output exceeds its size limit"))
-        })
+        self.append(&bytes);
+        Ok(())
     }
 
     fn flush(&mut self) -> Result<(), StreamError> {
@@ -128,12 +98,7 @@ impl OutputStream for OutputCapture {
     }
 
     fn check_write(&mut self) -> Result<usize, StreamError> {
-        let buffer = self.lock();
-        if buffer.when_full == WhenFull::Refuse && buffer.overflowed {
-            return Err(StreamError::Closed);
-        }
-        // Always accept a write: an overflow is detected (and reported) in
-        // `write`, which sees the real size.
+        // Always accept a write: what passes the cap is dropped in `write`.
         Ok(64 << 10)
     }
 }
@@ -144,10 +109,7 @@ impl AsyncWrite for OutputCapture {
         _cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Poll::Ready(
-            self.append(data)
-                .map_err(|()| std::io::Error::other("output exceeds its size limit")),
-        )
+        Poll::Ready(Ok(self.append(data)))
     }
 
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -164,20 +126,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn refusing_capture_marks_overflow() {
-        let out = OutputCapture::new(4, WhenFull::Refuse);
-        assert_eq!(out.append(b"abc"), Ok(3));
-        assert_eq!(out.append(b"de"), Err(()));
-        assert!(out.overflowed());
-        assert_eq!(&out.contents()[..], b"abc");
-    }
-
-    #[test]
     fn dropping_capture_keeps_the_head_and_counts_the_rest() {
-        let out = OutputCapture::new(4, WhenFull::Drop);
-        assert_eq!(out.append(b"abcdef"), Ok(6));
+        let out = OutputCapture::new(4);
+        assert_eq!(out.append(b"abcdef"), 6);
         assert_eq!(&out.contents()[..], b"abcd");
         assert_eq!(out.dropped(), 2);
-        assert!(!out.overflowed());
     }
 }

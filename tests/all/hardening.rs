@@ -1,0 +1,416 @@
+//! Hostile clients on real loopback sockets: slow bodies, idle HTTP/2
+//! connections, floods, slow readers of huge responses, and CGI edge cases.
+//! The host must keep serving everyone else, stay within its bounds, and
+//! tell the operator what happened. Every wait is bounded.
+
+use crate::support::{Wisp, send};
+use bytes::Bytes;
+use http::{Method, StatusCode};
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+use wisp_test_artifacts as artifacts;
+
+/// The HTTP/2 connection preface and an empty SETTINGS frame: a client that
+/// says it speaks HTTP/2, then opens no stream.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
+
+/// Reads until the server closes the stream or `limit` passes; true if it
+/// closed (EOF or reset).
+fn closed_within(stream: &mut TcpStream, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    let mut buffer = [0u8; 16 << 10];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        stream.set_read_timeout(Some(left)).unwrap();
+        match stream.read(&mut buffer) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                return false;
+            }
+            Err(_) => return true,
+        }
+    }
+}
+
+/// A GET on a fresh connection; what came back (empty if refused).
+fn raw_get(addr: SocketAddr, path: &str) -> String {
+    let Ok(mut stream) = TcpStream::connect(addr) else {
+        return String::new();
+    };
+    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    if stream.write_all(request.as_bytes()).is_err() {
+        return String::new();
+    }
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// Sum of a metric's series on the admin listener's `/metrics`.
+async fn metric_sum(wisp: &Wisp, name: &str) -> f64 {
+    let text = wisp.admin_get("/metrics").await.text();
+    let lines = text.lines().map(|l| Ok(l.to_owned()));
+    let scrape = prometheus_parse::Scrape::parse(lines).unwrap();
+    scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == name)
+        .map(|s| match s.value {
+            prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => 0.0,
+        })
+        .sum()
+}
+
+/// Polls `check` every 100 ms for up to `limit`.
+async fn eventually(limit: Duration, mut check: impl AsyncFnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+/// A client that sends a POST head announcing 1000 bytes, then one byte
+/// every 200 ms. Returns what the server answered and when, measured from
+/// the start.
+fn trickle(addr: SocketAddr, path: &str) -> std::thread::JoinHandle<(String, Duration)> {
+    let head = format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n");
+    std::thread::spawn(move || {
+        let started = Instant::now();
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream.write_all(head.as_bytes()).unwrap();
+        let mut reader = stream.try_clone().unwrap();
+        let read = std::thread::spawn(move || {
+            reader
+                .set_read_timeout(Some(Duration::from_secs(20)))
+                .unwrap();
+            let mut answer = Vec::new();
+            let _ = reader.read_to_end(&mut answer);
+            (
+                String::from_utf8_lossy(&answer).into_owned(),
+                started.elapsed(),
+            )
+        });
+        for _ in 0..100 {
+            if stream.write_all(b"x").is_err() || read.is_finished() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        read.join().unwrap()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn trickled_bodies_hold_no_slots_and_get_408_within_the_timeout() {
+    let wisp = Wisp::start_with(&["--max-instances", "4"]);
+    wisp.deploy_ok("hello", artifacts::HELLO_COMPONENT, "route=/hello")
+        .await;
+    wisp.deploy_ok(
+        "cgi",
+        artifacts::HOSTILE_CGI_MODULE,
+        "route=/cgi&timeout=2s",
+    )
+    .await;
+    let tricklers: Vec<_> = (0..4).map(|_| trickle(wisp.public, "/cgi/env")).collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for _ in 0..8 {
+        let response = wisp.get("/hello").await;
+        assert_eq!(response.status, StatusCode::OK, "{}", response.text());
+    }
+    for trickler in tricklers {
+        let (answer, after) = tokio::task::block_in_place(|| trickler.join().unwrap());
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(answer.contains("request-body-time"), "{answer}");
+        // Cut off by the function's 2 s timeout, not the 10 s body timeout.
+        assert!(after < Duration::from_secs(6), "cut off after {after:?}");
+    }
+    let response = wisp.get("/hello").await;
+    assert_eq!(response.status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_body_below_the_minimum_rate_gets_408() {
+    let wisp = Wisp::start_with(&["--body-timeout", "1s", "--min-body-rate", "1KiB"]);
+    wisp.deploy_ok(
+        "cgi",
+        artifacts::HOSTILE_CGI_MODULE,
+        "route=/cgi&timeout=60s",
+    )
+    .await;
+    // 5 bytes a second never pauses for 1 s, but is far below 1 KiB/s.
+    let (answer, after) =
+        tokio::task::block_in_place(|| trickle(wisp.public, "/cgi/env").join().unwrap());
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(after < Duration::from_secs(10), "cut off after {after:?}");
+    assert!(
+        eventually(Duration::from_secs(5), async || {
+            metric_sum(&wisp, "wisp_limit_breaches_total").await >= 1.0
+        })
+        .await,
+        "{}",
+        wisp.admin_get("/metrics").await.text()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_http2_connections_are_closed_and_admin_answers_under_a_flood() {
+    // 256 open files: the public listener may hold 128 connections.
+    let wisp = Wisp::start_with_file_limit(
+        &["--header-timeout", "1s", "--max-connections-per-ip", "1000"],
+        256,
+    );
+    wisp.deploy_ok("hello", artifacts::HELLO_COMPONENT, "route=/hello")
+        .await;
+    let mut flood: Vec<TcpStream> = tokio::task::block_in_place(|| {
+        (0..300)
+            .filter_map(|_| {
+                let mut stream = TcpStream::connect(wisp.public).ok()?;
+                stream.write_all(H2_PREFACE).ok()?;
+                Some(stream)
+            })
+            .collect()
+    });
+    let admin = tokio::time::timeout(Duration::from_secs(10), wisp.admin_get("/v1/functions"))
+        .await
+        .expect("the admin API stopped answering under the flood");
+    assert_eq!(admin.status, StatusCode::OK);
+    let still_open = tokio::task::block_in_place(|| {
+        flood
+            .iter_mut()
+            .map(|stream| closed_within(stream, Duration::from_secs(5)))
+            .filter(|closed| !closed)
+            .count()
+    });
+    assert_eq!(still_open, 0, "idle HTTP/2 connections were kept open");
+    let response = wisp.get("/hello").await;
+    assert_eq!(response.status, StatusCode::OK);
+    assert!(
+        !wisp.log().contains("Too many open files"),
+        "{}",
+        wisp.log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shutdown_closes_idle_connections_at_once() {
+    let mut wisp = Wisp::start();
+    let mut idle = TcpStream::connect(wisp.public).unwrap();
+    idle.write_all(H2_PREFACE).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let started = Instant::now();
+    let status = tokio::task::block_in_place(|| wisp.terminate());
+    assert!(status.success(), "{status:?}");
+    // The grace period (30 s) is for requests in flight, not idle clients.
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_address_cannot_hold_more_than_its_connections() {
+    let wisp = Wisp::start_with(&["--max-connections-per-ip", "3"]);
+    wisp.deploy_ok("hello", artifacts::HELLO_COMPONENT, "route=/hello")
+        .await;
+    let held: Vec<TcpStream> = (0..3)
+        .map(|_| TcpStream::connect(wisp.public).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut fourth = TcpStream::connect(wisp.public).unwrap();
+    let _ = fourth.write_all(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+    let refused =
+        tokio::task::block_in_place(|| closed_within(&mut fourth, Duration::from_secs(3)));
+    assert!(refused, "a fourth connection from one address was served");
+    drop(held);
+    assert!(
+        eventually(Duration::from_secs(5), async || {
+            tokio::task::block_in_place(|| {
+                raw_get(wisp.public, "/hello").starts_with("HTTP/1.1 200")
+            })
+        })
+        .await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_readers_of_huge_output_hold_bounded_memory_and_are_cut_off() {
+    let wisp = Wisp::start_with(&["--write-timeout", "2s"]);
+    wisp.deploy_ok(
+        "big",
+        artifacts::HOSTILE_CGI_MODULE,
+        "route=/big&timeout=60s",
+    )
+    .await;
+    // Warm up: one small request, so the baseline includes a loaded guest.
+    let warm = wisp.get("/big/big?kib=1").await;
+    assert_eq!(warm.status, StatusCode::OK);
+    let before = wisp.rss_bytes();
+    // Ten clients ask for 50 MiB each and never read a byte.
+    let readers: Vec<TcpStream> = (0..10)
+        .map(|_| {
+            let mut stream = TcpStream::connect(wisp.public).unwrap();
+            stream
+                .write_all(b"GET /big/big?kib=51200 HTTP/1.1\r\nHost: x\r\n\r\n")
+                .unwrap();
+            stream
+        })
+        .collect();
+    assert!(
+        eventually(Duration::from_secs(10), async || {
+            metric_sum(&wisp, "wisp_in_flight_requests").await >= 10.0
+        })
+        .await,
+        "the slow readers' requests are not visible as in flight"
+    );
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let grown = wisp.rss_bytes().saturating_sub(before);
+    assert!(
+        grown < 100 << 20,
+        "ten stalled 50 MiB responses grew the host by {} MiB",
+        grown >> 20
+    );
+    // The write timeout closes them, and their guests end with them.
+    assert!(
+        eventually(Duration::from_secs(15), async || {
+            metric_sum(&wisp, "wisp_in_flight_requests").await == 0.0
+        })
+        .await,
+        "stalled responses were never cut off"
+    );
+    drop(readers);
+    let log = wisp.log();
+    assert!(
+        log.lines().any(|l| l.contains("/big/big")
+            && l.contains("status=200")
+            && l.contains("outcome=\"aborted\"")),
+        "the access log does not show the cut-off responses as aborted:\n{log}"
+    );
+    let response = wisp.get("/big/big?kib=4").await;
+    assert_eq!(response.status, StatusCode::OK);
+    assert_eq!(response.body.len(), 4 << 10);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_complete_streamed_cgi_response_arrives_whole() {
+    let wisp = Wisp::start();
+    wisp.deploy_ok("big", artifacts::HOSTILE_CGI_MODULE, "route=/big")
+        .await;
+    // Far past one window: streamed as the guest writes.
+    let response = wisp.get("/big/big?kib=8192").await;
+    assert_eq!(response.status, StatusCode::OK);
+    assert_eq!(response.body.len(), 8 << 20);
+    assert!(response.body.iter().all(|b| *b == b'y'));
+    let log = wisp.log();
+    assert!(
+        log.lines().any(|l| l.contains("/big/big")
+            && l.contains("outcome=\"complete\"")
+            && l.contains("bytes_sent=8388608")),
+        "{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cgi_requests_cannot_smuggle_proxy_or_underscore_headers() {
+    let wisp = Wisp::start();
+    wisp.deploy_ok("hc", artifacts::HOSTILE_CGI_MODULE, "route=/hc")
+        .await;
+    let response = send(
+        Method::GET,
+        &wisp.url("/hc/headers"),
+        &[
+            ("proxy", "http://evil.example:3128"),
+            ("x_under", "evil"),
+            ("x-under", "good"),
+        ],
+        Bytes::new(),
+    )
+    .await;
+    assert_eq!(response.status, StatusCode::OK);
+    let text = response.text();
+    assert!(!text.contains("HTTP_PROXY="), "{text}");
+    assert!(!text.contains("evil"), "{text}");
+    assert_eq!(text.matches("HTTP_X_UNDER=").count(), 1, "{text}");
+    assert!(text.contains("HTTP_X_UNDER=good"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cgi_interim_or_out_of_range_statuses_are_bad_gateway() {
+    let wisp = Wisp::start();
+    wisp.deploy_ok("hc", artifacts::HOSTILE_CGI_MODULE, "route=/hc")
+        .await;
+    for code in ["100", "101", "103", "600", "99"] {
+        let response = wisp.get(&format!("/hc/status?code={code}")).await;
+        assert_eq!(
+            response.status,
+            StatusCode::BAD_GATEWAY,
+            "{code}: {}",
+            response.text()
+        );
+        let body = response.json();
+        assert_eq!(body["kind"], "bad-cgi-response");
+        assert!(body["error"].as_str().unwrap().contains(code), "{body}");
+    }
+    let fine = wisp.get("/hc/status?code=299").await;
+    assert_eq!(fine.status.as_u16(), 299);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unrouted_requests_get_an_access_log_line() {
+    let wisp = Wisp::start();
+    let response = wisp.get("/nowhere-at-all").await;
+    assert_eq!(response.status, StatusCode::NOT_FOUND);
+    assert!(
+        eventually(Duration::from_secs(5), async || {
+            wisp.log().lines().any(|l| {
+                l.contains("wisp::access")
+                    && l.contains("/nowhere-at-all")
+                    && l.contains("status=404")
+            })
+        })
+        .await,
+        "{}",
+        wisp.log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_routes_and_settings_are_refused_quoting_what_was_sent() {
+    let wisp = Wisp::start();
+    let wasm = std::fs::read(artifacts::HELLO_COMPONENT).unwrap();
+    for (query, needle) in [
+        ("route=/a&max-concurrency=4294967296", "4294967296"),
+        ("route=/%252F", "%2F"),
+        ("route=//", "//"),
+        ("route=/a//b", "//"),
+        ("route=/a&timeout=1s&timeout=2s", "timeout"),
+    ] {
+        let response = wisp.deploy("a", wasm.clone(), query).await;
+        assert_eq!(
+            response.status,
+            StatusCode::BAD_REQUEST,
+            "{query}: {}",
+            response.text()
+        );
+        let message = response.error();
+        assert!(
+            message.contains(needle),
+            "{query}: `{message}` should quote `{needle}`"
+        );
+    }
+    let listed = wisp.admin_get("/v1/functions").await.json();
+    assert_eq!(listed.as_array().map(Vec::len), Some(0), "{listed}");
+}
