@@ -16,3 +16,4 @@ mod operate;
 mod portability;
 mod support;
 mod upstream;
+mod versions;
