@@ -12,7 +12,9 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde::de::DeserializeOwned;
 use std::time::Duration;
-use wisp_spec::api::{DeployReport, ErrorBody, FunctionInfo, FunctionUsage, VersionSummary};
+use wisp_spec::api::{
+    DeployReport, ErrorBody, FunctionInfo, FunctionUsage, Retired, VersionSummary,
+};
 use wisp_spec::settings::RawSettings;
 use wisp_spec::traffic::TrafficShare;
 
@@ -206,6 +208,16 @@ impl AdminClient {
         )
         .await
         .map(drop)
+    }
+
+    /// Retires version `version` of function `name`.
+    pub async fn retire(&self, name: &str, version: u32) -> Result<Retired, ClientError> {
+        self.call_json(
+            Method::DELETE,
+            &format!("/v1/functions/{name}/versions/{version}"),
+            Bytes::new(),
+        )
+        .await
     }
 
     /// Sets function `name`'s traffic split.

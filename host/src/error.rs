@@ -55,6 +55,27 @@ pub enum DeployError {
     /// No such function.
     #[error("no function named `{0}` is deployed")]
     UnknownFunction(String),
+    /// The function has no such version (never had, or retired, or
+    /// collected by retention).
+    #[error("function `{name}` has no version {version}")]
+    UnknownVersion {
+        /// The function.
+        name: String,
+        /// The version asked for.
+        version: u32,
+    },
+    /// The version takes traffic, so it cannot be retired.
+    #[error(
+        "version {version} of function `{name}` holds traffic; shift traffic away first: {remedy}"
+    )]
+    VersionServing {
+        /// The function.
+        name: String,
+        /// The version.
+        version: u32,
+        /// What to run first, e.g. ``wisp traffic hello v2=100``.
+        remedy: String,
+    },
     /// A traffic split is not valid.
     #[error("invalid traffic split: {0}")]
     InvalidTraffic(String),
@@ -71,8 +92,12 @@ impl DeployError {
     pub fn status(&self) -> StatusCode {
         match self {
             DeployError::TooLarge { .. } => StatusCode::BAD_REQUEST,
-            DeployError::RouteTaken { .. } => StatusCode::CONFLICT,
-            DeployError::UnknownFunction(_) => StatusCode::NOT_FOUND,
+            DeployError::RouteTaken { .. } | DeployError::VersionServing { .. } => {
+                StatusCode::CONFLICT
+            }
+            DeployError::UnknownFunction(_) | DeployError::UnknownVersion { .. } => {
+                StatusCode::NOT_FOUND
+            }
             DeployError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,
         }
@@ -94,6 +119,8 @@ impl DeployError {
             DeployError::TooLarge { .. } => "upload-too-large",
             DeployError::RouteTaken { .. } => "route-taken",
             DeployError::UnknownFunction(_) => "unknown-function",
+            DeployError::UnknownVersion { .. } => "unknown-version",
+            DeployError::VersionServing { .. } => "version-serving",
             DeployError::InvalidTraffic(_) => "invalid-traffic",
             DeployError::BadRequest(_) => "bad-request",
             DeployError::Storage(_) => "storage",
@@ -188,6 +215,12 @@ pub enum InvokeError {
     /// The function exists but none of its code could be loaded.
     #[error("function `{0}` is unavailable: its code could not be loaded (see the host log)")]
     Unavailable(String),
+    /// The function's stored state is damaged (its record edited by hand, a
+    /// source file gone, its route claimed twice); `wisp ls` says why.
+    #[error(
+        "function `{0}` is unavailable: its stored record is damaged (see `wisp ls` or the host log)"
+    )]
+    Damaged(String),
     /// The request itself is malformed (e.g. a bad `Content-Length`).
     #[error("bad request: {0}")]
     BadRequest(String),
@@ -220,7 +253,9 @@ impl InvokeError {
                 }
             },
             InvokeError::BadCgiResponse(_) => StatusCode::BAD_GATEWAY,
-            InvokeError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            InvokeError::Unavailable(_) | InvokeError::Damaged(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             InvokeError::Trap(_)
             | InvokeError::Exit(_)
             | InvokeError::GuestError(_)
@@ -238,7 +273,7 @@ impl InvokeError {
             InvokeError::Exit(_) => "exit",
             InvokeError::GuestError(_) => "guest-error",
             InvokeError::BadCgiResponse(_) => "bad-cgi-response",
-            InvokeError::Unavailable(_) => "unavailable",
+            InvokeError::Unavailable(_) | InvokeError::Damaged(_) => "unavailable",
             InvokeError::BadRequest(_) => "bad-request",
             InvokeError::Internal(_) => "internal",
         }

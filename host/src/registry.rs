@@ -6,16 +6,35 @@
 //! keeps an `Arc` to it, so it finishes on the code it started with however
 //! the deployed set changes meanwhile. A deploy, delete or traffic change
 //! builds a new snapshot and publishes it in one atomic swap.
+//!
+//! Who may pin which version is decided here ([`Audience`]), and so is
+//! whether a function can serve at all: an entry built from a damaged record
+//! carries the reasons, and a snapshot marks every function whose route
+//! another one claims too (see `deploy/damage.rs`).
 
+use crate::deploy::damage;
 use crate::deploy::record::FunctionRecord;
 use crate::runtime::function::Function;
 use arc_swap::{ArcSwap, Guard};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use wisp_spec::route::{Route, RouteTable};
 use wisp_spec::traffic::TrafficShare;
 
+/// Who asks for a version by number (`x-wisp-version`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audience {
+    /// A request on the public path: it may pin a version that takes traffic
+    /// now, or a preview that never took any — never one that lost its
+    /// traffic, which is kept only for rollback and `wisp invoke`.
+    Public,
+    /// The operator, through the authenticated admin API (`wisp invoke`):
+    /// any kept version.
+    Operator,
+}
+
 /// A deployed function: its route, loaded versions and traffic split.
+#[derive(Clone)]
 pub struct FunctionEntry {
     /// What is stored about it.
     pub record: FunctionRecord,
@@ -25,30 +44,75 @@ pub struct FunctionEntry {
     pub versions: BTreeMap<u32, Arc<Function>>,
     /// Cumulative weights: `(upper bound, version)`, bounds ascending to 100.
     cumulative: Vec<(u8, u32)>,
+    /// Versions the public may pin, ascending.
+    public_pins: Vec<u32>,
+    /// Why its stored state cannot be served (record damage, missing
+    /// sources); empty when whole.
+    damage: Vec<String>,
+    /// Another function claims its route too (set by [`Snapshot::new`]).
+    route_conflict: Option<String>,
 }
 
 impl FunctionEntry {
     /// Builds an entry; only traffic shares whose versions are loaded count.
+    /// `stored_damage` is what was found wrong on disk (missing sources);
+    /// the record's own damage is found here.
     pub fn new(
         record: FunctionRecord,
         route: Route,
         versions: BTreeMap<u32, Arc<Function>>,
+        stored_damage: Vec<String>,
     ) -> FunctionEntry {
         let cumulative = cumulative_weights(&record.traffic, |v| versions.contains_key(&v));
+        let public_pins = public_pins(&record);
+        let mut damage = damage::record_damage(&record);
+        damage.extend(stored_damage);
         FunctionEntry {
             record,
             route,
             versions,
             cumulative,
+            public_pins,
+            damage,
+            route_conflict: None,
         }
     }
 
-    /// The version serving a request: `pinned` if given, else one drawn by
-    /// traffic weight. `None` when nothing takes traffic (or the pinned
-    /// version does not exist).
-    pub fn pick(&self, pinned: Option<u32>) -> Option<&Arc<Function>> {
+    /// True when its stored state is damaged: it serves nothing, on any path.
+    pub fn is_damaged(&self) -> bool {
+        !self.damage.is_empty() || self.route_conflict.is_some()
+    }
+
+    /// Why it serves nothing, when it cannot: its damage, or no loaded
+    /// version that takes traffic.
+    pub fn unavailable(&self) -> Option<String> {
+        if self.is_damaged() {
+            let reasons: Vec<&str> = self
+                .route_conflict
+                .iter()
+                .chain(&self.damage)
+                .map(String::as_str)
+                .collect();
+            return Some(reasons.join("; "));
+        }
+        self.cumulative.is_empty().then(|| {
+            "no version that takes traffic could be loaded (see the host log); deploy a new version"
+                .to_owned()
+        })
+    }
+
+    /// The version serving a request: `pinned` if given and `audience` may
+    /// pin it, else one drawn by traffic weight. `None` when nothing takes
+    /// traffic, or the pinned version does not exist or is not the
+    /// audience's to pin — the two look the same, so a public client learns
+    /// nothing about versions it may not reach.
+    pub fn pick(&self, pinned: Option<u32>, audience: Audience) -> Option<&Arc<Function>> {
         if let Some(version) = pinned {
-            return self.versions.get(&version);
+            let allowed = match audience {
+                Audience::Public => self.public_pins.binary_search(&version).is_ok(),
+                Audience::Operator => true,
+            };
+            return allowed.then(|| self.versions.get(&version)).flatten();
         }
         let (_, version) = match self.cumulative.as_slice() {
             [] => return None,
@@ -60,6 +124,25 @@ impl FunctionEntry {
         };
         self.versions.get(version)
     }
+}
+
+/// The versions of `record` a public request may pin, ascending: those
+/// that take traffic now, and previews that never took any.
+fn public_pins(record: &FunctionRecord) -> Vec<u32> {
+    let serving = |n: u32| {
+        record
+            .traffic
+            .iter()
+            .any(|s| s.version == n && s.weight > 0)
+    };
+    let mut pins: Vec<u32> = record
+        .versions
+        .iter()
+        .filter(|v| serving(v.number) || !v.held_traffic)
+        .map(|v| v.number)
+        .collect();
+    pins.sort_unstable();
+    pins
 }
 
 /// Turns shares into cumulative bounds, skipping versions `present` rejects.
@@ -92,9 +175,28 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Builds a snapshot (and its route table) from entries.
-    pub fn new(entries: BTreeMap<String, Arc<FunctionEntry>>) -> Snapshot {
-        let routes = RouteTable::new(entries.values().map(|e| (e.route.clone(), e.clone())));
+    /// Builds a snapshot (and its route table) from entries. Entries whose
+    /// route another entry claims too are marked damaged (and the others
+    /// unmarked); the route table holds each route once, for the first
+    /// claimant by name, which answers that it is unavailable.
+    pub fn new(mut entries: BTreeMap<String, Arc<FunctionEntry>>) -> Snapshot {
+        let mut conflicts =
+            damage::route_conflicts(entries.values().map(|e| (e.record.name.as_str(), &e.route)));
+        for (name, entry) in &mut entries {
+            let conflict = conflicts.remove(name);
+            if entry.route_conflict != conflict {
+                let mut marked = FunctionEntry::clone(entry);
+                marked.route_conflict = conflict;
+                *entry = Arc::new(marked);
+            }
+        }
+        let mut claimed = BTreeSet::new();
+        let routes = RouteTable::new(
+            entries
+                .values()
+                .filter(|e| claimed.insert(e.route.clone()))
+                .map(|e| (e.route.clone(), e.clone())),
+        );
         Snapshot { entries, routes }
     }
 
@@ -150,6 +252,98 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::deploy::record::VersionRecord;
+    use wisp_spec::inspect::Abi;
+    use wisp_spec::settings::RawSettings;
+
+    /// A record with `versions` as `(number, held_traffic)` and all traffic
+    /// on `serving`.
+    fn record(name: &str, route: &str, versions: &[(u32, bool)], serving: u32) -> FunctionRecord {
+        FunctionRecord {
+            name: name.into(),
+            route: route.into(),
+            versions: versions
+                .iter()
+                .map(|&(number, held_traffic)| VersionRecord {
+                    number,
+                    source: "a".repeat(64),
+                    abi: Abi::WasiHttp,
+                    created_unix: 0,
+                    settings: RawSettings::default(),
+                    held_traffic,
+                })
+                .collect(),
+            traffic: vec![TrafficShare {
+                version: serving,
+                weight: 100,
+            }],
+            previous_traffic: vec![],
+        }
+    }
+
+    fn entry(record: FunctionRecord) -> Arc<FunctionEntry> {
+        let route = Route::parse(&record.route).unwrap();
+        Arc::new(FunctionEntry::new(record, route, BTreeMap::new(), vec![]))
+    }
+
+    #[test]
+    fn the_public_may_pin_serving_versions_and_previews_not_those_that_lost_traffic() {
+        // v1 and v2 lost their traffic, v3 serves, v4 is a preview.
+        let r = record("f", "/f", &[(1, true), (2, true), (3, true), (4, false)], 3);
+        assert_eq!(public_pins(&r), vec![3, 4]);
+    }
+
+    #[test]
+    fn a_shared_route_marks_both_claimants_until_one_leaves() {
+        let mut entries = BTreeMap::new();
+        entries.insert("a".to_owned(), entry(record("a", "/x", &[(1, true)], 1)));
+        entries.insert("b".to_owned(), entry(record("b", "/x", &[(1, true)], 1)));
+        let snapshot = Snapshot::new(entries);
+        let a = snapshot.get("a").unwrap();
+        assert!(a.is_damaged());
+        assert!(a.unavailable().unwrap().contains("function `b`"));
+        assert!(
+            snapshot
+                .get("b")
+                .unwrap()
+                .unavailable()
+                .unwrap()
+                .contains("function `a`")
+        );
+        let (served, _) = snapshot.route("/x").unwrap();
+        assert_eq!(served.record.name, "a", "the route is listed once");
+
+        let mut entries = snapshot.entries().clone();
+        entries.insert("b".to_owned(), entry(record("b", "/y", &[(1, true)], 1)));
+        let moved = Snapshot::new(entries);
+        assert!(!moved.get("a").unwrap().is_damaged(), "b moved away");
+        assert_eq!(moved.route("/y").unwrap().0.record.name, "b");
+    }
+
+    #[test]
+    fn a_damaged_record_is_unavailable_with_its_reasons() {
+        let mut r = record("f", "/f", &[(1, true)], 9);
+        let damaged = entry(r.clone());
+        assert!(damaged.is_damaged());
+        assert!(damaged.unavailable().unwrap().contains("no version 9"));
+        r.traffic[0].version = 1;
+        let missing = FunctionEntry::new(
+            r,
+            Route::parse("/f").unwrap(),
+            BTreeMap::new(),
+            vec!["the stored source of v1 is missing".into()],
+        );
+        assert!(missing.is_damaged());
+        assert!(missing.unavailable().unwrap().contains("source of v1"));
+    }
+
+    #[test]
+    fn a_whole_record_without_loaded_code_is_unavailable_but_not_damaged() {
+        let unloaded = entry(record("f", "/f", &[(1, true)], 1));
+        assert!(!unloaded.is_damaged());
+        assert!(unloaded.unavailable().unwrap().contains("could be loaded"));
+        assert!(unloaded.pick(None, Audience::Operator).is_none());
+    }
 
     fn shares(pairs: &[(u32, u8)]) -> Vec<TrafficShare> {
         pairs

@@ -63,16 +63,24 @@ pub struct FunctionInfo {
     pub versions: Vec<VersionSummary>,
     /// How traffic splits.
     pub traffic: Vec<TrafficShare>,
+    /// Why it serves nothing, when it cannot: a damaged record, a missing
+    /// source, a route another function claims too, or no loadable version
+    /// that takes traffic. Absent when it serves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unavailable: Option<String>,
 }
 
 impl FunctionInfo {
     /// True when one version takes all traffic at `route`, and it runs the
     /// binary with hash `source` under exactly `settings`: deploying them
-    /// again would change nothing.
+    /// again would change nothing. Never true of an unavailable function.
     pub fn serves(&self, route: &str, source: &str, settings: &RawSettings) -> bool {
         let [only] = self.traffic.as_slice() else {
             return false;
         };
+        if self.unavailable.is_some() {
+            return false;
+        }
         // Compared validated, so `64MiB` and `67108864`, or an env list and
         // table with the same pairs, are the same settings.
         let wanted = settings.check();
@@ -92,6 +100,18 @@ impl FunctionInfo {
 pub struct Removed {
     /// The function removed.
     pub removed: String,
+}
+
+/// `DELETE /v1/functions/{name}/versions/{n}`: what was retired.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retired {
+    /// The function.
+    pub function: String,
+    /// The version retired.
+    pub retired: u32,
+    /// True when it was part of the rollback target, which is then dropped:
+    /// rollback has nothing to go back to until the next traffic change.
+    pub rollback_cleared: bool,
 }
 
 /// `GET /healthz`.
@@ -223,6 +243,29 @@ mod tests {
     }
 
     #[test]
+    fn unavailable_is_written_only_when_set_and_optional_to_read() {
+        let info = FunctionInfo {
+            name: "f".into(),
+            route: "/f".into(),
+            versions: vec![],
+            traffic: vec![],
+            unavailable: None,
+        };
+        let text = serde_json::to_string(&info).unwrap();
+        assert!(!text.contains("unavailable"), "{text}");
+        assert_eq!(serde_json::from_str::<FunctionInfo>(&text).unwrap(), info);
+        let damaged = FunctionInfo {
+            unavailable: Some("its record has no traffic split".into()),
+            ..info
+        };
+        let text = serde_json::to_string(&damaged).unwrap();
+        assert_eq!(
+            serde_json::from_str::<FunctionInfo>(&text).unwrap(),
+            damaged
+        );
+    }
+
+    #[test]
     fn serves_compares_route_source_and_validated_settings() {
         let settings = RawSettings::new().with("memory", "64MiB").unwrap();
         let info = FunctionInfo {
@@ -241,11 +284,20 @@ mod tests {
                 version: 1,
                 weight: 100,
             }],
+            unavailable: None,
         };
         let same = RawSettings::new().with("memory", "67108864").unwrap();
         assert!(info.serves("/f", "abc", &same));
         assert!(!info.serves("/g", "abc", &same));
         assert!(!info.serves("/f", "abd", &same));
         assert!(!info.serves("/f", "abc", &RawSettings::new()));
+        let damaged = FunctionInfo {
+            unavailable: Some("its traffic split is invalid".into()),
+            ..info
+        };
+        assert!(
+            !damaged.serves("/f", "abc", &same),
+            "redeploying repairs it"
+        );
     }
 }

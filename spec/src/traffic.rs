@@ -18,6 +18,12 @@ pub struct TrafficShare {
     pub weight: u8,
 }
 
+/// Parses a version number as typed: `4` or `v4`.
+pub fn parse_version(text: &str) -> Option<u32> {
+    let text = text.trim();
+    text.strip_prefix('v').unwrap_or(text).parse().ok()
+}
+
 /// Parses `v3=90`, `3=90` or `v4=10%` items into shares.
 pub fn parse_split(items: &[impl AsRef<str>]) -> Result<Vec<TrafficShare>, String> {
     items
@@ -26,11 +32,7 @@ pub fn parse_split(items: &[impl AsRef<str>]) -> Result<Vec<TrafficShare>, Strin
             let item = item.as_ref();
             let bad = || format!("`{item}` is not `VERSION=WEIGHT` (e.g. `v3=90`)");
             let (version, weight) = item.split_once('=').ok_or_else(bad)?;
-            let version = version
-                .trim()
-                .trim_start_matches('v')
-                .parse::<u32>()
-                .map_err(|_| bad())?;
+            let version = parse_version(version).ok_or_else(bad)?;
             let weight = weight
                 .trim()
                 .trim_end_matches('%')
@@ -101,6 +103,15 @@ mod tests {
         assert!(parse_split(&["v3"]).unwrap_err().contains("VERSION=WEIGHT"));
         assert!(parse_split(&["vx=1"]).is_err());
         assert!(parse_split(&["v1=300"]).is_err());
+    }
+
+    #[test]
+    fn versions_parse_with_or_without_one_v() {
+        assert_eq!(parse_version("4"), Some(4));
+        assert_eq!(parse_version(" v4 "), Some(4));
+        assert_eq!(parse_version("vv4"), None);
+        assert_eq!(parse_version("v"), None);
+        assert_eq!(parse_version("-1"), None);
     }
 
     #[test]

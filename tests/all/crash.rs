@@ -1,5 +1,7 @@
 //! Crash safety and bad data on disk: a host killed mid-deploy restarts with
-//! each function whole (old or new), and corrupt artifacts are caught.
+//! each function whole (old or new), corrupt artifacts are caught, and a
+//! record damaged by hand makes its function unavailable, saying why — in
+//! the log (naming the file) and in `wisp ls` — until it is repaired.
 
 use crate::support::{Wisp, files_under};
 use bytes::Bytes;
@@ -157,4 +159,156 @@ async fn an_unrecoverable_function_is_reported_and_the_rest_still_serve() {
     let log = wisp.log();
     assert!(log.contains("version not loaded"), "{log}");
     assert!(log.contains("unreadable record skipped"), "{log}");
+}
+
+/// Stops `wisp`, lets `damage` edit its data dir, and starts a new server on it.
+fn restart_after(mut wisp: Wisp, damage: impl FnOnce(&Path)) -> Wisp {
+    wisp.kill9();
+    damage(&wisp.data_dir());
+    wisp.restart_stopped()
+}
+
+/// Rewrites the record of `name` through `edit`.
+fn edit_record(data: &Path, name: &str, edit: impl FnOnce(&mut serde_json::Value)) {
+    let path = data.join(format!("functions/{name}.json"));
+    let mut record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    edit(&mut record);
+    std::fs::write(&path, serde_json::to_vec_pretty(&record).unwrap()).unwrap();
+}
+
+fn cli_ok(wisp: &Wisp, args: &[&str]) -> String {
+    let output = tokio::task::block_in_place(|| wisp.cli(args));
+    assert!(
+        output.status.success(),
+        "wisp {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Why `wisp ls --json` says `name` is unavailable, if it does.
+fn unavailable(wisp: &Wisp, name: &str) -> Option<String> {
+    let functions: serde_json::Value =
+        serde_json::from_str(&cli_ok(wisp, &["ls", "--json"])).unwrap();
+    let function = functions
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == name)
+        .unwrap_or_else(|| panic!("`{name}` is not listed: {functions}"));
+    function["unavailable"].as_str().map(str::to_owned)
+}
+
+/// Asserts that `name` is unavailable for a reason containing `needle`: in
+/// `wisp ls --json`, in the `wisp ls` table, in a warning naming its record
+/// file, and to requests on `path` (503) and through `wisp invoke`.
+async fn assert_unavailable(wisp: &Wisp, name: &str, path: &str, needle: &str) {
+    let reason =
+        unavailable(wisp, name).unwrap_or_else(|| panic!("`{name}` is not marked unavailable"));
+    assert!(reason.contains(needle), "{reason}");
+    let table = cli_ok(wisp, &["ls"]);
+    assert!(
+        table.contains(&format!("{name} is unavailable: {reason}")),
+        "{table}"
+    );
+    let record = wisp.data_dir().join(format!("functions/{name}.json"));
+    let log = wisp.log();
+    assert!(
+        log.lines().any(|l| l.contains("WARN")
+            && l.contains(&record.display().to_string())
+            && l.contains(needle)),
+        "no warning names `{}` with `{needle}`:\n{log}",
+        record.display()
+    );
+    let response = wisp.get(path).await;
+    assert_eq!(
+        response.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        response.text()
+    );
+    assert_eq!(response.json()["kind"], "unavailable");
+    let invoked = tokio::task::block_in_place(|| wisp.cli(&["invoke", name]));
+    assert!(!invoked.status.success(), "a damaged function was invoked");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn traffic_naming_a_missing_version_is_reported_until_repaired() {
+    let wisp = Wisp::start();
+    wisp.deploy_ok("hello", artifacts::HELLO_COMPONENT, "route=/hello")
+        .await;
+    let wisp = restart_after(wisp, |data| {
+        edit_record(data, "hello", |r| {
+            r["traffic"] = serde_json::json!([{"version": 9, "weight": 100}]);
+        });
+    });
+    assert_unavailable(&wisp, "hello", "/hello", "there is no version 9").await;
+
+    cli_ok(&wisp, &["traffic", "hello", "v1=100"]);
+    assert_eq!(unavailable(&wisp, "hello"), None);
+    assert_eq!(wisp.get("/hello").await.text(), "Hello, world!\n");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn weights_not_summing_to_100_are_reported_until_repaired() {
+    let wisp = Wisp::start();
+    wisp.deploy_ok("app", artifacts::HELLO_COMPONENT, "route=/app")
+        .await;
+    wisp.deploy_ok("app", artifacts::COUNTER_COMPONENT, "route=/app")
+        .await;
+    let wisp = restart_after(wisp, |data| {
+        edit_record(data, "app", |r| {
+            r["traffic"] =
+                serde_json::json!([{"version": 1, "weight": 50}, {"version": 2, "weight": 40}]);
+        });
+    });
+    assert_unavailable(&wisp, "app", "/app", "weights sum to 90, not 100").await;
+
+    cli_ok(&wisp, &["traffic", "app", "v1=50", "v2=50"]);
+    assert_eq!(unavailable(&wisp, "app"), None);
+    assert_eq!(wisp.get("/app").await.status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_route_claimed_by_two_functions_serves_neither_until_one_leaves() {
+    let wisp = Wisp::start();
+    wisp.deploy_ok("a", artifacts::HELLO_COMPONENT, "route=/a")
+        .await;
+    wisp.deploy_ok("b", artifacts::COUNTER_COMPONENT, "route=/b")
+        .await;
+    let wisp = restart_after(wisp, |data| {
+        edit_record(data, "b", |r| r["route"] = "/a".into());
+    });
+    assert_unavailable(&wisp, "a", "/a", "also claimed by function `b`").await;
+    assert_unavailable(&wisp, "b", "/a", "also claimed by function `a`").await;
+    assert_eq!(wisp.get("/b").await.status, StatusCode::NOT_FOUND);
+
+    cli_ok(&wisp, &["rm", "b"]);
+    assert_eq!(unavailable(&wisp, "a"), None);
+    assert_eq!(wisp.get("/a").await.text(), "Hello, world!\n");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_version_whose_source_is_missing_is_reported_with_the_file() {
+    let wisp = Wisp::start();
+    let report = wisp
+        .deploy_ok("hello", artifacts::HELLO_COMPONENT, "route=/hello")
+        .await;
+    let source = format!(
+        "artifacts/sources/{}.wasm",
+        report["source"].as_str().unwrap()
+    );
+    let wisp = restart_after(wisp, |data| {
+        std::fs::remove_file(data.join(&source)).unwrap()
+    });
+    assert_unavailable(&wisp, "hello", "/hello", &source).await;
+
+    // A new version takes the traffic; retiring the damaged one repairs it.
+    wisp.deploy_ok("hello", artifacts::COUNTER_COMPONENT, "route=/hello")
+        .await;
+    assert!(unavailable(&wisp, "hello").is_some(), "v1 is still damaged");
+    cli_ok(&wisp, &["retire", "hello", "v1"]);
+    assert_eq!(unavailable(&wisp, "hello"), None);
+    assert_eq!(wisp.get("/hello").await.text(), "1");
 }

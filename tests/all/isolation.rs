@@ -598,6 +598,52 @@ fn serve_refuses_a_public_admin_listener_without_a_token() {
     );
 }
 
+#[test]
+fn serve_refuses_an_empty_admin_token_even_on_loopback() {
+    let flag: (&[&str], Option<&str>) = (&["--admin-token", ""], None);
+    let env: (&[&str], Option<&str>) = (&[], Some(""));
+    for (args, token_env) in [flag, env] {
+        let data = tempfile::tempdir().unwrap();
+        let mut command = std::process::Command::new(crate::support::WISP);
+        command
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+            ])
+            .arg("--data-dir")
+            .arg(data.path())
+            .args(args)
+            .env_remove("WISP_ADMIN_TOKEN")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        if let Some(value) = token_env {
+            command.env("WISP_ADMIN_TOKEN", value);
+        }
+        let mut child = command.spawn().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while child.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "wisp serve started with an empty admin token ({args:?}, env {token_env:?})"
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let output = child.wait_with_output().unwrap();
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("the admin token is empty") && stderr.contains("`--admin-token`"),
+            "{stderr}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn oversized_headers_get_431() {
     let wisp = Wisp::start();

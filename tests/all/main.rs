@@ -17,3 +17,4 @@ mod operate;
 mod portability;
 mod support;
 mod upstream;
+mod versions;

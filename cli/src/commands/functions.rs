@@ -1,6 +1,6 @@
-//! The verbs on functions: deploy, list, remove, invoke, versions, traffic
-//! and rollback. Each is a client of the admin API and reads its typed
-//! answers.
+//! The verbs on functions: deploy, list, remove, invoke, versions, traffic,
+//! rollback and retire. Each is a client of the admin API and reads its
+//! typed answers.
 
 use super::settings_flags::SettingsArgs;
 use super::{AdminArgs, body_flag, method_flag};
@@ -100,6 +100,11 @@ impl Ls {
                 function.name.clone(),
                 function.route.clone(),
                 serving(function),
+                if function.unavailable.is_some() {
+                    "unavailable".to_owned()
+                } else {
+                    "serving".to_owned()
+                },
                 newest.map_or("?", |v| v.abi.as_str()).to_owned(),
                 setting("memory"),
                 setting("timeout"),
@@ -111,6 +116,7 @@ impl Ls {
             "NAME",
             "ROUTE",
             "VERSION",
+            "STATUS",
             "ABI",
             "MEMORY",
             "TIMEOUT",
@@ -118,6 +124,12 @@ impl Ls {
             "FUEL",
         ];
         println!("{}", output::table(&header, rows));
+        // Reasons are sentences: under the table, one per function.
+        for function in &functions {
+            if let Some(reason) = &function.unavailable {
+                println!("{} is unavailable: {reason}", function.name);
+            }
+        }
         Ok(ExitCode::SUCCESS)
     }
 }
@@ -309,4 +321,41 @@ impl Rollback {
         println!("{}: rolled back to {}", self.name, describe_traffic(&info));
         Ok(ExitCode::SUCCESS)
     }
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct Retire {
+    /// The function.
+    name: String,
+    /// The version to retire: `v3` or `3`. It must not hold traffic.
+    #[arg(value_name = "vN", value_parser = version_arg)]
+    number: u32,
+    /// Print what was retired as JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    admin: AdminArgs,
+}
+
+impl Retire {
+    pub(crate) async fn execute(self) -> anyhow::Result<ExitCode> {
+        let retired = self.admin.client()?.retire(&self.name, self.number).await?;
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(&retired)?);
+        } else if retired.rollback_cleared {
+            println!(
+                "retired {} v{} (it was the rollback target: `wisp rollback {}` has nothing to go back to now)",
+                retired.function, retired.retired, retired.function
+            );
+        } else {
+            println!("retired {} v{}", retired.function, retired.retired);
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// A version argument: `v3` or `3`.
+fn version_arg(text: &str) -> Result<u32, String> {
+    wisp_spec::traffic::parse_version(text)
+        .ok_or_else(|| "expected a version such as `v3` or `3`".to_owned())
 }

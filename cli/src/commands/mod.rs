@@ -14,7 +14,7 @@ use crate::client::{AdminClient, DEFAULT_ADMIN_URL};
 use anyhow::Context;
 use bytes::Bytes;
 use clap::{Args, Parser, Subcommand};
-use functions::{Deploy, Invoke, Ls, Rm, Rollback, Traffic, Versions};
+use functions::{Deploy, Invoke, Ls, Retire, Rm, Rollback, Traffic, Versions};
 use observe::{Logs, UsageCommand};
 use serve::Serve;
 use std::process::ExitCode;
@@ -54,6 +54,9 @@ enum Command {
     Traffic(Traffic),
     /// Move a function's traffic back to its previous split.
     Rollback(Rollback),
+    /// Delete a version that holds no traffic, from every path at once:
+    /// `wisp retire NAME v2`.
+    Retire(Retire),
     /// Print a function's guest logs.
     Logs(Logs),
     /// Show a function's cumulative usage.
@@ -88,6 +91,7 @@ pub fn main() -> ExitCode {
             Command::Versions(c) => c.execute().await,
             Command::Traffic(c) => c.execute().await,
             Command::Rollback(c) => c.execute().await,
+            Command::Retire(c) => c.execute().await,
             Command::Logs(c) => c.execute().await,
             Command::Usage(c) => c.execute().await,
             Command::Bench(c) => c.execute().await,
@@ -157,5 +161,27 @@ pub(crate) struct AdminArgs {
 impl AdminArgs {
     pub(crate) fn client(&self) -> anyhow::Result<AdminClient> {
         Ok(AdminClient::new(&self.admin, self.token.clone())?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_command_is_well_formed() {
+        // Clap checks argument names only when a command is built: this
+        // catches a clash (e.g. an argument called `version`) in every verb.
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn retire_takes_a_version_with_or_without_v() {
+        for typed in ["v2", "2"] {
+            assert!(Cli::try_parse_from(["wisp", "retire", "hello", typed]).is_ok());
+        }
+        let bad = Cli::try_parse_from(["wisp", "retire", "hello", "two"]).unwrap_err();
+        assert!(bad.to_string().contains("`v3` or `3`"), "{bad}");
     }
 }

@@ -57,7 +57,7 @@ pub(crate) struct Serve {
     /// Directory for compiled artifacts and deploy records.
     #[arg(long, default_value = "wisp-data", value_name = "DIR")]
     data_dir: PathBuf,
-    /// Bearer token required by the admin API.
+    /// Bearer token required by the admin API (an empty one is refused).
     #[arg(
         long,
         env = "WISP_ADMIN_TOKEN",
@@ -132,9 +132,12 @@ fn init_logging(format: LogFormat) {
 
 impl Serve {
     pub(crate) async fn execute(self) -> anyhow::Result<ExitCode> {
-        if !self.admin_listen.ip().is_loopback()
-            && self.admin_token.as_deref().is_none_or(str::is_empty)
-        {
+        if self.admin_token.as_deref() == Some("") {
+            bail!(
+                "the admin token is empty; set a non-empty `--admin-token` or `WISP_ADMIN_TOKEN`, or unset both to run the admin API on loopback without a token"
+            );
+        }
+        if !self.admin_listen.ip().is_loopback() && self.admin_token.is_none() {
             bail!(
                 "the admin API would listen on {} beyond loopback without a token; set `--admin-token` or `WISP_ADMIN_TOKEN`",
                 self.admin_listen

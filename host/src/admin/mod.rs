@@ -8,6 +8,7 @@
 //! | `GET` | `/v1/functions/{name}` | one function, its versions and effective settings |
 //! | `DELETE` | `/v1/functions/{name}` | remove a function |
 //! | `GET` | `/v1/functions/{name}/versions` | its versions |
+//! | `DELETE` | `/v1/functions/{name}/versions/{n}` | retire version `n` (`3` or `v3`); 409 while it holds traffic |
 //! | `PUT` | `/v1/functions/{name}/traffic` | split traffic: `[{"version": 3, "weight": 90}, …]` |
 //! | `POST` | `/v1/functions/{name}/rollback` | restore the previous traffic split |
 //! | `GET` | `/v1/functions/{name}/logs?since=5m&limit=N&follow=true` | guest logs, one JSON object per line |
@@ -34,7 +35,7 @@ use serde::Serialize;
 use std::convert::Infallible;
 use std::sync::Arc;
 use wisp_spec::api::{FunctionUsage, Health, Removed};
-use wisp_spec::traffic::TrafficShare;
+use wisp_spec::traffic::{self, TrafficShare};
 
 /// Largest JSON body the admin API reads (traffic splits and the like).
 const MAX_JSON_BODY_BYTES: usize = 64 << 10;
@@ -179,6 +180,17 @@ async fn route(host: &Host, request: http::Request<Incoming>) -> http::Response<
             .function(name)
             .map(|info| json(StatusCode::OK, &info.versions))
             .ok_or_else(|| DeployError::UnknownFunction((*name).to_owned())),
+        (&Method::DELETE, ["v1", "functions", name, "versions", version]) => {
+            match traffic::parse_version(version) {
+                Some(version) => host
+                    .retire(name, version)
+                    .await
+                    .map(|retired| json(StatusCode::OK, &retired)),
+                None => Err(DeployError::BadRequest(format!(
+                    "`{version}` is not a version number: expected e.g. `v3` or `3`"
+                ))),
+            }
+        }
         (&Method::PUT, ["v1", "functions", name, "traffic"]) => {
             let name = (*name).to_owned();
             match read_json::<Vec<TrafficShare>>(request).await {
@@ -210,6 +222,7 @@ async fn route(host: &Host, request: http::Request<Incoming>) -> http::Response<
             ["healthz" | "metrics"]
             | ["v1", "functions"]
             | ["v1", "functions", _]
+            | ["v1", "functions", _, "versions", _]
             | [
                 "v1",
                 "functions",

@@ -56,5 +56,6 @@ fn info_of(entry: &FunctionEntry) -> FunctionInfo {
         route: entry.record.route.clone(),
         versions,
         traffic: entry.record.traffic.clone(),
+        unavailable: entry.unavailable(),
     }
 }

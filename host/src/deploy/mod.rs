@@ -10,6 +10,7 @@
 //! collection never removes the files of a deploy still in progress.
 
 pub(crate) mod artifact;
+pub(crate) mod damage;
 mod listing;
 mod publish;
 pub(crate) mod record;
@@ -207,6 +208,7 @@ impl Host {
             abi: built.abi,
             created_unix,
             settings: shown.clone(),
+            held_traffic: false,
         };
         let mut record = existing.map_or_else(
             || FunctionRecord {
@@ -221,11 +223,10 @@ impl Host {
         record.route = route.to_string();
         record.versions.push(version);
         if take_traffic || record.traffic.is_empty() {
-            record.previous_traffic = std::mem::take(&mut record.traffic);
-            record.traffic = vec![TrafficShare {
+            record.shift_traffic(vec![TrafficShare {
                 version: number,
                 weight: 100,
-            }];
+            }]);
         }
         publish::apply_retention(&mut record, self.inner.config.keep_versions);
 

@@ -65,7 +65,9 @@ impl Host {
     /// Saves `record` durably, then publishes a snapshot where it replaces the
     /// function of the same name. `versions` are its loaded versions (`None`
     /// keeps the current ones). Versions the record no longer has lose their
-    /// metric series. Call with the writer lock held.
+    /// metric series. The new entry is checked for damage like a loaded one,
+    /// so a change that repairs a damaged record makes it serve again. Call
+    /// with the writer lock held.
     pub(crate) async fn save_and_publish(
         &self,
         current: &Snapshot,
@@ -78,15 +80,18 @@ impl Host {
             .unwrap_or_default();
         let host = self.clone();
         let to_save = record.clone();
-        tokio::task::spawn_blocking(move || host.inner.records.save(&to_save))
-            .await
-            .map_err(|e| DeployError::Storage(e.to_string()))?
-            .map_err(|e| {
-                DeployError::Storage(format!(
-                    "saving the record of `{}` failed: {e}",
-                    record.name
-                ))
-            })?;
+        let (saved, missing) = tokio::task::spawn_blocking(move || {
+            let saved = host.inner.records.save(&to_save);
+            (saved, host.missing_sources(&to_save))
+        })
+        .await
+        .map_err(|e| DeployError::Storage(e.to_string()))?;
+        saved.map_err(|e| {
+            DeployError::Storage(format!(
+                "saving the record of `{}` failed: {e}",
+                record.name
+            ))
+        })?;
         if let Some(old) = current.get(&record.name) {
             for dropped in old.record.versions.iter().map(|v| v.number) {
                 if record.version(dropped).is_none() {
@@ -96,7 +101,8 @@ impl Host {
         }
         let mut entries = current.entries().clone();
         let name = record.name.clone();
-        entries.insert(name, Arc::new(FunctionEntry::new(record, route, versions)));
+        let entry = FunctionEntry::new(record, route, versions, missing);
+        entries.insert(name, Arc::new(entry));
         self.publish(entries).await;
         Ok(())
     }
@@ -167,6 +173,7 @@ mod tests {
                     abi: Abi::WasiHttp,
                     created_unix: 0,
                     settings: RawSettings::default(),
+                    held_traffic: true,
                 })
                 .collect(),
             traffic: traffic

@@ -6,6 +6,11 @@
 //! A record is replaced atomically (temp file, fsync, rename), so after a crash
 //! a function is fully its old state or fully its new one. Records reference
 //! artifacts by source hash; the artifacts are written before the record.
+//!
+//! Each version remembers whether it ever held traffic: the public path may
+//! pin a version that serves now or a preview that never served, never one
+//! that lost its traffic. Every change of traffic goes through
+//! [`FunctionRecord::shift_traffic`], which keeps that mark.
 
 use crate::deploy::artifact::write_file_atomically;
 use serde::{Deserialize, Serialize};
@@ -32,6 +37,11 @@ pub struct VersionRecord {
     pub created_unix: u64,
     /// Its settings, canonical text, without the route (the function's).
     pub settings: RawSettings,
+    /// Whether it has ever taken traffic (a deploy that took it, a traffic
+    /// change, a rollback). Set once, never cleared. Absent in records
+    /// written before wisp kept it; see [`FunctionRecord::mark_legacy`].
+    #[serde(default)]
+    pub held_traffic: bool,
 }
 
 impl VersionRecord {
@@ -68,6 +78,41 @@ impl FunctionRecord {
     pub fn next_version(&self) -> u32 {
         self.versions.iter().map(|v| v.number).max().unwrap_or(0) + 1
     }
+
+    /// True when version `number` is named in the current traffic split.
+    pub fn in_traffic(&self, number: u32) -> bool {
+        self.traffic.iter().any(|s| s.version == number)
+    }
+
+    /// Gives traffic to `shares`, keeping the current split as the rollback
+    /// target, and marks every version that gets a share as having held
+    /// traffic. The one way traffic changes.
+    pub fn shift_traffic(&mut self, shares: Vec<TrafficShare>) {
+        for version in &mut self.versions {
+            if shares
+                .iter()
+                .any(|s| s.version == version.number && s.weight > 0)
+            {
+                version.held_traffic = true;
+            }
+        }
+        self.previous_traffic = std::mem::replace(&mut self.traffic, shares);
+    }
+
+    /// A record written before versions kept `held_traffic` has none
+    /// marked: mark them all. Such a record cannot tell a preview from a
+    /// version that lost its traffic, and the safe mistake is to hide a
+    /// preview from public pinning (`wisp invoke` still reaches it) rather
+    /// than expose a version that was taken out of service. A record wisp
+    /// writes always has one marked: the version its traffic names.
+    fn mark_legacy(mut self) -> FunctionRecord {
+        if !self.versions.iter().any(|v| v.held_traffic) {
+            for version in &mut self.versions {
+                version.held_traffic = true;
+            }
+        }
+        self
+    }
 }
 
 /// The directory of records.
@@ -86,7 +131,8 @@ impl RecordStore {
         Ok(RecordStore { dir, tmp })
     }
 
-    fn path(&self, name: &str) -> PathBuf {
+    /// The file holding the record of `name`.
+    pub fn path(&self, name: &str) -> PathBuf {
         self.dir.join(format!("{name}.json"))
     }
 
@@ -105,7 +151,8 @@ impl RecordStore {
                 .and_then(|bytes| {
                     serde_json::from_slice::<FunctionRecord>(&bytes).map_err(|e| e.to_string())
                 })
-                .and_then(|record| check_record(&path, record));
+                .and_then(|record| check_record(&path, record))
+                .map(FunctionRecord::mark_legacy);
             records.push(parsed.map_err(|e| (path, e)));
         }
         Ok(records)
@@ -156,6 +203,7 @@ mod tests {
                 abi: Abi::WasiHttp,
                 created_unix: 1,
                 settings: RawSettings::default(),
+                held_traffic: true,
             }],
             traffic: vec![TrafficShare {
                 version: 1,
@@ -177,6 +225,52 @@ mod tests {
         assert_eq!(loaded[1].as_ref().unwrap(), &record("one"));
         store.remove("one").unwrap();
         assert_eq!(store.load_all().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn shifting_traffic_marks_versions_for_good_and_keeps_the_rollback_target() {
+        let mut r = record("x");
+        let mut v2 = r.versions[0].clone();
+        v2.number = 2;
+        v2.held_traffic = false;
+        r.versions.push(v2);
+        let to_v2 = vec![TrafficShare {
+            version: 2,
+            weight: 100,
+        }];
+        r.shift_traffic(to_v2.clone());
+        assert!(r.version(2).unwrap().held_traffic);
+        assert_eq!(r.traffic, to_v2);
+        assert_eq!(r.previous_traffic[0].version, 1);
+        r.shift_traffic(r.previous_traffic.clone());
+        assert!(
+            r.version(2).unwrap().held_traffic,
+            "losing traffic does not clear the mark"
+        );
+        assert!(r.in_traffic(1) && !r.in_traffic(2));
+    }
+
+    #[test]
+    fn records_from_before_the_mark_load_with_every_version_marked() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RecordStore::open(dir.path().join("f"), dir.path().join("t")).unwrap();
+        let legacy = r#"{"name": "old", "route": "/old", "traffic": [{"version": 2, "weight": 100}],
+            "versions": [
+              {"number": 1, "source": "SRC", "abi": "wasi-http", "created_unix": 1, "settings": {}},
+              {"number": 2, "source": "SRC", "abi": "wasi-http", "created_unix": 2, "settings": {}}]}"#
+            .replace("SRC", &"a".repeat(64));
+        fs::write(dir.path().join("f/old.json"), legacy).unwrap();
+        let mut current = record("new");
+        let mut preview = current.versions[0].clone();
+        preview.number = 2;
+        preview.held_traffic = false;
+        current.versions.push(preview);
+        store.save(&current).unwrap();
+        let loaded = store.load_all().unwrap();
+        let old = loaded[1].as_ref().unwrap();
+        assert!(old.versions.iter().all(|v| v.held_traffic), "{old:?}");
+        let new = loaded[0].as_ref().unwrap();
+        assert_eq!(new, &current, "a current record loads as written");
     }
 
     #[test]

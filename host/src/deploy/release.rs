@@ -1,11 +1,12 @@
 //! Releasing what is deployed: remove a function, split its traffic, roll
-//! back. Each change is one record write and one atomic publish under the
-//! writer lock; requests in flight finish on the version they started on.
+//! back, retire a version. Each change is one record write and one atomic
+//! publish under the writer lock; requests in flight finish on the version
+//! they started on.
 
 use crate::error::DeployError;
 use crate::host::Host;
 use std::collections::BTreeSet;
-use wisp_spec::api::FunctionInfo;
+use wisp_spec::api::{FunctionInfo, Retired};
 use wisp_spec::traffic::{self, TrafficShare};
 
 impl Host {
@@ -50,7 +51,7 @@ impl Host {
         traffic::check_split(&shares, &loaded).map_err(DeployError::InvalidTraffic)?;
         let mut record = entry.record.clone();
         if record.traffic != shares {
-            record.previous_traffic = std::mem::replace(&mut record.traffic, shares);
+            record.shift_traffic(shares);
         }
         self.save_and_publish(&current, record, None).await?;
         tracing::info!(function = name, "traffic changed");
@@ -76,10 +77,66 @@ impl Host {
         traffic::check_split(&record.previous_traffic, &loaded)
             .map_err(|e| DeployError::InvalidTraffic(format!("cannot roll back: {e}")))?;
         let previous = std::mem::take(&mut record.previous_traffic);
-        record.previous_traffic = std::mem::replace(&mut record.traffic, previous);
+        record.shift_traffic(previous);
         self.save_and_publish(&current, record, None).await?;
         tracing::info!(function = name, "rolled back");
         self.function(name)
             .ok_or_else(|| DeployError::UnknownFunction(name.to_owned()))
+    }
+
+    /// Retires version `version` of function `name`: in one durable step it
+    /// leaves every path — public pinning, `wisp invoke`, the rollback
+    /// target and the listing — and its source and artifact become garbage
+    /// (removed now, unless another version uses the same binary). Requests
+    /// already running on it finish.
+    ///
+    /// A version named in the current traffic split is refused
+    /// ([`DeployError::VersionServing`], 409): shift traffic away first. When
+    /// the version is part of the rollback target, the whole target is
+    /// dropped ([`Retired::rollback_cleared`]): rolling back to a split with
+    /// a hole would serve a split nobody chose, so [`Host::rollback`] has
+    /// nothing to go back to until the next traffic change.
+    pub async fn retire(&self, name: &str, version: u32) -> Result<Retired, DeployError> {
+        let _writer = self.inner.writer.lock().await;
+        let current = self.inner.registry.snapshot_full();
+        let entry = current
+            .get(name)
+            .ok_or_else(|| DeployError::UnknownFunction(name.to_owned()))?;
+        let mut record = entry.record.clone();
+        if record.version(version).is_none() {
+            return Err(DeployError::UnknownVersion {
+                name: name.to_owned(),
+                version,
+            });
+        }
+        if record.in_traffic(version) {
+            let other = entry.versions.keys().rev().find(|n| **n != version);
+            let remedy = match other {
+                Some(other) => format!("`wisp traffic {name} v{other}=100`, then retire it"),
+                None => format!(
+                    "deploy a new version, then retire it; or remove the function with `wisp rm {name}`"
+                ),
+            };
+            return Err(DeployError::VersionServing {
+                name: name.to_owned(),
+                version,
+                remedy,
+            });
+        }
+        record.versions.retain(|v| v.number != version);
+        let rollback_cleared = record.previous_traffic.iter().any(|s| s.version == version);
+        if rollback_cleared {
+            record.previous_traffic.clear();
+        }
+        let mut versions = entry.versions.clone();
+        versions.remove(&version);
+        self.save_and_publish(&current, record, Some(versions))
+            .await?;
+        tracing::info!(function = name, version, rollback_cleared, "retired");
+        Ok(Retired {
+            function: name.to_owned(),
+            retired: version,
+            rollback_cleared,
+        })
     }
 }

@@ -3,7 +3,9 @@
 //! Records are read, then loaded in parallel on blocking threads. A version
 //! whose artifact is missing or corrupt is recompiled from its stored
 //! source; anything else that is wrong is a [`LoadProblem`], logged and
-//! returned, never fatal.
+//! returned, never fatal. A function that cannot serve — a damaged record
+//! (see `deploy/damage.rs`) or no loadable version with traffic — is still
+//! listed, with the reason, and its problem names its record file.
 
 use super::{Host, LoadProblem};
 use crate::deploy::artifact::ArtifactError;
@@ -72,7 +74,21 @@ impl Host {
         if !unreadable {
             self.collect_garbage(&entries).await;
         }
-        self.inner.registry.publish(Snapshot::new(entries));
+        let snapshot = Snapshot::new(entries);
+        for entry in snapshot.entries().values() {
+            if let Some(reason) = entry.unavailable() {
+                problems.push(LoadProblem {
+                    subject: self
+                        .inner
+                        .records
+                        .path(&entry.record.name)
+                        .display()
+                        .to_string(),
+                    message: format!("function `{}` is unavailable: {reason}", entry.record.name),
+                });
+            }
+        }
+        self.inner.registry.publish(snapshot);
         for problem in &problems {
             tracing::warn!(subject = %problem.subject, "{}", problem.message);
         }
@@ -104,7 +120,11 @@ impl Host {
                 }),
             }
         }
-        (Some(FunctionEntry::new(record, route, versions)), problems)
+        let missing = self.missing_sources(&record);
+        (
+            Some(FunctionEntry::new(record, route, versions, missing)),
+            problems,
+        )
     }
 
     /// Loads one stored version: its artifact if valid, else a recompile

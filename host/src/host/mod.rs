@@ -18,7 +18,7 @@ use crate::error::{DeployError, InvokeError};
 use crate::observe::logs::LogBook;
 use crate::observe::meter::Meter;
 use crate::observe::metrics::Metrics;
-use crate::registry::Registry;
+use crate::registry::{Audience, Registry};
 use crate::request::buffers::BufferBudget;
 use crate::request::slots::HostSlots;
 use crate::runtime::engine::{self, EngineOptions, EpochTicker};
@@ -169,8 +169,11 @@ impl Host {
             let entry = snapshot
                 .get(name)
                 .ok_or_else(|| InvokeError::NoRoute(format!("function `{name}`")))?;
+            if entry.is_damaged() {
+                return Err(InvokeError::Damaged(name.to_owned()));
+            }
             entry
-                .pick(None)
+                .pick(None, Audience::Operator)
                 .cloned()
                 .ok_or_else(|| InvokeError::Unavailable(name.to_owned()))?
         };

@@ -2,8 +2,10 @@
 //! slots → run the guest in a fresh sandbox → answer.
 //!
 //! [`Host::handle`] is what the public listener (or an embedder) calls for
-//! every request. Routing reads the registry's snapshot without a lock; the
-//! only waits are for the request body (paced, see [`pacing`]) and for
+//! every request; [`Host::handle_with`] is the operator's path (`wisp
+//! invoke`). They differ in one thing: which versions `x-wisp-version` may
+//! pin ([`Audience`]). Routing reads the registry's snapshot without a lock;
+//! the only waits are for the request body (paced, see [`pacing`]) and for
 //! concurrency slots, which are taken only when the guest is about to run.
 //! Every failure becomes one JSON error response; the access log and the
 //! per-version metrics are written here and nowhere else.
@@ -18,7 +20,7 @@ pub(crate) mod trace;
 
 use crate::error::InvokeError;
 use crate::host::Host;
-use crate::registry::FunctionEntry;
+use crate::registry::{Audience, FunctionEntry};
 use crate::runtime::function::RequestContext;
 use access_log::AccessRecord;
 use body::{BoxError, ResponseBody, full};
@@ -33,12 +35,15 @@ use std::time::Instant;
 use trace::{REQUEST_ID_HEADER, RequestTrace};
 
 /// Response header naming the version that served a request; also read from
-/// requests to pin one.
+/// requests to pin one. A public request may pin a version that takes
+/// traffic or a preview that never took any (deployed with `--no-traffic`);
+/// a version that lost its traffic answers as if it did not exist.
 pub const VERSION_HEADER: HeaderName = HeaderName::from_static("x-wisp-version");
 
 impl Host {
-    /// Serves one request: routes it, runs it in a fresh sandbox and returns
-    /// the guest's response, or a JSON error response saying what went wrong.
+    /// Serves one public request: routes it, runs it in a fresh sandbox and
+    /// returns the guest's response, or a JSON error response saying what
+    /// went wrong. See [`VERSION_HEADER`] for the versions it may pin.
     pub async fn handle<B>(&self, request: http::Request<B>) -> http::Response<ResponseBody>
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
@@ -67,12 +72,14 @@ impl Host {
             }
             return response;
         };
-        self.dispatch(&entry, &path_info, request).await
+        self.dispatch(&entry, &path_info, request, Audience::Public)
+            .await
     }
 
     /// Serves one request with function `name`, whatever the path; the
     /// request's path is what a CGI guest sees as `PATH_INFO`. This is what
-    /// `wisp invoke` uses.
+    /// `wisp invoke` uses, for the operator: `x-wisp-version` may pin any
+    /// version the function keeps, including one that lost its traffic.
     pub async fn handle_with<B>(
         &self,
         name: &str,
@@ -87,7 +94,8 @@ impl Host {
             return error_response(&InvokeError::NoRoute(format!("function `{name}`")));
         };
         let path_info = request.uri().path().to_owned();
-        self.dispatch(&entry, &path_info, request).await
+        self.dispatch(&entry, &path_info, request, Audience::Operator)
+            .await
     }
 
     async fn dispatch<B>(
@@ -95,12 +103,16 @@ impl Host {
         entry: &FunctionEntry,
         path_info: &str,
         request: http::Request<B>,
+        audience: Audience,
     ) -> http::Response<ResponseBody>
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
         let started = Instant::now();
+        if entry.is_damaged() {
+            return error_response(&InvokeError::Damaged(entry.record.name.clone()));
+        }
         let pinned = match request.headers().get(&VERSION_HEADER).map(parse_version) {
             None => None,
             Some(Ok(version)) => Some(version),
@@ -111,7 +123,7 @@ impl Host {
                 });
             }
         };
-        let Some(function) = entry.pick(pinned).cloned() else {
+        let Some(function) = entry.pick(pinned, audience).cloned() else {
             return error_response(&match pinned {
                 Some(version) => InvokeError::NoSuchVersion {
                     name: entry.record.name.clone(),
@@ -209,9 +221,7 @@ impl Host {
 /// `4` or `v4` → 4; anything else is returned as text for the error.
 fn parse_version(value: &HeaderValue) -> Result<u32, String> {
     let text = value.to_str().unwrap_or_default().trim();
-    text.trim_start_matches('v')
-        .parse()
-        .map_err(|_| text.to_owned())
+    wisp_spec::traffic::parse_version(text).ok_or_else(|| text.to_owned())
 }
 
 fn error_response(error: &InvokeError) -> http::Response<ResponseBody> {
