@@ -30,6 +30,9 @@ pub enum DeployError {
     /// Cranelift could not compile it.
     #[error("compiling the function failed: {0}")]
     Compile(String),
+    /// Compiling it would pass the host's compile budget.
+    #[error("the function is too costly to compile: {0}")]
+    CompileLimit(String),
     /// It compiled, but instantiating it failed (e.g. it needs more
     /// instances, memories or tables than the host allows).
     #[error("the function cannot be instantiated: {0}")]
@@ -115,6 +118,7 @@ impl DeployError {
             }
             DeployError::UnsupportedImport(_) => "unsupported-import",
             DeployError::Compile(_) => "compile-failed",
+            DeployError::CompileLimit(_) => "compile-limit",
             DeployError::Instantiate(_) => "instantiate-failed",
             DeployError::TooLarge { .. } => "upload-too-large",
             DeployError::RouteTaken { .. } => "route-taken",
@@ -148,11 +152,13 @@ pub enum Limit {
     RequestBodyTime,
     /// The host's budget for request bodies held in memory.
     Buffer,
+    /// The host's budget for guest memory, across all sandboxes.
+    HostMemory,
 }
 
 impl Limit {
     /// Every limit.
-    pub const ALL: [Limit; 8] = [
+    pub const ALL: [Limit; 9] = [
         Limit::Memory,
         Limit::Timeout,
         Limit::Concurrency,
@@ -161,6 +167,7 @@ impl Limit {
         Limit::Fuel,
         Limit::RequestBodyTime,
         Limit::Buffer,
+        Limit::HostMemory,
     ];
 
     /// The limit's name in JSON and metrics.
@@ -174,6 +181,7 @@ impl Limit {
             Limit::Fuel => "fuel",
             Limit::RequestBodyTime => "request-body-time",
             Limit::Buffer => "buffer",
+            Limit::HostMemory => "host-memory",
         }
     }
 }
@@ -245,7 +253,9 @@ impl InvokeError {
             InvokeError::BadRequest(_) => StatusCode::BAD_REQUEST,
             InvokeError::LimitExceeded { limit, .. } => match limit {
                 Limit::Timeout => StatusCode::GATEWAY_TIMEOUT,
-                Limit::Concurrency | Limit::Buffer => StatusCode::SERVICE_UNAVAILABLE,
+                Limit::Concurrency | Limit::Buffer | Limit::HostMemory => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
                 Limit::RequestBodyTime => StatusCode::REQUEST_TIMEOUT,
                 Limit::RequestBody => StatusCode::PAYLOAD_TOO_LARGE,
                 Limit::Memory | Limit::ResponseBody | Limit::Fuel => {
@@ -300,7 +310,10 @@ pub fn json_error(
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    if matches!(limit, Some(Limit::Concurrency | Limit::Buffer)) {
+    if matches!(
+        limit,
+        Some(Limit::Concurrency | Limit::Buffer | Limit::HostMemory)
+    ) {
         response
             .headers_mut()
             .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -341,6 +354,7 @@ mod tests {
             (Limit::Fuel, 500),
             (Limit::RequestBodyTime, 408),
             (Limit::Buffer, 503),
+            (Limit::HostMemory, 503),
         ];
         for (limit, status) in cases {
             assert_eq!(InvokeError::limit(limit, "x").status().as_u16(), status);

@@ -64,6 +64,10 @@ pub use request::VERSION_HEADER;
 pub use request::body::{BoxError, ResponseBody};
 pub use request::connection::ConnectionInfo;
 pub use request::pacing::{BodyPacing, DEFAULT_BODY_IDLE_TIMEOUT, DEFAULT_MIN_BODY_RATE};
+pub use runtime::compiler::{
+    CompileBudget, Compiler, DEFAULT_MAX_COMPILE_MEMORY_BYTES, DEFAULT_MAX_COMPILE_TIME,
+    compile_worker_main,
+};
 pub use runtime::engine::DEFAULT_MAX_INSTANCES;
 pub use runtime::function::IdleSandbox;
 pub use server::{

@@ -3,8 +3,11 @@
 //!
 //! A component must export `wasi:http/incoming-handler` (any 0.2.x); a core
 //! module must export a `_start` function (a WASI command, run CGI-style).
-//! This only reads top-level sections with `wasmparser`; full validation and
-//! the import check happen when the engine compiles and pre-links it.
+//! This only reads sections with `wasmparser`; full validation and the
+//! import check happen when the engine compiles and pre-links it. It also
+//! counts what instantiating the binary will need from the instance pool
+//! ([`Resources`]), so a binary the pool cannot hold is refused before a
+//! costly compile.
 
 use serde::{Deserialize, Serialize};
 use wasmparser::{ComponentExternalKind, ExternalKind, Parser, Payload};
@@ -55,8 +58,30 @@ pub enum InspectError {
     NoStart,
 }
 
+/// What instantiating a binary takes from the instance pool, counted from
+/// its sections (a module instantiated twice is counted once, so this is a
+/// lower bound; instantiating at deploy checks the rest).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Resources {
+    /// Core module instantiations.
+    pub core_instances: u32,
+    /// Linear memories defined, over all core modules.
+    pub memories: u32,
+    /// Tables defined, over all core modules.
+    pub tables: u32,
+    /// Most memories one core module defines.
+    pub memories_per_module: u32,
+    /// Most tables one core module defines.
+    pub tables_per_module: u32,
+}
+
 /// Classifies `bytes` and checks the entry point of its ABI.
 pub fn inspect(bytes: &[u8]) -> Result<Abi, InspectError> {
+    inspect_with_resources(bytes).map(|(abi, _)| abi)
+}
+
+/// Like [`inspect`], and counts the [`Resources`] the binary will need.
+pub fn inspect_with_resources(bytes: &[u8]) -> Result<(Abi, Resources), InspectError> {
     let abi = if Parser::is_component(bytes) {
         Abi::WasiHttp
     } else if Parser::is_core_wasm(bytes) {
@@ -71,12 +96,32 @@ pub fn inspect(bytes: &[u8]) -> Result<Abi, InspectError> {
     let mut depth = 0usize;
     let mut exports = Vec::new();
     let mut has_start = false;
+    let mut needs = Resources {
+        core_instances: u32::from(abi == Abi::Cgi),
+        ..Resources::default()
+    };
+    let malformed = |e: wasmparser::BinaryReaderError| InspectError::Malformed(e.to_string());
     for payload in Parser::new(0).parse_all(bytes) {
         let payload = payload.map_err(|e| InspectError::Malformed(e.to_string()))?;
         match payload {
             Payload::ModuleSection { .. } | Payload::ComponentSection { .. } => depth += 1,
             Payload::End(_) if depth > 0 => depth -= 1,
             Payload::End(_) => break,
+            Payload::InstanceSection(section) => {
+                for instance in section {
+                    if let wasmparser::Instance::Instantiate { .. } = instance.map_err(malformed)? {
+                        needs.core_instances += 1;
+                    }
+                }
+            }
+            Payload::MemorySection(section) => {
+                needs.memories += section.count();
+                needs.memories_per_module = needs.memories_per_module.max(section.count());
+            }
+            Payload::TableSection(section) => {
+                needs.tables += section.count();
+                needs.tables_per_module = needs.tables_per_module.max(section.count());
+            }
             Payload::ComponentExportSection(section) if depth == 0 => {
                 for export in section {
                     let export = export.map_err(|e| InspectError::Malformed(e.to_string()))?;
@@ -110,13 +155,33 @@ pub fn inspect(bytes: &[u8]) -> Result<Abi, InspectError> {
             Err(InspectError::NoHttpHandler(found))
         }
         Abi::Cgi if !has_start => Err(InspectError::NoStart),
-        abi => Ok(abi),
+        abi => Ok((abi, needs)),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resources_are_counted_over_every_module() {
+        let module = wat::parse_str(
+            r#"(module (memory 1) (memory 1) (table 1 funcref) (func (export "_start")))"#,
+        )
+        .unwrap();
+        let (abi, needs) = inspect_with_resources(&module).unwrap();
+        assert_eq!(abi, Abi::Cgi);
+        assert_eq!(
+            needs,
+            Resources {
+                core_instances: 1,
+                memories: 2,
+                tables: 1,
+                memories_per_module: 2,
+                tables_per_module: 1,
+            }
+        );
+    }
 
     #[test]
     fn text_and_garbage_are_not_wasm() {

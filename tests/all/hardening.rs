@@ -414,3 +414,142 @@ async fn bad_routes_and_settings_are_refused_quoting_what_was_sent() {
     let listed = wisp.admin_get("/v1/functions").await.json();
     assert_eq!(listed.as_array().map(Vec::len), Some(0), "{listed}");
 }
+
+/// A CGI module of `functions` empty functions: tiny to upload, costly to
+/// compile.
+fn compile_bomb(functions: usize) -> Vec<u8> {
+    let mut text = String::from(r#"(module (func (export "_start"))"#);
+    for _ in 0..functions {
+        text.push_str(" (func)");
+    }
+    text.push(')');
+    wat::parse_str(&text).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_compile_bomb_over_the_time_budget_is_refused_quickly() {
+    let wisp = Wisp::start_with(&["--max-compile-time", "1s"]);
+    let bomb = compile_bomb(100_000);
+    assert!(bomb.len() < 1 << 20);
+    let before = wisp.rss_bytes();
+    let started = Instant::now();
+    let response = wisp.deploy("bomb", bomb, "route=/bomb").await;
+    let took = started.elapsed();
+    assert_eq!(
+        response.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        response.text()
+    );
+    assert_eq!(
+        response.json()["kind"],
+        "compile-limit",
+        "{}",
+        response.text()
+    );
+    assert!(
+        response.error().contains("--max-compile-time"),
+        "{}",
+        response.error()
+    );
+    assert!(
+        took < Duration::from_secs(10),
+        "refused only after {took:?}"
+    );
+    let grown = wisp.rss_bytes().saturating_sub(before);
+    assert!(grown < 50 << 20, "the host grew by {} MiB", grown >> 20);
+    let listed = wisp.admin_get("/v1/functions").await.json();
+    assert_eq!(listed.as_array().map(Vec::len), Some(0), "{listed}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_compile_over_the_memory_budget_is_refused() {
+    let wisp = Wisp::start_with(&["--max-compile-memory", "64MiB"]);
+    let response = wisp
+        .deploy("bomb", compile_bomb(100_000), "route=/bomb")
+        .await;
+    assert_eq!(
+        response.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        response.text()
+    );
+    assert_eq!(
+        response.json()["kind"],
+        "compile-limit",
+        "{}",
+        response.text()
+    );
+    assert!(response.error().contains("memory"), "{}", response.error());
+    // The host itself is fine: a normal function still deploys and serves.
+    wisp.deploy_ok("hello", artifacts::HELLO_COMPONENT, "route=/hello")
+        .await;
+    assert_eq!(wisp.get("/hello").await.status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn compiling_in_a_child_process_leaves_the_host_small() {
+    let wisp = Wisp::start();
+    wisp.deploy_ok("hello", artifacts::HELLO_COMPONENT, "route=/hello")
+        .await;
+    let before = wisp.rss_bytes();
+    let response = wisp
+        .deploy("many", compile_bomb(30_000), "route=/many")
+        .await;
+    assert!(response.status.is_success(), "{}", response.text());
+    let grown = wisp.rss_bytes().saturating_sub(before);
+    assert!(
+        grown < 60 << 20,
+        "compiling grew the host by {} MiB",
+        grown >> 20
+    );
+    assert_eq!(wisp.get("/many").await.status, StatusCode::BAD_GATEWAY);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_binary_the_pool_cannot_hold_is_refused_before_compiling() {
+    let wisp = Wisp::start();
+    let two_memories =
+        wat::parse_str(r#"(module (memory 1) (memory 1) (func (export "_start")))"#).unwrap();
+    let response = wisp.deploy("two", two_memories, "route=/two").await;
+    assert_eq!(
+        response.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        response.text()
+    );
+    assert!(
+        response.error().contains("linear memories"),
+        "{}",
+        response.error()
+    );
+    assert_eq!(metric_sum(&wisp, "wisp_compilations_total").await, 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn guests_together_stay_within_the_host_memory_budget() {
+    let wisp = Wisp::start_with(&["--max-guest-memory", "48MiB"]);
+    wisp.deploy_ok("h", artifacts::HOSTILE_COMPONENT, "route=/h&memory=256MiB")
+        .await;
+    wisp.deploy_ok("hello", artifacts::HELLO_COMPONENT, "route=/hello")
+        .await;
+    // Its own limit would allow 256 MiB; the host's budget stops it first.
+    let response = wisp.get("/h/alloc").await;
+    assert_eq!(
+        response.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        response.text()
+    );
+    assert_eq!(
+        response.json()["limit"],
+        "host-memory",
+        "{}",
+        response.text()
+    );
+    assert!(response.error().contains("48MiB"), "{}", response.error());
+    assert_eq!(response.header("retry-after"), Some("1"));
+    // What it held is given back: others still run, and the gauge is empty.
+    assert_eq!(wisp.get("/hello").await.status, StatusCode::OK);
+    assert_eq!(metric_sum(&wisp, "wisp_guest_memory_bytes").await, 0.0);
+}

@@ -65,11 +65,22 @@ enum Command {
     Bench(BenchCommand),
     /// Create a new function from a template: `wisp new hello --lang rust`.
     New(New),
+    /// Internal: compile one module for `wisp serve` (stdin to stdout).
+    #[command(name = COMPILE_WORKER_COMMAND, hide = true)]
+    CompileWorker,
 }
+
+/// The hidden subcommand `wisp serve` runs itself with to compile in a
+/// child process.
+pub(crate) const COMPILE_WORKER_COMMAND: &str = "__compile-worker";
 
 /// Runs the CLI and returns the process exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::CompileWorker = cli.command {
+        // No async runtime, no logging: one compile, then exit.
+        return wisp_host::compile_worker_main();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -96,6 +107,7 @@ pub fn main() -> ExitCode {
             Command::Usage(c) => c.execute().await,
             Command::Bench(c) => c.execute().await,
             Command::New(c) => c.execute(),
+            Command::CompileWorker => Ok(ExitCode::SUCCESS),
         }
     });
     match result {

@@ -13,7 +13,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
-use wisp_host::{AdminApi, BodyPacing, DeployRequest, Host, HostConfig, ServerOptions};
+use wisp_host::{
+    AdminApi, BodyPacing, CompileBudget, Compiler, DeployRequest, Host, HostConfig, ServerOptions,
+};
 use wisp_spec::manifest::Manifest;
 
 /// Open connections the admin listener holds at most.
@@ -101,6 +103,18 @@ pub(crate) struct Serve {
     /// Open connections on the public listener from one IP address at most.
     #[arg(long, default_value_t = wisp_host::DEFAULT_MAX_CONNECTIONS_PER_IP, value_name = "N", value_parser = parse_at_least_one)]
     max_connections_per_ip: usize,
+    /// Linear memory all running guests may hold together (past it a
+    /// request gets `503`); default: half of physical memory.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size_flag)]
+    max_guest_memory: Option<u64>,
+    /// Longest one compile may take; a module over it gets `400`
+    /// (`compile-limit`).
+    #[arg(long, default_value = "60s", value_name = "DURATION", value_parser = parse_duration_flag)]
+    max_compile_time: Duration,
+    /// Most memory one compile may use; compiles run in a child process
+    /// capped at this.
+    #[arg(long, default_value = "2GiB", value_name = "SIZE", value_parser = parse_size_flag)]
+    max_compile_memory: u64,
     /// Bytes of request bodies held in memory at once (CGI bodies are read
     /// whole); default: an eighth of physical memory.
     #[arg(long, value_name = "SIZE", value_parser = parse_size_flag)]
@@ -163,6 +177,18 @@ impl Serve {
                 min_bytes_per_sec: self.min_body_rate,
             },
             max_buffered_bytes: self.max_buffered.unwrap_or(defaults.max_buffered_bytes),
+            max_guest_memory_bytes: self
+                .max_guest_memory
+                .unwrap_or(defaults.max_guest_memory_bytes),
+            compiler: Compiler::Subprocess {
+                program: std::env::current_exe()
+                    .context("finding the wisp binary to compile with")?,
+                args: vec![super::COMPILE_WORKER_COMMAND.into()],
+            },
+            compile_budget: CompileBudget {
+                time: self.max_compile_time,
+                memory_bytes: self.max_compile_memory,
+            },
             ..defaults
         };
         let (host, problems) = Host::start(config).await?;

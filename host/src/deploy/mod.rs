@@ -18,6 +18,7 @@ mod release;
 
 use crate::error::DeployError;
 use crate::host::Host;
+use crate::runtime::engine;
 use crate::runtime::function::{Function, VersionInfo};
 use bytes::Bytes;
 pub(crate) use publish::Pending;
@@ -95,7 +96,10 @@ impl Host {
         }
         let route = parse_route(&route)?;
         let settings = Settings::validate(&raw)?;
-        let abi = inspect::inspect(&wasm)?;
+        let (abi, needs) = inspect::inspect_with_resources(&wasm)?;
+        if self.inner.config.pooling {
+            engine::check_fits_pool(&needs).map_err(DeployError::Instantiate)?;
+        }
         // Checked now to fail fast, and again under the writer lock.
         self.check_route(&route, &name)?;
 
@@ -166,9 +170,14 @@ impl Host {
             .await
             .map_err(|e| DeployError::Storage(format!("compile task failed: {e}")))??;
         let outbound = settings.allow_outbound.clone().into();
-        code.instantiate(&Arc::from(name), settings, &outbound)
-            .await
-            .map_err(|e| DeployError::Instantiate(e.to_string()))?;
+        code.instantiate(
+            &Arc::from(name),
+            settings,
+            &outbound,
+            &self.inner.guest_memory,
+        )
+        .await
+        .map_err(|e| DeployError::Instantiate(e.to_string()))?;
         Ok(Built {
             abi,
             source,

@@ -5,6 +5,7 @@
 //! and never fatal; only an unusable engine or data dir stops a start.
 
 use crate::request::pacing::BodyPacing;
+use crate::runtime::compiler::{CompileBudget, Compiler};
 use crate::runtime::engine;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -41,6 +42,16 @@ pub struct HostConfig {
     /// (CGI bodies are read whole before the guest runs); past it, `503`.
     /// Default: an eighth of physical memory.
     pub max_buffered_bytes: u64,
+    /// Bytes of linear memory all live sandboxes may hold together; a guest
+    /// growing past it gets `503` (`host-memory`). Default: half of
+    /// physical memory.
+    pub max_guest_memory_bytes: u64,
+    /// Where compiles run: in this process (the default) or in a child
+    /// process, which can cap their memory and gives it all back.
+    pub compiler: Compiler,
+    /// How long, and how much memory, one compile may take; past it the
+    /// deploy gets `400` with kind `compile-limit`.
+    pub compile_budget: CompileBudget,
 }
 
 impl Default for HostConfig {
@@ -55,6 +66,9 @@ impl Default for HostConfig {
             access_log: true,
             body_pacing: BodyPacing::default(),
             max_buffered_bytes: crate::request::buffers::default_budget(),
+            max_guest_memory_bytes: crate::runtime::sandbox::default_guest_memory(),
+            compiler: Compiler::default(),
+            compile_budget: CompileBudget::default(),
         }
     }
 }

@@ -21,8 +21,10 @@ use crate::observe::metrics::Metrics;
 use crate::registry::{Audience, Registry};
 use crate::request::buffers::BufferBudget;
 use crate::request::slots::HostSlots;
+use crate::runtime::compiler;
 use crate::runtime::engine::{self, EngineOptions, EpochTicker};
-use crate::runtime::function::{self, IdleSandbox, Linkers, LoadedCode};
+use crate::runtime::function::{IdleSandbox, Linkers, LoadedCode};
+use crate::runtime::sandbox::GuestMemory;
 use code_cache::CodeCache;
 pub use config::{HostConfig, LoadProblem, StartError};
 use per_function::PerFunction;
@@ -44,6 +46,7 @@ pub(crate) struct HostInner {
     pub(crate) metrics: Metrics,
     pub(crate) slots: HostSlots,
     pub(crate) buffers: Arc<BufferBudget>,
+    pub(crate) guest_memory: Arc<GuestMemory>,
     /// Serializes changes to the deployed set (record writes and publishing;
     /// never compiling). Requests never take it.
     pub(crate) writer: tokio::sync::Mutex<()>,
@@ -90,6 +93,10 @@ impl Host {
         let metrics = Metrics::new();
         let slots = HostSlots::new(config.max_instances, &metrics);
         let buffers = BufferBudget::new(config.max_buffered_bytes, metrics.buffered().clone());
+        let guest_memory = GuestMemory::new(
+            config.max_guest_memory_bytes,
+            metrics.guest_memory().clone(),
+        );
         let host = Host {
             inner: Arc::new(HostInner {
                 config,
@@ -102,6 +109,7 @@ impl Host {
                 metrics,
                 slots,
                 buffers,
+                guest_memory,
                 writer: tokio::sync::Mutex::new(()),
                 pending: Pending::default(),
                 per_function: PerFunction::default(),
@@ -135,6 +143,7 @@ impl Host {
             usage: books.usage,
             logs: books.logs,
             version,
+            guest_memory: self.inner.guest_memory.clone(),
         }
     }
 
@@ -152,7 +161,14 @@ impl Host {
         key: &str,
     ) -> Result<PathBuf, DeployError> {
         let started = Instant::now();
-        let cwasm = function::compile(&self.inner.engine, abi, wasm)?;
+        let config = &self.inner.config;
+        let cwasm = compiler::compile(
+            &self.inner.engine,
+            &config.compiler,
+            &config.compile_budget,
+            abi,
+            wasm,
+        )?;
         self.inner.metrics.record_compile(started.elapsed());
         self.inner
             .artifacts

@@ -20,6 +20,7 @@
 
 use crate::observe::logs::{LogBook, Stream};
 use crate::observe::metrics::FunctionMetrics;
+use crate::runtime::sandbox::GuestMemory;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -101,6 +102,8 @@ pub struct Meter {
     pub logs: Arc<LogBook>,
     /// The version number.
     pub version: u32,
+    /// The host's guest memory budget its sandboxes are charged to.
+    pub guest_memory: Arc<GuestMemory>,
 }
 
 impl Meter {
@@ -165,6 +168,7 @@ mod tests {
             usage: Arc::default(),
             logs: Arc::default(),
             version: 1,
+            guest_memory: GuestMemory::new(u64::MAX, Default::default()),
         };
         let cost = GuestCost {
             wall: Duration::from_millis(500),

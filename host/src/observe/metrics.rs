@@ -65,6 +65,7 @@ pub struct Metrics {
     compile_seconds: Histogram,
     slots_in_use: Gauge,
     buffered: Gauge,
+    guest_memory: Gauge,
     /// Every (function, version) with series, so they can be dropped.
     versions: Mutex<BTreeSet<(String, u32)>>,
 }
@@ -98,6 +99,7 @@ impl Metrics {
         let compile_seconds = compile_histogram();
         let slots_in_use = Gauge::default();
         let buffered = Gauge::default();
+        let guest_memory = Gauge::default();
         registry.register(
             "requests",
             "Requests served, by function, version and status class",
@@ -168,6 +170,11 @@ impl Metrics {
             "Bytes of request bodies and guest output the host holds in memory for requests",
             buffered.clone(),
         );
+        registry.register(
+            "guest_memory_bytes",
+            "Linear memory held by live sandboxes, charged to the host's guest memory budget",
+            guest_memory.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -184,6 +191,7 @@ impl Metrics {
             compile_seconds,
             slots_in_use,
             buffered,
+            guest_memory,
             versions: Mutex::new(BTreeSet::new()),
         }
     }
@@ -220,6 +228,11 @@ impl Metrics {
     /// The instance-slot gauge.
     pub fn slots_in_use(&self) -> &Gauge {
         &self.slots_in_use
+    }
+
+    /// The gauge of guest linear memory held by live sandboxes.
+    pub(crate) fn guest_memory(&self) -> &Gauge {
+        &self.guest_memory
     }
 
     /// The gauge of bytes held in memory for requests.
@@ -334,7 +347,7 @@ pub struct FunctionMetrics {
     latency: Histogram,
     instantiate: Histogram,
     in_flight: Gauge,
-    breaches: [Counter; 8],
+    breaches: [Counter; 9],
     guest_seconds: Counter<f64, AtomicU64>,
     guest_cpu_seconds: Counter<f64, AtomicU64>,
     fuel: Counter,

@@ -13,6 +13,7 @@ use std::time::Duration;
 use wasmtime::{
     Config, Enabled, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig,
 };
+use wisp_spec::inspect::Resources;
 
 /// How often the epoch ticks. A running guest yields to the async runtime at
 /// each tick, so this bounds how long one guest can hold a worker thread.
@@ -27,6 +28,10 @@ pub const DEFAULT_MAX_INSTANCES: u32 = 1000;
 const CORE_INSTANCES_PER_COMPONENT: u32 = 16;
 const MEMORIES_PER_COMPONENT: u32 = 4;
 const TABLES_PER_COMPONENT: u32 = 8;
+/// Memories and tables one core module may define (the pool's slots are
+/// sized for one of each, as nearly every toolchain emits).
+const MEMORIES_PER_MODULE: u32 = 1;
+const TABLES_PER_MODULE: u32 = 1;
 
 /// Bytes of each linear memory kept mapped when a pool slot is released. The
 /// next instance in the slot then finds its pages resident (no page faults);
@@ -73,6 +78,8 @@ pub fn build(options: &EngineOptions) -> wasmtime::Result<Engine> {
             .max_core_instances_per_component(CORE_INSTANCES_PER_COMPONENT)
             .max_memories_per_component(MEMORIES_PER_COMPONENT)
             .max_tables_per_component(TABLES_PER_COMPONENT)
+            .max_memories_per_module(MEMORIES_PER_MODULE)
+            .max_tables_per_module(TABLES_PER_MODULE)
             .max_memory_size(wisp_spec::limits::MAX_MEMORY_LIMIT_BYTES as usize)
             .linear_memory_keep_resident(LINEAR_MEMORY_KEEP_RESIDENT)
             .table_keep_resident(TABLE_KEEP_RESIDENT)
@@ -80,6 +87,38 @@ pub fn build(options: &EngineOptions) -> wasmtime::Result<Engine> {
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     }
     Engine::new(&config)
+}
+
+/// Refuses, before any compile, a binary the instance pool could never
+/// instantiate, saying which count is over and by how much.
+pub fn check_fits_pool(needs: &Resources) -> Result<(), String> {
+    let checks = [
+        (
+            needs.core_instances,
+            CORE_INSTANCES_PER_COMPONENT,
+            "core instances",
+        ),
+        (needs.memories, MEMORIES_PER_COMPONENT, "linear memories"),
+        (needs.tables, TABLES_PER_COMPONENT, "tables"),
+        (
+            needs.memories_per_module,
+            MEMORIES_PER_MODULE,
+            "linear memories in one core module",
+        ),
+        (
+            needs.tables_per_module,
+            TABLES_PER_MODULE,
+            "tables in one core module",
+        ),
+    ];
+    for (count, limit, what) in checks {
+        if count > limit {
+            return Err(format!(
+                "it needs {count} {what}, and this host's instance pool allows {limit}"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The fingerprint of everything that makes compiled code compatible with

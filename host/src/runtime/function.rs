@@ -17,6 +17,7 @@ use crate::request::trace::RequestTrace;
 use crate::runtime::abi::cgi::{self, CgiCall, CgiState};
 use crate::runtime::abi::http::{self, HttpCall, HttpState};
 use crate::runtime::abi::output::OutputCapture;
+use crate::runtime::sandbox::GuestMemory;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -48,15 +49,6 @@ impl Linkers {
 enum Code {
     Http(ProxyPre<HttpState>),
     Cgi(InstancePre<CgiState>),
-}
-
-/// Compiles `wasm` to native code (blocking: run it on a blocking thread).
-pub fn compile(engine: &Engine, abi: Abi, wasm: &[u8]) -> Result<Vec<u8>, DeployError> {
-    let compiled = match abi {
-        Abi::WasiHttp => engine.precompile_component(wasm),
-        Abi::Cgi => engine.precompile_module(wasm),
-    };
-    compiled.map_err(|e| DeployError::Compile(format!("{e:#}")))
 }
 
 /// Where a request came from and how it is traced.
@@ -138,6 +130,7 @@ impl LoadedCode {
         function: &Arc<str>,
         settings: &Settings,
         outbound: &Arc<[OutboundRule]>,
+        memory: &Arc<GuestMemory>,
     ) -> Result<IdleSandbox, InvokeError> {
         let fail = |e: wasmtime::Error| InvokeError::Internal(format!("{e:#}"));
         let store = match &self.0 {
@@ -150,13 +143,19 @@ impl LoadedCode {
                     outbound.clone(),
                     sink(),
                     sink(),
+                    memory.clone(),
                 )?;
                 pre.instantiate_async(&mut store).await.map_err(fail)?;
                 IdleStore::Http(store)
             }
             Code::Cgi(pre) => {
                 let mut wasi = crate::runtime::sandbox::wasi_builder(settings)?;
-                let mut store = cgi::new_store(pre.module().engine(), &mut wasi, &settings.limits)?;
+                let mut store = cgi::new_store(
+                    pre.module().engine(),
+                    &mut wasi,
+                    &settings.limits,
+                    memory.clone(),
+                )?;
                 pre.instantiate_async(&mut store).await.map_err(fail)?;
                 IdleStore::Cgi(store)
             }
@@ -228,7 +227,12 @@ impl Function {
     /// without calling the guest. Benchmarks measure cold starts with it.
     pub async fn instantiate(&self) -> Result<IdleSandbox, InvokeError> {
         self.code
-            .instantiate(&self.name, &self.settings, &self.outbound)
+            .instantiate(
+                &self.name,
+                &self.settings,
+                &self.outbound,
+                &self.meter.guest_memory,
+            )
             .await
     }
 

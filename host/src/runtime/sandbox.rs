@@ -9,6 +9,9 @@
 //! even a guest spinning in a loop.
 
 use crate::error::{InvokeError, Limit};
+use prometheus_client::metrics::gauge::Gauge;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use wasmtime::{Store, Trap};
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 use wisp_spec::limits::{DEFAULT_TABLE_ELEMENTS_LIMIT, Limits};
@@ -88,7 +91,7 @@ pub fn log_failure(function: &str, request_id: &str, error: &wasmtime::Error, st
 /// which for a command is success.
 pub fn explain_failure(
     error: &wasmtime::Error,
-    memory_limit_hit: bool,
+    memory: &MemoryLimiter,
     limits: &Limits,
 ) -> Result<(), InvokeError> {
     if let Some(exit) = error.downcast_ref::<I32Exit>() {
@@ -98,7 +101,16 @@ pub fn explain_failure(
             Err(InvokeError::Exit(exit.0))
         };
     }
-    if memory_limit_hit {
+    if memory.host_full {
+        return Err(InvokeError::limit(
+            Limit::HostMemory,
+            format!(
+                "the host's memory for guests is in use up to its budget of {}; retry shortly",
+                units::format_size(memory.host.limit())
+            ),
+        ));
+    }
+    if memory.hit {
         return Err(InvokeError::limit(
             Limit::Memory,
             format!(
@@ -123,28 +135,86 @@ pub fn explain_failure(
     Err(InvokeError::Trap(reason))
 }
 
+/// The host-wide budget of guest linear memory: every live sandbox's
+/// memory, added up, stays within it (default: half of physical memory, see
+/// [`default_guest_memory`]), whatever `max_instances` times the functions'
+/// own memory limits would allow. A growth past it fails in the guest, which
+/// is answered `503` (`host-memory`), like a pool slot that is not free.
+/// The bytes held show as the `wisp_guest_memory_bytes` gauge.
+#[derive(Debug)]
+pub struct GuestMemory {
+    limit: u64,
+    held: AtomicU64,
+    gauge: Gauge,
+}
+
+/// The default guest memory budget: half of physical memory (8 GiB if
+/// unknown).
+pub fn default_guest_memory() -> u64 {
+    let info = rustix::system::sysinfo();
+    let total = u64::from(info.mem_unit).saturating_mul(info.totalram as u64);
+    if total == 0 { 8 << 30 } else { total / 2 }
+}
+
+impl GuestMemory {
+    /// A budget of `limit` bytes, reported through `gauge`.
+    pub fn new(limit: u64, gauge: Gauge) -> Arc<GuestMemory> {
+        Arc::new(GuestMemory {
+            limit,
+            held: AtomicU64::new(0),
+            gauge,
+        })
+    }
+
+    /// The budget, in bytes.
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+
+    fn take(&self, bytes: u64) -> bool {
+        let taken = self
+            .held
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |held| {
+                held.checked_add(bytes).filter(|&total| total <= self.limit)
+            })
+            .is_ok();
+        if taken {
+            self.gauge.inc_by(i64::try_from(bytes).unwrap_or(i64::MAX));
+        }
+        taken
+    }
+
+    fn give_back(&self, bytes: u64) {
+        self.held.fetch_sub(bytes, Ordering::Relaxed);
+        self.gauge.dec_by(i64::try_from(bytes).unwrap_or(i64::MAX));
+    }
+}
+
 /// Enforces the memory cap inside a store and remembers whether the guest hit
-/// it, so a resulting trap is reported as the limit, not as a mystery.
+/// it, so a resulting trap is reported as the limit, not as a mystery. Its
+/// memory is charged to the host's [`GuestMemory`] until the store is gone.
 #[derive(Debug)]
 pub struct MemoryLimiter {
     limit_bytes: usize,
     hit: bool,
+    host_full: bool,
     peak_bytes: usize,
+    host: Arc<GuestMemory>,
+    charged: u64,
 }
 
 impl MemoryLimiter {
-    /// A limiter allowing at most `limit_bytes` of linear memory in total.
-    pub fn new(limit_bytes: u64) -> Self {
+    /// A limiter allowing at most `limit_bytes` of linear memory in total,
+    /// charged to `host`.
+    pub fn new(limit_bytes: u64, host: Arc<GuestMemory>) -> Self {
         MemoryLimiter {
             limit_bytes: usize::try_from(limit_bytes).unwrap_or(usize::MAX),
             hit: false,
+            host_full: false,
             peak_bytes: 0,
+            host,
+            charged: 0,
         }
-    }
-
-    /// True once a growth was refused.
-    pub fn was_hit(&self) -> bool {
-        self.hit
     }
 
     /// Largest linear memory the guest reached, in bytes.
@@ -156,7 +226,7 @@ impl MemoryLimiter {
 impl wasmtime::ResourceLimiter for MemoryLimiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
@@ -164,6 +234,12 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
             self.hit = true;
             return Ok(false);
         }
+        let extra = desired.saturating_sub(current) as u64;
+        if !self.host.take(extra) {
+            self.host_full = true;
+            return Ok(false);
+        }
+        self.charged += extra;
         self.peak_bytes = self.peak_bytes.max(desired);
         Ok(true)
     }
@@ -182,18 +258,53 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
     }
 }
 
+impl Drop for MemoryLimiter {
+    fn drop(&mut self) {
+        self.host.give_back(self.charged);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use wasmtime::ResourceLimiter;
 
+    fn unbounded() -> Arc<GuestMemory> {
+        GuestMemory::new(u64::MAX, Gauge::default())
+    }
+
+    #[test]
+    fn sandboxes_share_the_host_budget_until_they_are_gone() {
+        let gauge = Gauge::default();
+        let host = GuestMemory::new(3 << 20, gauge.clone());
+        let mut a = MemoryLimiter::new(2 << 20, host.clone());
+        let mut b = MemoryLimiter::new(2 << 20, host.clone());
+        assert!(a.memory_growing(0, 2 << 20, None).unwrap());
+        assert!(!b.memory_growing(0, 2 << 20, None).unwrap());
+        assert!(b.host_full && !b.hit);
+        assert_eq!(
+            explain_failure(
+                &wasmtime::format_err!("grow failed"),
+                &b,
+                &Limits::default()
+            )
+            .unwrap_err()
+            .status(),
+            http::StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(gauge.get(), 2 << 20);
+        drop(a);
+        assert_eq!(gauge.get(), 0);
+        assert!(b.memory_growing(0, 2 << 20, None).unwrap());
+    }
+
     #[test]
     fn growth_past_the_cap_is_refused_and_remembered() {
-        let mut limiter = MemoryLimiter::new(1 << 20);
+        let mut limiter = MemoryLimiter::new(1 << 20, unbounded());
         assert!(limiter.memory_growing(0, 64 << 10, None).unwrap());
-        assert!(!limiter.was_hit());
+        assert!(!limiter.hit);
         assert!(!limiter.memory_growing(64 << 10, 2 << 20, None).unwrap());
-        assert!(limiter.was_hit());
+        assert!(limiter.hit);
         assert_eq!(limiter.peak_bytes(), 64 << 10);
     }
 }

@@ -31,7 +31,7 @@ use crate::runtime::abi::http::{GUEST_OUTPUT_CAP_BYTES, response_too_large};
 use crate::runtime::abi::output::OutputCapture;
 use crate::runtime::function::Function;
 use crate::runtime::sandbox;
-use crate::runtime::sandbox::MemoryLimiter;
+use crate::runtime::sandbox::{GuestMemory, MemoryLimiter};
 use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame};
 use http_body_util::BodyExt;
@@ -69,10 +69,11 @@ pub fn new_store(
     engine: &Engine,
     wasi: &mut WasiCtxBuilder,
     limits: &Limits,
+    memory: Arc<GuestMemory>,
 ) -> Result<Store<CgiState>, InvokeError> {
     let state = CgiState {
         wasi: wasi.build_p1(),
-        limiter: MemoryLimiter::new(limits.memory_bytes),
+        limiter: MemoryLimiter::new(limits.memory_bytes, memory),
     };
     let mut store = Store::new(engine, state);
     store.limiter(|state| &mut state.limiter);
@@ -162,7 +163,12 @@ pub async fn invoke(
         .stdin(MemoryInputPipe::new(body))
         .stdout(stdout.clone())
         .stderr(stderr.clone());
-    let mut store = new_store(call.pre.module().engine(), &mut wasi, limits)?;
+    let mut store = new_store(
+        call.pre.module().engine(),
+        &mut wasi,
+        limits,
+        call.meter.guest_memory.clone(),
+    )?;
 
     let pre = call.pre.clone();
     let function = call.function.clone();
@@ -202,7 +208,7 @@ pub async fn invoke(
             Err(None) => Err(sandbox::timeout_error(&task_limits)),
             Err(Some(error)) => {
                 let explained =
-                    sandbox::explain_failure(&error, store.data().limiter.was_hit(), &task_limits);
+                    sandbox::explain_failure(&error, &store.data().limiter, &task_limits);
                 if explained.is_err() {
                     sandbox::log_failure(&function, &request_id, &error, &stderr.contents());
                 }

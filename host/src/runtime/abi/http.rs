@@ -14,7 +14,7 @@ use crate::request::slots::SlotPermit;
 use crate::request::trace::RequestTrace;
 use crate::runtime::abi::output::OutputCapture;
 use crate::runtime::sandbox;
-use crate::runtime::sandbox::MemoryLimiter;
+use crate::runtime::sandbox::{GuestMemory, MemoryLimiter};
 use http_body_util::BodyExt;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -133,6 +133,7 @@ pub fn new_store(
     outbound: Arc<[OutboundRule]>,
     stdout: OutputCapture,
     stderr: OutputCapture,
+    memory: Arc<GuestMemory>,
 ) -> Result<Store<HttpState>, InvokeError> {
     let mut wasi = sandbox::wasi_builder(settings)?;
     wasi.stdout(stdout).stderr(stderr);
@@ -144,7 +145,7 @@ pub fn new_store(
             function,
             rules: outbound,
         },
-        limiter: MemoryLimiter::new(settings.limits.memory_bytes),
+        limiter: MemoryLimiter::new(settings.limits.memory_bytes, memory),
     };
     let mut store = Store::new(engine, state);
     store.limiter(|state| &mut state.limiter);
@@ -218,6 +219,7 @@ pub async fn invoke(
         outbound,
         stdout.clone(),
         stderr.clone(),
+        meter.guest_memory.clone(),
     )?;
 
     let (sender, receiver) = tokio::sync::oneshot::channel();
@@ -254,7 +256,7 @@ pub async fn invoke(
             Ok((Ok(()), cpu)) => (Ok(()), cpu),
             Ok((Err(error), cpu)) => {
                 let explained =
-                    sandbox::explain_failure(&error, store.data().limiter.was_hit(), &task_limits);
+                    sandbox::explain_failure(&error, &store.data().limiter, &task_limits);
                 if explained.is_err() {
                     sandbox::log_failure(&function, &request_id, &error, &stderr.contents());
                 }
