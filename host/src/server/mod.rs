@@ -56,6 +56,14 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// Default cap on a listener's open connections from one IP address.
 pub const DEFAULT_MAX_CONNECTIONS_PER_IP: usize = 256;
 
+/// HTTP/2 flow-control windows and send buffer: what one connection may
+/// have in flight, so memory per connection stays bounded however many
+/// streams it opens.
+const H2_CONNECTION_WINDOW_BYTES: u32 = 256 << 10;
+const H2_STREAM_WINDOW_BYTES: u32 = 128 << 10;
+const H2_SEND_BUFFER_BYTES: usize = 128 << 10;
+const H2_MAX_CONCURRENT_STREAMS: u32 = 100;
+
 /// Connection-level settings of a listener. `Default` is the production
 /// default for the public listener.
 #[derive(Debug, Clone)]
@@ -127,6 +135,10 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .keep_alive_interval(Some(options.idle_timeout))
         .keep_alive_timeout(options.write_timeout)
+        .initial_connection_window_size(H2_CONNECTION_WINDOW_BYTES)
+        .initial_stream_window_size(H2_STREAM_WINDOW_BYTES)
+        .max_send_buf_size(H2_SEND_BUFFER_BYTES)
+        .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
         .max_header_list_size(u32::try_from(options.max_header_bytes).unwrap_or(u32::MAX));
     let builder = Arc::new(builder);
     let admissions = Admissions::new(
