@@ -105,6 +105,11 @@ pub(crate) struct Serve {
     /// whole); default: an eighth of physical memory.
     #[arg(long, value_name = "SIZE", value_parser = parse_size_flag)]
     max_buffered: Option<u64>,
+    /// Let a function's `--dir` grant the host's root directory (`/`), and
+    /// with it every file this process can read. Without it such a deploy is
+    /// refused, and a stored version with one is not loaded.
+    #[arg(long)]
+    allow_root_dir: bool,
     /// Deploy the functions of this manifest (building them first) at start.
     #[arg(long, value_name = "FILE")]
     manifest: Option<PathBuf>,
@@ -163,6 +168,7 @@ impl Serve {
                 min_bytes_per_sec: self.min_body_rate,
             },
             max_buffered_bytes: self.max_buffered.unwrap_or(defaults.max_buffered_bytes),
+            allow_root_dir: self.allow_root_dir,
             ..defaults
         };
         let (host, problems) = Host::start(config).await?;

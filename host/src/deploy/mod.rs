@@ -16,7 +16,7 @@ mod publish;
 pub(crate) mod record;
 mod release;
 
-use crate::error::DeployError;
+use crate::error::{DeployError, HostFailure};
 use crate::host::Host;
 use crate::runtime::function::{Function, VersionInfo};
 use bytes::Bytes;
@@ -94,7 +94,7 @@ impl Host {
             return Err(DeployError::TooLarge { limit });
         }
         let route = parse_route(&route)?;
-        let settings = Settings::validate(&raw)?;
+        let settings = Settings::validate(&raw, self.inner.config.root_dir())?;
         let abi = inspect::inspect(&wasm)?;
         // Checked now to fail fast, and again under the writer lock.
         self.check_route(&route, &name)?;
@@ -144,17 +144,19 @@ impl Host {
     ) -> Result<Built, DeployError> {
         let key = self.inner.artifacts.compiled_key(&source);
         let host = self.clone();
+        let function = name.to_owned();
         let (code, compile_ms, artifact_bytes) =
             tokio::task::spawn_blocking(move || -> Result<_, DeployError> {
-                let storage = |e: artifact::ArtifactError| DeployError::Storage(e.to_string());
-                host.inner.artifacts.put_source(&wasm).map_err(storage)?;
+                host.inner.artifacts.put_source(&wasm).map_err(|e| {
+                    HostFailure::logged(format!("storing the upload of `{function}` failed"), e)
+                })?;
                 let mut compile_ms = None;
                 let code = host.load_code(&key, abi, || {
                     if let Ok(path) = host.inner.artifacts.verified_compiled(&key) {
                         return Ok(path);
                     }
                     let started = Instant::now();
-                    let path = host.compile_and_store(abi, &wasm, &key)?;
+                    let path = host.compile_and_store(abi, &wasm, &key, &function)?;
                     compile_ms =
                         Some(u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX));
                     Ok(path)
@@ -164,7 +166,7 @@ impl Host {
                 Ok((code, compile_ms, artifact_bytes))
             })
             .await
-            .map_err(|e| DeployError::Storage(format!("compile task failed: {e}")))??;
+            .map_err(|e| HostFailure::logged(format!("compiling `{name}` failed"), e))??;
         let outbound = settings.allow_outbound.clone().into();
         code.instantiate(&Arc::from(name), settings, &outbound)
             .await

@@ -9,6 +9,7 @@ use crate::runtime::engine;
 use std::path::PathBuf;
 use std::time::Duration;
 use wisp_spec::limits;
+use wisp_spec::settings::RootDir;
 
 /// Default cap on an uploaded `.wasm`, in bytes.
 pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 200 << 20;
@@ -41,6 +42,23 @@ pub struct HostConfig {
     /// (CGI bodies are read whole before the guest runs); past it, `503`.
     /// Default: an eighth of physical memory.
     pub max_buffered_bytes: u64,
+    /// Let a function's `dir` setting grant the host's root directory (`/`,
+    /// however written), which hands the guest every file the host process
+    /// can read. Off by default: such a deploy is refused (`400`,
+    /// `invalid-settings`), and a stored version with one is not loaded
+    /// (a [`LoadProblem`]). `wisp serve --allow-root-dir` turns it on.
+    pub allow_root_dir: bool,
+}
+
+impl HostConfig {
+    /// What `dir` settings may grant on this host.
+    pub(crate) fn root_dir(&self) -> RootDir {
+        if self.allow_root_dir {
+            RootDir::Allowed
+        } else {
+            RootDir::Refused
+        }
+    }
 }
 
 impl Default for HostConfig {
@@ -55,6 +73,7 @@ impl Default for HostConfig {
             access_log: true,
             body_pacing: BodyPacing::default(),
             max_buffered_bytes: crate::request::buffers::default_budget(),
+            allow_root_dir: false,
         }
     }
 }

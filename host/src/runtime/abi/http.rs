@@ -134,7 +134,7 @@ pub fn new_store(
     stdout: OutputCapture,
     stderr: OutputCapture,
 ) -> Result<Store<HttpState>, InvokeError> {
-    let mut wasi = sandbox::wasi_builder(settings)?;
+    let mut wasi = sandbox::wasi_builder(&function, settings)?;
     wasi.stdout(stdout).stderr(stderr);
     let state = HttpState {
         wasi: wasi.build(),
