@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use wisp_spec::api::FunctionInfo;
 use wisp_spec::manifest::{Manifest, ManifestFunction};
-use wisp_spec::settings::{RawSettings, Settings};
+use wisp_spec::settings::{RawSettings, RootDir, Settings};
 use wisp_spec::source::SourceHash;
 
 /// How long file changes are collected before one rebuild.
@@ -203,8 +203,9 @@ async fn apply(client: &AdminClient, function: &ManifestFunction) -> anyhow::Res
 /// The canonical form the host reports settings in, for comparison.
 fn canonical_settings(raw: &RawSettings) -> anyhow::Result<RawSettings> {
     // Directories are checked (and made canonical) where they exist here;
-    // otherwise the host, which may be elsewhere, is the judge.
-    let settings = Settings::validate(raw).or_else(|_| raw.check())?;
+    // otherwise the host, which may be elsewhere, is the judge — also of
+    // whether it grants its root directory, so that is allowed here.
+    let settings = Settings::validate(raw, RootDir::Allowed).or_else(|_| raw.check())?;
     Ok(settings.to_raw())
 }
 

@@ -5,9 +5,16 @@
 //! response). Each variant maps to exactly one status code, and every error
 //! response has the same JSON shape: `{"error": "...", "kind": "..."}`, plus
 //! `"limit"` when a limit was breached.
+//!
+//! A message sent to a client may quote what that client sent, never a path
+//! the host chose (the data dir, an artifact, a temp file, a directory
+//! granted to a guest): failures of the host's own files are a
+//! [`HostFailure`], which logs the detail where it is made and tells the
+//! client only what failed.
 
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode};
+use std::fmt;
 use wisp_spec::api::ErrorBody;
 use wisp_spec::inspect::InspectError;
 use wisp_spec::settings::SettingsError;
@@ -87,7 +94,47 @@ pub enum DeployError {
     BadRequest(String),
     /// Writing to or reading from the data dir failed.
     #[error("storage error: {0}")]
-    Storage(String),
+    Storage(HostFailure),
+}
+
+/// A failure of the host's own files (the data dir, a directory granted to
+/// a guest), as a client is told it: what failed, never where.
+///
+/// The only way to make one, [`HostFailure::logged`], writes the detail —
+/// paths, the OS error — to the host log at once, so the message can send
+/// the reader there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostFailure {
+    summary: String,
+}
+
+impl HostFailure {
+    /// Logs `detail` (which may name any path) as an error and keeps
+    /// `summary` for the client. `summary` says what failed in the client's
+    /// terms (``storing the upload of `hello` failed``) and names no path
+    /// the host chose.
+    pub(crate) fn logged(summary: impl Into<String>, detail: impl fmt::Display) -> HostFailure {
+        let summary = summary.into();
+        tracing::error!(error = %detail, "{summary}");
+        HostFailure { summary }
+    }
+
+    /// What failed, without the hint to the log.
+    pub fn summary(&self) -> &str {
+        &self.summary
+    }
+}
+
+impl fmt::Display for HostFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (see the host log)", self.summary)
+    }
+}
+
+impl From<HostFailure> for DeployError {
+    fn from(failure: HostFailure) -> Self {
+        DeployError::Storage(failure)
+    }
 }
 
 impl DeployError {
@@ -232,9 +279,14 @@ pub enum InvokeError {
     /// The request itself is malformed (e.g. a bad `Content-Length`).
     #[error("bad request: {0}")]
     BadRequest(String),
-    /// The host could not run the guest.
+    /// The host could not run the guest; the message is wasmtime's (a pool
+    /// limit, a resource table), which names no path.
     #[error("internal error: {0}")]
     Internal(String),
+    /// The host could not give the guest what its settings grant (a
+    /// directory it cannot open); the host log has the detail.
+    #[error("internal error: {0}")]
+    Grant(HostFailure),
 }
 
 impl InvokeError {
@@ -269,7 +321,8 @@ impl InvokeError {
             InvokeError::Trap(_)
             | InvokeError::Exit(_)
             | InvokeError::GuestError(_)
-            | InvokeError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            | InvokeError::Internal(_)
+            | InvokeError::Grant(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -285,7 +338,7 @@ impl InvokeError {
             InvokeError::BadCgiResponse(_) => "bad-cgi-response",
             InvokeError::Unavailable(_) | InvokeError::Damaged(_) => "unavailable",
             InvokeError::BadRequest(_) => "bad-request",
-            InvokeError::Internal(_) => "internal",
+            InvokeError::Internal(_) | InvokeError::Grant(_) => "internal",
         }
     }
 }
@@ -369,5 +422,25 @@ mod tests {
         assert_eq!(body["error"], "too busy");
         assert_eq!(body["limit"], "concurrency");
         assert_eq!(body["kind"], "limit-exceeded");
+    }
+
+    #[test]
+    fn a_host_failure_tells_the_client_what_failed_but_not_where() {
+        let detail =
+            "artifact store i/o on `/srv/wisp-data/artifacts/tmp/7-0.part`: Not a directory";
+        let error = DeployError::from(HostFailure::logged(
+            "storing the upload of `hello` failed",
+            detail,
+        ));
+        let response = error.to_response();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body: serde_json::Value = serde_json::from_slice(response.body()).unwrap();
+        assert_eq!(
+            body["error"],
+            "storage error: storing the upload of `hello` failed (see the host log)"
+        );
+        assert_eq!(body["kind"], "storage");
+        let text = String::from_utf8_lossy(response.body()).into_owned();
+        assert!(!text.contains("/srv") && !text.contains(".part"), "{text}");
     }
 }

@@ -55,7 +55,7 @@ mod server;
 
 pub use admin::AdminApi;
 pub use deploy::DeployRequest;
-pub use error::{DeployError, InvokeError, Limit};
+pub use error::{DeployError, HostFailure, InvokeError, Limit};
 pub use host::config::{DEFAULT_KEEP_VERSIONS, DEFAULT_MAX_UPLOAD_BYTES};
 pub use host::{Host, HostConfig, LoadProblem, StartError};
 pub use observe::logs::LogBook;
@@ -76,4 +76,4 @@ pub use server::{
 };
 pub use wisp_spec as spec;
 pub use wisp_spec::api::{DeployReport, FunctionInfo, UsageReport, VersionSummary};
-pub use wisp_spec::settings::{RawSettings, Settings, SettingsError};
+pub use wisp_spec::settings::{RawSettings, RootDir, Settings, SettingsError};

@@ -290,19 +290,27 @@ async fn a_route_claimed_by_two_functions_serves_neither_until_one_leaves() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_version_whose_source_is_missing_is_reported_with_the_file() {
+async fn a_version_whose_source_is_missing_is_reported_and_the_log_names_the_file() {
     let wisp = Wisp::start();
     let report = wisp
         .deploy_ok("hello", artifacts::HELLO_COMPONENT, "route=/hello")
         .await;
-    let source = format!(
-        "artifacts/sources/{}.wasm",
-        report["source"].as_str().unwrap()
+    let hash = report["source"].as_str().unwrap().to_owned();
+    let source = wisp
+        .data_dir()
+        .join(format!("artifacts/sources/{hash}.wasm"));
+    let wisp = restart_after(wisp, |_| std::fs::remove_file(&source).unwrap());
+    let reason = format!("the stored source of v1 (`{hash}`) is missing from the data dir");
+    assert_unavailable(&wisp, "hello", "/hello", &reason).await;
+    let listed = unavailable(&wisp, "hello").unwrap();
+    assert!(
+        !listed.contains(&wisp.data_dir().display().to_string()),
+        "the admin API names no host path: {listed}"
     );
-    let wisp = restart_after(wisp, |data| {
-        std::fs::remove_file(data.join(&source)).unwrap()
-    });
-    assert_unavailable(&wisp, "hello", "/hello", &source).await;
+    assert!(
+        wisp.log().contains(&source.display().to_string()),
+        "the host log names the missing file"
+    );
 
     // A new version takes the traffic; retiring the damaged one repairs it.
     wisp.deploy_ok("hello", artifacts::COUNTER_COMPONENT, "route=/hello")

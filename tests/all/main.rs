@@ -10,6 +10,7 @@ mod core;
 mod crash;
 mod embed;
 mod hardening;
+mod host_paths;
 mod isolation;
 mod languages;
 mod library;

@@ -195,9 +195,20 @@ impl Wisp {
 
     /// Starts a new server on the data dir of this stopped one.
     pub fn restart_stopped(mut self) -> Wisp {
+        let args = std::mem::take(&mut self.args);
+        self.restart_stopped_with_args(args)
+    }
+
+    /// Starts a new server on the data dir of this stopped one, with `args`
+    /// as its extra flags instead of the ones it had.
+    pub fn restart_stopped_with(self, args: &[&str]) -> Wisp {
+        self.restart_stopped_with_args(args.iter().map(|s| (*s).to_owned()).collect())
+    }
+
+    fn restart_stopped_with_args(mut self, args: Vec<String>) -> Wisp {
         assert!(self.child.is_none(), "stop the server first");
         let data = self.data.take().expect("data");
-        Wisp::start_in(data, std::mem::take(&mut self.args), &[])
+        Wisp::start_in(data, args, &[])
     }
 
     /// Deploys `wasm` as `name` through the admin API with `query` settings.

@@ -119,6 +119,11 @@ pub(crate) struct Serve {
     /// whole); default: an eighth of physical memory.
     #[arg(long, value_name = "SIZE", value_parser = parse_size_flag)]
     max_buffered: Option<u64>,
+    /// Let a function's `--dir` grant the host's root directory (`/`), and
+    /// with it every file this process can read. Without it such a deploy is
+    /// refused, and a stored version with one is not loaded.
+    #[arg(long)]
+    allow_root_dir: bool,
     /// Deploy the functions of this manifest (building them first) at start.
     #[arg(long, value_name = "FILE")]
     manifest: Option<PathBuf>,
@@ -189,6 +194,7 @@ impl Serve {
                 time: self.max_compile_time,
                 memory_bytes: self.max_compile_memory,
             },
+            allow_root_dir: self.allow_root_dir,
             ..defaults
         };
         let (host, problems) = Host::start(config).await?;

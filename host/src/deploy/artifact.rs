@@ -12,6 +12,9 @@
 //! * `tmp/` — files being written. Every file is written there, fsynced, then
 //!   renamed into place (and the directory fsynced): a crash leaves either the
 //!   whole file or none, plus temp files that [`ArtifactStore::open`] removes.
+//!
+//! Its errors name the files involved, for the host log; what a client is
+//! told is a [`HostFailure`](crate::error::HostFailure), which names none.
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
@@ -28,7 +31,8 @@ pub enum ArtifactError {
     /// The artifact's checksum does not match its contents.
     #[error("compiled artifact `{0}` is corrupt (checksum mismatch)")]
     Corrupt(String),
-    /// Reading or writing failed.
+    /// Reading or writing failed. Its message names host paths: log it,
+    /// never send it to a client.
     #[error("artifact store i/o on `{path}`: {source}")]
     Io {
         /// The file involved.
@@ -211,15 +215,18 @@ impl ArtifactStore {
 }
 
 /// Writes `bytes` to `temp`, fsyncs it, renames it to `path` and fsyncs the
-/// directory. `temp` must be on the same file system as `path`.
+/// directory. `temp` must be on the same file system as `path`. The error
+/// names the file of the step that failed: it is for the host log only.
 pub fn write_file_atomically(temp: &Path, path: &Path, bytes: &[u8]) -> io::Result<()> {
     let result = (|| {
-        let mut file = File::create(temp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        fs::rename(temp, path)?;
+        let mut file = File::create(temp).map_err(failed_at("creating", temp))?;
+        file.write_all(bytes).map_err(failed_at("writing", temp))?;
+        file.sync_all().map_err(failed_at("syncing", temp))?;
+        fs::rename(temp, path).map_err(failed_at("renaming into place", path))?;
         if let Some(dir) = path.parent() {
-            File::open(dir)?.sync_all()?;
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(failed_at("syncing", dir))?;
         }
         Ok(())
     })();
@@ -227,6 +234,14 @@ pub fn write_file_atomically(temp: &Path, path: &Path, bytes: &[u8]) -> io::Resu
         let _ = fs::remove_file(temp);
     }
     result
+}
+
+/// Adds the step and the file to an i/o error (for the host log).
+pub(crate) fn failed_at<'a>(
+    step: &'a str,
+    file: &'a Path,
+) -> impl FnOnce(io::Error) -> io::Error + 'a {
+    move |e| io::Error::new(e.kind(), format!("{step} `{}`: {e}", file.display()))
 }
 
 fn remove_temp_files(tmp: &Path) -> Result<(), ArtifactError> {
@@ -289,6 +304,18 @@ mod tests {
             s.verified_compiled("k"),
             Err(ArtifactError::Corrupt(_))
         ));
+    }
+
+    #[test]
+    fn a_failed_write_names_the_step_and_the_file_for_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path(), "e");
+        fs::remove_dir(&s.tmp).unwrap();
+        fs::write(&s.tmp, b"not a directory").unwrap();
+        let err = s.put_source(b"wasm").unwrap_err().to_string();
+        let temp = s.tmp.display().to_string();
+        assert!(err.contains(&format!("creating `{temp}/")), "{err}");
+        assert!(err.contains(".part`"), "{err}");
     }
 
     #[test]

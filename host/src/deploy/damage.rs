@@ -77,8 +77,10 @@ pub(crate) fn route_conflicts<'a>(
 
 impl Host {
     /// Versions of `record` whose stored source is gone, one reason each
-    /// naming the file (blocking: it looks at the disk). A version can run
-    /// from its compiled artifact, but could never be rebuilt.
+    /// naming the source by hash (blocking: it looks at the disk). A version
+    /// can run from its compiled artifact, but could never be rebuilt. The
+    /// reasons reach the admin API, so the file's path goes to the host log
+    /// only.
     pub(crate) fn missing_sources(&self, record: &FunctionRecord) -> Vec<String> {
         record
             .versions
@@ -89,10 +91,16 @@ impl Host {
                     .artifacts
                     .source_path(&version.source_hash()?);
                 (!path.exists()).then(|| {
+                    tracing::warn!(
+                        function = %record.name,
+                        version = version.number,
+                        path = %path.display(),
+                        "stored source is missing"
+                    );
                     format!(
-                        "the stored source of v{n} is missing: `{path}`; retire v{n} with `wisp retire {name} v{n}` (after moving its traffic) or remove the function",
+                        "the stored source of v{n} (`{source}`) is missing from the data dir (the host log names the file); retire v{n} with `wisp retire {name} v{n}` (after moving its traffic) or remove the function",
                         n = version.number,
-                        path = path.display(),
+                        source = version.source,
                         name = record.name,
                     )
                 })

@@ -16,7 +16,7 @@ mod publish;
 pub(crate) mod record;
 mod release;
 
-use crate::error::DeployError;
+use crate::error::{DeployError, HostFailure};
 use crate::host::Host;
 use crate::runtime::engine;
 use crate::runtime::function::{Function, VersionInfo};
@@ -95,7 +95,7 @@ impl Host {
             return Err(DeployError::TooLarge { limit });
         }
         let route = parse_route(&route)?;
-        let settings = Settings::validate(&raw)?;
+        let settings = Settings::validate(&raw, self.inner.config.root_dir())?;
         let (abi, needs) = inspect::inspect_with_resources(&wasm)?;
         if self.inner.config.pooling {
             engine::check_fits_pool(&needs).map_err(DeployError::Instantiate)?;
@@ -148,17 +148,19 @@ impl Host {
     ) -> Result<Built, DeployError> {
         let key = self.inner.artifacts.compiled_key(&source);
         let host = self.clone();
+        let function = name.to_owned();
         let (code, compile_ms, artifact_bytes) =
             tokio::task::spawn_blocking(move || -> Result<_, DeployError> {
-                let storage = |e: artifact::ArtifactError| DeployError::Storage(e.to_string());
-                host.inner.artifacts.put_source(&wasm).map_err(storage)?;
+                host.inner.artifacts.put_source(&wasm).map_err(|e| {
+                    HostFailure::logged(format!("storing the upload of `{function}` failed"), e)
+                })?;
                 let mut compile_ms = None;
                 let code = host.load_code(&key, abi, || {
                     if let Ok(path) = host.inner.artifacts.verified_compiled(&key) {
                         return Ok(path);
                     }
                     let started = Instant::now();
-                    let path = host.compile_and_store(abi, &wasm, &key)?;
+                    let path = host.compile_and_store(abi, &wasm, &key, &function)?;
                     compile_ms =
                         Some(u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX));
                     Ok(path)
@@ -168,7 +170,7 @@ impl Host {
                 Ok((code, compile_ms, artifact_bytes))
             })
             .await
-            .map_err(|e| DeployError::Storage(format!("compile task failed: {e}")))??;
+            .map_err(|e| HostFailure::logged(format!("compiling `{name}` failed"), e))??;
         let outbound = settings.allow_outbound.clone().into();
         code.instantiate(
             &Arc::from(name),

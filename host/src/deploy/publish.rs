@@ -6,7 +6,7 @@
 //! still compiling ([`Pending`]), which have stored files but no record yet.
 
 use crate::deploy::record::{FunctionRecord, VersionRecord};
-use crate::error::DeployError;
+use crate::error::{DeployError, HostFailure};
 use crate::host::Host;
 use crate::registry::{FunctionEntry, Snapshot};
 use crate::runtime::function::Function;
@@ -74,7 +74,9 @@ impl Host {
         record: FunctionRecord,
         versions: Option<BTreeMap<u32, Arc<Function>>>,
     ) -> Result<(), DeployError> {
-        let route = Route::parse(&record.route).map_err(|e| DeployError::Storage(e.to_string()))?;
+        let route = Route::parse(&record.route).map_err(|e| {
+            HostFailure::logged(format!("the route of `{}` is not valid", record.name), e)
+        })?;
         let versions = versions
             .or_else(|| current.get(&record.name).map(|e| e.versions.clone()))
             .unwrap_or_default();
@@ -85,12 +87,11 @@ impl Host {
             (saved, host.missing_sources(&to_save))
         })
         .await
-        .map_err(|e| DeployError::Storage(e.to_string()))?;
+        .map_err(|e| {
+            HostFailure::logged(format!("saving the record of `{}` failed", record.name), e)
+        })?;
         saved.map_err(|e| {
-            DeployError::Storage(format!(
-                "saving the record of `{}` failed: {e}",
-                record.name
-            ))
+            HostFailure::logged(format!("saving the record of `{}` failed", record.name), e)
         })?;
         if let Some(old) = current.get(&record.name) {
             for dropped in old.record.versions.iter().map(|v| v.number) {

@@ -11,8 +11,11 @@
 //! pin a version that serves now or a preview that never served, never one
 //! that lost its traffic. Every change of traffic goes through
 //! [`FunctionRecord::shift_traffic`], which keeps that mark.
+//!
+//! Errors of [`RecordStore::save`] and [`RecordStore::remove`] name the file
+//! involved: they are for the host log, never for a client.
 
-use crate::deploy::artifact::write_file_atomically;
+use crate::deploy::artifact::{failed_at, write_file_atomically};
 use serde::{Deserialize, Serialize};
 use std::fs;
 use std::io;
@@ -169,8 +172,11 @@ impl RecordStore {
 
     /// Removes the record of `name` (durably).
     pub fn remove(&self, name: &str) -> io::Result<()> {
-        fs::remove_file(self.path(name))?;
-        fs::File::open(&self.dir)?.sync_all()
+        let path = self.path(name);
+        fs::remove_file(&path).map_err(failed_at("removing", &path))?;
+        fs::File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(failed_at("syncing", &self.dir))
     }
 }
 

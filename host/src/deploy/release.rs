@@ -3,7 +3,7 @@
 //! publish under the writer lock; requests in flight finish on the version
 //! they started on.
 
-use crate::error::DeployError;
+use crate::error::{DeployError, HostFailure};
 use crate::host::Host;
 use std::collections::BTreeSet;
 use wisp_spec::api::{FunctionInfo, Retired};
@@ -22,9 +22,9 @@ impl Host {
         let owned = name.to_owned();
         tokio::task::spawn_blocking(move || host.inner.records.remove(&owned))
             .await
-            .map_err(|e| DeployError::Storage(e.to_string()))?
+            .map_err(|e| HostFailure::logged(format!("removing the record of `{name}` failed"), e))?
             .map_err(|e| {
-                DeployError::Storage(format!("removing the record of `{name}` failed: {e}"))
+                HostFailure::logged(format!("removing the record of `{name}` failed"), e)
             })?;
         let mut entries = current.entries().clone();
         entries.remove(name);

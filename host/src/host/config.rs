@@ -10,6 +10,7 @@ use crate::runtime::engine;
 use std::path::PathBuf;
 use std::time::Duration;
 use wisp_spec::limits;
+use wisp_spec::settings::RootDir;
 
 /// Default cap on an uploaded `.wasm`, in bytes.
 pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 200 << 20;
@@ -52,6 +53,23 @@ pub struct HostConfig {
     /// How long, and how much memory, one compile may take; past it the
     /// deploy gets `400` with kind `compile-limit`.
     pub compile_budget: CompileBudget,
+    /// Let a function's `dir` setting grant the host's root directory (`/`,
+    /// however written), which hands the guest every file the host process
+    /// can read. Off by default: such a deploy is refused (`400`,
+    /// `invalid-settings`), and a stored version with one is not loaded
+    /// (a [`LoadProblem`]). `wisp serve --allow-root-dir` turns it on.
+    pub allow_root_dir: bool,
+}
+
+impl HostConfig {
+    /// What `dir` settings may grant on this host.
+    pub(crate) fn root_dir(&self) -> RootDir {
+        if self.allow_root_dir {
+            RootDir::Allowed
+        } else {
+            RootDir::Refused
+        }
+    }
 }
 
 impl Default for HostConfig {
@@ -69,6 +87,7 @@ impl Default for HostConfig {
             max_guest_memory_bytes: crate::runtime::sandbox::default_guest_memory(),
             compiler: Compiler::default(),
             compile_budget: CompileBudget::default(),
+            allow_root_dir: false,
         }
     }
 }

@@ -10,7 +10,7 @@
 use super::{Host, LoadProblem};
 use crate::deploy::artifact::ArtifactError;
 use crate::deploy::record::{FunctionRecord, VersionRecord};
-use crate::error::DeployError;
+use crate::error::{DeployError, HostFailure};
 use crate::registry::{FunctionEntry, Snapshot};
 use crate::runtime::function::{Function, VersionInfo};
 use std::collections::BTreeMap;
@@ -135,10 +135,14 @@ impl Host {
         version: &VersionRecord,
     ) -> Result<Function, DeployError> {
         let inner = &self.inner;
-        let source = version
-            .source_hash()
-            .ok_or_else(|| DeployError::Storage(format!("bad source hash `{}`", version.source)))?;
-        let settings = Settings::validate(&version.settings)?;
+        let label = format!("`{}` v{}", record.name, version.number);
+        let source = version.source_hash().ok_or_else(|| {
+            HostFailure::logged(
+                format!("the record of {label} names no valid source"),
+                format_args!("bad source hash `{}`", version.source),
+            )
+        })?;
+        let settings = Settings::validate(&version.settings, inner.config.root_dir())?;
         let key = inner.artifacts.compiled_key(&source);
         let info = VersionInfo {
             name: Arc::from(record.name.as_str()),
@@ -153,13 +157,16 @@ impl Host {
                     if inner.artifacts.compiled_path(&key).exists() {
                         tracing::warn!(function = %record.name, version = version.number, "compiled artifact is corrupt; recompiling from source");
                     }
-                    let wasm = inner
-                        .artifacts
-                        .read_source(&source)
-                        .map_err(|e| DeployError::Storage(e.to_string()))?;
-                    self.compile_and_store(version.abi, &wasm, &key)
+                    let wasm = inner.artifacts.read_source(&source).map_err(|e| {
+                        HostFailure::logged(format!("reading the stored source of {label} failed"), e)
+                    })?;
+                    self.compile_and_store(version.abi, &wasm, &key, &record.name)
                 }
-                Err(e) => Err(DeployError::Storage(e.to_string())),
+                Err(e) => Err(HostFailure::logged(
+                    format!("reading the compiled code of {label} failed"),
+                    e,
+                )
+                .into()),
             }
         })?;
         Ok(Function::new(

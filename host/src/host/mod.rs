@@ -14,7 +14,7 @@ mod per_function;
 use crate::deploy::Pending;
 use crate::deploy::artifact::ArtifactStore;
 use crate::deploy::record::RecordStore;
-use crate::error::{DeployError, InvokeError};
+use crate::error::{DeployError, HostFailure, InvokeError};
 use crate::observe::logs::LogBook;
 use crate::observe::meter::Meter;
 use crate::observe::metrics::Metrics;
@@ -153,12 +153,14 @@ impl Host {
         self.inner.metrics.forget_function(name);
     }
 
-    /// Compiles and stores an artifact under `key` (blocking).
+    /// Compiles and stores an artifact under `key` for function `name`
+    /// (blocking).
     pub(crate) fn compile_and_store(
         &self,
         abi: Abi,
         wasm: &[u8],
         key: &str,
+        name: &str,
     ) -> Result<PathBuf, DeployError> {
         let started = Instant::now();
         let config = &self.inner.config;
@@ -170,10 +172,14 @@ impl Host {
             wasm,
         )?;
         self.inner.metrics.record_compile(started.elapsed());
-        self.inner
+        let stored = self
+            .inner
             .artifacts
             .put_compiled(key, &cwasm)
-            .map_err(|e| DeployError::Storage(e.to_string()))
+            .map_err(|e| {
+                HostFailure::logged(format!("storing the compiled code of `{name}` failed"), e)
+            })?;
+        Ok(stored)
     }
 
     /// Creates a sandbox for function `name` (the version traffic would pick)

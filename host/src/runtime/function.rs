@@ -6,7 +6,7 @@
 //! `InstancePre`, the outbound allow-list, the concurrency slots — is built
 //! here once, never per request.
 
-use crate::error::{DeployError, InvokeError};
+use crate::error::{DeployError, HostFailure, InvokeError};
 use crate::observe::meter::Meter;
 use crate::observe::metrics::FunctionMetrics;
 use crate::request::body::{RequestBody, ResponseBody};
@@ -77,7 +77,9 @@ pub struct RequestContext<'a> {
 pub struct LoadedCode(Code);
 
 impl LoadedCode {
-    /// Loads a compiled artifact (mmap) and pre-links it (blocking).
+    /// Loads a compiled artifact (mmap) and pre-links it (blocking). A
+    /// failure to load names the artifact's path, so it is logged and the
+    /// error says only that loading failed.
     pub fn load(
         engine: &Engine,
         linkers: &Linkers,
@@ -93,9 +95,10 @@ impl LoadedCode {
                 #[expect(unsafe_code, reason = "loading our own verified artifact by mmap")]
                 let component =
                     unsafe { Component::deserialize_file(engine, artifact) }.map_err(|e| {
-                        DeployError::Compile(format!(
-                            "loading the compiled component failed: {e:#}"
-                        ))
+                        HostFailure::logged(
+                            "loading the compiled code failed",
+                            format_args!("{e:#}"),
+                        )
                     })?;
                 let pre = linkers
                     .http
@@ -110,7 +113,10 @@ impl LoadedCode {
                 #[expect(unsafe_code, reason = "loading our own verified artifact by mmap")]
                 let module =
                     unsafe { Module::deserialize_file(engine, artifact) }.map_err(|e| {
-                        DeployError::Compile(format!("loading the compiled module failed: {e:#}"))
+                        HostFailure::logged(
+                            "loading the compiled code failed",
+                            format_args!("{e:#}"),
+                        )
                     })?;
                 let pre = linkers
                     .cgi
@@ -149,7 +155,7 @@ impl LoadedCode {
                 IdleStore::Http(store)
             }
             Code::Cgi(pre) => {
-                let mut wasi = crate::runtime::sandbox::wasi_builder(settings)?;
+                let mut wasi = crate::runtime::sandbox::wasi_builder(function, settings)?;
                 let mut store = cgi::new_store(
                     pre.module().engine(),
                     &mut wasi,

@@ -8,7 +8,7 @@
 //! tick — so a deadline (a `tokio` timeout around the whole request) can stop
 //! even a guest spinning in a loop.
 
-use crate::error::{InvokeError, Limit};
+use crate::error::{HostFailure, InvokeError, Limit};
 use prometheus_client::metrics::gauge::Gauge;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,8 +18,11 @@ use wisp_spec::limits::{DEFAULT_TABLE_ELEMENTS_LIMIT, Limits};
 use wisp_spec::settings::Settings;
 use wisp_spec::units;
 
-/// Starts a WASI context for `settings`: env and read-only dirs, nothing else.
-pub fn wasi_builder(settings: &Settings) -> Result<WasiCtxBuilder, InvokeError> {
+/// Starts a WASI context for function `function` with `settings`: env and
+/// read-only dirs, nothing else. A directory that cannot be opened is logged
+/// with its host path; the error, which a public client may see, names only
+/// where the guest would have seen it.
+pub fn wasi_builder(function: &str, settings: &Settings) -> Result<WasiCtxBuilder, InvokeError> {
     let mut builder = WasiCtxBuilder::new();
     builder
         .allow_tcp(false)
@@ -32,9 +35,12 @@ pub fn wasi_builder(settings: &Settings) -> Result<WasiCtxBuilder, InvokeError> 
         builder
             .preopened_dir(&mount.host, &mount.guest, FsPerms::ReadOnly)
             .map_err(|e| {
-                InvokeError::Internal(format!(
-                    "opening directory `{}` for the guest failed: {e}",
-                    mount.host.display()
+                InvokeError::Grant(HostFailure::logged(
+                    format!(
+                        "opening the directory granted to function `{function}` at `{}` failed",
+                        mount.guest
+                    ),
+                    format_args!("opening `{}`: {e:#}", mount.host.display()),
                 ))
             })?;
     }

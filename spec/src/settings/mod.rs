@@ -124,6 +124,18 @@ pub struct DirMount {
     pub guest: String,
 }
 
+/// Whether a `dir` setting may grant the host's root directory, and with it
+/// every file the host can read. Decided by the host's operator, not by the
+/// deploy: `wisp serve --allow-root-dir`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RootDir {
+    /// A `dir` whose host side is `/` (however written) is refused.
+    #[default]
+    Refused,
+    /// The host's root directory may be granted.
+    Allowed,
+}
+
 /// One allowed outbound destination: scheme, host and port must all match.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboundRule {
@@ -288,22 +300,33 @@ impl RawSettings {
 }
 
 impl Settings {
-    /// Validates `raw` fully, including that each host directory exists here.
-    /// Host directories are made absolute so the function does not depend on
-    /// the host's working directory later.
-    pub fn validate(raw: &RawSettings) -> Result<Settings, SettingsError> {
+    /// Validates `raw` fully, including that each host directory exists here
+    /// and, unless `root` allows it, is not the host's root directory.
+    /// Host directories are made canonical (absolute, no `.`, `..` or
+    /// symlinks), so the function does not depend on the host's working
+    /// directory later, and `/./`, `//` or a link to `/` are seen as `/`.
+    pub fn validate(raw: &RawSettings, root: RootDir) -> Result<Settings, SettingsError> {
         let mut settings = raw.check()?;
         for mount in &mut settings.dirs {
+            let typed = || format!("{}:{}", mount.host.display(), mount.guest);
             let canonical = std::fs::canonicalize(&mount.host)
                 .ok()
                 .filter(|p| p.is_dir())
                 .ok_or_else(|| {
                     SettingsError::new(
                         "dir",
-                        format!("{}:{}", mount.host.display(), mount.guest),
+                        typed(),
                         "HOST_DIR must be an existing directory on the host",
                     )
                 })?;
+            if canonical.parent().is_none() && root == RootDir::Refused {
+                return Err(SettingsError::new(
+                    "dir",
+                    typed(),
+                    "a HOST_DIR below the host's root directory: granting the host's root \
+                     directory needs `wisp serve --allow-root-dir`",
+                ));
+            }
             mount.host = canonical;
         }
         Ok(settings)
@@ -644,10 +667,43 @@ mod tests {
 
     #[test]
     fn missing_host_dirs_are_refused_at_validation() {
-        let err = Settings::validate(&raw("dir=/definitely/not/here:/d")).unwrap_err();
+        let err =
+            Settings::validate(&raw("dir=/definitely/not/here:/d"), RootDir::Refused).unwrap_err();
         assert_eq!(err.setting, "dir");
         let dir = std::env::temp_dir();
-        let ok = Settings::validate(&raw(&format!("dir={}:/d", dir.display()))).unwrap();
+        let ok = Settings::validate(&raw(&format!("dir={}:/d", dir.display())), RootDir::Refused)
+            .unwrap();
         assert!(ok.dirs[0].host.is_absolute());
+    }
+
+    #[test]
+    fn the_root_directory_however_written_is_refused_unless_allowed() {
+        let link_dir = tempfile::tempdir().unwrap();
+        let link = link_dir.path().join("to-root");
+        std::os::unix::fs::symlink("/", &link).unwrap();
+        let via_link = format!("{}:/host", link.display());
+        for value in [
+            "/:/host",
+            "/./:/host",
+            "//:/host",
+            "/tmp/..:/host",
+            &via_link,
+        ] {
+            let settings = raw("").with("dir", value).unwrap();
+            let err = Settings::validate(&settings, RootDir::Refused).unwrap_err();
+            assert_eq!(err.setting, "dir");
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "invalid `dir` value `{value}`: expected a HOST_DIR below the host's root \
+                     directory: granting the host's root directory needs \
+                     `wisp serve --allow-root-dir`"
+                )
+            );
+            let allowed = Settings::validate(&settings, RootDir::Allowed).unwrap();
+            assert_eq!(allowed.dirs[0].host, std::path::Path::new("/"), "{value}");
+        }
+        let below = Settings::validate(&raw("dir=/tmp/.:/t"), RootDir::Refused).unwrap();
+        assert_ne!(below.dirs[0].host, std::path::Path::new("/"));
     }
 }

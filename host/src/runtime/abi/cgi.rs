@@ -157,7 +157,7 @@ pub async fn invoke(
             .saturating_add(MAX_HEADER_SECTION_BYTES as u64),
     );
     let stderr = OutputCapture::new(GUEST_OUTPUT_CAP_BYTES);
-    let mut wasi = sandbox::wasi_builder(call.settings)?;
+    let mut wasi = sandbox::wasi_builder(call.function, call.settings)?;
     wasi.envs(&env)
         .arg(&**call.function)
         .stdin(MemoryInputPipe::new(body))

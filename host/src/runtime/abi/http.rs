@@ -135,7 +135,7 @@ pub fn new_store(
     stderr: OutputCapture,
     memory: Arc<GuestMemory>,
 ) -> Result<Store<HttpState>, InvokeError> {
-    let mut wasi = sandbox::wasi_builder(settings)?;
+    let mut wasi = sandbox::wasi_builder(&function, settings)?;
     wasi.stdout(stdout).stderr(stderr);
     let state = HttpState {
         wasi: wasi.build(),
