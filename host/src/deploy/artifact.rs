@@ -13,6 +13,7 @@
 //!   renamed into place (and the directory fsynced): a crash leaves either the
 //!   whole file or none, plus temp files that [`ArtifactStore::open`] removes.
 
+use crate::deploy::crash_point::CrashPoint;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -121,6 +122,7 @@ impl ArtifactStore {
     pub fn put_compiled(&self, key: &str, cwasm: &[u8]) -> Result<PathBuf, ArtifactError> {
         let path = self.compiled_path(key);
         self.write_atomically(&path, cwasm)?;
+        CrashPoint::CompiledWritten.reached();
         let sum = blake3::hash(cwasm).to_hex();
         self.write_atomically(&self.sum_path(key), sum.as_bytes())?;
         Ok(path)
@@ -186,7 +188,7 @@ impl ArtifactStore {
                 .and_then(|s| s.to_str())
                 .and_then(SourceHash::parse);
             if hash.is_none_or(|h| !keep.contains(&h)) {
-                fs::remove_file(&path).map_err(io_error(&path))?;
+                remove_garbage(&path)?;
             }
         }
         for entry in fs::read_dir(&self.compiled).map_err(io_error(&self.compiled))? {
@@ -196,7 +198,7 @@ impl ArtifactStore {
                 .and_then(|s| s.to_str())
                 .unwrap_or_default();
             if !compiled_keep.contains(key) {
-                fs::remove_file(&path).map_err(io_error(&path))?;
+                remove_garbage(&path)?;
             }
         }
         Ok(())
@@ -217,6 +219,7 @@ pub fn write_file_atomically(temp: &Path, path: &Path, bytes: &[u8]) -> io::Resu
         let mut file = File::create(temp)?;
         file.write_all(bytes)?;
         file.sync_all()?;
+        CrashPoint::TempWritten.reached();
         fs::rename(temp, path)?;
         if let Some(dir) = path.parent() {
             File::open(dir)?.sync_all()?;
@@ -227,6 +230,13 @@ pub fn write_file_atomically(temp: &Path, path: &Path, bytes: &[u8]) -> io::Resu
         let _ = fs::remove_file(temp);
     }
     result
+}
+
+/// Removes one file garbage collection found unused.
+fn remove_garbage(path: &Path) -> Result<(), ArtifactError> {
+    fs::remove_file(path).map_err(io_error(path))?;
+    CrashPoint::GcMidway.reached();
+    Ok(())
 }
 
 fn remove_temp_files(tmp: &Path) -> Result<(), ArtifactError> {

@@ -5,6 +5,7 @@
 //! every source and artifact no record uses, except the sources of deploys
 //! still compiling ([`Pending`]), which have stored files but no record yet.
 
+use crate::deploy::crash_point::CrashPoint;
 use crate::deploy::record::{FunctionRecord, VersionRecord};
 use crate::error::DeployError;
 use crate::host::Host;
@@ -92,6 +93,7 @@ impl Host {
                 record.name
             ))
         })?;
+        CrashPoint::RecordWritten.reached();
         if let Some(old) = current.get(&record.name) {
             for dropped in old.record.versions.iter().map(|v| v.number) {
                 if record.version(dropped).is_none() {
