@@ -1,84 +1,386 @@
-//! Crash safety and bad data on disk: a host killed mid-deploy restarts with
-//! each function whole (old or new), corrupt artifacts are caught, and a
-//! record damaged by hand makes its function unavailable, saying why — in
-//! the log (naming the file) and in `wisp ls` — until it is repaired.
+//! Crash safety and bad data on disk: a host that crashes at any step of a
+//! deploy, a traffic change or a garbage collection restarts with each
+//! function whole (old or new) and nothing half-written or orphaned on disk;
+//! corrupt artifacts are caught; and a record damaged by hand makes its
+//! function unavailable, saying why — in the log (naming the file) and in
+//! `wisp ls` — until it is repaired.
+//!
+//! The crashes are not timed kills that may land anywhere: a debug build of
+//! `wisp serve` aborts at the named crash point `WISP_CRASH_POINT` gives
+//! (see `host/src/deploy/crash_point.rs`), and each test checks first that
+//! the crash landed where it should, by what it left on disk.
 
-use crate::support::{Wisp, files_under};
+use crate::support::{Response, Wisp, files_under};
 use bytes::Bytes;
 use http::{Method, StatusCode};
-use std::path::Path;
+use std::collections::BTreeSet;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use wisp_test_artifacts as artifacts;
 
-/// Files under the data dir's `artifacts/tmp`.
-fn temp_files(data: &Path) -> Vec<std::path::PathBuf> {
-    files_under(&data.join("artifacts/tmp"))
+/// The variable that arms a crash point in a debug build of `wisp serve`.
+const CRASH_POINT: &str = "WISP_CRASH_POINT";
+
+/// The signal `std::process::abort` raises (Linux).
+const SIGABRT: i32 = 6;
+
+/// The guests the crash tests deploy as `app` at `/app`, each answering
+/// `GET /app` its own way, so a response tells which one serves.
+#[derive(Debug, Clone, Copy)]
+enum App {
+    Hello,
+    Counter,
+    Echo,
 }
 
-fn count(data: &Path, dir: &str, extension: &str) -> usize {
-    files_under(&data.join("artifacts").join(dir))
+impl App {
+    fn wasm(self) -> &'static str {
+        match self {
+            App::Hello => artifacts::HELLO_COMPONENT,
+            App::Counter => artifacts::COUNTER_COMPONENT,
+            App::Echo => artifacts::ECHO_COMPONENT,
+        }
+    }
+
+    fn answered(self, response: &Response) -> bool {
+        match self {
+            App::Hello => response.text() == "Hello, world!\n",
+            App::Counter => response.text() == "1",
+            App::Echo => response.header("x-echo-path") == Some("/app"),
+        }
+    }
+
+    fn bytes(self) -> Bytes {
+        Bytes::from(std::fs::read(self.wasm()).unwrap())
+    }
+}
+
+/// Files under `artifacts/sources` and `artifacts/compiled`, relative to
+/// `artifacts/`.
+fn stored(data: &Path) -> BTreeSet<PathBuf> {
+    let root = data.join("artifacts");
+    ["sources", "compiled"]
         .iter()
-        .filter(|p| p.extension().is_some_and(|e| e == extension))
-        .count()
+        .flat_map(|dir| files_under(&root.join(dir)))
+        .map(|path| path.strip_prefix(&root).unwrap().to_owned())
+        .collect()
+}
+
+/// `(directory, extension)` of each of `files`, sorted.
+fn kinds<'a>(files: impl IntoIterator<Item = &'a PathBuf>) -> Vec<(String, String)> {
+    let mut kinds: Vec<(String, String)> = files
+        .into_iter()
+        .map(|file| {
+            let dir = file.parent().unwrap().to_string_lossy().into_owned();
+            let extension = file.extension().unwrap().to_string_lossy().into_owned();
+            (dir, extension)
+        })
+        .collect();
+    kinds.sort();
+    kinds
+}
+
+/// Files a crash left half written: anything in `artifacts/tmp`, and any
+/// `*.part` file elsewhere in the data dir.
+fn temp_files(data: &Path) -> Vec<PathBuf> {
+    let tmp = data.join("artifacts/tmp");
+    files_under(data)
+        .into_iter()
+        .filter(|p| p.starts_with(&tmp) || p.extension().is_some_and(|e| e == "part"))
+        .collect()
+}
+
+/// The record of `app` as stored.
+fn stored_record(data: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(data.join("functions/app.json")).unwrap()).unwrap()
+}
+
+/// The numbers of `versions` in a record or a listing.
+fn numbers(function: &serde_json::Value) -> Vec<u64> {
+    function["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["number"].as_u64().unwrap())
+        .collect()
+}
+
+/// A traffic split giving all of it to `version`, as records and listings
+/// spell it.
+fn all_to(version: u64) -> serde_json::Value {
+    serde_json::json!([{"version": version, "weight": 100}])
+}
+
+/// Restarts `wisp` with `point` armed, sends the request that must reach
+/// it, and checks that no answer came back, the process died of `SIGABRT`
+/// and its log names the point. Returns the stopped server.
+async fn crash_at(wisp: Wisp, point: &str, method: Method, path: &str, body: Bytes) -> Wisp {
+    let mut wisp = wisp.restart_with_env(&[(CRASH_POINT, point)]);
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Full<Bytes>>();
+    let request = http::Request::builder()
+        .method(method)
+        .uri(wisp.admin_url(path))
+        .body(http_body_util::Full::new(body))
+        .unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(120), client.request(request))
+        .await
+        .expect("the crash or an answer within 120 s");
+    assert!(
+        answer.is_err(),
+        "`{point}` was not reached: the request was answered {:?}\n{}",
+        answer.map(|r| r.status()),
+        wisp.log()
+    );
+    let status = tokio::task::block_in_place(|| wisp.wait_for_exit());
+    assert_eq!(status.signal(), Some(SIGABRT), "{status}\n{}", wisp.log());
+    let log = wisp.log();
+    assert!(
+        log.contains(&format!("crash point `{point}` reached; aborting")),
+        "{log}"
+    );
+    wisp
+}
+
+/// Asserts what the restarted `wisp` has of `app`: exactly `versions`, all
+/// loaded, `traffic`, `serving` answering `/app` as version `version`;
+/// no temp file anywhere; and on disk the source of each listed version and
+/// one compiled artifact with its checksum per source, nothing else.
+async fn assert_whole(
+    wisp: &Wisp,
+    versions: &[u64],
+    traffic: serde_json::Value,
+    serving: App,
+    version: u64,
+) {
+    let data = wisp.data_dir();
+    assert_eq!(
+        temp_files(&data),
+        Vec::<PathBuf>::new(),
+        "temp files remain"
+    );
+    let info = wisp.admin_get("/v1/functions/app").await.json();
+    assert_eq!(numbers(&info), versions, "{info}");
+    assert_eq!(info["traffic"], traffic, "{info}");
+    assert!(info.get("unavailable").is_none(), "{info}");
+    let listed = info["versions"].as_array().unwrap();
+    assert!(listed.iter().all(|v| v["loaded"] == true), "{info}");
+    let response = wisp.get("/app").await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.text());
+    assert_eq!(
+        response.header("x-wisp-version"),
+        Some(version.to_string().as_str())
+    );
+    assert!(
+        serving.answered(&response),
+        "`/app` is not {serving:?}: {response:?}"
+    );
+
+    let sources: BTreeSet<PathBuf> = listed
+        .iter()
+        .map(|v| PathBuf::from(format!("sources/{}.wasm", v["source"].as_str().unwrap())))
+        .collect();
+    let on_disk = stored(&data);
+    let (stored_sources, compiled): (BTreeSet<PathBuf>, BTreeSet<PathBuf>) = on_disk
+        .iter()
+        .cloned()
+        .partition(|p| p.starts_with("sources"));
+    assert_eq!(stored_sources, sources, "the sources are the listed ones");
+    let stems: BTreeSet<_> = compiled.iter().map(|p| p.with_extension("")).collect();
+    let expected: BTreeSet<PathBuf> = stems
+        .iter()
+        .flat_map(|stem| [stem.with_extension("cwasm"), stem.with_extension("sum")])
+        .collect();
+    assert_eq!(compiled, expected, "each artifact has its checksum, alone");
+    assert_eq!(
+        stems.len(),
+        sources.len(),
+        "one artifact per source: {on_disk:?}"
+    );
+}
+
+/// Deploys hello as v1, crashes at `point` while deploying echo as v2, and
+/// checks the crash left a temp file (`temp_left`) and added exactly
+/// `added` — `(directory, extension)` under `artifacts/` — to what v1
+/// stored. After a restart v1 is whole: it serves alone, its record and its
+/// files are exactly as before, the temp file and the added files are gone.
+async fn assert_cut_off_deploy_keeps_the_old_version(
+    point: &str,
+    temp_left: bool,
+    added: &[(&str, &str)],
+) {
+    let wisp = Wisp::start();
+    wisp.deploy_ok("app", App::Hello.wasm(), "route=/app").await;
+    let data = wisp.data_dir();
+    let record = std::fs::read(data.join("functions/app.json")).unwrap();
+    let before = stored(&data);
+
+    let wisp = crash_at(
+        wisp,
+        point,
+        Method::PUT,
+        "/v1/functions/app?route=/app",
+        App::Echo.bytes(),
+    )
+    .await;
+    assert_eq!(
+        !temp_files(&data).is_empty(),
+        temp_left,
+        "{:?}",
+        temp_files(&data)
+    );
+    let after_crash = stored(&data);
+    assert!(after_crash.is_superset(&before), "v1's files are intact");
+    let expected: Vec<(String, String)> = added
+        .iter()
+        .map(|(dir, extension)| ((*dir).to_owned(), (*extension).to_owned()))
+        .collect();
+    assert_eq!(kinds(after_crash.difference(&before)), expected);
+
+    let wisp = wisp.restart_stopped();
+    assert_whole(&wisp, &[1], all_to(1), App::Hello, 1).await;
+    assert_eq!(
+        std::fs::read(data.join("functions/app.json")).unwrap(),
+        record,
+        "the record is v1's, byte for byte"
+    );
+    assert_eq!(stored(&data), before, "exactly v1's files remain");
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_kill_during_deploy_leaves_each_function_whole() {
-    for delay_ms in [0u64, 40, 120, 250, 400, 700] {
-        let mut wisp = Wisp::start();
-        wisp.deploy_ok("app", artifacts::HELLO_COMPONENT, "route=/app")
-            .await;
-        let url = wisp.admin_url("/v1/functions/app?route=/app");
-        let wasm = Bytes::from(std::fs::read(artifacts::ECHO_COMPONENT).unwrap());
-        let deploy = tokio::spawn(async move {
-            let client =
-                hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                    .build_http::<http_body_util::Full<Bytes>>();
-            let request = http::Request::builder()
-                .method(Method::PUT)
-                .uri(url)
-                .body(http_body_util::Full::new(wasm))
-                .unwrap();
-            let _ = client.request(request).await;
-        });
-        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
-        wisp.kill9();
-        let _ = deploy.await;
+async fn a_crash_before_a_temp_file_is_renamed_keeps_the_old_version_and_no_temp_file() {
+    assert_cut_off_deploy_keeps_the_old_version("temp-written", true, &[]).await;
+}
 
-        let data = wisp.data_dir();
-        let wisp = wisp.restart_stopped();
-        let response = wisp.get("/app").await;
-        assert_eq!(
-            response.status,
-            StatusCode::OK,
-            "after a kill at {delay_ms} ms: {}",
-            response.text()
-        );
-        match response.header("x-wisp-version") {
-            Some("1") => assert_eq!(response.text(), "Hello, world!\n", "v1 is hello"),
-            Some("2") => assert_eq!(response.header("x-echo-method"), Some("GET"), "v2 is echo"),
-            other => panic!("unexpected version {other:?} after a kill at {delay_ms} ms"),
-        }
-        assert!(
-            temp_files(&data).is_empty(),
-            "temp files survived a restart: {:?}",
-            temp_files(&data)
-        );
-        let versions = wisp.admin_get("/v1/functions/app").await.json()["versions"]
-            .as_array()
-            .unwrap()
-            .len();
-        assert_eq!(
-            count(&data, "sources", "wasm"),
-            versions,
-            "only the sources of recorded versions remain"
-        );
-        assert_eq!(
-            count(&data, "compiled", "cwasm"),
-            versions,
-            "only the artifacts of recorded versions remain"
-        );
-    }
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_after_the_source_is_stored_keeps_the_old_version_and_drops_the_source() {
+    assert_cut_off_deploy_keeps_the_old_version("source-written", false, &[("sources", "wasm")])
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_before_the_artifact_is_summed_keeps_the_old_version_and_drops_the_artifact() {
+    assert_cut_off_deploy_keeps_the_old_version(
+        "compiled-written",
+        false,
+        &[("compiled", "cwasm"), ("sources", "wasm")],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_before_the_record_is_written_keeps_the_old_version_and_drops_its_files() {
+    assert_cut_off_deploy_keeps_the_old_version(
+        "artifact-written",
+        false,
+        &[
+            ("compiled", "cwasm"),
+            ("compiled", "sum"),
+            ("sources", "wasm"),
+        ],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_after_the_record_is_written_serves_the_new_version_and_drops_the_retired_one() {
+    // Keeping one version, deploying v3 retires v1 (v2 stays as the rollback
+    // target): the record drops v1 before garbage collection removes its files.
+    let wisp = Wisp::start_with(&["--keep-versions", "1"]);
+    wisp.deploy_ok("app", App::Hello.wasm(), "route=/app").await;
+    let data = wisp.data_dir();
+    let v1_files = stored(&data);
+    wisp.deploy_ok("app", App::Counter.wasm(), "route=/app")
+        .await;
+
+    let wisp = crash_at(
+        wisp,
+        "record-written",
+        Method::PUT,
+        "/v1/functions/app?route=/app",
+        App::Echo.bytes(),
+    )
+    .await;
+    let record = stored_record(&data);
+    assert_eq!(numbers(&record), [2, 3], "{record}");
+    assert_eq!(record["traffic"], all_to(3), "{record}");
+    let after_crash = stored(&data);
+    assert!(
+        after_crash.is_superset(&v1_files),
+        "no garbage was collected yet"
+    );
+
+    let wisp = wisp.restart_stopped();
+    assert_whole(&wisp, &[2, 3], all_to(3), App::Echo, 3).await;
+    let v2_and_v3: BTreeSet<PathBuf> = after_crash.difference(&v1_files).cloned().collect();
+    assert_eq!(stored(&data), v2_and_v3, "v1's files are collected");
+    cli_ok(&wisp, &["rollback", "app"]);
+    assert!(
+        App::Counter.answered(&wisp.get("/app").await),
+        "v2 is whole"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_after_a_traffic_change_is_recorded_serves_the_new_split() {
+    let wisp = Wisp::start();
+    wisp.deploy_ok("app", App::Hello.wasm(), "route=/app").await;
+    wisp.deploy_ok("app", App::Echo.wasm(), "route=/app").await;
+    let data = wisp.data_dir();
+    let before = stored(&data);
+
+    let wisp = crash_at(
+        wisp,
+        "record-written",
+        Method::PUT,
+        "/v1/functions/app/traffic",
+        Bytes::from(all_to(1).to_string()),
+    )
+    .await;
+    assert_eq!(stored_record(&data)["traffic"], all_to(1));
+
+    let wisp = wisp.restart_stopped();
+    assert_whole(&wisp, &[1, 2], all_to(1), App::Hello, 1).await;
+    assert_eq!(stored(&data), before, "no file was added or collected");
+    assert_eq!(
+        stored_record(&data)["previous_traffic"],
+        all_to(2),
+        "the rollback target is the split before the change"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_midway_through_garbage_collection_finishes_it_at_start() {
+    let wisp = Wisp::start();
+    wisp.deploy_ok("app", App::Hello.wasm(), "route=/app").await;
+    let data = wisp.data_dir();
+    let v1_files = stored(&data);
+    wisp.deploy_ok("app", App::Echo.wasm(), "route=/app").await;
+    let v2_files: BTreeSet<PathBuf> = stored(&data).difference(&v1_files).cloned().collect();
+
+    let wisp = crash_at(
+        wisp,
+        "gc-midway",
+        Method::DELETE,
+        "/v1/functions/app/versions/1",
+        Bytes::new(),
+    )
+    .await;
+    assert_eq!(numbers(&stored_record(&data)), [2]);
+    let left_of_v1: Vec<PathBuf> = stored(&data).difference(&v2_files).cloned().collect();
+    assert_eq!(
+        kinds(&left_of_v1),
+        [
+            ("compiled".to_owned(), "cwasm".to_owned()),
+            ("compiled".to_owned(), "sum".to_owned())
+        ],
+        "v1's source went first, its artifact was left"
+    );
+
+    let wisp = wisp.restart_stopped();
+    assert_whole(&wisp, &[2], all_to(2), App::Echo, 2).await;
+    assert_eq!(stored(&data), v2_files, "exactly v2's files remain");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -164,19 +164,11 @@ impl Wisp {
 
     /// Sends SIGTERM and waits (bounded) for the exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
-        let mut child = self.child.take().expect("running");
         let _ = Command::new("kill")
             .arg("-TERM")
-            .arg(child.id().to_string())
+            .arg(self.pid().to_string())
             .status();
-        for _ in 0..600 {
-            if let Some(status) = child.try_wait().expect("wait") {
-                return status;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = child.kill();
-        panic!("wisp serve did not exit within 60 s of SIGTERM");
+        self.wait_for_exit()
     }
 
     /// Kills the server with SIGKILL (no chance to clean up).
@@ -185,6 +177,28 @@ impl Wisp {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// Waits (bounded) for a server that is going down by itself to exit.
+    pub fn wait_for_exit(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        for _ in 0..600 {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = child.kill();
+        panic!("wisp serve did not exit within 60 s");
+    }
+
+    /// Stops the server and starts a new one on the same data dir, with
+    /// extra environment variables (for that process only: a restart after
+    /// it goes without them).
+    pub fn restart_with_env(mut self, env: &[(&str, &str)]) -> Wisp {
+        self.kill9();
+        let data = self.data.take().expect("data");
+        Wisp::start_in(data, std::mem::take(&mut self.args), env)
     }
 
     /// Stops the server and starts a new one on the same data dir.

@@ -16,6 +16,7 @@
 //! Its errors name the files involved, for the host log; what a client is
 //! told is a [`HostFailure`](crate::error::HostFailure), which names none.
 
+use crate::deploy::crash_point::CrashPoint;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -125,6 +126,7 @@ impl ArtifactStore {
     pub fn put_compiled(&self, key: &str, cwasm: &[u8]) -> Result<PathBuf, ArtifactError> {
         let path = self.compiled_path(key);
         self.write_atomically(&path, cwasm)?;
+        CrashPoint::CompiledWritten.reached();
         let sum = blake3::hash(cwasm).to_hex();
         self.write_atomically(&self.sum_path(key), sum.as_bytes())?;
         Ok(path)
@@ -190,7 +192,7 @@ impl ArtifactStore {
                 .and_then(|s| s.to_str())
                 .and_then(SourceHash::parse);
             if hash.is_none_or(|h| !keep.contains(&h)) {
-                fs::remove_file(&path).map_err(io_error(&path))?;
+                remove_garbage(&path)?;
             }
         }
         for entry in fs::read_dir(&self.compiled).map_err(io_error(&self.compiled))? {
@@ -200,7 +202,7 @@ impl ArtifactStore {
                 .and_then(|s| s.to_str())
                 .unwrap_or_default();
             if !compiled_keep.contains(key) {
-                fs::remove_file(&path).map_err(io_error(&path))?;
+                remove_garbage(&path)?;
             }
         }
         Ok(())
@@ -222,6 +224,7 @@ pub fn write_file_atomically(temp: &Path, path: &Path, bytes: &[u8]) -> io::Resu
         let mut file = File::create(temp).map_err(failed_at("creating", temp))?;
         file.write_all(bytes).map_err(failed_at("writing", temp))?;
         file.sync_all().map_err(failed_at("syncing", temp))?;
+        CrashPoint::TempWritten.reached();
         fs::rename(temp, path).map_err(failed_at("renaming into place", path))?;
         if let Some(dir) = path.parent() {
             File::open(dir)
@@ -242,6 +245,13 @@ pub(crate) fn failed_at<'a>(
     file: &'a Path,
 ) -> impl FnOnce(io::Error) -> io::Error + 'a {
     move |e| io::Error::new(e.kind(), format!("{step} `{}`: {e}", file.display()))
+}
+
+/// Removes one file garbage collection found unused.
+fn remove_garbage(path: &Path) -> Result<(), ArtifactError> {
+    fs::remove_file(path).map_err(io_error(path))?;
+    CrashPoint::GcMidway.reached();
+    Ok(())
 }
 
 fn remove_temp_files(tmp: &Path) -> Result<(), ArtifactError> {

@@ -8,8 +8,11 @@
 //! record is replaced (atomically), then the new snapshot is published. A
 //! failure at any step changes nothing that was deployed, and garbage
 //! collection never removes the files of a deploy still in progress.
+//! `crash_point.rs` names the steps in between, so the tests can crash the
+//! host inside each one.
 
 pub(crate) mod artifact;
+mod crash_point;
 pub(crate) mod damage;
 mod listing;
 mod publish;
@@ -21,6 +24,7 @@ use crate::host::Host;
 use crate::runtime::engine;
 use crate::runtime::function::{Function, VersionInfo};
 use bytes::Bytes;
+use crash_point::CrashPoint;
 pub(crate) use publish::Pending;
 use record::{FunctionRecord, VersionRecord};
 use std::collections::BTreeMap;
@@ -154,6 +158,7 @@ impl Host {
                 host.inner.artifacts.put_source(&wasm).map_err(|e| {
                     HostFailure::logged(format!("storing the upload of `{function}` failed"), e)
                 })?;
+                CrashPoint::SourceWritten.reached();
                 let mut compile_ms = None;
                 let code = host.load_code(&key, abi, || {
                     if let Ok(path) = host.inner.artifacts.verified_compiled(&key) {
@@ -161,6 +166,7 @@ impl Host {
                     }
                     let started = Instant::now();
                     let path = host.compile_and_store(abi, &wasm, &key, &function)?;
+                    CrashPoint::ArtifactWritten.reached();
                     compile_ms =
                         Some(u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX));
                     Ok(path)

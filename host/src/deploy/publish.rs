@@ -5,6 +5,7 @@
 //! every source and artifact no record uses, except the sources of deploys
 //! still compiling ([`Pending`]), which have stored files but no record yet.
 
+use crate::deploy::crash_point::CrashPoint;
 use crate::deploy::record::{FunctionRecord, VersionRecord};
 use crate::error::{DeployError, HostFailure};
 use crate::host::Host;
@@ -93,6 +94,7 @@ impl Host {
         saved.map_err(|e| {
             HostFailure::logged(format!("saving the record of `{}` failed", record.name), e)
         })?;
+        CrashPoint::RecordWritten.reached();
         if let Some(old) = current.get(&record.name) {
             for dropped in old.record.versions.iter().map(|v| v.number) {
                 if record.version(dropped).is_none() {
