@@ -510,7 +510,8 @@ async fn cli_deploys_lists_invokes_and_removes() {
 #[tokio::test(flavor = "multi_thread")]
 async fn cli_reports_an_unreachable_host_clearly() {
     let output = std::process::Command::new(crate::support::WISP)
-        .args(["ls", "--admin", "http://127.0.0.1:9"])
+        // Port 0 can never be listened on: a connection to it is always refused.
+        .args(["ls", "--admin", "http://127.0.0.1:0"])
         .env_remove("WISP_ADMIN_TOKEN")
         .output()
         .unwrap();

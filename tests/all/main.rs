@@ -5,7 +5,6 @@
 #![allow(missing_docs, clippy::unwrap_used)]
 
 mod bench;
-mod blast;
 mod core;
 mod crash;
 mod embed;

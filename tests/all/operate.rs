@@ -184,14 +184,13 @@ watch = ["src"]
 route = "/app"
 "#,
     );
-    let mut watcher = Command::new(crate::support::WISP)
+    let mut command = Command::new(crate::support::WISP);
+    command
         .args(["up", "--watch", "-f", manifest.to_str().unwrap()])
         .env("WISP_ADMIN_URL", wisp.admin_url(""))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let lines = BufReader::new(watcher.stdout.take().unwrap()).lines();
+        .stdout(Stdio::piped());
+    let mut watcher = crate::support::Spawned::spawn(command, "wisp up --watch");
+    let lines = BufReader::new(watcher.child().stdout.take().unwrap()).lines();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in lines.map_while(Result::ok) {
@@ -214,8 +213,6 @@ route = "/app"
     std::fs::write(app.path().join("src/which"), artifacts::COUNTER_COMPONENT).unwrap();
     tokio::task::block_in_place(|| wait_for("~ app: updated (v2)"));
     assert_eq!(wisp.get("/app").await.text(), "1");
-    let _ = watcher.kill();
-    let _ = watcher.wait();
 }
 
 /// Versions of responses to `count` requests, by `x-wisp-version`.
@@ -390,13 +387,13 @@ async fn guest_logs_are_kept_per_function_and_followed() {
     );
     assert!(text.contains(" v1 "), "{text}");
 
-    let mut follower = Command::new(crate::support::WISP)
+    let mut command = Command::new(crate::support::WISP);
+    command
         .args(["logs", "h", "--follow", "-n", "0"])
         .env("WISP_ADMIN_URL", wisp.admin_url(""))
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let lines = BufReader::new(follower.stdout.take().unwrap()).lines();
+        .stdout(Stdio::piped());
+    let mut follower = crate::support::Spawned::spawn(command, "wisp logs --follow");
+    let lines = BufReader::new(follower.child().stdout.take().unwrap()).lines();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in lines.map_while(Result::ok) {
@@ -430,8 +427,6 @@ async fn guest_logs_are_kept_per_function_and_followed() {
         followed.contains("4bf92f3577b34da6a3ce929d0e0e4736 stderr: xxx"),
         "{followed}"
     );
-    let _ = follower.kill();
-    let _ = follower.wait();
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -4,22 +4,27 @@
 //! There it is mounted at `/`, so its router sees the whole path (under wisp
 //! it sees the path below its route, from the `x-wisp-path-info` header).
 
-use crate::support::send;
+use crate::support::{Spawned, send};
 use bytes::Bytes;
 use http::{Method, StatusCode};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 use wisp_test_artifacts as artifacts;
 
-/// A `wasmtime serve` process, killed on drop.
+/// A `wasmtime serve` process on a port it chose itself (port 0), killed
+/// on drop; its stderr is kept for failure messages.
 struct WasmtimeServe {
-    child: Child,
-    port: u16,
+    _process: Spawned,
+    addr: String,
 }
 
+/// What `wasmtime serve` prints once it listens.
+const SERVING: &str = "Serving HTTP on http://";
+
 impl WasmtimeServe {
-    /// Serves `wasm` on a free loopback port and waits until it accepts.
-    async fn start(wasm: &str) -> WasmtimeServe {
+    /// Serves `wasm` on a loopback port wasmtime picks and reads that port
+    /// from what it prints (up to 120 s: it compiles the component first).
+    fn start(wasm: &str) -> WasmtimeServe {
         let version = Command::new("wasmtime").arg("--version").output();
         let version = match version {
             Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -32,52 +37,37 @@ impl WasmtimeServe {
             version.contains(" 48."),
             "expected wasmtime-cli 48, found {version}"
         );
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new("wasmtime")
-            .args([
-                "serve",
-                "-S",
-                "cli",
-                "--addr",
-                &format!("127.0.0.1:{port}"),
-                wasm,
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let server = WasmtimeServe { child, port };
-        for _ in 0..600 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
-                return server;
+        let mut command = Command::new("wasmtime");
+        command
+            .args(["serve", "-S", "cli", "--addr", "127.0.0.1:0", wasm])
+            .stdout(Stdio::null());
+        let process = Spawned::spawn(command, "wasmtime serve");
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while Instant::now() < deadline {
+            let stderr = process.stderr();
+            if let Some(rest) = stderr.lines().find_map(|l| l.strip_prefix(SERVING)) {
+                let addr = rest.trim_end_matches('/').to_owned();
+                return WasmtimeServe {
+                    _process: process,
+                    addr,
+                };
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("wasmtime serve did not accept connections within 30 s");
+        panic!(
+            "wasmtime serve did not say where it listens within 120 s; its stderr:\n{}",
+            process.stderr()
+        );
     }
 
     fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-}
-
-impl Drop for WasmtimeServe {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        format!("http://{}{path}", self.addr)
     }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_sdk_function_runs_unchanged_on_wasmtime_serve() {
-    let server = WasmtimeServe::start(artifacts::SDK_API_COMPONENT).await;
+    let server = tokio::task::block_in_place(|| WasmtimeServe::start(artifacts::SDK_API_COMPONENT));
     let get = |path: &str| {
         let url = server.url(path);
         async move { send(Method::GET, &url, &[], Bytes::new()).await }

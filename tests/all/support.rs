@@ -382,3 +382,51 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     out.sort();
     out
 }
+
+/// A child process of a test (`wisp up --watch`, `wisp logs --follow`,
+/// `wasmtime serve` …), killed and reaped when dropped, so a failing test
+/// leaks no process; its stderr goes to a file, printed if the test panics.
+pub struct Spawned {
+    child: Child,
+    stderr: PathBuf,
+    _dir: TempDir,
+    what: String,
+}
+
+impl Spawned {
+    /// Spawns `command` (its stderr captured), described as `what`.
+    pub fn spawn(mut command: Command, what: &str) -> Spawned {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let stderr = dir.path().join("stderr");
+        command.stderr(std::fs::File::create(&stderr).expect("stderr file"));
+        let child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning {what} failed: {e}"));
+        Spawned {
+            child,
+            stderr,
+            _dir: dir,
+            what: what.to_owned(),
+        }
+    }
+
+    /// The running child.
+    pub fn child(&mut self) -> &mut Child {
+        &mut self.child
+    }
+
+    /// What it wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- {} stderr ---\n{}", self.what, self.stderr());
+        }
+    }
+}
