@@ -3,8 +3,8 @@
 # the wasm rust targets, and the toolchains of the non-Rust guests — C: clang
 # and wasi-libc from Debian; Python: componentize-py from PyPI; JavaScript:
 # componentize-js from npm (into guests/js); and wasmtime-cli, the reference
-# host the SDK's portability test runs on. Idempotent: it installs only what
-# is missing.
+# host the SDK's portability test runs on; cargo-fuzz and the nightly
+# toolchain it needs. Idempotent: it installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -53,6 +53,17 @@ WASMTIME_VERSION=48.0.8
 if ! command -v wasmtime >/dev/null || ! wasmtime --version | grep -q " $WASMTIME_VERSION"; then
     say "installing wasmtime-cli $WASMTIME_VERSION (cargo install; takes a while, once)"
     cargo install --locked --quiet "wasmtime-cli@$WASMTIME_VERSION"
+fi
+# The fuzzers (scripts/fuzz.sh, run briefly by CI): cargo-fuzz from
+# crates.io, on the nightly toolchain it needs for its sanitizers.
+if ! rustup toolchain list | grep -q '^nightly'; then
+    say "adding the nightly toolchain (cargo-fuzz needs it)"
+    rustup toolchain install nightly --profile minimal
+fi
+CARGO_FUZZ_VERSION=0.13.2
+if ! command -v cargo-fuzz >/dev/null || ! cargo fuzz --version | grep -q " $CARGO_FUZZ_VERSION"; then
+    say "installing cargo-fuzz $CARGO_FUZZ_VERSION (cargo install)"
+    cargo install --locked --quiet "cargo-fuzz@$CARGO_FUZZ_VERSION"
 fi
 say "done"
 

@@ -6,7 +6,9 @@
 //! unless its `Cargo.toml` says `[package.metadata.wisp] target = "wasm32-wasip1"`.
 //! Guests in other languages are built by their own `build.sh`; when a
 //! toolchain is missing, the constant holds the error instead of a path, so the
-//! test that needs it fails with the reason rather than passing silently.
+//! test that needs it fails with the reason rather than passing silently, and
+//! this script runs again on every build until the toolchain is there.
+//! Changes to `guests/`, `sdk/` and `templates/` rebuild the guests.
 
 use std::env;
 use std::fmt::Write as _;
@@ -60,6 +62,10 @@ fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     for entry in ["Cargo.toml", "Cargo.lock"] {
         println!("cargo:rerun-if-changed={}", guests.join(entry).display());
+    }
+    // Guests build against the SDK, and the templates are guests too.
+    for dir in ["../../sdk", "../../templates"] {
+        println!("cargo:rerun-if-changed={}", manifest_dir.join(dir).display());
     }
 
     ensure_wasm_targets();
@@ -128,6 +134,12 @@ fn main() {
             Ok(()) => format!("Ok({:?})", output.display().to_string()),
             Err(why) => {
                 println!("cargo:warning=guest `{}` not built: {why}", guest.script);
+                // A trigger that never exists: cargo reruns this script on
+                // every build until the missing toolchain appears.
+                println!(
+                    "cargo:rerun-if-changed={}",
+                    out_dir.join("rebuild-once-the-toolchain-is-installed").display()
+                );
                 format!("Err({why:?})")
             }
         };
