@@ -1,12 +1,13 @@
 //! The host core end to end: deploy and invoke each guest over real HTTP,
 //! both ABIs, redeploys under load, deletes, rejections, restarts, HTTP/2.
 
-use crate::support::{Wisp, guest, required_guest, send};
+use crate::support::{Wisp, eventually, guest, required_guest, send};
 use bytes::Bytes;
 use futures_util::future::join_all;
 use http::{Method, StatusCode};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
 use wisp_test_artifacts as artifacts;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -177,14 +178,19 @@ async fn redeploy_under_load_drops_nothing() {
             failures
         }));
     }
-    // A slow request started on v1 must finish on v1 after v2 is deployed.
+    // A slow request started on v2 must finish on v2 after v3, v4 and v5 are
+    // deployed. Its head comes first and names the version that took it.
     wisp.deploy_ok("app", artifacts::SLEEP_COMPONENT, "route=/app")
         .await;
-    let slow = tokio::spawn({
-        let wisp = wisp.clone();
-        async move { wisp.get("/app?ms=1500").await }
-    });
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Full<Bytes>>();
+    let slow = client
+        .get(wisp.url("/app?ms=5000&head=first").parse().unwrap())
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    assert_eq!(slow.status(), StatusCode::OK);
+    assert_eq!(slow.headers()["x-wisp-version"], "2");
     for (i, wasm) in [
         artifacts::COUNTER_COMPONENT,
         artifacts::HELLO_COMPONENT,
@@ -201,12 +207,17 @@ async fn redeploy_under_load_drops_nothing() {
             Some((i + 3).to_string().as_str())
         );
     }
-    let slow = slow.await.unwrap();
-    assert_eq!(slow.status, StatusCode::OK);
-    assert_eq!(slow.text(), "slept 1500 ms\n");
+    // The request sleeps 5 s; the redeploys must have happened while it ran.
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(4500),
+        "the redeploys took {:?}, longer than the request they were to overtake",
+        started.elapsed()
+    );
+    use http_body_util::BodyExt;
+    let body = slow.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(
-        slow.header("x-wisp-version"),
-        Some("2"),
+        &body[..],
+        b"slept 5000 ms\n",
         "the in-flight request finished on its own version"
     );
     stop.store(true, Ordering::Relaxed);
@@ -457,19 +468,40 @@ async fn http2_cleartext_is_served() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn sigterm_finishes_requests_in_flight_then_exits_zero() {
+/// Starts a 3 s request, stops the server with `stop` (a signal) once the
+/// request is running, and checks that the server exits 0 and the request
+/// still completes.
+async fn a_signal_finishes_requests_in_flight(stop: fn(&mut Wisp) -> std::process::ExitStatus) {
     let mut wisp = Wisp::start();
     wisp.deploy_ok("sleep", artifacts::SLEEP_COMPONENT, "route=/sleep")
         .await;
-    let url = wisp.url("/sleep?ms=1500");
+    let url = wisp.url("/sleep?ms=3000");
     let in_flight = tokio::spawn(async move { send(Method::GET, &url, &[], Bytes::new()).await });
-    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
-    let status = tokio::task::block_in_place(|| wisp.terminate());
+    assert!(
+        eventually(Duration::from_secs(10), async || {
+            wisp.metric("wisp_in_flight_requests", &[("function", "sleep")])
+                .await
+                >= 1.0
+        })
+        .await,
+        "the request never started"
+    );
+    let status = tokio::task::block_in_place(|| stop(&mut wisp));
     assert!(status.success(), "exit status {status}");
     let response = in_flight.await.unwrap();
     assert_eq!(response.status, StatusCode::OK);
-    assert_eq!(response.text(), "slept 1500 ms\n");
+    assert_eq!(response.text(), "slept 3000 ms\n");
+    assert!(wisp.log().contains("finishing requests in flight"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_finishes_requests_in_flight_then_exits_zero() {
+    a_signal_finishes_requests_in_flight(Wisp::terminate).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigint_finishes_requests_in_flight_then_exits_zero() {
+    a_signal_finishes_requests_in_flight(Wisp::interrupt).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

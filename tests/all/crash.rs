@@ -1,7 +1,8 @@
 //! Crash safety and bad data on disk: a host that crashes at any step of a
 //! deploy, a traffic change or a garbage collection restarts with each
 //! function whole (old or new) and nothing half-written or orphaned on disk;
-//! corrupt artifacts are caught; and a record damaged by hand makes its
+//! corrupt artifacts are caught; another engine's artifacts are recompiled
+//! from their sources; and a record damaged by hand makes its
 //! function unavailable, saying why — in the log (naming the file) and in
 //! `wisp ls` — until it is repaired.
 //!
@@ -433,7 +434,13 @@ async fn an_unrecoverable_function_is_reported_and_the_rest_still_serve() {
         b"garbage",
     )
     .unwrap();
-    for artifact in files_under(&data.join("artifacts/compiled")) {
+    let compiled = files_under(&data.join("artifacts/compiled"));
+    assert_eq!(
+        compiled.len(),
+        4,
+        "an artifact and its checksum per function: {compiled:?}"
+    );
+    for artifact in compiled {
         std::fs::write(artifact, b"garbage").unwrap();
     }
     std::fs::write(data.join("functions/zzz.json"), b"{ this is not a record").unwrap();
@@ -442,6 +449,11 @@ async fn an_unrecoverable_function_is_reported_and_the_rest_still_serve() {
     assert!(
         wisp.get("/cgi").await.text().starts_with("Hello from CGI!"),
         "cgi was rebuilt from its source"
+    );
+    assert_eq!(
+        wisp.admin_get("/healthz").await.json()["compilations"],
+        1,
+        "only cgi could be rebuilt"
     );
     let broken = wisp.get("/hello").await;
     assert_eq!(
@@ -621,4 +633,45 @@ async fn a_version_whose_source_is_missing_is_reported_and_the_log_names_the_fil
     cli_ok(&wisp, &["retire", "hello", "v1"]);
     assert_eq!(unavailable(&wisp, "hello"), None);
     assert_eq!(wisp.get("/hello").await.text(), "1");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_changed_engine_recompiles_from_source() {
+    let mut wisp = Wisp::start();
+    wisp.deploy_ok("hello", artifacts::HELLO_COMPONENT, "route=/hello")
+        .await;
+    wisp.kill9();
+    // Artifacts are keyed by the engine's compatibility fingerprint (with
+    // the source's hash). What an engine with another fingerprint left is
+    // an artifact and checksum under another key: this engine's key is
+    // renamed to one it would never compute.
+    let compiled = wisp.data_dir().join("artifacts/compiled");
+    let ours = files_under(&compiled);
+    assert_eq!(ours.len(), 2, "an artifact and its checksum: {ours:?}");
+    let key = ours[0].file_stem().unwrap().to_str().unwrap().to_owned();
+    assert_eq!(key.len(), 64, "a blake3 hex key: {key}");
+    let other: String = key.chars().rev().collect();
+    assert_ne!(other, key);
+    for extension in ["cwasm", "sum"] {
+        std::fs::rename(
+            compiled.join(format!("{key}.{extension}")),
+            compiled.join(format!("{other}.{extension}")),
+        )
+        .unwrap();
+    }
+
+    let wisp = wisp.restart_stopped();
+    assert_eq!(
+        wisp.admin_get("/healthz").await.json()["compilations"],
+        1,
+        "hello was recompiled from its stored source"
+    );
+    assert_eq!(wisp.metric("wisp_compilations_total", &[]).await, 1.0);
+    assert_eq!(wisp.get("/hello").await.text(), "Hello, world!\n");
+    // Compiled again under this engine's key; the other engine's is collected.
+    let now: Vec<_> = files_under(&compiled)
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(now, [format!("{key}.cwasm"), format!("{key}.sum")]);
 }

@@ -3,11 +3,12 @@
 //! The host must keep serving everyone else, stay within its bounds, and
 //! tell the operator what happened. Every wait is bounded.
 
-use crate::support::{Wisp, send};
+use crate::support::{Wisp, eventually, send};
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 use wisp_test_artifacts as artifacts;
 
@@ -37,6 +38,26 @@ fn closed_within(stream: &mut TcpStream, limit: Duration) -> bool {
     }
 }
 
+/// Reads from `stream` until what arrived satisfies `done`; panics if the
+/// stream ends or 10 s pass first.
+fn read_until(stream: &mut TcpStream, done: impl Fn(&[u8]) -> bool) {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while !done(&seen) {
+        match stream.read(&mut buffer) {
+            Ok(0) => panic!(
+                "the server closed the stream after {:?}",
+                String::from_utf8_lossy(&seen)
+            ),
+            Ok(n) => seen.extend_from_slice(&buffer[..n]),
+            Err(e) => panic!("reading ({e}) after {:?}", String::from_utf8_lossy(&seen)),
+        }
+    }
+}
+
 /// A GET on a fresh connection; what came back (empty if refused).
 fn raw_get(addr: SocketAddr, path: &str) -> String {
     let Ok(mut stream) = TcpStream::connect(addr) else {
@@ -52,45 +73,23 @@ fn raw_get(addr: SocketAddr, path: &str) -> String {
     String::from_utf8_lossy(&answer).into_owned()
 }
 
-/// Sum of a metric's series on the admin listener's `/metrics`.
-async fn metric_sum(wisp: &Wisp, name: &str) -> f64 {
-    let text = wisp.admin_get("/metrics").await.text();
-    let lines = text.lines().map(|l| Ok(l.to_owned()));
-    let scrape = prometheus_parse::Scrape::parse(lines).unwrap();
-    scrape
-        .samples
-        .iter()
-        .filter(|s| s.metric == name)
-        .map(|s| match s.value {
-            prometheus_parse::Value::Gauge(v)
-            | prometheus_parse::Value::Counter(v)
-            | prometheus_parse::Value::Untyped(v) => v,
-            _ => 0.0,
-        })
-        .sum()
-}
-
-/// Polls `check` every 100 ms for up to `limit`.
-async fn eventually(limit: Duration, mut check: impl AsyncFnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if check().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    false
-}
-
 /// A client that sends a POST head announcing 1000 bytes, then one byte
-/// every 200 ms. Returns what the server answered and when, measured from
-/// the start.
-fn trickle(addr: SocketAddr, path: &str) -> std::thread::JoinHandle<(String, Duration)> {
-    let head = format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n");
+/// every 200 ms. With `hold`, it waits there after its first byte until the
+/// test joins the barrier too. Returns what the server answered and when,
+/// measured from the start.
+fn trickle(
+    addr: SocketAddr,
+    path: &str,
+    hold: Option<Arc<Barrier>>,
+) -> std::thread::JoinHandle<(String, Duration)> {
+    let head = format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nx");
     std::thread::spawn(move || {
         let started = Instant::now();
         let mut stream = TcpStream::connect(addr).unwrap();
         stream.write_all(head.as_bytes()).unwrap();
+        if let Some(barrier) = hold {
+            barrier.wait();
+        }
         let mut reader = stream.try_clone().unwrap();
         let read = std::thread::spawn(move || {
             reader
@@ -103,11 +102,11 @@ fn trickle(addr: SocketAddr, path: &str) -> std::thread::JoinHandle<(String, Dur
                 started.elapsed(),
             )
         });
-        for _ in 0..100 {
-            if stream.write_all(b"x").is_err() || read.is_finished() {
+        for _ in 1..1000 {
+            std::thread::sleep(Duration::from_millis(200));
+            if read.is_finished() || stream.write_all(b"x").is_err() {
                 break;
             }
-            std::thread::sleep(Duration::from_millis(200));
         }
         read.join().unwrap()
     })
@@ -124,12 +123,25 @@ async fn trickled_bodies_hold_no_slots_and_get_408_within_the_timeout() {
         "route=/cgi&timeout=2s",
     )
     .await;
-    let tricklers: Vec<_> = (0..4).map(|_| trickle(wisp.public, "/cgi/env")).collect();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let hold = Arc::new(Barrier::new(5));
+    let tricklers: Vec<_> = (0..4)
+        .map(|_| trickle(wisp.public, "/cgi/env", Some(hold.clone())))
+        .collect();
+    // Each trickler holds after its first byte: 4 bytes held means all four
+    // are in the middle of their bodies.
+    assert!(
+        eventually(Duration::from_secs(10), async || {
+            wisp.metric("wisp_request_buffer_bytes", &[]).await == 4.0
+        })
+        .await,
+        "the four trickled bodies never arrived: {}",
+        wisp.metrics().await.text
+    );
     for _ in 0..8 {
         let response = wisp.get("/hello").await;
         assert_eq!(response.status, StatusCode::OK, "{}", response.text());
     }
+    tokio::task::block_in_place(|| hold.wait());
     for trickler in tricklers {
         let (answer, after) = tokio::task::block_in_place(|| trickler.join().unwrap());
         assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
@@ -152,12 +164,12 @@ async fn a_body_below_the_minimum_rate_gets_408() {
     .await;
     // 5 bytes a second never pauses for 1 s, but is far below 1 KiB/s.
     let (answer, after) =
-        tokio::task::block_in_place(|| trickle(wisp.public, "/cgi/env").join().unwrap());
+        tokio::task::block_in_place(|| trickle(wisp.public, "/cgi/env", None).join().unwrap());
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(after < Duration::from_secs(10), "cut off after {after:?}");
     assert!(
         eventually(Duration::from_secs(5), async || {
-            metric_sum(&wisp, "wisp_limit_breaches_total").await >= 1.0
+            wisp.metric("wisp_limit_breaches_total", &[]).await >= 1.0
         })
         .await,
         "{}",
@@ -183,6 +195,13 @@ async fn idle_http2_connections_are_closed_and_admin_answers_under_a_flood() {
             })
             .collect()
     });
+    // At least the 128 the listener may hold were opened, so `still_open`
+    // below counts something.
+    assert!(
+        flood.len() >= 128,
+        "only {} connections opened",
+        flood.len()
+    );
     let admin = tokio::time::timeout(Duration::from_secs(10), wisp.admin_get("/v1/functions"))
         .await
         .expect("the admin API stopped answering under the flood");
@@ -209,7 +228,8 @@ async fn shutdown_closes_idle_connections_at_once() {
     let mut wisp = Wisp::start();
     let mut idle = TcpStream::connect(wisp.public).unwrap();
     idle.write_all(H2_PREFACE).unwrap();
-    std::thread::sleep(Duration::from_millis(200));
+    // The server's own SETTINGS frame (type 4) says it serves the connection.
+    read_until(&mut idle, |seen| seen.len() >= 9 && seen[3] == 4);
     let started = Instant::now();
     let status = tokio::task::block_in_place(|| wisp.terminate());
     assert!(status.success(), "{status:?}");
@@ -226,10 +246,21 @@ async fn one_address_cannot_hold_more_than_its_connections() {
     let wisp = Wisp::start_with(&["--max-connections-per-ip", "3"]);
     wisp.deploy_ok("hello", artifacts::HELLO_COMPONENT, "route=/hello")
         .await;
+    // Three kept-alive connections, each known to be held by the server
+    // because it answered a request on it.
     let held: Vec<TcpStream> = (0..3)
-        .map(|_| TcpStream::connect(wisp.public).unwrap())
+        .map(|_| {
+            let mut stream = TcpStream::connect(wisp.public).unwrap();
+            stream
+                .write_all(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+                .unwrap();
+            // The whole chunked answer, ending in its last chunk.
+            read_until(&mut stream, |seen| {
+                seen.windows(14).any(|w| w == b"Hello, world!\n") && seen.ends_with(b"0\r\n\r\n")
+            });
+            stream
+        })
         .collect();
-    std::thread::sleep(Duration::from_millis(200));
     let mut fourth = TcpStream::connect(wisp.public).unwrap();
     let _ = fourth.write_all(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
     let refused =
@@ -271,25 +302,27 @@ async fn slow_readers_of_huge_output_hold_bounded_memory_and_are_cut_off() {
         .collect();
     assert!(
         eventually(Duration::from_secs(10), async || {
-            metric_sum(&wisp, "wisp_in_flight_requests").await >= 10.0
+            wisp.metric("wisp_in_flight_requests", &[]).await >= 10.0
         })
         .await,
         "the slow readers' requests are not visible as in flight"
     );
-    tokio::time::sleep(Duration::from_millis(1000)).await;
-    let grown = wisp.rss_bytes().saturating_sub(before);
+    // The write timeout closes them, and their guests end with them; until
+    // then, the host's memory is sampled at every check.
+    let mut peak = 0;
+    assert!(
+        eventually(Duration::from_secs(15), async || {
+            peak = peak.max(wisp.rss_bytes());
+            wisp.metric("wisp_in_flight_requests", &[]).await == 0.0
+        })
+        .await,
+        "stalled responses were never cut off"
+    );
+    let grown = peak.saturating_sub(before);
     assert!(
         grown < 100 << 20,
         "ten stalled 50 MiB responses grew the host by {} MiB",
         grown >> 20
-    );
-    // The write timeout closes them, and their guests end with them.
-    assert!(
-        eventually(Duration::from_secs(15), async || {
-            metric_sum(&wisp, "wisp_in_flight_requests").await == 0.0
-        })
-        .await,
-        "stalled responses were never cut off"
     );
     drop(readers);
     let log = wisp.log();
@@ -523,7 +556,7 @@ async fn a_binary_the_pool_cannot_hold_is_refused_before_compiling() {
         "{}",
         response.error()
     );
-    assert_eq!(metric_sum(&wisp, "wisp_compilations_total").await, 0.0);
+    assert_eq!(wisp.metric("wisp_compilations_total", &[]).await, 0.0);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -551,5 +584,5 @@ async fn guests_together_stay_within_the_host_memory_budget() {
     assert_eq!(response.header("retry-after"), Some("1"));
     // What it held is given back: others still run, and the gauge is empty.
     assert_eq!(wisp.get("/hello").await.status, StatusCode::OK);
-    assert_eq!(metric_sum(&wisp, "wisp_guest_memory_bytes").await, 0.0);
+    assert_eq!(wisp.metric("wisp_guest_memory_bytes", &[]).await, 0.0);
 }

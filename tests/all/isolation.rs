@@ -2,7 +2,7 @@
 //! breach ends that request with a clear status and JSON error, and the host
 //! keeps serving.
 
-use crate::support::{Response, Wisp, send};
+use crate::support::{Response, Wisp, eventually, send};
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use std::time::{Duration, Instant};
@@ -97,6 +97,33 @@ async fn a_memory_bomb_hits_the_memory_limit() {
         StatusCode::INTERNAL_SERVER_ERROR,
         "memory",
         "memory limit of 32MiB",
+    );
+    still_serving(&wisp).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cgi_memory_bomb_hits_the_memory_limit() {
+    let wisp = Wisp::start();
+    wisp.deploy_ok("hello", artifacts::HELLO_COMPONENT, "route=/hello")
+        .await;
+    wisp.deploy_ok(
+        "hc",
+        artifacts::HOSTILE_CGI_MODULE,
+        "route=/hc&memory=32MiB",
+    )
+    .await;
+    let response = wisp.get("/hc/alloc").await;
+    assert_limit(
+        &response,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "memory",
+        "memory limit of 32MiB",
+    );
+    let usage = wisp.admin_get("/v1/functions/hc/usage").await.json()["usage"].clone();
+    let peak = usage["peak_memory_bytes"].as_u64().unwrap();
+    assert!(
+        peak <= 32 << 20 && peak > 16 << 20,
+        "the bomb grew to {peak} bytes, not up to its 32 MiB"
     );
     still_serving(&wisp).await;
 }
@@ -233,6 +260,97 @@ async fn an_endless_response_is_cut_off_at_the_limit() {
         wisp.log()
             .contains("response body exceeds the function's limit")
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_declared_length_over_the_limit_is_a_500_before_any_byte() {
+    let wisp = hostile_host("max-response-body=1MiB").await;
+    let fits = wisp.get("/h/declare?bytes=1048576").await;
+    assert_eq!(fits.status, StatusCode::OK, "{}", fits.text());
+    assert_eq!(fits.body.len(), 1 << 20);
+    let response = wisp.get("/h/declare?bytes=1048577").await;
+    assert_limit(
+        &response,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "response-body",
+        "limit of 1MiB",
+    );
+    assert!(!response.text().contains("zzz"), "{}", response.text());
+    still_serving(&wisp).await;
+}
+
+/// Reads `path` of a function deployed with `timeout=2s` whose body streams
+/// a `tick` line every 100 ms forever, after `padding` bytes of something
+/// else; checks that the response starts, streams, and is cut off (not ended
+/// cleanly) at the deadline, and that the deadline is counted as a breach of
+/// `function`.
+async fn assert_cut_off_at_the_deadline(wisp: &Wisp, path: &str, function: &str, padding: usize) {
+    use http_body_util::BodyExt;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Full<Bytes>>();
+    let started = Instant::now();
+    let response = client.get(wisp.url(path).parse().unwrap()).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut body = response.into_body();
+    let mut received = Vec::new();
+    let cut_off = loop {
+        match tokio::time::timeout(Duration::from_secs(30), body.frame())
+            .await
+            .expect("the stream was neither cut off nor ended within 30 s")
+        {
+            Some(Ok(frame)) => {
+                received.extend_from_slice(frame.data_ref().map_or(&[][..], |d| d));
+            }
+            Some(Err(_)) => break true,
+            None => break false,
+        }
+    };
+    let elapsed = started.elapsed();
+    assert!(
+        cut_off,
+        "the response ended cleanly, as if complete, after {} bytes",
+        received.len()
+    );
+    assert!(received.len() >= padding, "{} bytes", received.len());
+    let ticks = &received[padding..];
+    // About 20 ticks in 2 s; at least a few, even on a loaded machine.
+    assert!(ticks.len() >= 3 * 5, "only {} bytes of ticks", ticks.len());
+    assert!(
+        ticks.chunks(5).all(|t| t == &b"tick\n"[..t.len()]),
+        "{}",
+        String::from_utf8_lossy(ticks)
+    );
+    // Cut at the 2 s deadline: not before it, and long before the 30 s wait.
+    assert!(
+        elapsed >= Duration::from_secs(2) && elapsed < Duration::from_secs(15),
+        "cut off after {elapsed:?}"
+    );
+    let timeouts = [("function", function), ("limit", "timeout")];
+    assert!(
+        eventually(Duration::from_secs(10), async || {
+            wisp.metric("wisp_limit_breaches_total", &timeouts).await == 1.0
+        })
+        .await,
+        "the deadline is not counted as a timeout breach: {}",
+        wisp.metrics().await.text
+    );
+    still_serving(wisp).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deadline_cuts_off_a_response_still_streaming() {
+    let wisp = hostile_host("timeout=2s").await;
+    assert_cut_off_at_the_deadline(&wisp, "/h/drip?ms=100", "h", 0).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deadline_cuts_off_a_cgi_response_still_streaming() {
+    let wisp = Wisp::start();
+    wisp.deploy_ok("hello", artifacts::HELLO_COMPONENT, "route=/hello")
+        .await;
+    wisp.deploy_ok("hc", artifacts::HOSTILE_CGI_MODULE, "route=/hc&timeout=2s")
+        .await;
+    assert_cut_off_at_the_deadline(&wisp, "/hc/drip?ms=100", "hc", 128 << 10).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -427,60 +545,226 @@ async fn guests_see_only_declared_env_vars() {
     }
 }
 
+/// A granted directory with `hello.txt` and a symlink `escape` to a secret
+/// outside it.
+struct Files {
+    outside: tempfile::TempDir,
+    granted: tempfile::TempDir,
+}
+
+impl Files {
+    fn new() -> Files {
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret.txt"), "top secret").unwrap();
+        let granted = tempfile::tempdir().unwrap();
+        let public = granted.path().join("public");
+        std::fs::create_dir(&public).unwrap();
+        std::fs::write(public.join("hello.txt"), "hello from the host").unwrap();
+        std::os::unix::fs::symlink(outside.path().join("secret.txt"), public.join("escape"))
+            .unwrap();
+        Files { outside, granted }
+    }
+
+    /// The directory granted to guests as `/data`.
+    fn public(&self) -> std::path::PathBuf {
+        self.granted.path().join("public")
+    }
+
+    /// Paths that lead out of `/data`, each of which must fail.
+    fn escapes(&self) -> Vec<String> {
+        vec![
+            "/data/../secret.txt".to_owned(),
+            "/data/../../etc/passwd".to_owned(),
+            "/data/escape".to_owned(),
+            self.outside.path().join("secret.txt").display().to_string(),
+            "/etc/passwd".to_owned(),
+            "../secret.txt".to_owned(),
+        ]
+    }
+
+    /// The host's files are as they were: nothing written, nothing created.
+    fn assert_untouched(&self) {
+        assert_eq!(
+            std::fs::read_to_string(self.public().join("hello.txt")).unwrap(),
+            "hello from the host"
+        );
+        assert_eq!(
+            std::fs::read_to_string(self.outside.path().join("secret.txt")).unwrap(),
+            "top secret"
+        );
+        let mut listed: Vec<String> = std::fs::read_dir(self.public())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        listed.sort();
+        assert_eq!(listed, ["escape", "hello.txt"], "a guest created a file");
+        assert_eq!(
+            std::fs::read_dir(self.granted.path()).unwrap().count(),
+            1,
+            "a guest created a file beside the granted directory"
+        );
+    }
+}
+
+/// The error a guest gets writing into a read-only grant.
+fn is_denied_write(error: &str) -> bool {
+    [
+        "not permitted",
+        "Permission denied",
+        "Read-only file system",
+    ]
+    .iter()
+    .any(|e| error.contains(e))
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn file_system_access_is_only_what_is_granted_read_only() {
-    let outside = tempfile::tempdir().unwrap();
-    std::fs::write(outside.path().join("secret.txt"), "top secret").unwrap();
-    let granted = tempfile::tempdir().unwrap();
-    let public = granted.path().join("public");
-    std::fs::create_dir(&public).unwrap();
-    std::fs::write(public.join("hello.txt"), "hello from the host").unwrap();
-    std::os::unix::fs::symlink(outside.path().join("secret.txt"), public.join("escape")).unwrap();
-
+    let files = Files::new();
     let wisp = Wisp::start();
     wisp.deploy_ok("nofs", artifacts::HOSTILE_COMPONENT, "route=/nofs")
         .await;
     let denied = wisp
-        .get("/nofs/fs?path=/etc/passwd&path=secret.txt&path=/")
+        .get("/nofs/fs?path=/etc/passwd&path=secret.txt&path=/&create=/new.txt")
         .await
         .json();
-    for outcome in denied.as_array().unwrap() {
+    let denied = denied.as_array().unwrap();
+    assert_eq!(denied.len(), 4, "one outcome per attempt: {denied:?}");
+    for outcome in denied {
         assert!(
             outcome.get("error").is_some(),
-            "without a grant the guest read {outcome}"
+            "without a grant the guest succeeded: {outcome}"
         );
     }
 
-    let query = format!("route=/h&dir={}:/data", public.display());
+    let query = format!("route=/h&dir={}:/data", files.public().display());
     wisp.deploy_ok("h", artifacts::HOSTILE_COMPONENT, &query)
         .await;
-    let secret = outside.path().join("secret.txt");
-    let attempts = [
-        "/data/../secret.txt".to_owned(),
-        "/data/../../etc/passwd".to_owned(),
-        "/data/escape".to_owned(),
-        secret.display().to_string(),
-        "/etc/passwd".to_owned(),
-        "../secret.txt".to_owned(),
-    ];
-    let query: String = attempts.iter().map(|p| format!("path={p}&")).collect();
+    let escapes = files.escapes();
+    let reads: String = escapes.iter().map(|p| format!("&path={p}")).collect();
     let outcomes = wisp
-        .get(&format!("/h/fs?path=/data/hello.txt&{query}"))
+        .get(&format!(
+            "/h/fs?path=/data/hello.txt{reads}&write=/data/hello.txt&create=/data/new.txt&create=/data/../created.txt"
+        ))
         .await
         .json();
     let outcomes = outcomes.as_array().unwrap();
+    assert_eq!(
+        outcomes.len(),
+        1 + escapes.len() + 3,
+        "one outcome per attempt: {outcomes:?}"
+    );
     assert_eq!(
         outcomes[0]["read"], "hello from the host",
         "{}",
         outcomes[0]
     );
-    for outcome in &outcomes[1..] {
+    let (escaped, changes) = outcomes[1..].split_at(escapes.len());
+    for outcome in escaped {
         assert!(
             outcome.get("error").is_some(),
             "escape succeeded: {outcome}"
         );
         assert!(!outcome.to_string().contains("top secret"));
     }
+    // Writing the granted file, and creating one inside the grant: refused
+    // as writes; creating one beside it: refused as an escape.
+    for outcome in changes {
+        let error = outcome["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("a write to a read-only directory succeeded: {outcome}"));
+        if outcome["path"] != "/data/../created.txt" {
+            assert!(is_denied_write(error), "{outcome}");
+        }
+    }
+    files.assert_untouched();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cgi_guest_reads_what_is_granted_and_writes_nothing() {
+    let files = Files::new();
+    let wisp = Wisp::start();
+    let query = format!("route=/hc&dir={}:/data", files.public().display());
+    wisp.deploy_ok("hc", artifacts::HOSTILE_CGI_MODULE, &query)
+        .await;
+    let wisp = &wisp;
+    let run = |attack: &str, path: &str| {
+        let url = format!("/hc/{attack}?path={path}");
+        async move {
+            let response = wisp.get(&url).await;
+            assert_eq!(
+                response.status,
+                StatusCode::OK,
+                "{url}: {}",
+                response.text()
+            );
+            response.text()
+        }
+    };
+    assert_eq!(
+        run("read", "/data/hello.txt").await,
+        "read: hello from the host\n"
+    );
+    for escape in files.escapes() {
+        let outcome = run("read", &escape).await;
+        assert!(outcome.starts_with("error: "), "{escape}: {outcome}");
+        assert!(!outcome.contains("top secret"), "{escape}: {outcome}");
+    }
+    for (attack, path) in [
+        ("write", "/data/hello.txt"),
+        ("create", "/data/new.txt"),
+        ("create", "/data/../created.txt"),
+    ] {
+        let outcome = run(attack, path).await;
+        let error = outcome
+            .strip_prefix("error: ")
+            .unwrap_or_else(|| panic!("{attack} {path} succeeded: {outcome}"));
+        if path != "/data/../created.txt" {
+            assert!(is_denied_write(error), "{attack} {path}: {outcome}");
+        }
+    }
+    files.assert_untouched();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn guests_cannot_open_sockets() {
+    // Listeners the guest is pointed at: a connection or a datagram that got
+    // through would be waiting here. Loopback delivers both before the
+    // guest's `connect` or `send_to` returns, so before its answer.
+    let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    tcp.set_nonblocking(true).unwrap();
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.set_nonblocking(true).unwrap();
+    let wisp = hostile_host("").await;
+    for (kind, addr) in [
+        ("tcp", tcp.local_addr().unwrap()),
+        ("udp", udp.local_addr().unwrap()),
+    ] {
+        let outcome = wisp
+            .get(&format!("/h/socket?kind={kind}&addr={addr}"))
+            .await
+            .json();
+        assert_eq!(outcome["kind"], kind, "{outcome}");
+        assert!(
+            outcome.get("outcome").is_none(),
+            "a {kind} socket got through: {outcome}"
+        );
+        assert_eq!(
+            outcome["error_kind"], "PermissionDenied",
+            "the {kind} attempt failed, but not as a denial: {outcome}"
+        );
+    }
+    let accepted = tcp.accept();
+    assert!(
+        matches!(&accepted, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the guest connected: {accepted:?}"
+    );
+    let mut datagram = [0u8; 64];
+    let received = udp.recv_from(&mut datagram);
+    assert!(
+        matches!(&received, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the guest sent a datagram: {received:?}"
+    );
+    still_serving(&wisp).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -573,6 +857,59 @@ async fn the_admin_api_requires_the_token() {
         String::from_utf8_lossy(&with.stderr)
     );
     assert!(String::from_utf8_lossy(&with.stdout).contains("hello"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_admin_token_can_come_from_the_environment() {
+    let wisp = Wisp::start_with_env(&[], &[("WISP_ADMIN_TOKEN", "from-env")]);
+    let wasm = std::fs::read(artifacts::HELLO_COMPONENT).unwrap();
+    let anonymous = wisp.deploy("hello", wasm.clone(), "route=/hello").await;
+    assert_error(
+        &anonymous,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "token",
+    );
+    let listed = send(
+        Method::GET,
+        &wisp.admin_url("/v1/functions"),
+        &[("authorization", "Bearer from-env")],
+        Bytes::new(),
+    )
+    .await;
+    assert_eq!(listed.status, StatusCode::OK, "{}", listed.text());
+
+    // The CLI takes its token from the same variable.
+    let token = [("WISP_ADMIN_TOKEN", "from-env")];
+    let deploy = tokio::task::block_in_place(|| {
+        wisp.cli_with_env(
+            &[
+                "deploy",
+                "hello",
+                artifacts::HELLO_COMPONENT,
+                "--route",
+                "/hello",
+            ],
+            &token,
+        )
+    });
+    assert!(
+        deploy.status.success(),
+        "{}",
+        String::from_utf8_lossy(&deploy.stderr)
+    );
+    assert_eq!(wisp.get("/hello").await.text(), "Hello, world!\n");
+    let ls = tokio::task::block_in_place(|| wisp.cli_with_env(&["ls"], &token));
+    assert!(
+        ls.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ls.stderr)
+    );
+    assert!(String::from_utf8_lossy(&ls.stdout).contains("hello"));
+    let wrong = tokio::task::block_in_place(|| {
+        wisp.cli_with_env(&["ls"], &[("WISP_ADMIN_TOKEN", "not-it")])
+    });
+    assert!(!wrong.status.success(), "a wrong token was accepted");
 }
 
 #[test]
@@ -766,5 +1103,34 @@ async fn effective_settings_are_shown() {
     assert!(
         table.contains("64MiB") && table.contains("2s") && table.contains("5000000"),
         "{table}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_function_deployed_with_no_settings_runs_under_the_documented_defaults() {
+    let wisp = Wisp::start();
+    wisp.deploy_ok("h", artifacts::HOSTILE_COMPONENT, "route=/h")
+        .await;
+    // The README's defaults, as literals: 128 MiB, 30 s, 256 at once, 100 MiB
+    // bodies, no fuel, no env, no dirs, no outbound.
+    let documented = serde_json::json!({
+        "timeout": "30s",
+        "memory": "128MiB",
+        "max-concurrency": 256,
+        "max-request-body": "100MiB",
+        "max-response-body": "100MiB",
+    });
+    let info = wisp.admin_get("/v1/functions/h").await.json();
+    assert_eq!(info["versions"][0]["settings"], documented, "{info}");
+    let ls = tokio::task::block_in_place(|| wisp.cli(&["ls", "--json"]));
+    let listed: serde_json::Value = serde_json::from_slice(&ls.stdout).unwrap();
+    assert_eq!(listed[0]["versions"][0]["settings"], documented, "{listed}");
+    // And what is shown is what is enforced.
+    let response = wisp.get("/h/alloc").await;
+    assert_limit(
+        &response,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "memory",
+        "memory limit of 128MiB",
     );
 }

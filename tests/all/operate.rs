@@ -1,7 +1,8 @@
-//! Operating functions: `wisp up` from a manifest, versions and traffic
-//! splits, blue/green and rollback under load, logs, metrics and metering.
+//! Operating functions: `wisp up` and `wisp serve --manifest` from a
+//! manifest, versions and traffic splits, blue/green and rollback under load
+//! and with requests in flight, logs, metrics and metering.
 
-use crate::support::{Wisp, send};
+use crate::support::{Wisp, eventually, send};
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use std::collections::BTreeMap;
@@ -462,6 +463,10 @@ async fn a_flood_of_guest_output_stays_within_the_log_bound() {
         kept <= 1 << 20,
         "the log book holds {kept} bytes, over its 1 MiB bound"
     );
+    assert!(
+        kept >= 1 << 19,
+        "the log book holds only {kept} bytes after a flood: the newest lines were not kept"
+    );
     let growth = wisp.rss_bytes().saturating_sub(baseline);
     assert!(
         growth < 64 << 20,
@@ -632,13 +637,20 @@ async fn access_log_lines_are_json_with_the_request() {
     )
     .await;
     assert_eq!(response.status, StatusCode::OK);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let log = wisp.log();
-    let line = log
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|l| l["target"] == "wisp::access" && l["fields"]["request_id"] == "abc-1")
-        .unwrap_or_else(|| panic!("no JSON access line in:\n{log}"));
+    let access_line = || {
+        wisp.log()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|l| l["target"] == "wisp::access" && l["fields"]["request_id"] == "abc-1")
+    };
+    // The line is written when the response is over, just after the client
+    // has it.
+    assert!(
+        eventually(Duration::from_secs(10), async || access_line().is_some()).await,
+        "no JSON access line in:\n{}",
+        wisp.log()
+    );
+    let line = access_line().unwrap();
     let fields = &line["fields"];
     assert_eq!(fields["method"], "GET");
     assert_eq!(fields["path"], "/hello/x");
@@ -689,4 +701,257 @@ async fn old_versions_are_collected_but_never_one_with_traffic() {
         "{}",
         collected.text()
     );
+}
+
+/// Starts `path` (a `sleep` guest's, with `head=first`) and returns the
+/// response once its head has arrived: the request is then running, on the
+/// version its `x-wisp-version` names.
+async fn start_slow(wisp: &Wisp, path: &str) -> http::Response<hyper::body::Incoming> {
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Full<Bytes>>();
+    let response = client.get(wisp.url(path).parse().unwrap()).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    response
+}
+
+/// Reads the rest of a response started by [`start_slow`].
+async fn finish(response: http::Response<hyper::body::Incoming>) -> String {
+    use http_body_util::BodyExt;
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    String::from_utf8_lossy(&body).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn in_flight_requests_finish_on_their_version_across_a_switch_and_a_rollback() {
+    let wisp = Wisp::start();
+    wisp.deploy_ok("app", artifacts::SLEEP_COMPONENT, "route=/app")
+        .await;
+    wisp.deploy_ok(
+        "app",
+        artifacts::SLEEP_COMPONENT,
+        "route=/app&timeout=20s&no-traffic=true",
+    )
+    .await;
+    let in_flight = async |version: &str| {
+        wisp.metric(
+            "wisp_in_flight_requests",
+            &[("function", "app"), ("version", version)],
+        )
+        .await
+    };
+    // Each slow request sleeps 8 s after its head: the switch and the
+    // rollback happen while both run (checked below by the in-flight gauge).
+    let on_v1 = start_slow(&wisp, "/app?ms=8000&head=first").await;
+    assert_eq!(on_v1.headers()["x-wisp-version"], "1");
+
+    let switch = tokio::task::block_in_place(|| wisp.cli(&["traffic", "app", "v2=100"]));
+    assert!(switch.status.success(), "{}", stderr(&switch));
+    assert_eq!(
+        wisp.get("/app?ms=1").await.header("x-wisp-version"),
+        Some("2")
+    );
+    assert_eq!(in_flight("1").await, 1.0, "the v1 request is still running");
+    let on_v2 = start_slow(&wisp, "/app?ms=8000&head=first").await;
+    assert_eq!(on_v2.headers()["x-wisp-version"], "2");
+
+    let rollback = tokio::task::block_in_place(|| wisp.cli(&["rollback", "app"]));
+    assert!(rollback.status.success(), "{}", stderr(&rollback));
+    assert!(
+        stdout(&rollback).contains("rolled back to v1=100%"),
+        "{}",
+        stdout(&rollback)
+    );
+    assert_eq!(
+        wisp.get("/app?ms=1").await.header("x-wisp-version"),
+        Some("1")
+    );
+    assert_eq!(in_flight("1").await, 1.0, "the v1 request is still running");
+    assert_eq!(in_flight("2").await, 1.0, "the v2 request is still running");
+
+    assert_eq!(finish(on_v1).await, "slept 8000 ms\n");
+    assert_eq!(finish(on_v2).await, "slept 8000 ms\n");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logs_since_shows_only_recent_lines() {
+    let wisp = Wisp::start();
+    wisp.deploy_ok("h", artifacts::HOSTILE_COMPONENT, "route=/h")
+        .await;
+    let log_line = async |request_id: &str| {
+        let response = send(
+            Method::GET,
+            &wisp.url("/h/stderr?kib=1"),
+            &[("x-request-id", request_id)],
+            Bytes::new(),
+        )
+        .await;
+        assert_eq!(response.status, StatusCode::OK);
+    };
+    log_line("old-1").await;
+    // The test's input: the first line ages past the 2 s window.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    log_line("new-1").await;
+
+    let all = tokio::task::block_in_place(|| wisp.cli(&["logs", "h"]));
+    assert!(all.status.success(), "{}", stderr(&all));
+    assert!(
+        stdout(&all).contains("old-1 stderr:") && stdout(&all).contains("new-1 stderr:"),
+        "{}",
+        stdout(&all)
+    );
+    let recent = tokio::task::block_in_place(|| wisp.cli(&["logs", "h", "--since", "2s"]));
+    assert!(recent.status.success(), "{}", stderr(&recent));
+    let text = stdout(&recent);
+    assert_eq!(
+        text.lines().filter(|l| l.contains("new-1 stderr:")).count(),
+        1,
+        "{text}"
+    );
+    assert!(!text.contains("old-1"), "a line older than 2 s: {text}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_with_a_manifest_deploys_its_functions_at_start_and_skips_them_after() {
+    let app = tempfile::tempdir().unwrap();
+    let manifest = write_manifest(
+        app.path(),
+        &format!(
+            r#"version = 1
+
+# The build copies a prebuilt guest into place.
+[functions.hello]
+build = "cp {hello} hello.wasm"
+wasm = "hello.wasm"
+route = "/hello"
+
+[functions.cgi]
+wasm = "{cgi}"
+route = "/cgi"
+memory = "32MiB"
+env = {{ GREETING = "hi" }}
+"#,
+            hello = artifacts::HELLO_COMPONENT,
+            cgi = artifacts::HOSTILE_CGI_MODULE,
+        ),
+    );
+    let wisp = Wisp::start_with(&["--manifest", manifest.to_str().unwrap()]);
+    assert!(
+        app.path().join("hello.wasm").exists(),
+        "the build command ran"
+    );
+    let hello = wisp.get("/hello").await;
+    assert_eq!(hello.text(), "Hello, world!\n");
+    assert_eq!(hello.header("x-wisp-version"), Some("1"));
+    let env = wisp.get("/cgi/env").await.text();
+    assert!(env.contains("GREETING=hi\n"), "{env}");
+    let cgi = wisp.admin_get("/v1/functions/cgi").await.json();
+    assert_eq!(cgi["versions"][0]["settings"]["memory"], "32MiB", "{cgi}");
+    assert_eq!(wisp.admin_get("/healthz").await.json()["compilations"], 2);
+
+    // Started again on the same data dir and manifest: nothing to deploy.
+    let wisp = wisp.restart();
+    let log = wisp.log();
+    assert_eq!(
+        log.matches("unchanged; already deployed").count(),
+        2,
+        "{log}"
+    );
+    for name in ["hello", "cgi"] {
+        let info = wisp
+            .admin_get(&format!("/v1/functions/{name}"))
+            .await
+            .json();
+        assert_eq!(
+            info["versions"].as_array().unwrap().len(),
+            1,
+            "{name} was deployed again: {info}"
+        );
+    }
+    assert_eq!(wisp.admin_get("/healthz").await.json()["compilations"], 0);
+    assert_eq!(wisp.get("/hello").await.text(), "Hello, world!\n");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn guest_time_pool_slots_and_compile_time_are_measured() {
+    let wisp = Wisp::start();
+    wisp.deploy_ok("hello", artifacts::HELLO_COMPONENT, "route=/hello")
+        .await;
+    wisp.deploy_ok("sleep", artifacts::SLEEP_COMPONENT, "route=/sleep")
+        .await;
+    let metrics = wisp.metrics().await;
+    let compiles = metrics.sum("wisp_compile_duration_seconds_count", &[]);
+    assert_eq!(compiles, 2.0, "one observation per compile");
+    let compile_seconds = metrics.sum("wisp_compile_duration_seconds_sum", &[]);
+    // Real compiles take milliseconds at least; over a minute each would
+    // have hit the compile time limit.
+    assert!(
+        compile_seconds > 0.001 && compile_seconds < 120.0,
+        "{compile_seconds} s for two compiles"
+    );
+    assert_eq!(metrics.sum("wisp_pool_slots_in_use", &[]), 0.0);
+
+    let url = wisp.url("/sleep?ms=2000");
+    let slow = tokio::spawn(async move { send(Method::GET, &url, &[], Bytes::new()).await });
+    assert!(
+        eventually(Duration::from_secs(10), async || {
+            wisp.metric("wisp_pool_slots_in_use", &[]).await == 1.0
+        })
+        .await,
+        "a running request holds no pool slot: {}",
+        wisp.metrics().await.text
+    );
+    assert_eq!(slow.await.unwrap().status, StatusCode::OK);
+    for _ in 0..5 {
+        assert_eq!(wisp.get("/hello").await.status, StatusCode::OK);
+    }
+    assert!(
+        eventually(Duration::from_secs(10), async || {
+            wisp.metric("wisp_pool_slots_in_use", &[]).await == 0.0
+        })
+        .await,
+        "the slot was not given back"
+    );
+    let metrics = wisp.metrics().await;
+    let slept = metrics.sum("wisp_guest_wall_seconds_total", &[("function", "sleep")]);
+    // The guest slept 2 s; generous above for a loaded machine.
+    assert!(
+        (2.0..20.0).contains(&slept),
+        "{slept} s of guest wall time for a 2 s sleep"
+    );
+    let hello = metrics.sum("wisp_guest_wall_seconds_total", &[("function", "hello")]);
+    assert!(
+        hello > 0.0 && hello < slept,
+        "{hello} s of guest wall time for five hellos"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn usage_reports_the_peak_memory_one_request_reached() {
+    let wisp = Wisp::start();
+    wisp.deploy_ok("h", artifacts::HOSTILE_COMPONENT, "route=/h")
+        .await;
+    let peak = async || {
+        wisp.admin_get("/v1/functions/h/usage").await.json()["usage"]["peak_memory_bytes"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(wisp.get("/h/hold?mib=1").await.status, StatusCode::OK);
+    let small = peak().await;
+    assert_eq!(wisp.get("/h/hold?mib=40").await.status, StatusCode::OK);
+    let large = peak().await;
+    assert_eq!(large % (64 << 10), 0, "not whole wasm pages: {large}");
+    assert!(large >= 40 << 20, "peak {large} below the 40 MiB held");
+    // The 39 MiB more, give or take the allocator's rounding.
+    let more = large - small;
+    assert!(
+        (38 << 20..=41 << 20).contains(&more),
+        "holding 39 MiB more raised the peak by {more} bytes"
+    );
+    // A smaller request afterwards does not lower it.
+    assert_eq!(wisp.get("/h/hold?mib=1").await.status, StatusCode::OK);
+    assert_eq!(peak().await, large);
+    let cli = tokio::task::block_in_place(|| wisp.cli(&["usage", "h", "--json"]));
+    assert!(cli.status.success(), "{}", stderr(&cli));
+    let report: serde_json::Value = serde_json::from_slice(&cli.stdout).unwrap();
+    assert_eq!(report["usage"]["peak_memory_bytes"], large, "{report}");
 }

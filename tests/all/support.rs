@@ -1,5 +1,6 @@
 //! Test support: a real `wisp serve` process on ephemeral loopback ports,
-//! stopped on drop, and a small real HTTP client.
+//! stopped on drop, a small real HTTP client, its metrics as numbers, and
+//! [`eventually`], the one way a test waits for something to happen.
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode};
@@ -11,7 +12,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 /// The `wisp` binary under test.
@@ -164,8 +165,18 @@ impl Wisp {
 
     /// Sends SIGTERM and waits (bounded) for the exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
+        self.stop_with("TERM")
+    }
+
+    /// Sends SIGINT (what Ctrl-C sends) and waits (bounded) for the exit
+    /// status.
+    pub fn interrupt(&mut self) -> std::process::ExitStatus {
+        self.stop_with("INT")
+    }
+
+    fn stop_with(&mut self, signal: &str) -> std::process::ExitStatus {
         let _ = Command::new("kill")
-            .arg("-TERM")
+            .arg(format!("-{signal}"))
             .arg(self.pid().to_string())
             .status();
         self.wait_for_exit()
@@ -254,6 +265,48 @@ impl Wisp {
         send(Method::GET, &self.admin_url(path), &[], Bytes::new()).await
     }
 
+    /// Scrapes the admin listener's `/metrics` (panics unless it is
+    /// Prometheus text).
+    pub async fn metrics(&self) -> Metrics {
+        let text = self.admin_get("/metrics").await.text();
+        let lines = text.lines().map(|l| Ok(l.to_owned()));
+        let scrape = prometheus_parse::Scrape::parse(lines)
+            .unwrap_or_else(|e| panic!("/metrics is not Prometheus text ({e}):\n{text}"));
+        Metrics {
+            samples: scrape.samples,
+            text,
+        }
+    }
+
+    /// Sum of the series of metric `name` whose labels include `labels`
+    /// (panics if there is none).
+    pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.metrics().await.sum(name, labels)
+    }
+
+    /// How many `wisp __compile-worker` children the server has now: a
+    /// compile in progress.
+    pub fn compile_workers(&self) -> usize {
+        let pid = self.pid().to_string();
+        std::fs::read_dir("/proc")
+            .expect("/proc")
+            .flatten()
+            .filter(|entry| {
+                let dir = entry.path();
+                let parent = std::fs::read_to_string(dir.join("stat"))
+                    .ok()
+                    .and_then(|stat| {
+                        // `pid (comm) state ppid …`; comm may hold spaces.
+                        let after = stat.rsplit_once(')')?.1.to_owned();
+                        after.split_whitespace().nth(1).map(str::to_owned)
+                    });
+                parent.as_deref() == Some(pid.as_str())
+                    && std::fs::read(dir.join("cmdline"))
+                        .is_ok_and(|c| String::from_utf8_lossy(&c).contains("__compile-worker"))
+            })
+            .count()
+    }
+
     /// Resident set size of the server process, in bytes.
     pub fn rss_bytes(&self) -> u64 {
         proc_status_kib(self.pid(), "VmRSS:") * 1024
@@ -272,6 +325,19 @@ impl Wisp {
             .env_remove("WISP_ADMIN_TOKEN")
             .output()
             .expect("run wisp")
+    }
+
+    /// Runs a `wisp` client command with extra environment variables.
+    pub fn cli_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+        let mut command = Command::new(WISP);
+        command
+            .args(args)
+            .env("WISP_ADMIN_URL", self.admin_url(""))
+            .env_remove("WISP_ADMIN_TOKEN");
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        command.output().expect("run wisp")
     }
 }
 
@@ -298,6 +364,57 @@ fn proc_status_kib(pid: u32, field: &str) -> u64 {
         .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .expect("status field")
+}
+
+/// One scrape of `/metrics`.
+pub struct Metrics {
+    samples: Vec<prometheus_parse::Sample>,
+    /// The text as served, for messages.
+    pub text: String,
+}
+
+impl Metrics {
+    /// Sum of the counters, gauges and plain samples called `name` whose
+    /// labels include `labels`; panics if there is none, so a metric that
+    /// is renamed or never registered cannot pass for a zero.
+    pub fn sum(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let values: Vec<f64> = self
+            .samples
+            .iter()
+            .filter(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+            .filter_map(|s| match s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => Some(v),
+                _ => None,
+            })
+            .collect();
+        assert!(
+            !values.is_empty(),
+            "no sample `{name}` {labels:?} in:\n{}",
+            self.text
+        );
+        values.iter().sum()
+    }
+}
+
+/// How often [`eventually`] checks.
+const POLL_INTERVAL: Duration = Duration::from_millis(50);
+
+/// Checks `check` every 50 ms until it holds or `limit` has passed; true if
+/// it held. Tests wait with this on something they can observe (a metric, a
+/// log line, a process), never with a sleep that guesses how long it takes.
+pub async fn eventually(limit: Duration, mut check: impl AsyncFnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if check().await {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
 }
 
 /// A response, fully read.

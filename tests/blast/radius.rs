@@ -2,7 +2,7 @@
 //! stream of requests to a well-behaved function all succeed, and the host's
 //! memory comes back near its baseline afterwards.
 
-use crate::support::Wisp;
+use crate::support::{Wisp, eventually};
 use http::StatusCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -47,7 +47,15 @@ async fn hostile_guests_do_not_hurt_a_well_behaved_neighbour() {
     for attack in ATTACKS {
         attack_once(&wisp.url(attack)).await;
     }
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The baseline is taken once every warm-up guest has ended (the endless
+    // response's guest outlives its client for a moment).
+    assert!(
+        eventually(Duration::from_secs(30), async || {
+            wisp.metric("wisp_pool_slots_in_use", &[]).await == 0.0
+        })
+        .await,
+        "warm-up guests still running"
+    );
     let baseline = wisp.rss_bytes();
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -79,6 +87,7 @@ async fn hostile_guests_do_not_hurt_a_well_behaved_neighbour() {
             (served, failures)
         })
     };
+    // The attack lasts 10 s: this sleep is the test's input, not a wait.
     tokio::time::sleep(Duration::from_secs(10)).await;
     stop.store(true, Ordering::Relaxed);
     let (served, failures) = neighbour.await.unwrap();
@@ -99,10 +108,23 @@ async fn hostile_guests_do_not_hurt_a_well_behaved_neighbour() {
         "the attackers did not run"
     );
 
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let after = wisp.rss_bytes();
+    // Every attack's guest ends (within its 2 s timeout), and what they held
+    // is given back.
     assert!(
-        after < baseline + (96 << 20),
+        eventually(Duration::from_secs(30), async || {
+            wisp.metric("wisp_pool_slots_in_use", &[]).await == 0.0
+        })
+        .await,
+        "attack guests still running"
+    );
+    let mut after = 0;
+    let settled = eventually(Duration::from_secs(10), async || {
+        after = wisp.rss_bytes();
+        after < baseline + (96 << 20)
+    })
+    .await;
+    assert!(
+        settled,
         "host RSS went from {} MiB to {} MiB and stayed there",
         baseline >> 20,
         after >> 20

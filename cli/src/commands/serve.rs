@@ -215,6 +215,10 @@ impl Serve {
             .with_context(|| format!("binding the admin listener to {}", self.admin_listen))?;
         let public_addr = public.local_addr()?;
         let admin_addr = admin.local_addr()?;
+        // Listening for the signals before saying we are up: a SIGTERM sent as
+        // soon as the addresses are printed must stop us gracefully, not kill
+        // us by its default action.
+        let shutdown = shutdown_signal()?;
         let mut out = std::io::stdout().lock();
         writeln!(out, "public: http://{public_addr}")?;
         writeln!(out, "admin: http://{admin_addr}")?;
@@ -256,7 +260,7 @@ impl Serve {
             admin_options,
             stopped,
         ));
-        wait_for_shutdown_signal().await;
+        shutdown.await;
         tracing::info!("shutting down: no new connections; finishing requests in flight");
         let _ = stop.send(true);
         let _ = tokio::join!(public_task, admin_task);
@@ -265,19 +269,18 @@ impl Serve {
     }
 }
 
-async fn wait_for_shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// Registers for SIGINT and SIGTERM now; the future completes at the first
+/// that arrives from then on.
+fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = interrupt.recv() => {}
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = terminate => {}
-    }
+    })
 }
 
 /// Builds and deploys every function of `manifest` into `host`.

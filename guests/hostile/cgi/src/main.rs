@@ -11,6 +11,11 @@
 //! | `/env` | prints every environment variable it sees |
 //! | `/status?code=N` | answers `Status: N Whatever` (N as given, e.g. `101` or `600`) |
 //! | `/headers` | prints each `HTTP_*` variable as `KEY=VALUE`, sorted |
+//! | `/drip?ms=N` | writes a head and 128 KiB (a full output window, so the body streams), then a `tick` line every N ms, forever |
+//! | `/alloc` | allocates 1 MiB at a time, touching it, until memory runs out |
+//! | `/read?path=P` | reads file P: `read: CONTENTS` or `error: WHY` |
+//! | `/write?path=P` | writes to the existing file P: `wrote` or `error: WHY` |
+//! | `/create?path=P` | creates the new file P: `created` or `error: WHY` |
 
 use std::hint::black_box;
 use std::io::Write;
@@ -23,10 +28,20 @@ fn main() {
         .find_map(|p| p.strip_prefix("kib="))
         .and_then(|v| v.parse().ok())
         .unwrap_or(1);
+    let ms: u64 = query
+        .split('&')
+        .find_map(|p| p.strip_prefix("ms="))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
     let code = query
         .split('&')
         .find_map(|p| p.strip_prefix("code="))
         .unwrap_or("200");
+    let file = query
+        .split('&')
+        .find_map(|p| p.strip_prefix("path="))
+        .unwrap_or_default()
+        .to_owned();
     let mut out = std::io::stdout().lock();
     match path.as_str() {
         "/malformed" => {
@@ -87,6 +102,29 @@ fn main() {
                 let _ = writeln!(out, "{key}={value}");
             }
         }
+        "/drip" => {
+            let _ = write!(out, "Content-Type: text/plain\n\n");
+            let _ = out.write_all(&[b'p'; 128 << 10]);
+            loop {
+                let _ = out.flush();
+                std::thread::sleep(std::time::Duration::from_millis(ms));
+                if out.write_all(b"tick\n").is_err() {
+                    std::process::exit(1);
+                }
+            }
+        }
+        "/alloc" => {
+            let mut hoard: Vec<Vec<u8>> = Vec::new();
+            loop {
+                let mut block = vec![0u8; 1 << 20];
+                block[black_box(4096)] = 1;
+                hoard.push(black_box(block));
+            }
+        }
+        "/read" | "/write" | "/create" => {
+            let outcome = file_operation(&path, &file);
+            let _ = write!(out, "Content-Type: text/plain\n\n{outcome}\n");
+        }
         other => {
             let _ = write!(
                 out,
@@ -94,4 +132,25 @@ fn main() {
             );
         }
     }
+}
+
+/// Reads, writes or creates `file`, as `operation` says; the outcome as one
+/// line.
+fn file_operation(operation: &str, file: &str) -> String {
+    use std::fs::OpenOptions;
+    let outcome = match operation {
+        "/read" => std::fs::read_to_string(file).map(|contents| format!("read: {contents}")),
+        "/write" => OpenOptions::new()
+            .write(true)
+            .open(file)
+            .and_then(|mut f| f.write_all(b"overwritten by the guest"))
+            .map(|()| "wrote".to_owned()),
+        _ => OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(file)
+            .and_then(|mut f| f.write_all(b"created by the guest"))
+            .map(|()| "created".to_owned()),
+    };
+    outcome.unwrap_or_else(|e| format!("error: {e}"))
 }

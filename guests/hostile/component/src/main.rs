@@ -13,7 +13,11 @@
 //! | `/huge-response` | streams an endless response body |
 //! | `/exit` | exits the process with status 3 |
 //! | `/env` | reports every environment variable it can see, as JSON |
-//! | `/fs?path=P` | tries to read each `path` given, reports outcomes as JSON |
+//! | `/fs?path=P&write=P&create=P` | tries each operation in order: reads each `path`, writes to each existing `write` file, creates each `create` file; reports outcomes as JSON |
+//! | `/socket?kind=tcp\|udp&addr=A` | connects to `A` over TCP, or sends a datagram to `A` over UDP, through `wasi:sockets`; reports the outcome as JSON |
+//! | `/drip?ms=N` | streams `tick` lines, one every N ms, forever |
+//! | `/declare?bytes=N` | answers N bytes with `Content-Length: N` |
+//! | `/hold?mib=N` | allocates N MiB, touching every page, then answers |
 //! | `/fetch?url=U` | makes an outbound GET to `U`, reports the outcome as JSON |
 //! | `/stderr?kib=N` | writes N KiB to stderr, then answers |
 
@@ -50,23 +54,46 @@ async fn main(request: Request<Body>) -> Result<Response<Body>, Error> {
             json(StatusCode::OK, serde_json::Value::Object(vars))
         }
         "fs" => {
-            let outcomes: Vec<serde_json::Value> = params(&query, "path")
-                .map(|p| match std::fs::read_to_string(&p) {
-                    Ok(contents) => serde_json::json!({"path": p, "read": contents}),
-                    Err(e) => serde_json::json!({"path": p, "error": e.to_string()}),
-                })
+            let outcomes: Vec<serde_json::Value> = operations(&query)
+                .filter_map(|(op, p)| file_operation(op, &p))
                 .collect();
             json(StatusCode::OK, outcomes.into())
+        }
+        "socket" => {
+            let kind = params(&query, "kind").next().unwrap_or_default();
+            let addr = params(&query, "addr").next().unwrap_or_default();
+            json(StatusCode::OK, socket(&kind, &addr))
+        }
+        "drip" => {
+            let ms = number(&query, "ms", 100);
+            let ticks = stream::repeat_with(move || {
+                std::thread::sleep(std::time::Duration::from_millis(ms));
+                Ok::<_, std::convert::Infallible>(Bytes::from_static(b"tick\n"))
+            });
+            Ok(Response::new(Body::from_try_stream(ticks)))
+        }
+        "declare" => {
+            let bytes = number(&query, "bytes", 1);
+            let length = usize::try_from(bytes).unwrap_or(usize::MAX);
+            Ok(Response::builder()
+                .header("content-length", bytes)
+                .body(vec![b'z'; length].into())?)
+        }
+        "hold" => {
+            let mib = number(&query, "mib", 1);
+            let mut held = vec![0u8; usize::try_from(mib).unwrap_or(0) << 20];
+            for page in held.chunks_mut(4096) {
+                page[0] = 1;
+            }
+            let touched = black_box(&held).iter().filter(|b| **b == 1).count();
+            Ok(text(format!("held {mib} MiB ({touched} pages)")))
         }
         "fetch" => {
             let url = params(&query, "url").next().unwrap_or_default();
             json(StatusCode::OK, fetch(&url))
         }
         "stderr" => {
-            let kib: usize = params(&query, "kib")
-                .next()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(1);
+            let kib = number(&query, "kib", 1);
             let line = "x".repeat(1023);
             for _ in 0..kib {
                 eprintln!("{line}");
@@ -77,6 +104,58 @@ async fn main(request: Request<Body>) -> Result<Response<Body>, Error> {
             StatusCode::NOT_FOUND,
             serde_json::json!({"error": format!("no attack `{other}`")}),
         ),
+    }
+}
+
+/// One file operation (`path`: read, `write`: write to an existing file,
+/// `create`: create a new file), reported as JSON; `None` for other names.
+fn file_operation(op: &str, path: &str) -> Option<serde_json::Value> {
+    use std::io::Write;
+    let outcome = match op {
+        "path" => std::fs::read_to_string(path).map(|contents| ("read", contents)),
+        "write" => std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .and_then(|mut file| file.write_all(b"overwritten by the guest"))
+            .map(|()| ("wrote", String::new())),
+        "create" => std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .and_then(|mut file| file.write_all(b"created by the guest"))
+            .map(|()| ("created", String::new())),
+        _ => return None,
+    };
+    let mut report = serde_json::json!({"op": op, "path": path});
+    match outcome {
+        Ok((done, contents)) => report[done] = contents.into(),
+        Err(e) => report["error"] = e.to_string().into(),
+    }
+    Some(report)
+}
+
+/// A TCP connection or a UDP datagram to `addr` through `std::net`, which on
+/// `wasm32-wasip2` is `wasi:sockets`. A success is reported, and is visible
+/// to whoever listens on `addr`.
+fn socket(kind: &str, addr: &str) -> serde_json::Value {
+    use std::io::Write;
+    let outcome = match kind {
+        "tcp" => std::net::TcpStream::connect(addr)
+            .and_then(|mut stream| stream.write_all(b"hello from the guest"))
+            .map(|()| "connected"),
+        "udp" => std::net::UdpSocket::bind("0.0.0.0:0")
+            .and_then(|socket| socket.send_to(b"hello from the guest", addr))
+            .map(|_| "sent"),
+        other => return serde_json::json!({"error": format!("no socket kind `{other}`")}),
+    };
+    match outcome {
+        Ok(done) => serde_json::json!({"kind": kind, "addr": addr, "outcome": done}),
+        Err(e) => serde_json::json!({
+            "kind": kind,
+            "addr": addr,
+            "error": e.to_string(),
+            "error_kind": format!("{:?}", e.kind()),
+        }),
     }
 }
 
@@ -178,6 +257,22 @@ fn params<'a>(query: &'a str, name: &'a str) -> impl Iterator<Item = String> + '
                 .replace("%3a", ":"),
         )
     })
+}
+
+/// Every `name=value` pair of a query string, in order, decoded as [`params`] does.
+fn operations(query: &str) -> impl Iterator<Item = (&str, String)> {
+    query.split('&').filter_map(|pair| {
+        let (name, _) = pair.split_once('=')?;
+        Some((name, params(pair, name).next()?))
+    })
+}
+
+/// The number `name` in a query string, or `default`.
+fn number(query: &str, name: &str, default: u64) -> u64 {
+    params(query, name)
+        .next()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn text(body: String) -> Response<Body> {

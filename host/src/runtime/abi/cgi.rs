@@ -17,6 +17,7 @@
 
 use crate::error::{InvokeError, Limit};
 use crate::observe::meter::{CpuTimed, GuestCost, Meter};
+use crate::observe::metrics::FunctionMetrics;
 use crate::request::body::{
     BoxError, LimitedBody, RequestBody, RequestBodyError, ResponseBody, full,
 };
@@ -173,6 +174,7 @@ pub async fn invoke(
     let pre = call.pre.clone();
     let function = call.function.clone();
     let meter = call.meter.clone();
+    let metrics = meter.metrics.clone();
     let trace = call.trace.clone();
     let request_id = call.request_id.clone();
     let task_limits = limits.clone();
@@ -246,6 +248,7 @@ pub async fn invoke(
                 pipe: stdout,
                 guest: Some(guest),
                 failed: None,
+                metrics,
             }
             .boxed_unsync()
         }
@@ -300,6 +303,8 @@ struct StreamedOutput {
     guest: Option<GuestRun>,
     /// Why the guest failed, once known.
     failed: Option<InvokeError>,
+    /// Where a limit that cut the response off is counted.
+    metrics: FunctionMetrics,
 }
 
 impl Body for StreamedOutput {
@@ -330,6 +335,9 @@ impl Body for StreamedOutput {
         match this.failed.take() {
             Some(error) => {
                 tracing::warn!(error = %error, "a CGI function failed mid-response; cutting the response off");
+                if let InvokeError::LimitExceeded { limit, .. } = &error {
+                    this.metrics.record_breach(*limit);
+                }
                 Poll::Ready(Some(Err(Box::new(error))))
             }
             None => Poll::Ready(None),

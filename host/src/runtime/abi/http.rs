@@ -9,6 +9,7 @@
 
 use crate::error::{InvokeError, Limit};
 use crate::observe::meter::{CpuTimed, GuestCost, Meter};
+use crate::observe::metrics::FunctionMetrics;
 use crate::request::body::{BoxError, CappedBody, LimitedBody, RequestBody, ResponseBody};
 use crate::request::slots::SlotPermit;
 use crate::request::trace::RequestTrace;
@@ -237,6 +238,7 @@ pub async fn invoke(
 
     let task_limits = limits.clone();
     let cap_label = function.clone();
+    let metrics = meter.metrics.clone();
     let guest: GuestTask = Box::pin(async move {
         let _permit = permit;
         let started = Instant::now();
@@ -306,7 +308,12 @@ pub async fn invoke(
         return Err(response_too_large(limits.max_response_body_bytes));
     }
     Ok(response.map(|body| {
-        let body = GuestBody { body, guest };
+        let body = GuestBody {
+            body,
+            guest,
+            failed: None,
+            metrics,
+        };
         CappedBody::new(
             body.map_err(|e| Box::new(e) as BoxError),
             limits.max_response_body_bytes,
@@ -354,10 +361,18 @@ async fn run_until_response(
 /// A response body that drives the rest of the guest's run as it is read.
 /// If it is dropped before the guest is done (a `HEAD` request, a client
 /// gone), the rest of the run moves to a task of its own, so it still ends
-/// within its deadline and is accounted for.
+/// within its deadline and is accounted for. If the guest fails before its
+/// body is finished (a deadline, a trap), the body ends in an error, not
+/// cleanly — the store's end would otherwise look like a finished body — so
+/// the client sees a cut-off response, never a truncated one passed off as
+/// whole.
 struct GuestBody {
     body: HyperOutgoingBody,
     guest: Option<GuestTask>,
+    /// Why the guest failed, once known.
+    failed: Option<InvokeError>,
+    /// Where a limit that cut the body off is counted.
+    metrics: FunctionMetrics,
 }
 
 impl http_body::Body for GuestBody {
@@ -369,11 +384,26 @@ impl http_body::Body for GuestBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
         if let Some(guest) = self.guest.as_mut()
-            && guest.as_mut().poll(cx).is_ready()
+            && let Poll::Ready(outcome) = guest.as_mut().poll(cx)
         {
             self.guest = None;
+            self.failed = outcome.err();
         }
-        Pin::new(&mut self.body).poll_frame(cx)
+        match Pin::new(&mut self.body).poll_frame(cx) {
+            Poll::Ready(None) => match self.failed.take() {
+                Some(error) => {
+                    tracing::warn!(error = %error, "a function failed mid-response; cutting the response off");
+                    if let InvokeError::LimitExceeded { limit, .. } = &error {
+                        self.metrics.record_breach(*limit);
+                    }
+                    Poll::Ready(Some(Err(wasmtime_wasi_http::Error::InternalError(Some(
+                        error.to_string(),
+                    )))))
+                }
+                None => Poll::Ready(None),
+            },
+            other => other,
+        }
     }
 
     fn is_end_stream(&self) -> bool {
