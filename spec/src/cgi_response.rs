@@ -59,7 +59,7 @@ pub enum CgiResponseError {
         /// 1-based line number.
         line: usize,
     },
-    /// `Status:` does not start with a number.
+    /// `Status:` is not a number (not all digits).
     #[error("CGI `Status` header `{0}` is not a valid status code")]
     InvalidStatus(String),
     /// `Status:` names a number that is not three digits in [`ALLOWED_STATUS`]

@@ -3,7 +3,7 @@
 //! The host must keep serving everyone else, stay within its bounds, and
 //! tell the operator what happened. Every wait is bounded.
 
-use crate::support::{Wisp, eventually, send};
+use crate::support::{Wisp, costly_to_compile, eventually, send};
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use std::io::{ErrorKind, Read, Write};
@@ -127,11 +127,12 @@ async fn trickled_bodies_hold_no_slots_and_get_408_within_the_timeout() {
     let tricklers: Vec<_> = (0..4)
         .map(|_| trickle(wisp.public, "/cgi/env", Some(hold.clone())))
         .collect();
-    // Each trickler holds after its first byte: 4 bytes held means all four
+    // Each trickler holds after its first byte; the host sizes each body's
+    // buffer from its declared 1000 bytes: 4000 bytes held means all four
     // are in the middle of their bodies.
     assert!(
         eventually(Duration::from_secs(10), async || {
-            wisp.metric("wisp_request_buffer_bytes", &[]).await == 4.0
+            wisp.metric("wisp_request_buffer_bytes", &[]).await == 4000.0
         })
         .await,
         "the four trickled bodies never arrived: {}",
@@ -318,6 +319,16 @@ async fn slow_readers_of_huge_output_hold_bounded_memory_and_are_cut_off() {
         .await,
         "stalled responses were never cut off"
     );
+    // Cut off, each run is still accounted for (the warm-up request, then
+    // the ten stalled ones).
+    assert!(
+        eventually(Duration::from_secs(10), async || {
+            wisp.admin_get("/v1/functions/big/usage").await.json()["usage"]["requests"] == 11
+        })
+        .await,
+        "{}",
+        wisp.admin_get("/v1/functions/big/usage").await.text()
+    );
     let grown = peak.saturating_sub(before);
     assert!(
         grown < 100 << 20,
@@ -448,22 +459,11 @@ async fn bad_routes_and_settings_are_refused_quoting_what_was_sent() {
     assert_eq!(listed.as_array().map(Vec::len), Some(0), "{listed}");
 }
 
-/// A CGI module of `functions` empty functions: tiny to upload, costly to
-/// compile.
-fn compile_bomb(functions: usize) -> Vec<u8> {
-    let mut text = String::from(r#"(module (func (export "_start"))"#);
-    for _ in 0..functions {
-        text.push_str(" (func)");
-    }
-    text.push(')');
-    wat::parse_str(&text).unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_compile_bomb_over_the_time_budget_is_refused_quickly() {
     let wisp = Wisp::start_with(&["--max-compile-time", "1s"]);
-    let bomb = compile_bomb(100_000);
-    assert!(bomb.len() < 1 << 20);
+    let bomb = costly_to_compile(40_000);
+    assert!(bomb.len() < 1 << 20, "{} bytes", bomb.len());
     let before = wisp.rss_bytes();
     let started = Instant::now();
     let response = wisp.deploy("bomb", bomb, "route=/bomb").await;
@@ -499,7 +499,7 @@ async fn a_compile_bomb_over_the_time_budget_is_refused_quickly() {
 async fn a_compile_over_the_memory_budget_is_refused() {
     let wisp = Wisp::start_with(&["--max-compile-memory", "64MiB"]);
     let response = wisp
-        .deploy("bomb", compile_bomb(100_000), "route=/bomb")
+        .deploy("bomb", costly_to_compile(40_000), "route=/bomb")
         .await;
     assert_eq!(
         response.status,
@@ -527,7 +527,7 @@ async fn compiling_in_a_child_process_leaves_the_host_small() {
         .await;
     let before = wisp.rss_bytes();
     let response = wisp
-        .deploy("many", compile_bomb(30_000), "route=/many")
+        .deploy("many", costly_to_compile(30_000), "route=/many")
         .await;
     assert!(response.status.is_success(), "{}", response.text());
     let grown = wisp.rss_bytes().saturating_sub(before);

@@ -60,23 +60,12 @@ async fn deploy_and_remove_cycles_leave_metrics_the_same_size() {
 
 /// A CGI module with `_start` and `count` small functions: it takes Cranelift
 /// a while to compile (about 0.1 ms per function on the reference machine).
-fn slow_to_compile(count: usize) -> Vec<u8> {
-    let mut text = String::from("(module (func (export \"_start\"))\n");
-    for i in 0..count {
-        text.push_str(&format!(
-            "(func (param i64) (result i64) local.get 0 i64.const {i} i64.mul i64.const 7 i64.xor)\n"
-        ));
-    }
-    text.push(')');
-    wat::parse_str(&text).expect("valid wat")
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_slow_compile_does_not_hold_up_other_functions_admin_calls() {
     let wisp = Wisp::start();
     wisp.deploy_ok("other", artifacts::CGI_HELLO_MODULE, "route=/other")
         .await;
-    let wasm = slow_to_compile(40_000);
+    let wasm = crate::support::costly_to_compile(40_000);
     let started = Instant::now();
     let url = wisp.admin_url("/v1/functions/slow?route=/slow");
     let slow = tokio::spawn(async move {

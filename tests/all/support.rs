@@ -547,3 +547,16 @@ impl Drop for Spawned {
         }
     }
 }
+
+/// A CGI module of `functions` small distinct functions: quick to upload,
+/// slow and memory-hungry to compile (a compile bomb, at large counts).
+pub fn costly_to_compile(functions: usize) -> Vec<u8> {
+    let mut text = String::from("(module (func (export \"_start\"))\n");
+    for i in 0..functions {
+        text.push_str(&format!(
+            "(func (param i64) (result i64) local.get 0 i64.const {i} i64.mul i64.const 7 i64.xor)\n"
+        ));
+    }
+    text.push(')');
+    wat::parse_str(&text).expect("valid wat")
+}

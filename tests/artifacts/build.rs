@@ -65,7 +65,10 @@ fn main() {
     }
     // Guests build against the SDK, and the templates are guests too.
     for dir in ["../../sdk", "../../templates"] {
-        println!("cargo:rerun-if-changed={}", manifest_dir.join(dir).display());
+        println!(
+            "cargo:rerun-if-changed={}",
+            manifest_dir.join(dir).display()
+        );
     }
 
     ensure_wasm_targets();
@@ -138,7 +141,9 @@ fn main() {
                 // every build until the missing toolchain appears.
                 println!(
                     "cargo:rerun-if-changed={}",
-                    out_dir.join("rebuild-once-the-toolchain-is-installed").display()
+                    out_dir
+                        .join("rebuild-once-the-toolchain-is-installed")
+                        .display()
                 );
                 format!("Err({why:?})")
             }

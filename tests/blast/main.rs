@@ -5,7 +5,7 @@
 
 #![allow(missing_docs, clippy::unwrap_used)]
 
-#[allow(dead_code, reason = "the blast test uses a part of the shared support")]
+#[expect(dead_code, reason = "the blast test uses a part of the shared support")]
 #[path = "../all/support.rs"]
 mod support;
 

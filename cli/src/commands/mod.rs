@@ -107,7 +107,7 @@ pub fn main() -> ExitCode {
             Command::Usage(c) => c.execute().await,
             Command::Bench(c) => c.execute().await,
             Command::New(c) => c.execute(),
-            Command::CompileWorker => Ok(ExitCode::SUCCESS),
+            Command::CompileWorker => unreachable!("the compile worker runs before the runtime"),
         }
     });
     match result {

@@ -167,7 +167,7 @@ impl Metrics {
         );
         registry.register(
             "request_buffer_bytes",
-            "Bytes of request bodies and guest output the host holds in memory for requests",
+            "Bytes of request bodies the host holds in memory (CGI bodies, read whole before the guest runs)",
             buffered.clone(),
         );
         registry.register(

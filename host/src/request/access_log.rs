@@ -24,8 +24,10 @@ pub(crate) struct AccessRecord {
     pub(crate) path: String,
     pub(crate) status: http::StatusCode,
     pub(crate) started: Instant,
-    /// The function and version that served it; `None` when unrouted.
-    pub(crate) served_by: Option<(Arc<str>, u32)>,
+    /// The function it was routed to; `None` when unrouted.
+    pub(crate) function: Option<Arc<str>>,
+    /// The version that served it; `None` when none ran.
+    pub(crate) version: Option<u32>,
     pub(crate) trace: Arc<RequestTrace>,
     pub(crate) request_id: Arc<str>,
 }
@@ -45,20 +47,22 @@ impl AccessRecord {
 
     /// Returns `body` wrapped so the line is written when it is over.
     pub(crate) fn write_when_sent(self, body: ResponseBody) -> ResponseBody {
+        // hyper drops these bodies unread: over once the head is sent.
+        let bodiless = self.method == http::Method::HEAD
+            || self.status == http::StatusCode::NO_CONTENT
+            || self.status == http::StatusCode::NOT_MODIFIED;
         LoggedBody {
             inner: body,
             record: self,
             sent: 0,
-            outcome: None,
+            outcome: bodiless.then_some(Outcome::Complete),
         }
         .boxed_unsync()
     }
 
     fn write(&self, outcome: Outcome, sent: u64) {
-        let (function, version) = match &self.served_by {
-            Some((function, version)) => (&**function, Some(*version)),
-            None => ("-", None),
-        };
+        let function = self.function.as_deref().unwrap_or("-");
+        let version = self.version;
         tracing::info!(
             target: "wisp::access",
             method = %self.method,

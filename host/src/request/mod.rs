@@ -7,8 +7,10 @@
 //! pin ([`Audience`]). Routing reads the registry's snapshot without a lock;
 //! the only waits are for the request body (paced, see [`pacing`]) and for
 //! concurrency slots, which are taken only when the guest is about to run.
-//! Every failure becomes one JSON error response; the access log and the
-//! per-version metrics are written here and nowhere else.
+//! Every failure becomes one JSON error response. The access-log line and
+//! the status and duration metrics are written here (the line when the
+//! response is over, by [`access_log`]); a limit that cuts a response off
+//! mid-stream is counted by the ABI that streams it.
 
 pub(crate) mod access_log;
 pub mod body;
@@ -57,20 +59,8 @@ impl Host {
         };
         let Some((entry, path_info)) = routed else {
             self.inner.metrics.record_unrouted();
-            let response = error_response(&InvokeError::NoRoute(request.uri().path().to_owned()));
-            if self.inner.config.access_log {
-                AccessRecord {
-                    method: request.method().clone(),
-                    path: request.uri().path().to_owned(),
-                    status: response.status(),
-                    started: Instant::now(),
-                    served_by: None,
-                    trace: Arc::default(),
-                    request_id: Arc::from(trace::request_id(request.headers())),
-                }
-                .write_now();
-            }
-            return response;
+            let error = InvokeError::NoRoute(request.uri().path().to_owned());
+            return self.refuse(&request, Instant::now(), None, &error);
         };
         self.dispatch(&entry, &path_info, request, Audience::Public)
             .await
@@ -110,27 +100,31 @@ impl Host {
         B::Error: Into<BoxError>,
     {
         let started = Instant::now();
+        let name = &entry.record.name;
         if entry.is_damaged() {
-            return error_response(&InvokeError::Damaged(entry.record.name.clone()));
+            let error = InvokeError::Damaged(name.clone());
+            return self.refuse(&request, started, Some(name), &error);
         }
         let pinned = match request.headers().get(&VERSION_HEADER).map(parse_version) {
             None => None,
             Some(Ok(version)) => Some(version),
             Some(Err(text)) => {
-                return error_response(&InvokeError::NoSuchVersion {
-                    name: entry.record.name.clone(),
+                let error = InvokeError::NoSuchVersion {
+                    name: name.clone(),
                     version: text,
-                });
+                };
+                return self.refuse(&request, started, Some(name), &error);
             }
         };
         let Some(function) = entry.pick(pinned, audience).cloned() else {
-            return error_response(&match pinned {
+            let error = match pinned {
                 Some(version) => InvokeError::NoSuchVersion {
-                    name: entry.record.name.clone(),
+                    name: name.clone(),
                     version: version.to_string(),
                 },
-                None => InvokeError::Unavailable(entry.record.name.clone()),
-            });
+                None => InvokeError::Unavailable(name.clone()),
+            };
+            return self.refuse(&request, started, Some(name), &error);
         };
         let metrics = function.metrics();
         let mut request = request;
@@ -207,7 +201,8 @@ impl Host {
                     path,
                     status: response.status(),
                     started,
-                    served_by: Some((function.name.clone(), function.version)),
+                    function: Some(function.name.clone()),
+                    version: Some(function.version),
                     trace: request_trace,
                     request_id,
                 };
@@ -215,6 +210,34 @@ impl Host {
             }
             None => response,
         }
+    }
+}
+
+impl Host {
+    /// Answers a request no version ran for with `error`, and logs its
+    /// access line.
+    fn refuse<B>(
+        &self,
+        request: &http::Request<B>,
+        started: Instant,
+        function: Option<&str>,
+        error: &InvokeError,
+    ) -> http::Response<ResponseBody> {
+        let response = error_response(error);
+        if self.inner.config.access_log {
+            AccessRecord {
+                method: request.method().clone(),
+                path: request.uri().path().to_owned(),
+                status: response.status(),
+                started,
+                function: function.map(Arc::from),
+                version: None,
+                trace: Arc::default(),
+                request_id: Arc::from(trace::request_id(request.headers())),
+            }
+            .write_now();
+        }
+        response
     }
 }
 

@@ -12,7 +12,8 @@
 //! bytes, not while a busy guest leaves the body unread.
 //!
 //! Breaching either ends the body with [`BodyTooSlow`] and sets the shared
-//! flag, so the host answers `408 Request Timeout` and closes the connection.
+//! flag, so the host answers `408 Request Timeout` (and closes an HTTP/1
+//! connection, whose unread body cannot be skipped).
 //! The timer is one `Sleep` re-armed per frame: no task, no thread.
 
 use crate::request::body::{BoxError, RequestBody};

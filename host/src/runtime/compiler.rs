@@ -135,8 +135,11 @@ fn in_subprocess(
         DeployError::Compile(format!("{what} the compiler process failed: {e}"))
     };
     let started = Instant::now();
+    // A clean environment: the child needs only what it is told here (and
+    // must not inherit secrets such as the admin token).
     let mut child = Command::new(program)
         .args(args)
+        .env_clear()
         .env(ABI_VAR, abi.as_str())
         .env(MEMORY_VAR, budget.memory_bytes.to_string())
         .stdin(Stdio::piped())
@@ -166,13 +169,18 @@ fn in_subprocess(
         text
     });
     let status = loop {
-        if let Some(status) = child.try_wait().map_err(|e| failed("waiting for", e))? {
+        let waited = child.try_wait();
+        let over = started.elapsed() >= budget.time;
+        if let Ok(Some(status)) = waited {
             break status;
         }
-        if started.elapsed() >= budget.time {
+        if waited.is_err() || over {
             let _ = child.kill();
             let _ = child.wait();
-            return Err(over_time(budget));
+            return Err(match waited {
+                Err(e) => failed("waiting for", e),
+                Ok(_) => over_time(budget),
+            });
         }
         std::thread::sleep(Duration::from_millis(5));
     };
@@ -181,19 +189,21 @@ fn in_subprocess(
     let message = errors.join().unwrap_or_default();
     match artifact {
         Some(bytes) if status.success() => Ok(bytes),
-        _ if out_of_memory(&message) || status.code().is_none() => {
-            Err(DeployError::CompileLimit(format!(
-                "compiling needed more memory than this host allows ({}; `wisp serve --max-compile-memory`)",
-                units::format_size(budget.memory_bytes)
-            )))
-        }
-        _ => Err(DeployError::Compile(
-            message
-                .trim()
-                .strip_prefix(WORKER_ERROR_PREFIX)
-                .unwrap_or(message.trim())
-                .to_owned(),
-        )),
+        _ if out_of_memory(&message) => Err(DeployError::CompileLimit(format!(
+            "compiling needed more memory than this host allows ({}; `wisp serve --max-compile-memory`)",
+            units::format_size(budget.memory_bytes)
+        ))),
+        _ => match message.trim().strip_prefix(WORKER_ERROR_PREFIX) {
+            // Cranelift's own verdict on the module: the deployer's to read.
+            Some(reason) => Err(DeployError::Compile(reason.to_owned())),
+            // A crash: its detail (which may name host paths) stays in the log.
+            None => {
+                tracing::error!(%status, stderr = %message.trim(), "the compiler process crashed");
+                Err(DeployError::Compile(format!(
+                    "the compiler process crashed ({status}; see the host log)"
+                )))
+            }
+        },
     }
 }
 

@@ -307,7 +307,6 @@ impl Function {
                     trace,
                     request_id,
                     ticket,
-                    body_too_slow,
                     buffers,
                 };
                 cgi::invoke(call, request).await

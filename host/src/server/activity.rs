@@ -180,6 +180,9 @@ mod tests {
     use super::*;
     use http_body_util::{BodyExt, Full};
 
+    /// Wide margins (500 ms bounds, 600 ms sleeps): a sleep is never shorter
+    /// than asked, and a loaded machine gets 500 ms for the checks that must
+    /// come before a bound.
     fn timeouts(ms: u64) -> Timeouts {
         let t = Duration::from_millis(ms);
         Timeouts {
@@ -192,9 +195,9 @@ mod tests {
     #[tokio::test]
     async fn a_connection_that_never_sends_a_request_is_closed() {
         let activity = Activity::new();
-        assert_eq!(activity.verdict(&timeouts(50)), Verdict::Keep);
-        tokio::time::sleep(Duration::from_millis(60)).await;
-        assert_eq!(activity.verdict(&timeouts(50)), Verdict::NeverUsed);
+        assert_eq!(activity.verdict(&timeouts(500)), Verdict::Keep);
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert_eq!(activity.verdict(&timeouts(500)), Verdict::NeverUsed);
     }
 
     #[tokio::test]
@@ -202,14 +205,14 @@ mod tests {
         let activity = Activity::new();
         let request = activity.request_started();
         let body = TrackedBody::new(Full::new(Bytes::from_static(b"hi")), request);
-        tokio::time::sleep(Duration::from_millis(60)).await;
+        tokio::time::sleep(Duration::from_millis(600)).await;
         // Open and nothing unwritten: the guest may be computing.
-        assert_eq!(activity.verdict(&timeouts(50)), Verdict::Keep);
+        assert_eq!(activity.verdict(&timeouts(500)), Verdict::Keep);
         assert_eq!(body.collect().await.unwrap().to_bytes(), "hi");
         assert!(activity.is_idle());
-        assert_eq!(activity.verdict(&timeouts(50)), Verdict::Keep);
-        tokio::time::sleep(Duration::from_millis(60)).await;
-        assert_eq!(activity.verdict(&timeouts(50)), Verdict::Idle);
+        assert_eq!(activity.verdict(&timeouts(500)), Verdict::Keep);
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert_eq!(activity.verdict(&timeouts(500)), Verdict::Idle);
     }
 
     #[tokio::test]
@@ -218,8 +221,8 @@ mod tests {
         let request = activity.request_started();
         let mut body = TrackedBody::new(Full::new(Bytes::from_static(b"hi")), request);
         let _frame = body.frame().await;
-        tokio::time::sleep(Duration::from_millis(60)).await;
-        assert_eq!(activity.verdict(&timeouts(50)), Verdict::Stalled);
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert_eq!(activity.verdict(&timeouts(500)), Verdict::Stalled);
         drop(body);
         assert!(activity.is_idle());
     }

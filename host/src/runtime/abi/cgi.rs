@@ -39,7 +39,7 @@ use http_body_util::BodyExt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use wasmtime::{Engine, InstancePre, Linker, Store};
@@ -106,8 +106,6 @@ pub struct CgiCall<'a> {
     pub request_id: &'a Arc<str>,
     /// The request's slots, taken when the guest is about to run.
     pub ticket: SlotTicket<'a>,
-    /// Set when the body arrived too slowly.
-    pub body_too_slow: &'a AtomicBool,
     /// The host's budget for buffered request bodies.
     pub buffers: &'a Arc<BufferBudget>,
 }
@@ -128,7 +126,6 @@ pub async fn invoke(
         Ok(Ok(body)) => body,
         Ok(Err(error)) => return Err(error),
         Err(_elapsed) => {
-            call.body_too_slow.store(true, Ordering::Relaxed);
             return Err(InvokeError::limit(
                 Limit::RequestBodyTime,
                 format!(
@@ -270,7 +267,13 @@ async fn read_body(
         limits.max_request_body_bytes,
         Arc::new(AtomicBool::new(false)),
     );
-    let mut bytes = BytesMut::new();
+    // Sized from the declared length (within the cap), so the buffer does
+    // not grow by doubling; whatever capacity it takes is charged.
+    let declared = body.size_hint().exact().unwrap_or(0);
+    let mut bytes = BytesMut::with_capacity(
+        usize::try_from(declared.min(limits.max_request_body_bytes)).unwrap_or(0),
+    );
+    charge.grow(bytes.capacity() as u64)?;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| match e {
             RequestBodyError::TooLarge(_) => InvokeError::limit(
@@ -288,8 +291,9 @@ async fn read_body(
             }
         })?;
         if let Some(data) = frame.data_ref() {
-            charge.grow(data.len() as u64)?;
+            let before = bytes.capacity();
             bytes.extend_from_slice(data);
+            charge.grow((bytes.capacity() - before) as u64)?;
         }
     }
     Ok(bytes.freeze())
@@ -346,7 +350,15 @@ impl Body for StreamedOutput {
 }
 
 impl Drop for StreamedOutput {
+    /// A client gone (or cut off by the write timeout) before the guest is
+    /// done: its writes now fail, and the rest of its run moves to a task of
+    /// its own, so it ends at once and is still accounted for.
     fn drop(&mut self) {
         self.pipe.close_reader();
+        if let Some(guest) = self.guest.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(guest);
+        }
     }
 }

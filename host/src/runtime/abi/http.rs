@@ -4,8 +4,10 @@
 //! stdio, clocks, random, filesystem with no preopens unless granted, sockets
 //! denied) besides `wasi:http`, because standard toolchains import those
 //! interfaces even for an HTTP handler. Request and response bodies stream:
-//! the guest runs in its own task that lives until the response body is done,
-//! and the host starts answering as soon as the guest sets the response head.
+//! the guest runs on the request's task until it sets its response head, and
+//! the response body then drives the rest of its run (moved to a task of its
+//! own if the client leaves first), so the host answers as soon as the head
+//! is set.
 
 use crate::error::{InvokeError, Limit};
 use crate::observe::meter::{CpuTimed, GuestCost, Meter};

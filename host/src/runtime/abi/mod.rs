@@ -6,7 +6,8 @@
 //! The pure parts of CGI (building meta-variables here, parsing the response
 //! in `wisp_spec::cgi_response`) live apart from the part that touches
 //! wasmtime, so they are tested and fuzzed without an engine. [`output`] is
-//! where guests' stdout/stderr go.
+//! where guests' log output goes; [`cgi_stdout`] carries a CGI guest's
+//! stdout, which is its response.
 
 pub(crate) mod cgi;
 pub(crate) mod cgi_env;
