@@ -28,12 +28,11 @@ fn stderr(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn up_deploys_what_changed_and_nothing_twice() {
-    let wisp = Wisp::start();
-    let app = tempfile::tempdir().unwrap();
-    let manifest = write_manifest(
-        app.path(),
+/// A manifest in `dir` of two functions: `hello`, built by copying the hello
+/// component into place, and `cgi`, the prebuilt CGI module `cgi`.
+fn two_function_manifest(dir: &std::path::Path, cgi: &str) -> std::path::PathBuf {
+    write_manifest(
+        dir,
         &format!(
             r#"version = 1
 
@@ -50,9 +49,15 @@ memory = "32MiB"
 env = {{ GREETING = "hi" }}
 "#,
             hello = artifacts::HELLO_COMPONENT,
-            cgi = artifacts::CGI_HELLO_MODULE,
         ),
-    );
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn up_deploys_what_changed_and_nothing_twice() {
+    let wisp = Wisp::start();
+    let app = tempfile::tempdir().unwrap();
+    let manifest = two_function_manifest(app.path(), artifacts::CGI_HELLO_MODULE);
     let file = manifest.to_str().unwrap();
     let first = tokio::task::block_in_place(|| wisp.cli(&["up", "-f", file]));
     assert!(first.status.success(), "{}", stderr(&first));
@@ -813,27 +818,7 @@ async fn logs_since_shows_only_recent_lines() {
 #[tokio::test(flavor = "multi_thread")]
 async fn serve_with_a_manifest_deploys_its_functions_at_start_and_skips_them_after() {
     let app = tempfile::tempdir().unwrap();
-    let manifest = write_manifest(
-        app.path(),
-        &format!(
-            r#"version = 1
-
-# The build copies a prebuilt guest into place.
-[functions.hello]
-build = "cp {hello} hello.wasm"
-wasm = "hello.wasm"
-route = "/hello"
-
-[functions.cgi]
-wasm = "{cgi}"
-route = "/cgi"
-memory = "32MiB"
-env = {{ GREETING = "hi" }}
-"#,
-            hello = artifacts::HELLO_COMPONENT,
-            cgi = artifacts::HOSTILE_CGI_MODULE,
-        ),
-    );
+    let manifest = two_function_manifest(app.path(), artifacts::HOSTILE_CGI_MODULE);
     let wisp = Wisp::start_with(&["--manifest", manifest.to_str().unwrap()]);
     assert!(
         app.path().join("hello.wasm").exists(),

@@ -112,42 +112,16 @@ impl Host {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::deploy::record::VersionRecord;
-    use wisp_spec::inspect::Abi;
-    use wisp_spec::settings::RawSettings;
-    use wisp_spec::traffic::TrafficShare;
-
-    fn record(versions: &[u32], traffic: &[(u32, u8)]) -> FunctionRecord {
-        FunctionRecord {
-            name: "f".into(),
-            route: "/f".into(),
-            versions: versions
-                .iter()
-                .map(|&number| VersionRecord {
-                    number,
-                    source: "a".repeat(64),
-                    abi: Abi::WasiHttp,
-                    created_unix: 0,
-                    settings: RawSettings::default(),
-                    held_traffic: true,
-                })
-                .collect(),
-            traffic: traffic
-                .iter()
-                .map(|&(version, weight)| TrafficShare { version, weight })
-                .collect(),
-            previous_traffic: vec![],
-        }
-    }
+    use crate::deploy::record::test_record;
 
     #[test]
     fn a_whole_record_has_no_damage() {
-        assert!(record_damage(&record(&[1, 2], &[(1, 90), (2, 10)])).is_empty());
+        assert!(record_damage(&test_record(&[1, 2], &[(1, 90), (2, 10)])).is_empty());
     }
 
     #[test]
     fn traffic_naming_a_missing_version_is_damage_that_says_how_to_repair() {
-        let reasons = record_damage(&record(&[1], &[(9, 100)]));
+        let reasons = record_damage(&test_record(&[1], &[(9, 100)]));
         assert_eq!(reasons.len(), 1, "{reasons:?}");
         assert!(reasons[0].contains("no version 9"), "{reasons:?}");
         assert!(
@@ -158,15 +132,15 @@ mod tests {
 
     #[test]
     fn weights_not_summing_to_100_or_no_split_at_all_are_damage() {
-        let short = record_damage(&record(&[1, 2], &[(1, 50), (2, 40)]));
+        let short = record_damage(&test_record(&[1, 2], &[(1, 50), (2, 40)]));
         assert!(short[0].contains("sum to 90"), "{short:?}");
-        let none = record_damage(&record(&[1], &[]));
+        let none = record_damage(&test_record(&[1], &[]));
         assert!(none[0].contains("no traffic split"), "{none:?}");
     }
 
     #[test]
     fn a_version_listed_twice_is_damage() {
-        let reasons = record_damage(&record(&[1, 1], &[(1, 100)]));
+        let reasons = record_damage(&test_record(&[1, 1], &[(1, 100)]));
         assert!(reasons[0].contains("version 1 twice"), "{reasons:?}");
     }
 

@@ -160,36 +160,12 @@ pub(super) fn apply_retention(record: &mut FunctionRecord, keep: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wisp_spec::inspect::Abi;
-    use wisp_spec::settings::RawSettings;
+    use crate::deploy::record::test_record;
     use wisp_spec::traffic::TrafficShare;
-
-    fn record_with(versions: &[u32], traffic: &[(u32, u8)]) -> FunctionRecord {
-        FunctionRecord {
-            name: "f".into(),
-            route: "/f".into(),
-            versions: versions
-                .iter()
-                .map(|&number| VersionRecord {
-                    number,
-                    source: "a".repeat(64),
-                    abi: Abi::WasiHttp,
-                    created_unix: 0,
-                    settings: RawSettings::default(),
-                    held_traffic: true,
-                })
-                .collect(),
-            traffic: traffic
-                .iter()
-                .map(|&(version, weight)| TrafficShare { version, weight })
-                .collect(),
-            previous_traffic: vec![],
-        }
-    }
 
     #[test]
     fn retention_keeps_the_newest_and_those_with_traffic() {
-        let mut r = record_with(&[1, 2, 3, 4, 5], &[(1, 100)]);
+        let mut r = test_record(&[1, 2, 3, 4, 5], &[(1, 100)]);
         apply_retention(&mut r, 2);
         let kept: Vec<u32> = r.versions.iter().map(|v| v.number).collect();
         assert_eq!(kept, vec![1, 4, 5]);
@@ -197,7 +173,7 @@ mod tests {
 
     #[test]
     fn retention_keeps_the_rollback_target() {
-        let mut r = record_with(&[1, 2, 3], &[(3, 100)]);
+        let mut r = test_record(&[1, 2, 3], &[(3, 100)]);
         r.previous_traffic = vec![TrafficShare {
             version: 1,
             weight: 100,

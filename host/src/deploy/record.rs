@@ -195,6 +195,32 @@ fn check_record(path: &Path, record: FunctionRecord) -> Result<FunctionRecord, S
     Ok(record)
 }
 
+/// A record of function `f` at `/f` with `versions` (each having held
+/// traffic) and the `(version, weight)` split `traffic`, for tests.
+#[cfg(test)]
+pub(crate) fn test_record(versions: &[u32], traffic: &[(u32, u8)]) -> FunctionRecord {
+    FunctionRecord {
+        name: "f".into(),
+        route: "/f".into(),
+        versions: versions
+            .iter()
+            .map(|&number| VersionRecord {
+                number,
+                source: "a".repeat(64),
+                abi: Abi::WasiHttp,
+                created_unix: 0,
+                settings: RawSettings::default(),
+                held_traffic: true,
+            })
+            .collect(),
+        traffic: traffic
+            .iter()
+            .map(|&(version, weight)| TrafficShare { version, weight })
+            .collect(),
+        previous_traffic: vec![],
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -152,12 +152,13 @@ impl Host {
             .unwrap_or_default();
         let pacing = self.inner.config.body_pacing;
         let request = request.map(|body| {
-            PacedBody::new(
-                body.map_err(Into::into).boxed_unsync(),
-                pacing,
-                body_too_slow.clone(),
-            )
-            .boxed_unsync()
+            let body = body.map_err(Into::into).boxed_unsync();
+            // A body already over (a GET's) has nothing to pace.
+            if http_body::Body::is_end_stream(&body) {
+                body
+            } else {
+                PacedBody::new(body, pacing, body_too_slow.clone()).boxed_unsync()
+            }
         });
         let context = RequestContext {
             route: &entry.route,

@@ -14,7 +14,9 @@
 //! Breaching either ends the body with [`BodyTooSlow`] and sets the shared
 //! flag, so the host answers `408 Request Timeout` (and closes an HTTP/1
 //! connection, whose unread body cannot be skipped).
-//! The timer is one `Sleep` re-armed per frame: no task, no thread.
+//! The timer is one `Sleep`, made the first time the reader has to wait and
+//! re-armed per wait: no task, no thread, and nothing for a body that never
+//! keeps its reader waiting.
 
 use crate::request::body::{BoxError, RequestBody};
 use bytes::Bytes;
@@ -70,7 +72,7 @@ pub struct PacedBody {
     waited: Duration,
     /// When the current wait for the client began.
     waiting_since: Option<Instant>,
-    deadline: Pin<Box<Sleep>>,
+    deadline: Option<Pin<Box<Sleep>>>,
     too_slow: Arc<AtomicBool>,
 }
 
@@ -83,7 +85,7 @@ impl PacedBody {
             received: 0,
             waited: Duration::ZERO,
             waiting_since: None,
-            deadline: Box::pin(tokio::time::sleep(pacing.idle)),
+            deadline: None,
             too_slow,
         }
     }
@@ -123,13 +125,20 @@ impl Body for PacedBody {
             }
             return Poll::Ready(frame);
         }
-        if this.waiting_since.is_none() {
-            let now = Instant::now();
-            this.waiting_since = Some(now);
-            let deadline = this.deadline_from(now);
-            this.deadline.as_mut().reset(deadline);
-        }
-        if this.deadline.as_mut().poll(cx).is_pending() {
+        let deadline = match this.waiting_since {
+            Some(_) => this.deadline.as_mut(),
+            None => {
+                let now = Instant::now();
+                this.waiting_since = Some(now);
+                let at = this.deadline_from(now);
+                let sleep = this
+                    .deadline
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
+                sleep.as_mut().reset(at);
+                Some(sleep)
+            }
+        };
+        if deadline.is_none_or(|sleep| sleep.as_mut().poll(cx).is_pending()) {
             return Poll::Pending;
         }
         this.too_slow.store(true, Ordering::Relaxed);
