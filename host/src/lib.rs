@@ -77,8 +77,9 @@ pub use server::{
     DEFAULT_WRITE_TIMEOUT, Handler, ServerOptions, serve,
 };
 pub use state::{
-    BucketId, DEFAULT_MAX_BUCKET_BYTES, DEFAULT_MAX_KEY_BYTES, DEFAULT_MAX_VALUE_BYTES, KeyPage,
-    KvBackend, KvError, KvFuture, KvLimits, RedbStore,
+    AccessDenied, BucketId, DEFAULT_MAX_BUCKET_BYTES, DEFAULT_MAX_KEY_BYTES,
+    DEFAULT_MAX_VALUE_BYTES, KeyPage, KvBackend, KvError, KvFuture, KvLimits, RedbStore,
+    resolve_bucket,
 };
 pub use wisp_spec as spec;
 pub use wisp_spec::api::{DeployReport, FunctionInfo, UsageReport, VersionSummary};
