@@ -585,6 +585,90 @@ mod tests {
         );
     }
 
+    /// Set in the child of `acknowledged_writes_survive_kill_9`: the data dir
+    /// it writes into until it is killed.
+    const CRASH_CHILD_DIR: &str = "WISP_KV_CRASH_CHILD_DIR";
+
+    #[test]
+    fn acknowledged_writes_survive_kill_9() {
+        use std::io::BufRead;
+        use std::process::{Command, Stdio};
+        if let Some(dir) = std::env::var_os(CRASH_CHILD_DIR) {
+            return write_until_killed(Path::new(&dir));
+        }
+        const ACKS_BEFORE_KILL: usize = 300;
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "state::redb_store::tests::acknowledged_writes_survive_kill_9",
+                "--nocapture",
+            ])
+            .env(CRASH_CHILD_DIR, dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut acked = Vec::new();
+        for line in std::io::BufReader::new(child.stdout.take().unwrap()).lines() {
+            if let Some(key) = line.unwrap().strip_prefix("acked ") {
+                acked.push(key.to_owned());
+                if acked.len() == ACKS_BEFORE_KILL {
+                    child.kill().unwrap();
+                    break;
+                }
+            }
+        }
+        let status = child.wait().unwrap();
+        assert_eq!(acked.len(), ACKS_BEFORE_KILL, "the child wrote too little");
+        assert!(!status.success(), "the child was killed, not finished");
+
+        let store = open(&dir, KvLimits::default());
+        let bucket = own("crash");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let found = runtime.block_on(store.get_many(&bucket, &acked)).unwrap();
+        let lost: Vec<_> = acked
+            .iter()
+            .zip(&found)
+            .filter(|(key, value)| value.as_deref() != Some(key.as_bytes()))
+            .map(|(key, _)| key)
+            .collect();
+        assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
+    }
+
+    /// The child: 8 concurrent writers, each printing a key once its write
+    /// is acknowledged, until killed (or, bounded, after 10,000 keys each).
+    fn write_until_killed(dir: &Path) {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let store = Arc::new(RedbStore::open(dir, KvLimits::default()).unwrap());
+            let writers: Vec<_> = (0..8)
+                .map(|writer| {
+                    let store = Arc::clone(&store);
+                    tokio::spawn(async move {
+                        let bucket = own("crash");
+                        for n in 0..10_000 {
+                            let key = format!("w{writer}-{n}");
+                            store
+                                .set(&bucket, key.clone(), key.clone().into_bytes())
+                                .await
+                                .unwrap();
+                            println!("acked {key}");
+                        }
+                    })
+                })
+                .collect();
+            for writer in writers {
+                writer.await.unwrap();
+            }
+        });
+    }
+
     #[test]
     fn a_second_open_of_one_file_is_refused_not_shared() {
         let dir = tempfile::tempdir().unwrap();

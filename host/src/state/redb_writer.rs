@@ -25,8 +25,9 @@ const MAX_BATCH_WRITES: usize = 256;
 const MAX_BATCH_BYTES: usize = 16 << 20;
 
 /// Longest a batch waits for the writers of the last batch to come back
-/// before it commits without them; small beside a commit's fsync (about 3 ms
-/// measured on this project's machines).
+/// before it commits without them; small beside a commit's fsync (0.5–3 ms
+/// here). Without it batches split in two: 32 clients measured 5,900
+/// increments/s, with it 19,000–56,000/s (unit-level, debug build).
 const MAX_LINGER: Duration = Duration::from_micros(200);
 
 /// Bytes held per bucket, keyed by [`BucketId::storage_name`].
