@@ -134,6 +134,8 @@ impl KvBackend for RedbStore {
                 return Ok(KeyPage::default());
             };
             let start = after.map_or(Bound::Unbounded, Bound::Excluded);
+            // An empty page could not say where the next one starts.
+            let limit = limit.max(1);
             let mut keys = Vec::new();
             let mut more = false;
             for entry in table.range::<&str>((start, Bound::Unbounded))? {
@@ -332,6 +334,9 @@ mod tests {
         let exact = store.list_keys(&bucket, None, 25).await.unwrap();
         assert_eq!(exact.keys.len(), 25);
         assert_eq!(exact.next, None, "a full last page says there is no more");
+        let smallest = store.list_keys(&bucket, None, 0).await.unwrap();
+        assert_eq!(smallest.keys, ["key-00"], "a page holds at least one key");
+        assert_eq!(smallest.next.as_deref(), Some("key-00"));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

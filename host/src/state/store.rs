@@ -200,7 +200,8 @@ pub trait KvBackend: Send + Sync + 'static {
     /// True when `key` has a value.
     fn exists<'a>(&'a self, bucket: &'a BucketId, key: &'a str) -> KvFuture<'a, bool>;
 
-    /// Up to `limit` keys after `after` (from the first key when `None`).
+    /// Up to `limit` keys (at least one) after `after`, from the first key
+    /// when `None`.
     fn list_keys<'a>(
         &'a self,
         bucket: &'a BucketId,
