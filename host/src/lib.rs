@@ -34,6 +34,7 @@
 //! | `deploy/` | the deploy path: compile, artifact store, records, publish, release |
 //! | `observe/` | metrics, guest logs, usage metering |
 //! | `admin/` | the admin API as a service ([`AdminApi`]) |
+//! | `state/` | the key-value store behind `wasi:keyvalue`: the [`KvBackend`] trait and the embedded [`RedbStore`] |
 //! | `server/` | an HTTP/1.1 + HTTP/2 front door ([`serve`]) for either handler, with connection bounds |
 //! | `registry.rs` | name → versions → traffic, read lock-free |
 //! | `error.rs` | errors and their one HTTP mapping |
@@ -52,6 +53,7 @@ mod registry;
 mod request;
 mod runtime;
 mod server;
+mod state;
 
 pub use admin::AdminApi;
 pub use deploy::DeployRequest;
@@ -73,6 +75,11 @@ pub use runtime::function::IdleSandbox;
 pub use server::{
     DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_IP,
     DEFAULT_WRITE_TIMEOUT, Handler, ServerOptions, serve,
+};
+pub use state::{
+    AccessDenied, BucketId, DEFAULT_MAX_BUCKET_BYTES, DEFAULT_MAX_KEY_BYTES,
+    DEFAULT_MAX_VALUE_BYTES, KeyPage, KvBackend, KvError, KvFuture, KvLimits, RedbStore,
+    resolve_bucket,
 };
 pub use wisp_spec as spec;
 pub use wisp_spec::api::{DeployReport, FunctionInfo, UsageReport, VersionSummary};

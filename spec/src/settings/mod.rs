@@ -17,7 +17,7 @@ use crate::limits::Limits;
 use serde::de::{self, MapAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::PathBuf;
 pub use table::{Form, SETTINGS, Setting, setting};
@@ -202,6 +202,8 @@ pub struct Settings {
     pub dirs: Vec<DirMount>,
     /// Outbound HTTP destinations it may call.
     pub allow_outbound: Vec<OutboundRule>,
+    /// App-wide key-value buckets it may open besides its own.
+    pub kv: BTreeSet<String>,
 }
 
 impl RawSettings {
@@ -534,7 +536,7 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "invalid `timeout` value `2s`: expected `timeout` once, but it is already \
-             given as `1s` (only `env`, `dir`, `allow-outbound` may be repeated)"
+             given as `1s` (only `env`, `dir`, `allow-outbound`, `kv` may be repeated)"
         );
         let same = RawSettings::from_query("fuel=5&fuel=5").unwrap_err();
         assert!(same.to_string().contains("already given as `5`"), "{same}");
@@ -543,12 +545,14 @@ mod tests {
     #[test]
     fn repeatable_settings_keep_every_value() {
         let s = raw("env=A=1&env=B=2&dir=/tmp:/a&dir=/tmp:/b\
-                     &allow-outbound=https://a.example&allow-outbound=https://b.example")
+                     &allow-outbound=https://a.example&allow-outbound=https://b.example\
+                     &kv=sessions&kv=cache")
         .check()
         .unwrap();
         assert_eq!(s.env.len(), 2);
         assert_eq!(s.dirs.len(), 2);
         assert_eq!(s.allow_outbound.len(), 2);
+        assert_eq!(s.kv.len(), 2);
     }
 
     #[test]

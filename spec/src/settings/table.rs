@@ -9,6 +9,7 @@
 
 use super::{DirMount, OutboundRule, Settings};
 use crate::limits::{MAX_MEMORY_LIMIT_BYTES, MAX_TIMEOUT};
+use crate::name::{MAX_NAME_LEN, OWN_BUCKET, is_bucket_name};
 use crate::units;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -215,6 +216,29 @@ pub static SETTINGS: &[Setting] = &[
         },
         show: |s| s.allow_outbound.iter().map(ToString::to_string).collect(),
     },
+    Setting {
+        name: "kv",
+        value_name: "BUCKET",
+        help: "App-wide key-value bucket the guest may open (repeatable); its own bucket is always open, any other is denied",
+        default: "none",
+        example: "sessions",
+        form: Form::List,
+        apply: |s, v| {
+            if v == OWN_BUCKET {
+                return Err(format!(
+                    "an app bucket name; `{OWN_BUCKET}` is the function's own bucket, which is always open"
+                ));
+            }
+            if !is_bucket_name(v) {
+                return Err(format!(
+                    "a bucket name: 1 to {MAX_NAME_LEN} lowercase letters, digits, `-` or `_`, starting with a letter or digit"
+                ));
+            }
+            s.kv.insert(v.to_owned());
+            Ok(())
+        },
+        show: |s| s.kv.iter().cloned().collect(),
+    },
 ];
 
 /// The setting called `name`.
@@ -342,6 +366,28 @@ mod tests {
             apply(&mut settings, "timeout", "0s"),
             "a duration from 1ms to 1h"
         );
+    }
+
+    #[test]
+    fn kv_grants_app_buckets_by_name_once_each() {
+        let mut settings = Settings::default();
+        let kv = setting("kv").unwrap();
+        for typed in ["sessions", "cache", "sessions"] {
+            kv.apply(&mut settings, typed).unwrap();
+        }
+        assert_eq!(kv.show(&settings), ["cache", "sessions"]);
+        assert_eq!(
+            kv.apply(&mut settings, "default").unwrap_err(),
+            "an app bucket name; `default` is the function's own bucket, which is always open"
+        );
+        for typed in ["", "Sessions", "a/b", "-x"] {
+            assert_eq!(
+                kv.apply(&mut settings, typed).unwrap_err(),
+                "a bucket name: 1 to 63 lowercase letters, digits, `-` or `_`, starting with a letter or digit",
+                "{typed}"
+            );
+        }
+        assert_eq!(settings.kv.len(), 2, "refused names are not granted");
     }
 
     #[test]

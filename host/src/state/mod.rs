@@ -1,0 +1,19 @@
+//! Platform state: the key-value store that `wasi:keyvalue` guests see.
+//!
+//! [`KvBackend`] is the contract (`store.rs`); [`RedbStore`] keeps it in one
+//! embedded redb file on a single node (`redb_store.rs`, with its
+//! group-commit writer in `redb_writer.rs`). A cluster backend goes behind the
+//! same trait, so nothing above it knows which one it runs on. Which bucket
+//! a guest may open is decided in `grant.rs`, before any backend is asked.
+
+mod grant;
+mod redb_store;
+mod redb_writer;
+mod store;
+
+pub use grant::{AccessDenied, resolve_bucket};
+pub use redb_store::RedbStore;
+pub use store::{
+    BucketId, DEFAULT_MAX_BUCKET_BYTES, DEFAULT_MAX_KEY_BYTES, DEFAULT_MAX_VALUE_BYTES, KeyPage,
+    KvBackend, KvError, KvFuture, KvLimits,
+};
