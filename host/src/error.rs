@@ -95,6 +95,18 @@ pub enum DeployError {
     /// Writing to or reading from the data dir failed.
     #[error("storage error: {0}")]
     Storage(HostFailure),
+    /// The key-value bucket has no such key.
+    #[error("{bucket} has no key `{key}`")]
+    NoSuchKey {
+        /// The bucket, as [`crate::BucketId`] shows it.
+        bucket: String,
+        /// The key.
+        key: String,
+    },
+    /// A key-value write over a limit of the store (key, value or bucket
+    /// size), or a secret that cannot be stored; nothing changed.
+    #[error("{0}")]
+    StateLimit(String),
 }
 
 /// A failure of the host's own files (the data dir, a directory granted to
@@ -145,9 +157,10 @@ impl DeployError {
             DeployError::RouteTaken { .. } | DeployError::VersionServing { .. } => {
                 StatusCode::CONFLICT
             }
-            DeployError::UnknownFunction(_) | DeployError::UnknownVersion { .. } => {
-                StatusCode::NOT_FOUND
-            }
+            DeployError::UnknownFunction(_)
+            | DeployError::UnknownVersion { .. }
+            | DeployError::NoSuchKey { .. } => StatusCode::NOT_FOUND,
+            DeployError::StateLimit(_) => StatusCode::PAYLOAD_TOO_LARGE,
             DeployError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,
         }
@@ -175,6 +188,8 @@ impl DeployError {
             DeployError::InvalidTraffic(_) => "invalid-traffic",
             DeployError::BadRequest(_) => "bad-request",
             DeployError::Storage(_) => "storage",
+            DeployError::NoSuchKey { .. } => "no-such-key",
+            DeployError::StateLimit(_) => "state-limit",
         }
     }
 }
@@ -201,11 +216,18 @@ pub enum Limit {
     Buffer,
     /// The host's budget for guest memory, across all sandboxes.
     HostMemory,
+    /// A key-value key over the host's key size limit (the guest gets an
+    /// error from `wasi:keyvalue`, not a failed request).
+    KvKey,
+    /// A key-value value over the host's value size limit.
+    KvValue,
+    /// A write that would take a bucket over the host's bucket size limit.
+    KvBucket,
 }
 
 impl Limit {
     /// Every limit.
-    pub const ALL: [Limit; 9] = [
+    pub const ALL: [Limit; 12] = [
         Limit::Memory,
         Limit::Timeout,
         Limit::Concurrency,
@@ -215,6 +237,9 @@ impl Limit {
         Limit::RequestBodyTime,
         Limit::Buffer,
         Limit::HostMemory,
+        Limit::KvKey,
+        Limit::KvValue,
+        Limit::KvBucket,
     ];
 
     /// The limit's name in JSON and metrics.
@@ -229,6 +254,9 @@ impl Limit {
             Limit::RequestBodyTime => "request-body-time",
             Limit::Buffer => "buffer",
             Limit::HostMemory => "host-memory",
+            Limit::KvKey => "kv-key",
+            Limit::KvValue => "kv-value",
+            Limit::KvBucket => "kv-bucket",
         }
     }
 }
@@ -310,9 +338,15 @@ impl InvokeError {
                 }
                 Limit::RequestBodyTime => StatusCode::REQUEST_TIMEOUT,
                 Limit::RequestBody => StatusCode::PAYLOAD_TOO_LARGE,
-                Limit::Memory | Limit::ResponseBody | Limit::Fuel => {
-                    StatusCode::INTERNAL_SERVER_ERROR
-                }
+                // Key-value breaches go back to the guest as errors and never
+                // end a request on their own; a guest that gives up on one
+                // answers for itself.
+                Limit::Memory
+                | Limit::ResponseBody
+                | Limit::Fuel
+                | Limit::KvKey
+                | Limit::KvValue
+                | Limit::KvBucket => StatusCode::INTERNAL_SERVER_ERROR,
             },
             InvokeError::BadCgiResponse(_) => StatusCode::BAD_GATEWAY,
             InvokeError::Unavailable(_) | InvokeError::Damaged(_) => {

@@ -59,7 +59,7 @@ pub use admin::AdminApi;
 pub use deploy::DeployRequest;
 pub use error::{DeployError, HostFailure, InvokeError, Limit};
 pub use host::config::{DEFAULT_KEEP_VERSIONS, DEFAULT_MAX_UPLOAD_BYTES};
-pub use host::{Host, HostConfig, LoadProblem, StartError};
+pub use host::{Host, HostConfig, LoadProblem, MAX_KEYS_PER_LIST, StartError};
 pub use observe::logs::LogBook;
 pub use observe::metrics::{Metrics, resident_bytes};
 pub use request::VERSION_HEADER;
@@ -78,8 +78,8 @@ pub use server::{
 };
 pub use state::{
     AccessDenied, BucketId, DEFAULT_MAX_BUCKET_BYTES, DEFAULT_MAX_KEY_BYTES,
-    DEFAULT_MAX_VALUE_BYTES, KeyPage, KvBackend, KvError, KvFuture, KvLimits, RedbStore,
-    resolve_bucket,
+    DEFAULT_MAX_VALUE_BYTES, KeyPage, KvBackend, KvError, KvFuture, KvLimits,
+    MAX_SECRET_NAME_BYTES, MAX_SECRET_VALUE_BYTES, RedbStore, resolve_bucket,
 };
 pub use wisp_spec as spec;
 pub use wisp_spec::api::{DeployReport, FunctionInfo, UsageReport, VersionSummary};

@@ -100,6 +100,10 @@ impl FunctionInfo {
 pub struct Removed {
     /// The function removed.
     pub removed: String,
+    /// Bytes its own key-value bucket held: the bucket was deleted with it,
+    /// and so were its secrets.
+    #[serde(default)]
+    pub bucket_bytes: u64,
 }
 
 /// `DELETE /v1/functions/{name}/versions/{n}`: what was retired.
@@ -300,4 +304,27 @@ mod tests {
             "redeploying repairs it"
         );
     }
+}
+
+/// `GET /v1/functions/{name}/kv` and `GET /v1/buckets/{bucket}/kv`: one page
+/// of a key-value bucket's keys, in byte order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyList {
+    /// The bucket, e.g. ``function `shop`'s own bucket``.
+    pub bucket: String,
+    /// The keys on this page.
+    pub keys: Vec<String>,
+    /// Pass as `?after=` for the next page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
+/// `GET /v1/functions/{name}/secrets`: the names of a function's secrets
+/// (their values are never shown).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretNames {
+    /// The function.
+    pub function: String,
+    /// Its secrets' names, sorted.
+    pub secrets: Vec<String>,
 }

@@ -6,13 +6,17 @@
 //! | `PUT` | `/v1/functions/{name}?route=/x&…` | deploy the body (raw `.wasm`) as a new version (`no-traffic=true`: without traffic) |
 //! | `GET` | `/v1/functions` | list functions |
 //! | `GET` | `/v1/functions/{name}` | one function, its versions and effective settings |
-//! | `DELETE` | `/v1/functions/{name}` | remove a function |
+//! | `DELETE` | `/v1/functions/{name}` | remove a function, with its own key-value bucket and its secrets |
 //! | `GET` | `/v1/functions/{name}/versions` | its versions |
 //! | `DELETE` | `/v1/functions/{name}/versions/{n}` | retire version `n` (`3` or `v3`); 409 while it holds traffic |
 //! | `PUT` | `/v1/functions/{name}/traffic` | split traffic: `[{"version": 3, "weight": 90}, …]` |
 //! | `POST` | `/v1/functions/{name}/rollback` | restore the previous traffic split |
 //! | `GET` | `/v1/functions/{name}/logs?since=5m&limit=N&follow=true` | guest logs, one JSON object per line |
 //! | `GET` | `/v1/functions/{name}/usage` | cumulative usage (wall, CPU, fuel, memory-time) |
+//! | `GET` | `/v1/functions/{name}/kv?after=&limit=` | keys of its own bucket (`/v1/buckets/{bucket}/kv` for an app bucket) |
+//! | `GET` `PUT` `DELETE` | `/v1/functions/{name}/kv/{key}` | read (raw bytes), write (raw body) or delete a key (likewise under `/v1/buckets/{bucket}`) |
+//! | `GET` | `/v1/functions/{name}/secrets` | names of its secrets (values are never shown) |
+//! | `PUT` `DELETE` | `/v1/functions/{name}/secrets/{secret}` | set (raw body) or remove a secret |
 //! | any | `/v1/functions/{name}/invoke/{path}` | run the function on a request for `/{path}` |
 //! | `GET` | `/healthz` | liveness (no token needed) |
 //! | `GET` | `/metrics` | Prometheus text |
@@ -21,6 +25,7 @@
 //! `Authorization: Bearer <token>`; the comparison takes constant time.
 
 mod logs;
+mod state;
 mod upload;
 
 use crate::error::{DeployError, json_error};
@@ -34,7 +39,7 @@ use hyper::body::Incoming;
 use serde::Serialize;
 use std::convert::Infallible;
 use std::sync::Arc;
-use wisp_spec::api::{FunctionUsage, Health, Removed};
+use wisp_spec::api::{FunctionUsage, Health};
 use wisp_spec::traffic::{self, TrafficShare};
 
 /// Largest JSON body the admin API reads (traffic splits and the like).
@@ -138,6 +143,15 @@ async fn route(host: &Host, request: http::Request<Incoming>) -> http::Response<
     let method = request.method().clone();
     let result = match (&method, segments.as_slice()) {
         (_, ["v1", "functions", name, "invoke", ..]) => return invoke(host, name, request).await,
+        (_, ["v1", "functions", name, "kv", rest @ ..]) => {
+            state::kv(host, host.function_bucket(name), rest, request).await
+        }
+        (_, ["v1", "buckets", bucket, "kv", rest @ ..]) => {
+            state::kv(host, host.app_bucket(bucket), rest, request).await
+        }
+        (_, ["v1", "functions", name, "secrets", rest @ ..]) => {
+            state::secrets(host, name, rest, request).await
+        }
         (&Method::GET, ["v1", "functions", name, "logs"]) => {
             return logs::logs(host, name, request.uri().query());
         }
@@ -168,14 +182,10 @@ async fn route(host: &Host, request: http::Request<Incoming>) -> http::Response<
             let name = (*name).to_owned();
             upload::deploy(host, &name, request).await
         }
-        (&Method::DELETE, ["v1", "functions", name]) => host.remove(name).await.map(|()| {
-            json(
-                StatusCode::OK,
-                &Removed {
-                    removed: (*name).to_owned(),
-                },
-            )
-        }),
+        (&Method::DELETE, ["v1", "functions", name]) => host
+            .remove(name)
+            .await
+            .map(|removed| json(StatusCode::OK, &removed)),
         (&Method::GET, ["v1", "functions", name, "versions"]) => host
             .function(name)
             .map(|info| json(StatusCode::OK, &info.versions))

@@ -19,6 +19,7 @@
 use crate::deploy::crash_point::CrashPoint;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use wisp_spec::source::SourceHash;
@@ -220,8 +221,24 @@ impl ArtifactStore {
 /// directory. `temp` must be on the same file system as `path`. The error
 /// names the file of the step that failed: it is for the host log only.
 pub fn write_file_atomically(temp: &Path, path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_with_mode(temp, path, bytes, 0o644)
+}
+
+/// As [`write_file_atomically`], for a file only the host's user may read
+/// (mode `0600` from its creation on).
+pub fn write_private_file_atomically(temp: &Path, path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_with_mode(temp, path, bytes, 0o600)
+}
+
+fn write_with_mode(temp: &Path, path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
     let result = (|| {
-        let mut file = File::create(temp).map_err(failed_at("creating", temp))?;
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(temp)
+            .map_err(failed_at("creating", temp))?;
         file.write_all(bytes).map_err(failed_at("writing", temp))?;
         file.sync_all().map_err(failed_at("syncing", temp))?;
         CrashPoint::TempWritten.reached();

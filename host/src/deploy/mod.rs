@@ -22,6 +22,7 @@ mod release;
 use crate::error::{DeployError, HostFailure};
 use crate::host::Host;
 use crate::runtime::engine;
+use crate::observe::metrics::FunctionMetrics;
 use crate::runtime::function::{Function, VersionInfo};
 use bytes::Bytes;
 use crash_point::CrashPoint;
@@ -178,10 +179,12 @@ impl Host {
             .await
             .map_err(|e| HostFailure::logged(format!("compiling `{name}` failed"), e))??;
         let outbound = settings.allow_outbound.clone().into();
+        let services = self.services(name, settings, FunctionMetrics::detached());
         code.instantiate(
             &Arc::from(name),
             settings,
             &outbound,
+            &services,
             &self.inner.guest_memory,
         )
         .await
@@ -218,7 +221,7 @@ impl Host {
             version: number,
             settings,
         };
-        let function = Function::new(info, built.code, self.meter(name, number));
+        let function = self.new_version(info, built.code);
         let version = VersionRecord {
             number,
             source: built.source.as_str().to_owned(),

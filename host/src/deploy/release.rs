@@ -6,13 +6,13 @@
 use crate::error::{DeployError, HostFailure};
 use crate::host::Host;
 use std::collections::BTreeSet;
-use wisp_spec::api::{FunctionInfo, Retired};
+use wisp_spec::api::{FunctionInfo, Removed, Retired};
 use wisp_spec::traffic::{self, TrafficShare};
 
 impl Host {
-    /// Removes function `name` and every version of it. Requests already
-    /// running finish.
-    pub async fn remove(&self, name: &str) -> Result<(), DeployError> {
+    /// Removes function `name` and every version of it, with its own
+    /// key-value bucket and its secrets. Requests already running finish.
+    pub async fn remove(&self, name: &str) -> Result<Removed, DeployError> {
         let _writer = self.inner.writer.lock().await;
         let current = self.inner.registry.snapshot_full();
         if current.get(name).is_none() {
@@ -30,8 +30,12 @@ impl Host {
         entries.remove(name);
         self.publish(entries).await;
         self.forget(name);
-        tracing::info!(function = name, "removed");
-        Ok(())
+        let bucket_bytes = self.delete_state(name).await;
+        tracing::info!(function = name, bucket_bytes, "removed, with its key-value bucket and secrets");
+        Ok(Removed {
+            removed: name.to_owned(),
+            bucket_bytes,
+        })
     }
 
     /// Splits function `name`'s traffic between its versions. The previous

@@ -7,6 +7,7 @@
 use crate::request::pacing::BodyPacing;
 use crate::runtime::compiler::{CompileBudget, Compiler};
 use crate::runtime::engine;
+use crate::state::KvLimits;
 use std::path::PathBuf;
 use std::time::Duration;
 use wisp_spec::limits;
@@ -59,6 +60,8 @@ pub struct HostConfig {
     /// `invalid-settings`), and a stored version with one is not loaded
     /// (a [`LoadProblem`]). `wisp serve --allow-root-dir` turns it on.
     pub allow_root_dir: bool,
+    /// Size limits of the key-value store: key, value and bytes per bucket.
+    pub kv_limits: KvLimits,
 }
 
 impl HostConfig {
@@ -88,6 +91,7 @@ impl Default for HostConfig {
             compiler: Compiler::default(),
             compile_budget: CompileBudget::default(),
             allow_root_dir: false,
+            kv_limits: KvLimits::default(),
         }
     }
 }

@@ -169,10 +169,6 @@ impl Host {
                 .into()),
             }
         })?;
-        Ok(Function::new(
-            info,
-            code,
-            self.meter(&record.name, version.number),
-        ))
+        Ok(self.new_version(info, code))
     }
 }

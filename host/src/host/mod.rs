@@ -10,6 +10,7 @@ mod code_cache;
 pub(crate) mod config;
 mod load;
 mod per_function;
+mod state;
 
 use crate::deploy::Pending;
 use crate::deploy::artifact::ArtifactStore;
@@ -23,10 +24,14 @@ use crate::request::buffers::BufferBudget;
 use crate::request::slots::HostSlots;
 use crate::runtime::compiler;
 use crate::runtime::engine::{self, EngineOptions, EpochTicker};
-use crate::runtime::function::{IdleSandbox, Linkers, LoadedCode};
+use crate::observe::metrics::FunctionMetrics;
+use crate::runtime::function::{Function, IdleSandbox, Linkers, LoadedCode, VersionInfo};
+use crate::runtime::services::GuestServices;
+use crate::state::{KvBackend, RedbStore, SecretStore};
 use crate::runtime::sandbox::GuestMemory;
 use code_cache::CodeCache;
 pub use config::{HostConfig, LoadProblem, StartError};
+pub use state::MAX_KEYS_PER_LIST;
 use per_function::PerFunction;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -34,6 +39,7 @@ use std::time::Instant;
 use wasmtime::Engine;
 use wisp_spec::api::UsageReport;
 use wisp_spec::inspect::Abi;
+use wisp_spec::settings::Settings;
 
 pub(crate) struct HostInner {
     pub(crate) config: HostConfig,
@@ -52,6 +58,10 @@ pub(crate) struct HostInner {
     pub(crate) writer: tokio::sync::Mutex<()>,
     /// Sources of deploys still compiling, which garbage collection keeps.
     pub(crate) pending: Pending,
+    /// The key-value store behind `wasi:keyvalue`.
+    pub(crate) kv: Arc<dyn KvBackend>,
+    /// Every function's secrets.
+    pub(crate) secrets: SecretStore,
     per_function: PerFunction,
     code: CodeCache,
 }
@@ -90,6 +100,9 @@ impl Host {
         )
         .map_err(|e| data_error(e.to_string()))?;
         let stored = records.load_all().map_err(|e| data_error(e.to_string()))?;
+        let kv = RedbStore::open(&config.data_dir, config.kv_limits)
+            .map_err(|e| data_error(e.to_string()))?;
+        let secrets = SecretStore::open(&config.data_dir).map_err(|e| data_error(e.to_string()))?;
         let metrics = Metrics::new();
         let slots = HostSlots::new(config.max_instances, &metrics);
         let buffers = BufferBudget::new(config.max_buffered_bytes, metrics.buffered().clone());
@@ -112,6 +125,8 @@ impl Host {
                 guest_memory,
                 writer: tokio::sync::Mutex::new(()),
                 pending: Pending::default(),
+                kv: Arc::new(kv),
+                secrets,
                 per_function: PerFunction::default(),
                 code: CodeCache::default(),
             }),
@@ -145,6 +160,30 @@ impl Host {
             version,
             guest_memory: self.inner.guest_memory.clone(),
         }
+    }
+
+    /// The platform services of a version of function `name` with
+    /// `settings`, counting its breaches in `metrics`.
+    pub(crate) fn services(
+        &self,
+        name: &str,
+        settings: &Settings,
+        metrics: FunctionMetrics,
+    ) -> Arc<GuestServices> {
+        Arc::new(GuestServices::new(
+            Arc::from(name),
+            settings,
+            self.inner.kv.clone(),
+            self.inner.secrets.for_function(name),
+            metrics,
+        ))
+    }
+
+    /// A deployed version running `code`, with its meter and services.
+    pub(crate) fn new_version(&self, info: VersionInfo, code: Arc<LoadedCode>) -> Function {
+        let meter = self.meter(&info.name, info.version);
+        let services = self.services(&info.name, &info.settings, meter.metrics.clone());
+        Function::new(info, code, meter, services)
     }
 
     /// Forgets the usage, logs and metric series of a removed function.

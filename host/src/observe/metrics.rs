@@ -347,13 +347,28 @@ pub struct FunctionMetrics {
     latency: Histogram,
     instantiate: Histogram,
     in_flight: Gauge,
-    breaches: [Counter; 9],
+    breaches: [Counter; Limit::ALL.len()],
     guest_seconds: Counter<f64, AtomicU64>,
     guest_cpu_seconds: Counter<f64, AtomicU64>,
     fuel: Counter,
 }
 
 impl FunctionMetrics {
+    /// Series registered nowhere, for a sandbox made only to check a
+    /// deploy before the version has a number.
+    pub(crate) fn detached() -> FunctionMetrics {
+        FunctionMetrics {
+            by_status: Default::default(),
+            latency: latency_histogram(),
+            instantiate: latency_histogram(),
+            in_flight: Gauge::default(),
+            breaches: Default::default(),
+            guest_seconds: Counter::default(),
+            guest_cpu_seconds: Counter::default(),
+            fuel: Counter::default(),
+        }
+    }
+
     /// Counts a response with `status`.
     pub fn record_status(&self, status: http::StatusCode) {
         let class = usize::from(status.as_u16() / 100).clamp(1, 5) - 1;

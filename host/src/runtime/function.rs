@@ -18,6 +18,7 @@ use crate::runtime::abi::cgi::{self, CgiCall, CgiState};
 use crate::runtime::abi::http::{self, HttpCall, HttpState};
 use crate::runtime::abi::output::OutputCapture;
 use crate::runtime::sandbox::GuestMemory;
+use crate::runtime::services::GuestServices;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -136,6 +137,7 @@ impl LoadedCode {
         function: &Arc<str>,
         settings: &Settings,
         outbound: &Arc<[OutboundRule]>,
+        services: &Arc<GuestServices>,
         memory: &Arc<GuestMemory>,
     ) -> Result<IdleSandbox, InvokeError> {
         let fail = |e: wasmtime::Error| InvokeError::Internal(format!("{e:#}"));
@@ -147,6 +149,7 @@ impl LoadedCode {
                     function.clone(),
                     settings,
                     outbound.clone(),
+                    services.clone(),
                     sink(),
                     sink(),
                     memory.clone(),
@@ -199,6 +202,7 @@ pub struct Function {
     /// Validated settings.
     pub settings: Arc<Settings>,
     outbound: Arc<[OutboundRule]>,
+    services: Arc<GuestServices>,
     code: Arc<LoadedCode>,
     meter: Meter,
     slots: Arc<Semaphore>,
@@ -215,14 +219,20 @@ pub struct VersionInfo {
 }
 
 impl Function {
-    /// A version running `code`.
-    pub fn new(info: VersionInfo, code: Arc<LoadedCode>, meter: Meter) -> Function {
+    /// A version running `code`, whose guests reach `services`.
+    pub fn new(
+        info: VersionInfo,
+        code: Arc<LoadedCode>,
+        meter: Meter,
+        services: Arc<GuestServices>,
+    ) -> Function {
         let max_concurrency = info.settings.limits.max_concurrency as usize;
         Function {
             name: info.name,
             version: info.version,
             outbound: info.settings.allow_outbound.clone().into(),
             settings: Arc::new(info.settings),
+            services,
             code,
             meter,
             slots: Arc::new(Semaphore::new(max_concurrency.min(Semaphore::MAX_PERMITS))),
@@ -237,6 +247,7 @@ impl Function {
                 &self.name,
                 &self.settings,
                 &self.outbound,
+                &self.services,
                 &self.meter.guest_memory,
             )
             .await
@@ -286,6 +297,7 @@ impl Function {
                     function: self.name.clone(),
                     settings: self.settings.clone(),
                     outbound: self.outbound.clone(),
+                    services: self.services.clone(),
                     meter: self.meter.clone(),
                     trace: trace.clone(),
                     request_id: request_id.clone(),

@@ -5,14 +5,20 @@
 //! group-commit writer in `redb_writer.rs`). A cluster backend goes behind the
 //! same trait, so nothing above it knows which one it runs on. Which bucket
 //! a guest may open is decided in `grant.rs`, before any backend is asked.
+//! Each function's secrets (read through `wasi:config`) live in
+//! `secrets.rs`.
 
 mod grant;
 mod redb_store;
 mod redb_writer;
+mod secrets;
 mod store;
 
 pub use grant::{AccessDenied, resolve_bucket};
 pub use redb_store::RedbStore;
+pub use secrets::{
+    FunctionSecrets, MAX_SECRET_NAME_BYTES, MAX_SECRET_VALUE_BYTES, SecretError, SecretStore,
+};
 pub use store::{
     BucketId, DEFAULT_MAX_BUCKET_BYTES, DEFAULT_MAX_KEY_BYTES, DEFAULT_MAX_VALUE_BYTES, KeyPage,
     KvBackend, KvError, KvFuture, KvLimits,

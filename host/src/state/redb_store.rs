@@ -455,7 +455,7 @@ mod tests {
             matches!(error, KvError::KeyTooLarge { bytes: 9, limit: 8 }),
             "{error}"
         );
-        assert!(error.is_limit());
+        assert!(error.limit().is_some());
         let error = store
             .increment(&bucket, "k".repeat(9), 1)
             .await
@@ -487,7 +487,7 @@ mod tests {
             matches!(&error, KvError::BucketFull { bucket: b, would_hold: 51, limit: 40 } if *b == bucket),
             "{error}"
         );
-        assert!(error.is_limit());
+        assert!(error.limit().is_some());
         let error = store
             .set_many(
                 &bucket,

@@ -11,6 +11,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use crate::error::Limit;
 use wisp_spec::units::format_size;
 
 /// Default cap on one key, in bytes.
@@ -172,14 +173,14 @@ pub enum KvError {
 }
 
 impl KvError {
-    /// True for a breach of a [`KvLimits`] limit.
-    pub fn is_limit(&self) -> bool {
-        matches!(
-            self,
-            KvError::KeyTooLarge { .. }
-                | KvError::ValueTooLarge { .. }
-                | KvError::BucketFull { .. }
-        )
+    /// The [`KvLimits`] limit this error breached, if it is a breach.
+    pub fn limit(&self) -> Option<Limit> {
+        match self {
+            KvError::KeyTooLarge { .. } => Some(Limit::KvKey),
+            KvError::ValueTooLarge { .. } => Some(Limit::KvValue),
+            KvError::BucketFull { .. } => Some(Limit::KvBucket),
+            _ => None,
+        }
     }
 }
 

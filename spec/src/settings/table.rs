@@ -159,12 +159,8 @@ pub static SETTINGS: &[Setting] = &[
         example: "GREETING=hi",
         form: Form::Pairs,
         apply: |s, v| {
-            let expected = || "`KEY=VALUE` with a non-empty KEY".to_owned();
-            let (key, value) = v.split_once('=').ok_or_else(expected)?;
-            if key.is_empty() || key.contains('\0') || value.contains('\0') {
-                return Err(expected());
-            }
-            s.env.insert(key.to_owned(), value.to_owned());
+            let (key, value) = key_value_pair(v)?;
+            s.env.insert(key, value);
             Ok(())
         },
         show: |s| s.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
@@ -239,7 +235,31 @@ pub static SETTINGS: &[Setting] = &[
         },
         show: |s| s.kv.iter().cloned().collect(),
     },
+    Setting {
+        name: "config",
+        value_name: "KEY=VALUE",
+        help: "Configuration value the guest reads through `wasi:config` (repeatable); secrets go in `wisp secret set` instead",
+        default: "none",
+        example: "greeting=hi",
+        form: Form::Pairs,
+        apply: |s, v| {
+            let (key, value) = key_value_pair(v)?;
+            s.config.insert(key, value);
+            Ok(())
+        },
+        show: |s| s.config.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+    },
 ];
+
+/// Splits a `KEY=VALUE` setting (a non-empty key, no NUL anywhere).
+fn key_value_pair(typed: &str) -> Result<(String, String), String> {
+    let expected = || "`KEY=VALUE` with a non-empty KEY".to_owned();
+    let (key, value) = typed.split_once('=').ok_or_else(expected)?;
+    if key.is_empty() || key.contains('\0') || value.contains('\0') {
+        return Err(expected());
+    }
+    Ok((key.to_owned(), value.to_owned()))
+}
 
 /// The setting called `name`.
 pub fn setting(name: &str) -> Option<&'static Setting> {

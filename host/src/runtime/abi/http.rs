@@ -18,6 +18,7 @@ use crate::request::trace::RequestTrace;
 use crate::runtime::abi::output::OutputCapture;
 use crate::runtime::sandbox;
 use crate::runtime::sandbox::{GuestMemory, MemoryLimiter};
+use crate::runtime::services::{self, GuestServices, ServicesView};
 use http_body_util::BodyExt;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -44,7 +45,14 @@ pub struct HttpState {
     http: WasiHttpCtx,
     table: ResourceTable,
     hooks: OutboundPolicy,
+    services: Arc<GuestServices>,
     pub(crate) limiter: MemoryLimiter,
+}
+
+impl ServicesView for HttpState {
+    fn services(&mut self) -> (&GuestServices, &mut ResourceTable) {
+        (&self.services, &mut self.table)
+    }
 }
 
 impl WasiView for HttpState {
@@ -123,17 +131,20 @@ pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<HttpState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+    services::add_to_linker(&mut linker)?;
     Ok(linker)
 }
 
 /// A fresh sandbox store for one request of `function`: its WASI context
-/// (default-deny, with `stdout`/`stderr` captured), its outbound policy and
-/// its limits.
+/// (default-deny, with `stdout`/`stderr` captured), its outbound policy, its
+/// platform services and its limits.
+#[expect(clippy::too_many_arguments, reason = "each is one part of the sandbox")]
 pub fn new_store(
     engine: &Engine,
     function: Arc<str>,
     settings: &Settings,
     outbound: Arc<[OutboundRule]>,
+    services: Arc<GuestServices>,
     stdout: OutputCapture,
     stderr: OutputCapture,
     memory: Arc<GuestMemory>,
@@ -148,6 +159,7 @@ pub fn new_store(
             function,
             rules: outbound,
         },
+        services,
         limiter: MemoryLimiter::new(settings.limits.memory_bytes, memory),
     };
     let mut store = Store::new(engine, state);
@@ -167,6 +179,8 @@ pub struct HttpCall {
     pub settings: Arc<Settings>,
     /// Outbound allow-list, shared by all its requests.
     pub outbound: Arc<[OutboundRule]>,
+    /// Its key-value buckets and configuration.
+    pub services: Arc<GuestServices>,
     /// Where the request's cost, metrics and logs go.
     pub meter: Meter,
     /// The request's id and timings.
@@ -189,6 +203,7 @@ pub async fn invoke(
         function,
         settings,
         outbound,
+        services,
         meter,
         trace,
         request_id,
@@ -220,6 +235,7 @@ pub async fn invoke(
         function.clone(),
         &settings,
         outbound,
+        services,
         stdout.clone(),
         stderr.clone(),
         meter.guest_memory.clone(),

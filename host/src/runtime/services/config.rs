@@ -1,0 +1,90 @@
+//! `wasi:config/store`, at `0.2.0-rc.1` (what `wasmtime-wasi-config` 48
+//! serves) and Spin's `0.2.0-draft-2024-09-27`, which are the same interface
+//! under two version strings.
+//!
+//! A guest reads its version's config values (`--config KEY=VALUE`) and its
+//! function's secrets (`wisp secret set`) through it; a secret shadows a
+//! config value of the same name. Secrets are read when asked for, so a new
+//! secret reaches the next request without a redeploy.
+
+use crate::state::FunctionSecrets;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use wasmtime::component::{HasData, Linker};
+
+mod rc1 {
+    wasmtime::component::bindgen!({
+        path: "../wit/config-0.2.0-rc.1",
+        world: "wasi:config/imports@0.2.0-rc.1",
+    });
+}
+
+mod spin {
+    wasmtime::component::bindgen!({
+        path: "../wit/config-0.2.0-draft-2024-09-27",
+        world: "wasi:config/imports@0.2.0-draft-2024-09-27",
+    });
+}
+
+/// The configuration one function version reads.
+pub(crate) struct ConfigScope {
+    values: BTreeMap<String, String>,
+    secrets: Arc<FunctionSecrets>,
+}
+
+impl ConfigScope {
+    pub(super) fn new(values: BTreeMap<String, String>, secrets: Arc<FunctionSecrets>) -> Self {
+        ConfigScope { values, secrets }
+    }
+
+    /// The value of `key`: its secret if there is one, else its config value.
+    fn get(&self, key: &str) -> Option<String> {
+        self.secrets
+            .get(key)
+            .or_else(|| self.values.get(key).cloned())
+    }
+
+    /// Every key and value, secrets shadowing config values, sorted by key.
+    fn all(&self) -> Vec<(String, String)> {
+        let mut all = self.values.clone();
+        all.extend(self.secrets.all());
+        all.into_iter().collect()
+    }
+}
+
+/// The `HasData` of the config bindings.
+struct ConfigData;
+
+impl HasData for ConfigData {
+    type Data<'a> = &'a ConfigScope;
+}
+
+/// Links both versions of `wasi:config/store`.
+pub(super) fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    view: fn(&mut T) -> &ConfigScope,
+) -> wasmtime::Result<()> {
+    rc1::wasi::config::store::add_to_linker::<T, ConfigData>(linker, view)?;
+    spin::wasi::config::store::add_to_linker::<T, ConfigData>(linker, view)?;
+    Ok(())
+}
+
+impl rc1::wasi::config::store::Host for &ConfigScope {
+    fn get(&mut self, key: String) -> Result<Option<String>, rc1::wasi::config::store::Error> {
+        Ok(ConfigScope::get(self, &key))
+    }
+
+    fn get_all(&mut self) -> Result<Vec<(String, String)>, rc1::wasi::config::store::Error> {
+        Ok(self.all())
+    }
+}
+
+impl spin::wasi::config::store::Host for &ConfigScope {
+    fn get(&mut self, key: String) -> Result<Option<String>, spin::wasi::config::store::Error> {
+        Ok(ConfigScope::get(self, &key))
+    }
+
+    fn get_all(&mut self) -> Result<Vec<(String, String)>, spin::wasi::config::store::Error> {
+        Ok(self.all())
+    }
+}

@@ -1,0 +1,135 @@
+//! The version-independent half of `wasi:keyvalue`: which bucket an `open`
+//! reaches (deny by default, denials logged), how a backend's errors reach
+//! the guest (limit breaches counted), and the handles a guest holds.
+//!
+//! The two interface versions (`keyvalue_draft.rs`, `keyvalue_draft2.rs`)
+//! differ in types only; both call [`KvView`]'s methods here.
+
+use crate::observe::metrics::FunctionMetrics;
+use crate::state::{BucketId, KeyPage, KvBackend, KvError, resolve_bucket};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use wasmtime::component::{Resource, ResourceTable};
+
+/// Keys on one page of a `list-keys` call.
+pub(super) const KEYS_PER_PAGE: usize = 1000;
+
+/// The buckets one function version may open, on its backend.
+pub(super) struct KvScope {
+    function: Arc<str>,
+    granted: BTreeSet<String>,
+    backend: Arc<dyn KvBackend>,
+    metrics: FunctionMetrics,
+}
+
+impl KvScope {
+    pub(super) fn new(
+        function: Arc<str>,
+        granted: BTreeSet<String>,
+        backend: Arc<dyn KvBackend>,
+        metrics: FunctionMetrics,
+    ) -> KvScope {
+        KvScope {
+            function,
+            granted,
+            backend,
+            metrics,
+        }
+    }
+}
+
+/// An open bucket, as the guest's `bucket` resource.
+pub struct BucketHandle(BucketId);
+
+/// A `wasi:keyvalue@0.2.0-draft2` `cas` resource: the value a key had when
+/// the guest looked, to swap against.
+pub struct CasHandle {
+    pub(super) bucket: BucketId,
+    pub(super) key: String,
+    pub(super) current: Option<Vec<u8>>,
+}
+
+/// Why a key-value call failed, as every interface version can say it.
+#[derive(Debug)]
+pub(super) enum GuestKvError {
+    /// The bucket was not granted.
+    AccessDenied,
+    /// Anything else, with a message for the guest.
+    Other(String),
+}
+
+/// The key-value half of a request's store: its version's scope and the
+/// store's resource table.
+pub struct KvView<'a> {
+    pub(super) scope: &'a KvScope,
+    pub(super) table: &'a mut ResourceTable,
+}
+
+/// What a key-value call returns: a trap (`Err`) or the guest's result.
+pub(super) type KvResult<T> = wasmtime::Result<Result<T, GuestKvError>>;
+
+impl<'a> KvView<'a> {
+    /// Opens `identifier` if the function may: its own bucket for `""` and
+    /// `default`, a granted app bucket, or `access-denied` (logged).
+    pub(super) fn open(&mut self, identifier: &str) -> KvResult<Resource<BucketHandle>> {
+        let scope = self.scope;
+        match resolve_bucket(&scope.function, &scope.granted, identifier) {
+            Ok(bucket) => Ok(Ok(self.table.push(BucketHandle(bucket))?)),
+            Err(denied) => {
+                tracing::warn!(
+                    function = %scope.function,
+                    bucket = identifier,
+                    "key-value bucket denied: {denied}"
+                );
+                Ok(Err(GuestKvError::AccessDenied))
+            }
+        }
+    }
+
+    /// The scope and the bucket behind a handle: what a call needs, held
+    /// without the resource table (which may not cross an `await`).
+    pub(super) fn target(
+        &self,
+        handle: &Resource<BucketHandle>,
+    ) -> wasmtime::Result<(&'a KvScope, BucketId)> {
+        Ok((self.scope, self.table.get(handle)?.0.clone()))
+    }
+
+    /// Drops a bucket handle.
+    pub(super) fn close(&mut self, handle: Resource<BucketHandle>) -> wasmtime::Result<()> {
+        self.table.delete(handle)?;
+        Ok(())
+    }
+}
+
+impl KvScope {
+    /// The backend, for the calls of the bindings.
+    pub(super) fn backend(&self) -> &dyn KvBackend {
+        &*self.backend
+    }
+
+    /// A backend result as the guest sees it: a limit breach is counted and
+    /// returned with its message; a storage failure is logged and returned
+    /// without its detail. Never a trap: the guest decides what to do.
+    pub(super) fn answer<T>(&self, result: Result<T, KvError>) -> KvResult<T> {
+        Ok(result.map_err(|error| {
+            if let Some(limit) = error.limit() {
+                self.metrics.record_breach(limit);
+                return GuestKvError::Other(error.to_string());
+            }
+            match error {
+                KvError::Backend(_) | KvError::Stopped => {
+                    tracing::error!(function = %self.function, "key-value call failed: {error}");
+                    GuestKvError::Other("the key-value store failed (see the host log)".into())
+                }
+                other => GuestKvError::Other(other.to_string()),
+            }
+        }))
+    }
+
+    /// Up to [`KEYS_PER_PAGE`] keys of `bucket` after `after`.
+    pub(super) async fn list(&self, bucket: &BucketId, after: Option<&str>) -> KvResult<KeyPage> {
+        let page = self.backend.list_keys(bucket, after, KEYS_PER_PAGE).await;
+        self.answer(page)
+    }
+}

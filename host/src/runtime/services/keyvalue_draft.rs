@@ -1,0 +1,199 @@
+//! `wasi:keyvalue@0.2.0-draft` (what `wasmtime serve` and wasmCloud serve):
+//! `store`, `atomics` and `batch`, on the shared code in `keyvalue.rs`.
+//!
+//! Its differences from draft2: `increment` is unsigned, a `list-keys`
+//! cursor is a number (here: how many keys came before the page), and
+//! `get-many` leaves missing keys out as `none`.
+
+use super::KvData;
+use super::keyvalue::{BucketHandle, GuestKvError, KvResult, KvScope, KvView};
+use crate::state::BucketId;
+use wasmtime::component::{Linker, Resource};
+
+mod generated {
+    wasmtime::component::bindgen!({
+        path: "../wit/keyvalue-0.2.0-draft",
+        world: "wasi:keyvalue/imports@0.2.0-draft",
+        imports: { default: async | trappable },
+        with: {
+            "wasi:keyvalue/store.bucket": crate::runtime::services::keyvalue::BucketHandle,
+        },
+    });
+}
+
+use generated::wasi::keyvalue::{atomics, batch, store};
+
+/// Links the draft's three interfaces.
+pub(super) fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    view: fn(&mut T) -> KvView<'_>,
+) -> wasmtime::Result<()> {
+    store::add_to_linker::<T, KvData>(linker, view)?;
+    atomics::add_to_linker::<T, KvData>(linker, view)?;
+    batch::add_to_linker::<T, KvData>(linker, view)?;
+    Ok(())
+}
+
+/// The draft's error for a guest-facing failure.
+fn wit_error(error: GuestKvError) -> store::Error {
+    match error {
+        GuestKvError::AccessDenied => store::Error::AccessDenied,
+        GuestKvError::Other(message) => store::Error::Other(message),
+    }
+}
+
+/// A shared-code result in the draft's error type.
+fn draft<T>(result: KvResult<T>) -> wasmtime::Result<Result<T, store::Error>> {
+    Ok(result?.map_err(wit_error))
+}
+
+impl store::Host for KvView<'_> {
+    async fn open(
+        &mut self,
+        identifier: String,
+    ) -> wasmtime::Result<Result<Resource<BucketHandle>, store::Error>> {
+        draft(self.open(&identifier))
+    }
+}
+
+impl store::HostBucket for KvView<'_> {
+    async fn get(
+        &mut self,
+        bucket: Resource<BucketHandle>,
+        key: String,
+    ) -> wasmtime::Result<Result<Option<Vec<u8>>, store::Error>> {
+        let (scope, bucket) = self.target(&bucket)?;
+        draft(scope.answer(scope.backend().get(&bucket, &key).await))
+    }
+
+    async fn set(
+        &mut self,
+        bucket: Resource<BucketHandle>,
+        key: String,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), store::Error>> {
+        let (scope, bucket) = self.target(&bucket)?;
+        draft(scope.answer(scope.backend().set(&bucket, key, value).await))
+    }
+
+    async fn delete(
+        &mut self,
+        bucket: Resource<BucketHandle>,
+        key: String,
+    ) -> wasmtime::Result<Result<(), store::Error>> {
+        let (scope, bucket) = self.target(&bucket)?;
+        draft(scope.answer(scope.backend().delete(&bucket, key).await))
+    }
+
+    async fn exists(
+        &mut self,
+        bucket: Resource<BucketHandle>,
+        key: String,
+    ) -> wasmtime::Result<Result<bool, store::Error>> {
+        let (scope, bucket) = self.target(&bucket)?;
+        draft(scope.answer(scope.backend().exists(&bucket, &key).await))
+    }
+
+    async fn list_keys(
+        &mut self,
+        bucket: Resource<BucketHandle>,
+        cursor: Option<u64>,
+    ) -> wasmtime::Result<Result<store::KeyResponse, store::Error>> {
+        let (scope, bucket) = self.target(&bucket)?;
+        draft(list_from(scope, &bucket, cursor.unwrap_or(0)).await)
+    }
+
+    async fn drop(&mut self, bucket: Resource<BucketHandle>) -> wasmtime::Result<()> {
+        self.close(bucket)
+    }
+}
+
+/// The page of `bucket`'s keys after the first `skip`: the draft's cursor
+/// counts the keys already returned.
+async fn list_from(scope: &KvScope, bucket: &BucketId, skip: u64) -> KvResult<store::KeyResponse> {
+    let mut after = None;
+    if skip > 0 {
+        let skip = usize::try_from(skip).unwrap_or(usize::MAX);
+        let skipped = match scope.answer(scope.backend().list_keys(bucket, None, skip).await)? {
+            Ok(page) => page,
+            Err(error) => return Ok(Err(error)),
+        };
+        if skipped.keys.len() < skip || skipped.next.is_none() {
+            // Nothing is left after the keys skipped.
+            return Ok(Ok(store::KeyResponse {
+                keys: Vec::new(),
+                cursor: None,
+            }));
+        }
+        after = skipped.keys.into_iter().last();
+    }
+    Ok(scope.list(bucket, after.as_deref()).await?.map(|page| {
+        let cursor = page.next.as_ref().map(|_| skip + page.keys.len() as u64);
+        store::KeyResponse {
+            keys: page.keys,
+            cursor,
+        }
+    }))
+}
+
+impl atomics::Host for KvView<'_> {
+    async fn increment(
+        &mut self,
+        bucket: Resource<BucketHandle>,
+        key: String,
+        delta: u64,
+    ) -> wasmtime::Result<Result<u64, store::Error>> {
+        let Ok(delta) = i64::try_from(delta) else {
+            return Ok(Err(store::Error::Other(format!(
+                "an increment of {delta} is over the largest signed 64-bit integer"
+            ))));
+        };
+        let (scope, bucket) = self.target(&bucket)?;
+        let value = match draft(scope.answer(scope.backend().increment(&bucket, key.clone(), delta).await))? {
+            Ok(value) => value,
+            Err(error) => return Ok(Err(error)),
+        };
+        Ok(u64::try_from(value).map_err(|_| {
+            store::Error::Other(format!(
+                "key `{key}` now holds {value}, which this interface's unsigned increment cannot return"
+            ))
+        }))
+    }
+}
+
+impl batch::Host for KvView<'_> {
+    async fn get_many(
+        &mut self,
+        bucket: Resource<BucketHandle>,
+        keys: Vec<String>,
+    ) -> wasmtime::Result<Result<Vec<Option<(String, Vec<u8>)>>, store::Error>> {
+        let (scope, bucket) = self.target(&bucket)?;
+        let values = match draft(scope.answer(scope.backend().get_many(&bucket, &keys).await))? {
+            Ok(values) => values,
+            Err(error) => return Ok(Err(error)),
+        };
+        Ok(Ok(keys
+            .into_iter()
+            .zip(values)
+            .map(|(key, value)| value.map(|value| (key, value)))
+            .collect()))
+    }
+
+    async fn set_many(
+        &mut self,
+        bucket: Resource<BucketHandle>,
+        key_values: Vec<(String, Vec<u8>)>,
+    ) -> wasmtime::Result<Result<(), store::Error>> {
+        let (scope, bucket) = self.target(&bucket)?;
+        draft(scope.answer(scope.backend().set_many(&bucket, key_values).await))
+    }
+
+    async fn delete_many(
+        &mut self,
+        bucket: Resource<BucketHandle>,
+        keys: Vec<String>,
+    ) -> wasmtime::Result<Result<(), store::Error>> {
+        let (scope, bucket) = self.target(&bucket)?;
+        draft(scope.answer(scope.backend().delete_many(&bucket, keys).await))
+    }
+}

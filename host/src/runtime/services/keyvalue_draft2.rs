@@ -1,0 +1,217 @@
+//! `wasi:keyvalue@0.2.0-draft2` (Spin 3): `store`, `atomics` (with
+//! compare-and-swap) and `batch`, on the shared code in `keyvalue.rs`.
+//!
+//! Its differences from the draft: `increment` is signed, a `list-keys`
+//! cursor is the last key returned, `get-many` pairs every key with an
+//! optional value, and `atomics` has a `cas` resource.
+
+use super::KvData;
+use super::keyvalue::{BucketHandle, CasHandle, GuestKvError, KvResult, KvView};
+use wasmtime::component::{Linker, Resource};
+
+mod generated {
+    wasmtime::component::bindgen!({
+        path: "../wit/keyvalue-0.2.0-draft2",
+        world: "wasi:keyvalue/imports@0.2.0-draft2",
+        imports: { default: async | trappable },
+        with: {
+            "wasi:keyvalue/store.bucket": crate::runtime::services::keyvalue::BucketHandle,
+            "wasi:keyvalue/atomics.cas": crate::runtime::services::keyvalue::CasHandle,
+        },
+    });
+}
+
+use generated::wasi::keyvalue::{atomics, batch, store};
+
+/// Links draft2's three interfaces.
+pub(super) fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    view: fn(&mut T) -> KvView<'_>,
+) -> wasmtime::Result<()> {
+    store::add_to_linker::<T, KvData>(linker, view)?;
+    atomics::add_to_linker::<T, KvData>(linker, view)?;
+    batch::add_to_linker::<T, KvData>(linker, view)?;
+    Ok(())
+}
+
+/// A shared-code result in draft2's error type.
+fn draft2<T>(result: KvResult<T>) -> wasmtime::Result<Result<T, store::Error>> {
+    Ok(result?.map_err(|error| match error {
+        GuestKvError::AccessDenied => store::Error::AccessDenied,
+        GuestKvError::Other(message) => store::Error::Other(message),
+    }))
+}
+
+impl store::Host for KvView<'_> {
+    async fn open(
+        &mut self,
+        identifier: String,
+    ) -> wasmtime::Result<Result<Resource<BucketHandle>, store::Error>> {
+        draft2(self.open(&identifier))
+    }
+}
+
+impl store::HostBucket for KvView<'_> {
+    async fn get(
+        &mut self,
+        bucket: Resource<BucketHandle>,
+        key: String,
+    ) -> wasmtime::Result<Result<Option<Vec<u8>>, store::Error>> {
+        let (scope, bucket) = self.target(&bucket)?;
+        draft2(scope.answer(scope.backend().get(&bucket, &key).await))
+    }
+
+    async fn set(
+        &mut self,
+        bucket: Resource<BucketHandle>,
+        key: String,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), store::Error>> {
+        let (scope, bucket) = self.target(&bucket)?;
+        draft2(scope.answer(scope.backend().set(&bucket, key, value).await))
+    }
+
+    async fn delete(
+        &mut self,
+        bucket: Resource<BucketHandle>,
+        key: String,
+    ) -> wasmtime::Result<Result<(), store::Error>> {
+        let (scope, bucket) = self.target(&bucket)?;
+        draft2(scope.answer(scope.backend().delete(&bucket, key).await))
+    }
+
+    async fn exists(
+        &mut self,
+        bucket: Resource<BucketHandle>,
+        key: String,
+    ) -> wasmtime::Result<Result<bool, store::Error>> {
+        let (scope, bucket) = self.target(&bucket)?;
+        draft2(scope.answer(scope.backend().exists(&bucket, &key).await))
+    }
+
+    async fn list_keys(
+        &mut self,
+        bucket: Resource<BucketHandle>,
+        cursor: Option<String>,
+    ) -> wasmtime::Result<Result<store::KeyResponse, store::Error>> {
+        let (scope, bucket) = self.target(&bucket)?;
+        let page = draft2(scope.list(&bucket, cursor.as_deref()).await)?;
+        Ok(page.map(|page| store::KeyResponse {
+            keys: page.keys,
+            cursor: page.next,
+        }))
+    }
+
+    async fn drop(&mut self, bucket: Resource<BucketHandle>) -> wasmtime::Result<()> {
+        self.close(bucket)
+    }
+}
+
+impl atomics::Host for KvView<'_> {
+    async fn increment(
+        &mut self,
+        bucket: Resource<BucketHandle>,
+        key: String,
+        delta: i64,
+    ) -> wasmtime::Result<Result<i64, store::Error>> {
+        let (scope, bucket) = self.target(&bucket)?;
+        draft2(scope.answer(scope.backend().increment(&bucket, key, delta).await))
+    }
+
+    async fn swap(
+        &mut self,
+        cas: Resource<CasHandle>,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), atomics::CasError>> {
+        let CasHandle {
+            bucket,
+            key,
+            current,
+        } = self.table.delete(cas)?;
+        let scope = self.scope;
+        let swapped = scope
+            .backend()
+            .compare_and_swap(&bucket, key.clone(), current, value)
+            .await;
+        match draft2(scope.answer(swapped))? {
+            Ok(true) => Ok(Ok(())),
+            Ok(false) => {
+                // Hand the guest a fresh handle, holding the value that won,
+                // so it can retry.
+                let current = match draft2(scope.answer(scope.backend().get(&bucket, &key).await))? {
+                    Ok(current) => current,
+                    Err(error) => return Ok(Err(atomics::CasError::StoreError(error))),
+                };
+                let fresh = self.table.push(CasHandle {
+                    bucket,
+                    key,
+                    current,
+                })?;
+                Ok(Err(atomics::CasError::CasFailed(fresh)))
+            }
+            Err(error) => Ok(Err(atomics::CasError::StoreError(error))),
+        }
+    }
+}
+
+impl atomics::HostCas for KvView<'_> {
+    async fn new(
+        &mut self,
+        bucket: Resource<BucketHandle>,
+        key: String,
+    ) -> wasmtime::Result<Result<Resource<CasHandle>, store::Error>> {
+        let (scope, bucket) = self.target(&bucket)?;
+        let current = match draft2(scope.answer(scope.backend().get(&bucket, &key).await))? {
+            Ok(current) => current,
+            Err(error) => return Ok(Err(error)),
+        };
+        let cas = CasHandle {
+            bucket,
+            key,
+            current,
+        };
+        Ok(Ok(self.table.push(cas)?))
+    }
+
+    async fn current(
+        &mut self,
+        cas: Resource<CasHandle>,
+    ) -> wasmtime::Result<Result<Option<Vec<u8>>, store::Error>> {
+        Ok(Ok(self.table.get(&cas)?.current.clone()))
+    }
+
+    async fn drop(&mut self, cas: Resource<CasHandle>) -> wasmtime::Result<()> {
+        self.table.delete(cas)?;
+        Ok(())
+    }
+}
+
+impl batch::Host for KvView<'_> {
+    async fn get_many(
+        &mut self,
+        bucket: Resource<BucketHandle>,
+        keys: Vec<String>,
+    ) -> wasmtime::Result<Result<Vec<(String, Option<Vec<u8>>)>, store::Error>> {
+        let (scope, bucket) = self.target(&bucket)?;
+        let values = draft2(scope.answer(scope.backend().get_many(&bucket, &keys).await))?;
+        Ok(values.map(|values| keys.into_iter().zip(values).collect()))
+    }
+
+    async fn set_many(
+        &mut self,
+        bucket: Resource<BucketHandle>,
+        key_values: Vec<(String, Vec<u8>)>,
+    ) -> wasmtime::Result<Result<(), store::Error>> {
+        let (scope, bucket) = self.target(&bucket)?;
+        draft2(scope.answer(scope.backend().set_many(&bucket, key_values).await))
+    }
+
+    async fn delete_many(
+        &mut self,
+        bucket: Resource<BucketHandle>,
+        keys: Vec<String>,
+    ) -> wasmtime::Result<Result<(), store::Error>> {
+        let (scope, bucket) = self.target(&bucket)?;
+        draft2(scope.answer(scope.backend().delete_many(&bucket, keys).await))
+    }
+}

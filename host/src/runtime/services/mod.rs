@@ -1,0 +1,80 @@
+//! The platform services a component may import besides WASI and
+//! `wasi:http`: key-value storage (`wasi:keyvalue`, two versions) and
+//! runtime configuration (`wasi:config`, two versions).
+//!
+//! [`GuestServices`] is what one function version may reach — its buckets,
+//! its config values and secrets — built once per version, never per
+//! request: a request's store holds one `Arc` of it. Each interface version
+//! has its own `bindgen!` in its own file and translates to the shared code
+//! in [`keyvalue`] and [`config`], so a version is a thin adapter.
+
+pub(crate) mod config;
+pub(crate) mod keyvalue;
+mod keyvalue_draft;
+mod keyvalue_draft2;
+
+use crate::observe::metrics::FunctionMetrics;
+use crate::state::{FunctionSecrets, KvBackend};
+use config::ConfigScope;
+use keyvalue::KvScope;
+use std::sync::Arc;
+use wasmtime::component::{HasData, Linker, ResourceTable};
+use wisp_spec::settings::Settings;
+
+/// What one function version's guests may reach through the platform
+/// interfaces.
+pub struct GuestServices {
+    kv: KvScope,
+    config: ConfigScope,
+}
+
+impl GuestServices {
+    /// The services of a version of `function` deployed with `settings`:
+    /// its own bucket and the app buckets it was granted on `backend`, its
+    /// config values, and the function's `secrets`.
+    pub fn new(
+        function: Arc<str>,
+        settings: &Settings,
+        backend: Arc<dyn KvBackend>,
+        secrets: Arc<FunctionSecrets>,
+        metrics: FunctionMetrics,
+    ) -> GuestServices {
+        GuestServices {
+            kv: KvScope::new(function, settings.kv.clone(), backend, metrics),
+            config: ConfigScope::new(settings.config.clone(), secrets),
+        }
+    }
+}
+
+/// Store data that carries a version's services next to its resource table.
+pub trait ServicesView: Send + 'static {
+    /// The version's services and the store's resource table.
+    fn services(&mut self) -> (&GuestServices, &mut ResourceTable);
+}
+
+/// Links every version of every platform interface into `linker`.
+pub fn add_to_linker<T: ServicesView>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+    keyvalue_draft::add_to_linker(linker, kv_view::<T>)?;
+    keyvalue_draft2::add_to_linker(linker, kv_view::<T>)?;
+    config::add_to_linker(linker, config_view::<T>)?;
+    Ok(())
+}
+
+fn kv_view<T: ServicesView>(state: &mut T) -> keyvalue::KvView<'_> {
+    let (services, table) = state.services();
+    keyvalue::KvView {
+        scope: &services.kv,
+        table,
+    }
+}
+
+fn config_view<T: ServicesView>(state: &mut T) -> &ConfigScope {
+    &state.services().0.config
+}
+
+/// The `HasData` of the key-value bindings: a [`keyvalue::KvView`].
+struct KvData;
+
+impl HasData for KvData {
+    type Data<'a> = keyvalue::KvView<'a>;
+}
