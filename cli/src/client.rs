@@ -13,7 +13,8 @@ use hyper_util::rt::TokioExecutor;
 use serde::de::DeserializeOwned;
 use std::time::Duration;
 use wisp_spec::api::{
-    DeployReport, ErrorBody, FunctionInfo, FunctionUsage, Retired, VersionSummary,
+    DeployReport, ErrorBody, FunctionInfo, FunctionUsage, KeyList, Removed, Retired, SecretNames,
+    VersionSummary,
 };
 use wisp_spec::settings::RawSettings;
 use wisp_spec::traffic::TrafficShare;
@@ -199,15 +200,70 @@ impl AdminClient {
         .await
     }
 
-    /// Removes a function.
-    pub async fn remove(&self, name: &str) -> Result<(), ClientError> {
-        self.call(
+    /// Removes a function (with its bucket and secrets).
+    pub async fn remove(&self, name: &str) -> Result<Removed, ClientError> {
+        self.call_json(
             Method::DELETE,
             &format!("/v1/functions/{name}"),
             Bytes::new(),
         )
         .await
-        .map(drop)
+    }
+
+    /// One page of `bucket`'s keys after `after`.
+    pub async fn kv_keys(
+        &self,
+        bucket: &Bucket,
+        after: Option<&str>,
+    ) -> Result<KeyList, ClientError> {
+        let mut path = bucket.path();
+        if let Some(after) = after {
+            path.push_str("?after=");
+            path.extend(form_urlencoded::byte_serialize(after.as_bytes()));
+        }
+        self.call_json(Method::GET, &path, Bytes::new()).await
+    }
+
+    /// The value of `key` in `bucket`.
+    pub async fn kv_get(&self, bucket: &Bucket, key: &str) -> Result<Bytes, ClientError> {
+        self.call(Method::GET, &bucket.key_path(key), Bytes::new())
+            .await
+    }
+
+    /// Sets `key` in `bucket` to `value`.
+    pub async fn kv_set(&self, bucket: &Bucket, key: &str, value: Bytes) -> Result<(), ClientError> {
+        self.call(Method::PUT, &bucket.key_path(key), value)
+            .await
+            .map(drop)
+    }
+
+    /// Deletes `key` from `bucket`.
+    pub async fn kv_delete(&self, bucket: &Bucket, key: &str) -> Result<(), ClientError> {
+        self.call(Method::DELETE, &bucket.key_path(key), Bytes::new())
+            .await
+            .map(drop)
+    }
+
+    /// The names of function `name`'s secrets.
+    pub async fn secret_names(&self, name: &str) -> Result<SecretNames, ClientError> {
+        self.call_json(
+            Method::GET,
+            &format!("/v1/functions/{name}/secrets"),
+            Bytes::new(),
+        )
+        .await
+    }
+
+    /// Sets secret `secret` of function `name`.
+    pub async fn set_secret(&self, name: &str, secret: &str, value: Bytes) -> Result<(), ClientError> {
+        let path = format!("/v1/functions/{name}/secrets/{}", segment(secret));
+        self.call(Method::PUT, &path, value).await.map(drop)
+    }
+
+    /// Removes secret `secret` of function `name`.
+    pub async fn remove_secret(&self, name: &str, secret: &str) -> Result<(), ClientError> {
+        let path = format!("/v1/functions/{name}/secrets/{}", segment(secret));
+        self.call(Method::DELETE, &path, Bytes::new()).await.map(drop)
     }
 
     /// Retires version `version` of function `name`.
@@ -307,4 +363,33 @@ fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+/// A key-value bucket, as the admin API addresses it.
+#[derive(Debug, Clone)]
+pub enum Bucket {
+    /// A function's own bucket.
+    Function(String),
+    /// An app bucket.
+    App(String),
+}
+
+impl Bucket {
+    /// The path of the bucket's key listing.
+    fn path(&self) -> String {
+        match self {
+            Bucket::Function(name) => format!("/v1/functions/{name}/kv"),
+            Bucket::App(name) => format!("/v1/buckets/{name}/kv"),
+        }
+    }
+
+    /// The path of one key.
+    fn key_path(&self, key: &str) -> String {
+        format!("{}/{}", self.path(), segment(key))
+    }
+}
+
+/// `text` as one path segment: every byte but unreserved ones escaped.
+fn segment(text: &str) -> String {
+    percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
 }

@@ -144,8 +144,12 @@ pub(crate) struct Rm {
 
 impl Rm {
     pub(crate) async fn execute(self) -> anyhow::Result<ExitCode> {
-        self.admin.client()?.remove(&self.name).await?;
-        println!("removed {}", self.name);
+        let removed = self.admin.client()?.remove(&self.name).await?;
+        println!(
+            "removed {}, with its key-value bucket ({}) and its secrets",
+            removed.removed,
+            wisp_spec::units::format_size(removed.bucket_bytes)
+        );
         Ok(ExitCode::SUCCESS)
     }
 }

@@ -8,6 +8,7 @@ mod functions;
 mod observe;
 mod serve;
 mod settings_flags;
+mod state;
 mod tools;
 
 use crate::client::{AdminClient, DEFAULT_ADMIN_URL};
@@ -18,6 +19,7 @@ use functions::{Deploy, Invoke, Ls, Retire, Rm, Rollback, Traffic, Versions};
 use observe::{Logs, UsageCommand};
 use serve::Serve;
 use std::process::ExitCode;
+use state::{KvCommand, SecretCommand};
 use tools::{BenchCommand, New, Up};
 use wisp_spec::units;
 
@@ -41,7 +43,7 @@ enum Command {
     /// List deployed functions and their effective settings.
     #[command(alias = "list")]
     Ls(Ls),
-    /// Remove a function.
+    /// Remove a function, with its own key-value bucket and its secrets.
     #[command(alias = "remove")]
     Rm(Rm),
     /// Send one request to a function and print the response.
@@ -61,6 +63,12 @@ enum Command {
     Logs(Logs),
     /// Show a function's cumulative usage.
     Usage(UsageCommand),
+    /// Read and write key-value buckets: `wisp kv get FN KEY`,
+    /// `wisp kv set --bucket NAME KEY VALUE`.
+    Kv(KvCommand),
+    /// Set, list and remove a function's secrets (read by guests through
+    /// `wasi:config`; never shown).
+    Secret(SecretCommand),
     /// Measure a module's cold start and throughput on this machine.
     Bench(BenchCommand),
     /// Create a new function from a template: `wisp new hello --lang rust`.
@@ -105,6 +113,8 @@ pub fn main() -> ExitCode {
             Command::Retire(c) => c.execute().await,
             Command::Logs(c) => c.execute().await,
             Command::Usage(c) => c.execute().await,
+            Command::Kv(c) => c.execute().await,
+            Command::Secret(c) => c.execute().await,
             Command::Bench(c) => c.execute().await,
             Command::New(c) => c.execute(),
             Command::CompileWorker => unreachable!("the compile worker runs before the runtime"),

@@ -14,7 +14,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 use wisp_host::{
-    AdminApi, BodyPacing, CompileBudget, Compiler, DeployRequest, Host, HostConfig, ServerOptions,
+    AdminApi, BodyPacing, CompileBudget, Compiler, DeployRequest, Host, HostConfig, KvLimits,
+    ServerOptions,
 };
 use wisp_spec::manifest::Manifest;
 
@@ -115,6 +116,15 @@ pub(crate) struct Serve {
     /// capped at this.
     #[arg(long, default_value = "2GiB", value_name = "SIZE", value_parser = parse_size_flag)]
     max_compile_memory: u64,
+    /// Longest key-value key a guest or operator may write.
+    #[arg(long, default_value = "1KiB", value_name = "SIZE", value_parser = parse_size_flag)]
+    max_kv_key: u64,
+    /// Largest key-value value; a bigger write is an error to the guest.
+    #[arg(long, default_value = "1MiB", value_name = "SIZE", value_parser = parse_size_flag)]
+    max_kv_value: u64,
+    /// Most bytes (keys plus values) one key-value bucket may hold.
+    #[arg(long, default_value = "64MiB", value_name = "SIZE", value_parser = parse_size_flag)]
+    max_kv_bucket: u64,
     /// Bytes of request bodies held in memory at once (CGI bodies are read
     /// whole); default: an eighth of physical memory.
     #[arg(long, value_name = "SIZE", value_parser = parse_size_flag)]
@@ -195,6 +205,11 @@ impl Serve {
                 memory_bytes: self.max_compile_memory,
             },
             allow_root_dir: self.allow_root_dir,
+            kv_limits: KvLimits {
+                max_key_bytes: usize::try_from(self.max_kv_key).unwrap_or(usize::MAX),
+                max_value_bytes: usize::try_from(self.max_kv_value).unwrap_or(usize::MAX),
+                max_bucket_bytes: self.max_kv_bucket,
+            },
             ..defaults
         };
         let (host, problems) = Host::start(config).await?;
