@@ -22,7 +22,41 @@ fn main() {
         .expect("write to a String");
     }
     code.push_str("];\n");
+    code.push_str(
+        "/// The repo's platform WIT (`wit/`) the SDK and templates import, as\n/// `(DIR/FILE, contents)`.\npub const PLATFORM_WIT_FILES: &[(&str, &str)] = &[\n",
+    );
+    for (relative, path) in platform_wit_files() {
+        writeln!(
+            code,
+            "    ({relative:?}, include_str!({:?})),",
+            path.display().to_string()
+        )
+        .expect("write to a String");
+    }
+    code.push_str("];\n");
     std::fs::write(out.join("wit_files.rs"), code).expect("write wit_files.rs");
+}
+
+/// The packages of the repo's `wit/` that `wisp-sdk` and the JavaScript and
+/// Python templates import.
+fn platform_wit_files() -> Vec<(String, PathBuf)> {
+    let wit = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"))
+        .join("../wit");
+    let mut files = Vec::new();
+    for package in ["keyvalue-0.2.0-draft", "config-0.2.0-rc.1"] {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(wit.join(package))
+            .expect("read the repo's wit dir")
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "wit"))
+            .collect();
+        entries.sort();
+        for path in entries {
+            let name = path.file_name().expect("file name").to_string_lossy();
+            println!("cargo:rerun-if-changed={}", path.display());
+            files.push((format!("{package}/{name}"), path));
+        }
+    }
+    files
 }
 
 /// The `.wit` files under `wasmtime-wasi-http`'s `wit/` directory.

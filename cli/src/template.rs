@@ -79,6 +79,11 @@ const RUST_SDK: &[TemplateFile] = &[
         false,
     ),
     (
+        "wisp-sdk/src/kv.rs",
+        include_str!("../../sdk/src/kv.rs"),
+        false,
+    ),
+    (
         "wisp-sdk/src/fetch.rs",
         include_str!("../../sdk/src/fetch.rs"),
         false,
@@ -200,10 +205,18 @@ pub fn scaffold(name: &str, language: Language, parent: &Path) -> Result<PathBuf
             standalone_sdk_manifest(),
             false,
         ));
+        for (path, contents) in wit::PLATFORM_WIT_FILES {
+            files.push((format!("wisp-sdk/wit/{path}"), (*contents).to_owned(), false));
+        }
     }
     if matches!(language, Language::Js | Language::Python) {
         for (path, contents) in wit::WIT_FILES {
             files.push((format!("wit/{path}"), (*contents).to_owned(), false));
+        }
+        for (path, contents) in wit::PLATFORM_WIT_FILES {
+            if path.starts_with("keyvalue-") {
+                files.push((format!("wit/deps/{path}"), (*contents).to_owned(), false));
+            }
         }
     }
     let written = write_all(&dir, &files);
@@ -264,6 +277,15 @@ mod tests {
         assert!(sdk.contains("rust-version = \"1.95.0\""), "{sdk}");
         assert!(parent.path().join("fn-js/wit/deps/http.wit").exists());
         assert!(parent.path().join("fn-python/wit/deps/http.wit").exists());
+        for language in ["js", "python"] {
+            let kv = format!("fn-{language}/wit/deps/keyvalue-0.2.0-draft/store.wit");
+            assert!(parent.path().join(kv).exists(), "{language}");
+        }
+        for package in ["keyvalue-0.2.0-draft", "config-0.2.0-rc.1"] {
+            let sdk_wit = format!("fn-rust/wisp-sdk/wit/{package}/world.wit");
+            assert!(parent.path().join(sdk_wit).exists(), "{package}");
+        }
+        assert!(parent.path().join("fn-rust/wisp-sdk/src/kv.rs").exists());
     }
 
     #[test]

@@ -27,14 +27,19 @@
 //! | [`IntoResponse`], [`Json`], [`HttpError`] | returning text, JSON, statuses and errors |
 //! | [`RequestExt`] | query strings, path parameters, JSON request bodies, the path after the route |
 //! | [`Router`] | routing inside a function: `GET /items/:id` → handler |
-//! | [`config`] | the env vars the host passes (declared in the deploy settings) |
+//! | [`config`] | settings: `wasi:config` values and secrets (`--config`, `wisp secret set`), then env vars (`--env`) |
+//! | [`kv`] | key-value buckets that outlive the request, through `wasi:keyvalue` (the function's own, or app buckets granted with `--kv`) |
 //! | [`log`] | logging to stderr, which the host keeps per request |
 //! | [`fetch`] | outbound HTTP through `wasi:http/outgoing-handler`, subject to the host's allow-list |
 //!
-//! Every request runs in a fresh instance: globals start fresh each time.
+//! Every request runs in a fresh instance: globals start fresh each time;
+//! what must last goes in a [`kv::Bucket`]. A component imports
+//! `wasi:config` or `wasi:keyvalue` only if it calls [`config`] or [`kv`], so
+//! a function that does not runs on any `wasi:http` host.
 
 pub mod config;
 pub mod fetch;
+pub mod kv;
 pub mod log;
 mod request;
 mod response;

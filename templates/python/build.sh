@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Builds {{name}}.wasm (a wasi:http component) with componentize-py.
+# Builds {{name}}.wasm (a wasi:http component) with componentize-py. Its
+# world is wasi:http/proxy plus the wasi:keyvalue imports (both in wit/deps/);
+# add an `include` below to import more.
 set -euo pipefail
 cd "$(dirname "$0")"
 if ! command -v componentize-py >/dev/null; then
@@ -7,5 +9,17 @@ if ! command -v componentize-py >/dev/null; then
     exit 1
 fi
 version="$(grep -ho 'package wasi:http@[0-9.]*' wit/deps/http.wit | head -1 | sed 's/package wasi:http@//')"
-componentize-py --quiet -d wit -w "wasi:http/proxy@$version" componentize app -o "{{name}}.wasm"
+# One world that includes both: componentize-py 0.25.1 panics when given
+# the two as separate `-w` worlds to merge.
+world="$(mktemp -d)"
+trap 'rm -rf "$world"' EXIT
+cat > "$world/world.wit" <<WIT
+package wisp:function;
+
+world function {
+    include wasi:http/proxy@$version;
+    include wasi:keyvalue/imports@0.2.0-draft;
+}
+WIT
+componentize-py --quiet -d wit -d "$world" -w wisp:function/function componentize app -o "{{name}}.wasm"
 echo "built {{name}}.wasm"

@@ -244,6 +244,15 @@ async fn the_rust_template_goes_from_nothing_to_a_deployed_function() {
     let info = wisp.get("/rusty/info").await.json();
     assert_eq!(info["function"], "rusty");
     assert_eq!(info["path"], "/info");
+    assert_visit_counter(&wisp, "/rusty/visits").await;
+}
+
+/// The template's `/visits` counts in the function's own key-value bucket.
+async fn assert_visit_counter(wisp: &Wisp, path: &str) {
+    for expected in ["visits: 1\n", "visits: 2\n"] {
+        let response = wisp.get(path).await;
+        assert_eq!(response.text(), expected, "{path}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -269,4 +278,5 @@ async fn the_python_template_goes_from_nothing_to_a_deployed_function() {
     let wisp = Wisp::start();
     let answer = tokio::task::block_in_place(|| new_build_deploy_invoke(&wisp, "python", "pyfn"));
     assert_eq!(answer, "Hello, Ada, from pyfn!\n");
+    assert_visit_counter(&wisp, "/pyfn/visits").await;
 }

@@ -15,6 +15,7 @@ mod languages;
 mod library;
 mod operate;
 mod portability;
+mod state;
 mod support;
 mod upstream;
 mod versions;

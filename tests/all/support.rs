@@ -327,6 +327,27 @@ impl Wisp {
             .expect("run wisp")
     }
 
+    /// Runs a `wisp` client command with `input` on its stdin.
+    pub fn cli_with_stdin(&self, args: &[&str], input: &[u8]) -> std::process::Output {
+        use std::io::Write;
+        let mut child = Command::new(WISP)
+            .args(args)
+            .env("WISP_ADMIN_URL", self.admin_url(""))
+            .env_remove("WISP_ADMIN_TOKEN")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run wisp");
+        child
+            .stdin
+            .take()
+            .expect("piped stdin")
+            .write_all(input)
+            .expect("write stdin");
+        child.wait_with_output().expect("wait for wisp")
+    }
+
     /// Runs a `wisp` client command with extra environment variables.
     pub fn cli_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
         let mut command = Command::new(WISP);

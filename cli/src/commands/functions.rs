@@ -148,7 +148,7 @@ impl Rm {
         println!(
             "removed {}, with its key-value bucket ({}) and its secrets",
             removed.removed,
-            wisp_spec::units::format_size(removed.bucket_bytes)
+            wisp_spec::units::format_size_approx(removed.bucket_bytes)
         );
         Ok(ExitCode::SUCCESS)
     }

@@ -20,6 +20,7 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use percent_encoding::percent_decode_str;
 use wisp_spec::api::{KeyList, SecretNames};
+use wisp_spec::units::format_size;
 
 /// Keys listed per page when the request does not say.
 const DEFAULT_LIST_LIMIT: usize = 100;
@@ -157,7 +158,10 @@ async fn read_body(
         .map(|collected| collected.to_bytes())
         .map_err(|e| {
             if e.is::<http_body_util::LengthLimitError>() {
-                DeployError::StateLimit(format!("{what} is over the {limit}-byte limit"))
+                DeployError::StateLimit(format!(
+                    "{what} is over the {} limit",
+                    format_size(limit as u64)
+                ))
             } else {
                 DeployError::BadRequest(format!("reading the request body failed: {e}"))
             }

@@ -1,6 +1,7 @@
 //! {{name}}: a wisp function (a standard wasi:http component).
 
-use wisp_sdk::{Json, Request, RequestExt, Response, Router};
+use wisp_sdk::kv::Bucket;
+use wisp_sdk::{HttpError, Json, Request, RequestExt, Response, Router};
 
 async fn hello(request: Request) -> String {
     let name = request.query_param("name").unwrap_or_else(|| "world".to_owned());
@@ -15,10 +16,18 @@ async fn info(request: Request) -> Json<serde_json::Value> {
     }))
 }
 
+/// Counts visits in the function's own key-value bucket: every request runs
+/// in a fresh instance, so what must last goes in a bucket.
+async fn visits(_request: Request) -> Result<String, HttpError> {
+    let count = Bucket::own()?.increment("visits", 1)?;
+    Ok(format!("visits: {count}\n"))
+}
+
 async fn handle(request: Request) -> Response {
     Router::new()
         .get("/", hello)
         .get("/info", info)
+        .get("/visits", visits)
         .handle(request)
         .await
 }
