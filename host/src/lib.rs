@@ -34,7 +34,7 @@
 //! | `deploy/` | the deploy path: compile, artifact store, records, publish, release |
 //! | `observe/` | metrics, guest logs, usage metering |
 //! | `admin/` | the admin API as a service ([`AdminApi`]) |
-//! | `state/` | the key-value store behind `wasi:keyvalue`: the [`KvBackend`] trait and the embedded [`RedbStore`] |
+//! | `state/` | the key-value store behind `wasi:keyvalue`: the [`KvBackend`] trait and the embedded [`RedbStore`]; bucket grants; secrets |
 //! | `server/` | an HTTP/1.1 + HTTP/2 front door ([`serve`]) for either handler, with connection bounds |
 //! | `registry.rs` | name → versions → traffic, read lock-free |
 //! | `error.rs` | errors and their one HTTP mapping |

@@ -385,6 +385,30 @@ async fn a_crash_midway_through_garbage_collection_finishes_it_at_start() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_crash_in_the_middle_of_rm_deletes_the_bucket_and_secrets_at_start() {
+    let wisp = Wisp::start();
+    wisp.deploy_ok("kept", artifacts::KV_DRAFT_COMPONENT, "route=/kept")
+        .await;
+    let url = wisp.url("/kept?op=set&key=k");
+    let set = crate::support::send(Method::PUT, &url, &[], Bytes::from_static(b"v")).await;
+    assert_eq!(set.status, StatusCode::OK);
+    let secret = wisp.cli_with_stdin(&["secret", "set", "kept", "TOKEN"], b"t");
+    assert!(secret.status.success(), "{secret:?}");
+    let secrets_file = wisp.data_dir().join("secrets/kept.json");
+    assert!(secrets_file.exists());
+
+    let wisp = crash_at(wisp, "record-removed", Method::DELETE, "/v1/functions/kept", Bytes::new()).await;
+    let wisp = wisp.restart_stopped();
+    assert!(wisp.log().contains("removed before a crash"), "{}", wisp.log());
+    assert!(!secrets_file.exists(), "the secrets went with the function");
+    assert_eq!(wisp.admin_get("/v1/functions/kept").await.status, StatusCode::NOT_FOUND);
+    wisp.deploy_ok("kept", artifacts::KV_DRAFT_COMPONENT, "route=/kept")
+        .await;
+    let fresh = wisp.get("/kept?key=k").await;
+    assert_eq!(fresh.status, StatusCode::NOT_FOUND, "a new function starts with an empty bucket");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn corrupt_or_truncated_artifacts_are_rebuilt_from_source() {
     let mut wisp = Wisp::start();
     wisp.deploy_ok("hello", artifacts::HELLO_COMPONENT, "route=/hello")

@@ -27,6 +27,9 @@
 //! * `gc-midway` — garbage collection has removed one file, the first of
 //!   those it found unused (sources are collected before artifacts). The
 //!   state the records name, whole; start-up removes the rest.
+//! * `record-removed` — `wisp rm` removed the function's record, not yet its
+//!   key-value bucket or secrets. The function is gone; start-up deletes its
+//!   bucket and secrets, so a new function of that name starts empty.
 //!
 //! A point aborts the first time it is reached after start, so the server a
 //! test arms must have nothing to write before the step under test.
@@ -46,6 +49,8 @@ pub(crate) enum CrashPoint {
     RecordWritten,
     /// Garbage collection removed a file.
     GcMidway,
+    /// A removed function's record is gone, its state not yet.
+    RecordRemoved,
 }
 
 #[cfg(debug_assertions)]
@@ -59,6 +64,7 @@ impl CrashPoint {
             CrashPoint::ArtifactWritten => "artifact-written",
             CrashPoint::RecordWritten => "record-written",
             CrashPoint::GcMidway => "gc-midway",
+            CrashPoint::RecordRemoved => "record-removed",
         }
     }
 

@@ -3,6 +3,7 @@
 //! publish under the writer lock; requests in flight finish on the version
 //! they started on.
 
+use crate::deploy::crash_point::CrashPoint;
 use crate::error::{DeployError, HostFailure};
 use crate::host::Host;
 use std::collections::BTreeSet;
@@ -26,6 +27,7 @@ impl Host {
             .map_err(|e| {
                 HostFailure::logged(format!("removing the record of `{name}` failed"), e)
             })?;
+        CrashPoint::RecordRemoved.reached();
         let mut entries = current.entries().clone();
         entries.remove(name);
         self.publish(entries).await;

@@ -131,6 +131,7 @@ impl Host {
                 code: CodeCache::default(),
             }),
         };
+        host.sweep_removed_state().await;
         let problems = host.load_stored(stored).await;
         Ok((host, problems))
     }

@@ -111,6 +111,26 @@ impl Host {
             .map_err(secret_error)
     }
 
+    /// Deletes the buckets and secrets of functions that have no record:
+    /// what a crash in the middle of `wisp rm` left behind (the record goes
+    /// first). Runs at start-up, before any request.
+    pub(crate) async fn sweep_removed_state(&self) {
+        let records = &self.inner.records;
+        let kept = |name: &str| records.path(name).exists();
+        let buckets = self.inner.kv.function_buckets().await.unwrap_or_else(|e| {
+            tracing::error!("listing the key-value buckets failed: {e}");
+            Vec::new()
+        });
+        let mut orphans: Vec<String> = buckets.into_iter().filter(|n| !kept(n)).collect();
+        orphans.extend(self.inner.secrets.functions().into_iter().filter(|n| !kept(n)));
+        orphans.sort();
+        orphans.dedup();
+        for name in orphans {
+            tracing::warn!(function = %name, "deleting the bucket and secrets of a function removed before a crash");
+            self.delete_state(&name).await;
+        }
+    }
+
     /// Deletes what removed function `function` kept: its own bucket and its
     /// secrets. Returns the bytes the bucket held. A failure is logged and
     /// leaves the rest to be deleted anyway: the function is already gone.

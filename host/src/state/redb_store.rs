@@ -10,7 +10,7 @@
 
 use super::redb_writer::{BUCKET_BYTES, Write, Writer, entries_table, storage};
 use super::store::{BucketId, KeyPage, KvBackend, KvError, KvFuture, KvLimits};
-use redb::{Database, ReadOnlyTable, ReadableDatabase, TableError};
+use redb::{Database, ReadOnlyTable, ReadableDatabase, TableError, TableHandle};
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -207,6 +207,20 @@ impl KvBackend for RedbStore {
             Ok(held.map_or(0, |bytes| bytes.value()))
         };
         ready(held())
+    }
+
+    fn function_buckets(&self) -> KvFuture<'_, Vec<String>> {
+        let names = || -> Result<Vec<String>, KvError> {
+            let txn = self.db.begin_read().map_err(storage)?;
+            let tables = txn.list_tables().map_err(storage)?;
+            Ok(tables
+                .filter_map(|table| {
+                    let own = BucketId::Function(String::new()).storage_name();
+                    table.name().strip_prefix(own.as_str()).map(str::to_owned)
+                })
+                .collect())
+        };
+        ready(names())
     }
 
     fn delete_bucket<'a>(&'a self, bucket: &'a BucketId) -> KvFuture<'a, ()> {
@@ -581,6 +595,11 @@ mod tests {
             ["a", "b"]
         );
         assert_eq!(store.bucket_bytes(&kept).await.unwrap(), 4);
+        store
+            .set(&BucketId::App("shared".into()), "x".into(), Vec::new())
+            .await
+            .unwrap();
+        assert_eq!(store.function_buckets().await.unwrap(), ["kept"], "app buckets are not listed");
 
         store.delete_bucket(&own("never-written")).await.unwrap();
         store.set(&gone, "fresh".into(), Vec::new()).await.unwrap();

@@ -111,6 +111,16 @@ impl SecretStore {
         functions.entry(function.to_owned()).or_default().clone()
     }
 
+    /// The functions that have stored secrets.
+    pub fn functions(&self) -> Vec<String> {
+        let functions = self.functions.lock().unwrap_or_else(|p| p.into_inner());
+        functions
+            .iter()
+            .filter(|(_, secrets)| !secrets.values.load().is_empty())
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
     /// Sets secret `name` of `function` to `value`, durably (blocking).
     pub fn set(&self, function: &str, name: &str, value: &[u8]) -> Result<(), SecretError> {
         check_name(name)?;

@@ -243,6 +243,9 @@ pub trait KvBackend: Send + Sync + 'static {
     /// Bytes `bucket` holds, as counted against its limit.
     fn bucket_bytes<'a>(&'a self, bucket: &'a BucketId) -> KvFuture<'a, u64>;
 
+    /// The names of the functions that have an own bucket.
+    fn function_buckets(&self) -> KvFuture<'_, Vec<String>>;
+
     /// Deletes `bucket` and everything in it; a missing bucket is not an
     /// error.
     fn delete_bucket<'a>(&'a self, bucket: &'a BucketId) -> KvFuture<'a, ()>;
