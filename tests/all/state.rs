@@ -2,7 +2,8 @@
 //! with the standard bindings, on a real `wisp serve`, with the operator's
 //! `wisp kv` and `wisp secret` beside them.
 //!
-//! The guests (`guests/kv-draft`, `guests/kv-spin`, `guests/config-rc1`)
+//! The guests (`guests/kv-draft`, `guests/kv-spin`, `guests/config-rc1`,
+//! `guests/config-wasmcloud`)
 //! answer on the query string: `?bucket=B&key=K&op=...` (see each guest).
 
 use crate::support::{Wisp, eventually, send};
@@ -247,4 +248,13 @@ async fn removing_a_function_deletes_its_bucket() {
     assert!(removed.contains("key-value bucket (6 B)"), "{removed}");
     wisp.deploy_ok("gone", artifacts::KV_DRAFT_COMPONENT, "route=/gone").await;
     assert_eq!(wisp.get("/gone?key=k").await.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_guest_built_for_wasmclouds_config_version_reads_the_same_values() {
+    let wisp = Wisp::start();
+    wisp.deploy_ok("wc", artifacts::CONFIG_WASMCLOUD_COMPONENT, "route=/wc&config=hello=from-config").await;
+    let hello = wisp.get("/wc").await;
+    assert_eq!((hello.status, hello.text()), (StatusCode::OK, "from-config".into()));
+    assert_eq!(wisp.get("/wc?key=nope").await.status, StatusCode::NOT_FOUND);
 }

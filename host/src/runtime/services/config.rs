@@ -1,6 +1,6 @@
 //! `wasi:config/store`, at `0.2.0-rc.1` (what `wasmtime-wasi-config` 48
-//! serves) and Spin's `0.2.0-draft-2024-09-27`, which are the same interface
-//! under two version strings.
+//! serves), Spin's `0.2.0-draft-2024-09-27` and wasmCloud's `0.2.0-draft`:
+//! the same interface under three version strings.
 //!
 //! A guest reads its version's config values (`--config KEY=VALUE`) and its
 //! function's secrets (`wisp secret set`) through it; a secret shadows a
@@ -23,6 +23,13 @@ mod spin {
     wasmtime::component::bindgen!({
         path: "../wit/config-0.2.0-draft-2024-09-27",
         world: "wasi:config/imports@0.2.0-draft-2024-09-27",
+    });
+}
+
+mod wasmcloud {
+    wasmtime::component::bindgen!({
+        path: "../wit/config-0.2.0-draft",
+        world: "wasi:config/imports@0.2.0-draft",
     });
 }
 
@@ -59,32 +66,38 @@ impl HasData for ConfigData {
     type Data<'a> = &'a ConfigScope;
 }
 
-/// Links both versions of `wasi:config/store`.
+/// Links every version of `wasi:config/store`.
 pub(super) fn add_to_linker<T: Send + 'static>(
     linker: &mut Linker<T>,
     view: fn(&mut T) -> &ConfigScope,
 ) -> wasmtime::Result<()> {
     rc1::wasi::config::store::add_to_linker::<T, ConfigData>(linker, view)?;
     spin::wasi::config::store::add_to_linker::<T, ConfigData>(linker, view)?;
+    wasmcloud::wasi::config::store::add_to_linker::<T, ConfigData>(linker, view)?;
     Ok(())
 }
 
-impl rc1::wasi::config::store::Host for &ConfigScope {
-    fn get(&mut self, key: String) -> Result<Option<String>, rc1::wasi::config::store::Error> {
-        Ok(ConfigScope::get(self, &key))
-    }
+/// Implements one version's `store` on [`ConfigScope`]: the versions differ
+/// in their version string only.
+macro_rules! store_version {
+    ($version:ident) => {
+        impl $version::wasi::config::store::Host for &ConfigScope {
+            fn get(
+                &mut self,
+                key: String,
+            ) -> Result<Option<String>, $version::wasi::config::store::Error> {
+                Ok(ConfigScope::get(self, &key))
+            }
 
-    fn get_all(&mut self) -> Result<Vec<(String, String)>, rc1::wasi::config::store::Error> {
-        Ok(self.all())
-    }
+            fn get_all(
+                &mut self,
+            ) -> Result<Vec<(String, String)>, $version::wasi::config::store::Error> {
+                Ok(self.all())
+            }
+        }
+    };
 }
 
-impl spin::wasi::config::store::Host for &ConfigScope {
-    fn get(&mut self, key: String) -> Result<Option<String>, spin::wasi::config::store::Error> {
-        Ok(ConfigScope::get(self, &key))
-    }
-
-    fn get_all(&mut self) -> Result<Vec<(String, String)>, spin::wasi::config::store::Error> {
-        Ok(self.all())
-    }
-}
+store_version!(rc1);
+store_version!(spin);
+store_version!(wasmcloud);

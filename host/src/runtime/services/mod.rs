@@ -1,6 +1,6 @@
 //! The platform services a component may import besides WASI and
 //! `wasi:http`: key-value storage (`wasi:keyvalue`, two versions) and
-//! runtime configuration (`wasi:config`, two versions).
+//! runtime configuration (`wasi:config`, three versions).
 //!
 //! [`GuestServices`] is what one function version may reach — its buckets,
 //! its config values and secrets — built once per version, never per
