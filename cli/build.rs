@@ -10,31 +10,35 @@ use std::process::Command;
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("set by cargo"));
-    let mut code = String::from(
-        "/// WIT files, as `(path under wit/, contents)`.\npub const WIT_FILES: &[(&str, &str)] = &[\n",
+    let mut code = String::new();
+    push_files(
+        &mut code,
+        "/// WIT files, as `(path under wit/, contents)`.",
+        "WIT_FILES",
+        wit_files(),
     );
-    for (relative, path) in wit_files() {
-        writeln!(
-            code,
-            "    ({relative:?}, include_str!({:?})),",
-            path.display().to_string()
-        )
-        .expect("write to a String");
-    }
-    code.push_str("];\n");
-    code.push_str(
-        "/// The repo's platform WIT (`wit/`) the SDK and templates import, as\n/// `(DIR/FILE, contents)`.\npub const PLATFORM_WIT_FILES: &[(&str, &str)] = &[\n",
+    push_files(
+        &mut code,
+        "/// The repo's platform WIT (`wit/`) the SDK and templates import, as\n/// `(DIR/FILE, contents)`.",
+        "PLATFORM_WIT_FILES",
+        platform_wit_files(),
     );
-    for (relative, path) in platform_wit_files() {
-        writeln!(
-            code,
-            "    ({relative:?}, include_str!({:?})),",
-            path.display().to_string()
-        )
-        .expect("write to a String");
-    }
-    code.push_str("];\n");
     std::fs::write(out.join("wit_files.rs"), code).expect("write wit_files.rs");
+}
+
+/// Appends a documented constant `name` listing `files` as
+/// `(relative path, include_str!(path))`.
+fn push_files(code: &mut String, doc: &str, name: &str, files: Vec<(String, PathBuf)>) {
+    writeln!(code, "{doc}\npub const {name}: &[(&str, &str)] = &[").expect("write to a String");
+    for (relative, path) in files {
+        writeln!(
+            code,
+            "    ({relative:?}, include_str!({:?})),",
+            path.display().to_string()
+        )
+        .expect("write to a String");
+    }
+    code.push_str("];\n");
 }
 
 /// The packages of the repo's `wit/` that `wisp-sdk` and the JavaScript and

@@ -2,20 +2,14 @@
 // `bindings` module (one `wasi:config` version each).
 
 use bindings::wasi::config::store as config;
+#[path = "../../query.rs"]
+mod query;
 use wstd::http::{Body, Error, Request, Response, StatusCode};
 
 #[wstd::http_server]
 async fn main(request: Request<Body>) -> Result<Response<Body>, Error> {
-    let query: Vec<(String, String)> =
-        form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes())
-            .into_owned()
-            .collect();
-    let param = |name: &str| {
-        query
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    };
+    let query = query::Query::of(&request);
+    let param = |name: &str| query.get(name);
     let read = if param("all").is_some_and(|v| v != "0") {
         config::get_all().map(|mut pairs| {
             pairs.sort();

@@ -41,6 +41,8 @@ mod bindings {
 
 use bindings::wasi::config::store as config;
 use bindings::wasi::keyvalue::{atomics, store};
+#[path = "../../query.rs"]
+mod query;
 use wstd::http::{Body, Error, Method, Request, Response, StatusCode};
 
 /// `list` stops after this many pages, so a host whose cursor never ends
@@ -52,16 +54,8 @@ type Reply = (StatusCode, Vec<u8>);
 
 #[wstd::http_server]
 async fn main(mut request: Request<Body>) -> Result<Response<Body>, Error> {
-    let query: Vec<(String, String)> =
-        form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes())
-            .into_owned()
-            .collect();
-    let param = |name: &str| {
-        query
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    };
+    let query = query::Query::of(&request);
+    let param = |name: &str| query.get(name);
     let op = param("op").unwrap_or("get");
     let body = if op == "set" {
         request.body_mut().contents().await?.to_vec()

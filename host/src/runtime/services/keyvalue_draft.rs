@@ -43,56 +43,16 @@ fn wit_error(error: GuestKvError) -> store::Error {
 }
 
 /// A shared-code result in the draft's error type.
-fn draft<T>(result: KvResult<T>) -> wasmtime::Result<Result<T, store::Error>> {
+fn wit_result<T>(result: KvResult<T>) -> wasmtime::Result<Result<T, store::Error>> {
     Ok(result?.map_err(wit_error))
 }
 
 impl store::Host for KvView<'_> {
-    async fn open(
-        &mut self,
-        identifier: String,
-    ) -> wasmtime::Result<Result<Resource<BucketHandle>, store::Error>> {
-        draft(self.open(&identifier))
-    }
+    bucket_methods!(open);
 }
 
 impl store::HostBucket for KvView<'_> {
-    async fn get(
-        &mut self,
-        bucket: Resource<BucketHandle>,
-        key: String,
-    ) -> wasmtime::Result<Result<Option<Vec<u8>>, store::Error>> {
-        let (scope, bucket) = self.target(&bucket)?;
-        draft(scope.answer(scope.backend().get(&bucket, &key).await))
-    }
-
-    async fn set(
-        &mut self,
-        bucket: Resource<BucketHandle>,
-        key: String,
-        value: Vec<u8>,
-    ) -> wasmtime::Result<Result<(), store::Error>> {
-        let (scope, bucket) = self.target(&bucket)?;
-        draft(scope.answer(scope.backend().set(&bucket, key, value).await))
-    }
-
-    async fn delete(
-        &mut self,
-        bucket: Resource<BucketHandle>,
-        key: String,
-    ) -> wasmtime::Result<Result<(), store::Error>> {
-        let (scope, bucket) = self.target(&bucket)?;
-        draft(scope.answer(scope.backend().delete(&bucket, key).await))
-    }
-
-    async fn exists(
-        &mut self,
-        bucket: Resource<BucketHandle>,
-        key: String,
-    ) -> wasmtime::Result<Result<bool, store::Error>> {
-        let (scope, bucket) = self.target(&bucket)?;
-        draft(scope.answer(scope.backend().exists(&bucket, &key).await))
-    }
+    bucket_methods!(bucket);
 
     async fn list_keys(
         &mut self,
@@ -100,11 +60,7 @@ impl store::HostBucket for KvView<'_> {
         cursor: Option<u64>,
     ) -> wasmtime::Result<Result<store::KeyResponse, store::Error>> {
         let (scope, bucket) = self.target(&bucket)?;
-        draft(list_from(scope, &bucket, cursor.unwrap_or(0)).await)
-    }
-
-    async fn drop(&mut self, bucket: Resource<BucketHandle>) -> wasmtime::Result<()> {
-        self.close(bucket)
+        wit_result(list_from(scope, &bucket, cursor.unwrap_or(0)).await)
     }
 }
 
@@ -149,7 +105,7 @@ impl atomics::Host for KvView<'_> {
             ))));
         };
         let (scope, bucket) = self.target(&bucket)?;
-        let value = match draft(scope.answer(scope.backend().increment(&bucket, key.clone(), delta).await))? {
+        let value = match wit_result(scope.answer(scope.backend().increment(&bucket, key.clone(), delta).await))? {
             Ok(value) => value,
             Err(error) => return Ok(Err(error)),
         };
@@ -168,7 +124,7 @@ impl batch::Host for KvView<'_> {
         keys: Vec<String>,
     ) -> wasmtime::Result<Result<Vec<Option<(String, Vec<u8>)>>, store::Error>> {
         let (scope, bucket) = self.target(&bucket)?;
-        let values = match draft(scope.answer(scope.backend().get_many(&bucket, &keys).await))? {
+        let values = match wit_result(scope.answer(scope.backend().get_many(&bucket, &keys).await))? {
             Ok(values) => values,
             Err(error) => return Ok(Err(error)),
         };
@@ -179,21 +135,5 @@ impl batch::Host for KvView<'_> {
             .collect()))
     }
 
-    async fn set_many(
-        &mut self,
-        bucket: Resource<BucketHandle>,
-        key_values: Vec<(String, Vec<u8>)>,
-    ) -> wasmtime::Result<Result<(), store::Error>> {
-        let (scope, bucket) = self.target(&bucket)?;
-        draft(scope.answer(scope.backend().set_many(&bucket, key_values).await))
-    }
-
-    async fn delete_many(
-        &mut self,
-        bucket: Resource<BucketHandle>,
-        keys: Vec<String>,
-    ) -> wasmtime::Result<Result<(), store::Error>> {
-        let (scope, bucket) = self.target(&bucket)?;
-        draft(scope.answer(scope.backend().delete_many(&bucket, keys).await))
-    }
+    batch_writes!();
 }

@@ -35,7 +35,7 @@ pub(super) fn add_to_linker<T: Send + 'static>(
 }
 
 /// A shared-code result in draft2's error type.
-fn draft2<T>(result: KvResult<T>) -> wasmtime::Result<Result<T, store::Error>> {
+fn wit_result<T>(result: KvResult<T>) -> wasmtime::Result<Result<T, store::Error>> {
     Ok(result?.map_err(|error| match error {
         GuestKvError::AccessDenied => store::Error::AccessDenied,
         GuestKvError::Other(message) => store::Error::Other(message),
@@ -43,51 +43,11 @@ fn draft2<T>(result: KvResult<T>) -> wasmtime::Result<Result<T, store::Error>> {
 }
 
 impl store::Host for KvView<'_> {
-    async fn open(
-        &mut self,
-        identifier: String,
-    ) -> wasmtime::Result<Result<Resource<BucketHandle>, store::Error>> {
-        draft2(self.open(&identifier))
-    }
+    bucket_methods!(open);
 }
 
 impl store::HostBucket for KvView<'_> {
-    async fn get(
-        &mut self,
-        bucket: Resource<BucketHandle>,
-        key: String,
-    ) -> wasmtime::Result<Result<Option<Vec<u8>>, store::Error>> {
-        let (scope, bucket) = self.target(&bucket)?;
-        draft2(scope.answer(scope.backend().get(&bucket, &key).await))
-    }
-
-    async fn set(
-        &mut self,
-        bucket: Resource<BucketHandle>,
-        key: String,
-        value: Vec<u8>,
-    ) -> wasmtime::Result<Result<(), store::Error>> {
-        let (scope, bucket) = self.target(&bucket)?;
-        draft2(scope.answer(scope.backend().set(&bucket, key, value).await))
-    }
-
-    async fn delete(
-        &mut self,
-        bucket: Resource<BucketHandle>,
-        key: String,
-    ) -> wasmtime::Result<Result<(), store::Error>> {
-        let (scope, bucket) = self.target(&bucket)?;
-        draft2(scope.answer(scope.backend().delete(&bucket, key).await))
-    }
-
-    async fn exists(
-        &mut self,
-        bucket: Resource<BucketHandle>,
-        key: String,
-    ) -> wasmtime::Result<Result<bool, store::Error>> {
-        let (scope, bucket) = self.target(&bucket)?;
-        draft2(scope.answer(scope.backend().exists(&bucket, &key).await))
-    }
+    bucket_methods!(bucket);
 
     async fn list_keys(
         &mut self,
@@ -95,15 +55,11 @@ impl store::HostBucket for KvView<'_> {
         cursor: Option<String>,
     ) -> wasmtime::Result<Result<store::KeyResponse, store::Error>> {
         let (scope, bucket) = self.target(&bucket)?;
-        let page = draft2(scope.list(&bucket, cursor.as_deref()).await)?;
+        let page = wit_result(scope.list(&bucket, cursor.as_deref()).await)?;
         Ok(page.map(|page| store::KeyResponse {
             keys: page.keys,
             cursor: page.next,
         }))
-    }
-
-    async fn drop(&mut self, bucket: Resource<BucketHandle>) -> wasmtime::Result<()> {
-        self.close(bucket)
     }
 }
 
@@ -115,7 +71,7 @@ impl atomics::Host for KvView<'_> {
         delta: i64,
     ) -> wasmtime::Result<Result<i64, store::Error>> {
         let (scope, bucket) = self.target(&bucket)?;
-        draft2(scope.answer(scope.backend().increment(&bucket, key, delta).await))
+        wit_result(scope.answer(scope.backend().increment(&bucket, key, delta).await))
     }
 
     async fn swap(
@@ -133,12 +89,12 @@ impl atomics::Host for KvView<'_> {
             .backend()
             .compare_and_swap(&bucket, key.clone(), current, value)
             .await;
-        match draft2(scope.answer(swapped))? {
+        match wit_result(scope.answer(swapped))? {
             Ok(true) => Ok(Ok(())),
             Ok(false) => {
                 // Hand the guest a fresh handle, holding the value that won,
                 // so it can retry.
-                let current = match draft2(scope.answer(scope.backend().get(&bucket, &key).await))? {
+                let current = match wit_result(scope.answer(scope.backend().get(&bucket, &key).await))? {
                     Ok(current) => current,
                     Err(error) => return Ok(Err(atomics::CasError::StoreError(error))),
                 };
@@ -161,7 +117,7 @@ impl atomics::HostCas for KvView<'_> {
         key: String,
     ) -> wasmtime::Result<Result<Resource<CasHandle>, store::Error>> {
         let (scope, bucket) = self.target(&bucket)?;
-        let current = match draft2(scope.answer(scope.backend().get(&bucket, &key).await))? {
+        let current = match wit_result(scope.answer(scope.backend().get(&bucket, &key).await))? {
             Ok(current) => current,
             Err(error) => return Ok(Err(error)),
         };
@@ -193,25 +149,9 @@ impl batch::Host for KvView<'_> {
         keys: Vec<String>,
     ) -> wasmtime::Result<Result<Vec<(String, Option<Vec<u8>>)>, store::Error>> {
         let (scope, bucket) = self.target(&bucket)?;
-        let values = draft2(scope.answer(scope.backend().get_many(&bucket, &keys).await))?;
+        let values = wit_result(scope.answer(scope.backend().get_many(&bucket, &keys).await))?;
         Ok(values.map(|values| keys.into_iter().zip(values).collect()))
     }
 
-    async fn set_many(
-        &mut self,
-        bucket: Resource<BucketHandle>,
-        key_values: Vec<(String, Vec<u8>)>,
-    ) -> wasmtime::Result<Result<(), store::Error>> {
-        let (scope, bucket) = self.target(&bucket)?;
-        draft2(scope.answer(scope.backend().set_many(&bucket, key_values).await))
-    }
-
-    async fn delete_many(
-        &mut self,
-        bucket: Resource<BucketHandle>,
-        keys: Vec<String>,
-    ) -> wasmtime::Result<Result<(), store::Error>> {
-        let (scope, bucket) = self.target(&bucket)?;
-        draft2(scope.answer(scope.backend().delete_many(&bucket, keys).await))
-    }
+    batch_writes!();
 }

@@ -10,6 +10,8 @@
 
 pub(crate) mod config;
 pub(crate) mod keyvalue;
+#[macro_use]
+mod keyvalue_methods;
 mod keyvalue_draft;
 mod keyvalue_draft2;
 
