@@ -44,8 +44,8 @@ fn push_files(code: &mut String, doc: &str, name: &str, files: Vec<(String, Path
 /// The packages of the repo's `wit/` that `wisp-sdk` and the JavaScript and
 /// Python templates import.
 fn platform_wit_files() -> Vec<(String, PathBuf)> {
-    let wit = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"))
-        .join("../wit");
+    let wit =
+        PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo")).join("../wit");
     let mut files = Vec::new();
     for package in ["keyvalue-0.2.0-draft", "config-0.2.0-rc.1"] {
         let mut entries: Vec<PathBuf> = std::fs::read_dir(wit.join(package))

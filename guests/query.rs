@@ -8,11 +8,18 @@ impl Query {
     /// The query parameters of `request`.
     pub fn of<B>(request: &wstd::http::Request<B>) -> Query {
         let query = request.uri().query().unwrap_or("");
-        Query(form_urlencoded::parse(query.as_bytes()).into_owned().collect())
+        Query(
+            form_urlencoded::parse(query.as_bytes())
+                .into_owned()
+                .collect(),
+        )
     }
 
     /// The first value of parameter `name`.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 }

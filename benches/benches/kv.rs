@@ -95,7 +95,10 @@ fn concurrent_increments(c: &mut Criterion) {
                 let store = store.clone();
                 async move {
                     let bucket = BucketId::Function("bench".into());
-                    store.increment(&bucket, "n".into(), 1).await.expect("increment");
+                    store
+                        .increment(&bucket, "n".into(), 1)
+                        .await
+                        .expect("increment");
                 }
             })
         })

@@ -231,7 +231,12 @@ impl AdminClient {
     }
 
     /// Sets `key` in `bucket` to `value`.
-    pub async fn kv_set(&self, bucket: &Bucket, key: &str, value: Bytes) -> Result<(), ClientError> {
+    pub async fn kv_set(
+        &self,
+        bucket: &Bucket,
+        key: &str,
+        value: Bytes,
+    ) -> Result<(), ClientError> {
         self.call(Method::PUT, &bucket.key_path(key), value)
             .await
             .map(drop)
@@ -255,7 +260,12 @@ impl AdminClient {
     }
 
     /// Sets secret `secret` of function `name`.
-    pub async fn set_secret(&self, name: &str, secret: &str, value: Bytes) -> Result<(), ClientError> {
+    pub async fn set_secret(
+        &self,
+        name: &str,
+        secret: &str,
+        value: Bytes,
+    ) -> Result<(), ClientError> {
         let path = format!("/v1/functions/{name}/secrets/{}", segment(secret));
         self.call(Method::PUT, &path, value).await.map(drop)
     }
@@ -263,7 +273,9 @@ impl AdminClient {
     /// Removes secret `secret` of function `name`.
     pub async fn remove_secret(&self, name: &str, secret: &str) -> Result<(), ClientError> {
         let path = format!("/v1/functions/{name}/secrets/{}", segment(secret));
-        self.call(Method::DELETE, &path, Bytes::new()).await.map(drop)
+        self.call(Method::DELETE, &path, Bytes::new())
+            .await
+            .map(drop)
     }
 
     /// Retires version `version` of function `name`.

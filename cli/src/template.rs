@@ -206,7 +206,11 @@ pub fn scaffold(name: &str, language: Language, parent: &Path) -> Result<PathBuf
             false,
         ));
         for (path, contents) in wit::PLATFORM_WIT_FILES {
-            files.push((format!("wisp-sdk/wit/{path}"), (*contents).to_owned(), false));
+            files.push((
+                format!("wisp-sdk/wit/{path}"),
+                (*contents).to_owned(),
+                false,
+            ));
         }
     }
     if matches!(language, Language::Js | Language::Python) {

@@ -397,15 +397,33 @@ async fn a_crash_in_the_middle_of_rm_deletes_the_bucket_and_secrets_at_start() {
     let secrets_file = wisp.data_dir().join("secrets/kept.json");
     assert!(secrets_file.exists());
 
-    let wisp = crash_at(wisp, "record-removed", Method::DELETE, "/v1/functions/kept", Bytes::new()).await;
+    let wisp = crash_at(
+        wisp,
+        "record-removed",
+        Method::DELETE,
+        "/v1/functions/kept",
+        Bytes::new(),
+    )
+    .await;
     let wisp = wisp.restart_stopped();
-    assert!(wisp.log().contains("removed before a crash"), "{}", wisp.log());
+    assert!(
+        wisp.log().contains("removed before a crash"),
+        "{}",
+        wisp.log()
+    );
     assert!(!secrets_file.exists(), "the secrets went with the function");
-    assert_eq!(wisp.admin_get("/v1/functions/kept").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        wisp.admin_get("/v1/functions/kept").await.status,
+        StatusCode::NOT_FOUND
+    );
     wisp.deploy_ok("kept", artifacts::KV_DRAFT_COMPONENT, "route=/kept")
         .await;
     let fresh = wisp.get("/kept?key=k").await;
-    assert_eq!(fresh.status, StatusCode::NOT_FOUND, "a new function starts with an empty bucket");
+    assert_eq!(
+        fresh.status,
+        StatusCode::NOT_FOUND,
+        "a new function starts with an empty bucket"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -39,7 +39,16 @@ impl WasmtimeServe {
         );
         let mut command = Command::new("wasmtime");
         command
-            .args(["serve", "-S", "cli", "-S", "config", "--addr", "127.0.0.1:0", wasm])
+            .args([
+                "serve",
+                "-S",
+                "cli",
+                "-S",
+                "config",
+                "--addr",
+                "127.0.0.1:0",
+                wasm,
+            ])
             .stdout(Stdio::null());
         let process = Spawned::spawn(command, "wasmtime serve");
         let deadline = Instant::now() + Duration::from_secs(120);

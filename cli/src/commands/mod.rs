@@ -18,8 +18,8 @@ use clap::{Args, Parser, Subcommand};
 use functions::{Deploy, Invoke, Ls, Retire, Rm, Rollback, Traffic, Versions};
 use observe::{Logs, UsageCommand};
 use serve::Serve;
-use std::process::ExitCode;
 use state::{KvCommand, SecretCommand};
+use std::process::ExitCode;
 use tools::{BenchCommand, New, Up};
 use wisp_spec::units;
 

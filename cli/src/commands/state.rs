@@ -63,17 +63,27 @@ impl KvArgs {
         match (&self.bucket, self.args.split_first()) {
             (Some(name), _) => Ok((Bucket::App(name.clone()), &self.args)),
             (None, Some((function, rest))) => Ok((Bucket::Function(function.clone()), rest)),
-            (None, None) => bail!("name a function (`wisp kv ls FN`) or an app bucket (`--bucket NAME`)"),
+            (None, None) => {
+                bail!("name a function (`wisp kv ls FN`) or an app bucket (`--bucket NAME`)")
+            }
         }
     }
 
     /// The bucket and exactly `names.len()` arguments after it (a trailing
     /// optional one may be missing when `optional_last`).
-    fn expect<'a>(&'a self, names: &[&str], optional_last: bool) -> anyhow::Result<(Bucket, Vec<&'a str>)> {
+    fn expect<'a>(
+        &'a self,
+        names: &[&str],
+        optional_last: bool,
+    ) -> anyhow::Result<(Bucket, Vec<&'a str>)> {
         let (bucket, rest) = self.bucket()?;
         let fewest = names.len() - usize::from(optional_last);
         if rest.len() < fewest || rest.len() > names.len() {
-            let target = if self.bucket.is_some() { "--bucket NAME" } else { "FN" };
+            let target = if self.bucket.is_some() {
+                "--bucket NAME"
+            } else {
+                "FN"
+            };
             bail!("expected {target} {}", names.join(" "));
         }
         Ok((bucket, rest.iter().map(String::as_str).collect()))
@@ -88,7 +98,10 @@ impl KvCommand {
                 let (bucket, rest) = args.expect(&["KEY"], false)?;
                 let value = args.admin.client()?.kv_get(&bucket, rest[0]).await?;
                 if args.json {
-                    println!("{}", serde_json::to_string_pretty(&value_json(rest[0], &value))?);
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&value_json(rest[0], &value))?
+                    );
                 } else {
                     use std::io::Write;
                     std::io::stdout().write_all(&value)?;
@@ -100,9 +113,11 @@ impl KvCommand {
                 let value = value_argument(rest.get(1).copied())?;
                 let bytes = value.len();
                 args.admin.client()?.kv_set(&bucket, rest[0], value).await?;
-                report(args.json, serde_json::json!({ "set": rest[0], "bytes": bytes }), || {
-                    format!("set {} ({bytes} bytes)", rest[0])
-                })
+                report(
+                    args.json,
+                    serde_json::json!({ "set": rest[0], "bytes": bytes }),
+                    || format!("set {} ({bytes} bytes)", rest[0]),
+                )
             }
             KvAction::Rm(args) => {
                 let (bucket, rest) = args.expect(&["KEY"], false)?;
@@ -130,7 +145,10 @@ async fn list(args: KvArgs) -> anyhow::Result<ExitCode> {
         }
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "keys": keys }))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "keys": keys }))?
+        );
     } else {
         for key in keys {
             println!("{key}");
@@ -163,10 +181,14 @@ fn value_argument(value: Option<&str>) -> anyhow::Result<Bytes> {
 fn read_stdin(trim_newline: bool) -> anyhow::Result<Bytes> {
     let mut stdin = std::io::stdin();
     if stdin.is_terminal() {
-        bail!("expected the value on stdin (e.g. `printf %s VALUE | wisp ...`), but stdin is a terminal");
+        bail!(
+            "expected the value on stdin (e.g. `printf %s VALUE | wisp ...`), but stdin is a terminal"
+        );
     }
     let mut value = Vec::new();
-    stdin.read_to_end(&mut value).context("reading the value from stdin")?;
+    stdin
+        .read_to_end(&mut value)
+        .context("reading the value from stdin")?;
     if trim_newline {
         if value.ends_with(b"\r\n") {
             value.truncate(value.len() - 2);
@@ -178,7 +200,11 @@ fn read_stdin(trim_newline: bool) -> anyhow::Result<Bytes> {
 }
 
 /// Prints `json` or `text()`.
-fn report(json: bool, value: serde_json::Value, text: impl FnOnce() -> String) -> anyhow::Result<ExitCode> {
+fn report(
+    json: bool,
+    value: serde_json::Value,
+    text: impl FnOnce() -> String,
+) -> anyhow::Result<ExitCode> {
     if json {
         println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
@@ -246,7 +272,10 @@ impl SecretCommand {
                 } else if names.secrets.is_empty() {
                     println!("{} has no secrets", names.function);
                 } else {
-                    println!("{}", table(&["SECRET"], names.secrets.into_iter().map(|n| vec![n])));
+                    println!(
+                        "{}",
+                        table(&["SECRET"], names.secrets.into_iter().map(|n| vec![n]))
+                    );
                 }
             }
             SecretAction::Rm(args) => {

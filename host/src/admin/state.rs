@@ -61,7 +61,10 @@ pub(super) async fn kv(
             let limit = host.config().kv_limits.max_value_bytes;
             let value = read_body(request, limit, "the value").await?;
             host.kv_set(&bucket, key.clone(), value.to_vec()).await?;
-            Ok(json(StatusCode::OK, &serde_json::json!({ "set": key, "bytes": value.len() })))
+            Ok(json(
+                StatusCode::OK,
+                &serde_json::json!({ "set": key, "bytes": value.len() }),
+            ))
         }
         (&Method::DELETE, [key]) => {
             let key = decode(key)?;
@@ -93,7 +96,10 @@ pub(super) async fn secrets(
             host.function_bucket(function)?;
             let value = read_body(request, MAX_SECRET_VALUE_BYTES, "a secret").await?;
             host.set_secret(function, &name, value.to_vec()).await?;
-            Ok(json(StatusCode::OK, &serde_json::json!({ "function": function, "set": name })))
+            Ok(json(
+                StatusCode::OK,
+                &serde_json::json!({ "function": function, "set": name }),
+            ))
         }
         (&Method::DELETE, [name]) => {
             let name = decode(name)?;
@@ -121,7 +127,9 @@ fn decode(segment: &str) -> Result<String, DeployError> {
     percent_decode_str(segment)
         .decode_utf8()
         .map(|key| key.into_owned())
-        .map_err(|_| DeployError::BadRequest(format!("`{segment}` is not a percent-encoded UTF-8 key")))
+        .map_err(|_| {
+            DeployError::BadRequest(format!("`{segment}` is not a percent-encoded UTF-8 key"))
+        })
 }
 
 /// `after` and `limit` of a listing.

@@ -21,8 +21,8 @@ mod release;
 
 use crate::error::{DeployError, HostFailure};
 use crate::host::Host;
-use crate::runtime::engine;
 use crate::observe::metrics::FunctionMetrics;
+use crate::runtime::engine;
 use crate::runtime::function::{Function, VersionInfo};
 use bytes::Bytes;
 use crash_point::CrashPoint;

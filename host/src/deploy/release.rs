@@ -33,7 +33,11 @@ impl Host {
         self.publish(entries).await;
         self.forget(name);
         let bucket_bytes = self.delete_state(name).await;
-        tracing::info!(function = name, bucket_bytes, "removed, with its key-value bucket and secrets");
+        tracing::info!(
+            function = name,
+            bucket_bytes,
+            "removed, with its key-value bucket and secrets"
+        );
         Ok(Removed {
             removed: name.to_owned(),
             bucket_bytes,

@@ -122,7 +122,13 @@ impl Host {
             Vec::new()
         });
         let mut orphans: Vec<String> = buckets.into_iter().filter(|n| !kept(n)).collect();
-        orphans.extend(self.inner.secrets.functions().into_iter().filter(|n| !kept(n)));
+        orphans.extend(
+            self.inner
+                .secrets
+                .functions()
+                .into_iter()
+                .filter(|n| !kept(n)),
+        );
         orphans.sort();
         orphans.dedup();
         for name in orphans {
@@ -139,12 +145,18 @@ impl Host {
         let kv = &self.inner.kv;
         let bytes = kv.bucket_bytes(&bucket).await.unwrap_or(0);
         if let Err(e) = kv.delete_bucket(&bucket).await {
-            tracing::error!(function, "deleting the key-value bucket of a removed function failed: {e}");
+            tracing::error!(
+                function,
+                "deleting the key-value bucket of a removed function failed: {e}"
+            );
         }
         let (host, owned) = (self.clone(), function.to_owned());
         let secrets = tokio::task::spawn_blocking(move || host.inner.secrets.forget(&owned)).await;
         if !matches!(secrets, Ok(Ok(()))) {
-            tracing::error!(function, "deleting the secrets of a removed function failed");
+            tracing::error!(
+                function,
+                "deleting the secrets of a removed function failed"
+            );
         }
         bytes
     }

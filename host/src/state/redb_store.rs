@@ -599,7 +599,11 @@ mod tests {
             .set(&BucketId::App("shared".into()), "x".into(), Vec::new())
             .await
             .unwrap();
-        assert_eq!(store.function_buckets().await.unwrap(), ["kept"], "app buckets are not listed");
+        assert_eq!(
+            store.function_buckets().await.unwrap(),
+            ["kept"],
+            "app buckets are not listed"
+        );
 
         store.delete_bucket(&own("never-written")).await.unwrap();
         store.set(&gone, "fresh".into(), Vec::new()).await.unwrap();

@@ -230,7 +230,13 @@ mod tests {
         store.forget("shop").unwrap();
         assert_eq!(held.get("K"), None);
         assert!(!dir.path().join("secrets/shop.json").exists());
-        assert!(SecretStore::open(dir.path()).unwrap().for_function("shop").names().is_empty());
+        assert!(
+            SecretStore::open(dir.path())
+                .unwrap()
+                .for_function("shop")
+                .names()
+                .is_empty()
+        );
     }
 
     #[test]
@@ -238,11 +244,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SecretStore::open(dir.path()).unwrap();
         for name in ["", "a b", "a/b", &"x".repeat(129)] {
-            assert!(matches!(store.set("f", name, b"v"), Err(SecretError::BadName(_))), "{name:?}");
+            assert!(
+                matches!(store.set("f", name, b"v"), Err(SecretError::BadName(_))),
+                "{name:?}"
+            );
         }
         let big = vec![b'x'; MAX_SECRET_VALUE_BYTES + 1];
-        assert!(matches!(store.set("f", "K", &big), Err(SecretError::BadValue(_))));
-        assert!(matches!(store.set("f", "K", &[0xff]), Err(SecretError::BadValue(_))));
+        assert!(matches!(
+            store.set("f", "K", &big),
+            Err(SecretError::BadValue(_))
+        ));
+        assert!(matches!(
+            store.set("f", "K", &[0xff]),
+            Err(SecretError::BadValue(_))
+        ));
         assert!(store.for_function("f").names().is_empty());
         assert!(!dir.path().join("secrets/f.json").exists());
     }

@@ -8,10 +8,10 @@
 //! future that resolves `Ok` has been committed durably, so a guest that saw a
 //! write succeed keeps it across a crash.
 
+use crate::error::Limit;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use crate::error::Limit;
 use wisp_spec::units::format_size;
 
 /// Default cap on one key, in bytes.

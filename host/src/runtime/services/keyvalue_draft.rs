@@ -105,7 +105,9 @@ impl atomics::Host for KvView<'_> {
             ))));
         };
         let (scope, bucket) = self.target(&bucket)?;
-        let value = match wit_result(scope.answer(scope.backend().increment(&bucket, key.clone(), delta).await))? {
+        let value = match wit_result(
+            scope.answer(scope.backend().increment(&bucket, key.clone(), delta).await),
+        )? {
             Ok(value) => value,
             Err(error) => return Ok(Err(error)),
         };
@@ -124,7 +126,8 @@ impl batch::Host for KvView<'_> {
         keys: Vec<String>,
     ) -> wasmtime::Result<Result<Vec<Option<(String, Vec<u8>)>>, store::Error>> {
         let (scope, bucket) = self.target(&bucket)?;
-        let values = match wit_result(scope.answer(scope.backend().get_many(&bucket, &keys).await))? {
+        let values = match wit_result(scope.answer(scope.backend().get_many(&bucket, &keys).await))?
+        {
             Ok(values) => values,
             Err(error) => return Ok(Err(error)),
         };

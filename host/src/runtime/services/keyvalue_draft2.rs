@@ -94,10 +94,11 @@ impl atomics::Host for KvView<'_> {
             Ok(false) => {
                 // Hand the guest a fresh handle, holding the value that won,
                 // so it can retry.
-                let current = match wit_result(scope.answer(scope.backend().get(&bucket, &key).await))? {
-                    Ok(current) => current,
-                    Err(error) => return Ok(Err(atomics::CasError::StoreError(error))),
-                };
+                let current =
+                    match wit_result(scope.answer(scope.backend().get(&bucket, &key).await))? {
+                        Ok(current) => current,
+                        Err(error) => return Ok(Err(atomics::CasError::StoreError(error))),
+                    };
                 let fresh = self.table.push(CasHandle {
                     bucket,
                     key,
