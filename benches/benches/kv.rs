@@ -104,20 +104,30 @@ fn concurrent_increments(c: &mut Criterion) {
         })
     });
 
+    // Through whole requests, each a fresh sandbox of the kv guest; the
+    // same guest answering a key-value miss, and `hello`, show what the
+    // request path costs without a durable write.
     let bench = Bench::new(true);
     bench.deploy("counter", artifacts::KV_DRAFT_COMPONENT, "/count");
-    let host = bench.host.clone();
-    group.bench_function("requests", |b| {
-        b.to_async(&bench.runtime).iter_custom(|rounds| {
-            let host = host.clone();
-            concurrent_rounds(rounds, move || {
+    bench.deploy("hello", artifacts::HELLO_COMPONENT, "/hello");
+    for (label, method, path) in [
+        ("requests", "POST", "/count?op=incr&key=n"),
+        ("baseline-kv-read", "GET", "/count?op=exists&key=n"),
+        ("baseline-hello", "GET", "/hello"),
+    ] {
+        let host = bench.host.clone();
+        group.bench_function(label, |b| {
+            b.to_async(&bench.runtime).iter_custom(|rounds| {
                 let host = host.clone();
-                async move {
-                    Bench::request(&host, "POST", "/count?op=incr&key=n", Bytes::new()).await;
-                }
+                concurrent_rounds(rounds, move || {
+                    let host = host.clone();
+                    async move {
+                        Bench::request(&host, method, path, Bytes::new()).await;
+                    }
+                })
             })
-        })
-    });
+        });
+    }
     group.finish();
 }
 

@@ -103,8 +103,8 @@ pub enum DeployError {
         /// The key.
         key: String,
     },
-    /// A key-value write over a limit of the store (key, value or bucket
-    /// size), or a secret that cannot be stored; nothing changed.
+    /// A key-value write (or a secret) over a size limit of the store;
+    /// nothing changed.
     #[error("{0}")]
     StateLimit(String),
 }

@@ -178,6 +178,6 @@ fn operator_error(bucket: &BucketId, error: KvError) -> DeployError {
 fn secret_error(error: SecretError) -> DeployError {
     match error {
         SecretError::Io(e) => HostFailure::logged("storing secrets failed", e).into(),
-        other => DeployError::StateLimit(other.to_string()),
+        other => DeployError::BadRequest(other.to_string()),
     }
 }
