@@ -179,7 +179,7 @@ impl Host {
             .await
             .map_err(|e| HostFailure::logged(format!("compiling `{name}` failed"), e))??;
         let outbound = settings.allow_outbound.clone().into();
-        let services = self.services(name, settings, FunctionMetrics::detached());
+        let services = self.services(name, settings, Arc::new(FunctionMetrics::detached()));
         code.instantiate(
             &Arc::from(name),
             settings,

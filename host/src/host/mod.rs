@@ -155,7 +155,7 @@ impl Host {
     pub(crate) fn meter(&self, name: &str, version: u32) -> Meter {
         let books = self.inner.per_function.books(name);
         Meter {
-            metrics: self.inner.metrics.for_version(name, version),
+            metrics: Arc::new(self.inner.metrics.for_version(name, version)),
             usage: books.usage,
             logs: books.logs,
             version,
@@ -169,7 +169,7 @@ impl Host {
         &self,
         name: &str,
         settings: &Settings,
-        metrics: FunctionMetrics,
+        metrics: Arc<FunctionMetrics>,
     ) -> Arc<GuestServices> {
         Arc::new(GuestServices::new(
             Arc::from(name),

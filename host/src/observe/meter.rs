@@ -95,7 +95,7 @@ pub struct GuestCost {
 #[derive(Clone)]
 pub struct Meter {
     /// The version's metric series.
-    pub metrics: FunctionMetrics,
+    pub metrics: Arc<FunctionMetrics>,
     /// The function's usage.
     pub usage: Arc<Usage>,
     /// The function's logs.
@@ -164,7 +164,7 @@ mod tests {
     #[test]
     fn usage_adds_up_runs() {
         let meter = Meter {
-            metrics: crate::observe::metrics::Metrics::new().for_version("f", 1),
+            metrics: Arc::new(crate::observe::metrics::Metrics::new().for_version("f", 1)),
             usage: Arc::default(),
             logs: Arc::default(),
             version: 1,

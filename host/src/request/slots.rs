@@ -62,7 +62,7 @@ impl HostSlots {
 /// Records a request's duration when dropped: from routing to whenever the
 /// last holder lets go.
 struct Measure {
-    metrics: FunctionMetrics,
+    metrics: Arc<FunctionMetrics>,
     started: Instant,
 }
 

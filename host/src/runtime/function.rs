@@ -254,7 +254,7 @@ impl Function {
     }
 
     /// This version's metric series.
-    pub fn metrics(&self) -> &FunctionMetrics {
+    pub fn metrics(&self) -> &Arc<FunctionMetrics> {
         &self.meter.metrics
     }
 

@@ -308,7 +308,7 @@ struct StreamedOutput {
     /// Why the guest failed, once known.
     failed: Option<InvokeError>,
     /// Where a limit that cut the response off is counted.
-    metrics: FunctionMetrics,
+    metrics: Arc<FunctionMetrics>,
 }
 
 impl Body for StreamedOutput {

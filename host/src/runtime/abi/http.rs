@@ -390,7 +390,7 @@ struct GuestBody {
     /// Why the guest failed, once known.
     failed: Option<InvokeError>,
     /// Where a limit that cut the body off is counted.
-    metrics: FunctionMetrics,
+    metrics: Arc<FunctionMetrics>,
 }
 
 impl http_body::Body for GuestBody {

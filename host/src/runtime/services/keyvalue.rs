@@ -19,7 +19,7 @@ pub(super) struct KvScope {
     function: Arc<str>,
     granted: BTreeSet<String>,
     backend: Arc<dyn KvBackend>,
-    metrics: FunctionMetrics,
+    metrics: Arc<FunctionMetrics>,
 }
 
 impl KvScope {
@@ -27,7 +27,7 @@ impl KvScope {
         function: Arc<str>,
         granted: BTreeSet<String>,
         backend: Arc<dyn KvBackend>,
-        metrics: FunctionMetrics,
+        metrics: Arc<FunctionMetrics>,
     ) -> KvScope {
         KvScope {
             function,

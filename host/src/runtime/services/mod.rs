@@ -39,7 +39,7 @@ impl GuestServices {
         settings: &Settings,
         backend: Arc<dyn KvBackend>,
         secrets: Arc<FunctionSecrets>,
-        metrics: FunctionMetrics,
+        metrics: Arc<FunctionMetrics>,
     ) -> GuestServices {
         GuestServices {
             kv: KvScope::new(function, settings.kv.clone(), backend, metrics),
