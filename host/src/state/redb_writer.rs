@@ -23,7 +23,6 @@ const MAX_BATCH_WRITES: usize = 256;
 /// memory a batch of large values holds.
 const MAX_BATCH_BYTES: usize = 16 << 20;
 
-
 /// Bytes held per bucket, keyed by [`BucketId::storage_name`].
 pub(super) const BUCKET_BYTES: TableDefinition<&str, u64> = TableDefinition::new("bucket-bytes");
 

@@ -5,10 +5,9 @@
 //! cursor is a number (here: how many keys came before the page), and
 //! `get-many` leaves missing keys out as `none`.
 
-use super::KvData;
 use super::keyvalue::{BucketHandle, GuestKvError, KvResult, KvScope, KvView};
 use crate::state::BucketId;
-use wasmtime::component::{Linker, Resource};
+use wasmtime::component::Resource;
 
 mod generated {
     wasmtime::component::bindgen!({
@@ -23,16 +22,7 @@ mod generated {
 
 use generated::wasi::keyvalue::{atomics, batch, store};
 
-/// Links the draft's three interfaces.
-pub(super) fn add_to_linker<T: Send + 'static>(
-    linker: &mut Linker<T>,
-    view: fn(&mut T) -> KvView<'_>,
-) -> wasmtime::Result<()> {
-    store::add_to_linker::<T, KvData>(linker, view)?;
-    atomics::add_to_linker::<T, KvData>(linker, view)?;
-    batch::add_to_linker::<T, KvData>(linker, view)?;
-    Ok(())
-}
+link_interfaces!();
 
 /// The draft's error for a guest-facing failure.
 fn wit_error(error: GuestKvError) -> store::Error {

@@ -5,9 +5,8 @@
 //! cursor is the last key returned, `get-many` pairs every key with an
 //! optional value, and `atomics` has a `cas` resource.
 
-use super::KvData;
 use super::keyvalue::{BucketHandle, CasHandle, GuestKvError, KvResult, KvView};
-use wasmtime::component::{Linker, Resource};
+use wasmtime::component::Resource;
 
 mod generated {
     wasmtime::component::bindgen!({
@@ -23,16 +22,7 @@ mod generated {
 
 use generated::wasi::keyvalue::{atomics, batch, store};
 
-/// Links draft2's three interfaces.
-pub(super) fn add_to_linker<T: Send + 'static>(
-    linker: &mut Linker<T>,
-    view: fn(&mut T) -> KvView<'_>,
-) -> wasmtime::Result<()> {
-    store::add_to_linker::<T, KvData>(linker, view)?;
-    atomics::add_to_linker::<T, KvData>(linker, view)?;
-    batch::add_to_linker::<T, KvData>(linker, view)?;
-    Ok(())
-}
+link_interfaces!();
 
 /// A shared-code result in draft2's error type.
 fn wit_result<T>(result: KvResult<T>) -> wasmtime::Result<Result<T, store::Error>> {

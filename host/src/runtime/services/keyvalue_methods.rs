@@ -6,6 +6,22 @@
 //! here. At the expansion site, `store` names that version's generated
 //! module and `wit_result` turns a shared-code result into its types.
 
+/// `add_to_linker`: links the version's `store`, `atomics` and `batch`.
+macro_rules! link_interfaces {
+    () => {
+        /// Links this version's three interfaces.
+        pub(super) fn add_to_linker<T: Send + 'static>(
+            linker: &mut wasmtime::component::Linker<T>,
+            view: fn(&mut T) -> KvView<'_>,
+        ) -> wasmtime::Result<()> {
+            store::add_to_linker::<T, super::KvData>(linker, view)?;
+            atomics::add_to_linker::<T, super::KvData>(linker, view)?;
+            batch::add_to_linker::<T, super::KvData>(linker, view)?;
+            Ok(())
+        }
+    };
+}
+
 /// `store.open`, and the `bucket` methods but `list-keys` (whose cursor
 /// differs between the versions).
 macro_rules! bucket_methods {
