@@ -21,6 +21,7 @@ pub(crate) mod slots;
 pub(crate) mod trace;
 
 use crate::error::InvokeError;
+use crate::events::{SCHEDULE_HEADER, TRIGGER_HEADER, Trigger};
 use crate::host::Host;
 use crate::registry::{Audience, FunctionEntry};
 use crate::runtime::function::RequestContext;
@@ -62,7 +63,31 @@ impl Host {
             let error = InvokeError::NoRoute(request.uri().path().to_owned());
             return self.refuse(&request, Instant::now(), None, &error);
         };
-        self.dispatch(&entry, &path_info, request, Audience::Public)
+        self.dispatch(&entry, &path_info, request, Audience::Public, Trigger::Http)
+            .await
+    }
+
+    /// Serves a run the host itself started (`trigger`), routed like a
+    /// public request: the request carries the trigger's headers.
+    pub(crate) async fn handle_trigger<B>(
+        &self,
+        request: http::Request<B>,
+        trigger: Trigger,
+    ) -> http::Response<ResponseBody>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let routed = {
+            let snapshot = self.inner.registry.snapshot();
+            snapshot
+                .route(request.uri().path())
+                .map(|(entry, rest)| (entry.clone(), rest.to_owned()))
+        };
+        let Some((entry, path_info)) = routed else {
+            return error_response(&InvokeError::NoRoute(request.uri().path().to_owned()));
+        };
+        self.dispatch(&entry, &path_info, request, Audience::Public, trigger)
             .await
     }
 
@@ -84,7 +109,7 @@ impl Host {
             return error_response(&InvokeError::NoRoute(format!("function `{name}`")));
         };
         let path_info = request.uri().path().to_owned();
-        self.dispatch(&entry, &path_info, request, Audience::Operator)
+        self.dispatch(&entry, &path_info, request, Audience::Operator, Trigger::Http)
             .await
     }
 
@@ -94,6 +119,7 @@ impl Host {
         path_info: &str,
         request: http::Request<B>,
         audience: Audience,
+        trigger: Trigger,
     ) -> http::Response<ResponseBody>
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
@@ -128,6 +154,13 @@ impl Host {
         };
         let metrics = function.metrics();
         let mut request = request;
+        if trigger == Trigger::Http {
+            // Only the host says a run was triggered by something else.
+            request.headers_mut().remove(TRIGGER_HEADER);
+            request.headers_mut().remove(SCHEDULE_HEADER);
+        } else {
+            self.inner.metrics.record_trigger(name, trigger);
+        }
         let id = trace::request_id(request.headers());
         let id_header = HeaderValue::try_from(id.as_str()).ok();
         if let Some(value) = &id_header {
@@ -206,6 +239,7 @@ impl Host {
                     version: Some(function.version),
                     trace: request_trace,
                     request_id,
+                    trigger,
                 };
                 response.map(|body| record.write_when_sent(body))
             }
@@ -235,6 +269,7 @@ impl Host {
                 version: None,
                 trace: Arc::default(),
                 request_id: Arc::from(trace::request_id(request.headers())),
+                trigger: Trigger::Http,
             }
             .write_now();
         }

@@ -14,6 +14,7 @@
 pub mod table;
 
 use crate::limits::Limits;
+use crate::schedule::Schedule;
 use serde::de::{self, MapAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -207,6 +208,11 @@ pub struct Settings {
     /// Configuration values the guest reads through `wasi:config` (secrets
     /// are kept apart from settings, by the host).
     pub config: BTreeMap<String, String>,
+    /// Cron schedules: each tick sends the function a `POST`.
+    pub cron: Vec<Schedule>,
+    /// The path (and query) after the route that cron ticks request; the
+    /// route itself when `None`.
+    pub cron_path: Option<String>,
 }
 
 impl RawSettings {
@@ -539,7 +545,7 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "invalid `timeout` value `2s`: expected `timeout` once, but it is already \
-             given as `1s` (only `env`, `dir`, `allow-outbound`, `kv`, `config` may be repeated)"
+             given as `1s` (only `env`, `dir`, `allow-outbound`, `kv`, `config`, `cron` may be repeated)"
         );
         let same = RawSettings::from_query("fuel=5&fuel=5").unwrap_err();
         assert!(same.to_string().contains("already given as `5`"), "{same}");
