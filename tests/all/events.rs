@@ -40,6 +40,22 @@ async fn a_one_second_schedule_runs_at_least_three_times_in_four_seconds() {
             &[("function", "ticker"), ("trigger", "cron")],
         )
         .await;
+    let info = wisp.admin_get("/v1/functions/ticker").await.json();
+    let schedule = &info["schedules"][0];
+    assert_eq!(schedule["schedule"], "* * * * * *");
+    assert_eq!(schedule["target"], "/ticker/?op=incr&key=ticks");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let next = schedule["next_run_unix"].as_u64().unwrap();
+    assert!((now..=now + 2).contains(&next), "next run {next}, now {now}");
+    let listed = wisp.cli(&["ls"]);
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        listed.contains("ticker runs on cron `* * * * * *` (POST /ticker/?op=incr&key=ticks), next at"),
+        "{listed}"
+    );
     assert!(runs >= 3.0, "{runs}");
     let log = wisp.log();
     assert!(

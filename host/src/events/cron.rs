@@ -14,12 +14,14 @@
 
 use super::{SCHEDULE_HEADER, TRIGGER_HEADER, Trigger};
 use crate::host::{Host, HostInner};
+use crate::registry::FunctionEntry;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use wisp_spec::api::ScheduleInfo;
 use wisp_spec::schedule::Schedule;
 
 /// Longest the task sleeps, so a new deploy's schedule is seen.
@@ -87,32 +89,52 @@ async fn run(inner: Weak<HostInner>) {
     }
 }
 
-/// The schedules of the versions holding traffic, one job per distinct
-/// schedule and target.
+/// Every deployed function's jobs.
 fn jobs(host: &Host) -> Vec<Job> {
     let snapshot = host.inner.registry.snapshot();
+    snapshot.entries().values().flat_map(|e| jobs_of(e)).collect()
+}
+
+/// The schedules of `entry`'s versions holding traffic, one job per
+/// distinct schedule and target.
+fn jobs_of(entry: &FunctionEntry) -> Vec<Job> {
     let mut jobs: Vec<Job> = Vec::new();
-    for (name, entry) in snapshot.entries() {
-        for share in &entry.record.traffic {
-            let Some(version) = entry.versions.get(&share.version) else {
-                continue;
+    for share in &entry.record.traffic {
+        let Some(version) = entry.versions.get(&share.version) else {
+            continue;
+        };
+        let settings = &version.settings;
+        let path = settings.cron_path.as_deref().unwrap_or("");
+        let target = join(entry.route.as_str(), path);
+        for schedule in &settings.cron {
+            let job = Job {
+                function: entry.record.name.clone(),
+                target: target.clone(),
+                schedule: schedule.clone(),
             };
-            let settings = &version.settings;
-            let path = settings.cron_path.as_deref().unwrap_or("");
-            let target = join(entry.route.as_str(), path);
-            for schedule in &settings.cron {
-                let job = Job {
-                    function: name.clone(),
-                    target: target.clone(),
-                    schedule: schedule.clone(),
-                };
-                if !jobs.iter().any(|j| j.key() == job.key()) {
-                    jobs.push(job);
-                }
+            if !jobs.iter().any(|j| j.key() == job.key()) {
+                jobs.push(job);
             }
         }
     }
     jobs
+}
+
+/// `entry`'s schedules and their next runs, for listings.
+pub(crate) fn schedules(entry: &FunctionEntry) -> Vec<ScheduleInfo> {
+    let now = SystemTime::now();
+    jobs_of(entry)
+        .into_iter()
+        .map(|job| ScheduleInfo {
+            next_run_unix: job
+                .schedule
+                .next_after(now)
+                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                .map(|d| d.as_secs()),
+            schedule: job.schedule.as_str().to_owned(),
+            target: job.target,
+        })
+        .collect()
 }
 
 /// The route with `path` (and its query) after it.
