@@ -92,7 +92,11 @@ async fn run(inner: Weak<HostInner>) {
 /// Every deployed function's jobs.
 fn jobs(host: &Host) -> Vec<Job> {
     let snapshot = host.inner.registry.snapshot();
-    snapshot.entries().values().flat_map(|e| jobs_of(e)).collect()
+    snapshot
+        .entries()
+        .values()
+        .flat_map(|e| jobs_of(e))
+        .collect()
 }
 
 /// The schedules of `entry`'s versions holding traffic, one job per

@@ -3,8 +3,10 @@
 //! [`Trigger`] says what started a run; it reaches the guest as the
 //! `x-wisp-trigger` header (which a client can never set: the host strips
 //! it from public requests), the access log and `wisp_trigger_runs_total`.
-//! `cron.rs` fires schedules.
+//! `cron.rs` fires schedules; `chain.rs` runs one function's call to
+//! another in-process.
 
+pub(crate) mod chain;
 pub(crate) mod cron;
 
 use http::HeaderName;
@@ -23,6 +25,8 @@ pub enum Trigger {
     Http,
     /// A cron schedule's tick.
     Cron,
+    /// Another function's call to `http://NAME.wisp.internal`.
+    Chain,
 }
 
 impl Trigger {
@@ -31,6 +35,7 @@ impl Trigger {
         match self {
             Trigger::Http => "http",
             Trigger::Cron => "cron",
+            Trigger::Chain => "chain",
         }
     }
 }

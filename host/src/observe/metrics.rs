@@ -6,8 +6,8 @@
 //! series are dropped when the version or its function is removed, so the
 //! exposition does not grow with every deploy.
 
-use crate::events::Trigger;
 use crate::error::Limit;
+use crate::events::Trigger;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -250,12 +250,16 @@ impl Metrics {
 
     /// Counts a run of `function` started by `trigger`.
     pub(crate) fn record_trigger(&self, function: &str, trigger: Trigger) {
-        self.trigger_runs.get_or_create(&trigger_labels(function, trigger)).inc();
+        self.trigger_runs
+            .get_or_create(&trigger_labels(function, trigger))
+            .inc();
     }
 
     /// Counts a run of `function` by `trigger` skipped for overlap.
     pub(crate) fn record_trigger_skipped(&self, function: &str, trigger: Trigger) {
-        self.trigger_skipped.get_or_create(&trigger_labels(function, trigger)).inc();
+        self.trigger_skipped
+            .get_or_create(&trigger_labels(function, trigger))
+            .inc();
     }
 
     /// The instance-slot gauge.

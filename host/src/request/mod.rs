@@ -21,6 +21,7 @@ pub(crate) mod slots;
 pub(crate) mod trace;
 
 use crate::error::InvokeError;
+use crate::events::chain::{CALLER_HEADER, DEPTH_HEADER};
 use crate::events::{SCHEDULE_HEADER, TRIGGER_HEADER, Trigger};
 use crate::host::Host;
 use crate::registry::{Audience, FunctionEntry};
@@ -67,6 +68,32 @@ impl Host {
             .await
     }
 
+    /// Serves another function's in-process call to function `name`: its
+    /// path as if `name` were mounted at `/`, versions as for the public.
+    pub(crate) async fn handle_chained<B>(
+        &self,
+        name: &str,
+        request: http::Request<B>,
+    ) -> http::Response<ResponseBody>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let entry = self.inner.registry.snapshot().get(name).cloned();
+        let Some(entry) = entry else {
+            return error_response(&InvokeError::NoRoute(format!("function `{name}`")));
+        };
+        let path_info = request.uri().path().to_owned();
+        self.dispatch(
+            &entry,
+            &path_info,
+            request,
+            Audience::Public,
+            Trigger::Chain,
+        )
+        .await
+    }
+
     /// Serves a run the host itself started (`trigger`), routed like a
     /// public request: the request carries the trigger's headers.
     pub(crate) async fn handle_trigger<B>(
@@ -109,8 +136,14 @@ impl Host {
             return error_response(&InvokeError::NoRoute(format!("function `{name}`")));
         };
         let path_info = request.uri().path().to_owned();
-        self.dispatch(&entry, &path_info, request, Audience::Operator, Trigger::Http)
-            .await
+        self.dispatch(
+            &entry,
+            &path_info,
+            request,
+            Audience::Operator,
+            Trigger::Http,
+        )
+        .await
     }
 
     async fn dispatch<B>(
@@ -156,8 +189,10 @@ impl Host {
         let mut request = request;
         if trigger == Trigger::Http {
             // Only the host says a run was triggered by something else.
-            request.headers_mut().remove(TRIGGER_HEADER);
-            request.headers_mut().remove(SCHEDULE_HEADER);
+            let headers = request.headers_mut();
+            for name in [TRIGGER_HEADER, SCHEDULE_HEADER, CALLER_HEADER, DEPTH_HEADER] {
+                headers.remove(name);
+            }
         } else {
             self.inner.metrics.record_trigger(name, trigger);
         }
@@ -205,6 +240,7 @@ impl Host {
                 .ticket(&function, self.inner.config.queue_timeout, started),
             body_too_slow: &body_too_slow,
             buffers: &self.inner.buffers,
+            host: self,
         };
         let mut response = match function.invoke(request, context).await {
             Ok(response) => response,

@@ -275,7 +275,8 @@ pub static SETTINGS: &[Setting] = &[
         form: Form::Text,
         apply: |s, v| {
             let valid = v.starts_with('/')
-                && v.parse::<http::uri::PathAndQuery>().is_ok_and(|p| p.as_str() == v);
+                && v.parse::<http::uri::PathAndQuery>()
+                    .is_ok_and(|p| p.as_str() == v);
             if !valid {
                 return Err("a path starting with `/`, with an optional `?query`".to_owned());
             }
