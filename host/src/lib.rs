@@ -47,6 +47,7 @@
 mod admin;
 mod deploy;
 mod error;
+mod events;
 mod host;
 mod observe;
 mod registry;

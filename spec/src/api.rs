@@ -68,6 +68,21 @@ pub struct FunctionInfo {
     /// that takes traffic. Absent when it serves.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unavailable: Option<String>,
+    /// Its cron schedules (those of the versions holding traffic).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub schedules: Vec<ScheduleInfo>,
+}
+
+/// A cron schedule of a function, and when it runs next.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduleInfo {
+    /// The schedule, e.g. `*/5 * * * *` (UTC).
+    pub schedule: String,
+    /// What each tick requests: `POST` to this path.
+    pub target: String,
+    /// When it runs next, in seconds since the Unix epoch; absent if never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_run_unix: Option<u64>,
 }
 
 impl FunctionInfo {
@@ -254,12 +269,14 @@ mod tests {
             versions: vec![],
             traffic: vec![],
             unavailable: None,
+            schedules: Vec::new(),
         };
         let text = serde_json::to_string(&info).unwrap();
         assert!(!text.contains("unavailable"), "{text}");
         assert_eq!(serde_json::from_str::<FunctionInfo>(&text).unwrap(), info);
         let damaged = FunctionInfo {
             unavailable: Some("its record has no traffic split".into()),
+            schedules: Vec::new(),
             ..info
         };
         let text = serde_json::to_string(&damaged).unwrap();
@@ -289,6 +306,7 @@ mod tests {
                 weight: 100,
             }],
             unavailable: None,
+            schedules: Vec::new(),
         };
         let same = RawSettings::new().with("memory", "67108864").unwrap();
         assert!(info.serves("/f", "abc", &same));

@@ -29,6 +29,7 @@ pub mod limits;
 pub mod manifest;
 pub mod name;
 pub mod route;
+pub mod schedule;
 pub mod settings;
 pub mod source;
 pub mod traffic;

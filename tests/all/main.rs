@@ -8,6 +8,7 @@ mod bench;
 mod core;
 mod crash;
 mod embed;
+mod events;
 mod hardening;
 mod host_paths;
 mod isolation;

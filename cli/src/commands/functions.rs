@@ -124,10 +124,19 @@ impl Ls {
             "FUEL",
         ];
         println!("{}", output::table(&header, rows));
-        // Reasons are sentences: under the table, one per function.
+        // Reasons and schedules are sentences: under the table.
         for function in &functions {
             if let Some(reason) = &function.unavailable {
                 println!("{} is unavailable: {reason}", function.name);
+            }
+            for schedule in &function.schedules {
+                let next = schedule
+                    .next_run_unix
+                    .map_or_else(|| "never".to_owned(), output::unix_time);
+                println!(
+                    "{} runs on cron `{}` (POST {}), next at {next}",
+                    function.name, schedule.schedule, schedule.target
+                );
             }
         }
         Ok(ExitCode::SUCCESS)

@@ -1,5 +1,5 @@
 //! `sdk-fetch`: calls out over HTTP with `wisp_sdk::fetch` — `?url=…` is
-//! fetched and its status and body returned as JSON. The host's allow-list
+//! fetched and its status, headers and body returned as JSON. The host's allow-list
 //! decides what it may reach; a denied call is answered 403.
 
 use wisp_sdk::fetch::FetchError;
@@ -10,11 +10,22 @@ async fn handle(request: Request) -> Result<Json<serde_json::Value>, HttpError> 
         .query_param("url")
         .ok_or_else(|| HttpError::bad_request("give the URL to fetch as `?url=`"))?;
     match wisp_sdk::fetch::get(&url).await {
-        Ok(response) => Ok(Json(serde_json::json!({
-            "url": url,
-            "status": response.status().as_u16(),
-            "body": String::from_utf8_lossy(response.body()),
-        }))),
+        Ok(response) => {
+            let headers: serde_json::Map<String, serde_json::Value> = response
+                .headers()
+                .iter()
+                .map(|(name, value)| {
+                    let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+                    (name.as_str().to_owned(), value.into())
+                })
+                .collect();
+            Ok(Json(serde_json::json!({
+                "url": url,
+                "status": response.status().as_u16(),
+                "headers": headers,
+                "body": String::from_utf8_lossy(response.body()),
+            })))
+        }
         Err(denied @ FetchError::Denied) => {
             Err(HttpError::new(StatusCode::FORBIDDEN, denied.to_string()))
         }

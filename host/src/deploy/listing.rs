@@ -57,5 +57,6 @@ fn info_of(entry: &FunctionEntry) -> FunctionInfo {
         versions,
         traffic: entry.record.traffic.clone(),
         unavailable: entry.unavailable(),
+        schedules: crate::events::cron::schedules(entry),
     }
 }

@@ -132,6 +132,7 @@ impl Host {
             }),
         };
         host.sweep_removed_state().await;
+        crate::events::cron::start(Arc::downgrade(&host.inner));
         let problems = host.load_stored(stored).await;
         Ok((host, problems))
     }

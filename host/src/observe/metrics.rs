@@ -7,6 +7,7 @@
 //! exposition does not grow with every deploy.
 
 use crate::error::Limit;
+use crate::events::Trigger;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -29,6 +30,12 @@ struct StatusLabels {
     function: String,
     version: String,
     status_class: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TriggerLabels {
+    function: String,
+    trigger: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -60,6 +67,8 @@ pub struct Metrics {
     guest_cpu_seconds: Family<VersionLabels, Counter<f64, AtomicU64>>,
     fuel: Family<VersionLabels, Counter>,
     unrouted: Counter,
+    trigger_runs: Family<TriggerLabels, Counter>,
+    trigger_skipped: Family<TriggerLabels, Counter>,
     functions: Gauge,
     compilations: Counter,
     compile_seconds: Histogram,
@@ -145,6 +154,18 @@ impl Metrics {
             "Requests no function's route matched",
             unrouted.clone(),
         );
+        let trigger_runs = Family::<TriggerLabels, Counter>::default();
+        let trigger_skipped = Family::<TriggerLabels, Counter>::default();
+        registry.register(
+            "trigger_runs",
+            "Runs the host started by a trigger other than a client's request (cron)",
+            trigger_runs.clone(),
+        );
+        registry.register(
+            "trigger_skipped",
+            "Trigger runs skipped because the schedule's last run was still going",
+            trigger_skipped.clone(),
+        );
         registry.register(
             "functions_deployed",
             "Functions deployed now",
@@ -186,6 +207,8 @@ impl Metrics {
             guest_cpu_seconds,
             fuel,
             unrouted,
+            trigger_runs,
+            trigger_skipped,
             functions,
             compilations,
             compile_seconds,
@@ -223,6 +246,20 @@ impl Metrics {
     /// Counts a request no route matched.
     pub fn record_unrouted(&self) {
         self.unrouted.inc();
+    }
+
+    /// Counts a run of `function` started by `trigger`.
+    pub(crate) fn record_trigger(&self, function: &str, trigger: Trigger) {
+        self.trigger_runs
+            .get_or_create(&trigger_labels(function, trigger))
+            .inc();
+    }
+
+    /// Counts a run of `function` by `trigger` skipped for overlap.
+    pub(crate) fn record_trigger_skipped(&self, function: &str, trigger: Trigger) {
+        self.trigger_skipped
+            .get_or_create(&trigger_labels(function, trigger))
+            .inc();
     }
 
     /// The instance-slot gauge.
@@ -323,6 +360,16 @@ impl Metrics {
         for version in versions {
             self.forget_version(function, version);
         }
+        let labels = trigger_labels(function, Trigger::Cron);
+        self.trigger_runs.remove(&labels);
+        self.trigger_skipped.remove(&labels);
+    }
+}
+
+fn trigger_labels(function: &str, trigger: Trigger) -> TriggerLabels {
+    TriggerLabels {
+        function: function.to_owned(),
+        trigger: trigger.as_str(),
     }
 }
 

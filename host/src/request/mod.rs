@@ -21,6 +21,8 @@ pub(crate) mod slots;
 pub(crate) mod trace;
 
 use crate::error::InvokeError;
+use crate::events::chain::{CALLER_HEADER, DEPTH_HEADER};
+use crate::events::{SCHEDULE_HEADER, TRIGGER_HEADER, Trigger};
 use crate::host::Host;
 use crate::registry::{Audience, FunctionEntry};
 use crate::runtime::function::RequestContext;
@@ -62,7 +64,57 @@ impl Host {
             let error = InvokeError::NoRoute(request.uri().path().to_owned());
             return self.refuse(&request, Instant::now(), None, &error);
         };
-        self.dispatch(&entry, &path_info, request, Audience::Public)
+        self.dispatch(&entry, &path_info, request, Audience::Public, Trigger::Http)
+            .await
+    }
+
+    /// Serves another function's in-process call to function `name`: its
+    /// path as if `name` were mounted at `/`, versions as for the public.
+    pub(crate) async fn handle_chained<B>(
+        &self,
+        name: &str,
+        request: http::Request<B>,
+    ) -> http::Response<ResponseBody>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let entry = self.inner.registry.snapshot().get(name).cloned();
+        let Some(entry) = entry else {
+            return error_response(&InvokeError::NoRoute(format!("function `{name}`")));
+        };
+        let path_info = request.uri().path().to_owned();
+        self.dispatch(
+            &entry,
+            &path_info,
+            request,
+            Audience::Public,
+            Trigger::Chain,
+        )
+        .await
+    }
+
+    /// Serves a run the host itself started (`trigger`), routed like a
+    /// public request: the request carries the trigger's headers.
+    pub(crate) async fn handle_trigger<B>(
+        &self,
+        request: http::Request<B>,
+        trigger: Trigger,
+    ) -> http::Response<ResponseBody>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let routed = {
+            let snapshot = self.inner.registry.snapshot();
+            snapshot
+                .route(request.uri().path())
+                .map(|(entry, rest)| (entry.clone(), rest.to_owned()))
+        };
+        let Some((entry, path_info)) = routed else {
+            return error_response(&InvokeError::NoRoute(request.uri().path().to_owned()));
+        };
+        self.dispatch(&entry, &path_info, request, Audience::Public, trigger)
             .await
     }
 
@@ -84,8 +136,14 @@ impl Host {
             return error_response(&InvokeError::NoRoute(format!("function `{name}`")));
         };
         let path_info = request.uri().path().to_owned();
-        self.dispatch(&entry, &path_info, request, Audience::Operator)
-            .await
+        self.dispatch(
+            &entry,
+            &path_info,
+            request,
+            Audience::Operator,
+            Trigger::Http,
+        )
+        .await
     }
 
     async fn dispatch<B>(
@@ -94,6 +152,7 @@ impl Host {
         path_info: &str,
         request: http::Request<B>,
         audience: Audience,
+        trigger: Trigger,
     ) -> http::Response<ResponseBody>
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
@@ -128,6 +187,15 @@ impl Host {
         };
         let metrics = function.metrics();
         let mut request = request;
+        if trigger == Trigger::Http {
+            // Only the host says a run was triggered by something else.
+            let headers = request.headers_mut();
+            for name in [TRIGGER_HEADER, SCHEDULE_HEADER, CALLER_HEADER, DEPTH_HEADER] {
+                headers.remove(name);
+            }
+        } else {
+            self.inner.metrics.record_trigger(name, trigger);
+        }
         let id = trace::request_id(request.headers());
         let id_header = HeaderValue::try_from(id.as_str()).ok();
         if let Some(value) = &id_header {
@@ -172,6 +240,7 @@ impl Host {
                 .ticket(&function, self.inner.config.queue_timeout, started),
             body_too_slow: &body_too_slow,
             buffers: &self.inner.buffers,
+            host: self,
         };
         let mut response = match function.invoke(request, context).await {
             Ok(response) => response,
@@ -206,6 +275,7 @@ impl Host {
                     version: Some(function.version),
                     trace: request_trace,
                     request_id,
+                    trigger,
                 };
                 response.map(|body| record.write_when_sent(body))
             }
@@ -235,6 +305,7 @@ impl Host {
                 version: None,
                 trace: Arc::default(),
                 request_id: Arc::from(trace::request_id(request.headers())),
+                trigger: Trigger::Http,
             }
             .write_now();
         }

@@ -7,6 +7,8 @@
 //! here once, never per request.
 
 use crate::error::{DeployError, HostFailure, InvokeError};
+use crate::events::chain::ChainOrigin;
+use crate::host::Host;
 use crate::observe::meter::Meter;
 use crate::observe::metrics::FunctionMetrics;
 use crate::request::body::{RequestBody, ResponseBody};
@@ -70,6 +72,8 @@ pub struct RequestContext<'a> {
     pub body_too_slow: &'a Arc<AtomicBool>,
     /// The host's budget for buffered request bodies.
     pub buffers: &'a Arc<BufferBudget>,
+    /// The host, for the guest's chained calls.
+    pub host: &'a Host,
 }
 
 /// Compiled, pre-linked code, ready to instantiate. One is shared by every
@@ -280,6 +284,7 @@ impl Function {
             ticket,
             body_too_slow,
             buffers,
+            host,
         } = context;
         match &self.code.0 {
             Code::Http(pre) => {
@@ -292,7 +297,14 @@ impl Function {
                 if let Ok(value) = ::http::HeaderValue::from_str(path_info) {
                     headers.insert(PATH_INFO_HEADER, value);
                 }
+                let chain = ChainOrigin {
+                    host: host.clone(),
+                    depth: ChainOrigin::depth_of(request.headers()),
+                    request_id: request_id.clone(),
+                    traceparent: request.headers().get("traceparent").cloned(),
+                };
                 let call = HttpCall {
+                    chain: Arc::new(chain),
                     pre: pre.clone(),
                     function: self.name.clone(),
                     settings: self.settings.clone(),

@@ -14,6 +14,7 @@
 pub mod table;
 
 use crate::limits::Limits;
+use crate::schedule::Schedule;
 use serde::de::{self, MapAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -148,8 +149,16 @@ pub struct OutboundRule {
 }
 
 impl OutboundRule {
-    /// Parses `https://api.example.com` or `http://127.0.0.1:8080`.
+    /// Parses `https://api.example.com` or `http://127.0.0.1:8080`, or
+    /// `http://*.wisp.internal` (every function, in-process).
     pub fn parse(text: &str) -> Option<OutboundRule> {
+        if text.eq_ignore_ascii_case(&format!("http://*.{INTERNAL_DOMAIN}")) {
+            return Some(OutboundRule {
+                scheme: "http".into(),
+                host: format!("*.{INTERNAL_DOMAIN}"),
+                port: 80,
+            });
+        }
         let uri: http::Uri = text.parse().ok()?;
         let scheme = uri.scheme_str()?.to_ascii_lowercase();
         let default_port = match scheme.as_str() {
@@ -174,10 +183,27 @@ impl OutboundRule {
 
     /// True when a request to `scheme://host:port` is allowed by this rule.
     pub fn allows(&self, scheme: &str, host: &str, port: u16) -> bool {
-        self.scheme.eq_ignore_ascii_case(scheme)
-            && self.host.eq_ignore_ascii_case(host)
-            && self.port == port
+        let host_matches = match self.host.strip_prefix("*.") {
+            Some(_) => internal_function(host).is_some(),
+            None => self.host.eq_ignore_ascii_case(host),
+        };
+        self.scheme.eq_ignore_ascii_case(scheme) && host_matches && self.port == port
     }
+}
+
+/// The domain under which functions call each other in-process:
+/// `http://NAME.wisp.internal/PATH`.
+pub const INTERNAL_DOMAIN: &str = "wisp.internal";
+
+/// The function `host` names, if it is `NAME.wisp.internal` with a valid
+/// function name.
+pub fn internal_function(host: &str) -> Option<&str> {
+    let lower = host.len().checked_sub(INTERNAL_DOMAIN.len() + 1)?;
+    let (name, domain) = host.split_at(lower);
+    let domain_matches = domain
+        .strip_prefix('.')
+        .is_some_and(|d| d.eq_ignore_ascii_case(INTERNAL_DOMAIN));
+    (domain_matches && crate::name::validate_name(name).is_ok()).then_some(name)
 }
 
 impl fmt::Display for OutboundRule {
@@ -207,6 +233,11 @@ pub struct Settings {
     /// Configuration values the guest reads through `wasi:config` (secrets
     /// are kept apart from settings, by the host).
     pub config: BTreeMap<String, String>,
+    /// Cron schedules: each tick sends the function a `POST`.
+    pub cron: Vec<Schedule>,
+    /// The path (and query) after the route that cron ticks request; the
+    /// route itself when `None`.
+    pub cron_path: Option<String>,
 }
 
 impl RawSettings {
@@ -539,7 +570,7 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "invalid `timeout` value `2s`: expected `timeout` once, but it is already \
-             given as `1s` (only `env`, `dir`, `allow-outbound`, `kv`, `config` may be repeated)"
+             given as `1s` (only `env`, `dir`, `allow-outbound`, `kv`, `config`, `cron` may be repeated)"
         );
         let same = RawSettings::from_query("fuel=5&fuel=5").unwrap_err();
         assert!(same.to_string().contains("already given as `5`"), "{same}");

@@ -10,6 +10,7 @@
 use super::{DirMount, OutboundRule, Settings};
 use crate::limits::{MAX_MEMORY_LIMIT_BYTES, MAX_TIMEOUT};
 use crate::name::{MAX_NAME_LEN, OWN_BUCKET, is_bucket_name};
+use crate::schedule::Schedule;
 use crate::units;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -248,6 +249,41 @@ pub static SETTINGS: &[Setting] = &[
             Ok(())
         },
         show: |s| s.config.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+    },
+    Setting {
+        name: "cron",
+        value_name: "SCHEDULE",
+        help: "Cron schedule, UTC, 5 fields or 6 with leading seconds (repeatable); each tick POSTs to the route plus `cron-path`",
+        default: "none",
+        example: "*/5 * * * *",
+        form: Form::List,
+        apply: |s, v| {
+            let schedule = Schedule::parse(v)?;
+            if !s.cron.contains(&schedule) {
+                s.cron.push(schedule);
+            }
+            Ok(())
+        },
+        show: |s| s.cron.iter().map(|c| c.as_str().to_owned()).collect(),
+    },
+    Setting {
+        name: "cron-path",
+        value_name: "PATH",
+        help: "Path (and query) after the route that cron ticks request; none: the route itself",
+        default: "none",
+        example: "/tick?source=cron",
+        form: Form::Text,
+        apply: |s, v| {
+            let valid = v.starts_with('/')
+                && v.parse::<http::uri::PathAndQuery>()
+                    .is_ok_and(|p| p.as_str() == v);
+            if !valid {
+                return Err("a path starting with `/`, with an optional `?query`".to_owned());
+            }
+            s.cron_path = Some(v.to_owned());
+            Ok(())
+        },
+        show: |s| s.cron_path.iter().cloned().collect(),
     },
 ];
 

@@ -10,6 +10,7 @@
 //! is set.
 
 use crate::error::{InvokeError, Limit};
+use crate::events::chain::ChainOrigin;
 use crate::observe::meter::{CpuTimed, GuestCost, Meter};
 use crate::observe::metrics::FunctionMetrics;
 use crate::request::body::{BoxError, CappedBody, LimitedBody, RequestBody, ResponseBody};
@@ -33,7 +34,7 @@ use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 use wisp_spec::headers::content_length;
-use wisp_spec::settings::{OutboundRule, Settings};
+use wisp_spec::settings::{OutboundRule, Settings, internal_function};
 use wisp_spec::units;
 
 /// Bytes of a guest's stdout/stderr kept per request.
@@ -74,10 +75,14 @@ impl WasiHttpView for HttpState {
     }
 }
 
-/// Outbound HTTP is denied unless the destination matches an allow rule.
+/// Outbound HTTP is denied unless the destination matches an allow rule;
+/// an allowed call to `http://NAME.wisp.internal` runs function NAME
+/// in-process.
 struct OutboundPolicy {
     function: Arc<str>,
     rules: Arc<[OutboundRule]>,
+    /// Set for a request's sandbox (not for a trial instantiation).
+    chain: Option<Arc<ChainOrigin>>,
 }
 
 impl OutboundPolicy {
@@ -115,6 +120,25 @@ impl WasiHttpHooks for OutboundPolicy {
                 "outbound request denied: destination is not in the function's allow-list"
             );
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
+        }
+        let internal = request.uri().scheme_str() == Some("http")
+            && request.uri().host().and_then(internal_function).is_some();
+        if internal {
+            let Some(origin) = self.chain.clone() else {
+                return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
+            };
+            let caller = self.function.clone();
+            let callee = request
+                .uri()
+                .host()
+                .and_then(internal_function)
+                .unwrap_or_default()
+                .to_owned();
+            return Box::new(async move {
+                let response = origin.call(&caller, &callee, request).await;
+                let done = Box::new(async { Ok(()) }) as Box<dyn Future<Output = _> + Send>;
+                Ok((response, done))
+            });
         }
         Box::new(async move {
             let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
@@ -158,6 +182,7 @@ pub fn new_store(
         hooks: OutboundPolicy {
             function,
             rules: outbound,
+            chain: None,
         },
         services,
         limiter: MemoryLimiter::new(settings.limits.memory_bytes, memory),
@@ -191,6 +216,8 @@ pub struct HttpCall {
     pub permit: SlotPermit,
     /// Set when the request body arrived too slowly.
     pub body_too_slow: Arc<AtomicBool>,
+    /// Where the guest's chained calls come from.
+    pub chain: Arc<ChainOrigin>,
 }
 
 /// Runs `request` through a fresh instance of the component.
@@ -209,6 +236,7 @@ pub async fn invoke(
         request_id,
         permit,
         body_too_slow,
+        chain,
     } = call;
     let limits = settings.limits.clone();
     let declared_length =
@@ -240,6 +268,7 @@ pub async fn invoke(
         stderr.clone(),
         meter.guest_memory.clone(),
     )?;
+    store.data_mut().hooks.chain = Some(chain);
 
     let (sender, receiver) = tokio::sync::oneshot::channel();
     let internal = |e: wasmtime::Error| InvokeError::Internal(format!("{e:#}"));

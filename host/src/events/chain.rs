@@ -1,0 +1,118 @@
+//! Function chaining: a guest's outbound request to
+//! `http://NAME.wisp.internal/PATH` goes in-process to function NAME, with
+//! no socket.
+//!
+//! The caller's allow-list must grant it (`--allow-outbound
+//! http://NAME.wisp.internal`, or `http://*.wisp.internal`); that check is
+//! the outbound policy's, before anything here runs. The callee gets PATH
+//! unchanged, as if mounted at `/`, with the caller's request id and
+//! `traceparent` and `x-wisp-caller: CALLER`. It runs as its own request:
+//! its own version pick, limits, metering and access line, with trigger
+//! `chain`. A chain deeper than [`MAX_CHAIN_DEPTH`] calls is answered
+//! `508 Loop Detected` without running.
+
+use crate::host::Host;
+use crate::request::body::ResponseBody;
+use crate::request::trace::REQUEST_ID_HEADER;
+use http::{HeaderName, HeaderValue};
+use http_body_util::BodyExt;
+use std::sync::Arc;
+use wasmtime_wasi_http::{Error as HttpError, WasiBody};
+
+/// The W3C trace context header.
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+
+/// Most calls one chain may make, counting from the first request.
+pub const MAX_CHAIN_DEPTH: u32 = 8;
+
+/// Request header naming the calling function of a chained request.
+pub const CALLER_HEADER: HeaderName = HeaderName::from_static("x-wisp-caller");
+
+/// Request header carrying how many chained calls led to a request; set by
+/// the host only.
+pub const DEPTH_HEADER: HeaderName = HeaderName::from_static("x-wisp-chain-depth");
+
+/// Where a guest's chained calls come from: what a callee must be told.
+pub(crate) struct ChainOrigin {
+    /// The host, to dispatch to.
+    pub(crate) host: Host,
+    /// The calls that led to the caller's request (0 for a client's).
+    pub(crate) depth: u32,
+    /// The caller's request id, passed on.
+    pub(crate) request_id: Arc<str>,
+    /// The caller's W3C `traceparent`, passed on when the guest's call
+    /// sets none of its own.
+    pub(crate) traceparent: Option<HeaderValue>,
+}
+
+impl ChainOrigin {
+    /// The depth of a request, from its (host-set) header.
+    pub(crate) fn depth_of(headers: &http::HeaderMap) -> u32 {
+        headers
+            .get(&DEPTH_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Runs `request` with function `callee` for `caller`, in-process.
+    pub(crate) async fn call(
+        &self,
+        caller: &str,
+        callee: &str,
+        request: http::Request<WasiBody>,
+    ) -> http::Response<WasiBody> {
+        let depth = self.depth + 1;
+        if depth > MAX_CHAIN_DEPTH {
+            tracing::warn!(
+                caller,
+                callee,
+                depth,
+                "chained call refused: the chain is too deep"
+            );
+            return loop_detected(depth);
+        }
+        let (mut parts, body) = request.into_parts();
+        // As if mounted at `/`: the path and query only.
+        parts.uri = parts.uri.path_and_query().map_or_else(
+            || http::Uri::from_static("/"),
+            |p| http::Uri::from(p.clone()),
+        );
+        let headers = &mut parts.headers;
+        headers.remove(http::header::HOST);
+        if let Ok(value) = HeaderValue::try_from(caller) {
+            headers.insert(CALLER_HEADER, value);
+        }
+        if let Ok(value) = HeaderValue::try_from(&*self.request_id) {
+            headers.insert(REQUEST_ID_HEADER, value);
+        }
+        headers.insert(DEPTH_HEADER, HeaderValue::from(depth));
+        if let Some(traceparent) = &self.traceparent
+            && !headers.contains_key(TRACEPARENT)
+        {
+            headers.insert(TRACEPARENT, traceparent.clone());
+        }
+        let request = http::Request::from_parts(parts, body);
+        let response = self.host.handle_chained(callee, request).await;
+        response.map(into_wasi_body)
+    }
+}
+
+fn into_wasi_body(body: ResponseBody) -> WasiBody {
+    body.map_err(|_| HttpError::HttpResponseIncomplete)
+        .boxed_unsync()
+}
+
+/// The answer to a call past [`MAX_CHAIN_DEPTH`].
+fn loop_detected(depth: u32) -> http::Response<WasiBody> {
+    let text = format!(
+        "508 Loop Detected: this call would be number {depth} of one chain; at most {MAX_CHAIN_DEPTH} are allowed\n"
+    );
+    let mut response = http::Response::new(
+        http_body_util::Full::new(bytes::Bytes::from(text))
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    );
+    *response.status_mut() = http::StatusCode::LOOP_DETECTED;
+    response
+}
