@@ -61,7 +61,7 @@ async fn a_one_second_schedule_runs_at_least_three_times_in_four_seconds() {
         .as_secs();
     let next = schedule["next_run_unix"].as_u64().unwrap();
     assert!(
-        (now..=now + 2).contains(&next),
+        (now - 5..=now + 2).contains(&next),
         "next run {next}, now {now}"
     );
     let listed = wisp.cli(&["ls"]);
