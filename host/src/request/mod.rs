@@ -53,45 +53,13 @@ impl Host {
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
-        let routed = {
-            let snapshot = self.inner.registry.snapshot();
-            snapshot
-                .route(request.uri().path())
-                .map(|(entry, rest)| (entry.clone(), rest.to_owned()))
-        };
-        let Some((entry, path_info)) = routed else {
+        let Some((entry, path_info)) = self.routed(request.uri().path()) else {
             self.inner.metrics.record_unrouted();
             let error = InvokeError::NoRoute(request.uri().path().to_owned());
             return self.refuse(&request, Instant::now(), None, &error);
         };
         self.dispatch(&entry, &path_info, request, Audience::Public, Trigger::Http)
             .await
-    }
-
-    /// Serves another function's in-process call to function `name`: its
-    /// path as if `name` were mounted at `/`, versions as for the public.
-    pub(crate) async fn handle_chained<B>(
-        &self,
-        name: &str,
-        request: http::Request<B>,
-    ) -> http::Response<ResponseBody>
-    where
-        B: http_body::Body<Data = Bytes> + Send + 'static,
-        B::Error: Into<BoxError>,
-    {
-        let entry = self.inner.registry.snapshot().get(name).cloned();
-        let Some(entry) = entry else {
-            return error_response(&InvokeError::NoRoute(format!("function `{name}`")));
-        };
-        let path_info = request.uri().path().to_owned();
-        self.dispatch(
-            &entry,
-            &path_info,
-            request,
-            Audience::Public,
-            Trigger::Chain,
-        )
-        .await
     }
 
     /// Serves a run the host itself started (`trigger`), routed like a
@@ -105,13 +73,7 @@ impl Host {
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
-        let routed = {
-            let snapshot = self.inner.registry.snapshot();
-            snapshot
-                .route(request.uri().path())
-                .map(|(entry, rest)| (entry.clone(), rest.to_owned()))
-        };
-        let Some((entry, path_info)) = routed else {
+        let Some((entry, path_info)) = self.routed(request.uri().path()) else {
             return error_response(&InvokeError::NoRoute(request.uri().path().to_owned()));
         };
         self.dispatch(&entry, &path_info, request, Audience::Public, trigger)
@@ -131,19 +93,52 @@ impl Host {
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
+        self.dispatch_named(name, request, Audience::Operator, Trigger::Http)
+            .await
+    }
+
+    /// Serves another function's in-process call to function `name`: its
+    /// path as if `name` were mounted at `/`, versions as for the public.
+    pub(crate) async fn handle_chained<B>(
+        &self,
+        name: &str,
+        request: http::Request<B>,
+    ) -> http::Response<ResponseBody>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        self.dispatch_named(name, request, Audience::Public, Trigger::Chain)
+            .await
+    }
+
+    /// The function whose route matches `path`, and the rest of the path.
+    fn routed(&self, path: &str) -> Option<(Arc<FunctionEntry>, String)> {
+        let snapshot = self.inner.registry.snapshot();
+        snapshot
+            .route(path)
+            .map(|(entry, rest)| (entry.clone(), rest.to_owned()))
+    }
+
+    /// Runs `request` with function `name`, its whole path as `PATH_INFO`.
+    async fn dispatch_named<B>(
+        &self,
+        name: &str,
+        request: http::Request<B>,
+        audience: Audience,
+        trigger: Trigger,
+    ) -> http::Response<ResponseBody>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
         let entry = self.inner.registry.snapshot().get(name).cloned();
         let Some(entry) = entry else {
             return error_response(&InvokeError::NoRoute(format!("function `{name}`")));
         };
         let path_info = request.uri().path().to_owned();
-        self.dispatch(
-            &entry,
-            &path_info,
-            request,
-            Audience::Operator,
-            Trigger::Http,
-        )
-        .await
+        self.dispatch(&entry, &path_info, request, audience, trigger)
+            .await
     }
 
     async fn dispatch<B>(
