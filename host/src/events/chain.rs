@@ -33,6 +33,8 @@ pub const CALLER_HEADER: HeaderName = HeaderName::from_static("x-wisp-caller");
 pub const DEPTH_HEADER: HeaderName = HeaderName::from_static("x-wisp-chain-depth");
 
 /// Where a guest's chained calls come from: what a callee must be told.
+/// Moved into the request's sandbox; cloned only for a chained call.
+#[derive(Clone)]
 pub(crate) struct ChainOrigin {
     /// The host, to dispatch to.
     pub(crate) host: Host,

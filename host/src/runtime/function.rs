@@ -304,7 +304,7 @@ impl Function {
                     traceparent: request.headers().get("traceparent").cloned(),
                 };
                 let call = HttpCall {
-                    chain: Arc::new(chain),
+                    chain,
                     pre: pre.clone(),
                     function: self.name.clone(),
                     settings: self.settings.clone(),

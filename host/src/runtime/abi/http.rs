@@ -82,7 +82,7 @@ struct OutboundPolicy {
     function: Arc<str>,
     rules: Arc<[OutboundRule]>,
     /// Set for a request's sandbox (not for a trial instantiation).
-    chain: Option<Arc<ChainOrigin>>,
+    chain: Option<ChainOrigin>,
 }
 
 impl OutboundPolicy {
@@ -217,7 +217,7 @@ pub struct HttpCall {
     /// Set when the request body arrived too slowly.
     pub body_too_slow: Arc<AtomicBool>,
     /// Where the guest's chained calls come from.
-    pub chain: Arc<ChainOrigin>,
+    pub chain: ChainOrigin,
 }
 
 /// Runs `request` through a fresh instance of the component.
