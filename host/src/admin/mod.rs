@@ -295,13 +295,30 @@ async fn invoke(
 async fn read_json<T: serde::de::DeserializeOwned>(
     request: http::Request<Incoming>,
 ) -> Result<T, DeployError> {
-    let body = Limited::new(request.into_body(), MAX_JSON_BODY_BYTES)
-        .collect()
-        .await
-        .map_err(|e| DeployError::BadRequest(format!("reading the request body failed: {e}")))?
-        .to_bytes();
+    let body = read_limited(request, MAX_JSON_BODY_BYTES, || {
+        DeployError::BadRequest(format!(
+            "the JSON body is over the {} limit",
+            wisp_spec::units::format_size(MAX_JSON_BODY_BYTES as u64)
+        ))
+    })
+    .await?;
     serde_json::from_slice(&body)
         .map_err(|e| DeployError::BadRequest(format!("invalid JSON body: {e}")))
+}
+
+/// The whole body of `request`; past `limit` bytes, `too_large()`.
+async fn read_limited(
+    request: http::Request<Incoming>,
+    limit: usize,
+    too_large: impl FnOnce() -> DeployError,
+) -> Result<Bytes, DeployError> {
+    match Limited::new(request.into_body(), limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Err(e) => Err(DeployError::BadRequest(format!(
+            "reading the request body failed: {e}"
+        ))),
+    }
 }
 
 pub(super) fn json(status: StatusCode, value: &impl Serialize) -> http::Response<Bytes> {

@@ -10,13 +10,12 @@
 //!
 //! Keys are percent-encoded path segments, so any key can be addressed.
 
-use super::json;
+use super::{json, read_limited};
 use crate::error::{DeployError, json_error};
 use crate::host::Host;
 use crate::state::{BucketId, MAX_SECRET_VALUE_BYTES};
 use bytes::Bytes;
 use http::{Method, StatusCode, header};
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use percent_encoding::percent_decode_str;
 use wisp_spec::api::{KeyList, SecretNames};
@@ -93,7 +92,8 @@ pub(super) async fn secrets(
         )),
         (&Method::PUT, [name]) => {
             let name = decode(name)?;
-            host.function_bucket(function)?;
+            // Refused before its body is read.
+            host.ensure_deployed(function)?;
             let value = read_body(request, MAX_SECRET_VALUE_BYTES, "a secret").await?;
             host.set_secret(function, &name, value.to_vec()).await?;
             Ok(json(
@@ -154,24 +154,17 @@ fn list_query(query: Option<&str>) -> Result<(Option<String>, usize), DeployErro
     Ok((after, limit))
 }
 
-/// The whole body, refused past `limit` bytes.
+/// The whole body, refused as over a state limit past `limit` bytes.
 async fn read_body(
     request: http::Request<Incoming>,
     limit: usize,
     what: &str,
 ) -> Result<Bytes, DeployError> {
-    Limited::new(request.into_body(), limit)
-        .collect()
-        .await
-        .map(|collected| collected.to_bytes())
-        .map_err(|e| {
-            if e.is::<http_body_util::LengthLimitError>() {
-                DeployError::StateLimit(format!(
-                    "{what} is over the {} limit",
-                    format_size(limit as u64)
-                ))
-            } else {
-                DeployError::BadRequest(format!("reading the request body failed: {e}"))
-            }
-        })
+    read_limited(request, limit, || {
+        DeployError::StateLimit(format!(
+            "{what} is over the {} limit",
+            format_size(limit as u64)
+        ))
+    })
+    .await
 }

@@ -17,7 +17,7 @@ use crate::host::{Host, HostInner};
 use crate::registry::FunctionEntry;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -59,8 +59,9 @@ async fn run(inner: Weak<HostInner>) {
         let host = Host { inner };
         let now = SystemTime::now();
         let jobs = jobs(&host);
-        due.retain(|key, _| jobs.iter().any(|j| &j.key() == key));
-        running.retain(|key, _| jobs.iter().any(|j| &j.key() == key));
+        let keys: HashSet<_> = jobs.iter().map(Job::key).collect();
+        due.retain(|key, _| keys.contains(key));
+        running.retain(|key, _| keys.contains(key));
         let mut nap = MAX_NAP;
         for job in &jobs {
             let key = job.key();

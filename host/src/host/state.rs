@@ -17,12 +17,16 @@ pub const MAX_KEYS_PER_LIST: usize = 1000;
 impl Host {
     /// The own bucket of deployed function `function`.
     pub fn function_bucket(&self, function: &str) -> Result<BucketId, DeployError> {
-        self.inner
-            .registry
-            .snapshot()
-            .get(function)
-            .map(|_| BucketId::Function(function.to_owned()))
-            .ok_or_else(|| DeployError::UnknownFunction(function.to_owned()))
+        self.ensure_deployed(function)?;
+        Ok(BucketId::Function(function.to_owned()))
+    }
+
+    /// `UnknownFunction` unless `function` is deployed.
+    pub(crate) fn ensure_deployed(&self, function: &str) -> Result<(), DeployError> {
+        match self.inner.registry.snapshot().get(function) {
+            Some(_) => Ok(()),
+            None => Err(DeployError::UnknownFunction(function.to_owned())),
+        }
     }
 
     /// App bucket `name`, if it is a valid bucket name.
@@ -80,7 +84,7 @@ impl Host {
 
     /// The names of deployed function `function`'s secrets.
     pub fn secret_names(&self, function: &str) -> Result<Vec<String>, DeployError> {
-        self.function_bucket(function)?;
+        self.ensure_deployed(function)?;
         Ok(self.inner.secrets.for_function(function).names())
     }
 
@@ -92,7 +96,7 @@ impl Host {
         name: &str,
         value: Vec<u8>,
     ) -> Result<(), DeployError> {
-        self.function_bucket(function)?;
+        self.ensure_deployed(function)?;
         let (host, function, name) = (self.clone(), function.to_owned(), name.to_owned());
         tokio::task::spawn_blocking(move || host.inner.secrets.set(&function, &name, &value))
             .await
@@ -103,7 +107,7 @@ impl Host {
     /// Removes secret `name` of deployed function `function`; false if it
     /// had none.
     pub async fn remove_secret(&self, function: &str, name: &str) -> Result<bool, DeployError> {
-        self.function_bucket(function)?;
+        self.ensure_deployed(function)?;
         let (host, function, name) = (self.clone(), function.to_owned(), name.to_owned());
         tokio::task::spawn_blocking(move || host.inner.secrets.remove(&function, &name))
             .await

@@ -24,18 +24,7 @@ use generated::wasi::keyvalue::{atomics, batch, store};
 
 link_interfaces!();
 
-/// The draft's error for a guest-facing failure.
-fn wit_error(error: GuestKvError) -> store::Error {
-    match error {
-        GuestKvError::AccessDenied => store::Error::AccessDenied,
-        GuestKvError::Other(message) => store::Error::Other(message),
-    }
-}
-
-/// A shared-code result in the draft's error type.
-fn wit_result<T>(result: KvResult<T>) -> wasmtime::Result<Result<T, store::Error>> {
-    Ok(result?.map_err(wit_error))
-}
+wit_result!();
 
 impl store::Host for KvView<'_> {
     bucket_methods!(open);

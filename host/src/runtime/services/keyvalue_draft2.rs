@@ -24,13 +24,7 @@ use generated::wasi::keyvalue::{atomics, batch, store};
 
 link_interfaces!();
 
-/// A shared-code result in draft2's error type.
-fn wit_result<T>(result: KvResult<T>) -> wasmtime::Result<Result<T, store::Error>> {
-    Ok(result?.map_err(|error| match error {
-        GuestKvError::AccessDenied => store::Error::AccessDenied,
-        GuestKvError::Other(message) => store::Error::Other(message),
-    }))
-}
+wit_result!();
 
 impl store::Host for KvView<'_> {
     bucket_methods!(open);

@@ -6,6 +6,19 @@
 //! here. At the expansion site, `store` names that version's generated
 //! module and `wit_result` turns a shared-code result into its types.
 
+/// `wit_result`: a shared-code result in the version's error type.
+macro_rules! wit_result {
+    () => {
+        /// A shared-code result in this version's error type.
+        fn wit_result<T>(result: KvResult<T>) -> wasmtime::Result<Result<T, store::Error>> {
+            Ok(result?.map_err(|error| match error {
+                GuestKvError::AccessDenied => store::Error::AccessDenied,
+                GuestKvError::Other(message) => store::Error::Other(message),
+            }))
+        }
+    };
+}
+
 /// `add_to_linker`: links the version's `store`, `atomics` and `batch`.
 macro_rules! link_interfaces {
     () => {
