@@ -13,8 +13,8 @@ use hyper_util::rt::TokioExecutor;
 use serde::de::DeserializeOwned;
 use std::time::Duration;
 use wisp_spec::api::{
-    DeployReport, ErrorBody, FunctionInfo, FunctionUsage, KeyList, Removed, Retired, SecretNames,
-    VersionSummary,
+    CallInfo, CallList, DeployReport, ErrorBody, FunctionInfo, FunctionUsage, KeyList, Removed,
+    Retired, SecretNames, VersionSummary,
 };
 use wisp_spec::settings::RawSettings;
 use wisp_spec::traffic::TrafficShare;
@@ -247,6 +247,21 @@ impl AdminClient {
         self.call(Method::DELETE, &bucket.key_path(key), Bytes::new())
             .await
             .map(drop)
+    }
+
+    /// Async call `id`.
+    pub async fn call_info(&self, id: &str) -> Result<CallInfo, ClientError> {
+        let path = format!(
+            "/v1/calls/{}",
+            percent_encoding::utf8_percent_encode(id, percent_encoding::NON_ALPHANUMERIC)
+        );
+        self.call_json(Method::GET, &path, Bytes::new()).await
+    }
+
+    /// One page of async calls; `query` is the listing's query string.
+    pub async fn calls(&self, query: &str) -> Result<CallList, ClientError> {
+        self.call_json(Method::GET, &format!("/v1/calls?{query}"), Bytes::new())
+            .await
     }
 
     /// The names of function `name`'s secrets.

@@ -103,6 +103,9 @@ pub enum DeployError {
         /// The key.
         key: String,
     },
+    /// No async call has this id (or it has expired).
+    #[error("no async call `{0}`: it never existed or has expired (see `--call-retention`)")]
+    NoSuchCall(String),
     /// A key-value write (or a secret) over a size limit of the store;
     /// nothing changed.
     #[error("{0}")]
@@ -159,7 +162,8 @@ impl DeployError {
             }
             DeployError::UnknownFunction(_)
             | DeployError::UnknownVersion { .. }
-            | DeployError::NoSuchKey { .. } => StatusCode::NOT_FOUND,
+            | DeployError::NoSuchKey { .. }
+            | DeployError::NoSuchCall(_) => StatusCode::NOT_FOUND,
             DeployError::StateLimit(_) => StatusCode::PAYLOAD_TOO_LARGE,
             DeployError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,
@@ -189,6 +193,7 @@ impl DeployError {
             DeployError::BadRequest(_) => "bad-request",
             DeployError::Storage(_) => "storage",
             DeployError::NoSuchKey { .. } => "no-such-key",
+            DeployError::NoSuchCall(_) => "no-such-call",
             DeployError::StateLimit(_) => "state-limit",
         }
     }

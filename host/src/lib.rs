@@ -59,6 +59,11 @@ mod state;
 pub use admin::AdminApi;
 pub use deploy::DeployRequest;
 pub use error::{DeployError, HostFailure, InvokeError, Limit};
+pub use events::calls::{
+    ATTEMPT_HEADER, AsyncCalls, CALL_ID_HEADER, CALLBACK_HEADER, CallFilter, DEFAULT_ASYNC_WORKERS,
+    DEFAULT_CALL_RETENTION, DEFAULT_RETRIES, DEFAULT_RETRY_BACKOFF, MAX_RESULT_BODY_BYTES,
+    QueueError,
+};
 pub use host::config::{DEFAULT_KEEP_VERSIONS, DEFAULT_MAX_UPLOAD_BYTES};
 pub use host::{Host, HostConfig, LoadProblem, MAX_KEYS_PER_LIST, StartError};
 pub use observe::logs::LogBook;

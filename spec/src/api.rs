@@ -346,3 +346,148 @@ pub struct SecretNames {
     /// Its secrets' names, sorted.
     pub secrets: Vec<String>,
 }
+
+/// The state of an async call (`Prefer: respond-async`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CallState {
+    /// Accepted, waiting for a worker (or for its next retry).
+    Queued,
+    /// An attempt is running.
+    Running,
+    /// An attempt answered below 500; its response is kept.
+    Done,
+    /// Every attempt failed (5xx, trap or timeout): dead-lettered, kept
+    /// for inspection with its last response.
+    Failed,
+}
+
+impl CallState {
+    /// Every state, in order.
+    pub const ALL: [CallState; 4] = [
+        CallState::Queued,
+        CallState::Running,
+        CallState::Done,
+        CallState::Failed,
+    ];
+
+    /// Its name in the API and the CLI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallState::Queued => "queued",
+            CallState::Running => "running",
+            CallState::Done => "done",
+            CallState::Failed => "failed",
+        }
+    }
+
+    /// True once the call will not run again.
+    pub fn is_final(self) -> bool {
+        matches!(self, CallState::Done | CallState::Failed)
+    }
+}
+
+impl std::str::FromStr for CallState {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        CallState::ALL
+            .into_iter()
+            .find(|s| s.as_str() == text)
+            .ok_or_else(|| {
+                format!("`{text}` is not a call state: expected queued, running, done or failed")
+            })
+    }
+}
+
+/// `GET /v1/calls/{id}`: one async call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallInfo {
+    /// The call id (also the `x-wisp-call-id` of its `202`).
+    pub id: String,
+    /// The function it calls.
+    pub function: String,
+    /// The request's method.
+    pub method: String,
+    /// The request's path and query, as the client sent them.
+    pub path: String,
+    /// Where it stands.
+    pub state: CallState,
+    /// Attempts finished so far (a run cut short by a host crash does not
+    /// count).
+    pub attempts: u32,
+    /// When it was accepted (ms since the Unix epoch).
+    pub accepted_unix_ms: u64,
+    /// When its latest attempt started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_unix_ms: Option<u64>,
+    /// When it finished (done or failed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_unix_ms: Option<u64>,
+    /// When a queued call runs next (after a retry's backoff).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt_unix_ms: Option<u64>,
+    /// Why the latest attempt failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The response of the last attempt, once the call is done or failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<CallResponse>,
+    /// Where the result is POSTed (`x-wisp-callback`), and how that went.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback: Option<CallbackInfo>,
+}
+
+/// The response an async call's attempt got from its function.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallResponse {
+    /// Its status code.
+    pub status: u16,
+    /// The version that served it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u32>,
+    /// Its headers, in order (values that are not UTF-8 are shown lossily).
+    pub headers: Vec<(String, String)>,
+    /// The body, when it is UTF-8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    /// The body in standard base64, when it is not UTF-8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_base64: Option<String>,
+    /// The body's full length; only the first part is kept when it is over
+    /// the cap.
+    pub body_bytes: u64,
+    /// True when the body was longer than the cap and is cut short here.
+    pub truncated: bool,
+}
+
+/// An async call's callback.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallbackInfo {
+    /// Where the result is POSTed.
+    pub url: String,
+    /// How delivery went: e.g. `delivered (204)`, or why it failed; absent
+    /// until tried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
+}
+
+/// `GET /v1/calls?function=&state=&before=&limit=`: async calls, newest
+/// first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallList {
+    /// The calls on this page.
+    pub calls: Vec<CallInfo>,
+    /// Pass as `?before=` for the next page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
+/// The body of an async call's `202 Accepted`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallAccepted {
+    /// The call id.
+    pub id: String,
+    /// Where to poll it on the admin API.
+    pub status_url: String,
+}

@@ -5,6 +5,7 @@
 #![allow(missing_docs, clippy::unwrap_used)]
 
 mod bench;
+mod calls;
 mod core;
 mod crash;
 mod embed;

@@ -4,6 +4,7 @@
 //! API. Flags are validated before anything is bound or sent, and a bad value
 //! names the flag and the accepted form.
 
+mod calls;
 mod functions;
 mod observe;
 mod serve;
@@ -14,6 +15,7 @@ mod tools;
 use crate::client::{AdminClient, DEFAULT_ADMIN_URL};
 use anyhow::Context;
 use bytes::Bytes;
+use calls::CallsCommand;
 use clap::{Args, Parser, Subcommand};
 use functions::{Deploy, Invoke, Ls, Retire, Rm, Rollback, Traffic, Versions};
 use observe::{Logs, UsageCommand};
@@ -69,6 +71,9 @@ enum Command {
     /// Set, list and remove a function's secrets (read by guests through
     /// `wasi:config`; never shown).
     Secret(SecretCommand),
+    /// Follow async calls (`Prefer: respond-async`): `wisp calls get ID`,
+    /// `wisp calls ls --function FN --state failed`.
+    Calls(CallsCommand),
     /// Measure a module's cold start and throughput on this machine.
     Bench(BenchCommand),
     /// Create a new function from a template: `wisp new hello --lang rust`.
@@ -115,6 +120,7 @@ pub fn main() -> ExitCode {
             Command::Usage(c) => c.execute().await,
             Command::Kv(c) => c.execute().await,
             Command::Secret(c) => c.execute().await,
+            Command::Calls(c) => c.execute().await,
             Command::Bench(c) => c.execute().await,
             Command::New(c) => c.execute(),
             Command::CompileWorker => unreachable!("the compile worker runs before the runtime"),

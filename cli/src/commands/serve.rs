@@ -14,8 +14,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 use wisp_host::{
-    AdminApi, BodyPacing, CompileBudget, Compiler, DeployRequest, Host, HostConfig, KvLimits,
-    ServerOptions,
+    AdminApi, AsyncCalls, BodyPacing, CompileBudget, Compiler, DeployRequest, Host, HostConfig,
+    KvLimits, ServerOptions,
 };
 use wisp_spec::manifest::Manifest;
 
@@ -125,6 +125,22 @@ pub(crate) struct Serve {
     /// Most bytes (keys plus values) one key-value bucket may hold.
     #[arg(long, default_value = "64MiB", value_name = "SIZE", value_parser = parse_size_flag)]
     max_kv_bucket: u64,
+    /// Async calls (`Prefer: respond-async`) run at once in the background
+    /// (at most half of `--max-instances`). They take a slot only when one
+    /// is free, so client requests never wait behind them.
+    #[arg(long, default_value_t = wisp_host::DEFAULT_ASYNC_WORKERS, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    async_workers: u32,
+    /// Retries of an async call whose attempt fails (5xx, trap or timeout)
+    /// before it is dead-lettered as failed.
+    #[arg(long, default_value_t = wisp_host::DEFAULT_RETRIES, value_name = "N")]
+    retries: u32,
+    /// Wait before an async call's first retry; it doubles for each one
+    /// after (at most an hour).
+    #[arg(long, default_value = "1s", value_name = "DURATION", value_parser = parse_duration_flag)]
+    retry_backoff: Duration,
+    /// How long a finished async call, and its result, is kept.
+    #[arg(long, default_value = "24h", value_name = "DURATION", value_parser = parse_duration_flag)]
+    call_retention: Duration,
     /// Bytes of request bodies held in memory at once (CGI bodies are read
     /// whole); default: an eighth of physical memory.
     #[arg(long, value_name = "SIZE", value_parser = parse_size_flag)]
@@ -209,6 +225,12 @@ impl Serve {
                 max_key_bytes: usize::try_from(self.max_kv_key).unwrap_or(usize::MAX),
                 max_value_bytes: usize::try_from(self.max_kv_value).unwrap_or(usize::MAX),
                 max_bucket_bytes: self.max_kv_bucket,
+            },
+            async_calls: AsyncCalls {
+                workers: self.async_workers,
+                retries: self.retries,
+                backoff: self.retry_backoff,
+                retention: self.call_retention,
             },
             ..defaults
         };

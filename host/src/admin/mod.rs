@@ -18,12 +18,15 @@
 //! | `GET` | `/v1/functions/{name}/secrets` | names of its secrets (values are never shown) |
 //! | `PUT` `DELETE` | `/v1/functions/{name}/secrets/{secret}` | set (raw body) or remove a secret |
 //! | any | `/v1/functions/{name}/invoke/{path}` | run the function on a request for `/{path}` |
+//! | `GET` | `/v1/calls?function=&state=&before=&limit=` | async calls, newest first (without response bodies) |
+//! | `GET` | `/v1/calls/{id}` | one async call: state, attempts, times, and its response once finished |
 //! | `GET` | `/healthz` | liveness (no token needed) |
 //! | `GET` | `/metrics` | Prometheus text |
 //!
 //! When the host has an admin token, every request but `/healthz` must carry
 //! `Authorization: Bearer <token>`; the comparison takes constant time.
 
+mod calls;
 mod logs;
 mod state;
 mod upload;
@@ -152,6 +155,8 @@ async fn route(host: &Host, request: http::Request<Incoming>) -> http::Response<
         (_, ["v1", "functions", name, "secrets", rest @ ..]) => {
             state::secrets(host, name, rest, request).await
         }
+        (&Method::GET, ["v1", "calls"]) => calls::list(host, request.uri().query()),
+        (&Method::GET, ["v1", "calls", id]) => calls::get(host, id),
         (&Method::GET, ["v1", "functions", name, "logs"]) => {
             return logs::logs(host, name, request.uri().query());
         }
@@ -230,6 +235,8 @@ async fn route(host: &Host, request: http::Request<Incoming>) -> http::Response<
         (
             _,
             ["healthz" | "metrics"]
+            | ["v1", "calls"]
+            | ["v1", "calls", _]
             | ["v1", "functions"]
             | ["v1", "functions", _]
             | ["v1", "functions", _, "versions", _]

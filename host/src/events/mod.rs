@@ -4,8 +4,9 @@
 //! `x-wisp-trigger` header (which a client can never set: the host strips
 //! it from public requests), the access log and `wisp_trigger_runs_total`.
 //! `cron.rs` fires schedules; `chain.rs` runs one function's call to
-//! another in-process.
+//! another in-process; `calls/` accepts, stores and runs async calls.
 
+pub mod calls;
 pub(crate) mod chain;
 pub(crate) mod cron;
 
@@ -27,6 +28,8 @@ pub enum Trigger {
     Cron,
     /// Another function's call to `http://NAME.wisp.internal`.
     Chain,
+    /// A stored async call (`Prefer: respond-async`).
+    Async,
 }
 
 impl Trigger {
@@ -36,6 +39,7 @@ impl Trigger {
             Trigger::Http => "http",
             Trigger::Cron => "cron",
             Trigger::Chain => "chain",
+            Trigger::Async => "async",
         }
     }
 }

@@ -4,6 +4,7 @@
 //! unit. Problems with single stored functions are [`LoadProblem`]s, reported
 //! and never fatal; only an unusable engine or data dir stops a start.
 
+use crate::events::calls::AsyncCalls;
 use crate::request::pacing::BodyPacing;
 use crate::runtime::compiler::{CompileBudget, Compiler};
 use crate::runtime::engine;
@@ -62,6 +63,9 @@ pub struct HostConfig {
     pub allow_root_dir: bool,
     /// Size limits of the key-value store: key, value and bytes per bucket.
     pub kv_limits: KvLimits,
+    /// How async calls (`Prefer: respond-async`) run: workers, retries,
+    /// backoff and retention.
+    pub async_calls: AsyncCalls,
 }
 
 impl HostConfig {
@@ -92,6 +96,7 @@ impl Default for HostConfig {
             compile_budget: CompileBudget::default(),
             allow_root_dir: false,
             kv_limits: KvLimits::default(),
+            async_calls: AsyncCalls::default(),
         }
     }
 }

@@ -16,6 +16,7 @@ use crate::deploy::Pending;
 use crate::deploy::artifact::ArtifactStore;
 use crate::deploy::record::RecordStore;
 use crate::error::{DeployError, HostFailure, InvokeError};
+use crate::events::calls::CallQueue;
 use crate::observe::logs::LogBook;
 use crate::observe::meter::Meter;
 use crate::observe::metrics::FunctionMetrics;
@@ -62,6 +63,8 @@ pub(crate) struct HostInner {
     pub(crate) kv: Arc<dyn KvBackend>,
     /// Every function's secrets.
     pub(crate) secrets: SecretStore,
+    /// Async calls, stored until they expire.
+    pub(crate) calls: CallQueue,
     per_function: PerFunction,
     code: CodeCache,
 }
@@ -103,6 +106,7 @@ impl Host {
         let kv = RedbStore::open(&config.data_dir, config.kv_limits)
             .map_err(|e| data_error(e.to_string()))?;
         let secrets = SecretStore::open(&config.data_dir).map_err(|e| data_error(e.to_string()))?;
+        let calls = CallQueue::open(&config.data_dir).map_err(|e| data_error(e.to_string()))?;
         let metrics = Metrics::new();
         let slots = HostSlots::new(config.max_instances, &metrics);
         let buffers = BufferBudget::new(config.max_buffered_bytes, metrics.buffered().clone());
@@ -127,6 +131,7 @@ impl Host {
                 pending: Pending::default(),
                 kv: Arc::new(kv),
                 secrets,
+                calls,
                 per_function: PerFunction::default(),
                 code: CodeCache::default(),
             }),
@@ -134,6 +139,14 @@ impl Host {
         host.sweep_removed_state().await;
         crate::events::cron::start(Arc::downgrade(&host.inner));
         let problems = host.load_stored(stored).await;
+        // Stored calls run only once the functions they call are loaded.
+        crate::events::calls::start(
+            Arc::downgrade(&host.inner),
+            host.inner.calls.wake.clone(),
+            host.inner.config.async_calls,
+            host.inner.config.max_instances,
+        );
+
         Ok((host, problems))
     }
 

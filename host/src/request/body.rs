@@ -5,7 +5,10 @@
 //! answer 413. [`CappedBody`] streams a guest's response and cuts it off at the
 //! response-body cap with a logged error. Neither buffers: bytes flow through.
 
-use bytes::Bytes;
+use crate::error::{InvokeError, Limit};
+use crate::request::buffers::BufferCharge;
+use crate::request::pacing::BodyTooSlow;
+use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
@@ -13,6 +16,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, ready};
+use wisp_spec::limits::Limits;
+use wisp_spec::units;
 
 /// The error type of bodies that cross the host.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -173,6 +178,50 @@ where
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
     }
+}
+
+/// Reads a whole request body (a CGI guest's, an async call's), within
+/// the function's cap and the buffer budget.
+pub(crate) async fn read_whole(
+    body: RequestBody,
+    limits: &Limits,
+    charge: &mut BufferCharge,
+) -> Result<Bytes, InvokeError> {
+    let mut body = LimitedBody::new(
+        body,
+        limits.max_request_body_bytes,
+        Arc::new(AtomicBool::new(false)),
+    );
+    // Sized from the declared length (within the cap), so the buffer does
+    // not grow by doubling; whatever capacity it takes is charged.
+    let declared = body.size_hint().exact().unwrap_or(0);
+    let mut bytes = BytesMut::with_capacity(
+        usize::try_from(declared.min(limits.max_request_body_bytes)).unwrap_or(0),
+    );
+    charge.grow(bytes.capacity() as u64)?;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| match e {
+            RequestBodyError::TooLarge(_) => InvokeError::limit(
+                Limit::RequestBody,
+                format!(
+                    "the request body exceeds the function's limit of {}",
+                    units::format_size(limits.max_request_body_bytes)
+                ),
+            ),
+            RequestBodyError::Read(e) if e.downcast_ref::<BodyTooSlow>().is_some() => {
+                InvokeError::limit(Limit::RequestBodyTime, e.to_string())
+            }
+            RequestBodyError::Read(e) => {
+                InvokeError::BadRequest(format!("reading the request body failed: {e}"))
+            }
+        })?;
+        if let Some(data) = frame.data_ref() {
+            let before = bytes.capacity();
+            bytes.extend_from_slice(data);
+            charge.grow((bytes.capacity() - before) as u64)?;
+        }
+    }
+    Ok(bytes.freeze())
 }
 
 #[cfg(test)]

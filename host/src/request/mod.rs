@@ -25,17 +25,19 @@ use crate::events::chain::{CALLER_HEADER, DEPTH_HEADER};
 use crate::events::{SCHEDULE_HEADER, TRIGGER_HEADER, Trigger};
 use crate::host::Host;
 use crate::registry::{Audience, FunctionEntry};
+use crate::runtime::function::Function;
 use crate::runtime::function::RequestContext;
 use access_log::AccessRecord;
-use body::{BoxError, ResponseBody, full};
+use body::{BoxError, RequestBody, ResponseBody, full};
 use bytes::Bytes;
 use connection::ConnectionInfo;
 use http::{HeaderName, HeaderValue};
 use http_body_util::BodyExt;
-use pacing::PacedBody;
+use pacing::{BodyPacing, PacedBody};
+pub(crate) use slots::NoRoom;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use trace::{REQUEST_ID_HEADER, RequestTrace};
 
 /// Response header naming the version that served a request; also read from
@@ -58,6 +60,9 @@ impl Host {
             let error = InvokeError::NoRoute(request.uri().path().to_owned());
             return self.refuse(&request, Instant::now(), None, &error);
         };
+        if crate::events::calls::wants_async(request.headers()) {
+            return self.accept_call(&entry, request).await;
+        }
         self.dispatch(&entry, &path_info, request, Audience::Public, Trigger::Http)
             .await
     }
@@ -112,6 +117,22 @@ impl Host {
             .await
     }
 
+    /// Runs a stored async call of function `name`: routed as when it was
+    /// accepted, and only if a slot is free at once (else the response
+    /// carries [`NoRoom`]).
+    pub(crate) async fn handle_async<B>(
+        &self,
+        name: &str,
+        request: http::Request<B>,
+    ) -> http::Response<ResponseBody>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        self.dispatch_named(name, request, Audience::Public, Trigger::Async)
+            .await
+    }
+
     /// The function whose route matches `path`, and the rest of the path.
     fn routed(&self, path: &str) -> Option<(Arc<FunctionEntry>, String)> {
         let snapshot = self.inner.registry.snapshot();
@@ -136,7 +157,14 @@ impl Host {
         let Some(entry) = entry else {
             return error_response(&InvokeError::NoRoute(format!("function `{name}`")));
         };
-        let path_info = request.uri().path().to_owned();
+        let path = request.uri().path();
+        // A chained call (or `wisp invoke`) addresses the function as if
+        // mounted at `/`; an async call as it was routed when accepted.
+        let path_info = match trigger {
+            Trigger::Async => entry.route.strip(path).unwrap_or(path),
+            _ => path,
+        }
+        .to_owned();
         self.dispatch(&entry, &path_info, request, audience, trigger)
             .await
     }
@@ -155,31 +183,15 @@ impl Host {
     {
         let started = Instant::now();
         let name = &entry.record.name;
-        if entry.is_damaged() {
-            let error = InvokeError::Damaged(name.clone());
-            return self.refuse(&request, started, Some(name), &error);
+        let function = match choose(entry, request.headers(), audience) {
+            Ok(function) => function,
+            Err(error) => return self.refuse(&request, started, Some(name), &error),
+        };
+        if trigger == Trigger::Async && !self.inner.slots.has_room(&function) {
+            // A background run never waits for, or takes, a slot a client
+            // request may want: the call goes back to its queue.
+            return no_room();
         }
-        let pinned = match request.headers().get(&VERSION_HEADER).map(parse_version) {
-            None => None,
-            Some(Ok(version)) => Some(version),
-            Some(Err(text)) => {
-                let error = InvokeError::NoSuchVersion {
-                    name: name.clone(),
-                    version: text,
-                };
-                return self.refuse(&request, started, Some(name), &error);
-            }
-        };
-        let Some(function) = entry.pick(pinned, audience).cloned() else {
-            let error = match pinned {
-                Some(version) => InvokeError::NoSuchVersion {
-                    name: name.clone(),
-                    version: version.to_string(),
-                },
-                None => InvokeError::Unavailable(name.clone()),
-            };
-            return self.refuse(&request, started, Some(name), &error);
-        };
         let metrics = function.metrics();
         let mut request = request;
         if trigger == Trigger::Http {
@@ -214,25 +226,18 @@ impl Host {
             .copied()
             .unwrap_or_default();
         let pacing = self.inner.config.body_pacing;
-        let request = request.map(|body| {
-            let body = body.map_err(Into::into).boxed_unsync();
-            // A body already over (a GET's) has nothing to pace.
-            if http_body::Body::is_end_stream(&body) {
-                body
-            } else {
-                PacedBody::new(body, pacing, body_too_slow.clone()).boxed_unsync()
-            }
-        });
+        let slot_wait = match trigger {
+            Trigger::Async => Duration::ZERO,
+            _ => self.inner.config.queue_timeout,
+        };
+        let request = request.map(|body| paced(body, pacing, &body_too_slow));
         let context = RequestContext {
             route: &entry.route,
             path_info,
             connection,
             trace: &request_trace,
             request_id: &request_id,
-            ticket: self
-                .inner
-                .slots
-                .ticket(&function, self.inner.config.queue_timeout, started),
+            ticket: self.inner.slots.ticket(&function, slot_wait, started),
             body_too_slow: &body_too_slow,
             buffers: &self.inner.buffers,
             host: self,
@@ -282,7 +287,7 @@ impl Host {
 impl Host {
     /// Answers a request no version ran for with `error`, and logs its
     /// access line.
-    fn refuse<B>(
+    pub(crate) fn refuse<B>(
         &self,
         request: &http::Request<B>,
         started: Instant,
@@ -308,10 +313,70 @@ impl Host {
     }
 }
 
+/// The version of `entry` that a request with `headers` runs on: the one
+/// `x-wisp-version` pins, if `audience` may pin it, else the traffic
+/// split's pick.
+pub(crate) fn choose(
+    entry: &FunctionEntry,
+    headers: &http::HeaderMap,
+    audience: Audience,
+) -> Result<Arc<Function>, InvokeError> {
+    let name = &entry.record.name;
+    if entry.is_damaged() {
+        return Err(InvokeError::Damaged(name.clone()));
+    }
+    let pinned = match headers.get(&VERSION_HEADER).map(parse_version) {
+        None => None,
+        Some(Ok(version)) => Some(version),
+        Some(Err(text)) => {
+            return Err(InvokeError::NoSuchVersion {
+                name: name.clone(),
+                version: text,
+            });
+        }
+    };
+    entry
+        .pick(pinned, audience)
+        .cloned()
+        .ok_or_else(|| match pinned {
+            Some(version) => InvokeError::NoSuchVersion {
+                name: name.clone(),
+                version: version.to_string(),
+            },
+            None => InvokeError::Unavailable(name.clone()),
+        })
+}
+
+/// A request body, paced unless it is already over (a GET's); `too_slow`
+/// is set if it arrives too slowly.
+pub(crate) fn paced<B>(body: B, pacing: BodyPacing, too_slow: &Arc<AtomicBool>) -> RequestBody
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let body = body.map_err(Into::into).boxed_unsync();
+    if http_body::Body::is_end_stream(&body) {
+        body
+    } else {
+        PacedBody::new(body, pacing, too_slow.clone()).boxed_unsync()
+    }
+}
+
 /// `4` or `v4` → 4; anything else is returned as text for the error.
 fn parse_version(value: &HeaderValue) -> Result<u32, String> {
     let text = value.to_str().unwrap_or_default().trim();
     wisp_spec::traffic::parse_version(text).ok_or_else(|| text.to_owned())
+}
+
+/// The answer to a background run that found no free slot.
+fn no_room() -> http::Response<ResponseBody> {
+    let error = InvokeError::limit(
+        crate::error::Limit::Concurrency,
+        "no free slot for a background run",
+    );
+    let mut response = error_response(&error);
+    response.extensions_mut().insert(NoRoom);
+    response
 }
 
 fn error_response(error: &InvokeError) -> http::Response<ResponseBody> {

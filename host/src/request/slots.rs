@@ -40,6 +40,12 @@ impl HostSlots {
         }
     }
 
+    /// True when `function` and the host each have a free slot now, with no
+    /// request waiting for one.
+    pub(crate) fn has_room(&self, function: &Function) -> bool {
+        function.slots().available_permits() > 0 && self.slots.available_permits() > 0
+    }
+
     /// A ticket for a request of `function` routed at `started`, waiting up
     /// to `wait` for each slot.
     pub(crate) fn ticket(
@@ -58,6 +64,11 @@ impl HostSlots {
         }
     }
 }
+
+/// Marks the answer to a background run that found no free slot, so its
+/// call is put back rather than counted as a failed attempt.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct NoRoom;
 
 /// Records a request's duration when dropped: from routing to whenever the
 /// last holder lets go.

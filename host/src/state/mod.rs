@@ -2,13 +2,14 @@
 //!
 //! [`KvBackend`] is the contract (`store.rs`); [`RedbStore`] keeps it in one
 //! embedded redb file on a single node (`redb_store.rs`, with its
-//! group-commit writer in `redb_writer.rs`). A cluster backend goes behind the
+//! group-commit writer in `group_commit.rs`). A cluster backend goes behind the
 //! same trait, so nothing above it knows which one it runs on. Which bucket
 //! a guest may open is decided in `grant.rs`, before any backend is asked.
 //! Each function's secrets (read through `wasi:config`) live in
 //! `secrets.rs`.
 
 mod grant;
+pub(crate) mod group_commit;
 mod redb_store;
 mod redb_writer;
 mod secrets;

@@ -5,10 +5,11 @@
 //! and one more table counts the bytes each bucket holds, so the bucket limit
 //! is checked without a scan. Reads run on the caller's thread from a
 //! snapshot (no I/O once pages are cached, so they do not leave the
-//! reactor); writes go to the group-commit writer in `redb_writer.rs` and
+//! reactor); writes (`redb_writer.rs`) go to the group-commit writer and
 //! resolve only once committed with redb's default, immediate durability.
 
-use super::redb_writer::{BUCKET_BYTES, Write, Writer, entries_table, storage};
+use super::group_commit::GroupCommit;
+use super::redb_writer::{BUCKET_BYTES, KvWrite, Write, entries_table, storage};
 use super::store::{BucketId, KeyPage, KvBackend, KvError, KvFuture, KvLimits};
 use redb::{Database, ReadOnlyTable, ReadableDatabase, TableError, TableHandle};
 use std::ops::Bound;
@@ -23,7 +24,7 @@ const KV_FILE: &str = "state/kv.redb";
 /// dropping its future does not undo it. Dropping the store finishes the
 /// queued writes and closes the file.
 pub struct RedbStore {
-    writer: Writer,
+    writer: GroupCommit<KvWrite>,
     db: Arc<Database>,
     limits: KvLimits,
 }
@@ -45,7 +46,8 @@ impl RedbStore {
             std::fs::create_dir_all(dir).map_err(storage)?;
         }
         let db = Arc::new(Database::create(&path).map_err(storage)?);
-        let writer = Writer::start(Arc::clone(&db), limits).map_err(storage)?;
+        let writer =
+            GroupCommit::start("wisp-kv-writer", Arc::clone(&db), limits).map_err(storage)?;
         Ok(RedbStore { writer, db, limits })
     }
 
@@ -84,7 +86,10 @@ impl RedbStore {
         write: impl FnOnce(oneshot::Sender<Result<T, KvError>>) -> Write,
     ) -> KvFuture<'static, T> {
         let (reply, answer) = oneshot::channel();
-        self.writer.submit(bucket.clone(), write(reply));
+        self.writer.submit(KvWrite {
+            bucket: bucket.clone(),
+            write: write(reply),
+        });
         Box::pin(async move { answer.await.map_err(|_| KvError::Stopped)? })
     }
 }

@@ -1,27 +1,15 @@
-//! The redb store's one writer: group commit.
+//! The redb store's writes, applied by its group-commit writer
+//! (`group_commit.rs`).
 //!
-//! redb lets one write transaction run at a time, and a durable commit costs
-//! an fsync. So every write goes to one thread over a channel; the thread
-//! takes what is waiting, applies it all in one transaction, commits once and
-//! only then answers each caller. Under 32 concurrent writers that is one
-//! fsync for up to 32 writes instead of 32. Each write is checked against the
-//! limits before it changes anything, so a refused write answers its caller
-//! with the error while the rest of the batch commits; a storage failure
-//! aborts the whole batch and every caller in it gets the error.
+//! Each write is checked against the limits before it changes anything, so
+//! a refused write answers its caller with the error while the rest of the
+//! batch commits.
 
+use super::group_commit::{Answer, BatchWrite, StorageFailure, answer as answer_with, failure_of};
 use super::store::{BucketId, KvError, KvLimits, entry_bytes};
-use redb::{Database, ReadableTable, Table, TableDefinition, WriteTransaction};
+use redb::{ReadableTable, Table, TableDefinition, WriteTransaction};
 use std::collections::BTreeMap;
-use std::sync::{Arc, mpsc};
-use std::thread::JoinHandle;
 use tokio::sync::oneshot;
-
-/// Most writes one transaction takes.
-const MAX_BATCH_WRITES: usize = 256;
-
-/// Most payload bytes one transaction takes before it commits; bounds the
-/// memory a batch of large values holds.
-const MAX_BATCH_BYTES: usize = 16 << 20;
 
 /// Bytes held per bucket, keyed by [`BucketId::storage_name`].
 pub(super) const BUCKET_BYTES: TableDefinition<&str, u64> = TableDefinition::new("bucket-bytes");
@@ -63,10 +51,17 @@ pub(super) enum Write {
     DropBucket { reply: Reply<()> },
 }
 
-impl Write {
-    /// Roughly what the write adds to a transaction, in bytes.
+/// A write to one bucket: what the group-commit writer is sent.
+pub(super) struct KvWrite {
+    pub(super) bucket: BucketId,
+    pub(super) write: Write,
+}
+
+impl BatchWrite for KvWrite {
+    type Context = KvLimits;
+
     fn payload_bytes(&self) -> usize {
-        match self {
+        match &self.write {
             Write::Set { entries, .. } => entries.iter().map(|(k, v)| k.len() + v.len()).sum(),
             Write::Delete { keys, .. } => keys.iter().map(String::len).sum(),
             Write::Increment { key, .. } => key.len(),
@@ -74,167 +69,65 @@ impl Write {
             Write::DropBucket { .. } => 0,
         }
     }
-}
 
-/// The writer thread and the way to it. Dropping it lets the thread finish
-/// what was sent and waits for it, so the database can be reopened after.
-pub(super) struct Writer {
-    sender: Option<mpsc::Sender<(BucketId, Write)>>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Writer {
-    /// Starts the writer thread over `db`.
-    pub(super) fn start(db: Arc<Database>, limits: KvLimits) -> std::io::Result<Writer> {
-        let (sender, receiver) = mpsc::channel();
-        let thread = std::thread::Builder::new()
-            .name("wisp-kv-writer".to_owned())
-            .spawn(move || run(&db, &limits, &receiver))?;
-        Ok(Writer {
-            sender: Some(sender),
-            thread: Some(thread),
-        })
+    fn apply(
+        self,
+        txn: &WriteTransaction,
+        limits: &KvLimits,
+        failure: &mut Option<StorageFailure>,
+    ) -> Answer {
+        let bucket = &self.bucket;
+        match self.write {
+            Write::Set { entries, reply } => {
+                settle(reply, set_entries(txn, limits, bucket, entries), failure)
+            }
+            Write::Delete { keys, reply } => settle(reply, delete_keys(txn, bucket, keys), failure),
+            Write::Increment { key, delta, reply } => {
+                settle(reply, increment(txn, limits, bucket, key, delta), failure)
+            }
+            Write::Swap {
+                key,
+                expected,
+                new,
+                reply,
+            } => settle(
+                reply,
+                swap(txn, limits, bucket, key, expected, new),
+                failure,
+            ),
+            Write::DropBucket { reply } => settle(reply, drop_bucket(txn, bucket), failure),
+        }
     }
 
-    /// Queues a write. If the thread is gone the write (and its reply) is
-    /// dropped, and its caller sees [`KvError::Stopped`].
-    pub(super) fn submit(&self, bucket: BucketId, write: Write) {
-        if let Some(sender) = &self.sender {
-            // A send error means the thread is gone: the dropped reply tells the caller.
-            let _ = sender.send((bucket, write));
+    fn skip(self) -> Answer {
+        match self.write {
+            Write::Set { reply, .. }
+            | Write::Delete { reply, .. }
+            | Write::DropBucket { reply } => answer(reply, Err(KvError::Stopped)),
+            Write::Increment { reply, .. } => answer(reply, Err(KvError::Stopped)),
+            Write::Swap { reply, .. } => answer(reply, Err(KvError::Stopped)),
         }
     }
 }
-
-impl Drop for Writer {
-    fn drop(&mut self) {
-        self.sender = None;
-        if let Some(thread) = self.thread.take() {
-            // A panicked writer has already failed its callers; nothing more to do.
-            let _ = thread.join();
-        }
-    }
-}
-
-fn run(db: &Database, limits: &KvLimits, receiver: &mpsc::Receiver<(BucketId, Write)>) {
-    while let Ok(first) = receiver.recv() {
-        let mut bytes = first.1.payload_bytes();
-        let mut batch = vec![first];
-        // Group commit: every write that arrived while the last commit ran
-        // joins this one. Waiting for more was measured and lost: 32
-        // concurrent guest requests made 14,600 increments/s with a 200 µs
-        // wait, 16,200–17,700 without (release build, `benches/benches/kv.rs`).
-        while batch.len() < MAX_BATCH_WRITES && bytes < MAX_BATCH_BYTES {
-            let Ok(next) = receiver.try_recv() else { break };
-            bytes += next.1.payload_bytes();
-            batch.push(next);
-        }
-        commit_batch(db, limits, batch);
-    }
-}
-
-/// Sends a write's outcome, or the batch's failure in its place.
-type Answer = Box<dyn FnOnce(Option<&KvError>) + Send>;
 
 fn answer<T: Send + 'static>(reply: Reply<T>, outcome: Result<T, KvError>) -> Answer {
-    Box::new(move |failure: Option<&KvError>| {
-        // A caller that gave up waiting has dropped its receiver; the write stands.
-        let _ = reply.send(match failure {
-            Some(error) => Err(error.clone()),
-            None => outcome,
-        });
-    })
-}
-
-fn commit_batch(db: &Database, limits: &KvLimits, batch: Vec<(BucketId, Write)>) {
-    let mut answers = Vec::with_capacity(batch.len());
-    let mut failure = None;
-    match db.begin_write() {
-        Ok(txn) => {
-            for (bucket, write) in batch {
-                answers.push(apply(&txn, limits, &bucket, write, &mut failure));
-            }
-            failure = match failure {
-                Some(error) => {
-                    // The batch is being thrown away; an abort error changes nothing for it.
-                    let _ = txn.abort();
-                    Some(error)
-                }
-                None => txn.commit().err().map(storage),
-            };
-        }
-        Err(error) => {
-            let error = storage(error);
-            for (_, write) in batch {
-                answers.push(skip(write));
-            }
-            failure = Some(error);
-        }
-    }
-    for answer in answers {
-        answer(failure.as_ref());
-    }
-}
-
-/// Applies one write, unless the batch has already failed.
-fn apply(
-    txn: &WriteTransaction,
-    limits: &KvLimits,
-    bucket: &BucketId,
-    write: Write,
-    failure: &mut Option<KvError>,
-) -> Answer {
-    if failure.is_some() {
-        return skip(write);
-    }
-    match write {
-        Write::Set { entries, reply } => {
-            settle(reply, set_entries(txn, limits, bucket, entries), failure)
-        }
-        Write::Delete { keys, reply } => settle(reply, delete_keys(txn, bucket, keys), failure),
-        Write::Increment { key, delta, reply } => {
-            settle(reply, increment(txn, limits, bucket, key, delta), failure)
-        }
-        Write::Swap {
-            key,
-            expected,
-            new,
-            reply,
-        } => settle(
-            reply,
-            swap(txn, limits, bucket, key, expected, new),
-            failure,
-        ),
-        Write::DropBucket { reply } => settle(reply, drop_bucket(txn, bucket), failure),
-    }
+    answer_with(reply, outcome, |failure| KvError::Backend(failure.clone()))
 }
 
 /// Makes the answer for an applied write; a storage failure fails the batch.
 fn settle<T: Send + 'static>(
     reply: Reply<T>,
     outcome: Result<T, KvError>,
-    failure: &mut Option<KvError>,
+    failure: &mut Option<StorageFailure>,
 ) -> Answer {
-    if let Err(error @ KvError::Backend(_)) = &outcome {
+    if let Err(KvError::Backend(error)) = &outcome {
         *failure = Some(error.clone());
     }
     answer(reply, outcome)
 }
 
-/// An answer for a write that was never applied; it only ever gets the
-/// batch's failure.
-fn skip(write: Write) -> Answer {
-    match write {
-        Write::Set { reply, .. } | Write::Delete { reply, .. } | Write::DropBucket { reply } => {
-            answer(reply, Err(KvError::Stopped))
-        }
-        Write::Increment { reply, .. } => answer(reply, Err(KvError::Stopped)),
-        Write::Swap { reply, .. } => answer(reply, Err(KvError::Stopped)),
-    }
-}
-
 pub(super) fn storage(error: impl Into<redb::Error>) -> KvError {
-    KvError::Backend(Arc::new(error.into()))
+    KvError::Backend(failure_of(error))
 }
 
 /// A bucket open for writing: its entries and the bytes it holds.

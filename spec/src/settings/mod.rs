@@ -191,6 +191,20 @@ impl OutboundRule {
     }
 }
 
+/// True when one of `rules` allows a request to `uri` (no scheme counts as
+/// https; no port as the scheme's default).
+pub fn allow_list_allows(rules: &[OutboundRule], uri: &http::Uri) -> bool {
+    let scheme = uri.scheme_str().unwrap_or("https");
+    let default_port = if scheme.eq_ignore_ascii_case("http") {
+        80
+    } else {
+        443
+    };
+    let Some(host) = uri.host() else { return false };
+    let port = uri.port_u16().unwrap_or(default_port);
+    rules.iter().any(|rule| rule.allows(scheme, host, port))
+}
+
 /// The domain under which functions call each other in-process:
 /// `http://NAME.wisp.internal/PATH`.
 pub const INTERNAL_DOMAIN: &str = "wisp.internal";

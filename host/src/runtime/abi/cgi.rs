@@ -18,12 +18,9 @@
 use crate::error::{InvokeError, Limit};
 use crate::observe::meter::{CpuTimed, GuestCost, Meter};
 use crate::observe::metrics::FunctionMetrics;
-use crate::request::body::{
-    BoxError, LimitedBody, RequestBody, RequestBodyError, ResponseBody, full,
-};
-use crate::request::buffers::{BufferBudget, BufferCharge};
+use crate::request::body::{BoxError, RequestBody, ResponseBody, full, read_whole};
+use crate::request::buffers::BufferBudget;
 use crate::request::connection::ConnectionInfo;
-use crate::request::pacing::BodyTooSlow;
 use crate::request::slots::SlotTicket;
 use crate::request::trace::RequestTrace;
 use crate::runtime::abi::cgi_env;
@@ -33,13 +30,12 @@ use crate::runtime::abi::output::OutputCapture;
 use crate::runtime::function::Function;
 use crate::runtime::sandbox;
 use crate::runtime::sandbox::{GuestMemory, MemoryLimiter};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http_body::{Body, Frame};
 use http_body_util::BodyExt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use wasmtime::{Engine, InstancePre, Linker, Store};
@@ -122,7 +118,8 @@ pub async fn invoke(
     let deadline = tokio::time::Instant::from_std(call.ticket.started() + limits.timeout);
     let (parts, body) = request.into_parts();
     let mut charge = call.buffers.charge();
-    let body = match tokio::time::timeout_at(deadline, read_body(body, limits, &mut charge)).await {
+    let body = match tokio::time::timeout_at(deadline, read_whole(body, limits, &mut charge)).await
+    {
         Ok(Ok(body)) => body,
         Ok(Err(error)) => return Err(error),
         Err(_elapsed) => {
@@ -254,49 +251,6 @@ pub async fn invoke(
     *response.status_mut() = head.status;
     *response.headers_mut() = head.headers;
     Ok(response)
-}
-
-/// Reads the whole request body, within its cap and the buffer budget.
-async fn read_body(
-    body: RequestBody,
-    limits: &Limits,
-    charge: &mut BufferCharge,
-) -> Result<Bytes, InvokeError> {
-    let mut body = LimitedBody::new(
-        body,
-        limits.max_request_body_bytes,
-        Arc::new(AtomicBool::new(false)),
-    );
-    // Sized from the declared length (within the cap), so the buffer does
-    // not grow by doubling; whatever capacity it takes is charged.
-    let declared = body.size_hint().exact().unwrap_or(0);
-    let mut bytes = BytesMut::with_capacity(
-        usize::try_from(declared.min(limits.max_request_body_bytes)).unwrap_or(0),
-    );
-    charge.grow(bytes.capacity() as u64)?;
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| match e {
-            RequestBodyError::TooLarge(_) => InvokeError::limit(
-                Limit::RequestBody,
-                format!(
-                    "the request body exceeds the function's limit of {}",
-                    units::format_size(limits.max_request_body_bytes)
-                ),
-            ),
-            RequestBodyError::Read(e) if e.downcast_ref::<BodyTooSlow>().is_some() => {
-                InvokeError::limit(Limit::RequestBodyTime, e.to_string())
-            }
-            RequestBodyError::Read(e) => {
-                InvokeError::BadRequest(format!("reading the request body failed: {e}"))
-            }
-        })?;
-        if let Some(data) = frame.data_ref() {
-            let before = bytes.capacity();
-            bytes.extend_from_slice(data);
-            charge.grow((bytes.capacity() - before) as u64)?;
-        }
-    }
-    Ok(bytes.freeze())
 }
 
 /// The rest of a CGI response, streamed from the guest's stdout as it runs.

@@ -34,7 +34,7 @@ use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 use wisp_spec::headers::content_length;
-use wisp_spec::settings::{OutboundRule, Settings, internal_function};
+use wisp_spec::settings::{OutboundRule, Settings, allow_list_allows, internal_function};
 use wisp_spec::units;
 
 /// Bytes of a guest's stdout/stderr kept per request.
@@ -85,22 +85,6 @@ struct OutboundPolicy {
     chain: Option<ChainOrigin>,
 }
 
-impl OutboundPolicy {
-    fn allows(&self, uri: &http::Uri) -> bool {
-        let scheme = uri.scheme_str().unwrap_or("https");
-        let default_port = if scheme.eq_ignore_ascii_case("http") {
-            80
-        } else {
-            443
-        };
-        let Some(host) = uri.host() else { return false };
-        let port = uri.port_u16().unwrap_or(default_port);
-        self.rules
-            .iter()
-            .any(|rule| rule.allows(scheme, host, port))
-    }
-}
-
 type SendResult = wasmtime_wasi_http::Result<(
     http::Response<wasmtime_wasi_http::WasiBody>,
     Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
@@ -113,7 +97,7 @@ impl WasiHttpHooks for OutboundPolicy {
         options: Option<wasmtime_wasi_http::RequestOptions>,
         _response_error: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
     ) -> Box<dyn Future<Output = SendResult> + Send> {
-        if !self.allows(request.uri()) {
+        if !allow_list_allows(&self.rules, request.uri()) {
             tracing::warn!(
                 function = %self.function,
                 destination = %request.uri(),

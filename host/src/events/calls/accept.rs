@@ -1,0 +1,208 @@
+//! Accepting an async call: check it, read it whole, store it, answer
+//! `202 Accepted`.
+//!
+//! The call is checked against the version the traffic split picks now:
+//! its request-body cap, and its outbound allow-list for a callback URL. A
+//! refused call gets the same JSON error a synchronous request would, and
+//! nothing is stored.
+
+use super::record::{CallRecord, new_id, now_ms, stored_headers};
+use crate::error::InvokeError;
+use crate::events::chain::{CALLER_HEADER, DEPTH_HEADER};
+use crate::events::{SCHEDULE_HEADER, TRIGGER_HEADER, Trigger};
+use crate::host::Host;
+use crate::registry::{Audience, FunctionEntry};
+use crate::request::access_log::AccessRecord;
+use crate::request::body::{BoxError, ResponseBody, full, read_whole};
+use crate::request::trace::{self, REQUEST_ID_HEADER};
+use crate::request::{choose, paced};
+use crate::runtime::function::Function;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+use wisp_spec::api::{CallAccepted, CallState};
+use wisp_spec::settings::allow_list_allows;
+
+/// Response header carrying an async call's id.
+pub const CALL_ID_HEADER: HeaderName = HeaderName::from_static("x-wisp-call-id");
+
+/// Request header naming where to POST an async call's result.
+pub const CALLBACK_HEADER: HeaderName = HeaderName::from_static("x-wisp-callback");
+
+/// RFC 7240's request header.
+const PREFER: HeaderName = HeaderName::from_static("prefer");
+
+/// RFC 7240's response header.
+const PREFERENCE_APPLIED: HeaderName = HeaderName::from_static("preference-applied");
+
+/// True when `headers` ask for an async answer (`Prefer: respond-async`,
+/// among any other preferences).
+pub(crate) fn wants_async(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(PREFER)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|preference| {
+            let token = preference.split(';').next().unwrap_or_default();
+            token.trim().eq_ignore_ascii_case("respond-async")
+        })
+}
+
+impl Host {
+    /// Stores `request` for `entry` as an async call and answers `202`, or
+    /// answers why it cannot be taken.
+    pub(crate) async fn accept_call<B>(
+        &self,
+        entry: &FunctionEntry,
+        request: http::Request<B>,
+    ) -> http::Response<ResponseBody>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let started = Instant::now();
+        let name = &entry.record.name;
+        let function = match choose(entry, request.headers(), Audience::Public) {
+            Ok(function) => function,
+            Err(error) => return self.refuse(&request, started, Some(name), &error),
+        };
+        let callback = match callback_of(request.headers(), &function) {
+            Ok(callback) => callback,
+            Err(error) => return self.refuse(&request, started, Some(name), &error),
+        };
+        let request_id = trace::request_id(request.headers());
+        let (mut parts, body) = request.into_parts();
+        let body = paced(
+            body,
+            self.inner.config.body_pacing,
+            &Arc::new(AtomicBool::new(false)),
+        );
+        let mut charge = self.inner.buffers.charge();
+        let body = match read_whole(body, &function.settings.limits, &mut charge).await {
+            Ok(body) => body,
+            Err(error) => {
+                let request = http::Request::from_parts(parts, ());
+                return self.refuse(&request, started, Some(name), &error);
+            }
+        };
+        let headers = &mut parts.headers;
+        for host_only in [
+            PREFER,
+            CALLBACK_HEADER,
+            TRIGGER_HEADER,
+            SCHEDULE_HEADER,
+            CALLER_HEADER,
+            DEPTH_HEADER,
+        ] {
+            headers.remove(host_only);
+        }
+        let id_header = HeaderValue::try_from(request_id.as_str()).ok();
+        if let Some(value) = &id_header {
+            headers.insert(REQUEST_ID_HEADER, value.clone());
+        }
+        let accepted_ms = now_ms();
+        let record = CallRecord {
+            id: new_id(accepted_ms),
+            function: name.clone(),
+            method: parts.method.to_string(),
+            uri: parts
+                .uri
+                .path_and_query()
+                .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned()),
+            headers: stored_headers(headers),
+            callback,
+            state: CallState::Queued,
+            attempts: 0,
+            accepted_ms,
+            started_ms: None,
+            finished_ms: None,
+            due_ms: accepted_ms,
+            error: None,
+            response: None,
+            callback_outcome: None,
+        };
+        let request = http::Request::from_parts(parts, ());
+        if let Err(error) = self.inner.calls.accept(&record, body).await {
+            tracing::error!(function = %name, "storing an async call failed: {error}");
+            let error = InvokeError::Internal("storing the async call failed".into());
+            return self.refuse(&request, started, Some(name), &error);
+        }
+        drop(charge);
+        let mut response = accepted(&record.id);
+        if let Some(value) = id_header {
+            response.headers_mut().insert(REQUEST_ID_HEADER, value);
+        }
+        function.metrics().record_status(StatusCode::ACCEPTED);
+        if self.inner.config.access_log {
+            AccessRecord {
+                method: request.method().clone(),
+                path: request.uri().path().to_owned(),
+                status: StatusCode::ACCEPTED,
+                started,
+                function: Some(function.name.clone()),
+                version: None,
+                trace: Arc::default(),
+                request_id: Arc::from(request_id),
+                trigger: Trigger::Http,
+            }
+            .write_now();
+        }
+        response
+    }
+}
+
+/// The `x-wisp-callback` URL of a request, if it has one that `function`'s
+/// allow-list allows.
+fn callback_of(headers: &HeaderMap, function: &Function) -> Result<Option<String>, InvokeError> {
+    let Some(value) = headers.get(&CALLBACK_HEADER) else {
+        return Ok(None);
+    };
+    let text = value.to_str().unwrap_or_default().trim();
+    let uri: http::Uri = text.parse().map_err(|_| {
+        InvokeError::BadRequest(format!(
+            "the `{CALLBACK_HEADER}` header is not a URL: `{}`",
+            String::from_utf8_lossy(value.as_bytes())
+        ))
+    })?;
+    if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
+        return Err(InvokeError::BadRequest(format!(
+            "the `{CALLBACK_HEADER}` URL must be absolute http or https: `{text}`"
+        )));
+    }
+    if !allow_list_allows(&function.settings.allow_outbound, &uri) {
+        return Err(InvokeError::BadRequest(format!(
+            "the callback URL `{text}` is not in function `{}`'s outbound allow-list; deploy it with `--allow-outbound {}://{}`",
+            function.name,
+            uri.scheme_str().unwrap_or("https"),
+            uri.authority().map_or("", |a| a.as_str()),
+        )));
+    }
+    Ok(Some(text.to_owned()))
+}
+
+/// The `202` for call `id`.
+fn accepted(id: &str) -> http::Response<ResponseBody> {
+    let body = CallAccepted {
+        id: id.to_owned(),
+        status_url: format!("/v1/calls/{id}"),
+    };
+    let text = serde_json::to_vec(&body).unwrap_or_default();
+    let mut response = http::Response::new(full(text));
+    *response.status_mut() = StatusCode::ACCEPTED;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Ok(value) = HeaderValue::try_from(id) {
+        headers.insert(CALL_ID_HEADER, value);
+    }
+    headers.insert(
+        PREFERENCE_APPLIED,
+        HeaderValue::from_static("respond-async"),
+    );
+    response
+}
