@@ -144,11 +144,70 @@ pub struct Health {
     pub compilations: u64,
 }
 
+/// What started a function's run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Trigger {
+    /// A client's HTTP request.
+    #[default]
+    Http,
+    /// A cron schedule's tick.
+    Cron,
+    /// Another function's call to `http://NAME.wisp.internal`.
+    Chain,
+    /// A stored async call (`Prefer: respond-async`).
+    Async,
+}
+
+impl Trigger {
+    /// Every trigger, in order.
+    pub const ALL: [Trigger; 4] = [Trigger::Http, Trigger::Cron, Trigger::Chain, Trigger::Async];
+
+    /// Its name in headers, logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Http => "http",
+            Trigger::Cron => "cron",
+            Trigger::Chain => "chain",
+            Trigger::Async => "async",
+        }
+    }
+}
+
+/// Guest runs of one function, by what started them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TriggerRuns {
+    /// Client HTTP requests.
+    pub http: u64,
+    /// Cron ticks.
+    pub cron: u64,
+    /// Chained calls from other functions.
+    pub chain: u64,
+    /// Async calls.
+    #[serde(rename = "async")]
+    pub async_calls: u64,
+}
+
+impl TriggerRuns {
+    /// The runs `trigger` started.
+    pub fn get(&self, trigger: Trigger) -> u64 {
+        match trigger {
+            Trigger::Http => self.http,
+            Trigger::Cron => self.cron,
+            Trigger::Chain => self.chain,
+            Trigger::Async => self.async_calls,
+        }
+    }
+}
+
 /// Cumulative usage of one function since the host started.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct UsageReport {
     /// Requests that reached a guest.
     pub requests: u64,
+    /// Those requests by what started them.
+    #[serde(default)]
+    pub runs: TriggerRuns,
     /// Wall time in guests, seconds.
     pub wall_seconds: f64,
     /// CPU time in guests, seconds.
@@ -201,6 +260,9 @@ pub struct LogLine {
     pub version: u32,
     /// The request it belongs to.
     pub request_id: String,
+    /// What started that request.
+    #[serde(default)]
+    pub trigger: Trigger,
     /// Which stream.
     pub stream: Stream,
     /// The text, without the newline.

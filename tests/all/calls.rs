@@ -124,6 +124,17 @@ async fn a_failing_call_is_retried_with_backoff_then_dead_lettered() {
         )
         .await;
     assert_eq!(runs, 3.0);
+    let usage = wisp.cli(&["usage", "hostile", "--json"]);
+    let usage: serde_json::Value = serde_json::from_slice(&usage.stdout).unwrap();
+    assert_eq!(usage["usage"]["runs"]["async"], 3, "{usage}");
+    assert_eq!(usage["usage"]["runs"]["http"], 0, "{usage}");
+    let logs = wisp.cli(&["logs", "hostile"]);
+    let logs = String::from_utf8_lossy(&logs.stdout);
+    let panics = logs
+        .lines()
+        .filter(|l| l.contains(" v1 async ") && l.contains("panicked on purpose"))
+        .count();
+    assert_eq!(panics, 3, "each attempt's panic, with its trigger:\n{logs}");
     let failed = wisp
         .admin_get("/v1/calls?state=failed&function=hostile")
         .await

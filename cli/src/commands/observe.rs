@@ -5,7 +5,7 @@ use crate::output;
 use clap::Args;
 use std::io::Write;
 use std::process::ExitCode;
-use wisp_spec::api::LogEvent;
+use wisp_spec::api::{LogEvent, Trigger};
 use wisp_spec::units;
 
 #[derive(Debug, Args)]
@@ -75,10 +75,11 @@ impl Logs {
             }
             LogEvent::Line(line) => writeln!(
                 out,
-                "{}.{:03} v{} {} {}: {}",
+                "{}.{:03} v{} {} {} {}: {}",
                 output::unix_time(line.time_unix_ms / 1000),
                 line.time_unix_ms % 1000,
                 line.version,
+                line.trigger.as_str(),
                 line.request_id,
                 line.stream.as_str(),
                 line.text,
@@ -110,6 +111,14 @@ impl UsageCommand {
         let lines = [
             ("function", reply.name.clone()),
             ("requests", u.requests.to_string()),
+            (
+                "by trigger",
+                Trigger::ALL
+                    .iter()
+                    .map(|t| format!("{} {}", t.as_str(), u.runs.get(*t)))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ),
             ("wall time", format!("{:.6} s", u.wall_seconds)),
             ("cpu time", format!("{:.6} s", u.cpu_seconds)),
             ("fuel", u.fuel.to_string()),

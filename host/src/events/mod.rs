@@ -19,27 +19,4 @@ pub const TRIGGER_HEADER: HeaderName = HeaderName::from_static("x-wisp-trigger")
 /// Request header carrying the schedule of a cron run.
 pub const SCHEDULE_HEADER: HeaderName = HeaderName::from_static("x-wisp-schedule");
 
-/// What started a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Trigger {
-    /// A client's HTTP request.
-    Http,
-    /// A cron schedule's tick.
-    Cron,
-    /// Another function's call to `http://NAME.wisp.internal`.
-    Chain,
-    /// A stored async call (`Prefer: respond-async`).
-    Async,
-}
-
-impl Trigger {
-    /// Its name in headers, logs and metrics.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Trigger::Http => "http",
-            Trigger::Cron => "cron",
-            Trigger::Chain => "chain",
-            Trigger::Async => "async",
-        }
-    }
-}
+pub use wisp_spec::api::Trigger;

@@ -8,6 +8,7 @@
 //! they arrive through a bounded broadcast channel; a follower too slow to
 //! keep up skips lines and is told how many.
 
+use crate::events::Trigger;
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -72,7 +73,14 @@ impl LogBook {
     }
 
     /// Records what a guest wrote to `stream` during request `request_id`.
-    pub fn record(&self, version: u32, request_id: &str, stream: Stream, output: &[u8]) {
+    pub fn record(
+        &self,
+        version: u32,
+        request_id: &str,
+        trigger: Trigger,
+        stream: Stream,
+        output: &[u8],
+    ) {
         if output.is_empty() {
             return;
         }
@@ -94,6 +102,7 @@ impl LogBook {
                 time_unix_ms,
                 version,
                 request_id: request_id.to_owned(),
+                trigger,
                 stream,
                 text: line,
             };
@@ -158,7 +167,7 @@ mod tests {
     #[test]
     fn lines_are_split_and_tagged() {
         let book = LogBook::default();
-        book.record(2, "req-1", Stream::Stderr, b"one\ntwo\n");
+        book.record(2, "req-1", Trigger::Http, Stream::Stderr, b"one\ntwo\n");
         let page = book.read(0, 100);
         assert_eq!(page.lines.len(), 2);
         assert_eq!(page.lines[0].text, "one");
@@ -172,7 +181,7 @@ mod tests {
         let book = LogBook::default();
         let line = "x".repeat(1000) + "\n";
         for _ in 0..3000 {
-            book.record(1, "r", Stream::Stdout, line.as_bytes());
+            book.record(1, "r", Trigger::Http, Stream::Stdout, line.as_bytes());
         }
         assert!(book.bytes() <= LOG_BOOK_BYTES);
         let page = book.read(0, usize::MAX);
@@ -188,7 +197,13 @@ mod tests {
     #[test]
     fn long_lines_are_truncated() {
         let book = LogBook::default();
-        book.record(1, "r", Stream::Stdout, "é".repeat(5000).as_bytes());
+        book.record(
+            1,
+            "r",
+            Trigger::Http,
+            Stream::Stdout,
+            "é".repeat(5000).as_bytes(),
+        );
         let text = &book.read(0, 1).lines[0].text;
         assert!(text.len() <= MAX_LINE_BYTES + 3);
         assert!(text.ends_with('…'));
@@ -197,7 +212,7 @@ mod tests {
     #[test]
     fn limit_keeps_the_newest() {
         let book = LogBook::default();
-        book.record(1, "r", Stream::Stdout, b"a\nb\nc\n");
+        book.record(1, "r", Trigger::Http, Stream::Stdout, b"a\nb\nc\n");
         let page = book.read(0, 2);
         let texts: Vec<&str> = page.lines.iter().map(|l| l.text.as_str()).collect();
         assert_eq!(texts, ["b", "c"]);
@@ -207,7 +222,7 @@ mod tests {
     async fn followers_receive_new_lines() {
         let book = LogBook::default();
         let mut follower = book.follow();
-        book.record(1, "r", Stream::Stdout, b"hello\n");
+        book.record(1, "r", Trigger::Http, Stream::Stdout, b"hello\n");
         assert_eq!(follower.recv().await.unwrap().text, "hello");
     }
 }

@@ -18,6 +18,7 @@
 //!
 //! [`Meter`] is what a request path holds to report all of that in one call.
 
+use crate::events::Trigger;
 use crate::observe::logs::{LogBook, Stream};
 use crate::observe::metrics::FunctionMetrics;
 use crate::runtime::sandbox::GuestMemory;
@@ -27,7 +28,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
-use wisp_spec::api::UsageReport;
+use wisp_spec::api::{TriggerRuns, UsageReport};
 
 /// An `f64` that many threads add to.
 #[derive(Debug, Default)]
@@ -57,6 +58,8 @@ impl AtomicF64 {
 #[derive(Debug, Default)]
 pub struct Usage {
     requests: AtomicU64,
+    /// Runs by trigger, in [`Trigger::ALL`]'s order.
+    runs: [AtomicU64; 4],
     wall_seconds: AtomicF64,
     cpu_seconds: AtomicF64,
     fuel: AtomicU64,
@@ -65,10 +68,20 @@ pub struct Usage {
 }
 
 impl Usage {
+    fn runs_of(&self, trigger: Trigger) -> u64 {
+        self.runs[trigger as usize].load(Ordering::Relaxed)
+    }
+
     /// The totals so far.
     pub fn report(&self) -> UsageReport {
         UsageReport {
             requests: self.requests.load(Ordering::Relaxed),
+            runs: TriggerRuns {
+                http: self.runs_of(Trigger::Http),
+                cron: self.runs_of(Trigger::Cron),
+                chain: self.runs_of(Trigger::Chain),
+                async_calls: self.runs_of(Trigger::Async),
+            },
             wall_seconds: self.wall_seconds.get(),
             cpu_seconds: self.cpu_seconds.get(),
             fuel: self.fuel.load(Ordering::Relaxed),
@@ -107,10 +120,19 @@ pub struct Meter {
 }
 
 impl Meter {
-    /// Records a finished guest run and what it printed.
-    pub fn finished(&self, cost: GuestCost, request_id: &str, stdout: &[u8], stderr: &[u8]) {
+    /// Records a finished guest run (of request `request_id`, started by
+    /// `trigger`) and what it printed.
+    pub fn finished(
+        &self,
+        cost: GuestCost,
+        request_id: &str,
+        trigger: Trigger,
+        stdout: &[u8],
+        stderr: &[u8],
+    ) {
         let usage = &self.usage;
         usage.requests.fetch_add(1, Ordering::Relaxed);
+        usage.runs[trigger as usize].fetch_add(1, Ordering::Relaxed);
         usage.wall_seconds.add(cost.wall.as_secs_f64());
         usage.cpu_seconds.add(cost.cpu.as_secs_f64());
         usage.fuel.fetch_add(cost.fuel, Ordering::Relaxed);
@@ -123,9 +145,9 @@ impl Meter {
         self.metrics
             .record_guest_time(cost.wall, cost.cpu, cost.fuel);
         self.logs
-            .record(self.version, request_id, Stream::Stdout, stdout);
+            .record(self.version, request_id, trigger, Stream::Stdout, stdout);
         self.logs
-            .record(self.version, request_id, Stream::Stderr, stderr);
+            .record(self.version, request_id, trigger, Stream::Stderr, stderr);
     }
 }
 
@@ -176,8 +198,8 @@ mod tests {
             fuel: 7,
             peak_memory_bytes: 2_000_000_000,
         };
-        meter.finished(cost, "r1", b"out\n", b"");
-        meter.finished(cost, "r2", b"", b"err\n");
+        meter.finished(cost, "r1", Trigger::Http, b"out\n", b"");
+        meter.finished(cost, "r2", Trigger::Cron, b"", b"err\n");
         let report = meter.usage.report();
         assert_eq!(report.requests, 2);
         assert!((report.wall_seconds - 1.0).abs() < 1e-9);

@@ -211,7 +211,7 @@ impl Host {
                 .insert(REQUEST_ID_HEADER, value.clone());
         }
         let request_id: Arc<str> = Arc::from(id);
-        let request_trace = Arc::new(RequestTrace::default());
+        let request_trace = Arc::new(RequestTrace::new(trigger));
         let method = request.method().clone();
         let http1 = request.version() < http::Version::HTTP_2;
         let path = self

@@ -5,6 +5,7 @@
 //! goes to the guest (as `x-request-id`), into its log lines, onto the
 //! response and into the access log.
 
+use crate::events::Trigger;
 use http::HeaderMap;
 use http::header::HeaderName;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -51,10 +52,20 @@ fn traceparent_trace_id(value: &str) -> Option<&str> {
 /// What the request path learns about one request while serving it.
 #[derive(Debug, Default)]
 pub struct RequestTrace {
+    /// What started the request.
+    pub trigger: Trigger,
     instantiate_ns: AtomicU64,
 }
 
 impl RequestTrace {
+    /// The trace of a request `trigger` started.
+    pub fn new(trigger: Trigger) -> RequestTrace {
+        RequestTrace {
+            trigger,
+            instantiate_ns: AtomicU64::new(0),
+        }
+    }
+
     /// Records how long the sandbox took to create.
     pub fn set_instantiate(&self, elapsed: Duration) {
         let ns = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);

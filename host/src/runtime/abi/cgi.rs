@@ -195,7 +195,7 @@ pub async fn invoke(
             fuel: sandbox::fuel_used(&store, &task_limits),
             peak_memory_bytes: store.data().limiter.peak_bytes(),
         };
-        meter.finished(cost, &request_id, b"", &stderr.contents());
+        meter.finished(cost, &request_id, trace.trigger, b"", &stderr.contents());
         if output.overflowed() {
             return Err(response_too_large(task_limits.max_response_body_bytes));
         }

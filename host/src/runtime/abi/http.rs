@@ -302,7 +302,13 @@ pub async fn invoke(
             fuel: sandbox::fuel_used(&store, &task_limits),
             peak_memory_bytes: store.data().limiter.peak_bytes(),
         };
-        meter.finished(cost, &request_id, &stdout.contents(), &stderr.contents());
+        meter.finished(
+            cost,
+            &request_id,
+            trace.trigger,
+            &stdout.contents(),
+            &stderr.contents(),
+        );
         result
     });
 
