@@ -61,6 +61,34 @@ pub async fn get(url: &str) -> Result<http::Response<Bytes>, FetchError> {
     send(request).await
 }
 
+/// Calls function `function` on the same host, in-process: `request`'s
+/// path and query (its URI may be just `/path?query`) go to
+/// `http://FUNCTION.wisp.internal`, which the function receives as if
+/// mounted at `/`. The caller's allow-list must grant it
+/// (`--allow-outbound http://FUNCTION.wisp.internal`, or
+/// `http://*.wisp.internal` for every function).
+///
+/// ```no_run
+/// # async fn run() -> Result<(), wisp_sdk::fetch::FetchError> {
+/// let request = wisp_sdk::http::Request::post("/orders").body("{}".into()).unwrap();
+/// let response = wisp_sdk::call("billing", request).await?;
+/// # Ok(()) }
+/// ```
+pub async fn call(
+    function: &str,
+    request: http::Request<Bytes>,
+) -> Result<http::Response<Bytes>, FetchError> {
+    let (mut parts, body) = request.into_parts();
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    parts.uri = format!("http://{function}.{INTERNAL_DOMAIN}{path}")
+        .parse()
+        .map_err(|e| FetchError::Invalid(format!("function `{function}`: {e}")))?;
+    send(http::Request::from_parts(parts, body)).await
+}
+
+/// The domain under which wisp functions call each other in-process.
+pub const INTERNAL_DOMAIN: &str = "wisp.internal";
+
 /// Sends `request` and reads the whole response.
 pub async fn send(request: http::Request<Bytes>) -> Result<http::Response<Bytes>, FetchError> {
     let (parts, body) = request.into_parts();

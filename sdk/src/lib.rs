@@ -31,6 +31,7 @@
 //! | [`kv`] | key-value buckets that outlive the request, through `wasi:keyvalue` (the function's own, or app buckets granted with `--kv`) |
 //! | [`log`] | logging to stderr, which the host keeps per request |
 //! | [`fetch`] | outbound HTTP through `wasi:http/outgoing-handler`, subject to the host's allow-list |
+//! | [`call`] | calling another function on the same host in-process (`http://NAME.wisp.internal`), subject to the allow-list |
 //!
 //! Every request runs in a fresh instance: globals start fresh each time;
 //! what must last goes in a [`kv::Bucket`]. A component imports
@@ -45,6 +46,7 @@ mod request;
 mod response;
 mod router;
 
+pub use fetch::call;
 pub use http;
 pub use http::{Method, StatusCode};
 pub use request::{PATH_INFO_HEADER, Params, RequestBodyExt, RequestExt};

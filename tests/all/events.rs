@@ -182,6 +182,17 @@ async fn a_function_calls_another_in_process_through_its_allow_list() {
         request_id.as_str(),
         "{seen}"
     );
+    // The SDK's `wisp_sdk::call` takes the same path.
+    let called = wisp
+        .get("/front?call=mirror&path=/from/sdk%3Fx%3D2")
+        .await
+        .json();
+    assert_eq!(called["status"], 200, "{called}");
+    assert_eq!(
+        called["headers"]["x-echo-path"], "/from/sdk?x=2",
+        "{called}"
+    );
+    assert_eq!(called["headers"]["x-echo-header-x-wisp-caller"], "front");
 
     // Not in the allow-list: denied, and `back` does not run.
     wisp.deploy_ok(

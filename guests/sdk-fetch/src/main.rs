@@ -1,15 +1,35 @@
 //! `sdk-fetch`: calls out over HTTP with `wisp_sdk::fetch` — `?url=…` is
-//! fetched and its status, headers and body returned as JSON. The host's allow-list
-//! decides what it may reach; a denied call is answered 403.
+//! fetched and its status, headers and body returned as JSON; with
+//! `?call=NAME&path=P` function NAME is called on `P` with `wisp_sdk::call`
+//! instead. The host's allow-list decides what it may reach; a denied call
+//! is answered 403.
 
 use wisp_sdk::fetch::FetchError;
 use wisp_sdk::{HttpError, Json, Request, RequestExt, StatusCode};
 
 async fn handle(request: Request) -> Result<Json<serde_json::Value>, HttpError> {
-    let url = request
-        .query_param("url")
-        .ok_or_else(|| HttpError::bad_request("give the URL to fetch as `?url=`"))?;
-    match wisp_sdk::fetch::get(&url).await {
+    let (url, outcome) = match (request.query_param("url"), request.query_param("call")) {
+        (Some(url), _) => {
+            let outcome = wisp_sdk::fetch::get(&url).await;
+            (url, outcome)
+        }
+        (None, Some(function)) => {
+            let path = request.query_param("path").unwrap_or_else(|| "/".into());
+            let call = wisp_sdk::http::Request::get(path.as_str())
+                .body(Default::default())
+                .map_err(|e| HttpError::bad_request(e.to_string()))?;
+            (
+                format!("call {function} {path}"),
+                wisp_sdk::call(&function, call).await,
+            )
+        }
+        (None, None) => {
+            return Err(HttpError::bad_request(
+                "give the URL to fetch as `?url=`, or a function to call as `?call=NAME&path=P`",
+            ));
+        }
+    };
+    match outcome {
         Ok(response) => {
             let headers: serde_json::Map<String, serde_json::Value> = response
                 .headers()
