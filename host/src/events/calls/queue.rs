@@ -405,3 +405,88 @@ fn sweep(txn: &WriteTransaction, cutoff_ms: u64) -> Result<usize, QueueError> {
     }
     Ok(expired.len())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wisp_spec::api::CallState;
+
+    fn record(id: &str, due_ms: u64) -> CallRecord {
+        CallRecord {
+            id: id.to_owned(),
+            function: "f".into(),
+            method: "POST".into(),
+            uri: "/f".into(),
+            headers: vec![("x-a".into(), b"1".to_vec())],
+            callback: None,
+            state: CallState::Queued,
+            attempts: 0,
+            accepted_ms: due_ms,
+            started_ms: None,
+            finished_ms: None,
+            due_ms,
+            error: None,
+            response: None,
+            callback_outcome: None,
+        }
+    }
+
+    fn claimed(queue: &CallQueue, now_ms: u64) -> Option<(String, Bytes)> {
+        match queue.claim(now_ms).unwrap() {
+            Claim::Ready(record, body) => Some((record.id, body)),
+            Claim::Wait(_) => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn calls_are_claimed_in_due_order_once_each_and_swept_after_they_finish() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = CallQueue::open(dir.path()).unwrap();
+        queue.accept(&record("b", 20), Bytes::from("B")).await.unwrap();
+        queue.accept(&record("a", 10), Bytes::from("A")).await.unwrap();
+        queue.accept(&record("later", 500), Bytes::new()).await.unwrap();
+
+        assert_eq!(claimed(&queue, 100), Some(("a".into(), Bytes::from("A"))));
+        assert_eq!(queue.running_since("a"), Some(100));
+        assert_eq!(claimed(&queue, 100), Some(("b".into(), Bytes::from("B"))));
+        assert!(matches!(queue.claim(100).unwrap(), Claim::Wait(Some(500))));
+
+        // `a` finishes; `b` is put back for a retry at 300.
+        let mut done = record("a", 10);
+        done.state = CallState::Done;
+        done.finished_ms = Some(150);
+        queue.save(&done, Some(10), Some(Bytes::from("ok"))).await.unwrap();
+        queue.release("a");
+        let mut retry = record("b", 300);
+        retry.attempts = 1;
+        queue.save(&retry, Some(20), None).await.unwrap();
+        queue.release("b");
+        assert!(matches!(queue.claim(200).unwrap(), Claim::Wait(Some(300))));
+        assert_eq!(claimed(&queue, 300).map(|c| c.0), Some("b".into()));
+
+        let (stored, result) = queue.get("a").unwrap().unwrap();
+        assert_eq!(stored.state, CallState::Done);
+        assert_eq!(result, Some(Bytes::from("ok")));
+        let (page, more) = queue.list(None, 2, |_| true).unwrap();
+        let ids: Vec<_> = page.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!((ids, more), (vec!["later", "b"], true), "newest id first");
+
+        assert_eq!(queue.sweep(150).await.unwrap(), 0, "finished at 150, not before");
+        assert_eq!(queue.sweep(151).await.unwrap(), 1);
+        assert!(queue.get("a").unwrap().is_none());
+        assert!(queue.get("b").unwrap().is_some(), "unfinished calls are never swept");
+    }
+
+    #[tokio::test]
+    async fn a_reopened_queue_runs_what_was_running_again() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let queue = CallQueue::open(dir.path()).unwrap();
+            queue.accept(&record("a", 10), Bytes::new()).await.unwrap();
+            assert!(claimed(&queue, 100).is_some());
+            assert!(claimed(&queue, 100).is_none(), "running: not claimed twice");
+        }
+        let queue = CallQueue::open(dir.path()).unwrap();
+        assert_eq!(claimed(&queue, 100).map(|c| c.0), Some("a".into()));
+    }
+}
