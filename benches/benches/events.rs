@@ -140,18 +140,9 @@ fn chained_calls(c: &mut Criterion) {
         (over_loopback.as_str(), 200),
     ] {
         // What the caller got from `hello`, checked once before measuring.
-        let body = bench.runtime.block_on(async {
-            let request = http::Request::get(path)
-                .body(Full::new(Bytes::new()))
-                .expect("request");
-            host.handle(request)
-                .await
-                .into_body()
-                .collect()
-                .await
-                .expect("body")
-                .to_bytes()
-        });
+        let (_, body) = bench
+            .runtime
+            .block_on(Bench::send(&host, "GET", path, Bytes::new()));
         let text = String::from_utf8_lossy(&body);
         assert!(
             text.contains(&format!("\"status\":{status}")),
@@ -167,26 +158,10 @@ fn chained_calls(c: &mut Criterion) {
     ] {
         group.bench_function(label, |b| {
             b.to_async(&bench.runtime)
-                .iter(|| request_any_status(&host, path))
+                .iter(|| Bench::send(&host, "GET", path, Bytes::new()))
         });
     }
     group.finish();
-}
-
-/// Serves `GET path` in-process and reads the whole body, whatever the
-/// status (the caller-alone case answers 403).
-async fn request_any_status(host: &Host, path: &str) -> usize {
-    let request = http::Request::get(path)
-        .body(Full::new(Bytes::new()))
-        .expect("request");
-    let response = host.handle(request).await;
-    response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes()
-        .len()
 }
 
 criterion_group!(benches, async_calls, chained_calls);

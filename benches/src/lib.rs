@@ -51,21 +51,30 @@ impl Bench {
             .expect("deploy");
     }
 
-    /// Serves one request in-process and reads the whole response body.
+    /// Serves one request in-process and reads the whole response body,
+    /// which must be a success; returns its length.
     pub async fn request(host: &Host, method: &str, path: &str, body: Bytes) -> usize {
+        let (status, body) = Bench::send(host, method, path, body).await;
+        assert!(status.is_success(), "{status}");
+        body.len()
+    }
+
+    /// Serves one request in-process and reads the whole response body,
+    /// whatever its status.
+    pub async fn send(
+        host: &Host,
+        method: &str,
+        path: &str,
+        body: Bytes,
+    ) -> (http::StatusCode, Bytes) {
         let request = http::Request::builder()
             .method(method)
             .uri(path)
             .body(Full::new(body))
             .expect("request");
         let response = host.handle(request).await;
-        assert!(response.status().is_success(), "{}", response.status());
-        response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes()
-            .len()
+        let status = response.status();
+        let body = response.into_body().collect().await.expect("body");
+        (status, body.to_bytes())
     }
 }

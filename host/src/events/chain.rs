@@ -11,6 +11,7 @@
 //! `chain`. A chain deeper than [`MAX_CHAIN_DEPTH`] calls is answered
 //! `508 Loop Detected` without running.
 
+use super::Trigger;
 use crate::host::Host;
 use crate::request::body::ResponseBody;
 use crate::request::trace::REQUEST_ID_HEADER;
@@ -95,7 +96,10 @@ impl ChainOrigin {
             headers.insert(TRACEPARENT, traceparent.clone());
         }
         let request = http::Request::from_parts(parts, body);
-        let response = self.host.handle_chained(callee, request).await;
+        let response = self
+            .host
+            .handle_started(callee, request, Trigger::Chain)
+            .await;
         response.map(into_wasi_body)
     }
 }

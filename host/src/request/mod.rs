@@ -102,34 +102,23 @@ impl Host {
             .await
     }
 
-    /// Serves another function's in-process call to function `name`: its
-    /// path as if `name` were mounted at `/`, versions as for the public.
-    pub(crate) async fn handle_chained<B>(
+    /// Serves a run of function `name` that the host started for
+    /// `trigger`: another function's in-process call ([`Trigger::Chain`]:
+    /// its path as if `name` were mounted at `/`) or a stored async call
+    /// ([`Trigger::Async`]: routed as when it was accepted, and run only if
+    /// a slot is free at once, else the response carries [`NoRoom`]).
+    /// Versions are picked as for the public.
+    pub(crate) async fn handle_started<B>(
         &self,
         name: &str,
         request: http::Request<B>,
+        trigger: Trigger,
     ) -> http::Response<ResponseBody>
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
-        self.dispatch_named(name, request, Audience::Public, Trigger::Chain)
-            .await
-    }
-
-    /// Runs a stored async call of function `name`: routed as when it was
-    /// accepted, and only if a slot is free at once (else the response
-    /// carries [`NoRoom`]).
-    pub(crate) async fn handle_async<B>(
-        &self,
-        name: &str,
-        request: http::Request<B>,
-    ) -> http::Response<ResponseBody>
-    where
-        B: http_body::Body<Data = Bytes> + Send + 'static,
-        B::Error: Into<BoxError>,
-    {
-        self.dispatch_named(name, request, Audience::Public, Trigger::Async)
+        self.dispatch_named(name, request, Audience::Public, trigger)
             .await
     }
 

@@ -442,9 +442,18 @@ mod tests {
     async fn calls_are_claimed_in_due_order_once_each_and_swept_after_they_finish() {
         let dir = tempfile::tempdir().unwrap();
         let queue = CallQueue::open(dir.path()).unwrap();
-        queue.accept(&record("b", 20), Bytes::from("B")).await.unwrap();
-        queue.accept(&record("a", 10), Bytes::from("A")).await.unwrap();
-        queue.accept(&record("later", 500), Bytes::new()).await.unwrap();
+        queue
+            .accept(&record("b", 20), Bytes::from("B"))
+            .await
+            .unwrap();
+        queue
+            .accept(&record("a", 10), Bytes::from("A"))
+            .await
+            .unwrap();
+        queue
+            .accept(&record("later", 500), Bytes::new())
+            .await
+            .unwrap();
 
         assert_eq!(claimed(&queue, 100), Some(("a".into(), Bytes::from("A"))));
         assert_eq!(queue.running_since("a"), Some(100));
@@ -455,7 +464,10 @@ mod tests {
         let mut done = record("a", 10);
         done.state = CallState::Done;
         done.finished_ms = Some(150);
-        queue.save(&done, Some(10), Some(Bytes::from("ok"))).await.unwrap();
+        queue
+            .save(&done, Some(10), Some(Bytes::from("ok")))
+            .await
+            .unwrap();
         queue.release("a");
         let mut retry = record("b", 300);
         retry.attempts = 1;
@@ -471,10 +483,17 @@ mod tests {
         let ids: Vec<_> = page.iter().map(|r| r.id.as_str()).collect();
         assert_eq!((ids, more), (vec!["later", "b"], true), "newest id first");
 
-        assert_eq!(queue.sweep(150).await.unwrap(), 0, "finished at 150, not before");
+        assert_eq!(
+            queue.sweep(150).await.unwrap(),
+            0,
+            "finished at 150, not before"
+        );
         assert_eq!(queue.sweep(151).await.unwrap(), 1);
         assert!(queue.get("a").unwrap().is_none());
-        assert!(queue.get("b").unwrap().is_some(), "unfinished calls are never swept");
+        assert!(
+            queue.get("b").unwrap().is_some(),
+            "unfinished calls are never swept"
+        );
     }
 
     #[tokio::test]

@@ -177,7 +177,7 @@ enum Ran {
 }
 
 async fn run(host: &Host, function: &str, request: http::Request<Full<Bytes>>) -> Ran {
-    let response = host.handle_async(function, request).await;
+    let response = host.handle_started(function, request, Trigger::Async).await;
     if response.extensions().get::<NoRoom>().is_some() {
         return Ran::NoRoom;
     }
