@@ -311,16 +311,32 @@ mod tests {
             time_unix_ms: 2,
             version: 3,
             request_id: "r".into(),
+            trigger: Trigger::Async,
             stream: Stream::Stderr,
             text: "hi".into(),
         };
         let text = serde_json::to_string(&LogEvent::Line(line.clone())).unwrap();
+        assert!(text.contains(r#""trigger":"async""#), "{text}");
+        let untriggered = text.replace(r#""trigger":"async","#, "");
+        let LogEvent::Line(old) = serde_json::from_str(&untriggered).unwrap() else {
+            panic!("{untriggered} is a line");
+        };
+        assert_eq!(old.trigger, Trigger::Http, "a line without a trigger is http");
         assert_eq!(
             serde_json::from_str::<LogEvent>(&text).unwrap(),
             LogEvent::Line(line)
         );
         let dropped: LogEvent = serde_json::from_str(r#"{"dropped": 4}"#).unwrap();
         assert_eq!(dropped, LogEvent::Dropped { dropped: 4 });
+    }
+
+    #[test]
+    fn call_states_parse_from_their_names_only() {
+        for state in CallState::ALL {
+            assert_eq!(state.as_str().parse::<CallState>(), Ok(state));
+        }
+        let error = "finished".parse::<CallState>().unwrap_err();
+        assert!(error.contains("queued, running, done or failed"), "{error}");
     }
 
     #[test]
