@@ -8,6 +8,7 @@ mod bench;
 mod client;
 mod commands;
 mod output;
+mod telemetry;
 mod template;
 mod up;
 

@@ -68,6 +68,7 @@ pub use host::config::{DEFAULT_KEEP_VERSIONS, DEFAULT_MAX_UPLOAD_BYTES};
 pub use host::{Host, HostConfig, LoadProblem, MAX_KEYS_PER_LIST, StartError};
 pub use observe::logs::LogBook;
 pub use observe::metrics::{Metrics, resident_bytes};
+pub use observe::spans::{SPAN_TARGET, TraceContext};
 pub use request::VERSION_HEADER;
 pub use request::body::{BoxError, ResponseBody};
 pub use request::connection::ConnectionInfo;

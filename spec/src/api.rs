@@ -263,6 +263,9 @@ pub struct LogLine {
     /// What started that request.
     #[serde(default)]
     pub trigger: Trigger,
+    /// The distributed trace of that request, when the host traces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
     /// Which stream.
     pub stream: Stream,
     /// The text, without the newline.
@@ -312,6 +315,7 @@ mod tests {
             version: 3,
             request_id: "r".into(),
             trigger: Trigger::Async,
+            trace_id: None,
             stream: Stream::Stderr,
             text: "hi".into(),
         };
@@ -321,7 +325,11 @@ mod tests {
         let LogEvent::Line(old) = serde_json::from_str(&untriggered).unwrap() else {
             panic!("{untriggered} is a line");
         };
-        assert_eq!(old.trigger, Trigger::Http, "a line without a trigger is http");
+        assert_eq!(
+            old.trigger,
+            Trigger::Http,
+            "a line without a trigger is http"
+        );
         assert_eq!(
             serde_json::from_str::<LogEvent>(&text).unwrap(),
             LogEvent::Line(line)

@@ -19,5 +19,6 @@ mod operate;
 mod portability;
 mod state;
 mod support;
+mod traces;
 mod upstream;
 mod versions;

@@ -5,6 +5,7 @@
 //! `tracing` subscriber) is installed here, not by the library.
 
 use super::{parse_duration_flag, parse_keep_versions, parse_size_flag};
+use crate::telemetry::Telemetry;
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use std::io::Write;
@@ -161,20 +162,6 @@ pub(crate) struct Serve {
     access_log: bool,
 }
 
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("info,wasmtime=warn,cranelift=warn")
-    });
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    match format {
-        LogFormat::Human => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
-}
-
 impl Serve {
     pub(crate) async fn execute(self) -> anyhow::Result<ExitCode> {
         if self.admin_token.as_deref() == Some("") {
@@ -195,7 +182,7 @@ impl Serve {
             Some(path) => Some(Manifest::load(path)?),
             None => None,
         };
-        init_logging(self.log_format);
+        let telemetry = Telemetry::install(matches!(self.log_format, LogFormat::Json))?;
         let defaults = HostConfig::default();
         let config = HostConfig {
             data_dir: self.data_dir.clone(),
@@ -232,6 +219,7 @@ impl Serve {
                 backoff: self.retry_backoff,
                 retention: self.call_retention,
             },
+            trace_context: telemetry.trace_context(),
             ..defaults
         };
         let (host, problems) = Host::start(config).await?;
@@ -302,6 +290,7 @@ impl Serve {
         let _ = stop.send(true);
         let _ = tokio::join!(public_task, admin_task);
         tracing::info!("stopped");
+        tokio::task::spawn_blocking(move || telemetry.shutdown()).await?;
         Ok(ExitCode::SUCCESS)
     }
 }

@@ -5,11 +5,13 @@
 //! and never fatal; only an unusable engine or data dir stops a start.
 
 use crate::events::calls::AsyncCalls;
+use crate::observe::spans::TraceContext;
 use crate::request::pacing::BodyPacing;
 use crate::runtime::compiler::{CompileBudget, Compiler};
 use crate::runtime::engine;
 use crate::state::KvLimits;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 use wisp_spec::limits;
 use wisp_spec::settings::RootDir;
@@ -66,6 +68,10 @@ pub struct HostConfig {
     /// How async calls (`Prefer: respond-async`) run: workers, retries,
     /// backoff and retention.
     pub async_calls: AsyncCalls,
+    /// How request spans join distributed traces (see
+    /// [`crate::TraceContext`]); `None`: they carry no trace context, and
+    /// log lines no trace id.
+    pub trace_context: Option<Arc<dyn TraceContext>>,
 }
 
 impl HostConfig {
@@ -97,6 +103,7 @@ impl Default for HostConfig {
             allow_root_dir: false,
             kv_limits: KvLimits::default(),
             async_calls: AsyncCalls::default(),
+            trace_context: None,
         }
     }
 }

@@ -268,6 +268,11 @@ impl Host {
         Some(self.inner.per_function.books(name).logs)
     }
 
+    /// How the host's spans join distributed traces, if it traces.
+    pub(crate) fn trace_context(&self) -> Option<&Arc<dyn crate::observe::spans::TraceContext>> {
+        self.inner.config.trace_context.as_ref()
+    }
+
     /// The host's configuration.
     pub fn config(&self) -> &HostConfig {
         &self.inner.config

@@ -8,7 +8,7 @@
 //! they arrive through a bounded broadcast channel; a follower too slow to
 //! keep up skips lines and is told how many.
 
-use crate::events::Trigger;
+use crate::request::trace::RequestTrace;
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -76,8 +76,8 @@ impl LogBook {
     pub fn record(
         &self,
         version: u32,
+        request: &RequestTrace,
         request_id: &str,
-        trigger: Trigger,
         stream: Stream,
         output: &[u8],
     ) {
@@ -102,7 +102,8 @@ impl LogBook {
                 time_unix_ms,
                 version,
                 request_id: request_id.to_owned(),
-                trigger,
+                trigger: request.trigger,
+                trace_id: request.trace_id.as_deref().map(str::to_owned),
                 stream,
                 text: line,
             };
@@ -167,7 +168,13 @@ mod tests {
     #[test]
     fn lines_are_split_and_tagged() {
         let book = LogBook::default();
-        book.record(2, "req-1", Trigger::Http, Stream::Stderr, b"one\ntwo\n");
+        book.record(
+            2,
+            &RequestTrace::default(),
+            "req-1",
+            Stream::Stderr,
+            b"one\ntwo\n",
+        );
         let page = book.read(0, 100);
         assert_eq!(page.lines.len(), 2);
         assert_eq!(page.lines[0].text, "one");
@@ -181,7 +188,13 @@ mod tests {
         let book = LogBook::default();
         let line = "x".repeat(1000) + "\n";
         for _ in 0..3000 {
-            book.record(1, "r", Trigger::Http, Stream::Stdout, line.as_bytes());
+            book.record(
+                1,
+                &RequestTrace::default(),
+                "r",
+                Stream::Stdout,
+                line.as_bytes(),
+            );
         }
         assert!(book.bytes() <= LOG_BOOK_BYTES);
         let page = book.read(0, usize::MAX);
@@ -199,8 +212,8 @@ mod tests {
         let book = LogBook::default();
         book.record(
             1,
+            &RequestTrace::default(),
             "r",
-            Trigger::Http,
             Stream::Stdout,
             "é".repeat(5000).as_bytes(),
         );
@@ -212,7 +225,13 @@ mod tests {
     #[test]
     fn limit_keeps_the_newest() {
         let book = LogBook::default();
-        book.record(1, "r", Trigger::Http, Stream::Stdout, b"a\nb\nc\n");
+        book.record(
+            1,
+            &RequestTrace::default(),
+            "r",
+            Stream::Stdout,
+            b"a\nb\nc\n",
+        );
         let page = book.read(0, 2);
         let texts: Vec<&str> = page.lines.iter().map(|l| l.text.as_str()).collect();
         assert_eq!(texts, ["b", "c"]);
@@ -222,7 +241,7 @@ mod tests {
     async fn followers_receive_new_lines() {
         let book = LogBook::default();
         let mut follower = book.follow();
-        book.record(1, "r", Trigger::Http, Stream::Stdout, b"hello\n");
+        book.record(1, &RequestTrace::default(), "r", Stream::Stdout, b"hello\n");
         assert_eq!(follower.recv().await.unwrap().text, "hello");
     }
 }

@@ -21,6 +21,7 @@
 use crate::events::Trigger;
 use crate::observe::logs::{LogBook, Stream};
 use crate::observe::metrics::FunctionMetrics;
+use crate::request::trace::RequestTrace;
 use crate::runtime::sandbox::GuestMemory;
 use std::future::Future;
 use std::pin::Pin;
@@ -120,16 +121,17 @@ pub struct Meter {
 }
 
 impl Meter {
-    /// Records a finished guest run (of request `request_id`, started by
-    /// `trigger`) and what it printed.
+    /// Records a finished guest run (of request `request_id`, traced by
+    /// `request`) and what it printed.
     pub fn finished(
         &self,
         cost: GuestCost,
+        request: &RequestTrace,
         request_id: &str,
-        trigger: Trigger,
         stdout: &[u8],
         stderr: &[u8],
     ) {
+        let trigger = request.trigger;
         let usage = &self.usage;
         usage.requests.fetch_add(1, Ordering::Relaxed);
         usage.runs[trigger as usize].fetch_add(1, Ordering::Relaxed);
@@ -145,9 +147,9 @@ impl Meter {
         self.metrics
             .record_guest_time(cost.wall, cost.cpu, cost.fuel);
         self.logs
-            .record(self.version, request_id, trigger, Stream::Stdout, stdout);
+            .record(self.version, request, request_id, Stream::Stdout, stdout);
         self.logs
-            .record(self.version, request_id, trigger, Stream::Stderr, stderr);
+            .record(self.version, request, request_id, Stream::Stderr, stderr);
     }
 }
 
@@ -198,8 +200,14 @@ mod tests {
             fuel: 7,
             peak_memory_bytes: 2_000_000_000,
         };
-        meter.finished(cost, "r1", Trigger::Http, b"out\n", b"");
-        meter.finished(cost, "r2", Trigger::Cron, b"", b"err\n");
+        meter.finished(cost, &RequestTrace::default(), "r1", b"out\n", b"");
+        meter.finished(
+            cost,
+            &RequestTrace::new(Trigger::Cron, tracing::Span::none(), None),
+            "r2",
+            b"",
+            b"err\n",
+        );
         let report = meter.usage.report();
         assert_eq!(report.requests, 2);
         assert!((report.wall_seconds - 1.0).abs() < 1e-9);

@@ -1,6 +1,8 @@
-//! What operators see: Prometheus metrics, guest logs, and usage metering.
-//! Each has one owner on the request path, so a request is counted once.
+//! What operators see: Prometheus metrics, guest logs, usage metering and
+//! trace spans. Each has one owner on the request path, so a request is
+//! counted once.
 
 pub(crate) mod logs;
 pub(crate) mod meter;
 pub(crate) mod metrics;
+pub mod spans;

@@ -82,6 +82,7 @@ impl AccessRecord {
             instantiate_us = self.trace.instantiate().map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
             request_id = &*self.request_id,
             trigger = self.trigger.as_str(),
+            trace_id = self.trace.trace_id.as_deref(),
             "request"
         );
     }

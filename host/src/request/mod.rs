@@ -24,6 +24,7 @@ use crate::error::InvokeError;
 use crate::events::chain::{CALLER_HEADER, DEPTH_HEADER};
 use crate::events::{SCHEDULE_HEADER, TRIGGER_HEADER, Trigger};
 use crate::host::Host;
+use crate::observe::spans;
 use crate::registry::{Audience, FunctionEntry};
 use crate::runtime::function::Function;
 use crate::runtime::function::RequestContext;
@@ -39,6 +40,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 use trace::{REQUEST_ID_HEADER, RequestTrace};
+use tracing::Instrument;
 
 /// Response header naming the version that served a request; also read from
 /// requests to pin one. A public request may pin a version that takes
@@ -200,7 +202,24 @@ impl Host {
                 .insert(REQUEST_ID_HEADER, value.clone());
         }
         let request_id: Arc<str> = Arc::from(id);
-        let request_trace = Arc::new(RequestTrace::new(trigger));
+        let span = spans::request_span(
+            request.method(),
+            entry.route.as_str(),
+            request.uri().path(),
+            name,
+            trigger.as_str(),
+        );
+        span.record("faas.version", function.version);
+        let trace_id = self
+            .inner
+            .config
+            .trace_context
+            .as_ref()
+            .and_then(|context| {
+                context.continue_trace(&span, request.headers());
+                context.trace_id(&span).map(Arc::from)
+            });
+        let request_trace = Arc::new(RequestTrace::new(trigger, span.clone(), trace_id));
         let method = request.method().clone();
         let http1 = request.version() < http::Version::HTTP_2;
         let path = self
@@ -231,7 +250,11 @@ impl Host {
             buffers: &self.inner.buffers,
             host: self,
         };
-        let mut response = match function.invoke(request, context).await {
+        let mut response = match function
+            .invoke(request, context)
+            .instrument(span.clone())
+            .await
+        {
             Ok(response) => response,
             Err(error) => {
                 if let InvokeError::LimitExceeded { limit, .. } = &error {
@@ -248,6 +271,7 @@ impl Host {
             }
         };
         metrics.record_status(response.status());
+        spans::record_status(&span, response.status());
         let headers = response.headers_mut();
         headers.insert(VERSION_HEADER, HeaderValue::from(function.version));
         if let Some(value) = id_header {

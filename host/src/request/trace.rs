@@ -8,8 +8,10 @@
 use crate::events::Trigger;
 use http::HeaderMap;
 use http::header::HeaderName;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+use tracing::Span;
 
 /// The request id header, read from requests and set on responses.
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
@@ -49,19 +51,36 @@ fn traceparent_trace_id(value: &str) -> Option<&str> {
     (valid && trace_id.bytes().any(|b| b != b'0')).then_some(trace_id)
 }
 
-/// What the request path learns about one request while serving it.
-#[derive(Debug, Default)]
+/// What the request path learns about one request while serving it. It
+/// lives as long as the request: until its response is sent and its guest
+/// has ended.
+#[derive(Debug)]
 pub struct RequestTrace {
     /// What started the request.
     pub trigger: Trigger,
+    /// Its server span (see `observe/spans.rs`), the parent of its guest's
+    /// spans; it ends with the request.
+    pub span: Span,
+    /// The distributed trace it belongs to, when the host has a
+    /// [`crate::observe::spans::TraceContext`].
+    pub trace_id: Option<Arc<str>>,
     instantiate_ns: AtomicU64,
 }
 
+impl Default for RequestTrace {
+    /// An HTTP request in no span.
+    fn default() -> Self {
+        RequestTrace::new(Trigger::Http, Span::none(), None)
+    }
+}
+
 impl RequestTrace {
-    /// The trace of a request `trigger` started.
-    pub fn new(trigger: Trigger) -> RequestTrace {
+    /// The trace of a request `trigger` started, in `span`.
+    pub fn new(trigger: Trigger, span: Span, trace_id: Option<Arc<str>>) -> RequestTrace {
         RequestTrace {
             trigger,
+            span,
+            trace_id,
             instantiate_ns: AtomicU64::new(0),
         }
     }

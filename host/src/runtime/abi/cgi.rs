@@ -18,6 +18,7 @@
 use crate::error::{InvokeError, Limit};
 use crate::observe::meter::{CpuTimed, GuestCost, Meter};
 use crate::observe::metrics::FunctionMetrics;
+use crate::observe::spans;
 use crate::request::body::{BoxError, RequestBody, ResponseBody, full, read_whole};
 use crate::request::buffers::BufferBudget;
 use crate::request::connection::ConnectionInfo;
@@ -38,6 +39,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 use wasmtime::{Engine, InstancePre, Linker, Store};
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p1::WasiP1Ctx;
@@ -177,12 +179,18 @@ pub async fn invoke(
         let _held = (permit, charge);
         let started = Instant::now();
         let run = async {
-            let instance = pre.instantiate_async(&mut store).await?;
+            let instance = pre
+                .instantiate_async(&mut store)
+                .instrument(spans::instantiate_span(&trace.span))
+                .await?;
             let instantiated = started.elapsed();
             meter.metrics.record_instantiate(instantiated);
             trace.set_instantiate(instantiated);
             let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
-            start.call_async(&mut store, ()).await
+            start
+                .call_async(&mut store, ())
+                .instrument(spans::guest_span(&trace.span))
+                .await
         };
         let finished = tokio::time::timeout_at(deadline, CpuTimed::new(run)).await;
         let (result, cpu) = match finished {
@@ -195,7 +203,7 @@ pub async fn invoke(
             fuel: sandbox::fuel_used(&store, &task_limits),
             peak_memory_bytes: store.data().limiter.peak_bytes(),
         };
-        meter.finished(cost, &request_id, trace.trigger, b"", &stderr.contents());
+        meter.finished(cost, &trace, &request_id, b"", &stderr.contents());
         if output.overflowed() {
             return Err(response_too_large(task_limits.max_response_body_bytes));
         }

@@ -13,6 +13,7 @@ use crate::error::{InvokeError, Limit};
 use crate::events::chain::ChainOrigin;
 use crate::observe::meter::{CpuTimed, GuestCost, Meter};
 use crate::observe::metrics::FunctionMetrics;
+use crate::observe::spans;
 use crate::request::body::{BoxError, CappedBody, LimitedBody, RequestBody, ResponseBody};
 use crate::request::slots::SlotPermit;
 use crate::request::trace::RequestTrace;
@@ -26,6 +27,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 use wasmtime::component::{Linker, ResourceTable};
 use wasmtime::{Engine, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -83,6 +85,21 @@ struct OutboundPolicy {
     rules: Arc<[OutboundRule]>,
     /// Set for a request's sandbox (not for a trial instantiation).
     chain: Option<ChainOrigin>,
+    /// The request's span, the parent of each outbound call's.
+    span: tracing::Span,
+}
+
+impl OutboundPolicy {
+    /// Opens the client span of an outbound `request` and, when the host
+    /// traces, writes its trace context into the request.
+    fn trace(&self, request: &mut http::Request<wasmtime_wasi_http::WasiBody>) -> tracing::Span {
+        let span = spans::outbound_span(&self.span, request.method(), request.uri());
+        let context = self.chain.as_ref().and_then(|c| c.host.trace_context());
+        if let Some(context) = context {
+            context.inject(&span, request.headers_mut());
+        }
+        span
+    }
 }
 
 type SendResult = wasmtime_wasi_http::Result<(
@@ -105,6 +122,8 @@ impl WasiHttpHooks for OutboundPolicy {
             );
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
         }
+        let mut request = request;
+        let span = self.trace(&mut request);
         let internal = request.uri().scheme_str() == Some("http")
             && request.uri().host().and_then(internal_function).is_some();
         if internal {
@@ -118,19 +137,28 @@ impl WasiHttpHooks for OutboundPolicy {
                 .and_then(internal_function)
                 .unwrap_or_default()
                 .to_owned();
-            return Box::new(async move {
-                let response = origin.call(&caller, &callee, request).await;
-                let done = Box::new(async { Ok(()) }) as Box<dyn Future<Output = _> + Send>;
-                Ok((response, done))
-            });
+            return Box::new(
+                async move {
+                    let response = origin.call(&caller, &callee, request).await;
+                    spans::record_status(&tracing::Span::current(), response.status());
+                    let done = Box::new(async { Ok(()) }) as Box<dyn Future<Output = _> + Send>;
+                    Ok((response, done))
+                }
+                .instrument(span),
+            );
         }
-        Box::new(async move {
-            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
-            Ok((
-                response.map(BodyExt::boxed_unsync),
-                Box::new(io) as Box<dyn Future<Output = _> + Send>,
-            ))
-        })
+        Box::new(
+            async move {
+                let (response, io) =
+                    wasmtime_wasi_http::default_send_request(request, options).await?;
+                spans::record_status(&tracing::Span::current(), response.status());
+                Ok((
+                    response.map(BodyExt::boxed_unsync),
+                    Box::new(io) as Box<dyn Future<Output = _> + Send>,
+                ))
+            }
+            .instrument(span),
+        )
     }
 }
 
@@ -167,6 +195,7 @@ pub fn new_store(
             function,
             rules: outbound,
             chain: None,
+            span: tracing::Span::none(),
         },
         services,
         limiter: MemoryLimiter::new(settings.limits.memory_bytes, memory),
@@ -252,7 +281,9 @@ pub async fn invoke(
         stderr.clone(),
         meter.guest_memory.clone(),
     )?;
-    store.data_mut().hooks.chain = Some(chain);
+    let hooks = &mut store.data_mut().hooks;
+    hooks.chain = Some(chain);
+    hooks.span = trace.span.clone();
 
     let (sender, receiver) = tokio::sync::oneshot::channel();
     let internal = |e: wasmtime::Error| InvokeError::Internal(format!("{e:#}"));
@@ -274,13 +305,17 @@ pub async fn invoke(
         let _permit = permit;
         let started = Instant::now();
         let run = async {
-            let proxy = pre.instantiate_async(&mut store).await?;
+            let proxy = pre
+                .instantiate_async(&mut store)
+                .instrument(spans::instantiate_span(&trace.span))
+                .await?;
             let instantiated = started.elapsed();
             meter.metrics.record_instantiate(instantiated);
             trace.set_instantiate(instantiated);
             proxy
                 .wasi_http_incoming_handler()
                 .call_handle(&mut store, guest_request, outparam)
+                .instrument(spans::guest_span(&trace.span))
                 .await
         };
         let finished = tokio::time::timeout(task_limits.timeout, CpuTimed::new(run)).await;
@@ -304,8 +339,8 @@ pub async fn invoke(
         };
         meter.finished(
             cost,
+            &trace,
             &request_id,
-            trace.trigger,
             &stdout.contents(),
             &stderr.contents(),
         );

@@ -1,0 +1,155 @@
+//! Logs and traces of `wisp serve`.
+//!
+//! Logs go to stderr (human or JSON lines), filtered by `RUST_LOG`. Traces
+//! are OpenTelemetry, exported over OTLP/HTTP (protobuf), and configured by
+//! the standard variables: they are on when `OTEL_EXPORTER_OTLP_ENDPOINT`
+//! or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` is set, unless
+//! `OTEL_SDK_DISABLED=true` or `OTEL_TRACES_EXPORTER=none`;
+//! `OTEL_SERVICE_NAME` (default `wisp`), `OTEL_TRACES_SAMPLER(_ARG)`,
+//! `OTEL_EXPORTER_OTLP_HEADERS` and `OTEL_BSP_*` are read by the SDK. With
+//! traces off, the host's spans (target [`wisp_host::SPAN_TARGET`]) are
+//! disabled at their call sites and cost nothing; they never show in logs.
+
+use anyhow::Context as _;
+use opentelemetry::global;
+use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
+use opentelemetry_http::{HeaderExtractor, HeaderInjector};
+use opentelemetry_otlp::{Protocol, SpanExporter, WithExportConfig};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use std::sync::Arc;
+use tracing::Span;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::Layer;
+use tracing_subscriber::filter::{EnvFilter, LevelFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use wisp_host::{SPAN_TARGET, TraceContext};
+
+/// The service name when `OTEL_SERVICE_NAME` does not say.
+const SERVICE_NAME: &str = "wisp";
+
+/// The installed logging, and the trace exporter when traces are on.
+pub(crate) struct Telemetry {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Installs logging (JSON lines when `json`) and, when the environment
+    /// asks for it, the OTLP trace exporter.
+    pub(crate) fn install(json: bool) -> anyhow::Result<Telemetry> {
+        let provider = if traces_wanted() {
+            Some(provider()?)
+        } else {
+            None
+        };
+        let logs = EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| EnvFilter::new("info,wasmtime=warn,cranelift=warn"))
+            .add_directive(format!("{SPAN_TARGET}=off").parse()?);
+        let fmt = tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+        let fmt = if json {
+            fmt.json().with_filter(logs).boxed()
+        } else {
+            fmt.with_filter(logs).boxed()
+        };
+        let traces = provider.as_ref().map(|provider| {
+            tracing_opentelemetry::layer()
+                .with_tracer(provider.tracer(SERVICE_NAME))
+                .with_location(false)
+                .with_threads(false)
+                .with_target(false)
+                .with_tracked_inactivity(false)
+                .with_filter(Targets::new().with_target(SPAN_TARGET, LevelFilter::INFO))
+        });
+        tracing_subscriber::registry()
+            .with(fmt)
+            .with(traces)
+            .try_init()
+            .context("installing logging")?;
+        Ok(Telemetry { provider })
+    }
+
+    /// What the host needs to join its spans to traces, when traces are on.
+    pub(crate) fn trace_context(&self) -> Option<Arc<dyn TraceContext>> {
+        self.provider
+            .as_ref()
+            .map(|_| Arc::new(W3cTraceContext) as Arc<dyn TraceContext>)
+    }
+
+    /// Exports what is left (blocking, up to the exporter's timeout).
+    pub(crate) fn shutdown(self) {
+        if let Some(provider) = self.provider
+            && let Err(error) = provider.shutdown()
+        {
+            eprintln!("warning: flushing traces failed: {error}");
+        }
+    }
+}
+
+/// True when the environment asks for traces.
+fn traces_wanted() -> bool {
+    let set = |name: &str| std::env::var(name).is_ok_and(|v| !v.trim().is_empty());
+    let is = |name: &str, value: &str| {
+        std::env::var(name).is_ok_and(|v| v.trim().eq_ignore_ascii_case(value))
+    };
+    (set("OTEL_EXPORTER_OTLP_ENDPOINT") || set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
+        && !is("OTEL_SDK_DISABLED", "true")
+        && !is("OTEL_TRACES_EXPORTER", "none")
+}
+
+/// The tracer provider: OTLP/HTTP protobuf, batched on its own thread.
+fn provider() -> anyhow::Result<SdkTracerProvider> {
+    global::set_text_map_propagator(TraceContextPropagator::new());
+    let exporter = SpanExporter::builder()
+        .with_http()
+        .with_protocol(Protocol::HttpBinary)
+        .build()
+        .context("setting up the OTLP trace exporter")?;
+    // The SDK reads OTEL_SERVICE_NAME (and OTEL_RESOURCE_ATTRIBUTES);
+    // `wisp` stands in for its `unknown_service` default.
+    let detected = Resource::builder().build();
+    let named = detected
+        .get(&opentelemetry::Key::from_static_str("service.name"))
+        .is_some_and(|name| !name.as_str().starts_with("unknown_service"));
+    let resource = if named {
+        detected
+    } else {
+        Resource::builder().with_service_name(SERVICE_NAME).build()
+    };
+    Ok(SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(resource)
+        .build())
+}
+
+/// W3C Trace Context (`traceparent`) over the OpenTelemetry layer.
+#[derive(Debug)]
+struct W3cTraceContext;
+
+impl TraceContext for W3cTraceContext {
+    fn continue_trace(&self, span: &Span, headers: &http::HeaderMap) {
+        let parent = global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(headers)));
+        if parent.span().span_context().is_valid() {
+            // Refused only for a span the layer does not record; it then has no trace.
+            let _ = span.set_parent(parent);
+        }
+    }
+
+    fn inject(&self, span: &Span, headers: &mut http::HeaderMap) {
+        let context = span.context();
+        global::get_text_map_propagator(|p| {
+            p.inject_context(&context, &mut HeaderInjector(headers))
+        });
+    }
+
+    fn trace_id(&self, span: &Span) -> Option<String> {
+        let context = span.context();
+        let span_context = context.span().span_context().clone();
+        span_context
+            .is_valid()
+            .then(|| span_context.trace_id().to_string())
+    }
+}

@@ -1,0 +1,229 @@
+//! OpenTelemetry traces end to end: a real `wisp serve` exports over
+//! OTLP/HTTP to a receiver on loopback, continuing the client's
+//! `traceparent` and passing it on in outbound and chained calls.
+
+use crate::support::{Wisp, eventually, send};
+use crate::upstream::Upstream;
+use bytes::Bytes;
+use http::Method;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::trace::v1::Span;
+use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+use prost::Message;
+use std::time::Duration;
+use wisp_test_artifacts as artifacts;
+
+/// Every span the receiver got so far.
+fn exported(receiver: &Upstream) -> Vec<Span> {
+    receiver
+        .received()
+        .iter()
+        .filter(|r| r.path == "/v1/traces")
+        .flat_map(|r| {
+            let export = ExportTraceServiceRequest::decode(r.body.clone()).expect("OTLP protobuf");
+            export
+                .resource_spans
+                .into_iter()
+                .flat_map(|rs| rs.scope_spans)
+                .flat_map(|ss| ss.spans)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn attribute(span: &Span, key: &str) -> Option<String> {
+    let value = span
+        .attributes
+        .iter()
+        .find(|kv| kv.key == key)?
+        .value
+        .as_ref()?;
+    match value.value.as_ref()? {
+        Value::StringValue(text) => Some(text.clone()),
+        Value::IntValue(n) => Some(n.to_string()),
+        other => Some(format!("{other:?}")),
+    }
+}
+
+/// The spans of trace `trace_id`, once `count` have arrived.
+async fn trace_of(receiver: &Upstream, trace_id: &str, count: usize) -> Vec<Span> {
+    let mut spans = Vec::new();
+    let arrived = eventually(Duration::from_secs(20), async || {
+        spans = exported(receiver)
+            .into_iter()
+            .filter(|s| hex(&s.trace_id) == trace_id)
+            .collect();
+        spans.len() >= count
+    })
+    .await;
+    let names: Vec<_> = spans.iter().map(|s| s.name.clone()).collect();
+    assert!(
+        arrived,
+        "{count} spans of trace {trace_id} expected, got {names:?}"
+    );
+    spans
+}
+
+fn named<'a>(spans: &'a [Span], name: &str) -> &'a Span {
+    spans.iter().find(|s| s.name == name).unwrap_or_else(|| {
+        panic!(
+            "no span `{name}` in {:?}",
+            spans.iter().map(|s| &s.name).collect::<Vec<_>>()
+        )
+    })
+}
+
+#[tokio::test]
+async fn a_request_is_traced_from_its_traceparent_through_its_guest_to_its_outbound_call() {
+    let receiver = Upstream::start("").await;
+    let upstream = Upstream::start("from upstream").await;
+    let endpoint = format!("http://{}", receiver.addr);
+    let wisp = Wisp::start_with_env(
+        &[],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+            ("OTEL_SERVICE_NAME", "wisp-under-test"),
+        ],
+    );
+    wisp.deploy_ok(
+        "front",
+        artifacts::SDK_FETCH_COMPONENT,
+        &format!(
+            "route=/front&allow-outbound=http://{}&allow-outbound=http://hello.wisp.internal",
+            upstream.addr
+        ),
+    )
+    .await;
+    wisp.deploy_ok("hello", artifacts::HELLO_COMPONENT, "route=/hello")
+        .await;
+
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let parent = "00f067aa0ba902b7";
+    let traceparent = format!("00-{trace_id}-{parent}-01");
+    let url = wisp.url(&format!("/front?url=http://{}/out", upstream.addr));
+    let response = send(
+        Method::GET,
+        &url,
+        &[("traceparent", &traceparent)],
+        Bytes::new(),
+    )
+    .await;
+    assert_eq!(
+        response.json()["body"],
+        "from upstream",
+        "{}",
+        response.text()
+    );
+
+    // The upstream was called within the same trace.
+    let outbound = upstream.received()[0].headers["traceparent"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        outbound.starts_with(&format!("00-{trace_id}-")),
+        "{outbound}"
+    );
+
+    let spans = trace_of(&receiver, trace_id, 4).await;
+    let server = named(&spans, "GET /front");
+    assert_eq!(server.kind(), SpanKind::Server);
+    assert_eq!(hex(&server.parent_span_id), parent);
+    assert_eq!(attribute(server, "faas.name").as_deref(), Some("front"));
+    assert_eq!(attribute(server, "faas.version").as_deref(), Some("1"));
+    assert_eq!(attribute(server, "faas.trigger").as_deref(), Some("http"));
+    assert_eq!(
+        attribute(server, "http.request.method").as_deref(),
+        Some("GET")
+    );
+    assert_eq!(
+        attribute(server, "http.response.status_code").as_deref(),
+        Some("200")
+    );
+    for child in ["instantiate", "guest"] {
+        assert_eq!(
+            named(&spans, child).parent_span_id,
+            server.span_id,
+            "{child}"
+        );
+    }
+    let client = named(&spans, "GET");
+    assert_eq!(client.kind(), SpanKind::Client);
+    assert_eq!(client.parent_span_id, server.span_id);
+    assert_eq!(
+        attribute(client, "http.response.status_code").as_deref(),
+        Some("200")
+    );
+    assert!(
+        outbound.contains(&hex(&client.span_id)),
+        "the upstream's parent is the client span: {outbound}"
+    );
+    assert!(
+        wisp.log().contains(&format!("trace_id=\"{trace_id}\"")),
+        "the access log carries the trace id:\n{}",
+        wisp.log()
+    );
+
+    // A guest's log lines carry the trace id too.
+    wisp.deploy_ok("noisy", artifacts::HOSTILE_COMPONENT, "route=/noisy")
+        .await;
+    send(
+        Method::GET,
+        &wisp.url("/noisy/stderr?kib=1"),
+        &[("traceparent", &traceparent)],
+        Bytes::new(),
+    )
+    .await;
+    let logs = wisp.cli(&["logs", "noisy", "--json"]);
+    let logs = String::from_utf8_lossy(&logs.stdout);
+    let first: serde_json::Value = serde_json::from_str(logs.lines().next().unwrap()).unwrap();
+    assert_eq!(first["trace_id"], trace_id, "{logs}");
+
+    // A chained call joins the same trace: the callee's server span is a
+    // child of the caller's client span.
+    let chained_trace = "0af7651916cd43dd8448eb211c80319c";
+    let url = wisp.url("/front?url=http://hello.wisp.internal/");
+    let traceparent = format!("00-{chained_trace}-b7ad6b7169203331-01");
+    send(
+        Method::GET,
+        &url,
+        &[("traceparent", &traceparent)],
+        Bytes::new(),
+    )
+    .await;
+    let spans = trace_of(&receiver, chained_trace, 7).await;
+    let callee = named(&spans, "GET /hello");
+    assert_eq!(attribute(callee, "faas.trigger").as_deref(), Some("chain"));
+    let client = named(&spans, "GET");
+    assert_eq!(callee.parent_span_id, client.span_id);
+}
+
+#[tokio::test]
+async fn without_an_endpoint_nothing_is_exported_and_logs_carry_no_trace_id() {
+    let wisp = Wisp::start();
+    wisp.deploy_ok("hello", artifacts::HELLO_COMPONENT, "route=/hello")
+        .await;
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    send(
+        Method::GET,
+        &wisp.url("/hello"),
+        &[("traceparent", traceparent)],
+        Bytes::new(),
+    )
+    .await;
+    assert!(
+        eventually(Duration::from_secs(5), async || wisp
+            .log()
+            .contains("wisp::access"))
+        .await
+    );
+    let log = wisp.log();
+    assert!(!log.contains("trace_id="), "{log}");
+    assert!(!log.contains("request{"), "spans never show in logs: {log}");
+}
