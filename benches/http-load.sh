@@ -4,12 +4,15 @@
 #
 #   benches/http-load.sh                 # 8 s runs, median of 3, c=1 and c=32
 #   DURATION=4 RUNS=1 benches/http-load.sh
+#   SERVERS="wisp wisp-traced" benches/http-load.sh   # the cost of exporting traces
 #
 # Each server in turn is pinned to CPU 0 and `wrk -t1` to CPU 1 (HTTP/1.1
 # keep-alive, loopback only). Every request to wisp and to `wasmtime serve`
 # runs the same `hello` component in a fresh instance. Prints req/s, p50 and
 # p99 per server and concurrency, and the ratios wisp/wasmtime-serve and
-# wisp/native. A benchmark, not a test: CI never runs it.
+# wisp/native. `wisp-traced` is wisp exporting a span tree for every request
+# (OTLP/HTTP to a collector stub on the client's CPU). A benchmark, not a
+# test: CI never runs it.
 #
 # Installs what is missing: `wrk` (Debian) and `wasmtime-cli` 48 (crates.io,
 # `cargo install --locked`, about 15 minutes once).
@@ -19,6 +22,7 @@ cd "$(dirname "$0")/.."
 DURATION="${DURATION:-8}"
 RUNS="${RUNS:-3}"
 CONCURRENCY="${CONCURRENCY:-1 32}"
+SERVERS="${SERVERS:-native wisp wasmtime}"
 SERVER_CPU="${SERVER_CPU:-0}"
 CLIENT_CPU="${CLIENT_CPU:-1}"
 WASMTIME_VERSION=48.0.8
@@ -30,7 +34,7 @@ if ! command -v wrk >/dev/null; then
     say "installing wrk (Debian)"
     as_root apt-get update -q && DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -q wrk
 fi
-if ! command -v wasmtime >/dev/null || ! wasmtime --version | grep -q " $WASMTIME_VERSION"; then
+if [[ " $SERVERS " == *" wasmtime "* ]] && { ! command -v wasmtime >/dev/null || ! wasmtime --version | grep -q " $WASMTIME_VERSION"; }; then
     say "installing wasmtime-cli $WASMTIME_VERSION from crates.io (takes a while, once)"
     cargo install --locked "wasmtime-cli@$WASMTIME_VERSION"
 fi
@@ -42,8 +46,10 @@ HELLO="$PWD/target/guests/wasm32-wasip2/release/hello.wasm"
 
 work="$(mktemp -d)"
 server_pid=""
+collector_pid=""
 cleanup() {
     [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null || true
+    [ -n "$collector_pid" ] && kill "$collector_pid" 2>/dev/null || true
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -65,13 +71,19 @@ start_native() {
 }
 
 start_wisp() {
-    taskset -c "$SERVER_CPU" target/release/wisp serve --listen 127.0.0.1:18302 --admin-listen 127.0.0.1:18303 \
+    taskset -c "$SERVER_CPU" env "$@" target/release/wisp serve --listen 127.0.0.1:18302 --admin-listen 127.0.0.1:18303 \
         --data-dir "$work/wisp-data" --access-log false >/dev/null 2>"$work/wisp.log" &
     server_pid=$!
     wait_for http://127.0.0.1:18303/healthz
     target/release/wisp deploy hello "$HELLO" --route /hello --admin http://127.0.0.1:18303 >/dev/null
     URL=http://127.0.0.1:18302/hello
     wait_for "$URL"
+}
+
+start_wisp-traced() {
+    taskset -c "$CLIENT_CPU" target/release/native-hello 127.0.0.1:18305 --empty >/dev/null &
+    collector_pid=$!
+    start_wisp OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:18305
 }
 
 start_wasmtime() {
@@ -82,9 +94,10 @@ start_wasmtime() {
 }
 
 stop() {
-    kill "$server_pid" 2>/dev/null || true
+    kill "$server_pid" ${collector_pid:-} 2>/dev/null || true
     wait "$server_pid" 2>/dev/null || true
     server_pid=""
+    collector_pid=""
 }
 
 # One wrk run; prints "req/s p50_us p99_us".
@@ -104,7 +117,7 @@ print(rps, lat["50"], lat["99"])
 }
 
 results="$work/results"
-for server in native wisp wasmtime; do
+for server in $SERVERS; do
     "start_$server"
     # Warm up: the first requests fill caches and pool slots.
     taskset -c "$CLIENT_CPU" wrk -t1 -c32 -d1s "$URL" >/dev/null
@@ -117,7 +130,7 @@ for server in native wisp wasmtime; do
     stop
 done
 
-python3 - "$results" "$DURATION" "$RUNS" <<'EOF'
+python3 - "$results" "$DURATION" "$RUNS" "$SERVERS" <<'EOF'
 import statistics, sys, platform, datetime, os
 rows = [line.split() for line in open(sys.argv[1])]
 data = {}
@@ -125,14 +138,16 @@ for server, c, rps, p50, p99 in rows:
     data.setdefault((server, int(c)), []).append((float(rps), float(p50), float(p99)))
 def median(server, c, i):
     return statistics.median(r[i] for r in data[(server, c)])
-names = {"native": "native hyper (no wasm)", "wisp": "wisp serve", "wasmtime": "wasmtime serve -S cli -O pooling-allocator"}
+names = {"native": "native hyper (no wasm)", "wisp": "wisp serve", "wisp-traced": "wisp serve, exporting traces",
+         "wasmtime": "wasmtime serve -S cli -O pooling-allocator"}
+servers = sys.argv[4].split()
 concurrencies = sorted({c for _, c in data})
 print(f"\nHTTP load bench — {datetime.date.today()} — {platform.node()}, {os.cpu_count()} CPUs, "
       f"server on one CPU, wrk -t1 on another, {sys.argv[2]} s runs, median of {sys.argv[3]}\n")
 header = "| server |" + "".join(f" c={c} req/s | c={c} p50 | c={c} p99 |" for c in concurrencies)
 print(header)
 print("|" + " --- |" * (1 + 3 * len(concurrencies)))
-for server in ["native", "wisp", "wasmtime"]:
+for server in servers:
     cells = "".join(
         f" {median(server, c, 0):,.0f} | {median(server, c, 1):.0f} µs | {median(server, c, 2):.0f} µs |"
         for c in concurrencies
@@ -141,6 +156,9 @@ for server in ["native", "wisp", "wasmtime"]:
 print()
 for c in concurrencies:
     wisp = median("wisp", c, 0)
-    print(f"c={c}: wisp / wasmtime serve = {wisp / median('wasmtime', c, 0):.2f}x, "
-          f"wisp / native = {wisp / median('native', c, 0):.2f}")
+    for other, label in [("wasmtime", "wisp / wasmtime serve"), ("native", "wisp / native"),
+                         ("wisp-traced", "wisp traced / wisp")]:
+        if other in servers and "wisp" in servers:
+            ratio = median(other, c, 0) / wisp if other == "wisp-traced" else wisp / median(other, c, 0)
+            print(f"c={c}: {label} = {ratio:.2f}")
 EOF
