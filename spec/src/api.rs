@@ -200,6 +200,53 @@ impl TriggerRuns {
     }
 }
 
+/// A function's traffic over a recent window (the console's live figures).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct TrafficStats {
+    /// The window, in seconds, ending now.
+    pub window_seconds: u64,
+    /// Requests per second over the window.
+    pub requests_per_second: f64,
+    /// Share of requests answered 5xx (0 to 1).
+    pub error_rate: f64,
+    /// Median latency to the response head, µs (a power of two: the upper
+    /// bound of its histogram bucket); absent without traffic.
+    pub p50_us: Option<u64>,
+    /// 99th-percentile latency, µs, likewise.
+    pub p99_us: Option<u64>,
+    /// Mean time to create a sandbox, µs.
+    pub instantiate_us: Option<u64>,
+}
+
+/// One second of a function's traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryPoint {
+    /// The second (Unix time).
+    pub at_unix: u64,
+    /// Requests answered in it.
+    pub requests: u32,
+    /// Of those, answered 5xx.
+    pub errors: u32,
+    /// Median latency, µs.
+    pub p50_us: Option<u64>,
+    /// 99th-percentile latency, µs.
+    pub p99_us: Option<u64>,
+    /// Mean instantiation time, µs.
+    pub instantiate_us: Option<u64>,
+}
+
+/// `GET /v1/functions/{name}/stats?window=SECONDS`: recent traffic, and
+/// the same second by second (at most the last 600 s are kept).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FunctionStats {
+    /// The function.
+    pub name: String,
+    /// Totals over the window.
+    pub stats: TrafficStats,
+    /// One point per second of the window, oldest first.
+    pub history: Vec<HistoryPoint>,
+}
+
 /// Cumulative usage of one function since the host started.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct UsageReport {

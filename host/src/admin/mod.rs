@@ -13,6 +13,8 @@
 //! | `POST` | `/v1/functions/{name}/rollback` | restore the previous traffic split |
 //! | `GET` | `/v1/functions/{name}/logs?since=5m&limit=N&follow=true` | guest logs, one JSON object per line |
 //! | `GET` | `/v1/functions/{name}/usage` | cumulative usage (wall, CPU, fuel, memory-time) |
+//! | `GET` | `/v1/functions/{name}/stats?window=60` | recent traffic (req/s, error rate, p50/p99, instantiate), and second by second |
+//! | `GET` | `/v1/stats?window=10` | every function's recent traffic |
 //! | `GET` | `/v1/functions/{name}/kv?after=&limit=` | keys of its own bucket (`/v1/buckets/{bucket}/kv` for an app bucket) |
 //! | `GET` `PUT` `DELETE` | `/v1/functions/{name}/kv/{key}` | read (raw bytes), write (raw body) or delete a key (likewise under `/v1/buckets/{bucket}`) |
 //! | `GET` | `/v1/functions/{name}/secrets` | names of its secrets (values are never shown) |
@@ -24,9 +26,12 @@
 //! | `GET` | `/metrics` | Prometheus text |
 //!
 //! When the host has an admin token, every request but `/healthz` must carry
-//! `Authorization: Bearer <token>`; the comparison takes constant time.
+//! `Authorization: Bearer <token>`; the comparison takes constant time. The
+//! web console (`/`, see `console.rs`) signs in with the same token and then
+//! uses a session cookie.
 
 mod calls;
+mod console;
 mod logs;
 mod state;
 mod upload;
@@ -45,6 +50,25 @@ use std::sync::Arc;
 use wisp_spec::api::{FunctionUsage, Health};
 use wisp_spec::traffic::{self, TrafficShare};
 
+/// Default window of the traffic figures, seconds.
+const DEFAULT_STATS_WINDOW: u64 = 60;
+
+/// The `window=SECONDS` of a stats request (1 to 600).
+fn window(query: Option<&str>) -> Result<u64, DeployError> {
+    let value = form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .find(|(name, _)| name == "window")
+        .map(|(_, value)| value.into_owned());
+    match value {
+        None => Ok(DEFAULT_STATS_WINDOW),
+        Some(text) => match text.parse::<u64>() {
+            Ok(seconds @ 1..=600) => Ok(seconds),
+            _ => Err(DeployError::BadRequest(format!(
+                "`window={text}` is not a number of seconds from 1 to 600"
+            ))),
+        },
+    }
+}
+
 /// Largest JSON body the admin API reads (traffic splits and the like).
 const MAX_JSON_BODY_BYTES: usize = 64 << 10;
 
@@ -62,6 +86,7 @@ const MAX_JSON_BODY_BYTES: usize = 64 << 10;
 pub struct AdminApi {
     host: Host,
     token: Option<Arc<[u8]>>,
+    sessions: Arc<console::Sessions>,
 }
 
 impl AdminApi {
@@ -71,12 +96,16 @@ impl AdminApi {
         AdminApi {
             host,
             token: token.map(|t| Arc::from(t.into_bytes())),
+            sessions: Arc::default(),
         }
     }
 
     /// Answers one admin request.
     pub async fn handle(&self, request: http::Request<Incoming>) -> http::Response<ResponseBody> {
-        match refusal(&request, self.token.as_deref()) {
+        if console::is_console_path(request.uri().path()) {
+            return console::serve(request, self.token.as_deref(), &self.sessions).await;
+        }
+        match refusal(&request, self.token.as_deref(), &self.sessions) {
             None => route(&self.host, request).await,
             Some(response) => response.map(full),
         }
@@ -102,13 +131,21 @@ impl hyper::service::Service<http::Request<Incoming>> for AdminApi {
     }
 }
 
-/// The 401 for a request without the right token; `None` lets it through.
+/// The 401 for a request without the right token (or a console session);
+/// `None` lets it through.
 fn refusal(
     request: &http::Request<Incoming>,
     token: Option<&[u8]>,
+    sessions: &console::Sessions,
 ) -> Option<http::Response<Bytes>> {
     let token = token?;
     if request.uri().path() == "/healthz" {
+        return None;
+    }
+    let reads = matches!(*request.method(), Method::GET | Method::HEAD);
+    if sessions.admits(request.headers())
+        && (reads || request.headers().contains_key(console::CONSOLE_HEADER))
+    {
         return None;
     }
     let presented = request
@@ -156,6 +193,15 @@ async fn route(host: &Host, request: http::Request<Incoming>) -> http::Response<
             state::secrets(host, name, rest, request).await
         }
         (&Method::GET, ["v1", "calls"]) => calls::list(host, request.uri().query()),
+        (&Method::GET, ["v1", "stats"]) => {
+            window(request.uri().query()).map(|w| json(StatusCode::OK, &host.all_stats(w)))
+        }
+        (&Method::GET, ["v1", "functions", name, "stats"]) => window(request.uri().query())
+            .and_then(|w| {
+                host.stats(name, w)
+                    .map(|stats| json(StatusCode::OK, &stats))
+                    .ok_or_else(|| DeployError::UnknownFunction((*name).to_owned()))
+            }),
         (&Method::GET, ["v1", "calls", id]) => calls::get(host, id),
         (&Method::GET, ["v1", "functions", name, "logs"]) => {
             return logs::logs(host, name, request.uri().query());
@@ -235,7 +281,7 @@ async fn route(host: &Host, request: http::Request<Incoming>) -> http::Response<
         (
             _,
             ["healthz" | "metrics"]
-            | ["v1", "calls"]
+            | ["v1", "calls" | "stats"]
             | ["v1", "calls", _]
             | ["v1", "functions"]
             | ["v1", "functions", _]
@@ -244,7 +290,7 @@ async fn route(host: &Host, request: http::Request<Incoming>) -> http::Response<
                 "v1",
                 "functions",
                 _,
-                "versions" | "traffic" | "rollback" | "logs" | "usage",
+                "versions" | "traffic" | "rollback" | "logs" | "usage" | "stats",
             ],
         ) => {
             return json_error(

@@ -38,7 +38,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 use wasmtime::Engine;
-use wisp_spec::api::UsageReport;
+use wisp_spec::api::{FunctionStats, UsageReport};
 use wisp_spec::inspect::Abi;
 use wisp_spec::settings::Settings;
 
@@ -172,6 +172,7 @@ impl Host {
             metrics: Arc::new(self.inner.metrics.for_version(name, version)),
             usage: books.usage,
             logs: books.logs,
+            history: books.history,
             version,
             guest_memory: self.inner.guest_memory.clone(),
         }
@@ -260,6 +261,33 @@ impl Host {
     pub fn usage(&self, name: &str) -> Option<UsageReport> {
         self.inner.registry.snapshot().get(name)?;
         Some(self.inner.per_function.books(name).usage.report())
+    }
+
+    /// The recent traffic of function `name` over the last `window`
+    /// seconds, with its per-second history.
+    pub fn stats(&self, name: &str, window: u64) -> Option<FunctionStats> {
+        self.inner.registry.snapshot().get(name)?;
+        let history = self.inner.per_function.books(name).history;
+        Some(FunctionStats {
+            name: name.to_owned(),
+            stats: history.stats(window),
+            history: history.series(window),
+        })
+    }
+
+    /// Every function's traffic over the last `window` seconds (without
+    /// the per-second history), by name.
+    pub fn all_stats(&self, window: u64) -> Vec<FunctionStats> {
+        let snapshot = self.inner.registry.snapshot();
+        snapshot
+            .entries()
+            .keys()
+            .map(|name| FunctionStats {
+                name: name.clone(),
+                stats: self.inner.per_function.books(name).history.stats(window),
+                history: Vec::new(),
+            })
+            .collect()
     }
 
     /// The log book of function `name`.

@@ -1,7 +1,8 @@
-//! What all versions of one function share: its usage totals and its log
-//! book. Touched when a version is loaded or a function removed, never per
+//! What all versions of one function share: its usage totals, its log
+//! book and its recent traffic. Touched when a version is loaded or a function removed, never per
 //! request (each version's meter holds its own handles).
 
+use crate::observe::history::History;
 use crate::observe::logs::LogBook;
 use crate::observe::meter::Usage;
 use std::collections::HashMap;
@@ -12,6 +13,7 @@ use std::sync::{Arc, Mutex};
 pub(crate) struct FunctionBooks {
     pub(crate) usage: Arc<Usage>,
     pub(crate) logs: Arc<LogBook>,
+    pub(crate) history: Arc<History>,
 }
 
 /// Books of every function, by name.

@@ -19,6 +19,7 @@
 //! [`Meter`] is what a request path holds to report all of that in one call.
 
 use crate::events::Trigger;
+use crate::observe::history::History;
 use crate::observe::logs::{LogBook, Stream};
 use crate::observe::metrics::FunctionMetrics;
 use crate::request::trace::RequestTrace;
@@ -114,6 +115,8 @@ pub struct Meter {
     pub usage: Arc<Usage>,
     /// The function's logs.
     pub logs: Arc<LogBook>,
+    /// The function's recent traffic.
+    pub history: Arc<History>,
     /// The version number.
     pub version: u32,
     /// The host's guest memory budget its sandboxes are charged to.
@@ -191,6 +194,7 @@ mod tests {
             metrics: Arc::new(crate::observe::metrics::Metrics::new().for_version("f", 1)),
             usage: Arc::default(),
             logs: Arc::default(),
+            history: Arc::default(),
             version: 1,
             guest_memory: GuestMemory::new(u64::MAX, Default::default()),
         };

@@ -2,6 +2,7 @@
 //! trace spans. Each has one owner on the request path, so a request is
 //! counted once.
 
+pub(crate) mod history;
 pub(crate) mod logs;
 pub(crate) mod meter;
 pub(crate) mod metrics;

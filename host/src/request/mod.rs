@@ -272,6 +272,11 @@ impl Host {
         };
         metrics.record_status(response.status());
         spans::record_status(&span, response.status());
+        function.history().record(
+            response.status(),
+            started.elapsed(),
+            request_trace.instantiate(),
+        );
         let headers = response.headers_mut();
         headers.insert(VERSION_HEADER, HeaderValue::from(function.version));
         if let Some(value) = id_header {

@@ -257,6 +257,11 @@ impl Function {
             .await
     }
 
+    /// Its function's recent traffic, for the console.
+    pub fn history(&self) -> &crate::observe::history::History {
+        &self.meter.history
+    }
+
     /// This version's metric series.
     pub fn metrics(&self) -> &Arc<FunctionMetrics> {
         &self.meter.metrics
