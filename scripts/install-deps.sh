@@ -3,8 +3,9 @@
 # the wasm rust targets, and the toolchains of the non-Rust guests — C: clang
 # and wasi-libc from Debian; Python: componentize-py from PyPI; JavaScript:
 # componentize-js from npm (into guests/js); and wasmtime-cli, the reference
-# host the SDK's portability test runs on; cargo-fuzz and the nightly
-# toolchain it needs. Idempotent: it installs only what is missing.
+# host the SDK's portability test runs on; Chromium for the web console's
+# browser tests; cargo-fuzz and the nightly toolchain it needs. Idempotent:
+# it installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,6 +27,8 @@ command -v clang >/dev/null || apt_packages+=(clang)
 command -v wasm-ld >/dev/null || apt_packages+=(lld)
 [ -e /usr/lib/wasm32-wasi/libc.a ] || apt_packages+=(wasi-libc)
 ls /usr/lib/llvm-*/lib/clang/*/lib/wasi/libclang_rt.builtins-wasm32.a >/dev/null 2>&1 || apt_packages+=(libclang-rt-dev-wasm32)
+# The web console's tests drive Debian's Chromium, headless.
+command -v chromium >/dev/null || apt_packages+=(chromium)
 if [ "${#apt_packages[@]}" -gt 0 ]; then
     say "installing Debian packages: ${apt_packages[*]}"
     as_root apt-get update -q

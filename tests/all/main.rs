@@ -6,6 +6,7 @@
 
 mod bench;
 mod calls;
+mod console;
 mod core;
 mod crash;
 mod embed;
