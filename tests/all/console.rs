@@ -45,6 +45,18 @@ async fn element(page: &Page, selector: &str) -> Element {
     panic!("no `{selector}` on the page within 10 s");
 }
 
+/// Clicks `selector`.
+async fn click(page: &Page, selector: &str) {
+    element(page, selector).await.click().await.unwrap();
+}
+
+/// Clicks `selector` and types `text` into it.
+async fn type_into(page: &Page, selector: &str, text: &str) {
+    let found = element(page, selector).await;
+    found.click().await.unwrap();
+    found.type_str(text).await.unwrap();
+}
+
 /// The text of `selector`, once `check` accepts it (up to 10 s).
 async fn text_when(page: &Page, selector: &str, check: impl Fn(&str) -> bool) -> String {
     let mut last = String::new();
@@ -114,25 +126,11 @@ async fn the_console_signs_in_deploys_splits_traffic_and_tails_logs() {
         .expect("open the console");
 
     // Signing in: a wrong token is refused, the right one opens the console.
-    element(&page, "#token")
-        .await
-        .click()
-        .await
-        .unwrap()
-        .type_str("wrong")
-        .await
-        .unwrap();
-    element(&page, "#login button").await.click().await.unwrap();
+    type_into(&page, "#token", "wrong").await;
+    click(&page, "#login button").await;
     text_when(&page, "#login-error", |t| t.contains("not the admin token")).await;
-    element(&page, "#token")
-        .await
-        .click()
-        .await
-        .unwrap()
-        .type_str(TOKEN)
-        .await
-        .unwrap();
-    element(&page, "#login button").await.click().await.unwrap();
+    type_into(&page, "#token", TOKEN).await;
+    click(&page, "#login button").await;
     let listed = text_when(&page, "#functions", |t| t.contains("noisy")).await;
     assert!(
         listed.contains("/noisy") && listed.contains("v1 100%"),
@@ -153,53 +151,17 @@ async fn the_console_signs_in_deploys_splits_traffic_and_tails_logs() {
     )
     .await
     .unwrap();
-    element(&page, "#name")
-        .await
-        .click()
-        .await
-        .unwrap()
-        .type_str("greeter")
-        .await
-        .unwrap();
-    element(&page, "#route")
-        .await
-        .click()
-        .await
-        .unwrap()
-        .type_str("/greet")
-        .await
-        .unwrap();
-    element(&page, "#deploy button")
-        .await
-        .click()
-        .await
-        .unwrap();
+    type_into(&page, "#name", "greeter").await;
+    type_into(&page, "#route", "/greet").await;
+    click(&page, "#deploy button").await;
     text_when(&page, "#result", |t| t.contains("Deployed greeter v1")).await;
     shoot(&page, "deploy").await;
     let greeting = wisp.get("/greet").await;
     assert_eq!(greeting.text(), "Hello, world!\n");
     // A bad upload shows the API's message.
-    element(&page, "#name")
-        .await
-        .click()
-        .await
-        .unwrap()
-        .type_str("x")
-        .await
-        .unwrap();
-    element(&page, "#settings")
-        .await
-        .click()
-        .await
-        .unwrap()
-        .type_str("timeout=forever")
-        .await
-        .unwrap();
-    element(&page, "#deploy button")
-        .await
-        .click()
-        .await
-        .unwrap();
+    type_into(&page, "#name", "x").await;
+    type_into(&page, "#settings", "timeout=forever").await;
+    click(&page, "#deploy button").await;
     let refused = text_when(&page, "#result", |t| t.contains("timeout")).await;
     assert!(!refused.contains("Deployed"), "{refused}");
 
@@ -217,11 +179,7 @@ async fn the_console_signs_in_deploys_splits_traffic_and_tails_logs() {
     page.evaluate("document.querySelector('#weight-v1').value = '50'; document.querySelector('#weight-v2').value = '50';")
         .await
         .unwrap();
-    element(&page, "#apply-traffic")
-        .await
-        .click()
-        .await
-        .unwrap();
+    click(&page, "#apply-traffic").await;
     text_when(&page, "#message", |t| t.contains("applied")).await;
     let info = send(
         Method::GET,

@@ -131,7 +131,7 @@ async fn a_request_is_traced_from_its_traceparent_through_its_guest_to_its_outbo
         "{outbound}"
     );
 
-    let spans = trace_of(&receiver, trace_id, 4).await;
+    let spans = trace_of(&receiver, trace_id, 5).await;
     let server = named(&spans, "GET /front");
     assert_eq!(server.kind(), SpanKind::Server);
     assert_eq!(hex(&server.parent_span_id), parent);
@@ -146,7 +146,7 @@ async fn a_request_is_traced_from_its_traceparent_through_its_guest_to_its_outbo
         attribute(server, "http.response.status_code").as_deref(),
         Some("200")
     );
-    for child in ["instantiate", "guest"] {
+    for child in ["dispatch", "instantiate", "guest"] {
         assert_eq!(
             named(&spans, child).parent_span_id,
             server.span_id,
@@ -197,7 +197,7 @@ async fn a_request_is_traced_from_its_traceparent_through_its_guest_to_its_outbo
         Bytes::new(),
     )
     .await;
-    let spans = trace_of(&receiver, chained_trace, 7).await;
+    let spans = trace_of(&receiver, chained_trace, 9).await;
     let callee = named(&spans, "GET /hello");
     assert_eq!(attribute(callee, "faas.trigger").as_deref(), Some("chain"));
     let client = named(&spans, "GET");

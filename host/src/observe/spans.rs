@@ -3,8 +3,8 @@
 //! The library only emits `tracing` spans, all under target
 //! [`SPAN_TARGET`]: one server span per request (named `METHOD /route`,
 //! with the OpenTelemetry semantic-convention fields for HTTP and FaaS),
-//! and under it `instantiate`, `guest` and one client span per outbound
-//! call. Field names follow `tracing-opentelemetry`'s conventions
+//! and under it `dispatch`, `instantiate`, `guest` and one client span per
+//! outbound call. Field names follow `tracing-opentelemetry`'s conventions
 //! (`otel.name`, `otel.kind`, `otel.status_code`), so an OpenTelemetry layer
 //! exports them as they are. Which trace a span belongs to is the business
 //! of whoever installs the subscriber: an embedder passes a [`TraceContext`]
@@ -68,6 +68,12 @@ pub(crate) fn record_status(span: &Span, status: http::StatusCode) {
     if status.is_server_error() {
         span.record("otel.status_code", "error");
     }
+}
+
+/// The span of dispatching a request to its version: waiting for a slot
+/// (and, for a CGI guest, reading the body), then running it.
+pub(crate) fn dispatch_span(request: &Span) -> Span {
+    tracing::info_span!(target: SPAN_TARGET, parent: request, "dispatch")
 }
 
 /// The span of creating a request's sandbox.

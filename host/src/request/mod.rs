@@ -252,7 +252,7 @@ impl Host {
         };
         let mut response = match function
             .invoke(request, context)
-            .instrument(span.clone())
+            .instrument(spans::dispatch_span(&span))
             .await
         {
             Ok(response) => response,
