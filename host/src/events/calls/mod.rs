@@ -106,8 +106,9 @@ impl Host {
     /// Async calls, newest first, without their response bodies.
     pub fn calls(&self, filter: &CallFilter) -> Result<CallList, QueueError> {
         let queue = &self.inner.calls;
-        let state_of =
-            |record: &record::CallRecord| record.info(queue.running_since(&record.id), None).state;
+        let state_of = |record: &record::CallRecord| {
+            record.state_now(queue.running_since(&record.id).is_some())
+        };
         let (records, more) = queue.list(
             filter.before.as_deref(),
             filter

@@ -69,13 +69,20 @@ pub(crate) fn stored_headers(headers: &HeaderMap) -> Vec<(String, Vec<u8>)> {
 }
 
 impl CallRecord {
+    /// Its state as the API shows it: a queued call whose attempt is
+    /// `running` now is running.
+    pub(crate) fn state_now(&self, running: bool) -> CallState {
+        if running && self.state == CallState::Queued {
+            CallState::Running
+        } else {
+            self.state
+        }
+    }
+
     /// The call as the API shows it: `running_since` when an attempt is
     /// running now, `body` the kept result body (`None` leaves it out).
     pub(crate) fn info(&self, running_since: Option<u64>, body: Option<&Bytes>) -> CallInfo {
-        let state = match running_since {
-            Some(_) if self.state == CallState::Queued => CallState::Running,
-            _ => self.state,
-        };
+        let state = self.state_now(running_since.is_some());
         CallInfo {
             id: self.id.clone(),
             function: self.function.clone(),
