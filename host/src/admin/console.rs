@@ -19,7 +19,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use std::collections::HashSet;
+use std::collections::VecDeque;
 use std::io::Read;
 use std::sync::Mutex;
 
@@ -43,7 +43,8 @@ const LOGIN_HTML: &str = include_str!("console/login.html");
 /// The console's open sessions.
 #[derive(Debug, Default)]
 pub(super) struct Sessions {
-    ids: Mutex<(HashSet<String>, Vec<String>)>,
+    /// Oldest first.
+    ids: Mutex<VecDeque<String>>,
 }
 
 impl Sessions {
@@ -51,22 +52,17 @@ impl Sessions {
         let mut bytes = [0u8; 32];
         std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
         let id: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        let mut guard = self.ids.lock().unwrap_or_else(|p| p.into_inner());
-        let (ids, order) = &mut *guard;
-        if order.len() >= MAX_SESSIONS {
-            let oldest = order.remove(0);
-            ids.remove(&oldest);
+        let mut ids = self.ids.lock().unwrap_or_else(|p| p.into_inner());
+        if ids.len() >= MAX_SESSIONS {
+            ids.pop_front();
         }
-        ids.insert(id.clone());
-        order.push(id.clone());
+        ids.push_back(id.clone());
         Ok(id)
     }
 
     fn close(&self, id: &str) {
-        let mut guard = self.ids.lock().unwrap_or_else(|p| p.into_inner());
-        let (ids, order) = &mut *guard;
-        ids.remove(id);
-        order.retain(|o| o != id);
+        let mut ids = self.ids.lock().unwrap_or_else(|p| p.into_inner());
+        ids.retain(|open| open != id);
     }
 
     /// True when `headers` carry the cookie of an open session.
@@ -74,10 +70,8 @@ impl Sessions {
         let Some(id) = session_cookie(headers) else {
             return false;
         };
-        let guard = self.ids.lock().unwrap_or_else(|p| p.into_inner());
-        guard
-            .0
-            .iter()
+        let ids = self.ids.lock().unwrap_or_else(|p| p.into_inner());
+        ids.iter()
             .any(|open| constant_time_eq(open.as_bytes(), id.as_bytes()))
     }
 }

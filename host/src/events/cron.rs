@@ -169,7 +169,9 @@ fn fire(host: &Host, job: &Job, running: Arc<AtomicBool>) {
             .body(Empty::<Bytes>::new());
         match request {
             Ok(request) => {
-                let response = host.handle_trigger(request, Trigger::Cron).await;
+                let response = host
+                    .handle_started(&job.function, request, Trigger::Cron)
+                    .await;
                 // The body drives a streaming guest to its end.
                 let _ = response.into_body().collect().await;
             }

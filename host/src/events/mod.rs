@@ -20,3 +20,16 @@ pub const TRIGGER_HEADER: HeaderName = HeaderName::from_static("x-wisp-trigger")
 pub const SCHEDULE_HEADER: HeaderName = HeaderName::from_static("x-wisp-schedule");
 
 pub use wisp_spec::api::Trigger;
+
+/// Removes from a client's request the headers only the host may set
+/// (what started a run, and where a chained call came from).
+pub(crate) fn strip_host_headers(headers: &mut http::HeaderMap) {
+    for name in [
+        TRIGGER_HEADER,
+        SCHEDULE_HEADER,
+        chain::CALLER_HEADER,
+        chain::DEPTH_HEADER,
+    ] {
+        headers.remove(name);
+    }
+}

@@ -124,13 +124,14 @@ impl History {
         let now = now_secs();
         let seconds = self.seconds.lock().unwrap_or_else(|p| p.into_inner());
         let start = now.saturating_sub(window.min(KEPT_SECONDS) - 1);
+        // Kept seconds are in order: walk them once beside the window.
+        let mut kept = seconds.iter().skip_while(|s| s.at < start).peekable();
         (start..=now)
             .map(|at| {
-                let second = seconds
-                    .iter()
-                    .find(|s| s.at == at)
-                    .cloned()
-                    .unwrap_or_else(|| Second::new(at));
+                let second = match kept.next_if(|s| s.at == at) {
+                    Some(second) => second.clone(),
+                    None => Second::new(at),
+                };
                 HistoryPoint {
                     at_unix: at,
                     requests: second.requests,

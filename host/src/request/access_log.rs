@@ -8,7 +8,6 @@
 //! or the guest failed mid-stream), with the bytes actually sent. An
 //! unrouted request gets its line at once.
 
-use crate::events::Trigger;
 use crate::request::body::{BoxError, ResponseBody};
 use crate::request::trace::RequestTrace;
 use bytes::Bytes;
@@ -31,8 +30,6 @@ pub(crate) struct AccessRecord {
     pub(crate) version: Option<u32>,
     pub(crate) trace: Arc<RequestTrace>,
     pub(crate) request_id: Arc<str>,
-    /// What started the run.
-    pub(crate) trigger: Trigger,
 }
 
 /// How a response ended.
@@ -81,7 +78,7 @@ impl AccessRecord {
             version,
             instantiate_us = self.trace.instantiate().map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
             request_id = &*self.request_id,
-            trigger = self.trigger.as_str(),
+            trigger = self.trace.trigger.as_str(),
             trace_id = self.trace.trace_id.as_deref(),
             "request"
         );

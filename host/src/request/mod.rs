@@ -21,8 +21,7 @@ pub(crate) mod slots;
 pub(crate) mod trace;
 
 use crate::error::InvokeError;
-use crate::events::chain::{CALLER_HEADER, DEPTH_HEADER};
-use crate::events::{SCHEDULE_HEADER, TRIGGER_HEADER, Trigger};
+use crate::events::Trigger;
 use crate::host::Host;
 use crate::observe::spans;
 use crate::registry::{Audience, FunctionEntry};
@@ -69,24 +68,6 @@ impl Host {
             .await
     }
 
-    /// Serves a run the host itself started (`trigger`), routed like a
-    /// public request: the request carries the trigger's headers.
-    pub(crate) async fn handle_trigger<B>(
-        &self,
-        request: http::Request<B>,
-        trigger: Trigger,
-    ) -> http::Response<ResponseBody>
-    where
-        B: http_body::Body<Data = Bytes> + Send + 'static,
-        B::Error: Into<BoxError>,
-    {
-        let Some((entry, path_info)) = self.routed(request.uri().path()) else {
-            return error_response(&InvokeError::NoRoute(request.uri().path().to_owned()));
-        };
-        self.dispatch(&entry, &path_info, request, Audience::Public, trigger)
-            .await
-    }
-
     /// Serves one request with function `name`, whatever the path; the
     /// request's path is what a CGI guest sees as `PATH_INFO`. This is what
     /// `wisp invoke` uses, for the operator: `x-wisp-version` may pin any
@@ -106,10 +87,11 @@ impl Host {
 
     /// Serves a run of function `name` that the host started for
     /// `trigger`: another function's in-process call ([`Trigger::Chain`]:
-    /// its path as if `name` were mounted at `/`) or a stored async call
-    /// ([`Trigger::Async`]: routed as when it was accepted, and run only if
-    /// a slot is free at once, else the response carries [`NoRoom`]).
-    /// Versions are picked as for the public.
+    /// its path as if `name` were mounted at `/`), a cron tick
+    /// ([`Trigger::Cron`]: its path under the function's route) or a stored
+    /// async call ([`Trigger::Async`]: routed as when it was accepted, and
+    /// run only if a slot is free at once, else the response carries
+    /// [`NoRoom`]). Versions are picked as for the public.
     pub(crate) async fn handle_started<B>(
         &self,
         name: &str,
@@ -150,9 +132,9 @@ impl Host {
         };
         let path = request.uri().path();
         // A chained call (or `wisp invoke`) addresses the function as if
-        // mounted at `/`; an async call as it was routed when accepted.
+        // mounted at `/`; a cron tick or an async call under its route.
         let path_info = match trigger {
-            Trigger::Async => entry.route.strip(path).unwrap_or(path),
+            Trigger::Cron | Trigger::Async => entry.route.strip(path).unwrap_or(path),
             _ => path,
         }
         .to_owned();
@@ -187,10 +169,7 @@ impl Host {
         let mut request = request;
         if trigger == Trigger::Http {
             // Only the host says a run was triggered by something else.
-            let headers = request.headers_mut();
-            for name in [TRIGGER_HEADER, SCHEDULE_HEADER, CALLER_HEADER, DEPTH_HEADER] {
-                headers.remove(name);
-            }
+            crate::events::strip_host_headers(request.headers_mut());
         } else {
             self.inner.metrics.record_trigger(name, trigger);
         }
@@ -293,7 +272,6 @@ impl Host {
                     version: Some(function.version),
                     trace: request_trace,
                     request_id,
-                    trigger,
                 };
                 response.map(|body| record.write_when_sent(body))
             }
@@ -323,7 +301,6 @@ impl Host {
                 version: None,
                 trace: Arc::default(),
                 request_id: Arc::from(trace::request_id(request.headers())),
-                trigger: Trigger::Http,
             }
             .write_now();
         }

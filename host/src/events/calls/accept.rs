@@ -8,8 +8,6 @@
 
 use super::record::{CallRecord, new_id, now_ms, stored_headers};
 use crate::error::InvokeError;
-use crate::events::chain::{CALLER_HEADER, DEPTH_HEADER};
-use crate::events::{SCHEDULE_HEADER, TRIGGER_HEADER, Trigger};
 use crate::host::Host;
 use crate::registry::{Audience, FunctionEntry};
 use crate::request::access_log::AccessRecord;
@@ -89,16 +87,9 @@ impl Host {
             }
         };
         let headers = &mut parts.headers;
-        for host_only in [
-            PREFER,
-            CALLBACK_HEADER,
-            TRIGGER_HEADER,
-            SCHEDULE_HEADER,
-            CALLER_HEADER,
-            DEPTH_HEADER,
-        ] {
-            headers.remove(host_only);
-        }
+        headers.remove(PREFER);
+        headers.remove(CALLBACK_HEADER);
+        crate::events::strip_host_headers(headers);
         let id_header = HeaderValue::try_from(request_id.as_str()).ok();
         if let Some(value) = &id_header {
             headers.insert(REQUEST_ID_HEADER, value.clone());
@@ -146,7 +137,6 @@ impl Host {
                 version: None,
                 trace: Arc::default(),
                 request_id: Arc::from(request_id),
-                trigger: Trigger::Http,
             }
             .write_now();
         }
