@@ -110,6 +110,15 @@ pub enum DeployError {
     /// nothing changed.
     #[error("{0}")]
     StateLimit(String),
+    /// Another host changed the function first; nothing was written.
+    #[error(
+        "function `{0}` was changed by another write at the same time; nothing was written: read it again and retry"
+    )]
+    Conflict(String),
+    /// Cluster mode, and the cluster cannot take writes now; the host keeps
+    /// serving its last known state.
+    #[error("{0}; writes are refused until it is back (functions keep serving)")]
+    ClusterUnavailable(String),
 }
 
 /// A failure of the host's own files (the data dir, a directory granted to
@@ -157,9 +166,10 @@ impl DeployError {
     pub fn status(&self) -> StatusCode {
         match self {
             DeployError::TooLarge { .. } => StatusCode::BAD_REQUEST,
-            DeployError::RouteTaken { .. } | DeployError::VersionServing { .. } => {
-                StatusCode::CONFLICT
-            }
+            DeployError::RouteTaken { .. }
+            | DeployError::VersionServing { .. }
+            | DeployError::Conflict(_) => StatusCode::CONFLICT,
+            DeployError::ClusterUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             DeployError::UnknownFunction(_)
             | DeployError::UnknownVersion { .. }
             | DeployError::NoSuchKey { .. }
@@ -195,6 +205,8 @@ impl DeployError {
             DeployError::NoSuchKey { .. } => "no-such-key",
             DeployError::NoSuchCall(_) => "no-such-call",
             DeployError::StateLimit(_) => "state-limit",
+            DeployError::Conflict(_) => "conflict",
+            DeployError::ClusterUnavailable(_) => "cluster-unavailable",
         }
     }
 }

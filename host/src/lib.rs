@@ -35,6 +35,7 @@
 //! | `observe/` | metrics, guest logs, usage metering |
 //! | `admin/` | the admin API as a service ([`AdminApi`]) |
 //! | `state/` | the key-value store behind `wasi:keyvalue`: the [`KvBackend`] trait and the embedded [`RedbStore`]; bucket grants; secrets |
+//! | `cluster/` | cluster mode (feature `cluster`): desired state, sources, buckets and cron claims in NATS JetStream, and the converger |
 //! | `server/` | an HTTP/1.1 + HTTP/2 front door ([`serve`]) for either handler, with connection bounds |
 //! | `registry.rs` | name → versions → traffic, read lock-free |
 //! | `error.rs` | errors and their one HTTP mapping |
@@ -45,6 +46,8 @@
 #![deny(missing_docs)]
 
 mod admin;
+#[cfg(feature = "cluster")]
+mod cluster;
 mod deploy;
 mod error;
 mod events;
@@ -57,6 +60,8 @@ mod server;
 mod state;
 
 pub use admin::AdminApi;
+#[cfg(feature = "cluster")]
+pub use cluster::ClusterConfig;
 pub use deploy::DeployRequest;
 pub use error::{DeployError, HostFailure, InvokeError, Limit};
 pub use events::calls::{

@@ -142,6 +142,25 @@ pub struct Health {
     pub functions: usize,
     /// Ahead-of-time compilations since start.
     pub compilations: u64,
+    /// In cluster mode, how this host stands with the cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterHealth>,
+}
+
+/// A host's standing with its cluster, in `GET /healthz`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterHealth {
+    /// The NATS server it uses.
+    pub url: String,
+    /// Connected to it now.
+    pub connected: bool,
+    /// Caught up with the desired state since it last (re)connected.
+    pub synced: bool,
+    /// The last revision of the desired state this host applied.
+    pub revision: u64,
+    /// Revisions of the desired state it has not applied yet (as of the
+    /// last it heard from NATS).
+    pub behind: u64,
 }
 
 /// What started a function's run.

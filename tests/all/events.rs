@@ -8,7 +8,7 @@ use wisp_test_artifacts as artifacts;
 
 /// When each cron run of `function` ended, from the access log's
 /// timestamps.
-fn cron_runs(log: &str, function: &str) -> Vec<jiff::Timestamp> {
+pub(crate) fn cron_runs(log: &str, function: &str) -> Vec<jiff::Timestamp> {
     log.lines()
         .filter(|l| {
             l.contains("wisp::access")

@@ -6,6 +6,7 @@
 
 mod bench;
 mod calls;
+mod cluster;
 mod console;
 mod core;
 mod crash;
@@ -18,6 +19,7 @@ mod languages;
 mod library;
 mod operate;
 mod portability;
+mod services;
 mod state;
 mod support;
 mod traces;

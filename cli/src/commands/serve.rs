@@ -69,6 +69,21 @@ pub(crate) struct Serve {
         value_name = "TOKEN"
     )]
     admin_token: Option<String>,
+    /// Join a cluster: keep deployed functions, their sources, key-value
+    /// buckets and cron claims in this NATS server's JetStream, shared with
+    /// every host started with the same URL (e.g. `nats://10.0.0.5:4222`;
+    /// `nats://user:pass@host:4222` for a password). The host serves its
+    /// last known state while NATS is away and refuses changes (503).
+    #[arg(long, env = "WISP_CLUSTER", value_name = "URL")]
+    cluster: Option<String>,
+    /// A NATS credentials file (`.creds`: JWT and NKey seed) for `--cluster`.
+    #[arg(
+        long,
+        env = "WISP_CLUSTER_CREDS",
+        value_name = "FILE",
+        requires = "cluster"
+    )]
+    cluster_creds: Option<PathBuf>,
     /// Largest accepted upload (e.g. `200MiB`).
     #[arg(long, default_value = "200MiB", value_name = "SIZE", value_parser = parse_size_flag)]
     max_upload: u64,
@@ -220,6 +235,10 @@ impl Serve {
                 retention: self.call_retention,
             },
             trace_context: telemetry.trace_context(),
+            cluster: self.cluster.clone().map(|url| wisp_host::ClusterConfig {
+                url,
+                credentials: self.cluster_creds.clone(),
+            }),
             ..defaults
         };
         let (host, problems) = Host::start(config).await?;

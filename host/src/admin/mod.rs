@@ -212,6 +212,7 @@ async fn route(host: &Host, request: http::Request<Incoming>) -> http::Response<
                 status: "ok".into(),
                 functions: host.functions().len(),
                 compilations: host.metrics().compilations(),
+                cluster: host.cluster_health(),
             },
         )),
         (&Method::GET, ["metrics"]) => {

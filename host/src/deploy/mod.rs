@@ -26,7 +26,7 @@ use crate::runtime::engine;
 use crate::runtime::function::{Function, VersionInfo};
 use bytes::Bytes;
 use crash_point::CrashPoint;
-pub(crate) use publish::Pending;
+pub(crate) use publish::{Committed, Pending};
 use record::{FunctionRecord, VersionRecord};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -75,6 +75,10 @@ impl DeployRequest {
     }
 }
 
+/// How many times a deploy renumbers its version after another host's
+/// deploy of the same function committed first, before it gives up (409).
+const MAX_DEPLOY_CONFLICTS: u32 = 8;
+
 /// A checked upload, compiled and pre-linked, not yet published.
 struct Built {
     abi: inspect::Abi,
@@ -109,6 +113,7 @@ impl Host {
         self.check_route(&route, &name)?;
 
         let source = SourceHash::of(&wasm);
+        self.share_source(&source, &wasm).await?;
         let pending = self.inner.pending.hold(&source);
         let built = self.build(abi, source, wasm, &name, &settings).await;
         let published = match built {
@@ -198,7 +203,9 @@ impl Host {
         })
     }
 
-    /// Numbers, records and publishes a built version, under the writer lock.
+    /// Numbers, records and publishes a built version. In a cluster,
+    /// another host's deploy of the same function may commit first: then
+    /// this one catches up and numbers its version after that one.
     async fn publish_version(
         &self,
         name: &str,
@@ -207,8 +214,36 @@ impl Host {
         built: Built,
         take_traffic: bool,
     ) -> Result<DeployReport, DeployError> {
+        let mut conflicts = 0;
+        loop {
+            let published = self
+                .commit_version(name, &route, &settings, &built, take_traffic)
+                .await;
+            match published {
+                Ok((report, committed)) => {
+                    self.settle(committed).await;
+                    return Ok(report);
+                }
+                Err(DeployError::Conflict(_)) if conflicts < MAX_DEPLOY_CONFLICTS => {
+                    conflicts += 1;
+                    self.catch_up().await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Numbers, records and commits a built version, under the writer lock.
+    async fn commit_version(
+        &self,
+        name: &str,
+        route: &Route,
+        settings: &Settings,
+        built: &Built,
+        take_traffic: bool,
+    ) -> Result<(DeployReport, Committed), DeployError> {
         let _writer = self.inner.writer.lock().await;
-        self.check_route(&route, name)?;
+        self.check_route(route, name)?;
         let current = self.inner.registry.snapshot_full();
         let existing = current.get(name);
         let number = existing.map_or(1, |e| e.record.next_version());
@@ -219,9 +254,9 @@ impl Host {
         let info = VersionInfo {
             name: Arc::from(name),
             version: number,
-            settings,
+            settings: settings.clone(),
         };
-        let function = self.new_version(info, built.code);
+        let function = self.new_version(info, built.code.clone());
         let version = VersionRecord {
             number,
             source: built.source.as_str().to_owned(),
@@ -254,13 +289,13 @@ impl Host {
             existing.map(|e| e.versions.clone()).unwrap_or_default();
         versions.insert(number, Arc::new(function));
         versions.retain(|n, _| record.version(*n).is_some());
-        let saved = self
-            .save_and_publish(&current, record.clone(), Some(versions))
-            .await;
-        if let Err(e) = saved {
-            self.inner.metrics.forget_version(name, number);
-            return Err(e);
-        }
+        let committed = match self.commit(&current, record.clone(), Some(versions)).await {
+            Ok(committed) => committed,
+            Err(e) => {
+                self.inner.metrics.forget_version(name, number);
+                return Err(e);
+            }
+        };
         tracing::info!(
             function = name,
             version = number,
@@ -268,7 +303,7 @@ impl Host {
             compiled = built.compile_ms.is_some(),
             "deployed"
         );
-        Ok(DeployReport {
+        let report = DeployReport {
             name: name.to_owned(),
             route: record.route,
             version: number,
@@ -278,7 +313,8 @@ impl Host {
             compile_ms: built.compile_ms,
             artifact_bytes: built.artifact_bytes,
             settings: shown,
-        })
+        };
+        Ok((report, committed))
     }
 }
 

@@ -62,7 +62,86 @@ impl Drop for PendingSource<'_> {
     }
 }
 
+/// Where a change was committed.
+#[must_use = "a cluster write is visible here only once settled"]
+pub(crate) enum Committed {
+    /// In this host's data dir, and published.
+    Local,
+    /// In the cluster, at this revision of the desired state; this host
+    /// publishes it when its converger gets there.
+    #[cfg(feature = "cluster")]
+    Cluster(u64),
+}
+
 impl Host {
+    /// Commits `record`: to the cluster in cluster mode (compare-and-set on
+    /// the revision this host applied), else to the data dir and the
+    /// registry ([`Host::save_and_publish`]). Call with the writer lock
+    /// held, then [`Host::settle`] after releasing it.
+    pub(crate) async fn commit(
+        &self,
+        current: &Snapshot,
+        record: FunctionRecord,
+        versions: Option<BTreeMap<u32, Arc<Function>>>,
+    ) -> Result<Committed, DeployError> {
+        #[cfg(feature = "cluster")]
+        if let Some(cluster) = &self.inner.cluster {
+            return cluster.put_record(&record).await.map(Committed::Cluster);
+        }
+        self.save_and_publish(current, record, versions).await?;
+        Ok(Committed::Local)
+    }
+
+    /// Commits the removal of function `name` to the cluster in cluster
+    /// mode; `Local` otherwise, where the caller removes it.
+    pub(crate) async fn commit_removal(&self, name: &str) -> Result<Committed, DeployError> {
+        #[cfg(feature = "cluster")]
+        if let Some(cluster) = &self.inner.cluster {
+            return cluster.remove_record(name).await.map(Committed::Cluster);
+        }
+        let _ = name;
+        Ok(Committed::Local)
+    }
+
+    /// In cluster mode, stores an upload in the cluster's object store
+    /// (failing fast when NATS is away), so every host can fetch it.
+    pub(crate) async fn share_source(
+        &self,
+        source: &wisp_spec::source::SourceHash,
+        wasm: &bytes::Bytes,
+    ) -> Result<(), DeployError> {
+        #[cfg(feature = "cluster")]
+        if let Some(cluster) = &self.inner.cluster {
+            cluster.ensure_connected()?;
+            cluster.put_source(source, wasm).await?;
+        }
+        let _ = (source, wasm);
+        Ok(())
+    }
+
+    /// Waits until this host has applied everything the cluster had when
+    /// asked (nothing to wait for on a single node).
+    pub(crate) async fn catch_up(&self) {
+        #[cfg(feature = "cluster")]
+        if let Some(cluster) = &self.inner.cluster {
+            cluster.catch_up().await;
+        }
+    }
+
+    /// Waits until what was committed is published on this host. Call
+    /// without the writer lock: the converger needs it.
+    pub(crate) async fn settle(&self, committed: Committed) {
+        match committed {
+            Committed::Local => {}
+            #[cfg(feature = "cluster")]
+            Committed::Cluster(revision) => {
+                if let Some(cluster) = &self.inner.cluster {
+                    cluster.settle(revision).await;
+                }
+            }
+        }
+    }
+
     /// Saves `record` durably, then publishes a snapshot where it replaces the
     /// function of the same name. `versions` are its loaded versions (`None`
     /// keeps the current ones). Versions the record no longer has lose their

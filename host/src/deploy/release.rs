@@ -3,9 +3,11 @@
 //! publish under the writer lock; requests in flight finish on the version
 //! they started on.
 
+use crate::deploy::Committed;
 use crate::deploy::crash_point::CrashPoint;
 use crate::error::{DeployError, HostFailure};
 use crate::host::Host;
+use crate::registry::Snapshot;
 use std::collections::BTreeSet;
 use wisp_spec::api::{FunctionInfo, Removed, Retired};
 use wisp_spec::traffic::{self, TrafficShare};
@@ -14,11 +16,39 @@ impl Host {
     /// Removes function `name` and every version of it, with its own
     /// key-value bucket and its secrets. Requests already running finish.
     pub async fn remove(&self, name: &str) -> Result<Removed, DeployError> {
-        let _writer = self.inner.writer.lock().await;
-        let current = self.inner.registry.snapshot_full();
-        if current.get(name).is_none() {
-            return Err(DeployError::UnknownFunction(name.to_owned()));
-        }
+        let committed = {
+            let _writer = self.inner.writer.lock().await;
+            let current = self.inner.registry.snapshot_full();
+            if current.get(name).is_none() {
+                return Err(DeployError::UnknownFunction(name.to_owned()));
+            }
+            let committed = self.commit_removal(name).await?;
+            if matches!(committed, Committed::Local) {
+                self.unpublish_locked(&current, name).await?;
+            }
+            committed
+        };
+        self.settle(committed).await;
+        let bucket_bytes = self.delete_state(name).await;
+        tracing::info!(
+            function = name,
+            bucket_bytes,
+            "removed, with its key-value bucket and secrets"
+        );
+        Ok(Removed {
+            removed: name.to_owned(),
+            bucket_bytes,
+        })
+    }
+
+    /// Removes function `name`'s record file and publishes the deployed set
+    /// without it; forgets its logs, usage and metrics. Call with the writer
+    /// lock held.
+    pub(crate) async fn unpublish_locked(
+        &self,
+        current: &Snapshot,
+        name: &str,
+    ) -> Result<(), DeployError> {
         let host = self.clone();
         let owned = name.to_owned();
         tokio::task::spawn_blocking(move || host.inner.records.remove(&owned))
@@ -32,16 +62,7 @@ impl Host {
         entries.remove(name);
         self.publish(entries).await;
         self.forget(name);
-        let bucket_bytes = self.delete_state(name).await;
-        tracing::info!(
-            function = name,
-            bucket_bytes,
-            "removed, with its key-value bucket and secrets"
-        );
-        Ok(Removed {
-            removed: name.to_owned(),
-            bucket_bytes,
-        })
+        Ok(())
     }
 
     /// Splits function `name`'s traffic between its versions. The previous
@@ -52,18 +73,21 @@ impl Host {
         name: &str,
         shares: Vec<TrafficShare>,
     ) -> Result<FunctionInfo, DeployError> {
-        let _writer = self.inner.writer.lock().await;
-        let current = self.inner.registry.snapshot_full();
-        let entry = current
-            .get(name)
-            .ok_or_else(|| DeployError::UnknownFunction(name.to_owned()))?;
-        let loaded: BTreeSet<u32> = entry.versions.keys().copied().collect();
-        traffic::check_split(&shares, &loaded).map_err(DeployError::InvalidTraffic)?;
-        let mut record = entry.record.clone();
-        if record.traffic != shares {
-            record.shift_traffic(shares);
-        }
-        self.save_and_publish(&current, record, None).await?;
+        let committed = {
+            let _writer = self.inner.writer.lock().await;
+            let current = self.inner.registry.snapshot_full();
+            let entry = current
+                .get(name)
+                .ok_or_else(|| DeployError::UnknownFunction(name.to_owned()))?;
+            let loaded: BTreeSet<u32> = entry.versions.keys().copied().collect();
+            traffic::check_split(&shares, &loaded).map_err(DeployError::InvalidTraffic)?;
+            let mut record = entry.record.clone();
+            if record.traffic != shares {
+                record.shift_traffic(shares);
+            }
+            self.commit(&current, record, None).await?
+        };
+        self.settle(committed).await;
         tracing::info!(function = name, "traffic changed");
         self.function(name)
             .ok_or_else(|| DeployError::UnknownFunction(name.to_owned()))
@@ -72,23 +96,26 @@ impl Host {
     /// Moves all of function `name`'s traffic back to the split before the
     /// last deploy or traffic change, in one atomic step.
     pub async fn rollback(&self, name: &str) -> Result<FunctionInfo, DeployError> {
-        let _writer = self.inner.writer.lock().await;
-        let current = self.inner.registry.snapshot_full();
-        let entry = current
-            .get(name)
-            .ok_or_else(|| DeployError::UnknownFunction(name.to_owned()))?;
-        let mut record = entry.record.clone();
-        if record.previous_traffic.is_empty() {
-            return Err(DeployError::InvalidTraffic(format!(
-                "function `{name}` has no previous traffic split to roll back to"
-            )));
-        }
-        let loaded: BTreeSet<u32> = entry.versions.keys().copied().collect();
-        traffic::check_split(&record.previous_traffic, &loaded)
-            .map_err(|e| DeployError::InvalidTraffic(format!("cannot roll back: {e}")))?;
-        let previous = std::mem::take(&mut record.previous_traffic);
-        record.shift_traffic(previous);
-        self.save_and_publish(&current, record, None).await?;
+        let committed = {
+            let _writer = self.inner.writer.lock().await;
+            let current = self.inner.registry.snapshot_full();
+            let entry = current
+                .get(name)
+                .ok_or_else(|| DeployError::UnknownFunction(name.to_owned()))?;
+            let mut record = entry.record.clone();
+            if record.previous_traffic.is_empty() {
+                return Err(DeployError::InvalidTraffic(format!(
+                    "function `{name}` has no previous traffic split to roll back to"
+                )));
+            }
+            let loaded: BTreeSet<u32> = entry.versions.keys().copied().collect();
+            traffic::check_split(&record.previous_traffic, &loaded)
+                .map_err(|e| DeployError::InvalidTraffic(format!("cannot roll back: {e}")))?;
+            let previous = std::mem::take(&mut record.previous_traffic);
+            record.shift_traffic(previous);
+            self.commit(&current, record, None).await?
+        };
+        self.settle(committed).await;
         tracing::info!(function = name, "rolled back");
         self.function(name)
             .ok_or_else(|| DeployError::UnknownFunction(name.to_owned()))
@@ -107,41 +134,46 @@ impl Host {
     /// a hole would serve a split nobody chose, so [`Host::rollback`] has
     /// nothing to go back to until the next traffic change.
     pub async fn retire(&self, name: &str, version: u32) -> Result<Retired, DeployError> {
-        let _writer = self.inner.writer.lock().await;
-        let current = self.inner.registry.snapshot_full();
-        let entry = current
-            .get(name)
-            .ok_or_else(|| DeployError::UnknownFunction(name.to_owned()))?;
-        let mut record = entry.record.clone();
-        if record.version(version).is_none() {
-            return Err(DeployError::UnknownVersion {
-                name: name.to_owned(),
-                version,
-            });
-        }
-        if record.in_traffic(version) {
-            let other = entry.versions.keys().rev().find(|n| **n != version);
-            let remedy = match other {
-                Some(other) => format!("`wisp traffic {name} v{other}=100`, then retire it"),
-                None => format!(
-                    "deploy a new version, then retire it; or remove the function with `wisp rm {name}`"
-                ),
-            };
-            return Err(DeployError::VersionServing {
-                name: name.to_owned(),
-                version,
-                remedy,
-            });
-        }
-        record.versions.retain(|v| v.number != version);
-        let rollback_cleared = record.previous_traffic.iter().any(|s| s.version == version);
-        if rollback_cleared {
-            record.previous_traffic.clear();
-        }
-        let mut versions = entry.versions.clone();
-        versions.remove(&version);
-        self.save_and_publish(&current, record, Some(versions))
-            .await?;
+        let (committed, rollback_cleared) = {
+            let _writer = self.inner.writer.lock().await;
+            let current = self.inner.registry.snapshot_full();
+            let entry = current
+                .get(name)
+                .ok_or_else(|| DeployError::UnknownFunction(name.to_owned()))?;
+            let mut record = entry.record.clone();
+            if record.version(version).is_none() {
+                return Err(DeployError::UnknownVersion {
+                    name: name.to_owned(),
+                    version,
+                });
+            }
+            if record.in_traffic(version) {
+                let other = entry.versions.keys().rev().find(|n| **n != version);
+                let remedy = match other {
+                    Some(other) => format!("`wisp traffic {name} v{other}=100`, then retire it"),
+                    None => format!(
+                        "deploy a new version, then retire it; or remove the function with `wisp rm {name}`"
+                    ),
+                };
+                return Err(DeployError::VersionServing {
+                    name: name.to_owned(),
+                    version,
+                    remedy,
+                });
+            }
+            record.versions.retain(|v| v.number != version);
+            let rollback_cleared = record.previous_traffic.iter().any(|s| s.version == version);
+            if rollback_cleared {
+                record.previous_traffic.clear();
+            }
+            let mut versions = entry.versions.clone();
+            versions.remove(&version);
+            (
+                self.commit(&current, record, Some(versions)).await?,
+                rollback_cleared,
+            )
+        };
+        self.settle(committed).await;
         tracing::info!(function = name, version, rollback_cleared, "retired");
         Ok(Retired {
             function: name.to_owned(),

@@ -9,6 +9,9 @@
 //! counted. Ticks missed while the host was down are not replayed: a
 //! schedule's next run is computed from when the host sees it.
 //!
+//! In a cluster, each tick runs on one host only: the first to claim it
+//! in the cluster's `wisp-cron` bucket.
+//!
 //! The schedules are those of the versions holding traffic. The task holds
 //! the host weakly, so dropping the last `Host` stops it.
 
@@ -74,7 +77,7 @@ async fn run(inner: Weak<HostInner>) {
             };
             let at = if at <= now {
                 let flag = running.entry(key.clone()).or_default().clone();
-                fire(&host, job, flag);
+                fire(&host, job, at, flag);
                 match job.schedule.next_after(now) {
                     Some(next) => next,
                     None => continue,
@@ -151,8 +154,9 @@ fn join(route: &str, path: &str) -> String {
     }
 }
 
-/// Runs one tick on its own task unless the last run is still going.
-fn fire(host: &Host, job: &Job, running: Arc<AtomicBool>) {
+/// Runs the tick due `at` on its own task unless the last run is still
+/// going; in a cluster, only on the host that claims it.
+fn fire(host: &Host, job: &Job, at: SystemTime, running: Arc<AtomicBool>) {
     if running.swap(true, Ordering::AcqRel) {
         host.inner
             .metrics
@@ -163,6 +167,10 @@ fn fire(host: &Host, job: &Job, running: Arc<AtomicBool>) {
     let host = host.clone();
     let job = job.clone();
     tokio::spawn(async move {
+        if !host.claim_tick(&job, at).await {
+            running.store(false, Ordering::Release);
+            return;
+        }
         let request = http::Request::post(job.target.as_str())
             .header(TRIGGER_HEADER, Trigger::Cron.as_str())
             .header(SCHEDULE_HEADER, job.schedule.as_str())
@@ -181,6 +189,23 @@ fn fire(host: &Host, job: &Job, running: Arc<AtomicBool>) {
         }
         running.store(false, Ordering::Release);
     });
+}
+
+impl Host {
+    /// In a cluster, claims the tick of `job` due `at` for this host (true
+    /// when this host runs it); on a single node, always true.
+    async fn claim_tick(&self, job: &Job, at: SystemTime) -> bool {
+        #[cfg(feature = "cluster")]
+        if let Some(cluster) = &self.inner.cluster {
+            let due = at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            let (function, schedule, target) = job.key();
+            return cluster
+                .claim_tick(&format!("{function} {schedule} {target}"), due)
+                .await;
+        }
+        let _ = (job, at);
+        true
+    }
 }
 
 #[cfg(test)]

@@ -72,6 +72,11 @@ pub struct HostConfig {
     /// [`crate::TraceContext`]); `None`: they carry no trace context, and
     /// log lines no trace id.
     pub trace_context: Option<Arc<dyn TraceContext>>,
+    /// Cluster mode: keep the desired state, sources, key-value buckets
+    /// and cron claims in NATS JetStream, shared with every host of the
+    /// cluster (see `wisp serve --cluster`). `None`: a single node.
+    #[cfg(feature = "cluster")]
+    pub cluster: Option<crate::cluster::ClusterConfig>,
 }
 
 impl HostConfig {
@@ -104,6 +109,8 @@ impl Default for HostConfig {
             kv_limits: KvLimits::default(),
             async_calls: AsyncCalls::default(),
             trace_context: None,
+            #[cfg(feature = "cluster")]
+            cluster: None,
         }
     }
 }
@@ -114,6 +121,10 @@ pub enum StartError {
     /// The engine could not be built.
     #[error("creating the wasmtime engine failed: {0}")]
     Engine(String),
+    /// The cluster's NATS server cannot be used (bad URL or credentials;
+    /// an unreachable server is not an error: the host starts and retries).
+    #[error("joining the cluster failed: {0}")]
+    Cluster(String),
     /// The data dir is unusable.
     #[error("opening the data dir `{path}` failed: {reason}")]
     DataDir {

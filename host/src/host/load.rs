@@ -129,7 +129,7 @@ impl Host {
 
     /// Loads one stored version: its artifact if valid, else a recompile
     /// from its source (blocking).
-    fn load_version(
+    pub(crate) fn load_version(
         &self,
         record: &FunctionRecord,
         version: &VersionRecord,

@@ -67,6 +67,9 @@ pub(crate) struct HostInner {
     pub(crate) calls: CallQueue,
     per_function: PerFunction,
     code: CodeCache,
+    /// The cluster this host belongs to, in cluster mode.
+    #[cfg(feature = "cluster")]
+    pub(crate) cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 /// The function host. Cheap to clone; clones share everything.
@@ -103,8 +106,31 @@ impl Host {
         )
         .map_err(|e| data_error(e.to_string()))?;
         let stored = records.load_all().map_err(|e| data_error(e.to_string()))?;
-        let kv = RedbStore::open(&config.data_dir, config.kv_limits)
-            .map_err(|e| data_error(e.to_string()))?;
+        #[cfg(feature = "cluster")]
+        let cluster = match &config.cluster {
+            Some(cluster) => Some(Arc::new(
+                crate::cluster::Cluster::connect(cluster.clone())
+                    .await
+                    .map_err(StartError::Cluster)?,
+            )),
+            None => None,
+        };
+        let kv: Arc<dyn KvBackend> = {
+            #[cfg(feature = "cluster")]
+            let shared = cluster.as_ref().map(|c| {
+                Arc::new(crate::cluster::NatsKv::new(c.clone(), config.kv_limits))
+                    as Arc<dyn KvBackend>
+            });
+            #[cfg(not(feature = "cluster"))]
+            let shared = None;
+            match shared {
+                Some(shared) => shared,
+                None => Arc::new(
+                    RedbStore::open(&config.data_dir, config.kv_limits)
+                        .map_err(|e| data_error(e.to_string()))?,
+                ),
+            }
+        };
         let secrets = SecretStore::open(&config.data_dir).map_err(|e| data_error(e.to_string()))?;
         let calls = CallQueue::open(&config.data_dir).map_err(|e| data_error(e.to_string()))?;
         let metrics = Metrics::new();
@@ -129,11 +155,13 @@ impl Host {
                 guest_memory,
                 writer: tokio::sync::Mutex::new(()),
                 pending: Pending::default(),
-                kv: Arc::new(kv),
+                kv,
                 secrets,
                 calls,
                 per_function: PerFunction::default(),
                 code: CodeCache::default(),
+                #[cfg(feature = "cluster")]
+                cluster,
             }),
         };
         host.sweep_removed_state().await;
@@ -146,6 +174,10 @@ impl Host {
             host.inner.config.async_calls,
             host.inner.config.max_instances,
         );
+        #[cfg(feature = "cluster")]
+        if host.inner.cluster.is_some() {
+            crate::cluster::Cluster::start(Arc::downgrade(&host.inner));
+        }
 
         Ok((host, problems))
     }
@@ -294,6 +326,22 @@ impl Host {
     pub fn logs(&self, name: &str) -> Option<Arc<LogBook>> {
         self.inner.registry.snapshot().get(name)?;
         Some(self.inner.per_function.books(name).logs)
+    }
+
+    /// True in cluster mode.
+    pub(crate) fn in_cluster(&self) -> bool {
+        #[cfg(feature = "cluster")]
+        return self.inner.cluster.is_some();
+        #[cfg(not(feature = "cluster"))]
+        false
+    }
+
+    /// How this host stands with its cluster, in cluster mode.
+    pub fn cluster_health(&self) -> Option<wisp_spec::api::ClusterHealth> {
+        #[cfg(feature = "cluster")]
+        return self.inner.cluster.as_ref().map(|c| c.health());
+        #[cfg(not(feature = "cluster"))]
+        None
     }
 
     /// How the host's spans join distributed traces, if it traces.

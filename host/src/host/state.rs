@@ -121,10 +121,16 @@ impl Host {
     pub(crate) async fn sweep_removed_state(&self) {
         let records = &self.inner.records;
         let kept = |name: &str| records.path(name).exists();
-        let buckets = self.inner.kv.function_buckets().await.unwrap_or_else(|e| {
-            tracing::error!("listing the key-value buckets failed: {e}");
+        // A cluster's buckets are shared: this host's records (perhaps none
+        // yet) do not say which functions the cluster has.
+        let buckets = if self.in_cluster() {
             Vec::new()
-        });
+        } else {
+            self.inner.kv.function_buckets().await.unwrap_or_else(|e| {
+                tracing::error!("listing the key-value buckets failed: {e}");
+                Vec::new()
+            })
+        };
         let mut orphans: Vec<String> = buckets.into_iter().filter(|n| !kept(n)).collect();
         orphans.extend(
             self.inner

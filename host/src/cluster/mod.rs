@@ -1,0 +1,413 @@
+//! Cluster mode: many hosts, one desired state, kept in NATS JetStream.
+//!
+//! Every host of a cluster connects to the same NATS server
+//! ([`ClusterConfig`]) and keeps there what would otherwise be files in its
+//! data dir:
+//!
+//! | JetStream | holds |
+//! | --- | --- |
+//! | key-value bucket `wisp-functions` | one [`FunctionRecord`] per function: versions, settings, traffic, rollback target, schedules, grants |
+//! | object store `wisp-sources` | uploaded `.wasm`, named by source hash |
+//! | key-value buckets `wisp-state-*` | the `wasi:keyvalue` buckets (`kv.rs`) |
+//! | key-value bucket `wisp-cron` | one claim per cron tick, so a tick runs once per cluster |
+//!
+//! A write (deploy, traffic, rollback, retire, remove) goes to the cluster
+//! with compare-and-set on the record's revision and is applied locally only
+//! by the converger (`converge.rs`), which watches the bucket on every host,
+//! compiles into the host's own artifact cache and publishes. The writer then
+//! waits until its own host has applied the revision it wrote, so a client
+//! reads its writes on the host it asked. The local record files remain the
+//! last known state: a host whose NATS is gone keeps serving them, refuses
+//! writes with `503 cluster-unavailable`, and resyncs when NATS is back.
+
+mod converge;
+mod kv;
+
+use crate::deploy::record::FunctionRecord;
+use crate::error::DeployError;
+use crate::host::HostInner;
+use async_nats::jetstream::{self, kv as js_kv, object_store};
+use bytes::Bytes;
+pub(crate) use kv::NatsKv;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, Weak};
+use std::time::Duration;
+use tokio::sync::OnceCell;
+use wisp_spec::api::ClusterHealth;
+use wisp_spec::source::SourceHash;
+
+/// The bucket of desired state: function name → record.
+const FUNCTIONS_BUCKET: &str = "wisp-functions";
+/// The object store of uploaded sources.
+const SOURCES_BUCKET: &str = "wisp-sources";
+/// The bucket of cron tick claims.
+const CRON_BUCKET: &str = "wisp-cron";
+/// How long a claim of a cron tick is kept (ticks are at least a second
+/// apart, and every host's clock is expected within this of the others).
+const CRON_CLAIM_AGE: Duration = Duration::from_secs(3600);
+/// How long a writer waits for its own host to apply what it wrote.
+const APPLY_WAIT: Duration = Duration::from_secs(10);
+
+/// How to reach the cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// NATS server URL(s), comma-separated, e.g. `nats://10.0.0.5:4222`;
+    /// user and password may be given in the URL.
+    pub url: String,
+    /// A NATS credentials file (JWT and NKey seed), if the server needs one.
+    pub credentials: Option<PathBuf>,
+}
+
+/// Why a cluster call failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ClusterError {
+    /// Not connected, or NATS did not answer.
+    #[error("the cluster's NATS server ({url}) is unreachable: {reason}")]
+    Unreachable {
+        /// The configured URL.
+        url: String,
+        /// What failed.
+        reason: String,
+    },
+}
+
+/// A host's link to its cluster.
+pub(crate) struct Cluster {
+    config: ClusterConfig,
+    client: async_nats::Client,
+    jetstream: jetstream::Context,
+    functions: OnceCell<js_kv::Store>,
+    sources: OnceCell<object_store::ObjectStore>,
+    cron: OnceCell<js_kv::Store>,
+    /// Revision of each function's record as this host last applied it.
+    revisions: Mutex<HashMap<String, u64>>,
+    /// The highest revision this host has applied.
+    applied: tokio::sync::watch::Sender<u64>,
+    /// The bucket's last revision as NATS last reported it.
+    latest: AtomicU64,
+    /// Whether the converger has caught up with the bucket since it
+    /// (re)connected.
+    synced: AtomicBool,
+}
+
+impl Cluster {
+    /// Connects (in the background: a host starts and serves its last known
+    /// state even when NATS is down).
+    pub(crate) async fn connect(config: ClusterConfig) -> Result<Cluster, String> {
+        let mut options = async_nats::ConnectOptions::new()
+            .name("wisp")
+            .retry_on_initial_connect()
+            .connection_timeout(Duration::from_secs(2))
+            .reconnect_delay_callback(|attempts| {
+                Duration::from_millis((100 * attempts as u64).min(2000))
+            });
+        if let Some(path) = &config.credentials {
+            options = options.credentials_file(path).await.map_err(|e| {
+                format!("reading the NATS credentials file {}: {e}", path.display())
+            })?;
+        }
+        let client = options
+            .connect(config.url.as_str())
+            .await
+            .map_err(|e| format!("connecting to NATS at {}: {e}", config.url))?;
+        let jetstream = jetstream::new(client.clone());
+        Ok(Cluster {
+            config,
+            client,
+            jetstream,
+            functions: OnceCell::new(),
+            sources: OnceCell::new(),
+            cron: OnceCell::new(),
+            revisions: Mutex::new(HashMap::new()),
+            applied: tokio::sync::watch::Sender::new(0),
+            latest: AtomicU64::new(0),
+            synced: AtomicBool::new(false),
+        })
+    }
+
+    /// Starts the converger of the host behind `inner`.
+    pub(crate) fn start(inner: Weak<HostInner>) {
+        tokio::spawn(converge::run(inner));
+    }
+
+    fn unreachable(&self, reason: impl std::fmt::Display) -> ClusterError {
+        ClusterError::Unreachable {
+            url: self.config.url.clone(),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// `Unreachable` unless the client is connected now: a write fails at
+    /// once instead of waiting out a timeout.
+    pub(crate) fn ensure_connected(&self) -> Result<(), ClusterError> {
+        match self.client.connection_state() {
+            async_nats::connection::State::Connected => Ok(()),
+            state => Err(self.unreachable(format!("the connection is {state}"))),
+        }
+    }
+
+    /// The desired-state bucket, created on first use.
+    async fn functions(&self) -> Result<&js_kv::Store, ClusterError> {
+        self.functions
+            .get_or_try_init(|| {
+                self.key_value(js_kv::Config {
+                    bucket: FUNCTIONS_BUCKET.into(),
+                    description: "wisp: deployed functions (desired state)".into(),
+                    history: 5,
+                    ..Default::default()
+                })
+            })
+            .await
+    }
+
+    /// The cron claims bucket, created on first use.
+    async fn cron(&self) -> Result<&js_kv::Store, ClusterError> {
+        self.cron
+            .get_or_try_init(|| {
+                self.key_value(js_kv::Config {
+                    bucket: CRON_BUCKET.into(),
+                    description: "wisp: claims of cron ticks".into(),
+                    max_age: CRON_CLAIM_AGE,
+                    ..Default::default()
+                })
+            })
+            .await
+    }
+
+    /// Key-value bucket `config.bucket`, created with `config` if missing.
+    pub(crate) async fn key_value(
+        &self,
+        config: js_kv::Config,
+    ) -> Result<js_kv::Store, ClusterError> {
+        self.ensure_connected()?;
+        if let Ok(store) = self.jetstream.get_key_value(&config.bucket).await {
+            return Ok(store);
+        }
+        let bucket = config.bucket.clone();
+        match self.jetstream.create_key_value(config).await {
+            Ok(store) => Ok(store),
+            // Another host may have created it meanwhile.
+            Err(created) => self
+                .jetstream
+                .get_key_value(&bucket)
+                .await
+                .map_err(|_| self.unreachable(format!("creating bucket {bucket}: {created}"))),
+        }
+    }
+
+    /// The sources object store, created on first use.
+    async fn sources(&self) -> Result<&object_store::ObjectStore, ClusterError> {
+        self.sources
+            .get_or_try_init(|| async {
+                self.ensure_connected()?;
+                if let Ok(store) = self.jetstream.get_object_store(SOURCES_BUCKET).await {
+                    return Ok(store);
+                }
+                let config = object_store::Config {
+                    bucket: SOURCES_BUCKET.into(),
+                    description: Some("wisp: uploaded .wasm by source hash".into()),
+                    ..Default::default()
+                };
+                match self.jetstream.create_object_store(config).await {
+                    Ok(store) => Ok(store),
+                    Err(created) => self
+                        .jetstream
+                        .get_object_store(SOURCES_BUCKET)
+                        .await
+                        .map_err(|_| {
+                            self.unreachable(format!("creating {SOURCES_BUCKET}: {created}"))
+                        }),
+                }
+            })
+            .await
+    }
+
+    /// Stores `wasm` (whose hash is `source`) in the object store, unless it
+    /// is there already.
+    pub(crate) async fn put_source(
+        &self,
+        source: &SourceHash,
+        wasm: &Bytes,
+    ) -> Result<(), ClusterError> {
+        let store = self.sources().await?;
+        if store.info(source.as_str()).await.is_ok() {
+            return Ok(());
+        }
+        let mut reader = wasm.as_ref();
+        store
+            .put(source.as_str(), &mut reader)
+            .await
+            .map_err(|e| self.unreachable(format!("storing source {}: {e}", source.as_str())))?;
+        Ok(())
+    }
+
+    /// The bytes of `source`, checked against its hash.
+    pub(crate) async fn get_source(&self, source: &SourceHash) -> Result<Vec<u8>, ClusterError> {
+        use tokio::io::AsyncReadExt;
+        let store = self.sources().await?;
+        let mut object = store
+            .get(source.as_str())
+            .await
+            .map_err(|e| self.unreachable(format!("fetching source {}: {e}", source.as_str())))?;
+        let mut wasm = Vec::new();
+        object
+            .read_to_end(&mut wasm)
+            .await
+            .map_err(|e| self.unreachable(format!("reading source {}: {e}", source.as_str())))?;
+        if SourceHash::of(&wasm) != *source {
+            return Err(self.unreachable(format!(
+                "source {} came back with other bytes",
+                source.as_str()
+            )));
+        }
+        Ok(wasm)
+    }
+
+    /// The state of `bucket`'s stream as NATS has it now (a store's own
+    /// status is the one cached when it was opened).
+    pub(crate) async fn stream_state(
+        &self,
+        bucket: &js_kv::Store,
+    ) -> Result<jetstream::stream::State, ClusterError> {
+        let info = bucket
+            .stream
+            .get_info()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        Ok(info.state)
+    }
+
+    /// The revision this host applied for function `name`.
+    fn revision_of(&self, name: &str) -> Option<u64> {
+        let revisions = self.revisions.lock().unwrap_or_else(|p| p.into_inner());
+        revisions.get(name).copied()
+    }
+
+    /// Writes `record` if the cluster still holds the revision this host
+    /// applied (or no record, for a new function). Returns the new revision;
+    /// [`DeployError::Conflict`] when another write came first.
+    pub(crate) async fn put_record(&self, record: &FunctionRecord) -> Result<u64, DeployError> {
+        self.ensure_connected()?;
+        let bucket = self.functions().await?;
+        let value = Bytes::from(serde_json::to_vec(record).map_err(|e| {
+            crate::error::HostFailure::logged("encoding a function record failed", e)
+        })?);
+        let name = record.name.as_str();
+        let written = match self.revision_of(name) {
+            Some(revision) => {
+                bucket
+                    .update(name, value, revision)
+                    .await
+                    .map_err(|e| match e.kind() {
+                        js_kv::UpdateErrorKind::WrongLastRevision => conflict(name),
+                        _ => self.unreachable(e).into(),
+                    })
+            }
+            None => bucket
+                .create(name, value)
+                .await
+                .map_err(|e| match e.kind() {
+                    js_kv::CreateErrorKind::AlreadyExists => conflict(name),
+                    _ => self.unreachable(e).into(),
+                }),
+        }?;
+        Ok(written)
+    }
+
+    /// Removes function `name`'s record if the cluster still holds the
+    /// revision this host applied. Returns the revision of the removal.
+    pub(crate) async fn remove_record(&self, name: &str) -> Result<u64, DeployError> {
+        self.ensure_connected()?;
+        let bucket = self.functions().await?;
+        bucket
+            .delete_expect_revision(name, self.revision_of(name))
+            .await
+            .map_err(|e| {
+                // JetStream answers a stale expected revision with "wrong
+                // last sequence" (error 10071).
+                if e.to_string().contains("wrong last sequence") {
+                    conflict(name)
+                } else {
+                    DeployError::from(self.unreachable(e))
+                }
+            })?;
+        // The removal's own revision is the bucket's last one now, or later.
+        Ok(self.stream_state(bucket).await?.last_sequence)
+    }
+
+    /// Waits (a bounded time) until this host has applied `revision`.
+    pub(crate) async fn settle(&self, revision: u64) {
+        let mut applied = self.applied.subscribe();
+        let reached = tokio::time::timeout(APPLY_WAIT, applied.wait_for(|r| *r >= revision));
+        if reached.await.is_err() {
+            tracing::warn!(
+                revision,
+                "this host has not applied its own cluster write yet; it will converge"
+            );
+        }
+    }
+
+    /// Waits (a bounded time) until this host has applied the bucket's
+    /// last revision as NATS reports it now.
+    pub(crate) async fn catch_up(&self) {
+        let last = match self.functions().await {
+            Ok(bucket) => self.stream_state(bucket).await.map(|s| s.last_sequence),
+            Err(_) => return,
+        };
+        if let Ok(last) = last {
+            self.latest.fetch_max(last, Ordering::AcqRel);
+            self.settle(last).await;
+        }
+    }
+
+    /// Claims the tick of `job` due at `due_unix` for this host; false when
+    /// another host has it (or the cluster cannot be asked, so that no tick
+    /// ever runs twice).
+    pub(crate) async fn claim_tick(&self, job: &str, due_unix: u64) -> bool {
+        let key = format!("{}.{due_unix}", blake3::hash(job.as_bytes()).to_hex());
+        let claimed = match self.cron().await {
+            Ok(bucket) => bucket
+                .create(&key, Bytes::new())
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match claimed {
+            Ok(_) => true,
+            Err(reason) if reason.contains("already exists") => false,
+            Err(reason) => {
+                tracing::warn!(
+                    job,
+                    "cron tick skipped: it could not be claimed in the cluster: {reason}"
+                );
+                false
+            }
+        }
+    }
+
+    /// What `/healthz` says about the cluster.
+    pub(crate) fn health(&self) -> ClusterHealth {
+        let applied = *self.applied.borrow();
+        let latest = self.latest.load(Ordering::Acquire).max(applied);
+        let connected = self.ensure_connected().is_ok();
+        ClusterHealth {
+            url: self.config.url.clone(),
+            connected,
+            synced: connected && self.synced.load(Ordering::Acquire),
+            revision: applied,
+            behind: latest - applied,
+        }
+    }
+}
+
+fn conflict(name: &str) -> DeployError {
+    DeployError::Conflict(name.to_owned())
+}
+
+impl From<ClusterError> for DeployError {
+    fn from(error: ClusterError) -> Self {
+        DeployError::ClusterUnavailable(error.to_string())
+    }
+}

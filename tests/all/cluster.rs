@@ -1,0 +1,365 @@
+//! Cluster mode end to end: real `wisp serve --cluster` processes sharing
+//! one real `nats-server -js`, with haproxy in front (the config shipped in
+//! `examples/cluster/`).
+
+use crate::events::cron_runs;
+use crate::services::{Haproxy, Nats};
+use crate::support::{Wisp, eventually, send};
+use bytes::Bytes;
+use http::{Method, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use wisp_test_artifacts as artifacts;
+
+/// Starts `count` hosts of the cluster on `nats`, each with its own data
+/// dir, and waits until each has caught up with the desired state.
+async fn hosts(nats: &Nats, count: usize) -> Vec<Wisp> {
+    let mut hosts = Vec::new();
+    for _ in 0..count {
+        hosts.push(join(nats, &[]).await);
+    }
+    hosts
+}
+
+/// Starts one more host of the cluster on `nats` and waits until it is in
+/// sync.
+async fn join(nats: &Nats, extra: &[&str]) -> Wisp {
+    let url = nats.url();
+    let mut args = vec!["--cluster", url.as_str()];
+    args.extend_from_slice(extra);
+    let host = Wisp::start_with(&args);
+    assert!(
+        eventually(Duration::from_secs(20), async || synced(&host).await).await,
+        "the host did not sync with the cluster:\n{}",
+        host.log()
+    );
+    host
+}
+
+/// The host's `/healthz` says it is connected and caught up.
+async fn synced(host: &Wisp) -> bool {
+    let health = host.admin_get("/healthz").await.json();
+    health["cluster"]["synced"] == true && health["cluster"]["behind"] == 0
+}
+
+/// The function listing of `host` (`GET /v1/functions`): names, routes,
+/// versions, sources, settings, traffic and whether each version loaded.
+async fn listing(host: &Wisp) -> serde_json::Value {
+    host.admin_get("/v1/functions").await.json()
+}
+
+async fn serves(host: &Wisp, path: &str, within: Duration) -> bool {
+    eventually(within, async || {
+        host.get(path).await.status == StatusCode::OK
+    })
+    .await
+}
+
+#[tokio::test]
+async fn three_hosts_behind_haproxy_converge_fail_over_and_rejoin() {
+    let nats = Nats::start().await;
+    let mut hosts = hosts(&nats, 3).await;
+
+    // A deploy through host 1 is served by hosts 2 and 3 within 2 s.
+    let deployed = Instant::now();
+    hosts[0]
+        .deploy_ok("hello", artifacts::HELLO_COMPONENT, "route=/hello")
+        .await;
+    for host in &hosts[1..] {
+        assert!(
+            serves(host, "/hello", Duration::from_secs(2)).await,
+            "not served within 2 s of the deploy:\n{}",
+            host.log()
+        );
+    }
+    eprintln!(
+        "deploy on host 1 -> served on all: {:?}",
+        deployed.elapsed()
+    );
+    let first = listing(&hosts[0]).await;
+    assert_eq!(first[0]["name"], "hello");
+    assert_eq!(first[0]["versions"][0]["loaded"], true);
+    for host in &hosts[1..] {
+        assert_eq!(listing(host).await, first, "every host lists the same");
+        let ls = host.cli(&["ls"]);
+        assert!(String::from_utf8_lossy(&ls.stdout).contains("hello"));
+    }
+
+    // A bounded steady load through haproxy while host 2 is killed.
+    let lb = Haproxy::start(
+        &hosts
+            .iter()
+            .map(|h| (h.public, h.admin.port()))
+            .collect::<Vec<_>>(),
+    )
+    .await;
+    assert!(
+        eventually(Duration::from_secs(10), async || {
+            send(Method::GET, &lb.url("/hello"), &[], Bytes::new())
+                .await
+                .status
+                == StatusCode::OK
+        })
+        .await
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let (url, stop, ok, failed) =
+                (lb.url("/hello"), stop.clone(), ok.clone(), failed.clone());
+            tokio::spawn(async move {
+                let client: Client<_, Full<Bytes>> =
+                    Client::builder(TokioExecutor::new()).build_http();
+                while !stop.load(Ordering::Acquire) {
+                    let request = http::Request::get(&url)
+                        .body(Full::new(Bytes::new()))
+                        .unwrap();
+                    let answered =
+                        tokio::time::timeout(Duration::from_secs(10), client.request(request))
+                            .await;
+                    let good = match answered {
+                        Ok(Ok(response)) => {
+                            let status = response.status();
+                            response.into_body().collect().await.is_ok() && status == StatusCode::OK
+                        }
+                        _ => false,
+                    };
+                    let counter = if good { &ok } else { &failed };
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let before_kill = ok.load(Ordering::Relaxed);
+    hosts[1].kill9();
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    stop.store(true, Ordering::Release);
+    for client in clients {
+        client.await.unwrap();
+    }
+    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    eprintln!("through haproxy: {ok} ok ({before_kill} before the kill), {failed} failed");
+    assert_eq!(
+        failed, 0,
+        "requests failed while host 2 was killed ({ok} ok)"
+    );
+    assert!(
+        ok > before_kill + 100,
+        "the load went on after the kill: {before_kill} then {ok}"
+    );
+
+    // A change made while host 2 is down reaches it when it comes back.
+    hosts[0]
+        .deploy_ok("echo", artifacts::ECHO_COMPONENT, "route=/echo")
+        .await;
+    let host2 = hosts.remove(1).restart_stopped();
+    assert!(serves(&host2, "/hello", Duration::from_secs(5)).await);
+    assert!(
+        serves(&host2, "/echo", Duration::from_secs(5)).await,
+        "the restarted host did not pick up the deploy it missed:\n{}",
+        host2.log()
+    );
+    // A brand-new host serves everything with no deploy.
+    let fresh = join(&nats, &[]).await;
+    assert!(serves(&fresh, "/hello", Duration::from_secs(5)).await);
+    assert!(serves(&fresh, "/echo", Duration::from_secs(5)).await);
+    assert_eq!(listing(&fresh).await, listing(&hosts[0]).await);
+
+    // A removal through any host leaves every host.
+    let removed = fresh.cli(&["rm", "echo"]);
+    assert!(
+        removed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&removed.stderr)
+    );
+    for host in [&hosts[0], &host2] {
+        assert!(
+            eventually(Duration::from_secs(5), async || {
+                host.get("/echo").await.status == StatusCode::NOT_FOUND
+            })
+            .await
+        );
+    }
+}
+
+#[tokio::test]
+async fn concurrent_deploys_of_one_function_through_two_hosts_both_get_a_version() {
+    let nats = Nats::start().await;
+    let hosts = hosts(&nats, 2).await;
+    let hello = bytes::Bytes::from(std::fs::read(artifacts::HELLO_COMPONENT).unwrap());
+    let echo = bytes::Bytes::from(std::fs::read(artifacts::ECHO_COMPONENT).unwrap());
+    for round in 0..3 {
+        let (a, b) = tokio::join!(
+            hosts[0].deploy("f", hello.clone(), "route=/f"),
+            hosts[1].deploy("f", echo.clone(), "route=/f"),
+        );
+        for (response, host) in [(&a, &hosts[0]), (&b, &hosts[1])] {
+            assert_eq!(
+                response.status,
+                StatusCode::CREATED,
+                "round {round}: {}\n{}",
+                response.text(),
+                host.log()
+            );
+        }
+        let (va, vb) = (
+            a.json()["version"].as_u64().unwrap(),
+            b.json()["version"].as_u64().unwrap(),
+        );
+        assert_ne!(va, vb, "round {round}: two deploys got one version number");
+        for host in &hosts {
+            assert!(
+                eventually(Duration::from_secs(5), async || {
+                    let info = host.admin_get("/v1/functions/f").await.json();
+                    let numbers: Vec<u64> = info["versions"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|v| v["number"].as_u64().unwrap())
+                        .collect();
+                    numbers.contains(&va) && numbers.contains(&vb)
+                })
+                .await,
+                "round {round}: a host lost one of v{va} and v{vb}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn key_value_increments_are_exact_across_hosts() {
+    let nats = Nats::start().await;
+    let hosts = hosts(&nats, 2).await;
+    hosts[0]
+        .deploy_ok("counter", artifacts::KV_DRAFT_COMPONENT, "route=/count")
+        .await;
+    assert!(
+        eventually(Duration::from_secs(5), async || {
+            hosts[1].admin_get("/v1/functions/counter").await.status == StatusCode::OK
+        })
+        .await
+    );
+    let clients: Vec<_> = (0..16)
+        .map(|i| {
+            let url = hosts[i % 2].url("/count?op=incr&key=hits");
+            tokio::spawn(async move {
+                for _ in 0..25 {
+                    let response = send(Method::POST, &url, &[], Bytes::new()).await;
+                    assert_eq!(response.status, StatusCode::OK, "{}", response.text());
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        client.await.unwrap();
+    }
+    for host in &hosts {
+        assert_eq!(host.get("/count?key=hits").await.text(), "400");
+    }
+    // The operator's view is the cluster's too.
+    let got = hosts[1].cli(&["kv", "get", "counter", "hits"]);
+    assert_eq!(String::from_utf8_lossy(&got.stdout).trim(), "400");
+}
+
+#[tokio::test]
+async fn a_cron_tick_runs_once_per_cluster() {
+    let nats = Nats::start().await;
+    let hosts = hosts(&nats, 2).await;
+    hosts[0]
+        .deploy_ok(
+            "ticker",
+            artifacts::KV_DRAFT_COMPONENT,
+            "route=/ticker&cron=*%20*%20*%20*%20*%20*&cron-path=/%3Fop%3Dincr%26key%3Dticks",
+        )
+        .await;
+    let started = Instant::now();
+    assert!(serves(&hosts[1], "/ticker?key=ticks", Duration::from_secs(10)).await);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let ticks: u64 = hosts[1]
+        .get("/ticker?key=ticks")
+        .await
+        .text()
+        .parse()
+        .unwrap();
+    let elapsed = started.elapsed().as_secs() + 2;
+    let runs: usize = hosts
+        .iter()
+        .map(|h| cron_runs(&h.log(), "ticker").len())
+        .sum();
+    eprintln!("{ticks} ticks counted, {runs} cron runs over both hosts, in about {elapsed} s");
+    assert!(ticks >= 3, "{ticks} ticks");
+    assert!(
+        ticks <= elapsed,
+        "{ticks} ticks in {elapsed} s: some ran on both hosts"
+    );
+    assert!(
+        runs.abs_diff(ticks as usize) <= 2,
+        "{runs} runs, {ticks} ticks"
+    );
+}
+
+#[tokio::test]
+async fn without_nats_hosts_keep_serving_refuse_writes_and_resync_after() {
+    let mut nats = Nats::start().await;
+    let hosts = hosts(&nats, 2).await;
+    hosts[0]
+        .deploy_ok("hello", artifacts::HELLO_COMPONENT, "route=/hello")
+        .await;
+    assert!(serves(&hosts[1], "/hello", Duration::from_secs(5)).await);
+
+    nats.kill();
+    for host in &hosts {
+        assert!(
+            eventually(Duration::from_secs(10), async || {
+                host.admin_get("/healthz").await.json()["cluster"]["connected"] == false
+            })
+            .await
+        );
+        assert_eq!(
+            host.get("/hello").await.status,
+            StatusCode::OK,
+            "serving goes on"
+        );
+    }
+    let wasm = std::fs::read(artifacts::ECHO_COMPONENT).unwrap();
+    let refused = hosts[0].deploy("echo", wasm, "route=/echo").await;
+    assert_eq!(
+        refused.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        refused.text()
+    );
+    assert_eq!(refused.json()["kind"], "cluster-unavailable");
+    assert!(
+        refused.error().contains("unreachable"),
+        "{}",
+        refused.text()
+    );
+    let traffic = hosts[1].cli(&["rm", "hello"]);
+    assert!(!traffic.status.success());
+    assert!(String::from_utf8_lossy(&traffic.stderr).contains("unreachable"));
+    assert_eq!(
+        hosts[1].get("/hello").await.status,
+        StatusCode::OK,
+        "nothing was removed"
+    );
+
+    nats.resume().await;
+    for host in &hosts {
+        assert!(
+            eventually(Duration::from_secs(20), async || synced(host).await).await,
+            "no resync:\n{}",
+            host.log()
+        );
+    }
+    hosts[1]
+        .deploy_ok("echo", artifacts::ECHO_COMPONENT, "route=/echo")
+        .await;
+    assert!(serves(&hosts[0], "/echo", Duration::from_secs(5)).await);
+}

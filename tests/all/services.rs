@@ -1,0 +1,124 @@
+//! Real services the cluster tests run beside wisp: a NATS server with
+//! JetStream and haproxy, each on ephemeral loopback ports, stopped on drop.
+//! Each must be installed (`scripts/install-deps.sh` does it); a test that
+//! cannot find one fails and says so.
+
+use crate::support::{Spawned, eventually};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+use tempfile::TempDir;
+
+/// The path of program `name`, searched in `PATH` and the sbin
+/// directories Debian installs servers to; panics loudly when absent.
+pub fn program(name: &str) -> PathBuf {
+    let path = std::env::var("PATH").unwrap_or_default();
+    path.split(':')
+        .chain(["/usr/sbin", "/usr/local/sbin", "/sbin"])
+        .map(|dir| Path::new(dir).join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!("`{name}` is not installed, and this test needs it: run scripts/install-deps.sh")
+        })
+}
+
+/// A free loopback port (bound, then released for the service to take).
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
+/// True once something accepts connections on `port`.
+async fn listening(port: u16) -> bool {
+    eventually(Duration::from_secs(20), async || {
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+    })
+    .await
+}
+
+/// A `nats-server -js` on loopback with its own store directory.
+pub struct Nats {
+    process: Option<Spawned>,
+    port: u16,
+    store: TempDir,
+}
+
+impl Nats {
+    /// Starts a server on a free port.
+    pub async fn start() -> Nats {
+        let mut nats = Nats {
+            process: None,
+            port: free_port(),
+            store: tempfile::tempdir().expect("temp dir"),
+        };
+        nats.resume().await;
+        nats
+    }
+
+    /// Its client URL.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server (its store stays).
+    pub fn kill(&mut self) {
+        self.process = None;
+    }
+
+    /// Starts it again on the same port and store.
+    pub async fn resume(&mut self) {
+        assert!(self.process.is_none(), "kill it first");
+        let mut command = Command::new(program("nats-server"));
+        command
+            .args([
+                "-js",
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-sd",
+            ])
+            .arg(self.store.path());
+        self.process = Some(Spawned::spawn(command, "nats-server"));
+        assert!(listening(self.port).await, "nats-server did not start");
+    }
+}
+
+/// haproxy in front of wisp hosts, with the config shipped in
+/// `examples/cluster/haproxy.cfg`.
+pub struct Haproxy {
+    _process: Spawned,
+    /// Where clients connect.
+    pub addr: SocketAddr,
+}
+
+impl Haproxy {
+    /// Starts haproxy balancing over `hosts`: each a public address and
+    /// the port of its admin listener (health checks go to `/healthz`).
+    pub async fn start(hosts: &[(SocketAddr, u16)]) -> Haproxy {
+        let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/cluster/haproxy.cfg");
+        assert!(hosts.len() <= 3, "the shipped config has three servers");
+        let port = free_port();
+        let mut command = Command::new(program("haproxy"));
+        command.arg("-f").arg(&config).arg("-db");
+        command.env("WISP_LB_BIND", format!("127.0.0.1:{port}"));
+        for (i, (public, admin)) in hosts.iter().enumerate() {
+            command.env(format!("WISP_HOST{}", i + 1), public.to_string());
+            command.env(format!("WISP_HOST{}_ADMIN_PORT", i + 1), admin.to_string());
+        }
+        let process = Spawned::spawn(command, "haproxy");
+        assert!(listening(port).await, "haproxy did not start");
+        Haproxy {
+            _process: process,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        }
+    }
+
+    /// A URL through haproxy.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
