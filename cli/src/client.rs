@@ -127,15 +127,7 @@ impl AdminClient {
         if status.is_success() {
             return Ok(bytes);
         }
-        let message = serde_json::from_slice::<ErrorBody>(&bytes)
-            .map(|body| body.error)
-            .unwrap_or_else(|_| {
-                format!(
-                    "the admin API answered {status}: {}",
-                    String::from_utf8_lossy(&bytes)
-                )
-            });
-        Err(ClientError::Api { status, message })
+        Err(api_error(status, &bytes))
     }
 
     /// Calls the API and reads a 2xx answer as `T`.
@@ -162,9 +154,13 @@ impl AdminClient {
         wasm: Bytes,
         settings: &RawSettings,
         take_traffic: bool,
+        origin: Option<&str>,
     ) -> Result<DeployReport, ClientError> {
         let mut query = form_urlencoded::Serializer::new(String::new());
         query.append_pair("route", route);
+        if let Some(origin) = origin {
+            query.append_pair("origin", origin);
+        }
         if !take_traffic {
             query.append_pair("no-traffic", "true");
         }
@@ -176,6 +172,31 @@ impl AdminClient {
         }
         self.call_json(Method::PUT, &format!("/v1/functions/{name}?{query}"), wasm)
             .await
+    }
+
+    /// The uploaded `.wasm` of version `version` of function `name` (default:
+    /// the one with most traffic), and its number.
+    pub async fn source(
+        &self,
+        name: &str,
+        version: Option<u32>,
+    ) -> Result<(u32, Bytes), ClientError> {
+        let path = match version {
+            Some(v) => format!("/v1/functions/{name}/source?version={v}"),
+            None => format!("/v1/functions/{name}/source"),
+        };
+        let response = self
+            .send(Method::GET, &path, http::HeaderMap::new(), Bytes::new())
+            .await?;
+        if !response.status().is_success() {
+            return Err(api_error(response.status(), response.body()));
+        }
+        let number = response
+            .headers()
+            .get(wisp_host::VERSION_HEADER)
+            .and_then(|v| v.to_str().ok()?.parse().ok())
+            .unwrap_or(0);
+        Ok((number, response.into_body()))
     }
 
     /// Lists functions.
@@ -419,4 +440,17 @@ impl Bucket {
 /// `text` as one path segment: every byte but unreserved ones escaped.
 fn segment(text: &str) -> String {
     percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+/// The host's error message in a non-2xx answer.
+fn api_error(status: StatusCode, bytes: &[u8]) -> ClientError {
+    let message = serde_json::from_slice::<ErrorBody>(bytes)
+        .map(|body| body.error)
+        .unwrap_or_else(|_| {
+            format!(
+                "the admin API answered {status}: {}",
+                String::from_utf8_lossy(bytes)
+            )
+        });
+    ClientError::Api { status, message }
 }

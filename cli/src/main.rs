@@ -7,6 +7,7 @@
 mod bench;
 mod client;
 mod commands;
+mod oci;
 mod output;
 mod telemetry;
 mod template;

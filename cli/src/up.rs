@@ -188,6 +188,7 @@ async fn apply(client: &AdminClient, function: &ManifestFunction) -> anyhow::Res
             wanted.wasm,
             &function.settings,
             true,
+            None,
         )
         .await
         .with_context(|| format!("deploying function `{}`", function.name))?;

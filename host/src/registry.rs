@@ -271,6 +271,7 @@ mod tests {
                     created_unix: 0,
                     settings: RawSettings::default(),
                     held_traffic,
+                    origin: None,
                 })
                 .collect(),
             traffic: vec![TrafficShare {

@@ -50,6 +50,10 @@ pub struct VersionSummary {
     pub weight: u8,
     /// False when it could not be loaded at start-up.
     pub loaded: bool,
+    /// Where its binary came from, when the deploy said: e.g. the OCI
+    /// artifact `oci://registry/repo@sha256:…` it was pulled from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
 }
 
 /// `GET /v1/functions/{name}`: a function, its versions and traffic.
@@ -452,6 +456,7 @@ mod tests {
                 settings: settings.check().unwrap().to_raw(),
                 weight: 100,
                 loaded: true,
+                origin: None,
             }],
             traffic: vec![TrafficShare {
                 version: 1,

@@ -363,3 +363,50 @@ async fn without_nats_hosts_keep_serving_refuse_writes_and_resync_after() {
         .await;
     assert!(serves(&hosts[0], "/echo", Duration::from_secs(5)).await);
 }
+
+#[test]
+fn the_kubernetes_example_is_valid_yaml_whose_flags_wisp_serve_accepts() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/cluster/kubernetes.yaml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let docs = yaml_rust2::YamlLoader::load_from_str(&text).expect("valid YAML");
+    let kinds: Vec<&str> = docs.iter().filter_map(|d| d["kind"].as_str()).collect();
+    assert_eq!(kinds, ["Service", "StatefulSet", "Deployment", "Service"]);
+    let of_kind = |kind: &str| {
+        docs.iter()
+            .find(|d| d["kind"].as_str() == Some(kind))
+            .unwrap()
+    };
+    let nats = &of_kind("StatefulSet")["spec"]["template"]["spec"]["containers"][0];
+    assert!(
+        nats["args"]
+            .as_vec()
+            .unwrap()
+            .iter()
+            .any(|a| a.as_str() == Some("-js"))
+    );
+    let wisp = &of_kind("Deployment")["spec"]["template"]["spec"]["containers"][0];
+    let args: Vec<&str> = wisp["args"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(args[0], "serve");
+    assert!(args.contains(&"--cluster"));
+    assert_eq!(
+        wisp["readinessProbe"]["httpGet"]["path"].as_str(),
+        Some("/healthz")
+    );
+    let help = std::process::Command::new(crate::support::WISP)
+        .args(["serve", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    for flag in args.iter().filter(|a| a.starts_with("--")) {
+        assert!(
+            help.contains(&format!("{flag} ")),
+            "`wisp serve` has no {flag}"
+        );
+    }
+}

@@ -17,6 +17,7 @@ mod host_paths;
 mod isolation;
 mod languages;
 mod library;
+mod oci;
 mod operate;
 mod portability;
 mod services;

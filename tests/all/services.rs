@@ -1,5 +1,5 @@
 //! Real services the cluster tests run beside wisp: a NATS server with
-//! JetStream and haproxy, each on ephemeral loopback ports, stopped on drop.
+//! JetStream, haproxy and an OCI registry, each on ephemeral loopback ports, stopped on drop.
 //! Each must be installed (`scripts/install-deps.sh` does it); a test that
 //! cannot find one fails and says so.
 
@@ -120,5 +120,40 @@ impl Haproxy {
     /// A URL through haproxy.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+}
+
+/// Debian's `docker-registry` (the CNCF distribution registry), plain
+/// HTTP on loopback, storing into a temporary directory.
+pub struct Registry {
+    _process: Spawned,
+    _store: TempDir,
+    /// `127.0.0.1:PORT`, as a reference's registry part.
+    pub host: String,
+}
+
+impl Registry {
+    /// Starts a registry on a free port.
+    pub async fn start() -> Registry {
+        let store = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let config = store.path().join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                store.path().join("data").display()
+            ),
+        )
+        .expect("registry config");
+        let mut command = Command::new(program("docker-registry"));
+        command.arg("serve").arg(&config);
+        let process = Spawned::spawn(command, "docker-registry");
+        assert!(listening(port).await, "docker-registry did not start");
+        Registry {
+            _process: process,
+            _store: store,
+            host: format!("127.0.0.1:{port}"),
+        }
     }
 }

@@ -1,10 +1,10 @@
-//! The verbs on functions: deploy, list, remove, invoke, versions, traffic,
+//! The verbs on functions: deploy, push, list, remove, invoke, versions, traffic,
 //! rollback and retire. Each is a client of the admin API and reads its
 //! typed answers.
 
 use super::settings_flags::SettingsArgs;
 use super::{AdminArgs, body_flag, method_flag};
-use crate::output;
+use crate::{oci, output};
 use anyhow::Context;
 use bytes::Bytes;
 use clap::Args;
@@ -18,8 +18,14 @@ use wisp_spec::units;
 pub(crate) struct Deploy {
     /// Function name: lowercase letters, digits, `-` and `_`.
     name: String,
-    /// The `.wasm` file: a `wasi:http` component or a WASI command module.
+    /// The `.wasm` file (a `wasi:http` component or a WASI command module),
+    /// or an OCI artifact: `oci://REGISTRY/REPO:TAG` or `…@sha256:DIGEST`,
+    /// whose digest the version records.
     file: PathBuf,
+    /// Let `oci://` pulls use plain HTTP (a registry without TLS, on a
+    /// network you trust). Without it, registries are spoken to over HTTPS.
+    #[arg(long)]
+    insecure_registry: bool,
     #[command(flatten)]
     settings: SettingsArgs,
     /// Deploy without giving the new version traffic (try it with the
@@ -36,9 +42,22 @@ pub(crate) struct Deploy {
 impl Deploy {
     pub(crate) async fn execute(self) -> anyhow::Result<ExitCode> {
         let raw = self.settings.to_raw()?;
-        let wasm = tokio::fs::read(&self.file)
-            .await
-            .with_context(|| format!("reading `{}`", self.file.display()))?;
+        let (wasm, origin) = match self.file.to_str().filter(|f| f.starts_with(oci::SCHEME)) {
+            Some(text) => {
+                let reference = oci::reference(text)?;
+                let pulling = output::spinner(format!("pulling {reference}"));
+                let pulled = oci::pull(&reference, self.insecure_registry).await;
+                pulling.finish_and_clear();
+                let (wasm, digest) = pulled?;
+                (wasm, Some(oci::origin(&reference, &digest)))
+            }
+            None => {
+                let wasm = tokio::fs::read(&self.file)
+                    .await
+                    .with_context(|| format!("reading `{}`", self.file.display()))?;
+                (wasm, None)
+            }
+        };
         let progress = output::spinner(format!("deploying {} (compiling)", self.name));
         let report = self
             .admin
@@ -49,6 +68,7 @@ impl Deploy {
                 Bytes::from(wasm),
                 &raw,
                 !self.no_traffic,
+                origin.as_deref(),
             )
             .await;
         progress.finish_and_clear();
@@ -68,9 +88,48 @@ impl Deploy {
                 report.route,
                 units::format_size_approx(report.artifact_bytes),
             );
+            if let Some(origin) = origin {
+                println!("from {origin}");
+            }
         }
         Ok(ExitCode::SUCCESS)
     }
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct Push {
+    /// The deployed function whose `.wasm` to publish.
+    name: String,
+    /// Where: `REGISTRY/REPO:TAG` (`oci://` in front is allowed).
+    reference: String,
+    /// The version to publish, e.g. `v3` (default: the one with most
+    /// traffic).
+    #[arg(long, value_name = "VERSION", value_parser = parse_version_flag)]
+    pin: Option<u32>,
+    /// Speak plain HTTP to the registry (no TLS, on a network you trust).
+    #[arg(long)]
+    insecure_registry: bool,
+    #[command(flatten)]
+    admin: AdminArgs,
+}
+
+impl Push {
+    pub(crate) async fn execute(self) -> anyhow::Result<ExitCode> {
+        let reference = oci::reference(&self.reference)?;
+        let (version, wasm) = self.admin.client()?.source(&self.name, self.pin).await?;
+        let progress = output::spinner(format!("pushing {} v{version} to {reference}", self.name));
+        let pushed = oci::push(&reference, wasm.to_vec(), self.insecure_registry).await;
+        progress.finish_and_clear();
+        let digest = pushed?;
+        println!("pushed {} v{version} to {reference}", self.name);
+        println!("digest {digest}");
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+fn parse_version_flag(text: &str) -> Result<u32, String> {
+    wisp_spec::traffic::parse_version(text)
+        .ok_or_else(|| format!("`{text}` is not a version number: expected e.g. `v3` or `3`"))
 }
 
 #[derive(Debug, Args)]

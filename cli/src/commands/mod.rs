@@ -17,7 +17,7 @@ use anyhow::Context;
 use bytes::Bytes;
 use calls::CallsCommand;
 use clap::{Args, Parser, Subcommand};
-use functions::{Deploy, Invoke, Ls, Retire, Rm, Rollback, Traffic, Versions};
+use functions::{Deploy, Invoke, Ls, Push, Retire, Rm, Rollback, Traffic, Versions};
 use observe::{Logs, UsageCommand};
 use serve::Serve;
 use state::{KvCommand, SecretCommand};
@@ -39,9 +39,13 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a host: serve functions over HTTP, with the admin API beside it.
-    Serve(Serve),
-    /// Deploy a `.wasm` file as a function (a new version if it exists).
+    Serve(Box<Serve>),
+    /// Deploy a `.wasm` file, or an OCI artifact (`oci://REGISTRY/REPO:TAG`),
+    /// as a function (a new version if it exists).
     Deploy(Deploy),
+    /// Publish a function's `.wasm` to an OCI registry as a CNCF wasm
+    /// artifact: `wisp push hello registry.example.com/fns/hello:v1`.
+    Push(Push),
     /// List deployed functions and their effective settings.
     #[command(alias = "list")]
     Ls(Ls),
@@ -108,6 +112,7 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Serve(c) => c.execute().await,
             Command::Deploy(c) => c.execute().await,
+            Command::Push(c) => c.execute().await,
             Command::Ls(c) => c.execute().await,
             Command::Rm(c) => c.execute().await,
             Command::Invoke(c) => c.execute().await,

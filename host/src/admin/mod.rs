@@ -8,6 +8,7 @@
 //! | `GET` | `/v1/functions/{name}` | one function, its versions and effective settings |
 //! | `DELETE` | `/v1/functions/{name}` | remove a function, with its own key-value bucket and its secrets |
 //! | `GET` | `/v1/functions/{name}/versions` | its versions |
+//! | `GET` | `/v1/functions/{name}/source?version=N` | a version's uploaded `.wasm` (default: the one with most traffic) |
 //! | `DELETE` | `/v1/functions/{name}/versions/{n}` | retire version `n` (`3` or `v3`); 409 while it holds traffic |
 //! | `PUT` | `/v1/functions/{name}/traffic` | split traffic: `[{"version": 3, "weight": 90}, …]` |
 //! | `POST` | `/v1/functions/{name}/rollback` | restore the previous traffic split |
@@ -238,6 +239,29 @@ async fn route(host: &Host, request: http::Request<Incoming>) -> http::Response<
             .remove(name)
             .await
             .map(|removed| json(StatusCode::OK, &removed)),
+        (&Method::GET, ["v1", "functions", name, "source"]) => {
+            let version = request.uri().query().and_then(|q| {
+                form_urlencoded::parse(q.as_bytes())
+                    .find(|(k, _)| k == "version")
+                    .map(|(_, v)| v.into_owned())
+            });
+            match version.as_deref().map(traffic::parse_version) {
+                Some(None) => Err(DeployError::BadRequest(
+                    "`version` is not a version number: expected e.g. `v3` or `3`".into(),
+                )),
+                pinned => host.source(name, pinned.flatten()).await,
+            }
+            .map(|(number, wasm)| {
+                let mut response = http::Response::new(Bytes::from(wasm));
+                let headers = response.headers_mut();
+                headers.insert(
+                    header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("application/wasm"),
+                );
+                headers.insert(crate::VERSION_HEADER, http::HeaderValue::from(number));
+                response
+            })
+        }
         (&Method::GET, ["v1", "functions", name, "versions"]) => host
             .function(name)
             .map(|info| json(StatusCode::OK, &info.versions))

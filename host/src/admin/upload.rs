@@ -1,5 +1,6 @@
 //! `PUT /v1/functions/{name}`: a deploy. The body is the raw `.wasm`; the
-//! route, the settings and `no-traffic` are query parameters.
+//! route, the settings, `no-traffic` and `origin` (where the binary came
+//! from, kept with the version) are query parameters.
 //!
 //! An upload over the host's limit is refused before it is read whole, and
 //! the rest of it is drained (within bounds) so the client reads the error
@@ -49,6 +50,7 @@ pub(super) async fn deploy(
     let mut settings = RawSettings::default();
     let mut route = None;
     let mut take_traffic = true;
+    let mut origin = None;
     for (key, value) in form_urlencoded::parse(query.as_bytes()) {
         match key.as_ref() {
             "route" if route.is_some() => {
@@ -57,6 +59,7 @@ pub(super) async fn deploy(
                 )));
             }
             "route" => route = Some(value.into_owned()),
+            "origin" => origin = Some(value.into_owned()),
             "no-traffic" => take_traffic = value == "false",
             _ => settings.add_once(&key, value.into_owned())?,
         }
@@ -102,6 +105,7 @@ pub(super) async fn deploy(
         wasm: body,
         settings,
         take_traffic,
+        origin,
     };
     let report = host.deploy(request).await?;
     Ok(super::json(StatusCode::CREATED, &report))

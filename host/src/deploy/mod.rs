@@ -53,6 +53,9 @@ pub struct DeployRequest {
     /// Give the new version all traffic (the default). Off deploys it for
     /// testing by header only (blue/green).
     pub take_traffic: bool,
+    /// Where the binary came from (e.g. `oci://registry/repo@sha256:…`),
+    /// kept with the version and listed.
+    pub origin: Option<String>,
 }
 
 impl DeployRequest {
@@ -65,6 +68,7 @@ impl DeployRequest {
             wasm: wasm.into(),
             settings: RawSettings::default(),
             take_traffic: true,
+            origin: None,
         }
     }
 
@@ -97,8 +101,12 @@ impl Host {
             wasm,
             settings: raw,
             take_traffic,
+            origin,
         } = request;
         validate_name(&name).map_err(DeployError::InvalidName)?;
+        if let Some(origin) = &origin {
+            check_origin(origin)?;
+        }
         let limit = self.inner.config.max_upload_bytes;
         if wasm.len() as u64 > limit {
             return Err(DeployError::TooLarge { limit });
@@ -118,7 +126,7 @@ impl Host {
         let built = self.build(abi, source, wasm, &name, &settings).await;
         let published = match built {
             Ok(built) => {
-                self.publish_version(&name, route, settings, built, take_traffic)
+                self.publish_version(&name, route, settings, built, take_traffic, origin)
                     .await
             }
             Err(e) => Err(e),
@@ -213,11 +221,12 @@ impl Host {
         settings: Settings,
         built: Built,
         take_traffic: bool,
+        origin: Option<String>,
     ) -> Result<DeployReport, DeployError> {
         let mut conflicts = 0;
         loop {
             let published = self
-                .commit_version(name, &route, &settings, &built, take_traffic)
+                .commit_version(name, &route, &settings, &built, take_traffic, &origin)
                 .await;
             match published {
                 Ok((report, committed)) => {
@@ -241,6 +250,7 @@ impl Host {
         settings: &Settings,
         built: &Built,
         take_traffic: bool,
+        origin: &Option<String>,
     ) -> Result<(DeployReport, Committed), DeployError> {
         let _writer = self.inner.writer.lock().await;
         self.check_route(route, name)?;
@@ -264,6 +274,7 @@ impl Host {
             created_unix,
             settings: shown.clone(),
             held_traffic: false,
+            origin: origin.clone(),
         };
         let mut record = existing.map_or_else(
             || FunctionRecord {
@@ -316,6 +327,20 @@ impl Host {
         };
         Ok((report, committed))
     }
+}
+
+/// Longest origin a version keeps.
+const MAX_ORIGIN_BYTES: usize = 1024;
+
+/// Refuses an origin that is long or holds control characters.
+fn check_origin(origin: &str) -> Result<(), DeployError> {
+    if origin.is_empty() || origin.len() > MAX_ORIGIN_BYTES || origin.chars().any(char::is_control)
+    {
+        return Err(DeployError::BadRequest(format!(
+            "`origin` must be 1 to {MAX_ORIGIN_BYTES} bytes of printable text, such as `oci://registry/repo@sha256:…`"
+        )));
+    }
+    Ok(())
 }
 
 /// A route as typed, checked.

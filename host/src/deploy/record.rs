@@ -45,6 +45,10 @@ pub struct VersionRecord {
     /// written before wisp kept it; see [`FunctionRecord::mark_legacy`].
     #[serde(default)]
     pub held_traffic: bool,
+    /// Where the binary came from, if the deploy said (an OCI reference
+    /// with its digest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
 }
 
 impl VersionRecord {
@@ -211,6 +215,7 @@ pub(crate) fn test_record(versions: &[u32], traffic: &[(u32, u8)]) -> FunctionRe
                 created_unix: 0,
                 settings: RawSettings::default(),
                 held_traffic: true,
+                origin: None,
             })
             .collect(),
         traffic: traffic
@@ -236,6 +241,7 @@ mod tests {
                 created_unix: 1,
                 settings: RawSettings::default(),
                 held_traffic: true,
+                origin: None,
             }],
             traffic: vec![TrafficShare {
                 version: 1,
