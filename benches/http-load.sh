@@ -5,13 +5,16 @@
 #   benches/http-load.sh                 # 8 s runs, median of 3, c=1 and c=32
 #   DURATION=4 RUNS=1 benches/http-load.sh
 #   SERVERS="wisp wisp-traced" benches/http-load.sh   # the cost of exporting traces
+#   SERVERS="wisp wisp-cluster" benches/http-load.sh  # the cost of cluster mode
 #
 # Each server in turn is pinned to CPU 0 and `wrk -t1` to CPU 1 (HTTP/1.1
 # keep-alive, loopback only). Every request to wisp and to `wasmtime serve`
 # runs the same `hello` component in a fresh instance. Prints req/s, p50 and
 # p99 per server and concurrency, and the ratios wisp/wasmtime-serve and
 # wisp/native. `wisp-traced` is wisp exporting a span tree for every request
-# (OTLP/HTTP to a collector stub on the client's CPU). A benchmark, not a
+# (OTLP/HTTP to a collector stub on the client's CPU). `wisp-cluster` is wisp
+# in cluster mode (`--cluster`), its state in a `nats-server -js` on the
+# client's CPU, the function deployed through the cluster. A benchmark, not a
 # test: CI never runs it.
 #
 # Installs what is missing: `wrk` (Debian) and `wasmtime-cli` 48 (crates.io,
@@ -75,6 +78,7 @@ start_wisp() {
         --data-dir "$work/wisp-data" --access-log false >/dev/null 2>"$work/wisp.log" &
     server_pid=$!
     wait_for http://127.0.0.1:18303/healthz
+    if [[ " $* " == *" WISP_CLUSTER="* ]]; then wait_for_cluster; fi
     target/release/wisp deploy hello "$HELLO" --route /hello --admin http://127.0.0.1:18303 >/dev/null
     URL=http://127.0.0.1:18302/hello
     wait_for "$URL"
@@ -84,6 +88,24 @@ start_wisp-traced() {
     taskset -c "$CLIENT_CPU" target/release/native-hello 127.0.0.1:18305 --empty >/dev/null &
     collector_pid=$!
     start_wisp OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:18305
+}
+
+start_wisp-cluster() {
+    mkdir -p "$work/nats"
+    taskset -c "$CLIENT_CPU" nats-server -js -a 127.0.0.1 -p 18306 -sd "$work/nats" >/dev/null 2>&1 &
+    collector_pid=$!
+    for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/18306) 2>/dev/null && break; sleep 0.05; done
+    start_wisp WISP_CLUSTER=nats://127.0.0.1:18306
+}
+
+# Waits until the wisp under test has joined its cluster (in cluster mode).
+wait_for_cluster() {
+    for _ in $(seq 1 200); do
+        curl -fsS http://127.0.0.1:18303/healthz | grep -q '"synced": *true' && return 0
+        sleep 0.05
+    done
+    say "wisp did not join its cluster"
+    exit 1
 }
 
 start_wasmtime() {
@@ -139,6 +161,7 @@ for server, c, rps, p50, p99 in rows:
 def median(server, c, i):
     return statistics.median(r[i] for r in data[(server, c)])
 names = {"native": "native hyper (no wasm)", "wisp": "wisp serve", "wisp-traced": "wisp serve, exporting traces",
+         "wisp-cluster": "wisp serve --cluster (NATS JetStream)",
          "wasmtime": "wasmtime serve -S cli -O pooling-allocator"}
 servers = sys.argv[4].split()
 concurrencies = sorted({c for _, c in data})
@@ -157,8 +180,8 @@ print()
 for c in concurrencies:
     wisp = median("wisp", c, 0)
     for other, label in [("wasmtime", "wisp / wasmtime serve"), ("native", "wisp / native"),
-                         ("wisp-traced", "wisp traced / wisp")]:
+                         ("wisp-traced", "wisp traced / wisp"), ("wisp-cluster", "wisp cluster / wisp")]:
         if other in servers and "wisp" in servers:
-            ratio = median(other, c, 0) / wisp if other == "wisp-traced" else wisp / median(other, c, 0)
+            ratio = median(other, c, 0) / wisp if other.startswith("wisp-") else wisp / median(other, c, 0)
             print(f"c={c}: {label} = {ratio:.2f}")
 EOF

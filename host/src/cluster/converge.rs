@@ -47,6 +47,7 @@ pub(super) async fn run(inner: Weak<HostInner>) {
 /// Follows the desired state until the watch breaks (an error) or the host
 /// is dropped (`Ok`).
 async fn follow(inner: &Weak<HostInner>, cluster: &Cluster) -> Result<(), ClusterError> {
+    cluster.connected_for_write().await?;
     let bucket = cluster.functions().await?;
     let state = cluster.stream_state(bucket).await?;
     cluster

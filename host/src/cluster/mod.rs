@@ -47,6 +47,9 @@ const CRON_BUCKET: &str = "wisp-cron";
 /// How long a claim of a cron tick is kept (ticks are at least a second
 /// apart, and every host's clock is expected within this of the others).
 const CRON_CLAIM_AGE: Duration = Duration::from_secs(3600);
+/// How long an admin write waits for a connection still being made (just
+/// after start, or while reconnecting) before it is refused.
+const CONNECT_GRACE: Duration = Duration::from_secs(2);
 /// How long a writer waits for its own host to apply what it wrote.
 const APPLY_WAIT: Duration = Duration::from_secs(10);
 
@@ -145,6 +148,21 @@ impl Cluster {
         match self.client.connection_state() {
             async_nats::connection::State::Connected => Ok(()),
             state => Err(self.unreachable(format!("the connection is {state}"))),
+        }
+    }
+
+    /// Like [`Cluster::ensure_connected`], but waits up to
+    /// [`CONNECT_GRACE`] for a connection in progress: for admin writes,
+    /// which should not fail only because the host has just started.
+    pub(crate) async fn connected_for_write(&self) -> Result<(), ClusterError> {
+        let deadline = tokio::time::Instant::now() + CONNECT_GRACE;
+        loop {
+            match self.ensure_connected() {
+                Err(_) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                connected => return connected,
+            }
         }
     }
 
@@ -289,7 +307,7 @@ impl Cluster {
     /// applied (or no record, for a new function). Returns the new revision;
     /// [`DeployError::Conflict`] when another write came first.
     pub(crate) async fn put_record(&self, record: &FunctionRecord) -> Result<u64, DeployError> {
-        self.ensure_connected()?;
+        self.connected_for_write().await?;
         let bucket = self.functions().await?;
         let value = Bytes::from(serde_json::to_vec(record).map_err(|e| {
             crate::error::HostFailure::logged("encoding a function record failed", e)
@@ -319,7 +337,7 @@ impl Cluster {
     /// Removes function `name`'s record if the cluster still holds the
     /// revision this host applied. Returns the revision of the removal.
     pub(crate) async fn remove_record(&self, name: &str) -> Result<u64, DeployError> {
-        self.ensure_connected()?;
+        self.connected_for_write().await?;
         let bucket = self.functions().await?;
         bucket
             .delete_expect_revision(name, self.revision_of(name))

@@ -112,7 +112,7 @@ impl Host {
     ) -> Result<(), DeployError> {
         #[cfg(feature = "cluster")]
         if let Some(cluster) = &self.inner.cluster {
-            cluster.ensure_connected()?;
+            cluster.connected_for_write().await?;
             cluster.put_source(source, wasm).await?;
         }
         let _ = (source, wasm);

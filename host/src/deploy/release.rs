@@ -5,10 +5,14 @@
 
 use crate::deploy::Committed;
 use crate::deploy::crash_point::CrashPoint;
+use crate::deploy::record::FunctionRecord;
 use crate::error::{DeployError, HostFailure};
 use crate::host::Host;
-use crate::registry::Snapshot;
+use crate::registry::{FunctionEntry, Snapshot};
+use crate::runtime::function::Function;
+use std::collections::BTreeMap;
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use wisp_spec::api::{FunctionInfo, Removed, Retired};
 use wisp_spec::traffic::{self, TrafficShare};
 
@@ -73,21 +77,16 @@ impl Host {
         name: &str,
         shares: Vec<TrafficShare>,
     ) -> Result<FunctionInfo, DeployError> {
-        let committed = {
-            let _writer = self.inner.writer.lock().await;
-            let current = self.inner.registry.snapshot_full();
-            let entry = current
-                .get(name)
-                .ok_or_else(|| DeployError::UnknownFunction(name.to_owned()))?;
+        self.change_record(name, |entry| {
             let loaded: BTreeSet<u32> = entry.versions.keys().copied().collect();
             traffic::check_split(&shares, &loaded).map_err(DeployError::InvalidTraffic)?;
             let mut record = entry.record.clone();
             if record.traffic != shares {
                 record.shift_traffic(shares);
             }
-            self.commit(&current, record, None).await?
-        };
-        self.settle(committed).await;
+            Ok((record, None, ()))
+        })
+        .await?;
         tracing::info!(function = name, "traffic changed");
         self.function(name)
             .ok_or_else(|| DeployError::UnknownFunction(name.to_owned()))
@@ -96,12 +95,7 @@ impl Host {
     /// Moves all of function `name`'s traffic back to the split before the
     /// last deploy or traffic change, in one atomic step.
     pub async fn rollback(&self, name: &str) -> Result<FunctionInfo, DeployError> {
-        let committed = {
-            let _writer = self.inner.writer.lock().await;
-            let current = self.inner.registry.snapshot_full();
-            let entry = current
-                .get(name)
-                .ok_or_else(|| DeployError::UnknownFunction(name.to_owned()))?;
+        self.change_record(name, |entry| {
             let mut record = entry.record.clone();
             if record.previous_traffic.is_empty() {
                 return Err(DeployError::InvalidTraffic(format!(
@@ -113,9 +107,9 @@ impl Host {
                 .map_err(|e| DeployError::InvalidTraffic(format!("cannot roll back: {e}")))?;
             let previous = std::mem::take(&mut record.previous_traffic);
             record.shift_traffic(previous);
-            self.commit(&current, record, None).await?
-        };
-        self.settle(committed).await;
+            Ok((record, None, ()))
+        })
+        .await?;
         tracing::info!(function = name, "rolled back");
         self.function(name)
             .ok_or_else(|| DeployError::UnknownFunction(name.to_owned()))
@@ -134,46 +128,42 @@ impl Host {
     /// a hole would serve a split nobody chose, so [`Host::rollback`] has
     /// nothing to go back to until the next traffic change.
     pub async fn retire(&self, name: &str, version: u32) -> Result<Retired, DeployError> {
-        let (committed, rollback_cleared) = {
-            let _writer = self.inner.writer.lock().await;
-            let current = self.inner.registry.snapshot_full();
-            let entry = current
-                .get(name)
-                .ok_or_else(|| DeployError::UnknownFunction(name.to_owned()))?;
-            let mut record = entry.record.clone();
-            if record.version(version).is_none() {
-                return Err(DeployError::UnknownVersion {
-                    name: name.to_owned(),
-                    version,
-                });
-            }
-            if record.in_traffic(version) {
-                let other = entry.versions.keys().rev().find(|n| **n != version);
-                let remedy = match other {
-                    Some(other) => format!("`wisp traffic {name} v{other}=100`, then retire it"),
-                    None => format!(
-                        "deploy a new version, then retire it; or remove the function with `wisp rm {name}`"
-                    ),
-                };
-                return Err(DeployError::VersionServing {
-                    name: name.to_owned(),
-                    version,
-                    remedy,
-                });
-            }
-            record.versions.retain(|v| v.number != version);
-            let rollback_cleared = record.previous_traffic.iter().any(|s| s.version == version);
-            if rollback_cleared {
-                record.previous_traffic.clear();
-            }
-            let mut versions = entry.versions.clone();
-            versions.remove(&version);
-            (
-                self.commit(&current, record, Some(versions)).await?,
-                rollback_cleared,
-            )
-        };
-        self.settle(committed).await;
+        let rollback_cleared = self
+            .change_record(name, |entry| {
+                let mut record = entry.record.clone();
+                if record.version(version).is_none() {
+                    return Err(DeployError::UnknownVersion {
+                        name: name.to_owned(),
+                        version,
+                    });
+                }
+                if record.in_traffic(version) {
+                    let other = entry.versions.keys().rev().find(|n| **n != version);
+                    let remedy = match other {
+                        Some(other) => {
+                            format!("`wisp traffic {name} v{other}=100`, then retire it")
+                        }
+                        None => format!(
+                            "deploy a new version, then retire it; or remove the function with `wisp rm {name}`"
+                        ),
+                    };
+                    return Err(DeployError::VersionServing {
+                        name: name.to_owned(),
+                        version,
+                        remedy,
+                    });
+                }
+                record.versions.retain(|v| v.number != version);
+                let rollback_cleared =
+                    record.previous_traffic.iter().any(|s| s.version == version);
+                if rollback_cleared {
+                    record.previous_traffic.clear();
+                }
+                let mut versions = entry.versions.clone();
+                versions.remove(&version);
+                Ok((record, Some(versions), rollback_cleared))
+            })
+            .await?;
         tracing::info!(function = name, version, rollback_cleared, "retired");
         Ok(Retired {
             function: name.to_owned(),
@@ -181,4 +171,30 @@ impl Host {
             rollback_cleared,
         })
     }
+
+    /// Changes function `name`'s record under the writer lock: `change`
+    /// gets its current entry and returns the new record, its loaded
+    /// versions (`None`: the current ones) and what the caller gets back.
+    /// The change is committed, then awaited until this host serves it.
+    async fn change_record<T>(
+        &self,
+        name: &str,
+        change: impl FnOnce(&FunctionEntry) -> Result<ChangedRecord<T>, DeployError>,
+    ) -> Result<T, DeployError> {
+        let (committed, outcome) = {
+            let _writer = self.inner.writer.lock().await;
+            let current = self.inner.registry.snapshot_full();
+            let entry = current
+                .get(name)
+                .ok_or_else(|| DeployError::UnknownFunction(name.to_owned()))?;
+            let (record, versions, outcome) = change(entry)?;
+            (self.commit(&current, record, versions).await?, outcome)
+        };
+        self.settle(committed).await;
+        Ok(outcome)
+    }
 }
+
+/// What a change of a record gives: the new record, its loaded versions
+/// (`None`: unchanged) and the caller's outcome.
+type ChangedRecord<T> = (FunctionRecord, Option<BTreeMap<u32, Arc<Function>>>, T);
