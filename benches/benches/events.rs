@@ -62,7 +62,7 @@ fn async_calls(c: &mut Criterion) {
                     let started = Instant::now();
                     let id = accept(&host).await;
                     loop {
-                        let call = host.call(&id).expect("call").expect("stored");
+                        let call = host.call(&id).await.expect("call").expect("stored");
                         if call.state == CallState::Done {
                             break;
                         }

@@ -13,7 +13,12 @@ use wisp_test_artifacts as artifacts;
 const ASYNC: (&str, &str) = ("prefer", "respond-async");
 
 /// Sends an async `POST` to `path` and returns the call id of its `202`.
-async fn accept(wisp: &Wisp, path: &str, headers: &[(&str, &str)], body: &'static str) -> String {
+pub(crate) async fn accept(
+    wisp: &Wisp,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &'static str,
+) -> String {
     let mut all = vec![ASYNC];
     all.extend_from_slice(headers);
     let response = send(Method::POST, &wisp.url(path), &all, Bytes::from(body)).await;
@@ -28,7 +33,7 @@ async fn accept(wisp: &Wisp, path: &str, headers: &[(&str, &str)], body: &'stati
 }
 
 /// Polls call `id` until it is done or failed.
-async fn finished(wisp: &Wisp, id: &str, limit: Duration) -> serde_json::Value {
+pub(crate) async fn finished(wisp: &Wisp, id: &str, limit: Duration) -> serde_json::Value {
     let mut last = serde_json::Value::Null;
     let done = eventually(limit, async || {
         last = wisp.admin_get(&format!("/v1/calls/{id}")).await.json();

@@ -2,6 +2,7 @@
 //! one real `nats-server -js`, with haproxy in front (the config shipped in
 //! `examples/cluster/`).
 
+use crate::calls::{accept, finished};
 use crate::events::cron_runs;
 use crate::services::{Haproxy, Nats};
 use crate::support::{Wisp, eventually, send};
@@ -302,6 +303,70 @@ async fn a_cron_tick_runs_once_per_cluster() {
         runs.abs_diff(ticks as usize) <= 2,
         "{runs} runs, {ticks} ticks"
     );
+}
+
+#[tokio::test]
+async fn async_calls_accepted_by_one_host_run_on_any_and_are_read_from_every_host() {
+    let nats = Nats::start().await;
+    let retries = ["--retries", "2", "--retry-backoff", "200ms"];
+    let hosts = [join(&nats, &retries).await, join(&nats, &retries).await];
+    hosts[0]
+        .deploy_ok("sleep", artifacts::SLEEP_COMPONENT, "route=/sleep")
+        .await;
+    hosts[0]
+        .deploy_ok("echo", artifacts::ECHO_COMPONENT, "route=/echo")
+        .await;
+    assert!(serves(&hosts[1], "/sleep?ms=1", Duration::from_secs(5)).await);
+
+    // Bodies travel: accepted on host 1, read back from host 2.
+    let id = accept(&hosts[0], "/echo/x", &[], "the body").await;
+    let call = finished(&hosts[1], &id, Duration::from_secs(30)).await;
+    assert_eq!(call["state"], "done", "{call}");
+    assert_eq!(call["response"]["body"], "the body", "{call}");
+
+    // A failing call is retried after its backoff (on any host), then
+    // dead-lettered.
+    hosts[0]
+        .deploy_ok("hostile", artifacts::HOSTILE_COMPONENT, "route=/hostile")
+        .await;
+    let id = accept(&hosts[0], "/hostile/panic", &[], "").await;
+    let call = finished(&hosts[1], &id, Duration::from_secs(30)).await;
+    assert_eq!(call["state"], "failed", "{call}");
+    assert_eq!(call["attempts"], 3, "one try and two retries: {call}");
+    let waited =
+        call["finished_unix_ms"].as_u64().unwrap() - call["accepted_unix_ms"].as_u64().unwrap();
+    assert!(
+        waited >= 600,
+        "backoff of 200 ms then 400 ms, but done in {waited} ms"
+    );
+
+    // Many calls accepted by host 1: host 2's workers run some of them.
+    let sends = (0..24).map(|_| accept(&hosts[0], "/sleep?ms=200", &[], ""));
+    let ids = futures_util::future::join_all(sends).await;
+    for id in &ids {
+        let call = finished(&hosts[1], id, Duration::from_secs(60)).await;
+        assert_eq!(call["state"], "done", "{call}");
+        assert_eq!(call["response"]["status"], 200, "{call}");
+    }
+    let runs = |host: &Wisp| {
+        host.log()
+            .lines()
+            .filter(|l| {
+                l.contains("wisp::access")
+                    && l.contains("trigger=\"async\"")
+                    && l.contains("function=\"sleep\"")
+            })
+            .count()
+    };
+    let (first, second) = (runs(&hosts[0]), runs(&hosts[1]));
+    eprintln!("host 1 ran {first} calls, host 2 ran {second}");
+    assert!(first + second >= 24, "{first} + {second} runs for 24 calls");
+    assert!(second > 0, "host 2 ran none of the calls host 1 accepted");
+    let listed = hosts[1]
+        .admin_get("/v1/calls?function=sleep&state=done&limit=100")
+        .await
+        .json();
+    assert_eq!(listed["calls"].as_array().unwrap().len(), 24, "{listed}");
 }
 
 #[tokio::test]

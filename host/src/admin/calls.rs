@@ -11,11 +11,11 @@ use bytes::Bytes;
 use http::StatusCode;
 
 /// `GET /v1/calls/{id}`.
-pub(super) fn get(host: &Host, id: &str) -> Result<http::Response<Bytes>, DeployError> {
+pub(super) async fn get(host: &Host, id: &str) -> Result<http::Response<Bytes>, DeployError> {
     if !is_call_id(id) {
         return Err(DeployError::NoSuchCall(id.to_owned()));
     }
-    match host.call(id) {
+    match host.call(id).await {
         Ok(Some(info)) => Ok(json(StatusCode::OK, &info)),
         Ok(None) => Err(DeployError::NoSuchCall(id.to_owned())),
         Err(error) => Err(HostFailure::logged("reading the call queue failed", error).into()),
@@ -23,9 +23,13 @@ pub(super) fn get(host: &Host, id: &str) -> Result<http::Response<Bytes>, Deploy
 }
 
 /// `GET /v1/calls`.
-pub(super) fn list(host: &Host, query: Option<&str>) -> Result<http::Response<Bytes>, DeployError> {
+pub(super) async fn list(
+    host: &Host,
+    query: Option<&str>,
+) -> Result<http::Response<Bytes>, DeployError> {
     let filter = filter(query)?;
     host.calls(&filter)
+        .await
         .map(|list| json(StatusCode::OK, &list))
         .map_err(|error| HostFailure::logged("reading the call queue failed", error).into())
 }

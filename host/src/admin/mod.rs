@@ -193,7 +193,7 @@ async fn route(host: &Host, request: http::Request<Incoming>) -> http::Response<
         (_, ["v1", "functions", name, "secrets", rest @ ..]) => {
             state::secrets(host, name, rest, request).await
         }
-        (&Method::GET, ["v1", "calls"]) => calls::list(host, request.uri().query()),
+        (&Method::GET, ["v1", "calls"]) => calls::list(host, request.uri().query()).await,
         (&Method::GET, ["v1", "stats"]) => {
             window(request.uri().query()).map(|w| json(StatusCode::OK, &host.all_stats(w)))
         }
@@ -203,7 +203,7 @@ async fn route(host: &Host, request: http::Request<Incoming>) -> http::Response<
                     .map(|stats| json(StatusCode::OK, &stats))
                     .ok_or_else(|| DeployError::UnknownFunction((*name).to_owned()))
             }),
-        (&Method::GET, ["v1", "calls", id]) => calls::get(host, id),
+        (&Method::GET, ["v1", "calls", id]) => calls::get(host, id).await,
         (&Method::GET, ["v1", "functions", name, "logs"]) => {
             return logs::logs(host, name, request.uri().query());
         }

@@ -10,6 +10,7 @@
 //! | object store `wisp-sources` | uploaded `.wasm`, named by source hash |
 //! | key-value buckets `wisp-state-*` | the `wasi:keyvalue` buckets (`kv.rs`) |
 //! | key-value bucket `wisp-cron` | one claim per cron tick, so a tick runs once per cluster |
+//! | stream `WISP_CALLS`, bucket `wisp-calls`, object store `wisp-call-bodies` | async calls (`calls.rs`) |
 //!
 //! A write (deploy, traffic, rollback, retire, remove) goes to the cluster
 //! with compare-and-set on the record's revision and is applied locally only
@@ -20,6 +21,7 @@
 //! last known state: a host whose NATS is gone keeps serving them, refuses
 //! writes with `503 cluster-unavailable`, and resyncs when NATS is back.
 
+mod calls;
 mod converge;
 mod kv;
 
@@ -28,6 +30,7 @@ use crate::error::DeployError;
 use crate::host::HostInner;
 use async_nats::jetstream::{self, kv as js_kv, object_store};
 use bytes::Bytes;
+pub(crate) use calls::ClusterCalls;
 pub(crate) use kv::NatsKv;
 use std::collections::HashMap;
 use std::path::PathBuf;

@@ -16,7 +16,7 @@ use crate::deploy::Pending;
 use crate::deploy::artifact::ArtifactStore;
 use crate::deploy::record::RecordStore;
 use crate::error::{DeployError, HostFailure, InvokeError};
-use crate::events::calls::CallQueue;
+use crate::events::calls::{CallQueue, CallStore};
 use crate::observe::logs::LogBook;
 use crate::observe::meter::Meter;
 use crate::observe::metrics::FunctionMetrics;
@@ -64,7 +64,7 @@ pub(crate) struct HostInner {
     /// Every function's secrets.
     pub(crate) secrets: SecretStore,
     /// Async calls, stored until they expire.
-    pub(crate) calls: CallQueue,
+    pub(crate) calls: CallStore,
     per_function: PerFunction,
     code: CodeCache,
     /// The cluster this host belongs to, in cluster mode.
@@ -132,7 +132,23 @@ impl Host {
             }
         };
         let secrets = SecretStore::open(&config.data_dir).map_err(|e| data_error(e.to_string()))?;
-        let calls = CallQueue::open(&config.data_dir).map_err(|e| data_error(e.to_string()))?;
+        let calls = {
+            #[cfg(feature = "cluster")]
+            let shared = cluster.as_ref().map(|c| {
+                CallStore::Cluster(Box::new(crate::cluster::ClusterCalls::new(
+                    c.clone(),
+                    config.async_calls.retention,
+                )))
+            });
+            #[cfg(not(feature = "cluster"))]
+            let shared = None;
+            match shared {
+                Some(shared) => shared,
+                None => CallStore::Local(
+                    CallQueue::open(&config.data_dir).map_err(|e| data_error(e.to_string()))?,
+                ),
+            }
+        };
         let metrics = Metrics::new();
         let slots = HostSlots::new(config.max_instances, &metrics);
         let buffers = BufferBudget::new(config.max_buffered_bytes, metrics.buffered().clone());
@@ -170,7 +186,7 @@ impl Host {
         // Stored calls run only once the functions they call are loaded.
         crate::events::calls::start(
             Arc::downgrade(&host.inner),
-            host.inner.calls.wake.clone(),
+            host.inner.calls.wake(),
             host.inner.config.async_calls,
             host.inner.config.max_instances,
         );

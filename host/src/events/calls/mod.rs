@@ -5,7 +5,9 @@
 //! * `accept.rs` reads the request whole, checks it and stores it: the
 //!   `202` (with `x-wisp-call-id` and `Preference-Applied: respond-async`)
 //!   comes only once the call is fsynced;
-//! * `queue.rs` keeps every call, its request and its result in redb;
+//! * `queue.rs` keeps every call, its request and its result in redb; in
+//!   cluster mode JetStream does (`cluster/calls.rs`), and any host's
+//!   workers may run a call any host accepted (`store.rs` chooses);
 //! * `worker.rs` runs due calls, retries a 5xx, trap or timeout with
 //!   exponential backoff and dead-letters a call whose attempts are spent;
 //! * `callback.rs` POSTs a finished call to its `x-wisp-callback` URL when
@@ -20,6 +22,7 @@ mod accept;
 mod callback;
 mod queue;
 mod record;
+mod store;
 mod worker;
 
 use crate::host::Host;
@@ -27,8 +30,13 @@ pub(crate) use accept::wants_async;
 pub use accept::{CALL_ID_HEADER, CALLBACK_HEADER};
 pub(crate) use queue::CallQueue;
 pub use queue::QueueError;
+#[cfg(feature = "cluster")]
+pub(crate) use queue::{Claim, decode};
 pub(crate) use record::is_call_id;
+#[cfg(feature = "cluster")]
+pub(crate) use record::{CallRecord, now_ms};
 use std::time::Duration;
+pub(crate) use store::CallStore;
 use wisp_spec::api::{CallInfo, CallList, CallState};
 pub use worker::ATTEMPT_HEADER;
 pub(crate) use worker::start;
@@ -96,33 +104,36 @@ pub struct CallFilter {
 
 impl Host {
     /// Async call `id`, with the kept part of its response body.
-    pub fn call(&self, id: &str) -> Result<Option<CallInfo>, QueueError> {
+    pub async fn call(&self, id: &str) -> Result<Option<CallInfo>, QueueError> {
         let queue = &self.inner.calls;
         Ok(queue
-            .get(id)?
+            .get(id)
+            .await?
             .map(|(record, body)| record.info(queue.running_since(id), body.as_ref())))
     }
 
     /// Async calls, newest first, without their response bodies.
-    pub fn calls(&self, filter: &CallFilter) -> Result<CallList, QueueError> {
+    pub async fn calls(&self, filter: &CallFilter) -> Result<CallList, QueueError> {
         let queue = &self.inner.calls;
         let state_of = |record: &record::CallRecord| {
             record.state_now(queue.running_since(&record.id).is_some())
         };
-        let (records, more) = queue.list(
-            filter.before.as_deref(),
-            filter
-                .limit
-                .unwrap_or(DEFAULT_CALL_LIST_LIMIT)
-                .min(MAX_CALL_LIST_LIMIT),
-            |record| {
+        let (records, more) = queue
+            .list(
+                filter.before.as_deref(),
                 filter
-                    .function
-                    .as_ref()
-                    .is_none_or(|f| *f == record.function)
-                    && filter.state.is_none_or(|s| s == state_of(record))
-            },
-        )?;
+                    .limit
+                    .unwrap_or(DEFAULT_CALL_LIST_LIMIT)
+                    .min(MAX_CALL_LIST_LIMIT),
+                |record| {
+                    filter
+                        .function
+                        .as_ref()
+                        .is_none_or(|f| *f == record.function)
+                        && filter.state.is_none_or(|s| s == state_of(record))
+                },
+            )
+            .await?;
         let calls: Vec<CallInfo> = records
             .iter()
             .map(|record| record.info(queue.running_since(&record.id), None))

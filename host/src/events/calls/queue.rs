@@ -49,6 +49,9 @@ pub enum QueueError {
     /// A stored record could not be decoded.
     #[error("a stored call is unreadable: {0}")]
     Corrupt(String),
+    /// Cluster mode, and JetStream could not be used.
+    #[error("the cluster's call queue failed: {0}")]
+    Cluster(String),
 }
 
 fn storage(error: impl Into<redb::Error>) -> QueueError {
@@ -247,7 +250,8 @@ fn read_record(txn: &redb::ReadTransaction, id: &str) -> Result<Option<CallRecor
     value.map(|v| decode(v.value())).transpose()
 }
 
-fn decode(bytes: &[u8]) -> Result<CallRecord, QueueError> {
+/// A stored record, decoded.
+pub(crate) fn decode(bytes: &[u8]) -> Result<CallRecord, QueueError> {
     postcard::from_bytes(bytes).map_err(|e| QueueError::Corrupt(e.to_string()))
 }
 

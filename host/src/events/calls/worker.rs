@@ -78,7 +78,7 @@ async fn dispatch(inner: Weak<HostInner>, wake: Arc<Notify>, config: AsyncCalls,
             Err(_) => MAX_NAP,
             Ok(worker) => {
                 let now = now_ms();
-                match host.inner.calls.claim(now) {
+                match host.inner.calls.claim(now).await {
                     Ok(Claim::Ready(record, body)) => {
                         let run = attempt(host, *record, body, config, worker, wake.clone());
                         tokio::spawn(run);
@@ -177,6 +177,11 @@ enum Ran {
 }
 
 async fn run(host: &Host, function: &str, request: http::Request<Full<Bytes>>) -> Ran {
+    if host.inner.registry.snapshot().get(function).is_none() {
+        // In a cluster, the call may have come before this host's copy of
+        // its function: catch up with the cluster before answering 404.
+        host.catch_up().await;
+    }
     let response = host.handle_started(function, request, Trigger::Async).await;
     if response.extensions().get::<NoRoom>().is_some() {
         return Ran::NoRoom;

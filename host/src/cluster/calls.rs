@@ -1,0 +1,353 @@
+//! [`ClusterCalls`]: the async calls of a cluster, in JetStream, so a call
+//! accepted by one host may run on any host and be read from every host.
+//!
+//! | JetStream | holds |
+//! | --- | --- |
+//! | work-queue stream `WISP_CALLS` | one message per queued call (its id), taken by one worker of the cluster at a time |
+//! | key-value bucket `wisp-calls` | every call's record, kept for the retention |
+//! | object store `wisp-call-bodies` | request bodies (`req-ID`) and kept result bodies (`res-ID`) |
+//!
+//! A worker on any host fetches the next message, runs the attempt and
+//! stores the record; then it acks the message when the call is final, or
+//! hands it back with the delay of its backoff (a NAK with delay) for the
+//! next attempt. While an attempt runs, the worker tells JetStream it is
+//! still busy every few seconds; a host that dies mid-attempt stops doing
+//! so, and the message goes to another host after [`ACK_WAIT`]: at least
+//! once, as on a single node. Records and bodies expire with the retention
+//! (JetStream's `max_age`), so there is nothing to sweep.
+
+use super::{Cluster, ClusterError};
+use crate::events::calls::{CallRecord, Claim, QueueError, decode};
+use async_nats::jetstream::consumer::{AckPolicy, PullConsumer, pull};
+use async_nats::jetstream::message::{AckKind, Acker};
+use async_nats::jetstream::{kv as js_kv, object_store, stream};
+use bytes::Bytes;
+use futures_util::{StreamExt, TryStreamExt};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::AsyncReadExt;
+use tokio::sync::{Notify, OnceCell};
+
+const STREAM: &str = "WISP_CALLS";
+const SUBJECT: &str = "wisp.calls.run";
+const CONSUMER: &str = "wisp-workers";
+const RECORDS: &str = "wisp-calls";
+const BODIES: &str = "wisp-call-bodies";
+/// How long JetStream waits for word from a worker before it gives the
+/// call to another one.
+const ACK_WAIT: Duration = Duration::from_secs(30);
+/// How often a worker says it is still running an attempt.
+const PROGRESS_EVERY: Duration = Duration::from_secs(10);
+/// How long one fetch waits for a queued call.
+const FETCH_WAIT: Duration = Duration::from_millis(500);
+
+/// The handles, opened on first use.
+struct Handles {
+    consumer: PullConsumer,
+    records: js_kv::Store,
+    bodies: object_store::ObjectStore,
+}
+
+/// An attempt running on this host: since when, and how to answer for it.
+struct Running {
+    since_ms: u64,
+    acker: Arc<Acker>,
+    progress: tokio::task::JoinHandle<()>,
+}
+
+/// The cluster's call queue.
+pub(crate) struct ClusterCalls {
+    cluster: Arc<Cluster>,
+    retention: Duration,
+    handles: OnceCell<Handles>,
+    running: Mutex<HashMap<String, Running>>,
+    /// Woken when a call is accepted here.
+    pub(crate) wake: Arc<Notify>,
+}
+
+fn failed(error: impl std::fmt::Display) -> QueueError {
+    QueueError::Cluster(error.to_string())
+}
+
+impl ClusterCalls {
+    pub(crate) fn new(cluster: Arc<Cluster>, retention: Duration) -> ClusterCalls {
+        ClusterCalls {
+            cluster,
+            retention,
+            handles: OnceCell::new(),
+            running: Mutex::new(HashMap::new()),
+            wake: Arc::new(Notify::new()),
+        }
+    }
+
+    async fn handles(&self) -> Result<&Handles, QueueError> {
+        self.handles
+            .get_or_try_init(|| async {
+                self.cluster.ensure_connected().map_err(failed)?;
+                let js = &self.cluster.jetstream;
+                let stream = js
+                    .get_or_create_stream(stream::Config {
+                        name: STREAM.into(),
+                        subjects: vec![SUBJECT.into()],
+                        retention: stream::RetentionPolicy::WorkQueue,
+                        ..Default::default()
+                    })
+                    .await
+                    .map_err(failed)?;
+                let consumer = stream
+                    .get_or_create_consumer(
+                        CONSUMER,
+                        pull::Config {
+                            durable_name: Some(CONSUMER.into()),
+                            ack_policy: AckPolicy::Explicit,
+                            ack_wait: ACK_WAIT,
+                            ..Default::default()
+                        },
+                    )
+                    .await
+                    .map_err(failed)?;
+                let records = self
+                    .cluster
+                    .key_value(js_kv::Config {
+                        bucket: RECORDS.into(),
+                        description: "wisp: async calls".into(),
+                        max_age: self.retention,
+                        ..Default::default()
+                    })
+                    .await
+                    .map_err(failed)?;
+                let bodies = self.bodies_store().await?;
+                Ok(Handles {
+                    consumer,
+                    records,
+                    bodies,
+                })
+            })
+            .await
+    }
+
+    async fn bodies_store(&self) -> Result<object_store::ObjectStore, QueueError> {
+        let js = &self.cluster.jetstream;
+        if let Ok(store) = js.get_object_store(BODIES).await {
+            return Ok(store);
+        }
+        let config = object_store::Config {
+            bucket: BODIES.into(),
+            max_age: self.retention,
+            ..Default::default()
+        };
+        match js.create_object_store(config).await {
+            Ok(store) => Ok(store),
+            Err(created) => js
+                .get_object_store(BODIES)
+                .await
+                .map_err(|_| failed(created)),
+        }
+    }
+
+    async fn put_record(&self, handles: &Handles, record: &CallRecord) -> Result<(), QueueError> {
+        let encoded =
+            postcard::to_stdvec(record).map_err(|e| QueueError::Corrupt(e.to_string()))?;
+        handles
+            .records
+            .put(record.id.as_str(), Bytes::from(encoded))
+            .await
+            .map_err(failed)?;
+        Ok(())
+    }
+
+    async fn put_body(
+        &self,
+        handles: &Handles,
+        name: String,
+        body: &Bytes,
+    ) -> Result<(), QueueError> {
+        let mut reader = body.as_ref();
+        handles
+            .bodies
+            .put(name.as_str(), &mut reader)
+            .await
+            .map_err(failed)?;
+        Ok(())
+    }
+
+    async fn body(&self, handles: &Handles, name: String) -> Option<Bytes> {
+        let mut object = handles.bodies.get(name.as_str()).await.ok()?;
+        let mut bytes = Vec::new();
+        object.read_to_end(&mut bytes).await.ok()?;
+        Some(Bytes::from(bytes))
+    }
+
+    /// Stores a new call and its request body, and queues it for the
+    /// cluster's workers; resolves once JetStream has all three.
+    pub(crate) async fn accept(&self, record: &CallRecord, body: Bytes) -> Result<(), QueueError> {
+        let handles = self.handles().await?;
+        self.put_body(handles, format!("req-{}", record.id), &body)
+            .await?;
+        self.put_record(handles, record).await?;
+        let js = &self.cluster.jetstream;
+        js.publish(SUBJECT, Bytes::from(record.id.clone()))
+            .await
+            .map_err(failed)?
+            .await
+            .map_err(failed)?;
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Stores `record` as it now stands, with its result body; when this
+    /// host runs it, acks its message (final) or hands it back until it is
+    /// due again.
+    pub(crate) async fn save(
+        &self,
+        record: &CallRecord,
+        result: Option<Bytes>,
+    ) -> Result<(), QueueError> {
+        let handles = self.handles().await?;
+        if let Some(result) = &result {
+            self.put_body(handles, format!("res-{}", record.id), result)
+                .await?;
+        }
+        self.put_record(handles, record).await?;
+        let running = {
+            let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+            running.remove(&record.id)
+        };
+        if let Some(running) = running {
+            running.progress.abort();
+            let answer = if record.state.is_final() {
+                AckKind::Ack
+            } else {
+                let now = crate::events::calls::now_ms();
+                AckKind::Nak(Some(Duration::from_millis(
+                    record.due_ms.saturating_sub(now),
+                )))
+            };
+            running.acker.ack_with(answer).await.map_err(failed)?;
+        }
+        Ok(())
+    }
+
+    /// Takes the next queued call of the cluster, if one comes within a
+    /// moment, and marks it running here.
+    pub(crate) async fn claim(&self, now_ms: u64) -> Result<Claim, QueueError> {
+        let handles = self.handles().await?;
+        let mut batch = handles
+            .consumer
+            .fetch()
+            .max_messages(1)
+            .expires(FETCH_WAIT)
+            .messages()
+            .await
+            .map_err(failed)?;
+        let Some(message) = batch.next().await else {
+            // The fetch itself waited: ask again at once (a long poll).
+            return Ok(Claim::Wait(Some(now_ms)));
+        };
+        let (message, acker) = message.map_err(failed)?.split();
+        let id = String::from_utf8_lossy(&message.payload).into_owned();
+        let record = handles.records.get(id.as_str()).await.map_err(failed)?;
+        let Some(record) = record else {
+            // Expired or never stored whole: nothing to run.
+            acker.ack().await.map_err(failed)?;
+            return Ok(Claim::Wait(Some(now_ms)));
+        };
+        let record = decode(&record)?;
+        let body = self
+            .body(handles, format!("req-{id}"))
+            .await
+            .unwrap_or_default();
+        let acker = Arc::new(acker);
+        let progress = tokio::spawn({
+            let acker = acker.clone();
+            async move {
+                loop {
+                    tokio::time::sleep(PROGRESS_EVERY).await;
+                    let _ = acker.ack_with(AckKind::Progress).await;
+                }
+            }
+        });
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        running.insert(
+            id,
+            Running {
+                since_ms: now_ms,
+                acker,
+                progress,
+            },
+        );
+        Ok(Claim::Ready(Box::new(record), body))
+    }
+
+    /// Forgets the attempt of call `id` on this host, if [`Self::save`] did
+    /// not: unanswered, its message goes to a worker again after
+    /// [`ACK_WAIT`].
+    pub(crate) fn release(&self, id: &str) {
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(running) = running.remove(id) {
+            running.progress.abort();
+        }
+    }
+
+    /// When call `id`'s attempt started on this host, if one runs here.
+    pub(crate) fn running_since(&self, id: &str) -> Option<u64> {
+        let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        running.get(id).map(|r| r.since_ms)
+    }
+
+    /// Call `id` and the kept part of its result body.
+    pub(crate) async fn get(
+        &self,
+        id: &str,
+    ) -> Result<Option<(CallRecord, Option<Bytes>)>, QueueError> {
+        let handles = self.handles().await?;
+        let Some(stored) = handles.records.get(id).await.map_err(failed)? else {
+            return Ok(None);
+        };
+        let record = decode(&stored)?;
+        let result = match record.response {
+            Some(_) => self.body(handles, format!("res-{id}")).await,
+            None => None,
+        };
+        Ok(Some((record, result)))
+    }
+
+    /// Up to `limit` calls older than `before` (newest first) that `keep`
+    /// selects, and whether more are left.
+    pub(crate) async fn list(
+        &self,
+        before: Option<&str>,
+        limit: usize,
+        keep: impl Fn(&CallRecord) -> bool,
+    ) -> Result<(Vec<CallRecord>, bool), QueueError> {
+        let handles = self.handles().await?;
+        let mut ids: Vec<String> = match handles.records.keys().await {
+            Ok(keys) => keys.try_collect().await.map_err(failed)?,
+            Err(e) => return Err(failed(e)),
+        };
+        ids.retain(|id| before.is_none_or(|b| id.as_str() < b));
+        ids.sort_unstable_by(|a, b| b.cmp(a));
+        let mut page = Vec::new();
+        for id in ids {
+            let Some(stored) = handles.records.get(id.as_str()).await.map_err(failed)? else {
+                continue;
+            };
+            let record = decode(&stored)?;
+            if !keep(&record) {
+                continue;
+            }
+            if page.len() == limit {
+                return Ok((page, true));
+            }
+            page.push(record);
+        }
+        Ok((page, false))
+    }
+}
+
+impl From<ClusterError> for QueueError {
+    fn from(error: ClusterError) -> Self {
+        failed(error)
+    }
+}
