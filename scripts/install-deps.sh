@@ -35,6 +35,10 @@ command -v chromium >/dev/null || apt_packages+=(chromium)
 # Debian's docker-registry (/usr/bin/docker-registry).
 command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || apt_packages+=(haproxy)
 [ -x /usr/bin/docker-registry ] || apt_packages+=(docker-registry)
+# `wisp push`/`deploy oci://` speak TLS through OpenSSL (openssl-sys builds
+# against its headers, found with pkg-config).
+command -v pkg-config >/dev/null || apt_packages+=(pkg-config)
+[ -e /usr/include/openssl/ssl.h ] || apt_packages+=(libssl-dev)
 if [ "${#apt_packages[@]}" -gt 0 ]; then
     say "installing Debian packages: ${apt_packages[*]}"
     as_root apt-get update -q
