@@ -35,7 +35,7 @@ pub(crate) use kv::NatsKv;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use tokio::sync::OnceCell;
 use wisp_spec::api::ClusterHealth;
@@ -131,6 +131,24 @@ impl Cluster {
             latest: AtomicU64::new(0),
             synced: AtomicBool::new(false),
         })
+    }
+
+    /// The key-value store and call store of a host in this cluster.
+    pub(crate) fn stores(
+        self: &Arc<Self>,
+        limits: crate::state::KvLimits,
+        call_retention: Duration,
+    ) -> (
+        Arc<dyn crate::state::KvBackend>,
+        crate::events::calls::CallStore,
+    ) {
+        (
+            Arc::new(NatsKv::new(self.clone(), limits)),
+            crate::events::calls::CallStore::Cluster(Box::new(ClusterCalls::new(
+                self.clone(),
+                call_retention,
+            ))),
+        )
     }
 
     /// Starts the converger of the host behind `inner`.

@@ -115,40 +115,26 @@ impl Host {
             )),
             None => None,
         };
-        let kv: Arc<dyn KvBackend> = {
-            #[cfg(feature = "cluster")]
-            let shared = cluster.as_ref().map(|c| {
-                Arc::new(crate::cluster::NatsKv::new(c.clone(), config.kv_limits))
-                    as Arc<dyn KvBackend>
-            });
-            #[cfg(not(feature = "cluster"))]
-            let shared = None;
-            match shared {
-                Some(shared) => shared,
-                None => Arc::new(
+        // The key-value and call stores: the cluster's, or this node's.
+        #[cfg(feature = "cluster")]
+        let shared = cluster
+            .as_ref()
+            .map(|c| c.stores(config.kv_limits, config.async_calls.retention));
+        #[cfg(not(feature = "cluster"))]
+        let shared = None;
+        let (kv, calls): (Arc<dyn KvBackend>, CallStore) = match shared {
+            Some(shared) => shared,
+            None => (
+                Arc::new(
                     RedbStore::open(&config.data_dir, config.kv_limits)
                         .map_err(|e| data_error(e.to_string()))?,
                 ),
-            }
-        };
-        let secrets = SecretStore::open(&config.data_dir).map_err(|e| data_error(e.to_string()))?;
-        let calls = {
-            #[cfg(feature = "cluster")]
-            let shared = cluster.as_ref().map(|c| {
-                CallStore::Cluster(Box::new(crate::cluster::ClusterCalls::new(
-                    c.clone(),
-                    config.async_calls.retention,
-                )))
-            });
-            #[cfg(not(feature = "cluster"))]
-            let shared = None;
-            match shared {
-                Some(shared) => shared,
-                None => CallStore::Local(
+                CallStore::Local(
                     CallQueue::open(&config.data_dir).map_err(|e| data_error(e.to_string()))?,
                 ),
-            }
+            ),
         };
+        let secrets = SecretStore::open(&config.data_dir).map_err(|e| data_error(e.to_string()))?;
         let metrics = Metrics::new();
         let slots = HostSlots::new(config.max_instances, &metrics);
         let buffers = BufferBudget::new(config.max_buffered_bytes, metrics.buffered().clone());
