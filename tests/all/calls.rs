@@ -3,7 +3,7 @@
 //! its result is polled, retried, dead-lettered, called back, and kept
 //! across a `kill -9`.
 
-use crate::support::{Response, Wisp, eventually, send};
+use crate::support::{Response, Wisp, accept, eventually, finished, send};
 use crate::upstream::Upstream;
 use bytes::Bytes;
 use http::{Method, StatusCode};
@@ -11,38 +11,6 @@ use std::time::Duration;
 use wisp_test_artifacts as artifacts;
 
 const ASYNC: (&str, &str) = ("prefer", "respond-async");
-
-/// Sends an async `POST` to `path` and returns the call id of its `202`.
-pub(crate) async fn accept(
-    wisp: &Wisp,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &'static str,
-) -> String {
-    let mut all = vec![ASYNC];
-    all.extend_from_slice(headers);
-    let response = send(Method::POST, &wisp.url(path), &all, Bytes::from(body)).await;
-    assert_eq!(response.status, StatusCode::ACCEPTED, "{}", response.text());
-    assert_eq!(response.header("preference-applied"), Some("respond-async"));
-    let id = response
-        .header("x-wisp-call-id")
-        .expect("a call id")
-        .to_owned();
-    assert_eq!(response.json()["id"], id.as_str());
-    id
-}
-
-/// Polls call `id` until it is done or failed.
-pub(crate) async fn finished(wisp: &Wisp, id: &str, limit: Duration) -> serde_json::Value {
-    let mut last = serde_json::Value::Null;
-    let done = eventually(limit, async || {
-        last = wisp.admin_get(&format!("/v1/calls/{id}")).await.json();
-        last["state"] == "done" || last["state"] == "failed"
-    })
-    .await;
-    assert!(done, "call {id} did not finish in {limit:?}: {last}");
-    last
-}
 
 fn header<'a>(call: &'a serde_json::Value, name: &str) -> Option<&'a str> {
     call["response"]["headers"]

@@ -1,23 +1,10 @@
 //! Events end to end: cron schedules fire synthetic `POST`s through the
 //! normal request path of a real `wisp serve`.
 
-use crate::support::{Wisp, eventually, send};
+use crate::support::{Wisp, cron_runs, eventually, send};
 use http::StatusCode;
 use std::time::Duration;
 use wisp_test_artifacts as artifacts;
-
-/// When each cron run of `function` ended, from the access log's
-/// timestamps.
-pub(crate) fn cron_runs(log: &str, function: &str) -> Vec<jiff::Timestamp> {
-    log.lines()
-        .filter(|l| {
-            l.contains("wisp::access")
-                && l.contains("trigger=\"cron\"")
-                && l.contains(&format!("function=\"{function}\""))
-        })
-        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
-        .collect()
-}
 
 #[tokio::test]
 async fn a_one_second_schedule_runs_at_least_three_times_in_four_seconds() {

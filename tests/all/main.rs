@@ -6,7 +6,6 @@
 
 mod bench;
 mod calls;
-mod cluster;
 mod console;
 mod core;
 mod crash;
@@ -20,6 +19,7 @@ mod library;
 mod oci;
 mod operate;
 mod portability;
+#[expect(dead_code, reason = "NATS and haproxy are for tests/cluster")]
 mod services;
 mod state;
 mod support;

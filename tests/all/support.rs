@@ -581,3 +581,48 @@ pub fn costly_to_compile(functions: usize) -> Vec<u8> {
     text.push(')');
     wat::parse_str(&text).expect("valid wat")
 }
+
+/// When each cron run of `function` ended, from the access log's
+/// timestamps.
+pub fn cron_runs(log: &str, function: &str) -> Vec<jiff::Timestamp> {
+    log.lines()
+        .filter(|l| {
+            l.contains("wisp::access")
+                && l.contains("trigger=\"cron\"")
+                && l.contains(&format!("function=\"{function}\""))
+        })
+        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+        .collect()
+}
+
+/// Sends an async `POST` to `path` and returns the call id of its `202`.
+pub async fn accept(
+    wisp: &Wisp,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &'static str,
+) -> String {
+    let mut all = vec![("prefer", "respond-async")];
+    all.extend_from_slice(headers);
+    let response = send(Method::POST, &wisp.url(path), &all, Bytes::from(body)).await;
+    assert_eq!(response.status, StatusCode::ACCEPTED, "{}", response.text());
+    assert_eq!(response.header("preference-applied"), Some("respond-async"));
+    let id = response
+        .header("x-wisp-call-id")
+        .expect("a call id")
+        .to_owned();
+    assert_eq!(response.json()["id"], id.as_str());
+    id
+}
+
+/// Polls call `id` until it is done or failed.
+pub async fn finished(wisp: &Wisp, id: &str, limit: Duration) -> serde_json::Value {
+    let mut last = serde_json::Value::Null;
+    let done = eventually(limit, async || {
+        last = wisp.admin_get(&format!("/v1/calls/{id}")).await.json();
+        last["state"] == "done" || last["state"] == "failed"
+    })
+    .await;
+    assert!(done, "call {id} did not finish in {limit:?}: {last}");
+    last
+}

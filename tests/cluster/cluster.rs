@@ -1,11 +1,9 @@
 //! Cluster mode end to end: real `wisp serve --cluster` processes sharing
 //! one real `nats-server -js`, with haproxy in front (the config shipped in
-//! `examples/cluster/`).
+//! `examples/cluster/`). The tests run one at a time (`SERIAL`).
 
-use crate::calls::{accept, finished};
-use crate::events::cron_runs;
 use crate::services::{Haproxy, Nats};
-use crate::support::{Wisp, eventually, send};
+use crate::support::{Wisp, accept, cron_runs, eventually, finished, send};
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -15,6 +13,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use wisp_test_artifacts as artifacts;
+
+/// The cluster tests run one at a time: a deploy's convergence is timed,
+/// and every host compiles it.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Starts `count` hosts of the cluster on `nats`, each with its own data
 /// dir, and waits until each has caught up with the desired state.
@@ -62,6 +64,7 @@ async fn serves(host: &Wisp, path: &str, within: Duration) -> bool {
 
 #[tokio::test]
 async fn three_hosts_behind_haproxy_converge_fail_over_and_rejoin() {
+    let _serial = SERIAL.lock().await;
     let nats = Nats::start().await;
     let mut hosts = hosts(&nats, 3).await;
 
@@ -70,6 +73,7 @@ async fn three_hosts_behind_haproxy_converge_fail_over_and_rejoin() {
     hosts[0]
         .deploy_ok("hello", artifacts::HELLO_COMPONENT, "route=/hello")
         .await;
+    let answered = deployed.elapsed();
     for host in &hosts[1..] {
         assert!(
             serves(host, "/hello", Duration::from_secs(2)).await,
@@ -78,7 +82,7 @@ async fn three_hosts_behind_haproxy_converge_fail_over_and_rejoin() {
         );
     }
     eprintln!(
-        "deploy on host 1 -> served on all: {:?}",
+        "deploy on host 1 answered after {answered:?}, served on all after {:?}",
         deployed.elapsed()
     );
     let first = listing(&hosts[0]).await;
@@ -191,6 +195,7 @@ async fn three_hosts_behind_haproxy_converge_fail_over_and_rejoin() {
 
 #[tokio::test]
 async fn concurrent_deploys_of_one_function_through_two_hosts_both_get_a_version() {
+    let _serial = SERIAL.lock().await;
     let nats = Nats::start().await;
     let hosts = hosts(&nats, 2).await;
     let hello = bytes::Bytes::from(std::fs::read(artifacts::HELLO_COMPONENT).unwrap());
@@ -235,6 +240,7 @@ async fn concurrent_deploys_of_one_function_through_two_hosts_both_get_a_version
 
 #[tokio::test]
 async fn key_value_increments_are_exact_across_hosts() {
+    let _serial = SERIAL.lock().await;
     let nats = Nats::start().await;
     let hosts = hosts(&nats, 2).await;
     hosts[0]
@@ -270,6 +276,7 @@ async fn key_value_increments_are_exact_across_hosts() {
 
 #[tokio::test]
 async fn a_cron_tick_runs_once_per_cluster() {
+    let _serial = SERIAL.lock().await;
     let nats = Nats::start().await;
     let hosts = hosts(&nats, 2).await;
     hosts[0]
@@ -307,6 +314,7 @@ async fn a_cron_tick_runs_once_per_cluster() {
 
 #[tokio::test]
 async fn async_calls_accepted_by_one_host_run_on_any_and_are_read_from_every_host() {
+    let _serial = SERIAL.lock().await;
     let nats = Nats::start().await;
     let retries = ["--retries", "2", "--retry-backoff", "200ms"];
     let hosts = [join(&nats, &retries).await, join(&nats, &retries).await];
@@ -371,6 +379,7 @@ async fn async_calls_accepted_by_one_host_run_on_any_and_are_read_from_every_hos
 
 #[tokio::test]
 async fn without_nats_hosts_keep_serving_refuse_writes_and_resync_after() {
+    let _serial = SERIAL.lock().await;
     let mut nats = Nats::start().await;
     let hosts = hosts(&nats, 2).await;
     hosts[0]
