@@ -117,7 +117,15 @@ impl ClusterCalls {
                     })
                     .await
                     .map_err(failed)?;
-                let bodies = self.bodies_store().await?;
+                let bodies = self
+                    .cluster
+                    .object_store(object_store::Config {
+                        bucket: BODIES.into(),
+                        max_age: self.retention,
+                        ..Default::default()
+                    })
+                    .await
+                    .map_err(failed)?;
                 Ok(Handles {
                     consumer,
                     records,
@@ -125,25 +133,6 @@ impl ClusterCalls {
                 })
             })
             .await
-    }
-
-    async fn bodies_store(&self) -> Result<object_store::ObjectStore, QueueError> {
-        let js = &self.cluster.jetstream;
-        if let Ok(store) = js.get_object_store(BODIES).await {
-            return Ok(store);
-        }
-        let config = object_store::Config {
-            bucket: BODIES.into(),
-            max_age: self.retention,
-            ..Default::default()
-        };
-        match js.create_object_store(config).await {
-            Ok(store) => Ok(store),
-            Err(created) => js
-                .get_object_store(BODIES)
-                .await
-                .map_err(|_| failed(created)),
-        }
     }
 
     async fn put_record(&self, handles: &Handles, record: &CallRecord) -> Result<(), QueueError> {

@@ -239,28 +239,35 @@ impl Cluster {
     /// The sources object store, created on first use.
     async fn sources(&self) -> Result<&object_store::ObjectStore, ClusterError> {
         self.sources
-            .get_or_try_init(|| async {
-                self.ensure_connected()?;
-                if let Ok(store) = self.jetstream.get_object_store(SOURCES_BUCKET).await {
-                    return Ok(store);
-                }
-                let config = object_store::Config {
+            .get_or_try_init(|| {
+                self.object_store(object_store::Config {
                     bucket: SOURCES_BUCKET.into(),
                     description: Some("wisp: uploaded .wasm by source hash".into()),
                     ..Default::default()
-                };
-                match self.jetstream.create_object_store(config).await {
-                    Ok(store) => Ok(store),
-                    Err(created) => self
-                        .jetstream
-                        .get_object_store(SOURCES_BUCKET)
-                        .await
-                        .map_err(|_| {
-                            self.unreachable(format!("creating {SOURCES_BUCKET}: {created}"))
-                        }),
-                }
+                })
             })
             .await
+    }
+
+    /// Object store `config.bucket`, created with `config` if missing.
+    pub(crate) async fn object_store(
+        &self,
+        config: object_store::Config,
+    ) -> Result<object_store::ObjectStore, ClusterError> {
+        self.ensure_connected()?;
+        if let Ok(store) = self.jetstream.get_object_store(&config.bucket).await {
+            return Ok(store);
+        }
+        let bucket = config.bucket.clone();
+        match self.jetstream.create_object_store(config).await {
+            Ok(store) => Ok(store),
+            // Another host may have created it meanwhile.
+            Err(created) => self
+                .jetstream
+                .get_object_store(&bucket)
+                .await
+                .map_err(|_| self.unreachable(format!("creating {bucket}: {created}"))),
+        }
     }
 
     /// Stores `wasm` (whose hash is `source`) in the object store, unless it
