@@ -70,7 +70,10 @@ pub use events::calls::{
     QueueError,
 };
 pub use host::config::{DEFAULT_KEEP_VERSIONS, DEFAULT_MAX_UPLOAD_BYTES};
-pub use host::{Host, HostConfig, LoadProblem, MAX_KEYS_PER_LIST, StartError};
+pub use host::{
+    DEFAULT_MAX_LOADED, DEFAULT_MAX_LOADED_BYTES, Host, HostConfig, LoadProblem, MAX_KEYS_PER_LIST,
+    Residency, StartError,
+};
 pub use observe::logs::LogBook;
 pub use observe::metrics::{Metrics, resident_bytes};
 pub use observe::spans::{SPAN_TARGET, TraceContext};

@@ -48,8 +48,14 @@ pub struct VersionSummary {
     pub settings: RawSettings,
     /// Percent of traffic it takes.
     pub weight: u8,
-    /// False when it could not be loaded at start-up.
+    /// False when it cannot serve: it could not be loaded at start-up, or
+    /// the last load of its code failed (see the host log).
     pub loaded: bool,
+    /// True while its compiled code is in memory. Code loads on a version's
+    /// first request and is evicted, least recently used first, past
+    /// `wisp serve --max-loaded`.
+    #[serde(default)]
+    pub resident: bool,
     /// Where its binary came from, when the deploy said: e.g. the OCI
     /// artifact `oci://registry/repo@sha256:…` it was pulled from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -456,6 +462,7 @@ mod tests {
                 settings: settings.check().unwrap().to_raw(),
                 weight: 100,
                 loaded: true,
+                resident: false,
                 origin: None,
             }],
             traffic: vec![TrafficShare {

@@ -443,6 +443,8 @@ async fn a_restart_serves_everything_without_recompiling() {
     assert_eq!(health["functions"], 2);
     assert_eq!(wisp.get("/hello").await.text(), "Hello, world!\n");
     assert!(wisp.get("/cgi").await.text().starts_with("Hello from CGI!"));
+    assert_eq!(wisp.admin_get("/healthz").await.json()["compilations"], 0);
+    assert_eq!(wisp.metric("wisp_code_loads_total", &[]).await, 2.0);
 }
 
 #[tokio::test(flavor = "multi_thread")]

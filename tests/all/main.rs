@@ -9,6 +9,7 @@ mod calls;
 mod console;
 mod core;
 mod crash;
+mod density;
 mod embed;
 mod events;
 mod hardening;

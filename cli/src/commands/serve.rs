@@ -90,6 +90,16 @@ pub(crate) struct Serve {
     /// Instances alive at once across all functions (sizes the instance pool).
     #[arg(long, default_value_t = wisp_host::DEFAULT_MAX_INSTANCES, value_name = "N")]
     max_instances: u32,
+    /// Functions' compiled code kept loaded at once (artifacts; versions
+    /// with the same binary share one). Code loads on a function's first
+    /// request; past this, the least recently used is evicted and loads
+    /// again when next called. Idle functions then cost no code memory.
+    #[arg(long, default_value_t = wisp_host::DEFAULT_MAX_LOADED, value_name = "N", value_parser = parse_at_least_one)]
+    max_loaded: usize,
+    /// Bytes of compiled code (artifact file sizes) kept loaded at once;
+    /// past it, the least recently used is evicted.
+    #[arg(long, default_value = "512MiB", value_name = "SIZE", value_parser = parse_size_flag)]
+    max_loaded_bytes: u64,
     /// Versions kept per function: the newest N, plus any that holds traffic
     /// or is the rollback target; older ones are garbage-collected.
     #[arg(long, default_value_t = wisp_host::DEFAULT_KEEP_VERSIONS, value_name = "N", value_parser = parse_keep_versions)]
@@ -203,6 +213,10 @@ impl Serve {
             data_dir: self.data_dir.clone(),
             max_upload_bytes: self.max_upload,
             max_instances: self.max_instances,
+            residency: wisp_host::Residency {
+                max_loaded: self.max_loaded,
+                max_loaded_bytes: self.max_loaded_bytes,
+            },
             keep_versions: self.keep_versions,
             access_log: self.access_log,
             body_pacing: BodyPacing {

@@ -108,7 +108,8 @@ fn info_of(entry: &FunctionEntry) -> FunctionInfo {
                 created_unix: v.created_unix,
                 settings,
                 weight: weight(v.number),
-                loaded: loaded.is_some(),
+                loaded: loaded.is_some_and(|f| !f.code().is_broken()),
+                resident: loaded.is_some_and(|f| f.code().get().is_some()),
                 origin: v.origin.clone(),
             }
         })

@@ -87,7 +87,8 @@ const MAX_DEPLOY_CONFLICTS: u32 = 8;
 struct Built {
     abi: inspect::Abi,
     source: SourceHash,
-    code: Arc<crate::runtime::function::LoadedCode>,
+    /// Its code, loaded (and so resident until evicted).
+    code: Arc<crate::host::code_cache::CodeSlot>,
     compile_ms: Option<u64>,
     artifact_bytes: u64,
 }
@@ -167,6 +168,8 @@ impl Host {
         let key = self.inner.artifacts.compiled_key(&source);
         let host = self.clone();
         let function = name.to_owned();
+        let slot = self.code_slot(&key, abi, source.clone(), name);
+        let to_load = slot.clone();
         let (code, compile_ms, artifact_bytes) =
             tokio::task::spawn_blocking(move || -> Result<_, DeployError> {
                 host.inner.artifacts.put_source(&wasm).map_err(|e| {
@@ -174,7 +177,8 @@ impl Host {
                 })?;
                 CrashPoint::SourceWritten.reached();
                 let mut compile_ms = None;
-                let code = host.load_code(&key, abi, || {
+                let mut turn = to_load.blocking_turn();
+                let code = host.load_code(&to_load, &mut turn, || {
                     if let Ok(path) = host.inner.artifacts.verified_compiled(&key) {
                         return Ok(path);
                     }
@@ -205,7 +209,7 @@ impl Host {
         Ok(Built {
             abi,
             source,
-            code,
+            code: slot,
             compile_ms,
             artifact_bytes,
         })

@@ -33,6 +33,10 @@ pub struct HostConfig {
     /// Instances alive at once across all functions (pool size and global
     /// concurrency cap).
     pub max_instances: u32,
+    /// How much compiled code stays loaded: past `--max-loaded` artifacts
+    /// or `--max-loaded-bytes`, the least recently used is evicted (its
+    /// next request loads it again).
+    pub residency: super::Residency,
     /// Use the pooling allocator (off only for benchmarks).
     pub pooling: bool,
     /// How long a request waits for a free slot before 503.
@@ -96,6 +100,7 @@ impl Default for HostConfig {
             data_dir: PathBuf::from("wisp-data"),
             max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
             max_instances: engine::DEFAULT_MAX_INSTANCES,
+            residency: super::Residency::default(),
             pooling: true,
             queue_timeout: limits::DEFAULT_QUEUE_TIMEOUT,
             keep_versions: DEFAULT_KEEP_VERSIONS,

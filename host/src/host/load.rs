@@ -1,14 +1,16 @@
-//! Start-up: every stored record becomes loaded versions in the registry.
+//! Start-up: every stored record becomes versions in the registry.
 //!
-//! Records are read, then loaded in parallel on blocking threads. A version
-//! whose artifact is missing or corrupt is recompiled from its stored
-//! source; anything else that is wrong is a [`LoadProblem`], logged and
+//! Records are read, then turned into versions in parallel on blocking
+//! threads. No code is loaded: a version's code loads on its first request
+//! (see `code_cache.rs`), so start-up time and idle memory do not grow with
+//! the code deployed. A version whose artifact is missing is recompiled from
+//! its stored source now; a corrupt one is found, and recompiled, when its
+//! code loads. Anything else that is wrong is a [`LoadProblem`], logged and
 //! returned, never fatal. A function that cannot serve — a damaged record
 //! (see `deploy/damage.rs`) or no loadable version with traffic — is still
 //! listed, with the reason, and its problem names its record file.
 
 use super::{Host, LoadProblem};
-use crate::deploy::artifact::ArtifactError;
 use crate::deploy::record::{FunctionRecord, VersionRecord};
 use crate::error::{DeployError, HostFailure};
 use crate::registry::{FunctionEntry, Snapshot};
@@ -95,7 +97,7 @@ impl Host {
         problems
     }
 
-    /// Loads every version of one record (blocking).
+    /// Every version of one record (blocking).
     fn load_record(&self, record: FunctionRecord) -> (Option<FunctionEntry>, Vec<LoadProblem>) {
         let mut problems = Vec::new();
         let route = match Route::parse(&record.route) {
@@ -127,8 +129,8 @@ impl Host {
         )
     }
 
-    /// Loads one stored version: its artifact if valid, else a recompile
-    /// from its source (blocking).
+    /// One stored version, its code not loaded yet; a missing artifact is
+    /// recompiled from its source (blocking).
     pub(crate) fn load_version(
         &self,
         record: &FunctionRecord,
@@ -149,26 +151,12 @@ impl Host {
             version: version.number,
             settings,
         };
-        // Verified and compiled only when no other function has it loaded.
-        let code = self.load_code(&key, version.abi, || {
-            match inner.artifacts.verified_compiled(&key) {
-                Ok(path) => Ok(path),
-                Err(ArtifactError::Missing(_) | ArtifactError::Corrupt(_)) => {
-                    if inner.artifacts.compiled_path(&key).exists() {
-                        tracing::warn!(function = %record.name, version = version.number, "compiled artifact is corrupt; recompiling from source");
-                    }
-                    let wasm = inner.artifacts.read_source(&source).map_err(|e| {
-                        HostFailure::logged(format!("reading the stored source of {label} failed"), e)
-                    })?;
-                    self.compile_and_store(version.abi, &wasm, &key, &record.name)
-                }
-                Err(e) => Err(HostFailure::logged(
-                    format!("reading the compiled code of {label} failed"),
-                    e,
-                )
-                .into()),
-            }
-        })?;
+        // The code loads on the first request; only a missing artifact is
+        // compiled now (a corrupt one is found when it loads).
+        let code = self.code_slot(&key, version.abi, source, &record.name);
+        if code.get().is_none() && !inner.artifacts.compiled_path(&key).exists() {
+            self.verified_artifact(&code)?;
+        }
         Ok(self.new_version(info, code))
     }
 }

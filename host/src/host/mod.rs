@@ -6,14 +6,14 @@
 //! one such program. This module owns what those paths share: the engine,
 //! the stores on disk, the registry and the metrics.
 
-mod code_cache;
+pub(crate) mod code_cache;
 pub(crate) mod config;
 mod load;
 mod per_function;
 mod state;
 
 use crate::deploy::Pending;
-use crate::deploy::artifact::ArtifactStore;
+use crate::deploy::artifact::{ArtifactError, ArtifactStore};
 use crate::deploy::record::RecordStore;
 use crate::error::{DeployError, HostFailure, InvokeError};
 use crate::events::calls::{CallQueue, CallStore};
@@ -30,7 +30,8 @@ use crate::runtime::function::{Function, IdleSandbox, Linkers, LoadedCode, Versi
 use crate::runtime::sandbox::GuestMemory;
 use crate::runtime::services::GuestServices;
 use crate::state::{KvBackend, RedbStore, SecretStore};
-use code_cache::CodeCache;
+use code_cache::{CodeCache, CodeSlot, LoadTurn};
+pub use code_cache::{DEFAULT_MAX_LOADED, DEFAULT_MAX_LOADED_BYTES, Residency};
 pub use config::{HostConfig, LoadProblem, StartError};
 use per_function::PerFunction;
 pub use state::MAX_KEYS_PER_LIST;
@@ -41,6 +42,7 @@ use wasmtime::Engine;
 use wisp_spec::api::{FunctionStats, UsageReport};
 use wisp_spec::inspect::Abi;
 use wisp_spec::settings::Settings;
+use wisp_spec::source::SourceHash;
 
 pub(crate) struct HostInner {
     pub(crate) config: HostConfig,
@@ -142,6 +144,7 @@ impl Host {
             config.max_guest_memory_bytes,
             metrics.guest_memory().clone(),
         );
+        let residency = config.residency;
         let host = Host {
             inner: Arc::new(HostInner {
                 config,
@@ -161,7 +164,7 @@ impl Host {
                 secrets,
                 calls,
                 per_function: PerFunction::default(),
-                code: CodeCache::default(),
+                code: CodeCache::new(residency),
                 #[cfg(feature = "cluster")]
                 cluster,
             }),
@@ -184,19 +187,98 @@ impl Host {
         Ok((host, problems))
     }
 
-    /// The loaded code of artifact `key`, shared with every other version
-    /// that uses it; `artifact` gives the compiled file when none is loaded
-    /// (blocking).
-    pub(crate) fn load_code(
+    /// The slot of artifact `key` (compiled from `source`), shared with
+    /// every version that uses it; `function` names one of them in logs.
+    pub(crate) fn code_slot(
         &self,
         key: &str,
         abi: Abi,
+        source: SourceHash,
+        function: &str,
+    ) -> Arc<CodeSlot> {
+        self.inner.code.slot(key, abi, source, function)
+    }
+
+    /// The loaded code of `slot`, for a request of function `function`:
+    /// resident already, or loaded now from its verified artifact
+    /// (recompiled from source if the artifact is missing or corrupt).
+    /// Concurrent first requests load it once; code that cannot be loaded
+    /// makes the function unavailable (503), with the reason in the log.
+    pub(crate) async fn code(
+        &self,
+        slot: &Arc<CodeSlot>,
+        function: &str,
+    ) -> Result<Arc<LoadedCode>, InvokeError> {
+        if let Some(code) = slot.get() {
+            self.inner.code.touch(slot);
+            return Ok(code);
+        }
+        let mut turn = slot.turn().await;
+        if let Some(code) = slot.get() {
+            self.inner.code.touch(slot);
+            return Ok(code);
+        }
+        if CodeSlot::failed_recently(&turn) {
+            return Err(InvokeError::Unavailable(function.to_owned()));
+        }
+        let host = self.clone();
+        let to_load = slot.clone();
+        let loaded = tokio::task::spawn_blocking(move || {
+            host.load_code(&to_load, &mut turn, || host.verified_artifact(&to_load))
+        })
+        .await
+        .map_err(|e| InvokeError::Internal(format!("loading the code panicked: {e}")))?;
+        loaded.map_err(|e| {
+            tracing::error!(function, artifact = %slot.key, "version not loaded: {e}");
+            InvokeError::Unavailable(function.to_owned())
+        })
+    }
+
+    /// The loaded code of `slot`, loading it in `turn` from the file
+    /// `artifact` gives when it is not resident (blocking); counts the load
+    /// and its evictions.
+    pub(crate) fn load_code(
+        &self,
+        slot: &Arc<CodeSlot>,
+        turn: &mut LoadTurn,
         artifact: impl FnOnce() -> Result<PathBuf, DeployError>,
     ) -> Result<Arc<LoadedCode>, DeployError> {
         let inner = &self.inner;
-        inner
+        let started = Instant::now();
+        let loaded = inner
             .code
-            .load(&inner.engine, &inner.linkers, key, abi, artifact)
+            .load(&inner.engine, &inner.linkers, slot, turn, artifact)?;
+        if loaded.fresh {
+            let (resident, bytes) = inner.code.resident();
+            inner
+                .metrics
+                .record_code_load(started.elapsed(), loaded.evicted, resident, bytes);
+        }
+        Ok(loaded.code)
+    }
+
+    /// The verified compiled artifact of `slot`; a missing or corrupt one
+    /// is recompiled from its stored source (blocking).
+    pub(crate) fn verified_artifact(&self, slot: &CodeSlot) -> Result<PathBuf, DeployError> {
+        let artifacts = &self.inner.artifacts;
+        let name = &slot.function;
+        match artifacts.verified_compiled(&slot.key) {
+            Ok(path) => Ok(path),
+            Err(ArtifactError::Missing(_) | ArtifactError::Corrupt(_)) => {
+                if artifacts.compiled_path(&slot.key).exists() {
+                    tracing::warn!(function = %name, artifact = %slot.key, "compiled artifact is corrupt; recompiling from source");
+                }
+                let wasm = artifacts.read_source(&slot.source).map_err(|e| {
+                    HostFailure::logged(format!("reading the stored source of `{name}` failed"), e)
+                })?;
+                self.compile_and_store(slot.abi, &wasm, &slot.key, name)
+            }
+            Err(e) => Err(HostFailure::logged(
+                format!("reading the compiled code of `{name}` failed"),
+                e,
+            )
+            .into()),
+        }
     }
 
     /// The meter for version `version` of function `name`.
@@ -229,8 +311,9 @@ impl Host {
         ))
     }
 
-    /// A deployed version running `code`, with its meter and services.
-    pub(crate) fn new_version(&self, info: VersionInfo, code: Arc<LoadedCode>) -> Function {
+    /// A deployed version running the code of `code`, with its meter and
+    /// services.
+    pub(crate) fn new_version(&self, info: VersionInfo, code: Arc<CodeSlot>) -> Function {
         let meter = self.meter(&info.name, info.version);
         let services = self.services(&info.name, &info.settings, meter.metrics.clone());
         Function::new(info, code, meter, services)
@@ -288,7 +371,8 @@ impl Host {
                 .cloned()
                 .ok_or_else(|| InvokeError::Unavailable(name.to_owned()))?
         };
-        function.instantiate().await
+        let code = self.code(function.code(), name).await?;
+        function.instantiate(&code).await
     }
 
     /// Cumulative usage of function `name` (across its versions).

@@ -72,6 +72,11 @@ pub struct Metrics {
     functions: Gauge,
     compilations: Counter,
     compile_seconds: Histogram,
+    code_loads: Counter,
+    code_load_seconds: Histogram,
+    code_evictions: Counter,
+    code_resident: Gauge,
+    code_resident_bytes: Gauge,
     slots_in_use: Gauge,
     buffered: Gauge,
     guest_memory: Gauge,
@@ -106,6 +111,11 @@ impl Metrics {
         let functions = Gauge::default();
         let compilations = Counter::default();
         let compile_seconds = compile_histogram();
+        let code_loads = Counter::default();
+        let code_load_seconds = latency_histogram();
+        let code_evictions = Counter::default();
+        let code_resident = Gauge::default();
+        let code_resident_bytes = Gauge::default();
         let slots_in_use = Gauge::default();
         let buffered = Gauge::default();
         let guest_memory = Gauge::default();
@@ -182,6 +192,31 @@ impl Metrics {
             compile_seconds.clone(),
         );
         registry.register(
+            "code_loads",
+            "Loads of a function's compiled code (mmap and pre-link) on its first request after start or after eviction",
+            code_loads.clone(),
+        );
+        registry.register(
+            "code_load_duration_seconds",
+            "Time per load of compiled code, verifying the artifact included",
+            code_load_seconds.clone(),
+        );
+        registry.register(
+            "code_evictions",
+            "Loaded code evicted, least recently used first, to keep within --max-loaded and --max-loaded-bytes",
+            code_evictions.clone(),
+        );
+        registry.register(
+            "code_resident",
+            "Compiled artifacts loaded now (as of the last load)",
+            code_resident.clone(),
+        );
+        registry.register(
+            "code_resident_bytes",
+            "Bytes of the compiled artifacts loaded now (as of the last load)",
+            code_resident_bytes.clone(),
+        );
+        registry.register(
             "pool_slots_in_use",
             "Instance slots held by running requests",
             slots_in_use.clone(),
@@ -212,6 +247,11 @@ impl Metrics {
             functions,
             compilations,
             compile_seconds,
+            code_loads,
+            code_load_seconds,
+            code_evictions,
+            code_resident,
+            code_resident_bytes,
             slots_in_use,
             buffered,
             guest_memory,
@@ -231,6 +271,34 @@ impl Metrics {
     pub fn record_compile(&self, elapsed: Duration) {
         self.compilations.inc();
         self.compile_seconds.observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts one load of compiled code that took `elapsed` and evicted
+    /// `evicted` others, leaving `resident` artifacts of `bytes` loaded.
+    pub(crate) fn record_code_load(
+        &self,
+        elapsed: Duration,
+        evicted: usize,
+        resident: usize,
+        bytes: u64,
+    ) {
+        self.code_loads.inc();
+        self.code_load_seconds.observe(elapsed.as_secs_f64());
+        self.code_evictions.inc_by(evicted as u64);
+        self.code_resident
+            .set(i64::try_from(resident).unwrap_or(i64::MAX));
+        self.code_resident_bytes
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+    }
+
+    /// Loads of compiled code since start.
+    pub fn code_loads(&self) -> u64 {
+        self.code_loads.get()
+    }
+
+    /// Loaded code evicted since start.
+    pub fn code_evictions(&self) -> u64 {
+        self.code_evictions.get()
     }
 
     /// Compilations since start.

@@ -2,13 +2,15 @@
 //!
 //! Compiling (Cranelift, slow, once per source and engine) and loading
 //! (mmap of the artifact plus pre-linking, fast) are separate steps, so a
-//! restart only loads. Everything a request needs — the `ProxyPre` or
-//! `InstancePre`, the outbound allow-list, the concurrency slots — is built
-//! here once, never per request.
+//! restart only loads, and only what is called (see `host/code_cache.rs`).
+//! Everything a request needs — the `ProxyPre` or `InstancePre`, the
+//! outbound allow-list, the concurrency slots — is built once per load or
+//! per version, never per request.
 
 use crate::error::{DeployError, HostFailure, InvokeError};
 use crate::events::chain::ChainOrigin;
 use crate::host::Host;
+use crate::host::code_cache::CodeSlot;
 use crate::observe::meter::Meter;
 use crate::observe::metrics::FunctionMetrics;
 use crate::request::body::{RequestBody, ResponseBody};
@@ -207,7 +209,7 @@ pub struct Function {
     pub settings: Arc<Settings>,
     outbound: Arc<[OutboundRule]>,
     services: Arc<GuestServices>,
-    code: Arc<LoadedCode>,
+    code: Arc<CodeSlot>,
     meter: Meter,
     slots: Arc<Semaphore>,
 }
@@ -223,10 +225,11 @@ pub struct VersionInfo {
 }
 
 impl Function {
-    /// A version running `code`, whose guests reach `services`.
-    pub fn new(
+    /// A version running the code of `code` (loaded on first use), whose
+    /// guests reach `services`.
+    pub(crate) fn new(
         info: VersionInfo,
-        code: Arc<LoadedCode>,
+        code: Arc<CodeSlot>,
         meter: Meter,
         services: Arc<GuestServices>,
     ) -> Function {
@@ -243,18 +246,23 @@ impl Function {
         }
     }
 
-    /// Creates a sandbox (store and instance) exactly as a request would,
-    /// without calling the guest. Benchmarks measure cold starts with it.
-    pub async fn instantiate(&self) -> Result<IdleSandbox, InvokeError> {
-        self.code
-            .instantiate(
-                &self.name,
-                &self.settings,
-                &self.outbound,
-                &self.services,
-                &self.meter.guest_memory,
-            )
-            .await
+    /// Its code's slot: the compiled code, when loaded.
+    pub(crate) fn code(&self) -> &Arc<CodeSlot> {
+        &self.code
+    }
+
+    /// Creates a sandbox (store and instance) of `code`, this version's
+    /// loaded code, exactly as a request would, without calling the guest.
+    /// Benchmarks measure cold starts with it.
+    pub async fn instantiate(&self, code: &LoadedCode) -> Result<IdleSandbox, InvokeError> {
+        code.instantiate(
+            &self.name,
+            &self.settings,
+            &self.outbound,
+            &self.services,
+            &self.meter.guest_memory,
+        )
+        .await
     }
 
     /// Its function's recent traffic, for the console.
@@ -272,9 +280,9 @@ impl Function {
         &self.slots
     }
 
-    /// Serves one request in a fresh sandbox. The request's concurrency
-    /// slots are taken when the guest is about to run and held until it has
-    /// finished.
+    /// Serves one request in a fresh sandbox, loading the code first when
+    /// it is not resident. The request's concurrency slots are taken when
+    /// the guest is about to run and held until it has finished.
     pub async fn invoke(
         &self,
         request: ::http::Request<RequestBody>,
@@ -291,7 +299,8 @@ impl Function {
             buffers,
             host,
         } = context;
-        match &self.code.0 {
+        let code = host.code(&self.code, &self.name).await?;
+        match &code.0 {
             Code::Http(pre) => {
                 let permit = ticket.take(self).await?;
                 let mut request = request;
