@@ -5,6 +5,7 @@
 //! longest matching prefix wins, and `/` alone is a catch-all. This module is
 //! pure data — no wasmtime, no I/O — so the rules are tested right here.
 
+use std::collections::HashMap;
 use std::fmt;
 
 /// Longest route prefix accepted, in bytes.
@@ -96,18 +97,24 @@ impl fmt::Display for Route {
     }
 }
 
+impl std::borrow::Borrow<str> for Route {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 /// Routes to targets of type `T`, matched longest prefix first. Built once per
-/// change of the deployed set; lookups only read.
+/// change of the deployed set; lookups only read, and cost one hash lookup
+/// per segment of the path, however many routes there are.
 #[derive(Debug, Clone)]
 pub struct RouteTable<T> {
-    /// Sorted by prefix length, longest first, so the first match wins.
-    entries: Vec<(Route, T)>,
+    entries: HashMap<Route, T>,
 }
 
 impl<T> Default for RouteTable<T> {
     fn default() -> Self {
         RouteTable {
-            entries: Vec::new(),
+            entries: HashMap::new(),
         }
     }
 }
@@ -116,17 +123,29 @@ impl<T> RouteTable<T> {
     /// Builds a table from `(route, target)` pairs. Routes must be distinct;
     /// the registry guarantees that before it builds a table.
     pub fn new(entries: impl IntoIterator<Item = (Route, T)>) -> Self {
-        let mut entries: Vec<(Route, T)> = entries.into_iter().collect();
-        entries.sort_by(|(a, _), (b, _)| b.0.len().cmp(&a.0.len()).then_with(|| a.cmp(b)));
-        RouteTable { entries }
+        RouteTable {
+            entries: entries.into_iter().collect(),
+        }
     }
 
     /// The target whose route is the longest prefix of `path`, with the rest
     /// of the path after the prefix.
     pub fn lookup<'p>(&self, path: &'p str) -> Option<(&Route, &T, &'p str)> {
+        if !path.starts_with('/') {
+            return None;
+        }
+        // Each prefix ending at a segment boundary, longest first; the root
+        // route, which leaves the whole path, last.
+        let mut end = path.len();
+        while end > 1 {
+            if let Some((route, target)) = self.entries.get_key_value(&path[..end]) {
+                return Some((route, target, &path[end..]));
+            }
+            end = path[..end].rfind('/').unwrap_or(0);
+        }
         self.entries
-            .iter()
-            .find_map(|(route, target)| route.strip(path).map(|rest| (route, target, rest)))
+            .get_key_value("/")
+            .map(|(route, target)| (route, target, path))
     }
 
     /// The number of routes.
@@ -220,6 +239,28 @@ mod tests {
             assert!(err.contains(raw), "{raw}: {err}");
         }
         assert!(Route::parse(&format!("/{}", "a".repeat(300))).is_err());
+    }
+
+    #[test]
+    fn the_root_route_leaves_the_whole_path() {
+        let t = table(&["/", "/a"]);
+        assert_eq!(t.lookup("/").map(|(_, _, rest)| rest), Some("/"));
+        assert_eq!(t.lookup("/b/c").map(|(_, _, rest)| rest), Some("/b/c"));
+        assert_eq!(t.lookup("/a/").map(|(_, _, rest)| rest), Some("/"));
+        assert!(table(&["/a"]).lookup("/").is_none());
+        assert!(table(&["/"]).lookup("a").is_none());
+    }
+
+    #[test]
+    fn a_big_table_finds_the_longest_prefix() {
+        let routes: Vec<String> = (0..1000).map(|i| format!("/f{i}")).collect();
+        let mut all: Vec<&str> = routes.iter().map(String::as_str).collect();
+        all.push("/f7/deeper");
+        let t = table(&all);
+        assert_eq!(target(&t, "/f999/x"), Some("/f999"));
+        assert_eq!(target(&t, "/f7/deeper/still"), Some("/f7/deeper"));
+        assert_eq!(target(&t, "/f7/deep"), Some("/f7"));
+        assert_eq!(target(&t, "/f1000"), None);
     }
 
     #[test]
