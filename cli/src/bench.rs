@@ -31,6 +31,8 @@ pub struct BenchOptions {
     pub body: Bytes,
     /// Sandboxes held alive at once to measure memory per sandbox.
     pub memory_probe: usize,
+    /// Sandboxes prepared ahead of their request.
+    pub prepare: usize,
 }
 
 /// Percentiles of a set of timings, in microseconds.
@@ -115,6 +117,7 @@ async fn run_in(
     let config = HostConfig {
         data_dir: data.to_owned(),
         max_instances,
+        max_prepared: options.prepare,
         access_log: false,
         ..HostConfig::default()
     };

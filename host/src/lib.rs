@@ -87,6 +87,7 @@ pub use runtime::compiler::{
 };
 pub use runtime::engine::DEFAULT_MAX_INSTANCES;
 pub use runtime::function::IdleSandbox;
+pub use runtime::prepared::DEFAULT_MAX_PREPARED;
 pub use server::{
     DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_IP,
     DEFAULT_WRITE_TIMEOUT, Handler, ServerOptions, serve,

@@ -1,7 +1,8 @@
-//! Density: a function's code loads on its first request and is evicted,
+//! Density and speed: a function's code loads on its first request and is evicted,
 //! least recently used first, past `--max-loaded`; evicted code loads again
 //! (and a corrupt artifact is caught then) while every function keeps
-//! serving; concurrent first requests load it once.
+//! serving; concurrent first requests load it once; a sandbox prepared
+//! ahead serves one request and is never reused.
 
 use crate::support::{Wisp, files_under, send};
 use bytes::Bytes;
@@ -162,4 +163,37 @@ async fn concurrent_first_requests_load_the_code_once() {
         assert_eq!(answer.text(), i.to_string(), "each request its own answer");
     }
     assert_eq!(wisp.metric("wisp_code_loads_total", &[]).await, 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_prepared_sandbox_serves_one_request_and_is_never_reused() {
+    let wisp = Wisp::start();
+    wisp.deploy_ok("counter", artifacts::COUNTER_COMPONENT, "route=/counter")
+        .await;
+    // One at a time: each request finds the sandbox the last one left
+    // prepared (when it is ready in time).
+    for _ in 0..40 {
+        assert_eq!(wisp.get("/counter").await.text(), "1");
+    }
+    let used = wisp.metric("wisp_prepared_sandboxes_used_total", &[]).await;
+    assert!(used > 0.0, "no request found a prepared sandbox");
+    // Many at once: at most one of them takes the prepared one.
+    let answers = join_all((0..64).map(|_| wisp.get("/counter"))).await;
+    for answer in answers {
+        assert_eq!(answer.text(), "1", "a sandbox served two requests");
+    }
+    let made = wisp.metric("wisp_sandboxes_prepared_total", &[]).await;
+    let used = wisp.metric("wisp_prepared_sandboxes_used_total", &[]).await;
+    assert!(used <= made, "{used} used, {made} made");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn preparing_can_be_turned_off() {
+    let wisp = Wisp::start_with(&["--prepare", "0"]);
+    wisp.deploy_ok("counter", artifacts::COUNTER_COMPONENT, "route=/counter")
+        .await;
+    for _ in 0..5 {
+        assert_eq!(wisp.get("/counter").await.text(), "1");
+    }
+    assert_eq!(wisp.metric("wisp_sandboxes_prepared_total", &[]).await, 0.0);
 }

@@ -100,6 +100,13 @@ pub(crate) struct Serve {
     /// past it, the least recently used is evicted.
     #[arg(long, default_value = "512MiB", value_name = "SIZE", value_parser = parse_size_flag)]
     max_loaded_bytes: u64,
+    /// Fresh sandboxes made ahead of their request, host-wide: after a
+    /// request of a component, its next sandbox is created in spare time, so
+    /// the next request skips instantiation. Each serves one request, never
+    /// more; one unused for 5 s is dropped. Their pool slots come on top of
+    /// `--max-instances`. `0` turns it off.
+    #[arg(long, default_value_t = wisp_host::DEFAULT_MAX_PREPARED, value_name = "N")]
+    prepare: usize,
     /// Versions kept per function: the newest N, plus any that holds traffic
     /// or is the rollback target; older ones are garbage-collected.
     #[arg(long, default_value_t = wisp_host::DEFAULT_KEEP_VERSIONS, value_name = "N", value_parser = parse_keep_versions)]
@@ -213,6 +220,7 @@ impl Serve {
             data_dir: self.data_dir.clone(),
             max_upload_bytes: self.max_upload,
             max_instances: self.max_instances,
+            max_prepared: self.prepare,
             residency: wisp_host::Residency {
                 max_loaded: self.max_loaded,
                 max_loaded_bytes: self.max_loaded_bytes,

@@ -64,6 +64,10 @@ pub(crate) struct BenchCommand {
     /// Sandboxes held alive at once to measure memory per sandbox.
     #[arg(long, default_value_t = 100)]
     memory_probe: usize,
+    /// Sandboxes prepared ahead of their request, as `wisp serve --prepare`
+    /// (`0`: every request instantiates on its own critical path).
+    #[arg(long, default_value_t = wisp_host::DEFAULT_MAX_PREPARED, value_name = "N")]
+    prepare: usize,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -93,6 +97,7 @@ impl BenchCommand {
             path: self.path,
             body,
             memory_probe: self.memory_probe,
+            prepare: self.prepare,
         };
         let report = crate::bench::run(Bytes::from(wasm), &options).await?;
         if self.json {

@@ -37,6 +37,10 @@ pub struct HostConfig {
     /// or `--max-loaded-bytes`, the least recently used is evicted (its
     /// next request loads it again).
     pub residency: super::Residency,
+    /// Sandboxes prepared ahead of their request, host-wide (one per
+    /// component version with recent traffic; 0 turns preparing off).
+    /// Their pool slots come on top of `max_instances`.
+    pub max_prepared: usize,
     /// Use the pooling allocator (off only for benchmarks).
     pub pooling: bool,
     /// How long a request waits for a free slot before 503.
@@ -101,6 +105,7 @@ impl Default for HostConfig {
             max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
             max_instances: engine::DEFAULT_MAX_INSTANCES,
             residency: super::Residency::default(),
+            max_prepared: crate::runtime::prepared::DEFAULT_MAX_PREPARED,
             pooling: true,
             queue_timeout: limits::DEFAULT_QUEUE_TIMEOUT,
             keep_versions: DEFAULT_KEEP_VERSIONS,

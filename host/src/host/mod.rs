@@ -27,6 +27,7 @@ use crate::request::slots::HostSlots;
 use crate::runtime::compiler;
 use crate::runtime::engine::{self, EngineOptions, EpochTicker};
 use crate::runtime::function::{Function, IdleSandbox, Linkers, LoadedCode, VersionInfo};
+use crate::runtime::prepared::PreparedBudget;
 use crate::runtime::sandbox::GuestMemory;
 use crate::runtime::services::GuestServices;
 use crate::state::{KvBackend, RedbStore, SecretStore};
@@ -69,6 +70,8 @@ pub(crate) struct HostInner {
     pub(crate) calls: CallStore,
     per_function: PerFunction,
     code: CodeCache,
+    /// The bound on sandboxes prepared ahead.
+    pub(crate) prepared: PreparedBudget,
     /// The cluster this host belongs to, in cluster mode.
     #[cfg(feature = "cluster")]
     pub(crate) cluster: Option<Arc<crate::cluster::Cluster>>,
@@ -86,7 +89,9 @@ impl Host {
     /// Problems with individual functions are returned, not fatal.
     pub async fn start(config: HostConfig) -> Result<(Host, Vec<LoadProblem>), StartError> {
         let engine = engine::build(&EngineOptions {
-            max_instances: config.max_instances,
+            max_instances: config
+                .max_instances
+                .saturating_add(u32::try_from(config.max_prepared).unwrap_or(u32::MAX)),
             pooling: config.pooling,
         })
         .map_err(|e| StartError::Engine(format!("{e:#}")))?;
@@ -145,6 +150,7 @@ impl Host {
             metrics.guest_memory().clone(),
         );
         let residency = config.residency;
+        let max_prepared = config.max_prepared;
         let host = Host {
             inner: Arc::new(HostInner {
                 config,
@@ -165,12 +171,14 @@ impl Host {
                 calls,
                 per_function: PerFunction::default(),
                 code: CodeCache::new(residency),
+                prepared: PreparedBudget::new(max_prepared),
                 #[cfg(feature = "cluster")]
                 cluster,
             }),
         };
         host.sweep_removed_state().await;
         crate::events::cron::start(Arc::downgrade(&host.inner));
+        crate::runtime::prepared::sweep(Arc::downgrade(&host.inner));
         let problems = host.load_stored(stored).await;
         // Stored calls run only once the functions they call are loaded.
         crate::events::calls::start(

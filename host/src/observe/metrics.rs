@@ -77,6 +77,8 @@ pub struct Metrics {
     code_evictions: Counter,
     code_resident: Gauge,
     code_resident_bytes: Gauge,
+    sandboxes_prepared: Counter,
+    prepared_used: Counter,
     slots_in_use: Gauge,
     buffered: Gauge,
     guest_memory: Gauge,
@@ -116,6 +118,8 @@ impl Metrics {
         let code_evictions = Counter::default();
         let code_resident = Gauge::default();
         let code_resident_bytes = Gauge::default();
+        let sandboxes_prepared = Counter::default();
+        let prepared_used = Counter::default();
         let slots_in_use = Gauge::default();
         let buffered = Gauge::default();
         let guest_memory = Gauge::default();
@@ -131,7 +135,7 @@ impl Metrics {
         );
         registry.register(
             "instantiate_duration_seconds",
-            "Time to create a fresh sandbox (cold start) per request",
+            "Time to create a fresh sandbox (cold start) per request that did not find one prepared ahead",
             instantiate.clone(),
         );
         registry.register(
@@ -217,6 +221,16 @@ impl Metrics {
             code_resident_bytes.clone(),
         );
         registry.register(
+            "sandboxes_prepared",
+            "Fresh sandboxes made ahead of their request, in spare time (each serves one request or is dropped)",
+            sandboxes_prepared.clone(),
+        );
+        registry.register(
+            "prepared_sandboxes_used",
+            "Requests that found a prepared sandbox instead of instantiating on their critical path",
+            prepared_used.clone(),
+        );
+        registry.register(
             "pool_slots_in_use",
             "Instance slots held by running requests",
             slots_in_use.clone(),
@@ -252,6 +266,8 @@ impl Metrics {
             code_evictions,
             code_resident,
             code_resident_bytes,
+            sandboxes_prepared,
+            prepared_used,
             slots_in_use,
             buffered,
             guest_memory,
@@ -289,6 +305,16 @@ impl Metrics {
             .set(i64::try_from(resident).unwrap_or(i64::MAX));
         self.code_resident_bytes
             .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+    }
+
+    /// The counter of sandboxes prepared ahead.
+    pub(crate) fn prepared_counter(&self) -> Counter {
+        self.sandboxes_prepared.clone()
+    }
+
+    /// Counts a request that found a prepared sandbox.
+    pub(crate) fn record_prepared_used(&self) {
+        self.prepared_used.inc();
     }
 
     /// Loads of compiled code since start.

@@ -249,6 +249,9 @@ impl Host {
                 response
             }
         };
+        if self.inner.config.max_prepared > 0 {
+            self.prepare_next(&function);
+        }
         metrics.record_status(response.status());
         spans::record_status(&span, response.status());
         function.history().record(

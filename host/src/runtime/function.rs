@@ -19,8 +19,9 @@ use crate::request::connection::ConnectionInfo;
 use crate::request::slots::SlotTicket;
 use crate::request::trace::RequestTrace;
 use crate::runtime::abi::cgi::{self, CgiCall, CgiState};
-use crate::runtime::abi::http::{self, HttpCall, HttpState};
+use crate::runtime::abi::http::{self, HttpCall, HttpState, ReadySandbox};
 use crate::runtime::abi::output::OutputCapture;
+use crate::runtime::prepared::Prepared;
 use crate::runtime::sandbox::GuestMemory;
 use crate::runtime::services::GuestServices;
 use std::path::Path;
@@ -212,6 +213,7 @@ pub struct Function {
     code: Arc<CodeSlot>,
     meter: Meter,
     slots: Arc<Semaphore>,
+    prepared: Prepared,
 }
 
 /// What identifies a version besides its code.
@@ -243,7 +245,36 @@ impl Function {
             code,
             meter,
             slots: Arc::new(Semaphore::new(max_concurrency.min(Semaphore::MAX_PERMITS))),
+            prepared: Prepared::default(),
         }
+    }
+
+    /// Its prepared sandbox, if one waits.
+    pub(crate) fn prepared(&self) -> &Prepared {
+        &self.prepared
+    }
+
+    /// True for a `wasi:http` component (the ABI whose sandboxes are
+    /// prepared ahead).
+    pub(crate) fn is_component(&self) -> bool {
+        self.code.abi == Abi::WasiHttp
+    }
+
+    /// Makes a sandbox of `code`, this version's loaded code, for its next
+    /// request (a component's; see `runtime/prepared.rs`).
+    pub(crate) async fn prepare(&self, code: &LoadedCode) -> Result<ReadySandbox, InvokeError> {
+        let Code::Http(pre) = &code.0 else {
+            return Err(InvokeError::Internal("only components are prepared".into()));
+        };
+        http::prepare(
+            pre,
+            self.name.clone(),
+            &self.settings,
+            self.outbound.clone(),
+            self.services.clone(),
+            self.meter.guest_memory.clone(),
+        )
+        .await
     }
 
     /// Its code's slot: the compiled code, when loaded.
@@ -329,6 +360,10 @@ impl Function {
                     request_id: request_id.clone(),
                     permit,
                     body_too_slow: body_too_slow.clone(),
+                    ready: self
+                        .prepared
+                        .take()
+                        .inspect(|_| host.metrics().record_prepared_used()),
                 };
                 http::invoke(call, request).await
             }

@@ -31,8 +31,8 @@ use tracing::Instrument;
 use wasmtime::component::{Linker, ResourceTable};
 use wasmtime::{Engine, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
-use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
+use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 use wisp_spec::headers::content_length;
@@ -206,6 +206,49 @@ pub fn new_store(
     Ok(store)
 }
 
+/// A sandbox made before its request (see `runtime/prepared.rs`): a fresh
+/// store with the component instantiated, which serves exactly one request.
+pub struct ReadySandbox {
+    store: Store<HttpState>,
+    proxy: Proxy,
+    stdout: OutputCapture,
+    stderr: OutputCapture,
+}
+
+/// Makes a sandbox of `pre` for a later request of `function`, exactly as
+/// the request would have made it.
+pub async fn prepare(
+    pre: &ProxyPre<HttpState>,
+    function: Arc<str>,
+    settings: &Settings,
+    outbound: Arc<[OutboundRule]>,
+    services: Arc<GuestServices>,
+    memory: Arc<GuestMemory>,
+) -> Result<ReadySandbox, InvokeError> {
+    let stdout = OutputCapture::new(GUEST_OUTPUT_CAP_BYTES);
+    let stderr = OutputCapture::new(GUEST_OUTPUT_CAP_BYTES);
+    let mut store = new_store(
+        pre.engine(),
+        function,
+        settings,
+        outbound,
+        services,
+        stdout.clone(),
+        stderr.clone(),
+        memory,
+    )?;
+    let proxy = pre
+        .instantiate_async(&mut store)
+        .await
+        .map_err(|e| InvokeError::Internal(format!("{e:#}")))?;
+    Ok(ReadySandbox {
+        store,
+        proxy,
+        stdout,
+        stderr,
+    })
+}
+
 /// Everything one component invocation needs, owned, so the guest can run in
 /// its own task.
 pub struct HttpCall {
@@ -231,9 +274,12 @@ pub struct HttpCall {
     pub body_too_slow: Arc<AtomicBool>,
     /// Where the guest's chained calls come from.
     pub chain: ChainOrigin,
+    /// A sandbox prepared for it, if one was waiting.
+    pub ready: Option<ReadySandbox>,
 }
 
-/// Runs `request` through a fresh instance of the component.
+/// Runs `request` through a fresh instance of the component: the one
+/// prepared for it, or one made now.
 pub async fn invoke(
     call: HttpCall,
     request: http::Request<RequestBody>,
@@ -250,6 +296,7 @@ pub async fn invoke(
         permit,
         body_too_slow,
         chain,
+        ready,
     } = call;
     let limits = settings.limits.clone();
     let declared_length =
@@ -269,18 +316,29 @@ pub async fn invoke(
     let request = request
         .map(|body| LimitedBody::new(body, limits.max_request_body_bytes, too_large.clone()));
 
-    let stdout = OutputCapture::new(GUEST_OUTPUT_CAP_BYTES);
-    let stderr = OutputCapture::new(GUEST_OUTPUT_CAP_BYTES);
-    let mut store = new_store(
-        pre.engine(),
-        function.clone(),
-        &settings,
-        outbound,
-        services,
-        stdout.clone(),
-        stderr.clone(),
-        meter.guest_memory.clone(),
-    )?;
+    let (mut store, proxy, stdout, stderr) = match ready {
+        Some(ready) => {
+            let mut store = ready.store;
+            // Its time slice and fuel start now, not when it was made.
+            sandbox::prepare_store(&mut store, &limits)?;
+            (store, Some(ready.proxy), ready.stdout, ready.stderr)
+        }
+        None => {
+            let stdout = OutputCapture::new(GUEST_OUTPUT_CAP_BYTES);
+            let stderr = OutputCapture::new(GUEST_OUTPUT_CAP_BYTES);
+            let store = new_store(
+                pre.engine(),
+                function.clone(),
+                &settings,
+                outbound,
+                services,
+                stdout.clone(),
+                stderr.clone(),
+                meter.guest_memory.clone(),
+            )?;
+            (store, None, stdout, stderr)
+        }
+    };
     let hooks = &mut store.data_mut().hooks;
     hooks.chain = Some(chain);
     hooks.span = trace.span.clone();
@@ -305,10 +363,14 @@ pub async fn invoke(
         let _permit = permit;
         let started = Instant::now();
         let run = async {
-            let proxy = pre
-                .instantiate_async(&mut store)
-                .instrument(spans::instantiate_span(&trace.span))
-                .await?;
+            let proxy = match proxy {
+                Some(proxy) => proxy,
+                None => {
+                    pre.instantiate_async(&mut store)
+                        .instrument(spans::instantiate_span(&trace.span))
+                        .await?
+                }
+            };
             let instantiated = started.elapsed();
             meter.metrics.record_instantiate(instantiated);
             trace.set_instantiate(instantiated);
@@ -344,6 +406,7 @@ pub async fn invoke(
             &stdout.contents(),
             &stderr.contents(),
         );
+        tear_down_later(store);
         result
     });
 
@@ -393,6 +456,15 @@ pub async fn invoke(
         )
         .boxed_unsync()
     }))
+}
+
+/// Drops a finished sandbox's store (its instance back to the pool, its
+/// memory reset) in a task of its own, after the response's last frame
+/// rather than before it. Outside a runtime it is dropped at once.
+fn tear_down_later(store: Store<HttpState>) {
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(async move { drop(store) });
+    }
 }
 
 /// A guest's whole run for one request: instantiate, handle, account.

@@ -1,0 +1,148 @@
+//! Sandboxes made before their request: after a request of a component
+//! function, the host creates its next fresh sandbox (a new store, the
+//! component instantiated from the pool) in spare time, so the next request
+//! finds one ready instead of instantiating on its critical path.
+//!
+//! A prepared sandbox is exactly what a request would have created for
+//! itself: it serves one request and is dropped, never reused. At most one
+//! waits per version, and at most [`PreparedBudget`]'s bound host-wide
+//! (`wisp serve --prepare N`, its pool slots reserved on top of
+//! `--max-instances`). One left unused for [`PREPARED_IDLE`] is dropped by
+//! [`sweep`], so idle functions hold nothing. CGI modules are not prepared.
+
+use crate::host::Host;
+use crate::runtime::abi::http::ReadySandbox;
+use crate::runtime::function::Function;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+/// Default number of prepared sandboxes waiting at once, host-wide.
+pub const DEFAULT_MAX_PREPARED: usize = 64;
+
+/// How long a prepared sandbox may wait for a request before it is dropped.
+pub const PREPARED_IDLE: Duration = Duration::from_secs(5);
+
+/// The host-wide bound on prepared sandboxes.
+#[derive(Debug)]
+pub(crate) struct PreparedBudget {
+    max: usize,
+    held: Arc<AtomicUsize>,
+}
+
+/// One prepared sandbox's place in the budget, given back on drop.
+pub(crate) struct PreparedPermit(Arc<AtomicUsize>);
+
+impl Drop for PreparedPermit {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl PreparedBudget {
+    /// A budget of `max` prepared sandboxes (0: none are prepared).
+    pub(crate) fn new(max: usize) -> PreparedBudget {
+        PreparedBudget {
+            max,
+            held: Arc::default(),
+        }
+    }
+
+    fn try_take(&self) -> Option<PreparedPermit> {
+        self.held
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |held| {
+                (held < self.max).then_some(held + 1)
+            })
+            .ok()
+            .map(|_| PreparedPermit(self.held.clone()))
+    }
+}
+
+/// A version's prepared sandbox, if one waits, and whether one is being made.
+#[derive(Default)]
+pub(crate) struct Prepared {
+    ready: Mutex<Option<Ready>>,
+    preparing: AtomicBool,
+}
+
+struct Ready {
+    sandbox: ReadySandbox,
+    made: Instant,
+    _permit: PreparedPermit,
+}
+
+impl Prepared {
+    /// The waiting sandbox, taken for one request.
+    pub(crate) fn take(&self) -> Option<ReadySandbox> {
+        let taken = lock(&self.ready).take()?;
+        Some(taken.sandbox)
+    }
+
+    /// Drops a sandbox that has waited longer than `idle`.
+    fn expire(&self, idle: Duration) {
+        let mut ready = lock(&self.ready);
+        if ready.as_ref().is_some_and(|r| r.made.elapsed() >= idle) {
+            *ready = None;
+        }
+    }
+}
+
+impl Host {
+    /// Starts making `function`'s next sandbox in the background, unless
+    /// one waits or is being made, its code is not resident, or the host's
+    /// budget is used up.
+    pub(crate) fn prepare_next(&self, function: &Arc<Function>) {
+        let prepared = function.prepared();
+        if !function.is_component() || lock(&prepared.ready).is_some() {
+            return;
+        }
+        let Some(code) = function.code().get() else {
+            return;
+        };
+        if prepared.preparing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let Some(permit) = self.inner.prepared.try_take() else {
+            prepared.preparing.store(false, Ordering::Release);
+            return;
+        };
+        let function = function.clone();
+        let made_count = self.inner.metrics.prepared_counter();
+        tokio::spawn(async move {
+            let made = function.prepare(&code).await;
+            let prepared = function.prepared();
+            if let Ok(sandbox) = made {
+                made_count.inc();
+                *lock(&prepared.ready) = Some(Ready {
+                    sandbox,
+                    made: Instant::now(),
+                    _permit: permit,
+                });
+            }
+            prepared.preparing.store(false, Ordering::Release);
+        });
+    }
+}
+
+/// Every second, drops the prepared sandboxes that waited longer than
+/// [`PREPARED_IDLE`], until the host is gone.
+pub(crate) fn sweep(host: Weak<crate::host::HostInner>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            let Some(inner) = host.upgrade() else { return };
+            let snapshot = inner.registry.snapshot_full();
+            drop(inner);
+            for entry in snapshot.entries().values() {
+                for function in entry.versions.values() {
+                    function.prepared().expire(PREPARED_IDLE);
+                }
+            }
+        }
+    });
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
