@@ -1,6 +1,6 @@
-//! Restart: the time for a host to load N already-compiled functions from
-//! its data dir (read records, verify checksums, mmap, pre-link) and be ready
-//! to serve, for N = 1, 100 and 1000. Nothing is recompiled.
+//! Restart: the time for a host to start on N already-compiled functions in
+//! its data dir (read records; code loads on each function's first request)
+//! and be ready to serve, for N = 1, 100 and 1000. Nothing is recompiled.
 
 #![allow(missing_docs)] // criterion_group! generates undocumented items
 

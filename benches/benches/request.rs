@@ -1,6 +1,8 @@
 //! Cold request in-process: a whole request through the library API — a new
 //! sandbox, the handler, the full response body, teardown — for `hello`,
-//! `echo` with 1 KiB and 1 MiB bodies, and the CGI guest.
+//! `echo` with 1 KiB and 1 MiB bodies, and the CGI guest; `hello` also with
+//! no sandbox prepared ahead (`--prepare 0`), and as the first request
+//! after its code was evicted (a load from disk on its critical path).
 
 #![allow(missing_docs)] // criterion_group! generates undocumented items
 
@@ -38,6 +40,33 @@ fn cold_requests(c: &mut Criterion) {
             .iter(|| Bench::request(&host, "GET", "/cgi", Bytes::new()))
     });
     group.finish();
+
+    let unprepared = Bench::with(|config| config.max_prepared = 0);
+    unprepared.deploy("hello", artifacts::HELLO_COMPONENT, "/hello");
+    let host = unprepared.host.clone();
+    let mut group = c.benchmark_group("cold-request");
+    group.bench_function("hello-unprepared", |b| {
+        b.to_async(&unprepared.runtime)
+            .iter(|| Bench::request(&host, "GET", "/hello", Bytes::new()))
+    });
+    group.finish();
+
+    // Room for one artifact: requests alternating between two functions
+    // each load their code (verify, mmap, pre-link) first.
+    let evicting = Bench::with(|config| config.residency.max_loaded = 1);
+    evicting.deploy("hello", artifacts::HELLO_COMPONENT, "/hello");
+    evicting.deploy("cgi", artifacts::CGI_HELLO_MODULE, "/cgi");
+    let host = evicting.host.clone();
+    let mut group = c.benchmark_group("first-request-after-eviction");
+    group.bench_function("hello-then-cgi-hello", |b| {
+        b.to_async(&evicting.runtime).iter(|| async {
+            Bench::request(&host, "GET", "/hello", Bytes::new()).await;
+            Bench::request(&host, "GET", "/cgi", Bytes::new()).await
+        })
+    });
+    group.finish();
+    let loads = evicting.host.metrics().code_loads();
+    assert!(loads > 2, "the requests did not load code ({loads} loads)");
 }
 
 criterion_group!(benches, cold_requests);

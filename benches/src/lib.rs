@@ -24,17 +24,22 @@ pub struct Bench {
 impl Bench {
     /// A host with the pooling allocator on or off.
     pub fn new(pooling: bool) -> Bench {
+        Bench::with(|config| config.pooling = pooling)
+    }
+
+    /// A host with the default configuration, changed by `tweak`.
+    pub fn with(tweak: impl FnOnce(&mut HostConfig)) -> Bench {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
             .expect("runtime");
         let data = tempfile::tempdir().expect("temp dir");
-        let config = HostConfig {
+        let mut config = HostConfig {
             data_dir: data.path().to_owned(),
-            pooling,
             access_log: false,
             ..HostConfig::default()
         };
+        tweak(&mut config);
         let (host, _) = runtime.block_on(Host::start(config)).expect("host");
         Bench {
             runtime,
