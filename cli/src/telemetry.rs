@@ -64,11 +64,16 @@ impl Telemetry {
                 .with_tracked_inactivity(false)
                 .with_filter(Targets::new().with_target(SPAN_TARGET, LevelFilter::INFO))
         });
-        tracing_subscriber::registry()
-            .with(fmt)
-            .with(traces)
-            .try_init()
-            .context("installing logging")?;
+        // Without traces, no layer at all rather than an absent one: an
+        // absent (`None`) layer says it wants every callsite, which would
+        // make the host's spans live, at a cost on every request, with
+        // nothing to export them.
+        let logs_only = tracing_subscriber::registry().with(fmt);
+        match traces {
+            Some(traces) => logs_only.with(traces).try_init(),
+            None => logs_only.try_init(),
+        }
+        .context("installing logging")?;
         Ok(Telemetry { provider })
     }
 

@@ -571,7 +571,13 @@ async fn guests_together_stay_within_the_host_memory_budget() {
     );
     assert!(response.error().contains("48MiB"), "{}", response.error());
     assert_eq!(response.header("retry-after"), Some("1"));
-    // What it held is given back: others still run, and the gauge is empty.
+    // What it held is given back: others still run, and the gauge empties
+    // (once the sandbox prepared for hello's next request, unused, is
+    // dropped after 5 s).
     assert_eq!(wisp.get("/hello").await.status, StatusCode::OK);
-    assert_eq!(wisp.metric("wisp_guest_memory_bytes", &[]).await, 0.0);
+    let empty = eventually(Duration::from_secs(10), async || {
+        wisp.metric("wisp_guest_memory_bytes", &[]).await == 0.0
+    })
+    .await;
+    assert!(empty, "guest memory still held after every sandbox is gone");
 }

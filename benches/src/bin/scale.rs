@@ -279,18 +279,8 @@ async fn inflight(n: usize) {
     for _ in 0..n {
         let host = host.clone();
         requests.push(tokio::spawn(async move {
-            let response = host
-                .handle(
-                    http::Request::get("/sleep?ms=100")
-                        .body(http_body_util::Empty::<Bytes>::new())
-                        .expect("request"),
-                )
-                .await;
-            let status = response.status();
-            let body = http_body_util::BodyExt::collect(response.into_body())
-                .await
-                .map(|b| b.to_bytes());
-            status == 200 && body.is_ok_and(|b| &b[..] == b"slept 100 ms\n")
+            let (status, body) = get(&host, "/sleep?ms=100").await;
+            status == 200 && &body[..] == b"slept 100 ms\n"
         }));
     }
     let mut ok = 0;

@@ -168,7 +168,7 @@ impl Host {
         let key = self.inner.artifacts.compiled_key(&source);
         let host = self.clone();
         let function = name.to_owned();
-        let slot = self.code_slot(&key, abi, source.clone(), name);
+        let slot = self.inner.code.slot(&key, abi, source.clone(), name);
         let to_load = slot.clone();
         let (code, compile_ms, artifact_bytes) =
             tokio::task::spawn_blocking(move || -> Result<_, DeployError> {

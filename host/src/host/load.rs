@@ -153,7 +153,7 @@ impl Host {
         };
         // The code loads on the first request; only a missing artifact is
         // compiled now (a corrupt one is found when it loads).
-        let code = self.code_slot(&key, version.abi, source, &record.name);
+        let code = inner.code.slot(&key, version.abi, source, &record.name);
         if code.get().is_none() && !inner.artifacts.compiled_path(&key).exists() {
             self.verified_artifact(&code)?;
         }

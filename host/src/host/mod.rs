@@ -43,7 +43,6 @@ use wasmtime::Engine;
 use wisp_spec::api::{FunctionStats, UsageReport};
 use wisp_spec::inspect::Abi;
 use wisp_spec::settings::Settings;
-use wisp_spec::source::SourceHash;
 
 pub(crate) struct HostInner {
     pub(crate) config: HostConfig,
@@ -69,7 +68,8 @@ pub(crate) struct HostInner {
     /// Async calls, stored until they expire.
     pub(crate) calls: CallStore,
     per_function: PerFunction,
-    code: CodeCache,
+    /// Compiled code, loaded on demand.
+    pub(crate) code: CodeCache,
     /// The bound on sandboxes prepared ahead.
     pub(crate) prepared: PreparedBudget,
     /// The cluster this host belongs to, in cluster mode.
@@ -193,18 +193,6 @@ impl Host {
         }
 
         Ok((host, problems))
-    }
-
-    /// The slot of artifact `key` (compiled from `source`), shared with
-    /// every version that uses it; `function` names one of them in logs.
-    pub(crate) fn code_slot(
-        &self,
-        key: &str,
-        abi: Abi,
-        source: SourceHash,
-        function: &str,
-    ) -> Arc<CodeSlot> {
-        self.inner.code.slot(key, abi, source, function)
     }
 
     /// The loaded code of `slot`, for a request of function `function`:

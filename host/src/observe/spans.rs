@@ -78,7 +78,23 @@ pub(crate) fn dispatch_span(request: &Span) -> Span {
 
 /// The span of creating a request's sandbox.
 pub(crate) fn instantiate_span(request: &Span) -> Span {
-    tracing::info_span!(target: SPAN_TARGET, parent: request, "instantiate")
+    tracing::info_span!(
+        target: SPAN_TARGET,
+        parent: request,
+        "instantiate",
+        wisp.sandbox.prepared = false
+    )
+}
+
+/// The span of taking a sandbox prepared ahead (see
+/// `runtime/prepared.rs`): where a request would have instantiated.
+pub(crate) fn prepared_span(request: &Span) -> Span {
+    tracing::info_span!(
+        target: SPAN_TARGET,
+        parent: request,
+        "instantiate",
+        wisp.sandbox.prepared = true
+    )
 }
 
 /// The span of running a request's guest.

@@ -364,7 +364,10 @@ pub async fn invoke(
         let started = Instant::now();
         let run = async {
             let proxy = match proxy {
-                Some(proxy) => proxy,
+                Some(proxy) => {
+                    drop(spans::prepared_span(&trace.span).entered());
+                    proxy
+                }
                 None => {
                     pre.instantiate_async(&mut store)
                         .instrument(spans::instantiate_span(&trace.span))
