@@ -40,7 +40,7 @@ pub struct FunctionEntry {
     pub record: FunctionRecord,
     /// Its route, parsed.
     pub route: Route,
-    /// Its loaded versions by number.
+    /// Its versions by number (their code loads on a first request).
     pub versions: BTreeMap<u32, Arc<Function>>,
     /// Cumulative weights: `(upper bound, version)`, bounds ascending to 100.
     cumulative: Vec<(u8, u32)>,

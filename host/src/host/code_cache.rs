@@ -107,10 +107,18 @@ impl CodeSlot {
 pub(crate) struct Loaded {
     /// The code.
     pub(crate) code: Arc<LoadedCode>,
-    /// True when this call loaded it (false: another had).
-    pub(crate) fresh: bool,
+    /// Set when this call loaded it (`None`: it was resident already).
+    pub(crate) admitted: Option<Admission>,
+}
+
+/// How the resident set stands after a load.
+pub(crate) struct Admission {
     /// Artifacts evicted to make room.
     pub(crate) evicted: usize,
+    /// Artifacts loaded now.
+    pub(crate) resident: usize,
+    /// Their bytes.
+    pub(crate) bytes: u64,
 }
 
 /// Every artifact's slot, and the loaded ones.
@@ -185,8 +193,7 @@ impl CodeCache {
         if let Some(code) = slot.get() {
             return Ok(Loaded {
                 code,
-                fresh: false,
-                evicted: 0,
+                admitted: None,
             });
         }
         let loaded = artifact().and_then(|path| {
@@ -206,53 +213,45 @@ impl CodeCache {
         let code = Arc::new(code);
         slot.bytes.store(bytes, Ordering::Relaxed);
         slot.loaded.store(Some(code.clone()));
-        let evicted = self.admit(slot);
+        let admission = self.admit(slot);
         Ok(Loaded {
             code,
-            fresh: true,
-            evicted,
+            admitted: Some(admission),
         })
     }
 
     /// Adds `slot` to the resident set and evicts others, least recently
-    /// used first, until the budget holds; returns how many went.
-    fn admit(&self, slot: &Arc<CodeSlot>) -> usize {
+    /// used first, until the budget holds.
+    fn admit(&self, slot: &Arc<CodeSlot>) -> Admission {
         let mut resident = lock(&self.resident);
-        resident.retain(|s| {
-            s.upgrade()
-                .is_some_and(|s| s.get().is_some() && !Arc::ptr_eq(&s, slot))
-        });
-        resident.push(Arc::downgrade(slot));
-        let mut live: Vec<Arc<CodeSlot>> = resident.iter().filter_map(Weak::upgrade).collect();
-        let mut bytes: u64 = live.iter().map(|s| s.bytes.load(Ordering::Relaxed)).sum();
+        let mut live: Vec<Arc<CodeSlot>> = resident
+            .iter()
+            .filter_map(Weak::upgrade)
+            .filter(|s| s.get().is_some() && !Arc::ptr_eq(s, slot))
+            .collect();
+        let size = |s: &Arc<CodeSlot>| s.bytes.load(Ordering::Relaxed);
+        let mut bytes: u64 = live.iter().map(size).sum::<u64>() + size(slot);
         let mut evicted = 0;
-        while live.len() > self.budget.max_loaded.max(1) || bytes > self.budget.max_loaded_bytes {
-            let oldest = live
-                .iter()
-                .enumerate()
-                .filter(|(_, s)| !Arc::ptr_eq(s, slot))
-                .min_by_key(|(_, s)| s.last_used.load(Ordering::Relaxed))
-                .map(|(i, _)| i);
-            let Some(oldest) = oldest else { break };
+        // `live` holds the others; `slot` itself always stays.
+        while live.len() + 1 > self.budget.max_loaded.max(1) || bytes > self.budget.max_loaded_bytes
+        {
+            let Some(oldest) =
+                (0..live.len()).min_by_key(|&i| live[i].last_used.load(Ordering::Relaxed))
+            else {
+                break;
+            };
             let gone = live.swap_remove(oldest);
-            bytes -= gone.bytes.load(Ordering::Relaxed);
+            bytes -= size(&gone);
             gone.loaded.store(None);
             evicted += 1;
         }
+        live.push(slot.clone());
         *resident = live.iter().map(Arc::downgrade).collect();
-        evicted
-    }
-
-    /// Artifacts loaded now, and their bytes.
-    pub(crate) fn resident(&self) -> (usize, u64) {
-        let resident = lock(&self.resident);
-        resident
-            .iter()
-            .filter_map(Weak::upgrade)
-            .filter(|s| s.get().is_some())
-            .fold((0, 0), |(n, bytes), s| {
-                (n + 1, bytes + s.bytes.load(Ordering::Relaxed))
-            })
+        Admission {
+            evicted,
+            resident: live.len(),
+            bytes,
+        }
     }
 }
 

@@ -205,13 +205,16 @@ impl Host {
         slot: &Arc<CodeSlot>,
         function: &str,
     ) -> Result<Arc<LoadedCode>, InvokeError> {
-        if let Some(code) = slot.get() {
+        let resident = || {
+            let code = slot.get()?;
             self.inner.code.touch(slot);
+            Some(code)
+        };
+        if let Some(code) = resident() {
             return Ok(code);
         }
         let mut turn = slot.turn().await;
-        if let Some(code) = slot.get() {
-            self.inner.code.touch(slot);
+        if let Some(code) = resident() {
             return Ok(code);
         }
         if CodeSlot::failed_recently(&turn) {
@@ -244,11 +247,13 @@ impl Host {
         let loaded = inner
             .code
             .load(&inner.engine, &inner.linkers, slot, turn, artifact)?;
-        if loaded.fresh {
-            let (resident, bytes) = inner.code.resident();
-            inner
-                .metrics
-                .record_code_load(started.elapsed(), loaded.evicted, resident, bytes);
+        if let Some(admitted) = loaded.admitted {
+            inner.metrics.record_code_load(
+                started.elapsed(),
+                admitted.evicted,
+                admitted.resident,
+                admitted.bytes,
+            );
         }
         Ok(loaded.code)
     }
