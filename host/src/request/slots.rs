@@ -16,6 +16,11 @@
 //! * `wisp_request_duration_seconds` is measured from routing to the guest's
 //!   end (the last body byte it produced), or to the error answer of a
 //!   request that never ran.
+//!
+//! A host slot stands for an instance of the pool, so a component's request
+//! hands its host slot on to its sandbox's teardown ([`SlotPermit::finish`]):
+//! the slot is free only once the instance is back in the pool, and a new
+//! request can never find the pool full while the host has a free slot.
 
 use crate::error::{InvokeError, Limit};
 use crate::observe::metrics::{FunctionMetrics, Metrics};
@@ -126,7 +131,7 @@ impl HostSlots {
         self.in_use.inc();
         Ok(SlotPermit {
             _local: local,
-            _global: global,
+            global: Some(global),
             in_use: self.in_use.clone(),
             measure,
         })
@@ -137,9 +142,25 @@ impl HostSlots {
 /// them and records the request's duration.
 pub struct SlotPermit {
     _local: OwnedSemaphorePermit,
-    _global: OwnedSemaphorePermit,
+    global: Option<OwnedSemaphorePermit>,
     in_use: Gauge,
     measure: Measure,
+}
+
+impl SlotPermit {
+    /// Ends the request (its duration, its in-flight count, its function's
+    /// slot) and returns its host slot, to be dropped with the sandbox's
+    /// store once the instance is back in the pool.
+    pub fn finish(mut self) -> PoolSlot {
+        PoolSlot {
+            _slot: self.global.take(),
+        }
+    }
+}
+
+/// A host slot held by a finished request's sandbox until it is torn down.
+pub struct PoolSlot {
+    _slot: Option<OwnedSemaphorePermit>,
 }
 
 impl Drop for SlotPermit {

@@ -147,7 +147,7 @@ impl LoadedCode {
         services: &Arc<GuestServices>,
         memory: &Arc<GuestMemory>,
     ) -> Result<IdleSandbox, InvokeError> {
-        let fail = |e: wasmtime::Error| InvokeError::Internal(format!("{e:#}"));
+        let fail = crate::runtime::sandbox::instantiate_error;
         let store = match &self.0 {
             Code::Http(pre) => {
                 let sink = || OutputCapture::new(0);

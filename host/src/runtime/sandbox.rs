@@ -12,7 +12,7 @@ use crate::error::{HostFailure, InvokeError, Limit};
 use prometheus_client::metrics::gauge::Gauge;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use wasmtime::{Store, Trap};
+use wasmtime::{PoolConcurrencyLimitError, Store, Trap};
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 use wisp_spec::limits::{DEFAULT_TABLE_ELEMENTS_LIMIT, Limits};
 use wisp_spec::settings::Settings;
@@ -77,6 +77,22 @@ pub fn timeout_error(limits: &Limits) -> InvokeError {
     )
 }
 
+/// The error for an instantiation that failed before the guest ran: a full
+/// instance pool is `503` (retry shortly), anything else internal.
+pub fn instantiate_error(error: wasmtime::Error) -> InvokeError {
+    match error.downcast_ref::<PoolConcurrencyLimitError>() {
+        Some(_) => pool_full(),
+        None => InvokeError::Internal(format!("{error:#}")),
+    }
+}
+
+fn pool_full() -> InvokeError {
+    InvokeError::limit(
+        Limit::Concurrency,
+        "the host's instance pool is full; retry shortly",
+    )
+}
+
 /// Bytes of a failed guest's stderr quoted in the host log.
 const FAILURE_STDERR_TAIL_BYTES: usize = 2048;
 
@@ -106,6 +122,9 @@ pub fn explain_failure(
         } else {
             Err(InvokeError::Exit(exit.0))
         };
+    }
+    if error.downcast_ref::<PoolConcurrencyLimitError>().is_some() {
+        return Err(pool_full());
     }
     if memory.host_full {
         return Err(InvokeError::limit(

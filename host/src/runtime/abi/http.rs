@@ -15,7 +15,7 @@ use crate::observe::meter::{CpuTimed, GuestCost, Meter};
 use crate::observe::metrics::FunctionMetrics;
 use crate::observe::spans;
 use crate::request::body::{BoxError, CappedBody, LimitedBody, RequestBody, ResponseBody};
-use crate::request::slots::SlotPermit;
+use crate::request::slots::{PoolSlot, SlotPermit};
 use crate::request::trace::RequestTrace;
 use crate::runtime::abi::output::OutputCapture;
 use crate::runtime::sandbox;
@@ -240,7 +240,7 @@ pub async fn prepare(
     let proxy = pre
         .instantiate_async(&mut store)
         .await
-        .map_err(|e| InvokeError::Internal(format!("{e:#}")))?;
+        .map_err(sandbox::instantiate_error)?;
     Ok(ReadySandbox {
         store,
         proxy,
@@ -360,7 +360,6 @@ pub async fn invoke(
     let cap_label = function.clone();
     let metrics = meter.metrics.clone();
     let guest: GuestTask = Box::pin(async move {
-        let _permit = permit;
         let started = Instant::now();
         let run = async {
             let proxy = match proxy {
@@ -409,7 +408,7 @@ pub async fn invoke(
             &stdout.contents(),
             &stderr.contents(),
         );
-        tear_down_later(store);
+        tear_down_later(store, permit.finish());
         result
     });
 
@@ -463,10 +462,16 @@ pub async fn invoke(
 
 /// Drops a finished sandbox's store (its instance back to the pool, its
 /// memory reset) in a task of its own, after the response's last frame
-/// rather than before it. Outside a runtime it is dropped at once.
-fn tear_down_later(store: Store<HttpState>) {
-    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-        runtime.spawn(async move { drop(store) });
+/// rather than before it, then frees the host slot it held. Outside a
+/// runtime both are dropped at once.
+fn tear_down_later(store: Store<HttpState>, slot: PoolSlot) {
+    let tear_down = move || {
+        drop(store);
+        drop(slot);
+    };
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => drop(runtime.spawn(async move { tear_down() })),
+        Err(_) => tear_down(),
     }
 }
 
