@@ -93,6 +93,9 @@ pub struct BenchReport {
     pub requests_per_sec: f64,
     /// Status of the first response (to spot a benchmark of errors).
     pub status: u16,
+    /// Responses of the timed runs whose status differed from the first's
+    /// (a host error mid-run, which would make the figures meaningless).
+    pub other_statuses: u64,
 }
 
 /// Runs the benchmark on `wasm`.
@@ -137,11 +140,13 @@ async fn run_in(
     }
 
     let mut cold = Vec::with_capacity(options.samples);
+    let mut other_statuses = 0;
     let progress = crate::output::bar("cold starts", options.samples as u64);
     for i in 0..options.samples {
         let started = Instant::now();
-        request(&host, options).await;
+        let answered = request(&host, options).await.0;
         cold.push(started.elapsed());
+        other_statuses += u64::from(answered != status);
         progress.set_position(i as u64 + 1);
     }
     progress.finish_and_clear();
@@ -158,7 +163,7 @@ async fn run_in(
 
     let memory_per_instance_bytes = memory_per_sandbox(&host, options.memory_probe).await?;
     let linear_memory_bytes = host.usage("bench").map_or(0, |u| u.peak_memory_bytes);
-    let requests_per_sec = throughput(&host, options).await;
+    let (requests_per_sec, others) = throughput(&host, options, status).await;
 
     Ok(BenchReport {
         abi: report.abi.as_str().to_owned(),
@@ -172,6 +177,7 @@ async fn run_in(
         concurrency: options.concurrency,
         requests_per_sec,
         status,
+        other_statuses: other_statuses + others,
     })
 }
 
@@ -208,8 +214,9 @@ async fn memory_per_sandbox(host: &Host, count: usize) -> anyhow::Result<u64> {
     Ok(after.saturating_sub(before) / count as u64)
 }
 
-/// Requests per second with `concurrency` requests in flight for `duration`.
-async fn throughput(host: &Host, options: &BenchOptions) -> f64 {
+/// Requests per second with `concurrency` requests in flight for `duration`,
+/// and how many were answered with another status than `status`.
+async fn throughput(host: &Host, options: &BenchOptions, status: u16) -> (f64, u64) {
     let deadline = Instant::now() + options.duration;
     let started = Instant::now();
     let mut workers = Vec::new();
@@ -217,19 +224,21 @@ async fn throughput(host: &Host, options: &BenchOptions) -> f64 {
         let host = host.clone();
         let options = options.clone();
         workers.push(tokio::spawn(async move {
-            let mut served = 0u64;
+            let (mut served, mut others) = (0u64, 0u64);
             while Instant::now() < deadline {
-                request(&host, &options).await;
+                others += u64::from(request(&host, &options).await.0 != status);
                 served += 1;
             }
-            served
+            (served, others)
         }));
     }
-    let mut served = 0;
+    let (mut served, mut others) = (0, 0);
     for worker in workers {
-        served += worker.await.unwrap_or(0);
+        let (n, o) = worker.await.unwrap_or_default();
+        served += n;
+        others += o;
     }
-    served as f64 / started.elapsed().as_secs_f64()
+    (served as f64 / started.elapsed().as_secs_f64(), others)
 }
 
 impl BenchReport {
@@ -279,6 +288,12 @@ impl BenchReport {
             "samples                 {} (status {})\n",
             self.samples, self.status
         ));
+        if self.other_statuses > 0 {
+            out.push_str(&format!(
+                "warning: {} responses had another status than {}: these figures measure errors\n",
+                self.other_statuses, self.status
+            ));
+        }
         out
     }
 }

@@ -49,6 +49,10 @@ fn assert_sane(report: &serde_json::Value, abi: &str) {
         report["status"], 200,
         "benchmarked requests must succeed: {report}"
     );
+    assert_eq!(
+        report["other_statuses"], 0,
+        "every timed request must answer as the first did: {report}"
+    );
     assert_eq!(report["samples"], 20, "{report}");
     assert_eq!(report["concurrency"], 2, "{report}");
     assert!(report["compile_ms"].as_f64().unwrap() > 0.0, "{report}");
