@@ -1,7 +1,10 @@
 //! Sandboxes made before their request: after a request of a component
 //! function, the host creates its next fresh sandbox (a new store, the
 //! component instantiated from the pool) in spare time, so the next request
-//! finds one ready instead of instantiating on its critical path.
+//! finds one ready instead of instantiating on its critical path. Spare
+//! time means it: the making waits until every ready task has run, and is
+//! dropped if a request of the version came in meanwhile (a saturated host
+//! gains nothing from a hand-off).
 //!
 //! A prepared sandbox is exactly what a request would have created for
 //! itself: it serves one request and is dropped, never reused. At most one
@@ -13,7 +16,7 @@
 use crate::host::Host;
 use crate::runtime::abi::http::ReadySandbox;
 use crate::runtime::function::Function;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -63,6 +66,8 @@ impl PreparedBudget {
 pub(crate) struct Prepared {
     ready: Mutex<Option<Ready>>,
     preparing: AtomicBool,
+    /// Requests of the version so far (each one calls [`Prepared::take`]).
+    requests: AtomicU64,
 }
 
 struct Ready {
@@ -74,6 +79,7 @@ struct Ready {
 impl Prepared {
     /// The waiting sandbox, taken for one request.
     pub(crate) fn take(&self) -> Option<ReadySandbox> {
+        self.requests.fetch_add(1, Ordering::Relaxed);
         let taken = lock(&self.ready).take()?;
         Some(taken.sandbox)
     }
@@ -108,9 +114,19 @@ impl Host {
         };
         let function = function.clone();
         let made_count = self.inner.metrics.prepared_counter();
+        let seen = prepared.requests.load(Ordering::Relaxed);
         tokio::spawn(async move {
-            let made = function.prepare(&code).await;
+            // Spare time only: every task that is ready runs first. If a
+            // request of this version came in meanwhile, the CPU is busy
+            // with requests, and a sandbox made now would only move the
+            // request's own work around, at the cost of a hand-off.
+            tokio::task::yield_now().await;
             let prepared = function.prepared();
+            if prepared.requests.load(Ordering::Relaxed) != seen {
+                prepared.preparing.store(false, Ordering::Release);
+                return;
+            }
+            let made = function.prepare(&code).await;
             if let Ok(sandbox) = made {
                 made_count.inc();
                 *lock(&prepared.ready) = Some(Ready {
