@@ -91,7 +91,10 @@ async fn a_full_instance_pool_is_a_retryable_503() {
         panic!("a second sandbox fit in a pool of one");
     };
     assert_eq!(error.status(), 503, "{error}");
-    assert!(error.to_string().contains("instance pool is full"), "{error}");
+    assert!(
+        error.to_string().contains("instance pool is full"),
+        "{error}"
+    );
     drop(held);
     drop(host.instantiate("hello").await.unwrap());
 }

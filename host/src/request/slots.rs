@@ -19,8 +19,9 @@
 //!
 //! A host slot stands for an instance of the pool, so a component's request
 //! hands its host slot on to its sandbox's teardown ([`SlotPermit::finish`]):
-//! the slot is free only once the instance is back in the pool, and a new
-//! request can never find the pool full while the host has a free slot.
+//! the slot is free only once the instance is back in the pool. The pool
+//! holds one instance per host slot plus the prepared sandboxes, so a
+//! request that got a slot always finds room in it.
 
 use crate::error::{InvokeError, Limit};
 use crate::observe::metrics::{FunctionMetrics, Metrics};
