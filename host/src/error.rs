@@ -119,6 +119,9 @@ pub enum DeployError {
     /// serving its last known state.
     #[error("{0}; writes are refused until it is back (functions keep serving)")]
     ClusterUnavailable(String),
+    /// The host's storage is full; nothing was written (507).
+    #[error("{0}")]
+    InsufficientStorage(String),
 }
 
 /// A failure of the host's own files (the data dir, a directory granted to
@@ -176,6 +179,7 @@ impl DeployError {
             | DeployError::NoSuchCall(_) => StatusCode::NOT_FOUND,
             DeployError::StateLimit(_) => StatusCode::PAYLOAD_TOO_LARGE,
             DeployError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            DeployError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             _ => StatusCode::BAD_REQUEST,
         }
     }
@@ -202,6 +206,7 @@ impl DeployError {
             DeployError::InvalidTraffic(_) => "invalid-traffic",
             DeployError::BadRequest(_) => "bad-request",
             DeployError::Storage(_) => "storage",
+            DeployError::InsufficientStorage(_) => "insufficient-storage",
             DeployError::NoSuchKey { .. } => "no-such-key",
             DeployError::NoSuchCall(_) => "no-such-call",
             DeployError::StateLimit(_) => "state-limit",
@@ -240,11 +245,14 @@ pub enum Limit {
     KvValue,
     /// A write that would take a bucket over the host's bucket size limit.
     KvBucket,
+    /// A key-value read (`get-many`) that would return more bytes than the
+    /// guest's memory limit holds.
+    KvRead,
 }
 
 impl Limit {
     /// Every limit.
-    pub const ALL: [Limit; 12] = [
+    pub const ALL: [Limit; 13] = [
         Limit::Memory,
         Limit::Timeout,
         Limit::Concurrency,
@@ -257,6 +265,7 @@ impl Limit {
         Limit::KvKey,
         Limit::KvValue,
         Limit::KvBucket,
+        Limit::KvRead,
     ];
 
     /// The limit's name in JSON and metrics.
@@ -274,6 +283,7 @@ impl Limit {
             Limit::KvKey => "kv-key",
             Limit::KvValue => "kv-value",
             Limit::KvBucket => "kv-bucket",
+            Limit::KvRead => "kv-read",
         }
     }
 }
@@ -332,6 +342,13 @@ pub enum InvokeError {
     /// directory it cannot open); the host log has the detail.
     #[error("internal error: {0}")]
     Grant(HostFailure),
+    /// A cap on queued async calls leaves no room for this one (429, with
+    /// `Retry-After`).
+    #[error("{0}")]
+    QueueFull(String),
+    /// The host's storage is full (507).
+    #[error("{0}")]
+    InsufficientStorage(String),
 }
 
 impl InvokeError {
@@ -363,12 +380,15 @@ impl InvokeError {
                 | Limit::Fuel
                 | Limit::KvKey
                 | Limit::KvValue
-                | Limit::KvBucket => StatusCode::INTERNAL_SERVER_ERROR,
+                | Limit::KvBucket
+                | Limit::KvRead => StatusCode::INTERNAL_SERVER_ERROR,
             },
             InvokeError::BadCgiResponse(_) => StatusCode::BAD_GATEWAY,
             InvokeError::Unavailable(_) | InvokeError::Damaged(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
+            InvokeError::QueueFull(_) => StatusCode::TOO_MANY_REQUESTS,
+            InvokeError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             InvokeError::Trap(_)
             | InvokeError::Exit(_)
             | InvokeError::GuestError(_)
@@ -390,6 +410,8 @@ impl InvokeError {
             InvokeError::Unavailable(_) | InvokeError::Damaged(_) => "unavailable",
             InvokeError::BadRequest(_) => "bad-request",
             InvokeError::Internal(_) | InvokeError::Grant(_) => "internal",
+            InvokeError::QueueFull(_) => "queue-full",
+            InvokeError::InsufficientStorage(_) => "insufficient-storage",
         }
     }
 }
@@ -432,7 +454,13 @@ impl InvokeError {
             InvokeError::LimitExceeded { limit, .. } => Some(*limit),
             _ => None,
         };
-        json_error(self.status(), self.kind(), &self.to_string(), limit)
+        let mut response = json_error(self.status(), self.kind(), &self.to_string(), limit);
+        if matches!(self, InvokeError::QueueFull(_)) {
+            response
+                .headers_mut()
+                .insert(http::header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        response
     }
 }
 

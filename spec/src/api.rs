@@ -155,6 +155,11 @@ pub struct Health {
     /// In cluster mode, how this host stands with the cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<ClusterHealth>,
+    /// State files the host cannot use now (damaged), each named under the
+    /// data dir with why: calls that need one fail until the operator
+    /// repairs or removes it; every function keeps serving.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub damaged: Vec<String>,
 }
 
 /// A host's standing with its cluster, in `GET /healthz`.

@@ -23,7 +23,7 @@ fn header<'a>(call: &'a serde_json::Value, name: &str) -> Option<&'a str> {
 #[tokio::test]
 async fn an_async_request_gets_202_at_once_and_its_result_is_polled() {
     let wisp = Wisp::start();
-    wisp.deploy_ok("echo", artifacts::ECHO_COMPONENT, "route=/echo")
+    wisp.deploy_ok("echo", artifacts::ECHO_COMPONENT, "route=/echo&async=on")
         .await;
     let id = accept(
         &wisp,
@@ -75,8 +75,12 @@ async fn an_async_request_gets_202_at_once_and_its_result_is_polled() {
 #[tokio::test]
 async fn a_failing_call_is_retried_with_backoff_then_dead_lettered() {
     let wisp = Wisp::start_with(&["--retries", "2", "--retry-backoff", "200ms"]);
-    wisp.deploy_ok("hostile", artifacts::HOSTILE_COMPONENT, "route=/hostile")
-        .await;
+    wisp.deploy_ok(
+        "hostile",
+        artifacts::HOSTILE_COMPONENT,
+        "route=/hostile&async=on",
+    )
+    .await;
     let id = accept(&wisp, "/hostile/panic", &[], "").await;
     let call = finished(&wisp, &id, Duration::from_secs(30)).await;
     assert_eq!(call["state"], "failed", "{call}");
@@ -123,7 +127,7 @@ async fn a_finished_call_is_posted_to_an_allowed_callback_and_a_denied_one_is_re
     wisp.deploy_ok(
         "echo",
         artifacts::ECHO_COMPONENT,
-        &format!("route=/echo&allow-outbound={allowed}"),
+        &format!("route=/echo&async=on&allow-outbound={allowed}"),
     )
     .await;
     let callback = format!("{allowed}/hooks/done");
@@ -171,7 +175,7 @@ async fn a_finished_call_is_posted_to_an_allowed_callback_and_a_denied_one_is_re
 #[tokio::test]
 async fn no_call_is_lost_across_a_kill_9_with_200_pending() {
     let mut wisp = Wisp::start_with(&["--async-workers", "2"]);
-    wisp.deploy_ok("sleep", artifacts::SLEEP_COMPONENT, "route=/sleep")
+    wisp.deploy_ok("sleep", artifacts::SLEEP_COMPONENT, "route=/sleep&async=on")
         .await;
     let mut ids = Vec::new();
     for batch in 0..10 {

@@ -51,6 +51,14 @@ impl Wisp {
         Wisp::start_in(data, args.iter().map(|s| (*s).to_owned()).collect(), env)
     }
 
+    /// Starts a server with extra flags on a data dir that `prepare` has
+    /// laid out first (it gets the data dir's path, not yet created).
+    pub fn start_prepared(args: &[&str], prepare: impl FnOnce(&Path)) -> Wisp {
+        let data = tempfile::tempdir().expect("temp dir");
+        prepare(&data.path().join("data"));
+        Wisp::start_in(data, args.iter().map(|s| (*s).to_owned()).collect(), &[])
+    }
+
     /// Starts a server with extra flags whose process may open at most
     /// `files` files (soft and hard `RLIMIT_NOFILE`, set by `sh`'s `ulimit`).
     pub fn start_with_file_limit(args: &[&str], files: u32) -> Wisp {

@@ -319,10 +319,10 @@ async fn async_calls_accepted_by_one_host_run_on_any_and_are_read_from_every_hos
     let retries = ["--retries", "2", "--retry-backoff", "200ms"];
     let hosts = [join(&nats, &retries).await, join(&nats, &retries).await];
     hosts[0]
-        .deploy_ok("sleep", artifacts::SLEEP_COMPONENT, "route=/sleep")
+        .deploy_ok("sleep", artifacts::SLEEP_COMPONENT, "route=/sleep&async=on")
         .await;
     hosts[0]
-        .deploy_ok("echo", artifacts::ECHO_COMPONENT, "route=/echo")
+        .deploy_ok("echo", artifacts::ECHO_COMPONENT, "route=/echo&async=on")
         .await;
     assert!(serves(&hosts[1], "/sleep?ms=1", Duration::from_secs(5)).await);
 
@@ -335,7 +335,11 @@ async fn async_calls_accepted_by_one_host_run_on_any_and_are_read_from_every_hos
     // A failing call is retried after its backoff (on any host), then
     // dead-lettered.
     hosts[0]
-        .deploy_ok("hostile", artifacts::HOSTILE_COMPONENT, "route=/hostile")
+        .deploy_ok(
+            "hostile",
+            artifacts::HOSTILE_COMPONENT,
+            "route=/hostile&async=on",
+        )
         .await;
     let id = accept(&hosts[0], "/hostile/panic", &[], "").await;
     let call = finished(&hosts[1], &id, Duration::from_secs(30)).await;

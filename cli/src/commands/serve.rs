@@ -69,6 +69,18 @@ pub(crate) struct Serve {
         value_name = "TOKEN"
     )]
     admin_token: Option<String>,
+    /// A host name (without port) the admin API also answers when it has no
+    /// token; loopback names (`localhost`, `127.0.0.1`, `[::1]`) always are.
+    /// Any other `Host` is refused, so a web page cannot reach the API
+    /// through DNS rebinding. Repeatable.
+    #[arg(long = "admin-host", value_name = "NAME")]
+    admin_hosts: Vec<String>,
+    /// An origin (`https://ops.example.com`) whose pages may change state
+    /// through the admin API from a browser; by default only the admin
+    /// API's own pages may (a cross-origin change is refused, 403).
+    /// Repeatable.
+    #[arg(long = "admin-origin", value_name = "ORIGIN")]
+    admin_origins: Vec<String>,
     /// Join a cluster: keep deployed functions, their sources, key-value
     /// buckets and cron claims in this NATS server's JetStream, shared with
     /// every host started with the same URL (e.g. `nats://10.0.0.5:4222`;
@@ -171,9 +183,19 @@ pub(crate) struct Serve {
     /// after (at most an hour).
     #[arg(long, default_value = "1s", value_name = "DURATION", value_parser = parse_duration_flag)]
     retry_backoff: Duration,
-    /// How long a finished async call, and its result, is kept.
+    /// How long a finished async call, and its result, is kept (its
+    /// request body is deleted as soon as it finishes).
     #[arg(long, default_value = "24h", value_name = "DURATION", value_parser = parse_duration_flag)]
     call_retention: Duration,
+    /// Most async calls queued on this host at once, all functions together
+    /// (each function also has its own `async-max-queued`); past it a new
+    /// call is answered 429 with `Retry-After`. In a cluster, the cluster's.
+    #[arg(long, default_value_t = wisp_host::DEFAULT_MAX_QUEUED_CALLS, value_name = "N")]
+    max_queued_calls: u64,
+    /// Most bytes of queued async calls' request bodies at once, all
+    /// functions together. In a cluster, request and kept result bodies.
+    #[arg(long, default_value = "1GiB", value_name = "SIZE", value_parser = parse_size_flag)]
+    max_queued_call_bytes: u64,
     /// Bytes of request bodies held in memory at once (CGI bodies are read
     /// whole); default: an eighth of physical memory.
     #[arg(long, value_name = "SIZE", value_parser = parse_size_flag)]
@@ -255,6 +277,8 @@ impl Serve {
                 retries: self.retries,
                 backoff: self.retry_backoff,
                 retention: self.call_retention,
+                max_queued: self.max_queued_calls,
+                max_queued_bytes: self.max_queued_call_bytes,
             },
             trace_context: telemetry.trace_context(),
             cluster: self.cluster.clone().map(|url| wisp_host::ClusterConfig {
@@ -313,7 +337,10 @@ impl Serve {
             let host = public_host.clone();
             Box::pin(async move { host.handle(request).await })
         });
-        let admin_handler = AdminApi::new(host.clone(), self.admin_token.clone()).handler();
+        let admin_handler = AdminApi::new(host.clone(), self.admin_token.clone())
+            .with_allowed_hosts(self.admin_hosts.clone())
+            .with_allowed_origins(self.admin_origins.clone())
+            .handler();
         let public_task = tokio::spawn(wisp_host::serve(
             public,
             public_handler,

@@ -1,8 +1,10 @@
 //! `sdk-fetch`: calls out over HTTP with `wisp_sdk::fetch` — `?url=…` is
 //! fetched and its status, headers and body returned as JSON; with
 //! `?call=NAME&path=P` function NAME is called on `P` with `wisp_sdk::call`
-//! instead. The host's allow-list decides what it may reach; a denied call
-//! is answered 403.
+//! instead, with each `&header=NAME:VALUE` set on the call; with
+//! `&times=N` it makes the call N times and answers only the statuses, as
+//! `{"statuses": [200, …]}`. The host's allow-list decides what it may
+//! reach; a denied call is answered 403.
 
 use wisp_sdk::fetch::FetchError;
 use wisp_sdk::{HttpError, Json, Request, RequestExt, StatusCode};
@@ -15,12 +17,37 @@ async fn handle(request: Request) -> Result<Json<serde_json::Value>, HttpError> 
         }
         (None, Some(function)) => {
             let path = request.query_param("path").unwrap_or_else(|| "/".into());
-            let call = wisp_sdk::http::Request::get(path.as_str())
-                .body(Default::default())
-                .map_err(|e| HttpError::bad_request(e.to_string()))?;
+            let times: usize = match request.query_param("times") {
+                Some(times) => times
+                    .parse()
+                    .map_err(|_| HttpError::bad_request("`times` is not a number"))?,
+                None => 1,
+            };
+            let headers = query_values(&request, "header");
+            let make = || {
+                let mut call = wisp_sdk::http::Request::get(path.as_str());
+                for header in &headers {
+                    if let Some((name, value)) = header.split_once(':') {
+                        call = call.header(name, value);
+                    }
+                }
+                call.body(Default::default())
+                    .map_err(|e| HttpError::bad_request(e.to_string()))
+            };
+            if request.query_param("times").is_some() {
+                let mut statuses = Vec::with_capacity(times);
+                for _ in 0..times {
+                    let status = match wisp_sdk::call(&function, make()?).await {
+                        Ok(response) => response.status().as_u16(),
+                        Err(_) => 0,
+                    };
+                    statuses.push(status);
+                }
+                return Ok(Json(serde_json::json!({ "statuses": statuses })));
+            }
             (
                 format!("call {function} {path}"),
-                wisp_sdk::call(&function, call).await,
+                wisp_sdk::call(&function, make()?).await,
             )
         }
         (None, None) => {
@@ -51,6 +78,15 @@ async fn handle(request: Request) -> Result<Json<serde_json::Value>, HttpError> 
         }
         Err(other) => Err(HttpError::new(StatusCode::BAD_GATEWAY, other.to_string())),
     }
+}
+
+/// Every value of query parameter `name`, decoded.
+fn query_values(request: &Request, name: &str) -> Vec<String> {
+    let query = request.uri().query().unwrap_or_default();
+    form_urlencoded::parse(query.as_bytes())
+        .filter(|(key, _)| key == name)
+        .map(|(_, value)| value.into_owned())
+        .collect()
 }
 
 wisp_sdk::export!(async handle);

@@ -8,26 +8,32 @@
 //!   `SameSite=Strict`); `POST /console/logout` ends the session;
 //! * `GET /console/app.js` and `/console/style.css` are the app's files.
 //!
-//! The app calls the admin API itself. A request carrying a session cookie
-//! instead of a bearer token must also carry `x-wisp-console: 1` unless it
-//! only reads (a header no cross-site form can send), so another site
-//! cannot make the browser act for the operator.
+//! The app calls the admin API itself. A session also has an anti-CSRF
+//! token, written into the page it serves (never into a cookie): a request
+//! carrying the session cookie instead of a bearer token must also carry
+//! that token in `x-wisp-csrf` unless it only reads. The cookie alone is
+//! worth nothing: browsers do not keep cookies apart by port, so a function
+//! on the public port of the same host name could be sent it (the request
+//! path strips it before any guest sees it, see `request/inbound.rs`). A
+//! session ends after [`SESSION_IDLE_TIMEOUT`] without a request, and
+//! [`SESSION_MAX_AGE`] after sign-in in any case. Every page forbids
+//! framing (`frame-ancestors 'none'`, `X-Frame-Options: DENY`).
 
 use super::constant_time_eq;
 use crate::request::body::{ResponseBody, full};
+use crate::request::inbound::SESSION_COOKIE;
 use bytes::Bytes;
 use http::{HeaderValue, Method, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use std::collections::VecDeque;
+use std::collections::HashMap;
 use std::io::Read;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
-/// The session cookie's name.
-const COOKIE: &str = "wisp_session";
-
-/// The header a cookie-authenticated change must carry.
-pub(super) const CONSOLE_HEADER: &str = "x-wisp-console";
+/// The header a cookie-authenticated change must carry, holding the
+/// session's anti-CSRF token.
+pub(super) const CSRF_HEADER: &str = "x-wisp-csrf";
 
 /// Longest login form read.
 const MAX_FORM_BYTES: usize = 8 << 10;
@@ -40,40 +46,100 @@ const APP_JS: &str = include_str!("console/app.js");
 const STYLE_CSS: &str = include_str!("console/style.css");
 const LOGIN_HTML: &str = include_str!("console/login.html");
 
+/// A session ends after this long without a request.
+pub const SESSION_IDLE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+/// A session ends this long after sign-in, however busy.
+pub const SESSION_MAX_AGE: Duration = Duration::from_secs(12 * 60 * 60);
+
 /// The console's open sessions.
 #[derive(Debug, Default)]
 pub(super) struct Sessions {
-    /// Oldest first.
-    ids: Mutex<VecDeque<String>>,
+    /// By session id; at most [`MAX_SESSIONS`].
+    open: Mutex<HashMap<String, Session>>,
+}
+
+#[derive(Debug, Clone)]
+struct Session {
+    /// The anti-CSRF token: in the console's page, never in a cookie.
+    csrf: String,
+    created: Instant,
+    last_seen: Instant,
+}
+
+impl Session {
+    fn expired(&self, now: Instant) -> bool {
+        now.duration_since(self.created) >= SESSION_MAX_AGE
+            || now.duration_since(self.last_seen) >= SESSION_IDLE_TIMEOUT
+    }
 }
 
 impl Sessions {
+    /// Opens a session: its id (the cookie) and its anti-CSRF token.
     fn open(&self) -> std::io::Result<String> {
-        let mut bytes = [0u8; 32];
-        std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
-        let id: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        let mut ids = self.ids.lock().unwrap_or_else(|p| p.into_inner());
-        if ids.len() >= MAX_SESSIONS {
-            ids.pop_front();
+        let id = random_hex()?;
+        let csrf = random_hex()?;
+        let now = Instant::now();
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        open.retain(|_, session| !session.expired(now));
+        if open.len() >= MAX_SESSIONS
+            && let Some(oldest) = open
+                .iter()
+                .min_by_key(|(_, session)| session.created)
+                .map(|(id, _)| id.clone())
+        {
+            open.remove(&oldest);
         }
-        ids.push_back(id.clone());
+        open.insert(
+            id.clone(),
+            Session {
+                csrf,
+                created: now,
+                last_seen: now,
+            },
+        );
         Ok(id)
     }
 
     fn close(&self, id: &str) {
-        let mut ids = self.ids.lock().unwrap_or_else(|p| p.into_inner());
-        ids.retain(|open| open != id);
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        open.remove(id);
     }
 
-    /// True when `headers` carry the cookie of an open session.
-    pub(super) fn admits(&self, headers: &http::HeaderMap) -> bool {
-        let Some(id) = session_cookie(headers) else {
-            return false;
-        };
-        let ids = self.ids.lock().unwrap_or_else(|p| p.into_inner());
-        ids.iter()
-            .any(|open| constant_time_eq(open.as_bytes(), id.as_bytes()))
+    /// The anti-CSRF token of the live session whose cookie `headers`
+    /// carry, if any; the session's idle time starts again.
+    pub(super) fn admits(&self, headers: &http::HeaderMap) -> Option<String> {
+        let id = session_cookie(headers)?;
+        let now = Instant::now();
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        // A map lookup compares keys in variable time, so look by a value
+        // the caller does not control first: every open id, compared in
+        // constant time.
+        let known = open
+            .keys()
+            .find(|open| constant_time_eq(open.as_bytes(), id.as_bytes()))?
+            .clone();
+        let session = open.get_mut(&known)?;
+        if session.expired(now) {
+            open.remove(&known);
+            return None;
+        }
+        session.last_seen = now;
+        Some(session.csrf.clone())
     }
+}
+
+/// True when `headers` carry `csrf` in [`CSRF_HEADER`].
+pub(super) fn carries_csrf(headers: &http::HeaderMap, csrf: &str) -> bool {
+    headers
+        .get(CSRF_HEADER)
+        .is_some_and(|given| constant_time_eq(given.as_bytes(), csrf.as_bytes()))
+}
+
+fn random_hex() -> std::io::Result<String> {
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 fn session_cookie(headers: &http::HeaderMap) -> Option<&str> {
@@ -82,7 +148,7 @@ fn session_cookie(headers: &http::HeaderMap) -> Option<&str> {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
-        .find_map(|pair| pair.trim().strip_prefix(COOKIE)?.strip_prefix('='))
+        .find_map(|pair| pair.trim().strip_prefix(SESSION_COOKIE)?.strip_prefix('='))
 }
 
 /// True for the console's own paths.
@@ -90,25 +156,44 @@ pub(super) fn is_console_path(path: &str) -> bool {
     path == "/" || path.starts_with("/console/")
 }
 
+/// What a sign-in attempt came to, for the caller's lockout count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum SignIn {
+    /// Not a sign-in, or one on a host without a token.
+    None,
+    /// The right token.
+    Succeeded,
+    /// A wrong token.
+    Failed,
+}
+
 /// Serves a console path. `token` is the host's admin token, if any.
 pub(super) async fn serve(
     request: http::Request<Incoming>,
     token: Option<&[u8]>,
     sessions: &Sessions,
-) -> http::Response<ResponseBody> {
-    let signed_in = token.is_none() || sessions.admits(request.headers());
-    match (request.method(), request.uri().path()) {
-        (&Method::GET | &Method::HEAD, "/") if signed_in => page(INDEX_HTML),
-        (&Method::GET | &Method::HEAD, "/") => page(&LOGIN_HTML.replace("{message}", "")),
+) -> (http::Response<ResponseBody>, SignIn) {
+    let session = match token {
+        None => Some(String::new()),
+        Some(_) => sessions.admits(request.headers()),
+    };
+    let response = match (request.method(), request.uri().path()) {
+        (&Method::GET | &Method::HEAD, "/") => match &session {
+            Some(csrf) => page(&INDEX_HTML.replace("{csrf}", csrf).replace(
+                "{signed-in}",
+                if token.is_some() { "true" } else { "false" },
+            )),
+            None => page(&LOGIN_HTML.replace("{message}", "")),
+        },
         (&Method::GET | &Method::HEAD, "/console/app.js") => file(APP_JS, "text/javascript"),
         (&Method::GET | &Method::HEAD, "/console/style.css") => file(STYLE_CSS, "text/css"),
-        (&Method::POST, "/console/login") => login(request, token, sessions).await,
+        (&Method::POST, "/console/login") => return login(request, token, sessions).await,
         (&Method::POST, "/console/logout") => {
             if let Some(id) = session_cookie(request.headers()) {
                 sessions.close(id);
             }
             redirect_home(Some(format!(
-                "{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"
+                "{SESSION_COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"
             )))
         }
         _ => {
@@ -116,16 +201,17 @@ pub(super) async fn serve(
             *response.status_mut() = StatusCode::NOT_FOUND;
             response
         }
-    }
+    };
+    (response, SignIn::None)
 }
 
 async fn login(
     request: http::Request<Incoming>,
     token: Option<&[u8]>,
     sessions: &Sessions,
-) -> http::Response<ResponseBody> {
+) -> (http::Response<ResponseBody>, SignIn) {
     let Some(token) = token else {
-        return redirect_home(None);
+        return (redirect_home(None), SignIn::None);
     };
     let form = match Limited::new(request.into_body(), MAX_FORM_BYTES)
         .collect()
@@ -144,11 +230,12 @@ async fn login(
             "<p class=\"error\" id=\"login-error\">That is not the admin token.</p>",
         ));
         *response.status_mut() = StatusCode::UNAUTHORIZED;
-        return response;
+        return (response, SignIn::Failed);
     }
-    match sessions.open() {
+    let response = match sessions.open() {
         Ok(id) => redirect_home(Some(format!(
-            "{COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/"
+            "{SESSION_COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
+            SESSION_MAX_AGE.as_secs()
         ))),
         Err(error) => {
             tracing::error!("opening a console session failed: {error}");
@@ -156,7 +243,8 @@ async fn login(
             *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
             response
         }
-    }
+    };
+    (response, SignIn::Succeeded)
 }
 
 fn page(html: &str) -> http::Response<ResponseBody> {
@@ -170,8 +258,11 @@ fn file(text: &str, content_type: &'static str) -> http::Response<ResponseBody> 
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(
         "content-security-policy",
-        HeaderValue::from_static("default-src 'self'; style-src 'self'; img-src 'self' data:"),
+        HeaderValue::from_static(
+            "default-src 'self'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
+        ),
     );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     response
 }
 

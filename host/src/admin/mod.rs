@@ -29,8 +29,11 @@
 //! When the host has an admin token, every request but `/healthz` must carry
 //! `Authorization: Bearer <token>`; the comparison takes constant time. The
 //! web console (`/`, see `console.rs`) signs in with the same token and then
-//! uses a session cookie.
+//! uses a session cookie plus an anti-CSRF token. Before any of that,
+//! `access.rs` refuses foreign `Host`s (without a token), cross-origin
+//! changes, and clients locked out after failed authentications.
 
+mod access;
 mod calls;
 mod console;
 mod logs;
@@ -40,6 +43,7 @@ mod upload;
 use crate::error::{DeployError, json_error};
 use crate::host::Host;
 use crate::request::body::{ResponseBody, full};
+use crate::request::connection::ConnectionInfo;
 use crate::server::Handler;
 use bytes::Bytes;
 use http::{Method, StatusCode, header};
@@ -88,28 +92,83 @@ pub struct AdminApi {
     host: Host,
     token: Option<Arc<[u8]>>,
     sessions: Arc<console::Sessions>,
+    access: Arc<access::Access>,
 }
 
 impl AdminApi {
     /// The admin API of `host`; with `token`, every request but `/healthz`
-    /// must carry `Authorization: Bearer <token>`.
+    /// must carry `Authorization: Bearer <token>` (or a console session).
+    /// Without one, it answers only requests for a loopback host name.
     pub fn new(host: Host, token: Option<String>) -> AdminApi {
         AdminApi {
             host,
             token: token.map(|t| Arc::from(t.into_bytes())),
             sessions: Arc::default(),
+            access: Arc::default(),
         }
+    }
+
+    /// Also answers requests for these host names (without port) when the
+    /// API has no token; loopback names are always answered.
+    pub fn with_allowed_hosts(mut self, hosts: impl IntoIterator<Item = String>) -> AdminApi {
+        let hosts = hosts.into_iter().map(|h| h.to_ascii_lowercase()).collect();
+        self.access = Arc::new(access::Access::allowing(hosts, self.access.origins.clone()));
+        self
+    }
+
+    /// Lets pages of these origins (`https://ops.example.com`) change state
+    /// through the API from a browser; by default only the API's own may.
+    pub fn with_allowed_origins(mut self, origins: impl IntoIterator<Item = String>) -> AdminApi {
+        let origins = origins
+            .into_iter()
+            .map(|o| o.trim_end_matches('/').to_ascii_lowercase())
+            .collect();
+        self.access = Arc::new(access::Access::allowing(self.access.hosts.clone(), origins));
+        self
     }
 
     /// Answers one admin request.
     pub async fn handle(&self, request: http::Request<Incoming>) -> http::Response<ResponseBody> {
+        if request.uri().path() == "/healthz" {
+            return route(&self.host, request).await;
+        }
+        let client = request
+            .extensions()
+            .get::<ConnectionInfo>()
+            .copied()
+            .unwrap_or_default()
+            .remote
+            .ip();
+        if let Some(remaining) = self.access.locked_out(client) {
+            // Counted, but no longer than the lockout it already earned.
+            self.host.metrics().record_admin_auth_failure();
+            return access::locked_out_response(remaining).map(full);
+        }
+        if let Some(refused) = self.access.screen(&request, self.token.is_none()) {
+            return refused.map(full);
+        }
         if console::is_console_path(request.uri().path()) {
-            return console::serve(request, self.token.as_deref(), &self.sessions).await;
+            let (response, sign_in) =
+                console::serve(request, self.token.as_deref(), &self.sessions).await;
+            match sign_in {
+                console::SignIn::Failed => self.failed(client),
+                console::SignIn::Succeeded => self.access.succeeded(client),
+                console::SignIn::None => {}
+            }
+            return response;
         }
         match refusal(&request, self.token.as_deref(), &self.sessions) {
             None => route(&self.host, request).await,
-            Some(response) => response.map(full),
+            Some(response) => {
+                self.failed(client);
+                response.map(full)
+            }
         }
+    }
+
+    fn failed(&self, client: std::net::IpAddr) {
+        self.host.metrics().record_admin_auth_failure();
+        self.access.failed(client);
     }
 
     /// This API as a [`Handler`] for [`crate::serve`].
@@ -140,12 +199,9 @@ fn refusal(
     sessions: &console::Sessions,
 ) -> Option<http::Response<Bytes>> {
     let token = token?;
-    if request.uri().path() == "/healthz" {
-        return None;
-    }
     let reads = matches!(*request.method(), Method::GET | Method::HEAD);
-    if sessions.admits(request.headers())
-        && (reads || request.headers().contains_key(console::CONSOLE_HEADER))
+    if let Some(csrf) = sessions.admits(request.headers())
+        && (reads || console::carries_csrf(request.headers(), &csrf))
     {
         return None;
     }
@@ -214,6 +270,7 @@ async fn route(host: &Host, request: http::Request<Incoming>) -> http::Response<
                 functions: host.functions().len(),
                 compilations: host.metrics().compilations(),
                 cluster: host.cluster_health(),
+                damaged: host.damage(),
             },
         )),
         (&Method::GET, ["metrics"]) => {

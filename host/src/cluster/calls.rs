@@ -17,7 +17,7 @@
 //! (JetStream's `max_age`), so there is nothing to sweep.
 
 use super::{Cluster, ClusterError};
-use crate::events::calls::{CallRecord, Claim, QueueError, decode};
+use crate::events::calls::{AsyncCalls, CallRecord, Claim, Full, QueueError, decode};
 use async_nats::jetstream::consumer::{AckPolicy, PullConsumer, pull};
 use async_nats::jetstream::message::{AckKind, Acker};
 use async_nats::jetstream::{kv as js_kv, object_store, stream};
@@ -60,6 +60,11 @@ struct Running {
 pub(crate) struct ClusterCalls {
     cluster: Arc<Cluster>,
     retention: Duration,
+    /// Most calls queued in the cluster (the work queue's `max_msgs`).
+    max_queued: u64,
+    /// Most bytes of request and kept result bodies (the body store's
+    /// `max_bytes`).
+    max_body_bytes: u64,
     handles: OnceCell<Handles>,
     running: Mutex<HashMap<String, Running>>,
     /// Woken when a call is accepted here.
@@ -70,11 +75,26 @@ fn failed(error: impl std::fmt::Display) -> QueueError {
     QueueError::Cluster(error.to_string())
 }
 
+/// A JetStream refusal for want of room (the stream's or the body store's
+/// cap) as the queue being full; any other error as it is.
+fn full_when_over(error: QueueError) -> QueueError {
+    match &error {
+        QueueError::Cluster(text)
+            if text.contains("maximum") || text.contains("resource limits") =>
+        {
+            QueueError::Full(Full::Host { calls: 0, bytes: 0 })
+        }
+        _ => error,
+    }
+}
+
 impl ClusterCalls {
-    pub(crate) fn new(cluster: Arc<Cluster>, retention: Duration) -> ClusterCalls {
+    pub(crate) fn new(cluster: Arc<Cluster>, config: &AsyncCalls) -> ClusterCalls {
         ClusterCalls {
             cluster,
-            retention,
+            retention: config.retention,
+            max_queued: config.max_queued,
+            max_body_bytes: config.max_queued_bytes,
             handles: OnceCell::new(),
             running: Mutex::new(HashMap::new()),
             wake: Arc::new(Notify::new()),
@@ -86,15 +106,19 @@ impl ClusterCalls {
             .get_or_try_init(|| async {
                 self.cluster.ensure_connected().map_err(failed)?;
                 let js = &self.cluster.jetstream;
-                let stream = js
-                    .get_or_create_stream(stream::Config {
-                        name: STREAM.into(),
-                        subjects: vec![SUBJECT.into()],
-                        retention: stream::RetentionPolicy::WorkQueue,
-                        ..Default::default()
-                    })
-                    .await
-                    .map_err(failed)?;
+                // Created, or brought to this host's caps: a full queue
+                // refuses new calls rather than dropping old ones.
+                js.create_or_update_stream(stream::Config {
+                    name: STREAM.into(),
+                    subjects: vec![SUBJECT.into()],
+                    retention: stream::RetentionPolicy::WorkQueue,
+                    max_messages: i64::try_from(self.max_queued).unwrap_or(i64::MAX),
+                    discard: stream::DiscardPolicy::New,
+                    ..Default::default()
+                })
+                .await
+                .map_err(failed)?;
+                let stream = js.get_stream(STREAM).await.map_err(failed)?;
                 let consumer = stream
                     .get_or_create_consumer(
                         CONSUMER,
@@ -122,6 +146,7 @@ impl ClusterCalls {
                     .object_store(object_store::Config {
                         bucket: BODIES.into(),
                         max_age: self.retention,
+                        max_bytes: i64::try_from(self.max_body_bytes).unwrap_or(i64::MAX),
                         ..Default::default()
                     })
                     .await
@@ -172,15 +197,26 @@ impl ClusterCalls {
     /// cluster's workers; resolves once JetStream has all three.
     pub(crate) async fn accept(&self, record: &CallRecord, body: Bytes) -> Result<(), QueueError> {
         let handles = self.handles().await?;
-        self.put_body(handles, format!("req-{}", record.id), &body)
-            .await?;
-        self.put_record(handles, record).await?;
-        let js = &self.cluster.jetstream;
-        js.publish(SUBJECT, Bytes::from(record.id.clone()))
+        let request = format!("req-{}", record.id);
+        self.put_body(handles, request.clone(), &body)
             .await
-            .map_err(failed)?
-            .await
-            .map_err(failed)?;
+            .map_err(full_when_over)?;
+        let queued = async {
+            self.put_record(handles, record).await?;
+            let js = &self.cluster.jetstream;
+            js.publish(SUBJECT, Bytes::from(record.id.clone()))
+                .await
+                .map_err(failed)?
+                .await
+                .map_err(failed)
+        }
+        .await;
+        if let Err(error) = queued {
+            // Not queued: nothing of it may stay behind.
+            let _ = handles.bodies.delete(request.as_str()).await;
+            let _ = handles.records.purge(record.id.as_str()).await;
+            return Err(full_when_over(error));
+        }
         self.wake.notify_one();
         Ok(())
     }
@@ -199,6 +235,13 @@ impl ClusterCalls {
                 .await?;
         }
         self.put_record(handles, record).await?;
+        if record.state.is_final() {
+            // Its request is never made again: the body goes now.
+            let _ = handles
+                .bodies
+                .delete(format!("req-{}", record.id).as_str())
+                .await;
+        }
         let running = {
             let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
             running.remove(&record.id)

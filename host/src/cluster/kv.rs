@@ -228,11 +228,17 @@ impl KvBackend for NatsKv {
         &'a self,
         bucket: &'a BucketId,
         keys: &'a [String],
+        max_bytes: usize,
     ) -> KvFuture<'a, Vec<Option<Vec<u8>>>> {
         Box::pin(async move {
             let mut values = Vec::with_capacity(keys.len());
+            let mut total = 0;
             for key in keys {
-                values.push(self.get_value(bucket, key).await?);
+                let value = self.get_value(bucket, key).await?;
+                if let Some(value) = &value {
+                    crate::state::count_read(&mut total, value.len(), max_bytes)?;
+                }
+                values.push(value);
             }
             Ok(values)
         })

@@ -137,7 +137,7 @@ impl Cluster {
     pub(crate) fn stores(
         self: &Arc<Self>,
         limits: crate::state::KvLimits,
-        call_retention: Duration,
+        calls: &crate::events::calls::AsyncCalls,
     ) -> (
         Arc<dyn crate::state::KvBackend>,
         crate::events::calls::CallStore,
@@ -146,7 +146,7 @@ impl Cluster {
             Arc::new(NatsKv::new(self.clone(), limits)),
             crate::events::calls::CallStore::Cluster(Box::new(ClusterCalls::new(
                 self.clone(),
-                call_retention,
+                calls,
             ))),
         )
     }

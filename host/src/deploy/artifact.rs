@@ -218,25 +218,20 @@ impl ArtifactStore {
 }
 
 /// Writes `bytes` to `temp`, fsyncs it, renames it to `path` and fsyncs the
-/// directory. `temp` must be on the same file system as `path`. The error
-/// names the file of the step that failed: it is for the host log only.
+/// directory. `temp` must be on the same file system as `path`. The file is
+/// only the host's user's (mode `0600` from its creation on, see
+/// `host/private.rs`). The error names the file of the step that failed: it
+/// is for the host log only.
 pub fn write_file_atomically(temp: &Path, path: &Path, bytes: &[u8]) -> io::Result<()> {
-    write_with_mode(temp, path, bytes, 0o644)
-}
-
-/// As [`write_file_atomically`], for a file only the host's user may read
-/// (mode `0600` from its creation on).
-pub fn write_private_file_atomically(temp: &Path, path: &Path, bytes: &[u8]) -> io::Result<()> {
-    write_with_mode(temp, path, bytes, 0o600)
-}
-
-fn write_with_mode(temp: &Path, path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
     let result = (|| {
+        // Created exclusively (`O_EXCL`): a file already at the temp path
+        // (a crash's leftover) is removed first, never written through; if
+        // it cannot be, creating fails and says so.
+        let _ = fs::remove_file(temp);
         let mut file = fs::OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
+            .create_new(true)
+            .mode(0o600)
             .open(temp)
             .map_err(failed_at("creating", temp))?;
         file.write_all(bytes).map_err(failed_at("writing", temp))?;

@@ -9,7 +9,12 @@
 //! `traceparent` and `x-wisp-caller: CALLER`. It runs as its own request:
 //! its own version pick, limits, metering and access line, with trigger
 //! `chain`. A chain deeper than [`MAX_CHAIN_DEPTH`] calls is answered
-//! `508 Loop Detected` without running.
+//! `508 Loop Detected` without running; past [`MAX_CHAINED_CALLS`] calls
+//! started by one client request — at any depth, so a guest cannot fan out
+//! N calls at each of 8 levels — a call is answered `429 Too Many
+//! Requests` without running. A chained call also ends with its caller: it
+//! runs inside the caller's sandbox's outbound call, which is dropped when
+//! the caller's deadline ends it.
 
 use super::Trigger;
 use crate::host::Host;
@@ -18,6 +23,7 @@ use crate::request::trace::REQUEST_ID_HEADER;
 use http::{HeaderName, HeaderValue};
 use http_body_util::BodyExt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use wasmtime_wasi_http::{Error as HttpError, WasiBody};
 
 /// The W3C trace context header.
@@ -25,6 +31,41 @@ const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
 /// Most calls one chain may make, counting from the first request.
 pub const MAX_CHAIN_DEPTH: u32 = 8;
+
+/// Most chained calls one client request may lead to, counting every call
+/// of every function its calls run.
+pub const MAX_CHAINED_CALLS: u32 = 64;
+
+/// The chained calls left to one client request's tree of calls; shared by
+/// every sandbox in the tree through the callee requests' extensions.
+#[derive(Debug)]
+pub(crate) struct ChainBudget(AtomicU32);
+
+impl Default for ChainBudget {
+    fn default() -> Self {
+        ChainBudget(AtomicU32::new(MAX_CHAINED_CALLS))
+    }
+}
+
+impl ChainBudget {
+    /// The budget a request's calls draw from: the one its caller handed
+    /// on, or a fresh one for a request no call started.
+    pub(crate) fn of(extensions: &http::Extensions) -> Arc<ChainBudget> {
+        extensions
+            .get::<Arc<ChainBudget>>()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Takes one call from the budget; false when it is spent.
+    fn take(&self) -> bool {
+        self.0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                left.checked_sub(1)
+            })
+            .is_ok()
+    }
+}
 
 /// Request header naming the calling function of a chained request.
 pub const CALLER_HEADER: HeaderName = HeaderName::from_static("x-wisp-caller");
@@ -46,6 +87,8 @@ pub(crate) struct ChainOrigin {
     /// The caller's W3C `traceparent`, passed on when the guest's call
     /// sets none of its own.
     pub(crate) traceparent: Option<HeaderValue>,
+    /// The calls the whole tree of this client request may still make.
+    pub(crate) budget: Arc<ChainBudget>,
 }
 
 impl ChainOrigin {
@@ -75,6 +118,19 @@ impl ChainOrigin {
             );
             return loop_detected(depth);
         }
+        if !self.budget.take() {
+            tracing::warn!(
+                caller,
+                callee,
+                "chained call refused: this request's calls spent their budget"
+            );
+            return refusal(
+                http::StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "429 Too Many Requests: one request may lead to at most {MAX_CHAINED_CALLS} chained calls\n"
+                ),
+            );
+        }
         let (mut parts, body) = request.into_parts();
         // As if mounted at `/`: the path and query only.
         parts.uri = parts.uri.path_and_query().map_or_else(
@@ -83,6 +139,13 @@ impl ChainOrigin {
         );
         let headers = &mut parts.headers;
         headers.remove(http::header::HOST);
+        // The guest may not claim what only the host says (a cron trigger,
+        // an async call's id, a shallower depth).
+        super::strip_host_headers(headers);
+        headers.insert(
+            super::TRIGGER_HEADER,
+            HeaderValue::from_static(Trigger::Chain.as_str()),
+        );
         if let Ok(value) = HeaderValue::try_from(caller) {
             headers.insert(CALLER_HEADER, value);
         }
@@ -95,6 +158,7 @@ impl ChainOrigin {
         {
             headers.insert(TRACEPARENT, traceparent.clone());
         }
+        parts.extensions.insert(self.budget.clone());
         let request = http::Request::from_parts(parts, body);
         let response = self
             .host
@@ -111,14 +175,21 @@ fn into_wasi_body(body: ResponseBody) -> WasiBody {
 
 /// The answer to a call past [`MAX_CHAIN_DEPTH`].
 fn loop_detected(depth: u32) -> http::Response<WasiBody> {
-    let text = format!(
-        "508 Loop Detected: this call would be number {depth} of one chain; at most {MAX_CHAIN_DEPTH} are allowed\n"
-    );
+    refusal(
+        http::StatusCode::LOOP_DETECTED,
+        format!(
+            "508 Loop Detected: this call would be number {depth} of one chain; at most {MAX_CHAIN_DEPTH} are allowed\n"
+        ),
+    )
+}
+
+/// A call answered by the host without running.
+fn refusal(status: http::StatusCode, text: String) -> http::Response<WasiBody> {
     let mut response = http::Response::new(
         http_body_util::Full::new(bytes::Bytes::from(text))
             .map_err(|never| match never {})
             .boxed_unsync(),
     );
-    *response.status_mut() = http::StatusCode::LOOP_DETECTED;
+    *response.status_mut() = status;
     response
 }

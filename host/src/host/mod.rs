@@ -10,6 +10,7 @@ pub(crate) mod code_cache;
 pub(crate) mod config;
 mod load;
 mod per_function;
+mod private;
 mod state;
 
 use crate::deploy::Pending;
@@ -102,6 +103,7 @@ impl Host {
             path: config.data_dir.clone(),
             reason,
         };
+        private::create(&config.data_dir).map_err(|e| data_error(e.to_string()))?;
         let artifacts = ArtifactStore::open(
             &config.data_dir.join("artifacts"),
             engine::compatibility_fingerprint(&engine),
@@ -126,7 +128,7 @@ impl Host {
         #[cfg(feature = "cluster")]
         let shared = cluster
             .as_ref()
-            .map(|c| c.stores(config.kv_limits, config.async_calls.retention));
+            .map(|c| c.stores(config.kv_limits, &config.async_calls));
         #[cfg(not(feature = "cluster"))]
         let shared = None;
         let (kv, calls): (Arc<dyn KvBackend>, CallStore) = match shared {
@@ -142,6 +144,7 @@ impl Host {
             ),
         };
         let secrets = SecretStore::open(&config.data_dir).map_err(|e| data_error(e.to_string()))?;
+        private::seal(&config.data_dir).map_err(|e| data_error(e.to_string()))?;
         let metrics = Metrics::new();
         let slots = HostSlots::new(config.max_instances, &metrics);
         let buffers = BufferBudget::new(config.max_buffered_bytes, metrics.buffered().clone());
@@ -421,6 +424,18 @@ impl Host {
         return self.inner.cluster.is_some();
         #[cfg(not(feature = "cluster"))]
         false
+    }
+
+    /// The state files the host cannot use now, each named under the data
+    /// dir with why (see `GET /healthz`); empty when all is well.
+    pub fn damage(&self) -> Vec<String> {
+        let inner = &self.inner;
+        let mut damage: Vec<String> = [inner.kv.damage(), inner.calls.damage()]
+            .into_iter()
+            .flatten()
+            .collect();
+        damage.extend(inner.secrets.damage());
+        damage
     }
 
     /// How this host stands with its cluster, in cluster mode.

@@ -178,6 +178,12 @@ fn operator_error(bucket: &BucketId, error: KvError) -> DeployError {
         return DeployError::StateLimit(error.to_string());
     }
     match error {
+        KvError::Backend(failure) if crate::state::is_out_of_space(&*failure) => {
+            tracing::error!("the key-value store is out of space on {bucket}: {failure}");
+            DeployError::InsufficientStorage(format!(
+                "the host is out of storage space; nothing was written to {bucket}"
+            ))
+        }
         KvError::Backend(_) | KvError::Stopped => {
             HostFailure::logged(format!("the key-value store failed on {bucket}"), error).into()
         }

@@ -67,6 +67,7 @@ pub struct Metrics {
     guest_cpu_seconds: Family<VersionLabels, Counter<f64, AtomicU64>>,
     fuel: Family<VersionLabels, Counter>,
     unrouted: Counter,
+    admin_auth_failures: Counter,
     trigger_runs: Family<TriggerLabels, Counter>,
     trigger_skipped: Family<TriggerLabels, Counter>,
     functions: Gauge,
@@ -110,6 +111,7 @@ impl Metrics {
         let guest_cpu_seconds = Family::<VersionLabels, Counter<f64, AtomicU64>>::default();
         let fuel = Family::<VersionLabels, Counter>::default();
         let unrouted = Counter::default();
+        let admin_auth_failures = Counter::default();
         let functions = Gauge::default();
         let compilations = Counter::default();
         let compile_seconds = compile_histogram();
@@ -167,6 +169,11 @@ impl Metrics {
             "unrouted_requests",
             "Requests no function's route matched",
             unrouted.clone(),
+        );
+        registry.register(
+            "admin_auth_failures",
+            "Admin requests and console sign-ins refused for a missing or wrong token, or while their client was locked out",
+            admin_auth_failures.clone(),
         );
         let trigger_runs = Family::<TriggerLabels, Counter>::default();
         let trigger_skipped = Family::<TriggerLabels, Counter>::default();
@@ -256,6 +263,7 @@ impl Metrics {
             guest_cpu_seconds,
             fuel,
             unrouted,
+            admin_auth_failures,
             trigger_runs,
             trigger_skipped,
             functions,
@@ -340,6 +348,11 @@ impl Metrics {
     /// Counts a request no route matched.
     pub fn record_unrouted(&self) {
         self.unrouted.inc();
+    }
+
+    /// Counts one refused admin authentication.
+    pub fn record_admin_auth_failure(&self) {
+        self.admin_auth_failures.inc();
     }
 
     /// Counts a run of `function` started by `trigger`.

@@ -16,6 +16,7 @@ pub(crate) mod access_log;
 pub mod body;
 pub(crate) mod buffers;
 pub mod connection;
+pub(crate) mod inbound;
 pub mod pacing;
 pub(crate) mod slots;
 pub(crate) mod trace;
@@ -61,9 +62,15 @@ impl Host {
             let error = InvokeError::NoRoute(request.uri().path().to_owned());
             return self.refuse(&request, Instant::now(), None, &error);
         };
-        if crate::events::calls::wants_async(request.headers()) {
-            return self.accept_call(&entry, request).await;
-        }
+        let request = if crate::events::calls::wants_async(request.headers()) {
+            match self.accept_call(&entry, request).await {
+                Ok(response) => return response,
+                // The function takes no async calls: served at once.
+                Err(request) => request,
+            }
+        } else {
+            request
+        };
         self.dispatch(&entry, &path_info, request, Audience::Public, Trigger::Http)
             .await
     }
@@ -167,8 +174,9 @@ impl Host {
         }
         let metrics = function.metrics();
         let mut request = request;
+        inbound::strip_session_cookie(request.headers_mut());
         if trigger == Trigger::Http {
-            // Only the host says a run was triggered by something else.
+            // Only the host says what started a run, and its call's id.
             crate::events::strip_host_headers(request.headers_mut());
         } else {
             self.inner.metrics.record_trigger(name, trigger);

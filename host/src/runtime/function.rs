@@ -8,7 +8,7 @@
 //! per version, never per request.
 
 use crate::error::{DeployError, HostFailure, InvokeError};
-use crate::events::chain::ChainOrigin;
+use crate::events::chain::{ChainBudget, ChainOrigin};
 use crate::host::Host;
 use crate::host::code_cache::CodeSlot;
 use crate::observe::meter::Meter;
@@ -347,6 +347,7 @@ impl Function {
                     depth: ChainOrigin::depth_of(request.headers()),
                     request_id: request_id.clone(),
                     traceparent: request.headers().get("traceparent").cloned(),
+                    budget: ChainBudget::of(request.extensions()),
                 };
                 let call = HttpCall {
                     chain,

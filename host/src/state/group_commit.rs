@@ -11,7 +11,8 @@
 //! business ([`BatchWrite`]); the key-value store and the async call queue
 //! each have their own.
 
-use redb::{Database, WriteTransaction};
+use super::db_slot::{DbSlot, needs_reopen};
+use redb::WriteTransaction;
 use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 
@@ -59,16 +60,16 @@ pub(crate) struct GroupCommit<W> {
 }
 
 impl<W: BatchWrite> GroupCommit<W> {
-    /// Starts thread `name` writing to `db`.
+    /// Starts thread `name` writing to the database in `slot`.
     pub(crate) fn start(
         name: &str,
-        db: Arc<Database>,
+        slot: Arc<DbSlot>,
         context: W::Context,
     ) -> std::io::Result<GroupCommit<W>> {
         let (sender, receiver) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name(name.to_owned())
-            .spawn(move || run(&db, &context, &receiver))?;
+            .spawn(move || run(&slot, &context, &receiver))?;
         Ok(GroupCommit {
             sender: Some(sender),
             thread: Some(thread),
@@ -95,7 +96,7 @@ impl<W> Drop for GroupCommit<W> {
     }
 }
 
-fn run<W: BatchWrite>(db: &Database, context: &W::Context, receiver: &mpsc::Receiver<W>) {
+fn run<W: BatchWrite>(slot: &DbSlot, context: &W::Context, receiver: &mpsc::Receiver<W>) {
     while let Ok(first) = receiver.recv() {
         let mut bytes = first.payload_bytes();
         let mut batch = vec![first];
@@ -108,11 +109,23 @@ fn run<W: BatchWrite>(db: &Database, context: &W::Context, receiver: &mpsc::Rece
             bytes += next.payload_bytes();
             batch.push(next);
         }
-        commit_batch(db, context, batch);
+        commit_batch(slot, context, batch);
     }
 }
 
-fn commit_batch<W: BatchWrite>(db: &Database, context: &W::Context, batch: Vec<W>) {
+/// Applies and commits one batch, answers its callers, and reopens the
+/// database if the batch failed on I/O (a full disk), so the next batch
+/// does not meet redb's latched error.
+fn commit_batch<W: BatchWrite>(slot: &DbSlot, context: &W::Context, batch: Vec<W>) {
+    let db = match slot.get() {
+        Ok(db) => db,
+        Err(failure) => {
+            for answer in batch.into_iter().map(BatchWrite::skip) {
+                answer(Some(&failure));
+            }
+            return;
+        }
+    };
     let mut answers = Vec::with_capacity(batch.len());
     let mut failure = None;
     match db.begin_write() {
@@ -138,9 +151,42 @@ fn commit_batch<W: BatchWrite>(db: &Database, context: &W::Context, batch: Vec<W
             failure = Some(failure_of(error));
         }
     }
+    drop(db);
     for answer in answers {
         answer(failure.as_ref());
     }
+    if let Some(failure) = failure.filter(needs_reopen) {
+        slot.reopen(&failure);
+    }
+}
+
+/// True when `error` says the disk (or the file-size limit, or the user's
+/// quota) is full. redb's errors do not expose their I/O cause as a
+/// `source`, so the text is read as well.
+pub(crate) fn is_out_of_space(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(error) = cause {
+        if let Some(io) = error.downcast_ref::<std::io::Error>()
+            && (io.kind() == std::io::ErrorKind::StorageFull
+                || matches!(io.raw_os_error(), Some(27 | 28 | 122)))
+        {
+            return true;
+        }
+        let text = error.to_string();
+        if [
+            "os error 28",
+            "os error 27",
+            "os error 122",
+            "No space left",
+        ]
+        .iter()
+        .any(|sign| text.contains(sign))
+        {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
 }
 
 /// A redb error as a [`StorageFailure`].

@@ -8,6 +8,7 @@
 //! Each function's secrets (read through `wasi:config`) live in
 //! `secrets.rs`.
 
+pub(crate) mod db_slot;
 mod grant;
 pub(crate) mod group_commit;
 mod redb_store;
@@ -16,10 +17,13 @@ mod secrets;
 mod store;
 
 pub use grant::{AccessDenied, resolve_bucket};
+pub(crate) use group_commit::is_out_of_space;
 pub use redb_store::RedbStore;
 pub use secrets::{
     FunctionSecrets, MAX_SECRET_NAME_BYTES, MAX_SECRET_VALUE_BYTES, SecretError, SecretStore,
 };
+#[cfg(feature = "cluster")]
+pub(crate) use store::count_read;
 pub use store::{
     BucketId, DEFAULT_MAX_BUCKET_BYTES, DEFAULT_MAX_KEY_BYTES, DEFAULT_MAX_VALUE_BYTES, KeyPage,
     KvBackend, KvError, KvFuture, KvLimits,

@@ -8,10 +8,11 @@
 //! reactor); writes (`redb_writer.rs`) go to the group-commit writer and
 //! resolve only once committed with redb's default, immediate durability.
 
+use super::db_slot::DbSlot;
 use super::group_commit::GroupCommit;
 use super::redb_writer::{BUCKET_BYTES, KvWrite, Write, entries_table, storage};
-use super::store::{BucketId, KeyPage, KvBackend, KvError, KvFuture, KvLimits};
-use redb::{Database, ReadOnlyTable, ReadableDatabase, TableError, TableHandle};
+use super::store::{BucketId, KeyPage, KvBackend, KvError, KvFuture, KvLimits, count_read};
+use redb::{ReadOnlyTable, ReadableDatabase, TableError, TableHandle};
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -25,7 +26,7 @@ const KV_FILE: &str = "state/kv.redb";
 /// queued writes and closes the file.
 pub struct RedbStore {
     writer: GroupCommit<KvWrite>,
-    db: Arc<Database>,
+    db: Arc<DbSlot>,
     limits: KvLimits,
 }
 
@@ -39,13 +40,12 @@ impl std::fmt::Debug for RedbStore {
 
 impl RedbStore {
     /// Opens (creating if needed) the store under `data_dir`, enforcing
-    /// `limits` on every write. Blocks: call it at start-up.
+    /// `limits` on every write. Blocks: call it at start-up. A file that
+    /// cannot be opened (damaged) does not fail the start: every call fails
+    /// instead, saying why, until the file is repaired or removed
+    /// ([`KvBackend::damage`]).
     pub fn open(data_dir: &Path, limits: KvLimits) -> Result<RedbStore, KvError> {
-        let path = Self::path(data_dir);
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(storage)?;
-        }
-        let db = Arc::new(Database::create(&path).map_err(storage)?);
+        let db = Arc::new(DbSlot::open(data_dir, KV_FILE, |_| Ok(())).map_err(storage)?);
         let writer =
             GroupCommit::start("wisp-kv-writer", Arc::clone(&db), limits).map_err(storage)?;
         Ok(RedbStore { writer, db, limits })
@@ -70,7 +70,12 @@ impl RedbStore {
             Option<&ReadOnlyTable<&'static str, &'static [u8]>>,
         ) -> Result<T, redb::StorageError>,
     ) -> Result<T, KvError> {
-        let txn = self.db.begin_read().map_err(storage)?;
+        let txn = self
+            .db
+            .get()
+            .map_err(KvError::Backend)?
+            .begin_read()
+            .map_err(storage)?;
         let name = bucket.storage_name();
         match txn.open_table(entries_table(&name)) {
             Ok(table) => read(Some(&table)).map_err(storage),
@@ -99,6 +104,10 @@ fn ready<'a, T: Send + 'a>(result: Result<T, KvError>) -> KvFuture<'a, T> {
 }
 
 impl KvBackend for RedbStore {
+    fn damage(&self) -> Option<String> {
+        self.db.trouble()
+    }
+
     fn get<'a>(&'a self, bucket: &'a BucketId, key: &'a str) -> KvFuture<'a, Option<Vec<u8>>> {
         ready(self.read(bucket, |table| {
             let Some(table) = table else { return Ok(None) };
@@ -110,15 +119,28 @@ impl KvBackend for RedbStore {
         &'a self,
         bucket: &'a BucketId,
         keys: &'a [String],
+        max_bytes: usize,
     ) -> KvFuture<'a, Vec<Option<Vec<u8>>>> {
-        ready(self.read(bucket, |table| {
+        let read = self.read(bucket, |table| {
             let Some(table) = table else {
-                return Ok(vec![None; keys.len()]);
+                return Ok(Ok(vec![None; keys.len()]));
             };
-            keys.iter()
-                .map(|key| Ok(table.get(key.as_str())?.map(|value| value.value().to_vec())))
-                .collect()
-        }))
+            let mut total = 0;
+            let mut values = Vec::with_capacity(keys.len());
+            for key in keys {
+                let Some(value) = table.get(key.as_str())? else {
+                    values.push(None);
+                    continue;
+                };
+                let value = value.value();
+                if let Err(refused) = count_read(&mut total, value.len(), max_bytes) {
+                    return Ok(Err(refused));
+                }
+                values.push(Some(value.to_vec()));
+            }
+            Ok(Ok(values))
+        });
+        ready(read.and_then(|values| values))
     }
 
     fn exists<'a>(&'a self, bucket: &'a BucketId, key: &'a str) -> KvFuture<'a, bool> {
@@ -202,7 +224,12 @@ impl KvBackend for RedbStore {
 
     fn bucket_bytes<'a>(&'a self, bucket: &'a BucketId) -> KvFuture<'a, u64> {
         let held = || -> Result<u64, KvError> {
-            let txn = self.db.begin_read().map_err(storage)?;
+            let txn = self
+                .db
+                .get()
+                .map_err(KvError::Backend)?
+                .begin_read()
+                .map_err(storage)?;
             let sizes = match txn.open_table(BUCKET_BYTES) {
                 Ok(sizes) => sizes,
                 Err(TableError::TableDoesNotExist(_)) => return Ok(0),
@@ -216,7 +243,12 @@ impl KvBackend for RedbStore {
 
     fn function_buckets(&self) -> KvFuture<'_, Vec<String>> {
         let names = || -> Result<Vec<String>, KvError> {
-            let txn = self.db.begin_read().map_err(storage)?;
+            let txn = self
+                .db
+                .get()
+                .map_err(KvError::Backend)?
+                .begin_read()
+                .map_err(storage)?;
             let tables = txn.list_tables().map_err(storage)?;
             Ok(tables
                 .filter_map(|table| {
@@ -278,7 +310,7 @@ mod tests {
             .unwrap();
         let keys = ["a", "b", "missing", "k"].map(String::from);
         assert_eq!(
-            store.get_many(&bucket, &keys).await.unwrap(),
+            store.get_many(&bucket, &keys, usize::MAX).await.unwrap(),
             vec![
                 Some(b"3".to_vec()),
                 Some(b"2".to_vec()),
@@ -293,7 +325,10 @@ mod tests {
             .delete_many(&bucket, vec!["a".into(), "b".into()])
             .await
             .unwrap();
-        assert_eq!(store.get_many(&bucket, &keys).await.unwrap(), vec![None; 4]);
+        assert_eq!(
+            store.get_many(&bucket, &keys, usize::MAX).await.unwrap(),
+            vec![None; 4]
+        );
         assert_eq!(store.bucket_bytes(&bucket).await.unwrap(), 0);
     }
 
@@ -517,7 +552,7 @@ mod tests {
         assert!(matches!(error, KvError::BucketFull { .. }), "{error}");
         let keys = ["c", "d", "e"].map(String::from);
         assert_eq!(
-            store.get_many(&bucket, &keys).await.unwrap(),
+            store.get_many(&bucket, &keys, usize::MAX).await.unwrap(),
             vec![None; 3],
             "a refused batch writes none of its entries"
         );
@@ -661,7 +696,9 @@ mod tests {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
-        let found = runtime.block_on(store.get_many(&bucket, &acked)).unwrap();
+        let found = runtime
+            .block_on(store.get_many(&bucket, &acked, usize::MAX))
+            .unwrap();
         let lost: Vec<_> = acked
             .iter()
             .zip(&found)

@@ -6,15 +6,25 @@
 //! function, not to a version: every version sees a secret from the next
 //! request on, and removing the function removes them. Only names leave
 //! this module through the API; values go to the guest alone.
+//!
+//! A file that cannot be read (truncated, edited by hand) does not stop
+//! the host: that function's secrets are *damaged* — a guest reading one
+//! gets an error from that call, a change is refused, the host log names
+//! the file and `/healthz` lists it — and the file is read again, at most
+//! every [`RETRY_EVERY`](super::db_slot::RETRY_EVERY), until the operator
+//! repairs or removes it.
 
-use crate::deploy::artifact::write_private_file_atomically;
+use super::db_slot::RETRY_EVERY;
+use crate::deploy::artifact::write_file_atomically;
 use arc_swap::ArcSwap;
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, DirBuilder};
 use std::io;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 /// Longest secret name, in bytes.
 pub const MAX_SECRET_NAME_BYTES: usize = 128;
@@ -26,17 +36,81 @@ pub const MAX_SECRET_VALUE_BYTES: usize = 64 << 10;
 #[derive(Default)]
 pub struct FunctionSecrets {
     values: ArcSwap<BTreeMap<String, String>>,
+    /// Set while the function's file cannot be read (the fast path checks
+    /// `damaged` alone).
+    damaged: AtomicBool,
+    damage: Mutex<Option<Damage>>,
+}
+
+/// A secrets file that cannot be read.
+struct Damage {
+    path: PathBuf,
+    /// Why, naming the file under the data dir (never the host's path).
+    reason: String,
+    tried: Instant,
 }
 
 impl FunctionSecrets {
-    /// The value of secret `name`.
-    pub(crate) fn get(&self, name: &str) -> Option<String> {
-        self.values.load().get(name).cloned()
+    /// The value of secret `name`; `Err` (why) while the file is damaged.
+    pub(crate) fn get(&self, name: &str) -> Result<Option<String>, String> {
+        self.check()?;
+        Ok(self.values.load().get(name).cloned())
     }
 
-    /// Every secret, by name.
-    pub(crate) fn all(&self) -> BTreeMap<String, String> {
-        (**self.values.load()).clone()
+    /// Every secret, by name; `Err` (why) while the file is damaged.
+    pub(crate) fn all(&self) -> Result<BTreeMap<String, String>, String> {
+        self.check()?;
+        Ok((**self.values.load()).clone())
+    }
+
+    /// Secrets read from a file that could not be: none, until it can.
+    fn damaged(path: PathBuf, reason: String) -> FunctionSecrets {
+        let secrets = FunctionSecrets::default();
+        secrets.damaged.store(true, Ordering::Release);
+        *secrets.lock_damage() = Some(Damage {
+            path,
+            reason,
+            tried: Instant::now(),
+        });
+        secrets
+    }
+
+    /// Why the file is damaged, after reading it again if the last try was
+    /// long enough ago; `Ok` once it reads (or is gone).
+    fn check(&self) -> Result<(), String> {
+        if !self.damaged.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let mut damage = self.lock_damage();
+        let Some(known) = damage.as_mut() else {
+            return Ok(());
+        };
+        if known.tried.elapsed() < RETRY_EVERY {
+            return Err(known.reason.clone());
+        }
+        known.tried = Instant::now();
+        match read_file(&known.path) {
+            Ok(values) => {
+                tracing::info!(file = %known.path.display(), "secrets file is readable again");
+                self.values.store(Arc::new(values));
+                *damage = None;
+                self.damaged.store(false, Ordering::Release);
+                Ok(())
+            }
+            Err(_) => Err(known.reason.clone()),
+        }
+    }
+
+    /// Why the file is damaged, without reading it again.
+    fn damage(&self) -> Option<String> {
+        if !self.damaged.load(Ordering::Acquire) {
+            return None;
+        }
+        self.lock_damage().as_ref().map(|d| d.reason.clone())
+    }
+
+    fn lock_damage(&self) -> std::sync::MutexGuard<'_, Option<Damage>> {
+        self.damage.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The names of the secrets, sorted.
@@ -71,7 +145,9 @@ pub struct SecretStore {
 
 impl SecretStore {
     /// Opens (creating if needed) `DATA_DIR/secrets` and reads every
-    /// function's file. Blocks: call it at start-up.
+    /// function's file; a file that cannot be read marks that function's
+    /// secrets damaged (logged) and nothing else. Blocks: call it at
+    /// start-up.
     pub fn open(data_dir: &Path) -> io::Result<SecretStore> {
         let dir = data_dir.join("secrets");
         DirBuilder::new().recursive(true).mode(0o700).create(&dir)?;
@@ -85,15 +161,22 @@ impl SecretStore {
             else {
                 continue;
             };
-            let values: BTreeMap<String, String> = serde_json::from_slice(&fs::read(&path)?)
-                .map_err(|e| {
-                    io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        format!("reading `{}`: {e}", path.display()),
-                    )
-                })?;
-            let secrets = FunctionSecrets {
-                values: ArcSwap::from_pointee(values),
+            let secrets = match read_file(&path) {
+                Ok(values) => FunctionSecrets {
+                    values: ArcSwap::from_pointee(values),
+                    ..FunctionSecrets::default()
+                },
+                Err(error) => {
+                    tracing::error!(
+                        file = %path.display(),
+                        "the secrets file `{}` cannot be read ({error}): function `{name}`'s guests get an error for its secrets until it is repaired or removed",
+                        path.display()
+                    );
+                    let reason = format!(
+                        "`secrets/{name}.json` cannot be read ({error}); repair or remove it"
+                    );
+                    FunctionSecrets::damaged(path.clone(), reason)
+                }
             };
             functions.insert(name.to_owned(), Arc::new(secrets));
         }
@@ -109,6 +192,14 @@ impl SecretStore {
     pub fn for_function(&self, function: &str) -> Arc<FunctionSecrets> {
         let mut functions = self.functions.lock().unwrap_or_else(|p| p.into_inner());
         functions.entry(function.to_owned()).or_default().clone()
+    }
+
+    /// Why each damaged secrets file cannot be read, naming it.
+    pub fn damage(&self) -> Vec<String> {
+        let functions = self.functions.lock().unwrap_or_else(|p| p.into_inner());
+        let mut damage: Vec<String> = functions.values().filter_map(|s| s.damage()).collect();
+        damage.sort();
+        damage
     }
 
     /// The functions that have stored secrets.
@@ -169,19 +260,32 @@ impl SecretStore {
     ) -> io::Result<bool> {
         let _writing = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let secrets = self.for_function(function);
-        let mut values = secrets.all();
+        // A damaged file is never overwritten: the secrets it holds are
+        // the operator's to recover.
+        let mut values = secrets
+            .all()
+            .map_err(|reason| io::Error::new(io::ErrorKind::InvalidData, reason))?;
         if !edit(&mut values) {
             return Ok(false);
         }
         let bytes = serde_json::to_vec(&values).map_err(io::Error::other)?;
         let temp = self.dir.join(format!(".{function}.json.part"));
-        write_private_file_atomically(&temp, &self.file(function), &bytes)?;
+        write_file_atomically(&temp, &self.file(function), &bytes)?;
         secrets.values.store(Arc::new(values));
         Ok(true)
     }
 
     fn file(&self, function: &str) -> PathBuf {
         self.dir.join(format!("{function}.json"))
+    }
+}
+
+/// The secrets in the file at `path`; a missing file holds none.
+fn read_file(path: &Path) -> Result<BTreeMap<String, String>, String> {
+    match fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| e.to_string()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -209,7 +313,11 @@ mod tests {
         let store = SecretStore::open(dir.path()).unwrap();
         let seen = store.for_function("shop");
         store.set("shop", "API_KEY", b"s3cret").unwrap();
-        assert_eq!(seen.get("API_KEY").as_deref(), Some("s3cret"), "live");
+        assert_eq!(
+            seen.get("API_KEY").unwrap().as_deref(),
+            Some("s3cret"),
+            "live"
+        );
         let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&dir.path().join("secrets")), 0o700);
         assert_eq!(mode(&dir.path().join("secrets/shop.json")), 0o600);
@@ -228,7 +336,7 @@ mod tests {
         store.set("shop", "K", b"v").unwrap();
         let held = store.for_function("shop");
         store.forget("shop").unwrap();
-        assert_eq!(held.get("K"), None);
+        assert_eq!(held.get("K"), Ok(None));
         assert!(!dir.path().join("secrets/shop.json").exists());
         assert!(
             SecretStore::open(dir.path())
@@ -237,6 +345,30 @@ mod tests {
                 .names()
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn a_truncated_file_damages_one_function_until_it_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SecretStore::open(dir.path()).unwrap();
+        store.set("shop", "K", b"v").unwrap();
+        store.set("blog", "K", b"w").unwrap();
+        drop(store);
+        fs::write(dir.path().join("secrets/shop.json"), b"{\"K\": \"v").unwrap();
+        let store = SecretStore::open(dir.path()).unwrap();
+        let damage = store.damage();
+        assert_eq!(damage.len(), 1, "{damage:?}");
+        assert!(damage[0].contains("`secrets/shop.json`"), "{damage:?}");
+        assert!(store.for_function("shop").get("K").is_err());
+        assert!(store.set("shop", "K2", b"x").is_err(), "never overwritten");
+        assert_eq!(
+            store.for_function("blog").get("K").unwrap().as_deref(),
+            Some("w")
+        );
+        fs::remove_file(dir.path().join("secrets/shop.json")).unwrap();
+        std::thread::sleep(RETRY_EVERY);
+        assert_eq!(store.for_function("shop").get("K"), Ok(None));
+        assert!(store.damage().is_empty());
     }
 
     #[test]

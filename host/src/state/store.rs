@@ -106,6 +106,15 @@ impl KvLimits {
     }
 }
 
+/// Adds a value of `len` bytes read to `total`, refusing past `max_bytes`.
+pub(crate) fn count_read(total: &mut usize, len: usize, max_bytes: usize) -> Result<(), KvError> {
+    *total = total.saturating_add(len);
+    if *total > max_bytes {
+        return Err(KvError::ReadTooLarge { limit: max_bytes });
+    }
+    Ok(())
+}
+
 /// The bytes an entry counts against its bucket's limit.
 pub(super) fn entry_bytes(key: &str, value_len: usize) -> u64 {
     (key.len() + value_len) as u64
@@ -152,6 +161,12 @@ pub enum KvError {
         /// The limit.
         limit: u64,
     },
+    /// A batch read whose values add up to more than the caller may take.
+    #[error("the values read add up to more than {}, the most one read may return (the function's memory limit)", format_size(*.limit as u64))]
+    ReadTooLarge {
+        /// The most the read could return, in bytes.
+        limit: usize,
+    },
     /// `increment` on a value that is not a decimal integer.
     #[error("the value of key `{key}` is not a decimal integer, so it cannot be incremented")]
     NotAnInteger {
@@ -179,6 +194,7 @@ impl KvError {
             KvError::KeyTooLarge { .. } => Some(Limit::KvKey),
             KvError::ValueTooLarge { .. } => Some(Limit::KvValue),
             KvError::BucketFull { .. } => Some(Limit::KvBucket),
+            KvError::ReadTooLarge { .. } => Some(Limit::KvRead),
             _ => None,
         }
     }
@@ -191,11 +207,15 @@ pub trait KvBackend: Send + Sync + 'static {
     /// The value of `key`, if any.
     fn get<'a>(&'a self, bucket: &'a BucketId, key: &'a str) -> KvFuture<'a, Option<Vec<u8>>>;
 
-    /// The values of `keys`, in order, read from one snapshot.
+    /// The values of `keys`, in order, read from one snapshot; refused with
+    /// [`KvError::ReadTooLarge`] as soon as the values read add up to more
+    /// than `max_bytes`, before more are read (a guest may name one large
+    /// key many times).
     fn get_many<'a>(
         &'a self,
         bucket: &'a BucketId,
         keys: &'a [String],
+        max_bytes: usize,
     ) -> KvFuture<'a, Vec<Option<Vec<u8>>>>;
 
     /// True when `key` has a value.
@@ -249,4 +269,9 @@ pub trait KvBackend: Send + Sync + 'static {
     /// Deletes `bucket` and everything in it; a missing bucket is not an
     /// error.
     fn delete_bucket<'a>(&'a self, bucket: &'a BucketId) -> KvFuture<'a, ()>;
+
+    /// Why the store cannot be used now (a damaged file, named), if so.
+    fn damage(&self) -> Option<String> {
+        None
+    }
 }

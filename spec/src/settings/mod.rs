@@ -252,6 +252,42 @@ pub struct Settings {
     /// The path (and query) after the route that cron ticks request; the
     /// route itself when `None`.
     pub cron_path: Option<String>,
+    /// Whether, and how much, it takes async calls.
+    pub async_calls: AsyncSettings,
+}
+
+/// Default cap on one function's queued async calls.
+pub const DEFAULT_ASYNC_MAX_QUEUED: u32 = 1000;
+
+/// Default cap on the request bodies of one function's queued async calls,
+/// added up (64 MiB).
+pub const DEFAULT_ASYNC_MAX_QUEUED_BYTES: u64 = 64 << 20;
+
+/// How a function takes async calls (`Prefer: respond-async`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AsyncSettings {
+    /// Off (the default): a `Prefer: respond-async` request is served
+    /// synchronously, as RFC 7240 lets a server ignore a preference.
+    pub enabled: bool,
+    /// Most calls queued (not yet finished) at once; past it, 429.
+    pub max_queued: u32,
+    /// Most bytes of queued calls' request bodies at once; past it, 429.
+    pub max_queued_bytes: u64,
+    /// Whether a stored call keeps the client's `Authorization`, `Cookie`
+    /// and `Proxy-Authorization` headers (off: they are never written to
+    /// disk, and the function does not see them on the async run).
+    pub keep_credentials: bool,
+}
+
+impl Default for AsyncSettings {
+    fn default() -> Self {
+        AsyncSettings {
+            enabled: false,
+            max_queued: DEFAULT_ASYNC_MAX_QUEUED,
+            max_queued_bytes: DEFAULT_ASYNC_MAX_QUEUED_BYTES,
+            keep_credentials: false,
+        }
+    }
 }
 
 impl RawSettings {

@@ -285,7 +285,77 @@ pub static SETTINGS: &[Setting] = &[
         },
         show: |s| s.cron_path.iter().cloned().collect(),
     },
+    Setting {
+        name: "async",
+        value_name: "on|off",
+        help: "Take `Prefer: respond-async` requests as async calls (202, run in the background); off: served synchronously",
+        default: "off",
+        example: "on",
+        form: Form::Text,
+        apply: |s, v| {
+            s.async_calls.enabled = switch(v)?;
+            Ok(())
+        },
+        show: |s| shown_switch(s.async_calls.enabled),
+    },
+    Setting {
+        name: "async-max-queued",
+        value_name: "N",
+        help: "Async calls of this function queued at once; past it a new one is 429 with `Retry-After`",
+        default: "1000",
+        example: "100",
+        form: Form::Number,
+        apply: |s, v| {
+            s.async_calls.max_queued = count(v, u32::MAX)?;
+            Ok(())
+        },
+        show: |s| vec![s.async_calls.max_queued.to_string()],
+    },
+    Setting {
+        name: "async-max-queued-bytes",
+        value_name: "SIZE",
+        help: "Request bodies of this function's queued async calls, added up; past it a new one is 429",
+        default: "64MiB",
+        example: "16MiB",
+        form: Form::Text,
+        apply: |s, v| {
+            s.async_calls.max_queued_bytes = bounded_size(v, u64::MAX)?;
+            Ok(())
+        },
+        show: |s| vec![units::format_size(s.async_calls.max_queued_bytes)],
+    },
+    Setting {
+        name: "async-keep-credentials",
+        value_name: "on|off",
+        help: "Store async calls' `Authorization`, `Cookie` and `Proxy-Authorization` headers (off: dropped before the call is written to disk)",
+        default: "off",
+        example: "on",
+        form: Form::Text,
+        apply: |s, v| {
+            s.async_calls.keep_credentials = switch(v)?;
+            Ok(())
+        },
+        show: |s| shown_switch(s.async_calls.keep_credentials),
+    },
 ];
+
+/// `on`/`off` (also `true`/`false`).
+fn switch(text: &str) -> Result<bool, String> {
+    match text {
+        "on" | "true" => Ok(true),
+        "off" | "false" => Ok(false),
+        _ => Err("`on` or `off`".to_owned()),
+    }
+}
+
+/// A switch shown only when on (off is the default).
+fn shown_switch(on: bool) -> Vec<String> {
+    if on {
+        vec!["on".to_owned()]
+    } else {
+        Vec::new()
+    }
+}
 
 /// Splits a `KEY=VALUE` setting (a non-empty key, no NUL anywhere).
 fn key_value_pair(typed: &str) -> Result<(String, String), String> {

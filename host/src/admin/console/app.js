@@ -1,10 +1,14 @@
 // wisp console: a small single-page app over the admin API. No framework,
 // no network beyond this host. Pages: #/ (functions), #/functions/NAME,
-// #/deploy. Every API call carries `x-wisp-console: 1` (required for
-// changes made with the session cookie).
+// #/deploy. Every API call carries the session's anti-CSRF token in
+// `x-wisp-csrf` (required for changes made with the session cookie); the
+// host writes it into the page, never into a cookie.
 "use strict";
 
 const view = document.getElementById("view");
+const csrf = document.querySelector('meta[name="wisp-csrf"]').content;
+const signOut = document.getElementById("sign-out");
+if (signOut.dataset.signedIn !== "true") { signOut.hidden = true; }
 let timers = [];
 let tail = null;
 
@@ -17,7 +21,7 @@ function stopPage() {
 function every(ms, fn) { fn(); timers.push(setInterval(fn, ms)); }
 
 async function api(path, options = {}) {
-  const headers = Object.assign({ "x-wisp-console": "1" }, options.headers || {});
+  const headers = Object.assign({ "x-wisp-csrf": csrf }, options.headers || {});
   const response = await fetch(path, Object.assign({}, options, { headers, credentials: "same-origin" }));
   if (response.status === 401) { location.reload(); throw new Error("signed out"); }
   const text = await response.text();
@@ -174,7 +178,7 @@ async function functionPage(name) {
 async function followLogs(url, pre) {
   tail = new AbortController();
   try {
-    const response = await fetch(url, { headers: { "x-wisp-console": "1" }, signal: tail.signal, credentials: "same-origin" });
+    const response = await fetch(url, { headers: { "x-wisp-csrf": csrf }, signal: tail.signal, credentials: "same-origin" });
     const reader = response.body.getReader();
     const decoder = new TextDecoder();
     let pending = "";

@@ -2,10 +2,18 @@
 //! `202 Accepted`.
 //!
 //! The call is checked against the version the traffic split picks now:
-//! its request-body cap, and its outbound allow-list for a callback URL. A
-//! refused call gets the same JSON error a synchronous request would, and
-//! nothing is stored.
+//! whether it takes async calls at all (`async=on`; if not, the request is
+//! handed back to be served synchronously, as RFC 7240 lets a server ignore
+//! a preference), its request-body cap, its outbound allow-list for a
+//! callback URL, and the caps on queued calls (`429` with `Retry-After`).
+//! A refused call gets the same JSON error a synchronous request would, and
+//! nothing is stored. The client's credentials (`Authorization`, `Cookie`,
+//! `Proxy-Authorization`) are not stored unless the function opted in
+//! (`async-keep-credentials=on`); nor are headers only the host sets, nor
+//! the console's session cookie.
 
+use super::backlog::Caps;
+use super::queue::QueueError;
 use super::record::{CallRecord, new_id, now_ms, stored_headers};
 use crate::error::InvokeError;
 use crate::host::Host;
@@ -51,12 +59,13 @@ pub(crate) fn wants_async(headers: &HeaderMap) -> bool {
 
 impl Host {
     /// Stores `request` for `entry` as an async call and answers `202`, or
-    /// answers why it cannot be taken.
+    /// answers why it cannot be taken; hands the request back (`Err`) when
+    /// the version the split picks takes no async calls.
     pub(crate) async fn accept_call<B>(
         &self,
         entry: &FunctionEntry,
         request: http::Request<B>,
-    ) -> http::Response<ResponseBody>
+    ) -> Result<http::Response<ResponseBody>, http::Request<B>>
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
@@ -65,11 +74,15 @@ impl Host {
         let name = &entry.record.name;
         let function = match choose(entry, request.headers(), Audience::Public) {
             Ok(function) => function,
-            Err(error) => return self.refuse(&request, started, Some(name), &error),
+            Err(error) => return Ok(self.refuse(&request, started, Some(name), &error)),
         };
+        let taken = function.settings.async_calls;
+        if !taken.enabled {
+            return Err(request);
+        }
         let callback = match callback_of(request.headers(), &function) {
             Ok(callback) => callback,
-            Err(error) => return self.refuse(&request, started, Some(name), &error),
+            Err(error) => return Ok(self.refuse(&request, started, Some(name), &error)),
         };
         let request_id = trace::request_id(request.headers());
         let (mut parts, body) = request.into_parts();
@@ -83,13 +96,23 @@ impl Host {
             Ok(body) => body,
             Err(error) => {
                 let request = http::Request::from_parts(parts, ());
-                return self.refuse(&request, started, Some(name), &error);
+                return Ok(self.refuse(&request, started, Some(name), &error));
             }
         };
         let headers = &mut parts.headers;
         headers.remove(PREFER);
         headers.remove(CALLBACK_HEADER);
         crate::events::strip_host_headers(headers);
+        crate::request::inbound::strip_session_cookie(headers);
+        if !taken.keep_credentials {
+            for credential in [
+                header::AUTHORIZATION,
+                header::COOKIE,
+                header::PROXY_AUTHORIZATION,
+            ] {
+                headers.remove(credential);
+            }
+        }
         let id_header = HeaderValue::try_from(request_id.as_str()).ok();
         if let Some(value) = &id_header {
             headers.insert(REQUEST_ID_HEADER, value.clone());
@@ -116,10 +139,28 @@ impl Host {
             callback_outcome: None,
         };
         let request = http::Request::from_parts(parts, ());
-        if let Err(error) = self.inner.calls.accept(&record, body).await {
-            tracing::error!(function = %name, "storing an async call failed: {error}");
-            let error = InvokeError::Internal("storing the async call failed".into());
-            return self.refuse(&request, started, Some(name), &error);
+        let host_caps = &self.inner.config.async_calls;
+        let caps = Caps {
+            function_calls: u64::from(taken.max_queued),
+            function_bytes: taken.max_queued_bytes,
+            host_calls: host_caps.max_queued,
+            host_bytes: host_caps.max_queued_bytes,
+        };
+        if let Err(error) = self.inner.calls.accept(&record, body, caps).await {
+            let error = match error {
+                QueueError::Full(full) => InvokeError::QueueFull(full.to_string()),
+                error if error.is_out_of_space() => {
+                    tracing::error!(function = %name, "storing an async call failed: {error}");
+                    InvokeError::InsufficientStorage(
+                        "the host is out of storage for async calls; retry later".into(),
+                    )
+                }
+                error => {
+                    tracing::error!(function = %name, "storing an async call failed: {error}");
+                    InvokeError::Internal("storing the async call failed".into())
+                }
+            };
+            return Ok(self.refuse(&request, started, Some(name), &error));
         }
         drop(charge);
         let mut response = accepted(&record.id);
@@ -140,7 +181,7 @@ impl Host {
             }
             .write_now();
         }
-        response
+        Ok(response)
     }
 }
 

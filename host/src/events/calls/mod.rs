@@ -5,6 +5,10 @@
 //! * `accept.rs` reads the request whole, checks it and stores it: the
 //!   `202` (with `x-wisp-call-id` and `Preference-Applied: respond-async`)
 //!   comes only once the call is fsynced;
+//! * a function takes async calls only when deployed with `async=on`;
+//!   otherwise the preference is ignored and the request served at once;
+//! * `backlog.rs` caps the calls (and bytes) queued per function and per
+//!   host, so a client cannot fill the disk (`429` with `Retry-After`);
 //! * `queue.rs` keeps every call, its request and its result in redb; in
 //!   cluster mode JetStream does (`cluster/calls.rs`), and any host's
 //!   workers may run a call any host accepted (`store.rs` chooses);
@@ -19,6 +23,7 @@
 //! goes back to the queue, so client requests never queue behind it.
 
 mod accept;
+mod backlog;
 mod callback;
 mod queue;
 mod record;
@@ -28,6 +33,7 @@ mod worker;
 use crate::host::Host;
 pub(crate) use accept::wants_async;
 pub use accept::{CALL_ID_HEADER, CALLBACK_HEADER};
+pub use backlog::Full;
 pub(crate) use queue::CallQueue;
 pub use queue::QueueError;
 #[cfg(feature = "cluster")]
@@ -49,6 +55,13 @@ pub const DEFAULT_RETRIES: u32 = 3;
 
 /// Default wait before the first retry (it doubles for each one after).
 pub const DEFAULT_RETRY_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Default cap on the calls queued on a host, all functions together.
+pub const DEFAULT_MAX_QUEUED_CALLS: u64 = 10_000;
+
+/// Default cap on the request bodies of the calls queued on a host, added
+/// up (1 GiB).
+pub const DEFAULT_MAX_QUEUED_CALL_BYTES: u64 = 1 << 30;
 
 /// Default time a finished call is kept.
 pub const DEFAULT_CALL_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
@@ -74,8 +87,14 @@ pub struct AsyncCalls {
     /// Wait before the first retry; each later one waits twice as long as
     /// the one before (at most an hour).
     pub backoff: Duration,
-    /// How long a finished call (and its result) is kept.
+    /// How long a finished call (and its result) is kept; its request
+    /// body is deleted as soon as it finishes.
     pub retention: Duration,
+    /// Most calls queued at once, all functions together (each function
+    /// also has its own cap, a setting); past it a new call is `429`.
+    pub max_queued: u64,
+    /// Most request-body bytes of queued calls at once.
+    pub max_queued_bytes: u64,
 }
 
 impl Default for AsyncCalls {
@@ -85,6 +104,8 @@ impl Default for AsyncCalls {
             retries: DEFAULT_RETRIES,
             backoff: DEFAULT_RETRY_BACKOFF,
             retention: DEFAULT_CALL_RETENTION,
+            max_queued: DEFAULT_MAX_QUEUED_CALLS,
+            max_queued_bytes: DEFAULT_MAX_QUEUED_CALL_BYTES,
         }
     }
 }

@@ -12,7 +12,9 @@
 //! Which calls are running is kept in memory only: a running call stays
 //! queued on disk, so after a crash it simply runs again (at-least-once).
 
+use super::backlog::{Backlog, Caps, Full};
 use super::record::CallRecord;
+use crate::state::db_slot::DbSlot;
 use crate::state::group_commit::{
     Answer, BatchWrite, GroupCommit, StorageFailure, answer, failure_of,
 };
@@ -52,6 +54,20 @@ pub enum QueueError {
     /// Cluster mode, and JetStream could not be used.
     #[error("the cluster's call queue failed: {0}")]
     Cluster(String),
+    /// A cap on queued calls leaves no room for this one.
+    #[error(transparent)]
+    Full(#[from] Full),
+}
+
+impl QueueError {
+    /// True when the storage underneath is out of space.
+    pub(crate) fn is_out_of_space(&self) -> bool {
+        match self {
+            QueueError::Storage(failure) => crate::state::is_out_of_space(&**failure),
+            QueueError::Cluster(text) => text.contains("insufficient") && text.contains("storage"),
+            _ => false,
+        }
+    }
 }
 
 fn storage(error: impl Into<redb::Error>) -> QueueError {
@@ -69,29 +85,26 @@ pub(crate) enum Claim {
 /// The durable call queue. Dropping it finishes queued writes and closes
 /// the file.
 pub(crate) struct CallQueue {
-    db: Arc<Database>,
+    db: Arc<DbSlot>,
     writer: GroupCommit<CallWrite>,
     /// Id → when its running attempt started (ms).
     running: Mutex<HashMap<String, u64>>,
     /// Woken when a call is queued.
     pub(crate) wake: Arc<Notify>,
+    /// The calls queued and not finished, counted against the caps.
+    backlog: Backlog,
 }
 
 impl CallQueue {
     /// Opens (creating if needed) the queue under `data_dir`. Blocks.
+    /// A damaged file does not fail it: calls fail instead, saying why,
+    /// until the file is repaired or removed ([`CallQueue::damage`]).
     pub(crate) fn open(data_dir: &Path) -> Result<CallQueue, QueueError> {
-        let path = data_dir.join(CALLS_FILE);
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(storage)?;
-        }
-        let db = Arc::new(Database::create(&path).map_err(storage)?);
-        let txn = db.begin_write().map_err(storage)?;
-        for table in [CALLS, REQUESTS, RESULTS] {
-            txn.open_table(table).map_err(storage)?;
-        }
-        txn.open_table(QUEUE).map_err(storage)?;
-        txn.open_table(FINISHED).map_err(storage)?;
-        txn.commit().map_err(storage)?;
+        let db = Arc::new(DbSlot::open(data_dir, CALLS_FILE, create_tables).map_err(storage)?);
+        let backlog = match db.get() {
+            Ok(open) => backlog_of(&open)?,
+            Err(_) => Backlog::default(),
+        };
         let writer =
             GroupCommit::start("wisp-call-writer", Arc::clone(&db), ()).map_err(storage)?;
         Ok(CallQueue {
@@ -99,12 +112,24 @@ impl CallQueue {
             writer,
             running: Mutex::new(HashMap::new()),
             wake: Arc::new(Notify::new()),
+            backlog,
         })
     }
 
-    /// Stores a new call and its request body; resolves once durable.
-    pub(crate) async fn accept(&self, record: &CallRecord, body: Bytes) -> Result<(), QueueError> {
-        self.write(record, None, Some(body), None).await?;
+    /// Stores a new call and its request body if `caps` leave room for it;
+    /// resolves once durable.
+    pub(crate) async fn accept(
+        &self,
+        record: &CallRecord,
+        body: Bytes,
+        caps: Caps,
+    ) -> Result<(), QueueError> {
+        self.backlog
+            .admit(&record.id, &record.function, body.len() as u64, caps)?;
+        if let Err(error) = self.write(record, None, Some(body), None).await {
+            self.backlog.finish(&record.id);
+            return Err(error);
+        }
         self.wake.notify_one();
         Ok(())
     }
@@ -117,7 +142,11 @@ impl CallQueue {
         old_due: Option<u64>,
         result: Option<Bytes>,
     ) -> Result<(), QueueError> {
-        self.write(record, old_due, None, result).await
+        self.write(record, old_due, None, result).await?;
+        if record.state.is_final() {
+            self.backlog.finish(&record.id);
+        }
+        Ok(())
     }
 
     async fn write(
@@ -153,7 +182,7 @@ impl CallQueue {
     /// Takes the first call due by `now_ms` that is not already running,
     /// and marks it running.
     pub(crate) fn claim(&self, now_ms: u64) -> Result<Claim, QueueError> {
-        let txn = self.db.begin_read().map_err(storage)?;
+        let txn = self.read()?;
         let queue = txn.open_table(QUEUE).map_err(storage)?;
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         for entry in queue.iter().map_err(storage)? {
@@ -181,6 +210,16 @@ impl CallQueue {
         Ok(Claim::Wait(None))
     }
 
+    /// Why the queue's file cannot be used now, naming it, if it cannot.
+    pub(crate) fn damage(&self) -> Option<String> {
+        self.db.trouble()
+    }
+
+    fn read(&self) -> Result<redb::ReadTransaction, QueueError> {
+        let db = self.db.get().map_err(QueueError::Storage)?;
+        db.begin_read().map_err(storage)
+    }
+
     /// Marks call `id` as no longer running.
     pub(crate) fn release(&self, id: &str) {
         self.running
@@ -200,7 +239,7 @@ impl CallQueue {
 
     /// Call `id` and the kept part of its result body.
     pub(crate) fn get(&self, id: &str) -> Result<Option<(CallRecord, Option<Bytes>)>, QueueError> {
-        let txn = self.db.begin_read().map_err(storage)?;
+        let txn = self.read()?;
         let Some(record) = read_record(&txn, id)? else {
             return Ok(None);
         };
@@ -221,7 +260,7 @@ impl CallQueue {
         limit: usize,
         keep: impl Fn(&CallRecord) -> bool,
     ) -> Result<(Vec<CallRecord>, bool), QueueError> {
-        let txn = self.db.begin_read().map_err(storage)?;
+        let txn = self.read()?;
         let calls = txn.open_table(CALLS).map_err(storage)?;
         let range = match before {
             Some(before) => calls.range(..before),
@@ -242,6 +281,39 @@ impl CallQueue {
         }
         Ok((page, false))
     }
+}
+
+/// Creates the queue's tables, if new.
+fn create_tables(db: &Database) -> Result<(), redb::Error> {
+    let txn = db.begin_write()?;
+    for table in [CALLS, REQUESTS, RESULTS] {
+        txn.open_table(table)?;
+    }
+    txn.open_table(QUEUE)?;
+    txn.open_table(FINISHED)?;
+    txn.commit()?;
+    Ok(())
+}
+
+/// The calls queued in `db`, counted.
+fn backlog_of(db: &Database) -> Result<Backlog, QueueError> {
+    let backlog = Backlog::default();
+    let txn = db.begin_read().map_err(storage)?;
+    let queue = txn.open_table(QUEUE).map_err(storage)?;
+    let requests = txn.open_table(REQUESTS).map_err(storage)?;
+    for entry in queue.iter().map_err(storage)? {
+        let (key, _) = entry.map_err(storage)?;
+        let (_, id) = key.value();
+        let Some(record) = read_record(&txn, id)? else {
+            continue;
+        };
+        let bytes = requests
+            .get(id)
+            .map_err(storage)?
+            .map_or(0, |body| body.value().len() as u64);
+        backlog.note(id, &record.function, bytes);
+    }
+    Ok(backlog)
 }
 
 fn read_record(txn: &redb::ReadTransaction, id: &str) -> Result<Option<CallRecord>, QueueError> {
@@ -387,6 +459,12 @@ fn save(
             .map_err(storage)?
             .insert((at, id), ())
             .map_err(storage)?;
+        // A finished call's request is never made again: its body goes now,
+        // not with the record at the end of the retention.
+        txn.open_table(REQUESTS)
+            .map_err(storage)?
+            .remove(id)
+            .map_err(storage)?;
     }
     Ok(())
 }
@@ -414,6 +492,13 @@ fn sweep(txn: &WriteTransaction, cutoff_ms: u64) -> Result<usize, QueueError> {
 mod tests {
     use super::*;
     use wisp_spec::api::CallState;
+
+    const ROOMY: Caps = Caps {
+        function_calls: 100,
+        function_bytes: 1 << 20,
+        host_calls: 100,
+        host_bytes: 1 << 20,
+    };
 
     fn record(id: &str, due_ms: u64) -> CallRecord {
         CallRecord {
@@ -447,15 +532,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let queue = CallQueue::open(dir.path()).unwrap();
         queue
-            .accept(&record("b", 20), Bytes::from("B"))
+            .accept(&record("b", 20), Bytes::from("B"), ROOMY)
             .await
             .unwrap();
         queue
-            .accept(&record("a", 10), Bytes::from("A"))
+            .accept(&record("a", 10), Bytes::from("A"), ROOMY)
             .await
             .unwrap();
         queue
-            .accept(&record("later", 500), Bytes::new())
+            .accept(&record("later", 500), Bytes::new(), ROOMY)
             .await
             .unwrap();
 
@@ -483,6 +568,15 @@ mod tests {
         let (stored, result) = queue.get("a").unwrap().unwrap();
         assert_eq!(stored.state, CallState::Done);
         assert_eq!(result, Some(Bytes::from("ok")));
+        let requests = queue.read().unwrap().open_table(REQUESTS).unwrap();
+        assert!(
+            requests.get("a").unwrap().is_none(),
+            "a finished call's body goes at once"
+        );
+        assert!(
+            requests.get("b").unwrap().is_some(),
+            "a queued call's stays"
+        );
         let (page, more) = queue.list(None, 2, |_| true).unwrap();
         let ids: Vec<_> = page.iter().map(|r| r.id.as_str()).collect();
         assert_eq!((ids, more), (vec!["later", "b"], true), "newest id first");
@@ -501,11 +595,46 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_backlog_counts_queued_calls_across_a_reopen_and_frees_finished_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let one = Caps {
+            function_calls: 1,
+            ..ROOMY
+        };
+        {
+            let queue = CallQueue::open(dir.path()).unwrap();
+            queue
+                .accept(&record("a", 10), Bytes::new(), one)
+                .await
+                .unwrap();
+            let refused = queue.accept(&record("b", 10), Bytes::new(), one).await;
+            assert!(matches!(refused, Err(QueueError::Full(_))), "{refused:?}");
+        }
+        let queue = CallQueue::open(dir.path()).unwrap();
+        let refused = queue.accept(&record("b", 10), Bytes::new(), one).await;
+        assert!(
+            matches!(refused, Err(QueueError::Full(_))),
+            "counted after a reopen"
+        );
+        let mut done = record("a", 10);
+        done.state = CallState::Done;
+        done.finished_ms = Some(20);
+        queue.save(&done, Some(10), None).await.unwrap();
+        queue
+            .accept(&record("b", 10), Bytes::new(), one)
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
     async fn a_reopened_queue_runs_what_was_running_again() {
         let dir = tempfile::tempdir().unwrap();
         {
             let queue = CallQueue::open(dir.path()).unwrap();
-            queue.accept(&record("a", 10), Bytes::new()).await.unwrap();
+            queue
+                .accept(&record("a", 10), Bytes::new(), ROOMY)
+                .await
+                .unwrap();
             assert!(claimed(&queue, 100).is_some());
             assert!(claimed(&queue, 100).is_none(), "running: not claimed twice");
         }

@@ -3,6 +3,7 @@
 //! (`cluster/calls.rs`). The worker, the accept path and the admin API
 //! speak to this one type.
 
+use super::backlog::Caps;
 use super::queue::{CallQueue, Claim, QueueError};
 use super::record::CallRecord;
 use bytes::Bytes;
@@ -19,6 +20,15 @@ pub(crate) enum CallStore {
 }
 
 impl CallStore {
+    /// Why the node's queue file cannot be used now, naming it, if so.
+    pub(crate) fn damage(&self) -> Option<String> {
+        match self {
+            CallStore::Local(queue) => queue.damage(),
+            #[cfg(feature = "cluster")]
+            CallStore::Cluster(_) => None,
+        }
+    }
+
     /// Woken when a call is accepted on this host.
     pub(crate) fn wake(&self) -> Arc<Notify> {
         match self {
@@ -28,10 +38,18 @@ impl CallStore {
         }
     }
 
-    /// Stores a new call and its request body; resolves once durable.
-    pub(crate) async fn accept(&self, record: &CallRecord, body: Bytes) -> Result<(), QueueError> {
+    /// Stores a new call and its request body if `caps` leave room for it;
+    /// resolves once durable. A node counts every cap itself; a cluster
+    /// bounds the calls and bytes of the whole cluster in JetStream (the
+    /// host's caps), not those of each function.
+    pub(crate) async fn accept(
+        &self,
+        record: &CallRecord,
+        body: Bytes,
+        caps: Caps,
+    ) -> Result<(), QueueError> {
         match self {
-            CallStore::Local(queue) => queue.accept(record, body).await,
+            CallStore::Local(queue) => queue.accept(record, body, caps).await,
             #[cfg(feature = "cluster")]
             CallStore::Cluster(calls) => calls.accept(record, body).await,
         }

@@ -16,7 +16,7 @@ use super::accept::CALL_ID_HEADER;
 use super::queue::Claim;
 use super::record::{CallRecord, StoredResponse, now_ms, stored_headers};
 use super::{AsyncCalls, MAX_RESULT_BODY_BYTES, callback};
-use crate::events::{TRIGGER_HEADER, Trigger};
+use crate::events::{TRIGGER_HEADER, Trigger, strip_host_headers};
 use crate::host::{Host, HostInner};
 use crate::request::{NoRoom, VERSION_HEADER};
 use bytes::{Bytes, BytesMut};
@@ -230,7 +230,9 @@ async fn keep_prefix(mut body: crate::request::body::ResponseBody) -> (Bytes, u6
     )
 }
 
-/// The request a stored call makes.
+/// The request a stored call makes: its stored headers less any the host
+/// owns (a record may come from another host, or from NATS), then the
+/// host's own.
 fn request_of(record: &CallRecord, body: Bytes) -> Result<http::Request<Full<Bytes>>, http::Error> {
     let mut builder = http::Request::builder()
         .method(record.method.as_str())
@@ -238,11 +240,16 @@ fn request_of(record: &CallRecord, body: Bytes) -> Result<http::Request<Full<Byt
     for (name, value) in &record.headers {
         builder = builder.header(name.as_str(), value.as_slice());
     }
-    builder
-        .header(TRIGGER_HEADER, Trigger::Async.as_str())
-        .header(CALL_ID_HEADER, record.id.as_str())
-        .header(ATTEMPT_HEADER, HeaderValue::from(record.attempts + 1))
-        .body(Full::new(body))
+    let mut request = builder.body(Full::new(body))?;
+    let headers = request.headers_mut();
+    strip_host_headers(headers);
+    headers.insert(
+        TRIGGER_HEADER,
+        HeaderValue::from_static(Trigger::Async.as_str()),
+    );
+    headers.insert(CALL_ID_HEADER, HeaderValue::try_from(record.id.as_str())?);
+    headers.insert(ATTEMPT_HEADER, HeaderValue::from(record.attempts + 1));
+    Ok(request)
 }
 
 /// The answer of a stored call that no longer makes a request.

@@ -20,7 +20,7 @@ use crate::request::trace::RequestTrace;
 use crate::runtime::abi::output::OutputCapture;
 use crate::runtime::sandbox;
 use crate::runtime::sandbox::{GuestMemory, MemoryLimiter};
-use crate::runtime::services::{self, GuestServices, ServicesView};
+use crate::runtime::services::{self, GuestServices, KvHeld, ServicesView};
 use http_body_util::BodyExt;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -49,12 +49,13 @@ pub struct HttpState {
     table: ResourceTable,
     hooks: OutboundPolicy,
     services: Arc<GuestServices>,
+    kv_held: KvHeld,
     pub(crate) limiter: MemoryLimiter,
 }
 
 impl ServicesView for HttpState {
-    fn services(&mut self) -> (&GuestServices, &mut ResourceTable) {
-        (&self.services, &mut self.table)
+    fn services(&mut self) -> (&GuestServices, &mut ResourceTable, &mut KvHeld) {
+        (&self.services, &mut self.table, &mut self.kv_held)
     }
 }
 
@@ -198,6 +199,7 @@ pub fn new_store(
             span: tracing::Span::none(),
         },
         services,
+        kv_held: KvHeld::default(),
         limiter: MemoryLimiter::new(settings.limits.memory_bytes, memory),
     };
     let mut store = Store::new(engine, state);

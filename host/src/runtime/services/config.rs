@@ -44,18 +44,20 @@ impl ConfigScope {
         ConfigScope { values, secrets }
     }
 
-    /// The value of `key`: its secret if there is one, else its config value.
-    fn get(&self, key: &str) -> Option<String> {
-        self.secrets
-            .get(key)
-            .or_else(|| self.values.get(key).cloned())
+    /// The value of `key`: its secret if there is one, else its config
+    /// value; `Err` (why) while the function's secrets file is damaged.
+    fn get(&self, key: &str) -> Result<Option<String>, String> {
+        Ok(self
+            .secrets
+            .get(key)?
+            .or_else(|| self.values.get(key).cloned()))
     }
 
     /// Every key and value, secrets shadowing config values, sorted by key.
-    fn all(&self) -> Vec<(String, String)> {
+    fn all(&self) -> Result<Vec<(String, String)>, String> {
         let mut all = self.values.clone();
-        all.extend(self.secrets.all());
-        all.into_iter().collect()
+        all.extend(self.secrets.all()?);
+        Ok(all.into_iter().collect())
     }
 }
 
@@ -86,13 +88,13 @@ macro_rules! store_version {
                 &mut self,
                 key: String,
             ) -> Result<Option<String>, $version::wasi::config::store::Error> {
-                Ok(ConfigScope::get(self, &key))
+                ConfigScope::get(self, &key).map_err($version::wasi::config::store::Error::Io)
             }
 
             fn get_all(
                 &mut self,
             ) -> Result<Vec<(String, String)>, $version::wasi::config::store::Error> {
-                Ok(self.all())
+                self.all().map_err($version::wasi::config::store::Error::Io)
             }
         }
     };

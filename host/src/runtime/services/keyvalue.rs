@@ -20,6 +20,10 @@ pub(super) struct KvScope {
     granted: BTreeSet<String>,
     backend: Arc<dyn KvBackend>,
     metrics: Arc<FunctionMetrics>,
+    /// Most bytes of values one request may hold in the host at once (the
+    /// version's memory limit: a guest could not take more into its own
+    /// memory anyway).
+    max_read_bytes: usize,
 }
 
 impl KvScope {
@@ -28,15 +32,22 @@ impl KvScope {
         granted: BTreeSet<String>,
         backend: Arc<dyn KvBackend>,
         metrics: Arc<FunctionMetrics>,
+        max_read_bytes: usize,
     ) -> KvScope {
         KvScope {
             function,
             granted,
             backend,
             metrics,
+            max_read_bytes,
         }
     }
 }
+
+/// Bytes of values the host holds for one request's guest between its
+/// calls (the `cas` handles' values). Lives in the request's store.
+#[derive(Debug, Default)]
+pub struct KvHeld(usize);
 
 /// An open bucket, as the guest's `bucket` resource.
 pub struct BucketHandle(BucketId);
@@ -63,6 +74,7 @@ pub(super) enum GuestKvError {
 pub struct KvView<'a> {
     pub(super) scope: &'a KvScope,
     pub(super) table: &'a mut ResourceTable,
+    pub(super) held: &'a mut KvHeld,
 }
 
 /// What a key-value call returns: a trap (`Err`) or the guest's result.
@@ -93,6 +105,34 @@ impl<'a> KvView<'a> {
         handle: &Resource<BucketHandle>,
     ) -> wasmtime::Result<(&'a KvScope, BucketId)> {
         Ok((self.scope, self.table.get(handle)?.0.clone()))
+    }
+
+    /// Bytes one read may still return: the memory limit less what the
+    /// request's `cas` handles hold.
+    pub(super) fn read_budget(&self) -> usize {
+        self.scope.max_read_bytes.saturating_sub(self.held.0)
+    }
+
+    /// Keeps `cas` in the table, counting its value against the request's
+    /// read budget; past it, the guest gets the `kv-read` limit's error.
+    pub(super) fn hold(&mut self, cas: CasHandle) -> KvResult<Resource<CasHandle>> {
+        let bytes = cas.current.as_ref().map_or(0, Vec::len);
+        if bytes > self.read_budget() {
+            let limit = self.scope.max_read_bytes;
+            return self.scope.answer(Err(KvError::ReadTooLarge { limit }));
+        }
+        self.held.0 += bytes;
+        Ok(Ok(self.table.push(cas)?))
+    }
+
+    /// Takes `cas` out of the table, its value no longer held.
+    pub(super) fn release(&mut self, cas: Resource<CasHandle>) -> wasmtime::Result<CasHandle> {
+        let cas = self.table.delete(cas)?;
+        self.held.0 = self
+            .held
+            .0
+            .saturating_sub(cas.current.as_ref().map_or(0, Vec::len));
+        Ok(cas)
     }
 
     /// Drops a bucket handle.

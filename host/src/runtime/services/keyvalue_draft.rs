@@ -105,8 +105,9 @@ impl batch::Host for KvView<'_> {
         keys: Vec<String>,
     ) -> wasmtime::Result<Result<Vec<Option<(String, Vec<u8>)>>, store::Error>> {
         let (scope, bucket) = self.target(&bucket)?;
-        let values = match wit_result(scope.answer(scope.backend().get_many(&bucket, &keys).await))?
-        {
+        let budget = self.read_budget();
+        let read = scope.backend().get_many(&bucket, &keys, budget).await;
+        let values = match wit_result(scope.answer(read))? {
             Ok(values) => values,
             Err(error) => return Ok(Err(error)),
         };

@@ -67,7 +67,7 @@ impl atomics::Host for KvView<'_> {
             bucket,
             key,
             current,
-        } = self.table.delete(cas)?;
+        } = self.release(cas)?;
         let scope = self.scope;
         let swapped = scope
             .backend()
@@ -83,12 +83,15 @@ impl atomics::Host for KvView<'_> {
                         Ok(current) => current,
                         Err(error) => return Ok(Err(atomics::CasError::StoreError(error))),
                     };
-                let fresh = self.table.push(CasHandle {
+                let fresh = CasHandle {
                     bucket,
                     key,
                     current,
-                })?;
-                Ok(Err(atomics::CasError::CasFailed(fresh)))
+                };
+                match wit_result(self.hold(fresh))? {
+                    Ok(fresh) => Ok(Err(atomics::CasError::CasFailed(fresh))),
+                    Err(error) => Ok(Err(atomics::CasError::StoreError(error))),
+                }
             }
             Err(error) => Ok(Err(atomics::CasError::StoreError(error))),
         }
@@ -111,7 +114,7 @@ impl atomics::HostCas for KvView<'_> {
             key,
             current,
         };
-        Ok(Ok(self.table.push(cas)?))
+        wit_result(self.hold(cas))
     }
 
     async fn current(
@@ -122,7 +125,7 @@ impl atomics::HostCas for KvView<'_> {
     }
 
     async fn drop(&mut self, cas: Resource<CasHandle>) -> wasmtime::Result<()> {
-        self.table.delete(cas)?;
+        self.release(cas)?;
         Ok(())
     }
 }
@@ -134,7 +137,9 @@ impl batch::Host for KvView<'_> {
         keys: Vec<String>,
     ) -> wasmtime::Result<Result<Vec<(String, Option<Vec<u8>>)>, store::Error>> {
         let (scope, bucket) = self.target(&bucket)?;
-        let values = wit_result(scope.answer(scope.backend().get_many(&bucket, &keys).await))?;
+        let budget = self.read_budget();
+        let values =
+            wit_result(scope.answer(scope.backend().get_many(&bucket, &keys, budget).await))?;
         Ok(values.map(|values| keys.into_iter().zip(values).collect()))
     }
 

@@ -18,6 +18,7 @@ mod keyvalue_draft2;
 use crate::observe::metrics::FunctionMetrics;
 use crate::state::{FunctionSecrets, KvBackend};
 use config::ConfigScope;
+pub use keyvalue::KvHeld;
 use keyvalue::KvScope;
 use std::sync::Arc;
 use wasmtime::component::{HasData, Linker, ResourceTable};
@@ -42,7 +43,13 @@ impl GuestServices {
         metrics: Arc<FunctionMetrics>,
     ) -> GuestServices {
         GuestServices {
-            kv: KvScope::new(function, settings.kv.clone(), backend, metrics),
+            kv: KvScope::new(
+                function,
+                settings.kv.clone(),
+                backend,
+                metrics,
+                usize::try_from(settings.limits.memory_bytes).unwrap_or(usize::MAX),
+            ),
             config: ConfigScope::new(settings.config.clone(), secrets),
         }
     }
@@ -50,8 +57,9 @@ impl GuestServices {
 
 /// Store data that carries a version's services next to its resource table.
 pub trait ServicesView: Send + 'static {
-    /// The version's services and the store's resource table.
-    fn services(&mut self) -> (&GuestServices, &mut ResourceTable);
+    /// The version's services, the store's resource table, and the bytes
+    /// of values the host holds for this request.
+    fn services(&mut self) -> (&GuestServices, &mut ResourceTable, &mut KvHeld);
 }
 
 /// Links every version of every platform interface into `linker`.
@@ -63,10 +71,11 @@ pub fn add_to_linker<T: ServicesView>(linker: &mut Linker<T>) -> wasmtime::Resul
 }
 
 fn kv_view<T: ServicesView>(state: &mut T) -> keyvalue::KvView<'_> {
-    let (services, table) = state.services();
+    let (services, table, held) = state.services();
     keyvalue::KvView {
         scope: &services.kv,
         table,
+        held,
     }
 }
 
