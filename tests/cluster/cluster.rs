@@ -456,12 +456,10 @@ fn the_kubernetes_example_is_valid_yaml_whose_flags_wisp_serve_accepts() {
             .unwrap()
     };
     let nats = &of_kind("StatefulSet")["spec"]["template"]["spec"]["containers"][0];
-    assert!(
-        nats["args"]
-            .as_vec()
-            .unwrap()
-            .iter()
-            .any(|a| a.as_str() == Some("-js"))
+    assert_eq!(
+        nats["args"][1].as_str(),
+        Some("/etc/nats/nats-server.conf"),
+        "NATS runs the shipped config: TLS and users"
     );
     let wisp = &of_kind("Deployment")["spec"]["template"]["spec"]["containers"][0];
     let args: Vec<&str> = wisp["args"]
@@ -472,6 +470,9 @@ fn the_kubernetes_example_is_valid_yaml_whose_flags_wisp_serve_accepts() {
         .collect();
     assert_eq!(args[0], "serve");
     assert!(args.contains(&"--cluster"));
+    assert!(
+        args.contains(&"--cluster-tls-ca") && args.iter().any(|a| a.starts_with("tls://wisp:"))
+    );
     assert_eq!(
         wisp["readinessProbe"]["httpGet"]["path"].as_str(),
         Some("/healthz")
@@ -487,4 +488,195 @@ fn the_kubernetes_example_is_valid_yaml_whose_flags_wisp_serve_accepts() {
             "`wisp serve` has no {flag}"
         );
     }
+}
+
+/// Connects to `nats` over TLS with the test's client certificate, as
+/// `user` (none: anonymous); server errors go to `errors`.
+async fn nats_client(
+    nats: &Nats,
+    user: Option<(&str, &str)>,
+    errors: tokio::sync::mpsc::UnboundedSender<String>,
+) -> Result<async_nats::Client, async_nats::ConnectError> {
+    let secured = nats.secured();
+    let mut options = async_nats::ConnectOptions::new()
+        .require_tls(true)
+        .add_root_certificates(secured.file("ca.pem"))
+        .add_client_certificate(secured.file("client.pem"), secured.file("client.key"))
+        .event_callback(move |event| {
+            let errors = errors.clone();
+            async move {
+                if let async_nats::Event::ServerError(error) = event {
+                    let _ = errors.send(error.to_string());
+                }
+            }
+        });
+    if let Some((user, password)) = user {
+        options = options.user_and_password(user.into(), password.into());
+    }
+    options.connect(nats.url()).await
+}
+
+#[tokio::test]
+async fn a_cluster_on_authenticated_tls_nats_obeys_its_hosts_only_and_never_shows_the_password() {
+    let _serial = SERIAL.lock().await;
+    let nats = Nats::start_secured().await;
+    let secured = nats.secured();
+    let password = secured.host_password.clone();
+    let url = nats
+        .url()
+        .replacen("tls://", &format!("tls://wisp:{password}@"), 1);
+    let (ca, cert, key) = (
+        secured.file("ca.pem"),
+        secured.file("client.pem"),
+        secured.file("client.key"),
+    );
+    let args = [
+        "--cluster",
+        url.as_str(),
+        "--cluster-tls-ca",
+        ca.to_str().unwrap(),
+        "--cluster-tls-cert",
+        cert.to_str().unwrap(),
+        "--cluster-tls-key",
+        key.to_str().unwrap(),
+    ];
+    let host = Wisp::start_with(&args);
+    assert!(
+        eventually(Duration::from_secs(20), async || synced(&host).await).await,
+        "the host did not join the secured cluster:\n{}",
+        host.log()
+    );
+    host.deploy_ok("hello", artifacts::HELLO_COMPONENT, "route=/hello")
+        .await;
+    assert!(serves(&host, "/hello", Duration::from_secs(10)).await);
+
+    // The password shows nowhere: not in /healthz (no token needed), not in
+    // the log.
+    let health = host.admin_get("/healthz").await;
+    assert!(!health.text().contains(&password), "{}", health.text());
+    assert_eq!(health.json()["cluster"]["url"], nats.url().as_str());
+    assert!(!host.log().contains(&password), "{}", host.log());
+    let revision = health.json()["cluster"]["revision"].clone();
+
+    // A client without host rights cannot change the desired state.
+    let (errors_tx, mut errors) = tokio::sync::mpsc::unbounded_channel();
+    let observer = nats_client(
+        &nats,
+        Some(("observer", &secured.observer_password)),
+        errors_tx.clone(),
+    )
+    .await
+    .expect("the observer may connect");
+    let forged = serde_json::json!({"name": "hello", "route": "/pwned", "versions": []});
+    observer
+        .publish("$KV.wisp-functions.hello", forged.to_string().into())
+        .await
+        .unwrap();
+    observer.flush().await.unwrap();
+    let refused = tokio::time::timeout(Duration::from_secs(10), errors.recv()).await;
+    let refused = refused.expect("the server answers").unwrap_or_default();
+    assert!(refused.contains("Permissions Violation"), "{refused}");
+    let js = async_nats::jetstream::new(observer.clone());
+    assert!(
+        js.get_key_value("wisp-functions").await.is_err(),
+        "the observer has no JetStream API"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = host.admin_get("/healthz").await.json();
+    assert_eq!(
+        after["cluster"]["revision"], revision,
+        "nothing was written"
+    );
+    assert_eq!(listing(&host).await[0]["route"], "/hello");
+    assert_eq!(host.get("/hello").await.status, StatusCode::OK);
+
+    // Without credentials, no connection at all.
+    let anonymous = nats_client(&nats, None, errors_tx).await;
+    assert!(anonymous.is_err(), "an anonymous client connected");
+}
+
+#[tokio::test]
+async fn records_and_calls_forged_in_nats_are_refused_and_poison_is_dead_lettered() {
+    let _serial = SERIAL.lock().await;
+    let nats = Nats::start().await;
+    let host = join(&nats, &[]).await;
+    host.deploy_ok("hello", artifacts::HELLO_COMPONENT, "route=/hello")
+        .await;
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client.clone());
+    let records = js.get_key_value("wisp-functions").await.unwrap();
+
+    // A record under a name the admin API would refuse (a path).
+    let stored = records.get("hello").await.unwrap().unwrap();
+    let mut record: serde_json::Value = serde_json::from_slice(&stored).unwrap();
+    let mut evil = record.clone();
+    evil["name"] = "evil/escape".into();
+    records
+        .put("evil/escape", evil.to_string().into())
+        .await
+        .unwrap();
+    // A new version granting the host's own secrets directory.
+    let mut granted = record["versions"][0].clone();
+    granted["number"] = 2.into();
+    let secrets = host.data_dir().join("secrets");
+    granted["settings"]["dir"] = serde_json::json!([format!("{}:/s", secrets.display())]);
+    record["versions"].as_array_mut().unwrap().push(granted);
+    record["traffic"] = serde_json::json!([{"version": 2, "weight": 100}]);
+    records
+        .put("hello", record.to_string().into())
+        .await
+        .unwrap();
+    let refused = eventually(Duration::from_secs(10), async || {
+        let log = host.log();
+        log.contains("invalid name") && log.contains("outside the host's data directory")
+    })
+    .await;
+    assert!(refused, "{}", host.log());
+    assert!(
+        !host.data_dir().join("functions/evil").exists(),
+        "nothing was written for it"
+    );
+    let names: Vec<String> = listing(&host)
+        .await
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names, ["hello"]);
+
+    // A call message that can never run is dead-lettered once, not
+    // redelivered forever.
+    let queue_made = eventually(Duration::from_secs(10), async || {
+        js.get_stream("WISP_CALLS").await.is_ok()
+    })
+    .await;
+    assert!(queue_made, "the host made no call queue");
+    js.publish("wisp.calls.run", "not-a-call-id".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let dead = eventually(Duration::from_secs(15), async || {
+        let Ok(mut stream) = js.get_stream("WISP_CALLS_DEAD").await else {
+            return false;
+        };
+        stream
+            .info()
+            .await
+            .is_ok_and(|info| info.state.messages == 1)
+    })
+    .await;
+    assert!(
+        dead,
+        "the poison message was not dead-lettered:\n{}",
+        host.log()
+    );
+    assert!(host.log().contains("dead-lettered"), "{}", host.log());
+    let mut queue = js.get_stream("WISP_CALLS").await.unwrap();
+    assert_eq!(
+        queue.info().await.unwrap().state.messages,
+        0,
+        "not redelivered"
+    );
 }

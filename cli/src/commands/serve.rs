@@ -84,10 +84,31 @@ pub(crate) struct Serve {
     /// Join a cluster: keep deployed functions, their sources, key-value
     /// buckets and cron claims in this NATS server's JetStream, shared with
     /// every host started with the same URL (e.g. `nats://10.0.0.5:4222`;
-    /// `nats://user:pass@host:4222` for a password). The host serves its
-    /// last known state while NATS is away and refuses changes (503).
-    #[arg(long, env = "WISP_CLUSTER", value_name = "URL")]
+    /// `nats://user:pass@host:4222` for a password, `nats://TOKEN@host` for
+    /// a token, `tls://` to require TLS). The host serves its last known
+    /// state while NATS is away and refuses changes (503). Credentials are
+    /// never shown (`/healthz`, logs and errors show the URL without them).
+    #[arg(long, env = "WISP_CLUSTER", hide_env_values = true, value_name = "URL")]
     cluster: Option<String>,
+    /// A token to authenticate to the cluster's NATS server with.
+    #[arg(
+        long,
+        env = "WISP_CLUSTER_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN",
+        requires = "cluster"
+    )]
+    cluster_token: Option<String>,
+    /// The CA certificate (PEM) that signed the NATS server's; requires TLS.
+    #[arg(long, value_name = "FILE", requires = "cluster")]
+    cluster_tls_ca: Option<PathBuf>,
+    /// This host's TLS client certificate (PEM), for a NATS server that
+    /// verifies clients; needs `--cluster-tls-key`.
+    #[arg(long, value_name = "FILE", requires_all = ["cluster", "cluster_tls_key"])]
+    cluster_tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of `--cluster-tls-cert`.
+    #[arg(long, value_name = "FILE", requires_all = ["cluster", "cluster_tls_cert"])]
+    cluster_tls_key: Option<PathBuf>,
     /// A NATS credentials file (`.creds`: JWT and NKey seed) for `--cluster`.
     #[arg(
         long,
@@ -205,6 +226,12 @@ pub(crate) struct Serve {
     /// refused, and a stored version with one is not loaded.
     #[arg(long)]
     allow_root_dir: bool,
+    /// The only host directories a function's `--dir` may grant (each one
+    /// or any directory below it); repeatable. Without it, any directory but
+    /// the data dir (and `/`, see `--allow-root-dir`). Deploys, stored
+    /// versions and cluster records granting anything else are refused.
+    #[arg(long = "dir-root", value_name = "DIR")]
+    dir_roots: Vec<PathBuf>,
     /// Deploy the functions of this manifest (building them first) at start.
     #[arg(long, value_name = "FILE")]
     manifest: Option<PathBuf>,
@@ -267,6 +294,7 @@ impl Serve {
                 memory_bytes: self.max_compile_memory,
             },
             allow_root_dir: self.allow_root_dir,
+            dir_roots: self.dir_roots.clone(),
             kv_limits: KvLimits {
                 max_key_bytes: usize::try_from(self.max_kv_key).unwrap_or(usize::MAX),
                 max_value_bytes: usize::try_from(self.max_kv_value).unwrap_or(usize::MAX),
@@ -284,6 +312,10 @@ impl Serve {
             cluster: self.cluster.clone().map(|url| wisp_host::ClusterConfig {
                 url,
                 credentials: self.cluster_creds.clone(),
+                token: self.cluster_token.clone(),
+                tls_ca: self.cluster_tls_ca.clone(),
+                tls_cert: self.cluster_tls_cert.clone(),
+                tls_key: self.cluster_tls_key.clone(),
             }),
             ..defaults
         };

@@ -17,7 +17,7 @@
 //! (JetStream's `max_age`), so there is nothing to sweep.
 
 use super::{Cluster, ClusterError};
-use crate::events::calls::{AsyncCalls, CallRecord, Claim, Full, QueueError, decode};
+use crate::events::calls::{AsyncCalls, CallRecord, Claim, Full, QueueError, decode, is_call_id};
 use async_nats::jetstream::consumer::{AckPolicy, PullConsumer, pull};
 use async_nats::jetstream::message::{AckKind, Acker};
 use async_nats::jetstream::{kv as js_kv, object_store, stream};
@@ -31,6 +31,11 @@ use tokio::sync::{Notify, OnceCell};
 
 const STREAM: &str = "WISP_CALLS";
 const SUBJECT: &str = "wisp.calls.run";
+/// Where messages that can never run go (see `ClusterCalls::dead_letter`).
+const DEAD_LETTERS: &str = "wisp.calls.dead";
+const DEAD_STREAM: &str = "WISP_CALLS_DEAD";
+/// Most dead letters kept (the oldest go first).
+const MAX_DEAD_LETTERS: i64 = 10_000;
 const CONSUMER: &str = "wisp-workers";
 const RECORDS: &str = "wisp-calls";
 const BODIES: &str = "wisp-call-bodies";
@@ -119,6 +124,15 @@ impl ClusterCalls {
                 .await
                 .map_err(failed)?;
                 let stream = js.get_stream(STREAM).await.map_err(failed)?;
+                js.create_or_update_stream(stream::Config {
+                    name: DEAD_STREAM.into(),
+                    subjects: vec![DEAD_LETTERS.into()],
+                    max_messages: MAX_DEAD_LETTERS,
+                    max_age: self.retention,
+                    ..Default::default()
+                })
+                .await
+                .map_err(failed)?;
                 let consumer = stream
                     .get_or_create_consumer(
                         CONSUMER,
@@ -221,6 +235,32 @@ impl ClusterCalls {
         Ok(())
     }
 
+    /// Takes a message that can never run (a poison message) off the work
+    /// queue for good: copies it to the dead-letter subject
+    /// [`DEAD_LETTERS`] (kept in stream `WISP_CALLS_DEAD`) with why, logs
+    /// it, and terminates it so it is not redelivered.
+    async fn dead_letter(
+        &self,
+        payload: &Bytes,
+        acker: Acker,
+        why: &str,
+    ) -> Result<(), QueueError> {
+        tracing::error!(
+            message = %String::from_utf8_lossy(&payload[..payload.len().min(100)]),
+            "a queued call message cannot run and is dead-lettered: {why}"
+        );
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("wisp-dead-letter-reason", why);
+        let js = &self.cluster.jetstream;
+        if let Ok(sent) = js
+            .publish_with_headers(DEAD_LETTERS, headers, payload.clone())
+            .await
+        {
+            let _ = sent.await;
+        }
+        acker.ack_with(AckKind::Term).await.map_err(failed)
+    }
+
     /// Stores `record` as it now stands, with its result body; when this
     /// host runs it, acks its message (final) or hands it back until it is
     /// due again.
@@ -279,13 +319,30 @@ impl ClusterCalls {
         };
         let (message, acker) = message.map_err(failed)?.split();
         let id = String::from_utf8_lossy(&message.payload).into_owned();
+        if !is_call_id(&id) {
+            self.dead_letter(&message.payload, acker, "the message is not a call id")
+                .await?;
+            return Ok(Claim::Wait(Some(now_ms)));
+        }
         let record = handles.records.get(id.as_str()).await.map_err(failed)?;
         let Some(record) = record else {
             // Expired or never stored whole: nothing to run.
             acker.ack().await.map_err(failed)?;
             return Ok(Claim::Wait(Some(now_ms)));
         };
-        let record = decode(&record)?;
+        let record = match decode(&record) {
+            Ok(record) if record.id == id => record,
+            Ok(_) => {
+                self.dead_letter(&message.payload, acker, "its record names another call")
+                    .await?;
+                return Ok(Claim::Wait(Some(now_ms)));
+            }
+            Err(error) => {
+                let why = format!("its record cannot be read: {error}");
+                self.dead_letter(&message.payload, acker, &why).await?;
+                return Ok(Claim::Wait(Some(now_ms)));
+            }
+        };
         let body = self
             .body(handles, format!("req-{id}"))
             .await

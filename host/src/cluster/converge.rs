@@ -111,9 +111,21 @@ fn applied(cluster: &Cluster, name: &str, revision: u64, present: bool) {
     cluster.applied.send_modify(|r| *r = (*r).max(revision));
 }
 
-/// Applies one change of the desired state.
+/// Applies one change of the desired state. A record is checked as the
+/// admin API checks a deploy — its name here, its route and traffic when
+/// published, each version's settings (and this host's policy on them)
+/// when loaded — and refused, logged, when it fails: anyone who can write
+/// to NATS must not get more than the admin API would give.
 async fn apply(host: &Host, cluster: &Cluster, entry: &js_kv::Entry) {
     let name = entry.key.as_str();
+    if let Err(why) = wisp_spec::name::validate_name(name) {
+        tracing::error!(
+            key = name,
+            "a cluster record under an invalid name is refused: {why}"
+        );
+        applied(cluster, name, entry.revision, false);
+        return;
+    }
     if entry.operation != js_kv::Operation::Put {
         host.unpublish(name).await;
         applied(cluster, name, entry.revision, false);

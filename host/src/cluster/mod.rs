@@ -56,14 +56,82 @@ const CONNECT_GRACE: Duration = Duration::from_secs(2);
 /// How long a writer waits for its own host to apply what it wrote.
 const APPLY_WAIT: Duration = Duration::from_secs(10);
 
-/// How to reach the cluster.
-#[derive(Debug, Clone)]
+/// How to reach the cluster. Credentials never appear in what the host
+/// shows (`/healthz`, logs, errors): only [`ClusterConfig::shown_url`].
+#[derive(Clone, Default)]
 pub struct ClusterConfig {
     /// NATS server URL(s), comma-separated, e.g. `nats://10.0.0.5:4222`;
-    /// user and password may be given in the URL.
+    /// `nats://USER:PASSWORD@host` gives a user and password,
+    /// `nats://TOKEN@host` a token; `tls://` requires TLS.
     pub url: String,
     /// A NATS credentials file (JWT and NKey seed), if the server needs one.
     pub credentials: Option<PathBuf>,
+    /// A token to authenticate with (instead of one in the URL).
+    pub token: Option<String>,
+    /// The CA certificate (PEM) that signed the server's; implies TLS.
+    pub tls_ca: Option<PathBuf>,
+    /// This host's client certificate (PEM), for servers that verify
+    /// clients; needs [`ClusterConfig::tls_key`].
+    pub tls_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    pub tls_key: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for ClusterConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterConfig")
+            .field("url", &self.shown_url())
+            .field("credentials", &self.credentials)
+            .field("token", &self.token.as_ref().map(|_| "***"))
+            .field("tls_ca", &self.tls_ca)
+            .field("tls_cert", &self.tls_cert)
+            .field("tls_key", &self.tls_key)
+            .finish()
+    }
+}
+
+impl ClusterConfig {
+    /// The URL(s) without any user, password or token: what may be shown.
+    pub fn shown_url(&self) -> String {
+        servers(&self.url)
+            .map(|server| server.address)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+/// One server of a `--cluster` URL list, its credentials taken out.
+struct Server {
+    /// `scheme://host:port`, with no userinfo.
+    address: String,
+    /// `(user, password)`, or a token as `(token, None)`.
+    userinfo: Option<(String, Option<String>)>,
+}
+
+/// The servers of a comma-separated URL list.
+fn servers(urls: &str) -> impl Iterator<Item = Server> + '_ {
+    urls.split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(|url| {
+            let (scheme, rest) = url.split_once("://").unwrap_or(("nats", url));
+            let (userinfo, host) = match rest.rsplit_once('@') {
+                Some((userinfo, host)) => (Some(userinfo), host),
+                None => (None, rest),
+            };
+            let decode = |text: &str| {
+                percent_encoding::percent_decode_str(text)
+                    .decode_utf8_lossy()
+                    .into_owned()
+            };
+            Server {
+                address: format!("{scheme}://{host}"),
+                userinfo: userinfo.map(|info| match info.split_once(':') {
+                    Some((user, password)) => (decode(user), Some(decode(password))),
+                    None => (decode(info), None),
+                }),
+            }
+        })
 }
 
 /// Why a cluster call failed.
@@ -114,10 +182,37 @@ impl Cluster {
                 format!("reading the NATS credentials file {}: {e}", path.display())
             })?;
         }
+        // The client ignores credentials in the URL: they are handed over
+        // explicitly, and the URL it gets (and shows) has none.
+        match servers(&config.url).find_map(|server| server.userinfo) {
+            Some((user, Some(password))) => options = options.user_and_password(user, password),
+            Some((token, None)) => options = options.token(token),
+            None => {}
+        }
+        if let Some(token) = &config.token {
+            options = options.token(token.clone());
+        }
+        if let Some(ca) = &config.tls_ca {
+            options = options.require_tls(true).add_root_certificates(ca.clone());
+        }
+        match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => {
+                options = options
+                    .require_tls(true)
+                    .add_client_certificate(cert.clone(), key.clone());
+            }
+            (None, None) => {}
+            _ => {
+                return Err(
+                    "a TLS client certificate needs both its certificate and its key".into(),
+                );
+            }
+        }
+        let shown = config.shown_url();
         let client = options
-            .connect(config.url.as_str())
+            .connect(shown.as_str())
             .await
-            .map_err(|e| format!("connecting to NATS at {}: {e}", config.url))?;
+            .map_err(|e| format!("connecting to NATS at {shown}: {e}"))?;
         let jetstream = jetstream::new(client.clone());
         Ok(Cluster {
             config,
@@ -158,7 +253,7 @@ impl Cluster {
 
     fn unreachable(&self, reason: impl std::fmt::Display) -> ClusterError {
         ClusterError::Unreachable {
-            url: self.config.url.clone(),
+            url: self.config.shown_url(),
             reason: reason.to_string(),
         }
     }
@@ -439,12 +534,40 @@ impl Cluster {
         let latest = self.latest.load(Ordering::Acquire).max(applied);
         let connected = self.ensure_connected().is_ok();
         ClusterHealth {
-            url: self.config.url.clone(),
+            url: self.config.shown_url(),
             connected,
             synced: connected && self.synced.load(Ordering::Acquire),
             revision: applied,
             behind: latest - applied,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_are_taken_out_of_the_urls_and_never_shown() {
+        let config = ClusterConfig {
+            url: "nats://wisp:p%40ss@10.0.0.5:4222, tls://t0ken@10.0.0.6:4222,nats://10.0.0.7"
+                .into(),
+            ..ClusterConfig::default()
+        };
+        let shown = config.shown_url();
+        assert_eq!(
+            shown,
+            "nats://10.0.0.5:4222,tls://10.0.0.6:4222,nats://10.0.0.7"
+        );
+        let userinfo: Vec<_> = servers(&config.url).map(|s| s.userinfo).collect();
+        assert_eq!(userinfo[0], Some(("wisp".into(), Some("p@ss".into()))));
+        assert_eq!(userinfo[1], Some(("t0ken".into(), None)));
+        assert_eq!(userinfo[2], None);
+        let debug = format!("{config:?}");
+        assert!(
+            !debug.contains("p%40ss") && !debug.contains("t0ken"),
+            "{debug}"
+        );
     }
 }
 

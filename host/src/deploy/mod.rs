@@ -114,6 +114,7 @@ impl Host {
         }
         let route = parse_route(&route)?;
         let settings = Settings::validate(&raw, self.inner.config.root_dir())?;
+        self.inner.config.check_dirs(&settings)?;
         let (abi, needs) = inspect::inspect_with_resources(&wasm)?;
         if self.inner.config.pooling {
             engine::check_fits_pool(&needs).map_err(DeployError::Instantiate)?;

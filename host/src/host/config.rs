@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use wisp_spec::limits;
-use wisp_spec::settings::RootDir;
+use wisp_spec::settings::{RootDir, Settings, SettingsError};
 
 /// Default cap on an uploaded `.wasm`, in bytes.
 pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 200 << 20;
@@ -71,6 +71,15 @@ pub struct HostConfig {
     /// `invalid-settings`), and a stored version with one is not loaded
     /// (a [`LoadProblem`]). `wisp serve --allow-root-dir` turns it on.
     pub allow_root_dir: bool,
+    /// The only host directories a function's `dir` setting may grant (each
+    /// a directory or one below it); empty: any, as long as the other rules
+    /// hold. Whatever the list, the data directory and anything inside it
+    /// (secrets, stored calls, artifacts) is never granted (a directory
+    /// above it is the operator's call, like `/` with `allow_root_dir`).
+    /// Checked on every
+    /// deploy and on every record the host loads, its own or a cluster's.
+    /// `wisp serve --dir-root PATH`.
+    pub dir_roots: Vec<PathBuf>,
     /// Size limits of the key-value store: key, value and bytes per bucket.
     pub kv_limits: KvLimits,
     /// How async calls (`Prefer: respond-async`) run: workers, retries,
@@ -88,6 +97,36 @@ pub struct HostConfig {
 }
 
 impl HostConfig {
+    /// Refuses `settings` whose `dir`s (already canonical) reach the data
+    /// directory or lie outside [`HostConfig::dir_roots`].
+    pub(crate) fn check_dirs(&self, settings: &Settings) -> Result<(), SettingsError> {
+        let data_dir =
+            std::fs::canonicalize(&self.data_dir).unwrap_or_else(|_| self.data_dir.clone());
+        for mount in &settings.dirs {
+            let typed = format!("{}:{}", mount.host.display(), mount.guest);
+            if mount.host.starts_with(&data_dir) {
+                return Err(SettingsError::invalid(
+                    "dir",
+                    typed,
+                    "a HOST_DIR outside the host's data directory (it holds secrets and stored calls)",
+                ));
+            }
+            let allowed = self.dir_roots.is_empty()
+                || self.dir_roots.iter().any(|root| {
+                    let root = std::fs::canonicalize(root).unwrap_or_else(|_| root.clone());
+                    mount.host.starts_with(root)
+                });
+            if !allowed {
+                return Err(SettingsError::invalid(
+                    "dir",
+                    typed,
+                    "a HOST_DIR under one of the host's `--dir-root` directories",
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// What `dir` settings may grant on this host.
     pub(crate) fn root_dir(&self) -> RootDir {
         if self.allow_root_dir {
@@ -116,6 +155,7 @@ impl Default for HostConfig {
             compiler: Compiler::default(),
             compile_budget: CompileBudget::default(),
             allow_root_dir: false,
+            dir_roots: Vec::new(),
             kv_limits: KvLimits::default(),
             async_calls: AsyncCalls::default(),
             trace_context: None,

@@ -145,6 +145,7 @@ impl Host {
             )
         })?;
         let settings = Settings::validate(&version.settings, inner.config.root_dir())?;
+        inner.config.check_dirs(&settings)?;
         let key = inner.artifacts.compiled_key(&source);
         let info = VersionInfo {
             name: Arc::from(record.name.as_str()),

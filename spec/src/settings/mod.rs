@@ -55,6 +55,13 @@ impl SettingsError {
         }
     }
 
+    /// Setting `setting` refused with `value`, saying what is `expected`
+    /// instead (for checks made outside this crate, such as a host's
+    /// policy).
+    pub fn invalid(setting: &str, value: impl fmt::Display, expected: impl Into<String>) -> Self {
+        SettingsError::new(setting, value, expected)
+    }
+
     /// An unknown setting name.
     fn unknown(name: &str) -> Self {
         SettingsError::new(

@@ -7,7 +7,9 @@
 //! and the README's settings table ([`markdown_table`]). A new setting is one
 //! new entry.
 
-use super::{DirMount, OutboundRule, Settings};
+use super::{
+    DEFAULT_ASYNC_MAX_QUEUED, DEFAULT_ASYNC_MAX_QUEUED_BYTES, DirMount, OutboundRule, Settings,
+};
 use crate::limits::{MAX_MEMORY_LIMIT_BYTES, MAX_TIMEOUT};
 use crate::name::{MAX_NAME_LEN, OWN_BUCKET, is_bucket_name};
 use crate::schedule::Schedule;
@@ -309,7 +311,12 @@ pub static SETTINGS: &[Setting] = &[
             s.async_calls.max_queued = count(v, u32::MAX)?;
             Ok(())
         },
-        show: |s| vec![s.async_calls.max_queued.to_string()],
+        show: |s| {
+            shown_when_async(s, s.async_calls.max_queued != DEFAULT_ASYNC_MAX_QUEUED)
+                .then(|| s.async_calls.max_queued.to_string())
+                .into_iter()
+                .collect()
+        },
     },
     Setting {
         name: "async-max-queued-bytes",
@@ -322,7 +329,13 @@ pub static SETTINGS: &[Setting] = &[
             s.async_calls.max_queued_bytes = bounded_size(v, u64::MAX)?;
             Ok(())
         },
-        show: |s| vec![units::format_size(s.async_calls.max_queued_bytes)],
+        show: |s| {
+            let changed = s.async_calls.max_queued_bytes != DEFAULT_ASYNC_MAX_QUEUED_BYTES;
+            shown_when_async(s, changed)
+                .then(|| units::format_size(s.async_calls.max_queued_bytes))
+                .into_iter()
+                .collect()
+        },
     },
     Setting {
         name: "async-keep-credentials",
@@ -346,6 +359,12 @@ fn switch(text: &str) -> Result<bool, String> {
         "off" | "false" => Ok(false),
         _ => Err("`on` or `off`".to_owned()),
     }
+}
+
+/// Whether an async cap is shown: when the function takes async calls, or
+/// the cap was changed from its default.
+fn shown_when_async(settings: &Settings, changed: bool) -> bool {
+    settings.async_calls.enabled || changed
 }
 
 /// A switch shown only when on (off is the default).
