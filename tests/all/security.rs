@@ -313,7 +313,7 @@ async fn headers_only_the_host_sets_cannot_be_forged_by_clients_or_guests() {
             .map(|pair| pair[1].as_str().unwrap().to_owned())
             .collect()
     };
-    assert_eq!(seen("x-wisp-call-id"), [id.clone()], "{call}");
+    assert_eq!(seen("x-wisp-call-id"), [id.as_str()], "{call}");
     assert_eq!(seen("x-wisp-attempt"), ["1"], "{call}");
     assert_eq!(seen("x-wisp-trigger"), ["async"], "{call}");
     assert!(seen("x-wisp-schedule").is_empty() && seen("x-wisp-caller").is_empty());

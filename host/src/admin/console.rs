@@ -276,3 +276,49 @@ fn redirect_home(cookie: Option<String>) -> http::Response<ResponseBody> {
     }
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_session_ends_when_idle_and_at_its_age_whatever_its_use() {
+        let now = Instant::now();
+        let session = |age: Duration, idle: Duration| Session {
+            csrf: String::new(),
+            created: now - age,
+            last_seen: now - idle,
+        };
+        let minute = Duration::from_secs(60);
+        assert!(!session(minute, minute).expired(now));
+        assert!(session(minute * 31, minute * 30).expired(now), "idle");
+        assert!(
+            session(SESSION_MAX_AGE, Duration::ZERO).expired(now),
+            "too old"
+        );
+    }
+
+    #[test]
+    fn only_an_open_session_is_admitted_and_it_carries_its_own_csrf_token() {
+        let sessions = Sessions::default();
+        let id = sessions.open().unwrap();
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            header::COOKIE,
+            format!("{SESSION_COOKIE}={id}").parse().unwrap(),
+        );
+        let csrf = sessions.admits(&headers).expect("open");
+        assert_eq!(csrf.len(), 64);
+        assert_ne!(csrf, id);
+        let mut other = http::HeaderMap::new();
+        other.insert(
+            header::COOKIE,
+            format!("{SESSION_COOKIE}={}", "0".repeat(64))
+                .parse()
+                .unwrap(),
+        );
+        assert!(sessions.admits(&other).is_none());
+        sessions.close(&id);
+        assert!(sessions.admits(&headers).is_none());
+    }
+}

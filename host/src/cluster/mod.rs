@@ -543,6 +543,16 @@ impl Cluster {
     }
 }
 
+fn conflict(name: &str) -> DeployError {
+    DeployError::Conflict(name.to_owned())
+}
+
+impl From<ClusterError> for DeployError {
+    fn from(error: ClusterError) -> Self {
+        DeployError::ClusterUnavailable(error.to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -568,15 +578,5 @@ mod tests {
             !debug.contains("p%40ss") && !debug.contains("t0ken"),
             "{debug}"
         );
-    }
-}
-
-fn conflict(name: &str) -> DeployError {
-    DeployError::Conflict(name.to_owned())
-}
-
-impl From<ClusterError> for DeployError {
-    fn from(error: ClusterError) -> Self {
-        DeployError::ClusterUnavailable(error.to_string())
     }
 }

@@ -138,9 +138,9 @@ impl Host {
                     RedbStore::open(&config.data_dir, config.kv_limits)
                         .map_err(|e| data_error(e.to_string()))?,
                 ),
-                CallStore::Local(
+                CallStore::Local(Box::new(
                     CallQueue::open(&config.data_dir).map_err(|e| data_error(e.to_string()))?,
-                ),
+                )),
             ),
         };
         let secrets = SecretStore::open(&config.data_dir).map_err(|e| data_error(e.to_string()))?;

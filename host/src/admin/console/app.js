@@ -58,10 +58,13 @@ async function functionsPage() {
     el("thead", {}, el("tr", {}, ["Function", "Route", "Version", "Traffic", "Req/s", "Errors", "p50", "p99", "Instantiate"].map((h) => el("th", { text: h })))),
     el("tbody"));
   const error = el("p", { class: "error" });
-  view.replaceChildren(el("h1", { text: "Functions" }), error, table);
+  const damaged = el("ul", { class: "error", id: "damaged" });
+  view.replaceChildren(el("h1", { text: "Functions" }), damaged, error, table);
   every(2000, async () => {
     try {
-      const [functions, stats] = await Promise.all([api("/v1/functions"), api("/v1/stats?window=10")]);
+      const [functions, stats, health] = await Promise.all([api("/v1/functions"), api("/v1/stats?window=10"), api("/healthz")]);
+      // State files the host cannot use (see /healthz): named, until repaired or removed.
+      damaged.replaceChildren(...(health.damaged || []).map((d) => el("li", { text: "Damaged: " + d })));
       const byName = Object.fromEntries(stats.map((s) => [s.name, s.stats]));
       const rows = functions.map((f) => {
         const s = byName[f.name] || {};

@@ -13,7 +13,7 @@ use tokio::sync::Notify;
 /// The calls of a host.
 pub(crate) enum CallStore {
     /// On this node's disk.
-    Local(CallQueue),
+    Local(Box<CallQueue>),
     /// In the cluster.
     #[cfg(feature = "cluster")]
     Cluster(Box<crate::cluster::ClusterCalls>),
