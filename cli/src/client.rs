@@ -58,6 +58,21 @@ pub struct AdminClient {
     http: Client<HttpConnector, Full<Bytes>>,
 }
 
+/// How a deploy places its version, besides its settings.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DeployHow<'a> {
+    /// The route; `None` keeps the function's.
+    pub route: Option<&'a str>,
+    /// Give the new version all traffic.
+    pub take_traffic: bool,
+    /// Start from the default settings, not the previous version's.
+    pub reset_settings: bool,
+    /// Let another route move the function.
+    pub move_route: bool,
+    /// Where the binary came from.
+    pub origin: Option<&'a str>,
+}
+
 impl AdminClient {
     /// A client for the admin API at `base` (e.g. `http://127.0.0.1:8081`).
     pub fn new(base: &str, token: Option<String>) -> Result<AdminClient, ClientError> {
@@ -150,19 +165,25 @@ impl AdminClient {
     pub async fn deploy(
         &self,
         name: &str,
-        route: &str,
         wasm: Bytes,
         settings: &RawSettings,
-        take_traffic: bool,
-        origin: Option<&str>,
+        how: &DeployHow<'_>,
     ) -> Result<DeployReport, ClientError> {
         let mut query = form_urlencoded::Serializer::new(String::new());
-        query.append_pair("route", route);
-        if let Some(origin) = origin {
+        if let Some(route) = how.route {
+            query.append_pair("route", route);
+        }
+        if let Some(origin) = how.origin {
             query.append_pair("origin", origin);
         }
-        if !take_traffic {
+        if !how.take_traffic {
             query.append_pair("no-traffic", "true");
+        }
+        if how.reset_settings {
+            query.append_pair("reset-settings", "true");
+        }
+        if how.move_route {
+            query.append_pair("move-route", "true");
         }
         let mut query = query.finish();
         let settings = settings.to_query();

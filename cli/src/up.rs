@@ -8,7 +8,7 @@
 //! functions whose watched files change (debounced), and for everything when
 //! the manifest itself changes.
 
-use crate::client::{AdminClient, ClientError};
+use crate::client::{AdminClient, ClientError, DeployHow};
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use http::StatusCode;
@@ -184,11 +184,17 @@ async fn apply(client: &AdminClient, function: &ManifestFunction) -> anyhow::Res
     let report = client
         .deploy(
             &function.name,
-            &function.route,
             wanted.wasm,
             &function.settings,
-            true,
-            None,
+            // The manifest is the whole truth: settings it leaves out are
+            // the defaults, and its route is where the function goes.
+            &DeployHow {
+                route: Some(&function.route),
+                take_traffic: true,
+                reset_settings: true,
+                move_route: true,
+                origin: None,
+            },
         )
         .await
         .with_context(|| format!("deploying function `{}`", function.name))?;

@@ -62,6 +62,19 @@ pub enum DeployError {
         /// The function that has it.
         owner: String,
     },
+    /// A deploy names another route than the function's without saying it
+    /// means to move the function.
+    #[error(
+        "function `{name}` is served at `{from}`; deploying it at `{to}` would move every version of it, live traffic included: add `--move-route` (`move-route=true`) to move it, or leave `--route` out to keep `{from}`"
+    )]
+    RouteMove {
+        /// The function.
+        name: String,
+        /// Its route.
+        from: String,
+        /// The route the deploy named.
+        to: String,
+    },
     /// No such function.
     #[error("no function named `{0}` is deployed")]
     UnknownFunction(String),
@@ -170,6 +183,7 @@ impl DeployError {
         match self {
             DeployError::TooLarge { .. } => StatusCode::BAD_REQUEST,
             DeployError::RouteTaken { .. }
+            | DeployError::RouteMove { .. }
             | DeployError::VersionServing { .. }
             | DeployError::Conflict(_) => StatusCode::CONFLICT,
             DeployError::ClusterUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -200,6 +214,7 @@ impl DeployError {
             DeployError::Instantiate(_) => "instantiate-failed",
             DeployError::TooLarge { .. } => "upload-too-large",
             DeployError::RouteTaken { .. } => "route-taken",
+            DeployError::RouteMove { .. } => "route-move",
             DeployError::UnknownFunction(_) => "unknown-function",
             DeployError::UnknownVersion { .. } => "unknown-version",
             DeployError::VersionServing { .. } => "version-serving",

@@ -31,6 +31,17 @@ pub struct DeployReport {
     pub artifact_bytes: u64,
     /// The settings it runs with, canonical text.
     pub settings: RawSettings,
+    /// The version whose settings this one kept where the deploy gave
+    /// none (a redeploy without `reset-settings`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kept_from: Option<u32>,
+    /// The settings kept from [`DeployReport::kept_from`] that are not the
+    /// defaults, e.g. `["timeout", "allow-outbound", "config"]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kept_settings: Vec<String>,
+    /// The function's route before this deploy moved it (`move-route`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moved_from: Option<String>,
 }
 
 /// One version of a function.

@@ -20,6 +20,7 @@ mod library;
 mod oci;
 mod operate;
 mod portability;
+mod redeploy;
 mod security;
 #[expect(dead_code, reason = "NATS and haproxy are for tests/cluster")]
 mod services;

@@ -4,6 +4,7 @@
 
 use super::settings_flags::SettingsArgs;
 use super::{AdminArgs, body_flag, method_flag};
+use crate::client::DeployHow;
 use crate::{oci, output};
 use anyhow::Context;
 use bytes::Bytes;
@@ -29,9 +30,20 @@ pub(crate) struct Deploy {
     #[command(flatten)]
     settings: SettingsArgs,
     /// Deploy without giving the new version traffic (try it with the
-    /// `x-wisp-version` header first).
+    /// `x-wisp-version` header first). Nothing that serves changes: with a
+    /// new `--route`, the deploy is refused unless `--move-route` is given.
     #[arg(long)]
     no_traffic: bool,
+    /// Start from the default settings. Without it, a new version keeps
+    /// the previous version's settings except those given here (the
+    /// output says which were kept).
+    #[arg(long)]
+    reset_settings: bool,
+    /// Move the function to the `--route` given: every version, live
+    /// traffic included. Without it, a `--route` other than the function's
+    /// is refused.
+    #[arg(long)]
+    move_route: bool,
     /// Print the deploy report as JSON.
     #[arg(long)]
     json: bool,
@@ -64,11 +76,15 @@ impl Deploy {
             .client()?
             .deploy(
                 &self.name,
-                &self.settings.route,
                 Bytes::from(wasm),
                 &raw,
-                !self.no_traffic,
-                origin.as_deref(),
+                &DeployHow {
+                    route: self.settings.route.as_deref(),
+                    take_traffic: !self.no_traffic,
+                    reset_settings: self.reset_settings,
+                    move_route: self.move_route,
+                    origin: origin.as_deref(),
+                },
             )
             .await;
         progress.finish_and_clear();
@@ -90,6 +106,22 @@ impl Deploy {
             );
             if let Some(origin) = origin {
                 println!("from {origin}");
+            }
+            if let Some(from) = &report.moved_from {
+                println!(
+                    "moved from {from} to {}: every version serves there now",
+                    report.route
+                );
+            }
+            if let Some(kept_from) = report.kept_from {
+                if report.kept_settings.is_empty() {
+                    println!("settings kept from v{kept_from}: none but the defaults");
+                } else {
+                    println!(
+                        "settings kept from v{kept_from}: {} (`--reset-settings` starts from the defaults)",
+                        report.kept_settings.join(", ")
+                    );
+                }
             }
         }
         Ok(ExitCode::SUCCESS)

@@ -422,7 +422,8 @@ async fn deploy_manifest(host: &Host, manifest: &Manifest) -> anyhow::Result<()>
             continue;
         }
         let request = DeployRequest::new(&function.name, &function.route, wanted.wasm)
-            .with_settings(function.settings.clone());
+            .with_settings(function.settings.clone())
+            .as_declared();
         let report = host
             .deploy(request)
             .await

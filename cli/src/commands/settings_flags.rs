@@ -10,8 +10,8 @@ use wisp_spec::settings::{RawSettings, SETTINGS};
 /// The route and settings of one deploy, as flags.
 #[derive(Debug, Clone)]
 pub(crate) struct SettingsArgs {
-    /// The path prefix the function serves.
-    pub(crate) route: String,
+    /// The path prefix the function serves; `None` keeps the function's.
+    pub(crate) route: Option<String>,
     /// The settings given, as typed.
     given: Vec<(&'static str, String)>,
 }
@@ -43,8 +43,7 @@ impl Args for SettingsArgs {
         let route = Arg::new("route")
             .long("route")
             .value_name("PREFIX")
-            .required(true)
-            .help("Path prefix the function serves, e.g. `/hello`");
+            .help("Path prefix the function serves, e.g. `/hello`: needed to create a function; later deploys keep it, and another one needs `--move-route`");
         SETTINGS
             .iter()
             .fold(command.arg(route), |command, setting| {
@@ -74,10 +73,7 @@ impl Args for SettingsArgs {
 
 impl FromArgMatches for SettingsArgs {
     fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
-        let route = matches
-            .get_one::<String>("route")
-            .cloned()
-            .ok_or_else(|| clap::Error::new(clap::error::ErrorKind::MissingRequiredArgument))?;
+        let route = matches.get_one::<String>("route").cloned();
         let mut given = Vec::new();
         for setting in SETTINGS {
             if let Some(values) = matches.get_many::<String>(setting.name) {
@@ -111,7 +107,7 @@ mod tests {
             "--fuel", "10",
         ])
         .unwrap();
-        assert_eq!(flags.settings.route, "/a");
+        assert_eq!(flags.settings.route.as_deref(), Some("/a"));
         let raw = flags.settings.to_raw().unwrap();
         assert_eq!(raw.get("memory"), ["64MiB"]);
         assert_eq!(raw.get("env").len(), 2);

@@ -1,6 +1,10 @@
 //! `PUT /v1/functions/{name}`: a deploy. The body is the raw `.wasm`; the
-//! route, the settings, `no-traffic` and `origin` (where the binary came
-//! from, kept with the version) are query parameters.
+//! route, the settings, `no-traffic`, `origin` (where the binary came from,
+//! kept with the version), `reset-settings` and `move-route` are query
+//! parameters. A redeploy keeps the previous version's settings where it
+//! gives none (`reset-settings=true`: the defaults), and the route when it
+//! gives none; another route needs `move-route=true` (see
+//! [`DeployRequest`]).
 //!
 //! An upload over the host's limit is refused before it is read whole, and
 //! the rest of it is drained (within bounds) so the client reads the error
@@ -15,7 +19,7 @@ use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use std::time::Duration;
 use wisp_spec::headers::content_length;
-use wisp_spec::settings::{RawSettings, SettingsError};
+use wisp_spec::settings::RawSettings;
 
 /// How much of a rejected upload is read and discarded, and for how long.
 const DRAIN_BYTES: usize = 256 << 20;
@@ -50,6 +54,8 @@ pub(super) async fn deploy(
     let mut settings = RawSettings::default();
     let mut route = None;
     let mut take_traffic = true;
+    let mut reset_settings = false;
+    let mut move_route = false;
     let mut origin = None;
     for (key, value) in form_urlencoded::parse(query.as_bytes()) {
         match key.as_ref() {
@@ -61,16 +67,11 @@ pub(super) async fn deploy(
             "route" => route = Some(value.into_owned()),
             "origin" => origin = Some(value.into_owned()),
             "no-traffic" => take_traffic = value == "false",
+            "reset-settings" => reset_settings = value != "false",
+            "move-route" => move_route = value != "false",
             _ => settings.add_once(&key, value.into_owned())?,
         }
     }
-    let route = route.ok_or_else(|| {
-        DeployError::InvalidSettings(SettingsError {
-            setting: "route".into(),
-            value: String::new(),
-            expected: "a path prefix such as `/hello` (it is required)".into(),
-        })
-    })?;
     let limit = host.config().max_upload_bytes;
     let declared =
         content_length(request.headers()).map_err(|e| DeployError::BadRequest(e.to_string()))?;
@@ -104,6 +105,8 @@ pub(super) async fn deploy(
         route,
         wasm: body,
         settings,
+        reset_settings,
+        move_route,
         take_traffic,
         origin,
     };

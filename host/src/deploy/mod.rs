@@ -40,16 +40,28 @@ use wisp_spec::source::SourceHash;
 use wisp_spec::traffic::TrafficShare;
 
 /// One deploy: a name, a route, the `.wasm` bytes and the version's settings.
+///
+/// A new version of an existing function keeps the newest version's
+/// settings where `settings` gives none (unless `reset_settings`), and the
+/// function's route when `route` is `None`. A route that differs from the
+/// function's is a move of every version, live traffic included, and is
+/// refused unless `move_route` says so.
 #[derive(Debug, Clone)]
 pub struct DeployRequest {
     /// The function's name.
     pub name: String,
-    /// The path prefix it serves, e.g. `/hello`.
-    pub route: String,
+    /// The path prefix it serves, e.g. `/hello`; `None` keeps the
+    /// function's (required when creating one).
+    pub route: Option<String>,
     /// The uploaded `.wasm`.
     pub wasm: Bytes,
-    /// The new version's settings.
+    /// The new version's settings: those given; the rest are the previous
+    /// version's, or the defaults with `reset_settings`.
     pub settings: RawSettings,
+    /// Start from the defaults, not from the previous version's settings.
+    pub reset_settings: bool,
+    /// Let a `route` other than the function's move the function.
+    pub move_route: bool,
     /// Give the new version all traffic (the default). Off deploys it for
     /// testing by header only (blue/green).
     pub take_traffic: bool,
@@ -59,14 +71,16 @@ pub struct DeployRequest {
 }
 
 impl DeployRequest {
-    /// Deploys `wasm` as `name` at `route`, with default settings, taking
-    /// all traffic.
+    /// Deploys `wasm` as `name` at `route`, taking all traffic, with the
+    /// previous version's settings (or the defaults for a new function).
     pub fn new(name: impl Into<String>, route: impl Into<String>, wasm: impl Into<Bytes>) -> Self {
         DeployRequest {
             name: name.into(),
-            route: route.into(),
+            route: Some(route.into()),
             wasm: wasm.into(),
             settings: RawSettings::default(),
+            reset_settings: false,
+            move_route: false,
             take_traffic: true,
             origin: None,
         }
@@ -77,6 +91,27 @@ impl DeployRequest {
         self.settings = settings;
         self
     }
+
+    /// The same deploy as the whole truth: settings not given are the
+    /// defaults, and a route other than the function's moves it (what a
+    /// manifest deploy means).
+    pub fn as_declared(mut self) -> Self {
+        self.reset_settings = true;
+        self.move_route = true;
+        self
+    }
+}
+
+/// Where and how a built version goes, decided before it is built.
+struct Placement {
+    route: Route,
+    /// The route was not given: keep the function's.
+    keep_route: bool,
+    move_route: bool,
+    take_traffic: bool,
+    origin: Option<String>,
+    kept_from: Option<u32>,
+    kept_settings: Vec<&'static str>,
 }
 
 /// How many times a deploy renumbers its version after another host's
@@ -100,7 +135,9 @@ impl Host {
             name,
             route,
             wasm,
-            settings: raw,
+            settings: mut raw,
+            reset_settings,
+            move_route,
             take_traffic,
             origin,
         } = request;
@@ -112,7 +149,30 @@ impl Host {
         if wasm.len() as u64 > limit {
             return Err(DeployError::TooLarge { limit });
         }
+        let existing = self.inner.registry.snapshot().get(&name).cloned();
+        let keep_route = route.is_none();
+        let route = match (route, &existing) {
+            (Some(route), _) => route,
+            (None, Some(entry)) => entry.record.route.clone(),
+            (None, None) => {
+                return Err(DeployError::InvalidSettings(SettingsError::invalid(
+                    "route",
+                    "",
+                    format!(
+                        "a path prefix such as `/{name}`: function `{name}` is new, so it needs one (later deploys keep it)"
+                    ),
+                )));
+            }
+        };
         let route = parse_route(&route)?;
+        let previous = existing
+            .as_ref()
+            .filter(|_| !reset_settings)
+            .and_then(|entry| entry.record.versions.last());
+        let (kept_from, kept_settings) = match previous {
+            Some(previous) => (Some(previous.number), raw.inherit(&previous.settings)),
+            None => (None, Vec::new()),
+        };
         let settings = Settings::validate(&raw, self.inner.config.root_dir())?;
         self.inner.config.check_dirs(&settings)?;
         let (abi, needs) = inspect::inspect_with_resources(&wasm)?;
@@ -126,9 +186,18 @@ impl Host {
         self.share_source(&source, &wasm).await?;
         let pending = self.inner.pending.hold(&source);
         let built = self.build(abi, source, wasm, &name, &settings).await;
+        let placement = Placement {
+            route,
+            keep_route,
+            move_route,
+            take_traffic,
+            origin,
+            kept_from,
+            kept_settings,
+        };
         let published = match built {
             Ok(built) => {
-                self.publish_version(&name, route, settings, built, take_traffic, origin)
+                self.publish_version(&name, &placement, settings, built)
                     .await
             }
             Err(e) => Err(e),
@@ -222,16 +291,14 @@ impl Host {
     async fn publish_version(
         &self,
         name: &str,
-        route: Route,
+        placement: &Placement,
         settings: Settings,
         built: Built,
-        take_traffic: bool,
-        origin: Option<String>,
     ) -> Result<DeployReport, DeployError> {
         let mut conflicts = 0;
         loop {
             let published = self
-                .commit_version(name, &route, &settings, &built, take_traffic, &origin)
+                .commit_version(name, placement, &settings, &built)
                 .await;
             match published {
                 Ok((report, committed)) => {
@@ -251,16 +318,32 @@ impl Host {
     async fn commit_version(
         &self,
         name: &str,
-        route: &Route,
+        placement: &Placement,
         settings: &Settings,
         built: &Built,
-        take_traffic: bool,
-        origin: &Option<String>,
     ) -> Result<(DeployReport, Committed), DeployError> {
         let _writer = self.inner.writer.lock().await;
-        self.check_route(route, name)?;
         let current = self.inner.registry.snapshot_full();
         let existing = current.get(name);
+        let route = match existing {
+            Some(entry) if placement.keep_route => entry.record.route.clone(),
+            _ => placement.route.to_string(),
+        };
+        let moved_from = match existing {
+            Some(entry) if entry.record.route != route => {
+                if !placement.move_route {
+                    return Err(DeployError::RouteMove {
+                        name: name.to_owned(),
+                        from: entry.record.route.clone(),
+                        to: route,
+                    });
+                }
+                Some(entry.record.route.clone())
+            }
+            _ => None,
+        };
+        self.check_route(&parse_route(&route)?, name)?;
+        let (take_traffic, origin) = (placement.take_traffic, &placement.origin);
         let number = existing.map_or(1, |e| e.record.next_version());
         let created_unix = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -284,14 +367,14 @@ impl Host {
         let mut record = existing.map_or_else(
             || FunctionRecord {
                 name: name.to_owned(),
-                route: route.to_string(),
+                route: route.clone(),
                 versions: Vec::new(),
                 traffic: Vec::new(),
                 previous_traffic: Vec::new(),
             },
             |e| e.record.clone(),
         );
-        record.route = route.to_string();
+        record.route = route;
         record.versions.push(version);
         if take_traffic || record.traffic.is_empty() {
             record.shift_traffic(vec![TrafficShare {
@@ -329,6 +412,13 @@ impl Host {
             compile_ms: built.compile_ms,
             artifact_bytes: built.artifact_bytes,
             settings: shown,
+            kept_from: placement.kept_from,
+            kept_settings: placement
+                .kept_settings
+                .iter()
+                .map(|name| (*name).to_owned())
+                .collect(),
+            moved_from,
         };
         Ok((report, committed))
     }

@@ -321,6 +321,29 @@ impl RawSettings {
         Ok(self)
     }
 
+    /// Takes from `previous` (a version's stored settings) every setting
+    /// these do not give: a redeploy keeps what it does not change. Returns
+    /// the names taken whose value is not the default, in table order (what
+    /// a user would want to be told was kept).
+    pub fn inherit(&mut self, previous: &RawSettings) -> Vec<&'static str> {
+        let defaults = Settings::default().to_raw();
+        let mut kept = Vec::new();
+        for setting in SETTINGS {
+            let name = setting.name;
+            if self.values.contains_key(name) {
+                continue;
+            }
+            let Some(values) = previous.values.get(name) else {
+                continue;
+            };
+            if values.as_slice() != defaults.get(name) {
+                kept.push(name);
+            }
+            self.values.insert(name, values.clone());
+        }
+        kept
+    }
+
     /// The values given for setting `name` (empty when not given).
     pub fn get(&self, name: &str) -> &[String] {
         self.values.get(name).map_or(&[], Vec::as_slice)
@@ -800,5 +823,22 @@ mod tests {
         }
         let below = Settings::validate(&raw("dir=/tmp/.:/t"), RootDir::Refused).unwrap();
         assert_ne!(below.dirs[0].host, std::path::Path::new("/"));
+    }
+
+    #[test]
+    fn a_redeploy_inherits_what_it_does_not_give_and_names_what_is_not_default() {
+        let previous = raw("timeout=2s&env=A=1&env=B=2&config=greeting=Howdy&memory=128MiB");
+        let previous = previous.check().unwrap().to_raw();
+        let mut given = raw("env=C=3");
+        let kept = given.inherit(&previous);
+        assert_eq!(kept, ["timeout", "config"]);
+        let settings = given.check().unwrap();
+        assert_eq!(settings.limits.timeout, std::time::Duration::from_secs(2));
+        assert_eq!(
+            settings.env.len(),
+            1,
+            "a given setting replaces the old one whole"
+        );
+        assert_eq!(settings.config["greeting"], "Howdy");
     }
 }
