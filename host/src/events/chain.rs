@@ -48,13 +48,11 @@ impl Default for ChainBudget {
 }
 
 impl ChainBudget {
-    /// The budget a request's calls draw from: the one its caller handed
-    /// on, or a fresh one for a request no call started.
-    pub(crate) fn of(extensions: &http::Extensions) -> Arc<ChainBudget> {
-        extensions
-            .get::<Arc<ChainBudget>>()
-            .cloned()
-            .unwrap_or_default()
+    /// The budget its caller handed on to a request, if a call started it
+    /// (a client's request gets one only when its guest first calls out,
+    /// so the request path allocates nothing for it).
+    pub(crate) fn inherited(extensions: &http::Extensions) -> Option<Arc<ChainBudget>> {
+        extensions.get::<Arc<ChainBudget>>().cloned()
     }
 
     /// Takes one call from the budget; false when it is spent.
@@ -87,8 +85,9 @@ pub(crate) struct ChainOrigin {
     /// The caller's W3C `traceparent`, passed on when the guest's call
     /// sets none of its own.
     pub(crate) traceparent: Option<HeaderValue>,
-    /// The calls the whole tree of this client request may still make.
-    pub(crate) budget: Arc<ChainBudget>,
+    /// The calls the whole tree of this client request may still make;
+    /// made on the first chained call of a request no call started.
+    pub(crate) budget: Option<Arc<ChainBudget>>,
 }
 
 impl ChainOrigin {
@@ -118,7 +117,8 @@ impl ChainOrigin {
             );
             return loop_detected(depth);
         }
-        if !self.budget.take() {
+        let budget = self.budget.clone().unwrap_or_default();
+        if !budget.take() {
             tracing::warn!(
                 caller,
                 callee,
@@ -158,7 +158,7 @@ impl ChainOrigin {
         {
             headers.insert(TRACEPARENT, traceparent.clone());
         }
-        parts.extensions.insert(self.budget.clone());
+        parts.extensions.insert(budget);
         let request = http::Request::from_parts(parts, body);
         let response = self
             .host

@@ -347,7 +347,7 @@ impl Function {
                     depth: ChainOrigin::depth_of(request.headers()),
                     request_id: request_id.clone(),
                     traceparent: request.headers().get("traceparent").cloned(),
-                    budget: ChainBudget::of(request.extensions()),
+                    budget: ChainBudget::inherited(request.extensions()),
                 };
                 let call = HttpCall {
                     chain,

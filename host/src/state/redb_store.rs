@@ -61,6 +61,12 @@ impl RedbStore {
         self.limits
     }
 
+    /// A read transaction on the database, or why there is none.
+    fn begin_read(&self) -> Result<redb::ReadTransaction, KvError> {
+        let db = self.db.get().map_err(KvError::Backend)?;
+        db.begin_read().map_err(storage)
+    }
+
     /// Runs `read` over a snapshot of `bucket`'s table (`None`: the bucket
     /// has never been written).
     fn read<T>(
@@ -70,12 +76,7 @@ impl RedbStore {
             Option<&ReadOnlyTable<&'static str, &'static [u8]>>,
         ) -> Result<T, redb::StorageError>,
     ) -> Result<T, KvError> {
-        let txn = self
-            .db
-            .get()
-            .map_err(KvError::Backend)?
-            .begin_read()
-            .map_err(storage)?;
+        let txn = self.begin_read()?;
         let name = bucket.storage_name();
         match txn.open_table(entries_table(&name)) {
             Ok(table) => read(Some(&table)).map_err(storage),
@@ -224,12 +225,7 @@ impl KvBackend for RedbStore {
 
     fn bucket_bytes<'a>(&'a self, bucket: &'a BucketId) -> KvFuture<'a, u64> {
         let held = || -> Result<u64, KvError> {
-            let txn = self
-                .db
-                .get()
-                .map_err(KvError::Backend)?
-                .begin_read()
-                .map_err(storage)?;
+            let txn = self.begin_read()?;
             let sizes = match txn.open_table(BUCKET_BYTES) {
                 Ok(sizes) => sizes,
                 Err(TableError::TableDoesNotExist(_)) => return Ok(0),
@@ -243,12 +239,7 @@ impl KvBackend for RedbStore {
 
     fn function_buckets(&self) -> KvFuture<'_, Vec<String>> {
         let names = || -> Result<Vec<String>, KvError> {
-            let txn = self
-                .db
-                .get()
-                .map_err(KvError::Backend)?
-                .begin_read()
-                .map_err(storage)?;
+            let txn = self.begin_read()?;
             let tables = txn.list_tables().map_err(storage)?;
             Ok(tables
                 .filter_map(|table| {

@@ -128,6 +128,11 @@ impl WasiHttpHooks for OutboundPolicy {
         let internal = request.uri().scheme_str() == Some("http")
             && request.uri().host().and_then(internal_function).is_some();
         if internal {
+            // Every call of this sandbox draws from one budget: make it
+            // on the first, before the origin is cloned for the call.
+            if let Some(chain) = &mut self.chain {
+                chain.budget.get_or_insert_with(Arc::default);
+            }
             let Some(origin) = self.chain.clone() else {
                 return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
             };
