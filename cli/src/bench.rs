@@ -242,6 +242,12 @@ async fn throughput(host: &Host, options: &BenchOptions, status: u16) -> (f64, u
 }
 
 impl BenchReport {
+    /// Whether any response measured was an error (a 4xx or 5xx, or a
+    /// status that changed mid-run).
+    pub fn measured_errors(&self) -> bool {
+        self.status >= 400 || self.other_statuses > 0
+    }
+
     /// The report as a table for people.
     pub fn table(&self) -> String {
         let p = |p: &Percentiles| {
@@ -288,6 +294,12 @@ impl BenchReport {
             "samples                 {} (status {})\n",
             self.samples, self.status
         ));
+        if self.measured_errors() {
+            out.push_str(&format!(
+                "warning: the function answered {}: these figures measure an error, not the function's work\n",
+                self.status
+            ));
+        }
         if self.other_statuses > 0 {
             out.push_str(&format!(
                 "warning: {} responses had another status than {}: these figures measure errors\n",

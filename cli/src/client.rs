@@ -41,6 +41,14 @@ pub enum ClientError {
         /// What the connection said.
         reason: String,
     },
+    /// The URL is a host's public listener, which routes to functions.
+    #[error(
+        "{url} is a wisp public listener (it serves functions), not the admin API: the admin API listens on its own address, which `wisp serve` prints as it starts (127.0.0.1:8081 unless `wisp serve --admin-listen ADDR` moved it); point at it with `--admin URL`"
+    )]
+    PublicListener {
+        /// The URL tried.
+        url: String,
+    },
     /// The host answered with an error.
     #[error("{message}")]
     Api {
@@ -123,6 +131,11 @@ impl AdminClient {
             .await
             .map_err(|e| unreachable(e.to_string()))?
             .to_bytes();
+        if is_public_listener(parts.status, &bytes) {
+            return Err(ClientError::PublicListener {
+                url: self.base.clone(),
+            });
+        }
         Ok(http::Response::from_parts(parts, bytes))
     }
 
@@ -232,6 +245,18 @@ impl AdminClient {
             .await
     }
 
+    /// Whether function `name` is deployed.
+    pub async fn exists(&self, name: &str) -> Result<bool, ClientError> {
+        match self.get(name).await {
+            Ok(_) => Ok(true),
+            Err(ClientError::Api {
+                status: StatusCode::NOT_FOUND,
+                ..
+            }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// One function's versions.
     pub async fn versions(&self, name: &str) -> Result<Vec<VersionSummary>, ClientError> {
         self.call_json(
@@ -327,12 +352,16 @@ impl AdminClient {
         self.call(Method::PUT, &path, value).await.map(drop)
     }
 
-    /// Removes secret `secret` of function `name`.
-    pub async fn remove_secret(&self, name: &str, secret: &str) -> Result<(), ClientError> {
+    /// Removes secret `secret` of function `name`; false when it had no
+    /// such secret.
+    pub async fn remove_secret(&self, name: &str, secret: &str) -> Result<bool, ClientError> {
+        #[derive(serde::Deserialize)]
+        struct Answer {
+            existed: bool,
+        }
         let path = format!("/v1/functions/{name}/secrets/{}", segment(secret));
-        self.call(Method::DELETE, &path, Bytes::new())
-            .await
-            .map(drop)
+        let answer: Answer = self.call_json(Method::DELETE, &path, Bytes::new()).await?;
+        Ok(answer.existed)
     }
 
     /// Retires version `version` of function `name`.
@@ -416,10 +445,12 @@ impl AdminClient {
             .await
             .map(|b| b.to_bytes())
             .unwrap_or_default();
-        let message = serde_json::from_slice::<ErrorBody>(&bytes)
-            .map(|body| body.error)
-            .unwrap_or_else(|_| format!("the admin API answered {status}"));
-        Err(ClientError::Api { status, message })
+        if is_public_listener(status, &bytes) {
+            return Err(ClientError::PublicListener {
+                url: self.base.clone(),
+            });
+        }
+        Err(api_error(status, &bytes))
     }
 }
 
@@ -461,6 +492,13 @@ impl Bucket {
 /// `text` as one path segment: every byte but unreserved ones escaped.
 fn segment(text: &str) -> String {
     percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+/// Whether an answer is a public listener's "no function serves this
+/// path": the admin API never routes by path, so never says it.
+fn is_public_listener(status: StatusCode, bytes: &[u8]) -> bool {
+    status == StatusCode::NOT_FOUND
+        && serde_json::from_slice::<ErrorBody>(bytes).is_ok_and(|body| body.kind == "no-route")
 }
 
 /// The host's error message in a non-2xx answer.

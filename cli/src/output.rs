@@ -68,6 +68,22 @@ fn is_terminal() -> bool {
     std::io::IsTerminal::is_terminal(&std::io::stderr())
 }
 
+/// A version's settings on one line, as a user types them:
+/// `timeout=2s env=A=1 config="greeting=Hello there"`.
+pub fn settings_line(settings: &wisp_spec::settings::RawSettings) -> String {
+    settings
+        .entries()
+        .map(|(name, value)| {
+            if value.is_empty() || value.contains(char::is_whitespace) || value.contains('"') {
+                format!("{name}={value:?}")
+            } else {
+                format!("{name}={value}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,5 +109,18 @@ mod tests {
         let column = lines[0].find("ROUTE").unwrap();
         assert_eq!(lines[1].find("/hello"), Some(column), "{text}");
         assert_eq!(lines[2].find('/'), Some(column), "{text}");
+    }
+
+    #[test]
+    fn settings_read_as_typed() {
+        let settings = wisp_spec::settings::RawSettings::new()
+            .with("env", "V=2")
+            .and_then(|s| s.with("allow-outbound", "http://hello.wisp.internal"))
+            .and_then(|s| s.with("config", "greeting=Hello there"))
+            .unwrap();
+        assert_eq!(
+            settings_line(&settings),
+            r#"env=V=2 allow-outbound=http://hello.wisp.internal config="greeting=Hello there""#
+        );
     }
 }

@@ -9,6 +9,8 @@
 //! `OTEL_EXPORTER_OTLP_HEADERS` and `OTEL_BSP_*` are read by the SDK. With
 //! traces off, the host's spans (target [`wisp_host::SPAN_TARGET`]) are
 //! disabled at their call sites and cost nothing; they never show in logs.
+//! With traces on, the log says so once at start, with the endpoint, and
+//! warns when exports fail (at most once a minute, with a count).
 
 use anyhow::Context as _;
 use opentelemetry::global;
@@ -16,9 +18,11 @@ use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
 use opentelemetry_http::{HeaderExtractor, HeaderInjector};
 use opentelemetry_otlp::{Protocol, SpanExporter, WithExportConfig};
 use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::Layer;
@@ -74,6 +78,12 @@ impl Telemetry {
             None => logs_only.try_init(),
         }
         .context("installing logging")?;
+        if provider.is_some() {
+            tracing::info!(
+                endpoint = %traces_endpoint(),
+                "exporting traces over OTLP/HTTP"
+            );
+        }
         Ok(Telemetry { provider })
     }
 
@@ -124,10 +134,100 @@ fn provider() -> anyhow::Result<SdkTracerProvider> {
     } else {
         Resource::builder().with_service_name(SERVICE_NAME).build()
     };
+    let exporter = WatchedExporter {
+        inner: exporter,
+        endpoint: traces_endpoint(),
+        warned: Mutex::new(Warned::default()),
+    };
     Ok(SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
         .with_resource(resource)
         .build())
+}
+
+/// Where traces go, as the SDK reads the environment, without any
+/// credentials in the URL.
+fn traces_endpoint() -> String {
+    let from = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    let endpoint = from("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").unwrap_or_else(|| {
+        let base = from("OTEL_EXPORTER_OTLP_ENDPOINT").unwrap_or_default();
+        format!("{}/v1/traces", base.trim_end_matches('/'))
+    });
+    hide_userinfo(&endpoint)
+}
+
+/// `url` without the `user:password@` of its authority, if it has one.
+fn hide_userinfo(url: &str) -> String {
+    let Ok(uri) = url.parse::<http::Uri>() else {
+        return url.to_owned();
+    };
+    match uri.authority().map(|a| a.as_str().rsplit_once('@')) {
+        Some(Some((_, host))) => format!(
+            "{}://…@{host}{}",
+            uri.scheme_str().unwrap_or("http"),
+            uri.path_and_query().map_or("", |p| p.as_str())
+        ),
+        _ => url.to_owned(),
+    }
+}
+
+/// Least time between two warnings about failed exports.
+const EXPORT_WARNING_INTERVAL: Duration = Duration::from_secs(60);
+
+/// The OTLP exporter, with failures logged: an endpoint that answers
+/// nothing is not silent.
+#[derive(Debug)]
+struct WatchedExporter {
+    inner: SpanExporter,
+    endpoint: String,
+    warned: Mutex<Warned>,
+}
+
+/// When the last warning was logged, and the failures since.
+#[derive(Debug, Default)]
+struct Warned {
+    at: Option<Instant>,
+    failures_since: u64,
+}
+
+impl opentelemetry_sdk::trace::SpanExporter for WatchedExporter {
+    async fn export(&self, batch: Vec<opentelemetry_sdk::trace::SpanData>) -> OTelSdkResult {
+        let spans = batch.len();
+        let result = self.inner.export(batch).await;
+        if let Err(error) = &result {
+            let mut warned = self.warned.lock().unwrap_or_else(|p| p.into_inner());
+            let due = warned
+                .at
+                .is_none_or(|at| at.elapsed() >= EXPORT_WARNING_INTERVAL);
+            if due {
+                tracing::warn!(
+                    endpoint = %self.endpoint,
+                    spans,
+                    earlier_failures = warned.failures_since,
+                    "exporting traces failed: {error}"
+                );
+                *warned = Warned {
+                    at: Some(Instant::now()),
+                    failures_since: 0,
+                };
+            } else {
+                warned.failures_since += 1;
+            }
+        }
+        result
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
 }
 
 /// W3C Trace Context (`traceparent`) over the OpenTelemetry layer.
@@ -156,5 +256,22 @@ impl TraceContext for W3cTraceContext {
         span_context
             .is_valid()
             .then(|| span_context.trace_id().to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_endpoint_is_logged_without_its_credentials() {
+        assert_eq!(
+            hide_userinfo("https://user:secret@otel.example:4318/v1/traces"),
+            "https://…@otel.example:4318/v1/traces"
+        );
+        assert_eq!(
+            hide_userinfo("http://127.0.0.1:4318/v1/traces"),
+            "http://127.0.0.1:4318/v1/traces"
+        );
     }
 }

@@ -293,6 +293,24 @@ mod tests {
     }
 
     #[test]
+    fn the_rust_build_shows_cargos_progress() {
+        // A first build compiles every dependency: a minute or two that
+        // must not pass in silence.
+        let parent = tempfile::tempdir().unwrap();
+        let dir = scaffold("loud", Language::Rust, parent.path()).unwrap();
+        let build = std::fs::read_to_string(dir.join("build.sh")).unwrap();
+        let cargo = build
+            .lines()
+            .find(|l| l.starts_with("cargo build"))
+            .expect("a cargo build line");
+        assert!(
+            !cargo.contains("--quiet") && !cargo.contains(" -q"),
+            "{cargo}"
+        );
+        assert!(build.contains("echo \"building loud.wasm"), "{build}");
+    }
+
+    #[test]
     fn existing_directories_and_bad_names_are_refused() {
         let parent = tempfile::tempdir().unwrap();
         scaffold("taken", Language::C, parent.path()).unwrap();

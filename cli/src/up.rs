@@ -24,8 +24,9 @@ use wisp_spec::source::SourceHash;
 /// How long file changes are collected before one rebuild.
 const WATCH_DEBOUNCE: Duration = Duration::from_millis(300);
 
-/// What `up` did to one function.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What `up` did, or with `--dry-run` would do, to one function.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "change", rename_all = "kebab-case")]
 pub enum Change {
     /// Deployed for the first time.
     Created {
@@ -56,6 +57,21 @@ pub enum Change {
         /// The function.
         name: String,
     },
+    /// `--dry-run`: would be deployed for the first time.
+    WouldCreate {
+        /// The function.
+        name: String,
+    },
+    /// `--dry-run`: would be redeployed.
+    WouldUpdate {
+        /// The function.
+        name: String,
+    },
+    /// `--dry-run` with `--prune`: would be removed.
+    WouldRemove {
+        /// The function.
+        name: String,
+    },
 }
 
 impl fmt::Display for Change {
@@ -69,22 +85,37 @@ impl fmt::Display for Change {
                 f,
                 "? {name}: not in the manifest, left alone (--prune removes it)"
             ),
+            Change::WouldCreate { name } => write!(f, "+ {name}: would be created"),
+            Change::WouldUpdate { name } => write!(f, "~ {name}: would be updated"),
+            Change::WouldRemove { name } => write!(
+                f,
+                "- {name}: would be removed, with its key-value bucket, secrets and logs"
+            ),
         }
     }
+}
+
+/// What `up` may do besides deploying what changed.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UpOptions {
+    /// Remove deployed functions the manifest does not list.
+    pub prune: bool,
+    /// Change nothing: report what would change.
+    pub dry_run: bool,
 }
 
 /// Builds, compares and deploys every function of `manifest`.
 pub async fn up(
     client: &AdminClient,
     manifest: &Manifest,
-    prune: bool,
+    options: UpOptions,
 ) -> anyhow::Result<Vec<Change>> {
     for function in &manifest.functions {
         build(manifest, function).await?;
     }
     let mut changes = Vec::new();
     for function in &manifest.functions {
-        changes.push(apply(client, function).await?);
+        changes.push(apply(client, function, options.dry_run).await?);
     }
     let listed: BTreeSet<&str> = manifest.functions.iter().map(|f| f.name.as_str()).collect();
     let deployed = client.list().await?;
@@ -92,7 +123,9 @@ pub async fn up(
         if listed.contains(info.name.as_str()) {
             continue;
         }
-        if prune {
+        if options.prune && options.dry_run {
+            changes.push(Change::WouldRemove { name: info.name });
+        } else if options.prune {
             client.remove(&info.name).await?;
             changes.push(Change::Removed { name: info.name });
         } else {
@@ -161,8 +194,13 @@ impl Wanted {
     }
 }
 
-/// Deploys one function unless the host already serves it as described.
-async fn apply(client: &AdminClient, function: &ManifestFunction) -> anyhow::Result<Change> {
+/// Deploys one function unless the host already serves it as described
+/// (with `dry_run`, says what it would do).
+async fn apply(
+    client: &AdminClient,
+    function: &ManifestFunction,
+    dry_run: bool,
+) -> anyhow::Result<Change> {
     let wanted = Wanted::of(function).await?;
     let existing = match client.get(&function.name).await {
         Ok(info) => Some(info),
@@ -178,6 +216,13 @@ async fn apply(client: &AdminClient, function: &ManifestFunction) -> anyhow::Res
     {
         return Ok(Change::Unchanged {
             name: function.name.clone(),
+        });
+    }
+    if dry_run {
+        let name = function.name.clone();
+        return Ok(match existing {
+            None => Change::WouldCreate { name },
+            Some(_) => Change::WouldUpdate { name },
         });
     }
     let progress = crate::output::spinner(format!("deploying {}", function.name));
@@ -217,7 +262,16 @@ fn canonical_settings(raw: &RawSettings) -> anyhow::Result<RawSettings> {
 }
 
 /// Runs `up`, then again for each change of watched files, until interrupted.
-pub async fn watch(client: &AdminClient, manifest_path: &Path, prune: bool) -> anyhow::Result<()> {
+pub async fn watch(
+    client: &AdminClient,
+    manifest_path: &Path,
+    prune: bool,
+    json: bool,
+) -> anyhow::Result<()> {
+    let options = UpOptions {
+        prune,
+        dry_run: false,
+    };
     use notify::{RecursiveMode, Watcher};
     let mut manifest = Manifest::load(manifest_path)?;
     let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel::<PathBuf>();
@@ -241,9 +295,11 @@ pub async fn watch(client: &AdminClient, manifest_path: &Path, prune: bool) -> a
         .context("watching the manifest")?;
     for function in &manifest.functions {
         let paths = watched_paths(function);
-        if paths.is_empty() {
+        if function.watch.is_empty() {
+            let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
             eprintln!(
-                "note: function `{}` has a build command but no `watch` paths; it is rebuilt only when the manifest changes",
+                "watching {} for function `{}` (set `watch = [...]` in its manifest table to choose)",
+                shown.join(", "),
                 function.name
             );
         }
@@ -260,7 +316,7 @@ pub async fn watch(client: &AdminClient, manifest_path: &Path, prune: bool) -> a
         }
     }
     // Watching starts before the first `up`, so no change is missed.
-    print_changes(&up(client, &manifest, prune).await?);
+    print_changes(&up(client, &manifest, options).await?, json)?;
     eprintln!("watching for changes (Ctrl-C stops)");
     loop {
         let Some(first) = events.recv().await else {
@@ -279,7 +335,7 @@ pub async fn watch(client: &AdminClient, manifest_path: &Path, prune: bool) -> a
             match Manifest::load(manifest_path) {
                 Ok(reloaded) => {
                     manifest = reloaded;
-                    up(client, &manifest, prune).await
+                    up(client, &manifest, options).await
                 }
                 Err(e) => Err(e.into()),
             }
@@ -287,7 +343,7 @@ pub async fn watch(client: &AdminClient, manifest_path: &Path, prune: bool) -> a
             redeploy_touched(client, &manifest, &changed).await
         };
         match result {
-            Ok(changes) => print_changes(&changes),
+            Ok(changes) => print_changes(&changes, json)?,
             Err(e) => eprintln!("error: {e:#}"),
         }
     }
@@ -303,20 +359,22 @@ async fn redeploy_touched(
     let mut changes = Vec::new();
     for function in &manifest.functions {
         let paths = watched_paths(function);
-        if !changed
-            .iter()
-            .any(|c| paths.iter().any(|p| c.starts_with(p)))
-        {
+        let touched = changed.iter().any(|c| {
+            paths.iter().any(|p| c.starts_with(p))
+                && (!function.watch.is_empty() || !is_build_output(c))
+        });
+        if !touched {
             continue;
         }
         build(manifest, function).await?;
-        changes.push(apply(client, function).await?);
+        changes.push(apply(client, function, false).await?);
     }
     Ok(changes)
 }
 
-/// What to watch for a function: its `watch` paths, or its `.wasm` when it
-/// has no build command (someone else builds it).
+/// What to watch for a function: its `watch` paths; else, when it has a
+/// build command, its source tree (the directory of its `.wasm`, above
+/// any build output directory); else its `.wasm` (someone else builds it).
 fn watched_paths(function: &ManifestFunction) -> Vec<PathBuf> {
     if !function.watch.is_empty() {
         return function.watch.clone();
@@ -324,12 +382,77 @@ fn watched_paths(function: &ManifestFunction) -> Vec<PathBuf> {
     if function.build.is_none() {
         return vec![function.wasm.clone()];
     }
-    Vec::new()
+    let mut tree = function.wasm.parent().unwrap_or(Path::new("/"));
+    while let Some(inside) = tree.ancestors().find(|dir| {
+        dir.file_name()
+            .is_some_and(|n| BUILD_OUTPUT_DIRS.iter().any(|o| n == *o))
+    }) {
+        tree = inside.parent().unwrap_or(Path::new("/"));
+    }
+    vec![tree.to_owned()]
 }
 
-/// Prints what changed, one line per function.
-pub fn print_changes(changes: &[Change]) {
-    for change in changes {
-        println!("{change}");
+/// Directories builds write into: changes there (and to `.wasm` files) are
+/// a build's own output, not a source change, in a watched source tree.
+const BUILD_OUTPUT_DIRS: [&str; 5] = ["target", "node_modules", ".git", "__pycache__", "dist"];
+
+/// Whether `path` is a build's output rather than a source file.
+fn is_build_output(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "wasm")
+        || path.components().any(|c| {
+            BUILD_OUTPUT_DIRS
+                .iter()
+                .any(|o| c.as_os_str() == std::ffi::OsStr::new(o))
+        })
+}
+
+/// Prints what changed: one line per function, or JSON (one document per
+/// run; one line each under `--watch`).
+pub fn print_changes(changes: &[Change], json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(changes)?);
+    } else {
+        for change in changes {
+            println!("{change}");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn function(wasm: &str, build: Option<&str>) -> ManifestFunction {
+        ManifestFunction {
+            name: "hello".into(),
+            wasm: PathBuf::from(wasm),
+            build: build.map(str::to_owned),
+            watch: Vec::new(),
+            route: "/hello".into(),
+            settings: RawSettings::new(),
+            line: 1,
+        }
+    }
+
+    #[test]
+    fn a_built_function_is_watched_from_its_source_tree() {
+        let built = function(
+            "/app/hello/target/wasm32-wasip2/release/hello.wasm",
+            Some("cargo build"),
+        );
+        assert_eq!(watched_paths(&built), [PathBuf::from("/app/hello")]);
+        let templated = function("/app/hello/hello.wasm", Some("hello/build.sh"));
+        assert_eq!(watched_paths(&templated), [PathBuf::from("/app/hello")]);
+        let prebuilt = function("/app/hello.wasm", None);
+        assert_eq!(watched_paths(&prebuilt), [PathBuf::from("/app/hello.wasm")]);
+    }
+
+    #[test]
+    fn a_builds_own_output_is_not_a_source_change() {
+        assert!(is_build_output(Path::new("/app/hello/hello.wasm")));
+        assert!(is_build_output(Path::new("/app/hello/target/debug/x.d")));
+        assert!(is_build_output(Path::new("/app/js/node_modules/a/b.js")));
+        assert!(!is_build_output(Path::new("/app/hello/src/lib.rs")));
     }
 }

@@ -46,7 +46,8 @@ pub enum DeployError {
     Instantiate(String),
     /// The upload is larger than the host accepts.
     #[error(
-        "the upload is larger than the limit of {limit} bytes (raise it with `wisp serve --max-upload`)"
+        "the upload is larger than the limit of {} (raise it with `wisp serve --max-upload`)",
+        wisp_spec::units::format_size(*limit)
     )]
     TooLarge {
         /// The limit, in bytes.
@@ -309,6 +310,10 @@ pub enum InvokeError {
     /// No route matches the path.
     #[error("no function serves `{0}`")]
     NoRoute(String),
+    /// A request named a function that is not deployed (`wisp invoke`, a
+    /// chained call, a background run).
+    #[error("no function named `{0}` is deployed")]
+    UnknownFunction(String),
     /// The request named a version the function does not have.
     #[error("function `{name}` has no version {version}")]
     NoSuchVersion {
@@ -378,7 +383,9 @@ impl InvokeError {
     /// The HTTP status this error is answered with.
     pub fn status(&self) -> StatusCode {
         match self {
-            InvokeError::NoRoute(_) | InvokeError::NoSuchVersion { .. } => StatusCode::NOT_FOUND,
+            InvokeError::NoRoute(_)
+            | InvokeError::UnknownFunction(_)
+            | InvokeError::NoSuchVersion { .. } => StatusCode::NOT_FOUND,
             InvokeError::BadRequest(_) => StatusCode::BAD_REQUEST,
             InvokeError::LimitExceeded { limit, .. } => match limit {
                 Limit::Timeout => StatusCode::GATEWAY_TIMEOUT,
@@ -416,6 +423,7 @@ impl InvokeError {
     pub fn kind(&self) -> &'static str {
         match self {
             InvokeError::NoRoute(_) => "no-route",
+            InvokeError::UnknownFunction(_) => "unknown-function",
             InvokeError::NoSuchVersion { .. } => "no-such-version",
             InvokeError::LimitExceeded { .. } => "limit-exceeded",
             InvokeError::Trap(_) => "trap",

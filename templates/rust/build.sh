@@ -10,6 +10,9 @@ if command -v rustup >/dev/null && ! rustup target list --installed | grep -qx w
     echo "error: the wasm32-wasip2 target is missing; install it with: rustup target add wasm32-wasip2" >&2
     exit 1
 fi
-cargo build --release --target wasm32-wasip2 --quiet
+# Cargo's own progress shows: the first build fetches and compiles the
+# dependencies (a minute or two); later ones take seconds.
+echo "building {{name}}.wasm with cargo (the first build compiles dependencies: a minute or two)"
+cargo build --release --target wasm32-wasip2
 cp "target/wasm32-wasip2/release/{{name}}.wasm" "{{name}}.wasm"
 echo "built {{name}}.wasm"

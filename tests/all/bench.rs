@@ -124,3 +124,32 @@ fn wisp_bench_prints_a_table_by_default_and_rejects_bad_flags() {
         String::from_utf8_lossy(&bad.stderr)
     );
 }
+
+#[test]
+fn wisp_bench_of_an_error_says_so_and_fails_unless_errors_are_allowed() {
+    let run = |extra: &[&str]| {
+        Command::new(WISP)
+            .args(["bench", artifacts::HOSTILE_COMPONENT, "--path", "/panic"])
+            .args(["-n", "3", "--duration", "100ms", "--memory-probe", "2"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let refused = run(&[]);
+    let out = String::from_utf8_lossy(&refused.stdout);
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success(),
+        "a bench of 500s must fail: {out}"
+    );
+    assert!(
+        out.contains("warning: the function answered 500") && err.contains("--allow-errors"),
+        "stdout: {out}\nstderr: {err}"
+    );
+    let allowed = run(&["--allow-errors"]);
+    assert!(
+        allowed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&allowed.stderr)
+    );
+}

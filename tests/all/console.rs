@@ -222,3 +222,37 @@ async fn the_console_signs_in_deploys_splits_traffic_and_tails_logs() {
     browser.close().await.unwrap();
     events.abort();
 }
+
+#[tokio::test]
+async fn a_tokenless_console_offers_no_sign_out_and_shows_settings_as_typed() {
+    let wisp = Wisp::start();
+    wisp.deploy_ok(
+        "hello",
+        artifacts::HELLO_COMPONENT,
+        "route=/hello&config=greeting=Howdy&env=MODE=a%3Db&timeout=2s",
+    )
+    .await;
+    let (mut browser, events) = launch().await;
+    let page = browser
+        .new_page(wisp.admin_url("/"))
+        .await
+        .expect("open the console");
+    text_when(&page, "#functions", |t| t.contains("hello")).await;
+    visit(&page, "#/functions/hello").await;
+    let settings = text_when(&page, "#settings", |t| t.contains("greeting")).await;
+    assert!(
+        settings.contains("greeting=Howdy") && settings.contains("MODE=a=b"),
+        "pairs shown as typed: {settings}"
+    );
+    assert!(!settings.contains("[object Object]"), "{settings}");
+    let hidden: bool = page
+        .evaluate("document.getElementById('sign-out').hidden")
+        .await
+        .unwrap()
+        .into_value()
+        .unwrap();
+    assert!(hidden, "a host without a token has nobody to sign out");
+    shoot(&page, "tokenless-function").await;
+    browser.close().await.unwrap();
+    events.abort();
+}

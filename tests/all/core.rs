@@ -362,7 +362,7 @@ async fn bad_uploads_are_rejected_and_change_nothing() {
             "route=/x",
             StatusCode::BAD_REQUEST,
             "upload-too-large",
-            "524288",
+            "512KiB",
         ),
         (
             "Bad Name",

@@ -2,7 +2,8 @@
 //! normal request path of a real `wisp serve`.
 
 use crate::support::{Wisp, cron_runs, eventually, send};
-use http::StatusCode;
+use bytes::Bytes;
+use http::{Method, StatusCode};
 use std::time::Duration;
 use wisp_test_artifacts as artifacts;
 
@@ -221,6 +222,41 @@ async fn a_chain_that_loops_is_stopped_at_the_depth_limit_with_508() {
         .metric(
             "wisp_trigger_runs_total",
             &[("function", "loop"), ("trigger", "chain")],
+        )
+        .await;
+    assert_eq!(runs, 8.0, "the client's request and 8 chained calls ran");
+}
+
+#[tokio::test]
+async fn a_callee_sees_the_authority_it_was_called_by_so_calling_itself_loops_to_508() {
+    let wisp = Wisp::start();
+    wisp.deploy_ok(
+        "fwd",
+        artifacts::SDK_FETCH_COMPONENT,
+        "route=/fwd&allow-outbound=http://fwd.wisp.internal",
+    )
+    .await;
+    // Each run forwards the request to its own scheme, authority and path
+    // (wasmtime's forwarding test guest does the same): every hop must see
+    // `fwd.wisp.internal`, or the second hop calls an authority its
+    // allow-list does not name and is denied (403) instead.
+    let answer = send(
+        Method::GET,
+        &wisp.url("/fwd?forward"),
+        &[("host", "fwd.wisp.internal")],
+        Bytes::new(),
+    )
+    .await;
+    assert_eq!(
+        answer.status,
+        StatusCode::LOOP_DETECTED,
+        "{}",
+        answer.text()
+    );
+    let runs = wisp
+        .metric(
+            "wisp_trigger_runs_total",
+            &[("function", "fwd"), ("trigger", "chain")],
         )
         .await;
     assert_eq!(runs, 8.0, "the client's request and 8 chained calls ran");

@@ -12,6 +12,7 @@ mod crash;
 mod density;
 mod embed;
 mod events;
+mod first_hour;
 mod hardening;
 mod host_paths;
 mod isolation;

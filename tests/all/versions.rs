@@ -236,9 +236,9 @@ async fn retire_removes_a_version_from_every_path_durably() {
     let invoked = invoke(&wisp, "app", 1);
     assert!(!invoked.status.success());
     assert!(
-        stdout(&invoked).contains("function `app` has no version 1"),
+        stderr(&invoked).contains("error: function `app` has no version 1"),
         "{}",
-        stdout(&invoked)
+        stderr(&invoked)
     );
     assert_hidden(&wisp, "/app", 1).await;
     assert_eq!(listed_versions(&wisp, "app"), [2, 3]);

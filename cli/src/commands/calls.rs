@@ -4,7 +4,7 @@
 //! and once finished the function's response; `wisp calls ls` lists calls,
 //! newest first, optionally of one function or in one state.
 
-use super::AdminArgs;
+use super::{AdminArgs, Globals};
 use crate::output::table;
 use clap::{Args, Subcommand};
 use std::process::ExitCode;
@@ -50,11 +50,11 @@ enum CallsAction {
 }
 
 impl CallsCommand {
-    pub(crate) async fn execute(self) -> anyhow::Result<ExitCode> {
+    pub(crate) async fn execute(self, globals: &Globals) -> anyhow::Result<ExitCode> {
         match self.action {
             CallsAction::Get { id, json, admin } => {
-                let call = admin.client()?.call_info(&id).await?;
-                if json {
+                let call = admin.client(globals)?.call_info(&id).await?;
+                if globals.json(json) {
                     println!("{}", serde_json::to_string_pretty(&call)?);
                 } else {
                     print!("{}", describe(&call));
@@ -76,11 +76,17 @@ impl CallsCommand {
                     query.append_pair("state", state.as_str());
                 }
                 query.append_pair("limit", &limit.to_string());
-                let list = admin.client()?.calls(&query.finish()).await?;
-                if json {
+                let client = admin.client(globals)?;
+                let list = client.calls(&query.finish()).await?;
+                if globals.json(json) {
                     println!("{}", serde_json::to_string_pretty(&list)?);
                 } else if list.calls.is_empty() {
-                    println!("no async calls");
+                    match &function {
+                        Some(name) if !client.exists(name).await? => println!(
+                            "no async calls: no function named {name} is deployed (`wisp ls` lists them)"
+                        ),
+                        _ => println!("no async calls"),
+                    }
                 } else {
                     println!("{}", table(&HEADER, list.calls.iter().map(row)));
                 }

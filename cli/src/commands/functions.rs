@@ -3,7 +3,7 @@
 //! typed answers.
 
 use super::settings_flags::SettingsArgs;
-use super::{AdminArgs, body_flag, method_flag};
+use super::{AdminArgs, Globals, body_flag, method_flag};
 use crate::client::DeployHow;
 use crate::{oci, output};
 use anyhow::Context;
@@ -52,7 +52,7 @@ pub(crate) struct Deploy {
 }
 
 impl Deploy {
-    pub(crate) async fn execute(self) -> anyhow::Result<ExitCode> {
+    pub(crate) async fn execute(self, globals: &Globals) -> anyhow::Result<ExitCode> {
         let raw = self.settings.to_raw()?;
         let (wasm, origin) = match self.file.to_str().filter(|f| f.starts_with(oci::SCHEME)) {
             Some(text) => {
@@ -73,7 +73,7 @@ impl Deploy {
         let progress = output::spinner(format!("deploying {} (compiling)", self.name));
         let report = self
             .admin
-            .client()?
+            .client(globals)?
             .deploy(
                 &self.name,
                 Bytes::from(wasm),
@@ -89,7 +89,7 @@ impl Deploy {
             .await;
         progress.finish_and_clear();
         let report = report?;
-        if self.json {
+        if globals.json(self.json) {
             println!("{}", serde_json::to_string_pretty(&report)?);
         } else {
             let compiled = match report.compile_ms {
@@ -141,20 +141,37 @@ pub(crate) struct Push {
     /// Speak plain HTTP to the registry (no TLS, on a network you trust).
     #[arg(long)]
     insecure_registry: bool,
+    /// Print what was pushed as JSON.
+    #[arg(long)]
+    json: bool,
     #[command(flatten)]
     admin: AdminArgs,
 }
 
 impl Push {
-    pub(crate) async fn execute(self) -> anyhow::Result<ExitCode> {
+    pub(crate) async fn execute(self, globals: &Globals) -> anyhow::Result<ExitCode> {
         let reference = oci::reference(&self.reference)?;
-        let (version, wasm) = self.admin.client()?.source(&self.name, self.pin).await?;
+        let (version, wasm) = self
+            .admin
+            .client(globals)?
+            .source(&self.name, self.pin)
+            .await?;
         let progress = output::spinner(format!("pushing {} v{version} to {reference}", self.name));
         let pushed = oci::push(&reference, wasm.to_vec(), self.insecure_registry).await;
         progress.finish_and_clear();
         let digest = pushed?;
-        println!("pushed {} v{version} to {reference}", self.name);
-        println!("digest {digest}");
+        if globals.json(self.json) {
+            let pushed = serde_json::json!({
+                "function": self.name,
+                "version": version,
+                "reference": reference.to_string(),
+                "digest": digest,
+            });
+            println!("{}", serde_json::to_string_pretty(&pushed)?);
+        } else {
+            println!("pushed {} v{version} to {reference}", self.name);
+            println!("digest {digest}");
+        }
         Ok(ExitCode::SUCCESS)
     }
 }
@@ -174,10 +191,16 @@ pub(crate) struct Ls {
 }
 
 impl Ls {
-    pub(crate) async fn execute(self) -> anyhow::Result<ExitCode> {
-        let functions = self.admin.client()?.list().await?;
-        if self.json {
+    pub(crate) async fn execute(self, globals: &Globals) -> anyhow::Result<ExitCode> {
+        let functions = self.admin.client(globals)?.list().await?;
+        if globals.json(self.json) {
             println!("{}", serde_json::to_string_pretty(&functions)?);
+            return Ok(ExitCode::SUCCESS);
+        }
+        if functions.is_empty() {
+            println!(
+                "no functions yet — deploy one with `wisp deploy NAME FILE.wasm --route /PATH` (or `wisp new NAME` to start one)"
+            );
             return Ok(ExitCode::SUCCESS);
         }
         let rows = functions.iter().map(|function| {
@@ -238,18 +261,25 @@ impl Ls {
 pub(crate) struct Rm {
     /// The function to remove.
     name: String,
+    /// Print what was removed as JSON.
+    #[arg(long)]
+    json: bool,
     #[command(flatten)]
     admin: AdminArgs,
 }
 
 impl Rm {
-    pub(crate) async fn execute(self) -> anyhow::Result<ExitCode> {
-        let removed = self.admin.client()?.remove(&self.name).await?;
-        println!(
-            "removed {}, with its key-value bucket ({}) and its secrets",
-            removed.removed,
-            wisp_spec::units::format_size_approx(removed.bucket_bytes)
-        );
+    pub(crate) async fn execute(self, globals: &Globals) -> anyhow::Result<ExitCode> {
+        let removed = self.admin.client(globals)?.remove(&self.name).await?;
+        if globals.json(self.json) {
+            println!("{}", serde_json::to_string_pretty(&removed)?);
+        } else {
+            println!(
+                "removed {}, with its key-value bucket ({}), its secrets and its logs",
+                removed.removed,
+                wisp_spec::units::format_size_approx(removed.bucket_bytes)
+            );
+        }
         Ok(ExitCode::SUCCESS)
     }
 }
@@ -261,10 +291,11 @@ pub(crate) struct Invoke {
     /// The request path (and query) the function sees.
     #[arg(default_value = "/")]
     path: String,
-    /// HTTP method.
-    #[arg(short = 'X', long, default_value = "GET")]
-    method: String,
-    /// Request body (`@FILE` reads a file).
+    /// HTTP method [default: POST with `--data`, else GET].
+    #[arg(short = 'X', long, value_name = "METHOD")]
+    method: Option<String>,
+    /// Request body (`@FILE` reads a file); makes the request a POST
+    /// unless `-X` says otherwise, as with curl.
     #[arg(short = 'd', long)]
     data: Option<String>,
     /// Request header `Name: value` (repeatable).
@@ -278,8 +309,12 @@ pub(crate) struct Invoke {
 }
 
 impl Invoke {
-    pub(crate) async fn execute(self) -> anyhow::Result<ExitCode> {
-        let method = method_flag(&self.method)?;
+    pub(crate) async fn execute(self, globals: &Globals) -> anyhow::Result<ExitCode> {
+        let method = match (&self.method, &self.data) {
+            (Some(method), _) => method_flag(method)?,
+            (None, Some(_)) => http::Method::POST,
+            (None, None) => http::Method::GET,
+        };
         let body = body_flag(self.data.as_deref())?;
         let mut headers = http::HeaderMap::new();
         for header in &self.headers {
@@ -298,7 +333,7 @@ impl Invoke {
         } else {
             format!("/{}", self.path)
         };
-        let client = self.admin.client()?;
+        let client = self.admin.client(globals)?;
         let response = client
             .send(
                 method,
@@ -308,6 +343,9 @@ impl Invoke {
             )
             .await?;
         let status = response.status();
+        if let Some(refusal) = host_refusal(&response) {
+            anyhow::bail!("{refusal}");
+        }
         let mut out = std::io::stdout().lock();
         if self.include {
             writeln!(out, "{:?} {}", response.version(), status)?;
@@ -326,6 +364,16 @@ impl Invoke {
     }
 }
 
+/// The host's own refusal to run anything (no such function or version),
+/// as opposed to a response of the function's.
+fn host_refusal(response: &http::Response<Bytes>) -> Option<String> {
+    if response.status() != http::StatusCode::NOT_FOUND {
+        return None;
+    }
+    let body: wisp_spec::api::ErrorBody = serde_json::from_slice(response.body()).ok()?;
+    matches!(body.kind.as_str(), "unknown-function" | "no-such-version").then_some(body.error)
+}
+
 #[derive(Debug, Args)]
 pub(crate) struct Versions {
     /// The function.
@@ -338,9 +386,9 @@ pub(crate) struct Versions {
 }
 
 impl Versions {
-    pub(crate) async fn execute(self) -> anyhow::Result<ExitCode> {
-        let versions = self.admin.client()?.versions(&self.name).await?;
-        if self.json {
+    pub(crate) async fn execute(self, globals: &Globals) -> anyhow::Result<ExitCode> {
+        let versions = self.admin.client(globals)?.versions(&self.name).await?;
+        if globals.json(self.json) {
             println!("{}", serde_json::to_string_pretty(&versions)?);
             return Ok(ExitCode::SUCCESS);
         }
@@ -352,7 +400,7 @@ impl Versions {
                 output::unix_time(v.created_unix),
                 v.source.chars().take(12).collect(),
                 if v.loaded {
-                    v.settings.to_query().replace('&', " ")
+                    output::settings_line(&v.settings)
                 } else {
                     "(not loaded)".to_owned()
                 },
@@ -371,20 +419,27 @@ pub(crate) struct Traffic {
     /// Shares as `VERSION=WEIGHT` (e.g. `v3=90 v4=10`); weights sum to 100.
     #[arg(required = true, value_name = "vN=WEIGHT")]
     split: Vec<String>,
+    /// Print the function, with its new split, as JSON.
+    #[arg(long)]
+    json: bool,
     #[command(flatten)]
     admin: AdminArgs,
 }
 
 impl Traffic {
-    pub(crate) async fn execute(self) -> anyhow::Result<ExitCode> {
+    pub(crate) async fn execute(self, globals: &Globals) -> anyhow::Result<ExitCode> {
         let shares =
             wisp_spec::traffic::parse_split(&self.split).map_err(|e| anyhow::anyhow!("{e}"))?;
         let info = self
             .admin
-            .client()?
+            .client(globals)?
             .set_traffic(&self.name, &shares)
             .await?;
-        println!("{}: {}", self.name, describe_traffic(&info));
+        if globals.json(self.json) {
+            println!("{}", serde_json::to_string_pretty(&info)?);
+        } else {
+            println!("{}: {}", self.name, describe_traffic(&info));
+        }
         Ok(ExitCode::SUCCESS)
     }
 }
@@ -415,14 +470,21 @@ fn serving(info: &FunctionInfo) -> String {
 pub(crate) struct Rollback {
     /// The function.
     name: String,
+    /// Print the function, with its restored split, as JSON.
+    #[arg(long)]
+    json: bool,
     #[command(flatten)]
     admin: AdminArgs,
 }
 
 impl Rollback {
-    pub(crate) async fn execute(self) -> anyhow::Result<ExitCode> {
-        let info = self.admin.client()?.rollback(&self.name).await?;
-        println!("{}: rolled back to {}", self.name, describe_traffic(&info));
+    pub(crate) async fn execute(self, globals: &Globals) -> anyhow::Result<ExitCode> {
+        let info = self.admin.client(globals)?.rollback(&self.name).await?;
+        if globals.json(self.json) {
+            println!("{}", serde_json::to_string_pretty(&info)?);
+        } else {
+            println!("{}: rolled back to {}", self.name, describe_traffic(&info));
+        }
         Ok(ExitCode::SUCCESS)
     }
 }
@@ -442,9 +504,13 @@ pub(crate) struct Retire {
 }
 
 impl Retire {
-    pub(crate) async fn execute(self) -> anyhow::Result<ExitCode> {
-        let retired = self.admin.client()?.retire(&self.name, self.number).await?;
-        if self.json {
+    pub(crate) async fn execute(self, globals: &Globals) -> anyhow::Result<ExitCode> {
+        let retired = self
+            .admin
+            .client(globals)?
+            .retire(&self.name, self.number)
+            .await?;
+        if globals.json(self.json) {
             println!("{}", serde_json::to_string_pretty(&retired)?);
         } else if retired.rollback_cleared {
             println!(

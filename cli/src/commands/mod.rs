@@ -32,8 +32,58 @@ use wisp_spec::units;
 #[derive(Debug, Parser)]
 #[command(name = "wisp", version, about, long_about = None, propagate_version = true)]
 pub struct Cli {
+    #[command(flatten)]
+    globals: Globals,
     #[command(subcommand)]
     command: Command,
+}
+
+/// The flags every client verb takes, before its name as well as after it
+/// (`wisp --admin URL ls` or `wisp ls --admin URL`; after it wins).
+#[derive(Debug, Args)]
+pub(crate) struct Globals {
+    /// Admin API URL of the host to talk to [default: $WISP_ADMIN_URL, else
+    /// http://127.0.0.1:8081].
+    #[arg(long, value_name = "URL")]
+    admin: Option<String>,
+    /// Admin API bearer token [default: $WISP_ADMIN_TOKEN].
+    #[arg(long, value_name = "TOKEN")]
+    token: Option<String>,
+    /// Print JSON instead of text (every verb that reports something).
+    #[arg(long)]
+    json: bool,
+}
+
+impl Globals {
+    /// Whether to print JSON, given the verb's own `--json`.
+    pub(crate) fn json(&self, own: bool) -> bool {
+        own || self.json
+    }
+
+    /// Refuses flags given before a verb that does not take them.
+    fn check(&self, command: &Command) -> anyhow::Result<()> {
+        let (verb, takes_admin, takes_json) = match command {
+            Command::Serve(_) => ("serve", false, false),
+            Command::New(_) => ("new", false, false),
+            Command::Bench(_) => ("bench", false, true),
+            Command::Invoke(_) => ("invoke", true, false),
+            _ => return Ok(()),
+        };
+        if verb == "serve" && self.admin.is_some() {
+            anyhow::bail!(
+                "`wisp --admin URL` names the host a client verb talks to; `wisp serve` listens for the admin API where `wisp serve --admin-listen ADDR` says (after the verb)"
+            );
+        }
+        let refused = [
+            ("--admin", !takes_admin && self.admin.is_some()),
+            ("--token", !takes_admin && self.token.is_some()),
+            ("--json", !takes_json && self.json),
+        ];
+        match refused.iter().find(|(_, refused)| *refused) {
+            Some((flag, _)) => anyhow::bail!("`wisp {verb}` does not take `{flag}`"),
+            None => Ok(()),
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -49,7 +99,8 @@ enum Command {
     /// List deployed functions and their effective settings.
     #[command(alias = "list")]
     Ls(Ls),
-    /// Remove a function, with its own key-value bucket and its secrets.
+    /// Remove a function, with its own key-value bucket, its secrets and its
+    /// logs.
     #[command(alias = "remove")]
     Rm(Rm),
     /// Send one request to a function and print the response.
@@ -94,6 +145,10 @@ pub(crate) const COMPILE_WORKER_COMMAND: &str = "__compile-worker";
 /// Runs the CLI and returns the process exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Err(e) = cli.globals.check(&cli.command) {
+        eprintln!("error: {e:#}");
+        return ExitCode::from(2);
+    }
     if let Command::CompileWorker = cli.command {
         // No async runtime, no logging: one compile, then exit.
         return wisp_host::compile_worker_main();
@@ -108,25 +163,26 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let globals = cli.globals;
     let result = runtime.block_on(async {
         match cli.command {
             Command::Serve(c) => c.execute().await,
-            Command::Deploy(c) => c.execute().await,
-            Command::Push(c) => c.execute().await,
-            Command::Ls(c) => c.execute().await,
-            Command::Rm(c) => c.execute().await,
-            Command::Invoke(c) => c.execute().await,
-            Command::Up(c) => c.execute().await,
-            Command::Versions(c) => c.execute().await,
-            Command::Traffic(c) => c.execute().await,
-            Command::Rollback(c) => c.execute().await,
-            Command::Retire(c) => c.execute().await,
-            Command::Logs(c) => c.execute().await,
-            Command::Usage(c) => c.execute().await,
-            Command::Kv(c) => c.execute().await,
-            Command::Secret(c) => c.execute().await,
-            Command::Calls(c) => c.execute().await,
-            Command::Bench(c) => c.execute().await,
+            Command::Deploy(c) => c.execute(&globals).await,
+            Command::Push(c) => c.execute(&globals).await,
+            Command::Ls(c) => c.execute(&globals).await,
+            Command::Rm(c) => c.execute(&globals).await,
+            Command::Invoke(c) => c.execute(&globals).await,
+            Command::Up(c) => c.execute(&globals).await,
+            Command::Versions(c) => c.execute(&globals).await,
+            Command::Traffic(c) => c.execute(&globals).await,
+            Command::Rollback(c) => c.execute(&globals).await,
+            Command::Retire(c) => c.execute(&globals).await,
+            Command::Logs(c) => c.execute(&globals).await,
+            Command::Usage(c) => c.execute(&globals).await,
+            Command::Kv(c) => c.execute(&globals).await,
+            Command::Secret(c) => c.execute(&globals).await,
+            Command::Calls(c) => c.execute(&globals).await,
+            Command::Bench(c) => c.execute(&globals).await,
             Command::New(c) => c.execute(),
             Command::CompileWorker => unreachable!("the compile worker runs before the runtime"),
         }
@@ -178,24 +234,40 @@ pub(crate) fn parse_duration_flag(text: &str) -> Result<std::time::Duration, Str
 /// Where the admin API is, and its token.
 #[derive(Debug, Args)]
 pub(crate) struct AdminArgs {
-    /// Admin API URL of the host to talk to.
-    #[arg(long, env = "WISP_ADMIN_URL", default_value = DEFAULT_ADMIN_URL, value_name = "URL")]
-    pub(crate) admin: String,
-    /// Admin API bearer token.
-    #[arg(
-        long,
-        env = "WISP_ADMIN_TOKEN",
-        hide_env_values = true,
-        value_name = "TOKEN"
-    )]
-    pub(crate) token: Option<String>,
+    /// Admin API URL of the host to talk to [default: $WISP_ADMIN_URL, else
+    /// http://127.0.0.1:8081].
+    #[arg(long, value_name = "URL")]
+    admin: Option<String>,
+    /// Admin API bearer token [default: $WISP_ADMIN_TOKEN].
+    #[arg(long, value_name = "TOKEN")]
+    token: Option<String>,
 }
 
 impl AdminArgs {
-    pub(crate) fn client(&self) -> anyhow::Result<AdminClient> {
-        Ok(AdminClient::new(&self.admin, self.token.clone())?)
+    /// A client of the admin API this verb names: its own flags, else
+    /// those before the verb, else the environment, else the default.
+    pub(crate) fn client(&self, globals: &Globals) -> anyhow::Result<AdminClient> {
+        let from_env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let url = self
+            .admin
+            .clone()
+            .or_else(|| globals.admin.clone())
+            .or_else(|| from_env(ADMIN_URL_ENV))
+            .unwrap_or_else(|| DEFAULT_ADMIN_URL.to_owned());
+        let token = self
+            .token
+            .clone()
+            .or_else(|| globals.token.clone())
+            .or_else(|| from_env(ADMIN_TOKEN_ENV));
+        Ok(AdminClient::new(&url, token)?)
     }
 }
+
+/// The environment variable naming the admin API a client verb talks to.
+const ADMIN_URL_ENV: &str = "WISP_ADMIN_URL";
+
+/// The environment variable holding the admin API token.
+const ADMIN_TOKEN_ENV: &str = "WISP_ADMIN_TOKEN";
 
 #[cfg(test)]
 mod tests {

@@ -1,6 +1,6 @@
 //! The verbs that watch a function: its guest logs and its usage.
 
-use super::{AdminArgs, parse_duration_flag};
+use super::{AdminArgs, Globals, parse_duration_flag};
 use crate::output;
 use clap::Args;
 use std::io::Write;
@@ -29,8 +29,9 @@ pub(crate) struct Logs {
 }
 
 impl Logs {
-    pub(crate) async fn execute(self) -> anyhow::Result<ExitCode> {
+    pub(crate) async fn execute(mut self, globals: &Globals) -> anyhow::Result<ExitCode> {
         use http_body_util::BodyExt;
+        self.json = globals.json(self.json);
         let mut query = form_urlencoded::Serializer::new(String::new());
         query.append_pair("limit", &self.limit.to_string());
         if let Some(since) = self.since {
@@ -41,7 +42,7 @@ impl Logs {
         }
         let mut body = self
             .admin
-            .client()?
+            .client(globals)?
             .logs(&self.name, &query.finish())
             .await?;
         let mut pending = Vec::new();
@@ -101,9 +102,9 @@ pub(crate) struct UsageCommand {
 }
 
 impl UsageCommand {
-    pub(crate) async fn execute(self) -> anyhow::Result<ExitCode> {
-        let reply = self.admin.client()?.usage(&self.name).await?;
-        if self.json {
+    pub(crate) async fn execute(self, globals: &Globals) -> anyhow::Result<ExitCode> {
+        let reply = self.admin.client(globals)?.usage(&self.name).await?;
+        if globals.json(self.json) {
             println!("{}", serde_json::to_string_pretty(&reply)?);
             return Ok(ExitCode::SUCCESS);
         }

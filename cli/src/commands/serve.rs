@@ -264,6 +264,15 @@ impl Serve {
             None => None,
         };
         let telemetry = Telemetry::install(matches!(self.log_format, LogFormat::Json))?;
+        // Bound before the host starts: an address in use is refused before
+        // anything is written (no new data directory left behind). Nothing
+        // is accepted until the host is ready.
+        let public = tokio::net::TcpListener::bind(self.listen)
+            .await
+            .with_context(|| format!("binding the public listener to {}", self.listen))?;
+        let admin = tokio::net::TcpListener::bind(self.admin_listen)
+            .await
+            .with_context(|| format!("binding the admin listener to {}", self.admin_listen))?;
         let defaults = HostConfig::default();
         let config = HostConfig {
             data_dir: self.data_dir.clone(),
@@ -329,12 +338,6 @@ impl Serve {
         if let Some(manifest) = &manifest {
             deploy_manifest(&host, manifest).await?;
         }
-        let public = tokio::net::TcpListener::bind(self.listen)
-            .await
-            .with_context(|| format!("binding the public listener to {}", self.listen))?;
-        let admin = tokio::net::TcpListener::bind(self.admin_listen)
-            .await
-            .with_context(|| format!("binding the admin listener to {}", self.admin_listen))?;
         let public_addr = public.local_addr()?;
         let admin_addr = admin.local_addr()?;
         // Listening for the signals before saying we are up: a SIGTERM sent as

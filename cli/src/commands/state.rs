@@ -5,7 +5,7 @@
 //! `wisp secret` sets the secrets a function reads through `wasi:config`;
 //! values go in on stdin and are never printed by anything.
 
-use super::AdminArgs;
+use super::{AdminArgs, Globals};
 use crate::client::Bucket;
 use crate::output::table;
 use anyhow::{Context, bail};
@@ -91,13 +91,13 @@ impl KvArgs {
 }
 
 impl KvCommand {
-    pub(crate) async fn execute(self) -> anyhow::Result<ExitCode> {
+    pub(crate) async fn execute(self, globals: &Globals) -> anyhow::Result<ExitCode> {
         match self.action {
-            KvAction::Ls(args) => list(args).await,
+            KvAction::Ls(args) => list(args, globals).await,
             KvAction::Get(args) => {
                 let (bucket, rest) = args.expect(&["KEY"], false)?;
-                let value = args.admin.client()?.kv_get(&bucket, rest[0]).await?;
-                if args.json {
+                let value = args.admin.client(globals)?.kv_get(&bucket, rest[0]).await?;
+                if globals.json(args.json) {
                     println!(
                         "{}",
                         serde_json::to_string_pretty(&value_json(rest[0], &value))?
@@ -112,28 +112,36 @@ impl KvCommand {
                 let (bucket, rest) = args.expect(&["KEY", "VALUE"], true)?;
                 let value = value_argument(rest.get(1).copied())?;
                 let bytes = value.len();
-                args.admin.client()?.kv_set(&bucket, rest[0], value).await?;
+                args.admin
+                    .client(globals)?
+                    .kv_set(&bucket, rest[0], value)
+                    .await?;
                 report(
-                    args.json,
+                    globals.json(args.json),
                     serde_json::json!({ "set": rest[0], "bytes": bytes }),
                     || format!("set {} ({bytes} bytes)", rest[0]),
                 )
             }
             KvAction::Rm(args) => {
                 let (bucket, rest) = args.expect(&["KEY"], false)?;
-                args.admin.client()?.kv_delete(&bucket, rest[0]).await?;
-                report(args.json, serde_json::json!({ "deleted": rest[0] }), || {
-                    format!("deleted {}", rest[0])
-                })
+                args.admin
+                    .client(globals)?
+                    .kv_delete(&bucket, rest[0])
+                    .await?;
+                report(
+                    globals.json(args.json),
+                    serde_json::json!({ "deleted": rest[0] }),
+                    || format!("deleted {}", rest[0]),
+                )
             }
         }
     }
 }
 
 /// `wisp kv ls`: every key, following pages.
-async fn list(args: KvArgs) -> anyhow::Result<ExitCode> {
+async fn list(args: KvArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
     let (bucket, _) = args.expect(&[], false)?;
-    let client = args.admin.client()?;
+    let client = args.admin.client(globals)?;
     let mut keys = Vec::new();
     let mut after: Option<String> = None;
     for _ in 0..MAX_PAGES {
@@ -144,7 +152,7 @@ async fn list(args: KvArgs) -> anyhow::Result<ExitCode> {
             None => break,
         }
     }
-    if args.json {
+    if globals.json(args.json) {
         println!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({ "keys": keys }))?
@@ -239,6 +247,9 @@ struct SecretArgs {
     function: String,
     /// The secret's name (letters, digits, `_`, `.`, `-`).
     key: String,
+    /// Print what was done as JSON.
+    #[arg(long)]
+    json: bool,
     #[command(flatten)]
     admin: AdminArgs,
 }
@@ -255,19 +266,34 @@ struct SecretListArgs {
 }
 
 impl SecretCommand {
-    pub(crate) async fn execute(self) -> anyhow::Result<ExitCode> {
+    pub(crate) async fn execute(self, globals: &Globals) -> anyhow::Result<ExitCode> {
         match self.action {
             SecretAction::Set(args) => {
                 let value = read_stdin(true)?;
+                if value.is_empty() {
+                    bail!(
+                        "stdin was empty: expected the secret's value (e.g. `printf %s VALUE | wisp secret set {} {}`); nothing was stored",
+                        args.function,
+                        args.key
+                    );
+                }
                 args.admin
-                    .client()?
+                    .client(globals)?
                     .set_secret(&args.function, &args.key, value)
                     .await?;
-                println!("set secret {} of {}", args.key, args.function);
+                return report(
+                    globals.json(args.json),
+                    serde_json::json!({ "function": args.function, "set": args.key }),
+                    || format!("set secret {} of {}", args.key, args.function),
+                );
             }
             SecretAction::Ls(args) => {
-                let names = args.admin.client()?.secret_names(&args.function).await?;
-                if args.json {
+                let names = args
+                    .admin
+                    .client(globals)?
+                    .secret_names(&args.function)
+                    .await?;
+                if globals.json(args.json) {
                     println!("{}", serde_json::to_string_pretty(&names)?);
                 } else if names.secrets.is_empty() {
                     println!("{} has no secrets", names.function);
@@ -279,11 +305,24 @@ impl SecretCommand {
                 }
             }
             SecretAction::Rm(args) => {
-                args.admin
-                    .client()?
+                let existed = args
+                    .admin
+                    .client(globals)?
                     .remove_secret(&args.function, &args.key)
                     .await?;
-                println!("removed secret {} of {}", args.key, args.function);
+                if !existed {
+                    bail!(
+                        "{} has no secret named {} (`wisp secret ls {}` lists them)",
+                        args.function,
+                        args.key,
+                        args.function
+                    );
+                }
+                return report(
+                    globals.json(args.json),
+                    serde_json::json!({ "function": args.function, "removed": args.key }),
+                    || format!("removed secret {} of {}", args.key, args.function),
+                );
             }
         }
         Ok(ExitCode::SUCCESS)

@@ -2,7 +2,7 @@
 //! (cold starts on this machine) and `wisp new` (a function from a
 //! template).
 
-use super::{AdminArgs, body_flag, method_flag, parse_duration_flag};
+use super::{AdminArgs, Globals, body_flag, method_flag, parse_duration_flag};
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use clap::Args;
@@ -12,29 +12,46 @@ use wisp_spec::manifest::Manifest;
 
 #[derive(Debug, Args)]
 pub(crate) struct Up {
-    /// The manifest.
+    /// The manifest. It is the whole truth: a function's settings are those
+    /// it lists (the others are defaults, not the previous version's), and
+    /// its route is where the function goes.
     #[arg(short = 'f', long = "file", default_value = wisp_spec::manifest::DEFAULT_MANIFEST, value_name = "FILE")]
     file: PathBuf,
-    /// Remove deployed functions the manifest does not list.
+    /// Remove deployed functions the manifest does not list (with their
+    /// key-value buckets, secrets and logs); try `--dry-run` first.
     #[arg(long)]
     prune: bool,
-    /// Keep running: rebuild and redeploy functions when their files change.
+    /// Change nothing: build, compare, and print what would be created,
+    /// updated and (with `--prune`) removed.
+    #[arg(long, conflicts_with = "watch")]
+    dry_run: bool,
+    /// Keep running: rebuild and redeploy a function when its files change
+    /// (its `watch = [...]` paths, else the directory its `.wasm` is built
+    /// in), and everything when the manifest changes.
     #[arg(long)]
     watch: bool,
+    /// Print the changes as JSON (one line per run).
+    #[arg(long)]
+    json: bool,
     #[command(flatten)]
     admin: AdminArgs,
 }
 
 impl Up {
-    pub(crate) async fn execute(self) -> anyhow::Result<ExitCode> {
-        let client = self.admin.client()?;
+    pub(crate) async fn execute(self, globals: &Globals) -> anyhow::Result<ExitCode> {
+        let client = self.admin.client(globals)?;
+        let json = globals.json(self.json);
         if self.watch {
-            crate::up::watch(&client, &self.file, self.prune).await?;
+            crate::up::watch(&client, &self.file, self.prune, json).await?;
             return Ok(ExitCode::SUCCESS);
         }
         let manifest = Manifest::load(&self.file)?;
-        let changes = crate::up::up(&client, &manifest, self.prune).await?;
-        crate::up::print_changes(&changes);
+        let options = crate::up::UpOptions {
+            prune: self.prune,
+            dry_run: self.dry_run,
+        };
+        let changes = crate::up::up(&client, &manifest, options).await?;
+        crate::up::print_changes(&changes, json)?;
         Ok(ExitCode::SUCCESS)
     }
 }
@@ -71,10 +88,14 @@ pub(crate) struct BenchCommand {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// Exit 0 even when the function answered with an error status (to
+    /// measure an error path on purpose).
+    #[arg(long)]
+    allow_errors: bool,
 }
 
 impl BenchCommand {
-    pub(crate) async fn execute(self) -> anyhow::Result<ExitCode> {
+    pub(crate) async fn execute(self, globals: &Globals) -> anyhow::Result<ExitCode> {
         let method = method_flag(&self.method)?;
         if !self.path.starts_with('/') {
             bail!(
@@ -100,10 +121,17 @@ impl BenchCommand {
             prepare: self.prepare,
         };
         let report = crate::bench::run(Bytes::from(wasm), &options).await?;
-        if self.json {
+        if globals.json(self.json) {
             println!("{}", serde_json::to_string_pretty(&report)?);
         } else {
             print!("{}", report.table());
+        }
+        if report.measured_errors() && !self.allow_errors {
+            eprintln!(
+                "error: the function answered {} (other statuses: {}): exiting non-zero; `--allow-errors` measures an error path on purpose",
+                report.status, report.other_statuses
+            );
+            return Ok(ExitCode::FAILURE);
         }
         Ok(ExitCode::SUCCESS)
     }

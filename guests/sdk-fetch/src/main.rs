@@ -3,13 +3,19 @@
 //! `?call=NAME&path=P` function NAME is called on `P` with `wisp_sdk::call`
 //! instead, with each `&header=NAME:VALUE` set on the call; with
 //! `&times=N` it makes the call N times and answers only the statuses, as
-//! `{"statuses": [200, …]}`. The host's allow-list decides what it may
-//! reach; a denied call is answered 403.
+//! `{"statuses": [200, …]}`. With `?forward` it forwards the request to
+//! its own scheme, authority and path (as wasmtime's forwarding test guest
+//! does) and answers with what came back, status included: a function
+//! that calls itself. The host's allow-list decides what it may reach; a
+//! denied call is answered 403.
 
 use wisp_sdk::fetch::FetchError;
 use wisp_sdk::{HttpError, Json, Request, RequestExt, StatusCode};
 
 async fn handle(request: Request) -> Result<Json<serde_json::Value>, HttpError> {
+    if request.query_param("forward").is_some() {
+        return forward(&request).await;
+    }
     let (url, outcome) = match (request.query_param("url"), request.query_param("call")) {
         (Some(url), _) => {
             let outcome = wisp_sdk::fetch::get(&url).await;
@@ -76,6 +82,33 @@ async fn handle(request: Request) -> Result<Json<serde_json::Value>, HttpError> 
         Err(denied @ FetchError::Denied) => {
             Err(HttpError::new(StatusCode::FORBIDDEN, denied.to_string()))
         }
+        Err(other) => Err(HttpError::new(StatusCode::BAD_GATEWAY, other.to_string())),
+    }
+}
+
+/// Sends the request's own URL again; a non-200 answer comes back as this
+/// function's status.
+async fn forward(request: &Request) -> Result<Json<serde_json::Value>, HttpError> {
+    let uri = request.uri();
+    let url = format!(
+        "{}://{}{}",
+        uri.scheme_str().unwrap_or("http"),
+        uri.authority().map_or("", |a| a.as_str()),
+        uri.path_and_query().map_or("/", |p| p.as_str()),
+    );
+    match wisp_sdk::fetch::get(&url).await {
+        Ok(response) if response.status() == StatusCode::OK => Ok(Json(serde_json::json!({
+            "forwarded": url,
+            "body": String::from_utf8_lossy(response.body()),
+        }))),
+        Ok(response) => Err(HttpError::new(
+            response.status(),
+            String::from_utf8_lossy(response.body()),
+        )),
+        Err(denied @ FetchError::Denied) => Err(HttpError::new(
+            StatusCode::FORBIDDEN,
+            format!("{url}: {denied}"),
+        )),
         Err(other) => Err(HttpError::new(StatusCode::BAD_GATEWAY, other.to_string())),
     }
 }

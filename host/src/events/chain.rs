@@ -5,7 +5,8 @@
 //! The caller's allow-list must grant it (`--allow-outbound
 //! http://NAME.wisp.internal`, or `http://*.wisp.internal`); that check is
 //! the outbound policy's, before anything here runs. The callee gets PATH
-//! unchanged, as if mounted at `/`, with the caller's request id and
+//! unchanged, as if mounted at `/`, with scheme `http` and authority
+//! `NAME.wisp.internal` (its `Host` too), with the caller's request id and
 //! `traceparent` and `x-wisp-caller: CALLER`. It runs as its own request:
 //! its own version pick, limits, metering and access line, with trigger
 //! `chain`. A chain deeper than [`MAX_CHAIN_DEPTH`] calls is answered
@@ -132,13 +133,22 @@ impl ChainOrigin {
             );
         }
         let (mut parts, body) = request.into_parts();
-        // As if mounted at `/`: the path and query only.
-        parts.uri = parts.uri.path_and_query().map_or_else(
-            || http::Uri::from_static("/"),
-            |p| http::Uri::from(p.clone()),
-        );
+        // As if mounted at `/` of `http://CALLEE.wisp.internal`: the callee
+        // sees the authority it was called by (as Spin's callees see
+        // `NAME.spin.internal`), so a guest that calls its own URL again
+        // reaches itself.
+        let authority = format!("{callee}.{}", wisp_spec::settings::INTERNAL_DOMAIN);
+        let path = parts
+            .uri
+            .path_and_query()
+            .map_or("/", http::uri::PathAndQuery::as_str);
+        parts.uri = http::Uri::try_from(format!("http://{authority}{path}"))
+            .unwrap_or_else(|_| http::Uri::from_static("/"));
         let headers = &mut parts.headers;
-        headers.remove(http::header::HOST);
+        match HeaderValue::try_from(&authority) {
+            Ok(host) => headers.insert(http::header::HOST, host),
+            Err(_) => headers.remove(http::header::HOST),
+        };
         // The guest may not claim what only the host says (a cron trigger,
         // an async call's id, a shallower depth).
         super::strip_host_headers(headers);

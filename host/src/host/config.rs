@@ -175,6 +175,17 @@ pub enum StartError {
     /// an unreachable server is not an error: the host starts and retries).
     #[error("joining the cluster failed: {0}")]
     Cluster(String),
+    /// Another host (this process's or another's) uses the data dir.
+    #[error(
+        "the data dir `{path}` is in use by another wisp host{}: stop it, or give this host its own `--data-dir`",
+        pid.map(|pid| format!(" (PID {pid})")).unwrap_or_default()
+    )]
+    DataDirInUse {
+        /// The data dir.
+        path: PathBuf,
+        /// The process that holds it, when known.
+        pid: Option<u32>,
+    },
     /// The data dir is unusable.
     #[error("opening the data dir `{path}` failed: {reason}")]
     DataDir {

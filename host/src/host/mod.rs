@@ -8,6 +8,7 @@
 
 pub(crate) mod code_cache;
 pub(crate) mod config;
+mod dir_lock;
 mod load;
 mod per_function;
 mod private;
@@ -35,6 +36,7 @@ use crate::state::{KvBackend, RedbStore, SecretStore};
 use code_cache::{CodeCache, CodeSlot, LoadTurn};
 pub use code_cache::{DEFAULT_MAX_LOADED, DEFAULT_MAX_LOADED_BYTES, Residency};
 pub use config::{HostConfig, LoadProblem, StartError};
+use dir_lock::{DirLock, DirLockError};
 use per_function::PerFunction;
 pub use state::MAX_KEYS_PER_LIST;
 use std::path::PathBuf;
@@ -47,6 +49,8 @@ use wisp_spec::settings::Settings;
 
 pub(crate) struct HostInner {
     pub(crate) config: HostConfig,
+    /// The data directory is this host's while it lives.
+    _lock: DirLock,
     pub(crate) engine: Engine,
     _ticker: EpochTicker,
     pub(crate) linkers: Linkers,
@@ -104,6 +108,13 @@ impl Host {
             reason,
         };
         private::create(&config.data_dir).map_err(|e| data_error(e.to_string()))?;
+        let lock = DirLock::take(&config.data_dir).map_err(|e| match e {
+            DirLockError::InUse(pid) => StartError::DataDirInUse {
+                path: config.data_dir.clone(),
+                pid,
+            },
+            DirLockError::Io(e) => data_error(format!("locking it failed: {e}")),
+        })?;
         let artifacts = ArtifactStore::open(
             &config.data_dir.join("artifacts"),
             engine::compatibility_fingerprint(&engine),
@@ -157,6 +168,7 @@ impl Host {
         let host = Host {
             inner: Arc::new(HostInner {
                 config,
+                _lock: lock,
                 engine,
                 _ticker: ticker,
                 linkers,
@@ -366,7 +378,7 @@ impl Host {
             let snapshot = self.inner.registry.snapshot();
             let entry = snapshot
                 .get(name)
-                .ok_or_else(|| InvokeError::NoRoute(format!("function `{name}`")))?;
+                .ok_or_else(|| InvokeError::UnknownFunction(name.to_owned()))?;
             if entry.is_damaged() {
                 return Err(InvokeError::Damaged(name.to_owned()));
             }

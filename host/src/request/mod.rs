@@ -135,7 +135,7 @@ impl Host {
     {
         let entry = self.inner.registry.snapshot().get(name).cloned();
         let Some(entry) = entry else {
-            return error_response(&InvokeError::NoRoute(format!("function `{name}`")));
+            return error_response(&InvokeError::UnknownFunction(name.to_owned()));
         };
         let path = request.uri().path();
         // A chained call (or `wisp invoke`) addresses the function as if

@@ -388,14 +388,21 @@ impl RawSettings {
         self.set(name, value)
     }
 
+    /// Every value given, as `(setting, value)` in table order.
+    pub fn entries(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        SETTINGS.iter().flat_map(|setting| {
+            self.get(setting.name)
+                .iter()
+                .map(|value| (setting.name, value.as_str()))
+        })
+    }
+
     /// Encodes these settings as a query string (the inverse of
     /// [`RawSettings::from_query`]).
     pub fn to_query(&self) -> String {
         let mut q = form_urlencoded::Serializer::new(String::new());
-        for setting in SETTINGS {
-            for value in self.get(setting.name) {
-                q.append_pair(setting.name, value);
-            }
+        for (name, value) in self.entries() {
+            q.append_pair(name, value);
         }
         q.finish()
     }
@@ -432,7 +439,7 @@ impl Settings {
                     SettingsError::new(
                         "dir",
                         typed(),
-                        "HOST_DIR must be an existing directory on the host",
+                        "a HOST_DIR that is an existing directory on the host",
                     )
                 })?;
             if canonical.parent().is_none() && root == RootDir::Refused {

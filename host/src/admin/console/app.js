@@ -108,7 +108,17 @@ function chart(title, points, series) {
 function settingsList(settings) {
   const entries = Object.entries(settings || {});
   if (!entries.length) return el("p", { text: "Defaults only." });
-  return el("dl", {}, entries.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: Array.isArray(v) ? v.join(", ") : String(v) })]));
+  return el("dl", {}, entries.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: settingText(v) })]));
+}
+
+// A setting's value as typed: lists joined, `KEY=VALUE` pairs (env,
+// config) as such.
+function settingText(value) {
+  if (Array.isArray(value)) return value.join(", ");
+  if (value && typeof value === "object") {
+    return Object.entries(value).map(([k, v]) => `${k}=${v}`).join(", ");
+  }
+  return String(value);
 }
 
 async function functionPage(name) {
