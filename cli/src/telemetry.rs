@@ -156,19 +156,27 @@ fn traces_endpoint() -> String {
     hide_userinfo(&endpoint)
 }
 
-/// `url` without the `user:password@` of its authority, if it has one.
-fn hide_userinfo(url: &str) -> String {
-    let Ok(uri) = url.parse::<http::Uri>() else {
-        return url.to_owned();
-    };
-    match uri.authority().map(|a| a.as_str().rsplit_once('@')) {
-        Some(Some((_, host))) => format!(
-            "{}://…@{host}{}",
-            uri.scheme_str().unwrap_or("http"),
-            uri.path_and_query().map_or("", |p| p.as_str())
-        ),
-        _ => url.to_owned(),
+/// `text` with the `user:password@` of every URL in it hidden (an
+/// endpoint's, or one an exporter's error quotes).
+fn hide_userinfo(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let (head, tail) = rest.split_at(at + 3);
+        out.push_str(head);
+        let authority_end = tail
+            .find(|c: char| c == '/' || c == ')' || c.is_whitespace())
+            .unwrap_or(tail.len());
+        match tail[..authority_end].rfind('@') {
+            Some(user_end) => {
+                out.push('…');
+                rest = &tail[user_end..];
+            }
+            None => rest = tail,
+        }
     }
+    out.push_str(rest);
+    out
 }
 
 /// Least time between two warnings about failed exports.
@@ -204,7 +212,8 @@ impl opentelemetry_sdk::trace::SpanExporter for WatchedExporter {
                     endpoint = %self.endpoint,
                     spans,
                     earlier_failures = warned.failures_since,
-                    "exporting traces failed: {error}"
+                    "exporting traces failed: {}",
+                    hide_userinfo(&error.to_string())
                 );
                 *warned = Warned {
                     at: Some(Instant::now()),
@@ -272,6 +281,10 @@ mod tests {
         assert_eq!(
             hide_userinfo("http://127.0.0.1:4318/v1/traces"),
             "http://127.0.0.1:4318/v1/traces"
+        );
+        assert_eq!(
+            hide_userinfo("error sending request for url (http://u:p@collector:4318/v1/traces)"),
+            "error sending request for url (http://…@collector:4318/v1/traces)"
         );
     }
 }
