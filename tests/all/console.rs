@@ -95,15 +95,18 @@ async fn visit(page: &Page, hash: &str) {
         .unwrap_or_else(|e| panic!("visit {hash}: {e}"));
 }
 
-async fn launch() -> (Browser, tokio::task::JoinHandle<()>) {
+/// Starts Chromium with a profile of its own (tests run side by side).
+async fn launch() -> (Browser, tokio::task::JoinHandle<()>, tempfile::TempDir) {
     let executable = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
         .into_iter()
         .find(|p| std::path::Path::new(p).exists())
         .expect(
             "Chromium is not installed: run scripts/install-deps.sh (Debian package `chromium`)",
         );
+    let profile = tempfile::tempdir().expect("a profile directory");
     let config = BrowserConfig::builder()
         .chrome_executable(executable)
+        .user_data_dir(profile.path())
         .no_sandbox()
         .window_size(1280, 900)
         .arg("--disable-gpu")
@@ -112,14 +115,14 @@ async fn launch() -> (Browser, tokio::task::JoinHandle<()>) {
         .expect("browser config");
     let (browser, mut handler) = Browser::launch(config).await.expect("launch Chromium");
     let events = tokio::spawn(async move { while handler.next().await.is_some() {} });
-    (browser, events)
+    (browser, events, profile)
 }
 
 #[tokio::test]
 async fn the_console_signs_in_deploys_splits_traffic_and_tails_logs() {
     let wisp = Wisp::start_with(&["--admin-token", TOKEN]);
     deploy(&wisp, "noisy", artifacts::HOSTILE_COMPONENT, "route=/noisy").await;
-    let (mut browser, events) = launch().await;
+    let (mut browser, events, _profile) = launch().await;
     let page = browser
         .new_page(wisp.admin_url("/"))
         .await
@@ -198,18 +201,28 @@ async fn the_console_signs_in_deploys_splits_traffic_and_tails_logs() {
     assert_eq!(versions.len(), 2, "both versions serve: {versions:?}");
     shoot(&page, "function").await;
 
-    // A request's log line appears in the live tail.
+    // A request's log line appears in the live tail. The tail may open
+    // after a request is sent, so requests go on until one shows: no sleep
+    // has to outlast the subscription.
     visit(&page, "#/functions/noisy").await;
-    element(&page, "#log-tail").await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    send(
-        Method::GET,
-        &wisp.url("/noisy/stderr?kib=1"),
-        &[],
-        Bytes::new(),
-    )
+    let tail = element(&page, "#log-tail").await;
+    let shown = eventually(Duration::from_secs(20), async || {
+        send(
+            Method::GET,
+            &wisp.url("/noisy/stderr?kib=1"),
+            &[],
+            Bytes::new(),
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        tail.inner_text()
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|t| t.contains("v1 http stderr"))
+    })
     .await;
-    text_when(&page, "#log-tail", |t| t.contains("v1 http stderr")).await;
+    assert!(shown, "no request's log line reached the live tail");
     assert!(
         eventually(Duration::from_secs(10), async || {
             page.find_element("#charts polyline").await.is_ok()
@@ -232,7 +245,7 @@ async fn a_tokenless_console_offers_no_sign_out_and_shows_settings_as_typed() {
         "route=/hello&config=greeting=Howdy&env=MODE=a%3Db&timeout=2s",
     )
     .await;
-    let (mut browser, events) = launch().await;
+    let (mut browser, events, _profile) = launch().await;
     let page = browser
         .new_page(wisp.admin_url("/"))
         .await

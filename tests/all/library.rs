@@ -4,7 +4,7 @@
 
 use crate::support::{Wisp, eventually};
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use wisp_test_artifacts as artifacts;
 
 /// The series in a `/metrics` text: every sample line without its value.
@@ -66,7 +66,6 @@ async fn a_slow_compile_does_not_hold_up_other_functions_admin_calls() {
     wisp.deploy_ok("other", artifacts::CGI_HELLO_MODULE, "route=/other")
         .await;
     let wasm = crate::support::costly_to_compile(40_000);
-    let started = Instant::now();
     let url = wisp.admin_url("/v1/functions/slow?route=/slow");
     let slow = tokio::spawn(async move {
         crate::support::send(http::Method::PUT, &url, &[], wasm.into()).await
@@ -78,40 +77,27 @@ async fn a_slow_compile_does_not_hold_up_other_functions_admin_calls() {
         "no compile worker started"
     );
 
-    let timed = |args: &'static [&'static str]| {
-        let started = Instant::now();
-        let output = tokio::task::block_in_place(|| wisp.cli(args));
-        (output, started.elapsed())
-    };
-    let (ls, ls_time) = timed(&["ls"]);
+    let ls = tokio::task::block_in_place(|| wisp.cli(&["ls"]));
     assert!(
         ls.status.success(),
         "{}",
         String::from_utf8_lossy(&ls.stderr)
     );
-    let (rm, rm_time) = timed(&["rm", "other"]);
+    let rm = tokio::task::block_in_place(|| wisp.cli(&["rm", "other"]));
     assert!(
         rm.status.success(),
         "{}",
         String::from_utf8_lossy(&rm.stderr)
     );
+    // What proves they did not wait is the deploy still compiling: had
+    // either waited behind it, the deploy would have finished first. No
+    // wall-clock figure is asserted (a loaded machine may be slow at both).
     assert!(
         !slow.is_finished(),
         "the slow deploy was still compiling while ls and rm answered"
     );
-    // What proves they did not wait is the deploy still compiling above.
-    // Each CLI call is a whole process (start, connect, answer) on a 2-core
-    // machine the compile keeps busy: 2 s is far below a wait behind the
-    // compile, and far above a loaded machine's scheduling noise.
-    assert!(ls_time < Duration::from_secs(2), "ls took {ls_time:?}");
-    assert!(rm_time < Duration::from_secs(2), "rm took {rm_time:?}");
 
     let deployed = slow.await.unwrap();
     assert_eq!(deployed.status, 201, "{}", deployed.text());
-    let took = started.elapsed();
-    assert!(
-        took >= Duration::from_secs(1),
-        "the module compiled in {took:?}; it must take at least 1 s for this test to mean anything"
-    );
     assert_eq!(wisp.get("/other").await.status, 404);
 }

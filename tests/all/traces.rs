@@ -10,6 +10,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+use opentelemetry_proto::tonic::trace::v1::status;
 use prost::Message;
 use std::time::Duration;
 use wisp_test_artifacts as artifacts;
@@ -146,6 +147,13 @@ async fn a_request_is_traced_from_its_traceparent_through_its_guest_to_its_outbo
         attribute(server, "http.response.status_code").as_deref(),
         Some("200")
     );
+    assert_eq!(attribute(server, "http.route").as_deref(), Some("/front"));
+    assert_eq!(attribute(server, "url.path").as_deref(), Some("/front"));
+    assert_ne!(
+        server.status.as_ref().map(|s| s.code),
+        Some(status::StatusCode::Error as i32),
+        "a 200 is not an error"
+    );
     for child in ["dispatch", "instantiate", "guest"] {
         assert_eq!(
             named(&spans, child).parent_span_id,
@@ -163,6 +171,10 @@ async fn a_request_is_traced_from_its_traceparent_through_its_guest_to_its_outbo
     assert!(
         outbound.contains(&hex(&client.span_id)),
         "the upstream's parent is the client span: {outbound}"
+    );
+    assert_eq!(
+        attribute(client, "url.full"),
+        Some(format!("http://{}/out", upstream.addr))
     );
     assert!(
         wisp.log().contains(&format!("trace_id=\"{trace_id}\"")),
@@ -184,6 +196,30 @@ async fn a_request_is_traced_from_its_traceparent_through_its_guest_to_its_outbo
     let logs = String::from_utf8_lossy(&logs.stdout);
     let first: serde_json::Value = serde_json::from_str(logs.lines().next().unwrap()).unwrap();
     assert_eq!(first["trace_id"], trace_id, "{logs}");
+
+    // A 5xx marks its server span as an error.
+    let failed_trace = "5b8efff798038103d269b633813fc60c";
+    send(
+        Method::GET,
+        &wisp.url("/noisy/panic"),
+        &[(
+            "traceparent",
+            &format!("00-{failed_trace}-eee19b7ec3c1b174-01"),
+        )],
+        Bytes::new(),
+    )
+    .await;
+    let failed = trace_of(&receiver, failed_trace, 4).await;
+    let failed = named(&failed, "GET /noisy");
+    assert_eq!(
+        attribute(failed, "http.response.status_code").as_deref(),
+        Some("500")
+    );
+    assert_eq!(
+        failed.status.as_ref().map(|s| s.code),
+        Some(status::StatusCode::Error as i32),
+        "a 5xx is an error: {failed:?}"
+    );
 
     // A chained call joins the same trace: the callee's server span is a
     // child of the caller's client span.
@@ -226,4 +262,42 @@ async fn without_an_endpoint_nothing_is_exported_and_logs_carry_no_trace_id() {
     let log = wisp.log();
     assert!(!log.contains("trace_id="), "{log}");
     assert!(!log.contains("request{"), "spans never show in logs: {log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_endpoint_with_the_sdk_disabled_or_no_exporter_receives_nothing() {
+    let receiver = Upstream::start("").await;
+    let endpoint = format!("http://{}", receiver.addr);
+    for off in [
+        ("OTEL_SDK_DISABLED", "true"),
+        ("OTEL_TRACES_EXPORTER", "none"),
+    ] {
+        let mut wisp = Wisp::start_with_env(
+            &[],
+            &[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+                ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+                off,
+            ],
+        );
+        wisp.deploy_ok("hello", artifacts::HELLO_COMPONENT, "route=/hello")
+            .await;
+        let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        send(
+            Method::GET,
+            &wisp.url("/hello"),
+            &[("traceparent", traceparent)],
+            Bytes::new(),
+        )
+        .await;
+        assert!(!wisp.log().contains("exporting traces"), "{off:?}");
+        // A graceful stop flushes every span an exporter holds.
+        let stopped = tokio::task::block_in_place(|| wisp.terminate());
+        assert!(stopped.success(), "{}", wisp.log());
+        assert!(
+            receiver.received().is_empty(),
+            "{off:?}: the receiver got {} requests",
+            receiver.received().len()
+        );
+    }
 }

@@ -9,19 +9,21 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use wisp_test_artifacts as artifacts;
 
-const ATTACKS: &[&str] = &[
-    "/h/loop",
-    "/h/alloc",
-    "/h/recurse",
-    "/h/panic",
-    "/h/unreachable",
-    "/h/sleep-forever",
-    "/h/huge-response",
-    "/h/exit",
-    "/h/stderr?kib=512",
-    "/hc/loop",
-    "/hc/malformed",
-    "/hc/big?kib=4096",
+/// Each attack, and the status that shows it ran as meant (`None`: any
+/// answer will do — an endless response, say, fails mid-body).
+const ATTACKS: &[(&str, Option<u16>)] = &[
+    ("/h/loop", Some(504)),
+    ("/h/alloc", Some(500)),
+    ("/h/recurse", Some(500)),
+    ("/h/panic", Some(500)),
+    ("/h/unreachable", Some(500)),
+    ("/h/sleep-forever", Some(504)),
+    ("/h/huge-response", None),
+    ("/h/exit", Some(500)),
+    ("/h/stderr?kib=512", Some(200)),
+    ("/hc/loop", Some(504)),
+    ("/hc/malformed", Some(502)),
+    ("/hc/big?kib=4096", None),
 ];
 
 #[tokio::test(flavor = "multi_thread")]
@@ -44,7 +46,7 @@ async fn hostile_guests_do_not_hurt_a_well_behaved_neighbour() {
     .await;
 
     // Warm up every path once so the baseline includes used pool slots.
-    for attack in ATTACKS {
+    for (attack, _) in ATTACKS {
         attack_once(&wisp.url(attack)).await;
     }
     // The baseline is taken once every warm-up guest has ended (the endless
@@ -60,15 +62,16 @@ async fn hostile_guests_do_not_hurt_a_well_behaved_neighbour() {
 
     let stop = Arc::new(AtomicBool::new(false));
     let mut attackers = Vec::new();
-    for attack in ATTACKS.iter().chain(ATTACKS) {
+    for &(attack, meant) in ATTACKS.iter().chain(ATTACKS) {
         let (wisp, stop) = (wisp.clone(), stop.clone());
         attackers.push(tokio::spawn(async move {
-            let mut sent = 0usize;
+            let mut answered = Vec::new();
             while !stop.load(Ordering::Relaxed) {
-                attack_once(&wisp.url(attack)).await;
-                sent += 1;
+                if let Some(status) = attack_once(&wisp.url(attack)).await {
+                    answered.push(status);
+                }
             }
-            sent
+            (attack, meant, answered)
         }));
     }
     let neighbour = {
@@ -93,7 +96,17 @@ async fn hostile_guests_do_not_hurt_a_well_behaved_neighbour() {
     let (served, failures) = neighbour.await.unwrap();
     let mut attacks_sent = 0;
     for attacker in attackers {
-        attacks_sent += attacker.await.unwrap();
+        let (attack, meant, answered) = attacker.await.unwrap();
+        // Each attack really ran: answered, and with the status its guest's
+        // misbehaviour earns (not, say, a 404 or a 503 that never ran it).
+        assert!(!answered.is_empty(), "{attack} was never answered");
+        if let Some(meant) = meant {
+            assert!(
+                answered.contains(&meant) && !answered.contains(&404),
+                "{attack} should be answered {meant}: {answered:?}"
+            );
+        }
+        attacks_sent += answered.len();
     }
     assert!(
         failures.is_empty(),
@@ -137,13 +150,15 @@ async fn hostile_guests_do_not_hurt_a_well_behaved_neighbour() {
     );
 }
 
-/// Sends one attack; any outcome is fine for an attacker (the endless
-/// response errors mid-body), only the neighbour's matter.
-async fn attack_once(url: &str) {
+/// Sends one attack and reads its answer to the end (the endless response
+/// errors mid-body, which is fine); its status, if it was answered.
+async fn attack_once(url: &str) -> Option<u16> {
     use http_body_util::BodyExt;
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<http_body_util::Full<bytes::Bytes>>();
-    if let Ok(response) = client.get(url.parse().unwrap()).await {
-        let _ = response.into_body().collect().await;
-    }
+    let response = client.get(url.parse().unwrap()).await.ok()?;
+    let status = response.status().as_u16();
+    // The body's end (or its error) is part of the attack, not its outcome.
+    let _ends = response.into_body().collect().await;
+    Some(status)
 }

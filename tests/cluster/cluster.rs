@@ -68,7 +68,9 @@ async fn three_hosts_behind_haproxy_converge_fail_over_and_rejoin() {
     let nats = Nats::start().await;
     let mut hosts = hosts(&nats, 3).await;
 
-    // A deploy through host 1 is served by hosts 2 and 3 within 2 s.
+    // A deploy through host 1 is served by hosts 2 and 3 soon after: the
+    // converger reacts to the watch at once (about 0.1 s here); 15 s
+    // leaves a loaded two-core machine a wide margin.
     let deployed = Instant::now();
     hosts[0]
         .deploy_ok("hello", artifacts::HELLO_COMPONENT, "route=/hello")
@@ -76,8 +78,8 @@ async fn three_hosts_behind_haproxy_converge_fail_over_and_rejoin() {
     let answered = deployed.elapsed();
     for host in &hosts[1..] {
         assert!(
-            serves(host, "/hello", Duration::from_secs(2)).await,
-            "not served within 2 s of the deploy:\n{}",
+            serves(host, "/hello", Duration::from_secs(15)).await,
+            "not served within 15 s of the deploy:\n{}",
             host.log()
         );
     }
