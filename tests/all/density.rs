@@ -86,6 +86,35 @@ async fn evicted_code_loads_again_and_every_function_keeps_serving() {
         assert_serves(&wisp, "echo", "").await;
     }
     assert_eq!(wisp.metric("wisp_code_loads_total", &[]).await, 16.0);
+
+    // Least recently *used*, not first loaded: echo, loaded before hello
+    // but used after it, stays when cgi needs room (first-in-first-out
+    // would evict echo here, and load it again below).
+    assert_serves(&wisp, "hello", "Hello, world!\n").await; // load: evicts counter
+    assert_serves(&wisp, "echo", "").await; // resident: used after hello now
+    assert_serves(&wisp, "cgi", "Hello from CGI!").await; // load: evicts hello
+    assert_serves(&wisp, "echo", "").await; // still resident
+    assert_eq!(wisp.metric("wisp_code_loads_total", &[]).await, 18.0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn max_loaded_bytes_keeps_only_what_fits_and_the_code_just_loaded() {
+    // Every artifact is bigger than 1 KiB: only the one just used stays.
+    let wisp = Wisp::start_with(&["--max-loaded", "100", "--max-loaded-bytes", "1KiB"]);
+    deploy_all(&wisp).await;
+    for (name, _, answer) in FUNCTIONS {
+        assert_serves(&wisp, name, answer).await;
+        assert_eq!(resident_versions(&wisp).await, 1, "after {name}");
+    }
+    let loads = wisp.metric("wisp_code_loads_total", &[]).await;
+    assert_serves(&wisp, "echo", "").await;
+    assert_eq!(
+        wisp.metric("wisp_code_loads_total", &[]).await,
+        loads,
+        "the code just used stays, however big"
+    );
+    assert_serves(&wisp, "hello", "Hello, world!\n").await;
+    assert_eq!(wisp.metric("wisp_code_loads_total", &[]).await, loads + 1.0);
 }
 
 #[tokio::test(flavor = "multi_thread")]

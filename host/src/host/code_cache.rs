@@ -258,3 +258,52 @@ impl CodeCache {
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slot(cache: &CodeCache, key: &str) -> Arc<CodeSlot> {
+        cache.slot(key, Abi::WasiHttp, SourceHash::of(key.as_bytes()), "f")
+    }
+
+    #[test]
+    fn versions_with_one_binary_share_one_slot_while_any_holds_it() {
+        let cache = CodeCache::new(Residency::default());
+        let first = slot(&cache, "a");
+        let second = slot(&cache, "a");
+        assert!(Arc::ptr_eq(&first, &second), "one artifact, one slot");
+        assert!(!Arc::ptr_eq(&first, &slot(&cache, "b")));
+        assert!(first.get().is_none(), "a new slot holds no code");
+        drop((first, second));
+        let again = slot(&cache, "a");
+        assert_eq!(
+            Arc::strong_count(&again),
+            1,
+            "a fresh slot once none held it"
+        );
+    }
+
+    #[test]
+    fn the_use_clock_orders_slots_by_their_last_request() {
+        let cache = CodeCache::new(Residency::default());
+        let (a, b) = (slot(&cache, "a"), slot(&cache, "b"));
+        cache.touch(&a);
+        cache.touch(&b);
+        cache.touch(&a);
+        let used = |s: &CodeSlot| s.last_used.load(Ordering::Relaxed);
+        assert!(used(&b) < used(&a), "a was used last: b goes first");
+    }
+
+    #[test]
+    fn dead_slots_are_swept_as_the_map_grows() {
+        let cache = CodeCache::new(Residency::default());
+        for i in 0..100 {
+            drop(slot(&cache, &format!("gone-{i}")));
+        }
+        let kept = slot(&cache, "kept");
+        let live = lock(&cache.slots).len();
+        assert!(live < 100, "{live} entries for 1 live slot");
+        drop(kept);
+    }
+}
