@@ -47,6 +47,7 @@ async fn an_async_request_gets_202_at_once_and_its_result_is_polled() {
         Some(id.as_str())
     );
     assert_eq!(header(&call, "x-echo-header-prefer"), None, "{call}");
+    assert_eq!(header(&call, "x-echo-header-x-wisp-attempt"), Some("1"));
 
     let shown = wisp.cli(&["calls", "get", &id]);
     let shown = String::from_utf8_lossy(&shown.stdout);
@@ -215,4 +216,82 @@ async fn no_call_is_lost_across_a_kill_9_with_200_pending() {
         assert_eq!(call["state"], "done", "{call}");
         assert_eq!(call["response"]["body"], "slept 100 ms\n");
     }
+}
+
+/// Accepts an async call of `path` with `body`; returns its id.
+async fn accept_bytes(wisp: &Wisp, path: &str, body: Bytes) -> String {
+    let response = send(Method::POST, &wisp.url(path), &[ASYNC], body).await;
+    assert_eq!(response.status, StatusCode::ACCEPTED, "{}", response.text());
+    response.header("x-wisp-call-id").unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn results_are_kept_whole_up_to_a_mebibyte_4xx_is_done_and_calls_expire() {
+    let wisp = Wisp::start_with(&["--async-workers", "1", "--call-retention", "1s"]);
+    wisp.deploy_ok("echo", artifacts::ECHO_COMPONENT, "route=/echo&async=on")
+        .await;
+    wisp.deploy_ok("sleep", artifacts::SLEEP_COMPONENT, "route=/sleep&async=on")
+        .await;
+    wisp.deploy_ok("gone", artifacts::ECHO_COMPONENT, "route=/gone&async=on")
+        .await;
+    wisp.deploy_ok(
+        "picky",
+        artifacts::SDK_FETCH_COMPONENT,
+        "route=/picky&async=on",
+    )
+    .await;
+
+    // 2 MiB of bytes that are not UTF-8 come back as base64, cut at 1 MiB.
+    let binary = Bytes::from(vec![0xff_u8; 2 << 20]);
+    let id = accept_bytes(&wisp, "/echo", binary).await;
+    let call = finished(&wisp, &id, Duration::from_secs(30)).await;
+    let response = &call["response"];
+    assert_eq!(response["body_bytes"], 2 << 20, "{response:?}");
+    assert_eq!(response["truncated"], true);
+    assert!(response["body"].is_null());
+    let kept = response["body_base64"].as_str().unwrap();
+    use base64::Engine as _;
+    let kept = base64::engine::general_purpose::STANDARD
+        .decode(kept)
+        .unwrap();
+    assert_eq!(kept.len(), 1 << 20);
+
+    // A 4xx is an answer, not a failure: done, after one attempt.
+    let id = accept_bytes(&wisp, "/picky", Bytes::new()).await;
+    let call = finished(&wisp, &id, Duration::from_secs(30)).await;
+    assert_eq!(
+        (
+            &call["state"],
+            &call["attempts"],
+            &call["response"]["status"]
+        ),
+        (&"done".into(), &1.into(), &400.into()),
+        "{call}"
+    );
+
+    // A call to a function removed before it ran ends done, with the 404
+    // it got. The one worker is busy with a slow call meanwhile.
+    let slow = accept_bytes(&wisp, "/sleep?ms=2000", Bytes::new()).await;
+    assert!(
+        eventually(Duration::from_secs(10), async || {
+            wisp.admin_get(&format!("/v1/calls/{slow}")).await.json()["state"] == "running"
+        })
+        .await
+    );
+    let orphan = accept_bytes(&wisp, "/gone", Bytes::from_static(b"x")).await;
+    wisp.cli(&["rm", "gone"]);
+    let call = finished(&wisp, &orphan, Duration::from_secs(30)).await;
+    assert_eq!(
+        (&call["state"], &call["response"]["status"]),
+        (&"done".into(), &404.into()),
+        "{call}"
+    );
+    finished(&wisp, &slow, Duration::from_secs(30)).await;
+
+    // Past --call-retention, finished calls are deleted (the sweep runs at
+    // start and every minute: a restart shows it at once).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let wisp = tokio::task::block_in_place(|| wisp.restart());
+    let expired = wisp.admin_get(&format!("/v1/calls/{id}")).await;
+    assert_eq!(expired.status, StatusCode::NOT_FOUND, "{}", expired.text());
 }
