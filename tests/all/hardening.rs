@@ -584,3 +584,116 @@ async fn guests_together_stay_within_the_host_memory_budget() {
     .await;
     assert!(empty, "guest memory still held after every sandbox is gone");
 }
+
+/// Opens a connection to `addr` and has one `path` answered on it (so the
+/// server is known to hold it), keeping it alive.
+fn held_connection(addr: SocketAddr, path: &str) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes())
+        .unwrap();
+    read_until(&mut stream, whole_response);
+    stream
+}
+
+/// Whether `seen` holds one whole HTTP/1.1 response (sized or chunked).
+fn whole_response(seen: &[u8]) -> bool {
+    let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return false;
+    };
+    let head = String::from_utf8_lossy(&seen[..end]).to_ascii_lowercase();
+    let length = head
+        .lines()
+        .find_map(|line| line.strip_prefix("content-length:"))
+        .and_then(|n| n.trim().parse::<usize>().ok());
+    match length {
+        Some(length) => seen.len() >= end + 4 + length,
+        None => seen.ends_with(b"0\r\n\r\n"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kept_alive_connection_idle_past_the_idle_timeout_is_closed() {
+    let wisp = Wisp::start_with(&["--idle-timeout", "1s"]);
+    wisp.deploy_ok("hello", artifacts::HELLO_COMPONENT, "route=/hello")
+        .await;
+    let mut idle = tokio::task::block_in_place(|| held_connection(wisp.public, "/hello"));
+    // The default (60 s) would keep it far longer than this.
+    let closed = tokio::task::block_in_place(|| closed_within(&mut idle, Duration::from_secs(10)));
+    assert!(
+        closed,
+        "an idle kept-alive connection outlived --idle-timeout"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn max_connections_caps_the_public_listener_and_the_admin_listener_has_its_own_64() {
+    let wisp = Wisp::start_with(&["--max-connections", "3", "--max-connections-per-ip", "1000"]);
+    wisp.deploy_ok("hello", artifacts::HELLO_COMPONENT, "route=/hello")
+        .await;
+    let public: Vec<TcpStream> = tokio::task::block_in_place(|| {
+        (0..3)
+            .map(|_| held_connection(wisp.public, "/hello"))
+            .collect()
+    });
+    let mut fourth = TcpStream::connect(wisp.public).unwrap();
+    let _ = fourth.write_all(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+    let refused =
+        tokio::task::block_in_place(|| closed_within(&mut fourth, Duration::from_secs(3)));
+    assert!(
+        refused,
+        "a fourth public connection was served past --max-connections 3"
+    );
+
+    // The admin listener is not bound by the public cap: it holds 64 of
+    // its own, and no more.
+    let admin: Vec<TcpStream> = tokio::task::block_in_place(|| {
+        (0..64)
+            .map(|_| held_connection(wisp.admin, "/healthz"))
+            .collect()
+    });
+    let mut extra = TcpStream::connect(wisp.admin).unwrap();
+    let _ = extra.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    let refused = tokio::task::block_in_place(|| closed_within(&mut extra, Duration::from_secs(3)));
+    assert!(refused, "a 65th admin connection was served");
+    drop((public, admin));
+    assert!(
+        eventually(Duration::from_secs(5), async || {
+            tokio::task::block_in_place(|| {
+                raw_get(wisp.public, "/hello").starts_with("HTTP/1.1 200")
+            })
+        })
+        .await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn request_bodies_past_max_buffered_are_refused_with_503() {
+    let wisp = Wisp::start_with(&["--max-buffered", "64KiB"]);
+    wisp.deploy_ok("cgi", artifacts::CGI_HELLO_MODULE, "route=/cgi")
+        .await;
+    // A CGI body is read whole before the guest runs: 1 MiB cannot be held.
+    let response = send(
+        Method::POST,
+        &wisp.url("/cgi"),
+        &[],
+        Bytes::from(vec![b'x'; 1 << 20]),
+    )
+    .await;
+    assert_eq!(
+        response.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        response.text()
+    );
+    assert_eq!(response.json()["limit"], "buffer", "{}", response.text());
+    // A body that fits still runs.
+    let small = send(
+        Method::POST,
+        &wisp.url("/cgi"),
+        &[],
+        Bytes::from_static(b"hi"),
+    )
+    .await;
+    assert_eq!(small.status, StatusCode::OK, "{}", small.text());
+}

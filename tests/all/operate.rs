@@ -940,3 +940,37 @@ async fn usage_reports_the_peak_memory_one_request_reached() {
     let report: serde_json::Value = serde_json::from_slice(&cli.stdout).unwrap();
     assert_eq!(report["usage"]["peak_memory_bytes"], large, "{report}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn host_stats_give_every_functions_rate_and_errors_over_a_window() {
+    let wisp = Wisp::start();
+    wisp.deploy_ok("hello", artifacts::HELLO_COMPONENT, "route=/hello")
+        .await;
+    wisp.deploy_ok("noisy", artifacts::HOSTILE_COMPONENT, "route=/noisy")
+        .await;
+    for _ in 0..10 {
+        assert_eq!(wisp.get("/hello").await.status, http::StatusCode::OK);
+    }
+    for _ in 0..5 {
+        let failed = wisp.get("/noisy/panic").await;
+        assert_eq!(failed.status, http::StatusCode::INTERNAL_SERVER_ERROR);
+    }
+    let stats = wisp.admin_get("/v1/stats?window=60").await.json();
+    let of = |name: &str| {
+        stats
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {stats}"))["stats"]
+            .clone()
+    };
+    let (hello, noisy) = (of("hello"), of("noisy"));
+    assert_eq!(hello["window_seconds"], 60, "{stats}");
+    let rate = |s: &serde_json::Value| s["requests_per_second"].as_f64().unwrap() * 60.0;
+    assert!((rate(&hello) - 10.0).abs() < 0.5, "{stats}");
+    assert!((rate(&noisy) - 5.0).abs() < 0.5, "{stats}");
+    assert_eq!(hello["error_rate"], 0.0, "{stats}");
+    assert_eq!(noisy["error_rate"], 1.0, "{stats}");
+    assert!(hello["p50_us"].as_u64().is_some(), "{stats}");
+}
