@@ -7,7 +7,7 @@ use http::{Method, StatusCode};
 use std::time::Duration;
 use wisp_test_artifacts as artifacts;
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread")]
 async fn a_one_second_schedule_runs_once_a_tick() {
     let wisp = Wisp::start();
     // Each tick increments `ticks` in the function's own bucket.
@@ -64,6 +64,26 @@ async fn a_one_second_schedule_runs_once_a_tick() {
         "{listed}"
     );
     assert!(runs >= 3.0, "{runs}");
+
+    // Ticks missed while the host was down are not replayed: after three
+    // seconds down, the runs resume one per tick, without a burst.
+    let mut wisp = wisp;
+    assert!(tokio::task::block_in_place(|| wisp.terminate()).success());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let wisp = tokio::task::block_in_place(|| wisp.restart_stopped());
+    assert!(
+        eventually(Duration::from_secs(15), async || {
+            cron_runs(&wisp.log(), "ticker").len() >= 2
+        })
+        .await,
+        "{}",
+        wisp.log()
+    );
+    let resumed = cron_runs(&wisp.log(), "ticker");
+    assert!(
+        resumed[1].duration_since(resumed[0]) >= jiff::SignedDuration::from_millis(500),
+        "missed ticks were replayed at start: {resumed:?}"
+    );
 }
 
 #[tokio::test]

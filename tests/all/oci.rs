@@ -125,6 +125,42 @@ async fn a_pushed_function_is_a_cncf_wasm_artifact_and_deploys_by_tag_and_by_dig
         assert_eq!(info["versions"][0]["origin"], expected_origin.as_str());
     }
 
+    // `--pin` publishes a version that is not the serving one.
+    wisp.deploy_ok("hello", artifacts::ECHO_COMPONENT, "").await;
+    let pinned = format!("{}/fns/hello:first", registry.host);
+    let pushed = wisp.cli(&[
+        "push",
+        "hello",
+        &pinned,
+        "--pin",
+        "v1",
+        "--insecure-registry",
+    ]);
+    assert!(pushed.status.success(), "{}", stderr(&pushed));
+    assert!(
+        stdout(&pushed).contains("pushed hello v1"),
+        "{}",
+        stdout(&pushed)
+    );
+    let latest = format!("{}/fns/hello:latest", registry.host);
+    let pushed = wisp.cli(&["push", "hello", &latest, "--insecure-registry"]);
+    assert!(
+        stdout(&pushed).contains("pushed hello v2"),
+        "{}",
+        stdout(&pushed)
+    );
+    for (tag, binary) in [
+        ("first", artifacts::HELLO_COMPONENT),
+        ("latest", artifacts::ECHO_COMPONENT),
+    ] {
+        let manifest = registry_get(&registry, &format!("fns/hello/manifests/{tag}"))
+            .await
+            .json();
+        let layer = manifest["layers"][0]["digest"].as_str().unwrap().to_owned();
+        let layer = registry_get(&registry, &format!("fns/hello/blobs/{layer}")).await;
+        assert_eq!(layer.body, std::fs::read(binary).unwrap(), "{tag}");
+    }
+
     // Without the flag a plain-HTTP registry is refused, and nothing is
     // deployed.
     let refused = wisp.cli(&["deploy", "nope", &by_tag, "--route", "/nope"]);
