@@ -238,6 +238,26 @@ async fn a_request_is_traced_from_its_traceparent_through_its_guest_to_its_outbo
     assert_eq!(attribute(callee, "faas.trigger").as_deref(), Some("chain"));
     let client = named(&spans, "GET");
     assert_eq!(callee.parent_span_id, client.span_id);
+
+    // An async call's run, later and in the background, continues the
+    // trace of the request that queued it.
+    wisp.deploy_ok("later", artifacts::ECHO_COMPONENT, "route=/later&async=on")
+        .await;
+    let async_trace = "3c5d1f0e2b4a69788796a5b4c3d2e1f0";
+    let id = crate::support::accept(
+        &wisp,
+        "/later",
+        &[(
+            "traceparent",
+            &format!("00-{async_trace}-1a2b3c4d5e6f7081-01"),
+        )],
+        "",
+    )
+    .await;
+    crate::support::finished(&wisp, &id, Duration::from_secs(30)).await;
+    let spans = trace_of(&receiver, async_trace, 4).await;
+    let run = named(&spans, "POST /later");
+    assert_eq!(attribute(run, "faas.trigger").as_deref(), Some("async"));
 }
 
 #[tokio::test]
