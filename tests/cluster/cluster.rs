@@ -319,7 +319,7 @@ async fn async_calls_accepted_by_one_host_run_on_any_and_are_read_from_every_hos
     let _serial = SERIAL.lock().await;
     let nats = Nats::start().await;
     let retries = ["--retries", "2", "--retry-backoff", "200ms"];
-    let hosts = [join(&nats, &retries).await, join(&nats, &retries).await];
+    let mut hosts = [join(&nats, &retries).await, join(&nats, &retries).await];
     hosts[0]
         .deploy_ok("sleep", artifacts::SLEEP_COMPONENT, "route=/sleep&async=on")
         .await;
@@ -381,6 +381,40 @@ async fn async_calls_accepted_by_one_host_run_on_any_and_are_read_from_every_hos
         .await
         .json();
     assert_eq!(listed["calls"].as_array().unwrap().len(), 24, "{listed}");
+
+    // A call whose host dies mid-run moves to the other host once its
+    // message's ack wait (30 s) passes, and runs there again.
+    let id = accept(&hosts[0], "/sleep?ms=4000", &[], "").await;
+    let mut runner = None;
+    let found = eventually(Duration::from_secs(10), async || {
+        for (i, host) in hosts.iter().enumerate() {
+            if host
+                .metric("wisp_in_flight_requests", &[("function", "sleep")])
+                .await
+                == 1.0
+            {
+                runner = Some(i);
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert!(found, "no host started the call");
+    let runner = runner.unwrap();
+    hosts[runner].kill9();
+    let survivor = &hosts[1 - runner];
+    let call = finished(survivor, &id, Duration::from_secs(60)).await;
+    assert_eq!(call["state"], "done", "{call}");
+    assert_eq!(call["response"]["body"], "slept 4000 ms\n", "{call}");
+    // The survivor's run started once the dead host's claim lapsed (a lower
+    // bound: redelivery cannot come sooner).
+    let moved_after =
+        call["started_unix_ms"].as_u64().unwrap() - call["accepted_unix_ms"].as_u64().unwrap();
+    assert!(
+        moved_after >= 29_000,
+        "rerun after {moved_after} ms: {call}"
+    );
 }
 
 #[tokio::test]
