@@ -203,3 +203,61 @@ fn sha256_hex(bytes: &[u8]) -> String {
         .unwrap()
         .to_owned()
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn registry_credentials_come_from_the_environment_and_are_never_shown() {
+    use crate::services::{REGISTRY_PASSWORD, REGISTRY_USER};
+    let registry = Registry::start_with_password().await;
+    let wisp = Wisp::start();
+    wisp.deploy_ok("hello", artifacts::HELLO_COMPONENT, "route=/hello")
+        .await;
+    let reference = format!("{}/fns/hello:v1", registry.host);
+    let cli = |args: &[&str], credentials: bool| {
+        let env: &[(&str, &str)] = if credentials {
+            &[
+                ("WISP_REGISTRY_USERNAME", REGISTRY_USER),
+                ("WISP_REGISTRY_PASSWORD", REGISTRY_PASSWORD),
+            ]
+        } else {
+            &[]
+        };
+        tokio::task::block_in_place(|| wisp.cli_with_env(args, env))
+    };
+    let anonymous = cli(&["push", "hello", &reference, "--insecure-registry"], false);
+    assert!(!anonymous.status.success(), "{}", stdout(&anonymous));
+    let pushed = cli(&["push", "hello", &reference, "--insecure-registry"], true);
+    assert!(pushed.status.success(), "{}", stderr(&pushed));
+    let source = format!("oci://{reference}");
+    let refused = cli(
+        &[
+            "deploy",
+            "copy",
+            &source,
+            "--route",
+            "/copy",
+            "--insecure-registry",
+        ],
+        false,
+    );
+    assert!(!refused.status.success(), "{}", stdout(&refused));
+    let deployed = cli(
+        &[
+            "deploy",
+            "copy",
+            &source,
+            "--route",
+            "/copy",
+            "--insecure-registry",
+        ],
+        true,
+    );
+    assert!(deployed.status.success(), "{}", stderr(&deployed));
+    assert_eq!(wisp.get("/copy").await.text(), "Hello, world!\n");
+    for output in [&anonymous, &pushed, &refused, &deployed] {
+        let shown = format!("{}{}", stdout(output), stderr(output));
+        assert!(!shown.contains(REGISTRY_PASSWORD), "{shown}");
+    }
+    let info = wisp.admin_get("/v1/functions/copy").await.text();
+    assert!(!info.contains(REGISTRY_PASSWORD), "{info}");
+    assert!(!wisp.log().contains(REGISTRY_PASSWORD));
+}

@@ -280,20 +280,45 @@ pub struct Registry {
     pub host: String,
 }
 
+/// The user [`Registry::start_with_password`] admits.
+pub const REGISTRY_USER: &str = "wisp";
+
+/// Its password.
+pub const REGISTRY_PASSWORD: &str = "registry-pass";
+
+/// `REGISTRY_USER:bcrypt(REGISTRY_PASSWORD)`, as htpasswd writes it (cost
+/// 4: a test's password, hashed once ahead).
+const REGISTRY_HTPASSWD: &str = "wisp:$2b$04$rwqn/cgeNVEZXHHQqQ27POdtCMWGdKVaauWDQDksT1jm3KLG.H8bi";
+
 impl Registry {
     /// Starts a registry on a free port.
     pub async fn start() -> Registry {
+        Registry::start_configured(false).await
+    }
+
+    /// Starts a registry that admits only [`REGISTRY_USER`] with
+    /// [`REGISTRY_PASSWORD`] (HTTP Basic).
+    pub async fn start_with_password() -> Registry {
+        Registry::start_configured(true).await
+    }
+
+    async fn start_configured(password: bool) -> Registry {
         let store = tempfile::tempdir().expect("temp dir");
         let port = free_port();
         let config = store.path().join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
-                store.path().join("data").display()
-            ),
-        )
-        .expect("registry config");
+        let mut text = format!(
+            "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            store.path().join("data").display()
+        );
+        if password {
+            let users = store.path().join("htpasswd");
+            std::fs::write(&users, format!("{REGISTRY_HTPASSWD}\n")).expect("htpasswd");
+            text.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: wisp-test\n    path: {}\n",
+                users.display()
+            ));
+        }
+        std::fs::write(&config, text).expect("registry config");
         let mut command = Command::new(program("docker-registry"));
         command.arg("serve").arg(&config);
         let process = Spawned::spawn(command, "docker-registry");
