@@ -3,20 +3,12 @@
 //! that say what to do, flags where a user puts them, nothing stored or
 //! removed by surprise.
 
-use crate::support::{WISP, Wisp, eventually, send};
+use crate::support::{WISP, Wisp, eventually, send, stderr, stdout};
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use std::process::{Command, Output};
 use std::time::Duration;
 use wisp_test_artifacts as artifacts;
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
 
 /// Runs `wisp ARGS` against `wisp`'s admin API; returns its output.
 fn cli(wisp: &Wisp, args: &[&str]) -> Output {

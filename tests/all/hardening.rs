@@ -262,20 +262,12 @@ async fn one_address_cannot_hold_more_than_its_connections() {
             stream
         })
         .collect();
-    let mut fourth = TcpStream::connect(wisp.public).unwrap();
-    let _ = fourth.write_all(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
-    let refused =
-        tokio::task::block_in_place(|| closed_within(&mut fourth, Duration::from_secs(3)));
-    assert!(refused, "a fourth connection from one address was served");
-    drop(held);
     assert!(
-        eventually(Duration::from_secs(5), async || {
-            tokio::task::block_in_place(|| {
-                raw_get(wisp.public, "/hello").starts_with("HTTP/1.1 200")
-            })
-        })
-        .await
+        refused(wisp.public, "/hello"),
+        "a fourth connection from one address was served"
     );
+    drop(held);
+    assert!(serves_hello_again(&wisp).await);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -585,6 +577,22 @@ async fn guests_together_stay_within_the_host_memory_budget() {
     assert!(empty, "guest memory still held after every sandbox is gone");
 }
 
+/// Whether a new connection to `addr` asking for `path` is closed unanswered
+/// within 3 s (refused at accept).
+fn refused(addr: SocketAddr, path: &str) -> bool {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    let _ = stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes());
+    tokio::task::block_in_place(|| closed_within(&mut stream, Duration::from_secs(3)))
+}
+
+/// Whether `/hello` is answered 200 again within 5 s.
+async fn serves_hello_again(wisp: &Wisp) -> bool {
+    eventually(Duration::from_secs(5), async || {
+        tokio::task::block_in_place(|| raw_get(wisp.public, "/hello").starts_with("HTTP/1.1 200"))
+    })
+    .await
+}
+
 /// Opens a connection to `addr` and has one `path` answered on it (so the
 /// server is known to hold it), keeping it alive.
 fn held_connection(addr: SocketAddr, path: &str) -> TcpStream {
@@ -636,12 +644,8 @@ async fn max_connections_caps_the_public_listener_and_the_admin_listener_has_its
             .map(|_| held_connection(wisp.public, "/hello"))
             .collect()
     });
-    let mut fourth = TcpStream::connect(wisp.public).unwrap();
-    let _ = fourth.write_all(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
-    let refused =
-        tokio::task::block_in_place(|| closed_within(&mut fourth, Duration::from_secs(3)));
     assert!(
-        refused,
+        refused(wisp.public, "/hello"),
         "a fourth public connection was served past --max-connections 3"
     );
 
@@ -652,19 +656,12 @@ async fn max_connections_caps_the_public_listener_and_the_admin_listener_has_its
             .map(|_| held_connection(wisp.admin, "/healthz"))
             .collect()
     });
-    let mut extra = TcpStream::connect(wisp.admin).unwrap();
-    let _ = extra.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n");
-    let refused = tokio::task::block_in_place(|| closed_within(&mut extra, Duration::from_secs(3)));
-    assert!(refused, "a 65th admin connection was served");
-    drop((public, admin));
     assert!(
-        eventually(Duration::from_secs(5), async || {
-            tokio::task::block_in_place(|| {
-                raw_get(wisp.public, "/hello").starts_with("HTTP/1.1 200")
-            })
-        })
-        .await
+        refused(wisp.admin, "/healthz"),
+        "a 65th admin connection was served"
     );
+    drop((public, admin));
+    assert!(serves_hello_again(&wisp).await);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -4,7 +4,7 @@
 //! it back by tag and by digest.
 
 use crate::services::Registry;
-use crate::support::{Wisp, send};
+use crate::support::{Wisp, send, stderr, stdout};
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use wisp_test_artifacts as artifacts;
@@ -21,14 +21,6 @@ async fn registry_get(registry: &Registry, path: &str) -> crate::support::Respon
         response.text()
     );
     response
-}
-
-fn stdout(output: &std::process::Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &std::process::Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 #[tokio::test]

@@ -2,7 +2,7 @@
 //! manifest, versions and traffic splits, blue/green and rollback under load
 //! and with requests in flight, logs, metrics and metering.
 
-use crate::support::{Wisp, eventually, send};
+use crate::support::{Wisp, eventually, send, stderr, stdout};
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use std::collections::BTreeMap;
@@ -18,14 +18,6 @@ fn write_manifest(dir: &Path, text: &str) -> std::path::PathBuf {
     let path = dir.join("wisp.toml");
     std::fs::write(&path, text).unwrap();
     path
-}
-
-fn stdout(output: &std::process::Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &std::process::Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 /// A manifest in `dir` of two functions: `hello`, built by copying the hello

@@ -3,18 +3,9 @@
 //! nothing that serves, and `--route` is needed only to create a function.
 //! Each runs the real `wisp deploy` against a real `wisp serve`.
 
-use crate::support::Wisp;
+use crate::support::{Wisp, stderr, stdout};
 use http::StatusCode;
-use std::process::Output;
 use wisp_test_artifacts as artifacts;
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
 
 /// Runs `wisp deploy` and insists it succeeded; returns its output.
 fn deploy(wisp: &Wisp, args: &[&str]) -> String {

@@ -6,15 +6,11 @@
 //! `guests/config-wasmcloud`)
 //! answer on the query string: `?bucket=B&key=K&op=...` (see each guest).
 
-use crate::support::{Wisp, eventually, send};
+use crate::support::{Wisp, eventually, send, stdout};
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use std::time::Duration;
 use wisp_test_artifacts as artifacts;
-
-fn stdout(output: &std::process::Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
 
 /// Runs `wisp` and panics with its output unless it succeeds.
 fn cli_ok(wisp: &Wisp, args: &[&str]) -> String {

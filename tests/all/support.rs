@@ -501,6 +501,16 @@ pub async fn send(method: Method, url: &str, headers: &[(&str, &str)], body: Byt
     }
 }
 
+/// A process's standard output, as text.
+pub fn stdout(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// A process's standard error, as text.
+pub fn stderr(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
 /// Reads a guest artifact built by `wisp-test-artifacts`.
 pub fn guest(path: &str) -> Vec<u8> {
     std::fs::read(path).unwrap_or_else(|e| panic!("read guest {path}: {e}"))

@@ -3,19 +3,11 @@
 //! what `wisp invoke` still reaches, and `wisp retire`, which removes a
 //! version from every path at once.
 
-use crate::support::{Response, Wisp, send};
+use crate::support::{Response, Wisp, send, stderr, stdout};
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use std::process::Output;
 use wisp_test_artifacts as artifacts;
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
 
 /// Runs a `wisp` client command against `wisp`.
 fn cli(wisp: &Wisp, args: &[&str]) -> Output {
