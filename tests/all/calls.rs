@@ -3,7 +3,7 @@
 //! its result is polled, retried, dead-lettered, called back, and kept
 //! across a `kill -9`.
 
-use crate::support::{Response, Wisp, accept, eventually, finished, send};
+use crate::support::{Response, Wisp, accept, eventually, finish, finished, send, start_slow};
 use crate::upstream::Upstream;
 use bytes::Bytes;
 use http::{Method, StatusCode};
@@ -294,4 +294,46 @@ async fn results_are_kept_whole_up_to_a_mebibyte_4xx_is_done_and_calls_expire() 
     let wisp = tokio::task::block_in_place(|| wisp.restart());
     let expired = wisp.admin_get(&format!("/v1/calls/{id}")).await;
     assert_eq!(expired.status, StatusCode::NOT_FOUND, "{}", expired.text());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_request_waiting_for_a_slot_goes_before_an_async_call() {
+    // One slot for the function; a client may wait for it up to 30 s.
+    let wisp = Wisp::start_with(&["--queue-timeout", "30s"]);
+    wisp.deploy_ok(
+        "sleep",
+        artifacts::SLEEP_COMPONENT,
+        "route=/sleep&async=on&max-concurrency=1",
+    )
+    .await;
+    // A client request holds the slot for 3 s after its head.
+    let holder = start_slow(&wisp, "/sleep?ms=3000&head=first").await;
+    // An async call comes first and finds no room (its worker tries every
+    // 50 ms); then a client request queues for the slot.
+    let id = accept(&wisp, "/sleep?ms=10", &[], "").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let url = wisp.url("/sleep?ms=500");
+    let waiting = tokio::spawn(async move { send(Method::GET, &url, &[], Bytes::new()).await });
+    assert_eq!(finish(holder).await, "slept 3000 ms\n");
+    let client = waiting.await.unwrap();
+    let client_done = unix_ms();
+    assert_eq!(client.status, StatusCode::OK, "{}", client.text());
+    // The slot went to the client; the call ran once it was done (had the
+    // call gone first, it would have started 500 ms before the client
+    // request ended).
+    let call = finished(&wisp, &id, Duration::from_secs(30)).await;
+    assert_eq!(call["state"], "done", "{call}");
+    let started = call["started_unix_ms"].as_u64().unwrap();
+    assert!(
+        started + 100 >= client_done,
+        "the async call started at {started}, before the waiting client request ended at {client_done}"
+    );
+}
+
+/// Now, in milliseconds since the Unix epoch (the clock call records use).
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
 }

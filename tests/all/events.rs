@@ -1,7 +1,7 @@
 //! Events end to end: cron schedules fire synthetic `POST`s through the
 //! normal request path of a real `wisp serve`.
 
-use crate::support::{Wisp, cron_runs, eventually, send};
+use crate::support::{Wisp, cron_runs, eventually, send, stdout};
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use std::time::Duration;
@@ -114,6 +114,30 @@ async fn a_tick_is_skipped_while_the_last_run_is_still_going() {
         skipped >= 1.0 && runs >= 1.0,
         "runs {runs}, skipped {skipped}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tick_tells_the_guest_its_trigger_and_schedule() {
+    let wisp = Wisp::start();
+    // The echo guest writes the request headers of each tick to its log.
+    wisp.deploy_ok(
+        "seen",
+        artifacts::ECHO_COMPONENT,
+        "route=/seen&cron=*%20*%20*%20*%20*%20*&cron-path=/%3Flog-headers",
+    )
+    .await;
+    let mut logs = String::new();
+    assert!(
+        eventually(Duration::from_secs(15), async || {
+            logs = stdout(&tokio::task::block_in_place(|| wisp.cli(&["logs", "seen"])));
+            logs.contains("header x-wisp-schedule:")
+        })
+        .await,
+        "no tick logged its headers in 15 s:\n{logs}\n{}",
+        wisp.log()
+    );
+    assert!(logs.contains("header x-wisp-schedule: * * * * * *"), "{logs}");
+    assert!(logs.contains("header x-wisp-trigger: cron"), "{logs}");
 }
 
 #[tokio::test]

@@ -2,7 +2,7 @@
 //! manifest, versions and traffic splits, blue/green and rollback under load
 //! and with requests in flight, logs, metrics and metering.
 
-use crate::support::{Wisp, eventually, send, stderr, stdout};
+use crate::support::{Wisp, eventually, finish, send, start_slow, stderr, stdout};
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use std::collections::BTreeMap;
@@ -698,24 +698,6 @@ async fn old_versions_are_collected_but_never_one_with_traffic() {
         "{}",
         collected.text()
     );
-}
-
-/// Starts `path` (a `sleep` guest's, with `head=first`) and returns the
-/// response once its head has arrived: the request is then running, on the
-/// version its `x-wisp-version` names.
-async fn start_slow(wisp: &Wisp, path: &str) -> http::Response<hyper::body::Incoming> {
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<http_body_util::Full<Bytes>>();
-    let response = client.get(wisp.url(path).parse().unwrap()).await.unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    response
-}
-
-/// Reads the rest of a response started by [`start_slow`].
-async fn finish(response: http::Response<hyper::body::Incoming>) -> String {
-    use http_body_util::BodyExt;
-    let body = response.into_body().collect().await.unwrap().to_bytes();
-    String::from_utf8_lossy(&body).into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread")]

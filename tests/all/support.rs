@@ -501,6 +501,22 @@ pub async fn send(method: Method, url: &str, headers: &[(&str, &str)], body: Byt
     }
 }
 
+/// Starts `path` (a `sleep` guest's, with `head=first`) and returns the
+/// response once its head has arrived: the request is then running, on the
+/// version its `x-wisp-version` names.
+pub async fn start_slow(wisp: &Wisp, path: &str) -> http::Response<hyper::body::Incoming> {
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let response = client.get(wisp.url(path).parse().unwrap()).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    response
+}
+
+/// Reads the rest of a response started by [`start_slow`].
+pub async fn finish(response: http::Response<hyper::body::Incoming>) -> String {
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    String::from_utf8_lossy(&body).into_owned()
+}
+
 /// A process's standard output, as text.
 pub fn stdout(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()

@@ -3,7 +3,7 @@
 //! `examples/cluster/`). The tests run one at a time (`SERIAL`).
 
 use crate::services::{Haproxy, Nats};
-use crate::support::{Wisp, accept, cron_runs, eventually, finished, send};
+use crate::support::{Wisp, accept, costly_to_compile, cron_runs, eventually, finished, send};
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -238,6 +238,38 @@ async fn concurrent_deploys_of_one_function_through_two_hosts_both_get_a_version
             );
         }
     }
+
+    // A change made on a stale view is refused. Host 1 is behind while it
+    // compiles a version deployed through host 0 (a module that takes
+    // seconds to compile): a traffic change through it meanwhile gets
+    // `409 conflict` naming the function, and changes nothing; once caught
+    // up, the same change goes through.
+    let deployed = hosts[0]
+        .deploy("f", costly_to_compile(40_000), "no-traffic=true")
+        .await;
+    assert_eq!(deployed.status, StatusCode::CREATED, "{}", deployed.text());
+    let slow = deployed.json()["version"].as_u64().unwrap();
+    let shift = async |host: &Wisp| {
+        let split = serde_json::json!([{"version": slow - 1, "weight": 100}]);
+        send(
+            Method::PUT,
+            &host.admin_url("/v1/functions/f/traffic"),
+            &[("content-type", "application/json")],
+            Bytes::from(split.to_string()),
+        )
+        .await
+    };
+    let stale = shift(&hosts[1]).await;
+    assert_eq!(stale.status, StatusCode::CONFLICT, "{}", stale.text());
+    assert_eq!(stale.json()["kind"], "conflict");
+    assert!(stale.error().contains("`f`"), "{}", stale.text());
+    assert!(
+        eventually(Duration::from_secs(30), async || synced(&hosts[1]).await).await,
+        "host 1 did not catch up:\n{}",
+        hosts[1].log()
+    );
+    let fresh = shift(&hosts[1]).await;
+    assert_eq!(fresh.status, StatusCode::OK, "{}", fresh.text());
 }
 
 #[tokio::test]

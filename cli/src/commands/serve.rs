@@ -152,6 +152,11 @@ pub(crate) struct Serve {
     /// and HTTP/2 alike).
     #[arg(long, default_value = "60s", value_name = "DURATION", value_parser = parse_duration_flag)]
     idle_timeout: Duration,
+    /// Time a request waits for a concurrency slot (its function's
+    /// `max-concurrency`, or the host's `--max-instances`) before it gets
+    /// `503` with `Retry-After`.
+    #[arg(long, default_value = "1s", value_name = "DURATION", value_parser = parse_duration_flag)]
+    queue_timeout: Duration,
     /// Time a response may wait for its client to read before the
     /// connection is closed.
     #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = parse_duration_flag)]
@@ -278,6 +283,7 @@ impl Serve {
             data_dir: self.data_dir.clone(),
             max_upload_bytes: self.max_upload,
             max_instances: self.max_instances,
+            queue_timeout: self.queue_timeout,
             max_prepared: self.prepare,
             residency: wisp_host::Residency {
                 max_loaded: self.max_loaded,
