@@ -60,6 +60,7 @@ macro_rules! file {
 
 const RUST: &[TemplateFile] = &[
     file!("Cargo.toml", "rust/Cargo.toml"),
+    file!("Cargo.lock", "rust/Cargo.lock"),
     file!("src/main.rs", "rust/src/main.rs"),
     file!("build.sh", "rust/build.sh", executable),
     file!("README.md", "rust/README.md"),
@@ -144,6 +145,7 @@ const C: &[TemplateFile] = &[
 const JS: &[TemplateFile] = &[
     file!("app.js", "js/app.js"),
     file!("package.json", "js/package.json"),
+    file!("package-lock.json", "js/package-lock.json"),
     file!("build.sh", "js/build.sh", executable),
     file!("README.md", "js/README.md"),
     file!(".gitignore", "js/.gitignore"),

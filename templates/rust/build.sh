@@ -11,8 +11,10 @@ if command -v rustup >/dev/null && ! rustup target list --installed | grep -qx w
     exit 1
 fi
 # Cargo's own progress shows: the first build fetches and compiles the
-# dependencies (a minute or two); later ones take seconds.
+# dependencies (a minute or two); later ones take seconds. Cargo.lock pins
+# the dependencies the template was tested with; extra arguments go to cargo
+# (`./build.sh --locked` refuses to change it).
 echo "building {{name}}.wasm with cargo (the first build compiles dependencies: a minute or two)"
-cargo build --release --target wasm32-wasip2
+cargo build --release --target wasm32-wasip2 "$@"
 cp "target/wasm32-wasip2/release/{{name}}.wasm" "{{name}}.wasm"
 echo "built {{name}}.wasm"

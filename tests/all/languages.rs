@@ -173,7 +173,7 @@ async fn a_python_component_built_with_componentize_py_runs() {
     assert_describes_request(&wisp, "/py", "Hi from Python").await;
 }
 
-/// Runs `wisp new NAME --lang LANG`, then its `build.sh` (and `npm install`
+/// Runs `wisp new NAME --lang LANG`, then its `build.sh` (and `npm ci`
 /// for JavaScript), then deploys and invokes it with the CLI.
 fn new_build_deploy_invoke(wisp: &Wisp, language: &str, name: &str) -> String {
     let parent = tempfile::tempdir().unwrap();
@@ -195,10 +195,21 @@ fn new_build_deploy_invoke(wisp: &Wisp, language: &str, name: &str) -> String {
         run_in(
             &dir,
             "npm",
-            &["install", "--no-audit", "--no-fund", "--loglevel=error"],
+            // From the template's lockfile, through the npm cache that
+            // installing componentize-js for `guests/js` filled.
+            &[
+                "ci",
+                "--prefer-offline",
+                "--no-audit",
+                "--no-fund",
+                "--loglevel=error",
+            ],
         );
     }
-    run_in(&dir, "./build.sh", &[]);
+    // The Rust template's lockfile must be complete: the build may not
+    // change it (so the template does not drift with crates.io).
+    let build_args: &[&str] = if language == "rust" { &["--locked"] } else { &[] };
+    run_in(&dir, "./build.sh", build_args);
     let wasm = dir.join(format!("{name}.wasm"));
     assert!(wasm.exists(), "build.sh made no {}", wasm.display());
     let route = format!("/{name}");
