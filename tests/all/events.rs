@@ -136,7 +136,10 @@ async fn a_tick_tells_the_guest_its_trigger_and_schedule() {
         "no tick logged its headers in 15 s:\n{logs}\n{}",
         wisp.log()
     );
-    assert!(logs.contains("header x-wisp-schedule: * * * * * *"), "{logs}");
+    assert!(
+        logs.contains("header x-wisp-schedule: * * * * * *"),
+        "{logs}"
+    );
     assert!(logs.contains("header x-wisp-trigger: cron"), "{logs}");
 }
 

@@ -208,7 +208,11 @@ fn new_build_deploy_invoke(wisp: &Wisp, language: &str, name: &str) -> String {
     }
     // The Rust template's lockfile must be complete: the build may not
     // change it (so the template does not drift with crates.io).
-    let build_args: &[&str] = if language == "rust" { &["--locked"] } else { &[] };
+    let build_args: &[&str] = if language == "rust" {
+        &["--locked"]
+    } else {
+        &[]
+    };
     run_in(&dir, "./build.sh", build_args);
     let wasm = dir.join(format!("{name}.wasm"));
     assert!(wasm.exists(), "build.sh made no {}", wasm.display());

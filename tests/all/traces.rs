@@ -2,7 +2,7 @@
 //! OTLP/HTTP to a receiver on loopback, continuing the client's
 //! `traceparent` and passing it on in outbound and chained calls.
 
-use crate::support::{Wisp, eventually, send};
+use crate::support::{Response, Wisp, eventually, send};
 use crate::upstream::Upstream;
 use bytes::Bytes;
 use http::Method;
@@ -14,6 +14,10 @@ use opentelemetry_proto::tonic::trace::v1::status;
 use prost::Message;
 use std::time::Duration;
 use wisp_test_artifacts as artifacts;
+
+/// A trace id, and a span of it, a client sends in its `traceparent`.
+const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const PARENT: &str = "00f067aa0ba902b7";
 
 /// Every span the receiver got so far.
 fn exported(receiver: &Upstream) -> Vec<Span> {
@@ -70,6 +74,19 @@ async fn trace_of(receiver: &Upstream, trace_id: &str, count: usize) -> Vec<Span
     spans
 }
 
+/// Sends a `GET` of `path` as a client would within trace `trace_id`, under
+/// its span `parent` (a `traceparent` header).
+async fn get_in_trace(wisp: &Wisp, path: &str, trace_id: &str, parent: &str) -> Response {
+    let traceparent = format!("00-{trace_id}-{parent}-01");
+    send(
+        Method::GET,
+        &wisp.url(path),
+        &[("traceparent", &traceparent)],
+        Bytes::new(),
+    )
+    .await
+}
+
 fn named<'a>(spans: &'a [Span], name: &str) -> &'a Span {
     spans.iter().find(|s| s.name == name).unwrap_or_else(|| {
         panic!(
@@ -104,17 +121,9 @@ async fn a_request_is_traced_from_its_traceparent_through_its_guest_to_its_outbo
     wisp.deploy_ok("hello", artifacts::HELLO_COMPONENT, "route=/hello")
         .await;
 
-    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
-    let parent = "00f067aa0ba902b7";
-    let traceparent = format!("00-{trace_id}-{parent}-01");
-    let url = wisp.url(&format!("/front?url=http://{}/out", upstream.addr));
-    let response = send(
-        Method::GET,
-        &url,
-        &[("traceparent", &traceparent)],
-        Bytes::new(),
-    )
-    .await;
+    let (trace_id, parent) = (TRACE, PARENT);
+    let out = format!("/front?url=http://{}/out", upstream.addr);
+    let response = get_in_trace(&wisp, &out, trace_id, parent).await;
     assert_eq!(
         response.json()["body"],
         "from upstream",
@@ -185,13 +194,7 @@ async fn a_request_is_traced_from_its_traceparent_through_its_guest_to_its_outbo
     // A guest's log lines carry the trace id too.
     wisp.deploy_ok("noisy", artifacts::HOSTILE_COMPONENT, "route=/noisy")
         .await;
-    send(
-        Method::GET,
-        &wisp.url("/noisy/stderr?kib=1"),
-        &[("traceparent", &traceparent)],
-        Bytes::new(),
-    )
-    .await;
+    get_in_trace(&wisp, "/noisy/stderr?kib=1", trace_id, parent).await;
     let logs = wisp.cli(&["logs", "noisy", "--json"]);
     let logs = String::from_utf8_lossy(&logs.stdout);
     let first: serde_json::Value = serde_json::from_str(logs.lines().next().unwrap()).unwrap();
@@ -199,16 +202,7 @@ async fn a_request_is_traced_from_its_traceparent_through_its_guest_to_its_outbo
 
     // A 5xx marks its server span as an error.
     let failed_trace = "5b8efff798038103d269b633813fc60c";
-    send(
-        Method::GET,
-        &wisp.url("/noisy/panic"),
-        &[(
-            "traceparent",
-            &format!("00-{failed_trace}-eee19b7ec3c1b174-01"),
-        )],
-        Bytes::new(),
-    )
-    .await;
+    get_in_trace(&wisp, "/noisy/panic", failed_trace, "eee19b7ec3c1b174").await;
     let failed = trace_of(&receiver, failed_trace, 4).await;
     let failed = named(&failed, "GET /noisy");
     assert_eq!(
@@ -224,15 +218,8 @@ async fn a_request_is_traced_from_its_traceparent_through_its_guest_to_its_outbo
     // A chained call joins the same trace: the callee's server span is a
     // child of the caller's client span.
     let chained_trace = "0af7651916cd43dd8448eb211c80319c";
-    let url = wisp.url("/front?url=http://hello.wisp.internal/");
-    let traceparent = format!("00-{chained_trace}-b7ad6b7169203331-01");
-    send(
-        Method::GET,
-        &url,
-        &[("traceparent", &traceparent)],
-        Bytes::new(),
-    )
-    .await;
+    let chain = "/front?url=http://hello.wisp.internal/";
+    get_in_trace(&wisp, chain, chained_trace, "b7ad6b7169203331").await;
     let spans = trace_of(&receiver, chained_trace, 9).await;
     let callee = named(&spans, "GET /hello");
     assert_eq!(attribute(callee, "faas.trigger").as_deref(), Some("chain"));
@@ -265,14 +252,7 @@ async fn without_an_endpoint_nothing_is_exported_and_logs_carry_no_trace_id() {
     let wisp = Wisp::start();
     wisp.deploy_ok("hello", artifacts::HELLO_COMPONENT, "route=/hello")
         .await;
-    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-    send(
-        Method::GET,
-        &wisp.url("/hello"),
-        &[("traceparent", traceparent)],
-        Bytes::new(),
-    )
-    .await;
+    get_in_trace(&wisp, "/hello", TRACE, PARENT).await;
     assert!(
         eventually(Duration::from_secs(5), async || wisp
             .log()
@@ -302,14 +282,7 @@ async fn an_endpoint_with_the_sdk_disabled_or_no_exporter_receives_nothing() {
         );
         wisp.deploy_ok("hello", artifacts::HELLO_COMPONENT, "route=/hello")
             .await;
-        let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-        send(
-            Method::GET,
-            &wisp.url("/hello"),
-            &[("traceparent", traceparent)],
-            Bytes::new(),
-        )
-        .await;
+        get_in_trace(&wisp, "/hello", TRACE, PARENT).await;
         assert!(!wisp.log().contains("exporting traces"), "{off:?}");
         // A graceful stop flushes every span an exporter holds.
         let stopped = tokio::task::block_in_place(|| wisp.terminate());
