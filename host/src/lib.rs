@@ -49,6 +49,7 @@ mod admin;
 #[cfg(feature = "cluster")]
 mod cluster;
 mod deploy;
+mod disk;
 mod error;
 mod events;
 mod host;

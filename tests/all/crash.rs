@@ -8,7 +8,7 @@
 //!
 //! The crashes are not timed kills that may land anywhere: a debug build of
 //! `wisp serve` aborts at the named crash point `WISP_CRASH_POINT` gives
-//! (see `host/src/deploy/crash_point.rs`), and each test checks first that
+//! (see `host/src/disk/crash_point.rs`), and each test checks first that
 //! the crash landed where it should, by what it left on disk.
 
 use crate::support::{Response, Wisp, files_under};

@@ -16,10 +16,10 @@
 //! Its errors name the files involved, for the host log; what a client is
 //! told is a [`HostFailure`](crate::error::HostFailure), which names none.
 
-use crate::deploy::crash_point::CrashPoint;
+use crate::disk::crash_point::CrashPoint;
+use crate::disk::write_file_atomically;
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use wisp_spec::source::SourceHash;
@@ -215,48 +215,6 @@ impl ArtifactStore {
         let temp = self.tmp.join(format!("{}-{n}.part", std::process::id()));
         write_file_atomically(&temp, path, bytes).map_err(io_error(path))
     }
-}
-
-/// Writes `bytes` to `temp`, fsyncs it, renames it to `path` and fsyncs the
-/// directory. `temp` must be on the same file system as `path`. The file is
-/// only the host's user's (mode `0600` from its creation on, see
-/// `host/private.rs`). The error names the file of the step that failed: it
-/// is for the host log only.
-pub fn write_file_atomically(temp: &Path, path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let result = (|| {
-        // Created exclusively (`O_EXCL`): a file already at the temp path
-        // (a crash's leftover) is removed first, never written through; if
-        // it cannot be, creating fails and says so.
-        let _ = fs::remove_file(temp);
-        let mut file = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(temp)
-            .map_err(failed_at("creating", temp))?;
-        file.write_all(bytes).map_err(failed_at("writing", temp))?;
-        file.sync_all().map_err(failed_at("syncing", temp))?;
-        CrashPoint::TempWritten.reached();
-        fs::rename(temp, path).map_err(failed_at("renaming into place", path))?;
-        if let Some(dir) = path.parent() {
-            File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(failed_at("syncing", dir))?;
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(temp);
-    }
-    result
-}
-
-/// Adds the step and the file to an i/o error (for the host log).
-pub(crate) fn failed_at<'a>(
-    step: &'a str,
-    file: &'a Path,
-) -> impl FnOnce(io::Error) -> io::Error + 'a {
-    move |e| io::Error::new(e.kind(), format!("{step} `{}`: {e}", file.display()))
 }
 
 /// Removes one file garbage collection found unused.

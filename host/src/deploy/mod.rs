@@ -8,24 +8,23 @@
 //! record is replaced (atomically), then the new snapshot is published. A
 //! failure at any step changes nothing that was deployed, and garbage
 //! collection never removes the files of a deploy still in progress.
-//! `crash_point.rs` names the steps in between, so the tests can crash the
+//! `disk/crash_point.rs` names the steps in between, so the tests can crash the
 //! host inside each one.
 
 pub(crate) mod artifact;
-mod crash_point;
 pub(crate) mod damage;
 mod listing;
 mod publish;
 pub(crate) mod record;
 mod release;
 
+use crate::disk::crash_point::CrashPoint;
 use crate::error::{DeployError, HostFailure};
 use crate::host::Host;
 use crate::observe::metrics::FunctionMetrics;
 use crate::runtime::engine;
 use crate::runtime::function::{Function, VersionInfo};
 use bytes::Bytes;
-use crash_point::CrashPoint;
 pub(crate) use publish::{Committed, Pending};
 use record::{FunctionRecord, VersionRecord};
 use std::collections::BTreeMap;

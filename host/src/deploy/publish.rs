@@ -5,8 +5,8 @@
 //! every source and artifact no record uses, except the sources of deploys
 //! still compiling ([`Pending`]), which have stored files but no record yet.
 
-use crate::deploy::crash_point::CrashPoint;
 use crate::deploy::record::{FunctionRecord, VersionRecord};
+use crate::disk::crash_point::CrashPoint;
 use crate::error::{DeployError, HostFailure};
 use crate::host::Host;
 use crate::registry::{FunctionEntry, Snapshot};

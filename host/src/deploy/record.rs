@@ -15,7 +15,7 @@
 //! Errors of [`RecordStore::save`] and [`RecordStore::remove`] name the file
 //! involved: they are for the host log, never for a client.
 
-use crate::deploy::artifact::{failed_at, write_file_atomically};
+use crate::disk::{failed_at, write_file_atomically};
 use serde::{Deserialize, Serialize};
 use std::fs;
 use std::io;

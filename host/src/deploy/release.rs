@@ -4,8 +4,8 @@
 //! they started on.
 
 use crate::deploy::Committed;
-use crate::deploy::crash_point::CrashPoint;
 use crate::deploy::record::FunctionRecord;
+use crate::disk::crash_point::CrashPoint;
 use crate::error::{DeployError, HostFailure};
 use crate::host::Host;
 use crate::registry::{FunctionEntry, Snapshot};

@@ -19,8 +19,8 @@
 
 use super::Trigger;
 use crate::host::Host;
+use crate::observe::trace::REQUEST_ID_HEADER;
 use crate::request::body::ResponseBody;
-use crate::request::trace::REQUEST_ID_HEADER;
 use http::{HeaderName, HeaderValue};
 use http_body_util::BodyExt;
 use std::sync::Arc;

@@ -8,15 +8,15 @@
 
 pub(crate) mod code_cache;
 pub(crate) mod config;
-mod dir_lock;
 mod load;
 mod per_function;
-mod private;
 mod state;
 
 use crate::deploy::Pending;
 use crate::deploy::artifact::{ArtifactError, ArtifactStore};
 use crate::deploy::record::RecordStore;
+use crate::disk::dir_lock::{DirLock, DirLockError};
+use crate::disk::private;
 use crate::error::{DeployError, HostFailure, InvokeError};
 use crate::events::calls::{CallQueue, CallStore};
 use crate::observe::logs::LogBook;
@@ -36,7 +36,6 @@ use crate::state::{KvBackend, RedbStore, SecretStore};
 use code_cache::{CodeCache, CodeSlot, LoadTurn};
 pub use code_cache::{DEFAULT_MAX_LOADED, DEFAULT_MAX_LOADED_BYTES, Residency};
 pub use config::{HostConfig, LoadProblem, StartError};
-use dir_lock::{DirLock, DirLockError};
 use per_function::PerFunction;
 pub use state::MAX_KEYS_PER_LIST;
 use std::path::PathBuf;

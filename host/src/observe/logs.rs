@@ -8,7 +8,7 @@
 //! they arrive through a bounded broadcast channel; a follower too slow to
 //! keep up skips lines and is told how many.
 
-use crate::request::trace::RequestTrace;
+use crate::observe::trace::RequestTrace;
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::sync::Mutex;

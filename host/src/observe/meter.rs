@@ -18,11 +18,10 @@
 //!
 //! [`Meter`] is what a request path holds to report all of that in one call.
 
-use crate::events::Trigger;
 use crate::observe::history::History;
 use crate::observe::logs::{LogBook, Stream};
 use crate::observe::metrics::FunctionMetrics;
-use crate::request::trace::RequestTrace;
+use crate::observe::trace::RequestTrace;
 use crate::runtime::sandbox::GuestMemory;
 use std::future::Future;
 use std::pin::Pin;
@@ -30,6 +29,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
+use wisp_spec::api::Trigger;
 use wisp_spec::api::{TriggerRuns, UsageReport};
 
 /// An `f64` that many threads add to.

@@ -1,5 +1,5 @@
-//! What operators see: Prometheus metrics, guest logs, usage metering and
-//! trace spans. Each has one owner on the request path, so a request is
+//! What operators see: Prometheus metrics, guest logs, usage metering,
+//! trace spans, and each request's id and trace context. Each has one owner on the request path, so a request is
 //! counted once.
 
 pub(crate) mod history;
@@ -7,3 +7,4 @@ pub(crate) mod logs;
 pub(crate) mod meter;
 pub(crate) mod metrics;
 pub mod spans;
+pub(crate) mod trace;

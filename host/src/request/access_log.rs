@@ -8,8 +8,8 @@
 //! or the guest failed mid-stream), with the bytes actually sent. An
 //! unrouted request gets its line at once.
 
+use crate::observe::trace::RequestTrace;
 use crate::request::body::{BoxError, ResponseBody};
-use crate::request::trace::RequestTrace;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;

@@ -19,12 +19,12 @@ pub mod connection;
 pub(crate) mod inbound;
 pub mod pacing;
 pub(crate) mod slots;
-pub(crate) mod trace;
 
 use crate::error::InvokeError;
 use crate::events::Trigger;
 use crate::host::Host;
 use crate::observe::spans;
+use crate::observe::trace::{self, REQUEST_ID_HEADER, RequestTrace};
 use crate::registry::{Audience, FunctionEntry};
 use crate::runtime::function::Function;
 use crate::runtime::function::RequestContext;
@@ -39,7 +39,6 @@ pub(crate) use slots::NoRoom;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
-use trace::{REQUEST_ID_HEADER, RequestTrace};
 use tracing::Instrument;
 
 /// Response header naming the version that served a request; also read from

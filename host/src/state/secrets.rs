@@ -15,7 +15,7 @@
 //! repairs or removes it.
 
 use super::db_slot::RETRY_EVERY;
-use crate::deploy::artifact::write_file_atomically;
+use crate::disk::write_file_atomically;
 use arc_swap::ArcSwap;
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, DirBuilder};

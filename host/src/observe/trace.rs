@@ -5,13 +5,13 @@
 //! goes to the guest (as `x-request-id`), into its log lines, onto the
 //! response and into the access log.
 
-use crate::events::Trigger;
 use http::HeaderMap;
 use http::header::HeaderName;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tracing::Span;
+use wisp_spec::api::Trigger;
 
 /// The request id header, read from requests and set on responses.
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
