@@ -122,7 +122,7 @@ struct Built {
     abi: inspect::Abi,
     source: SourceHash,
     /// Its code, loaded (and so resident until evicted).
-    code: Arc<crate::host::code_cache::CodeSlot>,
+    code: Arc<crate::runtime::code_cache::CodeSlot>,
     compile_ms: Option<u64>,
     artifact_bytes: u64,
 }

@@ -150,7 +150,7 @@ impl Default for HostConfig {
             keep_versions: DEFAULT_KEEP_VERSIONS,
             access_log: true,
             body_pacing: BodyPacing::default(),
-            max_buffered_bytes: crate::request::buffers::default_budget(),
+            max_buffered_bytes: crate::runtime::buffers::default_budget(),
             max_guest_memory_bytes: crate::runtime::sandbox::default_guest_memory(),
             compiler: Compiler::default(),
             compile_budget: CompileBudget::default(),

@@ -2,7 +2,7 @@
 //!
 //! Records are read, then turned into versions in parallel on blocking
 //! threads. No code is loaded: a version's code loads on its first request
-//! (see `code_cache.rs`), so start-up time and idle memory do not grow with
+//! (see `runtime/code_cache.rs`), so start-up time and idle memory do not grow with
 //! the code deployed. A version whose artifact is missing is recompiled from
 //! its stored source now; a corrupt one is found, and recompiled, when its
 //! code loads. Anything else that is wrong is a [`LoadProblem`], logged and

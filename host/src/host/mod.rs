@@ -6,7 +6,6 @@
 //! one such program. This module owns what those paths share: the engine,
 //! the stores on disk, the registry and the metrics.
 
-pub(crate) mod code_cache;
 pub(crate) mod config;
 mod load;
 mod per_function;
@@ -24,17 +23,17 @@ use crate::observe::meter::Meter;
 use crate::observe::metrics::FunctionMetrics;
 use crate::observe::metrics::Metrics;
 use crate::registry::{Audience, Registry};
-use crate::request::buffers::BufferBudget;
-use crate::request::slots::HostSlots;
+use crate::runtime::buffers::BufferBudget;
+use crate::runtime::code_cache::{CodeCache, CodeSlot, LoadTurn};
+pub use crate::runtime::code_cache::{DEFAULT_MAX_LOADED, DEFAULT_MAX_LOADED_BYTES, Residency};
 use crate::runtime::compiler;
 use crate::runtime::engine::{self, EngineOptions, EpochTicker};
 use crate::runtime::function::{Function, IdleSandbox, Linkers, LoadedCode, VersionInfo};
 use crate::runtime::prepared::PreparedBudget;
 use crate::runtime::sandbox::GuestMemory;
 use crate::runtime::services::GuestServices;
+use crate::runtime::slots::HostSlots;
 use crate::state::{KvBackend, RedbStore, SecretStore};
-use code_cache::{CodeCache, CodeSlot, LoadTurn};
-pub use code_cache::{DEFAULT_MAX_LOADED, DEFAULT_MAX_LOADED_BYTES, Residency};
 pub use config::{HostConfig, LoadProblem, StartError};
 use per_function::PerFunction;
 pub use state::MAX_KEYS_PER_LIST;

@@ -14,11 +14,9 @@
 
 pub(crate) mod access_log;
 pub mod body;
-pub(crate) mod buffers;
 pub mod connection;
 pub(crate) mod inbound;
 pub mod pacing;
-pub(crate) mod slots;
 
 use crate::error::InvokeError;
 use crate::events::Trigger;
@@ -28,6 +26,7 @@ use crate::observe::trace::{self, REQUEST_ID_HEADER, RequestTrace};
 use crate::registry::{Audience, FunctionEntry};
 use crate::runtime::function::Function;
 use crate::runtime::function::RequestContext;
+pub(crate) use crate::runtime::slots::NoRoom;
 use access_log::AccessRecord;
 use body::{BoxError, RequestBody, ResponseBody, full};
 use bytes::Bytes;
@@ -35,7 +34,6 @@ use connection::ConnectionInfo;
 use http::{HeaderName, HeaderValue};
 use http_body_util::BodyExt;
 use pacing::{BodyPacing, PacedBody};
-pub(crate) use slots::NoRoom;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};

@@ -2,7 +2,7 @@
 //!
 //! Compiling (Cranelift, slow, once per source and engine) and loading
 //! (mmap of the artifact plus pre-linking, fast) are separate steps, so a
-//! restart only loads, and only what is called (see `host/code_cache.rs`).
+//! restart only loads, and only what is called (see `code_cache.rs`).
 //! Everything a request needs — the `ProxyPre` or `InstancePre`, the
 //! outbound allow-list, the concurrency slots — is built once per load or
 //! per version, never per request.
@@ -10,20 +10,20 @@
 use crate::error::{DeployError, HostFailure, InvokeError};
 use crate::events::chain::{ChainBudget, ChainOrigin};
 use crate::host::Host;
-use crate::host::code_cache::CodeSlot;
 use crate::observe::meter::Meter;
 use crate::observe::metrics::FunctionMetrics;
 use crate::observe::trace::RequestTrace;
 use crate::request::body::{RequestBody, ResponseBody};
-use crate::request::buffers::BufferBudget;
 use crate::request::connection::ConnectionInfo;
-use crate::request::slots::SlotTicket;
 use crate::runtime::abi::cgi::{self, CgiCall, CgiState};
 use crate::runtime::abi::http::{self, HttpCall, HttpState, ReadySandbox};
 use crate::runtime::abi::output::OutputCapture;
+use crate::runtime::buffers::BufferBudget;
+use crate::runtime::code_cache::CodeSlot;
 use crate::runtime::prepared::Prepared;
 use crate::runtime::sandbox::GuestMemory;
 use crate::runtime::services::GuestServices;
+use crate::runtime::slots::SlotTicket;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
