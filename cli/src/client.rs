@@ -227,7 +227,7 @@ impl AdminClient {
         }
         let number = response
             .headers()
-            .get(wisp_host::VERSION_HEADER)
+            .get(wisp_host::spec::headers::VERSION_HEADER)
             .and_then(|v| v.to_str().ok()?.parse().ok())
             .unwrap_or(0);
         Ok((number, response.into_body()))

@@ -66,7 +66,7 @@ pub use cluster::ClusterConfig;
 pub use deploy::DeployRequest;
 pub use error::{DeployError, HostFailure, InvokeError, Limit};
 pub use events::calls::{
-    ATTEMPT_HEADER, AsyncCalls, CALL_ID_HEADER, CALLBACK_HEADER, CallFilter, DEFAULT_ASYNC_WORKERS,
+    AsyncCalls, CallFilter, DEFAULT_ASYNC_WORKERS,
     DEFAULT_CALL_RETENTION, DEFAULT_MAX_QUEUED_CALL_BYTES, DEFAULT_MAX_QUEUED_CALLS,
     DEFAULT_RETRIES, DEFAULT_RETRY_BACKOFF, Full, MAX_RESULT_BODY_BYTES, QueueError,
 };
@@ -78,7 +78,6 @@ pub use host::{
 pub use observe::logs::LogBook;
 pub use observe::metrics::{Metrics, resident_bytes};
 pub use observe::spans::{SPAN_TARGET, TraceContext};
-pub use request::VERSION_HEADER;
 pub use request::body::{BoxError, ResponseBody};
 pub use request::connection::ConnectionInfo;
 pub use request::pacing::{BodyPacing, DEFAULT_BODY_IDLE_TIMEOUT, DEFAULT_MIN_BODY_RATE};

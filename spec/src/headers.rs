@@ -1,12 +1,95 @@
-//! Strict parsing of the framing headers the host reads itself.
+//! The names of the headers wisp reads and sets, shared by the host and
+//! the CLI, and strict parsing of the framing headers the host reads itself.
 //!
 //! `Content-Length` is parsed here and nowhere else, by RFC 9110 §8.6: one or
 //! more ASCII digits and nothing else. A sign (`+5`), whitespace (` 5`), a list
 //! (`5,5`) or two differing headers are rejected rather than guessed at, so
 //! the host and any proxy in front of it never disagree on where a body ends.
 
-use http::HeaderMap;
 use http::header::CONTENT_LENGTH;
+use http::{HeaderMap, HeaderName};
+
+/// Response header naming the version that served a request; also read from
+/// requests to pin one. A public request may pin a version that takes
+/// traffic or a preview that never took any (deployed with `--no-traffic`);
+/// a version that lost its traffic answers as if it did not exist.
+pub const VERSION_HEADER: HeaderName = HeaderName::from_static("x-wisp-version");
+
+/// The request id header: kept from the client when it is sane, else made
+/// by the host; echoed on the response and passed to chained calls.
+pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The W3C trace context header.
+pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+
+/// Header telling a component the part of the path after its route
+/// (`wisp-sdk`'s `RequestExt::path_info` reads it); set by the host only.
+pub const PATH_INFO_HEADER: HeaderName = HeaderName::from_static("x-wisp-path-info");
+
+/// Request header telling the guest what started its run (`cron`); absent
+/// for ordinary HTTP requests.
+pub const TRIGGER_HEADER: HeaderName = HeaderName::from_static("x-wisp-trigger");
+
+/// Request header carrying the schedule of a cron run.
+pub const SCHEDULE_HEADER: HeaderName = HeaderName::from_static("x-wisp-schedule");
+
+/// Response header carrying an async call's id (and the request header of
+/// its run).
+pub const CALL_ID_HEADER: HeaderName = HeaderName::from_static("x-wisp-call-id");
+
+/// Request header telling an async call's run which attempt it is (1, 2, …).
+pub const ATTEMPT_HEADER: HeaderName = HeaderName::from_static("x-wisp-attempt");
+
+/// Request header naming where to POST an async call's result.
+pub const CALLBACK_HEADER: HeaderName = HeaderName::from_static("x-wisp-callback");
+
+/// Request header naming the calling function of a chained request.
+pub const CALLER_HEADER: HeaderName = HeaderName::from_static("x-wisp-caller");
+
+/// Request header carrying how many chained calls led to a request; set by
+/// the host only.
+pub const DEPTH_HEADER: HeaderName = HeaderName::from_static("x-wisp-chain-depth");
+
+/// RFC 7240's request header.
+pub const PREFER: HeaderName = HeaderName::from_static("prefer");
+
+/// RFC 7240's response header.
+pub const PREFERENCE_APPLIED: HeaderName = HeaderName::from_static("preference-applied");
+
+/// Every request header only the host sets for guests: what started a run,
+/// a cron run's schedule, an async call's id and attempt, and where a
+/// chained call came from. A later host-set header joins this list.
+pub const HOST_OWNED_HEADERS: [HeaderName; 6] = [
+    TRIGGER_HEADER,
+    SCHEDULE_HEADER,
+    CALL_ID_HEADER,
+    ATTEMPT_HEADER,
+    CALLER_HEADER,
+    DEPTH_HEADER,
+];
+
+/// Removes from a request the headers only the host may set
+/// ([`HOST_OWNED_HEADERS`]): every inbound request (a client's, a chained
+/// call's, a stored async call's) passes here before the host sets its own.
+pub fn strip_host_headers(headers: &mut HeaderMap) {
+    for name in HOST_OWNED_HEADERS {
+        headers.remove(name);
+    }
+}
+
+/// True when `headers` ask for an async answer (`Prefer: respond-async`,
+/// among any other preferences).
+pub fn wants_async(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(PREFER)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|preference| {
+            let token = preference.split(';').next().unwrap_or_default();
+            token.trim().eq_ignore_ascii_case("respond-async")
+        })
+}
 
 /// A `Content-Length` that is not a plain decimal number.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -315,7 +315,7 @@ async fn route(host: &Host, request: http::Request<Incoming>) -> http::Response<
                     header::CONTENT_TYPE,
                     http::HeaderValue::from_static("application/wasm"),
                 );
-                headers.insert(crate::VERSION_HEADER, http::HeaderValue::from(number));
+                headers.insert(wisp_spec::headers::VERSION_HEADER, http::HeaderValue::from(number));
                 response
             })
         }

@@ -19,16 +19,16 @@
 
 use super::Trigger;
 use crate::host::Host;
-use crate::observe::trace::REQUEST_ID_HEADER;
 use crate::request::body::ResponseBody;
-use http::{HeaderName, HeaderValue};
+use http::HeaderValue;
+use wisp_spec::headers::{
+    CALLER_HEADER, DEPTH_HEADER, REQUEST_ID_HEADER, TRACEPARENT, TRIGGER_HEADER, strip_host_headers,
+};
 use http_body_util::BodyExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use wasmtime_wasi_http::{Error as HttpError, WasiBody};
 
-/// The W3C trace context header.
-const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
 /// Most calls one chain may make, counting from the first request.
 pub const MAX_CHAIN_DEPTH: u32 = 8;
@@ -66,12 +66,7 @@ impl ChainBudget {
     }
 }
 
-/// Request header naming the calling function of a chained request.
-pub const CALLER_HEADER: HeaderName = HeaderName::from_static("x-wisp-caller");
 
-/// Request header carrying how many chained calls led to a request; set by
-/// the host only.
-pub const DEPTH_HEADER: HeaderName = HeaderName::from_static("x-wisp-chain-depth");
 
 /// Where a guest's chained calls come from: what a callee must be told.
 /// Moved into the request's sandbox; cloned only for a chained call.
@@ -151,9 +146,9 @@ impl ChainOrigin {
         };
         // The guest may not claim what only the host says (a cron trigger,
         // an async call's id, a shallower depth).
-        super::strip_host_headers(headers);
+        strip_host_headers(headers);
         headers.insert(
-            super::TRIGGER_HEADER,
+            TRIGGER_HEADER,
             HeaderValue::from_static(Trigger::Chain.as_str()),
         );
         if let Ok(value) = HeaderValue::try_from(caller) {

@@ -15,7 +15,8 @@
 //! The schedules are those of the versions holding traffic. The task holds
 //! the host weakly, so dropping the last `Host` stops it.
 
-use super::{SCHEDULE_HEADER, TRIGGER_HEADER, Trigger};
+use super::Trigger;
+use wisp_spec::headers::{SCHEDULE_HEADER, TRIGGER_HEADER};
 use crate::host::{Host, HostInner};
 use crate::registry::FunctionEntry;
 use bytes::Bytes;

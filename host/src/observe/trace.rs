@@ -6,15 +6,13 @@
 //! response and into the access log.
 
 use http::HeaderMap;
-use http::header::HeaderName;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tracing::Span;
 use wisp_spec::api::Trigger;
 
-/// The request id header, read from requests and set on responses.
-pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
+pub use wisp_spec::headers::REQUEST_ID_HEADER;
 
 /// Longest client-supplied request id accepted.
 const MAX_REQUEST_ID_LEN: usize = 128;

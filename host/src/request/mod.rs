@@ -22,7 +22,7 @@ use crate::error::InvokeError;
 use crate::events::Trigger;
 use crate::host::Host;
 use crate::observe::spans;
-use crate::observe::trace::{self, REQUEST_ID_HEADER, RequestTrace};
+use crate::observe::trace::{self, RequestTrace};
 use crate::registry::{Audience, FunctionEntry};
 use crate::runtime::function::Function;
 use crate::runtime::function::RequestContext;
@@ -31,24 +31,20 @@ use access_log::AccessRecord;
 use body::{BoxError, RequestBody, ResponseBody, full};
 use bytes::Bytes;
 use connection::ConnectionInfo;
-use http::{HeaderName, HeaderValue};
+use http::HeaderValue;
 use http_body_util::BodyExt;
 use pacing::{BodyPacing, PacedBody};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 use tracing::Instrument;
+use wisp_spec::headers::{REQUEST_ID_HEADER, VERSION_HEADER};
 
-/// Response header naming the version that served a request; also read from
-/// requests to pin one. A public request may pin a version that takes
-/// traffic or a preview that never took any (deployed with `--no-traffic`);
-/// a version that lost its traffic answers as if it did not exist.
-pub const VERSION_HEADER: HeaderName = HeaderName::from_static("x-wisp-version");
 
 impl Host {
     /// Serves one public request: routes it, runs it in a fresh sandbox and
     /// returns the guest's response, or a JSON error response saying what
-    /// went wrong. See [`VERSION_HEADER`] for the versions it may pin.
+    /// went wrong. See `wisp_spec::headers::VERSION_HEADER` for the versions it may pin.
     pub async fn handle<B>(&self, request: http::Request<B>) -> http::Response<ResponseBody>
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
@@ -59,7 +55,7 @@ impl Host {
             let error = InvokeError::NoRoute(request.uri().path().to_owned());
             return self.refuse(&request, Instant::now(), None, &error);
         };
-        let request = if crate::events::calls::wants_async(request.headers()) {
+        let request = if wisp_spec::headers::wants_async(request.headers()) {
             match self.accept_call(&entry, request).await {
                 Ok(response) => return response,
                 // The function takes no async calls: served at once.
@@ -174,7 +170,7 @@ impl Host {
         inbound::strip_session_cookie(request.headers_mut());
         if trigger == Trigger::Http {
             // Only the host says what started a run, and its call's id.
-            crate::events::strip_host_headers(request.headers_mut());
+            wisp_spec::headers::strip_host_headers(request.headers_mut());
         } else {
             self.inner.metrics.record_trigger(name, trigger);
         }

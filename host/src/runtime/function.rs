@@ -25,6 +25,7 @@ use crate::runtime::sandbox::GuestMemory;
 use crate::runtime::services::GuestServices;
 use crate::runtime::slots::SlotTicket;
 use std::path::Path;
+use wisp_spec::headers::PATH_INFO_HEADER;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use tokio::sync::Semaphore;
@@ -195,10 +196,6 @@ enum IdleStore {
     Cgi(wasmtime::Store<CgiState>),
 }
 
-/// Header telling a component the part of the path after its route
-/// (`wisp-sdk`'s `RequestExt::path_info` reads it).
-pub const PATH_INFO_HEADER: ::http::HeaderName =
-    ::http::HeaderName::from_static("x-wisp-path-info");
 
 /// One deployed version of a function.
 pub struct Function {

@@ -17,45 +17,23 @@ use super::queue::QueueError;
 use super::record::{CallRecord, new_id, now_ms, stored_headers};
 use crate::error::InvokeError;
 use crate::host::Host;
-use crate::observe::trace::{self, REQUEST_ID_HEADER};
+use crate::observe::trace;
+use wisp_spec::headers::{
+    CALL_ID_HEADER, CALLBACK_HEADER, PREFER, PREFERENCE_APPLIED, REQUEST_ID_HEADER,
+    strip_host_headers,
+};
 use crate::registry::{Audience, FunctionEntry};
 use crate::request::access_log::AccessRecord;
 use crate::request::body::{BoxError, ResponseBody, full, read_whole};
 use crate::request::{choose, paced};
 use crate::runtime::function::Function;
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use http::{HeaderMap, HeaderValue, StatusCode, header};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 use wisp_spec::api::{CallAccepted, CallState};
 use wisp_spec::settings::allow_list_allows;
-
-/// Response header carrying an async call's id.
-pub const CALL_ID_HEADER: HeaderName = HeaderName::from_static("x-wisp-call-id");
-
-/// Request header naming where to POST an async call's result.
-pub const CALLBACK_HEADER: HeaderName = HeaderName::from_static("x-wisp-callback");
-
-/// RFC 7240's request header.
-const PREFER: HeaderName = HeaderName::from_static("prefer");
-
-/// RFC 7240's response header.
-const PREFERENCE_APPLIED: HeaderName = HeaderName::from_static("preference-applied");
-
-/// True when `headers` ask for an async answer (`Prefer: respond-async`,
-/// among any other preferences).
-pub(crate) fn wants_async(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(PREFER)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .any(|preference| {
-            let token = preference.split(';').next().unwrap_or_default();
-            token.trim().eq_ignore_ascii_case("respond-async")
-        })
-}
 
 impl Host {
     /// Stores `request` for `entry` as an async call and answers `202`, or
@@ -102,7 +80,7 @@ impl Host {
         let headers = &mut parts.headers;
         headers.remove(PREFER);
         headers.remove(CALLBACK_HEADER);
-        crate::events::strip_host_headers(headers);
+        strip_host_headers(headers);
         crate::request::inbound::strip_session_cookie(headers);
         if !taken.keep_credentials {
             for credential in [

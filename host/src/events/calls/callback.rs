@@ -7,7 +7,7 @@
 //! that ran, before delivery. Delivery is tried a few times with a short
 //! backoff; how it went is kept with the call (`callback.outcome`).
 
-use super::accept::CALL_ID_HEADER;
+use wisp_spec::headers::CALL_ID_HEADER;
 use super::record::CallRecord;
 use crate::host::Host;
 use bytes::Bytes;

@@ -31,8 +31,6 @@ mod store;
 mod worker;
 
 use crate::host::Host;
-pub(crate) use accept::wants_async;
-pub use accept::{CALL_ID_HEADER, CALLBACK_HEADER};
 pub use backlog::Full;
 pub(crate) use queue::CallQueue;
 pub use queue::QueueError;
@@ -44,7 +42,6 @@ pub(crate) use record::{CallRecord, now_ms};
 use std::time::Duration;
 pub(crate) use store::CallStore;
 use wisp_spec::api::{CallInfo, CallList, CallState};
-pub use worker::ATTEMPT_HEADER;
 pub(crate) use worker::start;
 
 /// Default number of calls run at once in the background.

@@ -12,23 +12,23 @@
 //! finished calls past their retention. It holds the host weakly, so
 //! dropping the last `Host` stops it.
 
-use super::accept::CALL_ID_HEADER;
 use super::queue::Claim;
 use super::record::{CallRecord, StoredResponse, now_ms, stored_headers};
 use super::{AsyncCalls, MAX_RESULT_BODY_BYTES, callback};
-use crate::events::{TRIGGER_HEADER, Trigger, strip_host_headers};
+use crate::events::Trigger;
 use crate::host::{Host, HostInner};
-use crate::request::{NoRoom, VERSION_HEADER};
+use crate::request::NoRoom;
+use wisp_spec::headers::{
+    ATTEMPT_HEADER, CALL_ID_HEADER, TRIGGER_HEADER, VERSION_HEADER, strip_host_headers,
+};
 use bytes::{Bytes, BytesMut};
-use http::{HeaderName, HeaderValue};
+use http::HeaderValue;
 use http_body_util::{BodyExt, Full};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use wisp_spec::api::CallState;
 
-/// Request header numbering an async call's attempt (1 for the first).
-pub const ATTEMPT_HEADER: HeaderName = HeaderName::from_static("x-wisp-attempt");
 
 /// Longest the dispatcher sleeps, so it notices the host is gone.
 const MAX_NAP: Duration = Duration::from_secs(1);
