@@ -1,15 +1,18 @@
 #!/usr/bin/env python3
-"""Fails when the top-level modules of a crate import each other in a cycle.
+"""Fails when the top-level modules of a crate import each other in a cycle,
+or when a part reaches back into the composition root.
 
 Reads every `crate::` path in every `.rs` file under SRC (in `use` lines,
 grouped `use crate::{a::x, b::y}` imports and inline paths), maps each file
 to its top-level module (`src/deploy/record.rs` -> `deploy`, `src/error.rs`
 -> `error`), and reports every strongly connected component of two or more
-modules. The composition root (`--allow host`) may import everything and
-be imported by everything, so it is left out of the graph. Code under
+modules. The composition root (`--root host`) may import everything, so
+it is left out of the graph; only the modules named `--client` (those
+built on top of the root, like the admin API) may import it. Code under
 `#[cfg(test)]` is skipped with `--skip-tests` (tests may reach anywhere).
 
-Usage: check-module-cycles.py SRC [--allow MODULE]... [--skip-tests] [--items]
+Usage: check-module-cycles.py SRC [--root MODULE [--client MODULE]...]
+       [--skip-tests] [--items]
 """
 
 import argparse
@@ -107,27 +110,33 @@ def strongly_connected(graph):
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("src", type=pathlib.Path)
-    parser.add_argument("--allow", action="append", default=[])
+    parser.add_argument("--root", help="the composition root, which may import every module")
+    parser.add_argument("--client", action="append", default=[], help="a module that may import the root")
     parser.add_argument("--skip-tests", action="store_true")
     parser.add_argument("--items", action="store_true", help="list the imports behind each edge of a cycle")
     args = parser.parse_args()
 
     modules = {top_module(args.src, f) for f in args.src.rglob("*.rs")}
-    graph, evidence = {}, {}
+    graph, evidence, reach_back = {}, {}, {}
     for file in sorted(args.src.rglob("*.rs")):
         source = top_module(args.src, file)
-        if source in args.allow or source == "lib":
+        if source == args.root or source == "lib":
             continue
         text = strip_comments_and_tests(file.read_text(), args.skip_tests)
         for target in targets(text):
-            if target == source or target in args.allow or target not in modules or target == "lib":
+            if target == args.root and source not in args.client:
+                reach_back.setdefault(source, set()).add(str(file.relative_to(args.src)))
+            if target == source or target == args.root or target not in modules or target == "lib":
                 continue
             graph.setdefault(source, set()).add(target)
             evidence.setdefault((source, target), set()).add(str(file.relative_to(args.src)))
 
     cycles = [c for c in strongly_connected(graph) if len(c) > 1]
-    if not cycles:
-        print(f"check-module-cycles: no import cycle between the top-level modules of {args.src}")
+    for source, files in sorted(reach_back.items()):
+        print(f"error: `{source}` reaches back into the composition root `{args.root}` ({', '.join(sorted(files))}); hand it the part it needs instead")
+    if not cycles and not reach_back:
+        note = f"; only {', '.join(args.client) or 'the crate root'} import `{args.root}`" if args.root else ""
+        print(f"check-module-cycles: no import cycle between the top-level modules of {args.src}{note}")
         return 0
     for cycle in cycles:
         print(f"error: the top-level modules {', '.join(cycle)} of {args.src} import each other in a cycle")

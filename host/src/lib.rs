@@ -26,19 +26,29 @@
 //!
 //! ## Map of the crate
 //!
-//! | folder | owns |
-//! | --- | --- |
-//! | `host/` | [`Host`] and [`HostConfig`]: engine, stores, start-up loading, the code cache |
-//! | `request/` | the request path: routing, slots, dispatch, bodies, request ids, the access log |
-//! | `runtime/` | the wasmtime engine, deployed versions, the sandbox, the guest ABIs |
-//! | `deploy/` | the deploy path: compile, artifact store, records, publish, release |
-//! | `observe/` | metrics, guest logs, usage metering |
-//! | `admin/` | the admin API as a service ([`AdminApi`]) |
-//! | `state/` | the key-value store behind `wasi:keyvalue`: the [`KvBackend`] trait and the embedded [`RedbStore`]; bucket grants; secrets |
-//! | `cluster/` | cluster mode (feature `cluster`): desired state, sources, buckets and cron claims in NATS JetStream, and the converger |
-//! | `server/` | an HTTP/1.1 + HTTP/2 front door ([`serve`]) for either handler, with connection bounds |
-//! | `registry.rs` | name → versions → traffic, read lock-free |
-//! | `error.rs` | errors and their one HTTP mapping |
+//! `host/` is the composition root: [`Host::start`] builds each part with
+//! exactly the parts it uses and wires them; [`Host`] is the facade whose
+//! methods hand off to them. No part imports the root or holds the `Host`
+//! (`.ci/run` checks it, with `scripts/check-module-cycles.py`, and that
+//! the top-level modules import each other in no cycle). The full map,
+//! with the request, deploy and cluster paths, is `docs/architecture.md`.
+//!
+//! | folder | owns | must not know |
+//! | --- | --- | --- |
+//! | `host/` | the composition root, [`Host`], [`HostConfig`], the choice of backplane | — |
+//! | `request/` | the dispatcher: routing, version choice, slots, dispatch, the access log | async calls, deploys, the cluster |
+//! | `runtime/` | the engine, compiled code (store, cache, loading), the host-wide budgets, the sandbox, the guest ABIs, bodies and pacing, chained calls (through the narrow `Dispatch` handle) | the registry, the request path, deploys |
+//! | `deploy/` | the deployer: deploy, traffic, rollback, retire, remove, the start-up load | requests, the cluster |
+//! | `registry/` | name → versions → traffic, read lock-free; damage in records | how records are stored or shared |
+//! | `backplane/` | what hosts share: the function records and the `SharedState` trait, with the host-alone implementation | NATS |
+//! | `cluster/` | the NATS JetStream backplane (feature `cluster`) and its converger | the request path |
+//! | `events/` | async calls ([`AsyncCalls`]) and cron | the engine, deploys |
+//! | `observe/` | metrics, guest logs, usage, per-function books, spans, request ids and trace context | everything above it |
+//! | `state/` | the key-value store ([`KvBackend`], [`RedbStore`]), bucket grants, secrets | functions, requests |
+//! | `admin/` | the admin API as a service ([`AdminApi`]), on the facade | the parts behind the facade |
+//! | `server/` | an HTTP/1.1 + HTTP/2 front door ([`serve`]) for either handler, with connection bounds | wisp itself |
+//! | `disk/` | atomic writes, private modes, the data-dir lock, crash points | — |
+//! | `error.rs` | errors and their one HTTP mapping | — |
 //!
 //! Pure parsing and validation (settings, routes, units, the CGI response,
 //! upload inspection, the admin API's bodies) come from [`wisp_spec`],
@@ -46,6 +56,7 @@
 #![deny(missing_docs)]
 
 mod admin;
+mod backplane;
 #[cfg(feature = "cluster")]
 mod cluster;
 mod deploy;
@@ -64,29 +75,30 @@ pub use admin::AdminApi;
 #[cfg(feature = "cluster")]
 pub use cluster::ClusterConfig;
 pub use deploy::DeployRequest;
+pub use deploy::load::LoadProblem;
 pub use error::{DeployError, HostFailure, InvokeError, Limit};
 pub use events::calls::{
-    AsyncCalls, CallFilter, DEFAULT_ASYNC_WORKERS,
-    DEFAULT_CALL_RETENTION, DEFAULT_MAX_QUEUED_CALL_BYTES, DEFAULT_MAX_QUEUED_CALLS,
-    DEFAULT_RETRIES, DEFAULT_RETRY_BACKOFF, Full, MAX_RESULT_BODY_BYTES, QueueError,
+    AsyncCalls, CallFilter, DEFAULT_ASYNC_WORKERS, DEFAULT_CALL_RETENTION,
+    DEFAULT_MAX_QUEUED_CALL_BYTES, DEFAULT_MAX_QUEUED_CALLS, DEFAULT_RETRIES,
+    DEFAULT_RETRY_BACKOFF, Full, MAX_RESULT_BODY_BYTES, QueueError,
 };
 pub use host::config::{DEFAULT_KEEP_VERSIONS, DEFAULT_MAX_UPLOAD_BYTES};
 pub use host::{
-    DEFAULT_MAX_LOADED, DEFAULT_MAX_LOADED_BYTES, Host, HostConfig, LoadProblem, MAX_KEYS_PER_LIST,
-    Residency, StartError,
+    DEFAULT_MAX_LOADED, DEFAULT_MAX_LOADED_BYTES, Host, HostConfig, MAX_KEYS_PER_LIST, Residency,
+    StartError,
 };
 pub use observe::logs::LogBook;
 pub use observe::metrics::{Metrics, resident_bytes};
 pub use observe::spans::{SPAN_TARGET, TraceContext};
-pub use request::body::{BoxError, ResponseBody};
-pub use request::connection::ConnectionInfo;
-pub use request::pacing::{BodyPacing, DEFAULT_BODY_IDLE_TIMEOUT, DEFAULT_MIN_BODY_RATE};
+pub use runtime::body::{BoxError, ResponseBody};
 pub use runtime::compiler::{
     CompileBudget, Compiler, DEFAULT_MAX_COMPILE_MEMORY_BYTES, DEFAULT_MAX_COMPILE_TIME,
     compile_worker_main,
 };
+pub use runtime::connection::ConnectionInfo;
 pub use runtime::engine::DEFAULT_MAX_INSTANCES;
 pub use runtime::function::IdleSandbox;
+pub use runtime::pacing::{BodyPacing, DEFAULT_BODY_IDLE_TIMEOUT, DEFAULT_MIN_BODY_RATE};
 pub use runtime::prepared::DEFAULT_MAX_PREPARED;
 pub use server::{
     DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_IP,

@@ -20,8 +20,8 @@
 //! framing (`frame-ancestors 'none'`, `X-Frame-Options: DENY`).
 
 use super::constant_time_eq;
-use crate::request::body::{ResponseBody, full};
 use crate::request::inbound::SESSION_COOKIE;
+use crate::runtime::body::{ResponseBody, full};
 use bytes::Bytes;
 use http::{HeaderValue, Method, StatusCode, header};
 use http_body_util::{BodyExt, Limited};

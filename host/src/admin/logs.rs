@@ -4,7 +4,7 @@
 
 use crate::error::DeployError;
 use crate::host::Host;
-use crate::request::body::{BoxError, ResponseBody, full};
+use crate::runtime::body::{BoxError, ResponseBody, full};
 use bytes::Bytes;
 use http::header;
 use http_body_util::{BodyExt, StreamBody};

@@ -42,8 +42,8 @@ mod upload;
 
 use crate::error::{DeployError, json_error};
 use crate::host::Host;
-use crate::request::body::{ResponseBody, full};
-use crate::request::connection::ConnectionInfo;
+use crate::runtime::body::{ResponseBody, full};
+use crate::runtime::connection::ConnectionInfo;
 use crate::server::Handler;
 use bytes::Bytes;
 use http::{Method, StatusCode, header};
@@ -315,7 +315,10 @@ async fn route(host: &Host, request: http::Request<Incoming>) -> http::Response<
                     header::CONTENT_TYPE,
                     http::HeaderValue::from_static("application/wasm"),
                 );
-                headers.insert(wisp_spec::headers::VERSION_HEADER, http::HeaderValue::from(number));
+                headers.insert(
+                    wisp_spec::headers::VERSION_HEADER,
+                    http::HeaderValue::from(number),
+                );
                 response
             })
         }

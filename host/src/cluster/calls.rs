@@ -17,7 +17,11 @@
 //! (JetStream's `max_age`), so there is nothing to sweep.
 
 use super::{Cluster, ClusterError};
-use crate::events::calls::{AsyncCalls, CallRecord, Claim, Full, QueueError, decode, is_call_id};
+use crate::events::calls::backlog::Caps;
+use crate::events::calls::queue::{Claim, decode};
+use crate::events::calls::record::CallRecord;
+use crate::events::calls::store::{CallFuture, Keep};
+use crate::events::calls::{AsyncCalls, CallStore, Full, QueueError, is_call_id};
 use async_nats::jetstream::consumer::{AckPolicy, PullConsumer, pull};
 use async_nats::jetstream::message::{AckKind, Acker};
 use async_nats::jetstream::{kv as js_kv, object_store, stream};
@@ -291,7 +295,7 @@ impl ClusterCalls {
             let answer = if record.state.is_final() {
                 AckKind::Ack
             } else {
-                let now = crate::events::calls::now_ms();
+                let now = crate::events::calls::record::now_ms();
                 AckKind::Nak(Some(Duration::from_millis(
                     record.due_ms.saturating_sub(now),
                 )))
@@ -438,5 +442,62 @@ impl ClusterCalls {
 impl From<ClusterError> for QueueError {
     fn from(error: ClusterError) -> Self {
         failed(error)
+    }
+}
+
+impl CallStore for ClusterCalls {
+    fn damage(&self) -> Option<String> {
+        None
+    }
+
+    fn wake(&self) -> Arc<Notify> {
+        self.wake.clone()
+    }
+
+    fn accept<'a>(
+        &'a self,
+        record: &'a CallRecord,
+        body: Bytes,
+        _caps: Caps,
+    ) -> CallFuture<'a, ()> {
+        Box::pin(ClusterCalls::accept(self, record, body))
+    }
+
+    fn save<'a>(
+        &'a self,
+        record: &'a CallRecord,
+        _old_due: Option<u64>,
+        result: Option<Bytes>,
+    ) -> CallFuture<'a, ()> {
+        Box::pin(ClusterCalls::save(self, record, result))
+    }
+
+    fn sweep(&self, _cutoff_ms: u64) -> CallFuture<'_, usize> {
+        Box::pin(std::future::ready(Ok(0)))
+    }
+
+    fn claim(&self, now_ms: u64) -> CallFuture<'_, Claim> {
+        Box::pin(ClusterCalls::claim(self, now_ms))
+    }
+
+    fn release(&self, id: &str) {
+        ClusterCalls::release(self, id);
+    }
+
+    fn running_since(&self, id: &str) -> Option<u64> {
+        ClusterCalls::running_since(self, id)
+    }
+
+    fn get<'a>(&'a self, id: &'a str) -> CallFuture<'a, Option<(CallRecord, Option<Bytes>)>> {
+        Box::pin(ClusterCalls::get(self, id))
+    }
+
+    fn list<'a>(
+        &'a self,
+        before: Option<&'a str>,
+        limit: usize,
+        keep: Keep<'a>,
+    ) -> CallFuture<'a, (Vec<CallRecord>, bool)> {
+        Box::pin(ClusterCalls::list(self, before, limit, keep))
     }
 }

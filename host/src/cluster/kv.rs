@@ -236,7 +236,7 @@ impl KvBackend for NatsKv {
             for key in keys {
                 let value = self.get_value(bucket, key).await?;
                 if let Some(value) = &value {
-                    crate::state::count_read(&mut total, value.len(), max_bytes)?;
+                    crate::state::store::count_read(&mut total, value.len(), max_bytes)?;
                 }
                 values.push(value);
             }

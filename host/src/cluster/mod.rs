@@ -25,9 +25,9 @@ mod calls;
 mod converge;
 mod kv;
 
-use crate::deploy::record::FunctionRecord;
+use crate::backplane::records::FunctionRecord;
+use crate::backplane::{Committed, Shared, SharedState};
 use crate::error::DeployError;
-use crate::host::HostInner;
 use async_nats::jetstream::{self, kv as js_kv, object_store};
 use bytes::Bytes;
 pub(crate) use calls::ClusterCalls;
@@ -235,20 +235,18 @@ impl Cluster {
         calls: &crate::events::calls::AsyncCalls,
     ) -> (
         Arc<dyn crate::state::KvBackend>,
-        crate::events::calls::CallStore,
+        Arc<dyn crate::events::calls::CallStore>,
     ) {
         (
             Arc::new(NatsKv::new(self.clone(), limits)),
-            crate::events::calls::CallStore::Cluster(Box::new(ClusterCalls::new(
-                self.clone(),
-                calls,
-            ))),
+            Arc::new(ClusterCalls::new(self.clone(), calls)),
         )
     }
 
-    /// Starts the converger of the host behind `inner`.
-    pub(crate) fn start(inner: Weak<HostInner>) {
-        tokio::spawn(converge::run(inner));
+    /// Starts the converger: it follows the desired state and applies it
+    /// through `deployer` until the deployer is dropped.
+    pub(crate) fn start_converger(self: &Arc<Self>, deployer: Weak<crate::deploy::Deployer>) {
+        tokio::spawn(converge::run(self.clone(), deployer));
     }
 
     fn unreachable(&self, reason: impl std::fmt::Display) -> ClusterError {
@@ -550,6 +548,51 @@ fn conflict(name: &str) -> DeployError {
 impl From<ClusterError> for DeployError {
     fn from(error: ClusterError) -> Self {
         DeployError::ClusterUnavailable(error.to_string())
+    }
+}
+
+impl SharedState for Cluster {
+    fn put_record<'a>(
+        &'a self,
+        record: &'a FunctionRecord,
+    ) -> Shared<'a, Result<Committed, DeployError>> {
+        Box::pin(async move { Cluster::put_record(self, record).await.map(Some) })
+    }
+
+    fn remove_record<'a>(&'a self, name: &'a str) -> Shared<'a, Result<Committed, DeployError>> {
+        Box::pin(async move { Cluster::remove_record(self, name).await.map(Some) })
+    }
+
+    fn put_source<'a>(
+        &'a self,
+        source: &'a SourceHash,
+        wasm: &'a Bytes,
+    ) -> Shared<'a, Result<(), DeployError>> {
+        Box::pin(async move {
+            self.connected_for_write().await?;
+            Cluster::put_source(self, source, wasm).await?;
+            Ok(())
+        })
+    }
+
+    fn catch_up(&self) -> Shared<'_, ()> {
+        Box::pin(Cluster::catch_up(self))
+    }
+
+    fn settle(&self, revision: u64) -> Shared<'_, ()> {
+        Box::pin(Cluster::settle(self, revision))
+    }
+
+    fn claim_tick<'a>(&'a self, job: &'a str, due_unix: u64) -> Shared<'a, bool> {
+        Box::pin(Cluster::claim_tick(self, job, due_unix))
+    }
+
+    fn health(&self) -> Option<ClusterHealth> {
+        Some(Cluster::health(self))
+    }
+
+    fn shares_buckets(&self) -> bool {
+        true
     }
 }
 

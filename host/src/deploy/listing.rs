@@ -1,16 +1,16 @@
 //! What is deployed, as the admin API shows it: [`FunctionInfo`] built from
 //! the registry's current snapshot, and each version's uploaded binary.
 
+use super::Deployer;
 use crate::error::{DeployError, HostFailure};
-use crate::host::Host;
 use crate::registry::FunctionEntry;
+use std::sync::Arc;
 use wisp_spec::api::{FunctionInfo, VersionSummary};
 
-impl Host {
+impl Deployer {
     /// Every deployed function.
-    pub fn functions(&self) -> Vec<FunctionInfo> {
-        self.inner
-            .registry
+    pub fn functions(self: &Arc<Self>) -> Vec<FunctionInfo> {
+        self.registry
             .snapshot()
             .entries()
             .values()
@@ -19,20 +19,20 @@ impl Host {
     }
 
     /// One deployed function.
-    pub fn function(&self, name: &str) -> Option<FunctionInfo> {
-        self.inner.registry.snapshot().get(name).map(|e| info_of(e))
+    pub fn function(self: &Arc<Self>, name: &str) -> Option<FunctionInfo> {
+        self.registry.snapshot().get(name).map(|e| info_of(e))
     }
 
     /// The uploaded binary of version `version` of function `name` (by
     /// default the version with the most traffic, the newest on a tie),
     /// with its number: what `wisp push` publishes.
     pub async fn source(
-        &self,
+        self: &Arc<Self>,
         name: &str,
         version: Option<u32>,
     ) -> Result<(u32, Vec<u8>), DeployError> {
         let (number, source) = {
-            let snapshot = self.inner.registry.snapshot();
+            let snapshot = self.registry.snapshot();
             let entry = snapshot
                 .get(name)
                 .ok_or_else(|| DeployError::UnknownFunction(name.to_owned()))?;
@@ -66,7 +66,7 @@ impl Host {
         })?;
         let host = self.clone();
         let read =
-            tokio::task::spawn_blocking(move || host.inner.artifacts.read_source(&source)).await;
+            tokio::task::spawn_blocking(move || host.runtime.artifacts.read_source(&source)).await;
         let wasm = read
             .map_err(|e| {
                 HostFailure::logged(

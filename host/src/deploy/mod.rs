@@ -11,29 +11,36 @@
 //! `disk/crash_point.rs` names the steps in between, so the tests can crash the
 //! host inside each one.
 
-pub(crate) mod artifact;
-pub(crate) mod damage;
 mod listing;
-mod publish;
-pub(crate) mod record;
+pub(crate) mod load;
+pub(crate) mod publish;
 mod release;
+mod state;
 
+use crate::backplane::records::RecordStore;
+use crate::backplane::records::{FunctionRecord, VersionRecord};
+use crate::backplane::{Committed, SharedState};
 use crate::disk::crash_point::CrashPoint;
 use crate::error::{DeployError, HostFailure};
-use crate::host::Host;
+use crate::observe::books::Books;
 use crate::observe::metrics::FunctionMetrics;
+use crate::observe::metrics::Metrics;
+use crate::registry::Registry;
+use crate::runtime::Runtime;
 use crate::runtime::engine;
 use crate::runtime::function::{Function, VersionInfo};
+use crate::state::{KvBackend, SecretStore};
 use bytes::Bytes;
-pub(crate) use publish::{Committed, Pending};
-use record::{FunctionRecord, VersionRecord};
+pub(crate) use publish::Pending;
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use wisp_spec::api::DeployReport;
 use wisp_spec::inspect;
 use wisp_spec::name::validate_name;
 use wisp_spec::route::Route;
+use wisp_spec::settings::RootDir;
 use wisp_spec::settings::{RawSettings, Settings, SettingsError};
 use wisp_spec::source::SourceHash;
 use wisp_spec::traffic::TrafficShare;
@@ -127,9 +134,98 @@ struct Built {
     artifact_bytes: u64,
 }
 
-impl Host {
+/// What the deployer is built from: the host-wide rules for deploys.
+#[derive(Debug, Clone)]
+pub(crate) struct DeployOptions {
+    /// The data directory (no `dir` mount may reach it).
+    pub(crate) data_dir: PathBuf,
+    /// Largest upload, in bytes.
+    pub(crate) max_upload_bytes: u64,
+    /// Versions kept per function besides those with traffic.
+    pub(crate) keep_versions: usize,
+    /// Whether sandboxes come from the pooling allocator (a deploy then
+    /// instantiates once to check the pool can hold the function).
+    pub(crate) pooling: bool,
+    /// Whether a function may mount `/` of the host (`--allow-root-dir`).
+    pub(crate) allow_root_dir: bool,
+    /// The directories `dir` mounts must lie under (empty: anywhere but
+    /// the data dir).
+    pub(crate) dir_roots: Vec<PathBuf>,
+}
+
+impl DeployOptions {
+    /// Refuses `settings` whose `dir`s (already canonical) reach the data
+    /// directory or lie outside [`DeployOptions::dir_roots`].
+    pub(crate) fn check_dirs(&self, settings: &Settings) -> Result<(), SettingsError> {
+        let data_dir =
+            std::fs::canonicalize(&self.data_dir).unwrap_or_else(|_| self.data_dir.clone());
+        for mount in &settings.dirs {
+            let typed = format!("{}:{}", mount.host.display(), mount.guest);
+            if mount.host.starts_with(&data_dir) {
+                return Err(SettingsError::invalid(
+                    "dir",
+                    typed,
+                    "a HOST_DIR outside the host's data directory (it holds secrets and stored calls)",
+                ));
+            }
+            let allowed = self.dir_roots.is_empty()
+                || self.dir_roots.iter().any(|root| {
+                    let root = std::fs::canonicalize(root).unwrap_or_else(|_| root.clone());
+                    mount.host.starts_with(root)
+                });
+            if !allowed {
+                return Err(SettingsError::invalid(
+                    "dir",
+                    typed,
+                    "a HOST_DIR under one of the host's `--dir-root` directories",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// What `dir` settings may grant on this host.
+    pub(crate) fn root_dir(&self) -> RootDir {
+        if self.allow_root_dir {
+            RootDir::Allowed
+        } else {
+            RootDir::Refused
+        }
+    }
+}
+
+/// The deployer: every change of the deployed set goes through it —
+/// deploys, traffic, rollback, retire, remove, the start-up load and what
+/// the converger applies from the shared desired state. It compiles into
+/// the runtime, commits to the backplane and publishes to the registry;
+/// it never runs a request.
+pub(crate) struct Deployer {
+    pub(crate) runtime: Arc<Runtime>,
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) books: Arc<Books>,
+    pub(crate) metrics: Arc<Metrics>,
+    /// This host's copy of the records.
+    pub(crate) records: RecordStore,
+    /// The desired state shared with other hosts (or none).
+    pub(crate) shared: Arc<dyn SharedState>,
+    /// The key-value store, for guests' services and removed functions.
+    pub(crate) kv: Arc<dyn KvBackend>,
+    /// Every function's secrets.
+    pub(crate) secrets: Arc<SecretStore>,
+    /// Serializes changes to the deployed set (record writes and
+    /// publishing; never compiling). Requests never take it.
+    pub(crate) writer: tokio::sync::Mutex<()>,
+    /// Sources of deploys still compiling, which garbage collection keeps.
+    pub(crate) pending: Pending,
+    pub(crate) options: DeployOptions,
+}
+
+impl Deployer {
     /// Deploys a new version of a function.
-    pub async fn deploy(&self, request: DeployRequest) -> Result<DeployReport, DeployError> {
+    pub async fn deploy(
+        self: &Arc<Self>,
+        request: DeployRequest,
+    ) -> Result<DeployReport, DeployError> {
         let DeployRequest {
             name,
             route,
@@ -144,11 +240,11 @@ impl Host {
         if let Some(origin) = &origin {
             check_origin(origin)?;
         }
-        let limit = self.inner.config.max_upload_bytes;
+        let limit = self.options.max_upload_bytes;
         if wasm.len() as u64 > limit {
             return Err(DeployError::TooLarge { limit });
         }
-        let existing = self.inner.registry.snapshot().get(&name).cloned();
+        let existing = self.registry.snapshot().get(&name).cloned();
         let keep_route = route.is_none();
         let route = match (route, &existing) {
             (Some(route), _) => route,
@@ -172,18 +268,18 @@ impl Host {
             Some(previous) => (Some(previous.number), raw.inherit(&previous.settings)),
             None => (None, Vec::new()),
         };
-        let settings = Settings::validate(&raw, self.inner.config.root_dir())?;
-        self.inner.config.check_dirs(&settings)?;
+        let settings = Settings::validate(&raw, self.options.root_dir())?;
+        self.options.check_dirs(&settings)?;
         let (abi, needs) = inspect::inspect_with_resources(&wasm)?;
-        if self.inner.config.pooling {
+        if self.options.pooling {
             engine::check_fits_pool(&needs).map_err(DeployError::Instantiate)?;
         }
         // Checked now to fail fast, and again under the writer lock.
         self.check_route(&route, &name)?;
 
         let source = SourceHash::of(&wasm);
-        self.share_source(&source, &wasm).await?;
-        let pending = self.inner.pending.hold(&source);
+        self.shared.put_source(&source, &wasm).await?;
+        let pending = self.pending.hold(&source);
         let built = self.build(abi, source, wasm, &name, &settings).await;
         let placement = Placement {
             route,
@@ -204,16 +300,16 @@ impl Host {
         drop(pending);
         if published.is_err() {
             // Whatever this deploy stored is referenced by nothing: remove it.
-            let _writer = self.inner.writer.lock().await;
-            let current = self.inner.registry.snapshot_full();
+            let _writer = self.writer.lock().await;
+            let current = self.registry.snapshot_full();
             self.collect_garbage(current.entries()).await;
         }
         published
     }
 
     /// Refuses `route` when a function other than `name` serves it.
-    fn check_route(&self, route: &Route, name: &str) -> Result<(), DeployError> {
-        let current = self.inner.registry.snapshot();
+    fn check_route(self: &Arc<Self>, route: &Route, name: &str) -> Result<(), DeployError> {
+        let current = self.registry.snapshot();
         match current.route_owner(route, name) {
             Some(owner) => Err(DeployError::RouteTaken {
                 route: route.to_string(),
@@ -227,38 +323,40 @@ impl Host {
     /// loads the code and instantiates it once, to catch what the pool
     /// cannot hold. Runs without the writer lock.
     async fn build(
-        &self,
+        self: &Arc<Self>,
         abi: inspect::Abi,
         source: SourceHash,
         wasm: Bytes,
         name: &str,
         settings: &Settings,
     ) -> Result<Built, DeployError> {
-        let key = self.inner.artifacts.compiled_key(&source);
+        let key = self.runtime.artifacts.compiled_key(&source);
         let host = self.clone();
         let function = name.to_owned();
-        let slot = self.inner.code.slot(&key, abi, source.clone(), name);
+        let slot = self.runtime.code.slot(&key, abi, source.clone(), name);
         let to_load = slot.clone();
         let (code, compile_ms, artifact_bytes) =
             tokio::task::spawn_blocking(move || -> Result<_, DeployError> {
-                host.inner.artifacts.put_source(&wasm).map_err(|e| {
+                host.runtime.artifacts.put_source(&wasm).map_err(|e| {
                     HostFailure::logged(format!("storing the upload of `{function}` failed"), e)
                 })?;
                 CrashPoint::SourceWritten.reached();
                 let mut compile_ms = None;
                 let mut turn = to_load.blocking_turn();
-                let code = host.load_code(&to_load, &mut turn, || {
-                    if let Ok(path) = host.inner.artifacts.verified_compiled(&key) {
+                let code = host.runtime.load_code(&to_load, &mut turn, || {
+                    if let Ok(path) = host.runtime.artifacts.verified_compiled(&key) {
                         return Ok(path);
                     }
                     let started = Instant::now();
-                    let path = host.compile_and_store(abi, &wasm, &key, &function)?;
+                    let path = host
+                        .runtime
+                        .compile_and_store(abi, &wasm, &key, &function)?;
                     CrashPoint::ArtifactWritten.reached();
                     compile_ms =
                         Some(u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX));
                     Ok(path)
                 })?;
-                let artifact_bytes = std::fs::metadata(host.inner.artifacts.compiled_path(&key))
+                let artifact_bytes = std::fs::metadata(host.runtime.artifacts.compiled_path(&key))
                     .map_or(0, |m| m.len());
                 Ok((code, compile_ms, artifact_bytes))
             })
@@ -271,7 +369,7 @@ impl Host {
             settings,
             &outbound,
             &services,
-            &self.inner.guest_memory,
+            &self.runtime.guest_memory,
         )
         .await
         .map_err(|e| DeployError::Instantiate(e.to_string()))?;
@@ -288,7 +386,7 @@ impl Host {
     /// another host's deploy of the same function may commit first: then
     /// this one catches up and numbers its version after that one.
     async fn publish_version(
-        &self,
+        self: &Arc<Self>,
         name: &str,
         placement: &Placement,
         settings: Settings,
@@ -306,7 +404,7 @@ impl Host {
                 }
                 Err(DeployError::Conflict(_)) if conflicts < MAX_DEPLOY_CONFLICTS => {
                     conflicts += 1;
-                    self.catch_up().await;
+                    self.shared.catch_up().await;
                 }
                 Err(e) => return Err(e),
             }
@@ -315,14 +413,14 @@ impl Host {
 
     /// Numbers, records and commits a built version, under the writer lock.
     async fn commit_version(
-        &self,
+        self: &Arc<Self>,
         name: &str,
         placement: &Placement,
         settings: &Settings,
         built: &Built,
     ) -> Result<(DeployReport, Committed), DeployError> {
-        let _writer = self.inner.writer.lock().await;
-        let current = self.inner.registry.snapshot_full();
+        let _writer = self.writer.lock().await;
+        let current = self.registry.snapshot_full();
         let existing = current.get(name);
         let route = match existing {
             Some(entry) if placement.keep_route => entry.record.route.clone(),
@@ -381,7 +479,7 @@ impl Host {
                 weight: 100,
             }]);
         }
-        publish::apply_retention(&mut record, self.inner.config.keep_versions);
+        publish::apply_retention(&mut record, self.options.keep_versions);
 
         let mut versions: BTreeMap<u32, Arc<Function>> =
             existing.map(|e| e.versions.clone()).unwrap_or_default();
@@ -390,7 +488,7 @@ impl Host {
         let committed = match self.commit(&current, record.clone(), Some(versions)).await {
             Ok(committed) => committed,
             Err(e) => {
-                self.inner.metrics.forget_version(name, number);
+                self.metrics.forget_version(name, number);
                 return Err(e);
             }
         };

@@ -5,10 +5,11 @@
 //! every source and artifact no record uses, except the sources of deploys
 //! still compiling ([`Pending`]), which have stored files but no record yet.
 
-use crate::deploy::record::{FunctionRecord, VersionRecord};
+use super::Deployer;
+use crate::backplane::Committed;
+use crate::backplane::records::{FunctionRecord, VersionRecord};
 use crate::disk::crash_point::CrashPoint;
 use crate::error::{DeployError, HostFailure};
-use crate::host::Host;
 use crate::registry::{FunctionEntry, Snapshot};
 use crate::runtime::function::Function;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -62,83 +63,30 @@ impl Drop for PendingSource<'_> {
     }
 }
 
-/// Where a change was committed.
-#[must_use = "a cluster write is visible here only once settled"]
-pub(crate) enum Committed {
-    /// In this host's data dir, and published.
-    Local,
-    /// In the cluster, at this revision of the desired state; this host
-    /// publishes it when its converger gets there.
-    #[cfg(feature = "cluster")]
-    Cluster(u64),
-}
-
-impl Host {
-    /// Commits `record`: to the cluster in cluster mode (compare-and-set on
-    /// the revision this host applied), else to the data dir and the
-    /// registry ([`Host::save_and_publish`]). Call with the writer lock
-    /// held, then [`Host::settle`] after releasing it.
+impl Deployer {
+    /// Commits `record`: to the shared desired state when there is one
+    /// (compare-and-set on the revision this host applied), else to the
+    /// data dir and the registry ([`Deployer::save_and_publish`]). Call
+    /// with the writer lock held, then [`Deployer::settle`] after
+    /// releasing it.
     pub(crate) async fn commit(
-        &self,
+        self: &Arc<Self>,
         current: &Snapshot,
         record: FunctionRecord,
         versions: Option<BTreeMap<u32, Arc<Function>>>,
     ) -> Result<Committed, DeployError> {
-        #[cfg(feature = "cluster")]
-        if let Some(cluster) = &self.inner.cluster {
-            return cluster.put_record(&record).await.map(Committed::Cluster);
+        let committed = self.shared.put_record(&record).await?;
+        if committed.is_none() {
+            self.save_and_publish(current, record, versions).await?;
         }
-        self.save_and_publish(current, record, versions).await?;
-        Ok(Committed::Local)
-    }
-
-    /// Commits the removal of function `name` to the cluster in cluster
-    /// mode; `Local` otherwise, where the caller removes it.
-    pub(crate) async fn commit_removal(&self, name: &str) -> Result<Committed, DeployError> {
-        #[cfg(feature = "cluster")]
-        if let Some(cluster) = &self.inner.cluster {
-            return cluster.remove_record(name).await.map(Committed::Cluster);
-        }
-        let _ = name;
-        Ok(Committed::Local)
-    }
-
-    /// In cluster mode, stores an upload in the cluster's object store
-    /// (failing fast when NATS is away), so every host can fetch it.
-    pub(crate) async fn share_source(
-        &self,
-        source: &wisp_spec::source::SourceHash,
-        wasm: &bytes::Bytes,
-    ) -> Result<(), DeployError> {
-        #[cfg(feature = "cluster")]
-        if let Some(cluster) = &self.inner.cluster {
-            cluster.connected_for_write().await?;
-            cluster.put_source(source, wasm).await?;
-        }
-        let _ = (source, wasm);
-        Ok(())
-    }
-
-    /// Waits until this host has applied everything the cluster had when
-    /// asked (nothing to wait for on a single node).
-    pub(crate) async fn catch_up(&self) {
-        #[cfg(feature = "cluster")]
-        if let Some(cluster) = &self.inner.cluster {
-            cluster.catch_up().await;
-        }
+        Ok(committed)
     }
 
     /// Waits until what was committed is published on this host. Call
     /// without the writer lock: the converger needs it.
     pub(crate) async fn settle(&self, committed: Committed) {
-        match committed {
-            Committed::Local => {}
-            #[cfg(feature = "cluster")]
-            Committed::Cluster(revision) => {
-                if let Some(cluster) = &self.inner.cluster {
-                    cluster.settle(revision).await;
-                }
-            }
+        if let Some(revision) = committed {
+            self.shared.settle(revision).await;
         }
     }
 
@@ -149,7 +97,7 @@ impl Host {
     /// so a change that repairs a damaged record makes it serve again. Call
     /// with the writer lock held.
     pub(crate) async fn save_and_publish(
-        &self,
+        self: &Arc<Self>,
         current: &Snapshot,
         record: FunctionRecord,
         versions: Option<BTreeMap<u32, Arc<Function>>>,
@@ -163,8 +111,8 @@ impl Host {
         let host = self.clone();
         let to_save = record.clone();
         let (saved, missing) = tokio::task::spawn_blocking(move || {
-            let saved = host.inner.records.save(&to_save);
-            (saved, host.missing_sources(&to_save))
+            let saved = host.records.save(&to_save);
+            (saved, host.runtime.artifacts.missing_sources(&to_save))
         })
         .await
         .map_err(|e| {
@@ -177,7 +125,7 @@ impl Host {
         if let Some(old) = current.get(&record.name) {
             for dropped in old.record.versions.iter().map(|v| v.number) {
                 if record.version(dropped).is_none() {
-                    self.inner.metrics.forget_version(&record.name, dropped);
+                    self.metrics.forget_version(&record.name, dropped);
                 }
             }
         }
@@ -190,15 +138,18 @@ impl Host {
     }
 
     /// Publishes a new deployed set and removes artifacts it no longer needs.
-    pub(crate) async fn publish(&self, entries: BTreeMap<String, Arc<FunctionEntry>>) {
-        self.inner.metrics.set_functions(entries.len());
+    pub(crate) async fn publish(self: &Arc<Self>, entries: BTreeMap<String, Arc<FunctionEntry>>) {
+        self.metrics.set_functions(entries.len());
         self.collect_garbage(&entries).await;
-        self.inner.registry.publish(Snapshot::new(entries));
+        self.registry.publish(Snapshot::new(entries));
     }
 
     /// Removes every source and artifact that no version in `entries` and no
     /// deploy in progress uses. Call with the writer lock held.
-    pub(crate) async fn collect_garbage(&self, entries: &BTreeMap<String, Arc<FunctionEntry>>) {
+    pub(crate) async fn collect_garbage(
+        self: &Arc<Self>,
+        entries: &BTreeMap<String, Arc<FunctionEntry>>,
+    ) {
         let mut keep: HashSet<SourceHash> = entries
             .values()
             .flat_map(|e| {
@@ -208,10 +159,10 @@ impl Host {
                     .filter_map(VersionRecord::source_hash)
             })
             .collect();
-        keep.extend(self.inner.pending.sources());
+        keep.extend(self.pending.sources());
         let host = self.clone();
         let cleaned =
-            tokio::task::spawn_blocking(move || host.inner.artifacts.retain_sources(&keep)).await;
+            tokio::task::spawn_blocking(move || host.runtime.artifacts.retain_sources(&keep)).await;
         if let Ok(Err(e)) = cleaned {
             tracing::warn!(error = %e, "removing unused artifacts failed");
         }
@@ -239,7 +190,7 @@ pub(super) fn apply_retention(record: &mut FunctionRecord, keep: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::deploy::record::test_record;
+    use crate::backplane::records::test_record;
     use wisp_spec::traffic::TrafficShare;
 
     #[test]

@@ -3,11 +3,10 @@
 //! publish under the writer lock; requests in flight finish on the version
 //! they started on.
 
-use crate::deploy::Committed;
-use crate::deploy::record::FunctionRecord;
+use super::Deployer;
+use crate::backplane::records::FunctionRecord;
 use crate::disk::crash_point::CrashPoint;
 use crate::error::{DeployError, HostFailure};
-use crate::host::Host;
 use crate::registry::{FunctionEntry, Snapshot};
 use crate::runtime::function::Function;
 use std::collections::BTreeMap;
@@ -16,18 +15,18 @@ use std::sync::Arc;
 use wisp_spec::api::{FunctionInfo, Removed, Retired};
 use wisp_spec::traffic::{self, TrafficShare};
 
-impl Host {
+impl Deployer {
     /// Removes function `name` and every version of it, with its own
     /// key-value bucket and its secrets. Requests already running finish.
-    pub async fn remove(&self, name: &str) -> Result<Removed, DeployError> {
+    pub async fn remove(self: &Arc<Self>, name: &str) -> Result<Removed, DeployError> {
         let committed = {
-            let _writer = self.inner.writer.lock().await;
-            let current = self.inner.registry.snapshot_full();
+            let _writer = self.writer.lock().await;
+            let current = self.registry.snapshot_full();
             if current.get(name).is_none() {
                 return Err(DeployError::UnknownFunction(name.to_owned()));
             }
-            let committed = self.commit_removal(name).await?;
-            if matches!(committed, Committed::Local) {
+            let committed = self.shared.remove_record(name).await?;
+            if committed.is_none() {
                 self.unpublish_locked(&current, name).await?;
             }
             committed
@@ -49,13 +48,13 @@ impl Host {
     /// without it; forgets its logs, usage and metrics. Call with the writer
     /// lock held.
     pub(crate) async fn unpublish_locked(
-        &self,
+        self: &Arc<Self>,
         current: &Snapshot,
         name: &str,
     ) -> Result<(), DeployError> {
         let host = self.clone();
         let owned = name.to_owned();
-        tokio::task::spawn_blocking(move || host.inner.records.remove(&owned))
+        tokio::task::spawn_blocking(move || host.records.remove(&owned))
             .await
             .map_err(|e| HostFailure::logged(format!("removing the record of `{name}` failed"), e))?
             .map_err(|e| {
@@ -65,7 +64,7 @@ impl Host {
         let mut entries = current.entries().clone();
         entries.remove(name);
         self.publish(entries).await;
-        self.forget(name);
+        self.books.forget(name);
         Ok(())
     }
 
@@ -73,7 +72,7 @@ impl Host {
     /// split is kept for [`Host::rollback`]. Requests in flight finish where
     /// they started.
     pub async fn set_traffic(
-        &self,
+        self: &Arc<Self>,
         name: &str,
         shares: Vec<TrafficShare>,
     ) -> Result<FunctionInfo, DeployError> {
@@ -94,7 +93,7 @@ impl Host {
 
     /// Moves all of function `name`'s traffic back to the split before the
     /// last deploy or traffic change, in one atomic step.
-    pub async fn rollback(&self, name: &str) -> Result<FunctionInfo, DeployError> {
+    pub async fn rollback(self: &Arc<Self>, name: &str) -> Result<FunctionInfo, DeployError> {
         self.change_record(name, |entry| {
             let mut record = entry.record.clone();
             if record.previous_traffic.is_empty() {
@@ -127,7 +126,11 @@ impl Host {
     /// dropped ([`Retired::rollback_cleared`]): rolling back to a split with
     /// a hole would serve a split nobody chose, so [`Host::rollback`] has
     /// nothing to go back to until the next traffic change.
-    pub async fn retire(&self, name: &str, version: u32) -> Result<Retired, DeployError> {
+    pub async fn retire(
+        self: &Arc<Self>,
+        name: &str,
+        version: u32,
+    ) -> Result<Retired, DeployError> {
         let rollback_cleared = self
             .change_record(name, |entry| {
                 let mut record = entry.record.clone();
@@ -177,13 +180,13 @@ impl Host {
     /// versions (`None`: the current ones) and what the caller gets back.
     /// The change is committed, then awaited until this host serves it.
     async fn change_record<T>(
-        &self,
+        self: &Arc<Self>,
         name: &str,
         change: impl FnOnce(&FunctionEntry) -> Result<ChangedRecord<T>, DeployError>,
     ) -> Result<T, DeployError> {
         let (committed, outcome) = {
-            let _writer = self.inner.writer.lock().await;
-            let current = self.inner.registry.snapshot_full();
+            let _writer = self.writer.lock().await;
+            let current = self.registry.snapshot_full();
             let entry = current
                 .get(name)
                 .ok_or_else(|| DeployError::UnknownFunction(name.to_owned()))?;

@@ -13,12 +13,14 @@
 //! in the cluster's `wisp-cron` bucket.
 //!
 //! The schedules are those of the versions holding traffic. The task holds
-//! the host weakly, so dropping the last `Host` stops it.
+//! its [`Cron`] weakly, so dropping the host stops it.
 
 use super::Trigger;
-use wisp_spec::headers::{SCHEDULE_HEADER, TRIGGER_HEADER};
-use crate::host::{Host, HostInner};
+use crate::backplane::SharedState;
+use crate::observe::metrics::Metrics;
 use crate::registry::FunctionEntry;
+use crate::registry::{Audience, Registry};
+use crate::request::Dispatcher;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use std::collections::{HashMap, HashSet};
@@ -26,6 +28,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use wisp_spec::api::ScheduleInfo;
+use wisp_spec::headers::{SCHEDULE_HEADER, TRIGGER_HEADER};
 use wisp_spec::schedule::Schedule;
 
 /// Longest the task sleeps, so a new deploy's schedule is seen.
@@ -50,19 +53,27 @@ impl Job {
     }
 }
 
-/// Starts the cron task of the host behind `inner`.
-pub(crate) fn start(inner: Weak<HostInner>) {
-    tokio::spawn(run(inner));
+/// What the cron task uses: the deployed schedules, the request path, and
+/// the shared claims that make a tick run once per cluster.
+pub(crate) struct Cron {
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) dispatcher: Arc<Dispatcher>,
+    pub(crate) shared: Arc<dyn SharedState>,
+    pub(crate) metrics: Arc<Metrics>,
 }
 
-async fn run(inner: Weak<HostInner>) {
+/// Starts the cron task of `cron`, until it is dropped.
+pub(crate) fn start(cron: Weak<Cron>) {
+    tokio::spawn(run(cron));
+}
+
+async fn run(owner: Weak<Cron>) {
     let mut due: HashMap<(String, String, String), SystemTime> = HashMap::new();
     let mut running: HashMap<(String, String, String), Arc<AtomicBool>> = HashMap::new();
     loop {
-        let Some(inner) = inner.upgrade() else { return };
-        let host = Host { inner };
+        let Some(cron) = owner.upgrade() else { return };
         let now = SystemTime::now();
-        let jobs = jobs(&host);
+        let jobs = jobs(&cron);
         let keys: HashSet<_> = jobs.iter().map(Job::key).collect();
         due.retain(|key, _| keys.contains(key));
         running.retain(|key, _| keys.contains(key));
@@ -78,7 +89,7 @@ async fn run(inner: Weak<HostInner>) {
             };
             let at = if at <= now {
                 let flag = running.entry(key.clone()).or_default().clone();
-                fire(&host, job, at, flag);
+                fire(&cron, job, at, flag);
                 match job.schedule.next_after(now) {
                     Some(next) => next,
                     None => continue,
@@ -89,14 +100,14 @@ async fn run(inner: Weak<HostInner>) {
             due.insert(key, at);
             nap = nap.min(at.duration_since(now).unwrap_or_default());
         }
-        drop(host);
+        drop(cron);
         tokio::time::sleep(nap).await;
     }
 }
 
 /// Every deployed function's jobs.
-fn jobs(host: &Host) -> Vec<Job> {
-    let snapshot = host.inner.registry.snapshot();
+fn jobs(cron: &Cron) -> Vec<Job> {
+    let snapshot = cron.registry.snapshot();
     snapshot
         .entries()
         .values()
@@ -157,18 +168,17 @@ fn join(route: &str, path: &str) -> String {
 
 /// Runs the tick due `at` on its own task unless the last run is still
 /// going; in a cluster, only on the host that claims it.
-fn fire(host: &Host, job: &Job, at: SystemTime, running: Arc<AtomicBool>) {
+fn fire(cron: &Arc<Cron>, job: &Job, at: SystemTime, running: Arc<AtomicBool>) {
     if running.swap(true, Ordering::AcqRel) {
-        host.inner
-            .metrics
+        cron.metrics
             .record_trigger_skipped(&job.function, Trigger::Cron);
         tracing::info!(function = %job.function, schedule = job.schedule.as_str(), "cron tick skipped: the last run is still going");
         return;
     }
-    let host = host.clone();
+    let cron = cron.clone();
     let job = job.clone();
     tokio::spawn(async move {
-        if !host.claim_tick(&job, at).await {
+        if !claim_tick(&cron, &job, at).await {
             running.store(false, Ordering::Release);
             return;
         }
@@ -178,8 +188,9 @@ fn fire(host: &Host, job: &Job, at: SystemTime, running: Arc<AtomicBool>) {
             .body(Empty::<Bytes>::new());
         match request {
             Ok(request) => {
-                let response = host
-                    .handle_started(&job.function, request, Trigger::Cron)
+                let response = cron
+                    .dispatcher
+                    .handle_named(&job.function, request, Audience::Public, Trigger::Cron)
                     .await;
                 // The body drives a streaming guest to its end.
                 let _ = response.into_body().collect().await;
@@ -192,21 +203,14 @@ fn fire(host: &Host, job: &Job, at: SystemTime, running: Arc<AtomicBool>) {
     });
 }
 
-impl Host {
-    /// In a cluster, claims the tick of `job` due `at` for this host (true
-    /// when this host runs it); on a single node, always true.
-    async fn claim_tick(&self, job: &Job, at: SystemTime) -> bool {
-        #[cfg(feature = "cluster")]
-        if let Some(cluster) = &self.inner.cluster {
-            let due = at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-            let (function, schedule, target) = job.key();
-            return cluster
-                .claim_tick(&format!("{function} {schedule} {target}"), due)
-                .await;
-        }
-        let _ = (job, at);
-        true
-    }
+/// Claims the tick of `job` due `at` for this host (true when this host
+/// runs it): always, alone; in a cluster, for the first host to claim it.
+async fn claim_tick(cron: &Cron, job: &Job, at: SystemTime) -> bool {
+    let due = at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let (function, schedule, target) = job.key();
+    cron.shared
+        .claim_tick(&format!("{function} {schedule} {target}"), due)
+        .await
 }
 
 #[cfg(test)]

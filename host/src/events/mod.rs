@@ -9,7 +9,6 @@
 //! another in-process; `calls/` accepts, stores and runs async calls.
 
 pub mod calls;
-pub(crate) mod chain;
 pub(crate) mod cron;
 
 pub use wisp_spec::api::Trigger;

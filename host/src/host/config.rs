@@ -6,15 +6,14 @@
 
 use crate::events::calls::AsyncCalls;
 use crate::observe::spans::TraceContext;
-use crate::request::pacing::BodyPacing;
 use crate::runtime::compiler::{CompileBudget, Compiler};
 use crate::runtime::engine;
+use crate::runtime::pacing::BodyPacing;
 use crate::state::KvLimits;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use wisp_spec::limits;
-use wisp_spec::settings::{RootDir, Settings, SettingsError};
 
 /// Default cap on an uploaded `.wasm`, in bytes.
 pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 200 << 20;
@@ -96,47 +95,6 @@ pub struct HostConfig {
     pub cluster: Option<crate::cluster::ClusterConfig>,
 }
 
-impl HostConfig {
-    /// Refuses `settings` whose `dir`s (already canonical) reach the data
-    /// directory or lie outside [`HostConfig::dir_roots`].
-    pub(crate) fn check_dirs(&self, settings: &Settings) -> Result<(), SettingsError> {
-        let data_dir =
-            std::fs::canonicalize(&self.data_dir).unwrap_or_else(|_| self.data_dir.clone());
-        for mount in &settings.dirs {
-            let typed = format!("{}:{}", mount.host.display(), mount.guest);
-            if mount.host.starts_with(&data_dir) {
-                return Err(SettingsError::invalid(
-                    "dir",
-                    typed,
-                    "a HOST_DIR outside the host's data directory (it holds secrets and stored calls)",
-                ));
-            }
-            let allowed = self.dir_roots.is_empty()
-                || self.dir_roots.iter().any(|root| {
-                    let root = std::fs::canonicalize(root).unwrap_or_else(|_| root.clone());
-                    mount.host.starts_with(root)
-                });
-            if !allowed {
-                return Err(SettingsError::invalid(
-                    "dir",
-                    typed,
-                    "a HOST_DIR under one of the host's `--dir-root` directories",
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    /// What `dir` settings may grant on this host.
-    pub(crate) fn root_dir(&self) -> RootDir {
-        if self.allow_root_dir {
-            RootDir::Allowed
-        } else {
-            RootDir::Refused
-        }
-    }
-}
-
 impl Default for HostConfig {
     fn default() -> Self {
         HostConfig {
@@ -194,13 +152,4 @@ pub enum StartError {
         /// What went wrong.
         reason: String,
     },
-}
-
-/// A problem found while loading the data dir: reported, never fatal.
-#[derive(Debug, Clone)]
-pub struct LoadProblem {
-    /// The function (or file) concerned.
-    pub subject: String,
-    /// What went wrong and what was done about it.
-    pub message: String,
 }

@@ -1,83 +1,76 @@
-//! [`Host`]: the embeddable function host, and its start-up.
+//! The composition root and the facade: [`Host`].
 //!
 //! A program embeds wisp by building a [`Host`] from a [`HostConfig`],
-//! deploying bytes under a name ([`Host::deploy`], in `deploy/`) and handing
-//! it `http::Request`s ([`Host::handle`], in `request/`). The CLI's `serve` is
-//! one such program. This module owns what those paths share: the engine,
-//! the stores on disk, the registry and the metrics.
+//! deploying bytes under a name ([`Host::deploy`]) and handing it
+//! `http::Request`s ([`Host::handle`]). The CLI's `serve` is one such
+//! program. [`Host::start`] builds the parts, each with exactly what it
+//! uses, and wires them; `Host`'s methods are one-line hand-offs to them:
+//!
+//! | part | owns | built from |
+//! | --- | --- | --- |
+//! | [`Runtime`] (`runtime/`) | the engine, compiled code, the host-wide budgets | options, metrics |
+//! | [`Registry`] (`registry/`) | the deployed set, read lock-free | — |
+//! | [`Books`] (`observe/`) | per-function usage, logs, recent traffic | metrics |
+//! | [`Deployer`] (`deploy/`) | every change of the deployed set | runtime, registry, books, backplane |
+//! | [`Dispatcher`] (`request/`) | the request path | runtime, registry, metrics |
+//! | [`Calls`] (`events/calls/`) | async calls: accept, store, run | dispatcher, registry, call store, shared state |
+//! | [`Cron`] (`events/cron.rs`) | schedules | dispatcher, registry, shared state |
+//! | the backplane (`backplane.rs` here) | what hosts share: this host alone, or a cluster | config |
+//!
+//! Background tasks (cron, call workers, the prepared-sandbox sweep, the
+//! cluster converger) each hold only their own part, weakly: dropping the
+//! last `Host` stops them. No part holds the `Host`.
 
+mod backplane;
 pub(crate) mod config;
-mod load;
-mod per_function;
 mod state;
 
-use crate::deploy::Pending;
-use crate::deploy::artifact::{ArtifactError, ArtifactStore};
-use crate::deploy::record::RecordStore;
+use crate::backplane::SharedState;
+use crate::backplane::records::RecordStore;
+use crate::deploy::load::LoadProblem;
+use crate::deploy::{DeployOptions, DeployRequest, Deployer, Pending};
 use crate::disk::dir_lock::{DirLock, DirLockError};
 use crate::disk::private;
-use crate::error::{DeployError, HostFailure, InvokeError};
-use crate::events::calls::{CallQueue, CallStore};
+use crate::error::{DeployError, InvokeError};
+use crate::events::calls::{CallFilter, Calls, QueueError};
+use crate::events::cron::{self, Cron};
+use crate::observe::books::Books;
 use crate::observe::logs::LogBook;
-use crate::observe::meter::Meter;
-use crate::observe::metrics::FunctionMetrics;
 use crate::observe::metrics::Metrics;
-use crate::registry::{Audience, Registry};
-use crate::runtime::buffers::BufferBudget;
-use crate::runtime::code_cache::{CodeCache, CodeSlot, LoadTurn};
+use crate::registry::{self, Audience, Registry};
+use crate::request::{DispatchOptions, Dispatcher};
+use crate::runtime::body::{BoxError, ResponseBody};
 pub use crate::runtime::code_cache::{DEFAULT_MAX_LOADED, DEFAULT_MAX_LOADED_BYTES, Residency};
-use crate::runtime::compiler;
-use crate::runtime::engine::{self, EngineOptions, EpochTicker};
-use crate::runtime::function::{Function, IdleSandbox, Linkers, LoadedCode, VersionInfo};
-use crate::runtime::prepared::PreparedBudget;
-use crate::runtime::sandbox::GuestMemory;
-use crate::runtime::services::GuestServices;
-use crate::runtime::slots::HostSlots;
-use crate::state::{KvBackend, RedbStore, SecretStore};
-pub use config::{HostConfig, LoadProblem, StartError};
-use per_function::PerFunction;
+use crate::runtime::function::IdleSandbox;
+use crate::runtime::{Runtime, RuntimeError, RuntimeOptions};
+use crate::state::{KvBackend, SecretStore};
+use bytes::Bytes;
+pub use config::{HostConfig, StartError};
 pub use state::MAX_KEYS_PER_LIST;
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
 use wasmtime::Engine;
-use wisp_spec::api::{FunctionStats, UsageReport};
-use wisp_spec::inspect::Abi;
-use wisp_spec::settings::Settings;
+use wisp_spec::api::{
+    CallInfo, CallList, DeployReport, FunctionInfo, FunctionStats, Removed, Retired, UsageReport,
+};
+use wisp_spec::traffic::TrafficShare;
 
+/// The parts of a host, wired.
 pub(crate) struct HostInner {
-    pub(crate) config: HostConfig,
+    config: HostConfig,
     /// The data directory is this host's while it lives.
     _lock: DirLock,
-    pub(crate) engine: Engine,
-    _ticker: EpochTicker,
-    pub(crate) linkers: Linkers,
-    pub(crate) artifacts: ArtifactStore,
-    pub(crate) records: RecordStore,
-    pub(crate) registry: Registry,
-    pub(crate) metrics: Metrics,
-    pub(crate) slots: HostSlots,
-    pub(crate) buffers: Arc<BufferBudget>,
-    pub(crate) guest_memory: Arc<GuestMemory>,
-    /// Serializes changes to the deployed set (record writes and publishing;
-    /// never compiling). Requests never take it.
-    pub(crate) writer: tokio::sync::Mutex<()>,
-    /// Sources of deploys still compiling, which garbage collection keeps.
-    pub(crate) pending: Pending,
-    /// The key-value store behind `wasi:keyvalue`.
-    pub(crate) kv: Arc<dyn KvBackend>,
-    /// Every function's secrets.
-    pub(crate) secrets: SecretStore,
-    /// Async calls, stored until they expire.
-    pub(crate) calls: CallStore,
-    per_function: PerFunction,
-    /// Compiled code, loaded on demand.
-    pub(crate) code: CodeCache,
-    /// The bound on sandboxes prepared ahead.
-    pub(crate) prepared: PreparedBudget,
-    /// The cluster this host belongs to, in cluster mode.
-    #[cfg(feature = "cluster")]
-    pub(crate) cluster: Option<Arc<crate::cluster::Cluster>>,
+    runtime: Arc<Runtime>,
+    registry: Arc<Registry>,
+    books: Arc<Books>,
+    metrics: Arc<Metrics>,
+    deployer: Arc<Deployer>,
+    dispatcher: Arc<Dispatcher>,
+    calls: Arc<Calls>,
+    /// Held so its task runs while the host lives.
+    _cron: Arc<Cron>,
+    kv: Arc<dyn KvBackend>,
+    secrets: Arc<SecretStore>,
+    shared: Arc<dyn SharedState>,
 }
 
 /// The function host. Cheap to clone; clones share everything.
@@ -91,281 +84,260 @@ impl Host {
     /// deployed function (recompiling only what is missing or corrupt).
     /// Problems with individual functions are returned, not fatal.
     pub async fn start(config: HostConfig) -> Result<(Host, Vec<LoadProblem>), StartError> {
-        let engine = engine::build(&EngineOptions {
-            max_instances: config
-                .max_instances
-                .saturating_add(u32::try_from(config.max_prepared).unwrap_or(u32::MAX)),
-            pooling: config.pooling,
-        })
-        .map_err(|e| StartError::Engine(format!("{e:#}")))?;
-        let ticker =
-            EpochTicker::start(engine.clone()).map_err(|e| StartError::Engine(e.to_string()))?;
-        let linkers = Linkers::new(&engine).map_err(|e| StartError::Engine(format!("{e:#}")))?;
+        let data_dir = config.data_dir.clone();
         let data_error = |reason: String| StartError::DataDir {
-            path: config.data_dir.clone(),
+            path: data_dir.clone(),
             reason,
         };
-        private::create(&config.data_dir).map_err(|e| data_error(e.to_string()))?;
-        let lock = DirLock::take(&config.data_dir).map_err(|e| match e {
+        private::create(&data_dir).map_err(|e| data_error(e.to_string()))?;
+        let lock = DirLock::take(&data_dir).map_err(|e| match e {
             DirLockError::InUse(pid) => StartError::DataDirInUse {
-                path: config.data_dir.clone(),
+                path: data_dir.clone(),
                 pid,
             },
             DirLockError::Io(e) => data_error(format!("locking it failed: {e}")),
         })?;
-        let artifacts = ArtifactStore::open(
-            &config.data_dir.join("artifacts"),
-            engine::compatibility_fingerprint(&engine),
+        let metrics = Arc::new(Metrics::new());
+        let runtime = Runtime::start(
+            RuntimeOptions {
+                max_instances: config.max_instances,
+                max_prepared: config.max_prepared,
+                pooling: config.pooling,
+                residency: config.residency,
+                max_buffered_bytes: config.max_buffered_bytes,
+                max_guest_memory_bytes: config.max_guest_memory_bytes,
+                compiler: config.compiler.clone(),
+                compile_budget: config.compile_budget,
+            },
+            &data_dir,
+            metrics.clone(),
         )
-        .map_err(|e| data_error(e.to_string()))?;
-        let records = RecordStore::open(
-            config.data_dir.join("functions"),
-            config.data_dir.join("artifacts/tmp"),
-        )
-        .map_err(|e| data_error(e.to_string()))?;
+        .map_err(|e| match e {
+            RuntimeError::Engine(reason) => StartError::Engine(reason),
+            RuntimeError::Artifacts(reason) => data_error(reason),
+        })?;
+        let runtime = Arc::new(runtime);
+        let records = RecordStore::open(data_dir.join("functions"), data_dir.join("artifacts/tmp"))
+            .map_err(|e| data_error(e.to_string()))?;
         let stored = records.load_all().map_err(|e| data_error(e.to_string()))?;
-        #[cfg(feature = "cluster")]
-        let cluster = match &config.cluster {
-            Some(cluster) => Some(Arc::new(
-                crate::cluster::Cluster::connect(cluster.clone())
-                    .await
-                    .map_err(StartError::Cluster)?,
-            )),
-            None => None,
-        };
-        // The key-value and call stores: the cluster's, or this node's.
-        #[cfg(feature = "cluster")]
-        let shared = cluster
-            .as_ref()
-            .map(|c| c.stores(config.kv_limits, &config.async_calls));
-        #[cfg(not(feature = "cluster"))]
-        let shared = None;
-        let (kv, calls): (Arc<dyn KvBackend>, CallStore) = match shared {
-            Some(shared) => shared,
-            None => (
-                Arc::new(
-                    RedbStore::open(&config.data_dir, config.kv_limits)
-                        .map_err(|e| data_error(e.to_string()))?,
-                ),
-                CallStore::Local(Box::new(
-                    CallQueue::open(&config.data_dir).map_err(|e| data_error(e.to_string()))?,
-                )),
-            ),
-        };
-        let secrets = SecretStore::open(&config.data_dir).map_err(|e| data_error(e.to_string()))?;
-        private::seal(&config.data_dir).map_err(|e| data_error(e.to_string()))?;
-        let metrics = Metrics::new();
-        let slots = HostSlots::new(config.max_instances, &metrics);
-        let buffers = BufferBudget::new(config.max_buffered_bytes, metrics.buffered().clone());
-        let guest_memory = GuestMemory::new(
-            config.max_guest_memory_bytes,
-            metrics.guest_memory().clone(),
+        let backplane = backplane::open(&config).await?;
+        let secrets =
+            Arc::new(SecretStore::open(&data_dir).map_err(|e| data_error(e.to_string()))?);
+        private::seal(&data_dir).map_err(|e| data_error(e.to_string()))?;
+
+        let registry = Arc::new(Registry::default());
+        let books = Arc::new(Books::new(metrics.clone()));
+        let deployer = Arc::new(Deployer {
+            runtime: runtime.clone(),
+            registry: registry.clone(),
+            books: books.clone(),
+            metrics: metrics.clone(),
+            records,
+            shared: backplane.shared.clone(),
+            kv: backplane.kv.clone(),
+            secrets: secrets.clone(),
+            writer: tokio::sync::Mutex::new(()),
+            pending: Pending::default(),
+            options: DeployOptions {
+                data_dir: data_dir.clone(),
+                max_upload_bytes: config.max_upload_bytes,
+                keep_versions: config.keep_versions,
+                pooling: config.pooling,
+                allow_root_dir: config.allow_root_dir,
+                dir_roots: config.dir_roots.clone(),
+            },
+        });
+        let dispatcher = Arc::new(Dispatcher {
+            registry: registry.clone(),
+            runtime: runtime.clone(),
+            metrics: metrics.clone(),
+            options: DispatchOptions {
+                access_log: config.access_log,
+                trace_context: config.trace_context.clone(),
+                body_pacing: config.body_pacing,
+                queue_timeout: config.queue_timeout,
+                prepare: config.max_prepared > 0,
+            },
+        });
+        let calls = Arc::new(Calls {
+            store: backplane.calls.clone(),
+            dispatcher: dispatcher.clone(),
+            registry: registry.clone(),
+            shared: backplane.shared.clone(),
+            config: config.async_calls,
+        });
+        let cron = Arc::new(Cron {
+            registry: registry.clone(),
+            dispatcher: dispatcher.clone(),
+            shared: backplane.shared.clone(),
+            metrics: metrics.clone(),
+        });
+
+        deployer.sweep_removed_state().await;
+        cron::start(Arc::downgrade(&cron));
+        registry::sweep_prepared(Arc::downgrade(&registry));
+        let problems = deployer.load_stored(stored).await;
+        // Stored calls run only once the functions they call are loaded.
+        crate::events::calls::worker::start(
+            Arc::downgrade(&calls),
+            backplane.calls.wake(),
+            config.async_calls,
+            config.max_instances,
         );
-        let residency = config.residency;
-        let max_prepared = config.max_prepared;
+        backplane.start(Arc::downgrade(&deployer));
         let host = Host {
             inner: Arc::new(HostInner {
                 config,
                 _lock: lock,
-                engine,
-                _ticker: ticker,
-                linkers,
-                artifacts,
-                records,
-                registry: Registry::default(),
+                runtime,
+                registry,
+                books,
                 metrics,
-                slots,
-                buffers,
-                guest_memory,
-                writer: tokio::sync::Mutex::new(()),
-                pending: Pending::default(),
-                kv,
-                secrets,
+                deployer,
+                dispatcher,
                 calls,
-                per_function: PerFunction::default(),
-                code: CodeCache::new(residency),
-                prepared: PreparedBudget::new(max_prepared),
-                #[cfg(feature = "cluster")]
-                cluster,
+                _cron: cron,
+                kv: backplane.kv,
+                secrets,
+                shared: backplane.shared,
             }),
         };
-        host.sweep_removed_state().await;
-        crate::events::cron::start(Arc::downgrade(&host.inner));
-        crate::runtime::prepared::sweep(Arc::downgrade(&host.inner));
-        let problems = host.load_stored(stored).await;
-        // Stored calls run only once the functions they call are loaded.
-        crate::events::calls::start(
-            Arc::downgrade(&host.inner),
-            host.inner.calls.wake(),
-            host.inner.config.async_calls,
-            host.inner.config.max_instances,
-        );
-        #[cfg(feature = "cluster")]
-        if host.inner.cluster.is_some() {
-            crate::cluster::Cluster::start(Arc::downgrade(&host.inner));
-        }
-
         Ok((host, problems))
     }
 
-    /// The loaded code of `slot`, for a request of function `function`:
-    /// resident already, or loaded now from its verified artifact
-    /// (recompiled from source if the artifact is missing or corrupt).
-    /// Concurrent first requests load it once; code that cannot be loaded
-    /// makes the function unavailable (503), with the reason in the log.
-    pub(crate) async fn code(
-        &self,
-        slot: &Arc<CodeSlot>,
-        function: &str,
-    ) -> Result<Arc<LoadedCode>, InvokeError> {
-        let resident = || {
-            let code = slot.get()?;
-            self.inner.code.touch(slot);
-            Some(code)
+    /// Serves one public request: routes it, runs it in a fresh sandbox and
+    /// returns the guest's response, or a JSON error response saying what
+    /// went wrong. A request with `Prefer: respond-async` to a function
+    /// that takes async calls is stored and answered `202 Accepted`. See
+    /// `wisp_spec::headers::VERSION_HEADER` for the versions it may pin.
+    pub async fn handle<B>(&self, request: http::Request<B>) -> http::Response<ResponseBody>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let dispatcher = &self.inner.dispatcher;
+        let Some((entry, path_info)) = dispatcher.route(request.uri().path()) else {
+            self.inner.metrics.record_unrouted();
+            let error = InvokeError::NoRoute(request.uri().path().to_owned());
+            return dispatcher.refuse(&request, std::time::Instant::now(), None, &error);
         };
-        if let Some(code) = resident() {
-            return Ok(code);
-        }
-        let mut turn = slot.turn().await;
-        if let Some(code) = resident() {
-            return Ok(code);
-        }
-        if CodeSlot::failed_recently(&turn) {
-            return Err(InvokeError::Unavailable(function.to_owned()));
-        }
-        let host = self.clone();
-        let to_load = slot.clone();
-        let loaded = tokio::task::spawn_blocking(move || {
-            host.load_code(&to_load, &mut turn, || host.verified_artifact(&to_load))
-        })
-        .await
-        .map_err(|e| InvokeError::Internal(format!("loading the code panicked: {e}")))?;
-        loaded.map_err(|e| {
-            tracing::error!(function, artifact = %slot.key, "version not loaded: {e}");
-            InvokeError::Unavailable(function.to_owned())
-        })
-    }
-
-    /// The loaded code of `slot`, loading it in `turn` from the file
-    /// `artifact` gives when it is not resident (blocking); counts the load
-    /// and its evictions.
-    pub(crate) fn load_code(
-        &self,
-        slot: &Arc<CodeSlot>,
-        turn: &mut LoadTurn,
-        artifact: impl FnOnce() -> Result<PathBuf, DeployError>,
-    ) -> Result<Arc<LoadedCode>, DeployError> {
-        let inner = &self.inner;
-        let started = Instant::now();
-        let loaded = inner
-            .code
-            .load(&inner.engine, &inner.linkers, slot, turn, artifact)?;
-        if let Some(admitted) = loaded.admitted {
-            inner.metrics.record_code_load(
-                started.elapsed(),
-                admitted.evicted,
-                admitted.resident,
-                admitted.bytes,
-            );
-        }
-        Ok(loaded.code)
-    }
-
-    /// The verified compiled artifact of `slot`; a missing or corrupt one
-    /// is recompiled from its stored source (blocking).
-    pub(crate) fn verified_artifact(&self, slot: &CodeSlot) -> Result<PathBuf, DeployError> {
-        let artifacts = &self.inner.artifacts;
-        let name = &slot.function;
-        match artifacts.verified_compiled(&slot.key) {
-            Ok(path) => Ok(path),
-            Err(ArtifactError::Missing(_) | ArtifactError::Corrupt(_)) => {
-                if artifacts.compiled_path(&slot.key).exists() {
-                    tracing::warn!(function = %name, artifact = %slot.key, "compiled artifact is corrupt; recompiling from source");
-                }
-                let wasm = artifacts.read_source(&slot.source).map_err(|e| {
-                    HostFailure::logged(format!("reading the stored source of `{name}` failed"), e)
-                })?;
-                self.compile_and_store(slot.abi, &wasm, &slot.key, name)
+        let request = if wisp_spec::headers::wants_async(request.headers()) {
+            match self.inner.calls.accept_call(&entry, request).await {
+                Ok(response) => return response,
+                // The function takes no async calls: served at once.
+                Err(request) => request,
             }
-            Err(e) => Err(HostFailure::logged(
-                format!("reading the compiled code of `{name}` failed"),
-                e,
+        } else {
+            request
+        };
+        dispatcher
+            .dispatch(
+                &entry,
+                &path_info,
+                request,
+                Audience::Public,
+                crate::events::Trigger::Http,
             )
-            .into()),
-        }
+            .await
     }
 
-    /// The meter for version `version` of function `name`.
-    pub(crate) fn meter(&self, name: &str, version: u32) -> Meter {
-        let books = self.inner.per_function.books(name);
-        Meter {
-            metrics: Arc::new(self.inner.metrics.for_version(name, version)),
-            usage: books.usage,
-            logs: books.logs,
-            history: books.history,
-            version,
-            guest_memory: self.inner.guest_memory.clone(),
-        }
-    }
-
-    /// The platform services of a version of function `name` with
-    /// `settings`, counting its breaches in `metrics`.
-    pub(crate) fn services(
+    /// Serves one request with function `name`, whatever the path; the
+    /// request's path is what a CGI guest sees as `PATH_INFO`. This is what
+    /// `wisp invoke` uses, for the operator: `x-wisp-version` may pin any
+    /// version the function keeps, including one that lost its traffic.
+    pub async fn handle_with<B>(
         &self,
         name: &str,
-        settings: &Settings,
-        metrics: Arc<FunctionMetrics>,
-    ) -> Arc<GuestServices> {
-        Arc::new(GuestServices::new(
-            Arc::from(name),
-            settings,
-            self.inner.kv.clone(),
-            self.inner.secrets.for_function(name),
-            metrics,
-        ))
+        request: http::Request<B>,
+    ) -> http::Response<ResponseBody>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        self.inner
+            .dispatcher
+            .handle_named(
+                name,
+                request,
+                Audience::Operator,
+                crate::events::Trigger::Http,
+            )
+            .await
     }
 
-    /// A deployed version running the code of `code`, with its meter and
-    /// services.
-    pub(crate) fn new_version(&self, info: VersionInfo, code: Arc<CodeSlot>) -> Function {
-        let meter = self.meter(&info.name, info.version);
-        let services = self.services(&info.name, &info.settings, meter.metrics.clone());
-        Function::new(info, code, meter, services)
+    /// Deploys a new version of a function.
+    pub async fn deploy(&self, request: DeployRequest) -> Result<DeployReport, DeployError> {
+        self.inner.deployer.deploy(request).await
     }
 
-    /// Forgets the usage, logs and metric series of a removed function.
-    pub(crate) fn forget(&self, name: &str) {
-        self.inner.per_function.forget(name);
-        self.inner.metrics.forget_function(name);
+    /// Removes function `name` and every version of it, with its own
+    /// key-value bucket and its secrets. Requests already running finish.
+    pub async fn remove(&self, name: &str) -> Result<Removed, DeployError> {
+        self.inner.deployer.remove(name).await
     }
 
-    /// Compiles and stores an artifact under `key` for function `name`
-    /// (blocking).
-    pub(crate) fn compile_and_store(
+    /// Splits function `name`'s traffic between its versions. The previous
+    /// split is kept for [`Host::rollback`]. Requests in flight finish where
+    /// they started.
+    pub async fn set_traffic(
         &self,
-        abi: Abi,
-        wasm: &[u8],
-        key: &str,
         name: &str,
-    ) -> Result<PathBuf, DeployError> {
-        let started = Instant::now();
-        let config = &self.inner.config;
-        let cwasm = compiler::compile(
-            &self.inner.engine,
-            &config.compiler,
-            &config.compile_budget,
-            abi,
-            wasm,
-        )?;
-        self.inner.metrics.record_compile(started.elapsed());
-        let stored = self
-            .inner
-            .artifacts
-            .put_compiled(key, &cwasm)
-            .map_err(|e| {
-                HostFailure::logged(format!("storing the compiled code of `{name}` failed"), e)
-            })?;
-        Ok(stored)
+        shares: Vec<TrafficShare>,
+    ) -> Result<FunctionInfo, DeployError> {
+        self.inner.deployer.set_traffic(name, shares).await
+    }
+
+    /// Moves all of function `name`'s traffic back to the split before the
+    /// last deploy or traffic change, in one atomic step.
+    pub async fn rollback(&self, name: &str) -> Result<FunctionInfo, DeployError> {
+        self.inner.deployer.rollback(name).await
+    }
+
+    /// Retires version `version` of function `name`: in one durable step it
+    /// leaves every path — public pinning, `wisp invoke`, the rollback
+    /// target and the listing — and its source and artifact become garbage
+    /// (removed now, unless another version uses the same binary). Requests
+    /// already running on it finish.
+    ///
+    /// A version named in the current traffic split is refused
+    /// ([`DeployError::VersionServing`], 409): shift traffic away first. When
+    /// the version is part of the rollback target, the whole target is
+    /// dropped ([`Retired::rollback_cleared`]): rolling back to a split with
+    /// a hole would serve a split nobody chose, so [`Host::rollback`] has
+    /// nothing to go back to until the next traffic change.
+    pub async fn retire(&self, name: &str, version: u32) -> Result<Retired, DeployError> {
+        self.inner.deployer.retire(name, version).await
+    }
+
+    /// Every deployed function.
+    pub fn functions(&self) -> Vec<FunctionInfo> {
+        self.inner.deployer.functions()
+    }
+
+    /// One deployed function.
+    pub fn function(&self, name: &str) -> Option<FunctionInfo> {
+        self.inner.deployer.function(name)
+    }
+
+    /// The uploaded binary of version `version` of function `name` (by
+    /// default the version with the most traffic, the newest on a tie),
+    /// with its number: what `wisp push` publishes.
+    pub async fn source(
+        &self,
+        name: &str,
+        version: Option<u32>,
+    ) -> Result<(u32, Vec<u8>), DeployError> {
+        self.inner.deployer.source(name, version).await
+    }
+
+    /// Async call `id`, with the kept part of its response body.
+    pub async fn call(&self, id: &str) -> Result<Option<CallInfo>, QueueError> {
+        self.inner.calls.call(id).await
+    }
+
+    /// Async calls, newest first, without their response bodies.
+    pub async fn calls(&self, filter: &CallFilter) -> Result<CallList, QueueError> {
+        self.inner.calls.calls(filter).await
     }
 
     /// Creates a sandbox for function `name` (the version traffic would pick)
@@ -385,21 +357,21 @@ impl Host {
                 .cloned()
                 .ok_or_else(|| InvokeError::Unavailable(name.to_owned()))?
         };
-        let code = self.code(function.code(), name).await?;
+        let code = self.inner.runtime.code(function.code(), name).await?;
         function.instantiate(&code).await
     }
 
     /// Cumulative usage of function `name` (across its versions).
     pub fn usage(&self, name: &str) -> Option<UsageReport> {
         self.inner.registry.snapshot().get(name)?;
-        Some(self.inner.per_function.books(name).usage.report())
+        Some(self.inner.books.of(name).usage.report())
     }
 
     /// The recent traffic of function `name` over the last `window`
     /// seconds, with its per-second history.
     pub fn stats(&self, name: &str, window: u64) -> Option<FunctionStats> {
         self.inner.registry.snapshot().get(name)?;
-        let history = self.inner.per_function.books(name).history;
+        let history = self.inner.books.of(name).history;
         Some(FunctionStats {
             name: name.to_owned(),
             stats: history.stats(window),
@@ -416,7 +388,7 @@ impl Host {
             .keys()
             .map(|name| FunctionStats {
                 name: name.clone(),
-                stats: self.inner.per_function.books(name).history.stats(window),
+                stats: self.inner.books.of(name).history.stats(window),
                 history: Vec::new(),
             })
             .collect()
@@ -425,22 +397,14 @@ impl Host {
     /// The log book of function `name`.
     pub fn logs(&self, name: &str) -> Option<Arc<LogBook>> {
         self.inner.registry.snapshot().get(name)?;
-        Some(self.inner.per_function.books(name).logs)
-    }
-
-    /// True in cluster mode.
-    pub(crate) fn in_cluster(&self) -> bool {
-        #[cfg(feature = "cluster")]
-        return self.inner.cluster.is_some();
-        #[cfg(not(feature = "cluster"))]
-        false
+        Some(self.inner.books.of(name).logs)
     }
 
     /// The state files the host cannot use now, each named under the data
     /// dir with why (see `GET /healthz`); empty when all is well.
     pub fn damage(&self) -> Vec<String> {
         let inner = &self.inner;
-        let mut damage: Vec<String> = [inner.kv.damage(), inner.calls.damage()]
+        let mut damage: Vec<String> = [inner.kv.damage(), inner.calls.store.damage()]
             .into_iter()
             .flatten()
             .collect();
@@ -450,15 +414,7 @@ impl Host {
 
     /// How this host stands with its cluster, in cluster mode.
     pub fn cluster_health(&self) -> Option<wisp_spec::api::ClusterHealth> {
-        #[cfg(feature = "cluster")]
-        return self.inner.cluster.as_ref().map(|c| c.health());
-        #[cfg(not(feature = "cluster"))]
-        None
-    }
-
-    /// How the host's spans join distributed traces, if it traces.
-    pub(crate) fn trace_context(&self) -> Option<&Arc<dyn crate::observe::spans::TraceContext>> {
-        self.inner.config.trace_context.as_ref()
+        self.inner.shared.health()
     }
 
     /// The host's configuration.
@@ -473,6 +429,6 @@ impl Host {
 
     /// The wasmtime engine (for benchmarks and embedders that want to inspect it).
     pub fn engine(&self) -> &Engine {
-        &self.inner.engine
+        &self.inner.runtime.engine
     }
 }

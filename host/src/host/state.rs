@@ -97,8 +97,12 @@ impl Host {
         value: Vec<u8>,
     ) -> Result<(), DeployError> {
         self.ensure_deployed(function)?;
-        let (host, function, name) = (self.clone(), function.to_owned(), name.to_owned());
-        tokio::task::spawn_blocking(move || host.inner.secrets.set(&function, &name, &value))
+        let (secrets, function, name) = (
+            self.inner.secrets.clone(),
+            function.to_owned(),
+            name.to_owned(),
+        );
+        tokio::task::spawn_blocking(move || secrets.set(&function, &name, &value))
             .await
             .map_err(|e| HostFailure::logged("storing a secret failed", e))?
             .map_err(secret_error)
@@ -108,67 +112,15 @@ impl Host {
     /// had none.
     pub async fn remove_secret(&self, function: &str, name: &str) -> Result<bool, DeployError> {
         self.ensure_deployed(function)?;
-        let (host, function, name) = (self.clone(), function.to_owned(), name.to_owned());
-        tokio::task::spawn_blocking(move || host.inner.secrets.remove(&function, &name))
+        let (secrets, function, name) = (
+            self.inner.secrets.clone(),
+            function.to_owned(),
+            name.to_owned(),
+        );
+        tokio::task::spawn_blocking(move || secrets.remove(&function, &name))
             .await
             .map_err(|e| HostFailure::logged("removing a secret failed", e))?
             .map_err(secret_error)
-    }
-
-    /// Deletes the buckets and secrets of functions that have no record:
-    /// what a crash in the middle of `wisp rm` left behind (the record goes
-    /// first). Runs at start-up, before any request.
-    pub(crate) async fn sweep_removed_state(&self) {
-        let records = &self.inner.records;
-        let kept = |name: &str| records.path(name).exists();
-        // A cluster's buckets are shared: this host's records (perhaps none
-        // yet) do not say which functions the cluster has.
-        let buckets = if self.in_cluster() {
-            Vec::new()
-        } else {
-            self.inner.kv.function_buckets().await.unwrap_or_else(|e| {
-                tracing::error!("listing the key-value buckets failed: {e}");
-                Vec::new()
-            })
-        };
-        let mut orphans: Vec<String> = buckets.into_iter().filter(|n| !kept(n)).collect();
-        orphans.extend(
-            self.inner
-                .secrets
-                .functions()
-                .into_iter()
-                .filter(|n| !kept(n)),
-        );
-        orphans.sort();
-        orphans.dedup();
-        for name in orphans {
-            tracing::warn!(function = %name, "deleting the bucket and secrets of a function removed before a crash");
-            self.delete_state(&name).await;
-        }
-    }
-
-    /// Deletes what removed function `function` kept: its own bucket and its
-    /// secrets. Returns the bytes the bucket held. A failure is logged and
-    /// leaves the rest to be deleted anyway: the function is already gone.
-    pub(crate) async fn delete_state(&self, function: &str) -> u64 {
-        let bucket = BucketId::Function(function.to_owned());
-        let kv = &self.inner.kv;
-        let bytes = kv.bucket_bytes(&bucket).await.unwrap_or(0);
-        if let Err(e) = kv.delete_bucket(&bucket).await {
-            tracing::error!(
-                function,
-                "deleting the key-value bucket of a removed function failed: {e}"
-            );
-        }
-        let (host, owned) = (self.clone(), function.to_owned());
-        let secrets = tokio::task::spawn_blocking(move || host.inner.secrets.forget(&owned)).await;
-        if !matches!(secrets, Ok(Ok(()))) {
-            tracing::error!(
-                function,
-                "deleting the secrets of a removed function failed"
-            );
-        }
-        bytes
     }
 }
 

@@ -22,7 +22,6 @@ use crate::observe::history::History;
 use crate::observe::logs::{LogBook, Stream};
 use crate::observe::metrics::FunctionMetrics;
 use crate::observe::trace::RequestTrace;
-use crate::runtime::sandbox::GuestMemory;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -119,8 +118,6 @@ pub struct Meter {
     pub history: Arc<History>,
     /// The version number.
     pub version: u32,
-    /// The host's guest memory budget its sandboxes are charged to.
-    pub guest_memory: Arc<GuestMemory>,
 }
 
 impl Meter {
@@ -196,7 +193,6 @@ mod tests {
             logs: Arc::default(),
             history: Arc::default(),
             version: 1,
-            guest_memory: GuestMemory::new(u64::MAX, Default::default()),
         };
         let cost = GuestCost {
             wall: Duration::from_millis(500),

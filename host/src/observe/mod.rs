@@ -2,6 +2,7 @@
 //! trace spans, and each request's id and trace context. Each has one owner on the request path, so a request is
 //! counted once.
 
+pub(crate) mod books;
 pub(crate) mod history;
 pub(crate) mod logs;
 pub(crate) mod meter;

@@ -9,7 +9,7 @@
 //! unrouted request gets its line at once.
 
 use crate::observe::trace::RequestTrace;
-use crate::request::body::{BoxError, ResponseBody};
+use crate::runtime::body::{BoxError, ResponseBody};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;

@@ -1,10 +1,14 @@
 //! The request path: route → pick a version → (read a CGI body) → take
 //! slots → run the guest in a fresh sandbox → answer.
 //!
-//! [`Host::handle`] is what the public listener (or an embedder) calls for
-//! every request; [`Host::handle_with`] is the operator's path (`wisp
-//! invoke`). They differ in one thing: which versions `x-wisp-version` may
-//! pin ([`Audience`]). Routing reads the registry's snapshot without a lock;
+//! [`Dispatcher`] owns it. The facade's `Host::handle` (the public
+//! listener's, or an embedder's, entry) routes with [`Dispatcher::route`]
+//! and dispatches, unless the request asks to be an async call;
+//! `Host::handle_with` is the operator's path (`wisp invoke`). They differ
+//! in one thing: which versions `x-wisp-version` may pin ([`Audience`]).
+//! Chained calls, cron ticks and async calls re-enter through
+//! [`Dispatcher::handle_named`] (chained calls through the narrow
+//! [`Dispatch`] handle a sandbox holds). Routing reads the registry's snapshot without a lock;
 //! the only waits are for the request body (paced, see [`pacing`]) and for
 //! concurrency slots, which are taken only when the guest is about to run.
 //! Every failure becomes one JSON error response. The access-log line and
@@ -13,110 +17,97 @@
 //! mid-stream is counted by the ABI that streams it.
 
 pub(crate) mod access_log;
-pub mod body;
-pub mod connection;
 pub(crate) mod inbound;
-pub mod pacing;
 
 use crate::error::InvokeError;
-use crate::events::Trigger;
-use crate::host::Host;
+use crate::observe::metrics::Metrics;
 use crate::observe::spans;
+use crate::observe::spans::TraceContext;
 use crate::observe::trace::{self, RequestTrace};
+use crate::registry::Registry;
 use crate::registry::{Audience, FunctionEntry};
+use crate::runtime::Runtime;
+use crate::runtime::body::{BoxError, RequestBody, ResponseBody, full};
+use crate::runtime::chain::Dispatch;
+use crate::runtime::connection::ConnectionInfo;
 use crate::runtime::function::Function;
 use crate::runtime::function::RequestContext;
+use crate::runtime::pacing::{BodyPacing, PacedBody};
 pub(crate) use crate::runtime::slots::NoRoom;
 use access_log::AccessRecord;
-use body::{BoxError, RequestBody, ResponseBody, full};
 use bytes::Bytes;
-use connection::ConnectionInfo;
 use http::HeaderValue;
 use http_body_util::BodyExt;
-use pacing::{BodyPacing, PacedBody};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 use tracing::Instrument;
+use wasmtime_wasi_http::WasiBody;
+use wisp_spec::api::Trigger;
 use wisp_spec::headers::{REQUEST_ID_HEADER, VERSION_HEADER};
 
+/// What the dispatcher is built from: how requests are logged, traced,
+/// paced and queued.
+pub(crate) struct DispatchOptions {
+    /// Whether each request writes an access-log line.
+    pub(crate) access_log: bool,
+    /// How spans join distributed traces, if the host traces.
+    pub(crate) trace_context: Option<Arc<dyn TraceContext>>,
+    /// How slowly a request body may arrive.
+    pub(crate) body_pacing: BodyPacing,
+    /// How long a client request may wait for a concurrency slot.
+    pub(crate) queue_timeout: Duration,
+    /// Whether components' next sandboxes are prepared ahead.
+    pub(crate) prepare: bool,
+}
 
-impl Host {
-    /// Serves one public request: routes it, runs it in a fresh sandbox and
-    /// returns the guest's response, or a JSON error response saying what
-    /// went wrong. See `wisp_spec::headers::VERSION_HEADER` for the versions it may pin.
-    pub async fn handle<B>(&self, request: http::Request<B>) -> http::Response<ResponseBody>
-    where
-        B: http_body::Body<Data = Bytes> + Send + 'static,
-        B::Error: Into<BoxError>,
-    {
-        let Some((entry, path_info)) = self.routed(request.uri().path()) else {
-            self.inner.metrics.record_unrouted();
-            let error = InvokeError::NoRoute(request.uri().path().to_owned());
-            return self.refuse(&request, Instant::now(), None, &error);
-        };
-        let request = if wisp_spec::headers::wants_async(request.headers()) {
-            match self.accept_call(&entry, request).await {
-                Ok(response) => return response,
-                // The function takes no async calls: served at once.
-                Err(request) => request,
-            }
-        } else {
-            request
-        };
-        self.dispatch(&entry, &path_info, request, Audience::Public, Trigger::Http)
-            .await
+/// The request path: routes, picks a version, takes slots and runs the
+/// guest on the runtime, recording what operators see.
+pub(crate) struct Dispatcher {
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) runtime: Arc<Runtime>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) options: DispatchOptions,
+}
+
+impl Dispatch for Dispatcher {
+    fn trace_context(&self) -> Option<&Arc<dyn TraceContext>> {
+        self.options.trace_context.as_ref()
     }
 
-    /// Serves one request with function `name`, whatever the path; the
-    /// request's path is what a CGI guest sees as `PATH_INFO`. This is what
-    /// `wisp invoke` uses, for the operator: `x-wisp-version` may pin any
-    /// version the function keeps, including one that lost its traffic.
-    pub async fn handle_with<B>(
-        &self,
-        name: &str,
-        request: http::Request<B>,
-    ) -> http::Response<ResponseBody>
-    where
-        B: http_body::Body<Data = Bytes> + Send + 'static,
-        B::Error: Into<BoxError>,
-    {
-        self.dispatch_named(name, request, Audience::Operator, Trigger::Http)
-            .await
-    }
-
-    /// Serves a run of function `name` that the host started for
-    /// `trigger`: another function's in-process call ([`Trigger::Chain`]:
-    /// its path as if `name` were mounted at `/`), a cron tick
-    /// ([`Trigger::Cron`]: its path under the function's route) or a stored
-    /// async call ([`Trigger::Async`]: routed as when it was accepted, and
-    /// run only if a slot is free at once, else the response carries
-    /// [`NoRoom`]). Versions are picked as for the public.
-    pub(crate) async fn handle_started<B>(
-        &self,
-        name: &str,
-        request: http::Request<B>,
+    fn run<'a>(
+        self: Arc<Self>,
+        name: &'a str,
+        request: http::Request<WasiBody>,
         trigger: Trigger,
-    ) -> http::Response<ResponseBody>
-    where
-        B: http_body::Body<Data = Bytes> + Send + 'static,
-        B::Error: Into<BoxError>,
-    {
-        self.dispatch_named(name, request, Audience::Public, trigger)
-            .await
+    ) -> Pin<Box<dyn Future<Output = http::Response<ResponseBody>> + Send + 'a>> {
+        Box::pin(async move {
+            self.handle_named(name, request, Audience::Public, trigger)
+                .await
+        })
     }
+}
 
+impl Dispatcher {
     /// The function whose route matches `path`, and the rest of the path.
-    fn routed(&self, path: &str) -> Option<(Arc<FunctionEntry>, String)> {
-        let snapshot = self.inner.registry.snapshot();
+    pub(crate) fn route(&self, path: &str) -> Option<(Arc<FunctionEntry>, String)> {
+        let snapshot = self.registry.snapshot();
         snapshot
             .route(path)
             .map(|(entry, rest)| (entry.clone(), rest.to_owned()))
     }
 
-    /// Runs `request` with function `name`, its whole path as `PATH_INFO`.
-    async fn dispatch_named<B>(
-        &self,
+    /// Runs `request` with function `name` for `audience`, started by
+    /// `trigger`: another function's in-process call ([`Trigger::Chain`]:
+    /// its path as if `name` were mounted at `/`), a cron tick
+    /// ([`Trigger::Cron`]: its path under the function's route), a stored
+    /// async call ([`Trigger::Async`]: routed as when it was accepted, and
+    /// run only if a slot is free at once, else the response carries
+    /// [`NoRoom`]) or the operator's `wisp invoke` ([`Trigger::Http`]).
+    pub(crate) async fn handle_named<B>(
+        self: &Arc<Self>,
         name: &str,
         request: http::Request<B>,
         audience: Audience,
@@ -126,7 +117,7 @@ impl Host {
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
-        let entry = self.inner.registry.snapshot().get(name).cloned();
+        let entry = self.registry.snapshot().get(name).cloned();
         let Some(entry) = entry else {
             return error_response(&InvokeError::UnknownFunction(name.to_owned()));
         };
@@ -142,8 +133,10 @@ impl Host {
             .await
     }
 
-    async fn dispatch<B>(
-        &self,
+    /// Runs `request` with a version of `entry`, `path_info` being the
+    /// path after its route.
+    pub(crate) async fn dispatch<B>(
+        self: &Arc<Self>,
         entry: &FunctionEntry,
         path_info: &str,
         request: http::Request<B>,
@@ -160,7 +153,7 @@ impl Host {
             Ok(function) => function,
             Err(error) => return self.refuse(&request, started, Some(name), &error),
         };
-        if trigger == Trigger::Async && !self.inner.slots.has_room(&function) {
+        if trigger == Trigger::Async && !self.runtime.slots.has_room(&function) {
             // A background run never waits for, or takes, a slot a client
             // request may want: the call goes back to its queue.
             return no_room();
@@ -172,7 +165,7 @@ impl Host {
             // Only the host says what started a run, and its call's id.
             wisp_spec::headers::strip_host_headers(request.headers_mut());
         } else {
-            self.inner.metrics.record_trigger(name, trigger);
+            self.metrics.record_trigger(name, trigger);
         }
         let id = trace::request_id(request.headers());
         let id_header = HeaderValue::try_from(id.as_str()).ok();
@@ -190,21 +183,15 @@ impl Host {
             trigger.as_str(),
         );
         span.record("faas.version", function.version);
-        let trace_id = self
-            .inner
-            .config
-            .trace_context
-            .as_ref()
-            .and_then(|context| {
-                context.continue_trace(&span, request.headers());
-                context.trace_id(&span).map(Arc::from)
-            });
+        let trace_id = self.options.trace_context.as_ref().and_then(|context| {
+            context.continue_trace(&span, request.headers());
+            context.trace_id(&span).map(Arc::from)
+        });
         let request_trace = Arc::new(RequestTrace::new(trigger, span.clone(), trace_id));
         let method = request.method().clone();
         let http1 = request.version() < http::Version::HTTP_2;
         let path = self
-            .inner
-            .config
+            .options
             .access_log
             .then(|| request.uri().path().to_owned());
         let body_too_slow = Arc::new(AtomicBool::new(false));
@@ -213,22 +200,23 @@ impl Host {
             .get::<ConnectionInfo>()
             .copied()
             .unwrap_or_default();
-        let pacing = self.inner.config.body_pacing;
+        let pacing = self.options.body_pacing;
         let slot_wait = match trigger {
             Trigger::Async => Duration::ZERO,
-            _ => self.inner.config.queue_timeout,
+            _ => self.options.queue_timeout,
         };
         let request = request.map(|body| paced(body, pacing, &body_too_slow));
+        let dispatch: Arc<dyn Dispatch> = self.clone();
         let context = RequestContext {
             route: &entry.route,
             path_info,
             connection,
             trace: &request_trace,
             request_id: &request_id,
-            ticket: self.inner.slots.ticket(&function, slot_wait, started),
+            ticket: self.runtime.slots.ticket(&function, slot_wait, started),
             body_too_slow: &body_too_slow,
-            buffers: &self.inner.buffers,
-            host: self,
+            runtime: &self.runtime,
+            dispatch: &dispatch,
         };
         let mut response = match function
             .invoke(request, context)
@@ -250,8 +238,8 @@ impl Host {
                 response
             }
         };
-        if self.inner.config.max_prepared > 0 {
-            self.prepare_next(&function);
+        if self.options.prepare {
+            self.runtime.prepare_next(&function);
         }
         metrics.record_status(response.status());
         spans::record_status(&span, response.status());
@@ -284,7 +272,7 @@ impl Host {
     }
 }
 
-impl Host {
+impl Dispatcher {
     /// Answers a request no version ran for with `error`, and logs its
     /// access line.
     pub(crate) fn refuse<B>(
@@ -295,7 +283,7 @@ impl Host {
         error: &InvokeError,
     ) -> http::Response<ResponseBody> {
         let response = error_response(error);
-        if self.inner.config.access_log {
+        if self.options.access_log {
             AccessRecord {
                 method: request.method().clone(),
                 path: request.uri().path().to_owned(),

@@ -8,30 +8,29 @@
 //! per version, never per request.
 
 use crate::error::{DeployError, HostFailure, InvokeError};
-use crate::events::chain::{ChainBudget, ChainOrigin};
-use crate::host::Host;
 use crate::observe::meter::Meter;
 use crate::observe::metrics::FunctionMetrics;
 use crate::observe::trace::RequestTrace;
-use crate::request::body::{RequestBody, ResponseBody};
-use crate::request::connection::ConnectionInfo;
+use crate::runtime::Runtime;
 use crate::runtime::abi::cgi::{self, CgiCall, CgiState};
 use crate::runtime::abi::http::{self, HttpCall, HttpState, ReadySandbox};
 use crate::runtime::abi::output::OutputCapture;
-use crate::runtime::buffers::BufferBudget;
+use crate::runtime::body::{RequestBody, ResponseBody};
+use crate::runtime::chain::{ChainBudget, ChainOrigin, Dispatch};
 use crate::runtime::code_cache::CodeSlot;
+use crate::runtime::connection::ConnectionInfo;
 use crate::runtime::prepared::Prepared;
 use crate::runtime::sandbox::GuestMemory;
 use crate::runtime::services::GuestServices;
 use crate::runtime::slots::SlotTicket;
 use std::path::Path;
-use wisp_spec::headers::PATH_INFO_HEADER;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use tokio::sync::Semaphore;
 use wasmtime::component::{Component, Linker as ComponentLinker};
 use wasmtime::{Engine, InstancePre, Linker, Module};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wisp_spec::headers::PATH_INFO_HEADER;
 use wisp_spec::inspect::Abi;
 use wisp_spec::route::Route;
 use wisp_spec::settings::{OutboundRule, Settings};
@@ -74,10 +73,10 @@ pub struct RequestContext<'a> {
     pub ticket: SlotTicket<'a>,
     /// Set when its body arrived too slowly.
     pub body_too_slow: &'a Arc<AtomicBool>,
-    /// The host's budget for buffered request bodies.
-    pub buffers: &'a Arc<BufferBudget>,
-    /// The host, for the guest's chained calls.
-    pub host: &'a Host,
+    /// The runtime: the code, and the budget for buffered request bodies.
+    pub runtime: &'a Arc<Runtime>,
+    /// The request path, for the guest's chained calls (a narrow handle).
+    pub dispatch: &'a Arc<dyn Dispatch>,
 }
 
 /// Compiled, pre-linked code, ready to instantiate. One is shared by every
@@ -196,7 +195,6 @@ enum IdleStore {
     Cgi(wasmtime::Store<CgiState>),
 }
 
-
 /// One deployed version of a function.
 pub struct Function {
     /// The function's name.
@@ -209,6 +207,7 @@ pub struct Function {
     services: Arc<GuestServices>,
     code: Arc<CodeSlot>,
     meter: Meter,
+    memory: Arc<GuestMemory>,
     slots: Arc<Semaphore>,
     prepared: Prepared,
 }
@@ -225,12 +224,13 @@ pub struct VersionInfo {
 
 impl Function {
     /// A version running the code of `code` (loaded on first use), whose
-    /// guests reach `services`.
+    /// guests reach `services` and are charged to `memory`.
     pub(crate) fn new(
         info: VersionInfo,
         code: Arc<CodeSlot>,
         meter: Meter,
         services: Arc<GuestServices>,
+        memory: Arc<GuestMemory>,
     ) -> Function {
         let max_concurrency = info.settings.limits.max_concurrency as usize;
         Function {
@@ -241,6 +241,7 @@ impl Function {
             services,
             code,
             meter,
+            memory,
             slots: Arc::new(Semaphore::new(max_concurrency.min(Semaphore::MAX_PERMITS))),
             prepared: Prepared::default(),
         }
@@ -269,7 +270,7 @@ impl Function {
             &self.settings,
             self.outbound.clone(),
             self.services.clone(),
-            self.meter.guest_memory.clone(),
+            self.memory.clone(),
         )
         .await
     }
@@ -288,7 +289,7 @@ impl Function {
             &self.settings,
             &self.outbound,
             &self.services,
-            &self.meter.guest_memory,
+            &self.memory,
         )
         .await
     }
@@ -301,6 +302,11 @@ impl Function {
     /// This version's metric series.
     pub fn metrics(&self) -> &Arc<FunctionMetrics> {
         &self.meter.metrics
+    }
+
+    /// The host's guest memory budget its sandboxes are charged to.
+    pub(crate) fn memory(&self) -> &Arc<GuestMemory> {
+        &self.memory
     }
 
     /// This version's concurrency slots.
@@ -324,10 +330,10 @@ impl Function {
             request_id,
             ticket,
             body_too_slow,
-            buffers,
-            host,
+            runtime,
+            dispatch,
         } = context;
-        let code = host.code(&self.code, &self.name).await?;
+        let code = runtime.code(&self.code, &self.name).await?;
         match &code.0 {
             Code::Http(pre) => {
                 let permit = ticket.take(self).await?;
@@ -340,7 +346,7 @@ impl Function {
                     headers.insert(PATH_INFO_HEADER, value);
                 }
                 let chain = ChainOrigin {
-                    host: host.clone(),
+                    dispatch: dispatch.clone(),
                     depth: ChainOrigin::depth_of(request.headers()),
                     request_id: request_id.clone(),
                     traceparent: request.headers().get("traceparent").cloned(),
@@ -354,6 +360,7 @@ impl Function {
                     outbound: self.outbound.clone(),
                     services: self.services.clone(),
                     meter: self.meter.clone(),
+                    memory: self.memory.clone(),
                     trace: trace.clone(),
                     request_id: request_id.clone(),
                     permit,
@@ -361,7 +368,7 @@ impl Function {
                     ready: self
                         .prepared
                         .take()
-                        .inspect(|_| host.metrics().record_prepared_used()),
+                        .inspect(|_| runtime.metrics.record_prepared_used()),
                 };
                 http::invoke(call, request).await
             }
@@ -378,7 +385,7 @@ impl Function {
                     trace,
                     request_id,
                     ticket,
-                    buffers,
+                    buffers: &runtime.buffers,
                 };
                 cgi::invoke(call, request).await
             }

@@ -11,13 +11,14 @@
 //! waits per version, and at most [`PreparedBudget`]'s bound host-wide
 //! (`wisp serve --prepare N`, its pool slots reserved on top of
 //! `--max-instances`). One left unused for [`PREPARED_IDLE`] is dropped by
-//! [`sweep`], so idle functions hold nothing. CGI modules are not prepared.
+//! the registry's sweep (`Registry::expire_prepared`), so idle functions
+//! hold nothing. CGI modules are not prepared.
 
-use crate::host::Host;
+use super::Runtime;
 use crate::runtime::abi::http::ReadySandbox;
 use crate::runtime::function::Function;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Default number of prepared sandboxes waiting at once, host-wide.
@@ -85,7 +86,7 @@ impl Prepared {
     }
 
     /// Drops a sandbox that has waited longer than `idle`.
-    fn expire(&self, idle: Duration) {
+    pub(crate) fn expire(&self, idle: Duration) {
         let mut ready = lock(&self.ready);
         if ready.as_ref().is_some_and(|r| r.made.elapsed() >= idle) {
             *ready = None;
@@ -93,7 +94,7 @@ impl Prepared {
     }
 }
 
-impl Host {
+impl Runtime {
     /// Starts making `function`'s next sandbox in the background, unless
     /// one waits or is being made, its code is not resident, or the host's
     /// budget is used up.
@@ -108,12 +109,12 @@ impl Host {
         if prepared.preparing.swap(true, Ordering::AcqRel) {
             return;
         }
-        let Some(permit) = self.inner.prepared.try_take() else {
+        let Some(permit) = self.prepared.try_take() else {
             prepared.preparing.store(false, Ordering::Release);
             return;
         };
         let function = function.clone();
-        let made_count = self.inner.metrics.prepared_counter();
+        let made_count = self.metrics.prepared_counter();
         let seen = prepared.requests.load(Ordering::Relaxed);
         tokio::spawn(async move {
             // Spare time only: every task that is ready runs first. If a
@@ -138,25 +139,6 @@ impl Host {
             prepared.preparing.store(false, Ordering::Release);
         });
     }
-}
-
-/// Every second, drops the prepared sandboxes that waited longer than
-/// [`PREPARED_IDLE`], until the host is gone.
-pub(crate) fn sweep(host: Weak<crate::host::HostInner>) {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        loop {
-            tick.tick().await;
-            let Some(inner) = host.upgrade() else { return };
-            let snapshot = inner.registry.snapshot_full();
-            drop(inner);
-            for entry in snapshot.entries().values() {
-                for function in entry.versions.values() {
-                    function.prepared().expire(PREPARED_IDLE);
-                }
-            }
-        }
-    });
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -23,8 +23,8 @@
 mod activity;
 mod admission;
 
-use crate::request::body::ResponseBody;
-use crate::request::connection::ConnectionInfo;
+use crate::runtime::body::ResponseBody;
+use crate::runtime::connection::ConnectionInfo;
 use activity::{Activity, Timeouts, TrackedBody, Verdict};
 use admission::{Admissions, Refusal};
 use futures_util::future::BoxFuture;

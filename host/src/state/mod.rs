@@ -14,7 +14,7 @@ pub(crate) mod group_commit;
 mod redb_store;
 mod redb_writer;
 mod secrets;
-mod store;
+pub(crate) mod store;
 
 pub use grant::{AccessDenied, resolve_bucket};
 pub(crate) use group_commit::is_out_of_space;
@@ -22,8 +22,6 @@ pub use redb_store::RedbStore;
 pub use secrets::{
     FunctionSecrets, MAX_SECRET_NAME_BYTES, MAX_SECRET_VALUE_BYTES, SecretError, SecretStore,
 };
-#[cfg(feature = "cluster")]
-pub(crate) use store::count_read;
 pub use store::{
     BucketId, DEFAULT_MAX_BUCKET_BYTES, DEFAULT_MAX_KEY_BYTES, DEFAULT_MAX_VALUE_BYTES, KeyPage,
     KvBackend, KvError, KvFuture, KvLimits,

@@ -12,20 +12,16 @@
 //! (`async-keep-credentials=on`); nor are headers only the host sets, nor
 //! the console's session cookie.
 
+use super::Calls;
 use super::backlog::Caps;
 use super::queue::QueueError;
 use super::record::{CallRecord, new_id, now_ms, stored_headers};
 use crate::error::InvokeError;
-use crate::host::Host;
 use crate::observe::trace;
-use wisp_spec::headers::{
-    CALL_ID_HEADER, CALLBACK_HEADER, PREFER, PREFERENCE_APPLIED, REQUEST_ID_HEADER,
-    strip_host_headers,
-};
 use crate::registry::{Audience, FunctionEntry};
 use crate::request::access_log::AccessRecord;
-use crate::request::body::{BoxError, ResponseBody, full, read_whole};
 use crate::request::{choose, paced};
+use crate::runtime::body::{BoxError, ResponseBody, full, read_whole};
 use crate::runtime::function::Function;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -33,9 +29,13 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 use wisp_spec::api::{CallAccepted, CallState};
+use wisp_spec::headers::{
+    CALL_ID_HEADER, CALLBACK_HEADER, PREFER, PREFERENCE_APPLIED, REQUEST_ID_HEADER,
+    strip_host_headers,
+};
 use wisp_spec::settings::allow_list_allows;
 
-impl Host {
+impl Calls {
     /// Stores `request` for `entry` as an async call and answers `202`, or
     /// answers why it cannot be taken; hands the request back (`Err`) when
     /// the version the split picks takes no async calls.
@@ -52,7 +52,11 @@ impl Host {
         let name = &entry.record.name;
         let function = match choose(entry, request.headers(), Audience::Public) {
             Ok(function) => function,
-            Err(error) => return Ok(self.refuse(&request, started, Some(name), &error)),
+            Err(error) => {
+                return Ok(self
+                    .dispatcher
+                    .refuse(&request, started, Some(name), &error));
+            }
         };
         let taken = function.settings.async_calls;
         if !taken.enabled {
@@ -60,21 +64,27 @@ impl Host {
         }
         let callback = match callback_of(request.headers(), &function) {
             Ok(callback) => callback,
-            Err(error) => return Ok(self.refuse(&request, started, Some(name), &error)),
+            Err(error) => {
+                return Ok(self
+                    .dispatcher
+                    .refuse(&request, started, Some(name), &error));
+            }
         };
         let request_id = trace::request_id(request.headers());
         let (mut parts, body) = request.into_parts();
         let body = paced(
             body,
-            self.inner.config.body_pacing,
+            self.dispatcher.options.body_pacing,
             &Arc::new(AtomicBool::new(false)),
         );
-        let mut charge = self.inner.buffers.charge();
+        let mut charge = self.dispatcher.runtime.buffers.charge();
         let body = match read_whole(body, &function.settings.limits, &mut charge).await {
             Ok(body) => body,
             Err(error) => {
                 let request = http::Request::from_parts(parts, ());
-                return Ok(self.refuse(&request, started, Some(name), &error));
+                return Ok(self
+                    .dispatcher
+                    .refuse(&request, started, Some(name), &error));
             }
         };
         let headers = &mut parts.headers;
@@ -117,14 +127,14 @@ impl Host {
             callback_outcome: None,
         };
         let request = http::Request::from_parts(parts, ());
-        let host_caps = &self.inner.config.async_calls;
+        let host_caps = &self.config;
         let caps = Caps {
             function_calls: u64::from(taken.max_queued),
             function_bytes: taken.max_queued_bytes,
             host_calls: host_caps.max_queued,
             host_bytes: host_caps.max_queued_bytes,
         };
-        if let Err(error) = self.inner.calls.accept(&record, body, caps).await {
+        if let Err(error) = self.store.accept(&record, body, caps).await {
             let error = match error {
                 QueueError::Full(full) => InvokeError::QueueFull(full.to_string()),
                 error if error.is_out_of_space() => {
@@ -138,7 +148,9 @@ impl Host {
                     InvokeError::Internal("storing the async call failed".into())
                 }
             };
-            return Ok(self.refuse(&request, started, Some(name), &error));
+            return Ok(self
+                .dispatcher
+                .refuse(&request, started, Some(name), &error));
         }
         drop(charge);
         let mut response = accepted(&record.id);
@@ -146,7 +158,7 @@ impl Host {
             response.headers_mut().insert(REQUEST_ID_HEADER, value);
         }
         function.metrics().record_status(StatusCode::ACCEPTED);
-        if self.inner.config.access_log {
+        if self.dispatcher.options.access_log {
             AccessRecord {
                 method: request.method().clone(),
                 path: request.uri().path().to_owned(),

@@ -7,14 +7,15 @@
 //! that ran, before delivery. Delivery is tried a few times with a short
 //! backoff; how it went is kept with the call (`callback.outcome`).
 
-use wisp_spec::headers::CALL_ID_HEADER;
+use super::Calls;
 use super::record::CallRecord;
-use crate::host::Host;
 use bytes::Bytes;
 use http::{HeaderValue, Method, header};
 use http_body_util::{BodyExt, Full};
+use std::sync::Arc;
 use std::time::Duration;
 use wasmtime_wasi_http::RequestOptions;
+use wisp_spec::headers::CALL_ID_HEADER;
 use wisp_spec::settings::allow_list_allows;
 
 /// Delivery tries before giving up.
@@ -28,11 +29,11 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Delivers finished call `record` (its kept body `body`) to its callback,
 /// then stores how that went.
-pub(super) async fn deliver(host: Host, mut record: CallRecord, body: Option<Bytes>) {
+pub(super) async fn deliver(calls: Arc<Calls>, mut record: CallRecord, body: Option<Bytes>) {
     let Some(url) = record.callback.clone() else {
         return;
     };
-    let outcome = match permitted(&host, &record, &url) {
+    let outcome = match permitted(&calls, &record, &url) {
         Err(reason) => reason,
         Ok(uri) => {
             let info = record.info(None, body.as_ref());
@@ -42,17 +43,17 @@ pub(super) async fn deliver(host: Host, mut record: CallRecord, body: Option<Byt
     };
     tracing::info!(call = %record.id, function = %record.function, callback = %url, "callback {outcome}");
     record.callback_outcome = Some(outcome);
-    if let Err(error) = host.inner.calls.save(&record, None, None).await {
+    if let Err(error) = calls.store.save(&record, None, None).await {
         tracing::error!(call = %record.id, "storing a callback's outcome failed: {error}");
     }
 }
 
 /// The callback's URI, if the version that ran still allows it.
-fn permitted(host: &Host, record: &CallRecord, url: &str) -> Result<http::Uri, String> {
+fn permitted(calls: &Calls, record: &CallRecord, url: &str) -> Result<http::Uri, String> {
     let uri: http::Uri = url
         .parse()
         .map_err(|_| format!("not sent: `{url}` is not a URL"))?;
-    let snapshot = host.inner.registry.snapshot();
+    let snapshot = calls.registry.snapshot();
     let entry = snapshot
         .get(&record.function)
         .ok_or_else(|| format!("not sent: function `{}` no longer exists", record.function))?;

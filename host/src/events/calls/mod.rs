@@ -23,26 +23,24 @@
 //! goes back to the queue, so client requests never queue behind it.
 
 mod accept;
-mod backlog;
+pub(crate) mod backlog;
 mod callback;
-mod queue;
-mod record;
-mod store;
-mod worker;
+pub(crate) mod queue;
+pub(crate) mod record;
+pub(crate) mod store;
+pub(crate) mod worker;
 
-use crate::host::Host;
+use crate::backplane::SharedState;
+use crate::registry::Registry;
+use crate::request::Dispatcher;
 pub use backlog::Full;
 pub(crate) use queue::CallQueue;
 pub use queue::QueueError;
-#[cfg(feature = "cluster")]
-pub(crate) use queue::{Claim, decode};
 pub(crate) use record::is_call_id;
-#[cfg(feature = "cluster")]
-pub(crate) use record::{CallRecord, now_ms};
+use std::sync::Arc;
 use std::time::Duration;
 pub(crate) use store::CallStore;
 use wisp_spec::api::{CallInfo, CallList, CallState};
-pub(crate) use worker::start;
 
 /// Default number of calls run at once in the background.
 pub const DEFAULT_ASYNC_WORKERS: u32 = 4;
@@ -120,10 +118,23 @@ pub struct CallFilter {
     pub limit: Option<usize>,
 }
 
-impl Host {
+/// The async calls of a host: accepted on the request path, stored in the
+/// [`CallStore`], run by the workers through the dispatcher, listed for the
+/// admin API.
+pub(crate) struct Calls {
+    pub(crate) store: Arc<dyn CallStore>,
+    pub(crate) dispatcher: Arc<Dispatcher>,
+    pub(crate) registry: Arc<Registry>,
+    /// For catching up with the shared desired state before answering
+    /// that a call's function does not exist.
+    pub(crate) shared: Arc<dyn SharedState>,
+    pub(crate) config: AsyncCalls,
+}
+
+impl Calls {
     /// Async call `id`, with the kept part of its response body.
-    pub async fn call(&self, id: &str) -> Result<Option<CallInfo>, QueueError> {
-        let queue = &self.inner.calls;
+    pub(crate) async fn call(&self, id: &str) -> Result<Option<CallInfo>, QueueError> {
+        let queue = &self.store;
         Ok(queue
             .get(id)
             .await?
@@ -131,8 +142,8 @@ impl Host {
     }
 
     /// Async calls, newest first, without their response bodies.
-    pub async fn calls(&self, filter: &CallFilter) -> Result<CallList, QueueError> {
-        let queue = &self.inner.calls;
+    pub(crate) async fn calls(&self, filter: &CallFilter) -> Result<CallList, QueueError> {
+        let queue = &self.store;
         let state_of = |record: &record::CallRecord| {
             record.state_now(queue.running_since(&record.id).is_some())
         };
@@ -143,7 +154,7 @@ impl Host {
                     .limit
                     .unwrap_or(DEFAULT_CALL_LIST_LIMIT)
                     .min(MAX_CALL_LIST_LIMIT),
-                |record| {
+                &|record| {
                     filter
                         .function
                         .as_ref()

@@ -12,15 +12,13 @@
 //! finished calls past their retention. It holds the host weakly, so
 //! dropping the last `Host` stops it.
 
+use super::Calls;
 use super::queue::Claim;
 use super::record::{CallRecord, StoredResponse, now_ms, stored_headers};
 use super::{AsyncCalls, MAX_RESULT_BODY_BYTES, callback};
 use crate::events::Trigger;
-use crate::host::{Host, HostInner};
+use crate::registry::Audience;
 use crate::request::NoRoom;
-use wisp_spec::headers::{
-    ATTEMPT_HEADER, CALL_ID_HEADER, TRIGGER_HEADER, VERSION_HEADER, strip_host_headers,
-};
 use bytes::{Bytes, BytesMut};
 use http::HeaderValue;
 use http_body_util::{BodyExt, Full};
@@ -28,7 +26,9 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use wisp_spec::api::CallState;
-
+use wisp_spec::headers::{
+    ATTEMPT_HEADER, CALL_ID_HEADER, TRIGGER_HEADER, VERSION_HEADER, strip_host_headers,
+};
 
 /// Longest the dispatcher sleeps, so it notices the host is gone.
 const MAX_NAP: Duration = Duration::from_secs(1);
@@ -42,15 +42,10 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60 * 60);
 /// How often finished calls past their retention are swept.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
-/// Starts the dispatcher of the host behind `inner`, woken by `wake`.
+/// Starts running the stored calls of `calls` until it is dropped.
 /// Background runs get at most half of the host's `max_instances` slots
 /// (and at least one), so client requests always have the other half.
-pub(crate) fn start(
-    inner: Weak<HostInner>,
-    wake: Arc<Notify>,
-    config: AsyncCalls,
-    max_instances: u32,
-) {
+pub(crate) fn start(calls: Weak<Calls>, wake: Arc<Notify>, config: AsyncCalls, max_instances: u32) {
     let workers = config.workers.clamp(1, (max_instances / 2).max(1));
     if workers < config.workers {
         tracing::info!(
@@ -59,28 +54,27 @@ pub(crate) fn start(
             "async workers lowered to half of the instance pool"
         );
     }
-    tokio::spawn(dispatch(inner, wake, config, workers));
+    tokio::spawn(dispatch(calls, wake, config, workers));
 }
 
-async fn dispatch(inner: Weak<HostInner>, wake: Arc<Notify>, config: AsyncCalls, workers: u32) {
+async fn dispatch(owner: Weak<Calls>, wake: Arc<Notify>, config: AsyncCalls, workers: u32) {
     let workers = Arc::new(Semaphore::new(workers as usize));
     let mut next_sweep = Instant::now();
     loop {
-        let Some(strong) = inner.upgrade() else {
+        let Some(calls) = owner.upgrade() else {
             return;
         };
-        let host = Host { inner: strong };
         if Instant::now() >= next_sweep {
             next_sweep = Instant::now() + SWEEP_EVERY;
-            sweep(&host, config.retention).await;
+            sweep(&calls, config.retention).await;
         }
         let nap = match workers.clone().try_acquire_owned() {
             Err(_) => MAX_NAP,
             Ok(worker) => {
                 let now = now_ms();
-                match host.inner.calls.claim(now).await {
+                match calls.store.claim(now).await {
                     Ok(Claim::Ready(record, body)) => {
-                        let run = attempt(host, *record, body, config, worker, wake.clone());
+                        let run = attempt(calls, *record, body, config, worker, wake.clone());
                         tokio::spawn(run);
                         continue;
                     }
@@ -94,15 +88,15 @@ async fn dispatch(inner: Weak<HostInner>, wake: Arc<Notify>, config: AsyncCalls,
                 }
             }
         };
-        drop(host);
+        drop(calls);
         // A wake-up (a new call, a finished attempt) ends the nap early.
         let _ = tokio::time::timeout(nap, wake.notified()).await;
     }
 }
 
-async fn sweep(host: &Host, retention: Duration) {
+async fn sweep(calls: &Calls, retention: Duration) {
     let cutoff = now_ms().saturating_sub(u64::try_from(retention.as_millis()).unwrap_or(u64::MAX));
-    match host.inner.calls.sweep(cutoff).await {
+    match calls.store.sweep(cutoff).await {
         Ok(0) => {}
         Ok(swept) => tracing::info!(swept, "expired async calls deleted"),
         Err(error) => tracing::error!("sweeping expired async calls failed: {error}"),
@@ -111,7 +105,7 @@ async fn sweep(host: &Host, retention: Duration) {
 
 /// Runs one attempt of `record` and stores what came of it.
 async fn attempt(
-    host: Host,
+    calls: Arc<Calls>,
     mut record: CallRecord,
     body: Bytes,
     config: AsyncCalls,
@@ -121,7 +115,7 @@ async fn attempt(
     let started = now_ms();
     let old_due = record.due_ms;
     let outcome = match request_of(&record, body) {
-        Ok(request) => run(&host, &record.function, request).await,
+        Ok(request) => run(&calls, &record.function, request).await,
         Err(error) => Ran::Answered(unrunnable(&error)),
     };
     let mut result = None;
@@ -149,12 +143,11 @@ async fn attempt(
             result = Some(body);
         }
     }
-    let saved = host
-        .inner
-        .calls
+    let saved = calls
+        .store
         .save(&record, Some(old_due), result.clone())
         .await;
-    host.inner.calls.release(&record.id);
+    calls.store.release(&record.id);
     drop(worker);
     wake.notify_one();
     match saved {
@@ -162,7 +155,7 @@ async fn attempt(
             tracing::error!(call = %record.id, "storing an async call's attempt failed; it will run again: {error}");
         }
         Ok(()) if record.state.is_final() && record.callback.is_some() => {
-            callback::deliver(host, record, result).await;
+            callback::deliver(calls, record, result).await;
         }
         Ok(()) => {}
     }
@@ -176,13 +169,16 @@ enum Ran {
     NoRoom,
 }
 
-async fn run(host: &Host, function: &str, request: http::Request<Full<Bytes>>) -> Ran {
-    if host.inner.registry.snapshot().get(function).is_none() {
+async fn run(calls: &Calls, function: &str, request: http::Request<Full<Bytes>>) -> Ran {
+    if calls.registry.snapshot().get(function).is_none() {
         // In a cluster, the call may have come before this host's copy of
         // its function: catch up with the cluster before answering 404.
-        host.catch_up().await;
+        calls.shared.catch_up().await;
     }
-    let response = host.handle_started(function, request, Trigger::Async).await;
+    let response = calls
+        .dispatcher
+        .handle_named(function, request, Audience::Public, Trigger::Async)
+        .await;
     if response.extensions().get::<NoRoom>().is_some() {
         return Ran::NoRoom;
     }
@@ -207,7 +203,7 @@ async fn run(host: &Host, function: &str, request: http::Request<Full<Bytes>>) -
 /// Reads a response body to its end (so a streaming guest finishes),
 /// keeping its first [`MAX_RESULT_BODY_BYTES`]: the kept bytes, the full
 /// length, and whether it was cut.
-async fn keep_prefix(mut body: crate::request::body::ResponseBody) -> (Bytes, u64, bool) {
+async fn keep_prefix(mut body: crate::runtime::body::ResponseBody) -> (Bytes, u64, bool) {
     let mut kept = BytesMut::new();
     let mut total = 0u64;
     let mut cut = false;

@@ -20,13 +20,13 @@ use crate::observe::meter::{CpuTimed, GuestCost, Meter};
 use crate::observe::metrics::FunctionMetrics;
 use crate::observe::spans;
 use crate::observe::trace::RequestTrace;
-use crate::request::body::{BoxError, RequestBody, ResponseBody, full, read_whole};
-use crate::request::connection::ConnectionInfo;
 use crate::runtime::abi::cgi_env;
 use crate::runtime::abi::cgi_stdout::StdoutPipe;
 use crate::runtime::abi::http::{GUEST_OUTPUT_CAP_BYTES, response_too_large};
 use crate::runtime::abi::output::OutputCapture;
+use crate::runtime::body::{BoxError, RequestBody, ResponseBody, full, read_whole};
 use crate::runtime::buffers::BufferBudget;
+use crate::runtime::connection::ConnectionInfo;
 use crate::runtime::function::Function;
 use crate::runtime::sandbox;
 use crate::runtime::sandbox::{GuestMemory, MemoryLimiter};
@@ -164,7 +164,7 @@ pub async fn invoke(
         call.pre.module().engine(),
         &mut wasi,
         limits,
-        call.meter.guest_memory.clone(),
+        call.version.memory().clone(),
     )?;
 
     let pre = call.pre.clone();

@@ -9,7 +9,7 @@
 //! become `HTTP_PROXY` (httpoxy), and a name with `_` could pose as its `-`
 //! twin, since both map to the same variable.
 
-use crate::request::connection::ConnectionInfo;
+use crate::runtime::connection::ConnectionInfo;
 use http::request::Parts;
 use wisp_spec::route::Route;
 

@@ -10,13 +10,13 @@
 //! is set.
 
 use crate::error::{InvokeError, Limit};
-use crate::events::chain::ChainOrigin;
 use crate::observe::meter::{CpuTimed, GuestCost, Meter};
 use crate::observe::metrics::FunctionMetrics;
 use crate::observe::spans;
 use crate::observe::trace::RequestTrace;
-use crate::request::body::{BoxError, CappedBody, LimitedBody, RequestBody, ResponseBody};
 use crate::runtime::abi::output::OutputCapture;
+use crate::runtime::body::{BoxError, CappedBody, LimitedBody, RequestBody, ResponseBody};
+use crate::runtime::chain::ChainOrigin;
 use crate::runtime::sandbox;
 use crate::runtime::sandbox::{GuestMemory, MemoryLimiter};
 use crate::runtime::services::{self, GuestServices, KvHeld, ServicesView};
@@ -95,7 +95,7 @@ impl OutboundPolicy {
     /// traces, writes its trace context into the request.
     fn trace(&self, request: &mut http::Request<wasmtime_wasi_http::WasiBody>) -> tracing::Span {
         let span = spans::outbound_span(&self.span, request.method(), request.uri());
-        let context = self.chain.as_ref().and_then(|c| c.host.trace_context());
+        let context = self.chain.as_ref().and_then(|c| c.dispatch.trace_context());
         if let Some(context) = context {
             context.inject(&span, request.headers_mut());
         }
@@ -271,6 +271,8 @@ pub struct HttpCall {
     pub services: Arc<GuestServices>,
     /// Where the request's cost, metrics and logs go.
     pub meter: Meter,
+    /// The host's guest memory budget the sandbox is charged to.
+    pub memory: Arc<GuestMemory>,
     /// The request's id and timings.
     pub trace: Arc<RequestTrace>,
     /// The request id.
@@ -298,6 +300,7 @@ pub async fn invoke(
         outbound,
         services,
         meter,
+        memory,
         trace,
         request_id,
         permit,
@@ -341,7 +344,7 @@ pub async fn invoke(
                 services,
                 stdout.clone(),
                 stderr.clone(),
-                meter.guest_memory.clone(),
+                memory,
             )?;
             (store, None, stdout, stderr)
         }

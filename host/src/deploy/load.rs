@@ -10,8 +10,8 @@
 //! (see `deploy/damage.rs`) or no loadable version with traffic — is still
 //! listed, with the reason, and its problem names its record file.
 
-use super::{Host, LoadProblem};
-use crate::deploy::record::{FunctionRecord, VersionRecord};
+use super::Deployer;
+use crate::backplane::records::{FunctionRecord, VersionRecord};
 use crate::error::{DeployError, HostFailure};
 use crate::registry::{FunctionEntry, Snapshot};
 use crate::runtime::function::{Function, VersionInfo};
@@ -21,11 +21,11 @@ use std::sync::Arc;
 use wisp_spec::route::Route;
 use wisp_spec::settings::Settings;
 
-impl Host {
+impl Deployer {
     /// Loads stored records into the registry, in parallel on blocking
     /// threads.
-    pub(super) async fn load_stored(
-        &self,
+    pub(crate) async fn load_stored(
+        self: &Arc<Self>,
         stored: Vec<Result<FunctionRecord, (PathBuf, String)>>,
     ) -> Vec<LoadProblem> {
         let mut problems = Vec::new();
@@ -70,7 +70,7 @@ impl Host {
                 }
             }
         }
-        self.inner.metrics.set_functions(entries.len());
+        self.metrics.set_functions(entries.len());
         // Sources and artifacts no record names (a deploy cut off by a crash)
         // go, unless a record could not be read: it may still need them.
         if !unreadable {
@@ -80,17 +80,12 @@ impl Host {
         for entry in snapshot.entries().values() {
             if let Some(reason) = entry.unavailable() {
                 problems.push(LoadProblem {
-                    subject: self
-                        .inner
-                        .records
-                        .path(&entry.record.name)
-                        .display()
-                        .to_string(),
+                    subject: self.records.path(&entry.record.name).display().to_string(),
                     message: format!("function `{}` is unavailable: {reason}", entry.record.name),
                 });
             }
         }
-        self.inner.registry.publish(snapshot);
+        self.registry.publish(snapshot);
         for problem in &problems {
             tracing::warn!(subject = %problem.subject, "{}", problem.message);
         }
@@ -98,7 +93,10 @@ impl Host {
     }
 
     /// Every version of one record (blocking).
-    fn load_record(&self, record: FunctionRecord) -> (Option<FunctionEntry>, Vec<LoadProblem>) {
+    fn load_record(
+        self: &Arc<Self>,
+        record: FunctionRecord,
+    ) -> (Option<FunctionEntry>, Vec<LoadProblem>) {
         let mut problems = Vec::new();
         let route = match Route::parse(&record.route) {
             Ok(route) => route,
@@ -122,7 +120,7 @@ impl Host {
                 }),
             }
         }
-        let missing = self.missing_sources(&record);
+        let missing = self.runtime.artifacts.missing_sources(&record);
         (
             Some(FunctionEntry::new(record, route, versions, missing)),
             problems,
@@ -132,11 +130,10 @@ impl Host {
     /// One stored version, its code not loaded yet; a missing artifact is
     /// recompiled from its source (blocking).
     pub(crate) fn load_version(
-        &self,
+        self: &Arc<Self>,
         record: &FunctionRecord,
         version: &VersionRecord,
     ) -> Result<Function, DeployError> {
-        let inner = &self.inner;
         let label = format!("`{}` v{}", record.name, version.number);
         let source = version.source_hash().ok_or_else(|| {
             HostFailure::logged(
@@ -144,9 +141,9 @@ impl Host {
                 format_args!("bad source hash `{}`", version.source),
             )
         })?;
-        let settings = Settings::validate(&version.settings, inner.config.root_dir())?;
-        inner.config.check_dirs(&settings)?;
-        let key = inner.artifacts.compiled_key(&source);
+        let settings = Settings::validate(&version.settings, self.options.root_dir())?;
+        self.options.check_dirs(&settings)?;
+        let key = self.runtime.artifacts.compiled_key(&source);
         let info = VersionInfo {
             name: Arc::from(record.name.as_str()),
             version: version.number,
@@ -154,10 +151,22 @@ impl Host {
         };
         // The code loads on the first request; only a missing artifact is
         // compiled now (a corrupt one is found when it loads).
-        let code = inner.code.slot(&key, version.abi, source, &record.name);
-        if code.get().is_none() && !inner.artifacts.compiled_path(&key).exists() {
-            self.verified_artifact(&code)?;
+        let code = self
+            .runtime
+            .code
+            .slot(&key, version.abi, source, &record.name);
+        if code.get().is_none() && !self.runtime.artifacts.compiled_path(&key).exists() {
+            self.runtime.verified_artifact(&code)?;
         }
         Ok(self.new_version(info, code))
     }
+}
+
+/// A problem found while loading the data dir: reported, never fatal.
+#[derive(Debug, Clone)]
+pub struct LoadProblem {
+    /// The function (or file) concerned.
+    pub subject: String,
+    /// What went wrong and what was done about it.
+    pub message: String,
 }

@@ -16,6 +16,7 @@
 //! Its errors name the files involved, for the host log; what a client is
 //! told is a [`HostFailure`](crate::error::HostFailure), which names none.
 
+use crate::backplane::records::FunctionRecord;
 use crate::disk::crash_point::CrashPoint;
 use crate::disk::write_file_atomically;
 use std::fs::{self, File};
@@ -62,6 +63,35 @@ pub struct ArtifactStore {
 }
 
 impl ArtifactStore {
+    /// Versions of `record` whose stored source is gone, one reason each
+    /// naming the source by hash (blocking: it looks at the disk). A version
+    /// can run from its compiled artifact, but could never be rebuilt. The
+    /// reasons reach the admin API, so the file's path goes to the host log
+    /// only.
+    pub(crate) fn missing_sources(&self, record: &FunctionRecord) -> Vec<String> {
+        record
+            .versions
+            .iter()
+            .filter_map(|version| {
+                let path = self.source_path(&version.source_hash()?);
+                (!path.exists()).then(|| {
+                    tracing::warn!(
+                        function = %record.name,
+                        version = version.number,
+                        path = %path.display(),
+                        "stored source is missing"
+                    );
+                    format!(
+                        "the stored source of v{n} (`{source}`) is missing from the data dir (the host log names the file); retire v{n} with `wisp retire {name} v{n}` (after moving its traffic) or remove the function",
+                        n = version.number,
+                        source = version.source,
+                        name = record.name,
+                    )
+                })
+            })
+            .collect()
+    }
+
     /// Opens (creating if needed) the store under `root` for an engine with
     /// compatibility `fingerprint`, and removes temp files a crash left.
     pub fn open(root: &Path, fingerprint: String) -> Result<ArtifactStore, ArtifactError> {

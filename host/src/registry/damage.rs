@@ -8,10 +8,9 @@
 //! change through the admin API writes a record that passes — wisp does not
 //! guess which half of a broken record was meant. Every reason says what to
 //! do about it. The record checks and the route check are pure; only
-//! [`Host::missing_sources`] looks at the disk.
+//! `ArtifactStore::missing_sources` looks at the disk.
 
-use crate::deploy::record::FunctionRecord;
-use crate::host::Host;
+use crate::backplane::records::FunctionRecord;
 use std::collections::{BTreeMap, BTreeSet};
 use wisp_spec::route::Route;
 use wisp_spec::traffic;
@@ -75,44 +74,10 @@ pub(crate) fn route_conflicts<'a>(
     conflicts
 }
 
-impl Host {
-    /// Versions of `record` whose stored source is gone, one reason each
-    /// naming the source by hash (blocking: it looks at the disk). A version
-    /// can run from its compiled artifact, but could never be rebuilt. The
-    /// reasons reach the admin API, so the file's path goes to the host log
-    /// only.
-    pub(crate) fn missing_sources(&self, record: &FunctionRecord) -> Vec<String> {
-        record
-            .versions
-            .iter()
-            .filter_map(|version| {
-                let path = self
-                    .inner
-                    .artifacts
-                    .source_path(&version.source_hash()?);
-                (!path.exists()).then(|| {
-                    tracing::warn!(
-                        function = %record.name,
-                        version = version.number,
-                        path = %path.display(),
-                        "stored source is missing"
-                    );
-                    format!(
-                        "the stored source of v{n} (`{source}`) is missing from the data dir (the host log names the file); retire v{n} with `wisp retire {name} v{n}` (after moving its traffic) or remove the function",
-                        n = version.number,
-                        source = version.source,
-                        name = record.name,
-                    )
-                })
-            })
-            .collect()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::deploy::record::test_record;
+    use crate::backplane::records::test_record;
 
     #[test]
     fn a_whole_record_has_no_damage() {

@@ -10,14 +10,17 @@
 //! Who may pin which version is decided here ([`Audience`]), and so is
 //! whether a function can serve at all: an entry built from a damaged record
 //! carries the reasons, and a snapshot marks every function whose route
-//! another one claims too (see `deploy/damage.rs`).
+//! another one claims too (see `damage.rs`). It also drops the prepared
+//! sandboxes that waited too long ([`Registry::expire_prepared`]).
 
-use crate::deploy::damage;
-use crate::deploy::record::FunctionRecord;
+mod damage;
+
+use crate::backplane::records::FunctionRecord;
 use crate::runtime::function::Function;
+use crate::runtime::prepared::PREPARED_IDLE;
 use arc_swap::{ArcSwap, Guard};
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use wisp_spec::route::{Route, RouteTable};
 use wisp_spec::traffic::TrafficShare;
 
@@ -247,12 +250,38 @@ impl Registry {
     pub fn publish(&self, snapshot: Snapshot) {
         self.current.store(Arc::new(snapshot));
     }
+
+    /// Drops every prepared sandbox that has waited longer than
+    /// [`PREPARED_IDLE`] for its request.
+    pub(crate) fn expire_prepared(&self) {
+        let snapshot = self.snapshot_full();
+        for entry in snapshot.entries().values() {
+            for function in entry.versions.values() {
+                function.prepared().expire(PREPARED_IDLE);
+            }
+        }
+    }
+}
+
+/// Every second, drops the prepared sandboxes that waited longer than
+/// [`PREPARED_IDLE`], until the registry is gone.
+pub(crate) fn sweep_prepared(registry: Weak<Registry>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            let Some(registry) = registry.upgrade() else {
+                return;
+            };
+            registry.expire_prepared();
+        }
+    });
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::deploy::record::VersionRecord;
+    use crate::backplane::records::VersionRecord;
     use wisp_spec::inspect::Abi;
     use wisp_spec::settings::RawSettings;
 

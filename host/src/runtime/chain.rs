@@ -17,18 +17,19 @@
 //! runs inside the caller's sandbox's outbound call, which is dropped when
 //! the caller's deadline ends it.
 
-use super::Trigger;
-use crate::host::Host;
-use crate::request::body::ResponseBody;
+use crate::observe::spans::TraceContext;
+use crate::runtime::body::ResponseBody;
 use http::HeaderValue;
-use wisp_spec::headers::{
-    CALLER_HEADER, DEPTH_HEADER, REQUEST_ID_HEADER, TRACEPARENT, TRIGGER_HEADER, strip_host_headers,
-};
 use http_body_util::BodyExt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use wasmtime_wasi_http::{Error as HttpError, WasiBody};
-
+use wisp_spec::api::Trigger;
+use wisp_spec::headers::{
+    CALLER_HEADER, DEPTH_HEADER, REQUEST_ID_HEADER, TRACEPARENT, TRIGGER_HEADER, strip_host_headers,
+};
 
 /// Most calls one chain may make, counting from the first request.
 pub const MAX_CHAIN_DEPTH: u32 = 8;
@@ -66,14 +67,29 @@ impl ChainBudget {
     }
 }
 
+/// The narrow handle a sandbox holds to reach the request path: runs
+/// function `name` for `trigger` as its own request, and says how outbound
+/// calls carry the trace (the dispatcher implements it). Nothing else of
+/// the host is reachable from a sandbox.
+pub(crate) trait Dispatch: Send + Sync {
+    /// How the host's spans join distributed traces, if it traces.
+    fn trace_context(&self) -> Option<&Arc<dyn TraceContext>>;
 
+    /// Runs `request` with function `name`, started by `trigger`.
+    fn run<'a>(
+        self: Arc<Self>,
+        name: &'a str,
+        request: http::Request<WasiBody>,
+        trigger: Trigger,
+    ) -> Pin<Box<dyn Future<Output = http::Response<ResponseBody>> + Send + 'a>>;
+}
 
 /// Where a guest's chained calls come from: what a callee must be told.
 /// Moved into the request's sandbox; cloned only for a chained call.
 #[derive(Clone)]
 pub(crate) struct ChainOrigin {
-    /// The host, to dispatch to.
-    pub(crate) host: Host,
+    /// The request path, to dispatch to.
+    pub(crate) dispatch: Arc<dyn Dispatch>,
     /// The calls that led to the caller's request (0 for a client's).
     pub(crate) depth: u32,
     /// The caller's request id, passed on.
@@ -166,8 +182,9 @@ impl ChainOrigin {
         parts.extensions.insert(budget);
         let request = http::Request::from_parts(parts, body);
         let response = self
-            .host
-            .handle_started(callee, request, Trigger::Chain)
+            .dispatch
+            .clone()
+            .run(callee, request, Trigger::Chain)
             .await;
         response.map(into_wasi_body)
     }

@@ -18,7 +18,7 @@
 //! re-armed per wait: no task, no thread, and nothing for a body that never
 //! keeps its reader waiting.
 
-use crate::request::body::{BoxError, RequestBody};
+use crate::runtime::body::{BoxError, RequestBody};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use std::future::Future;

@@ -6,8 +6,8 @@
 //! response-body cap with a logged error. Neither buffers: bytes flow through.
 
 use crate::error::{InvokeError, Limit};
-use crate::request::pacing::BodyTooSlow;
 use crate::runtime::buffers::BufferCharge;
+use crate::runtime::pacing::BodyTooSlow;
 use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::combinators::UnsyncBoxBody;
