@@ -179,11 +179,12 @@ impl Host {
         let problems = deployer.load_stored(stored).await;
         // Stored calls run only once the functions they call are loaded.
         crate::events::calls::worker::start(
-            Arc::downgrade(&calls),
+            &calls,
             backplane.calls.wake(),
             config.async_calls,
             config.max_instances,
-        );
+        )
+        .await;
         backplane.start(Arc::downgrade(&deployer));
         let host = Host {
             inner: Arc::new(HostInner {

@@ -45,7 +45,15 @@ const SWEEP_EVERY: Duration = Duration::from_secs(60);
 /// Starts running the stored calls of `calls` until it is dropped.
 /// Background runs get at most half of the host's `max_instances` slots
 /// (and at least one), so client requests always have the other half.
-pub(crate) fn start(calls: Weak<Calls>, wake: Arc<Notify>, config: AsyncCalls, max_instances: u32) {
+/// Calls finished longer than the retention ago are deleted first, before
+/// the host answers anything, so a restart never shows an expired call.
+pub(crate) async fn start(
+    calls: &Arc<Calls>,
+    wake: Arc<Notify>,
+    config: AsyncCalls,
+    max_instances: u32,
+) {
+    sweep(calls, config.retention).await;
     let workers = config.workers.clamp(1, (max_instances / 2).max(1));
     if workers < config.workers {
         tracing::info!(
@@ -54,12 +62,12 @@ pub(crate) fn start(calls: Weak<Calls>, wake: Arc<Notify>, config: AsyncCalls, m
             "async workers lowered to half of the instance pool"
         );
     }
-    tokio::spawn(dispatch(calls, wake, config, workers));
+    tokio::spawn(dispatch(Arc::downgrade(calls), wake, config, workers));
 }
 
 async fn dispatch(owner: Weak<Calls>, wake: Arc<Notify>, config: AsyncCalls, workers: u32) {
     let workers = Arc::new(Semaphore::new(workers as usize));
-    let mut next_sweep = Instant::now();
+    let mut next_sweep = Instant::now() + SWEEP_EVERY;
     loop {
         let Some(calls) = owner.upgrade() else {
             return;
