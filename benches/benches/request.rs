@@ -41,7 +41,7 @@ fn cold_requests(c: &mut Criterion) {
     });
     group.finish();
 
-    let unprepared = Bench::with(|config| config.max_prepared = 0);
+    let unprepared = Bench::with(|config| config.prepare = 0);
     unprepared.deploy("hello", artifacts::HELLO_COMPONENT, "/hello");
     let host = unprepared.host.clone();
     let mut group = c.benchmark_group("cold-request");
@@ -53,7 +53,7 @@ fn cold_requests(c: &mut Criterion) {
 
     // Room for one artifact: requests alternating between two functions
     // each load their code (verify, mmap, pre-link) first.
-    let evicting = Bench::with(|config| config.residency.max_loaded = 1);
+    let evicting = Bench::with(|config| config.max_loaded = 1);
     evicting.deploy("hello", artifacts::HELLO_COMPONENT, "/hello");
     evicting.deploy("cgi", artifacts::CGI_HELLO_MODULE, "/cgi");
     let host = evicting.host.clone();

@@ -120,7 +120,7 @@ async fn run_in(
     let config = HostConfig {
         data_dir: data.to_owned(),
         max_instances,
-        max_prepared: options.prepare,
+        prepare: options.prepare,
         access_log: false,
         ..HostConfig::default()
     };

@@ -35,14 +35,14 @@
 //!
 //! | folder | owns | must not know |
 //! | --- | --- | --- |
-//! | `host/` | the composition root, [`Host`], [`HostConfig`], the choice of backplane | — |
+//! | `host/` | the composition root, [`Host`], [`HostConfig`] and the host-wide settings table ([`HOST_SETTINGS`], [`SERVER_SETTINGS`]), the choice of backplane | — |
 //! | `request/` | the dispatcher: routing, version choice, slots, dispatch, the access log | async calls, deploys, the cluster |
 //! | `runtime/` | the engine, compiled code (store, cache, loading), the host-wide budgets, the sandbox, the guest ABIs, bodies and pacing, chained calls (through the narrow `Dispatch` handle) | the registry, the request path, deploys |
 //! | `deploy/` | the deployer: deploy, traffic, rollback, retire, remove, the start-up load | requests, the cluster |
 //! | `registry/` | name → versions → traffic, read lock-free; damage in records | how records are stored or shared |
 //! | `backplane/` | what hosts share: the function records and the `SharedState` trait, with the host-alone implementation | NATS |
 //! | `cluster/` | the NATS JetStream backplane (feature `cluster`) and its converger | the request path |
-//! | `events/` | async calls ([`AsyncCalls`]) and cron | the engine, deploys |
+//! | `events/` | async calls and cron | the engine, deploys |
 //! | `observe/` | metrics, guest logs, usage, per-function books, spans, request ids and trace context | everything above it |
 //! | `state/` | the key-value store ([`KvBackend`], [`RedbStore`]), bucket grants, secrets | functions, requests |
 //! | `admin/` | the admin API as a service ([`AdminApi`]), on the facade | the parts behind the facade |
@@ -77,37 +77,22 @@ pub use cluster::ClusterConfig;
 pub use deploy::DeployRequest;
 pub use deploy::load::LoadProblem;
 pub use error::{DeployError, HostFailure, InvokeError, Limit};
-pub use events::calls::{
-    AsyncCalls, CallFilter, DEFAULT_ASYNC_WORKERS, DEFAULT_CALL_RETENTION,
-    DEFAULT_MAX_QUEUED_CALL_BYTES, DEFAULT_MAX_QUEUED_CALLS, DEFAULT_RETRIES,
-    DEFAULT_RETRY_BACKOFF, Full, MAX_RESULT_BODY_BYTES, QueueError,
-};
-pub use host::config::{DEFAULT_KEEP_VERSIONS, DEFAULT_MAX_UPLOAD_BYTES};
+pub use events::calls::{CallFilter, Full, MAX_RESULT_BODY_BYTES, QueueError};
 pub use host::{
-    DEFAULT_MAX_LOADED, DEFAULT_MAX_LOADED_BYTES, Host, HostConfig, MAX_KEYS_PER_LIST, Residency,
+    Form, HOST_SETTINGS, Host, HostConfig, HostSetting, MAX_KEYS_PER_LIST, SERVER_SETTINGS,
     StartError,
 };
 pub use observe::logs::LogBook;
 pub use observe::metrics::{Metrics, resident_bytes};
 pub use observe::spans::{SPAN_TARGET, TraceContext};
 pub use runtime::body::{BoxError, ResponseBody};
-pub use runtime::compiler::{
-    CompileBudget, Compiler, DEFAULT_MAX_COMPILE_MEMORY_BYTES, DEFAULT_MAX_COMPILE_TIME,
-    compile_worker_main,
-};
+pub use runtime::compiler::{Compiler, compile_worker_main};
 pub use runtime::connection::ConnectionInfo;
-pub use runtime::engine::DEFAULT_MAX_INSTANCES;
 pub use runtime::function::IdleSandbox;
-pub use runtime::pacing::{BodyPacing, DEFAULT_BODY_IDLE_TIMEOUT, DEFAULT_MIN_BODY_RATE};
-pub use runtime::prepared::DEFAULT_MAX_PREPARED;
-pub use server::{
-    DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_IP,
-    DEFAULT_WRITE_TIMEOUT, Handler, ServerOptions, serve,
-};
+pub use server::{Handler, ServerOptions, serve};
 pub use state::{
-    AccessDenied, BucketId, DEFAULT_MAX_BUCKET_BYTES, DEFAULT_MAX_KEY_BYTES,
-    DEFAULT_MAX_VALUE_BYTES, KeyPage, KvBackend, KvError, KvFuture, KvLimits,
-    MAX_SECRET_NAME_BYTES, MAX_SECRET_VALUE_BYTES, RedbStore, resolve_bucket,
+    AccessDenied, BucketId, KeyPage, KvBackend, KvError, KvFuture, KvLimits, MAX_SECRET_NAME_BYTES,
+    MAX_SECRET_VALUE_BYTES, RedbStore, resolve_bucket,
 };
 pub use wisp_spec as spec;
 pub use wisp_spec::api::{DeployReport, FunctionInfo, UsageReport, VersionSummary};

@@ -48,7 +48,7 @@ async fn hello_host(dir: &std::path::Path, max_instances: u32) -> Host {
     let config = HostConfig {
         data_dir: dir.to_owned(),
         max_instances,
-        max_prepared: 0,
+        prepare: 0,
         ..HostConfig::default()
     };
     let (host, problems) = Host::start(config).await.unwrap();

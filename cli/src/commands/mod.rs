@@ -6,6 +6,7 @@
 
 mod calls;
 mod functions;
+mod host_flags;
 mod observe;
 mod serve;
 mod settings_flags;
@@ -196,10 +197,6 @@ pub fn main() -> ExitCode {
     }
 }
 
-pub(crate) fn parse_size_flag(text: &str) -> Result<u64, String> {
-    units::parse_size(text).ok_or_else(|| format!("expected {}", units::SIZE_FORMS))
-}
-
 /// `--method`: an HTTP method.
 pub(crate) fn method_flag(text: &str) -> anyhow::Result<http::Method> {
     text.parse().map_err(|_| {
@@ -218,13 +215,6 @@ pub(crate) fn body_flag(data: Option<&str>) -> anyhow::Result<Bytes> {
         },
         None => Bytes::new(),
     })
-}
-
-pub(crate) fn parse_keep_versions(text: &str) -> Result<usize, String> {
-    match text.parse() {
-        Ok(n) if n >= 1 => Ok(n),
-        _ => Err("expected a whole number, at least 1".to_owned()),
-    }
 }
 
 pub(crate) fn parse_duration_flag(text: &str) -> Result<std::time::Duration, String> {

@@ -83,7 +83,7 @@ pub(crate) struct BenchCommand {
     memory_probe: usize,
     /// Sandboxes prepared ahead of their request, as `wisp serve --prepare`
     /// (`0`: every request instantiates on its own critical path).
-    #[arg(long, default_value_t = wisp_host::DEFAULT_MAX_PREPARED, value_name = "N")]
+    #[arg(long, default_value_t = wisp_host::HostConfig::default().prepare, value_name = "N")]
     prepare: usize,
     /// Print JSON instead of a table.
     #[arg(long)]

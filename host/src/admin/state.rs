@@ -57,7 +57,7 @@ pub(super) async fn kv(
         }
         (&Method::PUT, [key]) => {
             let key = decode(key)?;
-            let limit = host.config().kv_limits.max_value_bytes;
+            let limit = usize::try_from(host.config().max_kv_value).unwrap_or(usize::MAX);
             let value = read_body(request, limit, "the value").await?;
             host.kv_set(&bucket, key.clone(), value.to_vec()).await?;
             Ok(json(

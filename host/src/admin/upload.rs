@@ -72,7 +72,7 @@ pub(super) async fn deploy(
             _ => settings.add_once(&key, value.into_owned())?,
         }
     }
-    let limit = host.config().max_upload_bytes;
+    let limit = host.config().max_upload;
     let declared =
         content_length(request.headers()).map_err(|e| DeployError::BadRequest(e.to_string()))?;
     let mut upload = request.into_body();

@@ -30,7 +30,7 @@ pub(super) async fn open(config: &HostConfig) -> Result<Backplane, StartError> {
                 .await
                 .map_err(StartError::Cluster)?,
         );
-        let (kv, calls) = cluster.stores(config.kv_limits, &config.async_calls);
+        let (kv, calls) = cluster.stores(config.kv_limits(), &config.async_calls());
         return Ok(Backplane {
             shared: cluster.clone(),
             kv,
@@ -45,7 +45,7 @@ pub(super) async fn open(config: &HostConfig) -> Result<Backplane, StartError> {
     Ok(Backplane {
         shared: Arc::new(Alone),
         kv: Arc::new(
-            RedbStore::open(&config.data_dir, config.kv_limits)
+            RedbStore::open(&config.data_dir, config.kv_limits())
                 .map_err(|e| data_error(e.to_string()))?,
         ),
         calls: Arc::new(CallQueue::open(&config.data_dir).map_err(|e| data_error(e.to_string()))?),

@@ -6,6 +6,7 @@
 
 use crate::events::calls::AsyncCalls;
 use crate::observe::spans::TraceContext;
+use crate::runtime::code_cache::Residency;
 use crate::runtime::compiler::{CompileBudget, Compiler};
 use crate::runtime::engine;
 use crate::runtime::pacing::BodyPacing;
@@ -16,54 +17,67 @@ use std::time::Duration;
 use wisp_spec::limits;
 
 /// Default cap on an uploaded `.wasm`, in bytes.
-pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 200 << 20;
+const DEFAULT_MAX_UPLOAD: u64 = 200 << 20;
 
 /// Default number of versions kept per function (those holding traffic are
 /// always kept besides).
-pub const DEFAULT_KEEP_VERSIONS: usize = 10;
+const DEFAULT_KEEP_VERSIONS: usize = 10;
 
-/// How a host is set up. `Default` is the production default.
+/// How a host is set up. `Default` is the production default. Each field
+/// that `wisp serve` sets is named after its flag (`max_upload` is
+/// `--max-upload`); the flags, their defaults and help come from
+/// [`crate::HOST_SETTINGS`].
 #[derive(Debug, Clone)]
 pub struct HostConfig {
-    /// Where artifacts and records live.
+    /// Where artifacts, records, state and secrets live.
     pub data_dir: PathBuf,
     /// Largest accepted upload, in bytes.
-    pub max_upload_bytes: u64,
+    pub max_upload: u64,
     /// Instances alive at once across all functions (pool size and global
-    /// concurrency cap).
+    /// concurrency cap; at least 1).
     pub max_instances: u32,
-    /// How much compiled code stays loaded: past `--max-loaded` artifacts
-    /// or `--max-loaded-bytes`, the least recently used is evicted (its
-    /// next request loads it again).
-    pub residency: super::Residency,
+    /// Artifacts whose compiled code stays loaded at once (at least 1);
+    /// past it, or past `max_loaded_bytes`, the least recently used is
+    /// evicted (its next request loads it again).
+    pub max_loaded: usize,
+    /// Bytes of compiled code (artifact file sizes) loaded at once. The
+    /// artifact just loaded always stays, even when it alone is bigger.
+    pub max_loaded_bytes: u64,
     /// Sandboxes prepared ahead of their request, host-wide (one per
     /// component version with recent traffic; 0 turns preparing off).
     /// Their pool slots come on top of `max_instances`.
-    pub max_prepared: usize,
+    pub prepare: usize,
     /// Use the pooling allocator (off only for benchmarks).
     pub pooling: bool,
     /// How long a request waits for a free slot before 503.
     pub queue_timeout: Duration,
-    /// Versions kept per function.
+    /// Versions kept per function (at least 1).
     pub keep_versions: usize,
     /// Log one access line per request (target `wisp::access`).
     pub access_log: bool,
-    /// How fast a request body must arrive (else `408`).
-    pub body_pacing: BodyPacing,
+    /// Longest pause in a request body, and the grace before
+    /// `min_body_rate` counts; past it, `408`.
+    pub body_timeout: Duration,
+    /// Lowest average rate of a request body once it has taken longer than
+    /// `body_timeout`, in bytes per second (0: none).
+    pub min_body_rate: u64,
     /// Bytes of request bodies held in memory at once across all requests
     /// (CGI bodies are read whole before the guest runs); past it, `503`.
     /// Default: an eighth of physical memory.
-    pub max_buffered_bytes: u64,
+    pub max_buffered: u64,
     /// Bytes of linear memory all live sandboxes may hold together; a guest
     /// growing past it gets `503` (`host-memory`). Default: half of
     /// physical memory.
-    pub max_guest_memory_bytes: u64,
+    pub max_guest_memory: u64,
     /// Where compiles run: in this process (the default) or in a child
     /// process, which can cap their memory and gives it all back.
     pub compiler: Compiler,
-    /// How long, and how much memory, one compile may take; past it the
-    /// deploy gets `400` with kind `compile-limit`.
-    pub compile_budget: CompileBudget,
+    /// Longest one compile may take; past it the deploy gets `400` with
+    /// kind `compile-limit`.
+    pub max_compile_time: Duration,
+    /// Most memory (data segment) one compile may use, in bytes; enforced
+    /// only by [`Compiler::Subprocess`].
+    pub max_compile_memory: u64,
     /// Let a function's `dir` setting grant the host's root directory (`/`,
     /// however written), which hands the guest every file the host process
     /// can read. Off by default: such a deploy is refused (`400`,
@@ -75,15 +89,34 @@ pub struct HostConfig {
     /// hold. Whatever the list, the data directory and anything inside it
     /// (secrets, stored calls, artifacts) is never granted (a directory
     /// above it is the operator's call, like `/` with `allow_root_dir`).
-    /// Checked on every
-    /// deploy and on every record the host loads, its own or a cluster's.
-    /// `wisp serve --dir-root PATH`.
+    /// Checked on every deploy and on every record the host loads, its own
+    /// or a cluster's. `wisp serve --dir-root PATH`, repeated.
     pub dir_roots: Vec<PathBuf>,
-    /// Size limits of the key-value store: key, value and bytes per bucket.
-    pub kv_limits: KvLimits,
-    /// How async calls (`Prefer: respond-async`) run: workers, retries,
-    /// backoff and retention.
-    pub async_calls: AsyncCalls,
+    /// Longest key-value key, in bytes.
+    pub max_kv_key: u64,
+    /// Largest key-value value, in bytes.
+    pub max_kv_value: u64,
+    /// Most bytes one key-value bucket may hold, counting each key and its
+    /// value.
+    pub max_kv_bucket: u64,
+    /// Async calls (`Prefer: respond-async`) run at once in the background
+    /// (at most half of `max_instances`, and at least one).
+    pub async_workers: u32,
+    /// Retries after a failed async attempt (a 5xx, trap or timeout),
+    /// before the call is dead-lettered as failed.
+    pub retries: u32,
+    /// Wait before an async call's first retry; each later one waits twice
+    /// as long as the one before (at most an hour).
+    pub retry_backoff: Duration,
+    /// How long a finished async call (and its result) is kept; its
+    /// request body is deleted as soon as it finishes.
+    pub call_retention: Duration,
+    /// Most async calls queued at once, all functions together (each
+    /// function also has its own cap, a setting); past it a new call is
+    /// `429`.
+    pub max_queued_calls: u64,
+    /// Most request-body bytes of queued async calls at once.
+    pub max_queued_call_bytes: u64,
     /// How request spans join distributed traces (see
     /// [`crate::TraceContext`]); `None`: they carry no trace context, and
     /// log lines no trace id.
@@ -96,29 +129,93 @@ pub struct HostConfig {
 }
 
 impl Default for HostConfig {
+    /// Each part's own defaults, gathered.
     fn default() -> Self {
+        let residency = Residency::default();
+        let pacing = BodyPacing::default();
+        let compile = CompileBudget::default();
+        let kv = KvLimits::default();
+        let calls = AsyncCalls::default();
         HostConfig {
             data_dir: PathBuf::from("wisp-data"),
-            max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
+            max_upload: DEFAULT_MAX_UPLOAD,
             max_instances: engine::DEFAULT_MAX_INSTANCES,
-            residency: super::Residency::default(),
-            max_prepared: crate::runtime::prepared::DEFAULT_MAX_PREPARED,
+            max_loaded: residency.max_loaded,
+            max_loaded_bytes: residency.max_loaded_bytes,
+            prepare: crate::runtime::prepared::DEFAULT_MAX_PREPARED,
             pooling: true,
             queue_timeout: limits::DEFAULT_QUEUE_TIMEOUT,
             keep_versions: DEFAULT_KEEP_VERSIONS,
             access_log: true,
-            body_pacing: BodyPacing::default(),
-            max_buffered_bytes: crate::runtime::buffers::default_budget(),
-            max_guest_memory_bytes: crate::runtime::sandbox::default_guest_memory(),
+            body_timeout: pacing.idle,
+            min_body_rate: pacing.min_bytes_per_sec,
+            max_buffered: crate::runtime::buffers::default_budget(),
+            max_guest_memory: crate::runtime::sandbox::default_guest_memory(),
             compiler: Compiler::default(),
-            compile_budget: CompileBudget::default(),
+            max_compile_time: compile.time,
+            max_compile_memory: compile.memory_bytes,
             allow_root_dir: false,
             dir_roots: Vec::new(),
-            kv_limits: KvLimits::default(),
-            async_calls: AsyncCalls::default(),
+            max_kv_key: kv.max_key_bytes as u64,
+            max_kv_value: kv.max_value_bytes as u64,
+            max_kv_bucket: kv.max_bucket_bytes,
+            async_workers: calls.workers,
+            retries: calls.retries,
+            retry_backoff: calls.backoff,
+            call_retention: calls.retention,
+            max_queued_calls: calls.max_queued,
+            max_queued_call_bytes: calls.max_queued_bytes,
             trace_context: None,
             #[cfg(feature = "cluster")]
             cluster: None,
+        }
+    }
+}
+
+/// Each part's own settings, cut from the flat config.
+impl HostConfig {
+    /// How much compiled code stays loaded.
+    pub(crate) fn residency(&self) -> Residency {
+        Residency {
+            max_loaded: self.max_loaded,
+            max_loaded_bytes: self.max_loaded_bytes,
+        }
+    }
+
+    /// How fast request bodies must arrive.
+    pub(crate) fn body_pacing(&self) -> BodyPacing {
+        BodyPacing {
+            idle: self.body_timeout,
+            min_bytes_per_sec: self.min_body_rate,
+        }
+    }
+
+    /// How much one compile may take.
+    pub(crate) fn compile_budget(&self) -> CompileBudget {
+        CompileBudget {
+            time: self.max_compile_time,
+            memory_bytes: self.max_compile_memory,
+        }
+    }
+
+    /// The key-value store's size limits.
+    pub(crate) fn kv_limits(&self) -> KvLimits {
+        KvLimits {
+            max_key_bytes: usize::try_from(self.max_kv_key).unwrap_or(usize::MAX),
+            max_value_bytes: usize::try_from(self.max_kv_value).unwrap_or(usize::MAX),
+            max_bucket_bytes: self.max_kv_bucket,
+        }
+    }
+
+    /// How async calls run.
+    pub(crate) fn async_calls(&self) -> AsyncCalls {
+        AsyncCalls {
+            workers: self.async_workers,
+            retries: self.retries,
+            backoff: self.retry_backoff,
+            retention: self.call_retention,
+            max_queued: self.max_queued_calls,
+            max_queued_bytes: self.max_queued_call_bytes,
         }
     }
 }

@@ -23,6 +23,7 @@
 
 mod backplane;
 pub(crate) mod config;
+pub(crate) mod settings;
 mod state;
 
 use crate::backplane::SharedState;
@@ -40,12 +41,12 @@ use crate::observe::metrics::Metrics;
 use crate::registry::{self, Audience, Registry};
 use crate::request::{DispatchOptions, Dispatcher};
 use crate::runtime::body::{BoxError, ResponseBody};
-pub use crate::runtime::code_cache::{DEFAULT_MAX_LOADED, DEFAULT_MAX_LOADED_BYTES, Residency};
 use crate::runtime::function::IdleSandbox;
 use crate::runtime::{Runtime, RuntimeError, RuntimeOptions};
 use crate::state::{KvBackend, SecretStore};
 use bytes::Bytes;
 pub use config::{HostConfig, StartError};
+pub use settings::{Form, HOST_SETTINGS, HostSetting, SERVER_SETTINGS};
 pub use state::MAX_KEYS_PER_LIST;
 use std::sync::Arc;
 use wasmtime::Engine;
@@ -101,13 +102,13 @@ impl Host {
         let runtime = Runtime::start(
             RuntimeOptions {
                 max_instances: config.max_instances,
-                max_prepared: config.max_prepared,
+                max_prepared: config.prepare,
                 pooling: config.pooling,
-                residency: config.residency,
-                max_buffered_bytes: config.max_buffered_bytes,
-                max_guest_memory_bytes: config.max_guest_memory_bytes,
+                residency: config.residency(),
+                max_buffered_bytes: config.max_buffered,
+                max_guest_memory_bytes: config.max_guest_memory,
                 compiler: config.compiler.clone(),
-                compile_budget: config.compile_budget,
+                compile_budget: config.compile_budget(),
             },
             &data_dir,
             metrics.clone(),
@@ -140,7 +141,7 @@ impl Host {
             pending: Pending::default(),
             options: DeployOptions {
                 data_dir: data_dir.clone(),
-                max_upload_bytes: config.max_upload_bytes,
+                max_upload_bytes: config.max_upload,
                 keep_versions: config.keep_versions,
                 pooling: config.pooling,
                 allow_root_dir: config.allow_root_dir,
@@ -154,9 +155,9 @@ impl Host {
             options: DispatchOptions {
                 access_log: config.access_log,
                 trace_context: config.trace_context.clone(),
-                body_pacing: config.body_pacing,
+                body_pacing: config.body_pacing(),
                 queue_timeout: config.queue_timeout,
-                prepare: config.max_prepared > 0,
+                prepare: config.prepare > 0,
             },
         });
         let calls = Arc::new(Calls {
@@ -164,7 +165,7 @@ impl Host {
             dispatcher: dispatcher.clone(),
             registry: registry.clone(),
             shared: backplane.shared.clone(),
-            config: config.async_calls,
+            config: config.async_calls(),
         });
         let cron = Arc::new(Cron {
             registry: registry.clone(),
@@ -181,7 +182,7 @@ impl Host {
         crate::events::calls::worker::start(
             &calls,
             backplane.calls.wake(),
-            config.async_calls,
+            config.async_calls(),
             config.max_instances,
         )
         .await;

@@ -10,8 +10,8 @@
 //! * admission: at most `max_connections` per listener (and never more than
 //!   half the process's open-file limit) and `max_connections_per_ip` from
 //!   one address ([`admission`]);
-//! * the request head: `max_header_bytes`, sent within `header_read_timeout`;
-//! * a connection with no request open is closed `header_read_timeout` after
+//! * the request head: `max_header_bytes`, sent within `header_timeout`;
+//! * a connection with no request open is closed `header_timeout` after
 //!   accept if it never sent one, and `idle_timeout` after its last response
 //!   otherwise, HTTP/2 included ([`activity`]);
 //! * a response the client stops reading is cut off after `write_timeout`;
@@ -40,7 +40,7 @@ use tokio::task::JoinSet;
 
 /// Default time a client has to send its request headers, and to send a
 /// first request on a new connection.
-pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default cap on the request head (request line and headers), in bytes.
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 << 10;
 /// Default time in-flight requests get to finish at shutdown.
@@ -70,7 +70,7 @@ const H2_MAX_CONCURRENT_STREAMS: u32 = 100;
 pub struct ServerOptions {
     /// Time a client has to send its request headers, and to send its first
     /// request after connecting.
-    pub header_read_timeout: Duration,
+    pub header_timeout: Duration,
     /// Cap on the request head, in bytes.
     pub max_header_bytes: usize,
     /// Time in-flight requests get to finish at shutdown.
@@ -89,7 +89,7 @@ pub struct ServerOptions {
 impl Default for ServerOptions {
     fn default() -> Self {
         ServerOptions {
-            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
@@ -103,7 +103,7 @@ impl Default for ServerOptions {
 impl ServerOptions {
     fn timeouts(&self) -> Timeouts {
         Timeouts {
-            first_request: self.header_read_timeout,
+            first_request: self.header_timeout,
             idle: self.idle_timeout,
             write: self.write_timeout,
         }
@@ -128,7 +128,7 @@ pub async fn serve(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(options.header_read_timeout)
+        .header_read_timeout(options.header_timeout)
         .max_buf_size(options.max_header_bytes.max(8192));
     builder
         .http2()

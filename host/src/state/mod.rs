@@ -22,7 +22,4 @@ pub use redb_store::RedbStore;
 pub use secrets::{
     FunctionSecrets, MAX_SECRET_NAME_BYTES, MAX_SECRET_VALUE_BYTES, SecretError, SecretStore,
 };
-pub use store::{
-    BucketId, DEFAULT_MAX_BUCKET_BYTES, DEFAULT_MAX_KEY_BYTES, DEFAULT_MAX_VALUE_BYTES, KeyPage,
-    KvBackend, KvError, KvFuture, KvLimits,
-};
+pub use store::{BucketId, KeyPage, KvBackend, KvError, KvFuture, KvLimits};
