@@ -5,7 +5,8 @@
 //! goes to the guest (as `x-request-id`), into its log lines, onto the
 //! response and into the access log.
 
-use http::HeaderMap;
+use super::spans::{self, TraceContext};
+use http::{HeaderMap, HeaderValue};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -95,6 +96,62 @@ impl RequestTrace {
             0 => None,
             ns => Some(Duration::from_nanos(ns)),
         }
+    }
+}
+
+/// A request's identity and trace, made as it enters the request path.
+pub(crate) struct Traced {
+    /// Its id (see [`request_id`]).
+    pub(crate) request_id: Arc<str>,
+    /// The id as a header value, when it is one (it goes on the response).
+    pub(crate) id_header: Option<HeaderValue>,
+    /// Its span and what it learns while it runs.
+    pub(crate) trace: Arc<RequestTrace>,
+}
+
+/// Which run a request is, for its span.
+pub(crate) struct RunOf<'a> {
+    /// The function's route.
+    pub(crate) route: &'a str,
+    /// The function's name.
+    pub(crate) function: &'a str,
+    /// The version that runs it.
+    pub(crate) version: u32,
+    /// What started it.
+    pub(crate) trigger: Trigger,
+}
+
+/// Gives `request` its id (set as `x-request-id` for the guest) and its
+/// server span, continuing the client's distributed trace when the host
+/// has a [`TraceContext`].
+pub(crate) fn begin<B>(
+    request: &mut http::Request<B>,
+    run: RunOf<'_>,
+    context: Option<&Arc<dyn TraceContext>>,
+) -> Traced {
+    let id = request_id(request.headers());
+    let id_header = HeaderValue::try_from(id.as_str()).ok();
+    if let Some(value) = &id_header {
+        request
+            .headers_mut()
+            .insert(REQUEST_ID_HEADER, value.clone());
+    }
+    let span = spans::request_span(
+        request.method(),
+        run.route,
+        request.uri().path(),
+        run.function,
+        run.trigger.as_str(),
+    );
+    span.record("faas.version", run.version);
+    let trace_id = context.and_then(|context| {
+        context.continue_trace(&span, request.headers());
+        context.trace_id(&span).map(Arc::from)
+    });
+    Traced {
+        request_id: Arc::from(id),
+        id_header,
+        trace: Arc::new(RequestTrace::new(run.trigger, span, trace_id)),
     }
 }
 

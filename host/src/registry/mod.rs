@@ -7,7 +7,8 @@
 //! the deployed set changes meanwhile. A deploy, delete or traffic change
 //! builds a new snapshot and publishes it in one atomic swap.
 //!
-//! Who may pin which version is decided here ([`Audience`]), and so is
+//! Which version a request runs on is chosen here (`FunctionEntry::choose`:
+//! the pinned one, if [`Audience`] may pin it, else the traffic split's), and so is
 //! whether a function can serve at all: an entry built from a damaged record
 //! carries the reasons, and a snapshot marks every function whose route
 //! another one claims too (see `damage.rs`). It also drops the prepared
@@ -16,11 +17,13 @@
 mod damage;
 
 use crate::backplane::records::FunctionRecord;
+use crate::error::InvokeError;
 use crate::runtime::function::Function;
 use crate::runtime::prepared::PREPARED_IDLE;
 use arc_swap::{ArcSwap, Guard};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Weak};
+use wisp_spec::headers::VERSION_HEADER;
 use wisp_spec::route::{Route, RouteTable};
 use wisp_spec::traffic::TrafficShare;
 
@@ -104,6 +107,39 @@ impl FunctionEntry {
         })
     }
 
+    /// The version a request with `headers` runs on: the one
+    /// `x-wisp-version` pins, if `audience` may pin it, else the traffic
+    /// split's pick; or why there is none.
+    pub(crate) fn choose(
+        &self,
+        headers: &http::HeaderMap,
+        audience: Audience,
+    ) -> Result<Arc<Function>, InvokeError> {
+        let name = &self.record.name;
+        if self.is_damaged() {
+            return Err(InvokeError::Damaged(name.clone()));
+        }
+        let pinned = match headers.get(&VERSION_HEADER).map(parse_version) {
+            None => None,
+            Some(Ok(version)) => Some(version),
+            Some(Err(text)) => {
+                return Err(InvokeError::NoSuchVersion {
+                    name: name.clone(),
+                    version: text,
+                });
+            }
+        };
+        self.pick(pinned, audience)
+            .cloned()
+            .ok_or_else(|| match pinned {
+                Some(version) => InvokeError::NoSuchVersion {
+                    name: name.clone(),
+                    version: version.to_string(),
+                },
+                None => InvokeError::Unavailable(name.clone()),
+            })
+    }
+
     /// The version serving a request: `pinned` if given and `audience` may
     /// pin it, else one drawn by traffic weight. `None` when nothing takes
     /// traffic, or the pinned version does not exist or is not the
@@ -127,6 +163,12 @@ impl FunctionEntry {
         };
         self.versions.get(version)
     }
+}
+
+/// `4` or `v4` → 4; anything else is returned as text for the error.
+fn parse_version(value: &http::HeaderValue) -> Result<u32, String> {
+    let text = value.to_str().unwrap_or_default().trim();
+    wisp_spec::traffic::parse_version(text).ok_or_else(|| text.to_owned())
 }
 
 /// The versions of `record` a public request may pin, ascending: those

@@ -7,13 +7,24 @@
 //! cookie. So every request on the function path (public, `wisp invoke`,
 //! async, chained) loses it here, in the library, before any ABI turns
 //! headers into CGI variables or component fields — whichever listener an
-//! embedder mounts. The headers only the host sets are stripped by
-//! [`crate::events::strip_host_headers`].
+//! embedder mounts. A client's request (trigger `http`) also loses the
+//! headers only the host sets ([`wisp_spec::headers::strip_host_headers`]):
+//! what started a run, and its call's id, are the host's word.
 
 use http::{HeaderMap, HeaderValue, header};
+use wisp_spec::api::Trigger;
 
 /// The console session cookie's name.
 pub const SESSION_COOKIE: &str = "wisp_session";
+
+/// Makes a request's headers fit for a guest, for a run `trigger` started:
+/// never the console's cookie; from a client, none of the host's own.
+pub(crate) fn admit(headers: &mut HeaderMap, trigger: Trigger) {
+    strip_session_cookie(headers);
+    if trigger == Trigger::Http {
+        wisp_spec::headers::strip_host_headers(headers);
+    }
+}
 
 /// Removes [`SESSION_COOKIE`] from every `Cookie` header of `headers`,
 /// keeping the other cookies (and dropping a header left empty).

@@ -23,21 +23,20 @@ use crate::error::InvokeError;
 use crate::observe::metrics::Metrics;
 use crate::observe::spans;
 use crate::observe::spans::TraceContext;
-use crate::observe::trace::{self, RequestTrace};
+use crate::observe::trace::{self, RunOf, Traced};
 use crate::registry::Registry;
 use crate::registry::{Audience, FunctionEntry};
 use crate::runtime::Runtime;
-use crate::runtime::body::{BoxError, RequestBody, ResponseBody, full};
+use crate::runtime::body::{BoxError, ResponseBody, full};
 use crate::runtime::chain::Dispatch;
 use crate::runtime::connection::ConnectionInfo;
 use crate::runtime::function::Function;
 use crate::runtime::function::RequestContext;
-use crate::runtime::pacing::{BodyPacing, PacedBody};
+use crate::runtime::pacing::{BodyPacing, paced};
 pub(crate) use crate::runtime::slots::NoRoom;
 use access_log::AccessRecord;
 use bytes::Bytes;
 use http::HeaderValue;
-use http_body_util::BodyExt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -134,12 +133,16 @@ impl Dispatcher {
     }
 
     /// Runs `request` with a version of `entry`, `path_info` being the
-    /// path after its route.
+    /// path after its route: a pipeline of named steps, each owned by the
+    /// part it names — choose the version (the registry), admit the
+    /// headers (`inbound`), begin the trace (`observe`), run the guest
+    /// under its slots and pacing (`run`, on the runtime) and answer
+    /// (`answer`: metrics, history, headers, the access log).
     pub(crate) async fn dispatch<B>(
         self: &Arc<Self>,
         entry: &FunctionEntry,
         path_info: &str,
-        request: http::Request<B>,
+        mut request: http::Request<B>,
         audience: Audience,
         trigger: Trigger,
     ) -> http::Response<ResponseBody>
@@ -149,7 +152,7 @@ impl Dispatcher {
     {
         let started = Instant::now();
         let name = &entry.record.name;
-        let function = match choose(entry, request.headers(), audience) {
+        let function = match entry.choose(request.headers(), audience) {
             Ok(function) => function,
             Err(error) => return self.refuse(&request, started, Some(name), &error),
         };
@@ -158,118 +161,143 @@ impl Dispatcher {
             // request may want: the call goes back to its queue.
             return no_room();
         }
-        let metrics = function.metrics();
-        let mut request = request;
-        inbound::strip_session_cookie(request.headers_mut());
-        if trigger == Trigger::Http {
-            // Only the host says what started a run, and its call's id.
-            wisp_spec::headers::strip_host_headers(request.headers_mut());
-        } else {
+        inbound::admit(request.headers_mut(), trigger);
+        if trigger != Trigger::Http {
             self.metrics.record_trigger(name, trigger);
         }
-        let id = trace::request_id(request.headers());
-        let id_header = HeaderValue::try_from(id.as_str()).ok();
-        if let Some(value) = &id_header {
-            request
-                .headers_mut()
-                .insert(REQUEST_ID_HEADER, value.clone());
-        }
-        let request_id: Arc<str> = Arc::from(id);
-        let span = spans::request_span(
-            request.method(),
-            entry.route.as_str(),
-            request.uri().path(),
-            name,
-            trigger.as_str(),
-        );
-        span.record("faas.version", function.version);
-        let trace_id = self.options.trace_context.as_ref().and_then(|context| {
-            context.continue_trace(&span, request.headers());
-            context.trace_id(&span).map(Arc::from)
-        });
-        let request_trace = Arc::new(RequestTrace::new(trigger, span.clone(), trace_id));
-        let method = request.method().clone();
+        let run = RunOf {
+            route: entry.route.as_str(),
+            function: name,
+            version: function.version,
+            trigger,
+        };
+        let traced = trace::begin(&mut request, run, self.options.trace_context.as_ref());
+        let asked = Asked {
+            method: request.method().clone(),
+            path: self
+                .options
+                .access_log
+                .then(|| request.uri().path().to_owned()),
+            started,
+        };
+        let response = self
+            .run(entry, path_info, request, &function, &traced, &asked)
+            .await;
+        self.answer(&function, traced, asked, response)
+    }
+
+    /// Runs the guest: its body paced, a slot waited for (a background run
+    /// waits for none), errors turned into their responses.
+    async fn run<B>(
+        self: &Arc<Self>,
+        entry: &FunctionEntry,
+        path_info: &str,
+        request: http::Request<B>,
+        function: &Arc<Function>,
+        traced: &Traced,
+        asked: &Asked,
+    ) -> http::Response<ResponseBody>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
         let http1 = request.version() < http::Version::HTTP_2;
-        let path = self
-            .options
-            .access_log
-            .then(|| request.uri().path().to_owned());
         let body_too_slow = Arc::new(AtomicBool::new(false));
         let connection = request
             .extensions()
             .get::<ConnectionInfo>()
             .copied()
             .unwrap_or_default();
-        let pacing = self.options.body_pacing;
-        let slot_wait = match trigger {
+        let slot_wait = match traced.trace.trigger {
             Trigger::Async => Duration::ZERO,
             _ => self.options.queue_timeout,
         };
+        let pacing = self.options.body_pacing;
         let request = request.map(|body| paced(body, pacing, &body_too_slow));
         let dispatch: Arc<dyn Dispatch> = self.clone();
         let context = RequestContext {
             route: &entry.route,
             path_info,
             connection,
-            trace: &request_trace,
-            request_id: &request_id,
-            ticket: self.runtime.slots.ticket(&function, slot_wait, started),
+            trace: &traced.trace,
+            request_id: &traced.request_id,
+            ticket: self
+                .runtime
+                .slots
+                .ticket(function, slot_wait, asked.started),
             body_too_slow: &body_too_slow,
             runtime: &self.runtime,
             dispatch: &dispatch,
         };
-        let mut response = match function
+        let result = function
             .invoke(request, context)
-            .instrument(spans::dispatch_span(&span))
-            .await
-        {
-            Ok(response) => response,
-            Err(error) => {
-                if let InvokeError::LimitExceeded { limit, .. } = &error {
-                    metrics.record_breach(*limit);
-                }
-                let mut response = error_response(&error);
-                if http1 && error.status() == http::StatusCode::REQUEST_TIMEOUT {
-                    // The rest of a too-slow body is not worth waiting for.
-                    response
-                        .headers_mut()
-                        .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
-                }
-                response
+            .instrument(spans::dispatch_span(&traced.trace.span))
+            .await;
+        result.unwrap_or_else(|error| {
+            if let InvokeError::LimitExceeded { limit, .. } = &error {
+                function.metrics().record_breach(*limit);
             }
-        };
+            let mut response = error_response(&error);
+            if http1 && error.status() == http::StatusCode::REQUEST_TIMEOUT {
+                // The rest of a too-slow body is not worth waiting for.
+                response
+                    .headers_mut()
+                    .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            response
+        })
+    }
+
+    /// Records what a run answered — its next sandbox prepared, status
+    /// metrics, span status, history — and marks the response with the
+    /// version and request id; its access line is written once it is sent.
+    fn answer(
+        &self,
+        function: &Arc<Function>,
+        traced: Traced,
+        asked: Asked,
+        mut response: http::Response<ResponseBody>,
+    ) -> http::Response<ResponseBody> {
         if self.options.prepare {
-            self.runtime.prepare_next(&function);
+            self.runtime.prepare_next(function);
         }
-        metrics.record_status(response.status());
-        spans::record_status(&span, response.status());
-        function.history().record(
-            response.status(),
-            started.elapsed(),
-            request_trace.instantiate(),
-        );
+        let status = response.status();
+        function.metrics().record_status(status);
+        spans::record_status(&traced.trace.span, status);
+        function
+            .history()
+            .record(status, asked.started.elapsed(), traced.trace.instantiate());
         let headers = response.headers_mut();
         headers.insert(VERSION_HEADER, HeaderValue::from(function.version));
-        if let Some(value) = id_header {
+        if let Some(value) = traced.id_header {
             headers.insert(REQUEST_ID_HEADER, value);
         }
-        match path {
+        match asked.path {
             Some(path) => {
                 let record = AccessRecord {
-                    method,
+                    method: asked.method,
                     path,
-                    status: response.status(),
-                    started,
+                    status,
+                    started: asked.started,
                     function: Some(function.name.clone()),
                     version: Some(function.version),
-                    trace: request_trace,
-                    request_id,
+                    trace: traced.trace,
+                    request_id: traced.request_id,
                 };
                 response.map(|body| record.write_when_sent(body))
             }
             None => response,
         }
     }
+}
+
+/// What the access log needs of a request, kept before the request is
+/// handed to its guest.
+struct Asked {
+    method: http::Method,
+    /// Its path, when access lines are written.
+    path: Option<String>,
+    started: Instant,
 }
 
 impl Dispatcher {
@@ -298,61 +326,6 @@ impl Dispatcher {
         }
         response
     }
-}
-
-/// The version of `entry` that a request with `headers` runs on: the one
-/// `x-wisp-version` pins, if `audience` may pin it, else the traffic
-/// split's pick.
-pub(crate) fn choose(
-    entry: &FunctionEntry,
-    headers: &http::HeaderMap,
-    audience: Audience,
-) -> Result<Arc<Function>, InvokeError> {
-    let name = &entry.record.name;
-    if entry.is_damaged() {
-        return Err(InvokeError::Damaged(name.clone()));
-    }
-    let pinned = match headers.get(&VERSION_HEADER).map(parse_version) {
-        None => None,
-        Some(Ok(version)) => Some(version),
-        Some(Err(text)) => {
-            return Err(InvokeError::NoSuchVersion {
-                name: name.clone(),
-                version: text,
-            });
-        }
-    };
-    entry
-        .pick(pinned, audience)
-        .cloned()
-        .ok_or_else(|| match pinned {
-            Some(version) => InvokeError::NoSuchVersion {
-                name: name.clone(),
-                version: version.to_string(),
-            },
-            None => InvokeError::Unavailable(name.clone()),
-        })
-}
-
-/// A request body, paced unless it is already over (a GET's); `too_slow`
-/// is set if it arrives too slowly.
-pub(crate) fn paced<B>(body: B, pacing: BodyPacing, too_slow: &Arc<AtomicBool>) -> RequestBody
-where
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
-{
-    let body = body.map_err(Into::into).boxed_unsync();
-    if http_body::Body::is_end_stream(&body) {
-        body
-    } else {
-        PacedBody::new(body, pacing, too_slow.clone()).boxed_unsync()
-    }
-}
-
-/// `4` or `v4` → 4; anything else is returned as text for the error.
-fn parse_version(value: &HeaderValue) -> Result<u32, String> {
-    let text = value.to_str().unwrap_or_default().trim();
-    wisp_spec::traffic::parse_version(text).ok_or_else(|| text.to_owned())
 }
 
 /// The answer to a background run that found no free slot.

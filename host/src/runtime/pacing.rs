@@ -21,6 +21,7 @@
 use crate::runtime::body::{BoxError, RequestBody};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -34,6 +35,21 @@ pub const DEFAULT_BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default lowest average rate of a request body, in bytes per second,
 /// enforced once the body has taken longer than its idle timeout.
 pub const DEFAULT_MIN_BODY_RATE: u64 = 1024;
+
+/// A request body, paced unless it is already over (a GET's); `too_slow`
+/// is set if it arrives too slowly.
+pub(crate) fn paced<B>(body: B, pacing: BodyPacing, too_slow: &Arc<AtomicBool>) -> RequestBody
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let body = body.map_err(Into::into).boxed_unsync();
+    if Body::is_end_stream(&body) {
+        body
+    } else {
+        PacedBody::new(body, pacing, too_slow.clone()).boxed_unsync()
+    }
+}
 
 /// How fast a request body must arrive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -20,9 +20,9 @@ use crate::error::InvokeError;
 use crate::observe::trace;
 use crate::registry::{Audience, FunctionEntry};
 use crate::request::access_log::AccessRecord;
-use crate::request::{choose, paced};
 use crate::runtime::body::{BoxError, ResponseBody, full, read_whole};
 use crate::runtime::function::Function;
+use crate::runtime::pacing::paced;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use std::sync::Arc;
@@ -50,7 +50,7 @@ impl Calls {
     {
         let started = Instant::now();
         let name = &entry.record.name;
-        let function = match choose(entry, request.headers(), Audience::Public) {
+        let function = match entry.choose(request.headers(), Audience::Public) {
             Ok(function) => function,
             Err(error) => {
                 return Ok(self
