@@ -14,7 +14,7 @@ use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 use oci_wasm::{WasmClient, WasmConfig};
-use wisp_spec::inspect::{self, Abi};
+use wisp_spec::inspect;
 
 /// The scheme a deploy's source uses to name an OCI artifact.
 pub(crate) const SCHEME: &str = "oci://";
@@ -74,9 +74,10 @@ pub(crate) async fn push(
     wasm: Vec<u8>,
     insecure: bool,
 ) -> anyhow::Result<String> {
-    let (config, layer) = match inspect::inspect(&wasm)? {
-        Abi::WasiHttp => WasmConfig::from_raw_component(wasm, None)?,
-        _ => WasmConfig::from_raw_module(wasm, None)?,
+    let (config, layer) = if inspect::inspect(&wasm)?.is_component() {
+        WasmConfig::from_raw_component(wasm, None)?
+    } else {
+        WasmConfig::from_raw_module(wasm, None)?
     };
     let oci = client(insecure);
     let auth = auth();

@@ -1,8 +1,10 @@
 //! First look at an upload, before any compile: is it WebAssembly, which ABI,
 //! and does it export the entry point that ABI calls?
 //!
-//! A component must export `wasi:http/incoming-handler` (any 0.2.x); a core
-//! module must export a `_start` function (a WASI command, run CGI-style).
+//! A component must export `wasi:http/incoming-handler` (any 0.2.x: the
+//! `wasi:http/proxy` world) or `wasi:http/handler` (any 0.3.x: the
+//! `wasi:http/service` world); a core module must export a `_start`
+//! function (a WASI command, run CGI-style).
 //! This only reads sections with `wasmparser`; full validation and the
 //! import check happen when the engine compiles and pre-links it. It also
 //! counts what instantiating the binary will need from the instance pool
@@ -12,8 +14,11 @@
 use serde::{Deserialize, Serialize};
 use wasmparser::{ComponentExternalKind, ExternalKind, Parser, Payload};
 
-/// The interface a `wasi:http` component must export (versions 0.2.x).
+/// The interface a WASI 0.2 `wasi:http` component exports (versions 0.2.x).
 pub const HTTP_HANDLER_EXPORT: &str = "wasi:http/incoming-handler@0.2";
+
+/// The interface a WASI 0.3 `wasi:http` component exports (versions 0.3.x).
+pub const HTTP_SERVICE_EXPORT: &str = "wasi:http/handler@0.3";
 
 /// Which guest ABI a binary uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -21,6 +26,9 @@ pub const HTTP_HANDLER_EXPORT: &str = "wasi:http/incoming-handler@0.2";
 pub enum Abi {
     /// A `wasi:http/proxy` component (WASI 0.2).
     WasiHttp,
+    /// A `wasi:http/service` component (WASI 0.3).
+    #[serde(rename = "wasi-http-0.3")]
+    WasiHttp3,
     /// A WASI preview1 core module run CGI-style.
     Cgi,
 }
@@ -30,8 +38,14 @@ impl Abi {
     pub fn as_str(self) -> &'static str {
         match self {
             Abi::WasiHttp => "wasi-http",
+            Abi::WasiHttp3 => "wasi-http-0.3",
             Abi::Cgi => "cgi",
         }
+    }
+
+    /// True for a component (either WASI version), false for a core module.
+    pub fn is_component(self) -> bool {
+        self != Abi::Cgi
     }
 }
 
@@ -48,7 +62,7 @@ pub enum InspectError {
     Malformed(String),
     /// A component without the HTTP handler export.
     #[error(
-        "the component does not export `wasi:http/incoming-handler`; wisp runs components that target the `wasi:http/proxy` world (exports found: {0})"
+        "the component exports neither `wasi:http/incoming-handler` (0.2) nor `wasi:http/handler` (0.3); wisp runs components that target the `wasi:http/proxy` world (WASI 0.2) or the `wasi:http/service` world (WASI 0.3) (exports found: {0})"
     )]
     NoHttpHandler(String),
     /// A core module without `_start`.
@@ -141,8 +155,15 @@ pub fn inspect_with_resources(bytes: &[u8]) -> Result<(Abi, Resources), InspectE
             _ => {}
         }
     }
+    let exports_any = |prefix: &str| exports.iter().any(|e| e.starts_with(prefix));
+    let abi = match abi {
+        Abi::WasiHttp if !exports_any(HTTP_HANDLER_EXPORT) && exports_any(HTTP_SERVICE_EXPORT) => {
+            Abi::WasiHttp3
+        }
+        abi => abi,
+    };
     match abi {
-        Abi::WasiHttp if !exports.iter().any(|e| e.starts_with(HTTP_HANDLER_EXPORT)) => {
+        Abi::WasiHttp if !exports_any(HTTP_HANDLER_EXPORT) => {
             let found = if exports.is_empty() {
                 "none".to_owned()
             } else {
@@ -212,5 +233,39 @@ mod tests {
         let err = inspect(&bare).unwrap_err();
         assert_eq!(err, InspectError::NoHttpHandler("none".into()));
         assert!(err.to_string().contains("wasi:http/incoming-handler"));
+    }
+
+    #[test]
+    fn the_handler_export_names_the_wasi_version() {
+        let exporting = |names: &[&str]| {
+            let exports: String = names
+                .iter()
+                .map(|n| format!(r#"(export "{n}" (instance $i))"#))
+                .collect();
+            wat::parse_str(format!("(component (instance $i) {exports})")).unwrap()
+        };
+        assert_eq!(
+            inspect(&exporting(&["wasi:http/handler@0.3.0"])),
+            Ok(Abi::WasiHttp3)
+        );
+        assert_eq!(
+            inspect(&exporting(&["wasi:http/incoming-handler@0.2.6"])),
+            Ok(Abi::WasiHttp)
+        );
+        // Both: served as 0.2, the world every host runs.
+        assert_eq!(
+            inspect(&exporting(&[
+                "wasi:http/incoming-handler@0.2.6",
+                "wasi:http/handler@0.3.0"
+            ])),
+            Ok(Abi::WasiHttp)
+        );
+        let err = inspect(&exporting(&["wasi:cli/run@0.2.0"])).unwrap_err();
+        assert!(err.to_string().contains("wasi:http/handler"), "{err}");
+        assert_eq!(Abi::WasiHttp3.as_str(), "wasi-http-0.3");
+        assert_eq!(
+            serde_json::to_string(&Abi::WasiHttp3).unwrap(),
+            "\"wasi-http-0.3\""
+        );
     }
 }

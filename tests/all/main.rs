@@ -30,3 +30,4 @@ mod support;
 mod traces;
 mod upstream;
 mod versions;
+mod wasi3;

@@ -91,7 +91,7 @@ pub(crate) fn compile(
 
 fn precompile(engine: &Engine, abi: Abi, wasm: &[u8]) -> Result<Vec<u8>, DeployError> {
     let compiled = match abi {
-        Abi::WasiHttp => engine.precompile_component(wasm),
+        Abi::WasiHttp | Abi::WasiHttp3 => engine.precompile_component(wasm),
         Abi::Cgi => engine.precompile_module(wasm),
     };
     compiled.map_err(|e| DeployError::Compile(format!("{e:#}")))
@@ -237,8 +237,13 @@ pub fn compile_worker_main() -> ExitCode {
 fn compile_worker() -> Result<(), String> {
     let abi = match std::env::var(ABI_VAR).as_deref() {
         Ok("wasi-http") => Abi::WasiHttp,
+        Ok("wasi-http-0.3") => Abi::WasiHttp3,
         Ok("cgi") => Abi::Cgi,
-        _ => return Err(format!("`{ABI_VAR}` must be `wasi-http` or `cgi`")),
+        _ => {
+            return Err(format!(
+                "`{ABI_VAR}` must be `wasi-http`, `wasi-http-0.3` or `cgi`"
+            ));
+        }
     };
     if let Some(bytes) = std::env::var(MEMORY_VAR).ok().and_then(|v| v.parse().ok()) {
         let limit = rustix::process::Rlimit {

@@ -66,7 +66,10 @@ pub fn build(options: &EngineOptions) -> wasmtime::Result<Engine> {
         .cranelift_opt_level(OptLevel::Speed)
         .epoch_interruption(true)
         .consume_fuel(true)
-        .memory_init_cow(true);
+        .memory_init_cow(true)
+        // WASI 0.3 components: the component model's async ABI, streams
+        // and futures.
+        .wasm_component_model_async(true);
     if options.pooling {
         let n = options.max_instances.max(1);
         let mut pool = PoolingAllocationConfig::default();

@@ -13,7 +13,7 @@ use crate::observe::metrics::FunctionMetrics;
 use crate::observe::trace::RequestTrace;
 use crate::runtime::Runtime;
 use crate::runtime::abi::cgi::{self, CgiCall, CgiState};
-use crate::runtime::abi::http::{self, HttpCall, HttpState, ReadySandbox};
+use crate::runtime::abi::http::{self, Entry, HttpCall, HttpState, ReadySandbox};
 use crate::runtime::abi::output::OutputCapture;
 use crate::runtime::body::{RequestBody, ResponseBody};
 use crate::runtime::chain::{ChainBudget, ChainOrigin, Dispatch};
@@ -30,6 +30,7 @@ use tokio::sync::Semaphore;
 use wasmtime::component::{Component, Linker as ComponentLinker};
 use wasmtime::{Engine, InstancePre, Linker, Module};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p3::bindings::ServicePre;
 use wisp_spec::headers::PATH_INFO_HEADER;
 use wisp_spec::inspect::Abi;
 use wisp_spec::route::Route;
@@ -54,6 +55,7 @@ impl Linkers {
 /// Pre-linked code, ready to instantiate.
 enum Code {
     Http(ProxyPre<HttpState>),
+    Service(ServicePre<HttpState>),
     Cgi(InstancePre<CgiState>),
 }
 
@@ -95,7 +97,7 @@ impl LoadedCode {
         artifact: &Path,
     ) -> Result<LoadedCode, DeployError> {
         let code = match abi {
-            Abi::WasiHttp => {
+            Abi::WasiHttp | Abi::WasiHttp3 => {
                 // SAFETY: `artifact` was produced by `Engine::precompile_component`
                 // for this engine's configuration (its key includes the engine's
                 // compatibility fingerprint) and its checksum was verified just
@@ -112,9 +114,13 @@ impl LoadedCode {
                     .http
                     .instantiate_pre(&component)
                     .map_err(|e| DeployError::UnsupportedImport(format!("{e:#}")))?;
-                let pre = ProxyPre::new(pre)
-                    .map_err(|e| DeployError::UnsupportedImport(format!("{e:#}")))?;
-                Code::Http(pre)
+                let unsupported =
+                    |e: wasmtime::Error| DeployError::UnsupportedImport(format!("{e:#}"));
+                if abi == Abi::WasiHttp3 {
+                    Code::Service(ServicePre::new(pre).map_err(unsupported)?)
+                } else {
+                    Code::Http(ProxyPre::new(pre).map_err(unsupported)?)
+                }
             }
             Abi::Cgi => {
                 // SAFETY: as above, for `Engine::precompile_module` output.
@@ -150,6 +156,21 @@ impl LoadedCode {
         let fail = crate::runtime::sandbox::instantiate_error;
         let store = match &self.0 {
             Code::Http(pre) => {
+                let sink = || OutputCapture::new(0);
+                let mut store = http::new_store(
+                    pre.engine(),
+                    function.clone(),
+                    settings,
+                    outbound.clone(),
+                    services.clone(),
+                    sink(),
+                    sink(),
+                    memory.clone(),
+                )?;
+                pre.instantiate_async(&mut store).await.map_err(fail)?;
+                IdleStore::Http(store)
+            }
+            Code::Service(pre) => {
                 let sink = || OutputCapture::new(0);
                 let mut store = http::new_store(
                     pre.engine(),
@@ -336,41 +357,39 @@ impl Function {
         let code = runtime.code(&self.code, &self.name).await?;
         match &code.0 {
             Code::Http(pre) => {
-                let permit = ticket.take(self).await?;
-                let mut request = request;
-                // The part of the path after the route, as CGI's PATH_INFO:
-                // set by the host, never taken from the client.
-                let headers = request.headers_mut();
-                headers.remove(PATH_INFO_HEADER);
-                if let Ok(value) = ::http::HeaderValue::from_str(path_info) {
-                    headers.insert(PATH_INFO_HEADER, value);
-                }
-                let chain = ChainOrigin {
-                    dispatch: dispatch.clone(),
-                    depth: ChainOrigin::depth_of(request.headers()),
-                    request_id: request_id.clone(),
-                    traceparent: request.headers().get("traceparent").cloned(),
-                    budget: ChainBudget::inherited(request.extensions()),
-                };
-                let call = HttpCall {
-                    chain,
+                let entry = Entry::Proxy {
                     pre: pre.clone(),
-                    function: self.name.clone(),
-                    settings: self.settings.clone(),
-                    outbound: self.outbound.clone(),
-                    services: self.services.clone(),
-                    meter: self.meter.clone(),
-                    memory: self.memory.clone(),
-                    trace: trace.clone(),
-                    request_id: request_id.clone(),
-                    permit,
-                    body_too_slow: body_too_slow.clone(),
-                    ready: self
-                        .prepared
-                        .take()
-                        .inspect(|_| runtime.metrics.record_prepared_used()),
+                    ready: None,
                 };
-                http::invoke(call, request).await
+                let chain = chain_of(&request, request_id, dispatch);
+                let call = self
+                    .component_call(
+                        entry,
+                        chain,
+                        trace,
+                        request_id,
+                        ticket,
+                        body_too_slow,
+                        runtime,
+                    )
+                    .await?;
+                http::invoke(call, with_path_info(request, path_info)).await
+            }
+            Code::Service(pre) => {
+                let entry = Entry::Service(pre.clone());
+                let chain = chain_of(&request, request_id, dispatch);
+                let call = self
+                    .component_call(
+                        entry,
+                        chain,
+                        trace,
+                        request_id,
+                        ticket,
+                        body_too_slow,
+                        runtime,
+                    )
+                    .await?;
+                http::invoke(call, with_path_info(request, path_info)).await
             }
             Code::Cgi(pre) => {
                 let call = CgiCall {
@@ -391,4 +410,70 @@ impl Function {
             }
         }
     }
+
+    /// What a request of a component (either WASI version) needs to run:
+    /// its slots, taken now, then a 0.2 sandbox prepared for it if one
+    /// waits, and everything its sandbox is made from.
+    #[expect(clippy::too_many_arguments, reason = "the request context, unpacked")]
+    async fn component_call(
+        &self,
+        mut entry: Entry,
+        chain: ChainOrigin,
+        trace: &Arc<RequestTrace>,
+        request_id: &Arc<str>,
+        ticket: SlotTicket<'_>,
+        body_too_slow: &Arc<AtomicBool>,
+        runtime: &Runtime,
+    ) -> Result<HttpCall, InvokeError> {
+        let permit = ticket.take(self).await?;
+        if let Entry::Proxy { ready, .. } = &mut entry {
+            *ready = self
+                .prepared
+                .take()
+                .inspect(|_| runtime.metrics.record_prepared_used());
+        }
+        Ok(HttpCall {
+            chain,
+            entry,
+            function: self.name.clone(),
+            settings: self.settings.clone(),
+            outbound: self.outbound.clone(),
+            services: self.services.clone(),
+            meter: self.meter.clone(),
+            memory: self.memory.clone(),
+            trace: trace.clone(),
+            request_id: request_id.clone(),
+            permit,
+            body_too_slow: body_too_slow.clone(),
+        })
+    }
+}
+
+/// Where the chained calls of a guest serving `request` come from.
+fn chain_of(
+    request: &::http::Request<RequestBody>,
+    request_id: &Arc<str>,
+    dispatch: &Arc<dyn Dispatch>,
+) -> ChainOrigin {
+    ChainOrigin {
+        dispatch: dispatch.clone(),
+        depth: ChainOrigin::depth_of(request.headers()),
+        request_id: request_id.clone(),
+        traceparent: request.headers().get("traceparent").cloned(),
+        budget: ChainBudget::inherited(request.extensions()),
+    }
+}
+
+/// `request` with the part of its path after the route set as CGI's
+/// PATH_INFO header: set by the host, never taken from the client.
+fn with_path_info(
+    mut request: ::http::Request<RequestBody>,
+    path_info: &str,
+) -> ::http::Request<RequestBody> {
+    let headers = request.headers_mut();
+    headers.remove(PATH_INFO_HEADER);
+    if let Ok(value) = ::http::HeaderValue::from_str(path_info) {
+        headers.insert(PATH_INFO_HEADER, value);
+    }
+    request
 }

@@ -1,4 +1,7 @@
-//! Runs a `wasi:http/proxy` component (WASI 0.2) for one request.
+//! Runs a `wasi:http` component for one request: a `wasi:http/proxy`
+//! component (WASI 0.2), or a `wasi:http/service` one (WASI 0.3, whose call
+//! is in `service.rs`). Both get the same sandbox, limits, accounting and
+//! response handling; only how the handler is called differs ([`Entry`]).
 //!
 //! The component gets the whole of WASI 0.2's CLI world (environment, exit,
 //! stdio, clocks, random, filesystem with no preopens unless granted, sockets
@@ -34,6 +37,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyPre};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use wasmtime_wasi_http::p3::bindings::ServicePre;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 use wisp_spec::headers::content_length;
 use wisp_spec::settings::{OutboundRule, Settings, allow_list_allows, internal_function};
@@ -65,6 +69,13 @@ impl WasiView for HttpState {
             ctx: &mut self.wasi,
             table: &mut self.table,
         }
+    }
+}
+
+impl HttpState {
+    /// Its outbound policy, as wasi:http's hooks.
+    pub(crate) fn hooks(&mut self) -> &mut dyn WasiHttpHooks {
+        &mut self.hooks
     }
 }
 
@@ -168,11 +179,14 @@ impl WasiHttpHooks for OutboundPolicy {
     }
 }
 
-/// The linker every component is pre-linked against.
+/// The linker every component is pre-linked against: WASI 0.2 and 0.3
+/// (a 0.3 component built with today's toolchains imports both), and the
+/// platform services.
 pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<HttpState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+    super::service::add_to_linker(&mut linker)?;
     services::add_to_linker(&mut linker)?;
     Ok(linker)
 }
@@ -256,11 +270,34 @@ pub async fn prepare(
     })
 }
 
+/// The handler a request calls, by WASI version.
+pub enum Entry {
+    /// WASI 0.2: `wasi:http/incoming-handler`, maybe in a sandbox prepared
+    /// for this request.
+    Proxy {
+        /// The pre-linked component.
+        pre: ProxyPre<HttpState>,
+        /// A sandbox prepared for it, if one was waiting.
+        ready: Option<ReadySandbox>,
+    },
+    /// WASI 0.3: `wasi:http/handler`.
+    Service(ServicePre<HttpState>),
+}
+
+impl Entry {
+    fn engine(&self) -> &Engine {
+        match self {
+            Entry::Proxy { pre, .. } => pre.engine(),
+            Entry::Service(pre) => pre.engine(),
+        }
+    }
+}
+
 /// Everything one component invocation needs, owned, so the guest can run in
 /// its own task.
 pub struct HttpCall {
-    /// The pre-linked component.
-    pub pre: ProxyPre<HttpState>,
+    /// The handler to call.
+    pub entry: Entry,
     /// The function's name, for logs.
     pub function: Arc<str>,
     /// Its settings.
@@ -283,8 +320,6 @@ pub struct HttpCall {
     pub body_too_slow: Arc<AtomicBool>,
     /// Where the guest's chained calls come from.
     pub chain: ChainOrigin,
-    /// A sandbox prepared for it, if one was waiting.
-    pub ready: Option<ReadySandbox>,
 }
 
 /// Runs `request` through a fresh instance of the component: the one
@@ -294,7 +329,7 @@ pub async fn invoke(
     request: http::Request<RequestBody>,
 ) -> Result<http::Response<ResponseBody>, InvokeError> {
     let HttpCall {
-        pre,
+        entry,
         function,
         settings,
         outbound,
@@ -306,7 +341,6 @@ pub async fn invoke(
         permit,
         body_too_slow,
         chain,
-        ready,
     } = call;
     let limits = settings.limits.clone();
     let declared_length =
@@ -326,6 +360,10 @@ pub async fn invoke(
     let request = request
         .map(|body| LimitedBody::new(body, limits.max_request_body_bytes, too_large.clone()));
 
+    let (mut entry, ready) = match entry {
+        Entry::Proxy { pre, ready } => (Entry::Proxy { pre, ready: None }, ready),
+        service => (service, None),
+    };
     let (mut store, proxy, stdout, stderr) = match ready {
         Some(ready) => {
             let mut store = ready.store;
@@ -337,7 +375,7 @@ pub async fn invoke(
             let stdout = OutputCapture::new(GUEST_OUTPUT_CAP_BYTES);
             let stderr = OutputCapture::new(GUEST_OUTPUT_CAP_BYTES);
             let store = new_store(
-                pre.engine(),
+                entry.engine(),
                 function.clone(),
                 &settings,
                 outbound,
@@ -353,18 +391,33 @@ pub async fn invoke(
     hooks.chain = Some(chain);
     hooks.span = trace.span.clone();
 
-    let (sender, receiver) = tokio::sync::oneshot::channel();
     let internal = |e: wasmtime::Error| InvokeError::Internal(format!("{e:#}"));
-    let guest_request = store
-        .data_mut()
-        .http()
-        .new_incoming_request(Scheme::Http, request)
-        .map_err(internal)?;
-    let outparam = store
-        .data_mut()
-        .http()
-        .new_response_outparam(sender)
-        .map_err(internal)?;
+    let (call, heads) = match &entry {
+        Entry::Proxy { .. } => {
+            let (sender, receiver) = tokio::sync::oneshot::channel();
+            let request = store
+                .data_mut()
+                .http()
+                .new_incoming_request(Scheme::Http, request)
+                .map_err(internal)?;
+            let outparam = store
+                .data_mut()
+                .http()
+                .new_response_outparam(sender)
+                .map_err(internal)?;
+            (Call::Proxy { request, outparam }, Heads::Proxy(receiver))
+        }
+        Entry::Service(_) => {
+            let (head, receiver) = tokio::sync::oneshot::channel();
+            (
+                Call::Service {
+                    request: Box::new(request),
+                    head,
+                },
+                Heads::Service(receiver),
+            )
+        }
+    };
 
     let task_limits = limits.clone();
     let cap_label = function.clone();
@@ -372,25 +425,42 @@ pub async fn invoke(
     let guest: GuestTask = Box::pin(async move {
         let started = Instant::now();
         let run = async {
-            let proxy = match proxy {
-                Some(proxy) => {
+            let instance = match (proxy, &mut entry) {
+                (Some(proxy), _) => {
                     drop(spans::prepared_span(&trace.span).entered());
-                    proxy
+                    Instance::Proxy(proxy)
                 }
-                None => {
+                (None, Entry::Proxy { pre, .. }) => Instance::Proxy(
                     pre.instantiate_async(&mut store)
                         .instrument(spans::instantiate_span(&trace.span))
-                        .await?
-                }
+                        .await?,
+                ),
+                (None, Entry::Service(pre)) => Instance::Service(
+                    pre.instantiate_async(&mut store)
+                        .instrument(spans::instantiate_span(&trace.span))
+                        .await?,
+                ),
             };
             let instantiated = started.elapsed();
             meter.metrics.record_instantiate(instantiated);
             trace.set_instantiate(instantiated);
-            proxy
-                .wasi_http_incoming_handler()
-                .call_handle(&mut store, guest_request, outparam)
-                .instrument(spans::guest_span(&trace.span))
-                .await
+            match (instance, call) {
+                (Instance::Proxy(proxy), Call::Proxy { request, outparam }) => {
+                    proxy
+                        .wasi_http_incoming_handler()
+                        .call_handle(&mut store, request, outparam)
+                        .instrument(spans::guest_span(&trace.span))
+                        .await
+                }
+                (Instance::Service(service), Call::Service { request, head }) => {
+                    super::service::handle(&mut store, service, *request, head)
+                        .instrument(spans::guest_span(&trace.span))
+                        .await
+                }
+                _ => Err(wasmtime::format_err!(
+                    "the handler and its call differ in WASI version"
+                )),
+            }
         };
         let finished = tokio::time::timeout(task_limits.timeout, CpuTimed::new(run)).await;
         let (result, cpu) = match finished {
@@ -422,7 +492,10 @@ pub async fn invoke(
         result
     });
 
-    let (head, guest) = run_until_response(receiver, guest).await;
+    let (head, guest) = match heads {
+        Heads::Proxy(receiver) => run_until_response(receiver, guest).await,
+        Heads::Service(receiver) => run_until_response(receiver, guest).await,
+    };
     if body_too_slow.load(Ordering::Relaxed) {
         return Err(body_too_slow_error());
     }
@@ -432,7 +505,7 @@ pub async fn invoke(
             if too_large.load(Ordering::Relaxed) {
                 return Err(request_too_large(limits.max_request_body_bytes));
             }
-            return Err(InvokeError::GuestError(format!("{code:?}")));
+            return Err(InvokeError::GuestError(code));
         }
         Head::NeverSet(outcome) => {
             if too_large.load(Ordering::Relaxed) {
@@ -490,31 +563,58 @@ type GuestTask = Pin<Box<dyn Future<Output = Result<(), InvokeError>> + Send>>;
 
 /// How a guest's run began: with a response head, or without one.
 enum Head {
-    /// The guest set its response (or an error code) through the outparam.
-    Response(Result<http::Response<HyperOutgoingBody>, ErrorCode>),
-    /// The guest finished without setting one; its outcome says why.
+    /// The guest answered with a response, or with an error code (shown).
+    Response(Result<http::Response<HyperOutgoingBody>, String>),
+    /// The guest finished without answering; its outcome says why.
     NeverSet(Result<(), InvokeError>),
 }
 
-/// Drives the guest in this task until it sets its response head. Returns
-/// the head and, unless the guest already finished, the rest of its run —
-/// which the response body then drives. No task is spawned and no other
-/// thread is woken: a request runs start to finish where it arrived.
-async fn run_until_response(
-    mut receiver: tokio::sync::oneshot::Receiver<
-        Result<http::Response<HyperOutgoingBody>, ErrorCode>,
-    >,
+/// The handler's arguments, made before the guest runs, by WASI version.
+enum Call {
+    /// WASI 0.2: the request and the outparam the response head comes by.
+    Proxy {
+        request: wasmtime::component::Resource<wasmtime_wasi_http::p2::types::HostIncomingRequest>,
+        outparam:
+            wasmtime::component::Resource<wasmtime_wasi_http::p2::types::HostResponseOutparam>,
+    },
+    /// WASI 0.3: the request, and where the response head goes.
+    Service {
+        request: Box<http::Request<LimitedBody>>,
+        head: super::service::HeadSender,
+    },
+}
+
+/// Where the response head comes from, by WASI version.
+enum Heads {
+    Proxy(tokio::sync::oneshot::Receiver<Result<http::Response<HyperOutgoingBody>, ErrorCode>>),
+    Service(super::service::HeadReceiver),
+}
+
+/// A live instance, by WASI version.
+enum Instance {
+    Proxy(Proxy),
+    Service(wasmtime_wasi_http::p3::bindings::Service),
+}
+
+/// Drives the guest in this task until it answers with its response head
+/// (or an error code). Returns the head and, unless the guest already
+/// finished, the rest of its run — which the response body then drives. No
+/// task is spawned and no other thread is woken: a request runs start to
+/// finish where it arrived.
+async fn run_until_response<E: std::fmt::Debug>(
+    mut receiver: tokio::sync::oneshot::Receiver<Result<http::Response<HyperOutgoingBody>, E>>,
     mut guest: GuestTask,
 ) -> (Head, Option<GuestTask>) {
+    let shown = |head: Result<_, E>| head.map_err(|code| format!("{code:?}"));
     tokio::select! {
         biased;
         head = &mut receiver => match head {
-            Ok(head) => (Head::Response(head), Some(guest)),
-            // The outparam was dropped unset: the guest is finishing.
+            Ok(head) => (Head::Response(shown(head)), Some(guest)),
+            // The sender was dropped unset: the guest is finishing.
             Err(_) => (Head::NeverSet(guest.await), None),
         },
         outcome = &mut guest => match receiver.try_recv() {
-            Ok(head) => (Head::Response(head), None),
+            Ok(head) => (Head::Response(shown(head)), None),
             Err(_) => (Head::NeverSet(outcome), None),
         },
     }

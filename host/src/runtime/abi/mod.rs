@@ -1,6 +1,7 @@
 //! The guest ABIs a function can use, one module each.
 //!
-//! * [`http`]: `wasi:http/proxy` components (WASI 0.2), the primary ABI;
+//! * [`http`]: `wasi:http` components — `wasi:http/proxy` (WASI 0.2) and,
+//!   with the call in [`service`], `wasi:http/service` (WASI 0.3);
 //! * [`cgi`]: WASI preview1 core modules run CGI-style (RFC 3875).
 //!
 //! The pure parts of CGI (building meta-variables here, parsing the response
@@ -14,3 +15,4 @@ pub(crate) mod cgi_env;
 pub(crate) mod cgi_stdout;
 pub(crate) mod http;
 pub(crate) mod output;
+pub(crate) mod service;

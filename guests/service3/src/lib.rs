@@ -1,0 +1,97 @@
+//! `service3`: the WASI 0.3 contract guest — a `wasi:http/service@0.3.0`
+//! component (wit-bindgen's async bindings) whose paths each test one part
+//! of the contract (the last path segment names it):
+//!
+//! * `/count` — increments a global and answers its value: a host that gives
+//!   every request a fresh instance makes it `1` every time;
+//! * `/echo` — answers with the request's own body stream and trailers
+//!   future, passed straight through (streaming both ways);
+//! * `/forever` — sends its head and a first chunk, then never ends its body;
+//! * `/linger` — answers at once, then keeps working (an endless wait) after
+//!   its body is done;
+//! * `/spin` — loops forever before answering;
+//! * `/trap` — panics before answering;
+//! * `/error` — answers with an error code instead of a response;
+//! * anything else — `hello from 0.3`.
+
+mod bindings {
+    wit_bindgen::generate!({
+        path: "../../wit/http-0.3.0",
+        world: "wisp:http3/service",
+        generate_all,
+    });
+}
+
+use bindings::exports::wasi::http::handler::Guest;
+use bindings::wasi::http::types::{ErrorCode, Fields, Request, Response};
+use bindings::{wit_future, wit_stream};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+static REQUESTS_SEEN: AtomicU64 = AtomicU64::new(0);
+
+struct Service;
+
+impl Guest for Service {
+    async fn handle(request: Request) -> Result<Response, ErrorCode> {
+        let path = request.get_path_with_query().unwrap_or_default();
+        // The last segment names the case, wherever the function is routed.
+        match path.rsplit('/').next().unwrap_or_default() {
+            "count" => {
+                let seen = REQUESTS_SEEN.fetch_add(1, Ordering::SeqCst) + 1;
+                Ok(text(format!("{seen}")))
+            }
+            "echo" => {
+                let (done, received) = wit_future::new(|| Ok(()));
+                drop(done);
+                let (body, trailers) = Request::consume_body(request, received);
+                let (response, _sent) = Response::new(Fields::new(), Some(body), trailers);
+                Ok(response)
+            }
+            "forever" => {
+                let (mut body, contents) = wit_stream::new();
+                let (trailers_writer, trailers) = wit_future::new(|| Ok(None));
+                let (response, _sent) = Response::new(Fields::new(), Some(contents), trailers);
+                wit_bindgen::spawn(async move {
+                    body.write_all(b"first chunk\n".to_vec()).await;
+                    never().await;
+                    drop((body, trailers_writer));
+                });
+                Ok(response)
+            }
+            "linger" => {
+                wit_bindgen::spawn(never());
+                Ok(text("answered; still working".into()))
+            }
+            "spin" => {
+                let mut n: u64 = 0;
+                loop {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
+            }
+            "trap" => panic!("the guest trapped on purpose"),
+            "error" => Err(ErrorCode::InternalError(Some("the guest said no".into()))),
+            _ => Ok(text("hello from 0.3".into())),
+        }
+    }
+}
+
+/// A response whose body is `body`, written from a task of its own.
+fn text(body: String) -> Response {
+    let (mut writer, contents) = wit_stream::new();
+    let (trailers_writer, trailers) = wit_future::new(|| Ok(None));
+    let (response, _sent) = Response::new(Fields::new(), Some(contents), trailers);
+    drop(trailers_writer);
+    wit_bindgen::spawn(async move {
+        writer.write_all(body.into_bytes()).await;
+    });
+    response
+}
+
+/// A wait that never ends: a future whose writer is kept forever.
+async fn never() {
+    let (writer, reader) = wit_future::new::<Result<(), ErrorCode>>(|| Ok(()));
+    std::mem::forget(writer);
+    let _ = reader.await;
+}
+
+bindings::export!(Service with_types_in bindings);

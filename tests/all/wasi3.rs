@@ -1,0 +1,163 @@
+//! WASI 0.3: `wasi:http/service` components (built with wit-bindgen's async
+//! bindings, `guests/hello3` and `guests/service3`) deploy and serve next to
+//! 0.2 ones, under the same contract: a fresh instance per request, bodies
+//! streamed both ways, every deadline enforced — also on the guest's work
+//! after its response.
+
+use crate::support::{Wisp, eventually, send};
+use bytes::Bytes;
+use futures_util::future::join_all;
+use http::{Method, StatusCode};
+use http_body_util::BodyExt;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use std::time::{Duration, Instant};
+use wisp_test_artifacts as artifacts;
+
+/// A host serving the 0.3 contract guest at `/s` with `query`, and the 0.2
+/// hello world at `/hello`.
+async fn service_host(query: &str) -> Wisp {
+    let wisp = Wisp::start();
+    wisp.deploy_ok("hello", artifacts::HELLO_COMPONENT, "route=/hello")
+        .await;
+    wisp.deploy_ok(
+        "s",
+        artifacts::SERVICE3_COMPONENT,
+        &format!("route=/s&{query}"),
+    )
+    .await;
+    wisp
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_0_3_component_deploys_serves_and_shows_its_abi() {
+    let wisp = Wisp::start();
+    let report = wisp
+        .deploy_ok("hello3", artifacts::HELLO3_COMPONENT, "route=/hello3")
+        .await;
+    assert_eq!(report["abi"], "wasi-http-0.3", "{report}");
+    wisp.deploy_ok("hello", artifacts::HELLO_COMPONENT, "route=/hello")
+        .await;
+    let response = wisp.get("/hello3").await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.text());
+    assert_eq!(response.text(), "Hello, WASI 0.3!\n");
+    assert_eq!(wisp.get("/hello").await.text(), "Hello, world!\n");
+    let info = wisp.admin_get("/v1/functions/hello3").await.json();
+    assert_eq!(info["versions"][0]["abi"], "wasi-http-0.3", "{info}");
+    let listing = wisp.cli(&["ls"]);
+    assert!(
+        crate::support::stdout(&listing).contains("wasi-http-0.3"),
+        "{}",
+        crate::support::stdout(&listing)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_request_gets_a_fresh_instance_also_under_concurrency() {
+    let wisp = service_host("max-concurrency=64").await;
+    for _ in 0..10 {
+        assert_eq!(wisp.get("/s/count").await.text(), "1");
+    }
+    let answers = join_all((0..64).map(|_| wisp.get("/s/count"))).await;
+    for response in answers {
+        assert_eq!(response.status, StatusCode::OK);
+        assert_eq!(response.text(), "1");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn request_and_response_bodies_stream_through_the_guest() {
+    let wisp = service_host("").await;
+    let body: Bytes = (0..(3 << 20)).map(|i| (i % 251) as u8).collect();
+    let url = wisp.url("/s/echo");
+    let response = send(Method::POST, &url, &[], body.clone()).await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.text());
+    assert_eq!(response.body.len(), body.len());
+    assert!(response.body == body, "the echoed body differs");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_guest_that_never_ends_its_body_is_cut_off_at_the_deadline() {
+    let wisp = service_host("timeout=1s").await;
+    let client: Client<_, http_body_util::Full<Bytes>> =
+        Client::builder(TokioExecutor::new()).build_http();
+    let started = Instant::now();
+    let response = client
+        .get(wisp.url("/s/forever").parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "the head was sent");
+    let body = tokio::time::timeout(Duration::from_secs(20), response.into_body().collect())
+        .await
+        .expect("the body ends within the deadline and slack");
+    assert!(
+        body.is_err(),
+        "a body cut off by the deadline must end in an error, not look whole"
+    );
+    assert!(started.elapsed() < Duration::from_secs(15));
+    assert_eq!(wisp.get("/hello").await.status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_busy_loop_is_stopped_and_a_trap_or_an_error_code_is_a_500() {
+    let wisp = service_host("timeout=1s").await;
+    let started = Instant::now();
+    let response = wisp.get("/s/spin").await;
+    assert_eq!(
+        response.status,
+        StatusCode::GATEWAY_TIMEOUT,
+        "{}",
+        response.text()
+    );
+    assert_eq!(response.json()["limit"], "timeout");
+    assert!(started.elapsed() < Duration::from_secs(15));
+    let trapped = wisp.get("/s/trap").await;
+    assert_eq!(
+        trapped.status,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "{}",
+        trapped.text()
+    );
+    let refused = wisp.get("/s/error").await;
+    assert_eq!(
+        refused.status,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "{}",
+        refused.text()
+    );
+    assert_eq!(refused.json()["kind"], "guest-error");
+    assert!(
+        refused.text().contains("the guest said no"),
+        "{}",
+        refused.text()
+    );
+    assert_eq!(wisp.get("/s/count").await.text(), "1");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn work_after_the_response_keeps_the_instance_until_the_deadline() {
+    let wisp = service_host("timeout=2s").await;
+    let started = Instant::now();
+    let response = wisp.get("/s/linger").await;
+    assert_eq!(response.status, StatusCode::OK);
+    assert_eq!(response.text(), "answered; still working");
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "the response waited for the guest's later work"
+    );
+    // The guest still runs (its instance is not torn down under it) …
+    let in_flight = wisp
+        .metric("wisp_in_flight_requests", &[("function", "s")])
+        .await;
+    assert_eq!(in_flight, 1.0, "the lingering guest counts as running");
+    // … until its deadline ends it.
+    assert!(
+        eventually(Duration::from_secs(15), async || {
+            wisp.metric("wisp_in_flight_requests", &[("function", "s")])
+                .await
+                == 0.0
+        })
+        .await,
+        "the lingering guest was never stopped"
+    );
+}
