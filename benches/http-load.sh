@@ -8,6 +8,7 @@
 #   SERVERS="wisp wisp-cluster" benches/http-load.sh  # the cost of cluster mode
 #   BASELINE_WISP=/tmp/wisp-old SERVERS="wisp-baseline wisp" benches/http-load.sh
 #                                        # this build against another wisp binary
+#   WISP_ARGS="--max-instances 40" benches/http-load.sh  # extra `wisp serve` flags
 #
 # Each server in turn is pinned to CPU 0 and `wrk -t1` to CPU 1 (HTTP/1.1
 # keep-alive, loopback only). Every request to wisp and to `wasmtime serve`
@@ -83,7 +84,7 @@ WISP_BIN=target/release/wisp
 start_wisp() {
     rm -rf "$work/wisp-data"
     taskset -c "$SERVER_CPU" env "$@" "$WISP_BIN" serve --listen 127.0.0.1:18302 --admin-listen 127.0.0.1:18303 \
-        --data-dir "$work/wisp-data" --access-log false >/dev/null 2>"$work/wisp.log" &
+        --data-dir "$work/wisp-data" --access-log false ${WISP_ARGS:-} >/dev/null 2>"$work/wisp.log" &
     server_pid=$!
     wait_for http://127.0.0.1:18303/healthz
     if [[ " $* " == *" WISP_CLUSTER="* ]]; then wait_for_cluster; fi

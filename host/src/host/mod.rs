@@ -429,8 +429,13 @@ impl Host {
         &self.inner.metrics
     }
 
-    /// The wasmtime engine (for benchmarks and embedders that want to inspect it).
+    /// The wasmtime engine WASI 0.2 components and CGI modules run on (for
+    /// benchmarks and embedders that want to inspect it; WASI 0.3
+    /// components have an engine of their own).
     pub fn engine(&self) -> &Engine {
-        &self.inner.runtime.engine
+        self.inner
+            .runtime
+            .engines
+            .for_abi(wisp_spec::inspect::Abi::WasiHttp)
     }
 }

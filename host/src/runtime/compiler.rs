@@ -19,7 +19,7 @@
 //! should use a subprocess.
 
 use crate::error::DeployError;
-use crate::runtime::engine::{self, EngineOptions};
+use crate::runtime::engine::{self, EngineOptions, Flavor};
 use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -257,7 +257,7 @@ fn compile_worker() -> Result<(), String> {
     std::io::stdin()
         .read_to_end(&mut wasm)
         .map_err(|e| format!("reading the module failed: {e}"))?;
-    let engine = compile_engine().map_err(|e| format!("creating the engine failed: {e:#}"))?;
+    let engine = compile_engine(abi).map_err(|e| format!("creating the engine failed: {e:#}"))?;
     let artifact = precompile(&engine, abi, &wasm).map_err(|e| match e {
         DeployError::Compile(message) => message,
         other => other.to_string(),
@@ -267,12 +267,13 @@ fn compile_worker() -> Result<(), String> {
         .map_err(|e| format!("writing the artifact failed: {e}"))
 }
 
-/// An engine that compiles exactly as the serving engine does, without
-/// reserving an instance pool it will never use.
-fn compile_engine() -> wasmtime::Result<Engine> {
+/// An engine that compiles exactly as the serving engine of `abi` does,
+/// without reserving an instance pool it will never use.
+fn compile_engine(abi: Abi) -> wasmtime::Result<Engine> {
     engine::build(&EngineOptions {
         max_instances: 1,
         pooling: false,
+        flavor: Flavor::of(abi),
     })
 }
 
@@ -283,7 +284,7 @@ mod tests {
     #[test]
     fn the_compile_engine_makes_artifacts_the_serving_engine_accepts() {
         let serving = engine::build(&EngineOptions::default()).unwrap();
-        let compiling = compile_engine().unwrap();
+        let compiling = compile_engine(Abi::Cgi).unwrap();
         assert_eq!(
             engine::compatibility_fingerprint(&serving),
             engine::compatibility_fingerprint(&compiling)
@@ -298,7 +299,7 @@ mod tests {
 
     #[test]
     fn an_in_process_compile_over_time_is_answered_on_time() {
-        let engine = compile_engine().unwrap();
+        let engine = compile_engine(Abi::Cgi).unwrap();
         let mut text = String::from(r#"(module (func (export "_start"))"#);
         for _ in 0..20_000 {
             text.push_str(" (func)");

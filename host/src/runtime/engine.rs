@@ -13,7 +13,7 @@ use std::time::Duration;
 use wasmtime::{
     Config, Enabled, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig,
 };
-use wisp_spec::inspect::Resources;
+use wisp_spec::inspect::{Abi, Resources};
 
 /// How often the epoch ticks. A running guest yields to the async runtime at
 /// each tick, so this bounds how long one guest can hold a worker thread.
@@ -40,6 +40,29 @@ const LINEAR_MEMORY_KEEP_RESIDENT: usize = 2 << 20;
 /// Same, for tables.
 const TABLE_KEEP_RESIDENT: usize = 64 << 10;
 
+/// Which of the two engines: WASI 0.3 components need the component
+/// model's async ABI and wasmtime's concurrency support, which costs every
+/// WASI 0.2 call made without it a third of its throughput (measured; see
+/// the README) — so they get an engine of their own, and 0.2 components and
+/// CGI modules keep the engine they had.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    /// WASI 0.2 components and CGI modules: no concurrency support.
+    Plain,
+    /// WASI 0.3 components: the async ABI, streams and futures.
+    Concurrent,
+}
+
+impl Flavor {
+    /// The engine a binary of `abi` is compiled for and runs on.
+    pub fn of(abi: Abi) -> Flavor {
+        match abi {
+            Abi::WasiHttp3 => Flavor::Concurrent,
+            Abi::WasiHttp | Abi::Cgi => Flavor::Plain,
+        }
+    }
+}
+
 /// How the engine is built.
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
@@ -48,6 +71,8 @@ pub struct EngineOptions {
     /// Use the pooling allocator (the default). Off allocates each instance
     /// on demand, which only benchmarks comparing the two want.
     pub pooling: bool,
+    /// Which engine.
+    pub flavor: Flavor,
 }
 
 impl Default for EngineOptions {
@@ -55,6 +80,7 @@ impl Default for EngineOptions {
         EngineOptions {
             max_instances: DEFAULT_MAX_INSTANCES,
             pooling: true,
+            flavor: Flavor::Plain,
         }
     }
 }
@@ -66,10 +92,11 @@ pub fn build(options: &EngineOptions) -> wasmtime::Result<Engine> {
         .cranelift_opt_level(OptLevel::Speed)
         .epoch_interruption(true)
         .consume_fuel(true)
-        .memory_init_cow(true)
-        // WASI 0.3 components: the component model's async ABI, streams
-        // and futures.
-        .wasm_component_model_async(true);
+        .memory_init_cow(true);
+    match options.flavor {
+        Flavor::Plain => config.concurrency_support(false),
+        Flavor::Concurrent => config.wasm_component_model_async(true),
+    };
     if options.pooling {
         let n = options.max_instances.max(1);
         let mut pool = PoolingAllocationConfig::default();
@@ -90,6 +117,51 @@ pub fn build(options: &EngineOptions) -> wasmtime::Result<Engine> {
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     }
     Engine::new(&config)
+}
+
+/// The host's two engines (see [`Flavor`]), built alike otherwise.
+#[derive(Clone)]
+pub struct Engines {
+    plain: Engine,
+    concurrent: Engine,
+}
+
+impl Engines {
+    /// Builds both, each with a pool of `max_instances` (when `pooling`).
+    pub fn build(max_instances: u32, pooling: bool) -> wasmtime::Result<Engines> {
+        let options = |flavor| EngineOptions {
+            max_instances,
+            pooling,
+            flavor,
+        };
+        Ok(Engines {
+            plain: build(&options(Flavor::Plain))?,
+            concurrent: build(&options(Flavor::Concurrent))?,
+        })
+    }
+
+    /// The engine a binary of `abi` is compiled for and runs on.
+    pub fn for_abi(&self, abi: Abi) -> &Engine {
+        match Flavor::of(abi) {
+            Flavor::Plain => &self.plain,
+            Flavor::Concurrent => &self.concurrent,
+        }
+    }
+
+    /// Both, for the epoch ticker.
+    pub fn all(&self) -> Vec<Engine> {
+        vec![self.plain.clone(), self.concurrent.clone()]
+    }
+
+    /// What compiled artifacts must match: both engines' fingerprints (a
+    /// binary's ABI picks its engine, and either may change).
+    pub fn fingerprint(&self) -> String {
+        format!(
+            "{}-{}",
+            compatibility_fingerprint(&self.plain),
+            compatibility_fingerprint(&self.concurrent)
+        )
+    }
 }
 
 /// Refuses, before any compile, a binary the instance pool could never
@@ -152,14 +224,16 @@ pub struct EpochTicker {
 }
 
 impl EpochTicker {
-    /// Starts ticking `engine` every [`EPOCH_TICK`].
-    pub fn start(engine: Engine) -> std::io::Result<EpochTicker> {
+    /// Starts ticking `engines` every [`EPOCH_TICK`].
+    pub fn start(engines: Vec<Engine>) -> std::io::Result<EpochTicker> {
         let (stop, stopped) = mpsc::channel::<()>();
         let thread = thread::Builder::new()
             .name("wisp-epoch".into())
             .spawn(move || {
                 while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(EPOCH_TICK) {
-                    engine.increment_epoch();
+                    for engine in &engines {
+                        engine.increment_epoch();
+                    }
                 }
             })?;
         Ok(EpochTicker {

@@ -15,10 +15,12 @@ use crate::runtime::Runtime;
 use crate::runtime::abi::cgi::{self, CgiCall, CgiState};
 use crate::runtime::abi::http::{self, Entry, HttpCall, HttpState, ReadySandbox};
 use crate::runtime::abi::output::OutputCapture;
+use crate::runtime::abi::service;
 use crate::runtime::body::{RequestBody, ResponseBody};
 use crate::runtime::chain::{ChainBudget, ChainOrigin, Dispatch};
 use crate::runtime::code_cache::CodeSlot;
 use crate::runtime::connection::ConnectionInfo;
+use crate::runtime::engine::Engines;
 use crate::runtime::prepared::Prepared;
 use crate::runtime::sandbox::GuestMemory;
 use crate::runtime::services::GuestServices;
@@ -36,18 +38,21 @@ use wisp_spec::inspect::Abi;
 use wisp_spec::route::Route;
 use wisp_spec::settings::{OutboundRule, Settings};
 
-/// The linkers every function is pre-linked against, built once per host.
+/// The linkers every function is pre-linked against, built once per host:
+/// one per ABI, each on its ABI's engine.
 pub struct Linkers {
     http: ComponentLinker<HttpState>,
+    service: ComponentLinker<HttpState>,
     cgi: Linker<CgiState>,
 }
 
 impl Linkers {
-    /// Builds both linkers for `engine`.
-    pub fn new(engine: &Engine) -> wasmtime::Result<Linkers> {
+    /// Builds the linkers for `engines`.
+    pub fn new(engines: &Engines) -> wasmtime::Result<Linkers> {
         Ok(Linkers {
-            http: http::linker(engine)?,
-            cgi: cgi::linker(engine)?,
+            http: http::linker(engines.for_abi(Abi::WasiHttp))?,
+            service: service::linker(engines.for_abi(Abi::WasiHttp3))?,
+            cgi: cgi::linker(engines.for_abi(Abi::Cgi))?,
         })
     }
 }
@@ -110,8 +115,12 @@ impl LoadedCode {
                             format_args!("{e:#}"),
                         )
                     })?;
-                let pre = linkers
-                    .http
+                let linker = if abi == Abi::WasiHttp3 {
+                    &linkers.service
+                } else {
+                    &linkers.http
+                };
+                let pre = linker
                     .instantiate_pre(&component)
                     .map_err(|e| DeployError::UnsupportedImport(format!("{e:#}")))?;
                 let unsupported =

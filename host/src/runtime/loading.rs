@@ -63,9 +63,13 @@ impl Runtime {
         artifact: impl FnOnce() -> Result<PathBuf, DeployError>,
     ) -> Result<Arc<LoadedCode>, DeployError> {
         let started = Instant::now();
-        let loaded = self
-            .code
-            .load(&self.engine, &self.linkers, slot, turn, artifact)?;
+        let loaded = self.code.load(
+            self.engines.for_abi(slot.abi),
+            &self.linkers,
+            slot,
+            turn,
+            artifact,
+        )?;
         if let Some(admitted) = loaded.admitted {
             self.metrics.record_code_load(
                 started.elapsed(),
@@ -112,7 +116,7 @@ impl Runtime {
     ) -> Result<PathBuf, DeployError> {
         let started = Instant::now();
         let cwasm = compiler::compile(
-            &self.engine,
+            self.engines.for_abi(abi),
             &self.compiler,
             &self.compile_budget,
             abi,

@@ -1,6 +1,6 @@
-//! Running guests: the one wasmtime engine, deployed versions and their
-//! compiled code (loaded on demand, least recently used evicted:
-//! `code_cache.rs`), the per-request sandbox (and the next one, prepared
+//! Running guests: the wasmtime engines (one for WASI 0.3 components, one
+//! for the rest: `engine.rs`), deployed versions and their compiled code
+//! (loaded on demand, least recently used evicted: `code_cache.rs`), the per-request sandbox (and the next one, prepared
 //! ahead), the budgets a run takes (concurrency slots: `slots.rs`; buffered
 //! request bodies: `buffers.rs`), the guest ABIs, and the platform services
 //! (key-value, config) components may import; the artifact store of
@@ -31,14 +31,13 @@ use artifacts::ArtifactStore;
 use buffers::BufferBudget;
 use code_cache::{CodeCache, Residency};
 use compiler::{CompileBudget, Compiler};
-use engine::{EngineOptions, EpochTicker};
+use engine::{Engines, EpochTicker};
 use function::Linkers;
 use prepared::PreparedBudget;
 use sandbox::GuestMemory;
 use slots::HostSlots;
 use std::path::Path;
 use std::sync::Arc;
-use wasmtime::Engine;
 
 /// What the runtime is built from: the host-wide bounds of running guests.
 pub(crate) struct RuntimeOptions {
@@ -69,13 +68,14 @@ pub(crate) enum RuntimeError {
     Artifacts(String),
 }
 
-/// The runtime: the one engine and everything a run takes from it — the
+/// The runtime: the engines and everything a run takes from it — the
 /// compiled code (stored and loaded), the host-wide budgets (slots,
 /// buffers, guest memory, prepared sandboxes). Owned by the composition
 /// root and handed to the deployer (which compiles into it) and the
 /// dispatcher (which runs guests on it).
 pub(crate) struct Runtime {
-    pub(crate) engine: Engine,
+    /// The engines: WASI 0.3 components run on one of their own.
+    pub(crate) engines: Engines,
     _ticker: EpochTicker,
     pub(crate) linkers: Linkers,
     pub(crate) artifacts: ArtifactStore,
@@ -96,21 +96,18 @@ impl Runtime {
         data_dir: &Path,
         metrics: Arc<Metrics>,
     ) -> Result<Runtime, RuntimeError> {
-        let engine = engine::build(&EngineOptions {
-            max_instances: options
+        let engines = Engines::build(
+            options
                 .max_instances
                 .saturating_add(u32::try_from(options.max_prepared).unwrap_or(u32::MAX)),
-            pooling: options.pooling,
-        })
+            options.pooling,
+        )
         .map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
         let ticker =
-            EpochTicker::start(engine.clone()).map_err(|e| RuntimeError::Engine(e.to_string()))?;
-        let linkers = Linkers::new(&engine).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
-        let artifacts = ArtifactStore::open(
-            &data_dir.join("artifacts"),
-            engine::compatibility_fingerprint(&engine),
-        )
-        .map_err(|e| RuntimeError::Artifacts(e.to_string()))?;
+            EpochTicker::start(engines.all()).map_err(|e| RuntimeError::Engine(e.to_string()))?;
+        let linkers = Linkers::new(&engines).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+        let artifacts = ArtifactStore::open(&data_dir.join("artifacts"), engines.fingerprint())
+            .map_err(|e| RuntimeError::Artifacts(e.to_string()))?;
         Ok(Runtime {
             slots: HostSlots::new(options.max_instances, &metrics),
             buffers: BufferBudget::new(options.max_buffered_bytes, metrics.buffered().clone()),
@@ -120,7 +117,7 @@ impl Runtime {
             ),
             code: CodeCache::new(options.residency),
             prepared: PreparedBudget::new(options.max_prepared),
-            engine,
+            engines,
             _ticker: ticker,
             linkers,
             artifacts,

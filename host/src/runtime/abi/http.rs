@@ -179,16 +179,20 @@ impl WasiHttpHooks for OutboundPolicy {
     }
 }
 
-/// The linker every component is pre-linked against: WASI 0.2 and 0.3
-/// (a 0.3 component built with today's toolchains imports both), and the
-/// platform services.
+/// The linker every WASI 0.2 component is pre-linked against: WASI 0.2
+/// and the platform services.
 pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<HttpState>> {
     let mut linker = Linker::new(engine);
-    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
-    super::service::add_to_linker(&mut linker)?;
-    services::add_to_linker(&mut linker)?;
+    add_to_linker(&mut linker)?;
     Ok(linker)
+}
+
+/// Adds WASI 0.2 (the CLI world and `wasi:http`) and the platform services
+/// to `linker`.
+pub(crate) fn add_to_linker(linker: &mut Linker<HttpState>) -> wasmtime::Result<()> {
+    wasmtime_wasi::p2::add_to_linker_async(linker)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)?;
+    services::add_to_linker(linker)
 }
 
 /// A fresh sandbox store for one request of `function`: its WASI context

@@ -18,8 +18,8 @@
 use super::http::HttpState;
 use crate::runtime::body::LimitedBody;
 use std::future::poll_fn;
-use wasmtime::Store;
 use wasmtime::component::Linker;
+use wasmtime::{Engine, Store};
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::p3::bindings::Service;
@@ -32,12 +32,17 @@ pub(crate) type HeadSender = tokio::sync::oneshot::Sender<HeadResult>;
 /// Where the response head comes from.
 pub(crate) type HeadReceiver = tokio::sync::oneshot::Receiver<HeadResult>;
 
-/// Adds WASI 0.3 (CLI, clocks, random, filesystem, sockets denied by the
-/// same context as 0.2, and `wasi:http`'s types and client) to `linker`.
-pub(crate) fn add_to_linker(linker: &mut Linker<HttpState>) -> wasmtime::Result<()> {
-    wasmtime_wasi::p3::add_to_linker(linker)?;
-    wasmtime_wasi_http::p3::add_to_linker(linker)?;
-    Ok(())
+/// The linker every WASI 0.3 component is pre-linked against, on the
+/// concurrent engine: WASI 0.3 (CLI, clocks, random, filesystem, sockets
+/// denied by the same context as 0.2, `wasi:http`'s types and client), and
+/// WASI 0.2 with the platform services besides — a 0.3 component built
+/// with today's toolchains imports both.
+pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<HttpState>> {
+    let mut linker = Linker::new(engine);
+    super::http::add_to_linker(&mut linker)?;
+    wasmtime_wasi::p3::add_to_linker(&mut linker)?;
+    wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;
+    Ok(linker)
 }
 
 /// Calls `service`'s handler with `request` in `store`, sends the response
