@@ -161,3 +161,74 @@ async fn work_after_the_response_keeps_the_instance_until_the_deadline() {
         "the lingering guest was never stopped"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn memory_fuel_and_body_limits_hold_for_0_3() {
+    let wisp =
+        service_host("memory=32MiB&fuel=50000000&max-request-body=1KiB&max-response-body=1KiB")
+            .await;
+    let bomb = wisp.get("/s/alloc").await;
+    assert_eq!(
+        bomb.status,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "{}",
+        bomb.text()
+    );
+    assert_eq!(bomb.json()["limit"], "memory", "{}", bomb.text());
+    let spin = wisp.get("/s/spin").await;
+    assert_eq!(spin.json()["limit"], "fuel", "{}", spin.text());
+    let too_big = send(
+        Method::POST,
+        &wisp.url("/s/echo"),
+        &[],
+        Bytes::from(vec![7u8; 4096]),
+    )
+    .await;
+    assert_eq!(
+        too_big.status,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "{}",
+        too_big.text()
+    );
+    // The echoed body is the response: 1 KiB goes through, more never does.
+    let fits = send(
+        Method::POST,
+        &wisp.url("/s/echo"),
+        &[],
+        Bytes::from(vec![7u8; 1000]),
+    )
+    .await;
+    assert_eq!(fits.status, StatusCode::OK);
+    assert_eq!(fits.body.len(), 1000);
+    assert_eq!(wisp.get("/s/count").await.text(), "1");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_0_3_client_reaches_only_the_allow_list() {
+    let wisp = Wisp::start();
+    wisp.deploy_ok("hello", artifacts::HELLO_COMPONENT, "route=/hello")
+        .await;
+    let allowed = format!("http://{}", wisp.public);
+    wisp.deploy_ok(
+        "s",
+        artifacts::SERVICE3_COMPONENT,
+        &format!("route=/s&allow-outbound={allowed}"),
+    )
+    .await;
+    let reached = wisp
+        .get(&format!("/s/fetch?http://{}/hello", wisp.public))
+        .await;
+    assert_eq!(reached.text(), "status 200", "an allowed origin is reached");
+    let admin = wisp.admin_url("/v1/functions");
+    let admin = admin.trim_start_matches("http://");
+    let refused = wisp.get(&format!("/s/fetch?http://{admin}")).await;
+    assert!(
+        refused.text().starts_with("denied: ") && refused.text().contains("Denied"),
+        "the admin API is not on the allow-list: {}",
+        refused.text()
+    );
+    assert!(
+        wisp.log().contains("outbound request denied"),
+        "the denial is logged"
+    );
+}

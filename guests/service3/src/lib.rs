@@ -12,6 +12,9 @@
 //! * `/spin` — loops forever before answering;
 //! * `/trap` — panics before answering;
 //! * `/error` — answers with an error code instead of a response;
+//! * `/alloc` — grows its memory by 1 GiB;
+//! * `/fetch?http://HOST:PORT/PATH` — sends a `GET` there with the 0.3
+//!   client and answers with the status it got, or `denied: ERROR`;
 //! * anything else — `hello from 0.3`.
 
 mod bindings {
@@ -35,6 +38,9 @@ impl Guest for Service {
     async fn handle(request: Request) -> Result<Response, ErrorCode> {
         let path = request.get_path_with_query().unwrap_or_default();
         // The last segment names the case, wherever the function is routed.
+        if let Some((_, target)) = path.split_once("/fetch?") {
+            return Ok(text(fetch(target).await));
+        }
         match path.rsplit('/').next().unwrap_or_default() {
             "count" => {
                 let seen = REQUESTS_SEEN.fetch_add(1, Ordering::SeqCst) + 1;
@@ -70,6 +76,10 @@ impl Guest for Service {
             }
             "trap" => panic!("the guest trapped on purpose"),
             "error" => Err(ErrorCode::InternalError(Some("the guest said no".into()))),
+            "alloc" => {
+                let grown: Vec<u8> = vec![1; 1 << 30];
+                Ok(text(format!("{}", grown.iter().map(|b| *b as u64).sum::<u64>())))
+            }
             _ => Ok(text("hello from 0.3".into())),
         }
     }
@@ -85,6 +95,29 @@ fn text(body: String) -> Response {
         writer.write_all(body.into_bytes()).await;
     });
     response
+}
+
+/// Sends `GET url` (`http://HOST[:PORT]/PATH`) with the 0.3 client; says
+/// what came back.
+async fn fetch(url: &str) -> String {
+    let Some(rest) = url.strip_prefix("http://") else {
+        return "bad url".into();
+    };
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let (trailers_writer, trailers) = wit_future::new(|| Ok(None));
+    drop(trailers_writer);
+    let (request, _sent) = Request::new(Fields::new(), None, trailers, None);
+    let set = request
+        .set_scheme(Some(&bindings::wasi::http::types::Scheme::Http))
+        .and(request.set_authority(Some(authority)))
+        .and(request.set_path_with_query(Some(&format!("/{path}"))));
+    if set.is_err() {
+        return "bad url".into();
+    }
+    match bindings::wasi::http::client::send(request).await {
+        Ok(response) => format!("status {}", response.get_status_code()),
+        Err(error) => format!("denied: {error:?}"),
+    }
 }
 
 /// A wait that never ends: a future whose writer is kept forever.
