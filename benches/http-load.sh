@@ -9,6 +9,7 @@
 #   BASELINE_WISP=/tmp/wisp-old SERVERS="wisp-baseline wisp" benches/http-load.sh
 #                                        # this build against another wisp binary
 #   WISP_ARGS="--max-instances 40" benches/http-load.sh  # extra `wisp serve` flags
+#   SERVERS="wisp3 wasmtime3 wasmtime3-reuse" benches/http-load.sh  # WASI 0.3
 #
 # Each server in turn is pinned to CPU 0 and `wrk -t1` to CPU 1 (HTTP/1.1
 # keep-alive, loopback only). Every request to wisp and to `wasmtime serve`
@@ -50,8 +51,9 @@ fi
 
 say "building wisp, native-hello and the hello component (release)"
 cargo build --release --quiet -p wisp-cli -p wisp-benches --bin wisp --bin native-hello
-guests/build.sh wasm32-wasip2 hello
+guests/build.sh wasm32-wasip2 hello hello3
 HELLO="$PWD/target/guests/wasm32-wasip2/release/hello.wasm"
+HELLO3="$PWD/target/guests/wasm32-wasip2/release/hello3.wasm"
 
 work="$(mktemp -d)"
 server_pid=""
@@ -80,6 +82,7 @@ start_native() {
 }
 
 WISP_BIN=target/release/wisp
+WASMTIME_ARGS=()
 
 start_wisp() {
     rm -rf "$work/wisp-data"
@@ -88,9 +91,13 @@ start_wisp() {
     server_pid=$!
     wait_for http://127.0.0.1:18303/healthz
     if [[ " $* " == *" WISP_CLUSTER="* ]]; then wait_for_cluster; fi
-    "$WISP_BIN" deploy hello "$HELLO" --route /hello --admin http://127.0.0.1:18303 >/dev/null
+    "$WISP_BIN" deploy hello "${WISP_GUEST:-$HELLO}" --route /hello --admin http://127.0.0.1:18303 >/dev/null
     URL=http://127.0.0.1:18302/hello
     wait_for "$URL"
+}
+
+start_wisp3() {
+    WISP_GUEST="$HELLO3" start_wisp
 }
 
 start_wisp-baseline() {
@@ -123,10 +130,22 @@ wait_for_cluster() {
 }
 
 start_wasmtime() {
-    taskset -c "$SERVER_CPU" wasmtime serve -S cli -O pooling-allocator --addr 127.0.0.1:18304 "$HELLO" >/dev/null 2>&1 &
+    taskset -c "$SERVER_CPU" wasmtime serve -S cli -O pooling-allocator --addr 127.0.0.1:18304 "${WASMTIME_ARGS[@]}" "${WASMTIME_GUEST:-$HELLO}" >/dev/null 2>&1 &
     server_pid=$!
     URL=http://127.0.0.1:18304/
     wait_for "$URL"
+}
+
+# `wasmtime serve` with the 0.3 hello: one instance per request (as wisp),
+# and with its default instance reuse.
+start_wasmtime3() {
+    WASMTIME_ARGS=(--max-instance-reuse-count=1)
+    WASMTIME_GUEST="$HELLO3" start_wasmtime
+    WASMTIME_ARGS=()
+}
+
+start_wasmtime3-reuse() {
+    WASMTIME_GUEST="$HELLO3" start_wasmtime
 }
 
 stop() {
@@ -176,6 +195,9 @@ def median(server, c, i):
     return statistics.median(r[i] for r in data[(server, c)])
 names = {"native": "native hyper (no wasm)", "wisp": "wisp serve", "wisp-traced": "wisp serve, exporting traces",
          "wisp-cluster": "wisp serve --cluster (NATS JetStream)",
+         "wisp3": "wisp serve, WASI 0.3 hello (fresh instance per request)",
+         "wasmtime3": "wasmtime serve, WASI 0.3 hello, --max-instance-reuse-count=1",
+         "wasmtime3-reuse": "wasmtime serve, WASI 0.3 hello, default instance reuse",
          "wisp-baseline": f"wisp serve, baseline build ({os.environ.get('BASELINE_WISP', '')})",
          "wasmtime": "wasmtime serve -S cli -O pooling-allocator"}
 servers = sys.argv[4].split()
@@ -193,6 +215,12 @@ for server in servers:
     print(f"| {names[server]} |{cells}")
 print()
 for c in concurrencies:
+    for other, label in [("wasmtime3", "wisp 0.3 / wasmtime serve 0.3, no reuse"),
+                         ("wasmtime3-reuse", "wisp 0.3 / wasmtime serve 0.3, reuse")]:
+        if other in servers and "wisp3" in servers:
+            print(f"c={c}: {label} = {median('wisp3', c, 0) / median(other, c, 0):.2f}")
+    if "wisp" not in servers:
+        continue
     wisp = median("wisp", c, 0)
     for other, label in [("wasmtime", "wisp / wasmtime serve"), ("native", "wisp / native"),
                          ("wisp-traced", "wisp traced / wisp"), ("wisp-cluster", "wisp cluster / wisp"),
