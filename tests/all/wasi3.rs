@@ -232,3 +232,64 @@ async fn the_0_3_client_reaches_only_the_allow_list() {
         "the denial is logged"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn trailers_pass_through_a_0_3_guest() {
+    use http_body_util::StreamBody;
+    let wisp = service_host("").await;
+    let mut trailers = http::HeaderMap::new();
+    trailers.insert("x-checksum", "abc123".parse().unwrap());
+    let frames = vec![
+        Ok::<_, std::convert::Infallible>(http_body::Frame::data(Bytes::from_static(
+            b"part one, ",
+        ))),
+        Ok(http_body::Frame::data(Bytes::from_static(b"part two"))),
+        Ok(http_body::Frame::trailers(trailers)),
+    ];
+    // HTTP/2 (h2c): trailers travel both ways without negotiation.
+    let client = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http();
+    let request = http::Request::post(wisp.url("/s/echo"))
+        .body(StreamBody::new(futures_util::stream::iter(frames)))
+        .unwrap();
+    let response = client.request(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let collected = response.into_body().collect().await.unwrap();
+    let echoed_trailers = collected.trailers().cloned();
+    assert_eq!(collected.to_bytes(), "part one, part two");
+    let echoed_trailers = echoed_trailers.expect("the request's trailers came back");
+    assert_eq!(echoed_trailers["x-checksum"], "abc123");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_0_3_guest_is_metered_and_its_output_logged() {
+    let wisp = service_host("").await;
+    for _ in 0..5 {
+        assert_eq!(wisp.get("/s/count").await.status, StatusCode::OK);
+    }
+    assert_eq!(
+        wisp.get("/s/trap").await.status,
+        StatusCode::INTERNAL_SERVER_ERROR
+    );
+    let usage = wisp.admin_get("/v1/functions/s/usage").await.json()["usage"].clone();
+    assert_eq!(usage["requests"], 6, "{usage}");
+    for field in ["wall_seconds", "cpu_seconds", "memory_gb_seconds"] {
+        assert!(usage[field].as_f64().unwrap() > 0.0, "{field}: {usage}");
+    }
+    let statuses = wisp
+        .metric(
+            "wisp_requests_total",
+            &[("function", "s"), ("status_class", "2xx")],
+        )
+        .await;
+    assert_eq!(statuses, 5.0);
+    let logs = wisp
+        .admin_get("/v1/functions/s/logs?limit=1000")
+        .await
+        .text();
+    assert!(
+        logs.contains("the guest trapped on purpose"),
+        "the guest's stderr reaches its logs: {logs}"
+    );
+}
