@@ -293,3 +293,19 @@ async fn a_0_3_guest_is_metered_and_its_output_logged() {
         "the guest's stderr reaches its logs: {logs}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_0_3_guest_imports_key_value_and_config() {
+    let wisp = Wisp::start();
+    wisp.deploy_ok(
+        "state",
+        artifacts::STATE3_COMPONENT,
+        "route=/state&config=greeting%3Dhi",
+    )
+    .await;
+    assert_eq!(wisp.get("/state").await.text(), "hits=1 greeting=hi");
+    // Fresh instances, lasting state: the bucket keeps counting.
+    assert_eq!(wisp.get("/state").await.text(), "hits=2 greeting=hi");
+    let stored = wisp.admin_get("/v1/functions/state/kv/hits").await;
+    assert_eq!(stored.status, StatusCode::OK, "{}", stored.text());
+}
