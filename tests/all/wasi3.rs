@@ -57,7 +57,12 @@ async fn every_request_gets_a_fresh_instance_also_under_concurrency() {
     let wisp = service_host("max-concurrency=64").await;
     for _ in 0..10 {
         assert_eq!(wisp.get("/s/count").await.text(), "1");
+        // Sequential requests find the sandbox prepared after the last one
+        // (a fresh instance too: made ahead, used once).
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let used = wisp.metric("wisp_prepared_sandboxes_used_total", &[]).await;
+    assert!(used >= 5.0, "0.3 sandboxes are prepared ahead: {used} used");
     let answers = join_all((0..64).map(|_| wisp.get("/s/count"))).await;
     for response in answers {
         assert_eq!(response.status, StatusCode::OK);

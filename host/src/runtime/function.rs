@@ -285,17 +285,21 @@ impl Function {
     /// True for a `wasi:http` component (the ABI whose sandboxes are
     /// prepared ahead).
     pub(crate) fn is_component(&self) -> bool {
-        self.code.abi == Abi::WasiHttp
+        self.code.abi.is_component()
     }
 
     /// Makes a sandbox of `code`, this version's loaded code, for its next
     /// request (a component's; see `runtime/prepared.rs`).
     pub(crate) async fn prepare(&self, code: &LoadedCode) -> Result<ReadySandbox, InvokeError> {
-        let Code::Http(pre) = &code.0 else {
-            return Err(InvokeError::Internal("only components are prepared".into()));
+        let entry = match &code.0 {
+            Code::Http(pre) => Entry::Proxy(pre.clone()),
+            Code::Service(pre) => Entry::Service(pre.clone()),
+            Code::Cgi(_) => {
+                return Err(InvokeError::Internal("only components are prepared".into()));
+            }
         };
         http::prepare(
-            pre,
+            &entry,
             self.name.clone(),
             &self.settings,
             self.outbound.clone(),
@@ -366,10 +370,7 @@ impl Function {
         let code = runtime.code(&self.code, &self.name).await?;
         match &code.0 {
             Code::Http(pre) => {
-                let entry = Entry::Proxy {
-                    pre: pre.clone(),
-                    ready: None,
-                };
+                let entry = Entry::Proxy(pre.clone());
                 let chain = chain_of(&request, request_id, dispatch);
                 let call = self
                     .component_call(
@@ -421,12 +422,12 @@ impl Function {
     }
 
     /// What a request of a component (either WASI version) needs to run:
-    /// its slots, taken now, then a 0.2 sandbox prepared for it if one
+    /// its slots, taken now, then the sandbox prepared for it if one
     /// waits, and everything its sandbox is made from.
     #[expect(clippy::too_many_arguments, reason = "the request context, unpacked")]
     async fn component_call(
         &self,
-        mut entry: Entry,
+        entry: Entry,
         chain: ChainOrigin,
         trace: &Arc<RequestTrace>,
         request_id: &Arc<str>,
@@ -435,12 +436,10 @@ impl Function {
         runtime: &Runtime,
     ) -> Result<HttpCall, InvokeError> {
         let permit = ticket.take(self).await?;
-        if let Entry::Proxy { ready, .. } = &mut entry {
-            *ready = self
-                .prepared
-                .take()
-                .inspect(|_| runtime.metrics.record_prepared_used());
-        }
+        let ready = self
+            .prepared
+            .take()
+            .inspect(|_| runtime.metrics.record_prepared_used());
         Ok(HttpCall {
             chain,
             entry,
@@ -454,6 +453,7 @@ impl Function {
             request_id: request_id.clone(),
             permit,
             body_too_slow: body_too_slow.clone(),
+            ready,
         })
     }
 }

@@ -235,15 +235,15 @@ pub fn new_store(
 /// store with the component instantiated, which serves exactly one request.
 pub struct ReadySandbox {
     store: Store<HttpState>,
-    proxy: Proxy,
+    instance: Instance,
     stdout: OutputCapture,
     stderr: OutputCapture,
 }
 
-/// Makes a sandbox of `pre` for a later request of `function`, exactly as
+/// Makes a sandbox of `entry` for a later request of `function`, exactly as
 /// the request would have made it.
 pub async fn prepare(
-    pre: &ProxyPre<HttpState>,
+    entry: &Entry,
     function: Arc<str>,
     settings: &Settings,
     outbound: Arc<[OutboundRule]>,
@@ -253,7 +253,7 @@ pub async fn prepare(
     let stdout = OutputCapture::new(GUEST_OUTPUT_CAP_BYTES);
     let stderr = OutputCapture::new(GUEST_OUTPUT_CAP_BYTES);
     let mut store = new_store(
-        pre.engine(),
+        entry.engine(),
         function,
         settings,
         outbound,
@@ -262,28 +262,23 @@ pub async fn prepare(
         stderr.clone(),
         memory,
     )?;
-    let proxy = pre
-        .instantiate_async(&mut store)
+    let instance = entry
+        .instantiate(&mut store)
         .await
         .map_err(sandbox::instantiate_error)?;
     Ok(ReadySandbox {
         store,
-        proxy,
+        instance,
         stdout,
         stderr,
     })
 }
 
-/// The handler a request calls, by WASI version.
+/// The handler a request calls, by WASI version: the pre-linked component.
+#[derive(Clone)]
 pub enum Entry {
-    /// WASI 0.2: `wasi:http/incoming-handler`, maybe in a sandbox prepared
-    /// for this request.
-    Proxy {
-        /// The pre-linked component.
-        pre: ProxyPre<HttpState>,
-        /// A sandbox prepared for it, if one was waiting.
-        ready: Option<ReadySandbox>,
-    },
+    /// WASI 0.2: `wasi:http/incoming-handler`.
+    Proxy(ProxyPre<HttpState>),
     /// WASI 0.3: `wasi:http/handler`.
     Service(ServicePre<HttpState>),
 }
@@ -291,9 +286,17 @@ pub enum Entry {
 impl Entry {
     fn engine(&self) -> &Engine {
         match self {
-            Entry::Proxy { pre, .. } => pre.engine(),
+            Entry::Proxy(pre) => pre.engine(),
             Entry::Service(pre) => pre.engine(),
         }
+    }
+
+    /// A fresh instance in `store`.
+    async fn instantiate(&self, store: &mut Store<HttpState>) -> wasmtime::Result<Instance> {
+        Ok(match self {
+            Entry::Proxy(pre) => Instance::Proxy(pre.instantiate_async(store).await?),
+            Entry::Service(pre) => Instance::Service(pre.instantiate_async(store).await?),
+        })
     }
 }
 
@@ -324,6 +327,8 @@ pub struct HttpCall {
     pub body_too_slow: Arc<AtomicBool>,
     /// Where the guest's chained calls come from.
     pub chain: ChainOrigin,
+    /// A sandbox prepared for it, if one was waiting.
+    pub ready: Option<ReadySandbox>,
 }
 
 /// Runs `request` through a fresh instance of the component: the one
@@ -345,6 +350,7 @@ pub async fn invoke(
         permit,
         body_too_slow,
         chain,
+        ready,
     } = call;
     let limits = settings.limits.clone();
     let declared_length =
@@ -364,16 +370,12 @@ pub async fn invoke(
     let request = request
         .map(|body| LimitedBody::new(body, limits.max_request_body_bytes, too_large.clone()));
 
-    let (mut entry, ready) = match entry {
-        Entry::Proxy { pre, ready } => (Entry::Proxy { pre, ready: None }, ready),
-        service => (service, None),
-    };
-    let (mut store, proxy, stdout, stderr) = match ready {
+    let (mut store, ready, stdout, stderr) = match ready {
         Some(ready) => {
             let mut store = ready.store;
             // Its time slice and fuel start now, not when it was made.
             sandbox::prepare_store(&mut store, &limits)?;
-            (store, Some(ready.proxy), ready.stdout, ready.stderr)
+            (store, Some(ready.instance), ready.stdout, ready.stderr)
         }
         None => {
             let stdout = OutputCapture::new(GUEST_OUTPUT_CAP_BYTES);
@@ -397,7 +399,7 @@ pub async fn invoke(
 
     let internal = |e: wasmtime::Error| InvokeError::Internal(format!("{e:#}"));
     let (call, heads) = match &entry {
-        Entry::Proxy { .. } => {
+        Entry::Proxy(_) => {
             let (sender, receiver) = tokio::sync::oneshot::channel();
             let request = store
                 .data_mut()
@@ -429,21 +431,17 @@ pub async fn invoke(
     let guest: GuestTask = Box::pin(async move {
         let started = Instant::now();
         let run = async {
-            let instance = match (proxy, &mut entry) {
-                (Some(proxy), _) => {
+            let instance = match ready {
+                Some(instance) => {
                     drop(spans::prepared_span(&trace.span).entered());
-                    Instance::Proxy(proxy)
+                    instance
                 }
-                (None, Entry::Proxy { pre, .. }) => Instance::Proxy(
-                    pre.instantiate_async(&mut store)
+                None => {
+                    entry
+                        .instantiate(&mut store)
                         .instrument(spans::instantiate_span(&trace.span))
-                        .await?,
-                ),
-                (None, Entry::Service(pre)) => Instance::Service(
-                    pre.instantiate_async(&mut store)
-                        .instrument(spans::instantiate_span(&trace.span))
-                        .await?,
-                ),
+                        .await?
+                }
             };
             let instantiated = started.elapsed();
             meter.metrics.record_instantiate(instantiated);
@@ -595,7 +593,7 @@ enum Heads {
 }
 
 /// A live instance, by WASI version.
-enum Instance {
+pub(crate) enum Instance {
     Proxy(Proxy),
     Service(wasmtime_wasi_http::p3::bindings::Service),
 }
