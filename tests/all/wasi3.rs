@@ -300,7 +300,7 @@ async fn a_0_3_guest_is_metered_and_its_output_logged() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_0_3_guest_imports_key_value_and_config() {
+async fn a_0_3_guest_imports_key_value_config_and_secrets() {
     let wisp = Wisp::start();
     wisp.deploy_ok(
         "state",
@@ -313,4 +313,9 @@ async fn a_0_3_guest_imports_key_value_and_config() {
     assert_eq!(wisp.get("/state").await.text(), "hits=2 greeting=hi");
     let stored = wisp.admin_get("/v1/functions/state/kv/hits").await;
     assert_eq!(stored.status, StatusCode::OK, "{}", stored.text());
+    // A secret reaches a 0.3 guest through `wasi:config` too, shadowing the
+    // config value of the same name.
+    let set = wisp.cli_with_stdin(&["secret", "set", "state", "greeting"], b"s3cret-3\n");
+    assert!(set.status.success(), "{set:?}");
+    assert_eq!(wisp.get("/state").await.text(), "hits=3 greeting=s3cret-3");
 }
