@@ -85,18 +85,6 @@ impl Guest for Service {
     }
 }
 
-/// A response whose body is `body`, written from a task of its own.
-fn text(body: String) -> Response {
-    let (mut writer, contents) = wit_stream::new();
-    let (trailers_writer, trailers) = wit_future::new(|| Ok(None));
-    let (response, _sent) = Response::new(Fields::new(), Some(contents), trailers);
-    drop(trailers_writer);
-    wit_bindgen::spawn(async move {
-        writer.write_all(body.into_bytes()).await;
-    });
-    response
-}
-
 /// Sends `GET url` (`http://HOST[:PORT]/PATH`) with the 0.3 client; says
 /// what came back.
 async fn fetch(url: &str) -> String {
@@ -126,5 +114,9 @@ async fn never() {
     std::mem::forget(writer);
     let _ = reader.await;
 }
+
+#[path = "../../text3.rs"]
+mod text3;
+use text3::text;
 
 bindings::export!(Service with_types_in bindings);

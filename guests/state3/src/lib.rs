@@ -19,9 +19,8 @@ mod bindings {
 
 use bindings::exports::wasi::http::handler::Guest;
 use bindings::wasi::config::store as config;
-use bindings::wasi::http::types::{ErrorCode, Fields, Request, Response};
+use bindings::wasi::http::types::{ErrorCode, Request, Response};
 use bindings::wasi::keyvalue::{atomics, store};
-use bindings::{wit_future, wit_stream};
 
 struct State;
 
@@ -39,16 +38,8 @@ impl Guest for State {
     }
 }
 
-/// A response whose body is `body`, written from a task of its own.
-fn text(body: String) -> Response {
-    let (mut writer, contents) = wit_stream::new();
-    let (trailers_writer, trailers) = wit_future::new(|| Ok(None));
-    let (response, _sent) = Response::new(Fields::new(), Some(contents), trailers);
-    drop(trailers_writer);
-    wit_bindgen::spawn(async move {
-        writer.write_all(body.into_bytes()).await;
-    });
-    response
-}
+#[path = "../../text3.rs"]
+mod text3;
+use text3::text;
 
 bindings::export!(State with_types_in bindings);

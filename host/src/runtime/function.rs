@@ -59,8 +59,7 @@ impl Linkers {
 
 /// Pre-linked code, ready to instantiate.
 enum Code {
-    Http(ProxyPre<HttpState>),
-    Service(ServicePre<HttpState>),
+    Component(Entry),
     Cgi(InstancePre<CgiState>),
 }
 
@@ -125,11 +124,11 @@ impl LoadedCode {
                     .map_err(|e| DeployError::UnsupportedImport(format!("{e:#}")))?;
                 let unsupported =
                     |e: wasmtime::Error| DeployError::UnsupportedImport(format!("{e:#}"));
-                if abi == Abi::WasiHttp3 {
-                    Code::Service(ServicePre::new(pre).map_err(unsupported)?)
+                Code::Component(if abi == Abi::WasiHttp3 {
+                    Entry::Service(ServicePre::new(pre).map_err(unsupported)?)
                 } else {
-                    Code::Http(ProxyPre::new(pre).map_err(unsupported)?)
-                }
+                    Entry::Proxy(ProxyPre::new(pre).map_err(unsupported)?)
+                })
             }
             Abi::Cgi => {
                 // SAFETY: as above, for `Engine::precompile_module` output.
@@ -164,10 +163,10 @@ impl LoadedCode {
     ) -> Result<IdleSandbox, InvokeError> {
         let fail = crate::runtime::sandbox::instantiate_error;
         let store = match &self.0 {
-            Code::Http(pre) => {
+            Code::Component(entry) => {
                 let sink = || OutputCapture::new(0);
                 let mut store = http::new_store(
-                    pre.engine(),
+                    entry.engine(),
                     function.clone(),
                     settings,
                     outbound.clone(),
@@ -176,22 +175,7 @@ impl LoadedCode {
                     sink(),
                     memory.clone(),
                 )?;
-                pre.instantiate_async(&mut store).await.map_err(fail)?;
-                IdleStore::Http(store)
-            }
-            Code::Service(pre) => {
-                let sink = || OutputCapture::new(0);
-                let mut store = http::new_store(
-                    pre.engine(),
-                    function.clone(),
-                    settings,
-                    outbound.clone(),
-                    services.clone(),
-                    sink(),
-                    sink(),
-                    memory.clone(),
-                )?;
-                pre.instantiate_async(&mut store).await.map_err(fail)?;
+                entry.instantiate(&mut store).await.map_err(fail)?;
                 IdleStore::Http(store)
             }
             Code::Cgi(pre) => {
@@ -291,15 +275,11 @@ impl Function {
     /// Makes a sandbox of `code`, this version's loaded code, for its next
     /// request (a component's; see `runtime/prepared.rs`).
     pub(crate) async fn prepare(&self, code: &LoadedCode) -> Result<ReadySandbox, InvokeError> {
-        let entry = match &code.0 {
-            Code::Http(pre) => Entry::Proxy(pre.clone()),
-            Code::Service(pre) => Entry::Service(pre.clone()),
-            Code::Cgi(_) => {
-                return Err(InvokeError::Internal("only components are prepared".into()));
-            }
+        let Code::Component(entry) = &code.0 else {
+            return Err(InvokeError::Internal("only components are prepared".into()));
         };
         http::prepare(
-            &entry,
+            entry,
             self.name.clone(),
             &self.settings,
             self.outbound.clone(),
@@ -369,28 +349,11 @@ impl Function {
         } = context;
         let code = runtime.code(&self.code, &self.name).await?;
         match &code.0 {
-            Code::Http(pre) => {
-                let entry = Entry::Proxy(pre.clone());
+            Code::Component(entry) => {
                 let chain = chain_of(&request, request_id, dispatch);
                 let call = self
                     .component_call(
-                        entry,
-                        chain,
-                        trace,
-                        request_id,
-                        ticket,
-                        body_too_slow,
-                        runtime,
-                    )
-                    .await?;
-                http::invoke(call, with_path_info(request, path_info)).await
-            }
-            Code::Service(pre) => {
-                let entry = Entry::Service(pre.clone());
-                let chain = chain_of(&request, request_id, dispatch);
-                let call = self
-                    .component_call(
-                        entry,
+                        entry.clone(),
                         chain,
                         trace,
                         request_id,

@@ -284,7 +284,8 @@ pub enum Entry {
 }
 
 impl Entry {
-    fn engine(&self) -> &Engine {
+    /// The engine it was compiled for.
+    pub(crate) fn engine(&self) -> &Engine {
         match self {
             Entry::Proxy(pre) => pre.engine(),
             Entry::Service(pre) => pre.engine(),
@@ -292,7 +293,10 @@ impl Entry {
     }
 
     /// A fresh instance in `store`.
-    async fn instantiate(&self, store: &mut Store<HttpState>) -> wasmtime::Result<Instance> {
+    pub(crate) async fn instantiate(
+        &self,
+        store: &mut Store<HttpState>,
+    ) -> wasmtime::Result<Instance> {
         Ok(match self {
             Entry::Proxy(pre) => Instance::Proxy(pre.instantiate_async(store).await?),
             Entry::Service(pre) => Instance::Service(pre.instantiate_async(store).await?),
