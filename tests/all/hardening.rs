@@ -279,17 +279,23 @@ async fn slow_readers_of_huge_output_hold_bounded_memory_and_are_cut_off() {
         "route=/big&timeout=60s",
     )
     .await;
+    slow_readers_are_cut_off(&wisp, "big", |kib| format!("/big/big?kib={kib}")).await;
+}
+
+/// Ten clients ask `function` (on a host with a 2 s write timeout) for
+/// 50 MiB each at `path(KIB)` and never read: the host's memory stays
+/// bounded, the write timeout cuts them off as aborted, each run is
+/// accounted for, and the function still serves.
+pub async fn slow_readers_are_cut_off(wisp: &Wisp, function: &str, path: impl Fn(u32) -> String) {
     // Warm up: one small request, so the baseline includes a loaded guest.
-    let warm = wisp.get("/big/big?kib=1").await;
+    let warm = wisp.get(&path(1)).await;
     assert_eq!(warm.status, StatusCode::OK);
     let before = wisp.rss_bytes();
-    // Ten clients ask for 50 MiB each and never read a byte.
+    let request = format!("GET {} HTTP/1.1\r\nHost: x\r\n\r\n", path(51200));
     let readers: Vec<TcpStream> = (0..10)
         .map(|_| {
             let mut stream = TcpStream::connect(wisp.public).unwrap();
-            stream
-                .write_all(b"GET /big/big?kib=51200 HTTP/1.1\r\nHost: x\r\n\r\n")
-                .unwrap();
+            stream.write_all(request.as_bytes()).unwrap();
             stream
         })
         .collect();
@@ -313,13 +319,14 @@ async fn slow_readers_of_huge_output_hold_bounded_memory_and_are_cut_off() {
     );
     // Cut off, each run is still accounted for (the warm-up request, then
     // the ten stalled ones).
+    let usage = format!("/v1/functions/{function}/usage");
     assert!(
         eventually(Duration::from_secs(10), async || {
-            wisp.admin_get("/v1/functions/big/usage").await.json()["usage"]["requests"] == 11
+            wisp.admin_get(&usage).await.json()["usage"]["requests"] == 11
         })
         .await,
         "{}",
-        wisp.admin_get("/v1/functions/big/usage").await.text()
+        wisp.admin_get(&usage).await.text()
     );
     let grown = peak.saturating_sub(before);
     assert!(
@@ -329,13 +336,14 @@ async fn slow_readers_of_huge_output_hold_bounded_memory_and_are_cut_off() {
     );
     drop(readers);
     let log = wisp.log();
+    let stalled = path(51200);
     assert!(
-        log.lines().any(|l| l.contains("/big/big")
+        log.lines().any(|l| l.contains(stalled.split('?').next().unwrap_or_default())
             && l.contains("status=200")
             && l.contains("outcome=\"aborted\"")),
         "the access log does not show the cut-off responses as aborted:\n{log}"
     );
-    let response = wisp.get("/big/big?kib=4").await;
+    let response = wisp.get(&path(4)).await;
     assert_eq!(response.status, StatusCode::OK);
     assert_eq!(response.body.len(), 4 << 10);
 }

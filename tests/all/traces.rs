@@ -294,3 +294,57 @@ async fn an_endpoint_with_the_sdk_disabled_or_no_exporter_receives_nothing() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_0_3_guest_is_traced_and_its_client_passes_the_traceparent_on() {
+    let receiver = Upstream::start("").await;
+    let upstream = Upstream::start("from upstream").await;
+    let endpoint = format!("http://{}", receiver.addr);
+    let wisp = Wisp::start_with_env(
+        &[],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ],
+    );
+    wisp.deploy_ok(
+        "s",
+        artifacts::SERVICE3_COMPONENT,
+        &format!(
+            "route=/s&allow-outbound=http://{}&allow-outbound=http://hello.wisp.internal",
+            upstream.addr
+        ),
+    )
+    .await;
+    wisp.deploy_ok("hello", artifacts::HELLO3_COMPONENT, "route=/hello")
+        .await;
+    let trace_id = "6e0c63257de34c92bf9efcd03927272e";
+    let out = format!("/s/fetch?http://{}/out", upstream.addr);
+    let response = get_in_trace(&wisp, &out, trace_id, PARENT).await;
+    assert_eq!(response.text(), "status 200");
+    let outbound = upstream.received()[0].headers["traceparent"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let spans = trace_of(&receiver, trace_id, 5).await;
+    let server = named(&spans, "GET /s");
+    assert_eq!(hex(&server.parent_span_id), PARENT);
+    assert_eq!(named(&spans, "guest").parent_span_id, server.span_id);
+    let client = named(&spans, "GET");
+    assert_eq!(client.parent_span_id, server.span_id);
+    assert_eq!(
+        outbound,
+        format!("00-{trace_id}-{}-01", hex(&client.span_id)),
+        "the upstream's parent is the 0.3 client's span"
+    );
+
+    // A chained call from a 0.3 guest to a 0.3 callee joins the trace.
+    let chained_trace = "d4cda95b652f4a1592b449d5929fda1b";
+    let chain = "/s/fetch?http://hello.wisp.internal/";
+    let chained = get_in_trace(&wisp, chain, chained_trace, PARENT).await;
+    assert_eq!(chained.text(), "status 200");
+    let spans = trace_of(&receiver, chained_trace, 9).await;
+    let callee = named(&spans, "GET /hello");
+    assert_eq!(attribute(callee, "faas.trigger").as_deref(), Some("chain"));
+    assert_eq!(callee.parent_span_id, named(&spans, "GET").span_id);
+}

@@ -4,7 +4,7 @@
 //! streamed both ways, every deadline enforced — also on the guest's work
 //! after its response.
 
-use crate::support::{Wisp, eventually, send};
+use crate::support::{Wisp, accept, cron_runs, eventually, finished, send};
 use bytes::Bytes;
 use futures_util::future::join_all;
 use http::{Method, StatusCode};
@@ -318,4 +318,140 @@ async fn a_0_3_guest_imports_key_value_config_and_secrets() {
     let set = wisp.cli_with_stdin(&["secret", "set", "state", "greeting"], b"s3cret-3\n");
     assert!(set.status.success(), "{set:?}");
     assert_eq!(wisp.get("/state").await.text(), "hits=3 greeting=s3cret-3");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn work_after_the_response_holds_the_function_s_concurrency_slot() {
+    let wisp = service_host("max-concurrency=1&timeout=3s").await;
+    assert_eq!(wisp.get("/s/linger").await.status, StatusCode::OK);
+    // The lingering instance still runs: the one slot is taken, so the
+    // next request waits its second for it and is turned away.
+    let busy = wisp.get("/s/count").await;
+    assert_eq!(
+        busy.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        busy.text()
+    );
+    assert_eq!(busy.json()["limit"], "concurrency", "{}", busy.text());
+    assert!(
+        eventually(Duration::from_secs(15), async || {
+            wisp.metric("wisp_in_flight_requests", &[("function", "s")])
+                .await
+                == 0.0
+        })
+        .await,
+        "the lingering guest was never stopped"
+    );
+    assert_eq!(wisp.get("/s/count").await.text(), "1");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_guest_making_handles_without_end_is_stopped_and_the_host_stays_small() {
+    let wisp = service_host("timeout=10s").await;
+    assert_eq!(wisp.get("/s/count").await.text(), "1");
+    let before = wisp.rss_bytes();
+    let started = Instant::now();
+    let hoarder = wisp.get("/s/handles").await;
+    let took = started.elapsed();
+    assert_eq!(
+        hoarder.status,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "{}",
+        hoarder.text()
+    );
+    assert!(
+        took < Duration::from_secs(8),
+        "the handle limit, not the deadline, stops it: {took:?}"
+    );
+    let grown = wisp.rss_bytes().saturating_sub(before);
+    assert!(
+        grown < 128 << 20,
+        "a guest's handles grew the host by {} MiB",
+        grown >> 20
+    );
+    assert_eq!(wisp.get("/s/count").await.text(), "1");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn writers_dropped_at_once_end_the_response_cleanly() {
+    let wisp = service_host("").await;
+    let empty = wisp.get("/s/dropped").await;
+    assert_eq!(empty.status, StatusCode::OK, "{}", empty.text());
+    assert!(empty.body.is_empty());
+    // The request body is dropped unread: the response is still whole.
+    let unread = send(
+        Method::POST,
+        &wisp.url("/s/dropped"),
+        &[],
+        Bytes::from(vec![1u8; 1 << 20]),
+    )
+    .await;
+    assert_eq!(unread.status, StatusCode::OK, "{}", unread.text());
+    assert!(
+        eventually(Duration::from_secs(10), async || {
+            wisp.metric("wisp_in_flight_requests", &[("function", "s")])
+                .await
+                == 0.0
+        })
+        .await,
+        "an instance whose handles were dropped was never torn down"
+    );
+    assert_eq!(wisp.get("/s/count").await.text(), "1");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_readers_of_huge_0_3_output_hold_bounded_memory_and_are_cut_off() {
+    let wisp = Wisp::start_with(&["--write-timeout", "2s"]);
+    wisp.deploy_ok("big", artifacts::SERVICE3_COMPONENT, "route=/big&timeout=60s")
+        .await;
+    crate::hardening::slow_readers_are_cut_off(&wisp, "big", |kib| format!("/big/big?{kib}")).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn async_calls_cron_and_chained_calls_run_0_3_guests() {
+    let wisp = Wisp::start();
+    wisp.deploy_ok(
+        "s",
+        artifacts::SERVICE3_COMPONENT,
+        "route=/s&async=on&allow-outbound=http://state.wisp.internal",
+    )
+    .await;
+    let id = accept(&wisp, "/s/count", &[], "").await;
+    let call = finished(&wisp, &id, Duration::from_secs(20)).await;
+    assert_eq!(call["state"], "done", "{call}");
+    assert_eq!(call["response"]["body"], "1", "{call}");
+
+    // A cron tick runs the 0.3 state guest, which counts its runs.
+    wisp.deploy_ok(
+        "state",
+        artifacts::STATE3_COMPONENT,
+        "route=/state&cron=*%20*%20*%20*%20*%20*",
+    )
+    .await;
+    assert!(
+        eventually(Duration::from_secs(15), async || {
+            cron_runs(&wisp.log(), "state").len() >= 2
+        })
+        .await,
+        "fewer than 2 ticks in 15 s:\n{}",
+        wisp.log()
+    );
+    // A 0.3 caller chains to a 0.3 callee in-process.
+    let chained = wisp.get("/s/fetch?http://state.wisp.internal/").await;
+    assert_eq!(chained.text(), "status 200");
+    let runs = wisp
+        .metric(
+            "wisp_trigger_runs_total",
+            &[("function", "state"), ("trigger", "chain")],
+        )
+        .await;
+    assert_eq!(runs, 1.0);
+    let hits = wisp.get("/state").await.text();
+    let counted: u64 = hits
+        .strip_prefix("hits=")
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{hits}"));
+    assert!(counted >= 4, "ticks, the chained call and this one: {hits}");
 }

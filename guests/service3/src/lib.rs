@@ -15,6 +15,12 @@
 //! * `/alloc` — grows its memory by 1 GiB;
 //! * `/fetch?http://HOST:PORT/PATH` — sends a `GET` there with the 0.3
 //!   client and answers with the status it got, or `denied: ERROR`;
+//! * `/big?KIB` — streams KIB kibibytes of `x`, 64 KiB a write, each write
+//!   waiting for the host to take the last (backpressure);
+//! * `/handles` — makes streams and futures, and never drops them, until
+//!   the host says no;
+//! * `/dropped` — answers with a body stream and a trailers future whose
+//!   writers it drops at once, and drops the request unread;
 //! * anything else — `hello from 0.3`.
 
 mod bindings {
@@ -40,6 +46,9 @@ impl Guest for Service {
         // The last segment names the case, wherever the function is routed.
         if let Some((_, target)) = path.split_once("/fetch?") {
             return Ok(text(fetch(target).await));
+        }
+        if let Some((_, kib)) = path.split_once("/big?") {
+            return Ok(big(kib.parse().unwrap_or(0)));
         }
         match path.rsplit('/').next().unwrap_or_default() {
             "count" => {
@@ -80,6 +89,23 @@ impl Guest for Service {
                 let grown: Vec<u8> = vec![1; 1 << 30];
                 Ok(text(format!("{}", grown.iter().map(|b| *b as u64).sum::<u64>())))
             }
+            "handles" => {
+                let mut made: u64 = 0;
+                loop {
+                    std::mem::forget(wit_stream::new::<u8>());
+                    std::mem::forget(wit_future::new::<Result<(), ErrorCode>>(|| Ok(())));
+                    made = std::hint::black_box(made + 1);
+                }
+            }
+            "dropped" => {
+                drop(request);
+                let (body, contents) = wit_stream::new::<u8>();
+                let (trailers_writer, trailers) = wit_future::new(|| Ok(None));
+                drop((body, trailers_writer));
+                let (response, sent) = Response::new(Fields::new(), Some(contents), trailers);
+                drop(sent);
+                Ok(response)
+            }
             _ => Ok(text("hello from 0.3".into())),
         }
     }
@@ -106,6 +132,26 @@ async fn fetch(url: &str) -> String {
         Ok(response) => format!("status {}", response.get_status_code()),
         Err(error) => format!("denied: {error:?}"),
     }
+}
+
+/// A response of `kib` KiB of `x`, written 64 KiB at a time.
+fn big(kib: usize) -> Response {
+    let (mut body, contents) = wit_stream::new();
+    let (trailers_writer, trailers) = wit_future::new(|| Ok(None));
+    drop(trailers_writer);
+    let (response, _sent) = Response::new(Fields::new(), Some(contents), trailers);
+    wit_bindgen::spawn(async move {
+        let mut left = kib << 10;
+        while left > 0 {
+            let chunk = left.min(64 << 10);
+            let unwritten = body.write_all(vec![b'x'; chunk]).await;
+            if !unwritten.is_empty() {
+                return; // the reader went away
+            }
+            left -= chunk;
+        }
+    });
+    response
 }
 
 /// A wait that never ends: a future whose writer is kept forever.

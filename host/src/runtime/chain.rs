@@ -25,6 +25,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
+use tracing::Instrument;
 use wasmtime_wasi_http::{Error as HttpError, WasiBody};
 use wisp_spec::api::Trigger;
 use wisp_spec::headers::{
@@ -181,12 +182,30 @@ impl ChainOrigin {
         }
         parts.extensions.insert(budget);
         let request = http::Request::from_parts(parts, body);
-        let response = self
-            .dispatch
-            .clone()
-            .run(callee, request, Trigger::Chain)
-            .await;
-        response.map(into_wasi_body)
+        // The callee runs on a task of its own: a WASI 0.3 caller polls
+        // this call inside its store's event loop, and a 0.3 callee's own
+        // event loop may not run inside another's on one thread.
+        let dispatch = self.dispatch.clone();
+        let callee = callee.to_owned();
+        let run = async move { dispatch.run(&callee, request, Trigger::Chain).await };
+        let mut task = AbortOnDrop(tokio::spawn(run.in_current_span()));
+        match (&mut task.0).await {
+            Ok(response) => response.map(into_wasi_body),
+            Err(_) => refusal(
+                http::StatusCode::INTERNAL_SERVER_ERROR,
+                "500 Internal Server Error: the called function's run failed\n".into(),
+            ),
+        }
+    }
+}
+
+/// A spawned task that ends with whoever waits for it: a chained call
+/// stops when its caller is torn down.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
