@@ -10,8 +10,8 @@ use futures_util::future::join_all;
 use http::{Method, StatusCode};
 use wisp_test_artifacts as artifacts;
 
-/// The functions the tests deploy, each its own binary, and what each
-/// answers on `GET` of its route.
+/// The functions the tests deploy, each its own binary (a CGI module, 0.2
+/// and 0.3 components), and what each answers on `GET` of its route.
 const FUNCTIONS: [(&str, &str, &str); 4] = [
     ("hello", artifacts::HELLO_COMPONENT, "Hello, world!\n"),
     ("cgi", artifacts::CGI_HELLO_MODULE, "Hello from CGI!"),
@@ -90,7 +90,7 @@ async fn evicted_code_loads_again_and_every_function_keeps_serving() {
     // Least recently *used*, not first loaded: echo, loaded before hello
     // but used after it, stays when cgi needs room (first-in-first-out
     // would evict echo here, and load it again below).
-    assert_serves(&wisp, "hello", "Hello, world!\n").await; // load: evicts counter
+    assert_serves(&wisp, "hello", "Hello, world!\n").await; // load: evicts hello3
     assert_serves(&wisp, "echo", "").await; // resident: used after hello now
     assert_serves(&wisp, "cgi", "Hello from CGI!").await; // load: evicts hello
     assert_serves(&wisp, "echo", "").await; // still resident

@@ -177,6 +177,32 @@ async fn a_pushed_function_is_a_cncf_wasm_artifact_and_deploys_by_tag_and_by_dig
         .await
         .json();
     assert_eq!(config["os"], "wasip1");
+
+    // A WASI 0.3 component travels the same way and serves as 0.3 again.
+    wisp.deploy_ok("hello3", artifacts::HELLO3_COMPONENT, "route=/hello3")
+        .await;
+    let reference3 = format!("{}/fns/hello3:v1", registry.host);
+    let pushed = wisp.cli(&["push", "hello3", &reference3, "--insecure-registry"]);
+    assert!(pushed.status.success(), "{}", stderr(&pushed));
+    let manifest = registry_get(&registry, "fns/hello3/manifests/v1").await.json();
+    let config_digest = manifest["config"]["digest"].as_str().unwrap();
+    let config = registry_get(&registry, &format!("fns/hello3/blobs/{config_digest}"))
+        .await
+        .json();
+    assert_eq!(config["os"], "wasip2", "a 0.3 component is a component");
+    let source = format!("oci://{reference3}");
+    let deployed = wisp.cli(&[
+        "deploy",
+        "pulled3",
+        &source,
+        "--route",
+        "/pulled3",
+        "--insecure-registry",
+    ]);
+    assert!(deployed.status.success(), "{}", stderr(&deployed));
+    let info = wisp.admin_get("/v1/functions/pulled3").await.json();
+    assert_eq!(info["versions"][0]["abi"], "wasi-http-0.3", "{info}");
+    assert_eq!(wisp.get("/pulled3").await.text(), "Hello, WASI 0.3!\n");
 }
 
 /// SHA-256 of `bytes`, in hex, from the system's `sha256sum`.

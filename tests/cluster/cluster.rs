@@ -306,6 +306,22 @@ async fn key_value_increments_are_exact_across_hosts() {
     // The operator's view is the cluster's too.
     let got = hosts[1].cli(&["kv", "get", "counter", "hits"]);
     assert_eq!(String::from_utf8_lossy(&got.stdout).trim(), "400");
+
+    // A WASI 0.3 component deployed through one host serves from the other,
+    // its bucket shared by both.
+    hosts[0]
+        .deploy_ok("state3", artifacts::STATE3_COMPONENT, "route=/state3")
+        .await;
+    assert!(serves(&hosts[1], "/state3", Duration::from_secs(10)).await);
+    let hits = |text: String| -> u64 {
+        text.strip_prefix("hits=")
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{text}"))
+    };
+    let first = hits(hosts[0].get("/state3").await.text());
+    let second = hits(hosts[1].get("/state3").await.text());
+    assert_eq!(second, first + 1, "one bucket across hosts");
 }
 
 #[tokio::test]
