@@ -5,7 +5,9 @@
 //! compile), then measures: cold starts — N requests, each in a fresh
 //! sandbox, start to last body byte; the instantiate step alone; the memory a
 //! live sandbox holds; and requests per second at a given concurrency. Every
-//! request still gets a fresh sandbox: nothing is reused to flatter a number.
+//! request gets a fresh sandbox unless `--reuse` asks for a WASI 0.3
+//! component's instances to be reused (the report then says so, and its
+//! request latencies are warm, not cold).
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -33,6 +35,10 @@ pub struct BenchOptions {
     pub memory_probe: usize,
     /// Sandboxes prepared ahead of their request.
     pub prepare: usize,
+    /// Requests one instance serves (`reuse`); `None`: a fresh one each.
+    pub reuse: Option<u32>,
+    /// Requests one reused instance serves at once.
+    pub reuse_concurrency: Option<u32>,
 }
 
 /// Percentiles of a set of timings, in microseconds.
@@ -79,7 +85,10 @@ pub struct BenchReport {
     pub artifact_bytes: u64,
     /// Cold starts timed.
     pub samples: usize,
-    /// A whole request in a fresh sandbox: create, run, read the body, drop.
+    /// Requests one instance served (1: a fresh sandbox each).
+    pub reuse: u32,
+    /// A whole request in a fresh sandbox: create, run, read the body, drop
+    /// (with `reuse`, mostly in a warm instance).
     pub cold_start_us: Percentiles,
     /// Creating a sandbox alone (store and instance).
     pub instantiate_us: Percentiles,
@@ -125,7 +134,13 @@ async fn run_in(
         ..HostConfig::default()
     };
     let (host, _) = Host::start(config).await?;
-    let settings = RawSettings::new().with("max-concurrency", max_instances.to_string())?;
+    let mut settings = RawSettings::new().with("max-concurrency", max_instances.to_string())?;
+    if let Some(reuse) = options.reuse {
+        settings = settings.with("reuse", reuse.to_string())?;
+    }
+    if let Some(concurrency) = options.reuse_concurrency {
+        settings = settings.with("reuse-concurrency", concurrency.to_string())?;
+    }
     let started = Instant::now();
     let progress = crate::output::spinner("compiling");
     let report = host
@@ -170,6 +185,7 @@ async fn run_in(
         compile_ms,
         artifact_bytes: report.artifact_bytes,
         samples: options.samples,
+        reuse: options.reuse.unwrap_or(1),
         cold_start_us: Percentiles::of(&mut cold),
         instantiate_us: Percentiles::of(&mut instantiate),
         memory_per_instance_bytes,
@@ -258,6 +274,12 @@ impl BenchReport {
         };
         let mut out = String::new();
         out.push_str(&format!("abi                     {}\n", self.abi));
+        if self.reuse > 1 {
+            out.push_str(&format!(
+                "reuse                   up to {} requests per instance\n",
+                self.reuse
+            ));
+        }
         out.push_str(&format!(
             "compile                 {:.1} ms\n",
             self.compile_ms
@@ -270,10 +292,12 @@ impl BenchReport {
             "                        {:>9} {:>9} {:>9} {:>9}\n",
             "p50 µs", "p90 µs", "p99 µs", "max µs"
         ));
-        out.push_str(&format!(
-            "cold start (request)    {}\n",
-            p(&self.cold_start_us)
-        ));
+        let request_line = if self.reuse > 1 {
+            "request (reused)       "
+        } else {
+            "cold start (request)   "
+        };
+        out.push_str(&format!("{request_line} {}\n", p(&self.cold_start_us)));
         out.push_str(&format!(
             "instantiate alone       {}\n",
             p(&self.instantiate_us)

@@ -80,6 +80,19 @@ fn wisp_bench_reports_a_component_in_json() {
 }
 
 #[test]
+fn wisp_bench_reports_a_0_3_component_fresh_and_with_reuse() {
+    let fresh = bench_json(artifacts::HELLO3_COMPONENT, &[]);
+    assert_sane(&fresh, "wasi-http-0.3");
+    assert_eq!(fresh["reuse"], 1, "{fresh}");
+    let reused = bench_json(artifacts::HELLO3_COMPONENT, &["--reuse", "100"]);
+    assert_eq!(reused["reuse"], 100, "{reused}");
+    assert_eq!(reused["status"], 200, "{reused}");
+    assert_eq!(reused["other_statuses"], 0, "{reused}");
+    assert!(reused["requests_per_sec"].as_f64().unwrap() > 0.0);
+    assert_percentiles(&reused, "cold_start_us");
+}
+
+#[test]
 fn wisp_bench_reports_a_cgi_module_with_a_posted_body() {
     let report = bench_json(
         artifacts::CGI_HELLO_MODULE,

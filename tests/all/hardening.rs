@@ -338,9 +338,11 @@ pub async fn slow_readers_are_cut_off(wisp: &Wisp, function: &str, path: impl Fn
     let log = wisp.log();
     let stalled = path(51200);
     assert!(
-        log.lines().any(|l| l.contains(stalled.split('?').next().unwrap_or_default())
-            && l.contains("status=200")
-            && l.contains("outcome=\"aborted\"")),
+        log.lines().any(
+            |l| l.contains(stalled.split('?').next().unwrap_or_default())
+                && l.contains("status=200")
+                && l.contains("outcome=\"aborted\"")
+        ),
         "the access log does not show the cut-off responses as aborted:\n{log}"
     );
     let response = wisp.get(&path(4)).await;

@@ -22,6 +22,7 @@ mod oci;
 mod operate;
 mod portability;
 mod redeploy;
+mod reuse;
 mod security;
 #[expect(dead_code, reason = "NATS and haproxy are for tests/cluster")]
 mod services;

@@ -184,7 +184,9 @@ async fn a_pushed_function_is_a_cncf_wasm_artifact_and_deploys_by_tag_and_by_dig
     let reference3 = format!("{}/fns/hello3:v1", registry.host);
     let pushed = wisp.cli(&["push", "hello3", &reference3, "--insecure-registry"]);
     assert!(pushed.status.success(), "{}", stderr(&pushed));
-    let manifest = registry_get(&registry, "fns/hello3/manifests/v1").await.json();
+    let manifest = registry_get(&registry, "fns/hello3/manifests/v1")
+        .await
+        .json();
     let config_digest = manifest["config"]["digest"].as_str().unwrap();
     let config = registry_get(&registry, &format!("fns/hello3/blobs/{config_digest}"))
         .await

@@ -403,8 +403,12 @@ async fn writers_dropped_at_once_end_the_response_cleanly() {
 #[tokio::test(flavor = "multi_thread")]
 async fn slow_readers_of_huge_0_3_output_hold_bounded_memory_and_are_cut_off() {
     let wisp = Wisp::start_with(&["--write-timeout", "2s"]);
-    wisp.deploy_ok("big", artifacts::SERVICE3_COMPONENT, "route=/big&timeout=60s")
-        .await;
+    wisp.deploy_ok(
+        "big",
+        artifacts::SERVICE3_COMPONENT,
+        "route=/big&timeout=60s",
+    )
+    .await;
     crate::hardening::slow_readers_are_cut_off(&wisp, "big", |kib| format!("/big/big?{kib}")).await;
 }
 

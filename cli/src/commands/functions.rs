@@ -243,6 +243,23 @@ impl Ls {
             if let Some(reason) = &function.unavailable {
                 println!("{} is unavailable: {reason}", function.name);
             }
+            if let Some(settings) = function.versions.last().map(|v| &v.settings)
+                && let Some(requests) = settings.get("reuse").first()
+            {
+                let first = |key: &str, default: &str| {
+                    settings
+                        .get(key)
+                        .first()
+                        .cloned()
+                        .unwrap_or_else(|| default.to_owned())
+                };
+                println!(
+                    "{} reuses each instance for up to {requests} requests ({} at once, dropped after {} idle): its memory survives between them",
+                    function.name,
+                    first("reuse-concurrency", "1"),
+                    first("reuse-idle", "1s"),
+                );
+            }
             for schedule in &function.schedules {
                 let next = schedule
                     .next_run_unix

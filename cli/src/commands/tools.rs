@@ -85,6 +85,13 @@ pub(crate) struct BenchCommand {
     /// (`0`: every request instantiates on its own critical path).
     #[arg(long, default_value_t = wisp_host::HostConfig::default().prepare, value_name = "N")]
     prepare: usize,
+    /// Reuse each instance for up to N requests (WASI 0.3 components only;
+    /// the deploy setting `reuse`): measures the weaker-isolation mode.
+    #[arg(long, value_name = "N")]
+    reuse: Option<u32>,
+    /// With `--reuse`: requests one instance serves at once.
+    #[arg(long, value_name = "M", requires = "reuse")]
+    reuse_concurrency: Option<u32>,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -119,6 +126,8 @@ impl BenchCommand {
             body,
             memory_probe: self.memory_probe,
             prepare: self.prepare,
+            reuse: self.reuse,
+            reuse_concurrency: self.reuse_concurrency,
         };
         let report = crate::bench::run(Bytes::from(wasm), &options).await?;
         if globals.json(self.json) {

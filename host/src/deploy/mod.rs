@@ -271,6 +271,17 @@ impl Deployer {
         let settings = Settings::validate(&raw, self.options.root_dir())?;
         self.options.check_dirs(&settings)?;
         let (abi, needs) = inspect::inspect_with_resources(&wasm)?;
+        if settings.reuse.is_on() && abi != inspect::Abi::WasiHttp3 {
+            return Err(SettingsError::invalid(
+                "reuse",
+                settings.reuse.requests,
+                format!(
+                    "`off`: instances are reused only for WASI 0.3 components, and this binary is {}",
+                    abi.as_str()
+                ),
+            )
+            .into());
+        }
         if self.options.pooling {
             engine::check_fits_pool(&needs).map_err(DeployError::Instantiate)?;
         }

@@ -153,6 +153,22 @@ impl Meter {
     }
 }
 
+impl Meter {
+    /// Records what a reused instance cost besides its requests' wall time
+    /// (each request records its own, with no fuel or memory): the fuel its
+    /// requests burned, and its peak memory over its life.
+    pub fn reused_instance_finished(&self, life: Duration, fuel: u64, peak_memory_bytes: usize) {
+        let usage = &self.usage;
+        usage.fuel.fetch_add(fuel, Ordering::Relaxed);
+        usage
+            .memory_gb_seconds
+            .add(peak_memory_bytes as f64 / 1e9 * life.as_secs_f64());
+        usage
+            .peak_memory_bytes
+            .fetch_max(peak_memory_bytes as u64, Ordering::Relaxed);
+    }
+}
+
 /// A future that adds up the time spent inside its polls: the time a thread
 /// was busy running it, not the time it waited.
 pub struct CpuTimed<F> {

@@ -22,12 +22,13 @@ use crate::runtime::code_cache::CodeSlot;
 use crate::runtime::connection::ConnectionInfo;
 use crate::runtime::engine::Engines;
 use crate::runtime::prepared::Prepared;
+use crate::runtime::reuse::{Instances, ReusePool, ReusedCall};
 use crate::runtime::sandbox::GuestMemory;
 use crate::runtime::services::GuestServices;
 use crate::runtime::slots::SlotTicket;
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, OnceLock};
 use tokio::sync::Semaphore;
 use wasmtime::component::{Component, Linker as ComponentLinker};
 use wasmtime::{Engine, InstancePre, Linker, Module};
@@ -224,6 +225,8 @@ pub struct Function {
     memory: Arc<GuestMemory>,
     slots: Arc<Semaphore>,
     prepared: Prepared,
+    /// Its reused instances (WASI 0.3 with `reuse` on), made on first use.
+    reused: OnceLock<ReusePool>,
 }
 
 /// What identifies a version besides its code.
@@ -258,6 +261,7 @@ impl Function {
             memory,
             slots: Arc::new(Semaphore::new(max_concurrency.min(Semaphore::MAX_PERMITS))),
             prepared: Prepared::default(),
+            reused: OnceLock::new(),
         }
     }
 
@@ -266,10 +270,11 @@ impl Function {
         &self.prepared
     }
 
-    /// True for a `wasi:http` component (the ABI whose sandboxes are
-    /// prepared ahead).
-    pub(crate) fn is_component(&self) -> bool {
-        self.code.abi.is_component()
+    /// True when its sandboxes are prepared ahead: a `wasi:http`
+    /// component's, unless its instances are reused (they are made as the
+    /// pool needs them).
+    pub(crate) fn is_prepared_ahead(&self) -> bool {
+        self.code.abi.is_component() && !self.settings.reuse.is_on()
     }
 
     /// Makes a sandbox of `code`, this version's loaded code, for its next
@@ -349,6 +354,29 @@ impl Function {
         } = context;
         let code = runtime.code(&self.code, &self.name).await?;
         match &code.0 {
+            Code::Component(Entry::Service(pre)) if self.settings.reuse.is_on() => {
+                let call = ReusedCall {
+                    chain: chain_of(&request, request_id, dispatch),
+                    slot_wait: ticket.wait(),
+                    permit: ticket.take_for_reused(self).await?,
+                    trace: trace.clone(),
+                    request_id: request_id.clone(),
+                    body_too_slow: body_too_slow.clone(),
+                };
+                let pool = self.reused.get_or_init(|| {
+                    ReusePool::new(Instances {
+                        pre: pre.clone(),
+                        function: self.name.clone(),
+                        settings: self.settings.clone(),
+                        outbound: self.outbound.clone(),
+                        services: self.services.clone(),
+                        memory: self.memory.clone(),
+                        meter: self.meter.clone(),
+                        host_slots: runtime.slots.instance_slots().clone(),
+                    })
+                });
+                pool.invoke(call, with_path_info(request, path_info)).await
+            }
             Code::Component(entry) => {
                 let chain = chain_of(&request, request_id, dispatch);
                 let call = self

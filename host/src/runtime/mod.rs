@@ -22,6 +22,7 @@ pub(crate) mod function;
 pub(crate) mod loading;
 pub mod pacing;
 pub(crate) mod prepared;
+pub(crate) mod reuse;
 pub(crate) mod sandbox;
 pub(crate) mod services;
 pub(crate) mod slots;

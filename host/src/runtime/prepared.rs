@@ -100,7 +100,7 @@ impl Runtime {
     /// budget is used up.
     pub(crate) fn prepare_next(&self, function: &Arc<Function>) {
         let prepared = function.prepared();
-        if !function.is_component() || lock(&prepared.ready).is_some() {
+        if !function.is_prepared_ahead() || lock(&prepared.ready).is_some() {
             return;
         }
         let Some(code) = function.code().get() else {

@@ -17,7 +17,11 @@
 //!   end (the last body byte it produced), or to the error answer of a
 //!   request that never ran.
 //!
-//! A host slot stands for an instance of the pool, so a component's request
+//! A host slot stands for an instance of the pool. A request served by a
+//! reused WASI 0.3 instance (`runtime/reuse.rs`) takes its function's slot
+//! only: the instance holds a host slot for its whole life.
+//!
+//! A component's request
 //! hands its host slot on to its sandbox's teardown ([`SlotPermit::finish`]):
 //! the slot is free only once the instance is back in the pool. The pool
 //! holds one instance per host slot plus the prepared sandboxes, so a
@@ -98,6 +102,11 @@ pub struct SlotTicket<'a> {
 }
 
 impl SlotTicket<'_> {
+    /// How long the request waits for each slot.
+    pub fn wait(&self) -> Duration {
+        self.wait
+    }
+
     /// When the request was routed: its timeout counts from here.
     pub fn started(&self) -> Instant {
         self.measure.started
@@ -105,16 +114,32 @@ impl SlotTicket<'_> {
 
     /// Takes a slot of `function` and one of the host.
     pub async fn take(self, function: &Function) -> Result<SlotPermit, InvokeError> {
-        self.slots.acquire(function, self.wait, self.measure).await
+        self.slots
+            .acquire(function, self.wait, self.measure, true)
+            .await
+    }
+
+    /// Takes a slot of `function` only: the request is served by a reused
+    /// instance, which holds a host slot of its own.
+    pub async fn take_for_reused(self, function: &Function) -> Result<SlotPermit, InvokeError> {
+        self.slots
+            .acquire(function, self.wait, self.measure, false)
+            .await
     }
 }
 
 impl HostSlots {
+    /// The host slots themselves: a reused instance takes one for its life.
+    pub(crate) fn instance_slots(&self) -> &Arc<Semaphore> {
+        &self.slots
+    }
+
     async fn acquire(
         &self,
         function: &Function,
         wait: Duration,
         measure: Measure,
+        host: bool,
     ) -> Result<SlotPermit, InvokeError> {
         let busy = |scope: &str| {
             InvokeError::limit(
@@ -125,14 +150,19 @@ impl HostSlots {
         let local = acquire(function.slots(), wait)
             .await
             .ok_or_else(|| busy(&format!("function `{}`", function.name)))?;
-        let global = acquire(&self.slots, wait)
-            .await
-            .ok_or_else(|| busy("this host"))?;
+        let global = match host {
+            true => Some(
+                acquire(&self.slots, wait)
+                    .await
+                    .ok_or_else(|| busy("this host"))?,
+            ),
+            false => None,
+        };
         measure.metrics.in_flight().inc();
         self.in_use.inc();
         Ok(SlotPermit {
             _local: local,
-            global: Some(global),
+            global,
             in_use: self.in_use.clone(),
             measure,
         })

@@ -21,6 +21,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::PathBuf;
+use std::time::Duration;
 pub use table::{Form, SETTINGS, Setting, setting};
 
 /// Settings as the user typed them: each setting's values, by name. Every
@@ -261,6 +262,45 @@ pub struct Settings {
     pub cron_path: Option<String>,
     /// Whether, and how much, it takes async calls.
     pub async_calls: AsyncSettings,
+    /// Whether a WASI 0.3 instance serves more than one request.
+    pub reuse: ReuseSettings,
+}
+
+/// Opt-in instance reuse for WASI 0.3 components (the model of `wasmtime
+/// serve` and Spin): one instance serves up to `requests` requests, up to
+/// `concurrency` at once, and is dropped after `idle` without one. Weaker
+/// isolation than the default: the guest's memory survives between requests
+/// of that one function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReuseSettings {
+    /// Requests one instance serves; 1 (the default) is a fresh instance
+    /// per request.
+    pub requests: u32,
+    /// Requests one instance serves at once.
+    pub concurrency: u32,
+    /// How long an instance waits for its next request before it is
+    /// dropped.
+    pub idle: Duration,
+}
+
+/// Default time a reused instance waits for its next request.
+pub const DEFAULT_REUSE_IDLE: Duration = Duration::from_secs(1);
+
+impl ReuseSettings {
+    /// True when an instance may serve more than one request.
+    pub fn is_on(&self) -> bool {
+        self.requests > 1
+    }
+}
+
+impl Default for ReuseSettings {
+    fn default() -> Self {
+        ReuseSettings {
+            requests: 1,
+            concurrency: 1,
+            idle: DEFAULT_REUSE_IDLE,
+        }
+    }
 }
 
 /// Default cap on one function's queued async calls.

@@ -8,7 +8,8 @@
 //! new entry.
 
 use super::{
-    DEFAULT_ASYNC_MAX_QUEUED, DEFAULT_ASYNC_MAX_QUEUED_BYTES, DirMount, OutboundRule, Settings,
+    DEFAULT_ASYNC_MAX_QUEUED, DEFAULT_ASYNC_MAX_QUEUED_BYTES, DEFAULT_REUSE_IDLE, DirMount,
+    OutboundRule, Settings,
 };
 use crate::limits::{MAX_MEMORY_LIMIT_BYTES, MAX_TIMEOUT};
 use crate::name::{MAX_NAME_LEN, OWN_BUCKET, is_bucket_name};
@@ -350,6 +351,64 @@ pub static SETTINGS: &[Setting] = &[
         },
         show: |s| shown_switch(s.async_calls.keep_credentials),
     },
+    Setting {
+        name: "reuse",
+        value_name: "N|off",
+        help: "WASI 0.3 only: one instance serves up to N requests (weaker isolation: its memory survives between them); off: a fresh instance per request",
+        default: "off",
+        example: "100",
+        form: Form::Number,
+        apply: |s, v| {
+            s.reuse.requests = match v {
+                "off" => 1,
+                _ => count(v, u32::MAX).map_err(|range| format!("`off` or {range}"))?,
+            };
+            Ok(())
+        },
+        show: |s| {
+            s.reuse
+                .is_on()
+                .then(|| s.reuse.requests.to_string())
+                .into_iter()
+                .collect()
+        },
+    },
+    Setting {
+        name: "reuse-concurrency",
+        value_name: "N",
+        help: "With `reuse`: requests one instance serves at once",
+        default: "1",
+        example: "16",
+        form: Form::Number,
+        apply: |s, v| {
+            s.reuse.concurrency = count(v, u32::MAX)?;
+            Ok(())
+        },
+        show: |s| {
+            shown_when_reused(s, s.reuse.concurrency != 1)
+                .then(|| s.reuse.concurrency.to_string())
+                .into_iter()
+                .collect()
+        },
+    },
+    Setting {
+        name: "reuse-idle",
+        value_name: "DURATION",
+        help: "With `reuse`: how long an instance waits for its next request before it is dropped",
+        default: "1s",
+        example: "10s",
+        form: Form::Text,
+        apply: |s, v| {
+            s.reuse.idle = bounded_duration(v, MAX_TIMEOUT)?;
+            Ok(())
+        },
+        show: |s| {
+            shown_when_reused(s, s.reuse.idle != DEFAULT_REUSE_IDLE)
+                .then(|| units::format_duration(s.reuse.idle))
+                .into_iter()
+                .collect()
+        },
+    },
 ];
 
 /// `on`/`off` (also `true`/`false`).
@@ -365,6 +424,12 @@ fn switch(text: &str) -> Result<bool, String> {
 /// the cap was changed from its default.
 fn shown_when_async(settings: &Settings, changed: bool) -> bool {
     settings.async_calls.enabled || changed
+}
+
+/// Whether a reuse detail is shown: when instances are reused, or the
+/// detail was changed from its default.
+fn shown_when_reused(settings: &Settings, changed: bool) -> bool {
+    settings.reuse.is_on() || changed
 }
 
 /// A switch shown only when on (off is the default).
@@ -461,11 +526,16 @@ mod tests {
         // calls: there, they show their defaults.
         let mut taking_async = Settings::default();
         taking_async.async_calls.enabled = true;
+        let mut reusing = Settings::default();
+        reusing.reuse.requests = 2;
         for s in SETTINGS {
             let shown = s.show(&defaults);
             match shown.as_slice() {
                 [] if s.name.starts_with("async-max") => {
                     assert_eq!(s.show(&taking_async), [s.default], "{}", s.name);
+                }
+                [] if s.name.starts_with("reuse-") => {
+                    assert_eq!(s.show(&reusing), [s.default], "{}", s.name);
                 }
                 [] => assert!(matches!(s.default, "none" | "off"), "{}", s.name),
                 [one] => assert_eq!(one, s.default, "{}", s.name),

@@ -40,6 +40,7 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::p3::bindings::ServicePre;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 use wisp_spec::headers::content_length;
+use wisp_spec::limits::Limits;
 use wisp_spec::settings::{OutboundRule, Settings, allow_list_allows, internal_function};
 use wisp_spec::units;
 
@@ -76,6 +77,13 @@ impl HttpState {
     /// Its outbound policy, as wasi:http's hooks.
     pub(crate) fn hooks(&mut self) -> &mut dyn WasiHttpHooks {
         &mut self.hooks
+    }
+
+    /// Makes the guest's outbound calls from now on part of the request
+    /// that `chain` and `span` describe.
+    pub(crate) fn begin_request(&mut self, chain: ChainOrigin, span: tracing::Span) {
+        self.hooks.chain = Some(chain);
+        self.hooks.span = span;
     }
 }
 
@@ -357,22 +365,7 @@ pub async fn invoke(
         ready,
     } = call;
     let limits = settings.limits.clone();
-    let declared_length =
-        content_length(request.headers()).map_err(|e| InvokeError::BadRequest(e.to_string()))?;
-    if declared_length.is_some_and(|n| n > limits.max_request_body_bytes) {
-        return Err(request_too_large(limits.max_request_body_bytes));
-    }
-    let mut request = request;
-    if request.uri().authority().is_none() && !request.headers().contains_key(http::header::HOST) {
-        // wasi:http requires an authority; an embedder's bare `/path` request has none.
-        request.headers_mut().insert(
-            http::header::HOST,
-            http::HeaderValue::from_static("localhost"),
-        );
-    }
-    let too_large = Arc::new(AtomicBool::new(false));
-    let request = request
-        .map(|body| LimitedBody::new(body, limits.max_request_body_bytes, too_large.clone()));
+    let (request, too_large) = limited_request(request, &limits)?;
 
     let (mut store, ready, stdout, stderr) = match ready {
         Some(ready) => {
@@ -397,9 +390,7 @@ pub async fn invoke(
             (store, None, stdout, stderr)
         }
     };
-    let hooks = &mut store.data_mut().hooks;
-    hooks.chain = Some(chain);
-    hooks.span = trace.span.clone();
+    store.data_mut().begin_request(chain, trace.span.clone());
 
     let internal = |e: wasmtime::Error| InvokeError::Internal(format!("{e:#}"));
     let (call, heads) = match &entry {
@@ -549,6 +540,32 @@ pub async fn invoke(
     }))
 }
 
+/// `request` with its body capped at the function's limit (refused at once
+/// when its declared length is over it) and the authority wasi:http
+/// requires; the flag is set when the body turns out too large.
+pub(crate) fn limited_request(
+    request: http::Request<RequestBody>,
+    limits: &Limits,
+) -> Result<(http::Request<LimitedBody>, Arc<AtomicBool>), InvokeError> {
+    let declared_length =
+        content_length(request.headers()).map_err(|e| InvokeError::BadRequest(e.to_string()))?;
+    if declared_length.is_some_and(|n| n > limits.max_request_body_bytes) {
+        return Err(request_too_large(limits.max_request_body_bytes));
+    }
+    let mut request = request;
+    if request.uri().authority().is_none() && !request.headers().contains_key(http::header::HOST) {
+        // wasi:http requires an authority; an embedder's bare `/path` request has none.
+        request.headers_mut().insert(
+            http::header::HOST,
+            http::HeaderValue::from_static("localhost"),
+        );
+    }
+    let too_large = Arc::new(AtomicBool::new(false));
+    let limit = limits.max_request_body_bytes;
+    let request = request.map(|body| LimitedBody::new(body, limit, too_large.clone()));
+    Ok((request, too_large))
+}
+
 /// Drops a finished sandbox's store (its instance back to the pool, its
 /// memory reset) in a task of its own, after the response's last frame
 /// rather than before it, then frees the host slot it held. Outside a
@@ -693,7 +710,7 @@ impl Drop for GuestBody {
     }
 }
 
-fn request_too_large(limit: u64) -> InvokeError {
+pub(crate) fn request_too_large(limit: u64) -> InvokeError {
     InvokeError::limit(
         Limit::RequestBody,
         format!(
@@ -704,7 +721,7 @@ fn request_too_large(limit: u64) -> InvokeError {
 }
 
 /// The error for a request whose body arrived too slowly.
-fn body_too_slow_error() -> InvokeError {
+pub(crate) fn body_too_slow_error() -> InvokeError {
     InvokeError::limit(
         Limit::RequestBodyTime,
         "the request body arrived too slowly (see the host's body pacing)",

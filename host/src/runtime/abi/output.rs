@@ -48,6 +48,12 @@ impl OutputCapture {
         self.lock().bytes.clone().freeze()
     }
 
+    /// Everything captured so far, leaving the capture empty (a reused
+    /// instance's output, handed to each request as it ends).
+    pub fn take(&self) -> Bytes {
+        self.lock().bytes.split().freeze()
+    }
+
     /// Bytes written past the cap and not kept.
     #[cfg(test)]
     fn dropped(&self) -> u64 {
