@@ -47,17 +47,22 @@ fn platform_wit_files() -> Vec<(String, PathBuf)> {
     let wit =
         PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo")).join("../wit");
     let mut files = Vec::new();
-    for package in ["keyvalue-0.2.0-draft", "config-0.2.0-rc.1"] {
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(wit.join(package))
-            .expect("read the repo's wit dir")
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|e| e == "wit"))
-            .collect();
-        entries.sort();
-        for path in entries {
-            let name = path.file_name().expect("file name").to_string_lossy();
-            println!("cargo:rerun-if-changed={}", path.display());
-            files.push((format!("{package}/{name}"), path));
+    for package in ["keyvalue-0.2.0-draft", "config-0.2.0-rc.1", "http-0.3.0"] {
+        // A package's own files, and those of its `deps/` (WASI 0.3's).
+        for dir in ["", "deps/"] {
+            let Ok(read) = std::fs::read_dir(wit.join(package).join(dir)) else {
+                continue;
+            };
+            let mut entries: Vec<PathBuf> = read
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|e| e == "wit"))
+                .collect();
+            entries.sort();
+            for path in entries {
+                let name = path.file_name().expect("file name").to_string_lossy();
+                println!("cargo:rerun-if-changed={}", path.display());
+                files.push((format!("{package}/{dir}{name}"), path));
+            }
         }
     }
     files

@@ -41,6 +41,42 @@ impl fmt::Display for Language {
     }
 }
 
+/// The WASI version a Rust function targets (the other languages' toolchains
+/// decide theirs: C builds a WASI 0.1 command module run CGI-style, and
+/// componentize-js and componentize-py build WASI 0.2 components).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Wasi {
+    /// WASI 0.2: a `wasi:http/proxy` component.
+    #[value(name = "0.2")]
+    V0_2,
+    /// WASI 0.3: a `wasi:http/service` component (the default).
+    #[value(name = "0.3")]
+    V0_3,
+}
+
+impl fmt::Display for Wasi {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Wasi::V0_2 => "WASI 0.2",
+            Wasi::V0_3 => "WASI 0.3",
+        })
+    }
+}
+
+/// The WASI 0.2 edits of the Rust template (written for 0.3): the SDK
+/// without its 0.3 flavour, and its 0.2 export.
+const RUST_WASI_0_2: &[(&str, &str)] = &[
+    (
+        r#"wisp-sdk = { path = "wisp-sdk", features = ["wasi-0-3"] }"#,
+        r#"wisp-sdk = { path = "wisp-sdk" }"#,
+    ),
+    ("wisp_sdk::v3::export!(", "wisp_sdk::export!("),
+    (
+        "wasi:http component, WASI 0.3)",
+        "wasi:http component, WASI 0.2)",
+    ),
+];
+
 macro_rules! file {
     ($path:literal, $source:literal) => {
         (
@@ -107,6 +143,11 @@ const RUST_SDK: &[TemplateFile] = &[
     (
         "wisp-sdk/src/router.rs",
         include_str!("../../sdk/src/router.rs"),
+        false,
+    ),
+    (
+        "wisp-sdk/src/v3.rs",
+        include_str!("../../sdk/src/v3.rs"),
         false,
     ),
 ];
@@ -177,9 +218,15 @@ pub enum NewError {
     },
 }
 
-/// Writes a new function `name` in `language` to `parent/name`; returns the
-/// directory. Nothing is left behind if a write fails.
-pub fn scaffold(name: &str, language: Language, parent: &Path) -> Result<PathBuf, NewError> {
+/// Writes a new function `name` in `language` (a Rust one targeting `wasi`)
+/// to `parent/name`; returns the directory. Nothing is left behind if a
+/// write fails.
+pub fn scaffold(
+    name: &str,
+    language: Language,
+    wasi: Wasi,
+    parent: &Path,
+) -> Result<PathBuf, NewError> {
     wisp_spec::name::validate_name(name).map_err(NewError::InvalidName)?;
     let dir = parent.join(name);
     if dir.exists() {
@@ -194,11 +241,13 @@ pub fn scaffold(name: &str, language: Language, parent: &Path) -> Result<PathBuf
     };
     for set in templates {
         for (path, contents, executable) in *set {
-            files.push((
-                (*path).to_owned(),
-                contents.replace("{{name}}", name),
-                *executable,
-            ));
+            let mut contents = contents.replace("{{name}}", name);
+            if language == Language::Rust && wasi == Wasi::V0_2 {
+                for (from, to) in RUST_WASI_0_2 {
+                    contents = contents.replace(from, to);
+                }
+            }
+            files.push(((*path).to_owned(), contents, *executable));
         }
     }
     if language == Language::Rust {
@@ -260,7 +309,7 @@ mod tests {
         let parent = tempfile::tempdir().unwrap();
         for language in [Language::Rust, Language::C, Language::Js, Language::Python] {
             let name = format!("fn-{language}");
-            let dir = scaffold(&name, language, parent.path()).unwrap();
+            let dir = scaffold(&name, language, Wasi::V0_3, parent.path()).unwrap();
             let build = std::fs::read_to_string(dir.join("build.sh")).unwrap();
             assert!(build.contains(&format!("{name}.wasm")), "{language}");
             assert!(!build.contains("{{name}}"));
@@ -299,7 +348,7 @@ mod tests {
         // A first build compiles every dependency: a minute or two that
         // must not pass in silence.
         let parent = tempfile::tempdir().unwrap();
-        let dir = scaffold("loud", Language::Rust, parent.path()).unwrap();
+        let dir = scaffold("loud", Language::Rust, Wasi::V0_3, parent.path()).unwrap();
         let build = std::fs::read_to_string(dir.join("build.sh")).unwrap();
         let cargo = build
             .lines()
@@ -313,15 +362,38 @@ mod tests {
     }
 
     #[test]
+    fn a_rust_function_targets_wasi_0_3_unless_0_2_is_asked_for() {
+        let parent = tempfile::tempdir().unwrap();
+        let read = |dir: &Path, file: &str| std::fs::read_to_string(dir.join(file)).unwrap();
+        let v3 = scaffold("three", Language::Rust, Wasi::V0_3, parent.path()).unwrap();
+        assert!(read(&v3, "src/main.rs").contains("wisp_sdk::v3::export!(async handle);"));
+        assert!(read(&v3, "Cargo.toml").contains(r#"features = ["wasi-0-3"]"#));
+        assert!(v3.join("wisp-sdk/src/v3.rs").exists());
+        assert!(v3.join("wisp-sdk/wit/http-0.3.0/deps/http.wit").exists());
+        let v2 = scaffold("two", Language::Rust, Wasi::V0_2, parent.path()).unwrap();
+        let main = read(&v2, "src/main.rs");
+        assert!(
+            main.contains("\nwisp_sdk::export!(async handle);"),
+            "{main}"
+        );
+        assert!(main.contains("WASI 0.2"), "{main}");
+        let manifest = read(&v2, "Cargo.toml");
+        assert!(
+            manifest.contains(r#"wisp-sdk = { path = "wisp-sdk" }"#),
+            "{manifest}"
+        );
+    }
+
+    #[test]
     fn existing_directories_and_bad_names_are_refused() {
         let parent = tempfile::tempdir().unwrap();
-        scaffold("taken", Language::C, parent.path()).unwrap();
+        scaffold("taken", Language::C, Wasi::V0_3, parent.path()).unwrap();
         assert!(matches!(
-            scaffold("taken", Language::C, parent.path()),
+            scaffold("taken", Language::C, Wasi::V0_3, parent.path()),
             Err(NewError::Exists(_))
         ));
         assert!(matches!(
-            scaffold("Bad Name", Language::C, parent.path()),
+            scaffold("Bad Name", Language::C, Wasi::V0_3, parent.path()),
             Err(NewError::InvalidName(_))
         ));
     }

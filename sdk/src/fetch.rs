@@ -1,4 +1,5 @@
-//! Outbound HTTP from a function, through `wasi:http/outgoing-handler`.
+//! Outbound HTTP from a function, through `wasi:http/outgoing-handler` (a
+//! function exported with `v3::export!` uses the WASI 0.3 client).
 //!
 //! The host decides where a function may call: on wisp, only origins in its
 //! `--allow-outbound` list. A call anywhere else fails with
@@ -91,6 +92,10 @@ pub const INTERNAL_DOMAIN: &str = "wisp.internal";
 
 /// Sends `request` and reads the whole response.
 pub async fn send(request: http::Request<Bytes>) -> Result<http::Response<Bytes>, FetchError> {
+    #[cfg(feature = "wasi-0-3")]
+    if let Some(send) = crate::v3::client() {
+        return send(request).await;
+    }
     let (parts, body) = request.into_parts();
     let scheme = match parts.uri.scheme_str() {
         Some("http") => Scheme::Http,

@@ -18,6 +18,10 @@
 //! Build it with `cargo build --release --target wasm32-wasip2` and deploy the
 //! `.wasm` with `wisp deploy`.
 //!
+//! With the `wasi-0-3` feature, [`v3::export!`](crate::v3::export) exports the
+//! same handler as a WASI 0.3 `wasi:http/service` component instead (what
+//! `wisp new --lang rust` starts from); see [`v3`] for what differs.
+//!
 //! ## What is in the box
 //!
 //! | item | for |
@@ -45,6 +49,8 @@ pub mod log;
 mod request;
 mod response;
 mod router;
+#[cfg(feature = "wasi-0-3")]
+pub mod v3;
 
 pub use fetch::call;
 pub use http;

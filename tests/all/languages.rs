@@ -121,12 +121,23 @@ async fn sdk_static_site_serves_only_its_directory() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sdk_fetch_goes_through_the_allow_list() {
+    sdk_fetch_through_the_allow_list(artifacts::SDK_FETCH_COMPONENT, "wasi-http").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sdk_s_0_3_flavour_serves_and_fetches_through_the_allow_list() {
+    sdk_fetch_through_the_allow_list(artifacts::SDK_FETCH3_COMPONENT, "wasi-http-0.3").await;
+}
+
+/// `guests/sdk-fetch` built as `binary` (of ABI `abi`) fetches an allowed
+/// origin, and is denied another.
+async fn sdk_fetch_through_the_allow_list(binary: &str, abi: &str) {
     let allowed = crate::upstream::Upstream::start("hello from upstream").await;
     let other = crate::upstream::Upstream::start("forbidden").await;
     let wisp = Wisp::start();
     let query = format!("route=/fetch&allow-outbound=http://{}", allowed.addr);
-    wisp.deploy_ok("fetch", artifacts::SDK_FETCH_COMPONENT, &query)
-        .await;
+    let report = wisp.deploy_ok("fetch", binary, &query).await;
+    assert_eq!(report["abi"], abi, "{report}");
 
     let ok = wisp
         .get(&format!("/fetch?url=http://{}/x", allowed.addr))
@@ -256,6 +267,8 @@ async fn the_rust_template_goes_from_nothing_to_a_deployed_function() {
     let wisp = Wisp::start();
     let answer = tokio::task::block_in_place(|| new_build_deploy_invoke(&wisp, "rust", "rusty"));
     assert_eq!(answer, "Hello, Ada, from rusty!\n");
+    let info = wisp.admin_get("/v1/functions/rusty").await.json();
+    assert_eq!(info["versions"][0]["abi"], "wasi-http-0.3", "{info}");
     let info = wisp.get("/rusty/info").await.json();
     assert_eq!(info["function"], "rusty");
     assert_eq!(info["path"], "/info");

@@ -153,6 +153,13 @@ pub(crate) struct New {
     /// The language to write it in.
     #[arg(long, value_enum, default_value = "rust")]
     lang: crate::template::Language,
+    /// The WASI version of a Rust function: `0.3` (a `wasi:http/service`
+    /// component) or `0.2` (a `wasi:http/proxy` one). The other languages'
+    /// toolchains decide theirs: C builds a WASI 0.1 module run CGI-style;
+    /// JavaScript (componentize-js) and Python (componentize-py) build WASI
+    /// 0.2 components.
+    #[arg(long, value_enum, value_name = "VERSION")]
+    wasi: Option<crate::template::Wasi>,
     /// Where to create the directory.
     #[arg(long, default_value = ".", value_name = "DIR")]
     dir: PathBuf,
@@ -160,9 +167,22 @@ pub(crate) struct New {
 
 impl New {
     pub(crate) fn execute(self) -> anyhow::Result<ExitCode> {
-        let dir = crate::template::scaffold(&self.name, self.lang, &self.dir)?;
+        use crate::template::{Language, Wasi};
+        if self.wasi.is_some() && self.lang != Language::Rust {
+            bail!(
+                "`--wasi` chooses the WASI version of a Rust function; the {} toolchain decides its own (see `wisp new --help`)",
+                self.lang
+            );
+        }
+        let wasi = self.wasi.unwrap_or(Wasi::V0_3);
+        let dir = crate::template::scaffold(&self.name, self.lang, wasi, &self.dir)?;
         let name = &self.name;
-        println!("created {} ({} function)", dir.display(), self.lang);
+        match self.lang {
+            Language::Rust => {
+                println!("created {} ({} function, {wasi})", dir.display(), self.lang)
+            }
+            _ => println!("created {} ({} function)", dir.display(), self.lang),
+        }
         println!("next:");
         if self.lang == crate::template::Language::Js {
             println!("  (cd {} && npm install)", dir.display());

@@ -7,7 +7,8 @@
 //! its own scheme, authority and path (as wasmtime's forwarding test guest
 //! does) and answers with what came back, status included: a function
 //! that calls itself. The host's allow-list decides what it may reach; a
-//! denied call is answered 403.
+//! denied call is answered 403. Built twice: as a WASI 0.2 component
+//! (`sdk-fetch`) and, with wisp-sdk's 0.3 flavour, a 0.3 one (`sdk-fetch3`).
 
 use wisp_sdk::fetch::FetchError;
 use wisp_sdk::{HttpError, Json, Request, RequestExt, StatusCode};
@@ -122,4 +123,8 @@ fn query_values(request: &Request, name: &str) -> Vec<String> {
         .collect()
 }
 
+// The same source serves as `sdk-fetch3`, a WASI 0.3 component.
+#[cfg(not(feature = "wasi-0-3"))]
 wisp_sdk::export!(async handle);
+#[cfg(feature = "wasi-0-3")]
+wisp_sdk::v3::export!(async handle);

@@ -1,4 +1,4 @@
-//! {{name}}: a wisp function (a standard wasi:http component).
+//! {{name}}: a wisp function (a standard wasi:http component, WASI 0.3).
 
 use wisp_sdk::kv::Bucket;
 use wisp_sdk::{HttpError, Json, Request, RequestExt, Response, Router};
@@ -32,4 +32,4 @@ async fn handle(request: Request) -> Response {
         .await
 }
 
-wisp_sdk::export!(async handle);
+wisp_sdk::v3::export!(async handle);
