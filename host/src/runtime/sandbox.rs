@@ -68,12 +68,14 @@ pub fn fuel_used<T>(store: &Store<T>, limits: &Limits) -> u64 {
 
 /// The error for a request that ran out of time.
 pub fn timeout_error(limits: &Limits) -> InvokeError {
-    InvokeError::limit(
-        Limit::Timeout,
-        format!(
-            "the function exceeded its time limit of {}",
-            units::format_duration(limits.timeout)
-        ),
+    InvokeError::limit(Limit::Timeout, timeout_message(limits.timeout))
+}
+
+/// What a request past its `timeout` is told.
+pub fn timeout_message(timeout: std::time::Duration) -> String {
+    format!(
+        "the function exceeded its time limit of {}",
+        units::format_duration(timeout)
     )
 }
 
