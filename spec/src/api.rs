@@ -42,6 +42,10 @@ pub struct DeployReport {
     /// The function's route before this deploy moved it (`move-route`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub moved_from: Option<String>,
+    /// Functions that use this one as middleware, each composed again into
+    /// a new version (`NAME vN`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recomposed: Vec<String>,
 }
 
 /// One version of a function.

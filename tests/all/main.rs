@@ -18,6 +18,7 @@ mod host_paths;
 mod isolation;
 mod languages;
 mod library;
+mod middleware;
 mod oci;
 mod operate;
 mod portability;

@@ -107,6 +107,12 @@ impl Deploy {
             if let Some(origin) = origin {
                 println!("from {origin}");
             }
+            for user in &report.recomposed {
+                println!(
+                    "composed again: {user} (it has {} as middleware)",
+                    report.name
+                );
+            }
             if let Some(from) = &report.moved_from {
                 println!(
                     "moved from {from} to {}: every version serves there now",

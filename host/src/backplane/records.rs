@@ -49,12 +49,56 @@ pub struct VersionRecord {
     /// with its digest).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<String>,
+    /// How the binary was composed with middleware (the `middleware`
+    /// setting); absent for a binary served as uploaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub composition: Option<Composition>,
+}
+
+/// A version composed from its function's own binary and the middleware
+/// in front of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Composition {
+    /// Hash of the function's own binary (`source` is the composed one).
+    pub target: String,
+    /// The middleware composed in, outermost first.
+    pub middleware: Vec<LayerUse>,
+}
+
+/// One middleware function's version in a composition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LayerUse {
+    /// The middleware function.
+    pub function: String,
+    /// Its version composed in.
+    pub version: u32,
 }
 
 impl VersionRecord {
     /// The source hash, checked.
     pub fn source_hash(&self) -> Option<SourceHash> {
         SourceHash::parse(&self.source)
+    }
+
+    /// Every binary it needs kept: its source, and for a composed version
+    /// its function's own binary too (to compose again).
+    pub fn kept_sources(&self) -> impl Iterator<Item = SourceHash> + '_ {
+        let target = self
+            .composition
+            .as_ref()
+            .and_then(|c| SourceHash::parse(&c.target));
+        self.source_hash().into_iter().chain(target)
+    }
+
+    /// The function's own binary: the source of a composed version's
+    /// target, else the source itself.
+    pub fn own_source_hash(&self) -> Option<SourceHash> {
+        match &self.composition {
+            Some(composition) => SourceHash::parse(&composition.target),
+            None => self.source_hash(),
+        }
     }
 }
 
@@ -79,6 +123,15 @@ impl FunctionRecord {
     /// The version with number `number`.
     pub fn version(&self, number: u32) -> Option<&VersionRecord> {
         self.versions.iter().find(|v| v.number == number)
+    }
+
+    /// The version serving most of its traffic (the newest of equals).
+    pub fn serving(&self) -> Option<&VersionRecord> {
+        let share = self
+            .traffic
+            .iter()
+            .max_by_key(|share| (share.weight, share.version))?;
+        self.version(share.version)
     }
 
     /// The number the next deploy gets.
@@ -216,6 +269,7 @@ pub(crate) fn test_record(versions: &[u32], traffic: &[(u32, u8)]) -> FunctionRe
                 settings: RawSettings::default(),
                 held_traffic: true,
                 origin: None,
+                composition: None,
             })
             .collect(),
         traffic: traffic
@@ -242,6 +296,7 @@ mod tests {
                 settings: RawSettings::default(),
                 held_traffic: true,
                 origin: None,
+                composition: None,
             }],
             traffic: vec![TrafficShare {
                 version: 1,

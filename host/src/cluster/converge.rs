@@ -167,7 +167,7 @@ async fn converge_record(deployer: &Arc<Deployer>, cluster: &Cluster, record: Fu
     let sources: Vec<_> = record
         .versions
         .iter()
-        .filter_map(|v| v.source_hash())
+        .flat_map(|v| v.kept_sources())
         .collect();
     let _held = hold(deployer, &sources);
     for source in &sources {

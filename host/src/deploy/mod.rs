@@ -13,12 +13,13 @@
 
 mod listing;
 pub(crate) mod load;
+pub(crate) mod middleware;
 pub(crate) mod publish;
 mod release;
 mod state;
 
 use crate::backplane::records::RecordStore;
-use crate::backplane::records::{FunctionRecord, VersionRecord};
+use crate::backplane::records::{Composition, FunctionRecord, LayerUse, VersionRecord};
 use crate::backplane::{Committed, SharedState};
 use crate::disk::crash_point::CrashPoint;
 use crate::error::{DeployError, HostFailure};
@@ -118,6 +119,8 @@ struct Placement {
     origin: Option<String>,
     kept_from: Option<u32>,
     kept_settings: Vec<&'static str>,
+    /// How the binary was composed with middleware, if it was.
+    composition: Option<Composition>,
 }
 
 /// How many times a deploy renumbers its version after another host's
@@ -270,6 +273,11 @@ impl Deployer {
         };
         let settings = Settings::validate(&raw, self.options.root_dir())?;
         self.options.check_dirs(&settings)?;
+        // The function's own binary, kept for composing again, is held
+        // from garbage collection from before it is stored.
+        let own = (!settings.middleware.is_empty()).then(|| SourceHash::of(&wasm));
+        let _own_held = own.as_ref().map(|own| self.pending.hold(own));
+        let (wasm, composition) = self.with_middleware(&name, &settings, wasm).await?;
         let (abi, needs) = inspect::inspect_with_resources(&wasm)?;
         if settings.reuse.is_on() && abi != inspect::Abi::WasiHttp3 {
             return Err(SettingsError::invalid(
@@ -300,6 +308,7 @@ impl Deployer {
             origin,
             kept_from,
             kept_settings,
+            composition,
         };
         let published = match built {
             Ok(built) => {
@@ -309,6 +318,13 @@ impl Deployer {
             Err(e) => Err(e),
         };
         drop(pending);
+        let published = match published {
+            Ok(mut report) => {
+                report.recomposed = self.recompose_users_of(&name).await;
+                Ok(report)
+            }
+            Err(e) => Err(e),
+        };
         if published.is_err() {
             // Whatever this deploy stored is referenced by nothing: remove it.
             let _writer = self.writer.lock().await;
@@ -316,6 +332,132 @@ impl Deployer {
             self.collect_garbage(current.entries()).await;
         }
         published
+    }
+
+    /// `wasm` with the middleware `settings` name composed in front of it
+    /// (their serving versions), and how; `wasm` as it is without any.
+    async fn with_middleware(
+        self: &Arc<Self>,
+        name: &str,
+        settings: &Settings,
+        wasm: Bytes,
+    ) -> Result<(Bytes, Option<Composition>), DeployError> {
+        if settings.middleware.is_empty() {
+            return Ok((wasm, None));
+        }
+        let current = self.registry.snapshot();
+        let mut layers = Vec::new();
+        for function in &settings.middleware {
+            if function == name {
+                return Err(middleware::refused(
+                    function,
+                    "another function: a function cannot be its own middleware".into(),
+                ));
+            }
+            let version = current
+                .get(function)
+                .and_then(|entry| entry.record.serving())
+                .ok_or_else(|| middleware::refused(function, "a deployed function".into()))?;
+            if version.composition.is_some() {
+                return Err(middleware::refused(
+                    function,
+                    format!("middleware that has no middleware of its own (`{function}` has)"),
+                ));
+            }
+            let path = version
+                .source_hash()
+                .map(|hash| self.runtime.artifacts.source_path(&hash))
+                .ok_or_else(|| {
+                    middleware::refused(function, "a function whose binary is stored".into())
+                })?;
+            let wasm = tokio::fs::read(&path).await.map_err(|e| {
+                HostFailure::logged(
+                    format!("reading middleware `{function}` failed"),
+                    format_args!("{}: {e}", path.display()),
+                )
+            })?;
+            layers.push(middleware::Layer {
+                used: LayerUse {
+                    function: function.clone(),
+                    version: version.number,
+                },
+                wasm,
+            });
+        }
+        let target = SourceHash::of(&wasm);
+        let function = name.to_owned();
+        let own = wasm.clone();
+        let (composed, layers) = tokio::task::spawn_blocking(move || {
+            (middleware::compose(&function, &own, &layers), layers)
+        })
+        .await
+        .map_err(|e| HostFailure::logged(format!("composing `{name}` failed"), e))?;
+        let composed = composed?;
+        // The function's own binary is kept, to compose it again when a
+        // middleware is redeployed.
+        self.shared.put_source(&target, &wasm).await?;
+        let host = self.clone();
+        tokio::task::spawn_blocking(move || host.runtime.artifacts.put_source(&wasm))
+            .await
+            .map_err(|e| HostFailure::logged(format!("storing `{name}`'s own binary failed"), e))?
+            .map_err(|e| HostFailure::logged(format!("storing `{name}`'s own binary failed"), e))?;
+        let composition = Composition {
+            target: target.as_str().to_owned(),
+            middleware: layers.into_iter().map(|layer| layer.used).collect(),
+        };
+        Ok((Bytes::from(composed), Some(composition)))
+    }
+
+    /// Deploys a new version of every function whose serving version has
+    /// `middleware` composed in, with its own binary and settings, so the
+    /// middleware's new version takes effect there too; says which (`NAME
+    /// vN`), and logs any that failed.
+    async fn recompose_users_of(self: &Arc<Self>, middleware: &str) -> Vec<String> {
+        let current = self.registry.snapshot();
+        let users: Vec<(String, Option<SourceHash>)> = current
+            .entries()
+            .values()
+            .filter_map(|entry| {
+                let serving = entry.record.serving()?;
+                let composition = serving.composition.as_ref()?;
+                composition
+                    .middleware
+                    .iter()
+                    .any(|layer| layer.function == middleware)
+                    .then(|| (entry.record.name.clone(), serving.own_source_hash()))
+            })
+            .collect();
+        let mut recomposed = Vec::new();
+        for (user, own) in users {
+            let Some(own) = own else { continue };
+            let redeployed = async {
+                let path = self.runtime.artifacts.source_path(&own);
+                let wasm = tokio::fs::read(&path)
+                    .await
+                    .map_err(|e| DeployError::Compile(format!("{}: {e}", path.display())))?;
+                let request = DeployRequest {
+                    name: user.clone(),
+                    route: None,
+                    wasm: Bytes::from(wasm),
+                    settings: RawSettings::default(),
+                    reset_settings: false,
+                    move_route: false,
+                    take_traffic: true,
+                    origin: None,
+                };
+                Box::pin(self.deploy(request)).await
+            };
+            match redeployed.await {
+                Ok(report) => {
+                    tracing::info!(function = %user, version = report.version, middleware, "composed again with the middleware's new version");
+                    recomposed.push(format!("{user} v{}", report.version));
+                }
+                Err(error) => {
+                    tracing::warn!(function = %user, middleware, %error, "composing again with the middleware's new version failed; the function keeps its version");
+                }
+            }
+        }
+        recomposed
     }
 
     /// Refuses `route` when a function other than `name` serves it.
@@ -471,6 +613,7 @@ impl Deployer {
             settings: shown.clone(),
             held_traffic: false,
             origin: origin.clone(),
+            composition: placement.composition.clone(),
         };
         let mut record = existing.map_or_else(
             || FunctionRecord {
@@ -527,6 +670,7 @@ impl Deployer {
                 .map(|name| (*name).to_owned())
                 .collect(),
             moved_from,
+            recomposed: Vec::new(),
         };
         Ok((report, committed))
     }

@@ -156,7 +156,7 @@ impl Deployer {
                 e.record
                     .versions
                     .iter()
-                    .filter_map(VersionRecord::source_hash)
+                    .flat_map(VersionRecord::kept_sources)
             })
             .collect();
         keep.extend(self.pending.sources());

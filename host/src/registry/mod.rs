@@ -343,6 +343,7 @@ mod tests {
                     settings: RawSettings::default(),
                     held_traffic,
                     origin: None,
+                    composition: None,
                 })
                 .collect(),
             traffic: vec![TrafficShare {

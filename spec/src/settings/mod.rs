@@ -264,6 +264,9 @@ pub struct Settings {
     pub async_calls: AsyncSettings,
     /// Whether a WASI 0.3 instance serves more than one request.
     pub reuse: ReuseSettings,
+    /// Functions whose `wasi:http/middleware` components are composed in
+    /// front of this one's at deploy, outermost first.
+    pub middleware: Vec<String>,
 }
 
 /// Opt-in instance reuse for WASI 0.3 components (the model of `wasmtime
@@ -697,7 +700,7 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "invalid `timeout` value `2s`: expected `timeout` once, but it is already \
-             given as `1s` (only `env`, `dir`, `allow-outbound`, `kv`, `config`, `cron` may be repeated)"
+             given as `1s` (only `env`, `dir`, `allow-outbound`, `kv`, `config`, `cron`, `middleware` may be repeated)"
         );
         let same = RawSettings::from_query("fuel=5&fuel=5").unwrap_err();
         assert!(same.to_string().contains("already given as `5`"), "{same}");

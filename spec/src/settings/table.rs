@@ -352,6 +352,24 @@ pub static SETTINGS: &[Setting] = &[
         show: |s| shown_switch(s.async_calls.keep_credentials),
     },
     Setting {
+        name: "middleware",
+        value_name: "FUNCTION",
+        help: "WASI 0.3 only: a deployed `wasi:http/middleware` function to put in front (repeatable, outermost first), composed in at deploy; redeploying it makes a new version of this function",
+        default: "none",
+        example: "auth",
+        form: Form::List,
+        apply: |s, v| {
+            crate::name::validate_name(v)
+                .map_err(|_| "the name of a deployed function".to_owned())?;
+            if s.middleware.iter().any(|m| m == v) {
+                return Err("each middleware once".to_owned());
+            }
+            s.middleware.push(v.to_owned());
+            Ok(())
+        },
+        show: |s| s.middleware.clone(),
+    },
+    Setting {
         name: "reuse",
         value_name: "N|off",
         help: "WASI 0.3 only: one instance serves up to N requests (weaker isolation: its memory survives between them); off: a fresh instance per request",

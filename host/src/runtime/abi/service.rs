@@ -42,8 +42,33 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<HttpState>> {
     super::http::add_to_linker(&mut linker)?;
     wasmtime_wasi::p3::add_to_linker(&mut linker)?;
     wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;
+    add_nothing_behind(&mut linker)?;
     Ok(linker)
 }
+
+/// What a middleware component (`wasi:http/middleware`) deployed on its own
+/// finds behind it: an imported `wasi:http/handler` that answers every
+/// request it passes on with an error code saying so. A function that names
+/// it in `middleware` gets it composed in front of its own handler instead.
+fn add_nothing_behind(linker: &mut Linker<HttpState>) -> wasmtime::Result<()> {
+    use wasmtime::component::Resource;
+    use wasmtime_wasi_http::p3::{Request, Response};
+    type Answer = (Result<Resource<Response>, ErrorCode>,);
+    linker.instance(NEXT_HANDLER)?.func_wrap_concurrent(
+        "handle",
+        |accessor, (request,): (Resource<Request>,)| {
+            Box::pin(async move {
+                accessor.with(|mut store| store.get().http().table.delete(request))?;
+                Ok::<Answer, wasmtime::Error>((Err(ErrorCode::InternalError(Some(
+                    "this is HTTP middleware with no function behind it: it serves in front of a function deployed with `--middleware NAME`".into(),
+                ))),))
+            })
+        },
+    )
+}
+
+/// The handler a middleware component imports.
+const NEXT_HANDLER: &str = "wasi:http/handler@0.3.0";
 
 /// Calls `service`'s handler with `request` in `store`, sends the response
 /// head (or error code) on `head` as soon as the guest returns it, then
