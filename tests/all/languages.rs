@@ -135,9 +135,26 @@ async fn sdk_fetch_through_the_allow_list(binary: &str, abi: &str) {
     let allowed = crate::upstream::Upstream::start("hello from upstream").await;
     let other = crate::upstream::Upstream::start("forbidden").await;
     let wisp = Wisp::start();
-    let query = format!("route=/fetch&allow-outbound=http://{}", allowed.addr);
+    let query = format!(
+        "route=/fetch&allow-outbound=http://{}&allow-outbound=http://s.wisp.internal",
+        allowed.addr
+    );
     let report = wisp.deploy_ok("fetch", binary, &query).await;
     assert_eq!(report["abi"], abi, "{report}");
+    // A chained call to a WASI 0.3 function, its body read whole by the
+    // caller (a 0.3 caller reads it inside its own event loop).
+    wisp.deploy_ok("s", artifacts::SERVICE3_COMPONENT, "route=/s")
+        .await;
+    let called = wisp.get("/fetch?call=s&path=/count").await.json();
+    assert_eq!(called["status"], 200, "{called}");
+    assert_eq!(called["body"], "1", "{called}");
+    // A body the callee writes in 64 KiB steps after its head, each waiting
+    // for the last to be read.
+    let called = wisp.get("/fetch?call=s&path=/big%3F256").await;
+    assert_eq!(called.status, StatusCode::OK, "{}", called.text());
+    let called = called.json();
+    assert_eq!(called["status"], 200, "{called}");
+    assert_eq!(called["body"].as_str().map(str::len), Some(256 << 10));
 
     let ok = wisp
         .get(&format!("/fetch?url=http://{}/x", allowed.addr))
