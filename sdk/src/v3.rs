@@ -149,8 +149,11 @@ async fn incoming(request: Request) -> Result<crate::Request, ErrorCode> {
     }
     let (done, received) = wit_future::new(|| Ok(()));
     drop(done);
-    let (body, _trailers) = Request::consume_body(request, received);
+    let (body, trailers) = Request::consume_body(request, received);
     let contents = body.collect().await;
+    // The body's end says whether it arrived whole: a body the host cut
+    // off (too large, too slow, the client gone) ends in an error here.
+    trailers.await?;
     builder
         .body(crate::Body::from(contents))
         .map_err(|e| ErrorCode::InternalError(Some(format!("the request: {e}"))))
@@ -200,9 +203,12 @@ async fn send(request: http::Request<Bytes>) -> Result<http::Response<Bytes>, Fe
     }
     let (done, received) = wit_future::new(|| Ok(()));
     drop(done);
-    let (body, _trailers) = Response::consume_body(incoming, received);
+    let (body, trailers) = Response::consume_body(incoming, received);
+    let contents = body.collect().await;
+    // A response cut off on its way ends in an error, not as if whole.
+    trailers.await.map_err(FetchError::from)?;
     response
-        .body(Bytes::from(body.collect().await))
+        .body(Bytes::from(contents))
         .map_err(|e| FetchError::Failed(format!("invalid response: {e}")))
 }
 

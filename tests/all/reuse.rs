@@ -134,6 +134,32 @@ async fn reuse_is_refused_for_anything_but_a_0_3_component() {
         .await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
     assert!(bad.error().contains("`off`"), "{}", bad.error());
+    // Several requests in one instance cannot make chained calls: a call
+    // could not tell which request's depth and budget it spends.
+    let chaining = wisp
+        .deploy(
+            "s",
+            std::fs::read(artifacts::SERVICE3_COMPONENT).unwrap(),
+            "route=/s&reuse=10&reuse-concurrency=2&allow-outbound=http://*.wisp.internal",
+        )
+        .await;
+    assert_eq!(
+        chaining.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        chaining.text()
+    );
+    assert!(
+        chaining.error().contains("`reuse-concurrency`"),
+        "{}",
+        chaining.error()
+    );
+    wisp.deploy_ok(
+        "s",
+        artifacts::SERVICE3_COMPONENT,
+        "route=/s&reuse=10&allow-outbound=http://*.wisp.internal",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -182,4 +208,43 @@ async fn reused_instances_stream_bodies_and_cut_off_one_that_never_ends() {
         wisp.metrics().await.text
     );
     assert_eq!(counts(&wisp, 1).await, [1]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_trap_in_a_shared_instance_cuts_off_the_bodies_it_was_still_sending() {
+    let wisp = Wisp::start();
+    wisp.deploy_ok(
+        "s",
+        artifacts::SERVICE3_COMPONENT,
+        "route=/s&reuse=10&reuse-concurrency=4&timeout=30s",
+    )
+    .await;
+    let client: hyper_util::client::legacy::Client<_, http_body_util::Full<bytes::Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http();
+    let streaming = client
+        .get(wisp.url("/s/forever").parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(streaming.status(), StatusCode::OK);
+    let started = std::time::Instant::now();
+    // The same instance takes the next request, which traps.
+    assert_eq!(
+        wisp.get("/s/trap").await.status,
+        StatusCode::INTERNAL_SERVER_ERROR
+    );
+    let body = tokio::time::timeout(
+        Duration::from_secs(20),
+        http_body_util::BodyExt::collect(streaming.into_body()),
+    )
+    .await
+    .expect("the body ends when its instance does");
+    assert!(
+        body.is_err(),
+        "a body its failed instance stopped must end in an error, not look whole"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "cut off with its instance, not at its 30 s deadline"
+    );
 }

@@ -279,6 +279,21 @@ impl Deployer {
         let _own_held = own.as_ref().map(|own| self.pending.hold(own));
         let (wasm, composition) = self.with_middleware(&name, &settings, wasm).await?;
         let (abi, needs) = inspect::inspect_with_resources(&wasm)?;
+        let calls_functions = settings.allow_outbound.iter().any(|rule| {
+            rule.host == format!("*.{}", wisp_spec::settings::INTERNAL_DOMAIN)
+                || wisp_spec::settings::internal_function(&rule.host).is_some()
+        });
+        if settings.reuse.is_on() && settings.reuse.concurrency > 1 && calls_functions {
+            // A reused instance's outbound calls carry the request it took
+            // last: with several at once, a chain's depth and call budget
+            // could be another request's.
+            return Err(SettingsError::invalid(
+                "reuse-concurrency",
+                settings.reuse.concurrency,
+                "1 for a function that may call functions (`http://…wisp.internal` in `allow-outbound`): with several requests in one instance, a chained call cannot tell which request it belongs to",
+            )
+            .into());
+        }
         if settings.reuse.is_on() && abi != inspect::Abi::WasiHttp3 {
             return Err(SettingsError::invalid(
                 "reuse",
@@ -408,42 +423,64 @@ impl Deployer {
         Ok((Bytes::from(composed), Some(composition)))
     }
 
-    /// Deploys a new version of every function whose serving version has
-    /// `middleware` composed in, with its own binary and settings, so the
-    /// middleware's new version takes effect there too; says which (`NAME
-    /// vN`), and logs any that failed.
+    /// When `middleware`'s serving version is new, deploys a new version of
+    /// every function whose serving version (taking all its traffic) has an
+    /// older one composed in: its own binary, with its serving version's
+    /// settings and origin, so the middleware's new version takes effect
+    /// there too. Says which (`NAME vN`); logs any it skipped or that
+    /// failed.
     async fn recompose_users_of(self: &Arc<Self>, middleware: &str) -> Vec<String> {
         let current = self.registry.snapshot();
-        let users: Vec<(String, Option<SourceHash>)> = current
-            .entries()
-            .values()
-            .filter_map(|entry| {
-                let serving = entry.record.serving()?;
-                let composition = serving.composition.as_ref()?;
+        let Some(newest) = current
+            .get(middleware)
+            .and_then(|entry| entry.record.serving())
+            .map(|version| version.number)
+        else {
+            return Vec::new();
+        };
+        let mut users = Vec::new();
+        for entry in current.entries().values() {
+            let Some(serving) = entry.record.serving() else {
+                continue;
+            };
+            let uses_older = serving.composition.as_ref().is_some_and(|composition| {
                 composition
                     .middleware
                     .iter()
-                    .any(|layer| layer.function == middleware)
-                    .then(|| (entry.record.name.clone(), serving.own_source_hash()))
-            })
-            .collect();
+                    .any(|layer| layer.function == middleware && layer.version != newest)
+            });
+            if !uses_older {
+                continue;
+            }
+            let user = entry.record.name.clone();
+            if entry.record.traffic.len() > 1 {
+                tracing::warn!(function = %user, middleware, "not composed again with the middleware's new version: it is on a traffic split (redeploy it to)");
+                continue;
+            }
+            users.push((user, serving.clone()));
+        }
         let mut recomposed = Vec::new();
-        for (user, own) in users {
-            let Some(own) = own else { continue };
+        for (user, serving) in users {
+            let Some(own) = serving.own_source_hash() else {
+                continue;
+            };
             let redeployed = async {
                 let path = self.runtime.artifacts.source_path(&own);
-                let wasm = tokio::fs::read(&path)
-                    .await
-                    .map_err(|e| DeployError::Compile(format!("{}: {e}", path.display())))?;
+                let wasm = tokio::fs::read(&path).await.map_err(|e| {
+                    HostFailure::logged(
+                        format!("reading `{user}`'s own binary failed"),
+                        format_args!("{}: {e}", path.display()),
+                    )
+                })?;
                 let request = DeployRequest {
                     name: user.clone(),
                     route: None,
                     wasm: Bytes::from(wasm),
-                    settings: RawSettings::default(),
-                    reset_settings: false,
+                    settings: serving.settings.clone(),
+                    reset_settings: true,
                     move_route: false,
                     take_traffic: true,
-                    origin: None,
+                    origin: serving.origin.clone(),
                 };
                 Box::pin(self.deploy(request)).await
             };

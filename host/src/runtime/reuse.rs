@@ -12,10 +12,20 @@
 //!
 //! * **limits** — `memory` caps the instance (its requests together);
 //!   `fuel` is topped up to the limit as each request starts; `timeout`
-//!   bounds each request (504, and its instance takes no more requests) and
-//!   the instance's work after its last response; `max-concurrency` counts
-//!   requests; each instance holds one host slot (`--max-instances`) for
-//!   its whole life, idle or not.
+//!   bounds each request: one without a response head by then is 504 and
+//!   its instance takes no more requests; a response body still going then
+//!   is cut off. The instance's own work after its last response ends
+//!   `timeout` after that request started, so one instance lives at most
+//!   about `reuse` × `timeout`. `max-concurrency` counts requests, each
+//!   holding its function slot while its instance runs it, even after its
+//!   client has gone; each instance holds one host slot
+//!   (`--max-instances`) for its whole life, idle (`reuse-idle`) or not —
+//!   so idle instances of one function can keep others' fresh requests
+//!   waiting for a slot.
+//! * **chained calls** — an instance's outbound calls carry the request it
+//!   took last, so a function that may call functions is refused
+//!   `reuse-concurrency` above 1 (its calls' depth and budget could be
+//!   another request's).
 //! * **failure** — a trap, or a request past its deadline that will not
 //!   give way, ends the instance, and every request it was serving fails
 //!   with it (500, or 504 past the deadline); the next request gets a new
@@ -119,10 +129,12 @@ impl ReusePool {
         let (request, too_large) = http::limited_request(request, limits)?;
         let request = request.map(|body| body.map_err(Into::into).boxed_unsync());
         let output = Arc::new(OnceLock::new());
+        let permit = Arc::new(call.permit);
         let start = RequestStart {
             chain: call.chain,
             span: call.trace.span.clone(),
             output: output.clone(),
+            permit: permit.clone(),
         };
         let finish = Finish {
             meter: instances.meter.clone(),
@@ -130,7 +142,7 @@ impl ReusePool {
             trace: call.trace.clone(),
             request_id: call.request_id,
             output,
-            _permit: call.permit,
+            _permit: permit,
         };
         let handled = self
             .handle(start, request, call.slot_wait)
@@ -246,18 +258,23 @@ fn explain(error: &wasmtime::Error, started: Instant, limits: &Limits) -> Invoke
 struct NoHostSlot;
 
 /// What a request hands its instance as it starts: its outbound calls'
-/// origin and span, and where it learns the instance's output.
+/// origin and span, where it learns the instance's output, and its function
+/// slot, held while the instance runs it even if its client has gone.
 pub(crate) struct RequestStart {
     chain: ChainOrigin,
     span: tracing::Span,
     output: Arc<OnceLock<Outputs>>,
+    permit: Arc<SlotPermit>,
 }
 
-/// An instance's captured stdout and stderr.
+/// An instance's captured stdout and stderr, and whether it failed.
 #[derive(Clone)]
 struct Outputs {
     stdout: OutputCapture,
     stderr: OutputCapture,
+    /// Set when the instance ended in a failure: a body of it that ends
+    /// then was cut off, not finished.
+    failed: Arc<AtomicBool>,
 }
 
 impl HandlerState for Instances {
@@ -274,6 +291,7 @@ impl HandlerState for Instances {
         let outputs = Outputs {
             stdout: OutputCapture::new(GUEST_OUTPUT_CAP_BYTES),
             stderr: OutputCapture::new(GUEST_OUTPUT_CAP_BYTES),
+            failed: Arc::new(AtomicBool::new(false)),
         };
         let mut store = http::new_store(
             self.pre.engine(),
@@ -362,7 +380,11 @@ impl WorkerState for Served {
         }
         store.data_mut().begin_request(start.chain, start.span);
         let _ = start.output.set(self.outputs.clone());
-        Box::pin(tokio::time::sleep(self.limits.timeout))
+        let (permit, timeout) = (start.permit, self.limits.timeout);
+        Box::pin(async move {
+            let _held = permit;
+            tokio::time::sleep(timeout).await;
+        })
     }
 
     fn drop(&self, store: Store<HttpState>, result: wasmtime::Result<()>) {
@@ -372,6 +394,7 @@ impl WorkerState for Served {
         self.meter
             .reused_instance_finished(self.born.elapsed(), fuel, limiter.peak_bytes());
         let Err(error) = &result else { return };
+        self.outputs.failed.store(true, Ordering::SeqCst);
         match sandbox::explain_failure(error, limiter, &self.limits) {
             Err(InvokeError::LimitExceeded { limit, .. }) => {
                 self.meter.metrics.record_breach(limit);
@@ -425,16 +448,26 @@ struct Finish {
     trace: Arc<RequestTrace>,
     request_id: Arc<str>,
     output: Arc<OnceLock<Outputs>>,
-    _permit: SlotPermit,
+    _permit: Arc<SlotPermit>,
+}
+
+impl Finish {
+    /// True when the instance that served it has failed since.
+    fn instance_failed(&self) -> bool {
+        self.output
+            .get()
+            .is_some_and(|o| o.failed.load(Ordering::SeqCst))
+    }
 }
 
 impl Drop for Finish {
     fn drop(&mut self) {
-        let (stdout, stderr) = self
-            .output
-            .get()
-            .map(|o| (o.stdout.take(), o.stderr.take()))
-            .unwrap_or_default();
+        // A request no instance took (no host slot, its client gone while
+        // queued) never ran: nothing to record.
+        let Some(outputs) = self.output.get() else {
+            return;
+        };
+        let (stdout, stderr) = (outputs.stdout.take(), outputs.stderr.take());
         let cost = GuestCost {
             wall: self.started.elapsed(),
             ..GuestCost::default()
@@ -471,6 +504,16 @@ impl http_body::Body for ReusedBody {
         // timer (most are, in one poll); the clock is read instead.
         let frame = Pin::new(&mut self.body).poll_frame(cx);
         let late = match frame {
+            Poll::Ready(None) if self.finish.as_ref().is_some_and(Finish::instance_failed) => {
+                // The instance died mid-body (a trap in a request sharing
+                // it, its deadline): the body stopped, it did not end.
+                self.finish = None;
+                tracing::warn!("a reused instance failed mid-response; cutting the response off");
+                let error = wasmtime_wasi_http::Error::InternalError(Some(
+                    "the function's instance failed before the response was finished".into(),
+                ));
+                return Poll::Ready(Some(Err(error)));
+            }
             Poll::Ready(None | Some(Err(_))) => {
                 self.finish = None;
                 false
