@@ -244,7 +244,7 @@ fn explain(error: &wasmtime::Error, started: Instant, limits: &Limits) -> Invoke
                 "too many concurrent requests for this host; retry shortly",
             );
         }
-        return InvokeError::Internal(format!("{:#}", failed.error));
+        return sandbox::instantiate_error_of(&failed.error);
     }
     if let Some(code) = error.downcast_ref::<ErrorCode>() {
         return InvokeError::GuestError(format!("{code:?}"));

@@ -82,6 +82,11 @@ pub fn timeout_message(timeout: std::time::Duration) -> String {
 /// The error for an instantiation that failed before the guest ran: a full
 /// instance pool is `503` (retry shortly), anything else internal.
 pub fn instantiate_error(error: wasmtime::Error) -> InvokeError {
+    instantiate_error_of(&error)
+}
+
+/// [`instantiate_error`] of an error shared with others.
+pub fn instantiate_error_of(error: &wasmtime::Error) -> InvokeError {
     match error.downcast_ref::<PoolConcurrencyLimitError>() {
         Some(_) => pool_full(),
         None => InvokeError::Internal(format!("{error:#}")),
