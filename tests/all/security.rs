@@ -838,3 +838,50 @@ async fn a_damaged_state_file_is_reported_and_every_function_keeps_serving() {
     let health = wisp.admin_get("/healthz").await.json();
     assert!(health.get("damaged").is_none(), "{health}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_admin_token_from_a_file_is_in_no_command_line_or_environment() {
+    const SECRET: &str = "from-a-file-7c1e";
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("token");
+    std::fs::write(&file, format!("{SECRET}\n")).unwrap();
+    // Readable by others: refused, naming the fix.
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let refused = std::process::Command::new(crate::support::WISP)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg("--admin-token-file")
+        .arg(&file)
+        .env_remove("WISP_ADMIN_TOKEN")
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("chmod 600"), "{said}");
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let wisp = Wisp::start_with(&["--admin-token-file", file.to_str().unwrap()]);
+    let anonymous = wisp.admin_get("/v1/functions").await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+    let authorized = send(
+        Method::GET,
+        &wisp.admin_url("/v1/functions"),
+        &[("authorization", &format!("Bearer {SECRET}"))],
+        Bytes::new(),
+    )
+    .await;
+    assert_eq!(authorized.status, StatusCode::OK, "{}", authorized.text());
+    for what in ["cmdline", "environ"] {
+        let shown = std::fs::read(format!("/proc/{}/{what}", wisp.pid())).unwrap();
+        assert!(
+            !String::from_utf8_lossy(&shown).contains(SECRET),
+            "the token shows in /proc/PID/{what}"
+        );
+    }
+}

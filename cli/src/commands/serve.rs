@@ -37,13 +37,21 @@ pub(crate) struct Serve {
     #[arg(long, default_value = "127.0.0.1:8081", value_name = "ADDR")]
     admin_listen: SocketAddr,
     /// Bearer token required by the admin API (an empty one is refused).
+    /// A flag or environment variable can be read through `/proc` by other
+    /// processes of the same user; `--admin-token-file` keeps it out of both.
     #[arg(
         long,
         env = "WISP_ADMIN_TOKEN",
         hide_env_values = true,
-        value_name = "TOKEN"
+        value_name = "TOKEN",
+        conflicts_with = "admin_token_file"
     )]
     admin_token: Option<String>,
+    /// Read the admin API's bearer token from this file (its first line),
+    /// so it sits in no process's command line or environment. The file
+    /// must be readable by its owner only (`chmod 600`).
+    #[arg(long, value_name = "PATH")]
+    admin_token_file: Option<PathBuf>,
     /// A host name (without port) the admin API also answers when it has no
     /// token; loopback names (`localhost`, `127.0.0.1`, `[::1]`) always are.
     /// Any other `Host` is refused, so a web page cannot reach the API
@@ -104,7 +112,10 @@ pub(crate) struct Serve {
 }
 
 impl Serve {
-    pub(crate) async fn execute(self) -> anyhow::Result<ExitCode> {
+    pub(crate) async fn execute(mut self) -> anyhow::Result<ExitCode> {
+        if let Some(path) = &self.admin_token_file {
+            self.admin_token = Some(read_token_file(path)?);
+        }
         if self.admin_token.as_deref() == Some("") {
             bail!(
                 "the admin token is empty; set a non-empty `--admin-token` or `WISP_ADMIN_TOKEN`, or unset both to run the admin API on loopback without a token"
@@ -247,4 +258,30 @@ async fn deploy_manifest(host: &Host, manifest: &Manifest) -> anyhow::Result<()>
         tracing::info!(function = %report.name, version = report.version, route = %report.route, "deployed from manifest");
     }
     Ok(())
+}
+
+/// The admin token in `path`: its first line, from a file only its owner
+/// may read (a token others can read is no secret).
+fn read_token_file(path: &std::path::Path) -> anyhow::Result<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let shown = path.display();
+    let metadata = std::fs::metadata(path)
+        .with_context(|| format!("reading `--admin-token-file` `{shown}`"))?;
+    if !metadata.is_file() {
+        bail!("`--admin-token-file` `{shown}` is not a file");
+    }
+    let mode = metadata.permissions().mode();
+    if mode & 0o077 != 0 {
+        bail!(
+            "`--admin-token-file` `{shown}` may be read by others (mode {:o}); make it the owner's alone: chmod 600 {shown}",
+            mode & 0o777
+        );
+    }
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading `--admin-token-file` `{shown}`"))?;
+    let token = text.lines().next().unwrap_or_default().trim();
+    if token.is_empty() {
+        bail!("`--admin-token-file` `{shown}` holds no token (its first line is empty)");
+    }
+    Ok(token.to_owned())
 }
