@@ -704,3 +704,66 @@ async fn request_bodies_past_max_buffered_are_refused_with_503() {
     .await;
     assert_eq!(small.status, StatusCode::OK, "{}", small.text());
 }
+
+#[test]
+fn the_compile_child_jails_itself_before_it_compiles() {
+    assert!(
+        std::process::Command::new("strace")
+            .arg("-V")
+            .output()
+            .is_ok_and(|o| o.status.success()),
+        "this test needs `strace` (scripts/install-deps.sh installs it)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("trace");
+    let mut child = std::process::Command::new("strace")
+        .args([
+            "-f",
+            "-qq",
+            "-e",
+            "trace=prctl,landlock_restrict_self,openat",
+            "-o",
+        ])
+        .arg(&trace)
+        .arg(crate::support::WISP)
+        .arg("__compile-worker")
+        .env_clear()
+        .env("WISP_COMPILE_ABI", "wasi-http")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let wasm = std::fs::read(artifacts::HELLO_COMPONENT).unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let feeder = std::thread::spawn(move || stdin.write_all(&wasm));
+    let output = child.wait_with_output().unwrap();
+    feeder.join().unwrap().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.stdout.len() > 1000,
+        "the jailed child still compiles"
+    );
+    let trace = std::fs::read_to_string(&trace).unwrap();
+    let jailed = trace
+        .lines()
+        .position(|l| l.contains("landlock_restrict_self(") && l.trim_end().ends_with("= 0"))
+        .unwrap_or_else(|| panic!("no Landlock restriction in:\n{trace}"));
+    assert!(
+        trace
+            .lines()
+            .take(jailed)
+            .any(|l| l.contains("PR_SET_NO_NEW_PRIVS, 1") && l.trim_end().ends_with("= 0")),
+        "no_new_privs is set before the ruleset:\n{trace}"
+    );
+    // From then on, no file opens (Cranelift needs none; a try is refused).
+    for line in trace.lines().skip(jailed + 1) {
+        if line.contains("openat(") {
+            assert!(line.contains("EACCES"), "opened after the jail: {line}");
+        }
+    }
+}

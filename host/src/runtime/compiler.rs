@@ -187,13 +187,25 @@ fn in_subprocess(
     let _ = feeder.join();
     let artifact = artifact.join().ok().and_then(Result::ok);
     let message = errors.join().unwrap_or_default();
+    if let Some(note) = message
+        .lines()
+        .find_map(|l| l.strip_prefix(JAIL_NOTE_PREFIX))
+    {
+        tracing::warn!(
+            note,
+            "the compiler process runs in a weaker jail on this kernel"
+        );
+    }
     match artifact {
         Some(bytes) if status.success() => Ok(bytes),
         _ if out_of_memory(&message) => Err(DeployError::CompileLimit(format!(
             "compiling needed more memory than this host allows ({}; `wisp serve --max-compile-memory`)",
             units::format_size(budget.memory_bytes)
         ))),
-        _ => match message.trim().strip_prefix(WORKER_ERROR_PREFIX) {
+        _ => match message
+            .find(WORKER_ERROR_PREFIX)
+            .map(|at| message[at + WORKER_ERROR_PREFIX.len()..].trim())
+        {
             // Cranelift's own verdict on the module: the deployer's to read.
             Some(reason) => Err(DeployError::Compile(reason.to_owned())),
             // A crash: its detail (which may name host paths) stays in the log.
@@ -209,6 +221,9 @@ fn in_subprocess(
 
 /// How the worker's stderr marks a compile error (as opposed to a crash).
 const WORKER_ERROR_PREFIX: &str = "compile error: ";
+
+/// How the worker's stderr says its jail is weaker than asked.
+const JAIL_NOTE_PREFIX: &str = "jail: ";
 
 fn out_of_memory(stderr: &str) -> bool {
     [
@@ -257,6 +272,12 @@ fn compile_worker() -> Result<(), String> {
     std::io::stdin()
         .read_to_end(&mut wasm)
         .map_err(|e| format!("reading the module failed: {e}"))?;
+    // Before Cranelift sees the module: no files, no network, no new
+    // privileges (see `jail.rs`). What the kernel cannot enforce is told to
+    // the parent, which logs it.
+    if let Some(weaker) = super::jail::enter()? {
+        eprintln!("{JAIL_NOTE_PREFIX}{weaker}");
+    }
     let engine = compile_engine(abi).map_err(|e| format!("creating the engine failed: {e:#}"))?;
     let artifact = precompile(&engine, abi, &wasm).map_err(|e| match e {
         DeployError::Compile(message) => message,

@@ -19,6 +19,7 @@ pub(crate) mod compiler;
 pub mod connection;
 pub(crate) mod engine;
 pub(crate) mod function;
+pub(crate) mod jail;
 pub(crate) mod loading;
 pub mod pacing;
 pub(crate) mod prepared;
