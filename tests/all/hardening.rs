@@ -721,7 +721,7 @@ fn the_compile_child_jails_itself_before_it_compiles() {
             "-f",
             "-qq",
             "-e",
-            "trace=prctl,landlock_restrict_self,seccomp,openat,execve",
+            "trace=prctl,prlimit64,landlock_restrict_self,seccomp,openat,execve",
             "-o",
         ])
         .arg(&trace)
@@ -760,6 +760,18 @@ fn the_compile_child_jails_itself_before_it_compiles() {
             .any(|l| l.contains("PR_SET_NO_NEW_PRIVS, 1") && l.trim_end().ends_with("= 0")),
         "no_new_privs is set before the ruleset:\n{trace}"
     );
+    for limit in [
+        "RLIMIT_NOFILE, {rlim_cur=16, rlim_max=16}",
+        "RLIMIT_CORE, {rlim_cur=0, rlim_max=0}",
+    ] {
+        assert!(
+            trace
+                .lines()
+                .take(jailed)
+                .any(|l| l.contains(limit) && l.trim_end().ends_with("= 0")),
+            "no {limit} before the jail:\n{trace}"
+        );
+    }
     let filtered = trace
         .lines()
         .position(|l| {

@@ -222,6 +222,9 @@ fn in_subprocess(
 /// How the worker's stderr marks a compile error (as opposed to a crash).
 const WORKER_ERROR_PREFIX: &str = "compile error: ";
 
+/// Files the compile child may hold open at once.
+const CHILD_MAX_FILES: u64 = 16;
+
 /// How the worker's stderr says its jail is weaker than asked.
 const JAIL_NOTE_PREFIX: &str = "jail: ";
 
@@ -267,6 +270,19 @@ fn compile_worker() -> Result<(), String> {
         };
         rustix::process::setrlimit(rustix::process::Resource::Data, limit)
             .map_err(|e| format!("capping memory failed: {e}"))?;
+    }
+    // Few files (it needs its three stdio pipes and the jail's ruleset) and
+    // no core dump of an upload.
+    for (resource, cap) in [
+        (rustix::process::Resource::Nofile, CHILD_MAX_FILES),
+        (rustix::process::Resource::Core, 0),
+    ] {
+        let limit = rustix::process::Rlimit {
+            current: Some(cap),
+            maximum: Some(cap),
+        };
+        rustix::process::setrlimit(resource, limit)
+            .map_err(|e| format!("capping {resource:?} failed: {e}"))?;
     }
     let mut wasm = Vec::new();
     std::io::stdin()
