@@ -154,7 +154,10 @@ impl ReusePool {
         if too_large.load(Ordering::Relaxed) {
             return Err(request_too_large(limits.max_request_body_bytes));
         }
-        let response = handled.map_err(|error| explain(&error, finish.started, limits))?;
+        // Its deadline counts from when an instance took it, not from the
+        // wait for one (as a fresh request's counts from its guest's start).
+        let began = finish.began();
+        let response = handled.map_err(|error| explain(&error, began, limits))?;
         // The instance's task writes the body's first frame right after the
         // head: give it that turn, so the head and the frame leave in one
         // write rather than two (measured: 1.77 writes a response without).
@@ -164,7 +167,7 @@ impl ReusePool {
         if declared.is_some_and(|n| n > limits.max_response_body_bytes) {
             return Err(response_too_large(limits.max_response_body_bytes));
         }
-        let deadline = finish.started + limits.timeout;
+        let deadline = began + limits.timeout;
         let metrics = instances.meter.metrics.clone();
         Ok(response.map(|body| {
             let body = ReusedBody {
@@ -267,9 +270,12 @@ pub(crate) struct RequestStart {
     permit: Arc<SlotPermit>,
 }
 
-/// An instance's captured stdout and stderr, and whether it failed.
+/// An instance's captured stdout and stderr, whether it failed, and when
+/// it took the request it was handed to.
 #[derive(Clone)]
 struct Outputs {
+    /// When the instance took the request (set per request).
+    took: Instant,
     stdout: OutputCapture,
     stderr: OutputCapture,
     /// Set when the instance ended in a failure: a body of it that ends
@@ -289,6 +295,7 @@ impl HandlerState for Instances {
             .try_acquire_owned()
             .map_err(|_| wasmtime::Error::new(NoHostSlot))?;
         let outputs = Outputs {
+            took: Instant::now(),
             stdout: OutputCapture::new(GUEST_OUTPUT_CAP_BYTES),
             stderr: OutputCapture::new(GUEST_OUTPUT_CAP_BYTES),
             failed: Arc::new(AtomicBool::new(false)),
@@ -379,7 +386,10 @@ impl WorkerState for Served {
             }
         }
         store.data_mut().begin_request(start.chain, start.span);
-        let _ = start.output.set(self.outputs.clone());
+        let _ = start.output.set(Outputs {
+            took: Instant::now(),
+            ..self.outputs.clone()
+        });
         let (permit, timeout) = (start.permit, self.limits.timeout);
         Box::pin(async move {
             let _held = permit;
@@ -452,6 +462,11 @@ struct Finish {
 }
 
 impl Finish {
+    /// When an instance took it (when it was handed over, if none did).
+    fn began(&self) -> Instant {
+        self.output.get().map_or(self.started, |o| o.took)
+    }
+
     /// True when the instance that served it has failed since.
     fn instance_failed(&self) -> bool {
         self.output
