@@ -90,6 +90,25 @@ pub async fn call(
 /// The domain under which wisp functions call each other in-process.
 pub const INTERNAL_DOMAIN: &str = "wisp.internal";
 
+/// Where `uri` goes: whether it is `https`, its authority, and its path
+/// and query; refused unless it is an http:// or https:// URL naming a host.
+pub(crate) fn destination(uri: &http::Uri) -> Result<(bool, &str, &str), FetchError> {
+    let https = match uri.scheme_str() {
+        Some("http") => false,
+        Some("https") => true,
+        _ => {
+            return Err(FetchError::Invalid(format!(
+                "`{uri}` is not an http:// or https:// URL"
+            )));
+        }
+    };
+    let authority = uri
+        .authority()
+        .ok_or_else(|| FetchError::Invalid(format!("`{uri}` names no host")))?;
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    Ok((https, authority.as_str(), path))
+}
+
 /// Sends `request` and reads the whole response.
 pub async fn send(request: http::Request<Bytes>) -> Result<http::Response<Bytes>, FetchError> {
     #[cfg(feature = "wasi-0-3")]
@@ -97,20 +116,8 @@ pub async fn send(request: http::Request<Bytes>) -> Result<http::Response<Bytes>
         return send(request).await;
     }
     let (parts, body) = request.into_parts();
-    let scheme = match parts.uri.scheme_str() {
-        Some("http") => Scheme::Http,
-        Some("https") => Scheme::Https,
-        _ => {
-            return Err(FetchError::Invalid(format!(
-                "`{}` is not an http:// or https:// URL",
-                parts.uri
-            )));
-        }
-    };
-    let authority = parts
-        .uri
-        .authority()
-        .ok_or_else(|| FetchError::Invalid(format!("`{}` names no host", parts.uri)))?;
+    let (https, authority, path) = crate::fetch::destination(&parts.uri)?;
+    let scheme = if https { Scheme::Https } else { Scheme::Http };
     let headers = Fields::new();
     for (name, value) in &parts.headers {
         headers
@@ -128,7 +135,6 @@ pub async fn send(request: http::Request<Bytes>) -> Result<http::Response<Bytes>
         "OPTIONS" => WasiMethod::Options,
         other => WasiMethod::Other(other.to_owned()),
     };
-    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let invalid =
         |what: &str| FetchError::Invalid(format!("the host refused the request's {what}"));
     outgoing
@@ -138,7 +144,7 @@ pub async fn send(request: http::Request<Bytes>) -> Result<http::Response<Bytes>
         .set_scheme(Some(&scheme))
         .map_err(|()| invalid("scheme"))?;
     outgoing
-        .set_authority(Some(authority.as_str()))
+        .set_authority(Some(authority))
         .map_err(|()| invalid("host"))?;
     outgoing
         .set_path_with_query(Some(path))

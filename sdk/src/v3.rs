@@ -162,26 +162,13 @@ async fn incoming(request: Request) -> Result<crate::Request, ErrorCode> {
 /// Sends `request` with the 0.3 client and reads the whole response.
 async fn send(request: http::Request<Bytes>) -> Result<http::Response<Bytes>, FetchError> {
     let (parts, body) = request.into_parts();
-    let scheme = match parts.uri.scheme_str() {
-        Some("http") => Scheme::Http,
-        Some("https") => Scheme::Https,
-        _ => {
-            return Err(FetchError::Invalid(format!(
-                "`{}` is not an http:// or https:// URL",
-                parts.uri
-            )));
-        }
-    };
-    let authority = parts
-        .uri
-        .authority()
-        .ok_or_else(|| FetchError::Invalid(format!("`{}` names no host", parts.uri)))?;
+    let (https, authority, path) = crate::fetch::destination(&parts.uri)?;
+    let scheme = if https { Scheme::Https } else { Scheme::Http };
     let headers = fields(&parts.headers).map_err(FetchError::from)?;
     let (outgoing, _sent) =
         Request::new(headers, Some(stream_of(body.to_vec())), no_trailers(), None);
     let invalid =
         |what: &str| FetchError::Invalid(format!("the host refused the request's {what}"));
-    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     outgoing
         .set_method(&wasi_method(&parts.method))
         .map_err(|()| invalid("method"))?;
@@ -189,7 +176,7 @@ async fn send(request: http::Request<Bytes>) -> Result<http::Response<Bytes>, Fe
         .set_scheme(Some(&scheme))
         .map_err(|()| invalid("scheme"))?;
     outgoing
-        .set_authority(Some(authority.as_str()))
+        .set_authority(Some(authority))
         .map_err(|()| invalid("host"))?;
     outgoing
         .set_path_with_query(Some(path))

@@ -96,8 +96,9 @@ fn named<'a>(spans: &'a [Span], name: &str) -> &'a Span {
     })
 }
 
-#[tokio::test]
-async fn a_request_is_traced_from_its_traceparent_through_its_guest_to_its_outbound_call() {
+/// A trace receiver, an upstream answering `from upstream`, and a host
+/// exporting its spans to the receiver.
+async fn traced_host() -> (Upstream, Upstream, Wisp) {
     let receiver = Upstream::start("").await;
     let upstream = Upstream::start("from upstream").await;
     let endpoint = format!("http://{}", receiver.addr);
@@ -109,6 +110,12 @@ async fn a_request_is_traced_from_its_traceparent_through_its_guest_to_its_outbo
             ("OTEL_SERVICE_NAME", "wisp-under-test"),
         ],
     );
+    (receiver, upstream, wisp)
+}
+
+#[tokio::test]
+async fn a_request_is_traced_from_its_traceparent_through_its_guest_to_its_outbound_call() {
+    let (receiver, upstream, wisp) = traced_host().await;
     wisp.deploy_ok(
         "front",
         artifacts::SDK_FETCH_COMPONENT,
@@ -297,16 +304,7 @@ async fn an_endpoint_with_the_sdk_disabled_or_no_exporter_receives_nothing() {
 
 #[tokio::test]
 async fn a_0_3_guest_is_traced_and_its_client_passes_the_traceparent_on() {
-    let receiver = Upstream::start("").await;
-    let upstream = Upstream::start("from upstream").await;
-    let endpoint = format!("http://{}", receiver.addr);
-    let wisp = Wisp::start_with_env(
-        &[],
-        &[
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
-            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
-        ],
-    );
+    let (receiver, upstream, wisp) = traced_host().await;
     wisp.deploy_ok(
         "s",
         artifacts::SERVICE3_COMPONENT,

@@ -29,6 +29,16 @@ async fn service_host(query: &str) -> Wisp {
     wisp
 }
 
+/// True once function `s` has no request in flight, within `limit`.
+async fn nothing_in_flight(wisp: &Wisp, limit: Duration) -> bool {
+    eventually(limit, async || {
+        wisp.metric("wisp_in_flight_requests", &[("function", "s")])
+            .await
+            == 0.0
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_0_3_component_deploys_serves_and_shows_its_abi() {
     let wisp = Wisp::start();
@@ -157,12 +167,7 @@ async fn work_after_the_response_keeps_the_instance_until_the_deadline() {
     assert_eq!(in_flight, 1.0, "the lingering guest counts as running");
     // … until its deadline ends it.
     assert!(
-        eventually(Duration::from_secs(15), async || {
-            wisp.metric("wisp_in_flight_requests", &[("function", "s")])
-                .await
-                == 0.0
-        })
-        .await,
+        nothing_in_flight(&wisp, Duration::from_secs(15)).await,
         "the lingering guest was never stopped"
     );
 }
@@ -335,12 +340,7 @@ async fn work_after_the_response_holds_the_function_s_concurrency_slot() {
     );
     assert_eq!(busy.json()["limit"], "concurrency", "{}", busy.text());
     assert!(
-        eventually(Duration::from_secs(15), async || {
-            wisp.metric("wisp_in_flight_requests", &[("function", "s")])
-                .await
-                == 0.0
-        })
-        .await,
+        nothing_in_flight(&wisp, Duration::from_secs(15)).await,
         "the lingering guest was never stopped"
     );
     assert_eq!(wisp.get("/s/count").await.text(), "1");
@@ -389,12 +389,7 @@ async fn writers_dropped_at_once_end_the_response_cleanly() {
     .await;
     assert_eq!(unread.status, StatusCode::OK, "{}", unread.text());
     assert!(
-        eventually(Duration::from_secs(10), async || {
-            wisp.metric("wisp_in_flight_requests", &[("function", "s")])
-                .await
-                == 0.0
-        })
-        .await,
+        nothing_in_flight(&wisp, Duration::from_secs(10)).await,
         "an instance whose handles were dropped was never torn down"
     );
     assert_eq!(wisp.get("/s/count").await.text(), "1");
