@@ -369,6 +369,10 @@ pub enum InvokeError {
     /// The host's storage is full (507).
     #[error("{0}")]
     InsufficientStorage(String),
+    /// The guest worker process running the function failed (it died, or
+    /// could not start); the host log says why (502).
+    #[error("{0}")]
+    WorkerFailed(String),
 }
 
 impl InvokeError {
@@ -411,6 +415,7 @@ impl InvokeError {
             }
             InvokeError::QueueFull(_) => StatusCode::TOO_MANY_REQUESTS,
             InvokeError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
+            InvokeError::WorkerFailed(_) => StatusCode::BAD_GATEWAY,
             InvokeError::Trap(_)
             | InvokeError::Exit(_)
             | InvokeError::GuestError(_)
@@ -435,6 +440,7 @@ impl InvokeError {
             InvokeError::Internal(_) | InvokeError::Grant(_) => "internal",
             InvokeError::QueueFull(_) => "queue-full",
             InvokeError::InsufficientStorage(_) => "insufficient-storage",
+            InvokeError::WorkerFailed(_) => "worker-failed",
         }
     }
 }

@@ -89,6 +89,10 @@ pub use runtime::body::{BoxError, ResponseBody};
 pub use runtime::compiler::{Compiler, compile_worker_main};
 pub use runtime::connection::ConnectionInfo;
 pub use runtime::function::IdleSandbox;
+pub use runtime::workers::{
+    DEFAULT_MAX_WORKERS, DEFAULT_SPARE_WORKERS, DEFAULT_WORKER_IDLE, WorkerOptions,
+    guest_worker_main,
+};
 pub use server::{Handler, ServerOptions, serve};
 pub use state::{
     AccessDenied, BucketId, KeyPage, KvBackend, KvError, KvFuture, KvLimits, MAX_SECRET_NAME_BYTES,

@@ -137,11 +137,19 @@ enum Command {
     /// Internal: compile one module for `wisp serve` (stdin to stdout).
     #[command(name = COMPILE_WORKER_COMMAND, hide = true)]
     CompileWorker,
+    /// Internal: run one function's guests for `wisp serve --isolation
+    /// process` (its front process speaks to it on stdin and stdout).
+    #[command(name = GUEST_WORKER_COMMAND, hide = true)]
+    GuestWorker,
 }
 
 /// The hidden subcommand `wisp serve` runs itself with to compile in a
 /// child process.
 pub(crate) const COMPILE_WORKER_COMMAND: &str = "__compile-worker";
+
+/// The hidden subcommand `wisp serve --isolation process` runs itself with
+/// for each guest worker.
+pub(crate) const GUEST_WORKER_COMMAND: &str = "__guest-worker";
 
 /// Keeps `RUST_BACKTRACE` for panics but, unless `RUST_LIB_BACKTRACE` says
 /// otherwise, stops every error capturing a stack trace: wasmtime makes
@@ -170,6 +178,11 @@ pub fn main() -> ExitCode {
     if let Command::CompileWorker = cli.command {
         // No async runtime, no logging: one compile, then exit.
         return wisp_host::compile_worker_main();
+    }
+    if let Command::GuestWorker = cli.command {
+        // It jails itself while it has one thread, then starts its own
+        // runtime; it logs to stderr, which its front process reads.
+        return wisp_host::guest_worker_main();
     }
     quiet_error_backtraces();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -203,7 +216,9 @@ pub fn main() -> ExitCode {
             Command::Calls(c) => c.execute(&globals).await,
             Command::Bench(c) => c.execute(&globals).await,
             Command::New(c) => c.execute(),
-            Command::CompileWorker => unreachable!("the compile worker runs before the runtime"),
+            Command::CompileWorker | Command::GuestWorker => {
+                unreachable!("the workers run before the runtime")
+            }
         }
     });
     match result {

@@ -19,6 +19,17 @@ use wisp_spec::manifest::Manifest;
 /// Open connections the admin listener holds at most.
 const ADMIN_MAX_CONNECTIONS: usize = 64;
 
+/// Where guests run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Isolation {
+    /// In the host process: one wall, the wasm sandbox.
+    InProcess,
+    /// In jailed worker processes, one per function version: the wasm
+    /// sandbox, then the OS (no_new_privs, seccomp, Landlock, rlimits; an
+    /// unprivileged user when run as root).
+    Process,
+}
+
 /// Log output format.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum LogFormat {
@@ -103,6 +114,24 @@ pub(crate) struct Serve {
     /// Deploy the functions of this manifest (building them first) at start.
     #[arg(long, value_name = "FILE")]
     manifest: Option<PathBuf>,
+    /// Where guests run: `in-process`, or `process` — each function
+    /// version's guests in a worker process of their own, jailed before it
+    /// maps their code, holding only that function's settings and secrets
+    /// (key-value, outbound and chained calls go through this process,
+    /// checked here). See the README's security model.
+    #[arg(long, value_enum, default_value = "in-process")]
+    isolation: Isolation,
+    /// Worker processes alive at once with `--isolation process`; past it
+    /// the least recently used idle one stops.
+    #[arg(long, default_value_t = wisp_host::DEFAULT_MAX_WORKERS, value_name = "N")]
+    max_workers: usize,
+    /// How long a worker without requests lives (`--isolation process`).
+    #[arg(long, default_value = "60s", value_name = "DURATION", value_parser = super::parse_duration_flag)]
+    worker_idle: std::time::Duration,
+    /// Worker processes started ahead, waiting for a function's first
+    /// request (`--isolation process`).
+    #[arg(long, default_value_t = wisp_host::DEFAULT_SPARE_WORKERS, value_name = "N")]
+    spare_workers: usize,
     /// Log format on stderr (level from `RUST_LOG`, default `info`).
     #[arg(long, value_enum, default_value = "human")]
     log_format: LogFormat,
@@ -141,12 +170,19 @@ impl Serve {
         let admin = tokio::net::TcpListener::bind(self.admin_listen)
             .await
             .with_context(|| format!("binding the admin listener to {}", self.admin_listen))?;
+        let program = std::env::current_exe().context("finding the wisp binary")?;
         let mut config = HostConfig {
             compiler: Compiler::Subprocess {
-                program: std::env::current_exe()
-                    .context("finding the wisp binary to compile with")?,
+                program: program.clone(),
                 args: vec![super::COMPILE_WORKER_COMMAND.into()],
             },
+            workers: (self.isolation == Isolation::Process).then(|| wisp_host::WorkerOptions {
+                program,
+                args: vec![super::GUEST_WORKER_COMMAND.into()],
+                max_workers: self.max_workers.max(1),
+                idle: self.worker_idle,
+                spares: self.spare_workers,
+            }),
             trace_context: telemetry.trace_context(),
             cluster: self.cluster.clone().map(|url| wisp_host::ClusterConfig {
                 url,

@@ -72,6 +72,11 @@ pub struct HostConfig {
     /// Where compiles run: in this process (the default) or in a child
     /// process, which can cap their memory and gives it all back.
     pub compiler: Compiler,
+    /// Where guests run: in this process (`None`, the default), or in
+    /// jailed worker processes, one per function version (see
+    /// [`WorkerOptions`](crate::WorkerOptions); `wisp serve --isolation
+    /// process`).
+    pub workers: Option<crate::runtime::workers::WorkerOptions>,
     /// Longest one compile may take; past it the deploy gets `400` with
     /// kind `compile-limit`.
     pub max_compile_time: Duration,
@@ -152,6 +157,7 @@ impl Default for HostConfig {
             max_buffered: crate::runtime::buffers::default_budget(),
             max_guest_memory: crate::runtime::sandbox::default_guest_memory(),
             compiler: Compiler::default(),
+            workers: None,
             max_compile_time: compile.time,
             max_compile_memory: compile.memory_bytes,
             allow_root_dir: false,

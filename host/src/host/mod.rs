@@ -42,6 +42,7 @@ use crate::registry::{self, Audience, Registry};
 use crate::request::{DispatchOptions, Dispatcher};
 use crate::runtime::body::{BoxError, ResponseBody};
 use crate::runtime::function::IdleSandbox;
+use crate::runtime::workers::WorkerPool;
 use crate::runtime::{Runtime, RuntimeError, RuntimeOptions};
 use crate::state::{KvBackend, SecretStore};
 use bytes::Bytes;
@@ -148,16 +149,22 @@ impl Host {
                 dir_roots: config.dir_roots.clone(),
             },
         });
+        let workers = config.workers.clone().map(|options| {
+            WorkerPool::start(options, backplane.kv.clone(), metrics.workers().clone())
+        });
         let dispatcher = Arc::new(Dispatcher {
             registry: registry.clone(),
             runtime: runtime.clone(),
             metrics: metrics.clone(),
+            workers,
             options: DispatchOptions {
                 access_log: config.access_log,
                 trace_context: config.trace_context.clone(),
                 body_pacing: config.body_pacing(),
                 queue_timeout: config.queue_timeout,
-                prepare: config.prepare > 0,
+                // A worker prepares its own sandboxes; the front runs no
+                // guest code.
+                prepare: config.prepare > 0 && config.workers.is_none(),
             },
         });
         let calls = Arc::new(Calls {

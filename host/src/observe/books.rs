@@ -48,6 +48,7 @@ impl Books {
             logs: books.logs,
             history: books.history,
             version,
+            relay: None,
         }
     }
 

@@ -55,6 +55,50 @@ fn compile_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.001, 2.0, 17))
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CauseLabels {
+    cause: String,
+}
+
+/// The series of guest worker processes (process isolation).
+#[derive(Clone)]
+pub(crate) struct WorkerSeries {
+    starts: Counter,
+    exits: Family<CauseLabels, Counter>,
+    live: Gauge,
+    start_seconds: Histogram,
+}
+
+impl Default for WorkerSeries {
+    fn default() -> Self {
+        WorkerSeries {
+            starts: Counter::default(),
+            exits: Family::default(),
+            live: Gauge::default(),
+            start_seconds: latency_histogram(),
+        }
+    }
+}
+
+impl WorkerSeries {
+    /// A worker is ready, `elapsed` after it was asked for.
+    pub(crate) fn started(&self, elapsed: Duration) {
+        self.starts.inc();
+        self.live.inc();
+        self.start_seconds.observe(elapsed.as_secs_f64());
+    }
+
+    /// A worker that served ended, for `cause`.
+    pub(crate) fn ended(&self, cause: &str) {
+        self.live.dec();
+        self.exits
+            .get_or_create(&CauseLabels {
+                cause: cause.to_owned(),
+            })
+            .inc();
+    }
+}
+
 /// All the host's metrics.
 pub struct Metrics {
     registry: Registry,
@@ -83,6 +127,7 @@ pub struct Metrics {
     slots_in_use: Gauge,
     buffered: Gauge,
     guest_memory: Gauge,
+    workers: WorkerSeries,
     /// Every (function, version) with series, so they can be dropped.
     versions: Mutex<BTreeSet<(String, u32)>>,
 }
@@ -125,6 +170,7 @@ impl Metrics {
         let slots_in_use = Gauge::default();
         let buffered = Gauge::default();
         let guest_memory = Gauge::default();
+        let workers = WorkerSeries::default();
         registry.register(
             "requests",
             "Requests served, by function, version and status class",
@@ -252,6 +298,26 @@ impl Metrics {
             "Linear memory held by live sandboxes, charged to the host's guest memory budget",
             guest_memory.clone(),
         );
+        registry.register(
+            "worker_starts",
+            "Guest worker processes started (process isolation)",
+            workers.starts.clone(),
+        );
+        registry.register(
+            "worker_exits",
+            "Guest worker processes that ended, by cause: idle, replaced, exit, or the signal that killed it (SIGSYS: a system call its jail forbids)",
+            workers.exits.clone(),
+        );
+        registry.register(
+            "workers",
+            "Guest worker processes alive, serving a function",
+            workers.live.clone(),
+        );
+        registry.register(
+            "worker_start_seconds",
+            "Time from asking for a guest worker to its being ready to serve",
+            workers.start_seconds.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -279,6 +345,7 @@ impl Metrics {
             slots_in_use,
             buffered,
             guest_memory,
+            workers,
             versions: Mutex::new(BTreeSet::new()),
         }
     }
@@ -377,6 +444,11 @@ impl Metrics {
     /// The gauge of guest linear memory held by live sandboxes.
     pub(crate) fn guest_memory(&self) -> &Gauge {
         &self.guest_memory
+    }
+
+    /// The series of guest worker processes.
+    pub(crate) fn workers(&self) -> &WorkerSeries {
+        &self.workers
     }
 
     /// The gauge of bytes held in memory for requests.

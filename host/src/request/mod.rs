@@ -68,6 +68,8 @@ pub(crate) struct Dispatcher {
     pub(crate) registry: Arc<Registry>,
     pub(crate) runtime: Arc<Runtime>,
     pub(crate) metrics: Arc<Metrics>,
+    /// The guest workers, when guests run in worker processes.
+    pub(crate) workers: Option<Arc<crate::runtime::workers::WorkerPool>>,
     pub(crate) options: DispatchOptions,
 }
 
@@ -228,6 +230,7 @@ impl Dispatcher {
             body_too_slow: &body_too_slow,
             runtime: &self.runtime,
             dispatch: &dispatch,
+            workers: self.workers.as_ref(),
         };
         let result = function
             .invoke(request, context)

@@ -109,6 +109,18 @@ impl ArtifactStore {
         Ok(store)
     }
 
+    /// A store with no files, for a guest worker: its code is handed to it
+    /// loaded, so nothing ever reads or writes here.
+    pub(crate) fn none(fingerprint: String) -> ArtifactStore {
+        ArtifactStore {
+            sources: PathBuf::new(),
+            compiled: PathBuf::new(),
+            tmp: PathBuf::new(),
+            fingerprint,
+            temp_counter: AtomicU64::new(0),
+        }
+    }
+
     /// The key of the compiled artifact for `source` on this engine.
     pub fn compiled_key(&self, source: &SourceHash) -> String {
         let mut hasher = blake3::Hasher::new();

@@ -38,6 +38,11 @@ impl BufferBudget {
         })
     }
 
+    /// The budget, in bytes.
+    pub(crate) fn limit(&self) -> u64 {
+        self.limit
+    }
+
     /// An empty charge, grown as bytes arrive.
     pub(crate) fn charge(self: &Arc<Self>) -> BufferCharge {
         BufferCharge {

@@ -83,7 +83,22 @@ pub(crate) trait Dispatch: Send + Sync {
         request: http::Request<WasiBody>,
         trigger: Trigger,
     ) -> Pin<Box<dyn Future<Output = http::Response<ResponseBody>> + Send + 'a>>;
+
+    /// Sends a guest's allowed call to a destination outside the host for
+    /// it, when this process may not open sockets itself (a guest worker
+    /// asks its front process, which checks the allow-list again); gives
+    /// `request` back when the caller sends it itself.
+    fn send_outside(
+        self: Arc<Self>,
+        request: http::Request<WasiBody>,
+    ) -> Result<OutsideCall, http::Request<WasiBody>> {
+        Err(request)
+    }
 }
+
+/// An outbound call another process makes for a guest.
+pub(crate) type OutsideCall =
+    Pin<Box<dyn Future<Output = Result<http::Response<WasiBody>, HttpError>> + Send>>;
 
 /// Where a guest's chained calls come from: what a callee must be told.
 /// Moved into the request's sandbox; cloned only for a chained call.

@@ -172,6 +172,20 @@ impl CodeCache {
         slot
     }
 
+    /// A slot whose code is `code`, loaded for good: a guest worker's one
+    /// function, whose code was handed to it.
+    pub(crate) fn resident(
+        &self,
+        abi: Abi,
+        source: SourceHash,
+        function: &str,
+        code: LoadedCode,
+    ) -> Arc<CodeSlot> {
+        let slot = self.slot(source.as_str(), abi, source.clone(), function);
+        slot.loaded.store(Some(Arc::new(code)));
+        slot
+    }
+
     /// Marks `slot` as just used (by a request).
     pub(crate) fn touch(&self, slot: &CodeSlot) {
         let now = self.clock.fetch_add(1, Ordering::Relaxed);

@@ -58,6 +58,13 @@ impl Linkers {
     }
 }
 
+/// Where compiled code is loaded from.
+#[derive(Clone, Copy)]
+enum Artifact<'a> {
+    File(&'a Path),
+    Bytes(&'a [u8]),
+}
+
 /// Pre-linked code, ready to instantiate.
 enum Code {
     Component(Entry),
@@ -84,6 +91,8 @@ pub struct RequestContext<'a> {
     pub runtime: &'a Arc<Runtime>,
     /// The request path, for the guest's chained calls (a narrow handle).
     pub dispatch: &'a Arc<dyn Dispatch>,
+    /// The guest workers, when guests run in worker processes.
+    pub(crate) workers: Option<&'a Arc<crate::runtime::workers::WorkerPool>>,
 }
 
 /// Compiled, pre-linked code, ready to instantiate. One is shared by every
@@ -101,20 +110,47 @@ impl LoadedCode {
         abi: Abi,
         artifact: &Path,
     ) -> Result<LoadedCode, DeployError> {
+        LoadedCode::link(engine, linkers, abi, Artifact::File(artifact))
+    }
+
+    /// Loads a compiled artifact handed over in memory (a guest worker's,
+    /// which opens no files) and pre-links it.
+    pub(crate) fn from_bytes(
+        engine: &Engine,
+        linkers: &Linkers,
+        abi: Abi,
+        artifact: &[u8],
+    ) -> Result<LoadedCode, DeployError> {
+        LoadedCode::link(engine, linkers, abi, Artifact::Bytes(artifact))
+    }
+
+    fn link(
+        engine: &Engine,
+        linkers: &Linkers,
+        abi: Abi,
+        artifact: Artifact<'_>,
+    ) -> Result<LoadedCode, DeployError> {
+        let failed = |e: wasmtime::Error| {
+            DeployError::from(HostFailure::logged(
+                "loading the compiled code failed",
+                format_args!("{e:#}"),
+            ))
+        };
         let code = match abi {
             Abi::WasiHttp | Abi::WasiHttp3 => {
-                // SAFETY: `artifact` was produced by `Engine::precompile_component`
+                // SAFETY: the artifact was produced by `Engine::precompile_component`
                 // for this engine's configuration (its key includes the engine's
-                // compatibility fingerprint) and its checksum was verified just
-                // before this call; nothing else writes to the store's files.
-                #[expect(unsafe_code, reason = "loading our own verified artifact by mmap")]
-                let component =
-                    unsafe { Component::deserialize_file(engine, artifact) }.map_err(|e| {
-                        HostFailure::logged(
-                            "loading the compiled code failed",
-                            format_args!("{e:#}"),
-                        )
-                    })?;
+                // compatibility fingerprint) and its checksum was verified (a
+                // worker's, by the front process that read it) just before this
+                // call; nothing else writes to the store's files.
+                #[expect(unsafe_code, reason = "loading our own verified artifact")]
+                let component = unsafe {
+                    match artifact {
+                        Artifact::File(path) => Component::deserialize_file(engine, path),
+                        Artifact::Bytes(bytes) => Component::deserialize(engine, bytes),
+                    }
+                }
+                .map_err(failed)?;
                 let linker = if abi == Abi::WasiHttp3 {
                     &linkers.service
                 } else {
@@ -133,14 +169,14 @@ impl LoadedCode {
             }
             Abi::Cgi => {
                 // SAFETY: as above, for `Engine::precompile_module` output.
-                #[expect(unsafe_code, reason = "loading our own verified artifact by mmap")]
-                let module =
-                    unsafe { Module::deserialize_file(engine, artifact) }.map_err(|e| {
-                        HostFailure::logged(
-                            "loading the compiled code failed",
-                            format_args!("{e:#}"),
-                        )
-                    })?;
+                #[expect(unsafe_code, reason = "loading our own verified artifact")]
+                let module = unsafe {
+                    match artifact {
+                        Artifact::File(path) => Module::deserialize_file(engine, path),
+                        Artifact::Bytes(bytes) => Module::deserialize(engine, bytes),
+                    }
+                }
+                .map_err(failed)?;
                 let pre = linkers
                     .cgi
                     .instantiate_pre(&module)
@@ -318,6 +354,18 @@ impl Function {
         &self.meter.history
     }
 
+    /// Where its runs' cost, metrics and logs go.
+    pub(crate) fn meter(&self) -> &Meter {
+        &self.meter
+    }
+
+    /// Its function's secrets as they are now (or why they cannot be read).
+    pub(crate) fn secrets_snapshot(
+        &self,
+    ) -> Result<Arc<std::collections::BTreeMap<String, String>>, String> {
+        self.services.secrets().snapshot()
+    }
+
     /// This version's metric series.
     pub fn metrics(&self) -> &Arc<FunctionMetrics> {
         &self.meter.metrics
@@ -341,6 +389,9 @@ impl Function {
         request: ::http::Request<RequestBody>,
         context: RequestContext<'_>,
     ) -> Result<::http::Response<ResponseBody>, InvokeError> {
+        if let Some(workers) = context.workers {
+            return workers.invoke(self, request, context).await;
+        }
         let RequestContext {
             route,
             path_info,
@@ -351,6 +402,7 @@ impl Function {
             body_too_slow,
             runtime,
             dispatch,
+            workers: _,
         } = context;
         let code = runtime.code(&self.code, &self.name).await?;
         match &code.0 {

@@ -1,17 +1,31 @@
 //! The operating-system wall a child process puts up around itself before
-//! it touches untrusted input (today: the compile child, which runs
-//! Cranelift on an uploaded module): `no_new_privs`; a Landlock ruleset
+//! it touches untrusted input — the compile child, which runs Cranelift on
+//! an uploaded module, and each guest worker, before it maps its guest's
+//! code. The compile child's: `no_new_privs`; a Landlock ruleset
 //! that denies every filesystem access, TCP bind and connect, and signals
 //! or abstract sockets beyond its own process — a child that only reads
 //! stdin and writes stdout needs none of them; and a seccomp-bpf allow-list
 //! of the system calls compiling needs (memory, threads, stdio), every
 //! other one failing with `EPERM` — no `execve`, no `ptrace`, no sockets,
-//! no namespaces or mounts. Best effort by kernel for Landlock: what the
-//! kernel cannot enforce is reported, never silently skipped.
+//! no namespaces or mounts. A guest worker's ([`enter_worker`]) is the
+//! same wall with its function's read-only directories open in Landlock,
+//! its own allow-list ([`WORKER_CALLS`]: the runtime and its sockets,
+//! threads but no new processes), and a second filter that kills the
+//! worker (`SIGSYS`) on the calls only an attacker makes: `execve`,
+//! `ptrace`, reading another process's memory. Best effort by kernel for
+//! Landlock: what the kernel cannot enforce is reported, never silently
+//! skipped.
 
-use landlock::{ABI, Access, AccessFs, AccessNet, Ruleset, RulesetAttr, RulesetStatus, Scope};
-use seccompiler::{BpfProgram, SeccompAction, SeccompFilter};
+use landlock::{
+    ABI, Access, AccessFs, AccessNet, PathBeneath, PathFd, Ruleset, RulesetAttr,
+    RulesetCreatedAttr, RulesetStatus, Scope,
+};
+use seccompiler::{
+    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
+    SeccompRule,
+};
 use std::collections::BTreeMap;
+use std::path::Path;
 
 /// The newest Landlock ABI the ruleset asks for (the kernel enforces what
 /// it supports of it).
@@ -21,20 +35,74 @@ const WANTED: ABI = ABI::V6;
 /// `Ok(None)`: fully enforced; `Ok(Some(why))`: enforced only in part, or
 /// not at all, on this kernel, with why.
 pub(crate) fn enter() -> Result<Option<String>, String> {
-    let status = Ruleset::default()
+    let status = landlock_with_reads(&[])?;
+    seccompiler::apply_filter(&allow_list(COMPILE_CALLS, &[])?)
+        .map_err(|e| format!("installing the seccomp filter failed: {e}"))?;
+    Ok(weaker(&status))
+}
+
+/// Jails a guest worker (which must still have one thread: both Landlock
+/// and seccomp bind the calling thread and those it starts): Landlock
+/// allows reading beneath `dirs` only, seccomp allows [`WORKER_CALLS`],
+/// and the calls in [`WORKER_KILLS`] kill the process.
+pub(crate) fn enter_worker(dirs: &[&Path]) -> Result<Option<String>, String> {
+    let status = landlock_with_reads(dirs)?;
+    let thread_only = SeccompRule::new(vec![
+        SeccompCondition::new(
+            0,
+            SeccompCmpArgLen::Qword,
+            SeccompCmpOp::MaskedEq(libc::CLONE_THREAD as u64),
+            libc::CLONE_THREAD as u64,
+        )
+        .map_err(|e| format!("building the seccomp filter failed: {e}"))?,
+    ])
+    .map_err(|e| format!("building the seccomp filter failed: {e}"))?;
+    let allowed = allow_list(WORKER_CALLS, &[(libc::SYS_clone, vec![thread_only])])?;
+    let kills = kill_list()?;
+    // `clone3` passes its flags in memory seccomp cannot read: it answers
+    // "not implemented", and the C library falls back to `clone`, whose
+    // flags the allow-list checks.
+    let no_clone3 = program(
+        BTreeMap::from([(libc::SYS_clone3, Vec::new())]),
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::ENOSYS as u32),
+    )?;
+    for filter in [&kills, &no_clone3, &allowed] {
+        seccompiler::apply_filter(filter)
+            .map_err(|e| format!("installing the seccomp filter failed: {e}"))?;
+    }
+    Ok(weaker(&status))
+}
+
+/// Restricts the calling thread with Landlock: no filesystem access but
+/// reading beneath `dirs`, no TCP, no signals or abstract sockets outside
+/// its own process; sets `no_new_privs`.
+fn landlock_with_reads(dirs: &[&Path]) -> Result<landlock::RestrictionStatus, String> {
+    let mut ruleset = Ruleset::default()
         .handle_access(AccessFs::from_all(WANTED))
         .and_then(|r| r.handle_access(AccessNet::from_all(WANTED)))
         .and_then(|r| r.scope(Scope::from_all(WANTED)))
         .and_then(|r| r.create())
-        .and_then(|r| r.restrict_self())
+        .map_err(|e| format!("entering the jail failed: {e}"))?;
+    for dir in dirs {
+        let fd = PathFd::new(dir)
+            .map_err(|e| format!("opening `{}` for the jail failed: {e}", dir.display()))?;
+        ruleset = ruleset
+            .add_rule(PathBeneath::new(fd, AccessFs::from_read(WANTED)))
+            .map_err(|e| format!("allowing `{}` in the jail failed: {e}", dir.display()))?;
+    }
+    let status = ruleset
+        .restrict_self()
         .map_err(|e| format!("entering the jail failed: {e}"))?;
     if !status.no_new_privs {
         return Err("setting no_new_privs failed".into());
     }
-    let filter = compile_allow_list()?;
-    seccompiler::apply_filter(&filter)
-        .map_err(|e| format!("installing the seccomp filter failed: {e}"))?;
-    Ok(match status.ruleset {
+    Ok(status)
+}
+
+/// What of the jail this kernel does not enforce, if anything.
+fn weaker(status: &landlock::RestrictionStatus) -> Option<String> {
+    match status.ruleset {
         RulesetStatus::FullyEnforced => None,
         RulesetStatus::PartiallyEnforced => Some(format!(
             "Landlock is only partly enforced on this kernel ({:?})",
@@ -44,7 +112,7 @@ pub(crate) fn enter() -> Result<Option<String>, String> {
             "Landlock is not enforced on this kernel ({:?}); only no_new_privs holds",
             status.landlock
         )),
-    })
+    }
 }
 
 /// The system calls the compile child makes once jailed (measured with
@@ -95,23 +163,144 @@ const COMPILE_CALLS: &[libc::c_long] = &[
     libc::SYS_ppoll,
 ];
 
-/// [`COMPILE_CALLS`] allowed, every other call answered `EPERM`.
-fn compile_allow_list() -> Result<BpfProgram, String> {
-    let arch = std::env::consts::ARCH
-        .try_into()
-        .map_err(|e| format!("seccomp does not know this architecture: {e:?}"))?;
-    let rules: BTreeMap<i64, Vec<seccompiler::SeccompRule>> = COMPILE_CALLS
-        .iter()
-        .map(|&call| (call, Vec::new()))
-        .collect();
-    let filter = SeccompFilter::new(
+/// The system calls a guest worker makes once jailed: the compile
+/// child's, and what the async runtime and its two sockets need (epoll,
+/// eventfd, send and receive on sockets it holds), wasmtime's instance
+/// pool and signal handling, and reading its granted directories. No
+/// `socket`, `connect`, `bind`, `execve`, `fork` (`clone` is allowed for
+/// threads only), `ptrace`, mounts or namespaces.
+const WORKER_CALLS: &[libc::c_long] = &[
+    libc::SYS_read,
+    libc::SYS_write,
+    libc::SYS_readv,
+    libc::SYS_writev,
+    libc::SYS_pread64,
+    libc::SYS_close,
+    libc::SYS_fcntl,
+    libc::SYS_ioctl,
+    libc::SYS_lseek,
+    libc::SYS_fstat,
+    libc::SYS_newfstatat,
+    libc::SYS_statx,
+    libc::SYS_openat,
+    libc::SYS_getdents64,
+    libc::SYS_readlinkat,
+    libc::SYS_fadvise64,
+    libc::SYS_mmap,
+    libc::SYS_munmap,
+    libc::SYS_mremap,
+    libc::SYS_mprotect,
+    libc::SYS_madvise,
+    libc::SYS_brk,
+    libc::SYS_memfd_create,
+    libc::SYS_ftruncate,
+    libc::SYS_futex,
+    libc::SYS_sched_yield,
+    libc::SYS_sched_getaffinity,
+    libc::SYS_clone3,
+    libc::SYS_set_robust_list,
+    libc::SYS_rseq,
+    libc::SYS_prctl,
+    libc::SYS_gettid,
+    libc::SYS_getpid,
+    libc::SYS_tgkill,
+    libc::SYS_rt_sigaction,
+    libc::SYS_rt_sigprocmask,
+    libc::SYS_rt_sigreturn,
+    libc::SYS_sigaltstack,
+    libc::SYS_getrandom,
+    libc::SYS_clock_gettime,
+    libc::SYS_clock_getres,
+    libc::SYS_clock_nanosleep,
+    libc::SYS_nanosleep,
+    libc::SYS_sysinfo,
+    libc::SYS_membarrier,
+    libc::SYS_epoll_create1,
+    libc::SYS_epoll_ctl,
+    libc::SYS_epoll_pwait,
+    libc::SYS_eventfd2,
+    libc::SYS_recvfrom,
+    libc::SYS_sendto,
+    libc::SYS_recvmsg,
+    libc::SYS_sendmsg,
+    libc::SYS_shutdown,
+    libc::SYS_getsockopt,
+    libc::SYS_exit,
+    libc::SYS_exit_group,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_epoll_wait,
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_poll,
+    #[cfg(target_arch = "aarch64")]
+    libc::SYS_ppoll,
+];
+
+/// Calls that kill a jailed worker outright: only an attacker who left
+/// the wasm sandbox makes them, and the kill is seen, logged and counted
+/// by the front process.
+const WORKER_KILLS: &[libc::c_long] = &[
+    libc::SYS_execve,
+    libc::SYS_execveat,
+    libc::SYS_ptrace,
+    libc::SYS_process_vm_readv,
+    libc::SYS_process_vm_writev,
+];
+
+/// `calls` allowed (those in `conditional` only when their rules match),
+/// every other call answered `EPERM`.
+fn allow_list(
+    calls: &[libc::c_long],
+    conditional: &[(libc::c_long, Vec<SeccompRule>)],
+) -> Result<BpfProgram, String> {
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
+        calls.iter().map(|&call| (call, Vec::new())).collect();
+    rules.extend(conditional.iter().cloned());
+    program(
         rules,
         SeccompAction::Errno(libc::EPERM as u32),
         SeccompAction::Allow,
-        arch,
     )
-    .map_err(|e| format!("building the seccomp filter failed: {e}"))?;
+}
+
+/// [`WORKER_KILLS`] kill the process; every other call passes to the next
+/// filter.
+fn kill_list() -> Result<BpfProgram, String> {
+    let rules = WORKER_KILLS
+        .iter()
+        .map(|&call| (call, Vec::new()))
+        .collect();
+    program(rules, SeccompAction::Allow, SeccompAction::KillProcess)
+}
+
+fn program(
+    rules: BTreeMap<i64, Vec<SeccompRule>>,
+    mismatch: SeccompAction,
+    matched: SeccompAction,
+) -> Result<BpfProgram, String> {
+    let arch = std::env::consts::ARCH
+        .try_into()
+        .map_err(|e| format!("seccomp does not know this architecture: {e:?}"))?;
+    let filter = SeccompFilter::new(rules, mismatch, matched, arch)
+        .map_err(|e| format!("building the seccomp filter failed: {e}"))?;
     filter
         .try_into()
         .map_err(|e| format!("building the seccomp filter failed: {e:?}"))
+}
+
+/// Drops a worker started as root to `nobody` (and no supplementary
+/// groups) before it jails itself, so file permissions and process limits
+/// bind it. Must run while the process has one thread (the ids are set for
+/// the calling thread, which every later thread inherits).
+pub(crate) fn drop_root() -> Result<bool, String> {
+    use rustix::process::{Gid, Uid};
+    if !rustix::process::geteuid().is_root() {
+        return Ok(false);
+    }
+    const NOBODY: u32 = 65534;
+    let (uid, gid) = (Uid::from_raw(NOBODY), Gid::from_raw(NOBODY));
+    rustix::thread::set_thread_groups(&[])
+        .and_then(|()| rustix::thread::set_thread_res_gid(gid, gid, gid))
+        .and_then(|()| rustix::thread::set_thread_res_uid(uid, uid, uid))
+        .map_err(|e| format!("dropping root for user nobody failed: {e}"))?;
+    Ok(true)
 }

@@ -27,6 +27,7 @@ pub(crate) mod reuse;
 pub(crate) mod sandbox;
 pub(crate) mod services;
 pub(crate) mod slots;
+pub(crate) mod workers;
 
 use crate::observe::metrics::Metrics;
 use artifacts::ArtifactStore;
@@ -91,7 +92,47 @@ pub(crate) struct Runtime {
     compile_budget: CompileBudget,
 }
 
+/// What a guest worker's runtime is built from: its one function's bounds.
+pub(crate) struct WorkerBounds {
+    /// Sandboxes at once (its engine's pool).
+    pub(crate) max_instances: u32,
+    /// Bytes of guest memory at once.
+    pub(crate) max_guest_memory_bytes: u64,
+    /// Bytes of buffered request bodies at once.
+    pub(crate) max_buffered_bytes: u64,
+}
+
 impl Runtime {
+    /// The runtime of a guest worker: engines and budgets, no artifact
+    /// store (its code is handed to it loaded) and no compiler.
+    pub(crate) fn for_worker(
+        bounds: &WorkerBounds,
+        metrics: Arc<Metrics>,
+    ) -> Result<Runtime, RuntimeError> {
+        let engines = Engines::build(bounds.max_instances.saturating_add(1), true)
+            .map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+        let ticker =
+            EpochTicker::start(engines.all()).map_err(|e| RuntimeError::Engine(e.to_string()))?;
+        let linkers = Linkers::new(&engines).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+        Ok(Runtime {
+            slots: HostSlots::new(bounds.max_instances, &metrics),
+            buffers: BufferBudget::new(bounds.max_buffered_bytes, metrics.buffered().clone()),
+            guest_memory: GuestMemory::new(
+                bounds.max_guest_memory_bytes,
+                metrics.guest_memory().clone(),
+            ),
+            code: CodeCache::new(Residency::default()),
+            prepared: PreparedBudget::new(1),
+            artifacts: ArtifactStore::none(engines.fingerprint()),
+            engines,
+            _ticker: ticker,
+            linkers,
+            metrics,
+            compiler: Compiler::InProcess,
+            compile_budget: CompileBudget::default(),
+        })
+    }
+
     /// Builds the engine and opens the artifact store under `data_dir`.
     pub(crate) fn start(
         options: RuntimeOptions,

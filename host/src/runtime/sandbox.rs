@@ -222,6 +222,29 @@ impl GuestMemory {
     }
 }
 
+/// Bytes of the host's guest memory budget held for a run in another
+/// process (a guest worker's), given back when dropped.
+pub(crate) struct MemoryCharge {
+    host: Arc<GuestMemory>,
+    bytes: u64,
+}
+
+impl GuestMemory {
+    /// Holds `bytes` of the budget, if that many are free.
+    pub(crate) fn reserve(self: &Arc<Self>, bytes: u64) -> Option<MemoryCharge> {
+        self.take(bytes).then(|| MemoryCharge {
+            host: self.clone(),
+            bytes,
+        })
+    }
+}
+
+impl Drop for MemoryCharge {
+    fn drop(&mut self) {
+        self.host.give_back(self.bytes);
+    }
+}
+
 /// Enforces the memory cap inside a store and remembers whether the guest hit
 /// it, so a resulting trap is reported as the limit, not as a mystery. Its
 /// memory is charged to the host's [`GuestMemory`] until the store is gone.

@@ -63,6 +63,20 @@ impl FunctionSecrets {
         Ok((**self.values.load()).clone())
     }
 
+    /// Fixed secrets: what a guest worker is handed of its own function's.
+    pub(crate) fn fixed(values: BTreeMap<String, String>) -> FunctionSecrets {
+        let secrets = FunctionSecrets::default();
+        secrets.values.store(Arc::new(values));
+        secrets
+    }
+
+    /// Every secret, as one shared map (or why the file is damaged): a
+    /// worker handed it is replaced once the map is no longer the same.
+    pub(crate) fn snapshot(&self) -> Result<Arc<BTreeMap<String, String>>, String> {
+        self.check()?;
+        Ok(self.values.load_full())
+    }
+
     /// Secrets read from a file that could not be: none, until it can.
     fn damaged(path: PathBuf, reason: String) -> FunctionSecrets {
         let secrets = FunctionSecrets::default();

@@ -29,7 +29,7 @@ pub type KvFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, KvError>> + Sen
 
 /// A bucket: a named set of keys, either one function's own or shared by the
 /// app. Names are validated before they get here.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum BucketId {
     /// The bucket of the function with this name, shared by all its versions
     /// and deleted with it.

@@ -172,6 +172,24 @@ impl WasiHttpHooks for OutboundPolicy {
                 .instrument(span),
             );
         }
+        let request = match self.chain.clone() {
+            Some(origin) => match origin.dispatch.send_outside(request) {
+                Ok(call) => {
+                    return Box::new(
+                        async move {
+                            let response = call.await?;
+                            spans::record_status(&tracing::Span::current(), response.status());
+                            let done =
+                                Box::new(async { Ok(()) }) as Box<dyn Future<Output = _> + Send>;
+                            Ok((response, done))
+                        }
+                        .instrument(span),
+                    );
+                }
+                Err(request) => request,
+            },
+            None => request,
+        };
         Box::new(
             async move {
                 let (response, io) =

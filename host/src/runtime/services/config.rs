@@ -44,6 +44,11 @@ impl ConfigScope {
         ConfigScope { values, secrets }
     }
 
+    /// The function's secrets.
+    pub(super) fn secrets(&self) -> &Arc<FunctionSecrets> {
+        &self.secrets
+    }
+
     /// The value of `key`: its secret if there is one, else its config
     /// value; `Err` (why) while the function's secrets file is damaged.
     fn get(&self, key: &str) -> Result<Option<String>, String> {

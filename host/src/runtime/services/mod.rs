@@ -53,6 +53,11 @@ impl GuestServices {
             config: ConfigScope::new(settings.config.clone(), secrets),
         }
     }
+
+    /// The function's secrets.
+    pub(crate) fn secrets(&self) -> &Arc<FunctionSecrets> {
+        self.config.secrets()
+    }
 }
 
 /// Store data that carries a version's services next to its resource table.

@@ -1,0 +1,404 @@
+//! The front's side of one worker's way back: the calls the worker is
+//! serving (each holding its request's slots until the worker reports the
+//! run over, the worker dies, or the run's deadline has long passed), and
+//! the service that answers the worker's own calls — each checked here
+//! against what its function may reach, since a worker that left the wasm
+//! sandbox may ask for anything: key-value operations on its own and its
+//! granted buckets only, chained calls and outbound calls its allow-list
+//! grants, reports of its own calls.
+
+use super::wire::{CALL_HEADER, FAILED_HEADER, Finished, KvBreach, KvCall, KvReply, URI_HEADER};
+use crate::observe::meter::Meter;
+use crate::observe::trace::RequestTrace;
+use crate::runtime::body::{BoxError, ResponseBody, full};
+use crate::runtime::chain::{ChainBudget, ChainOrigin, Dispatch};
+use crate::runtime::function::Function;
+use crate::runtime::slots::SlotPermit;
+use crate::state::{BucketId, KvBackend, KvError};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use wasmtime_wasi_http::WasiBody;
+use wisp_spec::settings::{OutboundRule, allow_list_allows, internal_function};
+
+/// Largest report of a finished run (two captured outputs, base64).
+const MAX_REPORT_BYTES: usize = 1 << 20;
+
+/// How long past its deadline a call's slots wait for its report.
+const REPORT_GRACE: Duration = Duration::from_secs(5);
+
+/// A call a worker is serving.
+pub(crate) struct Pending {
+    /// Its slots, given back when the run is over.
+    pub(crate) _permit: SlotPermit,
+    /// Its host memory charge, given back with the slots.
+    pub(crate) _memory: crate::runtime::sandbox::MemoryCharge,
+    pub(crate) meter: Meter,
+    pub(crate) trace: Arc<RequestTrace>,
+    pub(crate) request_id: Arc<str>,
+    /// The request path, for its chained calls.
+    pub(crate) dispatch: Arc<dyn Dispatch>,
+    /// Its depth in a chain of calls.
+    pub(crate) depth: u32,
+    /// The chained calls its client request may still make.
+    pub(crate) budget: Arc<ChainBudget>,
+    /// After this its slots are given back even without a report.
+    pub(crate) overdue: Instant,
+}
+
+/// One worker's way back, and the calls it serves.
+pub(crate) struct Back {
+    function: Arc<str>,
+    granted: BTreeSet<String>,
+    rules: Arc<[OutboundRule]>,
+    timeout: Duration,
+    max_kv_bytes: usize,
+    kv: Arc<dyn KvBackend>,
+    calls: Mutex<HashMap<u64, Pending>>,
+}
+
+impl Back {
+    /// The way back of a worker serving `function`.
+    pub(crate) fn new(function: &Function, kv: Arc<dyn KvBackend>) -> Arc<Back> {
+        let settings = &function.settings;
+        Arc::new(Back {
+            function: function.name.clone(),
+            granted: settings.kv.clone(),
+            rules: settings.allow_outbound.clone().into(),
+            timeout: settings.limits.timeout,
+            max_kv_bytes: usize::try_from(settings.limits.memory_bytes)
+                .unwrap_or(usize::MAX)
+                .saturating_add(64 << 10),
+            kv,
+            calls: Mutex::default(),
+        })
+    }
+
+    fn calls(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Pending>> {
+        self.calls.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The worker serves `call`.
+    pub(crate) fn expect(&self, call: u64, pending: Pending) {
+        self.calls().insert(call, pending);
+    }
+
+    /// The run of `call` is over without a report.
+    pub(crate) fn settle(&self, call: u64) {
+        self.calls().remove(&call);
+    }
+
+    /// Calls in flight.
+    pub(crate) fn calls_in_flight(&self) -> usize {
+        self.calls().len()
+    }
+
+    /// The worker is gone: every call it served is over.
+    pub(crate) fn forget_calls(&self) {
+        let calls = std::mem::take(&mut *self.calls());
+        drop(calls);
+    }
+
+    /// Gives back the slots of calls long past their deadline.
+    pub(crate) fn forget_overdue(&self) {
+        let now = Instant::now();
+        self.calls().retain(|_, pending| pending.overdue > now);
+    }
+
+    /// When a call that starts now is overdue.
+    pub(crate) fn overdue_from(&self, started: Instant) -> Instant {
+        started + self.timeout + REPORT_GRACE
+    }
+
+    /// Serves the worker's calls on `socket` until it closes.
+    pub(crate) fn serve(self: &Arc<Self>, socket: tokio::net::UnixStream) {
+        let back = self.clone();
+        let service = hyper::service::service_fn(move |request| {
+            let back = back.clone();
+            async move { Ok::<_, std::convert::Infallible>(back.answer(request).await) }
+        });
+        tokio::spawn(async move {
+            let served = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(socket), service)
+                .await;
+            if let Err(e) = served {
+                tracing::debug!("a guest worker's way back closed: {e}");
+            }
+        });
+    }
+
+    async fn answer(
+        self: Arc<Self>,
+        request: http::Request<hyper::body::Incoming>,
+    ) -> http::Response<ResponseBody> {
+        let call = request
+            .headers()
+            .get(CALL_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+        match request.uri().path() {
+            "/finished" => self.finished(request).await,
+            "/kv" => self.kv(request).await,
+            "/chain" => self.chain(call, request).await,
+            "/outbound" => self.outbound(request).await,
+            _ => refused(http::StatusCode::NOT_FOUND, "no such call"),
+        }
+    }
+
+    /// A run is over: its cost and output go to its function's books, its
+    /// slots back to the host.
+    async fn finished(
+        &self,
+        request: http::Request<hyper::body::Incoming>,
+    ) -> http::Response<ResponseBody> {
+        let Some(bytes) = read_bounded(request, MAX_REPORT_BYTES).await else {
+            return refused(http::StatusCode::PAYLOAD_TOO_LARGE, "report too large");
+        };
+        let Ok(report) = serde_json::from_slice::<Finished>(&bytes) else {
+            return refused(http::StatusCode::BAD_REQUEST, "bad report");
+        };
+        let Some(pending) = self.calls().remove(&report.call) else {
+            return refused(http::StatusCode::GONE, "no such call");
+        };
+        if let Some(us) = report.instantiate_us {
+            pending.trace.set_instantiate(Duration::from_micros(us));
+            pending
+                .meter
+                .metrics
+                .record_instantiate(Duration::from_micros(us));
+        }
+        pending.meter.finished(
+            report.cost(),
+            &pending.trace,
+            &pending.request_id,
+            &report.stdout,
+            &report.stderr,
+        );
+        drop(pending);
+        http::Response::new(full(""))
+    }
+
+    /// A key-value operation, on a bucket this function may open.
+    async fn kv(
+        &self,
+        request: http::Request<hyper::body::Incoming>,
+    ) -> http::Response<ResponseBody> {
+        let Some(bytes) = read_bounded(request, self.max_kv_bytes).await else {
+            return kv_reply(&failed("the key-value call is too large"));
+        };
+        let Ok(call) = postcard::from_bytes::<KvCall>(&bytes) else {
+            return kv_reply(&failed("a malformed key-value call"));
+        };
+        let allowed = match call.bucket() {
+            BucketId::Function(name) => **name == *self.function,
+            BucketId::App(name) => self.granted.contains(name),
+        };
+        if !allowed {
+            tracing::warn!(
+                function = %self.function,
+                bucket = %call.bucket(),
+                "a guest worker asked for a bucket its function may not open: refused"
+            );
+            return kv_reply(&failed("access denied"));
+        }
+        kv_reply(&run_kv(&*self.kv, call).await)
+    }
+
+    /// A chained call of call `call`: checked against the allow-list, run
+    /// by the request path under its client request's chain budget.
+    async fn chain(
+        &self,
+        call: u64,
+        request: http::Request<hyper::body::Incoming>,
+    ) -> http::Response<ResponseBody> {
+        let Some(uri) = target(&request) else {
+            return refused(http::StatusCode::BAD_REQUEST, "no target");
+        };
+        let callee = uri.host().and_then(internal_function).map(str::to_owned);
+        let (Some(callee), true) = (callee, allow_list_allows(&self.rules, &uri)) else {
+            tracing::warn!(function = %self.function, destination = %uri, "a guest worker's chained call is not in its allow-list: refused");
+            return refused(http::StatusCode::FORBIDDEN, "not in the allow-list");
+        };
+        let origin = {
+            let calls = self.calls();
+            let Some(pending) = calls.get(&call) else {
+                return refused(http::StatusCode::GONE, "the calling run is over");
+            };
+            ChainOrigin {
+                dispatch: pending.dispatch.clone(),
+                depth: pending.depth,
+                request_id: pending.request_id.clone(),
+                traceparent: None,
+                budget: Some(pending.budget.clone()),
+            }
+        };
+        let (mut parts, body) = request.into_parts();
+        parts.uri = uri;
+        parts.headers.remove(URI_HEADER);
+        parts.headers.remove(CALL_HEADER);
+        let body: WasiBody = body
+            .map_err(|_| wasmtime_wasi_http::Error::HttpRequestBodySize(None))
+            .boxed_unsync();
+        let response = origin
+            .call(
+                &self.function,
+                &callee,
+                http::Request::from_parts(parts, body),
+            )
+            .await;
+        response.map(|body| {
+            body.map_err(|e| BoxError::from(format!("{e:?}")))
+                .boxed_unsync()
+        })
+    }
+
+    /// A call outside the host: checked against the allow-list and made
+    /// here, where the sockets are.
+    async fn outbound(
+        &self,
+        request: http::Request<hyper::body::Incoming>,
+    ) -> http::Response<ResponseBody> {
+        let Some(uri) = target(&request) else {
+            return outbound_failed("HttpRequestUriInvalid");
+        };
+        let internal = uri.host().and_then(internal_function).is_some();
+        if internal || !allow_list_allows(&self.rules, &uri) {
+            tracing::warn!(function = %self.function, destination = %uri, "a guest worker's outbound call is not in its allow-list: refused");
+            return outbound_failed("HttpRequestDenied");
+        }
+        let (mut parts, body) = request.into_parts();
+        parts.uri = uri;
+        parts.headers.remove(URI_HEADER);
+        parts.headers.remove(CALL_HEADER);
+        let body: WasiBody = body
+            .map_err(|_| wasmtime_wasi_http::Error::HttpRequestBodySize(None))
+            .boxed_unsync();
+        match wasmtime_wasi_http::default_send_request(http::Request::from_parts(parts, body), None)
+            .await
+        {
+            Ok((response, io)) => {
+                tokio::spawn(io);
+                response.map(|body| {
+                    body.map_err(|e| BoxError::from(format!("{e:?}")))
+                        .boxed_unsync()
+                })
+            }
+            Err(e) => {
+                let name = format!("{e:?}");
+                let name = name
+                    .split(['(', ' ', '{'])
+                    .next()
+                    .unwrap_or("InternalError")
+                    .to_owned();
+                outbound_failed(&name)
+            }
+        }
+    }
+}
+
+/// The absolute URI a worker's call targets.
+fn target(request: &http::Request<hyper::body::Incoming>) -> Option<http::Uri> {
+    request
+        .headers()
+        .get(URI_HEADER)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// Reads a body of at most `max` bytes.
+async fn read_bounded(request: http::Request<hyper::body::Incoming>, max: usize) -> Option<Bytes> {
+    Limited::new(request.into_body(), max)
+        .collect()
+        .await
+        .ok()
+        .map(http_body_util::Collected::to_bytes)
+}
+
+fn refused(status: http::StatusCode, why: &str) -> http::Response<ResponseBody> {
+    let mut response = http::Response::new(full(why.to_owned()));
+    *response.status_mut() = status;
+    response
+}
+
+fn outbound_failed(name: &str) -> http::Response<ResponseBody> {
+    let mut response = refused(http::StatusCode::BAD_GATEWAY, "outbound call failed");
+    if let Ok(value) = http::HeaderValue::try_from(name) {
+        response.headers_mut().insert(FAILED_HEADER, value);
+    }
+    response
+}
+
+fn failed(message: &str) -> KvReply {
+    KvReply::Failed {
+        message: message.to_owned(),
+        limit: None,
+    }
+}
+
+fn kv_reply(reply: &KvReply) -> http::Response<ResponseBody> {
+    http::Response::new(full(postcard::to_stdvec(reply).unwrap_or_default()))
+}
+
+/// Runs `call` on `kv`.
+async fn run_kv(kv: &dyn KvBackend, call: KvCall) -> KvReply {
+    let result = match call {
+        KvCall::Get(b, key) => kv.get(&b, &key).await.map(KvReply::Value),
+        KvCall::GetMany(b, keys, max) => kv
+            .get_many(&b, &keys, usize::try_from(max).unwrap_or(usize::MAX))
+            .await
+            .map(KvReply::Values),
+        KvCall::Exists(b, key) => kv.exists(&b, &key).await.map(KvReply::Bool),
+        KvCall::ListKeys(b, after, limit) => kv
+            .list_keys(
+                &b,
+                after.as_deref(),
+                usize::try_from(limit).unwrap_or(usize::MAX).clamp(1, 1000),
+            )
+            .await
+            .map(|page| KvReply::Keys(page.keys, page.next)),
+        KvCall::Set(b, key, value) => kv.set(&b, key, value).await.map(|()| KvReply::Done),
+        KvCall::SetMany(b, entries) => kv.set_many(&b, entries).await.map(|()| KvReply::Done),
+        KvCall::Delete(b, key) => kv.delete(&b, key).await.map(|()| KvReply::Done),
+        KvCall::DeleteMany(b, keys) => kv.delete_many(&b, keys).await.map(|()| KvReply::Done),
+        KvCall::Increment(b, key, delta) => kv.increment(&b, key, delta).await.map(KvReply::Number),
+        KvCall::CompareAndSwap(b, key, expected, new) => kv
+            .compare_and_swap(&b, key, expected, new)
+            .await
+            .map(KvReply::Bool),
+        KvCall::BucketBytes(b) => kv.bucket_bytes(&b).await.map(KvReply::Bytes),
+    };
+    result.unwrap_or_else(|e| KvReply::Failed {
+        message: e.to_string(),
+        limit: breach_of(e),
+    })
+}
+
+/// The breach `error` is, carried to the worker.
+fn breach_of(error: KvError) -> Option<KvBreach> {
+    Some(match error {
+        KvError::KeyTooLarge { bytes, limit } => KvBreach::KeyTooLarge {
+            bytes: bytes as u64,
+            limit: limit as u64,
+        },
+        KvError::ValueTooLarge { key, bytes, limit } => KvBreach::ValueTooLarge {
+            key,
+            bytes: bytes as u64,
+            limit: limit as u64,
+        },
+        KvError::BucketFull {
+            would_hold, limit, ..
+        } => KvBreach::BucketFull { would_hold, limit },
+        KvError::ReadTooLarge { limit } => KvBreach::ReadTooLarge {
+            limit: limit as u64,
+        },
+        KvError::NotAnInteger { key } => KvBreach::NotAnInteger { key },
+        KvError::Overflow { key } => KvBreach::Overflow { key },
+        KvError::Backend(_) | KvError::Stopped => return None,
+    })
+}

@@ -1,0 +1,293 @@
+//! The guest worker process: one version of one function, behind an OS
+//! wall. Started by the front process with a clean environment, it drops
+//! root (for `nobody`), caps its files and core dumps, reads its
+//! [`Assignment`] and compiled code from its stdin, jails itself (see
+//! `jail.rs`) while it still has one thread, and only then builds its
+//! engine, maps the guest's code and serves the front's calls: each in a
+//! fresh sandbox, exactly as the front would run it in-process, with the
+//! front's answers for everything the guest reaches beyond its sandbox
+//! (see `remote.rs`). It ends when the front closes its socket.
+
+use super::remote::{Remote, RemoteKv, Reports};
+use super::wire::{self, Assignment, CALL_HEADER, CallHead, DONE_HEADER, LIMIT_HEADER};
+use crate::error::InvokeError;
+use crate::observe::meter::Meter;
+use crate::observe::metrics::Metrics;
+use crate::observe::trace::RequestTrace;
+use crate::runtime::body::{BoxError, RequestBody, ResponseBody, full};
+use crate::runtime::chain::Dispatch;
+use crate::runtime::connection::ConnectionInfo;
+use crate::runtime::function::{Function, LoadedCode, RequestContext, VersionInfo};
+use crate::runtime::services::GuestServices;
+use crate::runtime::{Runtime, WorkerBounds};
+use crate::state::FunctionSecrets;
+use http_body_util::BodyExt;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::io::Write;
+use std::os::fd::AsFd;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+use wisp_spec::route::Route;
+use wisp_spec::settings::Settings;
+use wisp_spec::source::SourceHash;
+
+/// How a worker's stderr marks a line the front logs as a warning.
+pub(crate) const JAIL_NOTE_PREFIX: &str = "jail: ";
+
+/// Files a worker may hold: its sockets, its engine's, and what its
+/// guests' sandboxes open in their granted directories.
+const WORKER_MAX_FILES: u64 = 256;
+
+/// The child side of a guest worker: a program used as the worker calls
+/// this and exits with its result.
+pub fn guest_worker_main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("wisp worker: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run() -> Result<(), String> {
+    let dropped_root = super::super::jail::drop_root()?;
+    for (resource, cap) in [
+        (rustix::process::Resource::Nofile, WORKER_MAX_FILES),
+        (rustix::process::Resource::Core, 0),
+    ] {
+        let limit = rustix::process::Rlimit {
+            current: Some(cap),
+            maximum: Some(cap),
+        };
+        rustix::process::setrlimit(resource, limit)
+            .map_err(|e| format!("capping {resource:?} failed: {e}"))?;
+    }
+    let (assignment, artifact) = wire::read_assignment(&mut std::io::stdin().lock())?;
+    let settings = assignment
+        .settings
+        .check()
+        .map_err(|e| format!("its settings do not hold: {e}"))?;
+    // Built before the jail (its reactor makes a socket pair for signals)
+    // and on this thread: it starts no thread until the jail is up.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("starting the async runtime failed: {e}"))?;
+    let dirs: Vec<&std::path::Path> = settings.dirs.iter().map(|m| m.host.as_path()).collect();
+    if let Some(weaker) = super::super::jail::enter_worker(&dirs)? {
+        eprintln!("{JAIL_NOTE_PREFIX}{weaker}");
+    }
+    if !dropped_root && rustix::process::geteuid().is_root() {
+        return Err("still root after the jail".into());
+    }
+    runtime.block_on(serve(assignment, settings, artifact))
+}
+
+/// Builds the function's runtime and serves the front until it leaves.
+async fn serve(
+    assignment: Assignment,
+    settings: Settings,
+    artifact: Vec<u8>,
+) -> Result<(), String> {
+    let calls_in = socket_of(std::io::stdin().as_fd())?;
+    let calls_out = socket_of(std::io::stdout().as_fd())?;
+    let metrics = Arc::new(Metrics::new());
+    let runtime = Runtime::for_worker(
+        &WorkerBounds {
+            max_instances: assignment.max_instances,
+            max_guest_memory_bytes: assignment.max_guest_memory,
+            max_buffered_bytes: assignment.max_buffered,
+        },
+        metrics.clone(),
+    )
+    .map_err(|e| match e {
+        crate::runtime::RuntimeError::Engine(reason)
+        | crate::runtime::RuntimeError::Artifacts(reason) => reason,
+    })?;
+    let runtime = Arc::new(runtime);
+    let abi = assignment.abi;
+    let code = LoadedCode::from_bytes(
+        runtime.engines.for_abi(abi),
+        &runtime.linkers,
+        abi,
+        &artifact,
+    )
+    .map_err(|e| format!("loading its code failed: {e}"))?;
+    drop(artifact);
+    let name: Arc<str> = Arc::from(assignment.function.as_str());
+    let slot = runtime
+        .code
+        .resident(abi, SourceHash::of(name.as_bytes()), &name, code);
+
+    let (sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(calls_out))
+            .await
+            .map_err(|e| format!("opening the way back to the front failed: {e}"))?;
+    tokio::spawn(connection);
+    let reports = Reports::new(sender.clone());
+    let function_metrics = Arc::new(metrics.for_version(&name, assignment.version));
+    let services = Arc::new(GuestServices::new(
+        name.clone(),
+        &settings,
+        Arc::new(RemoteKv::new(sender.clone())),
+        Arc::new(FunctionSecrets::fixed(assignment.secrets)),
+        function_metrics.clone(),
+    ));
+    let meter = Meter {
+        metrics: function_metrics,
+        usage: Arc::default(),
+        logs: Arc::default(),
+        history: Arc::default(),
+        version: assignment.version,
+        relay: Some(reports.clone()),
+    };
+    let function = Arc::new(Function::new(
+        VersionInfo {
+            name,
+            version: assignment.version,
+            settings,
+        },
+        slot,
+        meter,
+        services,
+        runtime.guest_memory.clone(),
+    ));
+    let worker = Arc::new(Worker {
+        runtime,
+        function,
+        sender,
+        reports,
+    });
+
+    // Ready: the front starts its calls once it reads this byte.
+    let mut ready = std::fs::File::from(
+        std::io::stdin()
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|e| format!("{e}"))?,
+    );
+    ready
+        .write_all(&[wire::READY])
+        .map_err(|e| format!("telling the front it is ready failed: {e}"))?;
+    drop(ready);
+
+    let service = hyper::service::service_fn(move |request| {
+        let worker = worker.clone();
+        async move { Ok::<_, std::convert::Infallible>(worker.call(request).await) }
+    });
+    hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+        .max_concurrent_streams(None)
+        .serve_connection(TokioIo::new(calls_in), service)
+        .await
+        .map_err(|e| format!("serving the front failed: {e}"))
+}
+
+/// A tokio socket of a duplicate of `fd` (one of the worker's stdio
+/// sockets).
+fn socket_of(fd: std::os::fd::BorrowedFd<'_>) -> Result<tokio::net::UnixStream, String> {
+    let owned = fd
+        .try_clone_to_owned()
+        .map_err(|e| format!("taking its socket failed: {e}"))?;
+    let socket = std::os::unix::net::UnixStream::from(owned);
+    socket
+        .set_nonblocking(true)
+        .map_err(|e| format!("taking its socket failed: {e}"))?;
+    tokio::net::UnixStream::from_std(socket).map_err(|e| format!("taking its socket failed: {e}"))
+}
+
+/// What serves the front's calls.
+struct Worker {
+    runtime: Arc<Runtime>,
+    function: Arc<Function>,
+    sender: hyper::client::conn::http2::SendRequest<super::remote::OutBody>,
+    reports: Arc<Reports>,
+}
+
+impl Worker {
+    /// Runs one call in a fresh sandbox, as the front would in-process.
+    async fn call(
+        &self,
+        request: http::Request<hyper::body::Incoming>,
+    ) -> http::Response<ResponseBody> {
+        let (mut parts, body) = request.into_parts();
+        let Some(head) = parts
+            .headers
+            .remove(CALL_HEADER)
+            .and_then(|v| wire::decode_header::<CallHead>(&v))
+        else {
+            return answer_error(&InvokeError::BadRequest("a call without its head".into()));
+        };
+        let Ok(route) = Route::parse(&head.route) else {
+            return answer_error(&InvokeError::BadRequest("a call with a bad route".into()));
+        };
+        parts.uri = head
+            .uri
+            .parse()
+            .unwrap_or_else(|_| http::Uri::from_static("/"));
+        parts.version = match head.http {
+            10 => http::Version::HTTP_10,
+            11 => http::Version::HTTP_11,
+            30 => http::Version::HTTP_3,
+            _ => http::Version::HTTP_2,
+        };
+        let body: RequestBody = body.map_err(BoxError::from).boxed_unsync();
+        let request = http::Request::from_parts(parts, body);
+        let trace = Arc::new(RequestTrace::new(head.trigger, tracing::Span::none(), None));
+        self.reports.expect(&trace, head.call);
+        let request_id: Arc<str> = Arc::from(head.request_id.as_str());
+        let started = Instant::now()
+            .checked_sub(Duration::from_micros(head.elapsed_us))
+            .unwrap_or_else(Instant::now);
+        let dispatch: Arc<dyn Dispatch> = Arc::new(Remote::new(self.sender.clone(), head.call));
+        let body_too_slow = Arc::new(AtomicBool::new(false));
+        let context = RequestContext {
+            route: &route,
+            path_info: &head.path_info,
+            connection: ConnectionInfo {
+                remote: head.remote,
+                local: head.local,
+            },
+            trace: &trace,
+            request_id: &request_id,
+            // The front admitted the call: the wait here is for a slot
+            // the run before it is still giving back.
+            ticket: self
+                .runtime
+                .slots
+                .ticket(&self.function, Duration::from_secs(1), started),
+            body_too_slow: &body_too_slow,
+            runtime: &self.runtime,
+            dispatch: &dispatch,
+            workers: None,
+        };
+        let result = self.function.invoke(request, context).await;
+        self.runtime.prepare_next(&self.function);
+        match result {
+            Ok(response) => response,
+            Err(error) => {
+                let mut response = answer_error(&error);
+                if self.reports.forget(&trace) {
+                    response
+                        .headers_mut()
+                        .insert(DONE_HEADER, http::HeaderValue::from_static("1"));
+                }
+                response
+            }
+        }
+    }
+}
+
+/// The error's answer, marked with the limit it breached for the front's
+/// metrics.
+fn answer_error(error: &InvokeError) -> http::Response<ResponseBody> {
+    let mut response = error.to_response().map(full);
+    if let InvokeError::LimitExceeded { limit, .. } = error {
+        response
+            .headers_mut()
+            .insert(LIMIT_HEADER, http::HeaderValue::from_static(limit.as_str()));
+    }
+    response
+}

@@ -1,0 +1,124 @@
+//! Process isolation (`wisp serve --isolation process`): guests run in
+//! worker processes behind an operating-system wall, one per function
+//! version, and the front process keeps the listeners, routing, admission,
+//! the admin API, every secret but a worker's own, the key-value database
+//! and the network.
+//!
+//! The front ([`WorkerPool::invoke`]) takes a request's slots as in-process
+//! runs do, charges the function's memory limit to the host's guest memory
+//! budget, and hands the request to its function's worker over HTTP/2 on a
+//! Unix socket (`pool.rs` starts, replaces, stops and caps workers). The
+//! worker (`child.rs`) runs it in a fresh sandbox exactly as the front
+//! would in-process, and reaches back (`remote.rs`, answered and checked by
+//! `back.rs`) for key-value storage, chained and outbound calls, and to
+//! report the run's cost and output, which land in the front's books. A
+//! worker that dies fails only its own calls: their slots come back, and
+//! the next request starts a new worker.
+
+mod back;
+mod child;
+mod pool;
+mod remote;
+mod wire;
+
+pub use child::guest_worker_main;
+pub(crate) use pool::WorkerPool;
+pub use pool::{DEFAULT_MAX_WORKERS, DEFAULT_SPARE_WORKERS, DEFAULT_WORKER_IDLE, WorkerOptions};
+
+use crate::error::{InvokeError, Limit};
+use crate::runtime::body::{BoxError, RequestBody, ResponseBody};
+use crate::runtime::chain::{ChainBudget, ChainOrigin};
+use crate::runtime::function::{Function, RequestContext};
+use back::Pending;
+use http_body_util::BodyExt;
+use std::sync::Arc;
+use wire::{CALL_HEADER, CallHead, DONE_HEADER, LIMIT_HEADER};
+
+impl WorkerPool {
+    /// Serves one request of `function` in its worker: its slots taken
+    /// here and held until the worker reports the run over.
+    pub(crate) async fn invoke(
+        self: &Arc<Self>,
+        function: &Function,
+        request: http::Request<RequestBody>,
+        context: RequestContext<'_>,
+    ) -> Result<http::Response<ResponseBody>, InvokeError> {
+        let started = context.ticket.started();
+        let permit = context.ticket.take(function).await?;
+        let memory = context
+            .runtime
+            .guest_memory
+            .reserve(function.settings.limits.memory_bytes)
+            .ok_or_else(|| {
+                InvokeError::limit(
+                    Limit::HostMemory,
+                    "the host's guest memory budget is spent; retry shortly",
+                )
+            })?;
+        let worker = self.worker_for(function, context.runtime).await?;
+        let call = worker.next_call();
+        let head = CallHead {
+            call,
+            uri: request.uri().to_string(),
+            http: match request.version() {
+                http::Version::HTTP_10 => 10,
+                http::Version::HTTP_11 => 11,
+                http::Version::HTTP_3 => 30,
+                _ => 20,
+            },
+            route: context.route.as_str().to_owned(),
+            path_info: context.path_info.to_owned(),
+            remote: context.connection.remote,
+            local: context.connection.local,
+            trigger: context.trace.trigger,
+            request_id: context.request_id.to_string(),
+            elapsed_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+        };
+        let (mut parts, body) = request.into_parts();
+        let header = wire::encode_header(&head)
+            .ok_or_else(|| InvokeError::BadRequest("the request cannot be passed on".into()))?;
+        parts.headers.insert(CALL_HEADER, header);
+        parts.uri = http::Uri::from_static("http://worker/");
+        let budget = ChainBudget::inherited(&parts.extensions).unwrap_or_default();
+        parts.extensions = http::Extensions::new();
+        worker.back.expect(
+            call,
+            Pending {
+                _permit: permit,
+                _memory: memory,
+                meter: function.meter().clone(),
+                trace: context.trace.clone(),
+                request_id: context.request_id.clone(),
+                dispatch: context.dispatch.clone(),
+                depth: ChainOrigin::depth_of(&parts.headers),
+                budget,
+                overdue: worker.back.overdue_from(started),
+            },
+        );
+        let response = match worker.send(http::Request::from_parts(parts, body)).await {
+            Ok(response) => response,
+            Err(e) => {
+                worker.back.settle(call);
+                tracing::warn!(function = %function.name, pid = worker.pid, "a call to its guest worker failed: {e}");
+                return Err(InvokeError::WorkerFailed(format!(
+                    "the worker of function `{}` failed",
+                    function.name
+                )));
+            }
+        };
+        let (mut parts, body) = response.into_parts();
+        if let Some(limit) = parts.headers.remove(LIMIT_HEADER) {
+            let named = Limit::ALL
+                .iter()
+                .find(|l| l.as_str().as_bytes() == limit.as_bytes());
+            if let Some(limit) = named {
+                function.metrics().record_breach(*limit);
+            }
+        }
+        if parts.headers.remove(DONE_HEADER).is_some() {
+            worker.back.settle(call);
+        }
+        let body = body.map_err(BoxError::from).boxed_unsync();
+        Ok(http::Response::from_parts(parts, body))
+    }
+}

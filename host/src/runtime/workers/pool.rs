@@ -1,0 +1,537 @@
+//! The front's guest workers: one process per function version, started on
+//! its first request (from a few pre-started spares that wait for their
+//! assignment), replaced when it dies or its function's secrets change,
+//! stopped after it has been idle a while, and never more than the host's
+//! cap at once (the least recently used idle one makes room).
+//!
+//! A worker is the same program re-executed (`program args…`, which calls
+//! [`guest_worker_main`](super::guest_worker_main)) with an empty
+//! environment and two sockets (see `wire.rs`); its stderr is read line by
+//! line into the host log, and its end is logged and counted with its
+//! cause — the signal that killed it, when one did.
+
+use super::back::Back;
+use super::wire::{self, Assignment, READY};
+use crate::error::InvokeError;
+use crate::observe::metrics::WorkerSeries;
+use crate::runtime::Runtime;
+use crate::runtime::body::RequestBody;
+use crate::runtime::function::Function;
+use crate::state::KvBackend;
+use hyper::client::conn::http2::SendRequest;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::collections::{BTreeMap, HashMap};
+use std::ffi::OsString;
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+use tokio::sync::OnceCell;
+
+/// How long a worker may take from its assignment to ready.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Longest line of a worker's stderr logged; the rest is cut.
+const MAX_LOG_LINE_BYTES: u64 = 4 << 10;
+
+/// How guest workers are run: `wisp serve --isolation process`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerOptions {
+    /// The program (typically `std::env::current_exe()`), which must call
+    /// [`guest_worker_main`](super::guest_worker_main) and exit with what it
+    /// returns.
+    pub program: PathBuf,
+    /// Its arguments, e.g. a hidden subcommand.
+    pub args: Vec<OsString>,
+    /// Workers alive at once, host-wide.
+    pub max_workers: usize,
+    /// How long a worker without requests lives.
+    pub idle: Duration,
+    /// Workers started ahead, waiting to be assigned.
+    pub spares: usize,
+}
+
+/// Default workers alive at once.
+pub const DEFAULT_MAX_WORKERS: usize = 256;
+/// Default life of an idle worker.
+pub const DEFAULT_WORKER_IDLE: Duration = Duration::from_secs(60);
+/// Default spare workers.
+pub const DEFAULT_SPARE_WORKERS: usize = 2;
+
+/// One function version's worker, or its start under way.
+type Cell = Arc<OnceCell<Arc<Worker>>>;
+
+/// The front's workers.
+pub(crate) struct WorkerPool {
+    options: WorkerOptions,
+    kv: Arc<dyn KvBackend>,
+    series: WorkerSeries,
+    workers: Mutex<HashMap<(Arc<str>, u32), Cell>>,
+    spares: Mutex<Vec<Spare>>,
+    /// Workers alive or starting.
+    count: AtomicUsize,
+    epoch: Instant,
+}
+
+/// A live worker.
+pub(crate) struct Worker {
+    pub(crate) pid: u32,
+    function: Arc<str>,
+    sender: SendRequest<RequestBody>,
+    pub(crate) back: Arc<Back>,
+    /// The secrets it was handed: it is replaced once they change.
+    secrets: Arc<BTreeMap<String, String>>,
+    alive: AtomicBool,
+    in_flight: AtomicUsize,
+    /// Milliseconds since the pool's epoch at its last call.
+    last_used: AtomicU64,
+    next_call: AtomicU64,
+    /// Why the pool stopped it, if it did.
+    stopped_for: Mutex<Option<&'static str>>,
+    kill: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+}
+
+/// A started worker waiting for its assignment.
+struct Spare {
+    child: tokio::process::Child,
+    calls: tokio::net::UnixStream,
+    back: tokio::net::UnixStream,
+}
+
+impl WorkerPool {
+    /// A pool starting workers by `options`, whose functions' key-value
+    /// calls go to `kv`; starts its spares and its idle reaper.
+    pub(crate) fn start(
+        options: WorkerOptions,
+        kv: Arc<dyn KvBackend>,
+        series: WorkerSeries,
+    ) -> Arc<WorkerPool> {
+        let pool = Arc::new(WorkerPool {
+            options,
+            kv,
+            series,
+            workers: Mutex::default(),
+            spares: Mutex::default(),
+            count: AtomicUsize::new(0),
+            epoch: Instant::now(),
+        });
+        pool.refill_spares();
+        tokio::spawn(reap_idle(Arc::downgrade(&pool)));
+        pool
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn lock_workers(&self) -> std::sync::MutexGuard<'_, HashMap<(Arc<str>, u32), Cell>> {
+        self.workers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lock_spares(&self) -> std::sync::MutexGuard<'_, Vec<Spare>> {
+        self.spares.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts spares until there are as many as asked for.
+    fn refill_spares(self: &Arc<Self>) {
+        let missing = self.options.spares.saturating_sub(self.lock_spares().len());
+        for _ in 0..missing {
+            match self.spawn() {
+                Ok(spare) => self.lock_spares().push(spare),
+                Err(e) => {
+                    tracing::error!("starting a spare guest worker failed: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Starts a worker process, not yet assigned.
+    fn spawn(&self) -> std::io::Result<Spare> {
+        let (calls, child_calls) = std::os::unix::net::UnixStream::pair()?;
+        let (back, child_back) = std::os::unix::net::UnixStream::pair()?;
+        let child = tokio::process::Command::new(&self.options.program)
+            .args(&self.options.args)
+            .env_clear()
+            .stdin(Stdio::from(std::os::fd::OwnedFd::from(child_calls)))
+            .stdout(Stdio::from(std::os::fd::OwnedFd::from(child_back)))
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()?;
+        let socket = |s: std::os::unix::net::UnixStream| {
+            s.set_nonblocking(true)?;
+            tokio::net::UnixStream::from_std(s)
+        };
+        Ok(Spare {
+            child,
+            calls: socket(calls)?,
+            back: socket(back)?,
+        })
+    }
+
+    /// The worker of `function`'s version, started if it has none (or its
+    /// one died, or was handed secrets that have since changed).
+    pub(crate) async fn worker_for(
+        self: &Arc<Self>,
+        function: &Function,
+        runtime: &Arc<Runtime>,
+    ) -> Result<Arc<Worker>, InvokeError> {
+        let secrets = function.secrets_snapshot().map_err(|reason| {
+            tracing::error!(function = %function.name, "its secrets cannot be read: {reason}");
+            InvokeError::Unavailable(function.name.to_string())
+        })?;
+        let key = (function.name.clone(), function.version);
+        for _ in 0..2 {
+            let cell = self.lock_workers().entry(key.clone()).or_default().clone();
+            let worker = cell
+                .get_or_try_init(|| self.start_worker(function, runtime, secrets.clone()))
+                .await?
+                .clone();
+            if worker.alive.load(Ordering::Acquire) && Arc::ptr_eq(&worker.secrets, &secrets) {
+                worker.last_used.store(self.now_ms(), Ordering::Relaxed);
+                return Ok(worker);
+            }
+            // Dead, or handed old secrets: forget it (unless another
+            // request already did) and start another.
+            let mut workers = self.lock_workers();
+            if workers.get(&key).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
+                workers.remove(&key);
+            }
+            drop(workers);
+            worker.stop("replaced");
+        }
+        Err(InvokeError::WorkerFailed(format!(
+            "no worker of function `{}` stays up",
+            function.name
+        )))
+    }
+
+    /// Starts and assigns a worker for `function`.
+    async fn start_worker(
+        self: &Arc<Self>,
+        function: &Function,
+        runtime: &Arc<Runtime>,
+        secrets: Arc<BTreeMap<String, String>>,
+    ) -> Result<Arc<Worker>, InvokeError> {
+        let asked = Instant::now();
+        self.make_room(function)?;
+        let result = self.assign(function, runtime, secrets).await;
+        match result {
+            Ok(worker) => {
+                self.series.started(asked.elapsed());
+                Ok(worker)
+            }
+            Err(error) => {
+                self.count.fetch_sub(1, Ordering::AcqRel);
+                Err(error)
+            }
+        }
+    }
+
+    /// Counts one more worker, stopping the least recently used idle one
+    /// when the host's cap is reached.
+    fn make_room(&self, function: &Function) -> Result<(), InvokeError> {
+        if self.count.fetch_add(1, Ordering::AcqRel) < self.options.max_workers {
+            return Ok(());
+        }
+        let idlest = {
+            let workers = self.lock_workers();
+            workers
+                .iter()
+                .filter_map(|(key, cell)| cell.get().map(|w| (key.clone(), w.clone())))
+                .filter(|(_, w)| w.in_flight.load(Ordering::Acquire) == 0)
+                .min_by_key(|(_, w)| w.last_used.load(Ordering::Relaxed))
+        };
+        match idlest {
+            Some((key, worker)) => {
+                self.lock_workers().remove(&key);
+                worker.stop("evicted");
+                Ok(())
+            }
+            None => {
+                self.count.fetch_sub(1, Ordering::AcqRel);
+                Err(InvokeError::limit(
+                    crate::error::Limit::Concurrency,
+                    format!(
+                        "no room for a worker of function `{}`: all {} workers are busy; retry shortly",
+                        function.name, self.options.max_workers
+                    ),
+                ))
+            }
+        }
+    }
+
+    /// Hands a spare (or a newly started process) its assignment and waits
+    /// until it is ready.
+    async fn assign(
+        self: &Arc<Self>,
+        function: &Function,
+        runtime: &Arc<Runtime>,
+        secrets: Arc<BTreeMap<String, String>>,
+    ) -> Result<Arc<Worker>, InvokeError> {
+        let failed = |what: String| {
+            tracing::error!(function = %function.name, "starting its guest worker failed: {what}");
+            InvokeError::WorkerFailed(format!(
+                "the worker of function `{}` could not start (see the host log)",
+                function.name
+            ))
+        };
+        let slot = function.code().clone();
+        let path = runtime
+            .verified_artifact(&slot)
+            .map_err(|e| failed(e.to_string()))?;
+        let artifact = tokio::fs::read(&path)
+            .await
+            .map_err(|e| failed(format!("reading its code: {e}")))?;
+        let spare = self.lock_spares().pop();
+        let pool = self.clone();
+        tokio::spawn(async move { pool.refill_spares() });
+        let mut spare = match spare {
+            Some(spare) => spare,
+            None => self.spawn().map_err(|e| failed(format!("{e}")))?,
+        };
+        let pid = spare.child.id().unwrap_or_default();
+        log_stderr(&function.name, pid, spare.child.stderr.take());
+        let limits = &function.settings.limits;
+        let assignment = Assignment {
+            function: function.name.to_string(),
+            version: function.version,
+            abi: slot.abi,
+            settings: function.settings.to_raw(),
+            secrets: (*secrets).clone(),
+            max_instances: limits.max_concurrency.max(1),
+            max_guest_memory: limits
+                .memory_bytes
+                .saturating_mul(u64::from(limits.max_concurrency.max(1)) + 1),
+            max_buffered: runtime.buffers.limit(),
+            artifact_bytes: artifact.len() as u64,
+        };
+        let mut message = Vec::with_capacity(artifact.len() + 4096);
+        wire::write_assignment(&mut message, &assignment, &artifact)
+            .map_err(|e| failed(format!("{e}")))?;
+        drop(artifact);
+        let handshake = async {
+            spare.calls.write_all(&message).await?;
+            let mut ready = [0u8; 1];
+            spare.calls.read_exact(&mut ready).await?;
+            if ready[0] != READY {
+                return Err(std::io::Error::other("it said something other than ready"));
+            }
+            Ok::<_, std::io::Error>(())
+        };
+        match tokio::time::timeout(START_TIMEOUT, handshake).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                let status = spare.child.try_wait().ok().flatten();
+                return Err(failed(format!(
+                    "it ended before it was ready ({e}; {})",
+                    status.map_or("still running".to_owned(), |s| describe(s))
+                )));
+            }
+            Err(_) => return Err(failed("it was not ready in time".into())),
+        }
+        let (sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+            .max_header_list_size(64 << 10)
+            .handshake(TokioIo::new(spare.calls))
+            .await
+            .map_err(|e| failed(format!("opening its connection: {e}")))?;
+        tokio::spawn(connection);
+        let back = Back::new(function, self.kv.clone());
+        back.serve(spare.back);
+        let (kill, killed) = tokio::sync::oneshot::channel();
+        let worker = Arc::new(Worker {
+            pid,
+            function: function.name.clone(),
+            sender,
+            back,
+            secrets,
+            alive: AtomicBool::new(true),
+            in_flight: AtomicUsize::new(0),
+            last_used: AtomicU64::new(self.now_ms()),
+            next_call: AtomicU64::new(1),
+            stopped_for: Mutex::default(),
+            kill: Mutex::new(Some(kill)),
+        });
+        tokio::spawn(watch(
+            Arc::downgrade(self),
+            worker.clone(),
+            spare.child,
+            killed,
+        ));
+        Ok(worker)
+    }
+}
+
+impl Worker {
+    /// Sends it a call.
+    pub(crate) async fn send(
+        &self,
+        request: http::Request<RequestBody>,
+    ) -> Result<http::Response<hyper::body::Incoming>, String> {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        let mut sender = self.sender.clone();
+        let sent = async {
+            sender.ready().await.map_err(|e| e.to_string())?;
+            sender
+                .send_request(request)
+                .await
+                .map_err(|e| e.to_string())
+        }
+        .await;
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        sent
+    }
+
+    /// A number for its next call.
+    pub(crate) fn next_call(&self) -> u64 {
+        self.next_call.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Stops it (killing the process) for `cause`.
+    fn stop(&self, cause: &'static str) {
+        self.alive.store(false, Ordering::Release);
+        let mut stopped = self.stopped_for.lock().unwrap_or_else(|p| p.into_inner());
+        stopped.get_or_insert(cause);
+        drop(stopped);
+        if let Some(kill) = self.kill.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = kill.send(());
+        }
+    }
+}
+
+/// Waits for a worker's process to end (or kills it when the pool stops
+/// it), then forgets it: its calls in flight fail, its held slots are
+/// given back, and its end is logged and counted.
+async fn watch(
+    pool: Weak<WorkerPool>,
+    worker: Arc<Worker>,
+    mut child: tokio::process::Child,
+    killed: tokio::sync::oneshot::Receiver<()>,
+) {
+    let status = tokio::select! {
+        status = child.wait() => status.ok(),
+        _ = killed => {
+            let _ = child.start_kill();
+            child.wait().await.ok()
+        }
+    };
+    worker.alive.store(false, Ordering::Release);
+    worker.back.forget_calls();
+    let stopped_for = *worker.stopped_for.lock().unwrap_or_else(|p| p.into_inner());
+    let cause = match (stopped_for, status) {
+        (Some(cause), _) => cause.to_owned(),
+        (None, Some(status)) => match status.signal() {
+            Some(signal) => signal_name(signal),
+            None => "exit".to_owned(),
+        },
+        (None, None) => "unknown".to_owned(),
+    };
+    if stopped_for.is_none() {
+        tracing::warn!(
+            function = %worker.function,
+            pid = worker.pid,
+            "its guest worker ended: {}",
+            status.map_or("its status is unknown".to_owned(), describe)
+        );
+    }
+    let Some(pool) = pool.upgrade() else { return };
+    pool.count.fetch_sub(1, Ordering::AcqRel);
+    pool.series.ended(&cause);
+    let mut workers = pool.lock_workers();
+    workers.retain(|_, cell| !cell.get().is_some_and(|w| Arc::ptr_eq(w, &worker)));
+}
+
+/// Stops workers idle past the pool's idle time, and calls whose worker
+/// never reported them, every second.
+async fn reap_idle(pool: Weak<WorkerPool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let Some(pool) = pool.upgrade() else { return };
+        let now = pool.now_ms();
+        let idle_ms = u64::try_from(pool.options.idle.as_millis()).unwrap_or(u64::MAX);
+        let idle: Vec<_> = {
+            let mut workers = pool.lock_workers();
+            let mut idle = Vec::new();
+            workers.retain(|_, cell| match cell.get() {
+                Some(w)
+                    if w.in_flight.load(Ordering::Acquire) == 0
+                        && w.back.calls_in_flight() == 0
+                        && now.saturating_sub(w.last_used.load(Ordering::Relaxed)) >= idle_ms =>
+                {
+                    idle.push(w.clone());
+                    false
+                }
+                _ => true,
+            });
+            for cell in workers.values() {
+                if let Some(worker) = cell.get() {
+                    worker.back.forget_overdue();
+                }
+            }
+            idle
+        };
+        for worker in idle {
+            worker.stop("idle");
+        }
+    }
+}
+
+/// Logs each line a worker writes to its stderr.
+fn log_stderr(function: &Arc<str>, pid: u32, stderr: Option<tokio::process::ChildStderr>) {
+    let Some(stderr) = stderr else { return };
+    let function = function.clone();
+    tokio::spawn(async move {
+        let mut lines = tokio::io::BufReader::new(stderr);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            let read = (&mut lines)
+                .take(MAX_LOG_LINE_BYTES)
+                .read_until(b'\n', &mut line)
+                .await;
+            match read {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {
+                    let text = String::from_utf8_lossy(&line);
+                    let text = text.trim_end();
+                    match text.strip_prefix(super::child::JAIL_NOTE_PREFIX) {
+                        Some(note) => tracing::warn!(
+                            function = %function,
+                            pid,
+                            "its guest worker's jail is weaker than asked: {note}"
+                        ),
+                        None => tracing::warn!(function = %function, pid, "guest worker: {text}"),
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// How a process ended, for the log.
+fn describe(status: std::process::ExitStatus) -> String {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("it exited with status {code}"),
+        (None, Some(libc::SIGSYS)) => {
+            "it was killed by SIGSYS: it made a system call its jail forbids".to_owned()
+        }
+        (None, Some(signal)) => format!("it was killed by {}", signal_name(signal)),
+        (None, None) => "it ended".to_owned(),
+    }
+}
+
+fn signal_name(signal: i32) -> String {
+    match signal {
+        libc::SIGSYS => "SIGSYS".to_owned(),
+        libc::SIGKILL => "SIGKILL".to_owned(),
+        libc::SIGSEGV => "SIGSEGV".to_owned(),
+        libc::SIGABRT => "SIGABRT".to_owned(),
+        libc::SIGBUS => "SIGBUS".to_owned(),
+        libc::SIGTERM => "SIGTERM".to_owned(),
+        other => format!("signal {other}"),
+    }
+}

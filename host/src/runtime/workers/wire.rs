@@ -1,0 +1,259 @@
+//! What the front process and a guest worker say to each other.
+//!
+//! A worker is started with two Unix sockets: its stdin carries the
+//! front's calls (first one [`Assignment`], length-prefixed, answered with
+//! one [`READY`] byte; then HTTP/2, the front the client) and its stdout
+//! carries the worker's calls back (HTTP/2, the worker the client:
+//! key-value operations, outbound and chained calls, finished-run
+//! reports). Everything the front must know of a call rides in one
+//! header, [`CALL_HEADER`]; everything the worker reports rides in its
+//! response or in [`Finished`].
+
+use crate::observe::meter::GuestCost;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::time::Duration;
+use wisp_spec::inspect::Abi;
+use wisp_spec::settings::RawSettings;
+
+/// The byte a worker writes once it can serve.
+pub(crate) const READY: u8 = b'R';
+
+/// Largest assignment the worker reads (settings, secrets; the artifact
+/// follows it and is bounded by [`MAX_ARTIFACT_BYTES`]).
+const MAX_ASSIGNMENT_BYTES: usize = 4 << 20;
+
+/// Largest compiled artifact a worker takes.
+const MAX_ARTIFACT_BYTES: u64 = 1 << 30;
+
+/// Header of a call to a worker (and of a worker's call back): the call's
+/// [`CallHead`] (or, on the way back, its number), base64 of JSON.
+pub(crate) const CALL_HEADER: http::HeaderName =
+    http::HeaderName::from_static("x-wisp-worker-call");
+
+/// Response header of a worker's error answer: the limit it breached.
+pub(crate) const LIMIT_HEADER: http::HeaderName =
+    http::HeaderName::from_static("x-wisp-worker-limit");
+
+/// Response header of a worker's answer to a call that ran no guest: no
+/// report follows.
+pub(crate) const DONE_HEADER: http::HeaderName =
+    http::HeaderName::from_static("x-wisp-worker-done");
+
+/// Header of an outbound call a worker asks the front to make: its URI.
+pub(crate) const URI_HEADER: http::HeaderName = http::HeaderName::from_static("x-wisp-worker-uri");
+
+/// Response header of an outbound call the front refused or could not
+/// make: the error, as wasi:http names it.
+pub(crate) const FAILED_HEADER: http::HeaderName =
+    http::HeaderName::from_static("x-wisp-worker-failed");
+
+/// What a worker is told to be: one version of one function.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct Assignment {
+    pub(crate) function: String,
+    pub(crate) version: u32,
+    pub(crate) abi: Abi,
+    pub(crate) settings: RawSettings,
+    /// Its own secrets, and nothing else's.
+    pub(crate) secrets: BTreeMap<String, String>,
+    /// Sandboxes it may run at once (its engine's pool).
+    pub(crate) max_instances: u32,
+    /// Bytes of guest memory its sandboxes may hold at once.
+    pub(crate) max_guest_memory: u64,
+    /// Bytes of request bodies it may buffer at once.
+    pub(crate) max_buffered: u64,
+    /// Length of the compiled artifact that follows.
+    pub(crate) artifact_bytes: u64,
+}
+
+/// One call to a worker: what the request path knows of it.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct CallHead {
+    /// Its number, for the worker's calls back and its report.
+    pub(crate) call: u64,
+    /// The request's URI as the client sent it.
+    pub(crate) uri: String,
+    /// Its HTTP version: 10, 11, 20 or 30.
+    pub(crate) http: u8,
+    pub(crate) route: String,
+    pub(crate) path_info: String,
+    pub(crate) remote: std::net::SocketAddr,
+    pub(crate) local: std::net::SocketAddr,
+    pub(crate) trigger: wisp_spec::api::Trigger,
+    pub(crate) request_id: String,
+    /// How long ago it was routed: its deadline counts from then.
+    pub(crate) elapsed_us: u64,
+}
+
+/// What a worker reports when a run is over: what the front's meter
+/// records.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct Finished {
+    pub(crate) call: u64,
+    pub(crate) wall_us: u64,
+    pub(crate) cpu_us: u64,
+    pub(crate) fuel: u64,
+    pub(crate) peak_memory_bytes: u64,
+    pub(crate) instantiate_us: Option<u64>,
+    #[serde(with = "serde_bytes_b64")]
+    pub(crate) stdout: Vec<u8>,
+    #[serde(with = "serde_bytes_b64")]
+    pub(crate) stderr: Vec<u8>,
+}
+
+impl Finished {
+    /// The run's cost.
+    pub(crate) fn cost(&self) -> GuestCost {
+        GuestCost {
+            wall: Duration::from_micros(self.wall_us),
+            cpu: Duration::from_micros(self.cpu_us),
+            fuel: self.fuel,
+            peak_memory_bytes: usize::try_from(self.peak_memory_bytes).unwrap_or(usize::MAX),
+        }
+    }
+}
+
+/// Bytes as base64 text in JSON.
+mod serde_bytes_b64 {
+    use base64::Engine;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(bytes))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = <&str>::deserialize(d)?;
+        base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// A value as the text of a header: base64 of its JSON.
+pub(crate) fn encode_header<T: Serialize>(value: &T) -> Option<http::HeaderValue> {
+    use base64::Engine;
+    let json = serde_json::to_vec(value).ok()?;
+    let text = base64::engine::general_purpose::STANDARD_NO_PAD.encode(json);
+    http::HeaderValue::try_from(text).ok()
+}
+
+/// The value of a header written by [`encode_header`].
+pub(crate) fn decode_header<T: for<'de> Deserialize<'de>>(value: &http::HeaderValue) -> Option<T> {
+    use base64::Engine;
+    let json = base64::engine::general_purpose::STANDARD_NO_PAD
+        .decode(value.as_bytes())
+        .ok()?;
+    serde_json::from_slice(&json).ok()
+}
+
+/// Writes `assignment` and then `artifact` (blocking).
+pub(crate) fn write_assignment(
+    to: &mut impl Write,
+    assignment: &Assignment,
+    artifact: &[u8],
+) -> std::io::Result<()> {
+    let json = serde_json::to_vec(assignment).map_err(std::io::Error::other)?;
+    let len = u32::try_from(json.len()).map_err(std::io::Error::other)?;
+    to.write_all(&len.to_le_bytes())?;
+    to.write_all(&json)?;
+    to.write_all(artifact)?;
+    to.flush()
+}
+
+/// Reads what [`write_assignment`] wrote (blocking), within the bounds.
+pub(crate) fn read_assignment(from: &mut impl Read) -> Result<(Assignment, Vec<u8>), String> {
+    let mut len = [0u8; 4];
+    from.read_exact(&mut len)
+        .map_err(|e| format!("reading the assignment failed: {e}"))?;
+    let len = u32::from_le_bytes(len) as usize;
+    if len > MAX_ASSIGNMENT_BYTES {
+        return Err(format!("an assignment of {len} bytes is too large"));
+    }
+    let mut json = vec![0u8; len];
+    from.read_exact(&mut json)
+        .map_err(|e| format!("reading the assignment failed: {e}"))?;
+    let assignment: Assignment =
+        serde_json::from_slice(&json).map_err(|e| format!("a bad assignment: {e}"))?;
+    if assignment.artifact_bytes > MAX_ARTIFACT_BYTES {
+        return Err(format!(
+            "an artifact of {} bytes is too large",
+            assignment.artifact_bytes
+        ));
+    }
+    let mut artifact = Vec::new();
+    from.take(assignment.artifact_bytes)
+        .read_to_end(&mut artifact)
+        .map_err(|e| format!("reading the artifact failed: {e}"))?;
+    if artifact.len() as u64 != assignment.artifact_bytes {
+        return Err("the artifact ended early".into());
+    }
+    Ok((assignment, artifact))
+}
+
+/// A key-value operation a worker asks the front for, on a bucket its
+/// function names; the front checks the bucket is the function's.
+#[derive(Serialize, Deserialize)]
+pub(crate) enum KvCall {
+    Get(crate::state::BucketId, String),
+    GetMany(crate::state::BucketId, Vec<String>, u64),
+    Exists(crate::state::BucketId, String),
+    ListKeys(crate::state::BucketId, Option<String>, u64),
+    Set(crate::state::BucketId, String, Vec<u8>),
+    SetMany(crate::state::BucketId, Vec<(String, Vec<u8>)>),
+    Delete(crate::state::BucketId, String),
+    DeleteMany(crate::state::BucketId, Vec<String>),
+    Increment(crate::state::BucketId, String, i64),
+    CompareAndSwap(crate::state::BucketId, String, Option<Vec<u8>>, Vec<u8>),
+    BucketBytes(crate::state::BucketId),
+}
+
+impl KvCall {
+    /// The bucket it names.
+    pub(crate) fn bucket(&self) -> &crate::state::BucketId {
+        match self {
+            KvCall::Get(b, ..)
+            | KvCall::GetMany(b, ..)
+            | KvCall::Exists(b, ..)
+            | KvCall::ListKeys(b, ..)
+            | KvCall::Set(b, ..)
+            | KvCall::SetMany(b, ..)
+            | KvCall::Delete(b, ..)
+            | KvCall::DeleteMany(b, ..)
+            | KvCall::Increment(b, ..)
+            | KvCall::CompareAndSwap(b, ..)
+            | KvCall::BucketBytes(b) => b,
+        }
+    }
+}
+
+/// The front's answer to a [`KvCall`].
+#[derive(Serialize, Deserialize)]
+pub(crate) enum KvReply {
+    Value(Option<Vec<u8>>),
+    Values(Vec<Option<Vec<u8>>>),
+    Bool(bool),
+    Keys(Vec<String>, Option<String>),
+    Done,
+    Number(i64),
+    Bytes(u64),
+    /// A breach of a limit, or a failure, with its message; `limit` names
+    /// the breach (as [`crate::error::Limit::as_str`]) when it is one.
+    Failed {
+        message: String,
+        limit: Option<KvBreach>,
+    },
+}
+
+/// A key-value limit breach, carried so the guest sees the same error.
+#[derive(Serialize, Deserialize)]
+pub(crate) enum KvBreach {
+    KeyTooLarge { bytes: u64, limit: u64 },
+    ValueTooLarge { key: String, bytes: u64, limit: u64 },
+    BucketFull { would_hold: u64, limit: u64 },
+    ReadTooLarge { limit: u64 },
+    NotAnInteger { key: String },
+    Overflow { key: String },
+}
