@@ -87,6 +87,22 @@ impl Telemetry {
         Ok(Telemetry { provider })
     }
 
+    /// A guest worker's logging: JSON lines on stderr, which its front
+    /// process reads and logs as its own, with the function named (the
+    /// worker has no environment, so no `RUST_LOG`: `info`).
+    pub(crate) fn install_for_worker() {
+        let filter = EnvFilter::new("info,wasmtime=warn,cranelift=warn").add_directive(
+            format!("{SPAN_TARGET}=off")
+                .parse()
+                .unwrap_or_else(|_| LevelFilter::INFO.into()),
+        );
+        let fmt = tracing_subscriber::fmt::layer()
+            .json()
+            .with_writer(std::io::stderr)
+            .with_filter(filter);
+        let _ = tracing_subscriber::registry().with(fmt).try_init();
+    }
+
     /// What the host needs to join its spans to traces, when traces are on.
     pub(crate) fn trace_context(&self) -> Option<Arc<dyn TraceContext>> {
         self.provider

@@ -4,6 +4,11 @@
 
 #![allow(missing_docs, clippy::unwrap_used)]
 
+/// Flags every `wisp serve` of this binary gets besides its test's own:
+/// none here (guests run in-process); `tests/process` runs the modules
+/// whose code paths differ with `--isolation process`.
+pub const SERVE_ARGS: &[&str] = &[];
+
 mod bench;
 mod calls;
 mod console;

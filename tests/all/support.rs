@@ -99,6 +99,7 @@ impl Wisp {
                 "--data-dir",
             ])
             .arg(data.path().join("data"))
+            .args(crate::SERVE_ARGS)
             .args(&args)
             .env_remove("WISP_ADMIN_TOKEN")
             .env("RUST_LOG", "info")

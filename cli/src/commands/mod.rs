@@ -182,6 +182,7 @@ pub fn main() -> ExitCode {
     if let Command::GuestWorker = cli.command {
         // It jails itself while it has one thread, then starts its own
         // runtime; it logs to stderr, which its front process reads.
+        crate::telemetry::Telemetry::install_for_worker();
         return wisp_host::guest_worker_main();
     }
     quiet_error_backtraces();

@@ -149,9 +149,10 @@ impl Host {
                 dir_roots: config.dir_roots.clone(),
             },
         });
-        let workers = config.workers.clone().map(|options| {
-            WorkerPool::start(options, backplane.kv.clone(), metrics.workers().clone())
-        });
+        let workers = config
+            .workers
+            .clone()
+            .map(|options| WorkerPool::start(options, backplane.kv.clone(), metrics.clone()));
         let dispatcher = Arc::new(Dispatcher {
             registry: registry.clone(),
             runtime: runtime.clone(),

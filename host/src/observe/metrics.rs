@@ -392,6 +392,24 @@ impl Metrics {
         self.prepared_used.inc();
     }
 
+    /// Sandboxes prepared ahead, and requests that found one, so far.
+    pub(crate) fn prepared_totals(&self) -> (u64, u64) {
+        (self.sandboxes_prepared.get(), self.prepared_used.get())
+    }
+
+    /// Adds a guest worker's prepared sandboxes, and requests that found
+    /// one, to the host's.
+    pub(crate) fn add_prepared(&self, prepared: u64, used: u64) {
+        self.sandboxes_prepared.inc_by(prepared);
+        self.prepared_used.inc_by(used);
+    }
+
+    /// Counts a guest worker's load of its code (in its own process).
+    pub(crate) fn record_worker_code_load(&self, elapsed: Duration) {
+        self.code_loads.inc();
+        self.code_load_seconds.observe(elapsed.as_secs_f64());
+    }
+
     /// Loads of compiled code since start.
     pub fn code_loads(&self) -> u64 {
         self.code_loads.get()
@@ -610,6 +628,19 @@ impl FunctionMetrics {
     pub fn record_breach(&self, limit: Limit) {
         let index = Limit::ALL.iter().position(|l| *l == limit).unwrap_or(0);
         self.breaches[index].inc();
+    }
+
+    /// Breaches so far, by limit (in [`Limit::ALL`]'s order).
+    pub(crate) fn breach_counts(&self) -> Vec<u64> {
+        self.breaches.iter().map(Counter::get).collect()
+    }
+
+    /// Counts `count` more breaches of the limit at `index` of
+    /// [`Limit::ALL`] (a guest worker's, reported to its front).
+    pub(crate) fn add_breaches(&self, index: usize, count: u64) {
+        if let Some(counter) = self.breaches.get(index) {
+            counter.inc_by(count);
+        }
     }
 
     /// Records a sandbox creation time.

@@ -96,7 +96,8 @@ pub(crate) struct Runtime {
 pub(crate) struct WorkerBounds {
     /// Sandboxes at once (its engine's pool).
     pub(crate) max_instances: u32,
-    /// Bytes of guest memory at once.
+    /// The host's guest memory budget, of which its front grants it
+    /// shares as its guests grow.
     pub(crate) max_guest_memory_bytes: u64,
     /// Bytes of buffered request bodies at once.
     pub(crate) max_buffered_bytes: u64,
@@ -117,7 +118,7 @@ impl Runtime {
         Ok(Runtime {
             slots: HostSlots::new(bounds.max_instances, &metrics),
             buffers: BufferBudget::new(bounds.max_buffered_bytes, metrics.buffered().clone()),
-            guest_memory: GuestMemory::new(
+            guest_memory: GuestMemory::leased(
                 bounds.max_guest_memory_bytes,
                 metrics.guest_memory().clone(),
             ),

@@ -173,11 +173,40 @@ pub fn explain_failure(
 /// own memory limits would allow. A growth past it fails in the guest, which
 /// is answered `503` (`host-memory`), like a pool slot that is not free.
 /// The bytes held show as the `wisp_guest_memory_bytes` gauge.
-#[derive(Debug)]
 pub struct GuestMemory {
     limit: u64,
     held: AtomicU64,
     gauge: Gauge,
+    /// A guest worker's: the part of the front's budget it was granted,
+    /// and how it asks for more (see [`MemoryLease`]).
+    lease: Option<Lease>,
+}
+
+/// A guest worker's share of its front's guest memory budget.
+struct Lease {
+    granted: AtomicU64,
+    source: std::sync::OnceLock<Arc<dyn MemoryLease>>,
+}
+
+/// How a guest worker asks its front for more of the host's guest memory
+/// budget, and gives back what it does not use.
+pub(crate) trait MemoryLease: Send + Sync {
+    /// Asks for `bytes` more; true when granted.
+    fn grow(&self, bytes: u64) -> std::pin::Pin<Box<dyn Future<Output = bool> + Send>>;
+    /// Gives back `bytes` (without waiting for the front).
+    fn give_back(&self, bytes: u64);
+}
+
+/// The steps a guest worker's lease grows and shrinks by.
+const LEASE_STEP: u64 = 16 << 20;
+
+impl std::fmt::Debug for GuestMemory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GuestMemory")
+            .field("limit", &self.limit)
+            .field("held", &self.held)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The default guest memory budget: half of physical memory (8 GiB if
@@ -195,7 +224,82 @@ impl GuestMemory {
             limit,
             held: AtomicU64::new(0),
             gauge,
+            lease: None,
         })
+    }
+
+    /// A guest worker's budget: a share of its front's budget of `limit`
+    /// bytes, none granted yet; [`GuestMemory::lease_from`] says how it
+    /// asks for more.
+    pub(crate) fn leased(limit: u64, gauge: Gauge) -> Arc<GuestMemory> {
+        Arc::new(GuestMemory {
+            limit,
+            held: AtomicU64::new(0),
+            gauge,
+            lease: Some(Lease {
+                granted: AtomicU64::new(0),
+                source: std::sync::OnceLock::new(),
+            }),
+        })
+    }
+
+    /// Sets where a leased budget asks for more.
+    pub(crate) fn lease_from(&self, source: Arc<dyn MemoryLease>) {
+        if let Some(lease) = &self.lease {
+            let _ = lease.source.set(source);
+        }
+    }
+
+    /// True for a guest worker's leased budget.
+    pub(crate) fn is_leased(&self) -> bool {
+        self.lease.is_some()
+    }
+
+    /// The bound `take` holds to: the budget, or what was granted of it.
+    fn bound(&self) -> u64 {
+        match &self.lease {
+            Some(lease) => lease.granted.load(Ordering::Acquire),
+            None => self.limit,
+        }
+    }
+
+    /// Asks the front for enough more to take `bytes`, in whole steps;
+    /// true when granted.
+    async fn grow_lease(&self, bytes: u64) -> bool {
+        let Some(lease) = &self.lease else {
+            return false;
+        };
+        let Some(source) = lease.source.get() else {
+            return false;
+        };
+        let ask = bytes.div_ceil(LEASE_STEP).saturating_mul(LEASE_STEP);
+        if !source.grow(ask).await {
+            return false;
+        }
+        lease.granted.fetch_add(ask, Ordering::AcqRel);
+        true
+    }
+
+    /// Gives back the whole steps of the lease its guests do not use.
+    pub(crate) fn trim_lease(&self) {
+        let Some(lease) = &self.lease else { return };
+        let Some(source) = lease.source.get() else {
+            return;
+        };
+        let spare = |granted: u64| {
+            let free = granted.saturating_sub(self.held.load(Ordering::Acquire));
+            free / LEASE_STEP * LEASE_STEP
+        };
+        let trimmed = lease
+            .granted
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |granted| {
+                let give = spare(granted);
+                (give > 0).then(|| granted - give)
+            });
+        if let Ok(before) = trimmed {
+            let after = lease.granted.load(Ordering::Acquire);
+            source.give_back(before.saturating_sub(after));
+        }
     }
 
     /// The budget, in bytes.
@@ -207,7 +311,8 @@ impl GuestMemory {
         let taken = self
             .held
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |held| {
-                held.checked_add(bytes).filter(|&total| total <= self.limit)
+                held.checked_add(bytes)
+                    .filter(|&total| total <= self.bound())
             })
             .is_ok();
         if taken {
@@ -219,6 +324,9 @@ impl GuestMemory {
     fn give_back(&self, bytes: u64) {
         self.held.fetch_sub(bytes, Ordering::Relaxed);
         self.gauge.dec_by(i64::try_from(bytes).unwrap_or(i64::MAX));
+        // What a worker's guests no longer use goes back to the host at
+        // once, for other functions' guests.
+        self.trim_lease();
     }
 }
 
@@ -236,6 +344,24 @@ impl GuestMemory {
             host: self.clone(),
             bytes,
         })
+    }
+}
+
+impl MemoryCharge {
+    /// Holds `bytes` more, if that many are free.
+    pub(crate) fn grow(&mut self, bytes: u64) -> bool {
+        let taken = self.host.take(bytes);
+        if taken {
+            self.bytes += bytes;
+        }
+        taken
+    }
+
+    /// Gives back up to `bytes` of what it holds.
+    pub(crate) fn shrink(&mut self, bytes: u64) {
+        let bytes = bytes.min(self.bytes);
+        self.host.give_back(bytes);
+        self.bytes -= bytes;
     }
 }
 
@@ -278,6 +404,33 @@ impl MemoryLimiter {
     }
 }
 
+impl MemoryLimiter {
+    /// Whether memory may grow from `current` to `desired` bytes; `Err`
+    /// with the bytes to charge when only the host's budget stands in the
+    /// way.
+    fn check_growth(&mut self, current: usize, desired: usize) -> Result<bool, u64> {
+        if desired > self.limit_bytes {
+            self.hit = true;
+            return Ok(false);
+        }
+        let extra = desired.saturating_sub(current) as u64;
+        if !self.host.take(extra) {
+            return Err(extra);
+        }
+        self.charged += extra;
+        self.peak_bytes = self.peak_bytes.max(desired);
+        Ok(true)
+    }
+
+    fn check_table(&mut self, desired: usize) -> bool {
+        if desired > DEFAULT_TABLE_ELEMENTS_LIMIT {
+            self.hit = true;
+            return false;
+        }
+        true
+    }
+}
+
 impl wasmtime::ResourceLimiter for MemoryLimiter {
     fn memory_growing(
         &mut self,
@@ -285,18 +438,10 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.limit_bytes {
-            self.hit = true;
-            return Ok(false);
-        }
-        let extra = desired.saturating_sub(current) as u64;
-        if !self.host.take(extra) {
+        Ok(self.check_growth(current, desired).unwrap_or_else(|_| {
             self.host_full = true;
-            return Ok(false);
-        }
-        self.charged += extra;
-        self.peak_bytes = self.peak_bytes.max(desired);
-        Ok(true)
+            false
+        }))
     }
 
     fn table_growing(
@@ -305,11 +450,54 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > DEFAULT_TABLE_ELEMENTS_LIMIT {
-            self.hit = true;
-            return Ok(false);
+        Ok(self.check_table(desired))
+    }
+}
+
+/// A guest worker's limiter: past its lease, it waits for the front to
+/// grant more of the host's budget before it refuses.
+#[async_trait::async_trait]
+impl wasmtime::ResourceLimiterAsync for MemoryLimiter {
+    async fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let extra = match self.check_growth(current, desired) {
+            Ok(allowed) => return Ok(allowed),
+            Err(extra) => extra,
+        };
+        if self.host.grow_lease(extra).await
+            && let Ok(grown) = self.check_growth(current, desired)
+        {
+            return Ok(grown);
         }
-        Ok(true)
+        self.host_full = true;
+        Ok(false)
+    }
+
+    async fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(self.check_table(desired))
+    }
+}
+
+/// Sets `store`'s limiter: a guest worker's leased budget needs the async
+/// one, which can wait for the front.
+pub(crate) fn set_limiter<T: Send + 'static>(
+    store: &mut wasmtime::Store<T>,
+    leased: bool,
+    limiter: fn(&mut T) -> &mut MemoryLimiter,
+) {
+    if leased {
+        store.limiter_async(move |state| limiter(state) as &mut dyn wasmtime::ResourceLimiterAsync);
+    } else {
+        store.limiter(move |state| limiter(state) as &mut dyn wasmtime::ResourceLimiter);
     }
 }
 

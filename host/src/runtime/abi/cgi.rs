@@ -26,6 +26,7 @@ use crate::runtime::abi::http::{GUEST_OUTPUT_CAP_BYTES, response_too_large};
 use crate::runtime::abi::output::OutputCapture;
 use crate::runtime::body::{BoxError, RequestBody, ResponseBody, full, read_whole};
 use crate::runtime::buffers::BufferBudget;
+use crate::runtime::buffers::BufferCharge;
 use crate::runtime::connection::ConnectionInfo;
 use crate::runtime::function::Function;
 use crate::runtime::sandbox;
@@ -72,10 +73,10 @@ pub fn new_store(
 ) -> Result<Store<CgiState>, InvokeError> {
     let state = CgiState {
         wasi: wasi.build_p1(),
-        limiter: MemoryLimiter::new(limits.memory_bytes, memory),
+        limiter: MemoryLimiter::new(limits.memory_bytes, memory.clone()),
     };
     let mut store = Store::new(engine, state);
-    store.limiter(|state| &mut state.limiter);
+    sandbox::set_limiter(&mut store, memory.is_leased(), |state| &mut state.limiter);
     sandbox::prepare_store(&mut store, limits)?;
     Ok(store)
 }
@@ -111,29 +112,40 @@ pub struct CgiCall<'a> {
 /// A guest's whole run: instantiate, `_start`, account.
 type GuestRun = Pin<Box<dyn Future<Output = Result<(), InvokeError>> + Send>>;
 
+/// Reads a CGI request's whole body (CGI wants its length before the
+/// guest starts), charged to the host's `buffers`, within the function's
+/// time limit counted from `started`; the charge is held until the body is
+/// dropped with it.
+pub(crate) async fn read_body(
+    body: RequestBody,
+    limits: &Limits,
+    started: std::time::Instant,
+    buffers: &Arc<BufferBudget>,
+) -> Result<(Bytes, BufferCharge), InvokeError> {
+    let deadline = tokio::time::Instant::from_std(started + limits.timeout);
+    let mut charge = buffers.charge();
+    match tokio::time::timeout_at(deadline, read_whole(body, limits, &mut charge)).await {
+        Ok(Ok(body)) => Ok((body, charge)),
+        Ok(Err(error)) => Err(error),
+        Err(_elapsed) => Err(InvokeError::limit(
+            Limit::RequestBodyTime,
+            format!(
+                "the request body did not arrive within the function's time limit of {}",
+                units::format_duration(limits.timeout)
+            ),
+        )),
+    }
+}
+
 /// Runs `request` through a fresh instance of the module.
 pub async fn invoke(
     call: CgiCall<'_>,
     request: http::Request<RequestBody>,
 ) -> Result<http::Response<ResponseBody>, InvokeError> {
     let limits = &call.settings.limits;
-    let deadline = tokio::time::Instant::from_std(call.ticket.started() + limits.timeout);
     let (parts, body) = request.into_parts();
-    let mut charge = call.buffers.charge();
-    let body = match tokio::time::timeout_at(deadline, read_whole(body, limits, &mut charge)).await
-    {
-        Ok(Ok(body)) => body,
-        Ok(Err(error)) => return Err(error),
-        Err(_elapsed) => {
-            return Err(InvokeError::limit(
-                Limit::RequestBodyTime,
-                format!(
-                    "the request body did not arrive within the function's time limit of {}",
-                    units::format_duration(limits.timeout)
-                ),
-            ));
-        }
-    };
+    let deadline = tokio::time::Instant::from_std(call.ticket.started() + limits.timeout);
+    let (body, charge) = read_body(body, limits, call.ticket.started(), call.buffers).await?;
     let permit = call.ticket.take(call.version).await?;
 
     let mut env = cgi_env::meta_variables(

@@ -249,10 +249,10 @@ pub fn new_store(
         },
         services,
         kv_held: KvHeld::default(),
-        limiter: MemoryLimiter::new(settings.limits.memory_bytes, memory),
+        limiter: MemoryLimiter::new(settings.limits.memory_bytes, memory.clone()),
     };
     let mut store = Store::new(engine, state);
-    store.limiter(|state| &mut state.limiter);
+    sandbox::set_limiter(&mut store, memory.is_leased(), |state| &mut state.limiter);
     sandbox::prepare_store(&mut store, &settings.limits)?;
     Ok(store)
 }

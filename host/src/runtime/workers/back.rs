@@ -7,12 +7,16 @@
 //! granted buckets only, chained calls and outbound calls its allow-list
 //! grants, reports of its own calls.
 
-use super::wire::{CALL_HEADER, FAILED_HEADER, Finished, KvBreach, KvCall, KvReply, URI_HEADER};
+use super::wire::{
+    CALL_HEADER, Counts, FAILED_HEADER, Finished, KvBreach, KvCall, KvReply, URI_HEADER,
+};
 use crate::observe::meter::Meter;
+use crate::observe::metrics::{FunctionMetrics, Metrics};
 use crate::observe::trace::RequestTrace;
 use crate::runtime::body::{BoxError, ResponseBody, full};
 use crate::runtime::chain::{ChainBudget, ChainOrigin, Dispatch};
 use crate::runtime::function::Function;
+use crate::runtime::sandbox::{GuestMemory, MemoryCharge};
 use crate::runtime::slots::SlotPermit;
 use crate::state::{BucketId, KvBackend, KvError};
 use bytes::Bytes;
@@ -35,7 +39,8 @@ pub(crate) struct Pending {
     /// Its slots, given back when the run is over.
     pub(crate) _permit: SlotPermit,
     /// Its host memory charge, given back with the slots.
-    pub(crate) _memory: crate::runtime::sandbox::MemoryCharge,
+    /// A CGI body read whole here, charged to the host's buffers.
+    pub(crate) _buffered: Option<crate::runtime::buffers::BufferCharge>,
     pub(crate) meter: Meter,
     pub(crate) trace: Arc<RequestTrace>,
     pub(crate) request_id: Arc<str>,
@@ -58,11 +63,23 @@ pub(crate) struct Back {
     max_kv_bytes: usize,
     kv: Arc<dyn KvBackend>,
     calls: Mutex<HashMap<u64, Pending>>,
+    /// The version's series, and the host's, that the worker's counts go to.
+    metrics: Arc<FunctionMetrics>,
+    host_metrics: Arc<Metrics>,
+    /// The worker's counts last added.
+    counted: Mutex<Counts>,
+    /// The share of the host's guest memory budget granted to the worker.
+    lease: Mutex<Option<MemoryCharge>>,
 }
 
 impl Back {
     /// The way back of a worker serving `function`.
-    pub(crate) fn new(function: &Function, kv: Arc<dyn KvBackend>) -> Arc<Back> {
+    pub(crate) fn new(
+        function: &Function,
+        kv: Arc<dyn KvBackend>,
+        host_metrics: Arc<Metrics>,
+        memory: &Arc<GuestMemory>,
+    ) -> Arc<Back> {
         let settings = &function.settings;
         Arc::new(Back {
             function: function.name.clone(),
@@ -74,6 +91,10 @@ impl Back {
                 .saturating_add(64 << 10),
             kv,
             calls: Mutex::default(),
+            metrics: function.metrics().clone(),
+            host_metrics,
+            counted: Mutex::default(),
+            lease: Mutex::new(memory.reserve(0)),
         })
     }
 
@@ -96,10 +117,12 @@ impl Back {
         self.calls().len()
     }
 
-    /// The worker is gone: every call it served is over.
+    /// The worker is gone: every call it served is over, and its share of
+    /// the guest memory budget is free.
     pub(crate) fn forget_calls(&self) {
         let calls = std::mem::take(&mut *self.calls());
         drop(calls);
+        self.lease.lock().unwrap_or_else(|p| p.into_inner()).take();
     }
 
     /// Gives back the slots of calls long past their deadline.
@@ -142,6 +165,8 @@ impl Back {
             .unwrap_or(0);
         match request.uri().path() {
             "/finished" => self.finished(request).await,
+            "/counts" => self.counts(request).await,
+            "/memory" => self.memory(request).await,
             "/kv" => self.kv(request).await,
             "/chain" => self.chain(call, request).await,
             "/outbound" => self.outbound(request).await,
@@ -164,13 +189,7 @@ impl Back {
         let Some(pending) = self.calls().remove(&report.call) else {
             return refused(http::StatusCode::GONE, "no such call");
         };
-        if let Some(us) = report.instantiate_us {
-            pending.trace.set_instantiate(Duration::from_micros(us));
-            pending
-                .meter
-                .metrics
-                .record_instantiate(Duration::from_micros(us));
-        }
+        self.count(&report.counts);
         pending.meter.finished(
             report.cost(),
             &pending.trace,
@@ -180,6 +199,64 @@ impl Back {
         );
         drop(pending);
         http::Response::new(full(""))
+    }
+
+    /// The worker asks for more of the host's guest memory budget (or
+    /// gives some back): `grow N` or `give N`, answered `1` when granted.
+    async fn memory(
+        &self,
+        request: http::Request<hyper::body::Incoming>,
+    ) -> http::Response<ResponseBody> {
+        let Some(bytes) = read_bounded(request, 64).await else {
+            return refused(http::StatusCode::PAYLOAD_TOO_LARGE, "too large");
+        };
+        let text = String::from_utf8_lossy(&bytes);
+        let mut lease = self.lease.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(lease) = lease.as_mut() else {
+            return http::Response::new(full("0"));
+        };
+        let granted = match text.split_once(' ') {
+            Some(("grow", n)) => n.parse().is_ok_and(|n| lease.grow(n)),
+            Some(("give", n)) => {
+                lease.shrink(n.parse().unwrap_or(0));
+                true
+            }
+            _ => false,
+        };
+        http::Response::new(full(if granted { "1" } else { "0" }))
+    }
+
+    /// The worker's counts, sent on their own.
+    async fn counts(
+        &self,
+        request: http::Request<hyper::body::Incoming>,
+    ) -> http::Response<ResponseBody> {
+        let Some(bytes) = read_bounded(request, MAX_REPORT_BYTES).await else {
+            return refused(http::StatusCode::PAYLOAD_TOO_LARGE, "counts too large");
+        };
+        let Ok(counts) = serde_json::from_slice::<Counts>(&bytes) else {
+            return refused(http::StatusCode::BAD_REQUEST, "bad counts");
+        };
+        self.count(&counts);
+        http::Response::new(full(""))
+    }
+
+    /// Adds what is new in the worker's `counts` to the front's series.
+    fn count(&self, counts: &Counts) {
+        let mut last = self.counted.lock().unwrap_or_else(|p| p.into_inner());
+        for (index, (&now, before)) in counts
+            .breaches
+            .iter()
+            .zip(last.breaches.iter().copied().chain(std::iter::repeat(0)))
+            .enumerate()
+        {
+            self.metrics.add_breaches(index, now.saturating_sub(before));
+        }
+        self.host_metrics.add_prepared(
+            counts.prepared.saturating_sub(last.prepared),
+            counts.prepared_used.saturating_sub(last.prepared_used),
+        );
+        *last = counts.clone();
     }
 
     /// A key-value operation, on a bucket this function may open.

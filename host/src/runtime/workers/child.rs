@@ -8,8 +8,10 @@
 //! front's answers for everything the guest reaches beyond its sandbox
 //! (see `remote.rs`). It ends when the front closes its socket.
 
-use super::remote::{Remote, RemoteKv, Reports};
-use super::wire::{self, Assignment, CALL_HEADER, CallHead, DONE_HEADER, LIMIT_HEADER};
+use super::remote::{Remote, RemoteKv, RemoteLease, Reports};
+use super::wire::{
+    self, Assignment, CALL_HEADER, CallHead, DONE_HEADER, INSTANTIATE_HEADER, LIMIT_HEADER,
+};
 use crate::error::InvokeError;
 use crate::observe::meter::Meter;
 use crate::observe::metrics::Metrics;
@@ -18,6 +20,7 @@ use crate::runtime::body::{BoxError, RequestBody, ResponseBody, full};
 use crate::runtime::chain::Dispatch;
 use crate::runtime::connection::ConnectionInfo;
 use crate::runtime::function::{Function, LoadedCode, RequestContext, VersionInfo};
+use crate::runtime::prepared::PREPARED_IDLE;
 use crate::runtime::services::GuestServices;
 use crate::runtime::{Runtime, WorkerBounds};
 use crate::state::FunctionSecrets;
@@ -127,8 +130,9 @@ async fn serve(
             .await
             .map_err(|e| format!("opening the way back to the front failed: {e}"))?;
     tokio::spawn(connection);
-    let reports = Reports::new(sender.clone());
+    RemoteLease::start(sender.clone(), &runtime.guest_memory);
     let function_metrics = Arc::new(metrics.for_version(&name, assignment.version));
+    let reports = Reports::new(sender.clone(), metrics.clone(), function_metrics.clone());
     let services = Arc::new(GuestServices::new(
         name.clone(),
         &settings,
@@ -155,6 +159,19 @@ async fn serve(
         services,
         runtime.guest_memory.clone(),
     ));
+    // Its prepared sandbox is dropped when unused a while, as the front's
+    // are (see `registry::sweep_prepared`).
+    let sweep = Arc::downgrade(&function);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            let Some(function) = sweep.upgrade() else {
+                return;
+            };
+            function.prepared().expire(PREPARED_IDLE);
+        }
+    });
     let worker = Arc::new(Worker {
         runtime,
         function,
@@ -266,7 +283,15 @@ impl Worker {
         let result = self.function.invoke(request, context).await;
         self.runtime.prepare_next(&self.function);
         match result {
-            Ok(response) => response,
+            Ok(mut response) => {
+                if let Some(instantiated) = trace.instantiate() {
+                    response.headers_mut().insert(
+                        INSTANTIATE_HEADER,
+                        http::HeaderValue::from(super::remote::duration_us(instantiated)),
+                    );
+                }
+                response
+            }
             Err(error) => {
                 let mut response = answer_error(&error);
                 if self.reports.forget(&trace) {

@@ -5,13 +5,15 @@
 //! and the network.
 //!
 //! The front ([`WorkerPool::invoke`]) takes a request's slots as in-process
-//! runs do, charges the function's memory limit to the host's guest memory
-//! budget, and hands the request to its function's worker over HTTP/2 on a
+//! runs do (and reads a CGI body whole, charged to the host's buffers), and
+//! hands the request to its function's worker over HTTP/2 on a
 //! Unix socket (`pool.rs` starts, replaces, stops and caps workers). The
 //! worker (`child.rs`) runs it in a fresh sandbox exactly as the front
 //! would in-process, and reaches back (`remote.rs`, answered and checked by
-//! `back.rs`) for key-value storage, chained and outbound calls, and to
-//! report the run's cost and output, which land in the front's books. A
+//! `back.rs`) for key-value storage, chained and outbound calls, shares of
+//! the host's guest memory budget (leased in 16 MiB steps, so the budget
+//! holds across all workers together), and to report the run's cost and
+//! output, which land in the front's books. A
 //! worker that dies fails only its own calls: their slots come back, and
 //! the next request starts a new worker.
 
@@ -26,13 +28,18 @@ pub(crate) use pool::WorkerPool;
 pub use pool::{DEFAULT_MAX_WORKERS, DEFAULT_SPARE_WORKERS, DEFAULT_WORKER_IDLE, WorkerOptions};
 
 use crate::error::{InvokeError, Limit};
+use crate::runtime::abi::cgi::read_body;
+use crate::runtime::abi::http::body_too_slow_error;
+use crate::runtime::body::full;
 use crate::runtime::body::{BoxError, RequestBody, ResponseBody};
 use crate::runtime::chain::{ChainBudget, ChainOrigin};
 use crate::runtime::function::{Function, RequestContext};
 use back::Pending;
 use http_body_util::BodyExt;
 use std::sync::Arc;
-use wire::{CALL_HEADER, CallHead, DONE_HEADER, LIMIT_HEADER};
+use std::sync::atomic::Ordering;
+use wire::{CALL_HEADER, CallHead, DONE_HEADER, INSTANTIATE_HEADER, LIMIT_HEADER};
+use wisp_spec::inspect::Abi;
 
 impl WorkerPool {
     /// Serves one request of `function` in its worker: its slots taken
@@ -44,17 +51,22 @@ impl WorkerPool {
         context: RequestContext<'_>,
     ) -> Result<http::Response<ResponseBody>, InvokeError> {
         let started = context.ticket.started();
+        // A CGI body is read whole before its slots are taken, as
+        // in-process, and charged to the host's buffer budget.
+        let (request, buffered) = if function.code().abi == Abi::Cgi {
+            let (parts, body) = request.into_parts();
+            let (bytes, charge) = read_body(
+                body,
+                &function.settings.limits,
+                started,
+                &context.runtime.buffers,
+            )
+            .await?;
+            (http::Request::from_parts(parts, full(bytes)), Some(charge))
+        } else {
+            (request, None)
+        };
         let permit = context.ticket.take(function).await?;
-        let memory = context
-            .runtime
-            .guest_memory
-            .reserve(function.settings.limits.memory_bytes)
-            .ok_or_else(|| {
-                InvokeError::limit(
-                    Limit::HostMemory,
-                    "the host's guest memory budget is spent; retry shortly",
-                )
-            })?;
         let worker = self.worker_for(function, context.runtime).await?;
         let call = worker.next_call();
         let head = CallHead {
@@ -85,7 +97,7 @@ impl WorkerPool {
             call,
             Pending {
                 _permit: permit,
-                _memory: memory,
+                _buffered: buffered,
                 meter: function.meter().clone(),
                 trace: context.trace.clone(),
                 request_id: context.request_id.clone(),
@@ -95,7 +107,13 @@ impl WorkerPool {
                 overdue: worker.back.overdue_from(started),
             },
         );
-        let response = match worker.send(http::Request::from_parts(parts, body)).await {
+        let sent = worker.send(http::Request::from_parts(parts, body)).await;
+        if context.body_too_slow.load(Ordering::Relaxed) {
+            // The body the worker was reading stopped: the client's doing.
+            worker.back.settle(call);
+            return Err(body_too_slow_error());
+        }
+        let response = match sent {
             Ok(response) => response,
             Err(e) => {
                 worker.back.settle(call);
@@ -114,6 +132,12 @@ impl WorkerPool {
             if let Some(limit) = named {
                 function.metrics().record_breach(*limit);
             }
+        }
+        if let Some(us) = parts.headers.remove(INSTANTIATE_HEADER) {
+            let us = us.to_str().ok().and_then(|us| us.parse().ok()).unwrap_or(0);
+            let instantiated = std::time::Duration::from_micros(us);
+            context.trace.set_instantiate(instantiated);
+            function.metrics().record_instantiate(instantiated);
         }
         if parts.headers.remove(DONE_HEADER).is_some() {
             worker.back.settle(call);

@@ -13,7 +13,7 @@
 use super::back::Back;
 use super::wire::{self, Assignment, READY};
 use crate::error::InvokeError;
-use crate::observe::metrics::WorkerSeries;
+use crate::observe::metrics::{Metrics, WorkerSeries};
 use crate::runtime::Runtime;
 use crate::runtime::body::RequestBody;
 use crate::runtime::function::Function;
@@ -68,6 +68,7 @@ type Cell = Arc<OnceCell<Arc<Worker>>>;
 pub(crate) struct WorkerPool {
     options: WorkerOptions,
     kv: Arc<dyn KvBackend>,
+    metrics: Arc<Metrics>,
     series: WorkerSeries,
     workers: Mutex<HashMap<(Arc<str>, u32), Cell>>,
     spares: Mutex<Vec<Spare>>,
@@ -107,12 +108,13 @@ impl WorkerPool {
     pub(crate) fn start(
         options: WorkerOptions,
         kv: Arc<dyn KvBackend>,
-        series: WorkerSeries,
+        metrics: Arc<Metrics>,
     ) -> Arc<WorkerPool> {
         let pool = Arc::new(WorkerPool {
             options,
             kv,
-            series,
+            series: metrics.workers().clone(),
+            metrics,
             workers: Mutex::default(),
             spares: Mutex::default(),
             count: AtomicUsize::new(0),
@@ -222,6 +224,7 @@ impl WorkerPool {
         match result {
             Ok(worker) => {
                 self.series.started(asked.elapsed());
+                self.metrics.record_worker_code_load(asked.elapsed());
                 Ok(worker)
             }
             Err(error) => {
@@ -303,9 +306,7 @@ impl WorkerPool {
             settings: function.settings.to_raw(),
             secrets: (*secrets).clone(),
             max_instances: limits.max_concurrency.max(1),
-            max_guest_memory: limits
-                .memory_bytes
-                .saturating_mul(u64::from(limits.max_concurrency.max(1)) + 1),
+            max_guest_memory: runtime.guest_memory.limit(),
             max_buffered: runtime.buffers.limit(),
             artifact_bytes: artifact.len() as u64,
         };
@@ -339,7 +340,12 @@ impl WorkerPool {
             .await
             .map_err(|e| failed(format!("opening its connection: {e}")))?;
         tokio::spawn(connection);
-        let back = Back::new(function, self.kv.clone());
+        let back = Back::new(
+            function,
+            self.kv.clone(),
+            self.metrics.clone(),
+            &runtime.guest_memory,
+        );
         back.serve(spare.back);
         let (kill, killed) = tokio::sync::oneshot::channel();
         let worker = Arc::new(Worker {
@@ -495,21 +501,50 @@ fn log_stderr(function: &Arc<str>, pid: u32, stderr: Option<tokio::process::Chil
                 .await;
             match read {
                 Ok(0) | Err(_) => return,
-                Ok(_) => {
-                    let text = String::from_utf8_lossy(&line);
-                    let text = text.trim_end();
-                    match text.strip_prefix(super::child::JAIL_NOTE_PREFIX) {
-                        Some(note) => tracing::warn!(
-                            function = %function,
-                            pid,
-                            "its guest worker's jail is weaker than asked: {note}"
-                        ),
-                        None => tracing::warn!(function = %function, pid, "guest worker: {text}"),
-                    }
-                }
+                Ok(_) => relay_line(&function, pid, &String::from_utf8_lossy(&line)),
             }
         }
     });
+}
+
+/// Logs one line of a worker's stderr as the front's own: a JSON event
+/// (the worker's log) at its level, with its message and fields; a jail
+/// note as a warning; anything else (a panic) as a warning.
+fn relay_line(function: &str, pid: u32, line: &str) {
+    let line = line.trim_end();
+    if let Some(note) = line.strip_prefix(super::child::JAIL_NOTE_PREFIX) {
+        tracing::warn!(
+            function,
+            pid,
+            "its guest worker's jail is weaker than asked: {note}"
+        );
+        return;
+    }
+    let event = serde_json::from_str::<serde_json::Value>(line).ok();
+    let Some((level, fields)) = event
+        .as_ref()
+        .and_then(|e| Some((e.get("level")?.as_str()?, e.get("fields")?.as_object()?)))
+    else {
+        tracing::warn!(function, pid, "guest worker: {line}");
+        return;
+    };
+    let mut text = fields
+        .get("message")
+        .and_then(|m| m.as_str())
+        .unwrap_or_default()
+        .to_owned();
+    for (key, value) in fields.iter().filter(|(key, _)| *key != "message") {
+        match value.as_str() {
+            Some(value) => text.push_str(&format!(" {key}={value}")),
+            None => text.push_str(&format!(" {key}={value}")),
+        }
+    }
+    match level {
+        "ERROR" => tracing::error!(function, pid, "guest worker: {text}"),
+        "WARN" => tracing::warn!(function, pid, "guest worker: {text}"),
+        "INFO" => tracing::info!(function, pid, "guest worker: {text}"),
+        _ => tracing::debug!(function, pid, "guest worker: {text}"),
+    }
 }
 
 /// How a process ended, for the log.

@@ -6,12 +6,16 @@
 //! the meter's relay). The worker holds no database, no socket of its own
 //! and nothing of another function.
 
-use super::wire::{CALL_HEADER, FAILED_HEADER, Finished, KvBreach, KvCall, KvReply, URI_HEADER};
+use super::wire::{
+    CALL_HEADER, Counts, FAILED_HEADER, Finished, KvBreach, KvCall, KvReply, URI_HEADER,
+};
 use crate::observe::meter::{GuestCost, RunRelay};
+use crate::observe::metrics::{FunctionMetrics, Metrics};
 use crate::observe::spans::TraceContext;
 use crate::observe::trace::RequestTrace;
 use crate::runtime::body::{BoxError, ResponseBody, full};
 use crate::runtime::chain::{Dispatch, OutsideCall};
+use crate::runtime::sandbox::{GuestMemory, MemoryLease};
 use crate::state::{BucketId, KeyPage, KvBackend, KvError, KvFuture};
 use bytes::Bytes;
 use http_body_util::BodyExt;
@@ -51,19 +55,55 @@ async fn ask(
         .map_err(|e| format!("the front did not answer: {e}"))
 }
 
-/// Reports each finished run to the front, by the call it served.
+/// Reports each finished run to the front, by the call it served, with
+/// the worker's counts; and the counts on their own each second they
+/// changed without a run to carry them.
 pub(crate) struct Reports {
     front: Front,
     /// The call each live run serves, by its trace's address.
     calls: Mutex<HashMap<usize, u64>>,
+    metrics: Arc<Metrics>,
+    function_metrics: Arc<FunctionMetrics>,
+    /// The counts last sent.
+    sent: Mutex<Counts>,
 }
 
 impl Reports {
-    pub(crate) fn new(front: Front) -> Arc<Reports> {
-        Arc::new(Reports {
+    pub(crate) fn new(
+        front: Front,
+        metrics: Arc<Metrics>,
+        function_metrics: Arc<FunctionMetrics>,
+    ) -> Arc<Reports> {
+        let reports = Arc::new(Reports {
             front,
             calls: Mutex::default(),
-        })
+            metrics,
+            function_metrics,
+            sent: Mutex::default(),
+        });
+        tokio::spawn(send_counts(Arc::downgrade(&reports)));
+        reports
+    }
+
+    /// The worker's counts now, marked as sent.
+    fn counts(&self) -> Counts {
+        let (prepared, prepared_used) = self.metrics.prepared_totals();
+        let counts = Counts {
+            breaches: self.function_metrics.breach_counts(),
+            prepared,
+            prepared_used,
+        };
+        *self.sent.lock().unwrap_or_else(|p| p.into_inner()) = counts.clone();
+        counts
+    }
+
+    /// Whether the counts changed since they were last sent.
+    fn counts_changed(&self) -> bool {
+        let (prepared, prepared_used) = self.metrics.prepared_totals();
+        let sent = self.sent.lock().unwrap_or_else(|p| p.into_inner());
+        sent.breaches != self.function_metrics.breach_counts()
+            || sent.prepared != prepared
+            || sent.prepared_used != prepared_used
     }
 
     fn calls(&self) -> std::sync::MutexGuard<'_, HashMap<usize, u64>> {
@@ -95,9 +135,9 @@ impl RunRelay for Reports {
             cpu_us: duration_us(cost.cpu),
             fuel: cost.fuel,
             peak_memory_bytes: cost.peak_memory_bytes as u64,
-            instantiate_us: request.instantiate().map(duration_us),
             stdout: stdout.to_vec(),
             stderr: stderr.to_vec(),
+            counts: self.counts(),
         };
         let Ok(json) = serde_json::to_vec(&report) else {
             return;
@@ -114,8 +154,85 @@ impl RunRelay for Reports {
     }
 }
 
-fn duration_us(duration: std::time::Duration) -> u64 {
+/// Sends the worker's counts each second they changed with no report to
+/// carry them (a breach counted after its run's report).
+async fn send_counts(reports: std::sync::Weak<Reports>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let Some(reports) = reports.upgrade() else {
+            return;
+        };
+        if !reports.counts_changed() {
+            continue;
+        }
+        let Ok(json) = serde_json::to_vec(&reports.counts()) else {
+            continue;
+        };
+        let request = http::Request::post("/")
+            .body(full(json))
+            .unwrap_or_default();
+        if let Err(e) = ask(&reports.front, "http://front/counts", 0, request).await {
+            tracing::debug!("the worker's counts were not delivered: {e}");
+        }
+    }
+}
+
+pub(crate) fn duration_us(duration: std::time::Duration) -> u64 {
     u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// The worker's share of the host's guest memory budget, asked of the
+/// front as its guests grow; the whole steps they leave unused are given
+/// back as soon as a sandbox ends (and each second, for one that ended
+/// outside the async runtime).
+pub(crate) struct RemoteLease {
+    front: Front,
+}
+
+impl RemoteLease {
+    /// Makes `memory`'s lease come from the front.
+    pub(crate) fn start(front: Front, memory: &Arc<GuestMemory>) {
+        memory.lease_from(Arc::new(RemoteLease { front }));
+        let memory = Arc::downgrade(memory);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                let Some(memory) = memory.upgrade() else {
+                    return;
+                };
+                memory.trim_lease();
+            }
+        });
+    }
+
+    async fn ask(front: &Front, what: String) -> bool {
+        let request = http::Request::post("/")
+            .body(full(what))
+            .unwrap_or_default();
+        match ask(front, "http://front/memory", 0, request).await {
+            Ok(response) => match response.into_body().collect().await {
+                Ok(body) => body.to_bytes().as_ref() == b"1",
+                Err(_) => false,
+            },
+            Err(_) => false,
+        }
+    }
+}
+
+impl MemoryLease for RemoteLease {
+    fn grow(&self, bytes: u64) -> Pin<Box<dyn Future<Output = bool> + Send>> {
+        let front = self.front.clone();
+        Box::pin(async move { RemoteLease::ask(&front, format!("grow {bytes}")).await })
+    }
+
+    fn give_back(&self, bytes: u64) {
+        let front = self.front.clone();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move { RemoteLease::ask(&front, format!("give {bytes}")).await });
+        }
+    }
 }
 
 /// A sandbox's way to other functions and the world outside: through the

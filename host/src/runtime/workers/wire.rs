@@ -41,6 +41,11 @@ pub(crate) const LIMIT_HEADER: http::HeaderName =
 pub(crate) const DONE_HEADER: http::HeaderName =
     http::HeaderName::from_static("x-wisp-worker-done");
 
+/// Response header of a worker's answer: how long its sandbox took to
+/// create, in microseconds.
+pub(crate) const INSTANTIATE_HEADER: http::HeaderName =
+    http::HeaderName::from_static("x-wisp-worker-instantiate-us");
+
 /// Header of an outbound call a worker asks the front to make: its URI.
 pub(crate) const URI_HEADER: http::HeaderName = http::HeaderName::from_static("x-wisp-worker-uri");
 
@@ -96,11 +101,23 @@ pub(crate) struct Finished {
     pub(crate) cpu_us: u64,
     pub(crate) fuel: u64,
     pub(crate) peak_memory_bytes: u64,
-    pub(crate) instantiate_us: Option<u64>,
     #[serde(with = "serde_bytes_b64")]
     pub(crate) stdout: Vec<u8>,
     #[serde(with = "serde_bytes_b64")]
     pub(crate) stderr: Vec<u8>,
+    /// The worker's counts so far.
+    pub(crate) counts: Counts,
+}
+
+/// What a worker has counted since it started, sent with each report (and
+/// on its own when it changes between reports); the front adds what is
+/// new to its own series.
+#[derive(Serialize, Deserialize, Default, Clone, PartialEq, Eq)]
+pub(crate) struct Counts {
+    /// Limit breaches, in `Limit::ALL`'s order.
+    pub(crate) breaches: Vec<u64>,
+    pub(crate) prepared: u64,
+    pub(crate) prepared_used: u64,
 }
 
 impl Finished {
