@@ -239,6 +239,12 @@ impl AdminClient {
             .await
     }
 
+    /// The guest worker processes (`wisp serve --isolation process`).
+    pub async fn workers(&self) -> Result<Vec<wisp_spec::api::WorkerInfo>, ClientError> {
+        self.call_json(Method::GET, "/v1/workers", Bytes::new())
+            .await
+    }
+
     /// One function.
     pub async fn get(&self, name: &str) -> Result<FunctionInfo, ClientError> {
         self.call_json(Method::GET, &format!("/v1/functions/{name}"), Bytes::new())

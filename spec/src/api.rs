@@ -675,3 +675,20 @@ pub struct CallAccepted {
     /// Where to poll it on the admin API.
     pub status_url: String,
 }
+
+/// A guest worker process (`wisp serve --isolation process`), as `GET
+/// /v1/workers` and `wisp workers` show it: an operator checks its jail in
+/// `/proc/PID/status` (`Seccomp: 2`, `NoNewPrivs: 1`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerInfo {
+    /// The function it serves.
+    pub function: String,
+    /// The version it serves.
+    pub version: u32,
+    /// Its process id.
+    pub pid: u32,
+    /// Calls it is serving now.
+    pub calls_in_flight: usize,
+    /// Seconds since its last call.
+    pub idle_seconds: u64,
+}

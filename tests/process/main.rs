@@ -10,7 +10,8 @@
 //! twice. `worker.rs` holds what only process mode has: the escape drill,
 //! the blast radius, the worker pool.
 
-#![allow(missing_docs, clippy::unwrap_used)]
+// Helpers of the included modules that only `tests/all` uses stay unused.
+#![allow(missing_docs, clippy::unwrap_used, dead_code)]
 
 /// Flags every `wisp serve` of this binary gets besides its test's own.
 pub const SERVE_ARGS: &[&str] = &["--isolation", "process"];
@@ -33,3 +34,4 @@ mod support;
 mod upstream;
 #[path = "../all/wasi3.rs"]
 mod wasi3;
+mod worker;

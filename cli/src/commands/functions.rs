@@ -196,6 +196,43 @@ pub(crate) struct Ls {
     admin: AdminArgs,
 }
 
+#[derive(Debug, Args)]
+pub(crate) struct Workers {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    admin: AdminArgs,
+}
+
+impl Workers {
+    pub(crate) async fn execute(self, globals: &Globals) -> anyhow::Result<ExitCode> {
+        let workers = self.admin.client(globals)?.workers().await?;
+        if globals.json(self.json) {
+            println!("{}", serde_json::to_string_pretty(&workers)?);
+            return Ok(ExitCode::SUCCESS);
+        }
+        if workers.is_empty() {
+            println!(
+                "no guest workers: the host runs guests in-process, or none has had a request lately (`wisp serve --isolation process`)"
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        let rows = workers.iter().map(|w| {
+            vec![
+                w.function.clone(),
+                w.version.to_string(),
+                w.pid.to_string(),
+                w.calls_in_flight.to_string(),
+                format!("{}s", w.idle_seconds),
+            ]
+        });
+        let header = ["FUNCTION", "VERSION", "PID", "IN FLIGHT", "IDLE"];
+        println!("{}", output::table(&header, rows));
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
 impl Ls {
     pub(crate) async fn execute(self, globals: &Globals) -> anyhow::Result<ExitCode> {
         let functions = self.admin.client(globals)?.list().await?;

@@ -18,7 +18,7 @@ use anyhow::Context;
 use bytes::Bytes;
 use calls::CallsCommand;
 use clap::{Args, Parser, Subcommand};
-use functions::{Deploy, Invoke, Ls, Push, Retire, Rm, Rollback, Traffic, Versions};
+use functions::{Deploy, Invoke, Ls, Push, Retire, Rm, Rollback, Traffic, Versions, Workers};
 use observe::{Logs, UsageCommand};
 use serve::Serve;
 use state::{KvCommand, SecretCommand};
@@ -100,6 +100,10 @@ enum Command {
     /// List deployed functions and their effective settings.
     #[command(alias = "list")]
     Ls(Ls),
+    /// List the guest worker processes of a host run with `--isolation
+    /// process`: function, version, pid (check its jail in
+    /// `/proc/PID/status`: `Seccomp: 2`, `NoNewPrivs: 1`), calls in flight.
+    Workers(Workers),
     /// Remove a function, with its own key-value bucket, its secrets and its
     /// logs.
     #[command(alias = "remove")]
@@ -203,6 +207,7 @@ pub fn main() -> ExitCode {
             Command::Deploy(c) => c.execute(&globals).await,
             Command::Push(c) => c.execute(&globals).await,
             Command::Ls(c) => c.execute(&globals).await,
+            Command::Workers(c) => c.execute(&globals).await,
             Command::Rm(c) => c.execute(&globals).await,
             Command::Invoke(c) => c.execute(&globals).await,
             Command::Up(c) => c.execute(&globals).await,

@@ -284,6 +284,7 @@ async fn route(host: &Host, request: http::Request<Incoming>) -> http::Response<
             Ok(response)
         }
         (&Method::GET, ["v1", "functions"]) => Ok(json(StatusCode::OK, &host.functions())),
+        (&Method::GET, ["v1", "workers"]) => Ok(json(StatusCode::OK, &host.workers())),
         (&Method::GET, ["v1", "functions", name]) => host
             .function(name)
             .map(|info| json(StatusCode::OK, &info))

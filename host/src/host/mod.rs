@@ -324,6 +324,17 @@ impl Host {
         self.inner.deployer.functions()
     }
 
+    /// The guest worker processes alive (none unless guests run in worker
+    /// processes: [`HostConfig::workers`]).
+    pub fn workers(&self) -> Vec<wisp_spec::api::WorkerInfo> {
+        self.inner
+            .dispatcher
+            .workers
+            .as_ref()
+            .map(|pool| pool.list())
+            .unwrap_or_default()
+    }
+
     /// One deployed function.
     pub fn function(&self, name: &str) -> Option<FunctionInfo> {
         self.inner.deployer.function(name)

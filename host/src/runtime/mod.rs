@@ -17,6 +17,8 @@ pub(crate) mod chain;
 pub(crate) mod code_cache;
 pub(crate) mod compiler;
 pub mod connection;
+#[cfg(feature = "escape-drill")]
+pub(crate) mod drill;
 pub(crate) mod engine;
 pub(crate) mod function;
 pub(crate) mod jail;

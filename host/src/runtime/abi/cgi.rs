@@ -61,6 +61,8 @@ pub struct CgiState {
 pub fn linker(engine: &Engine) -> wasmtime::Result<Linker<CgiState>> {
     let mut linker = Linker::new(engine);
     wasmtime_wasi::p1::add_to_linker_async(&mut linker, |state: &mut CgiState| &mut state.wasi)?;
+    #[cfg(feature = "escape-drill")]
+    crate::runtime::drill::add_to_linker(&mut linker)?;
     Ok(linker)
 }
 

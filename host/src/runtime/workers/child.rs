@@ -86,6 +86,8 @@ fn run() -> Result<(), String> {
     if !dropped_root && rustix::process::geteuid().is_root() {
         return Err("still root after the jail".into());
     }
+    #[cfg(feature = "escape-drill")]
+    super::super::drill::jailed();
     runtime.block_on(serve(assignment, settings, artifact))
 }
 

@@ -30,6 +30,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::OnceCell;
+use wisp_spec::api::WorkerInfo;
 
 /// How long a worker may take from its assignment to ready.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -135,6 +136,28 @@ impl WorkerPool {
 
     fn lock_spares(&self) -> std::sync::MutexGuard<'_, Vec<Spare>> {
         self.spares.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The live workers, by function and version.
+    pub(crate) fn list(&self) -> Vec<WorkerInfo> {
+        let now = self.now_ms();
+        let mut workers: Vec<WorkerInfo> = self
+            .lock_workers()
+            .iter()
+            .filter_map(|((function, version), cell)| {
+                let worker = cell.get()?;
+                worker.alive.load(Ordering::Acquire).then(|| WorkerInfo {
+                    function: function.to_string(),
+                    version: *version,
+                    pid: worker.pid,
+                    calls_in_flight: worker.back.calls_in_flight(),
+                    idle_seconds: now.saturating_sub(worker.last_used.load(Ordering::Relaxed))
+                        / 1000,
+                })
+            })
+            .collect();
+        workers.sort_by(|a, b| (&a.function, a.version).cmp(&(&b.function, b.version)));
+        workers
     }
 
     /// Starts spares until there are as many as asked for.

@@ -1,0 +1,342 @@
+//! What only process isolation has: the OS wall proven by an attacker on
+//! the inside (the escape drill: a guest running raw system calls in its
+//! worker through the test-only `wisp_drill` import), the blast radius of
+//! a worker that dies mid-request, and the worker pool (jail, environment,
+//! idle stop, the host-wide cap).
+
+use crate::support::{Wisp, eventually};
+use http::StatusCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+use wisp_test_artifacts as artifacts;
+
+/// What the wall may answer an attack with.
+const EPERM: i32 = 1;
+const EACCES: i32 = 13;
+
+/// The live workers, from the admin API.
+async fn workers(wisp: &Wisp) -> Vec<serde_json::Value> {
+    let response = wisp.admin_get("/v1/workers").await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.text());
+    response.json().as_array().cloned().unwrap_or_default()
+}
+
+/// The pid of `function`'s worker.
+async fn worker_pid(wisp: &Wisp, function: &str) -> u32 {
+    let listed = workers(wisp).await;
+    let worker = listed
+        .iter()
+        .find(|w| w["function"] == function)
+        .unwrap_or_else(|| panic!("no worker of `{function}`: {listed:?}"));
+    u32::try_from(worker["pid"].as_u64().unwrap()).unwrap()
+}
+
+/// Requests `/hello` until stopped, counting answers other than 200.
+struct Bystander {
+    stop: Arc<AtomicBool>,
+    failures: Arc<AtomicU64>,
+    served: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Bystander {
+    fn start(wisp: &Arc<Wisp>) -> Bystander {
+        let stop = Arc::new(AtomicBool::new(false));
+        let failures = Arc::new(AtomicU64::new(0));
+        let served = Arc::new(AtomicU64::new(0));
+        let task = tokio::spawn({
+            let (wisp, stop, failures, served) =
+                (wisp.clone(), stop.clone(), failures.clone(), served.clone());
+            async move {
+                while !stop.load(Ordering::Relaxed) {
+                    match wisp.get("/hello").await.status {
+                        StatusCode::OK => served.fetch_add(1, Ordering::Relaxed),
+                        _ => failures.fetch_add(1, Ordering::Relaxed),
+                    };
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        });
+        Bystander {
+            stop,
+            failures,
+            served,
+            task,
+        }
+    }
+
+    /// Stops it; panics unless every one of its requests got 200.
+    async fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.unwrap();
+        assert_eq!(
+            self.failures.load(Ordering::Relaxed),
+            0,
+            "another function failed while a worker was attacked or killed"
+        );
+        assert!(self.served.load(Ordering::Relaxed) > 0);
+    }
+}
+
+/// Runs attack `name` in the drill function's worker: its answer, or
+/// `None` when the worker died instead (a 502).
+async fn attack(wisp: &Wisp, name: &str) -> Option<i32> {
+    let response = wisp.get(&format!("/drill?{name}")).await;
+    if response.status == StatusCode::BAD_GATEWAY {
+        assert_eq!(
+            response.json()["kind"],
+            "worker-failed",
+            "{}",
+            response.text()
+        );
+        return None;
+    }
+    assert_eq!(
+        response.status,
+        StatusCode::OK,
+        "{name}: {}",
+        response.text()
+    );
+    let text = response.text();
+    let result = text.trim().rsplit(' ').next().unwrap_or_default();
+    Some(result.parse().unwrap_or_else(|_| panic!("{name}: {text}")))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_escape_drill_meets_the_os_wall_and_only_the_attacker_notices() {
+    let wisp = Arc::new(Wisp::start());
+    let granted = tempfile::tempdir().unwrap();
+    std::fs::write(granted.path().join("private.txt"), "another tenant's data").unwrap();
+    wisp.deploy_ok("hello", artifacts::HELLO_COMPONENT, "route=/hello")
+        .await;
+    wisp.deploy_ok("drill", artifacts::DRILL_MODULE, "route=/drill")
+        .await;
+    let dir = format!("dir={}:/data", granted.path().display());
+    wisp.deploy_ok(
+        "files",
+        artifacts::HELLO_COMPONENT,
+        &format!("route=/files&{dir}"),
+    )
+    .await;
+    // The attacker's own key-value bucket exists: the database is on disk.
+    let kv_db = crate::support::files_under(&wisp.data_dir())
+        .into_iter()
+        .find(|p| p.extension().is_some_and(|e| e == "redb"))
+        .expect("the key-value database");
+    let escaped = std::env::temp_dir().join(format!("wisp-drill-{}", std::process::id()));
+    let admin_port = wisp
+        .admin_url("/")
+        .split(':')
+        .nth(2)
+        .unwrap()
+        .trim_end_matches('/')
+        .to_owned();
+    let bystander = Bystander::start(&wisp);
+
+    let front = wisp.pid();
+    let refused = [
+        format!("read:/proc/{front}/environ"),
+        format!("read:/proc/{front}/cmdline"),
+        format!("read:{}", kv_db.display()),
+        format!("read:{}", granted.path().join("private.txt").display()),
+        "read:/etc/shadow".to_owned(),
+        format!("write:{}", escaped.display()),
+        format!("connect:{admin_port}"),
+        "socket".to_owned(),
+        "fork".to_owned(),
+    ];
+    for name in &refused {
+        let result = attack(&wisp, name).await;
+        assert!(
+            matches!(result, Some(EPERM | EACCES)),
+            "attack `{name}` was not refused with EPERM or EACCES: {result:?}"
+        );
+    }
+    assert!(!escaped.exists(), "the attacker wrote outside its worker");
+
+    // The calls only an attacker makes kill its worker, and with it only
+    // its own calls in flight.
+    for (round, name) in ["exec".to_owned(), format!("ptrace:{front}")]
+        .into_iter()
+        .enumerate()
+    {
+        let in_flight = tokio::spawn({
+            let wisp = wisp.clone();
+            async move { wisp.get("/drill?sleep").await.status }
+        });
+        serving_a_call(&wisp, "drill").await;
+        assert_eq!(
+            attack(&wisp, &name).await,
+            None,
+            "`{name}` did not kill its worker"
+        );
+        assert_eq!(in_flight.await.unwrap(), StatusCode::BAD_GATEWAY);
+        exits_counted(&wisp, "SIGSYS", (round + 1) as f64).await;
+    }
+    assert!(
+        wisp.log().contains("killed by SIGSYS"),
+        "the kill is not logged"
+    );
+    // The next request gets a new worker, jailed like the last.
+    assert_eq!(attack(&wisp, "read:/etc/shadow").await, Some(EACCES));
+    bystander.stop().await;
+}
+
+/// Waits until `function`'s worker is serving a call.
+async fn serving_a_call(wisp: &Wisp, function: &str) {
+    let running = eventually(Duration::from_secs(10), async || {
+        workers(wisp)
+            .await
+            .iter()
+            .any(|w| w["function"] == function && w["calls_in_flight"] == 1)
+    })
+    .await;
+    assert!(running, "the slow call never reached its worker");
+}
+
+/// Asserts a worker's end for `cause` is counted (`count` so far).
+async fn exits_counted(wisp: &Wisp, cause: &str, count: f64) {
+    let labels = [("cause", cause)];
+    let counted = eventually(Duration::from_secs(5), async || {
+        wisp.metric("wisp_worker_exits_total", &labels).await == count
+    })
+    .await;
+    assert!(
+        counted,
+        "{cause} is not counted: {}",
+        wisp.metrics().await.text
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_killed_or_crashing_mid_request_fails_that_request_only() {
+    let wisp = Arc::new(Wisp::start());
+    wisp.deploy_ok("hello", artifacts::HELLO_COMPONENT, "route=/hello")
+        .await;
+    wisp.deploy_ok("sleep", artifacts::SLEEP_COMPONENT, "route=/sleep")
+        .await;
+    wisp.deploy_ok("drill", artifacts::DRILL_MODULE, "route=/drill")
+        .await;
+    assert_eq!(wisp.get("/sleep?ms=1").await.status, StatusCode::OK);
+    let bystander = Bystander::start(&wisp);
+
+    // SIGKILL from outside, mid-request.
+    let pid = worker_pid(&wisp, "sleep").await;
+    let in_flight = tokio::spawn({
+        let wisp = wisp.clone();
+        async move { wisp.get("/sleep?ms=5000").await }
+    });
+    serving_a_call(&wisp, "sleep").await;
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let response = in_flight.await.unwrap();
+    assert_eq!(
+        response.status,
+        StatusCode::BAD_GATEWAY,
+        "{}",
+        response.text()
+    );
+    assert_eq!(response.json()["kind"], "worker-failed");
+    exits_counted(&wisp, "SIGKILL", 1.0).await;
+    // The next request gets a fresh worker.
+    assert_eq!(wisp.get("/sleep?ms=1").await.text(), "slept 1 ms\n");
+    assert_ne!(worker_pid(&wisp, "sleep").await, pid);
+
+    // A real crash (a write through a null pointer) mid-request: the call
+    // that crashed it and the other one in flight fail; nothing else does.
+    let in_flight = tokio::spawn({
+        let wisp = wisp.clone();
+        async move { wisp.get("/drill?sleep").await.status }
+    });
+    serving_a_call(&wisp, "drill").await;
+    assert_eq!(attack(&wisp, "segv").await, None);
+    assert_eq!(in_flight.await.unwrap(), StatusCode::BAD_GATEWAY);
+    exits_counted(&wisp, "SIGSEGV", 1.0).await;
+    assert!(
+        wisp.log().contains("killed by SIGSEGV"),
+        "the crash is not logged"
+    );
+    assert_eq!(attack(&wisp, "socket").await, Some(EPERM));
+
+    assert_eq!(
+        wisp.metric("wisp_worker_starts_total", &[]).await,
+        5.0,
+        "hello's, sleep's twice, drill's twice"
+    );
+    assert_eq!(wisp.metric("wisp_workers", &[]).await, 3.0);
+    // The slots of the failed calls came back.
+    assert_eq!(wisp.metric("wisp_pool_slots_in_use", &[]).await, 0.0);
+    bystander.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_is_jailed_holds_no_environment_and_is_no_longer_root() {
+    let wisp = Wisp::start_with_env(&[], &[("WISP_SOMETHING_SECRET", "front-only")]);
+    wisp.deploy_ok("hello", artifacts::HELLO_COMPONENT, "route=/hello")
+        .await;
+    assert_eq!(wisp.get("/hello").await.status, StatusCode::OK);
+    let pid = worker_pid(&wisp, "hello").await;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    assert!(status.contains("\nSeccomp:\t2\n"), "{status}");
+    assert!(status.contains("\nNoNewPrivs:\t1\n"), "{status}");
+    if std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").unwrap()) == 0 {
+        assert!(
+            status.contains("\nUid:\t65534\t65534\t65534\t65534\n"),
+            "{status}"
+        );
+    }
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    assert!(environ.is_empty(), "{}", String::from_utf8_lossy(&environ));
+    let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap();
+    assert_eq!(
+        cmdline.split('\0').nth(1),
+        Some("__guest-worker"),
+        "{cmdline}"
+    );
+    let listed = wisp.cli(&["workers"]);
+    assert!(
+        crate::support::stdout(&listed).contains(&pid.to_string()),
+        "{}",
+        crate::support::stdout(&listed)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_workers_stop_and_the_host_wide_cap_holds() {
+    let wisp = Wisp::start_with(&["--max-workers", "2", "--worker-idle", "2s"]);
+    for name in ["a", "b", "c"] {
+        wisp.deploy_ok(name, artifacts::HELLO_COMPONENT, &format!("route=/{name}"))
+            .await;
+    }
+    for name in ["a", "b", "c", "a"] {
+        assert_eq!(wisp.get(&format!("/{name}")).await.status, StatusCode::OK);
+        assert!(
+            workers(&wisp).await.len() <= 2,
+            "{:?}",
+            workers(&wisp).await
+        );
+    }
+    let evicted = [("cause", "evicted")];
+    assert!(wisp.metric("wisp_worker_exits_total", &evicted).await >= 1.0);
+    let all_idle = eventually(Duration::from_secs(15), async || {
+        workers(&wisp).await.is_empty()
+    })
+    .await;
+    assert!(
+        all_idle,
+        "idle workers still alive: {:?}",
+        workers(&wisp).await
+    );
+    assert!(
+        wisp.metric("wisp_worker_exits_total", &[("cause", "idle")])
+            .await
+            >= 1.0
+    );
+    assert_eq!(wisp.metric("wisp_workers", &[]).await, 0.0);
+    // A stopped function's next request starts its worker again.
+    assert_eq!(wisp.get("/b").await.text(), "Hello, world!\n");
+}
