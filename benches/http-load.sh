@@ -11,6 +11,8 @@
 #   WISP_ARGS="--max-instances 40" benches/http-load.sh  # extra `wisp serve` flags
 #   SERVERS="wisp3 wasmtime3 wasmtime3-reuse" benches/http-load.sh  # WASI 0.3
 #   SERVERS="wisp3-reuse wasmtime3-reuse" benches/http-load.sh  # 0.3, both reusing
+#   SERVERS="wisp wisp-process wasmtime" benches/http-load.sh  # process isolation
+#   SERVERS="wisp3 wisp3-process wasmtime3" benches/http-load.sh
 #
 # Each server in turn is pinned to CPU 0 and `wrk -t1` to CPU 1 (HTTP/1.1
 # keep-alive, loopback only). Every request to wisp and to `wasmtime serve`
@@ -108,6 +110,16 @@ start_wisp3() {
 # (up to 128 requests an instance, 16 at once).
 start_wisp3-reuse() {
     WISP_GUEST="$HELLO3" WISP_DEPLOY_ARGS="--reuse 128 --reuse-concurrency 16" start_wisp
+}
+
+# Guests in a jailed worker process (`--isolation process`); the worker
+# inherits the server's CPU.
+start_wisp-process() {
+    WISP_ARGS="${WISP_ARGS:-} --isolation process" start_wisp
+}
+
+start_wisp3-process() {
+    WISP_GUEST="$HELLO3" WISP_ARGS="${WISP_ARGS:-} --isolation process" start_wisp
 }
 
 start_wisp-baseline() {
@@ -209,6 +221,8 @@ names = {"native": "native hyper (no wasm)", "wisp": "wisp serve", "wisp-traced"
          "wisp3-reuse": "wisp serve, WASI 0.3 hello, reuse 128 / 16 at once",
          "wasmtime3": "wasmtime serve, WASI 0.3 hello, --max-instance-reuse-count=1",
          "wasmtime3-reuse": "wasmtime serve, WASI 0.3 hello, default instance reuse",
+         "wisp-process": "wisp serve --isolation process (guest in a jailed worker)",
+         "wisp3-process": "wisp serve --isolation process, WASI 0.3 hello",
          "wisp-baseline": f"wisp serve, baseline build ({os.environ.get('BASELINE_WISP', '')})",
          "wasmtime": "wasmtime serve -S cli -O pooling-allocator"}
 servers = sys.argv[4].split()
@@ -230,6 +244,11 @@ for c in concurrencies:
                          ("wasmtime3-reuse", "wisp 0.3 / wasmtime serve 0.3, reuse")]:
         if other in servers and "wisp3" in servers:
             print(f"c={c}: {label} = {median('wisp3', c, 0) / median(other, c, 0):.2f}")
+    for mode, inproc, wasmtime in [("wisp-process", "wisp", "wasmtime"), ("wisp3-process", "wisp3", "wasmtime3")]:
+        if mode in servers and inproc in servers:
+            print(f"c={c}: {mode} / {inproc} in-process = {median(mode, c, 0) / median(inproc, c, 0):.2f}")
+        if mode in servers and wasmtime in servers:
+            print(f"c={c}: {mode} / {wasmtime} serve = {median(mode, c, 0) / median(wasmtime, c, 0):.2f}")
     if "wisp3-reuse" in servers and "wasmtime3-reuse" in servers:
         ratio = median("wisp3-reuse", c, 0) / median("wasmtime3-reuse", c, 0)
         print(f"c={c}: wisp 0.3 with reuse / wasmtime serve 0.3 with reuse = {ratio:.2f}")

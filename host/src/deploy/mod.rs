@@ -154,6 +154,11 @@ pub(crate) struct DeployOptions {
     /// The directories `dir` mounts must lie under (empty: anywhere but
     /// the data dir).
     pub(crate) dir_roots: Vec<PathBuf>,
+    /// Whether a deploy instantiates the function once here; off when
+    /// guests run in worker processes, where no guest code runs in this
+    /// process (a core module's `start` runs at instantiation), and the
+    /// upload's static check of what the pool holds stands alone.
+    pub(crate) trial_instantiation: bool,
 }
 
 impl DeployOptions {
@@ -510,8 +515,8 @@ impl Deployer {
     }
 
     /// Stores the source, compiles it (unless an artifact for it exists),
-    /// loads the code and instantiates it once, to catch what the pool
-    /// cannot hold. Runs without the writer lock.
+    /// loads the code and (in-process) instantiates it once, to catch what
+    /// the pool cannot hold. Runs without the writer lock.
     async fn build(
         self: &Arc<Self>,
         abi: inspect::Abi,
@@ -552,17 +557,19 @@ impl Deployer {
             })
             .await
             .map_err(|e| HostFailure::logged(format!("compiling `{name}` failed"), e))??;
-        let outbound = settings.allow_outbound.clone().into();
-        let services = self.services(name, settings, Arc::new(FunctionMetrics::detached()));
-        code.instantiate(
-            &Arc::from(name),
-            settings,
-            &outbound,
-            &services,
-            &self.runtime.guest_memory,
-        )
-        .await
-        .map_err(|e| DeployError::Instantiate(e.to_string()))?;
+        if self.options.trial_instantiation {
+            let outbound = settings.allow_outbound.clone().into();
+            let services = self.services(name, settings, Arc::new(FunctionMetrics::detached()));
+            code.instantiate(
+                &Arc::from(name),
+                settings,
+                &outbound,
+                &services,
+                &self.runtime.guest_memory,
+            )
+            .await
+            .map_err(|e| DeployError::Instantiate(e.to_string()))?;
+        }
         Ok(Built {
             abi,
             source,

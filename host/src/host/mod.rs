@@ -147,12 +147,17 @@ impl Host {
                 pooling: config.pooling,
                 allow_root_dir: config.allow_root_dir,
                 dir_roots: config.dir_roots.clone(),
+                trial_instantiation: config.workers.is_none(),
             },
         });
-        let workers = config
-            .workers
-            .clone()
-            .map(|options| WorkerPool::start(options, backplane.kv.clone(), metrics.clone()));
+        let workers = config.workers.clone().map(|options| {
+            WorkerPool::start(
+                options,
+                backplane.kv.clone(),
+                metrics.clone(),
+                config.max_instances,
+            )
+        });
         let dispatcher = Arc::new(Dispatcher {
             registry: registry.clone(),
             runtime: runtime.clone(),

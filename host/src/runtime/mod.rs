@@ -106,17 +106,29 @@ pub(crate) struct WorkerBounds {
 }
 
 impl Runtime {
-    /// The runtime of a guest worker: engines and budgets, no artifact
-    /// store (its code is handed to it loaded) and no compiler.
+    /// The engines and linkers of a guest worker, each engine's pool sized
+    /// for `max_instances`: built before it is jailed (the pooling
+    /// allocator opens `/proc/self/pagemap`, which the jail then keeps it
+    /// from opening) and before it is assigned a function (so a spare has
+    /// them ready).
+    pub(crate) fn worker_engines(max_instances: u32) -> Result<(Engines, Linkers), RuntimeError> {
+        let engines = Engines::build(max_instances, true)
+            .map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+        let linkers = Linkers::new(&engines).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+        Ok((engines, linkers))
+    }
+
+    /// The runtime of a guest worker, on `engines` (see
+    /// [`Runtime::worker_engines`]): budgets, no artifact store (its code
+    /// is handed to it loaded) and no compiler. Starts the epoch ticker's
+    /// thread: call it once jailed.
     pub(crate) fn for_worker(
+        (engines, linkers): (Engines, Linkers),
         bounds: &WorkerBounds,
         metrics: Arc<Metrics>,
     ) -> Result<Runtime, RuntimeError> {
-        let engines = Engines::build(bounds.max_instances.saturating_add(1), true)
-            .map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
         let ticker =
             EpochTicker::start(engines.all()).map_err(|e| RuntimeError::Engine(e.to_string()))?;
-        let linkers = Linkers::new(&engines).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
         Ok(Runtime {
             slots: HostSlots::new(bounds.max_instances, &metrics),
             buffers: BufferBudget::new(bounds.max_buffered_bytes, metrics.buffered().clone()),

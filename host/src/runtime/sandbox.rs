@@ -280,15 +280,16 @@ impl GuestMemory {
         true
     }
 
-    /// Gives back the whole steps of the lease its guests do not use.
-    pub(crate) fn trim_lease(&self) {
+    /// Gives back the whole steps of the lease its guests do not use,
+    /// keeping `spare` steps for the next ones.
+    pub(crate) fn trim_lease(&self, spare: u64) {
         let Some(lease) = &self.lease else { return };
         let Some(source) = lease.source.get() else {
             return;
         };
         let spare = |granted: u64| {
             let free = granted.saturating_sub(self.held.load(Ordering::Acquire));
-            free / LEASE_STEP * LEASE_STEP
+            free.saturating_sub(spare * LEASE_STEP) / LEASE_STEP * LEASE_STEP
         };
         let trimmed = lease
             .granted
@@ -325,8 +326,9 @@ impl GuestMemory {
         self.held.fetch_sub(bytes, Ordering::Relaxed);
         self.gauge.dec_by(i64::try_from(bytes).unwrap_or(i64::MAX));
         // What a worker's guests no longer use goes back to the host at
-        // once, for other functions' guests.
-        self.trim_lease();
+        // once, for other functions' guests, but for one step its next
+        // guests are likely to need (the rest goes within a second).
+        self.trim_lease(1);
     }
 }
 

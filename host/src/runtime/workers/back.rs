@@ -28,8 +28,8 @@ use std::time::{Duration, Instant};
 use wasmtime_wasi_http::WasiBody;
 use wisp_spec::settings::{OutboundRule, allow_list_allows, internal_function};
 
-/// Largest report of a finished run (two captured outputs, base64).
-const MAX_REPORT_BYTES: usize = 1 << 20;
+/// Largest batch of reports of finished runs (captured outputs, base64).
+const MAX_REPORT_BYTES: usize = 4 << 20;
 
 /// How long past its deadline a call's slots wait for its report.
 const REPORT_GRACE: Duration = Duration::from_secs(5);
@@ -174,8 +174,8 @@ impl Back {
         }
     }
 
-    /// A run is over: its cost and output go to its function's books, its
-    /// slots back to the host.
+    /// Runs are over: their cost and output go to their function's books,
+    /// their slots back to the host.
     async fn finished(
         &self,
         request: http::Request<hyper::body::Incoming>,
@@ -183,21 +183,22 @@ impl Back {
         let Some(bytes) = read_bounded(request, MAX_REPORT_BYTES).await else {
             return refused(http::StatusCode::PAYLOAD_TOO_LARGE, "report too large");
         };
-        let Ok(report) = serde_json::from_slice::<Finished>(&bytes) else {
+        let Ok(reports) = serde_json::from_slice::<Vec<Finished>>(&bytes) else {
             return refused(http::StatusCode::BAD_REQUEST, "bad report");
         };
-        let Some(pending) = self.calls().remove(&report.call) else {
-            return refused(http::StatusCode::GONE, "no such call");
-        };
-        self.count(&report.counts);
-        pending.meter.finished(
-            report.cost(),
-            &pending.trace,
-            &pending.request_id,
-            &report.stdout,
-            &report.stderr,
-        );
-        drop(pending);
+        for report in reports {
+            self.count(&report.counts);
+            let Some(pending) = self.calls().remove(&report.call) else {
+                continue;
+            };
+            pending.meter.finished(
+                report.cost(),
+                &pending.trace,
+                &pending.request_id,
+                &report.stdout,
+                &report.stderr,
+            );
+        }
         http::Response::new(full(""))
     }
 

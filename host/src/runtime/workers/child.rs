@@ -36,6 +36,10 @@ use wisp_spec::route::Route;
 use wisp_spec::settings::Settings;
 use wisp_spec::source::SourceHash;
 
+/// The environment variable that sizes a worker's instance pool (the
+/// host's `--max-instances`; the front admits no more at once).
+pub(crate) const POOL_VAR: &str = "WISP_WORKER_POOL";
+
 /// How a worker's stderr marks a line the front logs as a warning.
 pub(crate) const JAIL_NOTE_PREFIX: &str = "jail: ";
 
@@ -56,6 +60,20 @@ pub fn guest_worker_main() -> ExitCode {
 }
 
 fn run() -> Result<(), String> {
+    // Everything the function does not decide is made before its
+    // assignment, so a spare has it ready: the engines and linkers, and the
+    // async runtime (whose reactor makes a socket pair for signals). None
+    // of it starts a thread. The engines come before root is dropped: the
+    // pooling allocator opens `/proc/self/pagemap` (to reset only the pages
+    // a guest dirtied), which a process that changed its user may not.
+    let pool = std::env::var(POOL_VAR)
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(crate::runtime::engine::DEFAULT_MAX_INSTANCES);
+    let engines = Runtime::worker_engines(pool).map_err(|e| match e {
+        crate::runtime::RuntimeError::Engine(reason)
+        | crate::runtime::RuntimeError::Artifacts(reason) => reason,
+    })?;
     let dropped_root = super::super::jail::drop_root()?;
     for (resource, cap) in [
         (rustix::process::Resource::Nofile, WORKER_MAX_FILES),
@@ -68,17 +86,15 @@ fn run() -> Result<(), String> {
         rustix::process::setrlimit(resource, limit)
             .map_err(|e| format!("capping {resource:?} failed: {e}"))?;
     }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("starting the async runtime failed: {e}"))?;
     let (assignment, artifact) = wire::read_assignment(&mut std::io::stdin().lock())?;
     let settings = assignment
         .settings
         .check()
         .map_err(|e| format!("its settings do not hold: {e}"))?;
-    // Built before the jail (its reactor makes a socket pair for signals)
-    // and on this thread: it starts no thread until the jail is up.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("starting the async runtime failed: {e}"))?;
     let dirs: Vec<&std::path::Path> = settings.dirs.iter().map(|m| m.host.as_path()).collect();
     if let Some(weaker) = super::super::jail::enter_worker(&dirs)? {
         eprintln!("{JAIL_NOTE_PREFIX}{weaker}");
@@ -88,11 +104,15 @@ fn run() -> Result<(), String> {
     }
     #[cfg(feature = "escape-drill")]
     super::super::drill::jailed();
-    runtime.block_on(serve(assignment, settings, artifact))
+    runtime.block_on(serve(engines, assignment, settings, artifact))
 }
 
 /// Builds the function's runtime and serves the front until it leaves.
 async fn serve(
+    engines: (
+        crate::runtime::engine::Engines,
+        crate::runtime::function::Linkers,
+    ),
     assignment: Assignment,
     settings: Settings,
     artifact: Vec<u8>,
@@ -101,6 +121,7 @@ async fn serve(
     let calls_out = socket_of(std::io::stdout().as_fd())?;
     let metrics = Arc::new(Metrics::new());
     let runtime = Runtime::for_worker(
+        engines,
         &WorkerBounds {
             max_instances: assignment.max_instances,
             max_guest_memory_bytes: assignment.max_guest_memory,

@@ -75,6 +75,11 @@ pub(crate) struct WorkerPool {
     spares: Mutex<Vec<Spare>>,
     /// Workers alive or starting.
     count: AtomicUsize,
+    /// Set while spares are being started.
+    refilling: AtomicBool,
+    /// Sandboxes each worker's engine pool holds (the host's
+    /// `--max-instances`).
+    pool_size: u32,
     epoch: Instant,
 }
 
@@ -96,6 +101,15 @@ pub(crate) struct Worker {
     kill: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
 }
 
+/// Clears the refilling flag when the refill ends.
+struct Refilled<'a>(&'a AtomicBool);
+
+impl Drop for Refilled<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
 /// A started worker waiting for its assignment.
 struct Spare {
     child: tokio::process::Child,
@@ -110,6 +124,7 @@ impl WorkerPool {
         options: WorkerOptions,
         kv: Arc<dyn KvBackend>,
         metrics: Arc<Metrics>,
+        pool_size: u32,
     ) -> Arc<WorkerPool> {
         let pool = Arc::new(WorkerPool {
             options,
@@ -119,6 +134,8 @@ impl WorkerPool {
             workers: Mutex::default(),
             spares: Mutex::default(),
             count: AtomicUsize::new(0),
+            refilling: AtomicBool::new(false),
+            pool_size,
             epoch: Instant::now(),
         });
         pool.refill_spares();
@@ -162,6 +179,10 @@ impl WorkerPool {
 
     /// Starts spares until there are as many as asked for.
     fn refill_spares(self: &Arc<Self>) {
+        if self.refilling.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let _done = Refilled(&self.refilling);
         let missing = self.options.spares.saturating_sub(self.lock_spares().len());
         for _ in 0..missing {
             match self.spawn() {
@@ -181,6 +202,7 @@ impl WorkerPool {
         let child = tokio::process::Command::new(&self.options.program)
             .args(&self.options.args)
             .env_clear()
+            .env(super::child::POOL_VAR, self.pool_size.to_string())
             .stdin(Stdio::from(std::os::fd::OwnedFd::from(child_calls)))
             .stdout(Stdio::from(std::os::fd::OwnedFd::from(child_back)))
             .stderr(Stdio::piped())
@@ -314,7 +336,8 @@ impl WorkerPool {
             .map_err(|e| failed(format!("reading its code: {e}")))?;
         let spare = self.lock_spares().pop();
         let pool = self.clone();
-        tokio::spawn(async move { pool.refill_spares() });
+        // Starting a process blocks (fork, exec): off the async threads.
+        drop(tokio::task::spawn_blocking(move || pool.refill_spares()));
         let mut spare = match spare {
             Some(spare) => spare,
             None => self.spawn().map_err(|e| failed(format!("{e}")))?,
@@ -328,17 +351,15 @@ impl WorkerPool {
             abi: slot.abi,
             settings: function.settings.to_raw(),
             secrets: (*secrets).clone(),
-            max_instances: limits.max_concurrency.max(1),
+            max_instances: limits.max_concurrency.clamp(1, self.pool_size),
             max_guest_memory: runtime.guest_memory.limit(),
             max_buffered: runtime.buffers.limit(),
             artifact_bytes: artifact.len() as u64,
         };
-        let mut message = Vec::with_capacity(artifact.len() + 4096);
-        wire::write_assignment(&mut message, &assignment, &artifact)
-            .map_err(|e| failed(format!("{e}")))?;
-        drop(artifact);
+        let head = wire::assignment_head(&assignment).map_err(|e| failed(format!("{e}")))?;
         let handshake = async {
-            spare.calls.write_all(&message).await?;
+            spare.calls.write_all(&head).await?;
+            spare.calls.write_all(&artifact).await?;
             let mut ready = [0u8; 1];
             spare.calls.read_exact(&mut ready).await?;
             if ready[0] != READY {
@@ -357,6 +378,7 @@ impl WorkerPool {
             }
             Err(_) => return Err(failed("it was not ready in time".into())),
         }
+        drop(artifact);
         let (sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
             .max_header_list_size(64 << 10)
             .handshake(TokioIo::new(spare.calls))

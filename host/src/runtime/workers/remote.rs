@@ -23,6 +23,7 @@ use hyper::client::conn::http2::SendRequest;
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use wasmtime_wasi_http::{Error as HttpError, WasiBody};
 use wisp_spec::api::Trigger;
@@ -66,7 +67,14 @@ pub(crate) struct Reports {
     function_metrics: Arc<FunctionMetrics>,
     /// The counts last sent.
     sent: Mutex<Counts>,
+    /// Reports not yet sent, and whether a batch is on its way.
+    queue: Mutex<Vec<Finished>>,
+    flushing: AtomicBool,
+    self_ref: std::sync::Weak<Reports>,
 }
+
+/// Bytes of captured output one batch of reports carries at most.
+const MAX_BATCH_BYTES: usize = 1 << 20;
 
 impl Reports {
     pub(crate) fn new(
@@ -74,12 +82,15 @@ impl Reports {
         metrics: Arc<Metrics>,
         function_metrics: Arc<FunctionMetrics>,
     ) -> Arc<Reports> {
-        let reports = Arc::new(Reports {
+        let reports = Arc::new_cyclic(|self_ref| Reports {
             front,
             calls: Mutex::default(),
             metrics,
             function_metrics,
             sent: Mutex::default(),
+            queue: Mutex::default(),
+            flushing: AtomicBool::new(false),
+            self_ref: self_ref.clone(),
         });
         tokio::spawn(send_counts(Arc::downgrade(&reports)));
         reports
@@ -104,6 +115,10 @@ impl Reports {
         sent.breaches != self.function_metrics.breach_counts()
             || sent.prepared != prepared
             || sent.prepared_used != prepared_used
+    }
+
+    fn queue(&self) -> std::sync::MutexGuard<'_, Vec<Finished>> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn calls(&self) -> std::sync::MutexGuard<'_, HashMap<usize, u64>> {
@@ -139,18 +154,54 @@ impl RunRelay for Reports {
             stderr: stderr.to_vec(),
             counts: self.counts(),
         };
-        let Ok(json) = serde_json::to_vec(&report) else {
+        self.queue().push(report);
+        if !self.flushing.swap(true, Ordering::AcqRel) {
+            tokio::spawn(flush(self.front.clone(), self.self_ref.clone()));
+        }
+    }
+}
+
+/// Sends the queued reports, as many at once as have queued while the last
+/// batch was on its way (so a busy worker makes one call back per batch,
+/// not per run), until none is left.
+async fn flush(front: Front, reports: std::sync::Weak<Reports>) {
+    loop {
+        let Some(reports) = reports.upgrade() else {
             return;
         };
-        let front = self.front.clone();
-        tokio::spawn(async move {
-            let request = http::Request::post("/")
-                .body(full(json))
-                .unwrap_or_default();
-            if let Err(e) = ask(&front, "http://front/finished", call, request).await {
-                tracing::debug!("a run's report was not delivered: {e}");
+        let batch = {
+            let mut queue = reports.queue();
+            let mut bytes = 0;
+            let take = queue
+                .iter()
+                .take_while(|r| {
+                    bytes += r.stdout.len() + r.stderr.len() + 256;
+                    bytes <= MAX_BATCH_BYTES
+                })
+                .count()
+                .max(1)
+                .min(queue.len());
+            queue.drain(..take).collect::<Vec<_>>()
+        };
+        if batch.is_empty() {
+            reports.flushing.store(false, Ordering::Release);
+            // A report queued after the drain and before the flag fell
+            // would wait for the next one: look once more.
+            if reports.queue().is_empty() || reports.flushing.swap(true, Ordering::AcqRel) {
+                return;
             }
-        });
+            continue;
+        }
+        let Ok(json) = serde_json::to_vec(&batch) else {
+            continue;
+        };
+        drop(reports);
+        let request = http::Request::post("/")
+            .body(full(json))
+            .unwrap_or_default();
+        if let Err(e) = ask(&front, "http://front/finished", 0, request).await {
+            tracing::debug!("runs' reports were not delivered: {e}");
+        }
     }
 }
 
@@ -183,9 +234,8 @@ pub(crate) fn duration_us(duration: std::time::Duration) -> u64 {
 }
 
 /// The worker's share of the host's guest memory budget, asked of the
-/// front as its guests grow; the whole steps they leave unused are given
-/// back as soon as a sandbox ends (and each second, for one that ended
-/// outside the async runtime).
+/// front as its guests grow; the whole steps they leave unused but one are
+/// given back as soon as a sandbox ends, and that one within a second.
 pub(crate) struct RemoteLease {
     front: Front,
 }
@@ -202,7 +252,7 @@ impl RemoteLease {
                 let Some(memory) = memory.upgrade() else {
                     return;
                 };
-                memory.trim_lease();
+                memory.trim_lease(0);
             }
         });
     }

@@ -12,7 +12,7 @@
 use crate::observe::meter::GuestCost;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::time::Duration;
 use wisp_spec::inspect::Abi;
 use wisp_spec::settings::RawSettings;
@@ -166,21 +166,17 @@ pub(crate) fn decode_header<T: for<'de> Deserialize<'de>>(value: &http::HeaderVa
     serde_json::from_slice(&json).ok()
 }
 
-/// Writes `assignment` and then `artifact` (blocking).
-pub(crate) fn write_assignment(
-    to: &mut impl Write,
-    assignment: &Assignment,
-    artifact: &[u8],
-) -> std::io::Result<()> {
+/// The head of an assignment: its length and JSON; the artifact follows.
+pub(crate) fn assignment_head(assignment: &Assignment) -> std::io::Result<Vec<u8>> {
     let json = serde_json::to_vec(assignment).map_err(std::io::Error::other)?;
     let len = u32::try_from(json.len()).map_err(std::io::Error::other)?;
-    to.write_all(&len.to_le_bytes())?;
-    to.write_all(&json)?;
-    to.write_all(artifact)?;
-    to.flush()
+    let mut head = len.to_le_bytes().to_vec();
+    head.extend_from_slice(&json);
+    Ok(head)
 }
 
-/// Reads what [`write_assignment`] wrote (blocking), within the bounds.
+/// Reads an assignment's head and then its artifact (blocking), within the
+/// bounds.
 pub(crate) fn read_assignment(from: &mut impl Read) -> Result<(Assignment, Vec<u8>), String> {
     let mut len = [0u8; 4];
     from.read_exact(&mut len)
@@ -200,13 +196,9 @@ pub(crate) fn read_assignment(from: &mut impl Read) -> Result<(Assignment, Vec<u
             assignment.artifact_bytes
         ));
     }
-    let mut artifact = Vec::new();
-    from.take(assignment.artifact_bytes)
-        .read_to_end(&mut artifact)
+    let mut artifact = vec![0u8; usize::try_from(assignment.artifact_bytes).unwrap_or(0)];
+    from.read_exact(&mut artifact)
         .map_err(|e| format!("reading the artifact failed: {e}"))?;
-    if artifact.len() as u64 != assignment.artifact_bytes {
-        return Err("the artifact ended early".into());
-    }
     Ok((assignment, artifact))
 }
 

@@ -1,0 +1,134 @@
+#!/usr/bin/env python3
+"""The cost of process isolation beyond throughput (`benches/http-load.sh`
+measures that): how long a function's first request waits for its worker,
+what an idle worker costs in memory, and a host with 1,000 functions each
+with a live worker.
+
+    benches/workers.py                 # 1,000 functions, 200 first requests timed
+    FUNCTIONS=200 benches/workers.py
+
+Starts a release `wisp serve --isolation process` (built by
+`benches/http-load.sh` or `cargo build --release -p wisp-cli`) on loopback,
+deploys the `hello` component under N names, and:
+
+1. times the first request to each of the first 200 functions, one after
+   another with a 20 ms pause (the pre-forked spares refill in it): p50 and
+   p99, client side and from the host's `wisp_worker_start_seconds`;
+2. requests the rest, so every function has a live worker, and reads each
+   worker's RSS and PSS (`/proc/PID/smaps_rollup`: a page shared by k
+   processes counts 1/k to each) and the front's RSS.
+
+A benchmark, not a test: CI never runs it.
+"""
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WISP = os.path.join(ROOT, "target/release/wisp")
+HELLO = os.path.join(ROOT, "target/guests/wasm32-wasip2/release/hello.wasm")
+FUNCTIONS = int(os.environ.get("FUNCTIONS", "1000"))
+TIMED = min(200, FUNCTIONS)
+PUBLIC, ADMIN = "127.0.0.1:18502", "127.0.0.1:18503"
+
+
+def get(url):
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return response.status, response.read()
+
+
+def deploy(name, wasm):
+    request = urllib.request.Request(
+        f"http://{ADMIN}/v1/functions/{name}?route=/{name}", data=wasm, method="PUT"
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        assert response.status in (200, 201), response.status
+
+
+def memory_kib(pid, field):
+    path = f"/proc/{pid}/smaps_rollup" if field == "Pss" else f"/proc/{pid}/status"
+    with open(path) as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def percentile(values, p):
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+
+
+def main():
+    if not os.path.exists(HELLO):
+        subprocess.run([os.path.join(ROOT, "guests/build.sh"), "wasm32-wasip2", "hello"], check=True)
+    wasm = open(HELLO, "rb").read()
+    data = tempfile.mkdtemp()
+    server = subprocess.Popen(
+        [WISP, "serve", "--isolation", "process", "--access-log", "false",
+         "--listen", PUBLIC, "--admin-listen", ADMIN, "--data-dir", os.path.join(data, "d"),
+         "--max-workers", str(FUNCTIONS + 10)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(200):
+            try:
+                get(f"http://{ADMIN}/healthz")
+                break
+            except OSError:
+                time.sleep(0.05)
+        started = time.time()
+        for i in range(FUNCTIONS):
+            deploy(f"f{i}", wasm)
+        print(f"deployed {FUNCTIONS} functions in {time.time() - started:.1f} s", file=sys.stderr)
+
+        firsts = []
+        for i in range(TIMED):
+            time.sleep(0.02)
+            t = time.perf_counter()
+            status, body = get(f"http://{PUBLIC}/f{i}")
+            firsts.append((time.perf_counter() - t) * 1e3)
+            assert status == 200 and body == b"Hello, world!\n", (status, body)
+        warm = []
+        for i in range(TIMED):
+            t = time.perf_counter()
+            get(f"http://{PUBLIC}/f{i}")
+            warm.append((time.perf_counter() - t) * 1e3)
+        for i in range(TIMED, FUNCTIONS):
+            get(f"http://{PUBLIC}/f{i}")
+        metrics = get(f"http://{ADMIN}/metrics")[1].decode()
+        starts = [line for line in metrics.splitlines() if line.startswith("wisp_worker_start_seconds")]
+        workers = json.loads(get(f"http://{ADMIN}/v1/workers")[1])
+        pids = [w["pid"] for w in workers]
+        rss = [memory_kib(pid, "VmRSS") for pid in pids]
+        pss = [memory_kib(pid, "Pss") for pid in pids]
+        front = memory_kib(server.pid, "VmRSS")
+
+        print(f"\nworker cost — {time.strftime('%Y-%m-%d')} — {os.cpu_count()} CPUs, {FUNCTIONS} functions\n")
+        print("| measure | value |")
+        print("| --- | --- |")
+        print(f"| first request (worker start, from a spare), p50 / p99 | "
+              f"{statistics.median(firsts):.2f} ms / {percentile(firsts, 99):.2f} ms |")
+        print(f"| a request to a live worker (same client), p50 / p99 | "
+              f"{statistics.median(warm):.2f} ms / {percentile(warm, 99):.2f} ms |")
+        print(f"| live workers | {len(pids)} |")
+        print(f"| RSS per worker, median | {statistics.median(rss) / 1024:.1f} MiB |")
+        print(f"| PSS per worker, median | {statistics.median(pss) / 1024:.1f} MiB |")
+        print(f"| PSS of all workers | {sum(pss) / 1024:.0f} MiB |")
+        print(f"| front process RSS | {front / 1024:.0f} MiB |")
+        print("\nhost histogram (wisp_worker_start_seconds):", file=sys.stderr)
+        for line in starts:
+            print("  " + line, file=sys.stderr)
+    finally:
+        server.terminate()
+        server.wait()
+
+
+if __name__ == "__main__":
+    main()
