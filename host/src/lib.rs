@@ -37,7 +37,7 @@
 //! | --- | --- | --- |
 //! | `host/` | the composition root, [`Host`], [`HostConfig`] and the host-wide settings table ([`HOST_SETTINGS`], [`SERVER_SETTINGS`]), the choice of backplane | — |
 //! | `request/` | the dispatcher: routing, version choice, slots, dispatch, the access log | async calls, deploys, the cluster |
-//! | `runtime/` | the engine, compiled code (store, cache, loading), the host-wide budgets, the sandbox, the guest ABIs, bodies and pacing, chained calls (through the narrow `Dispatch` handle) | the registry, the request path, deploys |
+//! | `runtime/` | the engine, compiled code (store, cache, loading), the host-wide budgets, the sandbox, the guest ABIs, bodies and pacing, chained calls (through the narrow `Dispatch` handle), guest worker processes and their jail (`workers/`, `jail.rs`) | the registry, the request path, deploys |
 //! | `deploy/` | the deployer: deploy, traffic, rollback, retire, remove, the start-up load | requests, the cluster |
 //! | `registry/` | name → versions → traffic, read lock-free; damage in records | how records are stored or shared |
 //! | `backplane/` | what hosts share: the function records and the `SharedState` trait, with the host-alone implementation | NATS |
