@@ -5,6 +5,9 @@
 
 #![allow(missing_docs, clippy::unwrap_used)]
 
+/// Flags every `wisp serve` of this binary gets besides its test's own.
+pub const SERVE_ARGS: &[&str] = &[];
+
 #[expect(dead_code, reason = "the blast test uses a part of the shared support")]
 #[path = "../all/support.rs"]
 mod support;

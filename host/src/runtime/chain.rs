@@ -91,8 +91,8 @@ pub(crate) trait Dispatch: Send + Sync {
     fn send_outside(
         self: Arc<Self>,
         request: http::Request<WasiBody>,
-    ) -> Result<OutsideCall, http::Request<WasiBody>> {
-        Err(request)
+    ) -> Result<OutsideCall, Box<http::Request<WasiBody>>> {
+        Err(Box::new(request))
     }
 }
 

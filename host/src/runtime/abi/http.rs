@@ -186,7 +186,7 @@ impl WasiHttpHooks for OutboundPolicy {
                         .instrument(span),
                     );
                 }
-                Err(request) => request,
+                Err(request) => *request,
             },
             None => request,
         };

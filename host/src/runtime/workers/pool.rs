@@ -373,7 +373,7 @@ impl WorkerPool {
                 let status = spare.child.try_wait().ok().flatten();
                 return Err(failed(format!(
                     "it ended before it was ready ({e}; {})",
-                    status.map_or("still running".to_owned(), |s| describe(s))
+                    status.map_or("still running".to_owned(), describe)
                 )));
             }
             Err(_) => return Err(failed("it was not ready in time".into())),

@@ -350,7 +350,7 @@ impl Dispatch for Remote {
     fn send_outside(
         self: Arc<Self>,
         request: http::Request<WasiBody>,
-    ) -> Result<OutsideCall, http::Request<WasiBody>> {
+    ) -> Result<OutsideCall, Box<http::Request<WasiBody>>> {
         Ok(Box::pin(async move {
             let response = self
                 .relay("http://front/outbound", request)
