@@ -192,7 +192,11 @@ async fn serving_a_call(wisp: &Wisp, function: &str) {
             .any(|w| w["function"] == function && w["calls_in_flight"] == 1)
     })
     .await;
-    assert!(running, "the slow call never reached its worker");
+    assert!(
+        running,
+        "the slow call never reached its worker: {:?}",
+        workers(wisp).await
+    );
 }
 
 /// Asserts a worker's end for `cause` is counted (`count` so far).
@@ -268,9 +272,9 @@ async fn a_worker_killed_or_crashing_mid_request_fails_that_request_only() {
         "hello's, sleep's twice, drill's twice"
     );
     assert_eq!(wisp.metric("wisp_workers", &[]).await, 3.0);
+    bystander.stop().await;
     // The slots of the failed calls came back.
     assert_eq!(wisp.metric("wisp_pool_slots_in_use", &[]).await, 0.0);
-    bystander.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

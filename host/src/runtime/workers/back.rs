@@ -187,19 +187,25 @@ impl Back {
             return refused(http::StatusCode::BAD_REQUEST, "bad report");
         };
         for report in reports {
-            self.count(&report.counts);
-            let Some(pending) = self.calls().remove(&report.call) else {
-                continue;
-            };
-            pending.meter.finished(
-                report.cost(),
-                &pending.trace,
-                &pending.request_id,
-                &report.stdout,
-                &report.stderr,
-            );
+            self.finish(report);
         }
         http::Response::new(full(""))
+    }
+
+    /// A run is over: its cost and output go to its function's books, its
+    /// slots back to the host.
+    pub(crate) fn finish(&self, report: Finished) {
+        self.count(&report.counts);
+        let Some(pending) = self.calls().remove(&report.call) else {
+            return;
+        };
+        pending.meter.finished(
+            report.cost(),
+            &pending.trace,
+            &pending.request_id,
+            &report.stdout,
+            &report.stderr,
+        );
     }
 
     /// The worker asks for more of the host's guest memory budget (or

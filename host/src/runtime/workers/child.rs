@@ -8,6 +8,7 @@
 //! front's answers for everything the guest reaches beyond its sandbox
 //! (see `remote.rs`). It ends when the front closes its socket.
 
+use super::carry::Carrying;
 use super::remote::{Remote, RemoteKv, RemoteLease, Reports};
 use super::wire::{
     self, Assignment, CALL_HEADER, CallHead, DONE_HEADER, INSTANTIATE_HEADER, LIMIT_HEADER,
@@ -306,7 +307,10 @@ impl Worker {
         let result = self.function.invoke(request, context).await;
         self.runtime.prepare_next(&self.function);
         match result {
-            Ok(mut response) => {
+            Ok(response) => {
+                let mut response = response.map(|body| {
+                    Carrying::new(body, head.call, self.reports.clone()).boxed_unsync()
+                });
                 if let Some(instantiated) = trace.instantiate() {
                     response.headers_mut().insert(
                         INSTANTIATE_HEADER,
@@ -318,9 +322,13 @@ impl Worker {
             Err(error) => {
                 let mut response = answer_error(&error);
                 if self.reports.forget(&trace) {
+                    // It never ran, or never will report: nothing follows.
                     response
                         .headers_mut()
                         .insert(DONE_HEADER, http::HeaderValue::from_static("1"));
+                } else {
+                    // It reported already: no body will carry the report.
+                    self.reports.give_up(head.call);
                 }
                 response
             }

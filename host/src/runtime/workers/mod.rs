@@ -12,12 +12,14 @@
 //! would in-process, and reaches back (`remote.rs`, answered and checked by
 //! `back.rs`) for key-value storage, chained and outbound calls, shares of
 //! the host's guest memory budget (leased in 16 MiB steps, so the budget
-//! holds across all workers together), and to report the run's cost and
-//! output, which land in the front's books. A
+//! holds across all workers together); the run's cost and output ride
+//! back in its response's trailers (`carry.rs`; or on their own, when the
+//! run outlives its response) and land in the front's books. A
 //! worker that dies fails only its own calls: their slots come back, and
 //! the next request starts a new worker.
 
 mod back;
+mod carry;
 mod child;
 mod pool;
 mod remote;
@@ -29,15 +31,15 @@ pub use pool::{DEFAULT_MAX_WORKERS, DEFAULT_SPARE_WORKERS, DEFAULT_WORKER_IDLE, 
 
 use crate::error::{InvokeError, Limit};
 use crate::runtime::abi::cgi::read_body;
-use crate::runtime::abi::http::body_too_slow_error;
-use crate::runtime::body::full;
-use crate::runtime::body::{BoxError, RequestBody, ResponseBody};
+use crate::runtime::abi::http::{body_too_slow_error, request_too_large};
+use crate::runtime::body::{BoxError, LimitedBody, full};
+use crate::runtime::body::{RequestBody, ResponseBody};
 use crate::runtime::chain::{ChainBudget, ChainOrigin};
 use crate::runtime::function::{Function, RequestContext};
 use back::Pending;
 use http_body_util::BodyExt;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use wire::{CALL_HEADER, CallHead, DONE_HEADER, INSTANTIATE_HEADER, LIMIT_HEADER};
 use wisp_spec::inspect::Abi;
 
@@ -87,6 +89,13 @@ impl WorkerPool {
             elapsed_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
         };
         let (mut parts, body) = request.into_parts();
+        // The body limit is kept here too, so a call the worker had to cut
+        // off before it answered is a 413, as in-process, not a failure.
+        let too_large = Arc::new(AtomicBool::new(false));
+        let limit = function.settings.limits.max_request_body_bytes;
+        let body = LimitedBody::new(body, limit, too_large.clone())
+            .map_err(BoxError::from)
+            .boxed_unsync();
         let header = wire::encode_header(&head)
             .ok_or_else(|| InvokeError::BadRequest("the request cannot be passed on".into()))?;
         parts.headers.insert(CALL_HEADER, header);
@@ -115,6 +124,10 @@ impl WorkerPool {
         }
         let response = match sent {
             Ok(response) => response,
+            Err(_) if too_large.load(Ordering::Relaxed) => {
+                worker.back.settle(call);
+                return Err(request_too_large(limit));
+            }
             Err(e) => {
                 worker.back.settle(call);
                 tracing::warn!(function = %function.name, pid = worker.pid, "a call to its guest worker failed: {e}");
@@ -142,7 +155,7 @@ impl WorkerPool {
         if parts.headers.remove(DONE_HEADER).is_some() {
             worker.back.settle(call);
         }
-        let body = body.map_err(BoxError::from).boxed_unsync();
+        let body = carry::Unpacking::new(body, worker.back.clone()).boxed_unsync();
         Ok(http::Response::from_parts(parts, body))
     }
 }

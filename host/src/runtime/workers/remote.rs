@@ -69,6 +69,8 @@ pub(crate) struct Reports {
     sent: Mutex<Counts>,
     /// Reports not yet sent, and whether a batch is on its way.
     queue: Mutex<Vec<Finished>>,
+    /// Runs whose report and response end are not yet matched.
+    ends: Mutex<HashMap<u64, End>>,
     flushing: AtomicBool,
     self_ref: std::sync::Weak<Reports>,
 }
@@ -89,6 +91,7 @@ impl Reports {
             function_metrics,
             sent: Mutex::default(),
             queue: Mutex::default(),
+            ends: Mutex::default(),
             flushing: AtomicBool::new(false),
             self_ref: self_ref.clone(),
         });
@@ -154,9 +157,79 @@ impl RunRelay for Reports {
             stderr: stderr.to_vec(),
             counts: self.counts(),
         };
+        // Carried in its response's trailers when the response has not
+        // ended yet (or waits for it), else sent on its own.
+        let carried = report.stdout.len() + report.stderr.len() <= MAX_CARRIED_OUTPUT;
+        let mut ends = self.ends();
+        match ends.remove(&call) {
+            Some(End::Waiting(waker)) if carried => {
+                ends.insert(call, End::Report(report));
+                waker.wake();
+            }
+            None if carried => {
+                ends.insert(call, End::Report(report));
+            }
+            _ => {
+                drop(ends);
+                self.send(report);
+            }
+        }
+    }
+}
+
+/// Most captured output a report carried in trailers holds; a bigger one
+/// is sent on its own.
+const MAX_CARRIED_OUTPUT: usize = 8 << 10;
+
+/// Where a run's report stands against the end of its response.
+pub(crate) enum End {
+    /// The response ended first and waits a moment for the report.
+    Waiting(std::task::Waker),
+    /// The run ended first: its report waits for the response's end.
+    Report(Finished),
+    /// The response ended (or was dropped) without it: the report, when
+    /// the run ends, is sent on its own.
+    Gone,
+}
+
+impl Reports {
+    fn ends(&self) -> std::sync::MutexGuard<'_, HashMap<u64, End>> {
+        self.ends.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues `report` to be sent on its own, in the next batch.
+    fn send(&self, report: Finished) {
         self.queue().push(report);
         if !self.flushing.swap(true, Ordering::AcqRel) {
             tokio::spawn(flush(self.front.clone(), self.self_ref.clone()));
+        }
+    }
+
+    /// The report of `call`, if its run has ended; else `waker` is woken
+    /// when it does.
+    pub(crate) fn take_report(&self, call: u64, waker: &std::task::Waker) -> Option<Finished> {
+        let mut ends = self.ends();
+        match ends.remove(&call) {
+            Some(End::Report(report)) => Some(report),
+            _ => {
+                ends.insert(call, End::Waiting(waker.clone()));
+                None
+            }
+        }
+    }
+
+    /// `call`'s response ended (or was dropped) without its report: the
+    /// report goes on its own.
+    pub(crate) fn give_up(&self, call: u64) {
+        let mut ends = self.ends();
+        match ends.remove(&call) {
+            Some(End::Report(report)) => {
+                drop(ends);
+                self.send(report);
+            }
+            _ => {
+                ends.insert(call, End::Gone);
+            }
         }
     }
 }

@@ -41,6 +41,10 @@ pub(crate) const LIMIT_HEADER: http::HeaderName =
 pub(crate) const DONE_HEADER: http::HeaderName =
     http::HeaderName::from_static("x-wisp-worker-done");
 
+/// Trailer of a worker's response: its run's [`Finished`] report.
+pub(crate) const REPORT_HEADER: http::HeaderName =
+    http::HeaderName::from_static("x-wisp-worker-report");
+
 /// Response header of a worker's answer: how long its sandbox took to
 /// create, in microseconds.
 pub(crate) const INSTANTIATE_HEADER: http::HeaderName =
