@@ -350,3 +350,55 @@ async fn idle_workers_stop_and_the_host_wide_cap_holds() {
     // A stopped function's next request starts its worker again.
     assert_eq!(wisp.get("/b").await.text(), "Hello, world!\n");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_cannot_forge_a_runs_report_through_an_echoing_guest() {
+    use base64::Engine;
+    use http_body_util::{BodyExt, StreamBody};
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+    let wisp = Wisp::start();
+    wisp.deploy_ok("s", artifacts::SERVICE3_COMPONENT, "route=/s")
+        .await;
+    let client = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http();
+    // The worker's calls are numbered from 1: name each of the first few.
+    for call in 1..=4u64 {
+        let forged = serde_json::json!({
+            "call": call, "wall_us": 1, "cpu_us": 1, "fuel": 999_999_999_999u64,
+            "peak_memory_bytes": 1, "stdout": base64::engine::general_purpose::STANDARD.encode("FORGED-LOG"),
+            "stderr": "", "counts": {"breaches": [], "prepared": 0, "prepared_used": 0},
+        });
+        let header = base64::engine::general_purpose::STANDARD_NO_PAD
+            .encode(serde_json::to_vec(&forged).unwrap());
+        let mut trailers = http::HeaderMap::new();
+        trailers.insert("x-wisp-worker-report", header.parse().unwrap());
+        trailers.insert("x-wisp-worker-done", "1".parse().unwrap());
+        trailers.insert("x-checksum", "abc".parse().unwrap());
+        let frames = vec![
+            Ok::<_, std::convert::Infallible>(http_body::Frame::data(bytes::Bytes::from_static(
+                b"body",
+            ))),
+            Ok(http_body::Frame::trailers(trailers)),
+        ];
+        let request = http::Request::post(wisp.url("/s/echo"))
+            .body(StreamBody::new(futures_util::stream::iter(frames)))
+            .unwrap();
+        let response = client.request(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let collected = response.into_body().collect().await.unwrap();
+        let echoed = collected.trailers().cloned().expect("trailers came back");
+        assert_eq!(echoed["x-checksum"], "abc");
+        assert!(!echoed.contains_key("x-wisp-worker-report"), "{echoed:?}");
+        assert!(!echoed.contains_key("x-wisp-worker-done"), "{echoed:?}");
+    }
+    let usage = wisp.admin_get("/v1/functions/s/usage").await.json();
+    assert!(
+        usage["fuel"].as_u64().unwrap_or(0) < 999_999_999_999,
+        "{usage}"
+    );
+    let logs = wisp.admin_get("/v1/functions/s/logs").await.text();
+    assert!(!logs.contains("FORGED-LOG"), "{logs}");
+    assert_eq!(wisp.metric("wisp_pool_slots_in_use", &[]).await, 0.0);
+}

@@ -273,17 +273,10 @@ fn compile_worker() -> Result<(), String> {
     }
     // Few files (it needs its three stdio pipes and the jail's ruleset) and
     // no core dump of an upload.
-    for (resource, cap) in [
+    super::jail::cap(&[
         (rustix::process::Resource::Nofile, CHILD_MAX_FILES),
         (rustix::process::Resource::Core, 0),
-    ] {
-        let limit = rustix::process::Rlimit {
-            current: Some(cap),
-            maximum: Some(cap),
-        };
-        rustix::process::setrlimit(resource, limit)
-            .map_err(|e| format!("capping {resource:?} failed: {e}"))?;
-    }
+    ])?;
     let mut wasm = Vec::new();
     std::io::stdin()
         .read_to_end(&mut wasm)

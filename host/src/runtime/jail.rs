@@ -9,7 +9,7 @@
 //! other one failing with `EPERM` — no `execve`, no `ptrace`, no sockets,
 //! no namespaces or mounts. A guest worker's ([`enter_worker`]) is the
 //! same wall with its function's read-only directories open in Landlock,
-//! its own allow-list ([`WORKER_CALLS`]: the runtime and its sockets,
+//! its own allow-list ([`WORKER_EXTRA_CALLS`] on top: the runtime and its sockets,
 //! threads but no new processes), and a second filter that kills the
 //! worker (`SIGSYS`) on the calls only an attacker makes: `execve`,
 //! `ptrace`, reading another process's memory. Best effort by kernel for
@@ -43,7 +43,8 @@ pub(crate) fn enter() -> Result<Option<String>, String> {
 
 /// Jails a guest worker (which must still have one thread: both Landlock
 /// and seccomp bind the calling thread and those it starts): Landlock
-/// allows reading beneath `dirs` only, seccomp allows [`WORKER_CALLS`],
+/// allows reading beneath `dirs` only, seccomp allows [`COMPILE_CALLS`] and
+/// [`WORKER_EXTRA_CALLS`] (`clone` for threads only),
 /// and the calls in [`WORKER_KILLS`] kill the process.
 pub(crate) fn enter_worker(dirs: &[&Path]) -> Result<Option<String>, String> {
     let status = landlock_with_reads(dirs)?;
@@ -57,7 +58,8 @@ pub(crate) fn enter_worker(dirs: &[&Path]) -> Result<Option<String>, String> {
         .map_err(|e| format!("building the seccomp filter failed: {e}"))?,
     ])
     .map_err(|e| format!("building the seccomp filter failed: {e}"))?;
-    let allowed = allow_list(WORKER_CALLS, &[(libc::SYS_clone, vec![thread_only])])?;
+    let calls = [COMPILE_CALLS, WORKER_EXTRA_CALLS].concat();
+    let allowed = allow_list(&calls, &[(libc::SYS_clone, vec![thread_only])])?;
     let kills = kill_list()?;
     // `clone3` passes its flags in memory seccomp cannot read: it answers
     // "not implemented", and the C library falls back to `clone`, whose
@@ -163,58 +165,23 @@ const COMPILE_CALLS: &[libc::c_long] = &[
     libc::SYS_ppoll,
 ];
 
-/// The system calls a guest worker makes once jailed: the compile
-/// child's, and what the async runtime and its two sockets need (epoll,
-/// eventfd, send and receive on sockets it holds), wasmtime's instance
-/// pool and signal handling, and reading its granted directories. No
-/// `socket`, `connect`, `bind`, `execve`, `fork` (`clone` is allowed for
-/// threads only), `ptrace`, mounts or namespaces.
-const WORKER_CALLS: &[libc::c_long] = &[
-    libc::SYS_read,
-    libc::SYS_write,
+/// The system calls a guest worker makes once jailed besides the compile
+/// child's ([`COMPILE_CALLS`], but `clone` for threads only): what the
+/// async runtime and its two sockets need (epoll, eventfd, send and receive
+/// on sockets it holds), wasmtime's instance pool, and reading its granted
+/// directories. No `socket`, `connect`, `bind`, `execve`, `fork`,
+/// `ptrace`, mounts or namespaces.
+const WORKER_EXTRA_CALLS: &[libc::c_long] = &[
     libc::SYS_readv,
-    libc::SYS_writev,
     libc::SYS_pread64,
-    libc::SYS_close,
-    libc::SYS_fcntl,
     libc::SYS_ioctl,
-    libc::SYS_lseek,
-    libc::SYS_fstat,
-    libc::SYS_newfstatat,
-    libc::SYS_statx,
     libc::SYS_openat,
     libc::SYS_getdents64,
     libc::SYS_readlinkat,
     libc::SYS_fadvise64,
-    libc::SYS_mmap,
-    libc::SYS_munmap,
-    libc::SYS_mremap,
-    libc::SYS_mprotect,
-    libc::SYS_madvise,
-    libc::SYS_brk,
     libc::SYS_memfd_create,
     libc::SYS_ftruncate,
-    libc::SYS_futex,
-    libc::SYS_sched_yield,
-    libc::SYS_sched_getaffinity,
-    libc::SYS_clone3,
-    libc::SYS_set_robust_list,
-    libc::SYS_rseq,
-    libc::SYS_prctl,
-    libc::SYS_gettid,
-    libc::SYS_getpid,
-    libc::SYS_tgkill,
-    libc::SYS_rt_sigaction,
-    libc::SYS_rt_sigprocmask,
-    libc::SYS_rt_sigreturn,
-    libc::SYS_sigaltstack,
-    libc::SYS_getrandom,
-    libc::SYS_clock_gettime,
     libc::SYS_clock_getres,
-    libc::SYS_clock_nanosleep,
-    libc::SYS_nanosleep,
-    libc::SYS_sysinfo,
-    libc::SYS_membarrier,
     libc::SYS_epoll_create1,
     libc::SYS_epoll_ctl,
     libc::SYS_epoll_pwait,
@@ -225,14 +192,8 @@ const WORKER_CALLS: &[libc::c_long] = &[
     libc::SYS_sendmsg,
     libc::SYS_shutdown,
     libc::SYS_getsockopt,
-    libc::SYS_exit,
-    libc::SYS_exit_group,
     #[cfg(target_arch = "x86_64")]
     libc::SYS_epoll_wait,
-    #[cfg(target_arch = "x86_64")]
-    libc::SYS_poll,
-    #[cfg(target_arch = "aarch64")]
-    libc::SYS_ppoll,
 ];
 
 /// Calls that kill a jailed worker outright: only an attacker who left
@@ -245,6 +206,19 @@ const WORKER_KILLS: &[libc::c_long] = &[
     libc::SYS_process_vm_readv,
     libc::SYS_process_vm_writev,
 ];
+
+/// Caps each of `limits` (soft and hard) for this process.
+pub(crate) fn cap(limits: &[(rustix::process::Resource, u64)]) -> Result<(), String> {
+    for &(resource, cap) in limits {
+        let limit = rustix::process::Rlimit {
+            current: Some(cap),
+            maximum: Some(cap),
+        };
+        rustix::process::setrlimit(resource, limit)
+            .map_err(|e| format!("capping {resource:?} failed: {e}"))?;
+    }
+    Ok(())
+}
 
 /// `calls` allowed (those in `conditional` only when their rules match),
 /// every other call answered `EPERM`.

@@ -198,7 +198,7 @@ pub(crate) trait MemoryLease: Send + Sync {
 }
 
 /// The steps a guest worker's lease grows and shrinks by.
-const LEASE_STEP: u64 = 16 << 20;
+pub(crate) const LEASE_STEP: u64 = 16 << 20;
 
 impl std::fmt::Debug for GuestMemory {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -350,8 +350,12 @@ impl GuestMemory {
 }
 
 impl MemoryCharge {
-    /// Holds `bytes` more, if that many are free.
-    pub(crate) fn grow(&mut self, bytes: u64) -> bool {
+    /// Holds `bytes` more, if that many are free and it then holds at
+    /// most `most`.
+    pub(crate) fn grow(&mut self, bytes: u64, most: u64) -> bool {
+        if self.bytes.saturating_add(bytes) > most {
+            return false;
+        }
         let taken = self.host.take(bytes);
         if taken {
             self.bytes += bytes;

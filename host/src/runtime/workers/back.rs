@@ -16,7 +16,7 @@ use crate::observe::trace::RequestTrace;
 use crate::runtime::body::{BoxError, ResponseBody, full};
 use crate::runtime::chain::{ChainBudget, ChainOrigin, Dispatch};
 use crate::runtime::function::Function;
-use crate::runtime::sandbox::{GuestMemory, MemoryCharge};
+use crate::runtime::sandbox::{GuestMemory, LEASE_STEP, MemoryCharge};
 use crate::runtime::slots::SlotPermit;
 use crate::state::{BucketId, KvBackend, KvError};
 use bytes::Bytes;
@@ -68,8 +68,13 @@ pub(crate) struct Back {
     host_metrics: Arc<Metrics>,
     /// The worker's counts last added.
     counted: Mutex<Counts>,
-    /// The share of the host's guest memory budget granted to the worker.
+    /// The share of the host's guest memory budget granted to the worker,
+    /// and the most it may be: what its sandboxes may hold at once (its
+    /// concurrency, and one prepared ahead, at the memory limit), plus a
+    /// step — so not even a worker that left the sandbox can take the
+    /// budget of every other function.
     lease: Mutex<Option<MemoryCharge>>,
+    max_lease: u64,
 }
 
 impl Back {
@@ -95,6 +100,11 @@ impl Back {
             host_metrics,
             counted: Mutex::default(),
             lease: Mutex::new(memory.reserve(0)),
+            max_lease: settings
+                .limits
+                .memory_bytes
+                .saturating_mul(u64::from(settings.limits.max_concurrency) + 1)
+                .saturating_add(LEASE_STEP),
         })
     }
 
@@ -223,7 +233,7 @@ impl Back {
             return http::Response::new(full("0"));
         };
         let granted = match text.split_once(' ') {
-            Some(("grow", n)) => n.parse().is_ok_and(|n| lease.grow(n)),
+            Some(("grow", n)) => n.parse().is_ok_and(|n| lease.grow(n, self.max_lease)),
             Some(("give", n)) => {
                 lease.shrink(n.parse().unwrap_or(0));
                 true

@@ -69,7 +69,10 @@ impl Body for Carrying {
         while self.waiting.is_none() {
             match ready!(Pin::new(&mut self.inner).poll_frame(cx)) {
                 Some(Ok(frame)) => match frame.into_trailers() {
-                    Ok(trailers) => self.trailers = Some(trailers),
+                    Ok(mut trailers) => {
+                        wire::strip_worker_headers(&mut trailers);
+                        self.trailers = Some(trailers);
+                    }
                     Err(frame) => return Poll::Ready(Some(Ok(frame))),
                 },
                 Some(Err(e)) => {
@@ -116,22 +119,26 @@ impl Drop for Carrying {
 pub(crate) struct Unpacking {
     inner: Option<hyper::body::Incoming>,
     back: Arc<Back>,
+    call: u64,
 }
 
 impl Unpacking {
-    pub(crate) fn new(inner: hyper::body::Incoming, back: Arc<Back>) -> Unpacking {
+    pub(crate) fn new(inner: hyper::body::Incoming, back: Arc<Back>, call: u64) -> Unpacking {
         Unpacking {
             inner: Some(inner),
             back,
+            call,
         }
     }
 }
 
-/// Takes the report out of `trailers`, to `back`'s books.
-fn unpack(back: &Back, trailers: &mut http::HeaderMap) {
+/// Takes the report of call `call` out of `trailers`, to `back`'s books;
+/// a report naming another call is dropped.
+fn unpack(back: &Back, call: u64, trailers: &mut http::HeaderMap) {
     if let Some(report) = trailers
         .remove(REPORT_HEADER)
         .and_then(|v| wire::decode_header::<Finished>(&v))
+        .filter(|report| report.call == call)
     {
         back.finish(report);
     }
@@ -153,7 +160,7 @@ impl Body for Unpacking {
             Some(Ok(frame)) => match frame.into_trailers() {
                 Ok(mut trailers) => {
                     self.inner = None;
-                    unpack(&self.back, &mut trailers);
+                    unpack(&self.back, self.call, &mut trailers);
                     if trailers.is_empty() {
                         Poll::Ready(None)
                     } else {
@@ -189,7 +196,7 @@ impl Drop for Unpacking {
         if let Some(inner) = self.inner.take()
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
-            runtime.spawn(drain(inner, self.back.clone()));
+            runtime.spawn(drain(inner, self.back.clone(), self.call));
         }
     }
 }
@@ -203,13 +210,13 @@ const DRAIN_TIME: Duration = Duration::from_secs(2);
 /// Reads what is left of a worker's response the client did not read (a
 /// little, for a while) for the report in its trailers; past either bound,
 /// the report comes on its own, or the call is settled when overdue.
-async fn drain(mut inner: hyper::body::Incoming, back: Arc<Back>) {
+async fn drain(mut inner: hyper::body::Incoming, back: Arc<Back>, call: u64) {
     use http_body_util::BodyExt;
     let read = async {
         let mut drained = 0;
         while let Some(Ok(frame)) = inner.frame().await {
             match frame.into_trailers() {
-                Ok(mut trailers) => return unpack(&back, &mut trailers),
+                Ok(mut trailers) => return unpack(&back, call, &mut trailers),
                 Err(frame) => {
                     drained += frame.data_ref().map_or(0, Bytes::len);
                     if drained > MAX_DRAINED_BYTES {

@@ -76,17 +76,10 @@ fn run() -> Result<(), String> {
         | crate::runtime::RuntimeError::Artifacts(reason) => reason,
     })?;
     let dropped_root = super::super::jail::drop_root()?;
-    for (resource, cap) in [
+    super::super::jail::cap(&[
         (rustix::process::Resource::Nofile, WORKER_MAX_FILES),
         (rustix::process::Resource::Core, 0),
-    ] {
-        let limit = rustix::process::Rlimit {
-            current: Some(cap),
-            maximum: Some(cap),
-        };
-        rustix::process::setrlimit(resource, limit)
-            .map_err(|e| format!("capping {resource:?} failed: {e}"))?;
-    }
+    ])?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -311,6 +304,7 @@ impl Worker {
                 let mut response = response.map(|body| {
                     Carrying::new(body, head.call, self.reports.clone()).boxed_unsync()
                 });
+                wire::strip_worker_headers(response.headers_mut());
                 if let Some(instantiated) = trace.instantiate() {
                     response.headers_mut().insert(
                         INSTANTIATE_HEADER,

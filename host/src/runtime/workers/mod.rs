@@ -155,7 +155,7 @@ impl WorkerPool {
         if parts.headers.remove(DONE_HEADER).is_some() {
             worker.back.settle(call);
         }
-        let body = carry::Unpacking::new(body, worker.back.clone()).boxed_unsync();
+        let body = carry::Unpacking::new(body, worker.back.clone(), call).boxed_unsync();
         Ok(http::Response::from_parts(parts, body))
     }
 }

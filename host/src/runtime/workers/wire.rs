@@ -58,6 +58,21 @@ pub(crate) const URI_HEADER: http::HeaderName = http::HeaderName::from_static("x
 pub(crate) const FAILED_HEADER: http::HeaderName =
     http::HeaderName::from_static("x-wisp-worker-failed");
 
+/// Removes what only a worker may say to its front from a guest's
+/// response headers or trailers: a guest (or a client whose trailers an
+/// echoing guest sends back) must not settle calls, forge a run's cost and
+/// output, or claim a breach.
+pub(crate) fn strip_worker_headers(headers: &mut http::HeaderMap) {
+    for name in [
+        &LIMIT_HEADER,
+        &DONE_HEADER,
+        &INSTANTIATE_HEADER,
+        &REPORT_HEADER,
+    ] {
+        headers.remove(name);
+    }
+}
+
 /// What a worker is told to be: one version of one function.
 #[derive(Serialize, Deserialize)]
 pub(crate) struct Assignment {
