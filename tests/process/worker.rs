@@ -14,6 +14,9 @@ use wisp_test_artifacts as artifacts;
 /// What the wall may answer an attack with.
 const EPERM: i32 = 1;
 const EACCES: i32 = 13;
+/// What a cap answers an attack with.
+const EAGAIN: i32 = 11;
+const ENOMEM: i32 = 12;
 
 /// The live workers, from the admin API.
 async fn workers(wisp: &Wisp) -> Vec<serde_json::Value> {
@@ -180,6 +183,72 @@ async fn the_escape_drill_meets_the_os_wall_and_only_the_attacker_notices() {
     );
     // The next request gets a new worker, jailed like the last.
     assert_eq!(attack(&wisp, "read:/etc/shadow").await, Some(EACCES));
+    bystander.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_escaped_guest_takes_no_more_memory_threads_or_address_space_than_its_worker_may() {
+    let wisp = Arc::new(Wisp::start());
+    wisp.deploy_ok("hello", artifacts::HELLO_COMPONENT, "route=/hello")
+        .await;
+    let small =
+        "route=/drill&memory=16MiB&max-concurrency=1&max-request-body=1MiB&max-response-body=1MiB";
+    wisp.deploy_ok("drill", artifacts::DRILL_MODULE, small)
+        .await;
+    let bystander = Bystander::start(&wisp);
+
+    // Its address space: what its engine reserved, and 16 GiB more.
+    assert_eq!(attack(&wisp, "alloc:20480").await, Some(ENOMEM));
+    let pid = worker_pid(&wisp, "drill").await;
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let address_space = limits
+        .lines()
+        .find(|l| l.starts_with("Max address space"))
+        .unwrap();
+    assert!(!address_space.contains("unlimited"), "{limits}");
+
+    // Its control groups, where the host can make them (as root, with a
+    // memory and a pids hierarchy: CI's machine has cgroup v1 ones).
+    let skipped = |controller: &str| {
+        wisp.log()
+            .contains(&format!("guest workers get no {controller} control group"))
+    };
+    if skipped("memory") || skipped("pids") {
+        eprintln!(
+            "NOT CHECKED: this host cannot make a memory or pids control group for its workers:\n{}",
+            wisp.log()
+        );
+        let root =
+            std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").unwrap()) == 0;
+        assert!(
+            !root || !std::path::Path::new("/sys/fs/cgroup/memory/cgroup.procs").exists(),
+            "a host run as root with a cgroup v1 memory hierarchy made no groups"
+        );
+        bystander.stop().await;
+        return;
+    }
+    let groups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let own = format!("/wisp-{}/worker-{pid}", wisp.pid());
+    for controller in ["memory", "pids"] {
+        assert!(
+            groups
+                .lines()
+                .any(|l| l.contains(controller) && l.ends_with(&own)),
+            "{controller}: {groups}"
+        );
+    }
+    // Threads: refused at its pids group's cap.
+    assert_eq!(attack(&wisp, "threads:100").await, Some(EAGAIN));
+    // Memory: past its group's cap (16 MiB sandboxes, 1 MiB bodies, its
+    // code and runtime), the kernel kills it — and only it.
+    assert_eq!(attack(&wisp, "alloc:2048").await, None);
+    exits_counted(&wisp, "oom", 1.0).await;
+    assert!(
+        wisp.log()
+            .contains("more memory than its control group allows"),
+        "the kill is not logged"
+    );
+    assert_eq!(attack(&wisp, "socket").await, Some(EPERM));
     bystander.stop().await;
 }
 

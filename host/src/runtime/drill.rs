@@ -63,9 +63,40 @@ fn attack(name: &str) -> i32 {
         "fork" => return raw::fork_until_stopped(FORKS),
         "socket" => return raw::socket(),
         "segv" => raw::segfault(),
+        "alloc" => allocate(argument.parse().unwrap_or(0)),
+        "threads" => return start_threads(argument.parse().unwrap_or(0)),
         _ => return -1,
     };
     result.map_or_else(|e| errno(&e), |()| 0)
+}
+
+/// Maps `mib` MiB and writes to every page of it (held until the worker
+/// ends).
+fn allocate(mib: usize) -> std::io::Result<()> {
+    let mut memory: Vec<u8> = Vec::new();
+    memory
+        .try_reserve_exact(mib << 20)
+        .map_err(|_| std::io::Error::from_raw_os_error(libc::ENOMEM))?;
+    for page in memory.spare_capacity_mut().iter_mut().step_by(4096) {
+        page.write(1);
+    }
+    std::hint::black_box(&mut memory);
+    std::mem::forget(memory);
+    Ok(())
+}
+
+/// Starts up to `count` threads that sleep a while: the first failure's
+/// `errno`, or 0 when every one started.
+fn start_threads(count: usize) -> i32 {
+    for _ in 0..count {
+        let started = std::thread::Builder::new()
+            .stack_size(64 << 10)
+            .spawn(|| std::thread::sleep(std::time::Duration::from_secs(30)));
+        if let Err(error) = started {
+            return errno(&error);
+        }
+    }
+    0
 }
 
 /// The attacks that need calls the standard library does not wrap.

@@ -17,15 +17,14 @@
 //! skipped.
 
 use landlock::{
-    ABI, Access, AccessFs, AccessNet, PathBeneath, PathFd, Ruleset, RulesetAttr,
-    RulesetCreatedAttr, RulesetStatus, Scope,
+    ABI, Access, AccessFs, AccessNet, PathBeneath, Ruleset, RulesetAttr, RulesetCreatedAttr,
+    RulesetStatus, Scope,
 };
 use seccompiler::{
     BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
     SeccompRule,
 };
 use std::collections::BTreeMap;
-use std::path::Path;
 
 /// The newest Landlock ABI the ruleset asks for (the kernel enforces what
 /// it supports of it).
@@ -43,10 +42,10 @@ pub(crate) fn enter() -> Result<Option<String>, String> {
 
 /// Jails a guest worker (which must still have one thread: both Landlock
 /// and seccomp bind the calling thread and those it starts): Landlock
-/// allows reading beneath `dirs` only, seccomp allows [`COMPILE_CALLS`] and
+/// allows reading beneath the open directories `dirs` only, seccomp allows [`COMPILE_CALLS`] and
 /// [`WORKER_EXTRA_CALLS`] (`clone` for threads only),
 /// and the calls in [`WORKER_KILLS`] kill the process.
-pub(crate) fn enter_worker(dirs: &[&Path]) -> Result<Option<String>, String> {
+pub(crate) fn enter_worker(dirs: &[std::fs::File]) -> Result<Option<String>, String> {
     let status = landlock_with_reads(dirs)?;
     let thread_only = SeccompRule::new(vec![
         SeccompCondition::new(
@@ -79,7 +78,7 @@ pub(crate) fn enter_worker(dirs: &[&Path]) -> Result<Option<String>, String> {
 /// Restricts the calling thread with Landlock: no filesystem access but
 /// reading beneath `dirs`, no TCP, no signals or abstract sockets outside
 /// its own process; sets `no_new_privs`.
-fn landlock_with_reads(dirs: &[&Path]) -> Result<landlock::RestrictionStatus, String> {
+fn landlock_with_reads(dirs: &[std::fs::File]) -> Result<landlock::RestrictionStatus, String> {
     let mut ruleset = Ruleset::default()
         .handle_access(AccessFs::from_all(WANTED))
         .and_then(|r| r.handle_access(AccessNet::from_all(WANTED)))
@@ -87,11 +86,9 @@ fn landlock_with_reads(dirs: &[&Path]) -> Result<landlock::RestrictionStatus, St
         .and_then(|r| r.create())
         .map_err(|e| format!("entering the jail failed: {e}"))?;
     for dir in dirs {
-        let fd = PathFd::new(dir)
-            .map_err(|e| format!("opening `{}` for the jail failed: {e}", dir.display()))?;
         ruleset = ruleset
-            .add_rule(PathBeneath::new(fd, AccessFs::from_read(WANTED)))
-            .map_err(|e| format!("allowing `{}` in the jail failed: {e}", dir.display()))?;
+            .add_rule(PathBeneath::new(dir, AccessFs::from_read(WANTED)))
+            .map_err(|e| format!("allowing a granted directory in the jail failed: {e}"))?;
     }
     let status = ruleset
         .restrict_self()

@@ -48,6 +48,14 @@ pub(crate) const JAIL_NOTE_PREFIX: &str = "jail: ";
 /// guests' sandboxes open in their granted directories.
 const WORKER_MAX_FILES: u64 = 256;
 
+/// Threads a worker's async runtime may start for blocking work (its
+/// guests' file reads); the front's pids group allows a few more.
+const WORKER_BLOCKING_THREADS: usize = 16;
+
+/// Address space a worker may map beyond what its engines reserved before
+/// its assignment: its code (mapped, and as read), stacks, heap.
+const WORKER_SPARE_ADDRESS_SPACE: u64 = 16 << 30;
+
 /// The child side of a guest worker: a program used as the worker calls
 /// this and exits with its result.
 pub fn guest_worker_main() -> ExitCode {
@@ -75,22 +83,34 @@ fn run() -> Result<(), String> {
         crate::runtime::RuntimeError::Engine(reason)
         | crate::runtime::RuntimeError::Artifacts(reason) => reason,
     })?;
-    let dropped_root = super::super::jail::drop_root()?;
-    super::super::jail::cap(&[
-        (rustix::process::Resource::Nofile, WORKER_MAX_FILES),
-        (rustix::process::Resource::Core, 0),
-    ])?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        .max_blocking_threads(WORKER_BLOCKING_THREADS)
         .build()
         .map_err(|e| format!("starting the async runtime failed: {e}"))?;
+    // Its address space: what the engines reserved for their pools of
+    // sandboxes, and room for its code and runtime — never more.
+    let address_space = reserved_address_space()?.saturating_add(WORKER_SPARE_ADDRESS_SPACE);
     let (assignment, artifact) = wire::read_assignment(&mut std::io::stdin().lock())?;
-    let settings = assignment
+    let mut settings = assignment
         .settings
         .check()
         .map_err(|e| format!("its settings do not hold: {e}"))?;
-    let dirs: Vec<&std::path::Path> = settings.dirs.iter().map(|m| m.host.as_path()).collect();
-    if let Some(weaker) = super::super::jail::enter_worker(&dirs)? {
+    let granted = open_granted(&mut settings);
+    let dropped_root = super::super::jail::drop_root()?;
+    let mut limits = vec![
+        (rustix::process::Resource::Nofile, WORKER_MAX_FILES),
+        (rustix::process::Resource::Core, 0),
+        (rustix::process::Resource::As, address_space),
+    ];
+    if dropped_root {
+        limits.push((
+            rustix::process::Resource::Nproc,
+            assignment.max_user_threads,
+        ));
+    }
+    super::super::jail::cap(&limits)?;
+    if let Some(weaker) = super::super::jail::enter_worker(&granted)? {
         eprintln!("{JAIL_NOTE_PREFIX}{weaker}");
     }
     if !dropped_root && rustix::process::geteuid().is_root() {
@@ -98,7 +118,48 @@ fn run() -> Result<(), String> {
     }
     #[cfg(feature = "escape-drill")]
     super::super::drill::jailed();
-    runtime.block_on(serve(engines, assignment, settings, artifact))
+    let served = runtime.block_on(serve(engines, assignment, settings, artifact));
+    drop(granted);
+    served
+}
+
+/// Opens the function's granted directories while the worker still has
+/// the front's rights, and points its sandboxes at the open descriptors
+/// (`/proc/self/fd/N`, which a process may always open for itself): the
+/// directories' parents need not let the worker's unprivileged user
+/// through, and the jail allows reading beneath exactly these. A directory
+/// that cannot be opened is left to fail each call as it does in-process
+/// (the host log says why); where `/proc` is not mounted, the sandboxes
+/// open the directories by path.
+fn open_granted(settings: &mut Settings) -> Vec<std::fs::File> {
+    let mut granted = Vec::new();
+    for mount in &mut settings.dirs {
+        let Ok(dir) = std::fs::File::open(&mount.host) else {
+            continue;
+        };
+        let by_descriptor = std::path::PathBuf::from(format!(
+            "/proc/self/fd/{}",
+            std::os::fd::AsRawFd::as_raw_fd(&dir)
+        ));
+        if std::fs::metadata(&by_descriptor).is_ok_and(|m| m.is_dir()) {
+            mount.host = by_descriptor;
+        }
+        granted.push(dir);
+    }
+    granted
+}
+
+/// Bytes of address space this process has mapped or reserved so far
+/// (`VmSize` in `/proc/self/status`).
+fn reserved_address_space() -> Result<u64, String> {
+    let status = std::fs::read_to_string("/proc/self/status")
+        .map_err(|e| format!("reading /proc/self/status failed: {e}"))?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmSize:"))
+        .and_then(|kib| kib.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kib| kib << 10)
+        .ok_or_else(|| "no VmSize in /proc/self/status".to_owned())
 }
 
 /// Builds the function's runtime and serves the front until it leaves.

@@ -20,6 +20,7 @@
 
 mod back;
 mod carry;
+mod cgroup;
 mod child;
 mod pool;
 mod remote;

@@ -11,6 +11,7 @@
 //! cause — the signal that killed it, when one did.
 
 use super::back::Back;
+use super::cgroup::WorkerGroups;
 use super::wire::{self, Assignment, READY};
 use crate::error::InvokeError;
 use crate::observe::metrics::{Metrics, WorkerSeries};
@@ -34,6 +35,18 @@ use wisp_spec::api::WorkerInfo;
 
 /// How long a worker may take from its assignment to ready.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What a worker holds besides its sandboxes, its calls' bodies and its
+/// code: its runtime, engine and stacks (part of its memory group's cap).
+const WORKER_BASE_MEMORY: u64 = 256 << 20;
+
+/// Threads a worker may run (its pids group's cap): its async runtime's
+/// thread and blocking pool (see `child.rs`), with room to spare.
+const WORKER_MAX_THREADS: u64 = 64;
+
+/// Processes of the workers' unprivileged user that are not workers (other
+/// services running as `nobody`), allowed for in its `RLIMIT_NPROC`.
+const OTHER_USER_THREADS: u64 = 1024;
 
 /// Longest line of a worker's stderr logged; the rest is cut.
 const MAX_LOG_LINE_BYTES: u64 = 4 << 10;
@@ -80,6 +93,8 @@ pub(crate) struct WorkerPool {
     /// Sandboxes each worker's engine pool holds (the host's
     /// `--max-instances`).
     pool_size: u32,
+    /// Each worker's memory and pids control groups.
+    groups: WorkerGroups,
     epoch: Instant,
 }
 
@@ -136,6 +151,7 @@ impl WorkerPool {
             count: AtomicUsize::new(0),
             refilling: AtomicBool::new(false),
             pool_size,
+            groups: WorkerGroups::create(WORKER_MAX_THREADS),
             epoch: Instant::now(),
         });
         pool.refill_spares();
@@ -175,6 +191,16 @@ impl WorkerPool {
             .collect();
         workers.sort_by(|a, b| (&a.function, a.version).cmp(&(&b.function, b.version)));
         workers
+    }
+
+    /// Threads all workers together may run (each worker's `RLIMIT_NPROC`
+    /// once it runs as `nobody`, whose every process and thread counts):
+    /// each live or spare worker's cap, and room for others of that user.
+    fn max_user_threads(&self) -> u64 {
+        let workers = self.options.max_workers.saturating_add(self.options.spares);
+        (workers as u64)
+            .saturating_mul(WORKER_MAX_THREADS)
+            .saturating_add(OTHER_USER_THREADS)
     }
 
     /// Starts spares until there are as many as asked for.
@@ -345,6 +371,10 @@ impl WorkerPool {
         let pid = spare.child.id().unwrap_or_default();
         log_stderr(&function.name, pid, spare.child.stderr.take());
         let limits = &function.settings.limits;
+        // Capped before it reads the code it will run.
+        self.groups
+            .enter(pid, memory_cap(limits, runtime, artifact.len() as u64))
+            .map_err(|e| failed(e))?;
         let assignment = Assignment {
             function: function.name.to_string(),
             version: function.version,
@@ -354,6 +384,7 @@ impl WorkerPool {
             max_instances: limits.max_concurrency.clamp(1, self.pool_size),
             max_guest_memory: runtime.guest_memory.limit(),
             max_buffered: runtime.buffers.limit(),
+            max_user_threads: self.max_user_threads(),
             artifact_bytes: artifact.len() as u64,
         };
         let head = wire::assignment_head(&assignment).map_err(|e| failed(format!("{e}")))?;
@@ -471,9 +502,15 @@ async fn watch(
     };
     worker.alive.store(false, Ordering::Release);
     worker.back.forget_calls();
+    let pool = pool.upgrade();
+    let out_of_memory = status.is_some_and(|s| s.signal() == Some(libc::SIGKILL))
+        && pool
+            .as_ref()
+            .is_some_and(|p| p.groups.killed_for_memory(worker.pid));
     let stopped_for = *worker.stopped_for.lock().unwrap_or_else(|p| p.into_inner());
     let cause = match (stopped_for, status) {
         (Some(cause), _) => cause.to_owned(),
+        (None, Some(_)) if out_of_memory => "oom".to_owned(),
         (None, Some(status)) => match status.signal() {
             Some(signal) => signal_name(signal),
             None => "exit".to_owned(),
@@ -481,14 +518,21 @@ async fn watch(
         (None, None) => "unknown".to_owned(),
     };
     if stopped_for.is_none() {
+        let how = match status {
+            Some(_) if out_of_memory => {
+                "it was killed for holding more memory than its control group allows".to_owned()
+            }
+            Some(status) => describe(status),
+            None => "its status is unknown".to_owned(),
+        };
         tracing::warn!(
             function = %worker.function,
             pid = worker.pid,
-            "its guest worker ended: {}",
-            status.map_or("its status is unknown".to_owned(), describe)
+            "its guest worker ended: {how}"
         );
     }
-    let Some(pool) = pool.upgrade() else { return };
+    let Some(pool) = pool else { return };
+    pool.groups.leave(worker.pid);
     pool.count.fetch_sub(1, Ordering::AcqRel);
     pool.series.ended(&cause);
     let mut workers = pool.lock_workers();
@@ -529,6 +573,28 @@ async fn reap_idle(pool: Weak<WorkerPool>) {
             worker.stop("idle");
         }
     }
+}
+
+/// What a worker of a function with `limits` may hold in memory (its
+/// memory group's cap): what its sandboxes may lease and the bodies its
+/// calls may buffer (for each call it may serve at once, and one more, as
+/// its lease allows) — never more than `runtime`'s budgets for all guests
+/// together —, its code (`code_bytes`, mapped and as read) and its
+/// runtime.
+fn memory_cap(limits: &wisp_spec::limits::Limits, runtime: &Runtime, code_bytes: u64) -> u64 {
+    let per_call = limits
+        .memory_bytes
+        .saturating_add(limits.max_request_body_bytes)
+        .saturating_add(limits.max_response_body_bytes);
+    let host_wide = runtime
+        .guest_memory
+        .limit()
+        .saturating_add(runtime.buffers.limit());
+    per_call
+        .saturating_mul(u64::from(limits.max_concurrency) + 1)
+        .min(host_wide)
+        .saturating_add(code_bytes.saturating_mul(2))
+        .saturating_add(WORKER_BASE_MEMORY)
 }
 
 /// Logs each line a worker writes to its stderr.
