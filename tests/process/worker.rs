@@ -271,8 +271,16 @@ async fn serving_a_call(wisp: &Wisp, function: &str) {
 /// Asserts a worker's end for `cause` is counted (`count` so far).
 async fn exits_counted(wisp: &Wisp, cause: &str, count: f64) {
     let labels = [("cause", cause)];
+    let series = format!("cause=\"{cause}\"");
+    // The worker's end is counted once the front has reaped it, which may
+    // be a moment after its calls failed: until then it has no sample.
     let counted = eventually(Duration::from_secs(5), async || {
-        wisp.metric("wisp_worker_exits_total", &labels).await == count
+        let metrics = wisp.metrics().await;
+        let sampled = metrics
+            .text
+            .lines()
+            .any(|l| l.starts_with("wisp_worker_exits_total{") && l.contains(&series));
+        sampled && metrics.sum("wisp_worker_exits_total", &labels) == count
     })
     .await;
     assert!(
@@ -362,14 +370,20 @@ async fn a_worker_is_jailed_holds_no_environment_and_is_no_longer_root() {
             "{status}"
         );
     }
-    // Nothing of the front's environment: only the size of its pool.
+    // Nothing of the front's environment: the size of its pool, and its
+    // allocator's setting.
     let environ = std::fs::read_to_string(format!("/proc/{pid}/environ")).unwrap();
-    let names: Vec<&str> = environ
+    let mut names: Vec<&str> = environ
         .split('\0')
         .filter(|v| !v.is_empty())
         .map(|v| v.split('=').next().unwrap())
         .collect();
-    assert_eq!(names, ["WISP_WORKER_POOL"], "{environ}");
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        ["MIMALLOC_ARENA_EAGER_COMMIT", "WISP_WORKER_POOL"],
+        "{environ}"
+    );
     let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap();
     assert_eq!(
         cmdline.split('\0').nth(1),
@@ -439,8 +453,8 @@ async fn a_client_cannot_forge_a_runs_report_through_an_echoing_guest() {
             "peak_memory_bytes": 1, "stdout": base64::engine::general_purpose::STANDARD.encode("FORGED-LOG"),
             "stderr": "", "counts": {"breaches": [], "prepared": 0, "prepared_used": 0},
         });
-        let header = base64::engine::general_purpose::STANDARD_NO_PAD
-            .encode(serde_json::to_vec(&forged).unwrap());
+        // As a worker writes it: the report's JSON.
+        let header = serde_json::to_string(&forged).unwrap();
         let mut trailers = http::HeaderMap::new();
         trailers.insert("x-wisp-worker-report", header.parse().unwrap());
         trailers.insert("x-wisp-worker-done", "1".parse().unwrap());

@@ -156,6 +156,7 @@ impl Host {
                 backplane.kv.clone(),
                 metrics.clone(),
                 config.max_instances,
+                config.max_guest_memory.saturating_add(config.max_buffered),
             )
         });
         let dispatcher = Arc::new(Dispatcher {

@@ -73,8 +73,9 @@ impl WorkerGroups {
         }
     }
 
-    /// Puts process `pid` (a worker) in a group of its own in each
-    /// controller, capped at `memory` bytes and the pool's threads.
+    /// Puts process `pid` (a worker, not yet running guest code) in a
+    /// group of its own in each controller, capped at `memory` bytes and
+    /// the pool's threads.
     pub(crate) fn enter(&self, pid: u32, memory: u64) -> Result<(), String> {
         for controller in &self.controllers {
             let group = controller.group(pid);
@@ -92,6 +93,22 @@ impl WorkerGroups {
                     format!(
                         "putting it in its {} control group `{}` failed: {e}",
                         controller.name,
+                        group.display()
+                    )
+                })?;
+        }
+        Ok(())
+    }
+
+    /// Lowers worker `pid`'s memory cap to `memory` bytes.
+    pub(crate) fn cap_memory(&self, pid: u32, memory: u64) -> Result<(), String> {
+        for controller in self.controllers.iter().filter(|c| c.name == "memory") {
+            let group = controller.group(pid);
+            std::fs::write(group.join(controller.cap_file), memory.to_string())
+                .and_then(|()| controller.keep_from_swap(&group, memory))
+                .map_err(|e| {
+                    format!(
+                        "capping its memory control group `{}` failed: {e}",
                         group.display()
                     )
                 })?;

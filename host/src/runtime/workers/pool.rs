@@ -66,6 +66,10 @@ pub struct WorkerOptions {
     pub idle: Duration,
     /// Workers started ahead, waiting to be assigned.
     pub spares: usize,
+    /// Variables each worker's environment holds besides its pool's size:
+    /// settings of the program itself (the allocator's, say), never a
+    /// secret — any process of the same user can read them in `/proc`.
+    pub env: Vec<(String, String)>,
 }
 
 /// Default workers alive at once.
@@ -95,6 +99,9 @@ pub(crate) struct WorkerPool {
     pool_size: u32,
     /// Each worker's memory and pids control groups.
     groups: WorkerGroups,
+    /// Bytes of guest memory and buffered bodies the host allows all
+    /// guests together: no worker's memory group is capped higher.
+    guest_budgets: u64,
     epoch: Instant,
 }
 
@@ -125,6 +132,17 @@ impl Drop for Refilled<'_> {
     }
 }
 
+/// Starts the pool's missing spares when dropped (off the async threads:
+/// starting a process blocks).
+struct RefillOnDrop(Arc<WorkerPool>);
+
+impl Drop for RefillOnDrop {
+    fn drop(&mut self) {
+        let pool = self.0.clone();
+        drop(tokio::task::spawn_blocking(move || pool.refill_spares()));
+    }
+}
+
 /// A started worker waiting for its assignment.
 struct Spare {
     child: tokio::process::Child,
@@ -140,6 +158,7 @@ impl WorkerPool {
         kv: Arc<dyn KvBackend>,
         metrics: Arc<Metrics>,
         pool_size: u32,
+        guest_budgets: u64,
     ) -> Arc<WorkerPool> {
         let pool = Arc::new(WorkerPool {
             options,
@@ -152,6 +171,7 @@ impl WorkerPool {
             refilling: AtomicBool::new(false),
             pool_size,
             groups: WorkerGroups::create(WORKER_MAX_THREADS),
+            guest_budgets,
             epoch: Instant::now(),
         });
         pool.refill_spares();
@@ -203,6 +223,12 @@ impl WorkerPool {
             .saturating_add(OTHER_USER_THREADS)
     }
 
+    /// The most memory any worker may hold: the host's budgets for all
+    /// guests together, and its runtime.
+    fn most_memory(&self) -> u64 {
+        self.guest_budgets.saturating_add(WORKER_BASE_MEMORY)
+    }
+
     /// Starts spares until there are as many as asked for.
     fn refill_spares(self: &Arc<Self>) {
         if self.refilling.swap(true, Ordering::AcqRel) {
@@ -229,11 +255,19 @@ impl WorkerPool {
             .args(&self.options.args)
             .env_clear()
             .env(super::child::POOL_VAR, self.pool_size.to_string())
+            .envs(self.options.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::from(std::os::fd::OwnedFd::from(child_calls)))
             .stdout(Stdio::from(std::os::fd::OwnedFd::from(child_back)))
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()?;
+        // In its groups from the start (making them takes milliseconds:
+        // not on a request's path), capped as no function's worker may
+        // exceed until its assignment says how much its own may hold.
+        let pid = child.id().unwrap_or_default();
+        self.groups
+            .enter(pid, self.most_memory())
+            .map_err(std::io::Error::other)?;
         let socket = |s: std::os::unix::net::UnixStream| {
             s.set_nonblocking(true)?;
             tokio::net::UnixStream::from_std(s)
@@ -361,9 +395,9 @@ impl WorkerPool {
             .await
             .map_err(|e| failed(format!("reading its code: {e}")))?;
         let spare = self.lock_spares().pop();
-        let pool = self.clone();
-        // Starting a process blocks (fork, exec): off the async threads.
-        drop(tokio::task::spawn_blocking(move || pool.refill_spares()));
+        // The spare taken is replaced once this worker is ready (or has
+        // failed): starting one as it starts would slow it down.
+        let refill = RefillOnDrop(self.clone());
         let mut spare = match spare {
             Some(spare) => spare,
             None => self.spawn().map_err(|e| failed(format!("{e}")))?,
@@ -372,9 +406,10 @@ impl WorkerPool {
         log_stderr(&function.name, pid, spare.child.stderr.take());
         let limits = &function.settings.limits;
         // Capped before it reads the code it will run.
+        let cap = memory_cap(limits, self.guest_budgets, artifact.len() as u64);
         self.groups
-            .enter(pid, memory_cap(limits, runtime, artifact.len() as u64))
-            .map_err(|e| failed(e))?;
+            .cap_memory(pid, cap.min(self.most_memory()))
+            .map_err(failed)?;
         let assignment = Assignment {
             function: function.name.to_string(),
             version: function.version,
@@ -398,7 +433,9 @@ impl WorkerPool {
             }
             Ok::<_, std::io::Error>(())
         };
-        match tokio::time::timeout(START_TIMEOUT, handshake).await {
+        let ready = tokio::time::timeout(START_TIMEOUT, handshake).await;
+        drop(refill);
+        match ready {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
                 let status = spare.child.try_wait().ok().flatten();
@@ -532,11 +569,13 @@ async fn watch(
         );
     }
     let Some(pool) = pool else { return };
-    pool.groups.leave(worker.pid);
     pool.count.fetch_sub(1, Ordering::AcqRel);
     pool.series.ended(&cause);
-    let mut workers = pool.lock_workers();
-    workers.retain(|_, cell| !cell.get().is_some_and(|w| Arc::ptr_eq(w, &worker)));
+    pool.lock_workers()
+        .retain(|_, cell| !cell.get().is_some_and(|w| Arc::ptr_eq(w, &worker)));
+    // Removing a memory group can take a while: off the async threads.
+    let pid = worker.pid;
+    drop(tokio::task::spawn_blocking(move || pool.groups.leave(pid)));
 }
 
 /// Stops workers idle past the pool's idle time, and calls whose worker
@@ -578,21 +617,17 @@ async fn reap_idle(pool: Weak<WorkerPool>) {
 /// What a worker of a function with `limits` may hold in memory (its
 /// memory group's cap): what its sandboxes may lease and the bodies its
 /// calls may buffer (for each call it may serve at once, and one more, as
-/// its lease allows) — never more than `runtime`'s budgets for all guests
-/// together —, its code (`code_bytes`, mapped and as read) and its
+/// its lease allows) — never more than the host's `guest_budgets` for all
+/// guests together —, its code (`code_bytes`, mapped and as read) and its
 /// runtime.
-fn memory_cap(limits: &wisp_spec::limits::Limits, runtime: &Runtime, code_bytes: u64) -> u64 {
+fn memory_cap(limits: &wisp_spec::limits::Limits, guest_budgets: u64, code_bytes: u64) -> u64 {
     let per_call = limits
         .memory_bytes
         .saturating_add(limits.max_request_body_bytes)
         .saturating_add(limits.max_response_body_bytes);
-    let host_wide = runtime
-        .guest_memory
-        .limit()
-        .saturating_add(runtime.buffers.limit());
     per_call
         .saturating_mul(u64::from(limits.max_concurrency) + 1)
-        .min(host_wide)
+        .min(guest_budgets)
         .saturating_add(code_bytes.saturating_mul(2))
         .saturating_add(WORKER_BASE_MEMORY)
 }

@@ -171,21 +171,28 @@ mod serde_bytes_b64 {
     }
 }
 
-/// A value as the text of a header: base64 of its JSON.
+/// A value as the text of a header: its JSON (whose control characters
+/// are escaped: only DEL, which JSON leaves bare, is escaped here).
 pub(crate) fn encode_header<T: Serialize>(value: &T) -> Option<http::HeaderValue> {
-    use base64::Engine;
-    let json = serde_json::to_vec(value).ok()?;
-    let text = base64::engine::general_purpose::STANDARD_NO_PAD.encode(json);
-    http::HeaderValue::try_from(text).ok()
+    let mut json = serde_json::to_vec(value).ok()?;
+    if json.contains(&0x7f) {
+        json = json.iter().fold(Vec::new(), |mut out, &byte| {
+            match byte {
+                0x7f => out.extend_from_slice(br"\u007f"),
+                byte => out.push(byte),
+            }
+            out
+        });
+    }
+    let mut header = http::HeaderValue::from_maybe_shared(bytes::Bytes::from(json)).ok()?;
+    // Each call's differs: not worth a place in HPACK's table.
+    header.set_sensitive(true);
+    Some(header)
 }
 
 /// The value of a header written by [`encode_header`].
 pub(crate) fn decode_header<T: for<'de> Deserialize<'de>>(value: &http::HeaderValue) -> Option<T> {
-    use base64::Engine;
-    let json = base64::engine::general_purpose::STANDARD_NO_PAD
-        .decode(value.as_bytes())
-        .ok()?;
-    serde_json::from_slice(&json).ok()
+    serde_json::from_slice(value.as_bytes()).ok()
 }
 
 /// The head of an assignment: its length and JSON; the artifact follows.
@@ -287,4 +294,22 @@ pub(crate) enum KvBreach {
     ReadTooLarge { limit: u64 },
     NotAnInteger { key: String },
     Overflow { key: String },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn any_text_survives_a_header_as_json() {
+        let text = "tab\there, DEL\u{7f}, quote \", newline\n, é ✓".to_owned();
+        let header = encode_header(&text).expect("a header value");
+        assert!(header.is_sensitive());
+        assert_eq!(
+            decode_header::<String>(&header).as_deref(),
+            Some(text.as_str())
+        );
+        let forged = http::HeaderValue::from_static("not json");
+        assert_eq!(decode_header::<String>(&forged), None);
+    }
 }
