@@ -4,7 +4,6 @@
 //! what only a command line needs: the commands, the admin API client,
 //! `wisp up` and its manifest, the templates of `wisp new`, and `wisp bench`.
 
-mod allocator;
 mod bench;
 mod client;
 mod commands;

@@ -182,10 +182,6 @@ impl Serve {
                 max_workers: self.max_workers.max(1),
                 idle: self.worker_idle,
                 spares: self.spare_workers,
-                env: crate::allocator::WORKER_ENV
-                    .iter()
-                    .map(|&(k, v)| (k.to_owned(), v.to_owned()))
-                    .collect(),
             }),
             trace_context: telemetry.trace_context(),
             cluster: self.cluster.clone().map(|url| wisp_host::ClusterConfig {

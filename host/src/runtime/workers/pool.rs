@@ -66,10 +66,6 @@ pub struct WorkerOptions {
     pub idle: Duration,
     /// Workers started ahead, waiting to be assigned.
     pub spares: usize,
-    /// Variables each worker's environment holds besides its pool's size:
-    /// settings of the program itself (the allocator's, say), never a
-    /// secret — any process of the same user can read them in `/proc`.
-    pub env: Vec<(String, String)>,
 }
 
 /// Default workers alive at once.
@@ -255,7 +251,6 @@ impl WorkerPool {
             .args(&self.options.args)
             .env_clear()
             .env(super::child::POOL_VAR, self.pool_size.to_string())
-            .envs(self.options.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::from(std::os::fd::OwnedFd::from(child_calls)))
             .stdout(Stdio::from(std::os::fd::OwnedFd::from(child_back)))
             .stderr(Stdio::piped())
