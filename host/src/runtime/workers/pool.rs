@@ -219,8 +219,8 @@ impl WorkerPool {
             .saturating_add(OTHER_USER_THREADS)
     }
 
-    /// The most memory any worker may hold: the host's budgets for all
-    /// guests together, and its runtime.
+    /// The most memory any worker may hold (a spare's cap, which its
+    /// assignment lowers to [`memory_cap`]'s).
     fn most_memory(&self) -> u64 {
         self.guest_budgets.saturating_add(WORKER_BASE_MEMORY)
     }
@@ -402,9 +402,7 @@ impl WorkerPool {
         let limits = &function.settings.limits;
         // Capped before it reads the code it will run.
         let cap = memory_cap(limits, self.guest_budgets, artifact.len() as u64);
-        self.groups
-            .cap_memory(pid, cap.min(self.most_memory()))
-            .map_err(failed)?;
+        self.groups.cap_memory(pid, cap).map_err(failed)?;
         let assignment = Assignment {
             function: function.name.to_string(),
             version: function.version,
@@ -612,9 +610,10 @@ async fn reap_idle(pool: Weak<WorkerPool>) {
 /// What a worker of a function with `limits` may hold in memory (its
 /// memory group's cap): what its sandboxes may lease and the bodies its
 /// calls may buffer (for each call it may serve at once, and one more, as
-/// its lease allows) — never more than the host's `guest_budgets` for all
-/// guests together —, its code (`code_bytes`, mapped and as read) and its
-/// runtime.
+/// its lease allows), its code (`code_bytes`, mapped and as read) and its
+/// runtime — never more than the host's `guest_budgets` for all guests
+/// together and its runtime (what a spare is capped at: a cap is only
+/// ever lowered).
 fn memory_cap(limits: &wisp_spec::limits::Limits, guest_budgets: u64, code_bytes: u64) -> u64 {
     let per_call = limits
         .memory_bytes
@@ -622,8 +621,8 @@ fn memory_cap(limits: &wisp_spec::limits::Limits, guest_budgets: u64, code_bytes
         .saturating_add(limits.max_response_body_bytes);
     per_call
         .saturating_mul(u64::from(limits.max_concurrency) + 1)
-        .min(guest_budgets)
         .saturating_add(code_bytes.saturating_mul(2))
+        .min(guest_budgets)
         .saturating_add(WORKER_BASE_MEMORY)
 }
 
