@@ -7,6 +7,7 @@ with a live worker.
     benches/workers.py                 # 1,000 functions, 200 first requests timed
     FUNCTIONS=200 benches/workers.py
     PAUSE=0.1 benches/workers.py       # seconds between first requests (0.02)
+    SERVER_LOG=/tmp/wisp.log benches/workers.py  # keep the host's log
 
 Starts a release `wisp serve --isolation process` (built by
 `benches/http-load.sh` or `cargo build --release -p wisp-cli`) on loopback,
@@ -92,11 +93,14 @@ def main():
         subprocess.run([os.path.join(ROOT, "guests/build.sh"), "wasm32-wasip2", "hello"], check=True)
     wasm = open(HELLO, "rb").read()
     data = tempfile.mkdtemp()
+    log = open(os.environ["SERVER_LOG"], "wb") if os.environ.get("SERVER_LOG") else subprocess.DEVNULL
     server = subprocess.Popen(
         [WISP, "serve", "--isolation", "process", "--access-log", "false",
          "--listen", PUBLIC, "--admin-listen", ADMIN, "--data-dir", os.path.join(data, "d"),
-         "--max-workers", str(FUNCTIONS + 10)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+         "--max-workers", str(FUNCTIONS + 10),
+         # Every worker stays up until its memory is read, however long that takes.
+         "--worker-idle", "1h"],
+        stdout=subprocess.DEVNULL, stderr=log,
     )
     try:
         for _ in range(200):

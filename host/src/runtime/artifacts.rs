@@ -178,19 +178,7 @@ impl ArtifactStore {
     /// Checks that the artifact `key` exists and matches its checksum, and
     /// returns its path, ready to be mmapped.
     pub fn verified_compiled(&self, key: &str) -> Result<PathBuf, ArtifactError> {
-        let path = self.compiled_path(key);
-        let sum_path = self.sum_path(key);
-        let expected = match fs::read_to_string(&sum_path) {
-            Ok(sum) => sum,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(if path.exists() {
-                    ArtifactError::Corrupt(path.display().to_string())
-                } else {
-                    ArtifactError::Missing(key.to_owned())
-                });
-            }
-            Err(e) => return Err(io_error(&sum_path)(e)),
-        };
+        let (path, expected) = self.compiled_with_sum(key)?;
         let mut file = match File::open(&path) {
             Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -199,16 +187,7 @@ impl ArtifactStore {
             Err(e) => return Err(io_error(&path)(e)),
         };
         // Read, not mmap: verifying must not leave the pages counted in RSS.
-        let mut hasher = blake3::Hasher::new();
-        let mut buffer = vec![0u8; 256 << 10];
-        loop {
-            let n = file.read(&mut buffer).map_err(io_error(&path))?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buffer[..n]);
-        }
-        if hasher.finalize().to_hex().as_str() != expected.trim() {
+        if checksum(&mut file).map_err(io_error(&path))? != expected.trim() {
             return Err(ArtifactError::Corrupt(path.display().to_string()));
         }
         // Drop the file from the page cache again: when wasmtime maps it, the
@@ -219,6 +198,40 @@ impl ArtifactStore {
         // per idle hello function). Only advice: failure changes nothing.
         let _ = rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed);
         Ok(path)
+    }
+
+    /// The bytes of the artifact `key`, checked against its checksum: read
+    /// once, for a process that loads its code from bytes (a guest worker),
+    /// where nothing maps the file.
+    pub fn compiled_bytes(&self, key: &str) -> Result<Vec<u8>, ArtifactError> {
+        let (path, expected) = self.compiled_with_sum(key)?;
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(ArtifactError::Missing(key.to_owned()));
+            }
+            Err(e) => return Err(io_error(&path)(e)),
+        };
+        if blake3::hash(&bytes).to_hex().as_str() != expected.trim() {
+            return Err(ArtifactError::Corrupt(path.display().to_string()));
+        }
+        Ok(bytes)
+    }
+
+    /// The path of the artifact `key` and its recorded checksum; an
+    /// artifact without one is corrupt (its write was cut short).
+    fn compiled_with_sum(&self, key: &str) -> Result<(PathBuf, String), ArtifactError> {
+        let path = self.compiled_path(key);
+        let sum_path = self.sum_path(key);
+        match fs::read_to_string(&sum_path) {
+            Ok(sum) => Ok((path, sum)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(if path.exists() {
+                ArtifactError::Corrupt(path.display().to_string())
+            } else {
+                ArtifactError::Missing(key.to_owned())
+            }),
+            Err(e) => Err(io_error(&sum_path)(e)),
+        }
     }
 
     /// Removes sources and compiled artifacts that `keep` does not name.
@@ -274,6 +287,19 @@ fn remove_temp_files(tmp: &Path) -> Result<(), ArtifactError> {
     Ok(())
 }
 
+/// The blake3 of what is left to read of `file`, in hex.
+fn checksum(file: &mut File) -> io::Result<String> {
+    let mut hasher = blake3::Hasher::new();
+    let mut buffer = vec![0u8; 256 << 10];
+    loop {
+        let n = file.read(&mut buffer)?;
+        if n == 0 {
+            return Ok(hasher.finalize().to_hex().to_string());
+        }
+        hasher.update(&buffer[..n]);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -313,17 +339,30 @@ mod tests {
             s.verified_compiled("k"),
             Err(ArtifactError::Missing(_))
         ));
+        assert!(matches!(
+            s.compiled_bytes("k"),
+            Err(ArtifactError::Missing(_))
+        ));
         s.put_compiled("k", b"native code").unwrap();
         assert!(s.verified_compiled("k").is_ok());
+        assert_eq!(s.compiled_bytes("k").unwrap(), b"native code");
         fs::write(s.compiled_path("k"), b"native").unwrap();
         assert!(matches!(
             s.verified_compiled("k"),
+            Err(ArtifactError::Corrupt(_))
+        ));
+        assert!(matches!(
+            s.compiled_bytes("k"),
             Err(ArtifactError::Corrupt(_))
         ));
         s.put_compiled("k", b"native code").unwrap();
         fs::remove_file(s.sum_path("k")).unwrap();
         assert!(matches!(
             s.verified_compiled("k"),
+            Err(ArtifactError::Corrupt(_))
+        ));
+        assert!(matches!(
+            s.compiled_bytes("k"),
             Err(ArtifactError::Corrupt(_))
         ));
     }

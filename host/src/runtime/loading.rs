@@ -4,7 +4,7 @@
 //! artifact store. Every load and compile is counted in the metrics.
 
 use super::Runtime;
-use super::artifacts::ArtifactError;
+use super::artifacts::{ArtifactError, ArtifactStore};
 use super::code_cache::{CodeSlot, LoadTurn};
 use super::compiler;
 use super::function::LoadedCode;
@@ -84,10 +84,33 @@ impl Runtime {
     /// The verified compiled artifact of `slot`; a missing or corrupt one
     /// is recompiled from its stored source (blocking).
     pub(crate) fn verified_artifact(&self, slot: &CodeSlot) -> Result<PathBuf, DeployError> {
+        self.verified(slot, ArtifactStore::verified_compiled)
+    }
+
+    /// The bytes of `slot`'s verified compiled artifact, read once (for a
+    /// guest worker, which loads its code from them); a missing or corrupt
+    /// one is recompiled from its stored source (blocking).
+    pub(crate) fn verified_artifact_bytes(&self, slot: &CodeSlot) -> Result<Vec<u8>, DeployError> {
+        self.verified(slot, ArtifactStore::compiled_bytes)
+    }
+
+    /// `read` of `slot`'s compiled artifact, recompiling it from its
+    /// stored source first where it is missing or corrupt.
+    fn verified<T>(
+        &self,
+        slot: &CodeSlot,
+        read: impl Fn(&ArtifactStore, &str) -> Result<T, ArtifactError>,
+    ) -> Result<T, DeployError> {
         let artifacts = &self.artifacts;
         let name = &slot.function;
-        match artifacts.verified_compiled(&slot.key) {
-            Ok(path) => Ok(path),
+        let failed = |e| {
+            DeployError::from(HostFailure::logged(
+                format!("reading the compiled code of `{name}` failed"),
+                e,
+            ))
+        };
+        match read(artifacts, &slot.key) {
+            Ok(artifact) => Ok(artifact),
             Err(ArtifactError::Missing(_) | ArtifactError::Corrupt(_)) => {
                 if artifacts.compiled_path(&slot.key).exists() {
                     tracing::warn!(function = %name, artifact = %slot.key, "compiled artifact is corrupt; recompiling from source");
@@ -95,13 +118,10 @@ impl Runtime {
                 let wasm = artifacts.read_source(&slot.source).map_err(|e| {
                     HostFailure::logged(format!("reading the stored source of `{name}` failed"), e)
                 })?;
-                self.compile_and_store(slot.abi, &wasm, &slot.key, name)
+                self.compile_and_store(slot.abi, &wasm, &slot.key, name)?;
+                read(artifacts, &slot.key).map_err(failed)
             }
-            Err(e) => Err(HostFailure::logged(
-                format!("reading the compiled code of `{name}` failed"),
-                e,
-            )
-            .into()),
+            Err(e) => Err(failed(e)),
         }
     }
 

@@ -383,12 +383,13 @@ impl WorkerPool {
             ))
         };
         let slot = function.code().clone();
-        let path = runtime
-            .verified_artifact(&slot)
-            .map_err(|e| failed(e.to_string()))?;
-        let artifact = tokio::fs::read(&path)
-            .await
-            .map_err(|e| failed(format!("reading its code: {e}")))?;
+        let artifact = {
+            let (runtime, slot) = (runtime.clone(), slot.clone());
+            tokio::task::spawn_blocking(move || runtime.verified_artifact_bytes(&slot))
+                .await
+                .map_err(|e| failed(format!("reading its code: {e}")))?
+                .map_err(|e| failed(e.to_string()))?
+        };
         let spare = self.lock_spares().pop();
         // The spare taken is replaced once this worker is ready (or has
         // failed): starting one as it starts would slow it down.
