@@ -435,6 +435,16 @@ async fn idle_workers_stop_and_the_host_wide_cap_holds() {
         "idle workers still alive: {:?}",
         workers(&wisp).await
     );
+    // A stopped worker leaves the list at once and is counted once its
+    // process has ended, a moment later.
+    eventually(Duration::from_secs(5), async || {
+        let metrics = wisp.metrics().await;
+        metrics
+            .text
+            .contains("wisp_worker_exits_total{cause=\"idle\"}")
+            && metrics.sum("wisp_workers", &[]) == 0.0
+    })
+    .await;
     assert!(
         wisp.metric("wisp_worker_exits_total", &[("cause", "idle")])
             .await
