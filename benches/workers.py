@@ -8,6 +8,7 @@ with a live worker.
     FUNCTIONS=200 benches/workers.py
     PAUSE=0.1 benches/workers.py       # seconds between first requests (0.02)
     SERVER_LOG=/tmp/wisp.log benches/workers.py  # keep the host's log
+    WISP=/tmp/wisp-old benches/workers.py        # another wisp binary
 
 Starts a release `wisp serve --isolation process` (built by
 `benches/http-load.sh` or `cargo build --release -p wisp-cli`) on loopback,
@@ -33,7 +34,7 @@ import time
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-WISP = os.path.join(ROOT, "target/release/wisp")
+WISP = os.environ.get("WISP") or os.path.join(ROOT, "target/release/wisp")
 HELLO = os.path.join(ROOT, "target/guests/wasm32-wasip2/release/hello.wasm")
 FUNCTIONS = int(os.environ.get("FUNCTIONS", "1000"))
 TIMED = min(200, FUNCTIONS)
