@@ -103,6 +103,8 @@ pub(crate) struct WorkerBounds {
     pub(crate) max_guest_memory_bytes: u64,
     /// Bytes of buffered request bodies at once.
     pub(crate) max_buffered_bytes: u64,
+    /// Bytes of that budget its front granted with its assignment.
+    pub(crate) granted_guest_memory: u64,
 }
 
 impl Runtime {
@@ -134,6 +136,7 @@ impl Runtime {
             buffers: BufferBudget::new(bounds.max_buffered_bytes, metrics.buffered().clone()),
             guest_memory: GuestMemory::leased(
                 bounds.max_guest_memory_bytes,
+                bounds.granted_guest_memory,
                 metrics.guest_memory().clone(),
             ),
             code: CodeCache::new(Residency::default()),

@@ -229,15 +229,15 @@ impl GuestMemory {
     }
 
     /// A guest worker's budget: a share of its front's budget of `limit`
-    /// bytes, none granted yet; [`GuestMemory::lease_from`] says how it
-    /// asks for more.
-    pub(crate) fn leased(limit: u64, gauge: Gauge) -> Arc<GuestMemory> {
+    /// bytes, `granted` of it granted already; [`GuestMemory::lease_from`]
+    /// says how it asks for more.
+    pub(crate) fn leased(limit: u64, granted: u64, gauge: Gauge) -> Arc<GuestMemory> {
         Arc::new(GuestMemory {
             limit,
             held: AtomicU64::new(0),
             gauge,
             lease: Some(Lease {
-                granted: AtomicU64::new(0),
+                granted: AtomicU64::new(granted),
                 source: std::sync::OnceLock::new(),
             }),
         })
@@ -263,8 +263,8 @@ impl GuestMemory {
         }
     }
 
-    /// Asks the front for enough more to take `bytes`, in whole steps;
-    /// true when granted.
+    /// Asks the front for enough more to take `bytes` (what the lease
+    /// lacks for them, in whole steps); true when granted.
     async fn grow_lease(&self, bytes: u64) -> bool {
         let Some(lease) = &self.lease else {
             return false;
@@ -272,7 +272,15 @@ impl GuestMemory {
         let Some(source) = lease.source.get() else {
             return false;
         };
-        let ask = bytes.div_ceil(LEASE_STEP).saturating_mul(LEASE_STEP);
+        let free = lease
+            .granted
+            .load(Ordering::Acquire)
+            .saturating_sub(self.held.load(Ordering::Acquire));
+        let ask = bytes
+            .saturating_sub(free)
+            .max(1)
+            .div_ceil(LEASE_STEP)
+            .saturating_mul(LEASE_STEP);
         if !source.grow(ask).await {
             return false;
         }
@@ -545,6 +553,34 @@ mod tests {
         drop(a);
         assert_eq!(gauge.get(), 0);
         assert!(b.memory_growing(0, 2 << 20, None).unwrap());
+    }
+
+    /// A front that grants every ask and records it.
+    #[derive(Default)]
+    struct GrantingFront(std::sync::Mutex<Vec<u64>>);
+
+    impl MemoryLease for GrantingFront {
+        fn grow(&self, bytes: u64) -> std::pin::Pin<Box<dyn Future<Output = bool> + Send>> {
+            self.0.lock().unwrap().push(bytes);
+            Box::pin(async { true })
+        }
+
+        fn give_back(&self, _bytes: u64) {}
+    }
+
+    #[tokio::test]
+    async fn a_worker_uses_what_was_granted_ahead_and_asks_only_for_what_it_lacks() {
+        let memory = GuestMemory::leased(1 << 30, LEASE_STEP, Gauge::default());
+        let front = Arc::new(GrantingFront::default());
+        memory.lease_from(front.clone());
+        // Granted with its assignment: its first sandbox asks for nothing.
+        let first = memory.reserve(LEASE_STEP / 2).expect("granted ahead");
+        assert!(memory.reserve(LEASE_STEP).is_none());
+        // Half a step is still free: one more step covers a step and a byte.
+        assert!(memory.grow_lease(LEASE_STEP + 1).await);
+        assert_eq!(*front.0.lock().unwrap(), [LEASE_STEP]);
+        let second = memory.reserve(LEASE_STEP + 1).expect("granted on asking");
+        drop((first, second));
     }
 
     #[test]

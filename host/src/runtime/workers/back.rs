@@ -218,6 +218,16 @@ impl Back {
         );
     }
 
+    /// Grants the worker `bytes` of the host's guest memory budget ahead of
+    /// its first call, if they are free; returns what it granted.
+    pub(crate) fn grant_ahead(&self, bytes: u64) -> u64 {
+        let mut lease = self.lease.lock().unwrap_or_else(|p| p.into_inner());
+        let granted = lease
+            .as_mut()
+            .is_some_and(|lease| lease.grow(bytes, self.max_lease));
+        if granted { bytes } else { 0 }
+    }
+
     /// The worker asks for more of the host's guest memory budget (or
     /// gives some back): `grow N` or `give N`, answered `1` when granted.
     async fn memory(

@@ -181,6 +181,7 @@ async fn serve(
             max_instances: assignment.max_instances,
             max_guest_memory_bytes: assignment.max_guest_memory,
             max_buffered_bytes: assignment.max_buffered,
+            granted_guest_memory: assignment.granted_memory,
         },
         metrics.clone(),
     )

@@ -18,6 +18,7 @@ use crate::observe::metrics::{Metrics, WorkerSeries};
 use crate::runtime::Runtime;
 use crate::runtime::body::RequestBody;
 use crate::runtime::function::Function;
+use crate::runtime::sandbox::LEASE_STEP;
 use crate::state::KvBackend;
 use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -404,6 +405,16 @@ impl WorkerPool {
         // Capped before it reads the code it will run.
         let cap = memory_cap(limits, self.guest_budgets, artifact.len() as u64);
         self.groups.cap_memory(pid, cap).map_err(failed)?;
+        // Its books at the front, with a step of guest memory granted ahead
+        // (its first sandbox then asks the front for nothing); a worker that
+        // never gets ready gives it back with them.
+        let back = Back::new(
+            function,
+            self.kv.clone(),
+            self.metrics.clone(),
+            &runtime.guest_memory,
+        );
+        let granted_memory = back.grant_ahead(LEASE_STEP);
         let assignment = Assignment {
             function: function.name.to_string(),
             version: function.version,
@@ -413,6 +424,7 @@ impl WorkerPool {
             max_instances: limits.max_concurrency.clamp(1, self.pool_size),
             max_guest_memory: runtime.guest_memory.limit(),
             max_buffered: runtime.buffers.limit(),
+            granted_memory,
             max_user_threads: self.max_user_threads(),
             artifact_bytes: artifact.len() as u64,
         };
@@ -447,12 +459,6 @@ impl WorkerPool {
             .await
             .map_err(|e| failed(format!("opening its connection: {e}")))?;
         tokio::spawn(connection);
-        let back = Back::new(
-            function,
-            self.kv.clone(),
-            self.metrics.clone(),
-            &runtime.guest_memory,
-        );
         back.serve(spare.back);
         let (kill, killed) = tokio::sync::oneshot::channel();
         let worker = Arc::new(Worker {

@@ -88,6 +88,9 @@ pub(crate) struct Assignment {
     pub(crate) max_guest_memory: u64,
     /// Bytes of request bodies it may buffer at once.
     pub(crate) max_buffered: u64,
+    /// Bytes of the guest memory budget granted with the assignment, so
+    /// its first call need not ask the front for them.
+    pub(crate) granted_memory: u64,
     /// Processes (threads) all workers' unprivileged user may run at once:
     /// its `RLIMIT_NPROC`, once it has dropped root.
     pub(crate) max_user_threads: u64,
