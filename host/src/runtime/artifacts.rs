@@ -178,14 +178,7 @@ impl ArtifactStore {
     /// Checks that the artifact `key` exists and matches its checksum, and
     /// returns its path, ready to be mmapped.
     pub fn verified_compiled(&self, key: &str) -> Result<PathBuf, ArtifactError> {
-        let (path, expected) = self.compiled_with_sum(key)?;
-        let mut file = match File::open(&path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(ArtifactError::Missing(key.to_owned()));
-            }
-            Err(e) => return Err(io_error(&path)(e)),
-        };
+        let (mut file, path, expected) = self.open_compiled(key)?;
         // Read, not mmap: verifying must not leave the pages counted in RSS.
         if checksum(&mut file).map_err(io_error(&path))? != expected.trim() {
             return Err(ArtifactError::Corrupt(path.display().to_string()));
@@ -204,33 +197,37 @@ impl ArtifactStore {
     /// once, for a process that loads its code from bytes (a guest worker),
     /// where nothing maps the file.
     pub fn compiled_bytes(&self, key: &str) -> Result<Vec<u8>, ArtifactError> {
-        let (path, expected) = self.compiled_with_sum(key)?;
-        let bytes = match fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(ArtifactError::Missing(key.to_owned()));
-            }
-            Err(e) => return Err(io_error(&path)(e)),
-        };
+        let (mut file, path, expected) = self.open_compiled(key)?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).map_err(io_error(&path))?;
         if blake3::hash(&bytes).to_hex().as_str() != expected.trim() {
             return Err(ArtifactError::Corrupt(path.display().to_string()));
         }
         Ok(bytes)
     }
 
-    /// The path of the artifact `key` and its recorded checksum; an
+    /// The artifact `key` opened, its path and its recorded checksum; an
     /// artifact without one is corrupt (its write was cut short).
-    fn compiled_with_sum(&self, key: &str) -> Result<(PathBuf, String), ArtifactError> {
+    fn open_compiled(&self, key: &str) -> Result<(File, PathBuf, String), ArtifactError> {
         let path = self.compiled_path(key);
         let sum_path = self.sum_path(key);
-        match fs::read_to_string(&sum_path) {
-            Ok(sum) => Ok((path, sum)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(if path.exists() {
-                ArtifactError::Corrupt(path.display().to_string())
-            } else {
-                ArtifactError::Missing(key.to_owned())
-            }),
-            Err(e) => Err(io_error(&sum_path)(e)),
+        let expected = match fs::read_to_string(&sum_path) {
+            Ok(sum) => sum,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(if path.exists() {
+                    ArtifactError::Corrupt(path.display().to_string())
+                } else {
+                    ArtifactError::Missing(key.to_owned())
+                });
+            }
+            Err(e) => return Err(io_error(&sum_path)(e)),
+        };
+        match File::open(&path) {
+            Ok(file) => Ok((file, path, expected)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                Err(ArtifactError::Missing(key.to_owned()))
+            }
+            Err(e) => Err(io_error(&path)(e)),
         }
     }
 
