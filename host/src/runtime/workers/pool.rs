@@ -226,20 +226,30 @@ impl WorkerPool {
         self.guest_budgets.saturating_add(WORKER_BASE_MEMORY)
     }
 
-    /// Starts spares until there are as many as asked for.
+    /// Starts spares until there are as many as asked for, counting again
+    /// after each: a spare taken while this refill runs (whose own refill
+    /// found this one running) is replaced too.
     fn refill_spares(self: &Arc<Self>) {
-        if self.refilling.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let _done = Refilled(&self.refilling);
-        let missing = self.options.spares.saturating_sub(self.lock_spares().len());
-        for _ in 0..missing {
-            match self.spawn() {
-                Ok(spare) => self.lock_spares().push(spare),
-                Err(e) => {
-                    tracing::error!("starting a spare guest worker failed: {e}");
-                    return;
+        loop {
+            if self.refilling.swap(true, Ordering::AcqRel) {
+                return;
+            }
+            {
+                let _done = Refilled(&self.refilling);
+                while self.lock_spares().len() < self.options.spares {
+                    match self.spawn() {
+                        Ok(spare) => self.lock_spares().push(spare),
+                        Err(e) => {
+                            tracing::error!("starting a spare guest worker failed: {e}");
+                            return;
+                        }
+                    }
                 }
+            }
+            // One taken between the last count and the flag's fall found
+            // this refill still running: count once more.
+            if self.lock_spares().len() >= self.options.spares {
+                return;
             }
         }
     }
