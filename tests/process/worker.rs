@@ -387,14 +387,21 @@ async fn a_worker_is_jailed_holds_no_environment_and_is_no_longer_root() {
             "{status}"
         );
     }
-    // Nothing of the front's environment: only the size of its pool.
+    // Nothing of the front's environment: only the size of its pool, a
+    // spare's (the default concurrency, and one prepared sandbox).
     let environ = std::fs::read_to_string(format!("/proc/{pid}/environ")).unwrap();
-    let names: Vec<&str> = environ
-        .split('\0')
-        .filter(|v| !v.is_empty())
-        .map(|v| v.split('=').next().unwrap())
-        .collect();
-    assert_eq!(names, ["WISP_WORKER_POOL"], "{environ}");
+    assert_eq!(environ, "WISP_WORKER_POOL=257\0");
+    // A function allowed more than a spare holds gets a process sized for it.
+    wisp.deploy_ok(
+        "wide",
+        artifacts::HELLO_COMPONENT,
+        "route=/wide&max-concurrency=400",
+    )
+    .await;
+    assert_eq!(wisp.get("/wide").await.status, StatusCode::OK);
+    let wide = worker_pid(&wisp, "wide").await;
+    let environ = std::fs::read_to_string(format!("/proc/{wide}/environ")).unwrap();
+    assert_eq!(environ, "WISP_WORKER_POOL=401\0");
     let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap();
     assert_eq!(
         cmdline.split('\0').nth(1),

@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::OnceCell;
 use wisp_spec::api::WorkerInfo;
+use wisp_spec::limits::DEFAULT_MAX_CONCURRENCY;
 
 /// How long a worker may take from its assignment to ready.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -91,8 +92,7 @@ pub(crate) struct WorkerPool {
     count: AtomicUsize,
     /// Set while spares are being started.
     refilling: AtomicBool,
-    /// Sandboxes each worker's engine pool holds (the host's
-    /// `--max-instances`).
+    /// The host's `--max-instances`: no worker admits more at once.
     pool_size: u32,
     /// Each worker's memory and pids control groups.
     groups: WorkerGroups,
@@ -129,6 +129,12 @@ impl Drop for Refilled<'_> {
     }
 }
 
+/// Sandboxes a worker admitting `max_instances` calls at once needs in its
+/// engines' pools: one more for the sandbox it prepares ahead.
+fn sandboxes_for(max_instances: u32) -> u32 {
+    max_instances.saturating_add(1)
+}
+
 /// Starts the pool's missing spares when dropped (off the async threads:
 /// starting a process blocks).
 struct RefillOnDrop(Arc<WorkerPool>);
@@ -142,6 +148,8 @@ impl Drop for RefillOnDrop {
 
 /// A started worker waiting for its assignment.
 struct Spare {
+    /// Sandboxes its engines' pools hold.
+    instances: u32,
     child: tokio::process::Child,
     calls: tokio::net::UnixStream,
     back: tokio::net::UnixStream,
@@ -237,7 +245,7 @@ impl WorkerPool {
             {
                 let _done = Refilled(&self.refilling);
                 while self.lock_spares().len() < self.options.spares {
-                    match self.spawn() {
+                    match self.spawn(self.spare_instances()) {
                         Ok(spare) => self.lock_spares().push(spare),
                         Err(e) => {
                             tracing::error!("starting a spare guest worker failed: {e}");
@@ -254,14 +262,24 @@ impl WorkerPool {
         }
     }
 
-    /// Starts a worker process, not yet assigned.
-    fn spawn(&self) -> std::io::Result<Spare> {
+    /// Sandboxes a spare's engines hold room for: what a function of the
+    /// default concurrency needs. Its pools' guard pages cost a spare's
+    /// start CPU in proportion (the host's 1,000 took 16–25 ms, 256 take
+    /// 8–12), so a function allowed more concurrency gets a process
+    /// started for it instead.
+    fn spare_instances(&self) -> u32 {
+        sandboxes_for(DEFAULT_MAX_CONCURRENCY.clamp(1, self.pool_size))
+    }
+
+    /// Starts a worker process, not yet assigned, whose engines' pools
+    /// hold `instances` sandboxes.
+    fn spawn(&self, instances: u32) -> std::io::Result<Spare> {
         let (calls, child_calls) = std::os::unix::net::UnixStream::pair()?;
         let (back, child_back) = std::os::unix::net::UnixStream::pair()?;
         let child = tokio::process::Command::new(&self.options.program)
             .args(&self.options.args)
             .env_clear()
-            .env(super::child::POOL_VAR, self.pool_size.to_string())
+            .env(super::child::POOL_VAR, instances.to_string())
             .stdin(Stdio::from(std::os::fd::OwnedFd::from(child_calls)))
             .stdout(Stdio::from(std::os::fd::OwnedFd::from(child_back)))
             .stderr(Stdio::piped())
@@ -279,6 +297,7 @@ impl WorkerPool {
             tokio::net::UnixStream::from_std(s)
         };
         Ok(Spare {
+            instances,
             child,
             calls: socket(calls)?,
             back: socket(back)?,
@@ -401,17 +420,23 @@ impl WorkerPool {
                 .map_err(|e| failed(format!("reading its code: {e}")))?
                 .map_err(|e| failed(e.to_string()))?
         };
-        let spare = self.lock_spares().pop();
+        let limits = &function.settings.limits;
+        let max_instances = limits.max_concurrency.clamp(1, self.pool_size);
+        let instances = sandboxes_for(max_instances);
+        let spare = {
+            let mut spares = self.lock_spares();
+            let fits = spares.iter().rposition(|spare| spare.instances >= instances);
+            fits.map(|at| spares.swap_remove(at))
+        };
         // The spare taken is replaced once this worker is ready (or has
         // failed): starting one as it starts would slow it down.
         let refill = RefillOnDrop(self.clone());
         let mut spare = match spare {
             Some(spare) => spare,
-            None => self.spawn().map_err(|e| failed(format!("{e}")))?,
+            None => self.spawn(instances).map_err(|e| failed(format!("{e}")))?,
         };
         let pid = spare.child.id().unwrap_or_default();
         log_stderr(&function.name, pid, spare.child.stderr.take());
-        let limits = &function.settings.limits;
         // Capped before it reads the code it will run.
         let cap = memory_cap(limits, self.guest_budgets, artifact.len() as u64);
         self.groups.cap_memory(pid, cap).map_err(failed)?;
@@ -431,7 +456,7 @@ impl WorkerPool {
             abi: slot.abi,
             settings: function.settings.to_raw(),
             secrets: (*secrets).clone(),
-            max_instances: limits.max_concurrency.clamp(1, self.pool_size),
+            max_instances,
             max_guest_memory: runtime.guest_memory.limit(),
             max_buffered: runtime.buffers.limit(),
             granted_memory,
