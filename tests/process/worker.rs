@@ -513,3 +513,52 @@ async fn a_client_cannot_forge_a_runs_report_through_an_echoing_guest() {
     assert!(!logs.contains("FORGED-LOG"), "{logs}");
     assert_eq!(wisp.metric("wisp_pool_slots_in_use", &[]).await, 0.0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_call_whose_client_leaves_gives_its_slots_back_at_once() {
+    use std::io::Write;
+    let wisp = Wisp::start();
+    wisp.deploy_ok("sleep", artifacts::SLEEP_COMPONENT, "route=/sleep")
+        .await;
+    let in_flight = async || {
+        wisp.metric("wisp_in_flight_requests", &[("function", "sleep")])
+            .await
+    };
+    // Clients that ask for a 20 s run and leave once it is running: their
+    // runs are dropped with their calls, as in-process.
+    let mut clients = Vec::new();
+    for running in 1..=3 {
+        let mut client = std::net::TcpStream::connect(wisp.public).unwrap();
+        client
+            .write_all(b"GET /sleep?ms=20000 HTTP/1.1\r\nhost: wisp\r\n\r\n")
+            .unwrap();
+        clients.push(client);
+        assert!(
+            eventually(Duration::from_secs(10), async || {
+                in_flight().await == f64::from(running)
+            })
+            .await,
+            "run {running} never started"
+        );
+    }
+    let pid = worker_pid(&wisp, "sleep").await;
+    drop(clients);
+    // Their slots come back at once, not when the calls are overdue (the
+    // function's 30 s timeout) nor when the runs would have ended, and the
+    // worker serves on.
+    let settled = eventually(Duration::from_secs(5), async || {
+        in_flight().await == 0.0
+            && workers(&wisp)
+                .await
+                .iter()
+                .any(|worker| worker["pid"] == pid && worker["calls_in_flight"] == 0)
+    })
+    .await;
+    assert!(
+        settled,
+        "in flight: {}, workers: {:?}",
+        in_flight().await,
+        workers(&wisp).await
+    );
+    assert_eq!(wisp.get("/sleep?ms=1").await.text(), "slept 1 ms\n");
+}

@@ -209,6 +209,9 @@ impl Back {
         let Some(pending) = self.calls().remove(&report.call) else {
             return;
         };
+        if report.dropped {
+            return;
+        }
         pending.meter.finished(
             report.cost(),
             &pending.trace,

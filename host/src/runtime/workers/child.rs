@@ -359,7 +359,13 @@ impl Worker {
             dispatch: &dispatch,
             workers: None,
         };
+        let unanswered = Unanswered {
+            reports: &self.reports,
+            trace: &trace,
+            call: head.call,
+        };
         let result = self.function.invoke(request, context).await;
+        std::mem::forget(unanswered);
         self.runtime.prepare_next(&self.function);
         match result {
             Ok(response) => {
@@ -389,6 +395,22 @@ impl Worker {
                 response
             }
         }
+    }
+}
+
+/// A call in progress: dropped before it answers (the front reset it, its
+/// client gone, and its run is dropped with it), it tells the front the
+/// run is over, so the call's slots come back at once rather than when the
+/// call is overdue.
+struct Unanswered<'a> {
+    reports: &'a Reports,
+    trace: &'a Arc<RequestTrace>,
+    call: u64,
+}
+
+impl Drop for Unanswered<'_> {
+    fn drop(&mut self) {
+        self.reports.dropped(self.trace, self.call);
     }
 }
 

@@ -425,7 +425,9 @@ impl WorkerPool {
         let instances = sandboxes_for(max_instances);
         let spare = {
             let mut spares = self.lock_spares();
-            let fits = spares.iter().rposition(|spare| spare.instances >= instances);
+            let fits = spares
+                .iter()
+                .rposition(|spare| spare.instances >= instances);
             fits.map(|at| spares.swap_remove(at))
         };
         // The spare taken is replaced once this worker is ready (or has

@@ -156,6 +156,7 @@ impl RunRelay for Reports {
             stdout: stdout.to_vec(),
             stderr: stderr.to_vec(),
             counts: self.counts(),
+            dropped: false,
         };
         // Carried in its response's trailers when the response has not
         // ended yet (or waits for it), else sent on its own.
@@ -215,6 +216,18 @@ impl Reports {
                 ends.insert(call, End::Waiting(waker.clone()));
                 None
             }
+        }
+    }
+
+    /// Call `call` was dropped before it answered (the front reset it: its
+    /// client left), traced by `trace`: the front learns its run is over,
+    /// by the run's own report if it made one, else by a report that it
+    /// was dropped (its run went with it and never will).
+    pub(crate) fn dropped(&self, trace: &Arc<RequestTrace>, call: u64) {
+        if self.forget(trace) {
+            self.send(Finished::dropped(call, self.counts()));
+        } else {
+            self.give_up(call);
         }
     }
 

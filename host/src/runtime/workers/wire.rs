@@ -132,6 +132,11 @@ pub(crate) struct Finished {
     pub(crate) stderr: Vec<u8>,
     /// The worker's counts so far.
     pub(crate) counts: Counts,
+    /// The front dropped the call before its answer (its client left) and
+    /// the run was dropped with it: nothing to record, as an in-process run
+    /// dropped with its request records nothing; its slots come back.
+    #[serde(default)]
+    pub(crate) dropped: bool,
 }
 
 /// What a worker has counted since it started, sent with each report (and
@@ -146,6 +151,21 @@ pub(crate) struct Counts {
 }
 
 impl Finished {
+    /// The report of call `call`, dropped before its run reported.
+    pub(crate) fn dropped(call: u64, counts: Counts) -> Finished {
+        Finished {
+            call,
+            wall_us: 0,
+            cpu_us: 0,
+            fuel: 0,
+            peak_memory_bytes: 0,
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+            counts,
+            dropped: true,
+        }
+    }
+
     /// The run's cost.
     pub(crate) fn cost(&self) -> GuestCost {
         GuestCost {
