@@ -533,12 +533,18 @@ async fn a_call_whose_client_leaves_gives_its_slots_back_at_once() {
             .write_all(b"GET /sleep?ms=20000 HTTP/1.1\r\nhost: wisp\r\n\r\n")
             .unwrap();
         clients.push(client);
+        // Admitted, and handed to the worker.
         assert!(
             eventually(Duration::from_secs(10), async || {
                 in_flight().await == f64::from(running)
+                    && workers(&wisp)
+                        .await
+                        .iter()
+                        .any(|worker| worker["calls_in_flight"] == running)
             })
             .await,
-            "run {running} never started"
+            "run {running} never started: {:?}",
+            workers(&wisp).await
         );
     }
     let pid = worker_pid(&wisp, "sleep").await;

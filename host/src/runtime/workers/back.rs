@@ -34,6 +34,12 @@ const MAX_REPORT_BYTES: usize = 4 << 20;
 /// How long past its deadline a call's slots wait for its report.
 const REPORT_GRACE: Duration = Duration::from_secs(5);
 
+/// How long a call the front dropped before its answer (its client left)
+/// waits for the worker to say its run is over: the worker drops the run
+/// and says so at once, but a call reset before the worker took it up
+/// never gets an answer.
+const ABANDONED_GRACE: Duration = Duration::from_secs(2);
+
 /// A call a worker is serving.
 pub(crate) struct Pending {
     /// Its slots, given back when the run is over.
@@ -120,6 +126,14 @@ impl Back {
     /// The run of `call` is over without a report.
     pub(crate) fn settle(&self, call: u64) {
         self.calls().remove(&call);
+    }
+
+    /// The front dropped `call` before its answer: it is overdue soon, if
+    /// the worker does not say sooner that its run is over.
+    pub(crate) fn abandon(&self, call: u64) {
+        if let Some(pending) = self.calls().get_mut(&call) {
+            pending.overdue = pending.overdue.min(Instant::now() + ABANDONED_GRACE);
+        }
     }
 
     /// Calls in flight.

@@ -44,6 +44,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use wire::{CALL_HEADER, CallHead, DONE_HEADER, INSTANTIATE_HEADER, LIMIT_HEADER};
 use wisp_spec::inspect::Abi;
 
+/// A call on its way to its worker: dropped before the answer (its client
+/// left), the call is settled when the worker says its run is over, or
+/// shortly after, if the worker never took it up.
+struct Abandoned<'a> {
+    back: &'a back::Back,
+    call: u64,
+}
+
+impl Drop for Abandoned<'_> {
+    fn drop(&mut self) {
+        self.back.abandon(self.call);
+    }
+}
+
 impl WorkerPool {
     /// Serves one request of `function` in its worker: its slots taken
     /// here and held until the worker reports the run over.
@@ -117,7 +131,12 @@ impl WorkerPool {
                 overdue: worker.back.overdue_from(started),
             },
         );
+        let abandoned = Abandoned {
+            back: &worker.back,
+            call,
+        };
         let sent = worker.send(http::Request::from_parts(parts, body)).await;
+        std::mem::forget(abandoned);
         if context.body_too_slow.load(Ordering::Relaxed) {
             // The body the worker was reading stopped: the client's doing.
             worker.back.settle(call);
