@@ -168,7 +168,7 @@ async fn the_escape_drill_meets_the_os_wall_and_only_the_attacker_notices() {
             let wisp = wisp.clone();
             async move { wisp.get("/drill?sleep").await.status }
         });
-        serving_a_call(&wisp, "drill").await;
+        serving_calls(&wisp, "drill", 1).await;
         assert_eq!(
             attack(&wisp, &name).await,
             None,
@@ -269,18 +269,18 @@ fn can_make_a_v1_memory_group() -> bool {
     made
 }
 
-/// Waits until `function`'s worker is serving a call.
-async fn serving_a_call(wisp: &Wisp, function: &str) {
+/// Waits until `function`'s worker is serving `calls` calls.
+async fn serving_calls(wisp: &Wisp, function: &str, calls: u64) {
     let running = eventually(Duration::from_secs(10), async || {
         workers(wisp)
             .await
             .iter()
-            .any(|w| w["function"] == function && w["calls_in_flight"] == 1)
+            .any(|w| w["function"] == function && w["calls_in_flight"] == calls)
     })
     .await;
     assert!(
         running,
-        "the slow call never reached its worker: {:?}",
+        "the slow calls never reached their worker: {:?}",
         workers(wisp).await
     );
 }
@@ -325,7 +325,7 @@ async fn a_worker_killed_or_crashing_mid_request_fails_that_request_only() {
         let wisp = wisp.clone();
         async move { wisp.get("/sleep?ms=5000").await }
     });
-    serving_a_call(&wisp, "sleep").await;
+    serving_calls(&wisp, "sleep", 1).await;
     let killed = std::process::Command::new("kill")
         .args(["-KILL", &pid.to_string()])
         .status()
@@ -350,7 +350,7 @@ async fn a_worker_killed_or_crashing_mid_request_fails_that_request_only() {
         let wisp = wisp.clone();
         async move { wisp.get("/drill?sleep").await.status }
     });
-    serving_a_call(&wisp, "drill").await;
+    serving_calls(&wisp, "drill", 1).await;
     assert_eq!(attack(&wisp, "segv").await, None);
     assert_eq!(in_flight.await.unwrap(), StatusCode::BAD_GATEWAY);
     exits_counted(&wisp, "SIGSEGV", 1.0).await;
@@ -533,20 +533,9 @@ async fn a_call_whose_client_leaves_gives_its_slots_back_at_once() {
             .write_all(b"GET /sleep?ms=20000 HTTP/1.1\r\nhost: wisp\r\n\r\n")
             .unwrap();
         clients.push(client);
-        // Admitted, and handed to the worker.
-        assert!(
-            eventually(Duration::from_secs(10), async || {
-                in_flight().await == f64::from(running)
-                    && workers(&wisp)
-                        .await
-                        .iter()
-                        .any(|worker| worker["calls_in_flight"] == running)
-            })
-            .await,
-            "run {running} never started: {:?}",
-            workers(&wisp).await
-        );
+        serving_calls(&wisp, "sleep", running).await;
     }
+    assert_eq!(in_flight().await, 3.0);
     let pid = worker_pid(&wisp, "sleep").await;
     drop(clients);
     // Their slots come back at once, not when the calls are overdue (the
