@@ -13,7 +13,7 @@ use hyper_util::rt::TokioExecutor;
 use serde::de::DeserializeOwned;
 use std::time::Duration;
 use wisp_spec::api::{
-    CallInfo, CallList, DeployReport, ErrorBody, FunctionInfo, FunctionUsage, KeyList, Removed,
+    BuildEvent, CallInfo, CallList, DeployReport, ErrorBody, FunctionInfo, FunctionUsage, KeyList, Removed,
     Retired, SecretNames, VersionSummary,
 };
 use wisp_spec::settings::RawSettings;
@@ -182,30 +182,67 @@ impl AdminClient {
         settings: &RawSettings,
         how: &DeployHow<'_>,
     ) -> Result<DeployReport, ClientError> {
-        let mut query = form_urlencoded::Serializer::new(String::new());
-        if let Some(route) = how.route {
-            query.append_pair("route", route);
-        }
-        if let Some(origin) = how.origin {
-            query.append_pair("origin", origin);
-        }
-        if !how.take_traffic {
-            query.append_pair("no-traffic", "true");
-        }
-        if how.reset_settings {
-            query.append_pair("reset-settings", "true");
-        }
-        if how.move_route {
-            query.append_pair("move-route", "true");
-        }
-        let mut query = query.finish();
-        let settings = settings.to_query();
-        if !settings.is_empty() {
-            query.push('&');
-            query.push_str(&settings);
-        }
+        let query = deploy_query(settings, how);
         self.call_json(Method::PUT, &format!("/v1/functions/{name}?{query}"), wasm)
             .await
+    }
+
+    /// Sends `archive` (a tar archive of a source tree) to be built on the
+    /// host and deployed as function `name`; passes each line of the
+    /// build's output to `line` as it comes.
+    pub async fn build(
+        &self,
+        name: &str,
+        archive: Bytes,
+        settings: &RawSettings,
+        how: &DeployHow<'_>,
+        mut line: impl FnMut(&str),
+    ) -> Result<DeployReport, ClientError> {
+        let query = deploy_query(settings, how);
+        let mut body = self
+            .open(
+                Method::POST,
+                &format!("/v1/functions/{name}/build?{query}"),
+                archive,
+            )
+            .await?;
+        let mut pending = Vec::new();
+        let broken = |reason: String| ClientError::Unreachable {
+            url: self.base.clone(),
+            reason: format!("the build's stream broke off: {reason}"),
+        };
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| broken(error_chain(&e)))?;
+            let Some(data) = frame.data_ref() else {
+                continue;
+            };
+            pending.extend_from_slice(data);
+            while let Some(end) = pending.iter().position(|&b| b == b'\n') {
+                let text: Vec<u8> = pending.drain(..=end).collect();
+                let event: BuildEvent = serde_json::from_slice(&text).map_err(|e| {
+                    broken(format!("a line this wisp does not understand: {e}"))
+                })?;
+                match event {
+                    BuildEvent::Log(text) => line(&text),
+                    BuildEvent::Deployed(report) => return Ok(*report),
+                    BuildEvent::Failed { message, .. } => {
+                        return Err(ClientError::Api {
+                            status: StatusCode::UNPROCESSABLE_ENTITY,
+                            message,
+                        });
+                    }
+                }
+            }
+        }
+        Err(broken("it ended before the build did".into()))
+    }
+
+    /// The last build's output of function `name`.
+    pub async fn build_log(&self, name: &str) -> Result<String, ClientError> {
+        let bytes = self
+            .call(Method::GET, &format!("/v1/functions/{name}/build"), Bytes::new())
+            .await?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 
     /// The uploaded `.wasm` of version `version` of function `name` (default:
@@ -425,13 +462,29 @@ impl AdminClient {
         name: &str,
         query: &str,
     ) -> Result<hyper::body::Incoming, ClientError> {
-        let url = format!("{}/v1/functions/{name}/logs?{query}", self.base);
-        let mut request = http::Request::builder().method(Method::GET).uri(&url);
+        self.open(
+            Method::GET,
+            &format!("/v1/functions/{name}/logs?{query}"),
+            Bytes::new(),
+        )
+        .await
+    }
+
+    /// Sends a request and returns the body of a 2xx answer as it streams
+    /// (no time limit); any other answer becomes the host's error message.
+    async fn open(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        body: Bytes,
+    ) -> Result<hyper::body::Incoming, ClientError> {
+        let url = format!("{}{path_and_query}", self.base);
+        let mut request = http::Request::builder().method(method).uri(&url);
         if let Some(token) = &self.token {
             request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
         }
         let request = request
-            .body(Full::new(Bytes::new()))
+            .body(Full::new(body))
             .map_err(|_| ClientError::BadUrl(url.clone()))?;
         let response = self
             .http
@@ -458,6 +511,33 @@ impl AdminClient {
         }
         Err(api_error(status, &bytes))
     }
+}
+
+/// A deploy's query: how it places its version, then its settings.
+fn deploy_query(settings: &RawSettings, how: &DeployHow<'_>) -> String {
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    if let Some(route) = how.route {
+        query.append_pair("route", route);
+    }
+    if let Some(origin) = how.origin {
+        query.append_pair("origin", origin);
+    }
+    if !how.take_traffic {
+        query.append_pair("no-traffic", "true");
+    }
+    if how.reset_settings {
+        query.append_pair("reset-settings", "true");
+    }
+    if how.move_route {
+        query.append_pair("move-route", "true");
+    }
+    let mut query = query.finish();
+    let settings = settings.to_query();
+    if !settings.is_empty() {
+        query.push('&');
+        query.push_str(&settings);
+    }
+    query
 }
 
 fn error_chain(error: &dyn std::error::Error) -> String {

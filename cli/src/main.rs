@@ -9,6 +9,7 @@ mod client;
 mod commands;
 mod oci;
 mod output;
+mod source;
 mod telemetry;
 mod template;
 mod up;

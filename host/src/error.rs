@@ -136,6 +136,10 @@ pub enum DeployError {
     /// The host's storage is full; nothing was written (507).
     #[error("{0}")]
     InsufficientStorage(String),
+    /// Building a source tree failed (its log says why); the serving
+    /// version is untouched (422).
+    #[error("the build failed: {0}")]
+    Build(String),
 }
 
 /// A failure of the host's own files (the data dir, a directory granted to
@@ -195,6 +199,7 @@ impl DeployError {
             DeployError::StateLimit(_) => StatusCode::PAYLOAD_TOO_LARGE,
             DeployError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
             DeployError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
+            DeployError::Build(_) => StatusCode::UNPROCESSABLE_ENTITY,
             _ => StatusCode::BAD_REQUEST,
         }
     }
@@ -228,6 +233,7 @@ impl DeployError {
             DeployError::StateLimit(_) => "state-limit",
             DeployError::Conflict(_) => "conflict",
             DeployError::ClusterUnavailable(_) => "cluster-unavailable",
+            DeployError::Build(_) => "build-failed",
         }
     }
 }

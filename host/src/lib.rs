@@ -42,6 +42,7 @@
 //! | `registry/` | name → versions → traffic, read lock-free; damage in records | how records are stored or shared |
 //! | `backplane/` | what hosts share: the function records and the `SharedState` trait, with the host-alone implementation | NATS |
 //! | `cluster/` | the NATS JetStream backplane (feature `cluster`) and its converger | the request path |
+//! | `build/` | builds on the host (feature `build`): toolchains, unpacking a source upload, the build plan, the jailed build child | deploys, requests |
 //! | `events/` | async calls and cron | the engine, deploys |
 //! | `observe/` | metrics, guest logs, usage, per-function books, spans, request ids and trace context | everything above it |
 //! | `state/` | the key-value store ([`KvBackend`], [`RedbStore`]), bucket grants, secrets | functions, requests |
@@ -57,6 +58,8 @@
 
 mod admin;
 mod backplane;
+#[cfg(feature = "build")]
+mod build;
 #[cfg(feature = "cluster")]
 mod cluster;
 mod deploy;
@@ -72,6 +75,11 @@ mod server;
 mod state;
 
 pub use admin::AdminApi;
+#[cfg(feature = "build")]
+pub use build::{
+    BUILD_USER, BuildOptions, Builder, Builds, Built, DEFAULT_BUILD_MEMORY, DEFAULT_BUILD_TIMEOUT,
+    DEFAULT_MAX_SOURCE, Language, build_child_main,
+};
 #[cfg(feature = "cluster")]
 pub use cluster::ClusterConfig;
 pub use deploy::DeployRequest;

@@ -175,6 +175,42 @@ pub struct Health {
     /// repairs or removes it; every function keeps serving.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub damaged: Vec<String>,
+    /// When the host builds source trees, each language's builder: whether
+    /// this host has its toolchain, and its version or why not.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub builders: Vec<BuilderHealth>,
+}
+
+/// One builder of a host that builds source trees, in `GET /healthz`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuilderHealth {
+    /// `rust`, `c`, `python` or `javascript`.
+    pub language: String,
+    /// Whether this host can build it.
+    pub available: bool,
+    /// The toolchain's version, or why it is missing.
+    pub detail: String,
+}
+
+/// One line of a build's progress (`POST /v1/functions/{name}/build`
+/// answers a stream of these, one JSON object per line): the build's own
+/// output (and the host's notes, prefixed `wisp: `), then exactly one
+/// `deployed` or `failed`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BuildEvent {
+    /// A line of output.
+    Log(String),
+    /// Built and deployed.
+    Deployed(Box<DeployReport>),
+    /// The build or the deploy failed: the error, as the API reports
+    /// errors (`kind`, `message`).
+    Failed {
+        /// Machine-readable kind, e.g. `build-failed`.
+        kind: String,
+        /// What went wrong.
+        message: String,
+    },
 }
 
 /// A host's standing with its cluster, in `GET /healthz`.

@@ -10,6 +10,7 @@
 pub const SERVE_ARGS: &[&str] = &[];
 
 mod bench;
+mod build;
 mod calls;
 mod console;
 mod core;

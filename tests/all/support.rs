@@ -328,12 +328,21 @@ impl Wisp {
 
     /// Runs a `wisp` client command against this server's admin API.
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
-        Command::new(WISP)
+        self.cli_command(args)()
+    }
+
+    /// A `wisp` client command against this server's admin API, to run
+    /// later (on another thread).
+    pub fn cli_command(
+        &self,
+        args: &[&str],
+    ) -> impl FnOnce() -> std::process::Output + Send + 'static {
+        let mut command = Command::new(WISP);
+        command
             .args(args)
             .env("WISP_ADMIN_URL", self.admin_url(""))
-            .env_remove("WISP_ADMIN_TOKEN")
-            .output()
-            .expect("run wisp")
+            .env_remove("WISP_ADMIN_TOKEN");
+        move || command.output().expect("run wisp")
     }
 
     /// Runs a `wisp` client command with `input` on its stdin.

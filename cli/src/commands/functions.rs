@@ -22,7 +22,14 @@ pub(crate) struct Deploy {
     /// The `.wasm` file (a `wasi:http` component or a WASI command module),
     /// or an OCI artifact: `oci://REGISTRY/REPO:TAG` or `…@sha256:DIGEST`,
     /// whose digest the version records.
-    file: PathBuf,
+    #[arg(required_unless_present = "source")]
+    file: Option<PathBuf>,
+    /// Build this source tree on the host instead (Rust, C, Python or
+    /// JavaScript, told from its files, or its `wisp.toml`'s `build` and
+    /// `wasm`), and deploy the result; the build's output streams here. The
+    /// tree is sent without `.git/` and `target/`.
+    #[arg(long, value_name = "DIR", conflicts_with = "file")]
+    source: Option<PathBuf>,
     /// Let `oci://` pulls use plain HTTP (a registry without TLS, on a
     /// network you trust). Without it, registries are spoken to over HTTPS.
     #[arg(long)]
@@ -54,7 +61,28 @@ pub(crate) struct Deploy {
 impl Deploy {
     pub(crate) async fn execute(self, globals: &Globals) -> anyhow::Result<ExitCode> {
         let raw = self.settings.to_raw()?;
-        let (wasm, origin) = match self.file.to_str().filter(|f| f.starts_with(oci::SCHEME)) {
+        let how = DeployHow {
+            route: self.settings.route.as_deref(),
+            take_traffic: !self.no_traffic,
+            reset_settings: self.reset_settings,
+            move_route: self.move_route,
+            origin: None,
+        };
+        let file = match (&self.source, &self.file) {
+            (Some(dir), _) => {
+                let archive = crate::source::archive(dir)?;
+                let report = self
+                    .admin
+                    .client(globals)?
+                    .build(&self.name, archive, &raw, &how, |line| eprintln!("{line}"))
+                    .await?;
+                self.report(globals, &report, None)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            (None, Some(file)) => file,
+            (None, None) => anyhow::bail!("give a `.wasm` file, an `oci://` reference or `--source DIR`"),
+        };
+        let (wasm, origin) = match file.to_str().filter(|f| f.starts_with(oci::SCHEME)) {
             Some(text) => {
                 let reference = oci::reference(text)?;
                 let pulling = output::spinner(format!("pulling {reference}"));
@@ -64,9 +92,9 @@ impl Deploy {
                 (wasm, Some(oci::origin(&reference, &digest)))
             }
             None => {
-                let wasm = tokio::fs::read(&self.file)
+                let wasm = tokio::fs::read(file)
                     .await
-                    .with_context(|| format!("reading `{}`", self.file.display()))?;
+                    .with_context(|| format!("reading `{}`", file.display()))?;
                 (wasm, None)
             }
         };
@@ -79,16 +107,23 @@ impl Deploy {
                 Bytes::from(wasm),
                 &raw,
                 &DeployHow {
-                    route: self.settings.route.as_deref(),
-                    take_traffic: !self.no_traffic,
-                    reset_settings: self.reset_settings,
-                    move_route: self.move_route,
                     origin: origin.as_deref(),
+                    ..how
                 },
             )
             .await;
         progress.finish_and_clear();
-        let report = report?;
+        self.report(globals, &report?, origin.as_deref())?;
+        Ok(ExitCode::SUCCESS)
+    }
+
+    /// Prints what a deploy did.
+    fn report(
+        &self,
+        globals: &Globals,
+        report: &wisp_spec::api::DeployReport,
+        origin: Option<&str>,
+    ) -> anyhow::Result<()> {
         if globals.json(self.json) {
             println!("{}", serde_json::to_string_pretty(&report)?);
         } else {
@@ -130,7 +165,7 @@ impl Deploy {
                 }
             }
         }
-        Ok(ExitCode::SUCCESS)
+        Ok(())
     }
 }
 

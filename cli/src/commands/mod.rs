@@ -145,6 +145,9 @@ enum Command {
     /// process` (its front process speaks to it on stdin and stdout).
     #[command(name = GUEST_WORKER_COMMAND, hide = true)]
     GuestWorker,
+    /// Internal: run one build for `wisp serve`, jailed (its job on stdin).
+    #[command(name = BUILD_CHILD_COMMAND, hide = true)]
+    BuildChild,
 }
 
 /// The hidden subcommand `wisp serve` runs itself with to compile in a
@@ -154,6 +157,9 @@ pub(crate) const COMPILE_WORKER_COMMAND: &str = "__compile-worker";
 /// The hidden subcommand `wisp serve --isolation process` runs itself with
 /// for each guest worker.
 pub(crate) const GUEST_WORKER_COMMAND: &str = "__guest-worker";
+
+/// The hidden subcommand `wisp serve` runs itself with for each build.
+pub(crate) const BUILD_CHILD_COMMAND: &str = "__build-child";
 
 /// Keeps `RUST_BACKTRACE` for panics but, unless `RUST_LIB_BACKTRACE` says
 /// otherwise, stops every error capturing a stack trace: wasmtime makes
@@ -182,6 +188,10 @@ pub fn main() -> ExitCode {
     if let Command::CompileWorker = cli.command {
         // No async runtime, no logging: one compile, then exit.
         return wisp_host::compile_worker_main();
+    }
+    if let Command::BuildChild = cli.command {
+        // No runtime, no logging: it jails itself and becomes the build.
+        return wisp_host::build_child_main();
     }
     if let Command::GuestWorker = cli.command {
         // It jails itself while it has one thread, then starts its own
@@ -222,7 +232,7 @@ pub fn main() -> ExitCode {
             Command::Calls(c) => c.execute(&globals).await,
             Command::Bench(c) => c.execute(&globals).await,
             Command::New(c) => c.execute(),
-            Command::CompileWorker | Command::GuestWorker => {
+            Command::CompileWorker | Command::GuestWorker | Command::BuildChild => {
                 unreachable!("the workers run before the runtime")
             }
         }

@@ -24,6 +24,10 @@ pub(crate) struct Logs {
     /// Print raw JSON lines.
     #[arg(long)]
     json: bool,
+    /// Print the output of the function's last build on the host
+    /// (`wisp deploy NAME --source DIR`) instead of its guest logs.
+    #[arg(long, conflicts_with_all = ["follow", "since", "json"])]
+    build: bool,
     #[command(flatten)]
     admin: AdminArgs,
 }
@@ -31,6 +35,11 @@ pub(crate) struct Logs {
 impl Logs {
     pub(crate) async fn execute(mut self, globals: &Globals) -> anyhow::Result<ExitCode> {
         use http_body_util::BodyExt;
+        if self.build {
+            let log = self.admin.client(globals)?.build_log(&self.name).await?;
+            print!("{log}");
+            return Ok(ExitCode::SUCCESS);
+        }
         self.json = globals.json(self.json);
         let mut query = form_urlencoded::Serializer::new(String::new());
         query.append_pair("limit", &self.limit.to_string());

@@ -30,6 +30,18 @@ enum Isolation {
     Process,
 }
 
+/// Whether builds may reach the network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum BuildNetwork {
+    /// No internet sockets (an empty network namespace as root, and a
+    /// seccomp filter): dependencies must be in the tree (vendored) or in
+    /// the function's build cache.
+    Deny,
+    /// Builds may fetch dependencies (crates.io, PyPI, npm) — and reach
+    /// whatever this host can reach, its cloud metadata service included.
+    Allow,
+}
+
 /// Log output format.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum LogFormat {
@@ -132,6 +144,25 @@ pub(crate) struct Serve {
     /// request (`--isolation process`).
     #[arg(long, default_value_t = wisp_host::DEFAULT_SPARE_WORKERS, value_name = "N")]
     spare_workers: usize,
+    /// Build source trees sent through the admin API (`wisp deploy NAME
+    /// --source DIR`), each in a jailed child process (no_new_privs,
+    /// Landlock, seccomp, rlimits; as root, its own user, mount and
+    /// network namespaces). The toolchains found are in `/healthz`.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    builds: bool,
+    /// Longest a build may take; each of its processes also gets as many
+    /// CPU seconds.
+    #[arg(long, default_value = "10m", value_name = "DURATION", value_parser = super::parse_duration_flag)]
+    build_timeout: std::time::Duration,
+    /// Builds at once; the rest wait their turn (and are told so).
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    max_builds: usize,
+    /// Whether builds may reach the network to fetch dependencies.
+    #[arg(long, value_enum, default_value = "deny")]
+    build_network: BuildNetwork,
+    /// Memory (data segment) of each build process, e.g. `4GiB`.
+    #[arg(long, default_value = "4GiB", value_name = "SIZE", value_parser = parse_size_flag)]
+    build_memory: u64,
     /// Log format on stderr (level from `RUST_LOG`, default `info`).
     #[arg(long, value_enum, default_value = "human")]
     log_format: LogFormat,
@@ -177,11 +208,21 @@ impl Serve {
                 args: vec![super::COMPILE_WORKER_COMMAND.into()],
             },
             workers: (self.isolation == Isolation::Process).then(|| wisp_host::WorkerOptions {
-                program,
+                program: program.clone(),
                 args: vec![super::GUEST_WORKER_COMMAND.into()],
                 max_workers: self.max_workers.max(1),
                 idle: self.worker_idle,
                 spares: self.spare_workers,
+            }),
+            builds: self.builds.then(|| wisp_host::BuildOptions {
+                program,
+                args: vec![super::BUILD_CHILD_COMMAND.into()],
+                timeout: self.build_timeout,
+                max_builds: self.max_builds.max(1),
+                network: self.build_network == BuildNetwork::Allow,
+                memory: self.build_memory,
+                max_source: wisp_host::DEFAULT_MAX_SOURCE,
+                max_output: 0,
             }),
             trace_context: telemetry.trace_context(),
             cluster: self.cluster.clone().map(|url| wisp_host::ClusterConfig {
@@ -196,6 +237,9 @@ impl Serve {
         };
         let mut options = ServerOptions::default();
         self.settings.apply(&mut config, &mut options)?;
+        if let Some(builds) = &mut config.builds {
+            builds.max_output = config.max_upload;
+        }
         let (host, problems) = Host::start(config).await?;
         if !problems.is_empty() {
             tracing::warn!(
@@ -320,4 +364,11 @@ fn read_token_file(path: &std::path::Path) -> anyhow::Result<String> {
         bail!("`--admin-token-file` `{shown}` holds no token (its first line is empty)");
     }
     Ok(token.to_owned())
+}
+
+/// `--build-memory`: a size such as `4GiB`.
+fn parse_size_flag(text: &str) -> Result<u64, String> {
+    wisp_spec::units::parse_size(text)
+        .filter(|&n| n > 0)
+        .ok_or_else(|| format!("`{text}` is not a size such as `4GiB` or `512MiB`"))
 }

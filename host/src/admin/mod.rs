@@ -9,6 +9,8 @@
 //! | `DELETE` | `/v1/functions/{name}` | remove a function, with its own key-value bucket and its secrets |
 //! | `GET` | `/v1/functions/{name}/versions` | its versions |
 //! | `GET` | `/v1/functions/{name}/source?version=N` | a version's uploaded `.wasm` (default: the one with most traffic) |
+//! | `POST` | `/v1/functions/{name}/build?route=/x&…` | build the body (a tar archive of a source tree) on the host and deploy it; streams the build (feature `build`) |
+//! | `GET` | `/v1/functions/{name}/build` | the last build's output |
 //! | `DELETE` | `/v1/functions/{name}/versions/{n}` | retire version `n` (`3` or `v3`); 409 while it holds traffic |
 //! | `PUT` | `/v1/functions/{name}/traffic` | split traffic: `[{"version": 3, "weight": 90}, …]` |
 //! | `POST` | `/v1/functions/{name}/rollback` | restore the previous traffic split |
@@ -34,6 +36,8 @@
 //! changes, and clients locked out after failed authentications.
 
 mod access;
+#[cfg(feature = "build")]
+mod build;
 mod calls;
 mod console;
 mod logs;
@@ -271,6 +275,7 @@ async fn route(host: &Host, request: http::Request<Incoming>) -> http::Response<
                 compilations: host.metrics().compilations(),
                 cluster: host.cluster_health(),
                 damaged: host.damage(),
+                builders: builders(host),
             },
         )),
         (&Method::GET, ["metrics"]) => {
@@ -292,6 +297,17 @@ async fn route(host: &Host, request: http::Request<Incoming>) -> http::Response<
         (&Method::PUT, ["v1", "functions", name]) => {
             let name = (*name).to_owned();
             upload::deploy(host, &name, request).await
+        }
+        #[cfg(feature = "build")]
+        (&Method::POST, ["v1", "functions", name, "build"]) => {
+            let name = (*name).to_owned();
+            return build::build(host, &name, request)
+                .await
+                .unwrap_or_else(|e| e.to_response().map(full));
+        }
+        #[cfg(feature = "build")]
+        (&Method::GET, ["v1", "functions", name, "build"]) => {
+            return build::last_log(host, name);
         }
         (&Method::DELETE, ["v1", "functions", name]) => host
             .remove(name)
@@ -376,7 +392,7 @@ async fn route(host: &Host, request: http::Request<Incoming>) -> http::Response<
                 "v1",
                 "functions",
                 _,
-                "versions" | "traffic" | "rollback" | "logs" | "usage" | "stats",
+                "versions" | "traffic" | "rollback" | "logs" | "usage" | "stats" | "build",
             ],
         ) => {
             return json_error(
@@ -398,6 +414,24 @@ async fn route(host: &Host, request: http::Request<Incoming>) -> http::Response<
         }
     };
     result.unwrap_or_else(|e| e.to_response()).map(full)
+}
+
+/// The host's builders, for `/healthz` (none when it does not build).
+fn builders(host: &Host) -> Vec<wisp_spec::api::BuilderHealth> {
+    #[cfg(feature = "build")]
+    if let Some(builds) = host.builds() {
+        return builds
+            .builders()
+            .iter()
+            .map(|b| wisp_spec::api::BuilderHealth {
+                language: b.language.name().to_owned(),
+                available: b.available,
+                detail: b.detail.clone(),
+            })
+            .collect();
+    }
+    let _ = host;
+    Vec::new()
 }
 
 /// Runs function `name` on the request, with the path after `/invoke`.

@@ -44,34 +44,70 @@ fn drain_in_background(mut body: Incoming) {
     });
 }
 
-/// Deploys the request's body; answers 201 with the [`DeployReport`](wisp_spec::api::DeployReport).
-pub(super) async fn deploy(
-    host: &Host,
-    name: &str,
-    request: http::Request<Incoming>,
-) -> Result<http::Response<Bytes>, DeployError> {
-    let query = request.uri().query().unwrap_or("");
-    let mut settings = RawSettings::default();
-    let mut route = None;
-    let mut take_traffic = true;
-    let mut reset_settings = false;
-    let mut move_route = false;
-    let mut origin = None;
-    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
-        match key.as_ref() {
-            "route" if route.is_some() => {
-                return Err(DeployError::BadRequest(format!(
-                    "`route` is given twice (`{value}`): give it once"
-                )));
+/// What a deploy's query gives: everything of a [`DeployRequest`] but the
+/// name and the binary.
+pub(super) struct DeployQuery {
+    pub settings: RawSettings,
+    pub route: Option<String>,
+    pub take_traffic: bool,
+    pub reset_settings: bool,
+    pub move_route: bool,
+    pub origin: Option<String>,
+}
+
+impl DeployQuery {
+    /// Parses `route`, `origin`, `no-traffic`, `reset-settings`,
+    /// `move-route` and every setting.
+    pub(super) fn parse(query: &str) -> Result<DeployQuery, DeployError> {
+        let mut parsed = DeployQuery {
+            settings: RawSettings::default(),
+            route: None,
+            take_traffic: true,
+            reset_settings: false,
+            move_route: false,
+            origin: None,
+        };
+        for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+            match key.as_ref() {
+                "route" if parsed.route.is_some() => {
+                    return Err(DeployError::BadRequest(format!(
+                        "`route` is given twice (`{value}`): give it once"
+                    )));
+                }
+                "route" => parsed.route = Some(value.into_owned()),
+                "origin" => parsed.origin = Some(value.into_owned()),
+                "no-traffic" => parsed.take_traffic = value == "false",
+                "reset-settings" => parsed.reset_settings = value != "false",
+                "move-route" => parsed.move_route = value != "false",
+                _ => parsed.settings.add_once(&key, value.into_owned())?,
             }
-            "route" => route = Some(value.into_owned()),
-            "origin" => origin = Some(value.into_owned()),
-            "no-traffic" => take_traffic = value == "false",
-            "reset-settings" => reset_settings = value != "false",
-            "move-route" => move_route = value != "false",
-            _ => settings.add_once(&key, value.into_owned())?,
+        }
+        Ok(parsed)
+    }
+
+    /// The deploy of `wasm` as `name` this query asks for.
+    pub(super) fn request(self, name: &str, wasm: Bytes) -> DeployRequest {
+        DeployRequest {
+            name: name.to_owned(),
+            route: self.route,
+            wasm,
+            settings: self.settings,
+            reset_settings: self.reset_settings,
+            move_route: self.move_route,
+            take_traffic: self.take_traffic,
+            origin: self.origin,
         }
     }
+}
+
+/// The whole body of an upload, within the host's upload limit (an upload
+/// over it is refused before it is read whole); `what` names it in the
+/// error for an empty one.
+pub(super) async fn read_upload(
+    host: &Host,
+    request: http::Request<Incoming>,
+    what: &str,
+) -> Result<Bytes, DeployError> {
     let limit = host.config().max_upload;
     let declared =
         content_length(request.headers()).map_err(|e| DeployError::BadRequest(e.to_string()))?;
@@ -96,20 +132,21 @@ pub(super) async fn deploy(
         }
     };
     if body.is_empty() {
-        return Err(DeployError::BadRequest(
-            "the upload is empty: send the `.wasm` file as the request body".into(),
-        ));
+        return Err(DeployError::BadRequest(format!(
+            "the upload is empty: send {what} as the request body"
+        )));
     }
-    let request = DeployRequest {
-        name: name.to_owned(),
-        route,
-        wasm: body,
-        settings,
-        reset_settings,
-        move_route,
-        take_traffic,
-        origin,
-    };
-    let report = host.deploy(request).await?;
+    Ok(body)
+}
+
+/// Deploys the request's body; answers 201 with the [`DeployReport`](wisp_spec::api::DeployReport).
+pub(super) async fn deploy(
+    host: &Host,
+    name: &str,
+    request: http::Request<Incoming>,
+) -> Result<http::Response<Bytes>, DeployError> {
+    let query = DeployQuery::parse(request.uri().query().unwrap_or(""))?;
+    let body = read_upload(host, request, "the `.wasm` file").await?;
+    let report = host.deploy(query.request(name, body)).await?;
     Ok(super::json(StatusCode::CREATED, &report))
 }

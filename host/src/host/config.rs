@@ -77,6 +77,11 @@ pub struct HostConfig {
     /// [`WorkerOptions`](crate::WorkerOptions); `wisp serve --isolation
     /// process`).
     pub workers: Option<crate::runtime::workers::WorkerOptions>,
+    /// Build source trees uploaded through the admin API (`None`, the
+    /// default: source uploads are refused). See
+    /// [`BuildOptions`](crate::BuildOptions).
+    #[cfg(feature = "build")]
+    pub builds: Option<crate::build::BuildOptions>,
     /// Longest one compile may take; past it the deploy gets `400` with
     /// kind `compile-limit`.
     pub max_compile_time: Duration,
@@ -158,6 +163,8 @@ impl Default for HostConfig {
             max_guest_memory: crate::runtime::sandbox::default_guest_memory(),
             compiler: Compiler::default(),
             workers: None,
+            #[cfg(feature = "build")]
+            builds: None,
             max_compile_time: compile.time,
             max_compile_memory: compile.memory_bytes,
             allow_root_dir: false,

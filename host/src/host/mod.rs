@@ -73,6 +73,8 @@ pub(crate) struct HostInner {
     kv: Arc<dyn KvBackend>,
     secrets: Arc<SecretStore>,
     shared: Arc<dyn SharedState>,
+    #[cfg(feature = "build")]
+    builds: Option<Arc<crate::build::Builds>>,
 }
 
 /// The function host. Cheap to clone; clones share everything.
@@ -201,6 +203,18 @@ impl Host {
         )
         .await;
         backplane.start(Arc::downgrade(&deployer));
+        #[cfg(feature = "build")]
+        let builds = match config.builds.clone() {
+            Some(options) => {
+                let dir = data_dir.clone();
+                let builds =
+                    tokio::task::spawn_blocking(move || crate::build::Builds::new(options, &dir))
+                        .await
+                        .map_err(|e| data_error(format!("finding the builders failed: {e}")))?;
+                Some(Arc::new(builds))
+            }
+            None => None,
+        };
         let host = Host {
             inner: Arc::new(HostInner {
                 config,
@@ -216,6 +230,8 @@ impl Host {
                 kv: backplane.kv,
                 secrets,
                 shared: backplane.shared,
+                #[cfg(feature = "build")]
+                builds,
             }),
         };
         Ok((host, problems))
@@ -289,7 +305,20 @@ impl Host {
     /// Removes function `name` and every version of it, with its own
     /// key-value bucket and its secrets. Requests already running finish.
     pub async fn remove(&self, name: &str) -> Result<Removed, DeployError> {
-        self.inner.deployer.remove(name).await
+        let removed = self.inner.deployer.remove(name).await?;
+        #[cfg(feature = "build")]
+        if let Some(builds) = self.inner.builds.clone() {
+            let name = name.to_owned();
+            let _ = tokio::task::spawn_blocking(move || builds.forget(&name)).await;
+        }
+        Ok(removed)
+    }
+
+    /// The host's builds, when it builds source trees
+    /// ([`HostConfig::builds`]).
+    #[cfg(feature = "build")]
+    pub fn builds(&self) -> Option<&Arc<crate::build::Builds>> {
+        self.inner.builds.as_ref()
     }
 
     /// Splits function `name`'s traffic between its versions. The previous

@@ -100,7 +100,7 @@ fn landlock_with_reads(dirs: &[std::fs::File]) -> Result<landlock::RestrictionSt
 }
 
 /// What of the jail this kernel does not enforce, if anything.
-fn weaker(status: &landlock::RestrictionStatus) -> Option<String> {
+pub(crate) fn weaker(status: &landlock::RestrictionStatus) -> Option<String> {
     match status.ruleset {
         RulesetStatus::FullyEnforced => None,
         RulesetStatus::PartiallyEnforced => Some(format!(
@@ -243,7 +243,7 @@ fn kill_list() -> Result<BpfProgram, String> {
     program(rules, SeccompAction::Allow, SeccompAction::KillProcess)
 }
 
-fn program(
+pub(crate) fn program(
     rules: BTreeMap<i64, Vec<SeccompRule>>,
     mismatch: SeccompAction,
     matched: SeccompAction,
@@ -263,15 +263,23 @@ fn program(
 /// bind it. Must run while the process has one thread (the ids are set for
 /// the calling thread, which every later thread inherits).
 pub(crate) fn drop_root() -> Result<bool, String> {
-    use rustix::process::{Gid, Uid};
     if !rustix::process::geteuid().is_root() {
         return Ok(false);
     }
-    const NOBODY: u32 = 65534;
-    let (uid, gid) = (Uid::from_raw(NOBODY), Gid::from_raw(NOBODY));
+    become_user(NOBODY)?;
+    Ok(true)
+}
+
+/// The user (and group) id of `nobody`.
+const NOBODY: u32 = 65534;
+
+/// Switches the calling thread (and every thread it starts from now on)
+/// to user and group `id`, with no supplementary groups. Needs root.
+pub(crate) fn become_user(id: u32) -> Result<(), String> {
+    use rustix::process::{Gid, Uid};
+    let (uid, gid) = (Uid::from_raw(id), Gid::from_raw(id));
     rustix::thread::set_thread_groups(&[])
         .and_then(|()| rustix::thread::set_thread_res_gid(gid, gid, gid))
         .and_then(|()| rustix::thread::set_thread_res_uid(uid, uid, uid))
-        .map_err(|e| format!("dropping root for user nobody failed: {e}"))?;
-    Ok(true)
+        .map_err(|e| format!("dropping root for user {id} failed: {e}"))
 }

@@ -1,0 +1,130 @@
+//! `POST /v1/functions/{name}/build`: a source tree (a tar archive,
+//! gzipped or not) built on the host and deployed as a new version — the
+//! same query as a deploy (`route`, settings, `no-traffic`, …; they win
+//! over the tree's own `wisp.toml`). The answer is `200` with a stream of
+//! [`BuildEvent`]s, one JSON object per line: the build's output as it
+//! comes (a note at least every 15 s, so no proxy or idle timeout ends a
+//! quiet build), then `deployed` with the deploy report, or `failed` with
+//! why — a failed build deploys nothing and the serving version keeps
+//! serving. What is wrong before the build starts (no such builder, an
+//! archive over the upload limit) is an ordinary JSON error.
+//!
+//! `GET /v1/functions/{name}/build`: the last build's output, as text.
+
+use super::upload::{DeployQuery, read_upload};
+use crate::error::DeployError;
+use crate::host::Host;
+use crate::runtime::body::{BoxError, ResponseBody, full};
+use bytes::Bytes;
+use http::{StatusCode, header};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Incoming;
+use wisp_spec::api::BuildEvent;
+
+/// Lines of build output held for a slow reader before the build waits.
+const PENDING_LINES: usize = 256;
+
+/// Builds and deploys the request's tree, streaming the build.
+pub(super) async fn build(
+    host: &Host,
+    name: &str,
+    request: http::Request<Incoming>,
+) -> Result<http::Response<ResponseBody>, DeployError> {
+    wisp_spec::name::validate_name(name).map_err(DeployError::InvalidName)?;
+    let Some(builds) = host.builds().cloned() else {
+        return Err(DeployError::BadRequest(
+            "this host does not build source trees (`wisp serve --builds true`)".into(),
+        ));
+    };
+    let query = DeployQuery::parse(request.uri().query().unwrap_or(""))?;
+    let archive = read_upload(host, request, "a tar archive of the source tree").await?;
+    let (log, mut lines) = tokio::sync::mpsc::channel::<String>(PENDING_LINES);
+    let (events, received) = tokio::sync::mpsc::channel::<BuildEvent>(PENDING_LINES);
+    let (host, name) = (host.clone(), name.to_owned());
+    tokio::spawn(async move {
+        let forward = {
+            let events = events.clone();
+            async move {
+                while let Some(line) = lines.recv().await {
+                    let _ = events.send(BuildEvent::Log(line)).await;
+                }
+            }
+        };
+        let building = name.clone();
+        let work = async move {
+            let built = builds.build(&building, archive, &log).await;
+            drop(log);
+            built
+        };
+        let (built, ()) = tokio::join!(work, forward);
+        let end = match built {
+            Ok(built) => deploy(&host, &name, query, built).await,
+            Err(e) => Err(e),
+        };
+        let event = match end {
+            Ok(report) => BuildEvent::Deployed(Box::new(report)),
+            Err(e) => BuildEvent::Failed {
+                kind: e.kind().to_owned(),
+                message: e.to_string(),
+            },
+        };
+        let _ = events.send(event).await;
+    });
+    let stream = futures_util::stream::unfold(received, |mut received| async move {
+        let event = received.recv().await?;
+        let mut line = serde_json::to_vec(&event).unwrap_or_default();
+        line.push(b'\n');
+        Some((
+            Ok::<_, BoxError>(http_body::Frame::data(Bytes::from(line))),
+            received,
+        ))
+    });
+    let mut response = http::Response::new(StreamBody::new(stream).boxed_unsync());
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/x-ndjson"),
+    );
+    Ok(response)
+}
+
+/// Deploys what a build made: the query's route and settings over the
+/// tree's own.
+async fn deploy(
+    host: &Host,
+    name: &str,
+    mut query: DeployQuery,
+    built: crate::build::Built,
+) -> Result<wisp_spec::api::DeployReport, DeployError> {
+    query.settings.inherit(&built.settings);
+    query.route = query.route.or(built.route);
+    if query.origin.is_none() {
+        query.origin = Some(format!(
+            "built on the host ({}, {})",
+            built.language.map_or("its own command", |l| l.name()),
+            wisp_spec::units::format_duration(built.took)
+        ));
+    }
+    host.deploy(query.request(name, built.wasm)).await
+}
+
+/// The last build's output of function `name`.
+pub(super) fn last_log(host: &Host, name: &str) -> http::Response<ResponseBody> {
+    let log = host.builds().and_then(|builds| builds.last_log(name));
+    match log {
+        Some(text) => {
+            let mut response = http::Response::new(full(text));
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
+            response
+        }
+        None => crate::error::json_error(
+            StatusCode::NOT_FOUND,
+            "no-build",
+            &format!("function `{name}` has no build on this host"),
+            None,
+        )
+        .map(full),
+    }
+}

@@ -1,0 +1,299 @@
+//! Builds on the host: `wisp deploy NAME --source DIR` sends a source tree,
+//! the host builds it with the language's real toolchain (clang with
+//! wasi-libc, cargo) in a jailed child process and deploys the result. A
+//! failed build deploys nothing; a build past its limits is stopped; a
+//! build script cannot read the host's secrets or files, write outside its
+//! directories, reach the network or signal the host.
+
+use crate::support::{Wisp, eventually, send, stderr, stdout};
+use bytes::Bytes;
+use http::{Method, StatusCode};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Writes `files` (path, text) under `dir`.
+fn tree(dir: &Path, files: &[(&str, &str)]) {
+    for (path, text) in files {
+        let path = dir.join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+}
+
+fn c_tree(dir: &Path, greeting: &str) {
+    tree(
+        dir,
+        &[(
+            "main.c",
+            &format!(
+                "#include <stdio.h>\nint main(void) {{ printf(\"Content-Type: text/plain\\r\\n\\r\\n{greeting}\\n\"); return 0; }}\n"
+            ),
+        )],
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_c_tree_is_built_on_the_host_and_a_broken_one_leaves_it_serving() {
+    let wisp = Wisp::start();
+    let source = tempfile::tempdir().unwrap();
+    let dir = source.path().to_str().unwrap();
+    c_tree(source.path(), "built on the host");
+    let deployed = wisp.cli(&["deploy", "greet", "--source", dir, "--route", "/greet"]);
+    assert!(deployed.status.success(), "{}", stderr(&deployed));
+    assert!(
+        stderr(&deployed).contains("building `greet` with c: clang --target=wasm32-wasi"),
+        "the build streams: {}",
+        stderr(&deployed)
+    );
+    assert!(stdout(&deployed).contains("deployed greet v1 (cgi)"), "{}", stdout(&deployed));
+    let served = wisp.get("/greet").await;
+    assert_eq!(served.status, StatusCode::OK);
+    assert_eq!(served.text(), "built on the host\n");
+    let versions = wisp.admin_get("/v1/functions/greet/versions").await.json();
+    let origin = versions[0]["origin"].as_str().unwrap_or_default().to_owned();
+    assert!(origin.starts_with("built on the host (c, "), "{versions}");
+    let log = wisp.cli(&["logs", "greet", "--build"]);
+    assert!(stdout(&log).contains("clang --target=wasm32-wasi"), "{}", stdout(&log));
+
+    // A tree that does not compile: the push fails with clang's own words,
+    // and v1 keeps serving.
+    tree(source.path(), &[("main.c", "int main(void) { return nope; }\n")]);
+    let broken = wisp.cli(&["deploy", "greet", "--source", dir]);
+    assert!(!broken.status.success());
+    let said = stderr(&broken);
+    assert!(said.contains("use of undeclared identifier 'nope'"), "{said}");
+    assert!(said.contains("the build command failed (exit status 1)"), "{said}");
+    assert_eq!(wisp.get("/greet").await.text(), "built on the host\n");
+    let info = wisp.admin_get("/v1/functions/greet").await.json();
+    assert_eq!(info["versions"].as_array().unwrap().len(), 1, "{info}");
+
+    // Two builds of one function at once (each sleeps first, so they
+    // overlap): the second waits for the first, and both land.
+    c_tree(source.path(), "second");
+    tree(
+        source.path(),
+        &[(
+            "wisp.toml",
+            "version = 1\n[functions.greet]\nroute = \"/greet\"\nbuild = \"sleep 2 && clang --target=wasm32-wasi --sysroot=/usr -O2 -o greet.wasm main.c\"\nwasm = \"greet.wasm\"\n",
+        )],
+    );
+    let (a, b) = tokio::join!(
+        tokio::task::spawn_blocking({
+            let cli = wisp.cli_command(&["deploy", "greet", "--source", dir]);
+            move || cli()
+        }),
+        tokio::task::spawn_blocking({
+            let cli = wisp.cli_command(&["deploy", "greet", "--source", dir]);
+            move || cli()
+        }),
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert!(a.status.success() && b.status.success(), "{} / {}", stderr(&a), stderr(&b));
+    assert!(
+        format!("{}{}", stderr(&a), stderr(&b)).contains("waiting for the build of `greet`"),
+        "{} / {}",
+        stderr(&a),
+        stderr(&b)
+    );
+    assert_eq!(wisp.get("/greet").await.text(), "second\n");
+
+    // Removing the function removes its builds.
+    assert!(wisp.data_dir().join("builds/greet").exists());
+    assert!(wisp.cli(&["rm", "greet"]).status.success());
+    assert!(!wisp.data_dir().join("builds/greet").exists());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rust_tree_builds_with_cargo_and_its_second_build_reuses_the_cache() {
+    let wisp = Wisp::start();
+    let source = tempfile::tempdir().unwrap();
+    let dir = source.path().to_str().unwrap();
+    let main = |text: &str| {
+        format!(
+            "fn main() {{ print!(\"Content-Type: text/plain\\r\\n\\r\\n{{}}\\n\", helper::shout(\"{text}\")); }}\n"
+        )
+    };
+    tree(
+        source.path(),
+        &[
+            (
+                "Cargo.toml",
+                "[package]\nname = \"shout\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\nhelper = { path = \"helper\" }\n\n[workspace]\n",
+            ),
+            (".cargo/config.toml", "[build]\ntarget = \"wasm32-wasip1\"\n"),
+            ("src/main.rs", &main("first")),
+            (
+                "helper/Cargo.toml",
+                "[package]\nname = \"helper\"\nversion = \"0.1.0\"\nedition = \"2021\"\n",
+            ),
+            (
+                "helper/src/lib.rs",
+                "pub fn shout(s: &str) -> String { s.to_uppercase() }\n",
+            ),
+        ],
+    );
+    let first = wisp.cli(&["deploy", "shout", "--source", dir, "--route", "/shout"]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert!(stderr(&first).contains("Compiling helper"), "{}", stderr(&first));
+    assert_eq!(wisp.get("/shout").await.text(), "FIRST\n");
+
+    tree(source.path(), &[("src/main.rs", &main("second"))]);
+    let second = wisp.cli(&["deploy", "shout", "--source", dir]);
+    assert!(second.status.success(), "{}", stderr(&second));
+    let said = stderr(&second);
+    assert!(said.contains("Compiling shout"), "{said}");
+    assert!(
+        !said.contains("Compiling helper"),
+        "the dependency comes from the cache: {said}"
+    );
+    assert_eq!(wisp.get("/shout").await.text(), "SECOND\n");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_build_past_its_time_output_or_memory_is_stopped_and_reported() {
+    let wisp = Wisp::start_with(&["--build-timeout", "3s", "--build-memory", "64MiB"]);
+    let source = tempfile::tempdir().unwrap();
+    let dir = source.path().to_str().unwrap();
+    let manifest = |build: &str| {
+        format!(
+            "version = 1\n[functions.limits]\nroute = \"/limits\"\nbuild = \"{build}\"\nwasm = \"out.wasm\"\n"
+        )
+    };
+
+    tree(source.path(), &[("wisp.toml", &manifest("sleep 60 & sleep 60"))]);
+    let started = Instant::now();
+    let slow = wisp.cli(&["deploy", "limits", "--source", dir]);
+    assert!(!slow.status.success());
+    assert!(stderr(&slow).contains("the build ran out of time (3s"), "{}", stderr(&slow));
+    assert!(started.elapsed() < Duration::from_secs(30), "{:?}", started.elapsed());
+
+    // Long lines, so the limit, not the time, stops it.
+    tree(
+        source.path(),
+        &[
+            ("wisp.toml", &manifest("sh loud.sh")),
+            ("loud.sh", "line=$(printf '%01000d' 0)\nwhile :; do echo \"building $line\"; done\n"),
+        ],
+    );
+    let loud = wisp.cli(&["deploy", "limits", "--source", dir]);
+    assert!(!loud.status.success());
+    assert!(
+        stderr(&loud).contains("the build wrote more than 8MiB of output"),
+        "{}",
+        stderr(&loud).lines().last().unwrap_or_default()
+    );
+
+    tree(
+        source.path(),
+        &[(
+            "wisp.toml",
+            &manifest("awk 'BEGIN { s = \\\"x\\\"; while (1) s = s s }'"),
+        )],
+    );
+    let hungry = wisp.cli(&["deploy", "limits", "--source", dir]);
+    assert!(!hungry.status.success());
+    let said = stderr(&hungry);
+    assert!(said.contains("the build command failed"), "{said}");
+    assert!(!said.contains("ran out of time"), "stopped by its memory limit: {said}");
+
+    // No build process outlives its build.
+    assert!(
+        eventually(Duration::from_secs(5), async || {
+            build_processes(wisp.pid()).is_empty()
+        })
+        .await,
+        "left running: {:?}",
+        build_processes(wisp.pid())
+    );
+    assert!(wisp.get("/limits").await.status == StatusCode::NOT_FOUND);
+}
+
+/// Processes of the builds above (`sleep 60`, `sh loud.sh`).
+fn build_processes(_host: u32) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if text.starts_with("sleep 60") || text.starts_with("sh loud.sh") {
+            found.push(text);
+        }
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_build_script_cannot_read_the_host_write_outside_or_reach_the_network() {
+    let secrets = tempfile::tempdir().unwrap();
+    let token_file = secrets.path().join("token");
+    std::fs::write(&token_file, "s3cret-admin-token\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let wisp = Wisp::start_with(&["--admin-token-file", token_file.to_str().unwrap()]);
+    let host = wisp.pid();
+    let data = wisp.data_dir();
+    let sysroot = String::from_utf8(
+        std::process::Command::new("rustc")
+            .args(["--print", "sysroot"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let script = format!(
+        r#"try() {{ if "$@" >/dev/null 2>&1; then echo "ESCAPED: $*"; else echo "denied: $*"; fi; }}
+try cat /proc/{host}/cmdline
+try cat /proc/{host}/environ
+try cat {token}
+try ls {data}
+try cat {data}/kv.redb
+try cat /etc/shadow
+try touch /usr/local/bin/wisp-escape
+try touch {sysroot}/wisp-escape
+try mkdir /var/tmp/wisp-escape
+try bash -c 'echo hi > /dev/tcp/127.0.0.1/{admin_port}'
+try kill -0 {host}
+try setsid true
+echo checked
+exit 1
+"#,
+        token = token_file.display(),
+        data = data.display(),
+        sysroot = sysroot.trim(),
+        admin_port = wisp.admin.port(),
+    );
+    let source = tempfile::tempdir().unwrap();
+    tree(
+        source.path(),
+        &[
+            (
+                "wisp.toml",
+                "version = 1\n[functions.esc]\nroute = \"/esc\"\nbuild = \"sh escape.sh\"\nwasm = \"out.wasm\"\n",
+            ),
+            ("escape.sh", &script),
+        ],
+    );
+    let attempt = wisp.cli_with_env(
+        &["deploy", "esc", "--source", source.path().to_str().unwrap()],
+        &[("WISP_ADMIN_TOKEN", "s3cret-admin-token")],
+    );
+    let said = stderr(&attempt);
+    assert!(said.contains("checked"), "the script ran: {said}");
+    assert!(!said.contains("ESCAPED"), "{said}");
+    assert_eq!(said.matches("denied: ").count(), 12, "{said}");
+    assert!(!said.contains("s3cret-admin-token"), "{said}");
+    assert!(!Path::new("/usr/local/bin/wisp-escape").exists());
+    assert!(!Path::new(sysroot.trim()).join("wisp-escape").exists());
+    assert!(!Path::new("/var/tmp/wisp-escape").exists());
+
+    // Without the token, nothing is built.
+    let anonymous = send(
+        Method::POST,
+        &wisp.admin_url("/v1/functions/esc/build"),
+        &[],
+        Bytes::from_static(b"not even a tar"),
+    )
+    .await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+}
