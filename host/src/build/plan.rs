@@ -337,11 +337,11 @@ mod tests {
             "wisp.toml",
             "version = 1\n[functions.other]\nroute = \"/o\"\nbuild = \"make\"\nwasm = \"out/o.wasm\"\ntimeout = \"2s\"\n",
         )]);
-        let plan = plan(dir.path(), "hello", &builders()).unwrap();
-        assert_eq!(plan.command, "make");
-        assert_eq!(plan.output, Output::InTree("out/o.wasm".into()));
-        assert_eq!(plan.route.as_deref(), Some("/o"));
-        assert_eq!(plan.settings.get("timeout"), ["2s"]);
+        let planned = plan(dir.path(), "hello", &builders()).unwrap();
+        assert_eq!(planned.command, "make");
+        assert_eq!(planned.output, Output::InTree("out/o.wasm".into()));
+        assert_eq!(planned.route.as_deref(), Some("/o"));
+        assert_eq!(planned.settings.get("timeout"), ["2s"]);
 
         let granting = tree(&[(
             "wisp.toml",
