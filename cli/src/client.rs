@@ -13,8 +13,8 @@ use hyper_util::rt::TokioExecutor;
 use serde::de::DeserializeOwned;
 use std::time::Duration;
 use wisp_spec::api::{
-    BuildEvent, CallInfo, CallList, DeployReport, ErrorBody, FunctionInfo, FunctionUsage, KeyList, Removed,
-    Retired, SecretNames, VersionSummary,
+    BuildEvent, CallInfo, CallList, DeployReport, ErrorBody, FunctionInfo, FunctionUsage, KeyList,
+    Removed, Retired, SecretNames, VersionSummary,
 };
 use wisp_spec::settings::RawSettings;
 use wisp_spec::traffic::TrafficShare;
@@ -219,9 +219,8 @@ impl AdminClient {
             pending.extend_from_slice(data);
             while let Some(end) = pending.iter().position(|&b| b == b'\n') {
                 let text: Vec<u8> = pending.drain(..=end).collect();
-                let event: BuildEvent = serde_json::from_slice(&text).map_err(|e| {
-                    broken(format!("a line this wisp does not understand: {e}"))
-                })?;
+                let event: BuildEvent = serde_json::from_slice(&text)
+                    .map_err(|e| broken(format!("a line this wisp does not understand: {e}")))?;
                 match event {
                     BuildEvent::Log(text) => line(&text),
                     BuildEvent::Deployed(report) => return Ok(*report),
@@ -240,7 +239,11 @@ impl AdminClient {
     /// The last build's output of function `name`.
     pub async fn build_log(&self, name: &str) -> Result<String, ClientError> {
         let bytes = self
-            .call(Method::GET, &format!("/v1/functions/{name}/build"), Bytes::new())
+            .call(
+                Method::GET,
+                &format!("/v1/functions/{name}/build"),
+                Bytes::new(),
+            )
             .await?;
         Ok(String::from_utf8_lossy(&bytes).into_owned())
     }

@@ -19,10 +19,11 @@ pub(crate) fn archive(dir: &Path) -> anyhow::Result<Bytes> {
     let encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     let mut tar = tar::Builder::new(encoder);
     tar.follow_symlinks(false);
-    add(&mut tar, dir, Path::new(""))
-        .with_context(|| format!("packing `{}`", dir.display()))?;
+    add(&mut tar, dir, Path::new("")).with_context(|| format!("packing `{}`", dir.display()))?;
     let encoder = tar.into_inner().context("packing the source tree")?;
-    Ok(Bytes::from(encoder.finish().context("packing the source tree")?))
+    Ok(Bytes::from(
+        encoder.finish().context("packing the source tree")?,
+    ))
 }
 
 fn add(

@@ -45,24 +45,44 @@ async fn a_c_tree_is_built_on_the_host_and_a_broken_one_leaves_it_serving() {
         "the build streams: {}",
         stderr(&deployed)
     );
-    assert!(stdout(&deployed).contains("deployed greet v1 (cgi)"), "{}", stdout(&deployed));
+    assert!(
+        stdout(&deployed).contains("deployed greet v1 (cgi)"),
+        "{}",
+        stdout(&deployed)
+    );
     let served = wisp.get("/greet").await;
     assert_eq!(served.status, StatusCode::OK);
     assert_eq!(served.text(), "built on the host\n");
     let versions = wisp.admin_get("/v1/functions/greet/versions").await.json();
-    let origin = versions[0]["origin"].as_str().unwrap_or_default().to_owned();
+    let origin = versions[0]["origin"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     assert!(origin.starts_with("built on the host (c, "), "{versions}");
     let log = wisp.cli(&["logs", "greet", "--build"]);
-    assert!(stdout(&log).contains("clang --target=wasm32-wasi"), "{}", stdout(&log));
+    assert!(
+        stdout(&log).contains("clang --target=wasm32-wasi"),
+        "{}",
+        stdout(&log)
+    );
 
     // A tree that does not compile: the push fails with clang's own words,
     // and v1 keeps serving.
-    tree(source.path(), &[("main.c", "int main(void) { return nope; }\n")]);
+    tree(
+        source.path(),
+        &[("main.c", "int main(void) { return nope; }\n")],
+    );
     let broken = wisp.cli(&["deploy", "greet", "--source", dir]);
     assert!(!broken.status.success());
     let said = stderr(&broken);
-    assert!(said.contains("use of undeclared identifier 'nope'"), "{said}");
-    assert!(said.contains("the build command failed (exit status 1)"), "{said}");
+    assert!(
+        said.contains("use of undeclared identifier 'nope'"),
+        "{said}"
+    );
+    assert!(
+        said.contains("the build command failed (exit status 1)"),
+        "{said}"
+    );
     assert_eq!(wisp.get("/greet").await.text(), "built on the host\n");
     let info = wisp.admin_get("/v1/functions/greet").await.json();
     assert_eq!(info["versions"].as_array().unwrap().len(), 1, "{info}");
@@ -88,7 +108,12 @@ async fn a_c_tree_is_built_on_the_host_and_a_broken_one_leaves_it_serving() {
         }),
     );
     let (a, b) = (a.unwrap(), b.unwrap());
-    assert!(a.status.success() && b.status.success(), "{} / {}", stderr(&a), stderr(&b));
+    assert!(
+        a.status.success() && b.status.success(),
+        "{} / {}",
+        stderr(&a),
+        stderr(&b)
+    );
     assert!(
         format!("{}{}", stderr(&a), stderr(&b)).contains("waiting for the build of `greet`"),
         "{} / {}",
@@ -120,7 +145,10 @@ async fn a_rust_tree_builds_with_cargo_and_its_second_build_reuses_the_cache() {
                 "Cargo.toml",
                 "[package]\nname = \"shout\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\nhelper = { path = \"helper\" }\n\n[workspace]\n",
             ),
-            (".cargo/config.toml", "[build]\ntarget = \"wasm32-wasip1\"\n"),
+            (
+                ".cargo/config.toml",
+                "[build]\ntarget = \"wasm32-wasip1\"\n",
+            ),
             ("src/main.rs", &main("first")),
             (
                 "helper/Cargo.toml",
@@ -134,7 +162,11 @@ async fn a_rust_tree_builds_with_cargo_and_its_second_build_reuses_the_cache() {
     );
     let first = wisp.cli(&["deploy", "shout", "--source", dir, "--route", "/shout"]);
     assert!(first.status.success(), "{}", stderr(&first));
-    assert!(stderr(&first).contains("Compiling helper"), "{}", stderr(&first));
+    assert!(
+        stderr(&first).contains("Compiling helper"),
+        "{}",
+        stderr(&first)
+    );
     assert_eq!(wisp.get("/shout").await.text(), "FIRST\n");
 
     tree(source.path(), &[("src/main.rs", &main("second"))]);
@@ -160,19 +192,33 @@ async fn a_build_past_its_time_output_or_memory_is_stopped_and_reported() {
         )
     };
 
-    tree(source.path(), &[("wisp.toml", &manifest("sleep 60 & sleep 60"))]);
+    tree(
+        source.path(),
+        &[("wisp.toml", &manifest("sleep 60 & sleep 60"))],
+    );
     let started = Instant::now();
     let slow = wisp.cli(&["deploy", "limits", "--source", dir]);
     assert!(!slow.status.success());
-    assert!(stderr(&slow).contains("the build ran out of time (3s"), "{}", stderr(&slow));
-    assert!(started.elapsed() < Duration::from_secs(30), "{:?}", started.elapsed());
+    assert!(
+        stderr(&slow).contains("the build ran out of time (3s"),
+        "{}",
+        stderr(&slow)
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
 
     // Long lines, so the limit, not the time, stops it.
     tree(
         source.path(),
         &[
             ("wisp.toml", &manifest("sh loud.sh")),
-            ("loud.sh", "line=$(printf '%01000d' 0)\nwhile :; do echo \"building $line\"; done\n"),
+            (
+                "loud.sh",
+                "line=$(printf '%01000d' 0)\nwhile :; do echo \"building $line\"; done\n",
+            ),
         ],
     );
     let loud = wisp.cli(&["deploy", "limits", "--source", dir]);
@@ -194,7 +240,10 @@ async fn a_build_past_its_time_output_or_memory_is_stopped_and_reported() {
     assert!(!hungry.status.success());
     let said = stderr(&hungry);
     assert!(said.contains("the build command failed"), "{said}");
-    assert!(!said.contains("ran out of time"), "stopped by its memory limit: {said}");
+    assert!(
+        !said.contains("ran out of time"),
+        "stopped by its memory limit: {said}"
+    );
 
     // No build process outlives its build.
     assert!(

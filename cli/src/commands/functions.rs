@@ -80,7 +80,9 @@ impl Deploy {
                 return Ok(ExitCode::SUCCESS);
             }
             (None, Some(file)) => file,
-            (None, None) => anyhow::bail!("give a `.wasm` file, an `oci://` reference or `--source DIR`"),
+            (None, None) => {
+                anyhow::bail!("give a `.wasm` file, an `oci://` reference or `--source DIR`")
+            }
         };
         let (wasm, origin) = match file.to_str().filter(|f| f.starts_with(oci::SCHEME)) {
             Some(text) => {

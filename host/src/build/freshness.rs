@@ -55,11 +55,7 @@ pub(crate) fn settle(tree: &Path, record: &Path) -> std::io::Result<()> {
 }
 
 /// Calls `visit` with each regular file under `dir` (links not followed).
-fn walk(
-    root: &Path,
-    dir: &Path,
-    visit: &mut dyn FnMut(&str, &Path),
-) -> std::io::Result<()> {
+fn walk(root: &Path, dir: &Path, visit: &mut dyn FnMut(&str, &Path)) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let kind = entry.file_type()?;
@@ -91,7 +87,10 @@ mod tests {
         std::fs::write(tree.join("src/a.rs"), "a").unwrap();
         std::fs::write(tree.join("b.rs"), "b").unwrap();
         settle(&tree, &record).unwrap();
-        let (a, b) = (modified(&tree.join("src/a.rs")), modified(&tree.join("b.rs")));
+        let (a, b) = (
+            modified(&tree.join("src/a.rs")),
+            modified(&tree.join("b.rs")),
+        );
 
         // The next upload: the same a, a new b, both unpacked "now".
         std::thread::sleep(Duration::from_millis(20));

@@ -13,9 +13,7 @@ use landlock::{
 use rustix::fd::{AsRawFd, OwnedFd};
 use rustix::fs::{Mode, OFlags};
 use rustix::mount::{MountFlags, MountPropagationFlags};
-use seccompiler::{
-    SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompRule,
-};
+use seccompiler::{SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompRule};
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -107,8 +105,14 @@ pub(super) fn enter_namespaces(job: &Job) -> Result<(), String> {
     rustix::mount::mount("tmpfs", "/tmp", "tmpfs", scratch, Some(c"mode=1777"))
         .map_err(|e| failed("mounting a private /tmp", e))?;
     for cover in &covers {
-        rustix::mount::mount("tmpfs", cover.as_path(), "tmpfs", scratch, Some(c"mode=0755"))
-            .map_err(|e| failed(&format!("covering {}", cover.display()), e))?;
+        rustix::mount::mount(
+            "tmpfs",
+            cover.as_path(),
+            "tmpfs",
+            scratch,
+            Some(c"mode=0755"),
+        )
+        .map_err(|e| failed(&format!("covering {}", cover.display()), e))?;
     }
     for (tool, fd) in &exposed {
         bind(fd, tool, true)?;
@@ -150,8 +154,7 @@ fn blocked_ancestor(path: &Path) -> Option<PathBuf> {
         .into_iter()
         .rev()
         .find(|dir| {
-            std::fs::metadata(dir)
-                .is_ok_and(|m| m.mode() & 0o001 == 0 && m.uid() != BUILD_USER)
+            std::fs::metadata(dir).is_ok_and(|m| m.mode() & 0o001 == 0 && m.uid() != BUILD_USER)
         })
         .map(Path::to_path_buf)
 }

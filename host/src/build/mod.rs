@@ -238,9 +238,11 @@ impl Builds {
         let prepared = {
             let (dirs, builders, name) = (dirs.clone(), self.builders.clone(), name.to_owned());
             let max_source = self.options.max_source;
-            tokio::task::spawn_blocking(move || dirs.prepare(&archive, &name, &builders, max_source))
-                .await
-                .map_err(|e| DeployError::Build(format!("preparing the build failed: {e}")))?
+            tokio::task::spawn_blocking(move || {
+                dirs.prepare(&archive, &name, &builders, max_source)
+            })
+            .await
+            .map_err(|e| DeployError::Build(format!("preparing the build failed: {e}")))?
         };
         let (plan, before) = prepared?;
         transcript
@@ -271,7 +273,9 @@ impl Builds {
             DeployError::Build(format!("{what} failed: {e} (see the host log)"))
         };
         let (reader, writer) = std::io::pipe().map_err(|e| failed("making a pipe", &e))?;
-        let second = writer.try_clone().map_err(|e| failed("making a pipe", &e))?;
+        let second = writer
+            .try_clone()
+            .map_err(|e| failed("making a pipe", &e))?;
         let mut child = std::process::Command::new(&self.options.program)
             .args(&self.options.args)
             .env_clear()
@@ -294,7 +298,9 @@ impl Builds {
         let started = Instant::now();
         let lines = {
             let (transcript, last_output) = (transcript.clone(), last_output.clone());
-            tokio::task::spawn_blocking(move || relay(reader, &transcript, &last_output, started, pid))
+            tokio::task::spawn_blocking(move || {
+                relay(reader, &transcript, &last_output, started, pid)
+            })
         };
         let mut waited = tokio::task::spawn_blocking(move || child.wait());
         let deadline = tokio::time::sleep(self.options.timeout);
@@ -447,7 +453,12 @@ impl Transcript {
     fn save(&self, path: &Path) {
         let text = {
             let tail = self.tail.lock().unwrap_or_else(|e| e.into_inner());
-            let mut text = tail.0.iter().map(String::as_str).collect::<Vec<_>>().join("\n");
+            let mut text = tail
+                .0
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .join("\n");
             text.push('\n');
             text
         };
@@ -597,7 +608,12 @@ impl Dirs {
     }
 
     /// Reads the build's `.wasm` (no link followed, within `max` bytes).
-    fn read_output(&self, output: &Output, before: &Before, max: u64) -> Result<Bytes, DeployError> {
+    fn read_output(
+        &self,
+        output: &Output,
+        before: &Before,
+        max: u64,
+    ) -> Result<Bytes, DeployError> {
         let (base, relative) = match output {
             Output::InTree(path) => (&self.work, path.clone()),
             Output::InCache(path) => (&self.cache, path.clone()),
@@ -616,8 +632,10 @@ impl Dirs {
                         ));
                     }
                     several => {
-                        let names: Vec<String> =
-                            several.iter().map(|n| n.to_string_lossy().into_owned()).collect();
+                        let names: Vec<String> = several
+                            .iter()
+                            .map(|n| n.to_string_lossy().into_owned())
+                            .collect();
                         return Err(DeployError::Build(format!(
                             "the build made several .wasm files ({}); name the one to deploy in a wisp.toml's `wasm`",
                             names.join(", ")
@@ -646,7 +664,8 @@ fn wasm_at_top(tree: &Path) -> Before {
         .filter_map(|e| {
             let meta = e.metadata().ok()?;
             let modified = meta.modified().ok()?;
-            meta.is_file().then(|| (e.file_name(), meta.len(), modified))
+            meta.is_file()
+                .then(|| (e.file_name(), meta.len(), modified))
         })
         .collect()
 }
@@ -670,9 +689,7 @@ fn read_beneath(base: &Path, relative: &Path, max: u64) -> Result<Bytes, DeployE
         ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
     )
     .map_err(|e| match e {
-        rustix::io::Errno::NOENT => {
-            DeployError::Build(format!("the build did not make `{shown}`"))
-        }
+        rustix::io::Errno::NOENT => DeployError::Build(format!("the build did not make `{shown}`")),
         e => missing(&e),
     })?;
     let file = std::fs::File::from(file);

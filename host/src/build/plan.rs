@@ -184,7 +184,8 @@ fn from_manifest(
 
 /// Cargo's command and output for the package at the top of `tree`.
 fn rust(tree: &Path, builders: &[Builder]) -> Result<(String, Output), String> {
-    let text = read_in(tree, "Cargo.toml").unwrap_or_else(|| Err("Cargo.toml is missing".into()))?;
+    let text =
+        read_in(tree, "Cargo.toml").unwrap_or_else(|| Err("Cargo.toml is missing".into()))?;
     let cargo: toml::Table =
         toml::from_str(&text).map_err(|e| format!("Cargo.toml is not valid TOML: {e}"))?;
     let Some(package) = cargo
@@ -192,7 +193,10 @@ fn rust(tree: &Path, builders: &[Builder]) -> Result<(String, Output), String> {
         .and_then(|p| p.get("name"))
         .and_then(|n| n.as_str())
     else {
-        return Err("Cargo.toml has no [package] name (a workspace needs a wisp.toml naming its build)".into());
+        return Err(
+            "Cargo.toml has no [package] name (a workspace needs a wisp.toml naming its build)"
+                .into(),
+        );
     };
     let configured = configured_target(tree);
     let target = match &configured {
@@ -201,7 +205,12 @@ fn rust(tree: &Path, builders: &[Builder]) -> Result<(String, Output), String> {
             let has_p2 = builders
                 .iter()
                 .any(|b| b.language == Language::Rust && b.detail.contains("wasm32-wasip2"));
-            if has_p2 { "wasm32-wasip2" } else { "wasm32-wasip1" }.to_owned()
+            if has_p2 {
+                "wasm32-wasip2"
+            } else {
+                "wasm32-wasip1"
+            }
+            .to_owned()
         }
     };
     let is_library = cargo.get("lib").is_some() || !is_file_in(tree, "src/main.rs");
@@ -291,7 +300,10 @@ mod tests {
     #[test]
     fn a_cargo_package_builds_for_wasip2_and_keeps_its_lockfile() {
         let dir = tree(&[
-            ("Cargo.toml", "[package]\nname = \"my-fn\"\nversion = \"0.1.0\"\n"),
+            (
+                "Cargo.toml",
+                "[package]\nname = \"my-fn\"\nversion = \"0.1.0\"\n",
+            ),
             ("Cargo.lock", ""),
             ("src/main.rs", "fn main() {}"),
         ]);
@@ -310,8 +322,14 @@ mod tests {
     #[test]
     fn a_cargo_config_target_and_a_library_are_followed() {
         let dir = tree(&[
-            ("Cargo.toml", "[package]\nname = \"my-fn\"\n[lib]\ncrate-type = [\"cdylib\"]\n"),
-            (".cargo/config.toml", "[build]\ntarget = \"wasm32-wasip1\"\n"),
+            (
+                "Cargo.toml",
+                "[package]\nname = \"my-fn\"\n[lib]\ncrate-type = [\"cdylib\"]\n",
+            ),
+            (
+                ".cargo/config.toml",
+                "[build]\ntarget = \"wasm32-wasip1\"\n",
+            ),
             ("src/lib.rs", ""),
         ]);
         let plan = plan(dir.path(), "hello", &builders()).unwrap();

@@ -155,7 +155,10 @@ fn c() -> Builder {
 
 fn python() -> Builder {
     let Some(found) = on_path("componentize-py") else {
-        return Builder::missing(Language::Python, "componentize-py is not on the host's PATH");
+        return Builder::missing(
+            Language::Python,
+            "componentize-py is not on the host's PATH",
+        );
     };
     // A pyenv shim runs pyenv itself; the build gets the real script and
     // its Python installation.
@@ -175,8 +178,15 @@ fn python() -> Builder {
     } else {
         std::fs::canonicalize(&found).unwrap_or(found)
     };
-    let Some(install) = script.parent().and_then(Path::parent).map(Path::to_path_buf) else {
-        return Builder::missing(Language::Python, "componentize-py has no installation directory");
+    let Some(install) = script
+        .parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+    else {
+        return Builder::missing(
+            Language::Python,
+            "componentize-py has no installation directory",
+        );
     };
     match first_line(&script, &["--version"]) {
         Some(version) => Builder::found(Language::Python, version, vec![install]),
