@@ -13,8 +13,8 @@ use hyper_util::rt::TokioExecutor;
 use serde::de::DeserializeOwned;
 use std::time::Duration;
 use wisp_spec::api::{
-    BuildEvent, CallInfo, CallList, DeployReport, ErrorBody, FunctionInfo, FunctionUsage, KeyList,
-    Removed, Retired, SecretNames, VersionSummary,
+    BuildEvent, CallInfo, CallList, DeployReport, DeployTokenInfo, ErrorBody, FunctionInfo,
+    FunctionUsage, KeyList, Removed, Retired, SecretNames, VersionSummary,
 };
 use wisp_spec::settings::RawSettings;
 use wisp_spec::traffic::TrafficShare;
@@ -234,6 +234,38 @@ impl AdminClient {
             }
         }
         Err(broken("it ended before the build did".into()))
+    }
+
+    /// Makes a deploy token for function `name` (the answer holds the
+    /// token, once).
+    pub async fn create_token(&self, name: &str) -> Result<DeployTokenInfo, ClientError> {
+        self.call_json(
+            Method::POST,
+            &format!("/v1/functions/{name}/tokens"),
+            Bytes::new(),
+        )
+        .await
+    }
+
+    /// Function `name`'s deploy tokens.
+    pub async fn tokens(&self, name: &str) -> Result<Vec<DeployTokenInfo>, ClientError> {
+        self.call_json(
+            Method::GET,
+            &format!("/v1/functions/{name}/tokens"),
+            Bytes::new(),
+        )
+        .await
+    }
+
+    /// Removes function `name`'s deploy token `id`.
+    pub async fn remove_token(&self, name: &str, id: &str) -> Result<(), ClientError> {
+        self.call(
+            Method::DELETE,
+            &format!("/v1/functions/{name}/tokens/{id}"),
+            Bytes::new(),
+        )
+        .await
+        .map(|_| ())
     }
 
     /// The last build's output of function `name`.

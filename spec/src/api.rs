@@ -192,6 +192,20 @@ pub struct BuilderHealth {
     pub detail: String,
 }
 
+/// A function's deploy token (`/v1/functions/{name}/tokens`): a credential
+/// that may push to that function's git remote and nothing else.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeployTokenInfo {
+    /// Its id (the first characters of its hash), to remove it by.
+    pub id: String,
+    /// When it was made, seconds since the epoch.
+    pub created: u64,
+    /// The token itself: only in the answer that made it (the host keeps
+    /// only its hash).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+}
+
 /// One line of a build's progress (`POST /v1/functions/{name}/build`
 /// answers a stream of these, one JSON object per line): the build's own
 /// output (and the host's notes, prefixed `wisp: `), then exactly one

@@ -346,3 +346,163 @@ exit 1
     .await;
     assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
 }
+
+/// Runs git in `dir` with no user or system configuration and no prompts.
+fn git(dir: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new("git")
+        .args(["-c", "user.email=dev@example.com", "-c", "user.name=dev"])
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .output()
+        .expect("run git")
+}
+
+fn committed(dir: &Path, message: &str) {
+    assert!(git(dir, &["add", "-A"]).status.success());
+    let commit = git(dir, &["commit", "-qm", message]);
+    assert!(commit.status.success(), "{}", stderr(&commit));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn git_push_builds_and_deploys_and_a_push_that_does_not_build_is_rejected() {
+    let wisp = Wisp::start_with(&["--admin-token", "adm1n"]);
+    let remote =
+        |name: &str, password: &str| format!("http://dev:{password}@{}/git/{name}.git", wisp.admin);
+    let work = tempfile::tempdir().unwrap();
+    let repo = work.path().join("hello");
+    std::fs::create_dir(&repo).unwrap();
+    assert!(git(&repo, &["init", "-q", "-b", "main"]).status.success());
+    c_tree(&repo, "pushed");
+    committed(&repo, "first");
+
+    // The admin token as the password: built, deployed at /hello (a new
+    // function, no wisp.toml), and the build is told as `remote:` lines.
+    let pushed = git(&repo, &["push", &remote("hello", "adm1n"), "main"]);
+    let said = stderr(&pushed);
+    assert!(pushed.status.success(), "{said}");
+    assert!(
+        said.contains("remote: wisp: building `hello` with c"),
+        "{said}"
+    );
+    assert!(
+        said.contains("remote: wisp: deployed hello v1 at /hello"),
+        "{said}"
+    );
+    assert_eq!(wisp.get("/hello").await.text(), "pushed\n");
+    let versions = wisp.cli_with_env(
+        &["versions", "hello", "--json"],
+        &[("WISP_ADMIN_TOKEN", "adm1n")],
+    );
+    assert!(stdout(&versions).contains("git "), "{}", stdout(&versions));
+
+    // No credentials, a wrong one, another function's deploy token.
+    let anonymous = git(
+        &repo,
+        &[
+            "push",
+            &format!("http://{}/git/hello.git", wisp.admin),
+            "main",
+        ],
+    );
+    assert!(!anonymous.status.success());
+    assert!(
+        stderr(&anonymous).contains("could not read Username"),
+        "{}",
+        stderr(&anonymous)
+    );
+    let wrong = git(&repo, &["push", &remote("hello", "guess"), "main"]);
+    assert!(
+        stderr(&wrong).contains("Authentication failed"),
+        "{}",
+        stderr(&wrong)
+    );
+    let made = wisp.cli_with_env(
+        &["token", "create", "other"],
+        &[("WISP_ADMIN_TOKEN", "adm1n")],
+    );
+    assert!(made.status.success(), "{}", stderr(&made));
+    let token = stdout(&made).trim().to_owned();
+    assert!(token.starts_with("wisp_dt_"), "{token}");
+    let foreign = git(&repo, &["push", &remote("hello", &token), "main"]);
+    assert!(!foreign.status.success());
+    assert!(stderr(&foreign).contains("403"), "{}", stderr(&foreign));
+    // Its own function: the first push creates it.
+    let own = git(&repo, &["push", &remote("other", &token), "main"]);
+    assert!(own.status.success(), "{}", stderr(&own));
+    assert_eq!(wisp.get("/other").await.text(), "pushed\n");
+
+    // A commit that does not compile: rejected with clang's words, the
+    // branch does not move, v1 keeps serving.
+    std::fs::write(repo.join("main.c"), "int main(void) { return nope; }\n").unwrap();
+    committed(&repo, "broken");
+    let broken = git(&repo, &["push", &remote("hello", "adm1n"), "main"]);
+    let said = stderr(&broken);
+    assert!(!broken.status.success());
+    assert!(
+        said.contains("use of undeclared identifier 'nope'"),
+        "{said}"
+    );
+    assert!(said.contains("pre-receive hook declined"), "{said}");
+    assert_eq!(wisp.get("/hello").await.text(), "pushed\n");
+
+    // Another branch is kept, not built.
+    let side = git(&repo, &["push", &remote("hello", "adm1n"), "main:feature"]);
+    assert!(side.status.success(), "{}", stderr(&side));
+    assert!(
+        stderr(&side).contains("is not the deploy branch (main)"),
+        "{}",
+        stderr(&side)
+    );
+
+    // Two pushes at once from two clones of the same commit: one lands,
+    // the other is told to fetch first; the function serves the one.
+    let clones: Vec<_> = ["a", "b"]
+        .iter()
+        .map(|which| {
+            let dir = work.path().join(which);
+            let cloned = git(
+                work.path(),
+                &[
+                    "clone",
+                    "-q",
+                    &remote("hello", "adm1n"),
+                    dir.to_str().unwrap(),
+                ],
+            );
+            assert!(cloned.status.success(), "{}", stderr(&cloned));
+            c_tree(&dir, &format!("from {which}"));
+            committed(&dir, which);
+            dir
+        })
+        .collect();
+    let pushes: Vec<_> = clones
+        .iter()
+        .map(|dir| {
+            let (dir, url) = (dir.clone(), remote("hello", "adm1n"));
+            std::thread::spawn(move || git(&dir, &["push", &url, "main"]))
+        })
+        .collect();
+    let results: Vec<_> = pushes.into_iter().map(|p| p.join().unwrap()).collect();
+    let landed: Vec<bool> = results.iter().map(|r| r.status.success()).collect();
+    assert_eq!(
+        landed.iter().filter(|&&ok| ok).count(),
+        1,
+        "{} / {}",
+        stderr(&results[0]),
+        stderr(&results[1])
+    );
+    let winner = if landed[0] { "a" } else { "b" };
+    assert_eq!(wisp.get("/hello").await.text(), format!("from {winner}\n"));
+
+    // Removing the function removes its repository.
+    let removed = wisp.cli_with_env(&["rm", "hello"], &[("WISP_ADMIN_TOKEN", "adm1n")]);
+    assert!(removed.status.success(), "{}", stderr(&removed));
+    let gone = git(
+        work.path(),
+        &["clone", "-q", &remote("hello", "adm1n"), "gone"],
+    );
+    assert!(!gone.status.success());
+}

@@ -4,6 +4,7 @@
 //! API. Flags are validated before anything is bound or sent, and a bad value
 //! names the flag and the accepted form.
 
+mod build;
 mod calls;
 mod functions;
 mod host_flags;
@@ -131,6 +132,9 @@ enum Command {
     /// Set, list and remove a function's secrets (read by guests through
     /// `wasi:config`; never shown).
     Secret(SecretCommand),
+    /// Make, list and remove deploy tokens: credentials that may push to
+    /// one function's git remote and nothing else.
+    Token(build::TokenCommand),
     /// Follow async calls (`Prefer: respond-async`): `wisp calls get ID`,
     /// `wisp calls ls --function FN --state failed`.
     Calls(CallsCommand),
@@ -145,6 +149,9 @@ enum Command {
     /// process` (its front process speaks to it on stdin and stdout).
     #[command(name = GUEST_WORKER_COMMAND, hide = true)]
     GuestWorker,
+    /// Internal: the pre-receive hook of a function's git repository.
+    #[command(name = wisp_host::HOOK_COMMAND, hide = true)]
+    GitHook,
     /// Internal: run one build for `wisp serve`, jailed (its job on stdin).
     #[command(name = BUILD_CHILD_COMMAND, hide = true)]
     BuildChild,
@@ -229,6 +236,8 @@ pub fn main() -> ExitCode {
             Command::Usage(c) => c.execute(&globals).await,
             Command::Kv(c) => c.execute(&globals).await,
             Command::Secret(c) => c.execute(&globals).await,
+            Command::Token(c) => c.execute(&globals).await,
+            Command::GitHook => build::git_hook().await,
             Command::Calls(c) => c.execute(&globals).await,
             Command::Bench(c) => c.execute(&globals).await,
             Command::New(c) => c.execute(),

@@ -163,6 +163,14 @@ pub(crate) struct Serve {
     /// Memory (data segment) of each build process, e.g. `4GiB`.
     #[arg(long, default_value = "4GiB", value_name = "SIZE", value_parser = parse_size_flag)]
     build_memory: u64,
+    /// The branch whose pushes to a function's git remote are built and
+    /// deployed (pushes to other branches are kept, not built).
+    #[arg(long, default_value = "main", value_name = "BRANCH")]
+    deploy_branch: String,
+    /// Largest size of a function's git repository; a push past it is
+    /// refused (413).
+    #[arg(long, default_value = "256MiB", value_name = "SIZE", value_parser = parse_size_flag)]
+    repo_quota: u64,
     /// Log format on stderr (level from `RUST_LOG`, default `info`).
     #[arg(long, value_enum, default_value = "human")]
     log_format: LogFormat,
@@ -223,6 +231,8 @@ impl Serve {
                 memory: self.build_memory,
                 max_source: wisp_host::DEFAULT_MAX_SOURCE,
                 max_output: 0,
+                deploy_branch: self.deploy_branch.clone(),
+                repo_quota: self.repo_quota,
             }),
             trace_context: telemetry.trace_context(),
             cluster: self.cluster.clone().map(|url| wisp_host::ClusterConfig {

@@ -208,7 +208,7 @@ fn read_stdin(trim_newline: bool) -> anyhow::Result<Bytes> {
 }
 
 /// Prints `json` or `text()`.
-fn report(
+pub(crate) fn report(
     json: bool,
     value: serde_json::Value,
     text: impl FnOnce() -> String,

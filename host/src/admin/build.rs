@@ -97,14 +97,69 @@ async fn deploy(
 ) -> Result<wisp_spec::api::DeployReport, DeployError> {
     query.settings.inherit(&built.settings);
     query.route = query.route.or(built.route);
-    if query.origin.is_none() {
-        query.origin = Some(format!(
-            "built on the host ({}, {})",
-            built.language.map_or("its own command", |l| l.name()),
-            wisp_spec::units::format_duration(built.took)
-        ));
+    if query.route.is_none() && host.function(name).is_none() {
+        // A new function, and neither the push nor its tree names a route.
+        query.route = Some(format!("/{name}"));
     }
+    let how = format!(
+        "built on the host ({}, {})",
+        built.language.map_or("its own command", |l| l.name()),
+        wisp_spec::units::format_duration(built.took)
+    );
+    query.origin = Some(match query.origin.take() {
+        Some(from) => format!("{from}, {how}"),
+        None => how,
+    });
     host.deploy(query.request(name, built.wasm)).await
+}
+
+/// `/v1/functions/{name}/tokens[/{id}]`: make (`POST`, the token shown
+/// once), list (`GET`) or remove (`DELETE …/{id}`) a function's deploy
+/// tokens. The function need not exist yet: a token may create it by
+/// pushing.
+pub(super) fn tokens(
+    host: &Host,
+    method: &http::Method,
+    name: &str,
+    rest: &[&str],
+) -> Result<http::Response<Bytes>, DeployError> {
+    wisp_spec::name::validate_name(name).map_err(DeployError::InvalidName)?;
+    let Some(builds) = host.builds() else {
+        return Err(DeployError::BadRequest(
+            "this host does not build functions from source (`wisp serve --builds true`)".into(),
+        ));
+    };
+    let tokens = builds.tokens();
+    match (method, rest) {
+        (&http::Method::POST, []) => {
+            let token = format!(
+                "wisp_dt_{}",
+                super::random_hex().map_err(|e| {
+                    DeployError::Storage(crate::error::HostFailure::logged(
+                        "making a deploy token failed",
+                        e,
+                    ))
+                })?
+            );
+            let mut info = tokens.add(name, &token).map_err(DeployError::BadRequest)?;
+            info.token = Some(token);
+            Ok(super::json(StatusCode::CREATED, &info))
+        }
+        (&http::Method::GET, []) => Ok(super::json(StatusCode::OK, &tokens.list(name))),
+        (&http::Method::DELETE, [id]) => match tokens.remove(name, id) {
+            Ok(true) => Ok(super::json(
+                StatusCode::OK,
+                &serde_json::json!({ "removed": id }),
+            )),
+            Ok(false) => Err(DeployError::BadRequest(format!(
+                "function `{name}` has no deploy token `{id}` (`wisp token ls {name}`)"
+            ))),
+            Err(e) => Err(DeployError::BadRequest(e)),
+        },
+        _ => Err(DeployError::BadRequest(format!(
+            "`{method}` is not supported on a function's tokens: POST makes one, GET lists them, DELETE …/tokens/ID removes one"
+        ))),
+    }
 }
 
 /// The last build's output of function `name`.

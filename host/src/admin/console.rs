@@ -27,7 +27,6 @@ use http::{HeaderValue, Method, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use std::collections::HashMap;
-use std::io::Read;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -77,8 +76,8 @@ impl Session {
 impl Sessions {
     /// Opens a session: its id (the cookie) and its anti-CSRF token.
     fn open(&self) -> std::io::Result<String> {
-        let id = random_hex()?;
-        let csrf = random_hex()?;
+        let id = super::random_hex()?;
+        let csrf = super::random_hex()?;
         let now = Instant::now();
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         open.retain(|_, session| !session.expired(now));
@@ -134,12 +133,6 @@ pub(super) fn carries_csrf(headers: &http::HeaderMap, csrf: &str) -> bool {
     headers
         .get(CSRF_HEADER)
         .is_some_and(|given| constant_time_eq(given.as_bytes(), csrf.as_bytes()))
-}
-
-fn random_hex() -> std::io::Result<String> {
-    let mut bytes = [0u8; 32];
-    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 fn session_cookie(headers: &http::HeaderMap) -> Option<&str> {

@@ -11,6 +11,9 @@
 //! | `GET` | `/v1/functions/{name}/source?version=N` | a version's uploaded `.wasm` (default: the one with most traffic) |
 //! | `POST` | `/v1/functions/{name}/build?route=/x&…` | build the body (a tar archive of a source tree) on the host and deploy it; streams the build (feature `build`) |
 //! | `GET` | `/v1/functions/{name}/build` | the last build's output |
+//! | `POST` `GET` | `/v1/functions/{name}/tokens` | make a deploy token (shown once) or list them |
+//! | `DELETE` | `/v1/functions/{name}/tokens/{id}` | remove a deploy token |
+//! | `GET` `POST` | `/git/{name}.git/…` | the function's git remote (smart HTTP; Basic auth: admin or deploy token) |
 //! | `DELETE` | `/v1/functions/{name}/versions/{n}` | retire version `n` (`3` or `v3`); 409 while it holds traffic |
 //! | `PUT` | `/v1/functions/{name}/traffic` | split traffic: `[{"version": 3, "weight": 90}, …]` |
 //! | `POST` | `/v1/functions/{name}/rollback` | restore the previous traffic split |
@@ -40,6 +43,8 @@ mod access;
 mod build;
 mod calls;
 mod console;
+#[cfg(feature = "build")]
+mod git;
 mod logs;
 mod state;
 mod upload;
@@ -97,6 +102,8 @@ pub struct AdminApi {
     token: Option<Arc<[u8]>>,
     sessions: Arc<console::Sessions>,
     access: Arc<access::Access>,
+    #[cfg(feature = "build")]
+    pushes: Arc<git::PushTokens>,
 }
 
 impl AdminApi {
@@ -109,6 +116,8 @@ impl AdminApi {
             token: token.map(|t| Arc::from(t.into_bytes())),
             sessions: Arc::default(),
             access: Arc::default(),
+            #[cfg(feature = "build")]
+            pushes: Arc::default(),
         }
     }
 
@@ -151,6 +160,10 @@ impl AdminApi {
         if let Some(refused) = self.access.screen(&request, self.token.is_none()) {
             return refused.map(full);
         }
+        #[cfg(feature = "build")]
+        if request.uri().path().starts_with("/git/") {
+            return git::serve(self, request, client).await;
+        }
         if console::is_console_path(request.uri().path()) {
             let (response, sign_in) =
                 console::serve(request, self.token.as_deref(), &self.sessions).await;
@@ -160,6 +173,13 @@ impl AdminApi {
                 console::SignIn::None => {}
             }
             return response;
+        }
+        #[cfg(feature = "build")]
+        if let Some(name) = git::build_target(&request)
+            && let Some(token) = bearer(&request)
+            && self.pushes.admits(token, name)
+        {
+            return route(&self.host, request).await;
         }
         match refusal(&request, self.token.as_deref(), &self.sessions) {
             None => route(&self.host, request).await,
@@ -209,11 +229,7 @@ fn refusal(
     {
         return None;
     }
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
-    if presented.is_some_and(|p| constant_time_eq(p, token)) {
+    if bearer(request).is_some_and(|p| constant_time_eq(p, token)) {
         return None;
     }
     let mut response = json_error(
@@ -227,6 +243,22 @@ fn refusal(
         http::HeaderValue::from_static("Bearer"),
     );
     Some(response)
+}
+
+/// The bearer token a request presents.
+fn bearer<B>(request: &http::Request<B>) -> Option<&[u8]> {
+    request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+}
+
+/// 32 random bytes from the kernel, as hex.
+fn random_hex() -> std::io::Result<String> {
+    use std::io::Read;
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// Compares in time that depends only on the lengths, not on where the
@@ -308,6 +340,10 @@ async fn route(host: &Host, request: http::Request<Incoming>) -> http::Response<
         #[cfg(feature = "build")]
         (&Method::GET, ["v1", "functions", name, "build"]) => {
             return build::last_log(host, name);
+        }
+        #[cfg(feature = "build")]
+        (method, ["v1", "functions", name, "tokens", rest @ ..]) => {
+            build::tokens(host, method, name, rest)
         }
         (&Method::DELETE, ["v1", "functions", name]) => host
             .remove(name)

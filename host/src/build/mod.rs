@@ -20,10 +20,14 @@ mod child;
 mod freshness;
 mod jail;
 mod plan;
+mod repo;
+mod tokens;
 mod toolchains;
 mod unpack;
 
 pub use child::{BUILD_USER, build_child_main};
+pub use repo::HOOK_COMMAND;
+pub use tokens::{DeployTokens, MAX_TOKENS_PER_FUNCTION};
 pub use toolchains::{Builder, Language};
 
 use crate::error::DeployError;
@@ -62,6 +66,11 @@ pub struct BuildOptions {
     pub max_source: u64,
     /// Largest `.wasm` a build may produce, bytes.
     pub max_output: u64,
+    /// The branch whose pushes are built and deployed (others are kept,
+    /// not built).
+    pub deploy_branch: String,
+    /// Largest size of a function's git repository, bytes.
+    pub repo_quota: u64,
 }
 
 /// Default [`BuildOptions::timeout`]: 10 minutes.
@@ -70,6 +79,8 @@ pub const DEFAULT_BUILD_TIMEOUT: Duration = Duration::from_secs(600);
 pub const DEFAULT_BUILD_MEMORY: u64 = 4 << 30;
 /// Default [`BuildOptions::max_source`]: 512 MiB.
 pub const DEFAULT_MAX_SOURCE: u64 = 512 << 20;
+/// Default [`BuildOptions::repo_quota`]: 256 MiB.
+pub const DEFAULT_REPO_QUOTA: u64 = 256 << 20;
 
 /// Files and directories a source tree may hold.
 const MAX_ENTRIES: usize = 200_000;
@@ -91,6 +102,8 @@ pub struct Builds {
     dir: PathBuf,
     slots: Semaphore,
     running: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    pushing: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    tokens: DeployTokens,
 }
 
 /// A build's result, ready to deploy.
@@ -131,9 +144,56 @@ impl Builds {
             slots: Semaphore::new(options.max_builds.max(1)),
             options,
             builders,
+            tokens: DeployTokens::open(data_dir.join("builds/deploy-tokens.json")),
             dir: data_dir.join("builds"),
             running: Mutex::default(),
+            pushing: Mutex::default(),
         }
+    }
+
+    /// How builds run here.
+    pub fn options(&self) -> &BuildOptions {
+        &self.options
+    }
+
+    /// The deploy tokens.
+    pub fn tokens(&self) -> &DeployTokens {
+        &self.tokens
+    }
+
+    /// Function `name`'s git repository, made if it does not exist yet
+    /// (blocking). The error is for the host log.
+    pub fn repository(&self, name: &str) -> Result<PathBuf, String> {
+        crate::disk::private::create(&self.dir).map_err(|e| e.to_string())?;
+        repo::ensure(&self.dir.join(name), &self.options.program)
+    }
+
+    /// Bytes function `name`'s git repository takes.
+    pub fn repository_size(&self, name: &str) -> u64 {
+        repo::size_of(&self.dir.join(name).join("repo.git"))
+    }
+
+    /// Function `name`'s build directory, where its repository is
+    /// `repo.git`.
+    pub fn repository_top(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// Where a push to function `name` may be spooled before git reads it.
+    pub(crate) fn push_spool(&self, name: &str) -> PathBuf {
+        self.dir.join(name).join("push.tmp")
+    }
+
+    /// Waits until no other push to function `name` runs, and holds that
+    /// until the guard drops: one push at a time per function, so a push
+    /// that started from a branch another push has moved is refused, not
+    /// deployed.
+    pub async fn push_turn(&self, name: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let turn = {
+            let mut pushing = self.pushing.lock().unwrap_or_else(|e| e.into_inner());
+            pushing.entry(name.to_owned()).or_default().clone()
+        };
+        turn.lock_owned().await
     }
 
     /// Every builder, available or not, with why.
@@ -148,8 +208,10 @@ impl Builds {
             .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
     }
 
-    /// Deletes function `name`'s build directory (its cache and last log).
+    /// Deletes function `name`'s build directory (its repository, cache
+    /// and last log) and its deploy tokens.
     pub fn forget(&self, name: &str) {
+        self.tokens.forget(name);
         let dir = self.dir.join(name);
         if let Err(e) = std::fs::remove_dir_all(&dir)
             && e.kind() != std::io::ErrorKind::NotFound

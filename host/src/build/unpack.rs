@@ -42,6 +42,11 @@ pub(crate) fn unpack(archive: &[u8], into: &Path, bounds: Bounds) -> Result<(), 
                 bounds.entries
             ));
         }
+        if entry.header().entry_type() == tar::EntryType::XGlobalHeader {
+            // Metadata of the whole archive (`git archive` puts the commit
+            // id there), not a file.
+            continue;
+        }
         let path = entry.path().map_err(bad)?.into_owned();
         let shown = path.display().to_string();
         if !is_plain_relative(&path) {
