@@ -203,7 +203,21 @@ async fn a_python_component_built_with_componentize_py_runs() {
 
 /// Runs `wisp new NAME --lang LANG`, then its `build.sh` (and `npm ci`
 /// for JavaScript), then deploys and invokes it with the CLI.
+/// Where a template's function is built.
+#[derive(PartialEq)]
+enum Building {
+    /// With its `build.sh`, here, then uploaded.
+    Here,
+    /// On the host: the tree is sent (`wisp deploy --source`) and built
+    /// there, in the build jail.
+    OnTheHost,
+}
+
 fn new_build_deploy_invoke(wisp: &Wisp, language: &str, name: &str) -> String {
+    new_deploy_invoke(wisp, language, name, Building::Here)
+}
+
+fn new_deploy_invoke(wisp: &Wisp, language: &str, name: &str, building: Building) -> String {
     let parent = tempfile::tempdir().unwrap();
     let new = wisp.cli(&[
         "new",
@@ -234,18 +248,22 @@ fn new_build_deploy_invoke(wisp: &Wisp, language: &str, name: &str) -> String {
             ],
         );
     }
-    // The Rust template's lockfile must be complete: the build may not
-    // change it (so the template does not drift with crates.io).
-    let build_args: &[&str] = if language == "rust" {
-        &["--locked"]
-    } else {
-        &[]
-    };
-    run_in(&dir, "./build.sh", build_args);
-    let wasm = dir.join(format!("{name}.wasm"));
-    assert!(wasm.exists(), "build.sh made no {}", wasm.display());
     let route = format!("/{name}");
-    let deploy = wisp.cli(&["deploy", name, wasm.to_str().unwrap(), "--route", &route]);
+    let deploy = if building == Building::OnTheHost {
+        wisp.cli(&["deploy", name, "--source", dir.to_str().unwrap(), "--route", &route])
+    } else {
+        // The Rust template's lockfile must be complete: the build may not
+        // change it (so the template does not drift with crates.io).
+        let build_args: &[&str] = if language == "rust" {
+            &["--locked"]
+        } else {
+            &[]
+        };
+        run_in(&dir, "./build.sh", build_args);
+        let wasm = dir.join(format!("{name}.wasm"));
+        assert!(wasm.exists(), "build.sh made no {}", wasm.display());
+        wisp.cli(&["deploy", name, wasm.to_str().unwrap(), "--route", &route])
+    };
     assert!(
         deploy.status.success(),
         "deploy: {}",
@@ -318,10 +336,12 @@ async fn the_javascript_template_goes_from_nothing_to_a_deployed_function() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_python_template_goes_from_nothing_to_a_deployed_function() {
+async fn the_python_template_goes_from_nothing_to_a_function_built_on_the_host() {
     required_guest(artifacts::PYTHON_HELLO_COMPONENT);
     let wisp = Wisp::start();
-    let answer = tokio::task::block_in_place(|| new_build_deploy_invoke(&wisp, "python", "pyfn"));
+    let answer = tokio::task::block_in_place(|| {
+        new_deploy_invoke(&wisp, "python", "pyfn", Building::OnTheHost)
+    });
     assert_eq!(answer, "Hello, Ada, from pyfn!\n");
     assert_visit_counter(&wisp, "/pyfn/visits").await;
 }

@@ -72,12 +72,18 @@ pub(crate) fn plan(tree: &Path, name: &str, builders: &[Builder]) -> Result<Plan
             let npm = language == Language::JavaScript
                 && !std::fs::symlink_metadata(tree.join("node_modules")).is_ok_and(|m| m.is_dir())
                 && is_file_in(tree, "package-lock.json");
-            let command = if npm {
-                "npm ci --no-audit --no-fund --loglevel=error && sh build.sh"
-            } else {
-                "sh build.sh"
+            // Its own shell, as its first line names it (the templates'
+            // are bash scripts).
+            let shell = match read_in(tree, "build.sh") {
+                Some(Ok(text)) if text.lines().next().is_some_and(|l| l.contains("bash")) => "bash",
+                _ => "sh",
             };
-            (command.to_owned(), Output::NewAtTop)
+            let command = if npm {
+                format!("npm ci --no-audit --no-fund --loglevel=error && {shell} build.sh")
+            } else {
+                format!("{shell} build.sh")
+            };
+            (command, Output::NewAtTop)
         }
     };
     Ok(Plan {
