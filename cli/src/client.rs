@@ -305,6 +305,11 @@ impl AdminClient {
         Ok((number, response.into_body()))
     }
 
+    /// The host's `/healthz`.
+    pub async fn health(&self) -> Result<wisp_spec::api::Health, ClientError> {
+        self.call_json(Method::GET, "/healthz", Bytes::new()).await
+    }
+
     /// Lists functions.
     pub async fn list(&self) -> Result<Vec<FunctionInfo>, ClientError> {
         self.call_json(Method::GET, "/v1/functions", Bytes::new())

@@ -59,6 +59,8 @@ async fn a_c_tree_is_built_on_the_host_and_a_broken_one_leaves_it_serving() {
         .unwrap_or_default()
         .to_owned();
     assert!(origin.starts_with("built on the host (c, "), "{versions}");
+    let listed = stdout(&wisp.cli(&["ls"]));
+    assert!(listed.contains("builds from source"), "{listed}");
     let log = wisp.cli(&["logs", "greet", "--build"]);
     assert!(
         stdout(&log).contains("clang --target=wasm32-wasi"),

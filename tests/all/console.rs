@@ -232,6 +232,41 @@ async fn the_console_signs_in_deploys_splits_traffic_and_tails_logs() {
     );
     shoot(&page, "logs").await;
 
+    // A function built on the host: its page gives the push URL and the
+    // last build's state and output.
+    let source = tempfile::tempdir().unwrap();
+    std::fs::write(
+        source.path().join("main.c"),
+        "#include <stdio.h>\nint main(void) { printf(\"Content-Type: text/plain\\r\\n\\r\\nbuilt\\n\"); }\n",
+    )
+    .unwrap();
+    let built = wisp.cli_with_env(
+        &[
+            "deploy",
+            "built",
+            "--source",
+            source.path().to_str().unwrap(),
+        ],
+        &[("WISP_ADMIN_TOKEN", TOKEN)],
+    );
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    visit(&page, "#/functions/built").await;
+    let push = text_when(&page, "#push-url", |t| t.contains("/git/built.git")).await;
+    assert!(push.starts_with("git push http://"), "{push}");
+    text_when(&page, "#build-state", |t| {
+        t.contains("Last build: succeeded")
+    })
+    .await;
+    text_when(&page, "#build-log", |t| {
+        t.contains("clang --target=wasm32-wasi")
+    })
+    .await;
+    shoot(&page, "build").await;
+
     browser.close().await.unwrap();
     events.abort();
 }

@@ -250,7 +250,14 @@ fn new_deploy_invoke(wisp: &Wisp, language: &str, name: &str, building: Building
     }
     let route = format!("/{name}");
     let deploy = if building == Building::OnTheHost {
-        wisp.cli(&["deploy", name, "--source", dir.to_str().unwrap(), "--route", &route])
+        wisp.cli(&[
+            "deploy",
+            name,
+            "--source",
+            dir.to_str().unwrap(),
+            "--route",
+            &route,
+        ])
     } else {
         // The Rust template's lockfile must be complete: the build may not
         // change it (so the template does not drift with crates.io).

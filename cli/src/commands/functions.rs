@@ -272,15 +272,36 @@ impl Workers {
 
 impl Ls {
     pub(crate) async fn execute(self, globals: &Globals) -> anyhow::Result<ExitCode> {
-        let functions = self.admin.client(globals)?.list().await?;
+        let client = self.admin.client(globals)?;
+        let functions = client.list().await?;
         if globals.json(self.json) {
             println!("{}", serde_json::to_string_pretty(&functions)?);
             return Ok(ExitCode::SUCCESS);
         }
+        // What the host can build from source, under whatever is listed.
+        let builders = client
+            .health()
+            .await
+            .map(|h| h.builders)
+            .unwrap_or_default();
+        let say_builders = || {
+            let (can, cannot): (Vec<_>, Vec<_>) = builders.iter().partition(|b| b.available);
+            if !can.is_empty() {
+                let names: Vec<&str> = can.iter().map(|b| b.language.as_str()).collect();
+                println!(
+                    "builds from source (`wisp deploy NAME --source DIR`, `git push`): {}",
+                    names.join(", ")
+                );
+            }
+            for builder in cannot {
+                println!("cannot build {}: {}", builder.language, builder.detail);
+            }
+        };
         if functions.is_empty() {
             println!(
                 "no functions yet — deploy one with `wisp deploy NAME FILE.wasm --route /PATH` (or `wisp new NAME` to start one)"
             );
+            say_builders();
             return Ok(ExitCode::SUCCESS);
         }
         let rows = functions.iter().map(|function| {
@@ -350,6 +371,7 @@ impl Ls {
                 );
             }
         }
+        say_builders();
         Ok(ExitCode::SUCCESS)
     }
 }

@@ -104,7 +104,7 @@ async fn deploy(
     let how = format!(
         "built on the host ({}, {})",
         built.language.map_or("its own command", |l| l.name()),
-        wisp_spec::units::format_duration(built.took)
+        crate::build::seconds(built.took)
     );
     query.origin = Some(match query.origin.take() {
         Some(from) => format!("{from}, {how}"),

@@ -271,11 +271,18 @@ impl Builds {
                     .say(format!(
                         "built {} in {}",
                         wisp_spec::units::format_size_approx(wasm.len() as u64),
-                        format_duration(took)
+                        seconds(took)
                     ))
                     .await;
             }
-            Err(e) => transcript.keep(&format!("wisp: {e}")),
+            Err(e) => {
+                if !self.options.network && matches!(e, DeployError::Build(_)) {
+                    transcript
+                        .say("builds have no network on this host: dependencies must be in the tree (vendored) or in the function's build cache (`wisp serve --build-network allow` lets builds fetch them)".into())
+                        .await;
+                }
+                transcript.keep(&format!("wisp: {e}"));
+            }
         }
         let saved = (transcript.clone(), dirs.log_path());
         let _ = tokio::task::spawn_blocking(move || saved.0.save(&saved.1)).await;
@@ -388,7 +395,7 @@ impl Builds {
                         .saturating_sub(last_output.load(Ordering::Relaxed));
                     if quiet_ms >= QUIET.as_millis() as u64 {
                         let so_far = Duration::from_secs(started.elapsed().as_secs());
-                        transcript.say(format!("still building ({})", format_duration(so_far))).await;
+                        transcript.say(format!("still building ({})", seconds(so_far))).await;
                     }
                 }
             }
@@ -529,6 +536,11 @@ impl Transcript {
             tracing::warn!(error = %e, "keeping the build log failed");
         }
     }
+}
+
+/// A build's duration as people say it: `41.1 s`.
+pub fn seconds(took: Duration) -> String {
+    format!("{:.1} s", took.as_secs_f64())
 }
 
 /// Why a build that exited unsuccessfully failed, in the user's words.

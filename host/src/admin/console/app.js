@@ -129,9 +129,11 @@ async function functionPage(name) {
   const usage = el("div", { id: "usage" });
   const settings = el("div", { id: "settings" });
   const logs = el("pre", { class: "tail", id: "log-tail" });
+  const source = el("div", { id: "source" });
   view.replaceChildren(
     el("h1", { text: name }), message,
     el("h2", { text: "Versions and traffic" }), versions,
+    el("h2", { text: "Source and builds" }), source,
     el("h2", { text: "Last 5 minutes" }), charts,
     el("div", { class: "grid2" },
       el("div", {}, el("h2", { text: "Usage" }), usage),
@@ -146,7 +148,7 @@ async function functionPage(name) {
       inputs[v.number] = el("input", { class: "weight", type: "number", min: "0", max: "100", value: String(weights[v.number] || 0), id: `weight-v${v.number}` });
       return el("tr", {}, el("td", { text: "v" + v.number }), el("td", { text: v.abi }),
         el("td", { text: new Date(v.created_unix * 1000).toISOString().replace("T", " ").slice(0, 19) }),
-        el("td", { text: v.source.slice(0, 12) }), el("td", {}, inputs[v.number], " %"));
+        el("td", { text: v.source.slice(0, 12), title: v.origin || "" }), el("td", {}, inputs[v.number], " %"));
     });
     const apply = el("button", { id: "apply-traffic", onclick: async () => {
       const shares = Object.entries(inputs).map(([version, input]) => ({ version: Number(version), weight: Number(input.value) })).filter((s) => s.weight > 0);
@@ -165,9 +167,26 @@ async function functionPage(name) {
       el("p", { text: secrets.length ? "Secrets: " + secrets.join(", ") + " (values never shown)" : "No secrets." }));
   }
 
+  // Where to push, and the last build on this host: its state (the log's
+  // last line says how it ended) and its output.
+  async function loadSource() {
+    const remote = `${location.origin}/git/${encodeURIComponent(name)}.git`;
+    const push = el("p", {}, "Push to build and deploy: ", el("code", { id: "push-url", text: `git push ${remote} main` }));
+    let log = null;
+    try { log = await api(`${path}/build`); } catch (_) { /* no build yet */ }
+    if (log === null) {
+      source.replaceChildren(push, el("p", { id: "build-state", text: "No build on this host yet." }));
+      return;
+    }
+    const last = String(log).trim().split("\n").pop() || "";
+    const state = last.startsWith("wisp: built") ? "Last build: succeeded" : "Last build: failed";
+    source.replaceChildren(push, el("p", { id: "build-state", class: state.endsWith("succeeded") ? "ok" : "error", text: `${state} — ${last.replace(/^wisp: /, "")}` }),
+      el("pre", { class: "tail", id: "build-log", text: String(log) }));
+  }
+
   function show(text, ok) { message.className = ok ? "ok" : "error"; message.textContent = text; }
 
-  try { await loadVersions(); } catch (e) { show(e.message); return; }
+  try { await loadVersions(); await loadSource(); } catch (e) { show(e.message); return; }
   every(2000, async () => {
     try {
       const [stats, use] = await Promise.all([api(`${path}/stats?window=300`), api(`${path}/usage`)]);
