@@ -38,6 +38,8 @@ command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || apt_packages+=(hapr
 # `wisp push`/`deploy oci://` speak TLS through OpenSSL (openssl-sys builds
 # against its headers, found with pkg-config).
 command -v pkg-config >/dev/null || apt_packages+=(pkg-config)
+# git (its http-backend serves each function's remote; tests push to it).
+command -v git >/dev/null || apt_packages+=(git)
 # strace: a test watches the compile child jail itself.
 command -v strace >/dev/null || apt_packages+=(strace)
 [ -e /usr/include/openssl/ssl.h ] || apt_packages+=(libssl-dev)

@@ -99,26 +99,52 @@ pub(super) async fn serve(
 ) -> http::Response<ResponseBody> {
     match route(api, request, client).await {
         Ok(response) => response,
-        Err(response) => response.map(full),
+        Err(refusal) => refusal.response().map(full),
     }
 }
 
-/// A refusal, as git shows it: plain text.
-fn refuse(status: StatusCode, message: &str) -> http::Response<Bytes> {
-    let mut response = http::Response::new(Bytes::from(format!("{message}\n")));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
+/// A request refused, and why.
+struct Refusal {
+    status: StatusCode,
+    message: String,
+    /// Ask for HTTP Basic credentials (git then prompts or uses its
+    /// credential helper).
+    challenge: bool,
+}
+
+impl Refusal {
+    /// As git shows it: plain text.
+    fn response(self) -> http::Response<Bytes> {
+        let mut response = http::Response::new(Bytes::from(format!("{}\n", self.message)));
+        *response.status_mut() = self.status;
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        if self.challenge {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"wisp\""),
+            );
+        }
+        response
+    }
+}
+
+fn refuse(status: StatusCode, message: &str) -> Refusal {
+    Refusal {
+        status,
+        message: message.to_owned(),
+        challenge: false,
+    }
 }
 
 async fn route(
     api: &AdminApi,
     request: http::Request<Incoming>,
     client: std::net::IpAddr,
-) -> Result<http::Response<ResponseBody>, http::Response<Bytes>> {
+) -> Result<http::Response<ResponseBody>, Refusal> {
     let host = &api.host;
     let path = request.uri().path().to_owned();
     let rest = path.strip_prefix("/git/").unwrap_or("");
@@ -161,13 +187,13 @@ async fn route(
             ));
         }
     };
-    if let Err(response) = authenticate(api, &request, &builds, &name) {
-        if response.status() == StatusCode::UNAUTHORIZED
+    if let Err(refusal) = authenticate(api, &request, &builds, &name) {
+        if refusal.status == StatusCode::UNAUTHORIZED
             && request.headers().contains_key(header::AUTHORIZATION)
         {
             api.failed(client);
         }
-        return Err(response);
+        return Err(refusal);
     }
     api.access.succeeded(client);
     match service {
@@ -225,7 +251,7 @@ async fn route(
         Service::Fetch => 1 << 20,
     };
     let request_env = RequestEnv::of(&request);
-    let spool = builds.push_spool(&name);
+    let spool = builds.spool(&name);
     let input = spool_body(request.method() == Method::POST, request, &spool, limit).await?;
     let mut command = backend(&builds, &name, action, local, &request_env);
     if let Some(token) = &push_token {
@@ -247,7 +273,7 @@ fn authenticate(
     request: &http::Request<Incoming>,
     builds: &crate::build::Builds,
     name: &str,
-) -> Result<(), http::Response<Bytes>> {
+) -> Result<(), Refusal> {
     let Some(admin) = api.token.as_deref() else {
         return Ok(());
     };
@@ -267,15 +293,13 @@ fn authenticate(
             Some(decoded[at + 1..].to_vec())
         });
     let Some(secret) = presented else {
-        let mut response = refuse(
-            StatusCode::UNAUTHORIZED,
-            "authentication required: use the admin token or a deploy token of this function (`wisp token create NAME`) as the password",
-        );
-        response.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Basic realm=\"wisp\""),
-        );
-        return Err(response);
+        return Err(Refusal {
+            challenge: true,
+            ..refuse(
+                StatusCode::UNAUTHORIZED,
+                "authentication required: use the admin token or a deploy token of this function (`wisp token create NAME`) as the password",
+            )
+        });
     };
     if super::constant_time_eq(&secret, admin) {
         return Ok(());
@@ -289,17 +313,13 @@ fn authenticate(
             StatusCode::FORBIDDEN,
             &format!("this deploy token is not for function `{name}`"),
         )),
-        None => {
-            let mut response = refuse(
+        None => Err(Refusal {
+            challenge: true,
+            ..refuse(
                 StatusCode::UNAUTHORIZED,
                 "wrong token: use the admin token or a deploy token of this function",
-            );
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Basic realm=\"wisp\""),
-            );
-            Err(response)
-        }
+            )
+        }),
     }
 }
 
@@ -310,7 +330,7 @@ async fn spool_body(
     request: http::Request<Incoming>,
     spool: &std::path::Path,
     limit: u64,
-) -> Result<Option<std::fs::File>, http::Response<Bytes>> {
+) -> Result<Option<std::fs::File>, Refusal> {
     if !has_body {
         return Ok(None);
     }
@@ -444,7 +464,7 @@ async fn spawn_cgi<H: Send + 'static>(
     mut command: tokio::process::Command,
     input: Option<std::fs::File>,
     held: H,
-) -> Result<http::Response<ResponseBody>, http::Response<Bytes>> {
+) -> Result<http::Response<ResponseBody>, Refusal> {
     let failed = |what: &str, e: &dyn std::fmt::Display| {
         tracing::error!(error = %e, "{what}");
         refuse(

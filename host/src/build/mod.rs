@@ -103,6 +103,7 @@ pub struct Builds {
     slots: Semaphore,
     running: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     pushing: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    spools: AtomicU64,
     tokens: DeployTokens,
 }
 
@@ -148,6 +149,7 @@ impl Builds {
             dir: data_dir.join("builds"),
             running: Mutex::default(),
             pushing: Mutex::default(),
+            spools: AtomicU64::new(0),
         }
     }
 
@@ -179,9 +181,11 @@ impl Builds {
         self.dir.join(name)
     }
 
-    /// Where a push to function `name` may be spooled before git reads it.
-    pub(crate) fn push_spool(&self, name: &str) -> PathBuf {
-        self.dir.join(name).join("push.tmp")
+    /// A fresh path where a git request's body to function `name` may be
+    /// spooled before git reads it.
+    pub(crate) fn spool(&self, name: &str) -> PathBuf {
+        let n = self.spools.fetch_add(1, Ordering::Relaxed);
+        self.dir.join(name).join(format!("request-{n}.tmp"))
     }
 
     /// Waits until no other push to function `name` runs, and holds that
