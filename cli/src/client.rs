@@ -197,7 +197,7 @@ impl AdminClient {
         settings: &RawSettings,
         how: &DeployHow<'_>,
         mut line: impl FnMut(&str),
-    ) -> Result<DeployReport, ClientError> {
+    ) -> Result<BuildOutcome, ClientError> {
         let query = deploy_query(settings, how);
         let mut body = self
             .open(
@@ -223,7 +223,10 @@ impl AdminClient {
                     .map_err(|e| broken(format!("a line this wisp does not understand: {e}")))?;
                 match event {
                     BuildEvent::Log(text) => line(&text),
-                    BuildEvent::Deployed(report) => return Ok(*report),
+                    BuildEvent::Deployed(report) => return Ok(BuildOutcome::Deployed(*report)),
+                    BuildEvent::Unchanged { version, route } => {
+                        return Ok(BuildOutcome::Unchanged { version, route });
+                    }
                     BuildEvent::Failed { message, .. } => {
                         return Err(ClientError::Api {
                             status: StatusCode::UNPROCESSABLE_ENTITY,
@@ -551,6 +554,19 @@ impl AdminClient {
         }
         Err(api_error(status, &bytes))
     }
+}
+
+/// How a build on the host ended well.
+pub enum BuildOutcome {
+    /// Built and deployed.
+    Deployed(DeployReport),
+    /// Nothing to build: the commit already serves, as this version.
+    Unchanged {
+        /// The version.
+        version: u32,
+        /// The function's route.
+        route: String,
+    },
 }
 
 /// A deploy's query: how it places its version, then its settings.

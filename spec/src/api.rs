@@ -217,6 +217,15 @@ pub enum BuildEvent {
     Log(String),
     /// Built and deployed.
     Deployed(Box<DeployReport>),
+    /// Nothing to build: this commit (the push's `origin`) already serves
+    /// all of the function's traffic — another host of the cluster built
+    /// it.
+    Unchanged {
+        /// The version that serves it.
+        version: u32,
+        /// The function's route.
+        route: String,
+    },
     /// The build or the deploy failed: the error, as the API reports
     /// errors (`kind`, `message`).
     Failed {

@@ -5,7 +5,7 @@
 //! build script cannot read the host's secrets or files, write outside its
 //! directories, reach the network or signal the host.
 
-use crate::support::{Wisp, eventually, send, stderr, stdout};
+use crate::support::{Wisp, committed, eventually, git, send, stderr, stdout};
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use std::path::Path;
@@ -349,25 +349,6 @@ exit 1
     assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
 }
 
-/// Runs git in `dir` with no user or system configuration and no prompts.
-fn git(dir: &Path, args: &[&str]) -> std::process::Output {
-    std::process::Command::new("git")
-        .args(["-c", "user.email=dev@example.com", "-c", "user.name=dev"])
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .output()
-        .expect("run git")
-}
-
-fn committed(dir: &Path, message: &str) {
-    assert!(git(dir, &["add", "-A"]).status.success());
-    let commit = git(dir, &["commit", "-qm", message]);
-    assert!(commit.status.success(), "{}", stderr(&commit));
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn git_push_builds_and_deploys_and_a_push_that_does_not_build_is_rejected() {
     let wisp = Wisp::start_with(&["--admin-token", "adm1n"]);
@@ -389,16 +370,22 @@ async fn git_push_builds_and_deploys_and_a_push_that_does_not_build_is_rejected(
         said.contains("remote: wisp: building `hello` with c"),
         "{said}"
     );
+    let url = format!("http://127.0.0.1:{}/hello", wisp.public.port());
     assert!(
-        said.contains("remote: wisp: deployed hello v1 at /hello"),
+        said.contains("remote: wisp: deployed hello v1 from "),
         "{said}"
     );
-    assert_eq!(wisp.get("/hello").await.text(), "pushed\n");
-    let versions = wisp.cli_with_env(
-        &["versions", "hello", "--json"],
-        &[("WISP_ADMIN_TOKEN", "adm1n")],
+    assert!(
+        said.contains(&url),
+        "the push ends with the function's URL: {said}"
     );
-    assert!(stdout(&versions).contains("git "), "{}", stdout(&versions));
+    assert_eq!(wisp.get("/hello").await.text(), "pushed\n");
+    let versions = wisp.cli_with_env(&["versions", "hello"], &[("WISP_ADMIN_TOKEN", "adm1n")]);
+    assert!(
+        stdout(&versions).contains("v1 from git "),
+        "the version names its commit and build: {}",
+        stdout(&versions)
+    );
 
     // No credentials, a wrong one, another function's deploy token.
     let anonymous = git(

@@ -140,6 +140,10 @@ async fn the_console_signs_in_deploys_splits_traffic_and_tails_logs() {
         "{listed}"
     );
     shoot(&page, "functions").await;
+    text_when(&page, "#builders", |t| {
+        t.contains("Builds from source: rust, c")
+    })
+    .await;
 
     // Deploying a .wasm through the form, then calling it over HTTP.
     visit(&page, "#/deploy").await;

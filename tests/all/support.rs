@@ -670,3 +670,23 @@ pub async fn finished(wisp: &Wisp, id: &str, limit: Duration) -> serde_json::Val
     assert!(done, "call {id} did not finish in {limit:?}: {last}");
     last
 }
+
+/// Runs git in `dir` with no user or system configuration and no prompts.
+pub fn git(dir: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new("git")
+        .args(["-c", "user.email=dev@example.com", "-c", "user.name=dev"])
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .output()
+        .expect("run git")
+}
+
+/// Commits everything in `dir`.
+pub fn committed(dir: &Path, message: &str) {
+    assert!(git(dir, &["add", "-A"]).status.success());
+    let commit = git(dir, &["commit", "-qm", message]);
+    assert!(commit.status.success(), "{}", stderr(&commit));
+}

@@ -764,3 +764,44 @@ async fn records_and_calls_forged_in_nats_are_refused_and_poison_is_dead_lettere
         "not redelivered"
     );
 }
+
+#[tokio::test]
+async fn a_commit_pushed_to_two_hosts_is_built_once_and_serves_on_both() {
+    use crate::support::{committed, git, stderr};
+    let _serial = SERIAL.lock().await;
+    let nats = Nats::start().await;
+    let hosts = hosts(&nats, 2).await;
+    let work = tempfile::tempdir().unwrap();
+    let repo = work.path();
+    assert!(git(repo, &["init", "-q", "-b", "main"]).status.success());
+    std::fs::write(
+        repo.join("main.c"),
+        "#include <stdio.h>\nint main(void) { printf(\"Content-Type: text/plain\\r\\n\\r\\nonce\\n\"); }\n",
+    )
+    .unwrap();
+    committed(repo, "first");
+
+    // Host 0 builds and deploys; the cluster's source store carries the
+    // binary to host 1, which compiles it as for any deploy.
+    let remote = |host: &Wisp| format!("http://{}/git/once.git", host.admin);
+    let first = git(repo, &["push", &remote(&hosts[0]), "main"]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert!(
+        stderr(&first).contains("building `once` with c"),
+        "{}",
+        stderr(&first)
+    );
+    assert!(serves(&hosts[1], "/once", Duration::from_secs(20)).await);
+
+    // The same commit pushed to host 1 (its own repository): not built again.
+    let second = git(repo, &["push", &remote(&hosts[1]), "main"]);
+    let said = stderr(&second);
+    assert!(second.status.success(), "{said}");
+    assert!(said.contains("already serves as v1"), "{said}");
+    assert!(!said.contains("building `once`"), "{said}");
+    for host in &hosts {
+        assert_eq!(host.get("/once").await.text(), "once\n");
+        let info = host.admin_get("/v1/functions/once").await.json();
+        assert_eq!(info["versions"].as_array().unwrap().len(), 1, "{info}");
+    }
+}

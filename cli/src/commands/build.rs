@@ -5,7 +5,7 @@
 
 use super::state::report;
 use super::{AdminArgs, Globals};
-use crate::client::{AdminClient, DeployHow};
+use crate::client::{AdminClient, BuildOutcome, DeployHow};
 use crate::output::table;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
@@ -180,7 +180,7 @@ async fn build_and_deploy(name: &str, url: &str, token: &str, commit: &str) -> a
     }
     let client = AdminClient::new(url, Some(token.to_owned()))?;
     let origin = format!("git {short}");
-    let report = client
+    let outcome = client
         .build(
             name,
             archive.stdout.into(),
@@ -193,10 +193,15 @@ async fn build_and_deploy(name: &str, url: &str, token: &str, commit: &str) -> a
             |line| eprintln!("{line}"),
         )
         .await?;
-    eprintln!(
-        "wisp: deployed {} v{} at {} from {short}",
-        report.name, report.version, report.route
-    );
+    let (verb, version, route) = match outcome {
+        BuildOutcome::Deployed(report) => ("deployed", report.version, report.route),
+        BuildOutcome::Unchanged { version, route } => ("serving", version, route),
+    };
+    let at = match std::env::var("WISP_PUBLIC_URL") {
+        Ok(base) => format!("{base}{route}"),
+        Err(_) => route,
+    };
+    eprintln!("wisp: {verb} {name} v{version} from {short}: {at}");
     Ok(())
 }
 

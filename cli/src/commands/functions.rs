@@ -71,12 +71,19 @@ impl Deploy {
         let file = match (&self.source, &self.file) {
             (Some(dir), _) => {
                 let archive = crate::source::archive(dir)?;
-                let report = self
+                let outcome = self
                     .admin
                     .client(globals)?
                     .build(&self.name, archive, &raw, &how, |line| eprintln!("{line}"))
                     .await?;
-                self.report(globals, &report, None)?;
+                match outcome {
+                    crate::client::BuildOutcome::Deployed(report) => {
+                        self.report(globals, &report, None)?;
+                    }
+                    crate::client::BuildOutcome::Unchanged { version, route } => {
+                        println!("{} v{version} already serves this at {route}", self.name);
+                    }
+                }
                 return Ok(ExitCode::SUCCESS);
             }
             (None, Some(file)) => file,
@@ -527,6 +534,13 @@ impl Versions {
         });
         let header = ["VERSION", "TRAFFIC", "ABI", "CREATED", "SOURCE", "SETTINGS"];
         println!("{}", output::table(&header, rows));
+        // Where each came from (a registry, a commit and its build) is a
+        // sentence: under the table.
+        for version in &versions {
+            if let Some(origin) = &version.origin {
+                println!("v{} from {origin}", version.number);
+            }
+        }
         Ok(ExitCode::SUCCESS)
     }
 }

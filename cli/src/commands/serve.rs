@@ -233,6 +233,7 @@ impl Serve {
                 max_output: 0,
                 deploy_branch: self.deploy_branch.clone(),
                 repo_quota: self.repo_quota,
+                public_port: public.local_addr().ok().map(|a| a.port()),
             }),
             trace_context: telemetry.trace_context(),
             cluster: self.cluster.clone().map(|url| wisp_host::ClusterConfig {

@@ -144,7 +144,7 @@ fn changes_state(method: &Method) -> bool {
 }
 
 /// The authority a request names: its `Host` header, or the URI's (HTTP/2).
-fn authority_of(request: &http::Request<impl Sized>) -> Option<String> {
+pub(super) fn authority_of(request: &http::Request<impl Sized>) -> Option<String> {
     let host = request
         .headers()
         .get(header::HOST)
@@ -154,7 +154,7 @@ fn authority_of(request: &http::Request<impl Sized>) -> Option<String> {
 }
 
 /// `host:port` → `host`; `[::1]:8081` → `[::1]`.
-fn host_part(authority: &str) -> &str {
+pub(super) fn host_part(authority: &str) -> &str {
     let host = match authority.rfind(':') {
         Some(colon) if !authority[colon..].contains(']') => &authority[..colon],
         _ => authority,

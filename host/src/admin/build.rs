@@ -38,6 +38,26 @@ pub(super) async fn build(
     };
     let query = DeployQuery::parse(request.uri().query().unwrap_or(""))?;
     let archive = read_upload(host, request, "a tar archive of the source tree").await?;
+    if let Some((version, route)) = already_serving(host, name, query.origin.as_deref()) {
+        let origin = query.origin.unwrap_or_default();
+        let events = [
+            BuildEvent::Log(format!(
+                "wisp: {origin} already serves as v{version} (built once, by the host that got it first): nothing to build"
+            )),
+            BuildEvent::Unchanged { version, route },
+        ];
+        let mut text = Vec::new();
+        for event in &events {
+            text.extend(serde_json::to_vec(event).unwrap_or_default());
+            text.push(b'\n');
+        }
+        let mut response = http::Response::new(full(text));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/x-ndjson"),
+        );
+        return Ok(response);
+    }
     let (log, mut lines) = tokio::sync::mpsc::channel::<String>(PENDING_LINES);
     let (events, received) = tokio::sync::mpsc::channel::<BuildEvent>(PENDING_LINES);
     let (host, name) = (host.clone(), name.to_owned());
@@ -85,6 +105,19 @@ pub(super) async fn build(
         http::HeaderValue::from_static("application/x-ndjson"),
     );
     Ok(response)
+}
+
+/// The version and route of function `name` when its newest version came
+/// from `origin` (a push's `git COMMIT`) and takes all its traffic: a push
+/// of a commit that another host of the cluster already built and
+/// deployed is not built twice.
+fn already_serving(host: &Host, name: &str, origin: Option<&str>) -> Option<(u32, String)> {
+    let origin = origin.filter(|o| o.starts_with("git "))?;
+    let info = host.function(name)?;
+    let newest = info.versions.last()?;
+    let serves_all = matches!(info.traffic.as_slice(), [share] if share.version == newest.number && share.weight == 100);
+    let from = newest.origin.as_deref()?;
+    (serves_all && from.starts_with(&format!("{origin}, "))).then_some((newest.number, info.route))
 }
 
 /// Deploys what a build made: the query's route and settings over the

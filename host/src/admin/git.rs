@@ -250,7 +250,16 @@ async fn route(
             .saturating_sub(builds.repository_size(&name)),
         Service::Fetch => 1 << 20,
     };
-    let request_env = RequestEnv::of(&request);
+    let mut request_env = RequestEnv::of(&request);
+    // Where the function will answer: the name the pusher reached this
+    // host by, and the public port.
+    request_env.public_url = builds.options().public_port.and_then(|port| {
+        let authority = super::access::authority_of(&request)?;
+        Some(format!(
+            "http://{}:{port}",
+            super::access::host_part(&authority)
+        ))
+    });
     let spool = builds.spool(&name);
     let input = spool_body(request.method() == Method::POST, request, &spool, limit).await?;
     let mut command = backend(&builds, &name, action, local, &request_env);
@@ -389,6 +398,7 @@ struct RequestEnv {
     content_type: Option<String>,
     content_encoding: Option<String>,
     git_protocol: Option<String>,
+    public_url: Option<String>,
 }
 
 impl RequestEnv {
@@ -406,6 +416,7 @@ impl RequestEnv {
             content_type: header("content-type"),
             content_encoding: header("content-encoding"),
             git_protocol: header("git-protocol"),
+            public_url: None,
         }
     }
 }
@@ -453,6 +464,9 @@ fn backend(
     }
     if let Some(value) = &request.git_protocol {
         command.env("GIT_PROTOCOL", value);
+    }
+    if let Some(value) = &request.public_url {
+        command.env("WISP_PUBLIC_URL", value);
     }
     command
 }

@@ -307,7 +307,7 @@ async fn route(host: &Host, request: http::Request<Incoming>) -> http::Response<
                 compilations: host.metrics().compilations(),
                 cluster: host.cluster_health(),
                 damaged: host.damage(),
-                builders: builders(host),
+                builders: builders(host).await,
             },
         )),
         (&Method::GET, ["metrics"]) => {
@@ -453,11 +453,12 @@ async fn route(host: &Host, request: http::Request<Incoming>) -> http::Response<
 }
 
 /// The host's builders, for `/healthz` (none when it does not build).
-fn builders(host: &Host) -> Vec<wisp_spec::api::BuilderHealth> {
+async fn builders(host: &Host) -> Vec<wisp_spec::api::BuilderHealth> {
     #[cfg(feature = "build")]
     if let Some(builds) = host.builds() {
         return builds
             .builders()
+            .await
             .iter()
             .map(|b| wisp_spec::api::BuilderHealth {
                 language: b.language.name().to_owned(),

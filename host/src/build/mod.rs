@@ -71,6 +71,9 @@ pub struct BuildOptions {
     pub deploy_branch: String,
     /// Largest size of a function's git repository, bytes.
     pub repo_quota: u64,
+    /// The port of the host's public listener, if known: a push then ends
+    /// with the function's URL (the host name the pusher used, this port).
+    pub public_port: Option<u16>,
 }
 
 /// Default [`BuildOptions::timeout`]: 10 minutes.
@@ -98,7 +101,7 @@ const QUIET: Duration = Duration::from_secs(15);
 /// The builds of one host.
 pub struct Builds {
     options: BuildOptions,
-    builders: Vec<Builder>,
+    builders: tokio::sync::OnceCell<Vec<Builder>>,
     dir: PathBuf,
     slots: Semaphore,
     running: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -130,21 +133,15 @@ enum Ended {
 }
 
 impl Builds {
-    /// The builds of a host whose data directory is `data_dir`; finds the
-    /// builders (blocking: runs each toolchain's `--version`).
+    /// The builds of a host whose data directory is `data_dir`. The
+    /// builders are found on first need (`/healthz`, a build), not here:
+    /// finding them runs every toolchain (~1 s), which a host that never
+    /// builds should not pay at each start.
     pub fn new(options: BuildOptions, data_dir: &Path) -> Builds {
-        let builders = toolchains::detect();
-        for builder in &builders {
-            if builder.available {
-                tracing::info!(builder = builder.language.name(), detail = %builder.detail, "builder available");
-            } else {
-                tracing::info!(builder = builder.language.name(), why = %builder.detail, "builder unavailable");
-            }
-        }
         Builds {
             slots: Semaphore::new(options.max_builds.max(1)),
             options,
-            builders,
+            builders: tokio::sync::OnceCell::new(),
             tokens: DeployTokens::open(data_dir.join("builds/deploy-tokens.json")),
             dir: data_dir.join("builds"),
             running: Mutex::default(),
@@ -200,9 +197,24 @@ impl Builds {
         turn.lock_owned().await
     }
 
-    /// Every builder, available or not, with why.
-    pub fn builders(&self) -> &[Builder] {
-        &self.builders
+    /// Every builder, available or not, with why (found, and logged, on
+    /// the first call).
+    pub async fn builders(&self) -> &[Builder] {
+        self.builders
+            .get_or_init(|| async {
+                let builders = tokio::task::spawn_blocking(toolchains::detect)
+                    .await
+                    .unwrap_or_default();
+                for builder in &builders {
+                    if builder.available {
+                        tracing::info!(builder = builder.language.name(), detail = %builder.detail, "builder available");
+                    } else {
+                        tracing::info!(builder = builder.language.name(), why = %builder.detail, "builder unavailable");
+                    }
+                }
+                builders
+            })
+            .await
     }
 
     /// The last build's output of function `name`, if it had one.
@@ -309,7 +321,8 @@ impl Builds {
         transcript: &Arc<Transcript>,
     ) -> Result<(Bytes, Plan), DeployError> {
         let prepared = {
-            let (dirs, builders, name) = (dirs.clone(), self.builders.clone(), name.to_owned());
+            let builders = self.builders().await.to_vec();
+            let (dirs, name) = (dirs.clone(), name.to_owned());
             let max_source = self.options.max_source;
             tokio::task::spawn_blocking(move || {
                 dirs.prepare(&archive, &name, &builders, max_source)
@@ -341,7 +354,7 @@ impl Builds {
         plan: &Plan,
         transcript: &Arc<Transcript>,
     ) -> Result<(), DeployError> {
-        let job = self.job(dirs, name, plan);
+        let job = self.job(dirs, name, plan, self.builders().await);
         let failed = |what: &str, e: &dyn std::fmt::Display| {
             DeployError::Build(format!("{what} failed: {e} (see the host log)"))
         };
@@ -427,7 +440,7 @@ impl Builds {
 
     /// The job the child gets: the command, its directories as it will
     /// see them, the toolchains it may use, its environment and limits.
-    fn job(&self, dirs: &Dirs, name: &str, plan: &Plan) -> Job {
+    fn job(&self, dirs: &Dirs, name: &str, plan: &Plan, builders: &[Builder]) -> Job {
         let root = rustix::process::geteuid().is_root();
         let cache = if root {
             PathBuf::from(CACHE_VIEW)
@@ -436,8 +449,7 @@ impl Builds {
         };
         // A known language gets its own toolchain; a `wisp.toml` command
         // in a tree of no known language may call any of them.
-        let builders: Vec<&Builder> = self
-            .builders
+        let builders: Vec<&Builder> = builders
             .iter()
             .filter(|b| b.available && plan.language.is_none_or(|l| l == b.language))
             .collect();

@@ -204,17 +204,10 @@ impl Host {
         .await;
         backplane.start(Arc::downgrade(&deployer));
         #[cfg(feature = "build")]
-        let builds = match config.builds.clone() {
-            Some(options) => {
-                let dir = data_dir.clone();
-                let builds =
-                    tokio::task::spawn_blocking(move || crate::build::Builds::new(options, &dir))
-                        .await
-                        .map_err(|e| data_error(format!("finding the builders failed: {e}")))?;
-                Some(Arc::new(builds))
-            }
-            None => None,
-        };
+        let builds = config
+            .builds
+            .clone()
+            .map(|options| Arc::new(crate::build::Builds::new(options, &data_dir)));
         let host = Host {
             inner: Arc::new(HostInner {
                 config,

@@ -59,12 +59,19 @@ async function functionsPage() {
     el("tbody"));
   const error = el("p", { class: "error" });
   const damaged = el("ul", { class: "error", id: "damaged" });
-  view.replaceChildren(el("h1", { text: "Functions" }), damaged, error, table);
+  const builders = el("p", { id: "builders" });
+  view.replaceChildren(el("h1", { text: "Functions" }), damaged, error, table, builders);
   every(2000, async () => {
     try {
       const [functions, stats, health] = await Promise.all([api("/v1/functions"), api("/v1/stats?window=10"), api("/healthz")]);
       // State files the host cannot use (see /healthz): named, until repaired or removed.
       damaged.replaceChildren(...(health.damaged || []).map((d) => el("li", { text: "Damaged: " + d })));
+      // What this host builds from source (git push, wisp deploy --source).
+      const can = (health.builders || []).filter((b) => b.available).map((b) => b.language);
+      const cannot = (health.builders || []).filter((b) => !b.available).map((b) => `${b.language} (${b.detail})`);
+      builders.textContent = (health.builders || []).length
+        ? `Builds from source: ${can.join(", ") || "none"}` + (cannot.length ? `; cannot build ${cannot.join("; ")}` : "")
+        : "";
       const byName = Object.fromEntries(stats.map((s) => [s.name, s.stats]));
       const rows = functions.map((f) => {
         const s = byName[f.name] || {};
@@ -148,7 +155,7 @@ async function functionPage(name) {
       inputs[v.number] = el("input", { class: "weight", type: "number", min: "0", max: "100", value: String(weights[v.number] || 0), id: `weight-v${v.number}` });
       return el("tr", {}, el("td", { text: "v" + v.number }), el("td", { text: v.abi }),
         el("td", { text: new Date(v.created_unix * 1000).toISOString().replace("T", " ").slice(0, 19) }),
-        el("td", { text: v.source.slice(0, 12), title: v.origin || "" }), el("td", {}, inputs[v.number], " %"));
+        el("td", { text: v.source.slice(0, 12) }), el("td", { text: v.origin || "upload" }), el("td", {}, inputs[v.number], " %"));
     });
     const apply = el("button", { id: "apply-traffic", onclick: async () => {
       const shares = Object.entries(inputs).map(([version, input]) => ({ version: Number(version), weight: Number(input.value) })).filter((s) => s.weight > 0);
@@ -158,7 +165,7 @@ async function functionPage(name) {
       try { await api(`${path}/rollback`, { method: "POST" }); show("Rolled back.", true); await loadVersions(); } catch (e) { show(e.message); }
     } }, "Roll back");
     versions.replaceChildren(
-      el("table", {}, el("thead", {}, el("tr", {}, ["Version", "ABI", "Deployed (UTC)", "Source", "Weight"].map((h) => el("th", { text: h })))), el("tbody", {}, rows)),
+      el("table", {}, el("thead", {}, el("tr", {}, ["Version", "ABI", "Deployed (UTC)", "Source", "From", "Weight"].map((h) => el("th", { text: h })))), el("tbody", {}, rows)),
       apply, " ", rollback);
     const current = info.versions[info.versions.length - 1];
     let secrets = [];
