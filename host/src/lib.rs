@@ -77,9 +77,9 @@ mod state;
 pub use admin::AdminApi;
 #[cfg(feature = "build")]
 pub use build::{
-    BUILD_USER, BuildOptions, Builder, Builds, Built, DEFAULT_BUILD_MEMORY, DEFAULT_BUILD_TIMEOUT,
-    DEFAULT_MAX_SOURCE, DEFAULT_REPO_QUOTA, DeployTokens, HOOK_COMMAND, Language,
-    MAX_TOKENS_PER_FUNCTION, build_child_main,
+    BUILD_USER, BuildOptions, Builder, Builds, Built, DEFAULT_BUILD_DISK, DEFAULT_BUILD_MEMORY,
+    DEFAULT_BUILD_TIMEOUT, DEFAULT_MAX_SOURCE, DEFAULT_REPO_QUOTA, DeployTokens, HOOK_COMMAND,
+    Language, MAX_TOKENS_PER_FUNCTION, build_child_main,
 };
 #[cfg(feature = "cluster")]
 pub use cluster::ClusterConfig;

@@ -185,7 +185,14 @@ async fn a_rust_tree_builds_with_cargo_and_its_second_build_reuses_the_cache() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_build_past_its_time_output_or_memory_is_stopped_and_reported() {
-    let wisp = Wisp::start_with(&["--build-timeout", "3s", "--build-memory", "64MiB"]);
+    let wisp = Wisp::start_with(&[
+        "--build-timeout",
+        "5s",
+        "--build-memory",
+        "64MiB",
+        "--build-disk",
+        "20MiB",
+    ]);
     let source = tempfile::tempdir().unwrap();
     let dir = source.path().to_str().unwrap();
     let manifest = |build: &str| {
@@ -202,7 +209,7 @@ async fn a_build_past_its_time_output_or_memory_is_stopped_and_reported() {
     let slow = wisp.cli(&["deploy", "limits", "--source", dir]);
     assert!(!slow.status.success());
     assert!(
-        stderr(&slow).contains("the build ran out of time (3s"),
+        stderr(&slow).contains("the build ran out of time (5s"),
         "{}",
         stderr(&slow)
     );
@@ -246,6 +253,19 @@ async fn a_build_past_its_time_output_or_memory_is_stopped_and_reported() {
         !said.contains("ran out of time"),
         "stopped by its memory limit: {said}"
     );
+
+    // Past its disk: 50 MB in a 20 MiB allowance, stopped before it ends.
+    tree(
+        source.path(),
+        &[(
+            "wisp.toml",
+            &manifest("head -c 50000000 /dev/zero > big && sleep 60"),
+        )],
+    );
+    let heavy = wisp.cli(&["deploy", "limits", "--source", dir]);
+    let said = stderr(&heavy);
+    assert!(!heavy.status.success());
+    assert!(said.contains("passed 20MiB on disk"), "{said}");
 
     // No build process outlives its build.
     assert!(
@@ -418,6 +438,16 @@ async fn git_push_builds_and_deploys_and_a_push_that_does_not_build_is_rejected(
     let foreign = git(&repo, &["push", &remote("hello", &token), "main"]);
     assert!(!foreign.status.success());
     assert!(stderr(&foreign).contains("403"), "{}", stderr(&foreign));
+    // A deploy token is not an admin token.
+    let bearer = format!("Bearer {token}");
+    let api = send(
+        Method::GET,
+        &wisp.admin_url("/v1/functions"),
+        &[("authorization", bearer.as_str())],
+        Bytes::new(),
+    )
+    .await;
+    assert_eq!(api.status, StatusCode::UNAUTHORIZED);
     // Its own function: the first push creates it.
     let own = git(&repo, &["push", &remote("other", &token), "main"]);
     assert!(own.status.success(), "{}", stderr(&own));

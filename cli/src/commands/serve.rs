@@ -163,9 +163,13 @@ pub(crate) struct Serve {
     /// Memory (data segment) of each build process, e.g. `4GiB`.
     #[arg(long, default_value = "4GiB", value_name = "SIZE", value_parser = parse_size_flag)]
     build_memory: u64,
+    /// Disk a function's source tree and build cache may take together: a
+    /// build past it is stopped, a cache past it emptied.
+    #[arg(long, default_value = "8GiB", value_name = "SIZE", value_parser = parse_size_flag)]
+    build_disk: u64,
     /// The branch whose pushes to a function's git remote are built and
     /// deployed (pushes to other branches are kept, not built).
-    #[arg(long, default_value = "main", value_name = "BRANCH")]
+    #[arg(long, default_value = "main", value_name = "BRANCH", value_parser = parse_branch_flag)]
     deploy_branch: String,
     /// Largest size of a function's git repository; a push past it is
     /// refused (413).
@@ -233,6 +237,7 @@ impl Serve {
                 max_output: 0,
                 deploy_branch: self.deploy_branch.clone(),
                 repo_quota: self.repo_quota,
+                disk: self.build_disk,
                 public_port: public.local_addr().ok().map(|a| a.port()),
             }),
             trace_context: telemetry.trace_context(),
@@ -382,4 +387,24 @@ fn parse_size_flag(text: &str) -> Result<u64, String> {
     wisp_spec::units::parse_size(text)
         .filter(|&n| n > 0)
         .ok_or_else(|| format!("`{text}` is not a size such as `4GiB` or `512MiB`"))
+}
+
+/// `--deploy-branch`: a branch name git accepts (letters, digits, `-`,
+/// `_`, `.`, `/`; no `..`, no leading `-` or `/`).
+fn parse_branch_flag(text: &str) -> Result<String, String> {
+    let good = !text.is_empty()
+        && !text.starts_with(['-', '/', '.'])
+        && !text.ends_with(['/', '.'])
+        && !text.contains("..")
+        && !text.contains("//")
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'));
+    if good {
+        Ok(text.to_owned())
+    } else {
+        Err(format!(
+            "`{text}` is not a branch name such as `main` or `release/prod`"
+        ))
+    }
 }

@@ -71,6 +71,10 @@ pub struct BuildOptions {
     pub deploy_branch: String,
     /// Largest size of a function's git repository, bytes.
     pub repo_quota: u64,
+    /// Disk a function's tree and build cache may take together, bytes: a
+    /// build past it is stopped (weighed every few seconds), and a cache
+    /// past it after a build is emptied.
+    pub disk: u64,
     /// The port of the host's public listener, if known: a push then ends
     /// with the function's URL (the host name the pusher used, this port).
     pub public_port: Option<u16>,
@@ -82,6 +86,8 @@ pub const DEFAULT_BUILD_TIMEOUT: Duration = Duration::from_secs(600);
 pub const DEFAULT_BUILD_MEMORY: u64 = 4 << 30;
 /// Default [`BuildOptions::max_source`]: 512 MiB.
 pub const DEFAULT_MAX_SOURCE: u64 = 512 << 20;
+/// Default [`BuildOptions::disk`]: 8 GiB.
+pub const DEFAULT_BUILD_DISK: u64 = 8 << 30;
 /// Default [`BuildOptions::repo_quota`]: 256 MiB.
 pub const DEFAULT_REPO_QUOTA: u64 = 256 << 20;
 
@@ -97,6 +103,8 @@ const MAX_LOG_BYTES: u64 = 8 << 20;
 const KEPT_LOG_BYTES: usize = 1 << 20;
 /// After this long without output, the user is told the build goes on.
 const QUIET: Duration = Duration::from_secs(15);
+/// How often a running build's disk use is weighed.
+const DISK_CHECK: Duration = Duration::from_secs(2);
 
 /// The builds of one host.
 pub struct Builds {
@@ -130,6 +138,7 @@ enum Ended {
     Exited(std::process::ExitStatus),
     TimedOut,
     TooLoud,
+    TooBig,
 }
 
 impl Builds {
@@ -280,6 +289,16 @@ impl Builds {
         let result = self.build_in(&dirs, name, archive, &transcript).await;
         let cleanup = dirs.clone();
         let _ = tokio::task::spawn_blocking(move || cleanup.finish()).await;
+        if dirs.weigh().await > self.options.disk {
+            let cache = dirs.cache.clone();
+            let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(cache)).await;
+            transcript
+                .say(format!(
+                    "the build cache passed {} (`wisp serve --build-disk`) and was emptied: the next build starts afresh",
+                    format_size(self.options.disk)
+                ))
+                .await;
+        }
         let took = started.elapsed();
         match &result {
             Ok((wasm, _)) => {
@@ -393,6 +412,8 @@ impl Builds {
         tokio::pin!(deadline);
         let mut ticker = tokio::time::interval(QUIET);
         ticker.tick().await;
+        let mut weigh = tokio::time::interval(DISK_CHECK);
+        weigh.tick().await;
         let ended = loop {
             tokio::select! {
                 status = &mut waited => {
@@ -406,6 +427,13 @@ impl Builds {
                     kill_group(pid);
                     let _ = (&mut waited).await;
                     break Ended::TimedOut;
+                }
+                _ = weigh.tick() => {
+                    if dirs.weigh().await > self.options.disk {
+                        kill_group(pid);
+                        let _ = (&mut waited).await;
+                        break Ended::TooBig;
+                    }
                 }
                 _ = ticker.tick() => {
                     let quiet_ms = (started.elapsed().as_millis() as u64)
@@ -430,6 +458,10 @@ impl Builds {
             Ended::TimedOut => Err(DeployError::Build(format!(
                 "the build ran out of time ({}; `wisp serve --build-timeout`) and was stopped",
                 format_duration(self.options.timeout)
+            ))),
+            Ended::TooBig => Err(DeployError::Build(format!(
+                "the build's tree and cache passed {} on disk (`wisp serve --build-disk`) and it was stopped",
+                format_size(self.options.disk)
             ))),
             Ended::TooLoud => Err(DeployError::Build(format!(
                 "the build wrote more than {} of output and was stopped",
@@ -735,6 +767,14 @@ impl Dirs {
             }
         };
         read_beneath(base, &relative, max)
+    }
+
+    /// Bytes the tree and the cache take now.
+    async fn weigh(&self) -> u64 {
+        let (work, cache) = (self.work.clone(), self.cache.clone());
+        tokio::task::spawn_blocking(move || repo::size_of(&work) + repo::size_of(&cache))
+            .await
+            .unwrap_or(0)
     }
 
     /// Removes the unpacked tree (the cache stays).
