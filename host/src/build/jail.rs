@@ -1,5 +1,6 @@
 //! The build child's wall (see [`super::child`] for the order): the
-//! namespaces and mounts root sets up, the switch to the build user, the
+//! namespaces and mounts root sets up (the build user named in the
+//! namespace's `/etc/passwd`), the switch to the build user, the
 //! rlimits, Landlock and the seccomp filter. Builds run arbitrary programs
 //! (compilers, build scripts, package managers), so unlike a guest
 //! worker's allow-list their filter is a deny-list of what no build needs.
@@ -119,6 +120,43 @@ pub(super) fn enter_namespaces(job: &Job) -> Result<(), String> {
     }
     bind(&work, Path::new(WORK_VIEW), false)?;
     bind(&cache, Path::new(CACHE_VIEW), false)?;
+    name_the_build_user()?;
+    Ok(())
+}
+
+/// Gives the build user a name and a home in this namespace's
+/// `/etc/passwd` and `/etc/group` (copies of the host's with one line
+/// more, bound over them read-only): tools that look their user up
+/// (`getpwuid`, as wizer does to find its home) find one.
+fn name_the_build_user() -> Result<(), String> {
+    let home = Path::new(CACHE_VIEW).join("home");
+    for (file, line) in [
+        (
+            "passwd",
+            format!(
+                "wisp-build:x:{BUILD_USER}:{BUILD_USER}:wisp build:{}:/usr/sbin/nologin\n",
+                home.display()
+            ),
+        ),
+        ("group", format!("wisp-build:x:{BUILD_USER}:\n")),
+    ] {
+        let host = Path::new("/etc").join(file);
+        let mut text = std::fs::read_to_string(&host).unwrap_or_default();
+        if !text.is_empty() && !text.ends_with('\n') {
+            text.push('\n');
+        }
+        text.push_str(&line);
+        let copy = Path::new("/tmp/wisp-build").join(file);
+        std::fs::write(&copy, text)
+            .map_err(|e| format!("writing the build's {file} failed: {e}"))?;
+        if host.exists() {
+            rustix::mount::mount_bind(&copy, &host)
+                .and_then(|()| {
+                    rustix::mount::mount_remount(&host, MountFlags::BIND | MountFlags::RDONLY, "")
+                })
+                .map_err(|e| format!("naming the build user in {} failed: {e}", host.display()))?;
+        }
+    }
     Ok(())
 }
 
