@@ -267,6 +267,43 @@ async fn a_build_past_its_time_output_or_memory_is_stopped_and_reported() {
     assert!(!heavy.status.success());
     assert!(said.contains("passed 20MiB on disk"), "{said}");
 
+    // A client that leaves mid-build: the build ends, nothing deploys.
+    c_tree(source.path(), "never");
+    tree(
+        source.path(),
+        &[(
+            "wisp.toml",
+            &manifest("sleep 2 && clang --target=wasm32-wasi --sysroot=/usr -o out.wasm main.c"),
+        )],
+    );
+    let mut leaving = std::process::Command::new(crate::support::WISP)
+        .args(["deploy", "limits", "--source", dir])
+        .env("WISP_ADMIN_URL", wisp.admin_url(""))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(10), async || {
+            // The tree is unpacked: the build is under way.
+            std::fs::read_dir(wisp.data_dir().join("builds/limits/work"))
+                .is_ok_and(|mut d| d.next().is_some())
+        })
+        .await,
+        "the build never started"
+    );
+    leaving.kill().unwrap();
+    leaving.wait().unwrap();
+    assert!(
+        eventually(Duration::from_secs(15), async || {
+            wisp.log()
+                .contains("a build's client left before it ended: not deployed")
+        })
+        .await,
+        "{}",
+        wisp.log()
+    );
+    assert_eq!(wisp.get("/limits").await.status, StatusCode::NOT_FOUND);
+
     // No build process outlives its build.
     assert!(
         eventually(Duration::from_secs(5), async || {

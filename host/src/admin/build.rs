@@ -6,7 +6,8 @@
 //! comes (a note at least every 15 s, so no proxy or idle timeout ends a
 //! quiet build), then `deployed` with the deploy report, or `failed` with
 //! why — a failed build deploys nothing and the serving version keeps
-//! serving. What is wrong before the build starts (no such builder, an
+//! serving. A build whose client left before it ended (an interrupted
+//! push) runs to its end but is not deployed. What is wrong before the build starts (no such builder, an
 //! archive over the upload limit) is an ordinary JSON error.
 //!
 //! `GET /v1/functions/{name}/build`: the last build's output, as text.
@@ -77,6 +78,13 @@ pub(super) async fn build(
             built
         };
         let (built, ()) = tokio::join!(work, forward);
+        if events.is_closed() && built.is_ok() {
+            // The client left (a `git push` interrupted, a `wisp deploy
+            // --source` stopped): what it no longer waits for is not
+            // deployed — for a push, the branch did not move either.
+            tracing::info!(function = %name, "a build's client left before it ended: not deployed");
+            return;
+        }
         let end = match built {
             Ok(built) => deploy(&host, &name, query, built).await,
             Err(e) => Err(e),
