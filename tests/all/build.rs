@@ -489,6 +489,36 @@ async fn git_push_builds_and_deploys_and_a_push_that_does_not_build_is_rejected(
     let own = git(&repo, &["push", &remote("other", &token), "main"]);
     assert!(own.status.success(), "{}", stderr(&own));
     assert_eq!(wisp.get("/other").await.text(), "pushed\n");
+    // A deploy token changes code only: a wisp.toml that would take
+    // another route and settings is built, but its route and settings are
+    // left out.
+    std::fs::write(
+        repo.join("wisp.toml"),
+        "version = 1\n[functions.other]\nroute = \"/stolen\"\ntimeout = \"1s\"\nbuild = \"clang --target=wasm32-wasi --sysroot=/usr -o other.wasm main.c\"\nwasm = \"other.wasm\"\n",
+    )
+    .unwrap();
+    committed(&repo, "take a route");
+    let taking = git(&repo, &["push", &remote("other", &token), "main"]);
+    let said = stderr(&taking);
+    assert!(taking.status.success(), "{said}");
+    assert!(said.contains("changes the code only"), "{said}");
+    assert_eq!(wisp.get("/stolen").await.status, StatusCode::NOT_FOUND);
+    let other = send(
+        Method::GET,
+        &wisp.admin_url("/v1/functions/other"),
+        &[("authorization", "Bearer adm1n")],
+        Bytes::new(),
+    )
+    .await
+    .json();
+    assert_eq!(other["route"], "/other", "{other}");
+    let kept = other["versions"][1]["settings"].to_string();
+    assert!(
+        kept.contains("timeout") && !kept.contains("\"1s\""),
+        "{other}"
+    );
+    assert!(git(&repo, &["rm", "-q", "wisp.toml"]).status.success());
+    committed(&repo, "no manifest");
 
     // A commit that does not compile: rejected with clang's words, the
     // branch does not move, v1 keeps serving.

@@ -168,22 +168,13 @@ pub(crate) async fn git_hook() -> anyhow::Result<ExitCode> {
 
 async fn build_and_deploy(name: &str, url: &str, token: &str, commit: &str) -> anyhow::Result<()> {
     let short = &commit[..commit.len().min(12)];
-    let archive = std::process::Command::new("git")
-        .args(["archive", "--format=tar", commit])
-        .output()
-        .context("running git archive")?;
-    if !archive.status.success() {
-        bail!(
-            "git archive {short} failed: {}",
-            String::from_utf8_lossy(&archive.stderr).trim()
-        );
-    }
+    let archive = archive(commit, short)?;
     let client = AdminClient::new(url, Some(token.to_owned()))?;
     let origin = format!("git {short}");
     let outcome = client
         .build(
             name,
-            archive.stdout.into(),
+            archive.into(),
             &RawSettings::default(),
             &DeployHow {
                 take_traffic: true,
@@ -203,6 +194,46 @@ async fn build_and_deploy(name: &str, url: &str, token: &str, commit: &str) -> a
     };
     eprintln!("wisp: {verb} {name} v{version} from {short}: {at}");
     Ok(())
+}
+
+/// `git archive` of `commit` as a tar, within `WISP_MAX_ARCHIVE` bytes (the
+/// host's upload limit): a small push can hold a tree that archives to far
+/// more (one large blob under many names), so git is stopped past it.
+fn archive(commit: &str, short: &str) -> anyhow::Result<Vec<u8>> {
+    use std::io::Read;
+    let cap: u64 = std::env::var("WISP_MAX_ARCHIVE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200 << 20);
+    let mut child = std::process::Command::new("git")
+        .args(["archive", "--format=tar", commit])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .context("running git archive")?;
+    let mut bytes = Vec::new();
+    if let Some(stdout) = child.stdout.take() {
+        stdout
+            .take(cap + 1)
+            .read_to_end(&mut bytes)
+            .context("reading git archive")?;
+    }
+    if bytes.len() as u64 > cap {
+        let _ = child.kill();
+        let _ = child.wait();
+        bail!(
+            "the tree of {short} is larger than this host accepts ({} bytes; `wisp serve --max-upload`)",
+            cap
+        );
+    }
+    let output = child.wait_with_output().context("running git archive")?;
+    if !output.status.success() {
+        bail!(
+            "git archive {short} failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(bytes)
 }
 
 /// Runs git (in the repository the hook runs in) and returns its output.

@@ -38,6 +38,10 @@ pub(super) async fn build(
         ));
     };
     let query = DeployQuery::parse(request.uri().query().unwrap_or(""))?;
+    // A deploy token's push may change the function's code only: its
+    // route and settings stay the admin's.
+    let code_only =
+        request.extensions().get::<super::git::Pusher>() == Some(&super::git::Pusher::DeployToken);
     let archive = read_upload(host, request, "a tar archive of the source tree").await?;
     if let Some((version, route)) = already_serving(host, name, query.origin.as_deref()) {
         let origin = query.origin.unwrap_or_default();
@@ -86,7 +90,18 @@ pub(super) async fn build(
             return;
         }
         let end = match built {
-            Ok(built) => deploy(&host, &name, query, built).await,
+            Ok(mut built) => {
+                if code_only && (built.route.is_some() || !built.settings.is_empty()) {
+                    let _ = events
+                        .send(BuildEvent::Log(
+                            "wisp: a deploy token's push changes the code only: wisp.toml's route and settings are left out (the admin sets them)".into(),
+                        ))
+                        .await;
+                    built.route = None;
+                    built.settings = Default::default();
+                }
+                deploy(&host, &name, query, built).await
+            }
             Err(e) => Err(e),
         };
         let event = match end {

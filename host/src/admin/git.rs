@@ -31,11 +31,23 @@ const MAX_CGI_HEADERS: usize = 64 << 10;
 /// Bytes of git's stderr kept for the host log.
 const MAX_GIT_STDERR: u64 = 16 << 10;
 
+/// Who a push came from; a build the push started carries it (a request
+/// extension), and a deploy token's push may not change the function's
+/// route or settings through the tree's `wisp.toml`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pusher {
+    /// The admin token (or a host without one).
+    Admin,
+    /// A deploy token of the function.
+    DeployToken,
+}
+
 /// One-time tokens a push's hook builds with: each allows
 /// `POST /v1/functions/NAME/build` of its one function while its push runs.
 #[derive(Default)]
 pub(super) struct PushTokens {
-    live: Mutex<HashMap<String, String>>,
+    /// Token → (function, pushed with the admin token).
+    live: Mutex<HashMap<String, (String, bool)>>,
 }
 
 /// A push token, withdrawn when dropped.
@@ -55,25 +67,29 @@ impl Drop for PushToken {
 }
 
 impl PushTokens {
-    fn issue(self: &Arc<Self>, name: &str) -> std::io::Result<PushToken> {
+    fn issue(self: &Arc<Self>, name: &str, admin: bool) -> std::io::Result<PushToken> {
         let token = format!("wisp_push_{}", super::random_hex()?);
         self.live
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(token.clone(), name.to_owned());
+            .insert(token.clone(), (name.to_owned(), admin));
         Ok(PushToken {
             tokens: self.clone(),
             token,
         })
     }
 
-    /// Whether `token` is a live push token of function `name`.
-    pub(super) fn admits(&self, token: &[u8], name: &str) -> bool {
+    /// Who pushed, if `token` is a live push token of function `name`.
+    pub(super) fn admits(&self, token: &[u8], name: &str) -> Option<Pusher> {
         let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
-        let mut admitted = false;
-        for (candidate, owner) in live.iter() {
+        let mut admitted = None;
+        for (candidate, (owner, admin)) in live.iter() {
             if super::constant_time_eq(candidate.as_bytes(), token) && owner == name {
-                admitted = true;
+                admitted = Some(if *admin {
+                    Pusher::Admin
+                } else {
+                    Pusher::DeployToken
+                });
             }
         }
         admitted
@@ -187,15 +203,22 @@ async fn route(
             ));
         }
     };
-    if let Err(refusal) = authenticate(api, &request, &builds, &name) {
-        if refusal.status == StatusCode::UNAUTHORIZED
-            && request.headers().contains_key(header::AUTHORIZATION)
-        {
-            api.failed(client);
+    let pusher = match authenticate(api, &request, &builds, &name) {
+        Ok(pusher) => pusher,
+        Err(refusal) => {
+            if refusal.status == StatusCode::UNAUTHORIZED
+                && request.headers().contains_key(header::AUTHORIZATION)
+            {
+                api.failed(client);
+            }
+            return Err(refusal);
         }
-        return Err(refusal);
+    };
+    // Only the admin token clears a lockout's count: a deploy token's
+    // holder may not alternate guesses of it with good pushes.
+    if pusher == Pusher::Admin {
+        api.access.succeeded(client);
     }
-    api.access.succeeded(client);
     match service {
         Service::Push => {
             let (builds, making) = (builds.clone(), name.clone());
@@ -231,7 +254,7 @@ async fn route(
         .unwrap_or_default()
         .local;
     let push_token = match &turn {
-        Some(_) => match api.pushes.issue(&name) {
+        Some(_) => match api.pushes.issue(&name, pusher == Pusher::Admin) {
             Ok(token) => Some(token),
             Err(e) => {
                 tracing::error!(error = %e, "making a push token failed");
@@ -265,6 +288,15 @@ async fn route(
     let mut command = backend(&builds, &name, action, local, &request_env);
     if let Some(token) = &push_token {
         command.env("WISP_PUSH_TOKEN", &token.token);
+        // git enforces the quota on the pack as it unpacks it: a request
+        // body may be compressed (`Content-Encoding: gzip`), so its size
+        // above bounds only what was sent.
+        command
+            .env("GIT_CONFIG_COUNT", "1")
+            .env("GIT_CONFIG_KEY_0", "receive.maxInputSize")
+            .env("GIT_CONFIG_VALUE_0", limit.max(1).to_string())
+            // The hook's `git archive` is capped at what the host accepts.
+            .env("WISP_MAX_ARCHIVE", api.host.config().max_upload.to_string());
     }
     spawn_cgi(command, input, (turn, push_token)).await
 }
@@ -282,9 +314,9 @@ fn authenticate(
     request: &http::Request<Incoming>,
     builds: &crate::build::Builds,
     name: &str,
-) -> Result<(), Refusal> {
+) -> Result<Pusher, Refusal> {
     let Some(admin) = api.token.as_deref() else {
-        return Ok(());
+        return Ok(Pusher::Admin);
     };
     let presented = request
         .headers()
@@ -311,13 +343,13 @@ fn authenticate(
         });
     };
     if super::constant_time_eq(&secret, admin) {
-        return Ok(());
+        return Ok(Pusher::Admin);
     }
     match std::str::from_utf8(&secret)
         .ok()
         .and_then(|s| builds.tokens().owner(s))
     {
-        Some(owner) if owner == name => Ok(()),
+        Some(owner) if owner == name => Ok(Pusher::DeployToken),
         Some(_) => Err(refuse(
             StatusCode::FORBIDDEN,
             &format!("this deploy token is not for function `{name}`"),
@@ -503,7 +535,13 @@ async fn spawn_cgi<H: Send + 'static>(
     };
     tokio::spawn(async move {
         let mut text = String::new();
-        let _ = stderr.take(MAX_GIT_STDERR).read_to_string(&mut text).await;
+        let mut stderr = stderr;
+        let _ = (&mut stderr)
+            .take(MAX_GIT_STDERR)
+            .read_to_string(&mut text)
+            .await;
+        // The rest is read and dropped: a closed pipe would kill git.
+        let _ = tokio::io::copy(&mut stderr, &mut tokio::io::sink()).await;
         if !text.trim().is_empty() {
             tracing::warn!(stderr = %text.trim(), "git http-backend said");
         }

@@ -177,8 +177,10 @@ impl AdminApi {
         #[cfg(feature = "build")]
         if let Some(name) = git::build_target(&request)
             && let Some(token) = bearer(&request)
-            && self.pushes.admits(token, name)
+            && let Some(pusher) = self.pushes.admits(token, name)
         {
+            let mut request = request;
+            request.extensions_mut().insert(pusher);
             return route(&self.host, request).await;
         }
         match refusal(&request, self.token.as_deref(), &self.sessions) {

@@ -103,8 +103,15 @@ pub(super) fn enter_namespaces(job: &Job) -> Result<(), String> {
         exposed.push((tool.clone(), open_path(tool)?));
     }
     let scratch = MountFlags::NOSUID | MountFlags::NODEV;
-    rustix::mount::mount("tmpfs", "/tmp", "tmpfs", scratch, Some(c"mode=1777"))
-        .map_err(|e| failed("mounting a private /tmp", e))?;
+    // Memory, not disk: bounded (the build's TMPDIR is in its cache).
+    rustix::mount::mount(
+        "tmpfs",
+        "/tmp",
+        "tmpfs",
+        scratch,
+        Some(c"mode=1777,size=256m,nr_inodes=65536"),
+    )
+    .map_err(|e| failed("mounting a private /tmp", e))?;
     for cover in &covers {
         rustix::mount::mount(
             "tmpfs",

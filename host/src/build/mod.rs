@@ -311,7 +311,8 @@ impl Builds {
                     .await;
             }
             Err(e) => {
-                if !self.options.network && matches!(e, DeployError::Build(_)) {
+                let e = printable(&e.to_string());
+                if !self.options.network && e.starts_with("the build failed") {
                     transcript
                         .say("builds have no network on this host: dependencies must be in the tree (vendored) or in the function's build cache (`wisp serve --build-network allow` lets builds fetch them)".into())
                         .await;
@@ -419,8 +420,14 @@ impl Builds {
                 status = &mut waited => {
                     match status {
                         Ok(Ok(status)) => break Ended::Exited(status),
-                        Ok(Err(e)) => return Err(failed("waiting for the build", &e)),
-                        Err(e) => return Err(failed("waiting for the build", &e)),
+                        Ok(Err(e)) => {
+                            kill_group(pid);
+                            return Err(failed("waiting for the build", &e));
+                        }
+                        Err(e) => {
+                            kill_group(pid);
+                            return Err(failed("waiting for the build", &e));
+                        }
                     }
                 }
                 () = &mut deadline => {
@@ -553,11 +560,14 @@ impl Transcript {
     }
 
     /// A line of the host's own.
+    ///
+    /// Never waits for the user: a client that stops reading must not hold
+    /// up the watch over the build (its time, its disk), so a note it has
+    /// no room for is kept in `last.log` only.
     async fn say(&self, line: String) {
-        let line = format!("wisp: {line}");
+        let line = printable(&format!("wisp: {line}"));
         self.keep(&line);
-        // The user may have left; the build still runs to its end.
-        let _ = self.log.send(line).await;
+        let _ = self.log.try_send(line);
     }
 
     /// A line of the build's, from a blocking thread.
@@ -584,6 +594,14 @@ impl Transcript {
             tracing::warn!(error = %e, "keeping the build log failed");
         }
     }
+}
+
+/// `text` with control characters shown as `?` (tabs kept): neither a
+/// build nor a tree's names may drive the user's terminal.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() && c != '\t' { '?' } else { c })
+        .collect()
 }
 
 /// A build's duration as people say it: `41.1 s`.
@@ -640,11 +658,7 @@ fn relay(
             return true;
         }
         last_output.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
-        let text: String = String::from_utf8_lossy(&line)
-            .trim_end_matches(['\n', '\r'])
-            .chars()
-            .map(|c| if c.is_control() && c != '\t' { '?' } else { c })
-            .collect();
+        let text = printable(String::from_utf8_lossy(&line).trim_end_matches(['\n', '\r']));
         transcript.relay(text);
     }
 }

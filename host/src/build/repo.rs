@@ -72,17 +72,30 @@ pub(crate) fn ensure(top: &Path, program: &Path) -> Result<PathBuf, String> {
     Ok(repo)
 }
 
-/// Bytes the files under `dir` take (links not followed).
+/// Bytes the entries under `dir` take on disk (allocated blocks of every
+/// file, directory and link, none followed; at least 512 bytes each, so
+/// millions of empty files count too). A subtree that cannot be read (a
+/// path deeper than the system allows, say) counts as `u64::MAX`: a build
+/// cannot hide bytes from the weighing by hiding them from `read_dir`.
 pub(crate) fn size_of(dir: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
+    use std::os::unix::fs::MetadataExt;
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return 0,
+        Err(_) => return u64::MAX,
     };
-    entries
-        .flatten()
-        .map(|entry| match entry.file_type() {
-            Ok(kind) if kind.is_dir() => size_of(&entry.path()),
-            Ok(kind) if kind.is_file() => entry.metadata().map_or(0, |m| m.len()),
-            _ => 0,
-        })
-        .sum()
+    let mut total = 0u64;
+    for entry in entries {
+        let Ok(entry) = entry else {
+            return u64::MAX;
+        };
+        let Ok(meta) = entry.path().symlink_metadata() else {
+            continue;
+        };
+        total = total.saturating_add((meta.blocks() * 512).max(512));
+        if meta.is_dir() {
+            total = total.saturating_add(size_of(&entry.path()));
+        }
+    }
+    total
 }
