@@ -592,3 +592,75 @@ async fn git_push_builds_and_deploys_and_a_push_that_does_not_build_is_rejected(
     );
     assert!(!gone.status.success());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_interrupted_push_deploys_nothing_and_leaves_nothing_running() {
+    let wisp = Wisp::start();
+    let work = tempfile::tempdir().unwrap();
+    let repo = work.path();
+    assert!(git(repo, &["init", "-q", "-b", "main"]).status.success());
+    c_tree(repo, "too late");
+    tree(
+        repo,
+        &[(
+            "wisp.toml",
+            "version = 1\n[functions.slow]\nroute = \"/slow\"\nbuild = \"sleep 3 && clang --target=wasm32-wasi --sysroot=/usr -o slow.wasm main.c\"\nwasm = \"slow.wasm\"\n",
+        )],
+    );
+    committed(repo, "slow");
+    use std::os::unix::process::CommandExt;
+    let mut pushing = std::process::Command::new("git")
+        .args([
+            "push",
+            &format!("http://{}/git/slow.git", wisp.admin),
+            "main",
+        ])
+        .current_dir(repo)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let builds = wisp.data_dir().join("builds/slow");
+    assert!(
+        eventually(Duration::from_secs(20), async || {
+            // The tree is unpacked: the build is under way.
+            std::fs::read_dir(builds.join("work")).is_ok_and(|mut d| d.next().is_some())
+        })
+        .await,
+        "the build never started"
+    );
+    // The pusher goes away, git client and all.
+    let group = rustix::process::Pid::from_raw(pushing.id() as i32).unwrap();
+    rustix::process::kill_process_group(group, rustix::process::Signal::KILL).unwrap();
+    pushing.wait().unwrap();
+    assert!(
+        eventually(Duration::from_secs(15), async || {
+            wisp.log()
+                .contains("a build's client left before it ended: not deployed")
+        })
+        .await,
+        "{}",
+        wisp.log()
+    );
+    // Nothing of the push (git's receive-pack, the hook) runs on in the
+    // repository, and nothing was deployed.
+    let repository = std::fs::canonicalize(builds.join("repo.git")).unwrap();
+    let inside = || {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter(|p| {
+                std::fs::read_link(p.path().join("cwd"))
+                    .is_ok_and(|cwd| cwd.starts_with(&repository))
+            })
+            .count()
+    };
+    assert!(
+        eventually(Duration::from_secs(5), async || inside() == 0).await,
+        "{} processes still run in the repository",
+        inside()
+    );
+    assert_eq!(wisp.get("/slow").await.status, StatusCode::NOT_FOUND);
+}

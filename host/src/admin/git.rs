@@ -487,7 +487,11 @@ fn backend(
         .env("WISP_DEPLOY_BRANCH", &builds.options().deploy_branch)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .kill_on_drop(true);
+        .kill_on_drop(true)
+        // Its own process group, so an answer cut short (the pusher left)
+        // takes `receive-pack` and the hook with it, not `http-backend`
+        // alone.
+        .process_group(0);
     if let Some(value) = &request.content_type {
         command.env("CONTENT_TYPE", value);
     }
@@ -577,10 +581,26 @@ async fn spawn_cgi<H: Send + 'static>(
             response = response.header(key, value);
         }
     }
-    let body = tokio_util_stream(reader, child, held);
+    let group = ProcessGroup(child.id());
+    let body = tokio_util_stream(reader, child, (held, group));
     response
         .body(body)
         .map_err(|e| failed("git http-backend answered a bad header", &e))
+}
+
+/// Kills a CGI program's process group when dropped (when its answer ends
+/// or is dropped): nothing of a push outlives its request.
+struct ProcessGroup(Option<u32>);
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        if let Some(pid) = self
+            .0
+            .and_then(|id| rustix::process::Pid::from_raw(id as i32))
+        {
+            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+        }
+    }
 }
 
 /// The rest of the CGI program's output as a body; the child (and `held`)
