@@ -818,25 +818,14 @@ fn wasm_at_top(tree: &Path) -> Before {
 /// could plant one to a host file) and refuses more than `max` bytes or
 /// anything but a regular file.
 fn read_beneath(base: &Path, relative: &Path, max: u64) -> Result<Bytes, DeployError> {
-    use rustix::fs::{Mode, OFlags, ResolveFlags};
     let shown = relative.display();
     let missing = |e: &dyn std::fmt::Display| {
         DeployError::Build(format!("the build's output `{shown}` cannot be read: {e}"))
     };
-    let dir = rustix::fs::open(base, OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-        .map_err(|e| missing(&e))?;
-    let file = rustix::fs::openat2(
-        &dir,
-        relative,
-        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NONBLOCK,
-        Mode::empty(),
-        ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
-    )
-    .map_err(|e| match e {
+    let file = plan::open_beneath(base, relative).map_err(|e| match e {
         rustix::io::Errno::NOENT => DeployError::Build(format!("the build did not make `{shown}`")),
         e => missing(&e),
     })?;
-    let file = std::fs::File::from(file);
     let meta = file.metadata().map_err(|e| missing(&e))?;
     if !meta.is_file() {
         return Err(DeployError::Build(format!(

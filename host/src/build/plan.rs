@@ -252,20 +252,25 @@ fn configured_target(tree: &Path) -> Option<String> {
 /// Largest file of the tree the host reads to plan a build.
 const MAX_READ: u64 = 1 << 20;
 
-/// The regular file `relative` beneath `tree`, opened without following
-/// any link: the tree is the user's, and a link could name a host file.
-fn open_in(tree: &Path, relative: &str) -> Option<std::fs::File> {
+/// `relative` beneath `base`, opened for reading without following any
+/// link (`openat2` with `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`): a tree
+/// and a build's output are the user's, and a link could name a host file.
+pub(super) fn open_beneath(base: &Path, relative: &Path) -> rustix::io::Result<std::fs::File> {
     use rustix::fs::{Mode, OFlags, ResolveFlags};
-    let dir = rustix::fs::open(tree, OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).ok()?;
+    let dir = rustix::fs::open(base, OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
     let file = rustix::fs::openat2(
         &dir,
         relative,
         OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NONBLOCK,
         Mode::empty(),
         ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
-    )
-    .ok()?;
-    let file = std::fs::File::from(file);
+    )?;
+    Ok(std::fs::File::from(file))
+}
+
+/// The regular file `relative` beneath `tree` (see [`open_beneath`]).
+fn open_in(tree: &Path, relative: &str) -> Option<std::fs::File> {
+    let file = open_beneath(tree, Path::new(relative)).ok()?;
     file.metadata().ok()?.is_file().then_some(file)
 }
 
