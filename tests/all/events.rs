@@ -182,10 +182,7 @@ async fn a_function_calls_another_in_process_through_its_allow_list() {
         &[("function", "back"), ("trigger", "chain")],
     );
     assert_eq!(back_runs, 1.0);
-    assert_eq!(
-        wisp.admin_get("/v1/functions/back/usage").await.json()["usage"]["requests"],
-        1
-    );
+    assert_eq!(wisp.usage("back", 1).await["requests"], 1);
     assert!(
         eventually(Duration::from_secs(5), async || wisp.log().lines().any(
             |l| l.contains("trigger=\"chain\"")

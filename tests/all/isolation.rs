@@ -119,8 +119,9 @@ async fn a_cgi_memory_bomb_hits_the_memory_limit() {
         "memory",
         "memory limit of 32MiB",
     );
-    let usage = wisp.admin_get("/v1/functions/hc/usage").await.json()["usage"].clone();
-    let peak = usage["peak_memory_bytes"].as_u64().unwrap();
+    let peak = wisp.usage("hc", 1).await["peak_memory_bytes"]
+        .as_u64()
+        .unwrap();
     assert!(
         peak <= 32 << 20 && peak > 16 << 20,
         "the bomb grew to {peak} bytes, not up to its 32 MiB"

@@ -567,19 +567,10 @@ async fn usage_grows_with_the_work_done() {
         "route=/metered&fuel=100000000",
     )
     .await;
-    let usage = |name: &'static str| {
-        let wisp = &wisp;
-        async move {
-            wisp.admin_get(&format!("/v1/functions/{name}/usage"))
-                .await
-                .json()["usage"]
-                .clone()
-        }
-    };
     for _ in 0..10 {
         wisp.get("/hello").await;
     }
-    let first = usage("hello").await;
+    let first = wisp.usage("hello", 10).await;
     assert_eq!(first["requests"], 10);
     for field in ["wall_seconds", "cpu_seconds", "memory_gb_seconds"] {
         assert!(first[field].as_f64().unwrap() > 0.0, "{field}: {first}");
@@ -587,7 +578,7 @@ async fn usage_grows_with_the_work_done() {
     for _ in 0..10 {
         wisp.get("/hello").await;
     }
-    let second = usage("hello").await;
+    let second = wisp.usage("hello", 20).await;
     assert_eq!(second["requests"], 20);
     for field in ["wall_seconds", "cpu_seconds", "memory_gb_seconds"] {
         assert!(
@@ -598,13 +589,13 @@ async fn usage_grows_with_the_work_done() {
     assert_eq!(second["fuel"], 0, "an unmetered function burns no fuel");
 
     wisp.get("/metered?ms=1").await;
-    let one = usage("metered").await["fuel"].as_u64().unwrap();
+    let one = wisp.usage("metered", 1).await["fuel"].as_u64().unwrap();
     wisp.get("/metered?ms=1").await;
-    let two = usage("metered").await["fuel"].as_u64().unwrap();
+    let two = wisp.usage("metered", 2).await["fuel"].as_u64().unwrap();
     assert!(one > 0 && two > one, "fuel did not grow: {one} then {two}");
-    let sleepy = usage("metered").await;
+    let sleepy = wisp.usage("metered", 2).await;
     wisp.get("/metered?ms=300").await;
-    let after = usage("metered").await;
+    let after = wisp.usage("metered", 3).await;
     let wall = after["wall_seconds"].as_f64().unwrap() - sleepy["wall_seconds"].as_f64().unwrap();
     let cpu = after["cpu_seconds"].as_f64().unwrap() - sleepy["cpu_seconds"].as_f64().unwrap();
     assert!(wall >= 0.3, "wall time counts the sleep: {wall}");
@@ -889,15 +880,15 @@ async fn usage_reports_the_peak_memory_one_request_reached() {
     let wisp = Wisp::start();
     wisp.deploy_ok("h", artifacts::HOSTILE_COMPONENT, "route=/h")
         .await;
-    let peak = async || {
-        wisp.admin_get("/v1/functions/h/usage").await.json()["usage"]["peak_memory_bytes"]
+    let peak = async |runs| {
+        wisp.usage("h", runs).await["peak_memory_bytes"]
             .as_u64()
             .unwrap()
     };
     assert_eq!(wisp.get("/h/hold?mib=1").await.status, StatusCode::OK);
-    let small = peak().await;
+    let small = peak(1).await;
     assert_eq!(wisp.get("/h/hold?mib=40").await.status, StatusCode::OK);
-    let large = peak().await;
+    let large = peak(2).await;
     assert_eq!(large % (64 << 10), 0, "not whole wasm pages: {large}");
     assert!(large >= 40 << 20, "peak {large} below the 40 MiB held");
     // The 39 MiB more, give or take the allocator's rounding.
@@ -908,7 +899,7 @@ async fn usage_reports_the_peak_memory_one_request_reached() {
     );
     // A smaller request afterwards does not lower it.
     assert_eq!(wisp.get("/h/hold?mib=1").await.status, StatusCode::OK);
-    assert_eq!(peak().await, large);
+    assert_eq!(peak(3).await, large);
     let cli = tokio::task::block_in_place(|| wisp.cli(&["usage", "h", "--json"]));
     assert!(cli.status.success(), "{}", stderr(&cli));
     let report: serde_json::Value = serde_json::from_slice(&cli.stdout).unwrap();

@@ -274,6 +274,25 @@ impl Wisp {
         send(Method::GET, &self.admin_url(path), &[], Bytes::new()).await
     }
 
+    /// Function `name`'s usage once `requests` runs are in it. A run in a
+    /// worker process is booked when its report reaches the front, which
+    /// may be a moment after its response: wait for it (10 s at most, then
+    /// panic), never read a count that is still on its way.
+    pub async fn usage(&self, name: &str, requests: u64) -> serde_json::Value {
+        let path = format!("/v1/functions/{name}/usage");
+        let mut usage = serde_json::Value::Null;
+        let booked = eventually(Duration::from_secs(10), async || {
+            usage = self.admin_get(&path).await.json()["usage"].clone();
+            usage["requests"].as_u64() >= Some(requests)
+        })
+        .await;
+        assert!(
+            booked,
+            "{name}'s usage never reached {requests} runs: {usage}"
+        );
+        usage
+    }
+
     /// Scrapes the admin listener's `/metrics` (panics unless it is
     /// Prometheus text).
     pub async fn metrics(&self) -> Metrics {

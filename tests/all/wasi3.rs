@@ -282,7 +282,7 @@ async fn a_0_3_guest_is_metered_and_its_output_logged() {
         wisp.get("/s/trap").await.status,
         StatusCode::INTERNAL_SERVER_ERROR
     );
-    let usage = wisp.admin_get("/v1/functions/s/usage").await.json()["usage"].clone();
+    let usage = wisp.usage("s", 6).await;
     assert_eq!(usage["requests"], 6, "{usage}");
     for field in ["wall_seconds", "cpu_seconds", "memory_gb_seconds"] {
         assert!(usage[field].as_f64().unwrap() > 0.0, "{field}: {usage}");
