@@ -73,6 +73,7 @@ mod request;
 mod runtime;
 mod server;
 mod state;
+mod websocket;
 
 pub use admin::AdminApi;
 #[cfg(feature = "build")]

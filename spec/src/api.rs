@@ -265,11 +265,20 @@ pub enum Trigger {
     Chain,
     /// A stored async call (`Prefer: respond-async`).
     Async,
+    /// A batch of a WebSocket connection's events, from the host's gateway.
+    #[serde(rename = "websocket")]
+    WebSocket,
 }
 
 impl Trigger {
     /// Every trigger, in order.
-    pub const ALL: [Trigger; 4] = [Trigger::Http, Trigger::Cron, Trigger::Chain, Trigger::Async];
+    pub const ALL: [Trigger; 5] = [
+        Trigger::Http,
+        Trigger::Cron,
+        Trigger::Chain,
+        Trigger::Async,
+        Trigger::WebSocket,
+    ];
 
     /// Its name in headers, logs and metrics.
     pub fn as_str(self) -> &'static str {
@@ -278,6 +287,7 @@ impl Trigger {
             Trigger::Cron => "cron",
             Trigger::Chain => "chain",
             Trigger::Async => "async",
+            Trigger::WebSocket => "websocket",
         }
     }
 }
@@ -294,6 +304,9 @@ pub struct TriggerRuns {
     /// Async calls.
     #[serde(rename = "async")]
     pub async_calls: u64,
+    /// Batches of WebSocket events.
+    #[serde(default)]
+    pub websocket: u64,
 }
 
 impl TriggerRuns {
@@ -304,6 +317,7 @@ impl TriggerRuns {
             Trigger::Cron => self.cron,
             Trigger::Chain => self.chain,
             Trigger::Async => self.async_calls,
+            Trigger::WebSocket => self.websocket,
         }
     }
 }

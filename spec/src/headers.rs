@@ -68,6 +68,64 @@ pub const HOST_OWNED_HEADERS: [HeaderName; 6] = [
     DEPTH_HEADER,
 ];
 
+/// Request header naming a WebSocket connection in the host's calls to its
+/// function (Pushpin's WebSocket-over-HTTP); set by the host only.
+pub const CONNECTION_ID_HEADER: HeaderName = HeaderName::from_static("connection-id");
+
+/// Response header with which a WebSocket function asks the host to call
+/// it again after that many seconds without events.
+pub const KEEP_ALIVE_INTERVAL_HEADER: HeaderName = HeaderName::from_static("keep-alive-interval");
+
+/// The content type of a body of WebSocket-over-HTTP events.
+pub const WEBSOCKET_EVENTS: &str = "application/websocket-events";
+
+/// Prefix of the request headers carrying a WebSocket connection's state
+/// (`Meta-User`), set by the host only.
+pub const META_PREFIX: &str = "meta-";
+
+/// Prefix of the response headers that set a connection's state
+/// (`Set-Meta-User: alice`; an empty value deletes it).
+pub const SET_META_PREFIX: &str = "set-meta-";
+
+/// Prefix of GRIP's headers, which only the host (as the GRIP proxy) sets
+/// on requests.
+pub const GRIP_PREFIX: &str = "grip-";
+
+/// Removes the headers of the host's WebSocket gateway
+/// (`Connection-Id`, `Meta-*`, `Grip-*`) from a request it did not make:
+/// a client, or another function, must not pose as the gateway.
+pub fn strip_gateway_headers(headers: &mut HeaderMap) {
+    let forged: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| is_gateway_header(name))
+        .cloned()
+        .collect();
+    for name in forged {
+        headers.remove(name);
+    }
+}
+
+/// True for `Connection-Id`, `Meta-*` and `Grip-*`.
+pub fn is_gateway_header(name: &HeaderName) -> bool {
+    let name = name.as_str();
+    name == CONNECTION_ID_HEADER.as_str()
+        || name.starts_with(META_PREFIX)
+        || name.starts_with(GRIP_PREFIX)
+}
+
+/// True when a body is declared to be WebSocket-over-HTTP events (which
+/// only the host's gateway sends a function).
+pub fn is_websocket_events(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(http::header::CONTENT_TYPE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .any(|value| {
+            let media = value.split(';').next().unwrap_or_default();
+            media.trim().eq_ignore_ascii_case(WEBSOCKET_EVENTS)
+        })
+}
+
 /// Removes from a request the headers only the host may set
 /// ([`HOST_OWNED_HEADERS`]): every inbound request (a client's, a chained
 /// call's, a stored async call's) passes here before the host sets its own.

@@ -34,3 +34,4 @@ pub mod settings;
 pub mod source;
 pub mod traffic;
 pub mod units;
+pub mod websocket_events;

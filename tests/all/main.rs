@@ -39,3 +39,4 @@ mod traces;
 mod upstream;
 mod versions;
 mod wasi3;
+mod websocket;

@@ -3,7 +3,8 @@
 //! process`: the same test code as `tests/all` (included by path), so
 //! each contract — the three ABIs, bodies and streaming, every limit, the
 //! hostile guests, key-value, config and secrets, chained, cron and async
-//! runs, outbound calls, logs, usage and metrics, WASI 0.3 — is checked
+//! runs, outbound calls, logs, usage and metrics, WASI 0.3, WebSocket event
+//! batches — is checked
 //! against guests running in jailed worker processes. What the two modes
 //! share (routing, deploys, records, the admin API, the console, the
 //! cluster, OCI, the CLI) is the front process's alone and is not run
@@ -34,4 +35,6 @@ mod support;
 mod upstream;
 #[path = "../all/wasi3.rs"]
 mod wasi3;
+#[path = "../all/websocket.rs"]
+mod websocket;
 mod worker;

@@ -311,7 +311,10 @@ impl Serve {
         shutdown.await;
         tracing::info!("shutting down: no new connections; finishing requests in flight");
         let _ = stop.send(true);
-        let _ = tokio::join!(public_task, admin_task);
+        // Held WebSockets have no request to finish: they are told the
+        // host is going away (1001), alongside the drain.
+        let grace = options.shutdown_grace;
+        let _ = tokio::join!(public_task, admin_task, host.close_websockets(grace));
         tracing::info!("stopped");
         tokio::task::spawn_blocking(move || telemetry.shutdown()).await?;
         Ok(ExitCode::SUCCESS)

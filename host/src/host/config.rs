@@ -11,6 +11,7 @@ use crate::runtime::compiler::{CompileBudget, Compiler};
 use crate::runtime::engine;
 use crate::runtime::pacing::BodyPacing;
 use crate::state::KvLimits;
+use crate::websocket::WebSocketOptions;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -127,6 +128,19 @@ pub struct HostConfig {
     pub max_queued_calls: u64,
     /// Most request-body bytes of queued async calls at once.
     pub max_queued_call_bytes: u64,
+    /// WebSocket connections open at once on this host, all functions
+    /// together (each function also has its own
+    /// `websocket-max-connections`); past it a handshake is `503`.
+    pub max_websockets: usize,
+    /// Largest WebSocket message, either way, in bytes; a client's larger
+    /// one closes its connection (1009).
+    pub websocket_max_message: u64,
+    /// Messages a second one WebSocket client may send (a burst of as
+    /// many); past it its connection is closed (1008).
+    pub websocket_rate: u32,
+    /// How long a WebSocket connection may go without a frame from its
+    /// client (it is pinged at half of this) before it is closed (1001).
+    pub websocket_idle: Duration,
     /// How request spans join distributed traces (see
     /// [`crate::TraceContext`]); `None`: they carry no trace context, and
     /// log lines no trace id.
@@ -146,6 +160,7 @@ impl Default for HostConfig {
         let compile = CompileBudget::default();
         let kv = KvLimits::default();
         let calls = AsyncCalls::default();
+        let websockets = WebSocketOptions::default();
         HostConfig {
             data_dir: PathBuf::from("wisp-data"),
             max_upload: DEFAULT_MAX_UPLOAD,
@@ -178,6 +193,10 @@ impl Default for HostConfig {
             call_retention: calls.retention,
             max_queued_calls: calls.max_queued,
             max_queued_call_bytes: calls.max_queued_bytes,
+            max_websockets: websockets.max_connections,
+            websocket_max_message: websockets.max_message as u64,
+            websocket_rate: websockets.rate,
+            websocket_idle: websockets.idle,
             trace_context: None,
             #[cfg(feature = "cluster")]
             cluster: None,
@@ -192,6 +211,16 @@ impl HostConfig {
         Residency {
             max_loaded: self.max_loaded,
             max_loaded_bytes: self.max_loaded_bytes,
+        }
+    }
+
+    /// The bounds of WebSocket connections.
+    pub(crate) fn websockets(&self) -> WebSocketOptions {
+        WebSocketOptions {
+            max_connections: self.max_websockets,
+            max_message: usize::try_from(self.websocket_max_message).unwrap_or(usize::MAX),
+            rate: self.websocket_rate,
+            idle: self.websocket_idle,
         }
     }
 

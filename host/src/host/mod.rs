@@ -15,6 +15,7 @@
 //! | [`Dispatcher`] (`request/`) | the request path | runtime, registry, metrics |
 //! | [`Calls`] (`events/calls/`) | async calls: accept, store, run | dispatcher, registry, call store, shared state |
 //! | [`Cron`] (`events/cron.rs`) | schedules | dispatcher, registry, shared state |
+//! | [`Gateway`] (`websocket/`) | held WebSocket connections, one call per batch of events | dispatcher, options, metrics |
 //! | the backplane (`backplane.rs` here) | what hosts share: this host alone, or a cluster | config |
 //!
 //! Background tasks (cron, call workers, the prepared-sandbox sweep, the
@@ -45,6 +46,7 @@ use crate::runtime::function::IdleSandbox;
 use crate::runtime::workers::WorkerPool;
 use crate::runtime::{Runtime, RuntimeError, RuntimeOptions};
 use crate::state::{KvBackend, SecretStore};
+use crate::websocket::Gateway;
 use bytes::Bytes;
 pub use config::{HostConfig, StartError};
 pub use settings::{Form, HOST_SETTINGS, HostSetting, SERVER_SETTINGS};
@@ -68,6 +70,7 @@ pub(crate) struct HostInner {
     deployer: Arc<Deployer>,
     dispatcher: Arc<Dispatcher>,
     calls: Arc<Calls>,
+    gateway: Arc<Gateway>,
     /// Held so its task runs while the host lives.
     _cron: Arc<Cron>,
     kv: Arc<dyn KvBackend>,
@@ -183,6 +186,11 @@ impl Host {
             shared: backplane.shared.clone(),
             config: config.async_calls(),
         });
+        let gateway = Arc::new(Gateway::new(
+            dispatcher.clone(),
+            config.websockets(),
+            metrics.websockets().clone(),
+        ));
         let cron = Arc::new(Cron {
             registry: registry.clone(),
             dispatcher: dispatcher.clone(),
@@ -219,6 +227,7 @@ impl Host {
                 deployer,
                 dispatcher,
                 calls,
+                gateway,
                 _cron: cron,
                 kv: backplane.kv,
                 secrets,
@@ -245,6 +254,11 @@ impl Host {
             self.inner.metrics.record_unrouted();
             let error = InvokeError::NoRoute(request.uri().path().to_owned());
             return dispatcher.refuse(&request, std::time::Instant::now(), None, &error);
+        };
+        let request = match self.inner.gateway.accept(&entry, request).await {
+            Ok(response) => return response,
+            // Not a handshake, or the function takes no WebSockets.
+            Err(request) => request,
         };
         let request = if wisp_spec::headers::wants_async(request.headers()) {
             match self.inner.calls.accept_call(&entry, request).await {
@@ -288,6 +302,19 @@ impl Host {
                 crate::events::Trigger::Http,
             )
             .await
+    }
+
+    /// Closes every WebSocket connection with 1001 ("going away") and
+    /// waits up to `grace` for them to end; handshakes are refused from
+    /// then on. A server calls this when it shuts down: held connections
+    /// have no request in flight to drain.
+    pub async fn close_websockets(&self, grace: std::time::Duration) {
+        self.inner.gateway.close_all(grace).await;
+    }
+
+    /// WebSocket connections open on this host.
+    pub fn websockets_open(&self) -> usize {
+        self.inner.gateway.open()
     }
 
     /// Deploys a new version of a function.

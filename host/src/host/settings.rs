@@ -351,6 +351,50 @@ pub static HOST_SETTINGS: &[HostSetting<HostConfig>] = &[
         },
     },
     HostSetting {
+        flag: "max-websockets",
+        value_name: "N",
+        help: "Most WebSocket connections open on this host at once, all functions together (each function also has its own `websocket-max-connections`); past it a handshake is answered `503` with `Retry-After`.",
+        form: Form::One,
+        default: |c| c.max_websockets.to_string(),
+        set: |c, v| {
+            c.max_websockets = at_least_one(v)?;
+            Ok(())
+        },
+    },
+    HostSetting {
+        flag: "websocket-max-message",
+        value_name: "SIZE",
+        help: "Largest WebSocket message, from a client or a function; a client's larger one closes its connection with 1009.",
+        form: Form::One,
+        default: |c| units::format_size(c.websocket_max_message),
+        set: |c, v| {
+            c.websocket_max_message = size(v)?;
+            Ok(())
+        },
+    },
+    HostSetting {
+        flag: "websocket-rate",
+        value_name: "N",
+        help: "Messages a second one WebSocket client may send (a burst of as many); past it its connection is closed with 1008.",
+        form: Form::One,
+        default: |c| c.websocket_rate.to_string(),
+        set: |c, v| {
+            c.websocket_rate = at_least_one(v)?;
+            Ok(())
+        },
+    },
+    HostSetting {
+        flag: "websocket-idle",
+        value_name: "DURATION",
+        help: "How long a WebSocket connection may go without a frame from its client (the host pings it at half of this) before it is closed with 1001.",
+        form: Form::One,
+        default: |c| units::format_duration(c.websocket_idle),
+        set: |c, v| {
+            c.websocket_idle = duration(v)?;
+            Ok(())
+        },
+    },
+    HostSetting {
         flag: "allow-root-dir",
         value_name: "",
         help: "Let a function's `--dir` grant the host's root directory (`/`), and with it every file this process can read. Without it such a deploy is refused, and a stored version with one is not loaded.",

@@ -60,7 +60,7 @@ impl AtomicF64 {
 pub struct Usage {
     requests: AtomicU64,
     /// Runs by trigger, in [`Trigger::ALL`]'s order.
-    runs: [AtomicU64; 4],
+    runs: [AtomicU64; 5],
     wall_seconds: AtomicF64,
     cpu_seconds: AtomicF64,
     fuel: AtomicU64,
@@ -82,6 +82,7 @@ impl Usage {
                 cron: self.runs_of(Trigger::Cron),
                 chain: self.runs_of(Trigger::Chain),
                 async_calls: self.runs_of(Trigger::Async),
+                websocket: self.runs_of(Trigger::WebSocket),
             },
             wall_seconds: self.wall_seconds.get(),
             cpu_seconds: self.cpu_seconds.get(),

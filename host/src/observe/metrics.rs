@@ -99,6 +99,71 @@ impl WorkerSeries {
     }
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FunctionLabels {
+    function: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DirectionLabels {
+    function: String,
+    direction: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CloseLabels {
+    function: String,
+    reason: &'static str,
+}
+
+/// The series of WebSocket connections (one label set per function, kept
+/// while the host runs: connections name only deployed functions).
+#[derive(Clone, Default)]
+pub(crate) struct WebSocketSeries {
+    open: Family<FunctionLabels, Gauge>,
+    events: Family<DirectionLabels, Counter>,
+    closed: Family<CloseLabels, Counter>,
+}
+
+impl WebSocketSeries {
+    /// A connection of `function` opened.
+    pub(crate) fn opened(&self, function: &str) {
+        self.open
+            .get_or_create(&FunctionLabels {
+                function: function.to_owned(),
+            })
+            .inc();
+    }
+
+    /// A connection of `function` ended, for `reason`.
+    pub(crate) fn closed(&self, function: &str, reason: &'static str) {
+        self.open
+            .get_or_create(&FunctionLabels {
+                function: function.to_owned(),
+            })
+            .dec();
+        self.closed
+            .get_or_create(&CloseLabels {
+                function: function.to_owned(),
+                reason,
+            })
+            .inc();
+    }
+
+    /// `count` events of `function` went `direction` (`in`: from clients
+    /// to the function; `out`: to clients).
+    pub(crate) fn events(&self, function: &str, direction: &'static str, count: usize) {
+        if count > 0 {
+            self.events
+                .get_or_create(&DirectionLabels {
+                    function: function.to_owned(),
+                    direction,
+                })
+                .inc_by(count as u64);
+        }
+    }
+}
+
 /// All the host's metrics.
 pub struct Metrics {
     registry: Registry,
@@ -128,6 +193,7 @@ pub struct Metrics {
     buffered: Gauge,
     guest_memory: Gauge,
     workers: WorkerSeries,
+    websockets: WebSocketSeries,
     /// Every (function, version) with series, so they can be dropped.
     versions: Mutex<BTreeSet<(String, u32)>>,
 }
@@ -318,6 +384,22 @@ impl Metrics {
             "Time from asking for a guest worker to its being ready to serve",
             workers.start_seconds.clone(),
         );
+        let websockets = WebSocketSeries::default();
+        registry.register(
+            "websocket_connections",
+            "WebSocket connections open, by function",
+            websockets.open.clone(),
+        );
+        registry.register(
+            "websocket_events",
+            "WebSocket events by function and direction: in, from clients to the function; out, from the function to clients",
+            websockets.events.clone(),
+        );
+        registry.register(
+            "websocket_closes",
+            "WebSocket connections ended, by function and reason (client, function, failed, idle, rate, too-big, slow-consumer, shutdown, disconnect)",
+            websockets.closed.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -346,6 +428,7 @@ impl Metrics {
             buffered,
             guest_memory,
             workers,
+            websockets,
             versions: Mutex::new(BTreeSet::new()),
         }
     }
@@ -467,6 +550,11 @@ impl Metrics {
     /// The series of guest worker processes.
     pub(crate) fn workers(&self) -> &WorkerSeries {
         &self.workers
+    }
+
+    /// The series of WebSocket connections.
+    pub(crate) fn websockets(&self) -> &WebSocketSeries {
+        &self.websockets
     }
 
     /// The gauge of bytes held in memory for requests.

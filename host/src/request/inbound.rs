@@ -9,7 +9,10 @@
 //! headers into CGI variables or component fields — whichever listener an
 //! embedder mounts. A client's request (trigger `http`) also loses the
 //! headers only the host sets ([`wisp_spec::headers::strip_host_headers`]):
-//! what started a run, and its call's id, are the host's word.
+//! what started a run, and its call's id, are the host's word. A request
+//! the WebSocket gateway did not make loses the gateway's headers
+//! (`Connection-Id`, `Meta-*`, `Grip-*`): a connection's state is the
+//! host's word too.
 
 use http::{HeaderMap, HeaderValue, header};
 use wisp_spec::api::Trigger;
@@ -18,11 +21,15 @@ use wisp_spec::api::Trigger;
 pub const SESSION_COOKIE: &str = "wisp_session";
 
 /// Makes a request's headers fit for a guest, for a run `trigger` started:
-/// never the console's cookie; from a client, none of the host's own.
+/// never the console's cookie; from a client, none of the host's own;
+/// from anyone but the gateway, none of the gateway's.
 pub(crate) fn admit(headers: &mut HeaderMap, trigger: Trigger) {
     strip_session_cookie(headers);
     if trigger == Trigger::Http {
         wisp_spec::headers::strip_host_headers(headers);
+    }
+    if trigger != Trigger::WebSocket {
+        wisp_spec::headers::strip_gateway_headers(headers);
     }
 }
 

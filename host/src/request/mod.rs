@@ -6,7 +6,8 @@
 //! and dispatches, unless the request asks to be an async call;
 //! `Host::handle_with` is the operator's path (`wisp invoke`). They differ
 //! in one thing: which versions `x-wisp-version` may pin ([`Audience`]).
-//! Chained calls, cron ticks and async calls re-enter through
+//! Chained calls, cron ticks, async calls and WebSocket event batches
+//! re-enter through
 //! [`Dispatcher::handle_named`] (chained calls through the narrow
 //! [`Dispatch`] handle a sandbox holds). Routing reads the registry's snapshot without a lock;
 //! the only waits are for the request body (paced, see [`pacing`]) and for
@@ -126,7 +127,9 @@ impl Dispatcher {
         // A chained call (or `wisp invoke`) addresses the function as if
         // mounted at `/`; a cron tick or an async call under its route.
         let path_info = match trigger {
-            Trigger::Cron | Trigger::Async => entry.route.strip(path).unwrap_or(path),
+            Trigger::Cron | Trigger::Async | Trigger::WebSocket => {
+                entry.route.strip(path).unwrap_or(path)
+            }
             _ => path,
         }
         .to_owned();
@@ -158,6 +161,16 @@ impl Dispatcher {
             Ok(function) => function,
             Err(error) => return self.refuse(&request, started, Some(name), &error),
         };
+        if trigger != Trigger::WebSocket && wisp_spec::headers::is_websocket_events(request.headers())
+        {
+            // Events come only from the host's gateway: a client (or
+            // another function) cannot speak for a connection.
+            let error = InvokeError::BadRequest(
+                "`application/websocket-events` bodies come only from the host's WebSocket gateway"
+                    .to_owned(),
+            );
+            return self.refuse(&request, started, Some(name), &error);
+        }
         if trigger == Trigger::Async && !self.runtime.slots.has_room(&function) {
             // A background run never waits for, or takes, a slot a client
             // request may want: the call goes back to its queue.

@@ -227,7 +227,9 @@ impl Connection {
         });
         let conn = self
             .builder
-            .serve_connection(TokioIo::new(stream), service)
+            // Upgrades (a WebSocket handshake) hand the connection to
+            // whoever took the request's `OnUpgrade`.
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
             .into_owned();
         tokio::pin!(conn);
         let tick = [

@@ -267,6 +267,34 @@ pub struct Settings {
     /// Functions whose `wasi:http/middleware` components are composed in
     /// front of this one's at deploy, outermost first.
     pub middleware: Vec<String>,
+    /// Whether, and how, it takes WebSocket connections.
+    pub websocket: WebSocketSettings,
+}
+
+/// How a function takes WebSocket connections: the host holds each one
+/// and calls the function once per batch of its events, Pushpin's
+/// WebSocket-over-HTTP protocol, each call in a fresh sandbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebSocketSettings {
+    /// Off (the default): an upgrade request is an ordinary request.
+    pub enabled: bool,
+    /// The `Origin`s a browser may connect from; empty: any.
+    pub origins: Vec<String>,
+    /// Its connections open at once; past it a handshake is 503.
+    pub max_connections: u32,
+}
+
+/// Default cap on one function's open WebSocket connections.
+pub const DEFAULT_WEBSOCKET_MAX_CONNECTIONS: u32 = 1000;
+
+impl Default for WebSocketSettings {
+    fn default() -> Self {
+        WebSocketSettings {
+            enabled: false,
+            origins: Vec::new(),
+            max_connections: DEFAULT_WEBSOCKET_MAX_CONNECTIONS,
+        }
+    }
 }
 
 /// Opt-in instance reuse for WASI 0.3 components (the model of `wasmtime
@@ -700,7 +728,7 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "invalid `timeout` value `2s`: expected `timeout` once, but it is already \
-             given as `1s` (only `env`, `dir`, `allow-outbound`, `kv`, `config`, `cron`, `middleware` may be repeated)"
+             given as `1s` (only `env`, `dir`, `allow-outbound`, `kv`, `config`, `cron`, `middleware`, `websocket-origins` may be repeated)"
         );
         let same = RawSettings::from_query("fuel=5&fuel=5").unwrap_err();
         assert!(same.to_string().contains("already given as `5`"), "{same}");

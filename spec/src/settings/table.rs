@@ -8,8 +8,8 @@
 //! new entry.
 
 use super::{
-    DEFAULT_ASYNC_MAX_QUEUED, DEFAULT_ASYNC_MAX_QUEUED_BYTES, DEFAULT_REUSE_IDLE, DirMount,
-    OutboundRule, Settings,
+    DEFAULT_ASYNC_MAX_QUEUED, DEFAULT_ASYNC_MAX_QUEUED_BYTES, DEFAULT_REUSE_IDLE,
+    DEFAULT_WEBSOCKET_MAX_CONNECTIONS, DirMount, OutboundRule, Settings,
 };
 use crate::limits::{MAX_MEMORY_LIMIT_BYTES, MAX_TIMEOUT};
 use crate::name::{MAX_NAME_LEN, OWN_BUCKET, is_bucket_name};
@@ -427,6 +427,65 @@ pub static SETTINGS: &[Setting] = &[
                 .collect()
         },
     },
+    Setting {
+        name: "websocket",
+        value_name: "on|off",
+        help: "Take WebSocket connections on the route: the host holds each one and POSTs its events to the function (Pushpin's WebSocket-over-HTTP), a fresh sandbox per batch",
+        default: "off",
+        example: "on",
+        form: Form::Text,
+        apply: |s, v| {
+            s.websocket.enabled = switch(v)?;
+            Ok(())
+        },
+        show: |s| shown_switch(s.websocket.enabled),
+    },
+    Setting {
+        name: "websocket-origins",
+        value_name: "ORIGIN",
+        help: "With `websocket`: an `Origin` browsers may connect from (repeatable); a handshake from another origin is 403; none given: any origin",
+        default: "none",
+        example: "https://chat.example",
+        form: Form::List,
+        apply: |s, v| {
+            let origin = v.trim_end_matches('/');
+            let valid = origin
+                .parse::<http::Uri>()
+                .is_ok_and(|uri| {
+                    matches!(uri.scheme_str(), Some("http" | "https"))
+                        && uri.authority().is_some()
+                        && uri.path_and_query().is_none_or(|p| p.as_str() == "/")
+                });
+            if !valid {
+                return Err("an origin: `http(s)://HOST[:PORT]`, no path".to_owned());
+            }
+            let origin = origin.to_ascii_lowercase();
+            if !s.websocket.origins.contains(&origin) {
+                s.websocket.origins.push(origin);
+            }
+            Ok(())
+        },
+        show: |s| s.websocket.origins.clone(),
+    },
+    Setting {
+        name: "websocket-max-connections",
+        value_name: "N",
+        help: "With `websocket`: its connections open at once on this host; past it a handshake is 503",
+        default: "1000",
+        example: "100",
+        form: Form::Number,
+        apply: |s, v| {
+            s.websocket.max_connections = count(v, u32::MAX)?;
+            Ok(())
+        },
+        show: |s| {
+            let changed = s.websocket.max_connections != DEFAULT_WEBSOCKET_MAX_CONNECTIONS;
+            (s.websocket.enabled || changed)
+                .then(|| s.websocket.max_connections.to_string())
+                .into_iter()
+                .collect()
+        },
+    },
 ];
 
 /// `on`/`off` (also `true`/`false`).
@@ -546,6 +605,8 @@ mod tests {
         taking_async.async_calls.enabled = true;
         let mut reusing = Settings::default();
         reusing.reuse.requests = 2;
+        let mut websocket = Settings::default();
+        websocket.websocket.enabled = true;
         for s in SETTINGS {
             let shown = s.show(&defaults);
             match shown.as_slice() {
@@ -554,6 +615,9 @@ mod tests {
                 }
                 [] if s.name.starts_with("reuse-") => {
                     assert_eq!(s.show(&reusing), [s.default], "{}", s.name);
+                }
+                [] if s.name == "websocket-max-connections" => {
+                    assert_eq!(s.show(&websocket), [s.default], "{}", s.name);
                 }
                 [] => assert!(matches!(s.default, "none" | "off"), "{}", s.name),
                 [one] => assert_eq!(one, s.default, "{}", s.name),
