@@ -184,7 +184,10 @@ pub fn parse(body: &[u8], max_content: usize) -> Result<Vec<Event>, ParseError> 
             .filter(|end| end + 2 <= body.len())
             .ok_or_else(|| error(at, format!("{name} content cut short")))?;
         if &body[end..end + 2] != b"\r\n" {
-            return Err(error(end, format!("{name} content not followed by `\\r\\n`")));
+            return Err(error(
+                end,
+                format!("{name} content not followed by `\\r\\n`"),
+            ));
         }
         let content = if kind.has_content() {
             body[at..end].to_vec()

@@ -171,7 +171,8 @@ async fn a_function_that_fails_on_an_event_closes_only_that_connection_with_1011
     say(&mut other, "still").await;
     assert_eq!(next_text(&mut other).await, "echo: still #1 fresh=1");
     assert!(
-        wisp.log().contains("a WebSocket function failed on an event"),
+        wisp.log()
+            .contains("a WebSocket function failed on an event"),
         "the host log says why"
     );
 }

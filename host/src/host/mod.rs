@@ -15,7 +15,7 @@
 //! | [`Dispatcher`] (`request/`) | the request path | runtime, registry, metrics |
 //! | [`Calls`] (`events/calls/`) | async calls: accept, store, run | dispatcher, registry, call store, shared state |
 //! | [`Cron`] (`events/cron.rs`) | schedules | dispatcher, registry, shared state |
-//! | [`Gateway`] (`websocket/`) | held WebSocket connections, one call per batch of events | dispatcher, options, metrics |
+//! | [`Gateway`] (`websocket/`) | held WebSocket connections, one call per batch of events | dispatcher, the buffer budget, options, metrics |
 //! | the backplane (`backplane.rs` here) | what hosts share: this host alone, or a cluster | config |
 //!
 //! Background tasks (cron, call workers, the prepared-sandbox sweep, the
@@ -188,6 +188,7 @@ impl Host {
         });
         let gateway = Arc::new(Gateway::new(
             dispatcher.clone(),
+            runtime.buffers.clone(),
             config.websockets(),
             metrics.websockets().clone(),
         ));

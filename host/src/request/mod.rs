@@ -161,7 +161,8 @@ impl Dispatcher {
             Ok(function) => function,
             Err(error) => return self.refuse(&request, started, Some(name), &error),
         };
-        if trigger != Trigger::WebSocket && wisp_spec::headers::is_websocket_events(request.headers())
+        if trigger != Trigger::WebSocket
+            && wisp_spec::headers::is_websocket_events(request.headers())
         {
             // Events come only from the host's gateway: a client (or
             // another function) cannot speak for a connection.

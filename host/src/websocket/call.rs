@@ -7,6 +7,7 @@
 use crate::registry::Audience;
 use crate::request::Dispatcher;
 use crate::runtime::body::ResponseBody;
+use crate::runtime::buffers::{BufferBudget, BufferCharge};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use http_body_util::{BodyExt, Full};
@@ -32,6 +33,8 @@ const MIN_KEEP_ALIVE: Duration = Duration::from_secs(1);
 /// state the function keeps on it.
 pub(crate) struct Caller {
     pub(crate) dispatcher: Arc<Dispatcher>,
+    /// Where the bytes of an answer being read are charged.
+    pub(crate) buffers: Arc<BufferBudget>,
     /// The function it calls.
     pub(crate) function: String,
     /// The handshake's path and query: every call goes to it.
@@ -79,9 +82,8 @@ impl CallError {
 impl Caller {
     /// Calls the function with `events` (none: a keep-alive).
     pub(crate) async fn call(&mut self, events: &[Event]) -> Result<Answer, CallError> {
-        let mut request = http::Request::new(Full::new(Bytes::from(websocket_events::encode(
-            events,
-        ))));
+        let mut request =
+            http::Request::new(Full::new(Bytes::from(websocket_events::encode(events))));
         *request.method_mut() = http::Method::POST;
         *request.uri_mut() = self.uri.clone();
         let headers = request.headers_mut();
@@ -111,7 +113,7 @@ impl Caller {
             )));
         }
         let (parts, body) = response.into_parts();
-        let body = read_answer(body).await?;
+        let body = read_answer(body, self.buffers.charge()).await?;
         let events = websocket_events::parse(&body, self.max_message)
             .map_err(|e| CallError::Protocol(format!("the function's events: {e}")))?;
         self.keep_state(&parts.headers)?;
@@ -151,8 +153,12 @@ impl Caller {
     }
 }
 
-/// Reads an answer's body, at most [`MAX_ANSWER_BYTES`].
-async fn read_answer(mut body: ResponseBody) -> Result<Vec<u8>, CallError> {
+/// Reads an answer's body, at most [`MAX_ANSWER_BYTES`], its bytes charged
+/// to `charge` while it is read.
+async fn read_answer(
+    mut body: ResponseBody,
+    mut charge: BufferCharge,
+) -> Result<Vec<u8>, CallError> {
     let mut read = Vec::new();
     while let Some(frame) = body.frame().await {
         let frame = frame
@@ -163,6 +169,9 @@ async fn read_answer(mut body: ResponseBody) -> Result<Vec<u8>, CallError> {
                     "the function answered more than {MAX_ANSWER_BYTES} bytes of events"
                 )));
             }
+            charge
+                .grow(data.len() as u64)
+                .map_err(|e| CallError::Protocol(e.to_string()))?;
             read.extend_from_slice(data);
         }
     }

@@ -24,6 +24,7 @@ use crate::observe::metrics::WebSocketSeries;
 use crate::registry::{Audience, FunctionEntry};
 use crate::request::Dispatcher;
 use crate::runtime::body::{ResponseBody, full};
+use crate::runtime::buffers::BufferBudget;
 use call::{CallError, Caller};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use session::Session;
@@ -116,6 +117,9 @@ fn lock(open: &Mutex<Open>) -> std::sync::MutexGuard<'_, Open> {
 /// The WebSocket gateway: takes handshakes and holds connections.
 pub(crate) struct Gateway {
     dispatcher: Arc<Dispatcher>,
+    /// The host's budget for bytes held in memory: messages waiting for
+    /// their call, and answers being read, are charged to it.
+    buffers: Arc<BufferBudget>,
     options: Arc<WebSocketOptions>,
     series: WebSocketSeries,
     open: Arc<Mutex<Open>>,
@@ -127,11 +131,13 @@ pub(crate) struct Gateway {
 impl Gateway {
     pub(crate) fn new(
         dispatcher: Arc<Dispatcher>,
+        buffers: Arc<BufferBudget>,
         options: WebSocketOptions,
         series: WebSocketSeries,
     ) -> Gateway {
         Gateway {
             dispatcher,
+            buffers,
             options: Arc::new(options),
             series,
             open: Arc::default(),
@@ -206,6 +212,7 @@ impl Gateway {
         let key = request.headers()[header::SEC_WEBSOCKET_KEY].clone();
         let mut caller = Caller {
             dispatcher: self.dispatcher.clone(),
+            buffers: self.buffers.clone(),
             function: name.clone(),
             uri: request.uri().clone(),
             replayed: call::replayed(request.headers()),
@@ -353,8 +360,7 @@ fn switching(key: &HeaderValue, answer: &HeaderMap) -> http::Response<ResponseBo
     }
     headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    let accept =
-        tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
     if let Ok(accept) = HeaderValue::try_from(accept) {
         headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
     }

@@ -8,7 +8,8 @@
 //! (1009), more than `--websocket-rate` messages a second (1008), a
 //! function that fails or answers something other than events (1011, and
 //! a log line saying why), nothing heard for `--websocket-idle` though
-//! pinged (1001), and the host shutting down (1001). A client that stops
+//! pinged (1001), the host's `--max-buffered` budget full with waiting
+//! messages (1013), and the host shutting down (1001). A client that stops
 //! reading is dropped once a batch has waited [`SEND_TIMEOUT`] to be
 //! written: nothing is buffered for it beyond one answer.
 
@@ -108,6 +109,8 @@ impl Session {
         let mut shutdown = self.shutdown.clone();
         let mut waiting: Vec<Event> = Vec::new();
         let mut waiting_bytes = 0usize;
+        let buffers = self.caller.buffers.clone();
+        let mut charge = buffers.charge();
         let mut rate = Rate::new(self.options.rate);
         let mut last_heard = Instant::now();
         let mut last_call = Instant::now();
@@ -147,6 +150,9 @@ impl Session {
                         let limit = self.options.rate;
                         return Ending::with(CloseCode::Policy, format!("more than {limit} messages a second"), "rate");
                     }
+                    if charge.grow(event.content.len() as u64).is_err() {
+                        return Ending::with(CloseCode::Again, "the host is holding its maximum of messages; retry shortly", "buffers");
+                    }
                     waiting_bytes += event.content.len();
                     waiting.push(event);
                     // One call at a time: what has already arrived goes in
@@ -159,6 +165,9 @@ impl Session {
                         let control = matches!(message, Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))));
                         if data && rate.take() {
                             if let Incoming::Event(event) = incoming(message) {
+                                if charge.grow(event.content.len() as u64).is_err() {
+                                    return Ending::with(CloseCode::Again, "the host is holding its maximum of messages; retry shortly", "buffers");
+                                }
                                 waiting_bytes += event.content.len();
                                 waiting.push(event);
                             }
@@ -172,7 +181,11 @@ impl Session {
                     let batch = std::mem::take(&mut waiting);
                     waiting_bytes = 0;
                     last_call = Instant::now();
-                    if let Flow::End(ending) = self.exchange(socket, batch).await {
+                    // The batch's bytes stay charged until its call ends.
+                    let held = std::mem::replace(&mut charge, buffers.charge());
+                    let flow = self.exchange(socket, batch).await;
+                    drop(held);
+                    if let Flow::End(ending) = flow {
                         return ending;
                     }
                 }

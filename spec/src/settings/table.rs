@@ -449,13 +449,11 @@ pub static SETTINGS: &[Setting] = &[
         form: Form::List,
         apply: |s, v| {
             let origin = v.trim_end_matches('/');
-            let valid = origin
-                .parse::<http::Uri>()
-                .is_ok_and(|uri| {
-                    matches!(uri.scheme_str(), Some("http" | "https"))
-                        && uri.authority().is_some()
-                        && uri.path_and_query().is_none_or(|p| p.as_str() == "/")
-                });
+            let valid = origin.parse::<http::Uri>().is_ok_and(|uri| {
+                matches!(uri.scheme_str(), Some("http" | "https"))
+                    && uri.authority().is_some()
+                    && uri.path_and_query().is_none_or(|p| p.as_str() == "/")
+            });
             if !valid {
                 return Err("an origin: `http(s)://HOST[:PORT]`, no path".to_owned());
             }
