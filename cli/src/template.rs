@@ -126,6 +126,16 @@ const RUST_SDK: &[TemplateFile] = &[
         false,
     ),
     (
+        "wisp-sdk/src/websocket.rs",
+        include_str!("../../sdk/src/websocket.rs"),
+        false,
+    ),
+    (
+        "wisp-sdk/src/websocket_events.rs",
+        include_str!("../../sdk/src/websocket_events.rs"),
+        false,
+    ),
+    (
         "wisp-sdk/src/log.rs",
         include_str!("../../sdk/src/log.rs"),
         false,

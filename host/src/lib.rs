@@ -60,6 +60,7 @@ mod admin;
 mod backplane;
 #[cfg(feature = "build")]
 mod build;
+mod channels;
 #[cfg(feature = "cluster")]
 mod cluster;
 mod deploy;
@@ -68,12 +69,12 @@ mod error;
 mod events;
 mod host;
 mod observe;
+mod push;
 mod registry;
 mod request;
 mod runtime;
 mod server;
 mod state;
-mod websocket;
 
 pub use admin::AdminApi;
 #[cfg(feature = "build")]
@@ -88,6 +89,7 @@ pub use deploy::DeployRequest;
 pub use deploy::load::LoadProblem;
 pub use error::{DeployError, HostFailure, InvokeError, Limit};
 pub use events::calls::{CallFilter, Full, MAX_RESULT_BODY_BYTES, QueueError};
+pub use channels::PublishError;
 pub use host::{
     Form, HOST_SETTINGS, Host, HostConfig, HostSetting, MAX_KEYS_PER_LIST, SERVER_SETTINGS,
     StartError,

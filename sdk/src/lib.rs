@@ -51,6 +51,8 @@ mod response;
 mod router;
 #[cfg(feature = "wasi-0-3")]
 pub mod v3;
+pub mod websocket;
+mod websocket_events;
 
 pub use fetch::call;
 pub use http;

@@ -34,4 +34,6 @@ pub mod settings;
 pub mod source;
 pub mod traffic;
 pub mod units;
+// One source with the SDK, which functions read and write events with.
+#[path = "../../sdk/src/websocket_events.rs"]
 pub mod websocket_events;

@@ -75,6 +75,11 @@ pub(crate) struct Serve {
     /// must be readable by its owner only (`chmod 600`).
     #[arg(long, value_name = "PATH")]
     admin_token_file: Option<PathBuf>,
+    /// A token that may only publish to channels (`POST /v1/publish` and
+    /// Pushpin's `/publish/` on the admin listener): give it to publishers
+    /// instead of the admin token.
+    #[arg(long, env = "WISP_PUBLISH_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    publish_token: Option<String>,
     /// A host name (without port) the admin API also answers when it has no
     /// token; loopback names (`localhost`, `127.0.0.1`, `[::1]`) always are.
     /// Any other `Host` is refused, so a web page cannot reach the API
@@ -293,6 +298,7 @@ impl Serve {
             Box::pin(async move { host.handle(request).await })
         });
         let admin_handler = AdminApi::new(host.clone(), self.admin_token.clone())
+            .with_publish_token(self.publish_token.clone().filter(|t| !t.is_empty()))
             .with_allowed_hosts(self.admin_hosts.clone())
             .with_allowed_origins(self.admin_origins.clone())
             .handler();

@@ -28,6 +28,7 @@
 //! | any | `/v1/functions/{name}/invoke/{path}` | run the function on a request for `/{path}` |
 //! | `GET` | `/v1/calls?function=&state=&before=&limit=` | async calls, newest first (without response bodies) |
 //! | `GET` | `/v1/calls/{id}` | one async call: state, attempts, times, and its response once finished |
+//! | `POST` | `/v1/publish` (and Pushpin's `/publish/`) | GRIP items to channels' subscribers (admin or publish token) |
 //! | `GET` | `/healthz` | liveness (no token needed) |
 //! | `GET` | `/metrics` | Prometheus text |
 //!
@@ -100,6 +101,8 @@ const MAX_JSON_BODY_BYTES: usize = 64 << 10;
 pub struct AdminApi {
     host: Host,
     token: Option<Arc<[u8]>>,
+    /// A token that may publish to channels and do nothing else.
+    publish_token: Option<Arc<[u8]>>,
     sessions: Arc<console::Sessions>,
     access: Arc<access::Access>,
     #[cfg(feature = "build")]
@@ -114,11 +117,20 @@ impl AdminApi {
         AdminApi {
             host,
             token: token.map(|t| Arc::from(t.into_bytes())),
+            publish_token: None,
             sessions: Arc::default(),
             access: Arc::default(),
             #[cfg(feature = "build")]
             pushes: Arc::default(),
         }
+    }
+
+    /// Also accepts `token` on the publish endpoints (`/v1/publish`,
+    /// `/publish/`), and nowhere else: what a publisher holds cannot
+    /// deploy or read anything.
+    pub fn with_publish_token(mut self, token: Option<String>) -> AdminApi {
+        self.publish_token = token.map(|t| Arc::from(t.into_bytes()));
+        self
     }
 
     /// Also answers requests for these host names (without port) when the
@@ -181,6 +193,12 @@ impl AdminApi {
         {
             let mut request = request;
             request.extensions_mut().insert(pusher);
+            return route(&self.host, request).await;
+        }
+        if is_publish(&request)
+            && let (Some(token), Some(presented)) = (self.publish_token.as_deref(), bearer(&request))
+            && constant_time_eq(presented, token)
+        {
             return route(&self.host, request).await;
         }
         match refusal(&request, self.token.as_deref(), &self.sessions) {
@@ -286,6 +304,10 @@ async fn route(host: &Host, request: http::Request<Incoming>) -> http::Response<
         }
         (_, ["v1", "functions", name, "secrets", rest @ ..]) => {
             state::secrets(host, name, rest, request).await
+        }
+        (&Method::POST, ["v1", "publish"] | ["publish"]) => {
+            let pushpin = segments == ["publish"];
+            return publish(host, request, pushpin).await;
         }
         (&Method::GET, ["v1", "calls"]) => calls::list(host, request.uri().query()).await,
         (&Method::GET, ["v1", "stats"]) => {
@@ -516,6 +538,45 @@ async fn read_json<T: serde::de::DeserializeOwned>(
     .await?;
     serde_json::from_slice(&body)
         .map_err(|e| DeployError::BadRequest(format!("invalid JSON body: {e}")))
+}
+
+/// True for a publish request (`POST /v1/publish`, or Pushpin's
+/// `/publish/`).
+fn is_publish<B>(request: &http::Request<B>) -> bool {
+    request.method() == Method::POST
+        && matches!(request.uri().path(), "/v1/publish" | "/publish" | "/publish/")
+}
+
+/// `POST /v1/publish` (or Pushpin's `/publish/`): GRIP items to every
+/// subscriber of their channels — JSON counts, or Pushpin's `Published`.
+async fn publish(
+    host: &Host,
+    request: http::Request<Incoming>,
+    pushpin: bool,
+) -> http::Response<ResponseBody> {
+    let limit = crate::channels::MAX_PUBLISH_BYTES;
+    let body = match read_limited(request, limit, || {
+        DeployError::BadRequest(format!("a publish is at most {limit} bytes"))
+    })
+    .await
+    {
+        Ok(body) => body,
+        Err(error) => return error.to_response().map(full),
+    };
+    match host.publish(body).await {
+        Ok(_) if pushpin => http::Response::new(full("Published\n")),
+        Ok((items, delivered)) => json(
+            StatusCode::OK,
+            &serde_json::json!({"items": items, "delivered": delivered}),
+        )
+        .map(full),
+        Err(crate::channels::PublishError::Invalid(why)) => {
+            DeployError::BadRequest(why).to_response().map(full)
+        }
+        Err(crate::channels::PublishError::Unavailable(why)) => {
+            DeployError::ClusterUnavailable(why).to_response().map(full)
+        }
+    }
 }
 
 /// The whole body of `request`; past `limit` bytes, `too_large()`.

@@ -6,6 +6,7 @@
 //! | function records (desired state) and their change stream, wasm sources, cron claims | [`SharedState`] | [`Alone`]: nothing shared, every change applied here at once | `Cluster`: a key-value bucket watched by the converger, an object store, a claims bucket |
 //! | `wasi:keyvalue` buckets | `state::KvBackend` | `RedbStore` | `NatsKv` |
 //! | the async call queue | `events::calls::CallStore` | `CallQueue` (redb) | `ClusterCalls` |
+//! | publishes to channels | `channels::Bus` | none: delivered here at once | `Cluster`: a NATS subject every host subscribes to |
 //!
 //! The key-value and call-queue traits live with their owners (`state/`,
 //! `events/calls/`); this module owns the desired state. `records.rs`

@@ -21,6 +21,7 @@
 //! last known state: a host whose NATS is gone keeps serving them, refuses
 //! writes with `503 cluster-unavailable`, and resyncs when NATS is back.
 
+mod bus;
 mod calls;
 mod converge;
 mod kv;

@@ -5,6 +5,7 @@
 
 use super::config::{HostConfig, StartError};
 use crate::backplane::{Alone, SharedState};
+use crate::channels::{Bus, Publisher};
 use crate::deploy::Deployer;
 use crate::events::calls::{CallQueue, CallStore};
 use crate::state::{KvBackend, RedbStore};
@@ -15,6 +16,8 @@ pub(super) struct Backplane {
     pub(super) shared: Arc<dyn SharedState>,
     pub(super) kv: Arc<dyn KvBackend>,
     pub(super) calls: Arc<dyn CallStore>,
+    /// How publishes reach every host: `None` for a host alone.
+    pub(super) bus: Option<Arc<dyn Bus>>,
     /// The cluster, whose converger starts once the deployer exists.
     #[cfg(feature = "cluster")]
     cluster: Option<Arc<crate::cluster::Cluster>>,
@@ -35,6 +38,7 @@ pub(super) async fn open(config: &HostConfig) -> Result<Backplane, StartError> {
             shared: cluster.clone(),
             kv,
             calls,
+            bus: Some(cluster.clone()),
             cluster: Some(cluster),
         });
     }
@@ -49,12 +53,24 @@ pub(super) async fn open(config: &HostConfig) -> Result<Backplane, StartError> {
                 .map_err(|e| data_error(e.to_string()))?,
         ),
         calls: Arc::new(CallQueue::open(&config.data_dir).map_err(|e| data_error(e.to_string()))?),
+        bus: None,
         #[cfg(feature = "cluster")]
         cluster: None,
     })
 }
 
 impl Backplane {
+    /// Starts bringing the cluster's publishes to `publisher` (nothing for
+    /// a host alone, whose publishes are delivered at once).
+    pub(super) fn start_bus(&self, publisher: Weak<Publisher>) {
+        #[cfg(feature = "cluster")]
+        if let Some(cluster) = &self.cluster {
+            cluster.start_bus(publisher);
+        }
+        #[cfg(not(feature = "cluster"))]
+        let _ = publisher;
+    }
+
     /// Starts what follows the shared state (a cluster's converger, which
     /// applies changes through `deployer`); nothing for a host alone.
     pub(super) fn start(&self, deployer: Weak<Deployer>) {

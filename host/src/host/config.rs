@@ -11,7 +11,7 @@ use crate::runtime::compiler::{CompileBudget, Compiler};
 use crate::runtime::engine;
 use crate::runtime::pacing::BodyPacing;
 use crate::state::KvLimits;
-use crate::websocket::WebSocketOptions;
+use crate::push::WebSocketOptions;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;

@@ -15,7 +15,8 @@
 //! | [`Dispatcher`] (`request/`) | the request path | runtime, registry, metrics |
 //! | [`Calls`] (`events/calls/`) | async calls: accept, store, run | dispatcher, registry, call store, shared state |
 //! | [`Cron`] (`events/cron.rs`) | schedules | dispatcher, registry, shared state |
-//! | [`Gateway`] (`websocket/`) | held WebSocket connections, one call per batch of events | dispatcher, the buffer budget, options, metrics |
+//! | [`Publisher`] (`channels/`) | publishes to channels: here, or on the cluster's bus | channels, the backplane's bus, metrics |
+//! | [`Gateway`] (`push/`) | held connections (WebSockets, GRIP streams and long-polls) | dispatcher, the buffer budget, channels, options, metrics |
 //! | the backplane (`backplane.rs` here) | what hosts share: this host alone, or a cluster | config |
 //!
 //! Background tasks (cron, call workers, the prepared-sandbox sweep, the
@@ -46,7 +47,8 @@ use crate::runtime::function::IdleSandbox;
 use crate::runtime::workers::WorkerPool;
 use crate::runtime::{Runtime, RuntimeError, RuntimeOptions};
 use crate::state::{KvBackend, SecretStore};
-use crate::websocket::Gateway;
+use crate::channels::{Channels, Publisher};
+use crate::push::Gateway;
 use bytes::Bytes;
 pub use config::{HostConfig, StartError};
 pub use settings::{Form, HOST_SETTINGS, HostSetting, SERVER_SETTINGS};
@@ -71,6 +73,7 @@ pub(crate) struct HostInner {
     dispatcher: Arc<Dispatcher>,
     calls: Arc<Calls>,
     gateway: Arc<Gateway>,
+    publisher: Arc<Publisher>,
     /// Held so its task runs while the host lives.
     _cron: Arc<Cron>,
     kv: Arc<dyn KvBackend>,
@@ -164,10 +167,18 @@ impl Host {
                 config.max_guest_memory.saturating_add(config.max_buffered),
             )
         });
+        let channels = Arc::new(Channels::default());
+        let publisher = Arc::new(Publisher::new(
+            channels.clone(),
+            backplane.bus.clone(),
+            metrics.websockets().clone(),
+        ));
+        backplane.start_bus(Arc::downgrade(&publisher));
         let dispatcher = Arc::new(Dispatcher {
             registry: registry.clone(),
             runtime: runtime.clone(),
             metrics: metrics.clone(),
+            publisher: publisher.clone(),
             workers,
             options: DispatchOptions {
                 access_log: config.access_log,
@@ -189,6 +200,7 @@ impl Host {
         let gateway = Arc::new(Gateway::new(
             dispatcher.clone(),
             runtime.buffers.clone(),
+            channels,
             config.websockets(),
             metrics.websockets().clone(),
         ));
@@ -229,6 +241,7 @@ impl Host {
                 dispatcher,
                 calls,
                 gateway,
+                publisher,
                 _cron: cron,
                 kv: backplane.kv,
                 secrets,
@@ -270,7 +283,7 @@ impl Host {
         } else {
             request
         };
-        dispatcher
+        let response = dispatcher
             .dispatch(
                 &entry,
                 &path_info,
@@ -278,7 +291,37 @@ impl Host {
                 Audience::Public,
                 crate::events::Trigger::Http,
             )
+            .await;
+        if !response.headers().contains_key("grip-hold") {
+            return response;
+        }
+        // The function asks the host to hold the request on channels.
+        let cap = response
+            .headers()
+            .get(wisp_spec::headers::VERSION_HEADER)
+            .and_then(|v| v.to_str().ok()?.parse::<u32>().ok())
+            .and_then(|version| entry.versions.get(&version))
+            .map_or(
+                wisp_spec::settings::DEFAULT_WEBSOCKET_MAX_CONNECTIONS,
+                |function| function.settings.websocket.max_connections,
+            );
+        self.inner
+            .gateway
+            .hold(&entry.record.name, cap, response)
             .await
+    }
+
+    /// Publishes GRIP items (the body of a publish: `{"items": [...]}`,
+    /// each with a `channel` and its `ws-message`, `http-stream` or
+    /// `http-response`) to every subscriber of their channels, on every
+    /// host of a cluster; how many items, and (on a host alone) how many
+    /// deliveries. A body that is not a valid publish delivers nothing.
+    pub async fn publish(
+        &self,
+        body: Bytes,
+    ) -> Result<(usize, Option<usize>), crate::channels::PublishError> {
+        let published = self.inner.publisher.publish(body).await?;
+        Ok((published.items, published.delivered_here))
     }
 
     /// Serves one request with function `name`, whatever the path; the

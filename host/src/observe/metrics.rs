@@ -123,6 +123,8 @@ pub(crate) struct WebSocketSeries {
     open: Family<FunctionLabels, Gauge>,
     events: Family<DirectionLabels, Counter>,
     closed: Family<CloseLabels, Counter>,
+    published: Counter,
+    delivered: Counter,
 }
 
 impl WebSocketSeries {
@@ -148,6 +150,12 @@ impl WebSocketSeries {
                 reason,
             })
             .inc();
+    }
+
+    /// A publish of `items` items reached `delivered` subscribers here.
+    pub(crate) fn published(&self, items: usize, delivered: usize) {
+        self.published.inc_by(items as u64);
+        self.delivered.inc_by(delivered as u64);
     }
 
     /// `count` events of `function` went `direction` (`in`: from clients
@@ -399,6 +407,16 @@ impl Metrics {
             "websocket_closes",
             "WebSocket connections ended, by function and reason (client, function, failed, idle, rate, too-big, slow-consumer, shutdown, disconnect)",
             websockets.closed.clone(),
+        );
+        registry.register(
+            "published_items",
+            "GRIP items published to this host's channels",
+            websockets.published.clone(),
+        );
+        registry.register(
+            "published_deliveries",
+            "Published items delivered to a subscriber on this host (a WebSocket, an HTTP stream or a long-poll)",
+            websockets.delivered.clone(),
         );
         Metrics {
             registry,

@@ -29,7 +29,7 @@ use crate::registry::Registry;
 use crate::registry::{Audience, FunctionEntry};
 use crate::runtime::Runtime;
 use crate::runtime::body::{BoxError, ResponseBody, full};
-use crate::runtime::chain::Dispatch;
+use crate::runtime::chain::{Dispatch, PUBLISH_TARGET};
 use crate::runtime::connection::ConnectionInfo;
 use crate::runtime::function::Function;
 use crate::runtime::function::RequestContext;
@@ -69,6 +69,8 @@ pub(crate) struct Dispatcher {
     pub(crate) registry: Arc<Registry>,
     pub(crate) runtime: Arc<Runtime>,
     pub(crate) metrics: Arc<Metrics>,
+    /// Where a guest's publishes go.
+    pub(crate) publisher: Arc<crate::channels::Publisher>,
     /// The guest workers, when guests run in worker processes.
     pub(crate) workers: Option<Arc<crate::runtime::workers::WorkerPool>>,
     pub(crate) options: DispatchOptions,
@@ -119,6 +121,9 @@ impl Dispatcher {
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
+        if name == PUBLISH_TARGET {
+            return self.publish_for_guest(request).await;
+        }
         let entry = self.registry.snapshot().get(name).cloned();
         let Some(entry) = entry else {
             return error_response(&InvokeError::UnknownFunction(name.to_owned()));
@@ -304,6 +309,53 @@ impl Dispatcher {
                 response.map(|body| record.write_when_sent(body))
             }
             None => response,
+        }
+    }
+}
+
+impl Dispatcher {
+    /// A guest's publish (`POST http://wisp.internal/publish`, allowed by
+    /// its `allow-outbound`): the body of a GRIP publish, answered as
+    /// Pushpin's publish endpoint answers.
+    async fn publish_for_guest<B>(&self, request: http::Request<B>) -> http::Response<ResponseBody>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        use http_body_util::BodyExt;
+        let answer = |status: http::StatusCode, text: String| {
+            let mut response = http::Response::new(full(text));
+            *response.status_mut() = status;
+            response
+        };
+        let path = request.uri().path();
+        if request.method() != http::Method::POST || !matches!(path, "/publish" | "/publish/") {
+            return answer(
+                http::StatusCode::NOT_FOUND,
+                "the host takes publishes at `POST http://wisp.internal/publish`\n".to_owned(),
+            );
+        }
+        let limit = crate::channels::MAX_PUBLISH_BYTES;
+        let body = match http_body_util::Limited::new(request.into_body(), limit)
+            .collect()
+            .await
+        {
+            Ok(body) => body.to_bytes(),
+            Err(_) => {
+                return answer(
+                    http::StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("a publish is at most {limit} bytes\n"),
+                );
+            }
+        };
+        match self.publisher.publish(body).await {
+            Ok(_) => answer(http::StatusCode::OK, "Published\n".to_owned()),
+            Err(crate::channels::PublishError::Invalid(why)) => {
+                answer(http::StatusCode::BAD_REQUEST, format!("{why}\n"))
+            }
+            Err(crate::channels::PublishError::Unavailable(why)) => {
+                answer(http::StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n"))
+            }
         }
     }
 }

@@ -32,6 +32,20 @@ use wisp_spec::headers::{
     CALLER_HEADER, DEPTH_HEADER, REQUEST_ID_HEADER, TRACEPARENT, TRIGGER_HEADER, strip_host_headers,
 };
 
+/// The callee a guest's call to the bare `http://wisp.internal` is
+/// dispatched to: the host's publish endpoint (`POST /publish`), not a
+/// function (no function has an empty name).
+pub(crate) const PUBLISH_TARGET: &str = "";
+
+/// The callee a guest's internal call goes to: function NAME for
+/// `NAME.wisp.internal`, the publish endpoint for `wisp.internal`.
+pub(crate) fn internal_callee(host: &str) -> Option<&str> {
+    if host.eq_ignore_ascii_case(wisp_spec::settings::INTERNAL_DOMAIN) {
+        return Some(PUBLISH_TARGET);
+    }
+    wisp_spec::settings::internal_function(host)
+}
+
 /// Most calls one chain may make, counting from the first request.
 pub const MAX_CHAIN_DEPTH: u32 = 8;
 

@@ -41,7 +41,7 @@ use wasmtime_wasi_http::p3::bindings::ServicePre;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 use wisp_spec::headers::content_length;
 use wisp_spec::limits::Limits;
-use wisp_spec::settings::{OutboundRule, Settings, allow_list_allows, internal_function};
+use wisp_spec::settings::{OutboundRule, Settings, allow_list_allows};
 use wisp_spec::units;
 
 /// Bytes of a guest's stdout/stderr kept per request.
@@ -145,7 +145,7 @@ impl WasiHttpHooks for OutboundPolicy {
         let mut request = request;
         let span = self.trace(&mut request);
         let internal = request.uri().scheme_str() == Some("http")
-            && request.uri().host().and_then(internal_function).is_some();
+            && request.uri().host().and_then(crate::runtime::chain::internal_callee).is_some();
         if internal {
             // Every call of this sandbox draws from one budget: make it
             // on the first, before the origin is cloned for the call.
@@ -159,7 +159,7 @@ impl WasiHttpHooks for OutboundPolicy {
             let callee = request
                 .uri()
                 .host()
-                .and_then(internal_function)
+                .and_then(crate::runtime::chain::internal_callee)
                 .unwrap_or_default()
                 .to_owned();
             return Box::new(

@@ -12,8 +12,17 @@
 //! messages (1013), and the host shutting down (1001). A client that stops
 //! reading is dropped once a batch has waited [`SEND_TIMEOUT`] to be
 //! written: nothing is buffered for it beyond one answer.
+//!
+//! In GRIP mode (the function's `OPEN` answer carries
+//! `Sec-WebSocket-Extensions: grip`), the function's text for the client
+//! carries a prefix (`m:` unless it names another), its `c:` messages
+//! subscribe and unsubscribe the connection to channels or detach the
+//! function, and what is published to those channels reaches the client
+//! (a client that falls behind its channels is closed with 1013).
 
 use super::call::{Answer, CallError, Caller};
+use crate::channels::Subscriber;
+use crate::channels::grip::{self, Control, WsMessage};
 use super::{Held, WebSocketOptions};
 use crate::observe::metrics::WebSocketSeries;
 use futures_util::{SinkExt, StreamExt};
@@ -45,6 +54,19 @@ pub(crate) struct Session {
     pub(crate) keep_alive: Option<Duration>,
     /// Its place under the connection caps, given back when it ends.
     pub(crate) held: Held,
+    /// GRIP mode, when the function turned it on in its answer to `OPEN`.
+    pub(crate) grip: Option<Grip>,
+}
+
+/// A connection in GRIP mode: the function's text for the client carries
+/// `prefix`, its `c:` messages are control, and the channels it
+/// subscribed feed the connection.
+pub(crate) struct Grip {
+    pub(crate) prefix: String,
+    pub(crate) subscriber: Subscriber,
+    /// The function detached: it is called no more, and the client's
+    /// messages are dropped.
+    pub(crate) detached: bool,
 }
 
 /// How a connection ended: its close (if the host sends one) and the
@@ -137,8 +159,10 @@ impl Session {
                             // The function hears the close (or the
                             // drop); a close the socket answers.
                             let reason = if event.kind == Kind::Close { "client" } else { "disconnect" };
-                            waiting.push(event);
-                            self.call_quietly(&waiting).await;
+                            if !self.detached() {
+                                waiting.push(event);
+                                self.call_quietly(&waiting).await;
+                            }
                             return Ending::silent(reason);
                         }
                         Incoming::TooBig => {
@@ -149,6 +173,9 @@ impl Session {
                     if !rate.take() {
                         let limit = self.options.rate;
                         return Ending::with(CloseCode::Policy, format!("more than {limit} messages a second"), "rate");
+                    }
+                    if self.detached() {
+                        continue;
                     }
                     if charge.grow(event.content.len() as u64).is_err() {
                         return Ending::with(CloseCode::Again, "the host is holding its maximum of messages; retry shortly", "buffers");
@@ -197,7 +224,24 @@ impl Session {
                         return Ending::silent("disconnect");
                     }
                 }
-                _ = sleep_until(keep_alive_due), if keep_alive_due.is_some() => {
+                published = next_published(self.grip.as_mut().map(|g| &mut g.subscriber)) => {
+                    let Some(item) = published else {
+                        return Ending::with(CloseCode::Again, "the client fell behind its channels", "slow-consumer");
+                    };
+                    let event = match &item.ws {
+                        Some(WsMessage::Text(text)) => Event { kind: Kind::Text, content: text.as_bytes().to_vec() },
+                        Some(WsMessage::Binary(data)) => Event { kind: Kind::Binary, content: data.to_vec() },
+                        Some(WsMessage::Close { code, reason }) => {
+                            return Ending::with(CloseCode::from(*code), reason.clone(), "published");
+                        }
+                        None => continue,
+                    };
+                    self.series.events(&self.caller.function, "out", 1);
+                    if let Flow::End(ending) = send(socket, vec![event], &self.caller.function).await {
+                        return ending;
+                    }
+                }
+                _ = sleep_until(keep_alive_due), if keep_alive_due.is_some() && !self.detached() => {
                     last_call = Instant::now();
                     if let Flow::End(ending) = self.exchange(socket, Vec::new()).await {
                         return ending;
@@ -235,11 +279,75 @@ impl Session {
     }
 
     /// Sends the function's `events` to the client, within
-    /// [`SEND_TIMEOUT`].
-    async fn send(&self, socket: &mut Socket, events: Vec<Event>) -> Flow {
+    /// [`SEND_TIMEOUT`] (in GRIP mode, less its control messages, which
+    /// are applied here).
+    async fn send(&mut self, socket: &mut Socket, events: Vec<Event>) -> Flow {
+        let events = match self.grip.as_mut() {
+            Some(grip) => match grip.translate(events, &self.caller.function) {
+                Ok(events) => events,
+                Err(ending) => return Flow::End(ending),
+            },
+            None => events,
+        };
         let function = self.caller.function.as_str();
         self.series.events(function, "out", events.len());
         send(socket, events, function).await
+    }
+
+    fn detached(&self) -> bool {
+        self.grip.as_ref().is_some_and(|g| g.detached)
+    }
+}
+
+impl Grip {
+    /// The function's events as the client gets them: text without its
+    /// prefix (text without it is not for the client), control messages
+    /// applied and removed.
+    fn translate(&mut self, events: Vec<Event>, function: &str) -> Result<Vec<Event>, Ending> {
+        let mut out = Vec::with_capacity(events.len());
+        for mut event in events {
+            if event.kind != Kind::Text {
+                out.push(event);
+                continue;
+            }
+            if let Some(control) = event.content.strip_prefix(b"c:") {
+                let control = std::str::from_utf8(control)
+                    .map_err(|e| e.to_string())
+                    .and_then(grip::parse_control);
+                match control {
+                    Ok(Control::Subscribe(channel)) => {
+                        if !self.subscriber.subscribe(&channel) {
+                            let why = format!("more than {} channels on one connection", crate::channels::registry::MAX_SUBSCRIBED);
+                            tracing::warn!(function = %function, "{why}");
+                            return Err(Ending::with(CloseCode::Policy, why, "failed"));
+                        }
+                    }
+                    Ok(Control::Unsubscribe(channel)) => self.subscriber.unsubscribe(&channel),
+                    Ok(Control::Detach) => self.detached = true,
+                    Err(why) => {
+                        tracing::warn!(function = %function, error = %why, "a WebSocket function sent a bad control message");
+                        return Err(Ending::with(CloseCode::Error, "the function sent a bad control message", "failed"));
+                    }
+                }
+                continue;
+            }
+            if event.content.starts_with(self.prefix.as_bytes()) {
+                event.content.drain(..self.prefix.len());
+                out.push(event);
+            } else {
+                tracing::debug!(function = %function, "dropped a GRIP-mode message without its prefix");
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The next item published to one of the subscriber's channels (`None`:
+/// it fell behind); never, without a subscriber.
+async fn next_published(subscriber: Option<&mut Subscriber>) -> Option<std::sync::Arc<grip::Item>> {
+    match subscriber {
+        Some(subscriber) => subscriber.next().await,
+        None => std::future::pending().await,
     }
 }
 

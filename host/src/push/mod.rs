@@ -17,6 +17,7 @@
 //! holds the connection and [`call`] makes each call.
 
 mod call;
+mod hold;
 mod session;
 
 use crate::error::json_error;
@@ -25,9 +26,10 @@ use crate::registry::{Audience, FunctionEntry};
 use crate::request::Dispatcher;
 use crate::runtime::body::{ResponseBody, full};
 use crate::runtime::buffers::BufferBudget;
+use crate::channels::{Channels, grip};
 use call::{CallError, Caller};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
-use session::Session;
+use session::{Grip, Session};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -123,6 +125,8 @@ pub(crate) struct Gateway {
     options: Arc<WebSocketOptions>,
     series: WebSocketSeries,
     open: Arc<Mutex<Open>>,
+    /// Who listens on which channel, on this host.
+    channels: Arc<Channels>,
     /// Turned true (or dropped with the host) to close every connection
     /// with 1001.
     shutdown: watch::Sender<bool>,
@@ -132,6 +136,7 @@ impl Gateway {
     pub(crate) fn new(
         dispatcher: Arc<Dispatcher>,
         buffers: Arc<BufferBudget>,
+        channels: Arc<Channels>,
         options: WebSocketOptions,
         series: WebSocketSeries,
     ) -> Gateway {
@@ -141,6 +146,7 @@ impl Gateway {
             options: Arc::new(options),
             series,
             open: Arc::default(),
+            channels,
             shutdown: watch::Sender::new(false),
         }
     }
@@ -199,15 +205,9 @@ impl Gateway {
             ));
         };
         let name = entry.record.name.clone();
-        let held = match self.hold(&name, settings.max_connections) {
+        let held = match self.hold_place(&name, settings.max_connections) {
             Ok(held) => held,
-            Err(why) => {
-                let mut response = refuse(StatusCode::SERVICE_UNAVAILABLE, "websocket-limit", &why);
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-                return Ok(response);
-            }
+            Err(refusal) => return Ok(*refusal),
         };
         let key = request.headers()[header::SEC_WEBSOCKET_KEY].clone();
         let mut caller = Caller {
@@ -236,7 +236,13 @@ impl Gateway {
         };
         let response = switching(&key, &answer.headers);
         self.series.opened(&name);
+        let grip = grip::grip_prefix(&answer.headers).map(|prefix| Grip {
+            prefix,
+            subscriber: self.channels.subscriber(),
+            detached: false,
+        });
         let session = Session {
+            grip,
             caller,
             options: self.options.clone(),
             series: self.series.clone(),
@@ -249,9 +255,46 @@ impl Gateway {
         Ok(response)
     }
 
+    /// Holds a function's response open on channels when its `Grip-Hold`
+    /// asks (see [`hold`]); any other response passes unchanged.
+    pub(crate) async fn hold(
+        &self,
+        function: &str,
+        max_connections: u32,
+        response: http::Response<ResponseBody>,
+    ) -> http::Response<ResponseBody> {
+        let Some(asked) = grip::hold(response.headers()) else {
+            return response;
+        };
+        let hold = match asked {
+            Ok(hold) => hold,
+            Err(why) => return bad_gateway(function, &why),
+        };
+        let held = match self.hold_place(function, max_connections) {
+            Ok(held) => held,
+            Err(refusal) => return *refusal,
+        };
+        hold::held(hold, response, self.channels.subscriber(), held).await
+    }
+
+    /// A place under the caps, or the `503` that says which is full.
+    fn hold_place(
+        &self,
+        function: &str,
+        max_connections: u32,
+    ) -> Result<Held, Box<http::Response<ResponseBody>>> {
+        self.take_place(function, max_connections).map_err(|why| {
+            let mut response = refuse(StatusCode::SERVICE_UNAVAILABLE, "websocket-limit", &why);
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            Box::new(response)
+        })
+    }
+
     /// Takes a place for one more connection of `function`, or says which
     /// cap is full.
-    fn hold(&self, function: &str, function_cap: u32) -> Result<Held, String> {
+    fn take_place(&self, function: &str, function_cap: u32) -> Result<Held, String> {
         let mut open = lock(&self.open);
         if open.total >= self.options.max_connections {
             return Err(format!(

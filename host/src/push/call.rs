@@ -92,6 +92,12 @@ impl Caller {
         headers.insert(header::CONTENT_TYPE, events_type.clone());
         headers.insert(header::ACCEPT, events_type);
         headers.insert(CONNECTION_ID_HEADER, self.connection_id.clone());
+        // The gateway speaks GRIP: a function may turn it on in its
+        // answer to `OPEN`.
+        headers.insert(
+            header::SEC_WEBSOCKET_EXTENSIONS,
+            HeaderValue::from_static("grip"),
+        );
         for (name, value) in &self.meta {
             headers.insert(name, value.clone());
         }

@@ -2,8 +2,11 @@
 //! events, each `TYPE HEXSIZE\r\nCONTENT\r\n`, or `TYPE\r\n` without
 //! content.
 //!
-//! The host writes these to a WebSocket function (what its client sent)
-//! and reads them back (what to send the client). Parsing is strict and
+//! The host (`wisp-host`'s gateway) writes these to a WebSocket function
+//! — what its client sent — and reads them back: what to send the client.
+//! Functions read and write them through `wisp-sdk`'s `websocket` module;
+//! this one file is both that module's codec and `wisp-spec`'s
+//! `websocket_events`, which the host uses. Parsing is strict and
 //! bounded: an unknown type, a bad size, a missing `\r\n` or an event
 //! larger than the caller's bound is an error naming the offset, never a
 //! guess. As the protocol says, content on an event that carries none

@@ -1,0 +1,132 @@
+//! HTTP requests held open on channels (GRIP's HTTP transport): a
+//! function answers with `Grip-Hold` and `Grip-Channel` headers, and the
+//! host keeps the client's request open after the function's run is over.
+//!
+//! * `Grip-Hold: stream` — server-sent events and other streams: the
+//!   function's response (its status, headers and body) is sent at once,
+//!   then each `http-stream` item published to its channels is appended,
+//!   until an item's `"action": "close"`, the client leaves, or the
+//!   client falls behind (its queue is full: the stream ends).
+//! * `Grip-Hold: response` — long-polling: the request waits for the
+//!   first `http-response` item published to its channels and gets it as
+//!   its response; after `Grip-Timeout` (default 55 s, at most 300 s) it
+//!   gets the function's own response.
+//!
+//! Either way the `Grip-*` headers never reach the client, and a held
+//! request counts against the same caps as a WebSocket.
+
+use super::Held;
+use crate::channels::Subscriber;
+use crate::channels::grip::{Hold, Item, StreamChunk};
+use crate::runtime::body::{BoxError, ResponseBody, full};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+use std::sync::Arc;
+
+/// Most bytes of the function's own body a long-poll keeps to answer with
+/// at its timeout.
+const MAX_KEPT_BODY: usize = 64 << 10;
+
+/// The response a held request gets: streamed, or waited for.
+pub(crate) async fn held(
+    hold: Hold,
+    response: http::Response<ResponseBody>,
+    mut subscriber: Subscriber,
+    held: Held,
+) -> http::Response<ResponseBody> {
+    let (mut parts, body) = response.into_parts();
+    strip_grip(&mut parts.headers);
+    match hold {
+        Hold::Stream { channels } => {
+            for channel in &channels {
+                subscriber.subscribe(channel);
+            }
+            parts.headers.remove(http::header::CONTENT_LENGTH);
+            let published = futures_util::stream::unfold(
+                (subscriber, held),
+                |(mut subscriber, held)| async move {
+                    loop {
+                        let item = subscriber.next().await?;
+                        match &item.stream {
+                            Some(StreamChunk::Data(data)) => {
+                                let frame: Result<Frame<Bytes>, BoxError> =
+                                    Ok(Frame::data(data.clone()));
+                                return Some((frame, (subscriber, held)));
+                            }
+                            Some(StreamChunk::Close) => return None,
+                            None => {}
+                        }
+                    }
+                },
+            );
+            let own = body.into_data_stream().map(|chunk| chunk.map(Frame::data));
+            let stream = own.chain(published);
+            http::Response::from_parts(parts, StreamBody::new(stream).boxed_unsync())
+        }
+        Hold::Response { channels, timeout } => {
+            for channel in &channels {
+                subscriber.subscribe(channel);
+            }
+            let own = keep_body(body).await;
+            let answer = tokio::time::timeout(timeout, async {
+                loop {
+                    let item: Arc<Item> = subscriber.next().await?;
+                    if let Some(response) = &item.response {
+                        return Some(response.clone());
+                    }
+                }
+            })
+            .await;
+            drop(held);
+            match answer {
+                Ok(Some(published)) => {
+                    let mut response = http::Response::new(full(published.body));
+                    *response.status_mut() =
+                        StatusCode::from_u16(published.code).unwrap_or(StatusCode::OK);
+                    for (name, value) in published.headers {
+                        if let (Ok(name), Ok(value)) = (
+                            HeaderName::try_from(name),
+                            HeaderValue::try_from(value),
+                        ) {
+                            response.headers_mut().append(name, value);
+                        }
+                    }
+                    strip_grip(response.headers_mut());
+                    response
+                }
+                // Timed out (or fell behind): the function's own answer.
+                _ => {
+                    parts.headers.remove(http::header::CONTENT_LENGTH);
+                    http::Response::from_parts(parts, full(own))
+                }
+            }
+        }
+    }
+}
+
+/// Reads the function's own body (its first [`MAX_KEPT_BODY`] bytes).
+async fn keep_body(mut body: ResponseBody) -> Bytes {
+    let mut kept = Vec::new();
+    while let Some(Ok(frame)) = body.frame().await {
+        if let Some(data) = frame.data_ref() {
+            let room = MAX_KEPT_BODY.saturating_sub(kept.len());
+            kept.extend_from_slice(&data[..data.len().min(room)]);
+        }
+    }
+    Bytes::from(kept)
+}
+
+/// Removes the `Grip-*` headers, which are for the host, not the client.
+pub(crate) fn strip_grip(headers: &mut HeaderMap) {
+    let grip: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| name.as_str().starts_with(wisp_spec::headers::GRIP_PREFIX))
+        .cloned()
+        .collect();
+    for name in grip {
+        headers.remove(name);
+    }
+}
