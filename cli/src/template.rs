@@ -41,6 +41,16 @@ impl fmt::Display for Language {
     }
 }
 
+/// What a new function starts as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Template {
+    /// Hello, a JSON route and a key-value counter.
+    Hello,
+    /// A chat room over WebSockets, with server-sent events and long-polls
+    /// on the same channel (Rust only).
+    Chat,
+}
+
 /// The WASI version a Rust function targets (the other languages' toolchains
 /// decide theirs: C builds a WASI 0.1 command module run CGI-style, and
 /// componentize-js and componentize-py build WASI 0.2 components).
@@ -101,6 +111,12 @@ const RUST: &[TemplateFile] = &[
     file!("build.sh", "rust/build.sh", executable),
     file!("README.md", "rust/README.md"),
     file!(".gitignore", "rust/.gitignore"),
+];
+
+/// The chat template's files, in place of the Rust template's own.
+const CHAT: &[TemplateFile] = &[
+    file!("src/main.rs", "chat/src/main.rs"),
+    file!("README.md", "chat/README.md"),
 ];
 
 /// `wisp-sdk`, made standalone (no workspace to inherit from).
@@ -228,12 +244,13 @@ pub enum NewError {
     },
 }
 
-/// Writes a new function `name` in `language` (a Rust one targeting `wasi`)
-/// to `parent/name`; returns the directory. Nothing is left behind if a
+/// Writes a new function `name` in `language` from `template` (a Rust one
+/// targeting `wasi`) to `parent/name`; returns the directory. Nothing is left behind if a
 /// write fails.
 pub fn scaffold(
     name: &str,
     language: Language,
+    template: Template,
     wasi: Wasi,
     parent: &Path,
 ) -> Result<PathBuf, NewError> {
@@ -251,6 +268,14 @@ pub fn scaffold(
     };
     for set in templates {
         for (path, contents, executable) in *set {
+            // The chat template's own file, where it has one.
+            let contents = match template {
+                Template::Chat => CHAT
+                    .iter()
+                    .find(|(chat_path, _, _)| chat_path == path)
+                    .map_or(*contents, |(_, chat, _)| *chat),
+                Template::Hello => *contents,
+            };
             let mut contents = contents.replace("{{name}}", name);
             if language == Language::Rust && wasi == Wasi::V0_2 {
                 for (from, to) in RUST_WASI_0_2 {
@@ -319,7 +344,8 @@ mod tests {
         let parent = tempfile::tempdir().unwrap();
         for language in [Language::Rust, Language::C, Language::Js, Language::Python] {
             let name = format!("fn-{language}");
-            let dir = scaffold(&name, language, Wasi::V0_3, parent.path()).unwrap();
+            let dir =
+                scaffold(&name, language, Template::Hello, Wasi::V0_3, parent.path()).unwrap();
             let build = std::fs::read_to_string(dir.join("build.sh")).unwrap();
             assert!(build.contains(&format!("{name}.wasm")), "{language}");
             assert!(!build.contains("{{name}}"));
@@ -358,7 +384,14 @@ mod tests {
         // A first build compiles every dependency: a minute or two that
         // must not pass in silence.
         let parent = tempfile::tempdir().unwrap();
-        let dir = scaffold("loud", Language::Rust, Wasi::V0_3, parent.path()).unwrap();
+        let dir = scaffold(
+            "loud",
+            Language::Rust,
+            Template::Hello,
+            Wasi::V0_3,
+            parent.path(),
+        )
+        .unwrap();
         let build = std::fs::read_to_string(dir.join("build.sh")).unwrap();
         let cargo = build
             .lines()
@@ -375,12 +408,26 @@ mod tests {
     fn a_rust_function_targets_wasi_0_3_unless_0_2_is_asked_for() {
         let parent = tempfile::tempdir().unwrap();
         let read = |dir: &Path, file: &str| std::fs::read_to_string(dir.join(file)).unwrap();
-        let v3 = scaffold("three", Language::Rust, Wasi::V0_3, parent.path()).unwrap();
+        let v3 = scaffold(
+            "three",
+            Language::Rust,
+            Template::Hello,
+            Wasi::V0_3,
+            parent.path(),
+        )
+        .unwrap();
         assert!(read(&v3, "src/main.rs").contains("wisp_sdk::v3::export!(async handle);"));
         assert!(read(&v3, "Cargo.toml").contains(r#"features = ["wasi-0-3"]"#));
         assert!(v3.join("wisp-sdk/src/v3.rs").exists());
         assert!(v3.join("wisp-sdk/wit/http-0.3.0/deps/http.wit").exists());
-        let v2 = scaffold("two", Language::Rust, Wasi::V0_2, parent.path()).unwrap();
+        let v2 = scaffold(
+            "two",
+            Language::Rust,
+            Template::Hello,
+            Wasi::V0_2,
+            parent.path(),
+        )
+        .unwrap();
         let main = read(&v2, "src/main.rs");
         assert!(
             main.contains("\nwisp_sdk::export!(async handle);"),
@@ -397,13 +444,32 @@ mod tests {
     #[test]
     fn existing_directories_and_bad_names_are_refused() {
         let parent = tempfile::tempdir().unwrap();
-        scaffold("taken", Language::C, Wasi::V0_3, parent.path()).unwrap();
+        scaffold(
+            "taken",
+            Language::C,
+            Template::Hello,
+            Wasi::V0_3,
+            parent.path(),
+        )
+        .unwrap();
         assert!(matches!(
-            scaffold("taken", Language::C, Wasi::V0_3, parent.path()),
+            scaffold(
+                "taken",
+                Language::C,
+                Template::Hello,
+                Wasi::V0_3,
+                parent.path()
+            ),
             Err(NewError::Exists(_))
         ));
         assert!(matches!(
-            scaffold("Bad Name", Language::C, Wasi::V0_3, parent.path()),
+            scaffold(
+                "Bad Name",
+                Language::C,
+                Template::Hello,
+                Wasi::V0_3,
+                parent.path()
+            ),
             Err(NewError::InvalidName(_))
         ));
     }

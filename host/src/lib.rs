@@ -83,13 +83,13 @@ pub use build::{
     DEFAULT_BUILD_TIMEOUT, DEFAULT_MAX_SOURCE, DEFAULT_REPO_QUOTA, DeployTokens, HOOK_COMMAND,
     Language, MAX_TOKENS_PER_FUNCTION, build_child_main,
 };
+pub use channels::PublishError;
 #[cfg(feature = "cluster")]
 pub use cluster::ClusterConfig;
 pub use deploy::DeployRequest;
 pub use deploy::load::LoadProblem;
 pub use error::{DeployError, HostFailure, InvokeError, Limit};
 pub use events::calls::{CallFilter, Full, MAX_RESULT_BODY_BYTES, QueueError};
-pub use channels::PublishError;
 pub use host::{
     Form, HOST_SETTINGS, Host, HostConfig, HostSetting, MAX_KEYS_PER_LIST, SERVER_SETTINGS,
     StartError,

@@ -31,11 +31,11 @@
 //! ```
 
 use crate::fetch::FetchError;
+pub use crate::websocket_events::{Event, Kind, ParseError, encode, parse};
 use crate::{Request, Response, response::IntoResponse};
 use bytes::Bytes;
 use http::HeaderValue;
 use http::header::CONTENT_TYPE;
-pub use crate::websocket_events::{Event, Kind, ParseError, encode, parse};
 
 /// The content type of a call's events and of its answer.
 pub const EVENTS_CONTENT_TYPE: &str = "application/websocket-events";
@@ -253,8 +253,7 @@ mod tests {
 
     #[test]
     fn a_publish_carries_the_three_formats() {
-        let body: serde_json::Value =
-            serde_json::from_str(&publish_body("room", "a\nb")).unwrap();
+        let body: serde_json::Value = serde_json::from_str(&publish_body("room", "a\nb")).unwrap();
         let item = &body["items"][0];
         assert_eq!(item["channel"], "room");
         assert_eq!(item["ws-message"]["content"], "a\nb");

@@ -40,3 +40,4 @@ mod upstream;
 mod versions;
 mod wasi3;
 mod websocket;
+mod ws_client;

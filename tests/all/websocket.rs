@@ -3,19 +3,16 @@
 //! client (`tokio-tungstenite`) against a real `wisp serve`, and the
 //! `websocket` guest, a handler written for that protocol.
 
-use crate::support::{Wisp, send};
+use crate::support::{Wisp, eventually, send, start_slow};
+use crate::ws_client::{Client, closed_with, connect, next, next_text, say};
 use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use http::{Method, StatusCode};
+use http_body_util::BodyExt;
 use std::time::Duration;
-use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use wisp_test_artifacts as artifacts;
-
-type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// A host serving the `websocket` guest at `/ws` with `settings` besides
 /// `websocket=on`, started with `flags`.
@@ -30,64 +27,11 @@ async fn websocket_host(settings: &str, flags: &[&str]) -> Wisp {
     wisp
 }
 
-/// Opens a WebSocket to `path` with extra handshake `headers`: the
-/// client, or the handshake's refusal.
-async fn connect(
-    wisp: &Wisp,
-    path: &str,
-    headers: &[(&'static str, &str)],
-) -> Result<(Client, http::Response<Option<Vec<u8>>>), WsError> {
-    let url = wisp.url(path).replacen("http://", "ws://", 1);
-    let mut request = url.into_client_request().unwrap();
-    for (name, value) in headers {
-        request
-            .headers_mut()
-            .insert(*name, http::HeaderValue::from_str(value).unwrap());
-    }
-    tokio::time::timeout(
-        Duration::from_secs(10),
-        tokio_tungstenite::connect_async(request),
-    )
-    .await
-    .expect("the handshake ends within 10 s")
-}
-
 async fn open(wisp: &Wisp) -> Client {
     let (mut client, _) = connect(wisp, "/ws", &[]).await.expect("connects");
     let greeting = next_text(&mut client).await;
     assert!(greeting.starts_with("welcome"), "{greeting}");
     client
-}
-
-/// The next message, within 10 s.
-async fn next(client: &mut Client) -> Message {
-    tokio::time::timeout(Duration::from_secs(10), client.next())
-        .await
-        .expect("a message within 10 s")
-        .expect("the connection is open")
-        .expect("a message, not an error")
-}
-
-async fn next_text(client: &mut Client) -> String {
-    match next(client).await {
-        Message::Text(text) => text.to_string(),
-        other => panic!("expected text, got {other:?}"),
-    }
-}
-
-/// The close the host sent: its code and reason.
-async fn closed_with(client: &mut Client) -> (CloseCode, String) {
-    loop {
-        match next(client).await {
-            Message::Close(Some(frame)) => return (frame.code, frame.reason.to_string()),
-            Message::Close(None) => panic!("a close without a code"),
-            _ => {}
-        }
-    }
-}
-
-async fn say(client: &mut Client, text: &str) {
-    client.send(Message::text(text)).await.expect("sent");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -233,4 +177,199 @@ async fn shutdown_closes_held_connections_with_1001() {
     let (code, reason) = closed_with(&mut client).await;
     assert_eq!(code, CloseCode::Away, "{reason}");
     assert!(wisp.wait_for_exit().success());
+}
+
+/// A host serving the chat template at `/chat` (it may publish).
+async fn chat_host(flags: &[&str]) -> Wisp {
+    let wisp = Wisp::start_with(flags);
+    wisp.deploy_ok(
+        "chat",
+        artifacts::CHAT_COMPONENT,
+        "route=/chat&websocket=on&allow-outbound=http://wisp.internal",
+    )
+    .await;
+    wisp
+}
+
+/// Publishes `body` through the admin API; its JSON answer.
+async fn publish(wisp: &Wisp, body: &str) -> serde_json::Value {
+    let response = send(
+        Method::POST,
+        &wisp.admin_url("/v1/publish"),
+        &[("content-type", "application/json")],
+        Bytes::from(body.to_owned()),
+    )
+    .await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.text());
+    response.json()
+}
+
+/// Reads a held stream until its text holds `needle` (10 s at most).
+async fn stream_until(stream: &mut http::Response<hyper::body::Incoming>, needle: &str) -> String {
+    let mut text = String::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), async {
+        while !text.contains(needle) {
+            let Some(Ok(frame)) = stream.body_mut().frame().await else {
+                break;
+            };
+            if let Some(data) = frame.data_ref() {
+                text.push_str(&String::from_utf8_lossy(data));
+            }
+        }
+    })
+    .await;
+    assert!(
+        read.is_ok() && text.contains(needle),
+        "{needle:?} never came: {text:?}"
+    );
+    text
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_chat_room_reaches_websockets_streams_and_long_polls_through_publish() {
+    let wisp = chat_host(&[]).await;
+    let mut ann = crate::ws_client::join_chat(&wisp, "/chat").await;
+    let mut bob = crate::ws_client::join_chat(&wisp, "/chat").await;
+    let mut cat = crate::ws_client::join_chat(&wisp, "/chat").await;
+    let mut stream = start_slow(&wisp, "/chat/events").await;
+    assert_eq!(stream.status(), StatusCode::OK);
+    assert_eq!(stream.headers()["content-type"], "text/event-stream");
+    assert!(
+        stream.headers().get("grip-hold").is_none(),
+        "Grip-* is the host's"
+    );
+    stream_until(&mut stream, ": listening").await;
+    let poll_url = wisp.url("/chat/poll");
+    let poll = tokio::spawn(async move { send(Method::GET, &poll_url, &[], Bytes::new()).await });
+    // Every listener is subscribed once a publish reaches five: three
+    // sockets, the stream and the long-poll (a comment only streams see).
+    let marker = r#"{"items": [{"channel": "lobby", "http-stream": {"content": ": marker\n\n"}}]}"#;
+    assert!(
+        eventually(Duration::from_secs(10), async || {
+            publish(&wisp, marker).await["delivered"] == 5
+        })
+        .await,
+        "the long-poll never subscribed"
+    );
+    // A name is kept on its connection; a message reaches everyone.
+    say(&mut ann, "/name ann").await;
+    assert_eq!(next_text(&mut ann).await, "you are ann");
+    say(&mut ann, "hello").await;
+    for client in [&mut ann, &mut bob, &mut cat] {
+        assert_eq!(next_text(client).await, "ann: hello");
+    }
+    stream_until(&mut stream, "data: ann: hello\n\n").await;
+    let polled = tokio::time::timeout(Duration::from_secs(10), poll)
+        .await
+        .expect("the long-poll answers")
+        .unwrap();
+    assert_eq!(polled.status, StatusCode::OK);
+    assert_eq!(polled.text(), "ann: hello");
+    assert!(polled.header("grip-hold").is_none());
+    // Each message ran the function in a fresh sandbox, as trigger
+    // `websocket`; the publish went through its allow-list.
+    let usage = wisp.usage("chat", 5).await;
+    assert!(usage["runs"]["websocket"].as_u64() >= Some(5), "{usage}");
+    // Pushpin's own publish endpoint works unchanged, and a `ws-message`
+    // close closes every socket with its code.
+    let pushpin = send(
+        Method::POST,
+        &wisp.admin_url("/publish/"),
+        &[("content-type", "application/json")],
+        Bytes::from_static(br#"{"items": [{"channel": "lobby", "ws-message": {"action": "close", "code": 4002, "reason": "room closed"}}]}"#),
+    )
+    .await;
+    assert_eq!(pushpin.text(), "Published\n");
+    for client in [&mut ann, &mut bob, &mut cat] {
+        assert_eq!(
+            closed_with(client).await,
+            (CloseCode::from(4002), "room closed".to_owned())
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_function_publishes_only_through_its_allow_list() {
+    let wisp = Wisp::start();
+    wisp.deploy_ok(
+        "chat",
+        artifacts::CHAT_COMPONENT,
+        "route=/chat&websocket=on",
+    )
+    .await;
+    let mut ann = crate::ws_client::join_chat(&wisp, "/chat").await;
+    say(&mut ann, "hello").await;
+    let (code, _) = closed_with(&mut ann).await;
+    assert_eq!(code, CloseCode::Error, "its publish was refused");
+    assert!(
+        wisp.log()
+            .contains("destination is not in the function's allow-list"),
+        "{}",
+        wisp.log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_publish_token_publishes_and_does_nothing_else() {
+    let wisp = Wisp::start_with(&["--admin-token", "adm1n", "--publish-token", "pub1ish"]);
+    let item =
+        Bytes::from_static(br#"{"items": [{"channel": "news", "ws-message": {"content": "x"}}]}"#);
+    let post = async |path: &str, token: Option<&str>, body: Bytes| {
+        let bearer = token.map(|t| format!("Bearer {t}"));
+        let mut headers = vec![("content-type", "application/json")];
+        if let Some(bearer) = &bearer {
+            headers.push(("authorization", bearer.as_str()));
+        }
+        send(Method::POST, &wisp.admin_url(path), &headers, body).await
+    };
+    let published = post("/v1/publish", Some("pub1ish"), item.clone()).await;
+    assert_eq!(published.status, StatusCode::OK, "{}", published.text());
+    assert_eq!(published.json()["items"], 1);
+    assert_eq!(
+        post("/publish/", Some("pub1ish"), item.clone())
+            .await
+            .text(),
+        "Published\n"
+    );
+    assert_eq!(
+        post("/v1/publish", Some("adm1n"), item.clone())
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        post("/v1/publish", None, item.clone()).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        post("/v1/publish", Some("wrong"), item).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    // The publish token opens nothing else.
+    let listed = send(
+        Method::GET,
+        &wisp.admin_url("/v1/functions"),
+        &[("authorization", "Bearer pub1ish")],
+        Bytes::new(),
+    )
+    .await;
+    assert_eq!(listed.status, StatusCode::UNAUTHORIZED);
+    let deployed = post(
+        "/v1/functions/x?route=/x",
+        Some("pub1ish"),
+        Bytes::from_static(b"\0asm"),
+    )
+    .await;
+    assert_eq!(deployed.status, StatusCode::UNAUTHORIZED);
+    // A bad publish is refused whole, with the reason.
+    let bad = post(
+        "/v1/publish",
+        Some("pub1ish"),
+        Bytes::from_static(
+            br#"{"items": [{"channel": "ok", "ws-message": {"content": "x"}}, {"channel": ""}]}"#,
+        ),
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.error().contains("item 1"), "{}", bad.error());
 }

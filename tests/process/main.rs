@@ -38,3 +38,5 @@ mod wasi3;
 #[path = "../all/websocket.rs"]
 mod websocket;
 mod worker;
+#[path = "../all/ws_client.rs"]
+mod ws_client;

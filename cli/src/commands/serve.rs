@@ -78,7 +78,12 @@ pub(crate) struct Serve {
     /// A token that may only publish to channels (`POST /v1/publish` and
     /// Pushpin's `/publish/` on the admin listener): give it to publishers
     /// instead of the admin token.
-    #[arg(long, env = "WISP_PUBLISH_TOKEN", hide_env_values = true, value_name = "TOKEN")]
+    #[arg(
+        long,
+        env = "WISP_PUBLISH_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
     publish_token: Option<String>,
     /// A host name (without port) the admin API also answers when it has no
     /// token; loopback names (`localhost`, `127.0.0.1`, `[::1]`) always are.

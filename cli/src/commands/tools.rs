@@ -153,6 +153,11 @@ pub(crate) struct New {
     /// The language to write it in.
     #[arg(long, value_enum, default_value = "rust")]
     lang: crate::template::Language,
+    /// What it starts as: `hello` (routes and a key-value counter) or
+    /// `chat` (a chat room over WebSockets, with server-sent events and
+    /// long-polls; Rust only).
+    #[arg(long, value_enum, default_value = "hello")]
+    template: crate::template::Template,
     /// The WASI version of a Rust function: `0.3` (a `wasi:http/service`
     /// component) or `0.2` (a `wasi:http/proxy` one). The other languages'
     /// toolchains decide theirs: C builds a WASI 0.1 module run CGI-style;
@@ -167,15 +172,21 @@ pub(crate) struct New {
 
 impl New {
     pub(crate) fn execute(self) -> anyhow::Result<ExitCode> {
-        use crate::template::{Language, Wasi};
+        use crate::template::{Language, Template, Wasi};
         if self.wasi.is_some() && self.lang != Language::Rust {
             bail!(
                 "`--wasi` chooses the WASI version of a Rust function; the {} toolchain decides its own (see `wisp new --help`)",
                 self.lang
             );
         }
+        if self.template == Template::Chat && self.lang != Language::Rust {
+            bail!(
+                "the chat template is written in Rust; leave out `--lang {}` or choose `--template hello`",
+                self.lang
+            );
+        }
         let wasi = self.wasi.unwrap_or(Wasi::V0_3);
-        let dir = crate::template::scaffold(&self.name, self.lang, wasi, &self.dir)?;
+        let dir = crate::template::scaffold(&self.name, self.lang, self.template, wasi, &self.dir)?;
         let name = &self.name;
         match self.lang {
             Language::Rust => {
@@ -188,8 +199,12 @@ impl New {
             println!("  (cd {} && npm install)", dir.display());
         }
         println!("  {}/build.sh", dir.display());
+        let websocket = match self.template {
+            Template::Chat => " --websocket on --allow-outbound http://wisp.internal",
+            Template::Hello => "",
+        };
         println!(
-            "  wisp deploy {name} {}/{name}.wasm --route /{name}",
+            "  wisp deploy {name} {}/{name}.wasm --route /{name}{websocket}",
             dir.display()
         );
         println!("  curl http://127.0.0.1:8080/{name}");

@@ -196,7 +196,8 @@ impl AdminApi {
             return route(&self.host, request).await;
         }
         if is_publish(&request)
-            && let (Some(token), Some(presented)) = (self.publish_token.as_deref(), bearer(&request))
+            && let (Some(token), Some(presented)) =
+                (self.publish_token.as_deref(), bearer(&request))
             && constant_time_eq(presented, token)
         {
             return route(&self.host, request).await;
@@ -544,7 +545,10 @@ async fn read_json<T: serde::de::DeserializeOwned>(
 /// `/publish/`).
 fn is_publish<B>(request: &http::Request<B>) -> bool {
     request.method() == Method::POST
-        && matches!(request.uri().path(), "/v1/publish" | "/publish" | "/publish/")
+        && matches!(
+            request.uri().path(),
+            "/v1/publish" | "/publish" | "/publish/"
+        )
 }
 
 /// `POST /v1/publish` (or Pushpin's `/publish/`): GRIP items to every

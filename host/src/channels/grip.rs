@@ -41,7 +41,10 @@ pub(crate) enum WsMessage {
     Text(String),
     Binary(Bytes),
     /// `"action": "close"`: close the connection with this code.
-    Close { code: u16, reason: String },
+    Close {
+        code: u16,
+        reason: String,
+    },
 }
 
 /// An `http-stream` item: more of the stream, or its end.
@@ -163,7 +166,9 @@ fn ws_message(raw: RawContent) -> Result<WsMessage, String> {
     match content(&raw)? {
         Some(Ok(text)) => Ok(WsMessage::Text(text)),
         Some(Err(bytes)) => Ok(WsMessage::Binary(bytes)),
-        None => Err("a `ws-message` without `content`, `content-bin` or `\"action\": \"close\"`".to_owned()),
+        None => Err(
+            "a `ws-message` without `content`, `content-bin` or `\"action\": \"close\"`".to_owned(),
+        ),
     }
 }
 
@@ -174,7 +179,10 @@ fn stream_chunk(raw: RawContent) -> Result<StreamChunk, String> {
     match content(&raw)? {
         Some(Ok(text)) => Ok(StreamChunk::Data(Bytes::from(text))),
         Some(Err(bytes)) => Ok(StreamChunk::Data(bytes)),
-        None => Err("an `http-stream` without `content`, `content-bin` or `\"action\": \"close\"`".to_owned()),
+        None => Err(
+            "an `http-stream` without `content`, `content-bin` or `\"action\": \"close\"`"
+                .to_owned(),
+        ),
     }
 }
 
@@ -236,7 +244,10 @@ pub(crate) fn parse_control(text: &str) -> Result<Control, String> {
         "subscribe" => Ok(Control::Subscribe(channel()?)),
         "unsubscribe" => Ok(Control::Unsubscribe(channel()?)),
         "detach" => Ok(Control::Detach),
-        other => Err(format!("unknown control message type `{}`", other.escape_debug())),
+        other => Err(format!(
+            "unknown control message type `{}`",
+            other.escape_debug()
+        )),
     }
 }
 
@@ -283,7 +294,9 @@ pub(crate) fn hold(headers: &http::HeaderMap) -> Option<Result<Hold, String>> {
 fn parse_hold(mode: &http::HeaderValue, headers: &http::HeaderMap) -> Result<Hold, String> {
     let mut channels = Vec::new();
     for value in headers.get_all("grip-channel") {
-        let text = value.to_str().map_err(|_| "a `Grip-Channel` that is not text")?;
+        let text = value
+            .to_str()
+            .map_err(|_| "a `Grip-Channel` that is not text")?;
         for channel in text.split(',') {
             let name = channel.split(';').next().unwrap_or_default().trim();
             check_channel(name)?;
@@ -356,11 +369,23 @@ mod tests {
     #[test]
     fn bad_publishes_are_refused_naming_the_item() {
         for (body, why) in [
-            (&br#"{"items": [{"channel": "", "ws-message": {"content": "x"}}]}"#[..], "item 0: a channel name"),
-            (br#"{"items": [{"channel": "a b", "ws-message": {"content": "x"}}]}"#, "item 0"),
+            (
+                &br#"{"items": [{"channel": "", "ws-message": {"content": "x"}}]}"#[..],
+                "item 0: a channel name",
+            ),
+            (
+                br#"{"items": [{"channel": "a b", "ws-message": {"content": "x"}}]}"#,
+                "item 0",
+            ),
             (br#"{"items": [{"channel": "a"}]}"#, "none of"),
-            (br#"{"items": [{"channel": "a", "ws-message": {"content-bin": "!!"}}]}"#, "not base64"),
-            (br#"{"items": [{"channel": "a", "http-response": {"code": 1000}}]}"#, "not an HTTP status"),
+            (
+                br#"{"items": [{"channel": "a", "ws-message": {"content-bin": "!!"}}]}"#,
+                "not base64",
+            ),
+            (
+                br#"{"items": [{"channel": "a", "http-response": {"code": 1000}}]}"#,
+                "not an HTTP status",
+            ),
             (br#"{"things": []}"#, "JSON"),
         ] {
             let error = parse_publish(body).unwrap_err();

@@ -108,7 +108,9 @@ impl Publisher {
             Ok(items) => {
                 self.deliver(items);
             }
-            Err(why) => tracing::warn!(error = %why, "dropped a malformed publish from the cluster's bus"),
+            Err(why) => {
+                tracing::warn!(error = %why, "dropped a malformed publish from the cluster's bus")
+            }
         }
     }
 

@@ -66,7 +66,6 @@ impl Channels {
         }
         delivered
     }
-
 }
 
 /// One subscriber: its queue of items and its channels, all left when it
@@ -126,7 +125,6 @@ impl Subscriber {
         }
         item
     }
-
 }
 
 fn leave(by_channel: &mut HashMap<String, HashMap<u64, Inbox>>, channel: &str, id: u64) {

@@ -6,12 +6,12 @@
 
 use crate::events::calls::AsyncCalls;
 use crate::observe::spans::TraceContext;
+use crate::push::WebSocketOptions;
 use crate::runtime::code_cache::Residency;
 use crate::runtime::compiler::{CompileBudget, Compiler};
 use crate::runtime::engine;
 use crate::runtime::pacing::BodyPacing;
 use crate::state::KvLimits;
-use crate::push::WebSocketOptions;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;

@@ -87,10 +87,9 @@ pub(crate) async fn held(
                     *response.status_mut() =
                         StatusCode::from_u16(published.code).unwrap_or(StatusCode::OK);
                     for (name, value) in published.headers {
-                        if let (Ok(name), Ok(value)) = (
-                            HeaderName::try_from(name),
-                            HeaderValue::try_from(value),
-                        ) {
+                        if let (Ok(name), Ok(value)) =
+                            (HeaderName::try_from(name), HeaderValue::try_from(value))
+                        {
                             response.headers_mut().append(name, value);
                         }
                     }

@@ -20,13 +20,13 @@ mod call;
 mod hold;
 mod session;
 
+use crate::channels::{Channels, grip};
 use crate::error::json_error;
 use crate::observe::metrics::WebSocketSeries;
 use crate::registry::{Audience, FunctionEntry};
 use crate::request::Dispatcher;
 use crate::runtime::body::{ResponseBody, full};
 use crate::runtime::buffers::BufferBudget;
-use crate::channels::{Channels, grip};
 use call::{CallError, Caller};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use session::{Grip, Session};

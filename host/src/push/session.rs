@@ -21,9 +21,9 @@
 //! (a client that falls behind its channels is closed with 1013).
 
 use super::call::{Answer, CallError, Caller};
+use super::{Held, WebSocketOptions};
 use crate::channels::Subscriber;
 use crate::channels::grip::{self, Control, WsMessage};
-use super::{Held, WebSocketOptions};
 use crate::observe::metrics::WebSocketSeries;
 use futures_util::{SinkExt, StreamExt};
 use hyper_util::rt::TokioIo;
@@ -317,7 +317,10 @@ impl Grip {
                 match control {
                     Ok(Control::Subscribe(channel)) => {
                         if !self.subscriber.subscribe(&channel) {
-                            let why = format!("more than {} channels on one connection", crate::channels::registry::MAX_SUBSCRIBED);
+                            let why = format!(
+                                "more than {} channels on one connection",
+                                crate::channels::registry::MAX_SUBSCRIBED
+                            );
                             tracing::warn!(function = %function, "{why}");
                             return Err(Ending::with(CloseCode::Policy, why, "failed"));
                         }
@@ -326,7 +329,11 @@ impl Grip {
                     Ok(Control::Detach) => self.detached = true,
                     Err(why) => {
                         tracing::warn!(function = %function, error = %why, "a WebSocket function sent a bad control message");
-                        return Err(Ending::with(CloseCode::Error, "the function sent a bad control message", "failed"));
+                        return Err(Ending::with(
+                            CloseCode::Error,
+                            "the function sent a bad control message",
+                            "failed",
+                        ));
                     }
                 }
                 continue;

@@ -178,7 +178,12 @@ impl ChainOrigin {
         // sees the authority it was called by (as Spin's callees see
         // `NAME.spin.internal`), so a guest that calls its own URL again
         // reaches itself.
-        let authority = format!("{callee}.{}", wisp_spec::settings::INTERNAL_DOMAIN);
+        let domain = wisp_spec::settings::INTERNAL_DOMAIN;
+        let authority = if callee == PUBLISH_TARGET {
+            domain.to_owned()
+        } else {
+            format!("{callee}.{domain}")
+        };
         let path = parts
             .uri
             .path_and_query()

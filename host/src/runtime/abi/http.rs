@@ -145,7 +145,11 @@ impl WasiHttpHooks for OutboundPolicy {
         let mut request = request;
         let span = self.trace(&mut request);
         let internal = request.uri().scheme_str() == Some("http")
-            && request.uri().host().and_then(crate::runtime::chain::internal_callee).is_some();
+            && request
+                .uri()
+                .host()
+                .and_then(crate::runtime::chain::internal_callee)
+                .is_some();
         if internal {
             // Every call of this sandbox draws from one budget: make it
             // on the first, before the origin is cloned for the call.

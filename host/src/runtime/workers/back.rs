@@ -339,7 +339,10 @@ impl Back {
         let Some(uri) = target(&request) else {
             return refused(http::StatusCode::BAD_REQUEST, "no target");
         };
-        let callee = uri.host().and_then(crate::runtime::chain::internal_callee).map(str::to_owned);
+        let callee = uri
+            .host()
+            .and_then(crate::runtime::chain::internal_callee)
+            .map(str::to_owned);
         let (Some(callee), true) = (callee, allow_list_allows(&self.rules, &uri)) else {
             tracing::warn!(function = %self.function, destination = %uri, "a guest worker's chained call is not in its allow-list: refused");
             return refused(http::StatusCode::FORBIDDEN, "not in the allow-list");
@@ -386,7 +389,10 @@ impl Back {
         let Some(uri) = target(&request) else {
             return outbound_failed("HttpRequestUriInvalid");
         };
-        let internal = uri.host().and_then(crate::runtime::chain::internal_callee).is_some();
+        let internal = uri
+            .host()
+            .and_then(crate::runtime::chain::internal_callee)
+            .is_some();
         if internal || !allow_list_allows(&self.rules, &uri) {
             tracing::warn!(function = %self.function, destination = %uri, "a guest worker's outbound call is not in its allow-list: refused");
             return outbound_failed("HttpRequestDenied");
