@@ -805,3 +805,81 @@ async fn a_commit_pushed_to_two_hosts_is_built_once_and_serves_on_both() {
         assert_eq!(info["versions"].as_array().unwrap().len(), 1, "{info}");
     }
 }
+
+/// The next text `client` gets that is not a `ping` (the probes that
+/// found the cluster's bus ready).
+async fn next_message(client: &mut crate::ws_client::Client) -> String {
+    loop {
+        let text = crate::ws_client::next_text(client).await;
+        if !text.starts_with("ping") {
+            return text;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_chat_room_spans_hosts_and_survives_one_dying() {
+    use crate::ws_client::{join_chat, say};
+    let _serial = SERIAL.lock().await;
+    let nats = Nats::start().await;
+    let mut hosts = hosts(&nats, 2).await;
+    hosts[0]
+        .deploy_ok(
+            "chat",
+            artifacts::CHAT_COMPONENT,
+            "route=/chat&websocket=on&allow-outbound=http://wisp.internal",
+        )
+        .await;
+    assert!(serves(&hosts[1], "/chat", Duration::from_secs(10)).await);
+    let mut ann = join_chat(&hosts[0], "/chat").await;
+    let mut bob = join_chat(&hosts[1], "/chat").await;
+    let mut cat = join_chat(&hosts[1], "/chat").await;
+    // A publish through one host reaches the other's sockets once the
+    // bus is up: probe until bob, on the other host, hears one.
+    let publish = async |host: &Wisp, text: &str| {
+        let body = format!(
+            r#"{{"items": [{{"channel": "lobby", "ws-message": {{"content": "{text}"}}}}]}}"#
+        );
+        let response = send(
+            Method::POST,
+            &host.admin_url("/v1/publish"),
+            &[("content-type", "application/json")],
+            Bytes::from(body),
+        )
+        .await;
+        assert_eq!(response.status, StatusCode::OK, "{}", response.text());
+    };
+    let mut heard = false;
+    for probe in 0..50 {
+        publish(&hosts[0], &format!("ping {probe}")).await;
+        if let Ok(Some(Ok(_))) = tokio::time::timeout(
+            Duration::from_millis(200),
+            futures_util::StreamExt::next(&mut bob),
+        )
+        .await
+        {
+            heard = true;
+            break;
+        }
+    }
+    assert!(heard, "the cluster's bus never carried a publish");
+    // A message said on one host reaches every client on both.
+    say(&mut ann, "hello").await;
+    for client in [&mut ann, &mut bob, &mut cat] {
+        assert_eq!(next_message(client).await, "anonymous: hello");
+    }
+    // An operator's publish through the other host reaches them too.
+    publish(&hosts[1], "from ops").await;
+    for client in [&mut ann, &mut bob, &mut cat] {
+        assert_eq!(next_message(client).await, "from ops");
+    }
+    // The host of bob and cat dies: bob reconnects to the other, and the
+    // room keeps working.
+    hosts[1].kill9();
+    drop((bob, cat));
+    let mut bob = join_chat(&hosts[0], "/chat").await;
+    say(&mut bob, "back").await;
+    for client in [&mut ann, &mut bob] {
+        assert_eq!(next_message(client).await, "anonymous: back");
+    }
+}

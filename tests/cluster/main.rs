@@ -19,4 +19,7 @@ mod support;
 #[path = "../all/services.rs"]
 mod services;
 
+#[path = "../all/ws_client.rs"]
+mod ws_client;
+
 mod cluster;
