@@ -19,6 +19,7 @@ mod support;
 #[path = "../all/services.rs"]
 mod services;
 
+#[expect(dead_code, reason = "the cluster tests use a part of the client")]
 #[path = "../all/ws_client.rs"]
 mod ws_client;
 
