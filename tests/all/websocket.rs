@@ -42,7 +42,11 @@ async fn echo_keeps_state_across_messages_each_in_a_fresh_sandbox() {
     let (mut client, handshake) = connect(
         &wisp,
         "/ws",
-        &[("meta-count", "99"), ("connection-id", "forged")],
+        &[
+            ("meta-count", "99"),
+            ("connection-id", "forged"),
+            ("grip-sig", "forged"),
+        ],
     )
     .await
     .expect("connects");
@@ -50,7 +54,7 @@ async fn echo_keeps_state_across_messages_each_in_a_fresh_sandbox() {
     assert_eq!(handshake.headers()["x-websocket-guest"], "accepted");
     assert_eq!(
         next_text(&mut client).await,
-        "welcome connection-id=true meta-count=none"
+        "welcome connection-id=true meta-count=none grip-sig=none"
     );
     // Each message is a call to a fresh sandbox (`fresh=1`), and the
     // count the function keeps in `Meta-Count` carries over.
@@ -372,4 +376,48 @@ async fn a_publish_token_publishes_and_does_nothing_else() {
     .await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
     assert!(bad.error().contains("item 1"), "{}", bad.error());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn calls_are_signed_with_the_functions_grip_key() {
+    #[derive(serde::Deserialize)]
+    struct Claims {
+        iss: String,
+        exp: u64,
+    }
+    let wisp = websocket_host("", &[]).await;
+    let set = tokio::task::block_in_place(|| {
+        wisp.cli_with_stdin(&["secret", "set", "ws", "grip-key"], b"k3y-for-grip\n")
+    });
+    assert!(set.status.success(), "{set:?}");
+    let (mut client, _) = connect(&wisp, "/ws", &[]).await.expect("connects");
+    let greeting = next_text(&mut client).await;
+    let token = greeting
+        .split("grip-sig=")
+        .nth(1)
+        .filter(|token| *token != "none")
+        .unwrap_or_else(|| panic!("the call was not signed: {greeting}"));
+    let mut validation = jsonwebtoken::Validation::default();
+    validation.set_issuer(&["wisp"]);
+    let claims = jsonwebtoken::decode::<Claims>(
+        token,
+        &jsonwebtoken::DecodingKey::from_secret(b"k3y-for-grip"),
+        &validation,
+    )
+    .expect("signed with the function's grip-key")
+    .claims;
+    assert_eq!(claims.iss, "wisp");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!((now..=now + 3600).contains(&claims.exp), "{}", claims.exp);
+    assert!(
+        jsonwebtoken::decode::<Claims>(
+            token,
+            &jsonwebtoken::DecodingKey::from_secret(b"another key"),
+            &validation
+        )
+        .is_err()
+    );
 }

@@ -1,8 +1,8 @@
 //! `websocket`: a handler written for Pushpin's WebSocket-over-HTTP
 //! protocol, as wisp's WebSocket tests drive it. It answers `OPEN` with
 //! `OPEN`, a `Set-Meta-Count: 0` and a `TEXT` greeting that says whether it
-//! saw a `Connection-Id` and which `Meta-Count` (if any) came with the
-//! handshake; each `TEXT` with `echo: TEXT #N fresh=F`, where `N` is the
+//! saw a `Connection-Id`, which `Meta-Count` (if any) came with the
+//! handshake and the `Grip-Sig` it was signed with (or `none`); each `TEXT` with `echo: TEXT #N fresh=F`, where `N` is the
 //! connection's count kept in `Meta-Count` (state the host carries between
 //! calls) and `F` is this instance's own count of calls (1 in a fresh
 //! sandbox); `BINARY` back as it came. `TEXT trap` panics, `TEXT close`
@@ -83,9 +83,10 @@ async fn main(mut request: Request<Body>) -> Result<Response<Body>, Error> {
             "OPEN" => {
                 write(&mut out, "OPEN", None);
                 let greeting = format!(
-                    "welcome connection-id={} meta-count={}",
+                    "welcome connection-id={} meta-count={} grip-sig={}",
                     header("connection-id").is_some(),
                     header("meta-count").unwrap_or_else(|| "none".to_owned()),
+                    header("grip-sig").unwrap_or_else(|| "none".to_owned()),
                 );
                 write(&mut out, "TEXT", Some(greeting.as_bytes()));
                 response = response.header("set-meta-count", "0").header("x-websocket-guest", "accepted");

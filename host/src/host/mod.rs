@@ -16,7 +16,7 @@
 //! | [`Calls`] (`events/calls/`) | async calls: accept, store, run | dispatcher, registry, call store, shared state |
 //! | [`Cron`] (`events/cron.rs`) | schedules | dispatcher, registry, shared state |
 //! | [`Publisher`] (`channels/`) | publishes to channels: here, or on the cluster's bus | channels, the backplane's bus, metrics |
-//! | [`Gateway`] (`push/`) | held connections (WebSockets, GRIP streams and long-polls) | dispatcher, the buffer budget, channels, options, metrics |
+//! | [`Gateway`] (`push/`) | held connections (WebSockets, GRIP streams and long-polls) | dispatcher, the buffer budget, channels, secrets (`grip-key`), options, metrics |
 //! | the backplane (`backplane.rs` here) | what hosts share: this host alone, or a cluster | config |
 //!
 //! Background tasks (cron, call workers, the prepared-sandbox sweep, the
@@ -201,6 +201,7 @@ impl Host {
             dispatcher.clone(),
             runtime.buffers.clone(),
             channels,
+            secrets.clone(),
             config.websockets(),
             metrics.websockets().clone(),
         ));

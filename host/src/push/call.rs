@@ -8,6 +8,7 @@ use crate::registry::Audience;
 use crate::request::Dispatcher;
 use crate::runtime::body::ResponseBody;
 use crate::runtime::buffers::{BufferBudget, BufferCharge};
+use crate::state::FunctionSecrets;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use http_body_util::{BodyExt, Full};
@@ -35,6 +36,8 @@ pub(crate) struct Caller {
     pub(crate) dispatcher: Arc<Dispatcher>,
     /// Where the bytes of an answer being read are charged.
     pub(crate) buffers: Arc<BufferBudget>,
+    /// The function's secrets: its `grip-key` signs each call.
+    pub(crate) secrets: Arc<FunctionSecrets>,
     /// The function it calls.
     pub(crate) function: String,
     /// The handshake's path and query: every call goes to it.
@@ -100,6 +103,11 @@ impl Caller {
         );
         for (name, value) in &self.meta {
             headers.insert(name, value.clone());
+        }
+        if let Ok(Some(key)) = self.secrets.get(super::signature::KEY_SECRET)
+            && let Some(signature) = super::signature::sign(&key)
+        {
+            headers.insert("grip-sig", signature);
         }
         let response = self
             .dispatcher

@@ -19,6 +19,7 @@
 mod call;
 mod hold;
 mod session;
+mod signature;
 
 use crate::channels::{Channels, grip};
 use crate::error::json_error;
@@ -27,6 +28,7 @@ use crate::registry::{Audience, FunctionEntry};
 use crate::request::Dispatcher;
 use crate::runtime::body::{ResponseBody, full};
 use crate::runtime::buffers::BufferBudget;
+use crate::state::SecretStore;
 use call::{CallError, Caller};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use session::{Grip, Session};
@@ -127,6 +129,8 @@ pub(crate) struct Gateway {
     open: Arc<Mutex<Open>>,
     /// Who listens on which channel, on this host.
     channels: Arc<Channels>,
+    /// Where a function's `grip-key` (its calls' signing key) is kept.
+    secrets: Arc<SecretStore>,
     /// Turned true (or dropped with the host) to close every connection
     /// with 1001.
     shutdown: watch::Sender<bool>,
@@ -137,6 +141,7 @@ impl Gateway {
         dispatcher: Arc<Dispatcher>,
         buffers: Arc<BufferBudget>,
         channels: Arc<Channels>,
+        secrets: Arc<SecretStore>,
         options: WebSocketOptions,
         series: WebSocketSeries,
     ) -> Gateway {
@@ -147,6 +152,7 @@ impl Gateway {
             series,
             open: Arc::default(),
             channels,
+            secrets,
             shutdown: watch::Sender::new(false),
         }
     }
@@ -213,6 +219,7 @@ impl Gateway {
         let mut caller = Caller {
             dispatcher: self.dispatcher.clone(),
             buffers: self.buffers.clone(),
+            secrets: self.secrets.for_function(&name),
             function: name.clone(),
             uri: request.uri().clone(),
             replayed: call::replayed(request.headers()),
