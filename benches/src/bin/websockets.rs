@@ -2,8 +2,10 @@
 //! `target/release/wisp`; `WISP=PATH` names another), each with a fresh
 //! data directory, on loopback:
 //!
-//! * `websockets idle N` — the server's resident memory before and after
-//!   it holds N idle connections to the `websocket` guest: the cost of one;
+//! * `websockets idle N` (`AT_ONCE=K` handshakes at a time, default 64)
+//!   — N idle connections to the `websocket` guest: the
+//!   growth of the server's resident memory over the second half of them,
+//!   a connection's cost (the first half warms what does not grow);
 //! * `websockets echo C SECONDS` — C clients each sending a message and
 //!   waiting for its echo (every message a call in a fresh sandbox):
 //!   round trips a second, all clients together;
@@ -48,7 +50,13 @@ impl Server {
             concat!(env!("CARGO_MANIFEST_DIR"), "/../target/release/wisp").to_owned()
         });
         let mut child = Command::new(&wisp)
-            .args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+            ])
             .args(["--max-websockets", "200000", "--websocket-rate", "1000000"])
             .args(["--websocket-idle", "1h", "--access-log", "false"])
             .arg("--data-dir")
@@ -57,7 +65,9 @@ impl Server {
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap_or_else(|e| panic!("starting {wisp}: {e} (build it: cargo build --release -p wisp-cli)"));
+            .unwrap_or_else(|e| {
+                panic!("starting {wisp}: {e} (build it: cargo build --release -p wisp-cli)")
+            });
         let stdout = child.stdout.take().expect("piped");
         let mut lines = BufReader::new(stdout).lines();
         let mut address = |prefix: &str| {
@@ -78,30 +88,40 @@ impl Server {
 
     async fn deploy(&self, name: &str, wasm: &str, query: &str) {
         let body = std::fs::read(wasm).expect("the guest is built");
-        let client = hyper_util::client::legacy::Client::builder(
-            hyper_util::rt::TokioExecutor::new(),
-        )
-        .build_http::<http_body_util::Full<bytes::Bytes>>();
-        let request = http::Request::put(format!(
-            "http://{}/v1/functions/{name}?{query}",
-            self.admin
-        ))
-        .body(http_body_util::Full::new(bytes::Bytes::from(body)))
-        .expect("a request");
-        let response = client.request(request).await.expect("the admin API answers");
-        assert!(response.status().is_success(), "deploy: {}", response.status());
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http::<http_body_util::Full<bytes::Bytes>>();
+        let request =
+            http::Request::put(format!("http://{}/v1/functions/{name}?{query}", self.admin))
+                .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+                .expect("a request");
+        let response = client
+            .request(request)
+            .await
+            .expect("the admin API answers");
+        assert!(
+            response.status().is_success(),
+            "deploy: {}",
+            response.status()
+        );
     }
 
     async fn publish(&self, body: String) {
-        let client = hyper_util::client::legacy::Client::builder(
-            hyper_util::rt::TokioExecutor::new(),
-        )
-        .build_http::<http_body_util::Full<bytes::Bytes>>();
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http::<http_body_util::Full<bytes::Bytes>>();
         let request = http::Request::post(format!("http://{}/v1/publish", self.admin))
             .body(http_body_util::Full::new(bytes::Bytes::from(body)))
             .expect("a request");
-        let response = client.request(request).await.expect("the admin API answers");
-        assert!(response.status().is_success(), "publish: {}", response.status());
+        let response = client
+            .request(request)
+            .await
+            .expect("the admin API answers");
+        assert!(
+            response.status().is_success(),
+            "publish: {}",
+            response.status()
+        );
     }
 
     fn resident_kib(&self) -> u64 {
@@ -147,7 +167,11 @@ fn raise_open_files() {
 }
 
 async fn connect_many(server: &Arc<Server>, path: &'static str, count: usize) -> Vec<Client> {
-    let gate = Arc::new(tokio::sync::Semaphore::new(64));
+    let at_once = std::env::var("AT_ONCE")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(64);
+    let gate = Arc::new(tokio::sync::Semaphore::new(at_once));
     let tasks: Vec<_> = (0..count)
         .map(|_| {
             let server = server.clone();
@@ -174,28 +198,36 @@ async fn idle(count: usize) {
             "route=/ws&websocket=on&websocket-max-connections=200000",
         )
         .await;
-    // Warm: the code loaded, a first connection made and gone.
-    drop(server.connect("/ws").await);
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The first half warms what does not grow with connections (the
+    // code, the sandbox pool's slots the handshakes touched); the second
+    // half's growth is what connections cost.
+    let half = (count / 2).max(1);
+    let first = connect_many(&server, "/ws", half).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
     let before = server.resident_kib();
     let started = Instant::now();
-    let clients = connect_many(&server, "/ws", count).await;
+    let second = connect_many(&server, "/ws", half).await;
     let opened = started.elapsed();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after = server.resident_kib();
-    let each = (after.saturating_sub(before)) as f64 / count as f64;
+    let each = (after.saturating_sub(before)) as f64 / half as f64;
     println!(
-        "idle: {count} connections opened in {:.1} s; server RSS {before} KiB -> {after} KiB: {each:.1} KiB each ({:.0} per GiB)",
+        "idle: {} connections held; the last {half} opened in {:.1} s and took the server from {before} KiB to {after} KiB: {each:.1} KiB each ({:.0} per GiB)",
+        2 * half,
         opened.as_secs_f64(),
         (1 << 20) as f64 / each.max(0.001)
     );
-    drop(clients);
+    drop((first, second));
 }
 
 async fn echo(count: usize, seconds: u64) {
     let server = Arc::new(Server::start());
     server
-        .deploy("ws", artifacts::WEBSOCKET_COMPONENT, "route=/ws&websocket=on")
+        .deploy(
+            "ws",
+            artifacts::WEBSOCKET_COMPONENT,
+            "route=/ws&websocket=on",
+        )
         .await;
     let clients = connect_many(&server, "/ws", count).await;
     let deadline = Instant::now() + Duration::from_secs(seconds);
@@ -284,7 +316,9 @@ fn main() {
         Some("echo") => runtime.block_on(echo(number(1, 32), number(2, 10) as u64)),
         Some("fanout") => runtime.block_on(fanout(number(1, 1000), number(2, 20))),
         _ => {
-            eprintln!("usage: websockets idle N | echo CLIENTS SECONDS | fanout SUBSCRIBERS ROUNDS");
+            eprintln!(
+                "usage: websockets idle N | echo CLIENTS SECONDS | fanout SUBSCRIBERS ROUNDS"
+            );
             std::process::exit(2);
         }
     }

@@ -223,16 +223,30 @@ pub(crate) fn replayed(handshake: &HeaderMap) -> HeaderMap {
         "accept",
         "keep-alive",
     ];
-    let mut headers = handshake.clone();
-    let dropped: Vec<HeaderName> = headers
-        .keys()
-        .filter(|name| HANDSHAKE.contains(&name.as_str()) || is_gateway_header(name))
-        .cloned()
-        .collect();
-    for name in dropped {
-        headers.remove(name);
+    // Copied, not cloned: a clone would share, and so keep alive for the
+    // connection's whole life, the server's read buffer it was parsed
+    // from (kilobytes an idle connection need not hold).
+    let mut headers = HeaderMap::with_capacity(handshake.len());
+    for (name, value) in handshake {
+        if HANDSHAKE.contains(&name.as_str()) || is_gateway_header(name) {
+            continue;
+        }
+        if let Ok(value) = HeaderValue::from_bytes(value.as_bytes()) {
+            headers.append(
+                HeaderName::from_bytes(name.as_str().as_bytes()).unwrap_or(name.clone()),
+                value,
+            );
+        }
     }
     headers
+}
+
+/// The handshake's path and query, copied out of the server's read buffer
+/// (see [`replayed`]).
+pub(crate) fn own_uri(uri: &http::Uri) -> http::Uri {
+    uri.path_and_query()
+        .and_then(|p| http::Uri::try_from(p.as_str()).ok())
+        .unwrap_or_else(|| http::Uri::from_static("/"))
 }
 
 #[cfg(test)]

@@ -77,10 +77,11 @@ impl Default for WebSocketOptions {
 
 impl WebSocketOptions {
     /// The socket's own bounds: messages and frames within the limit, and
-    /// small buffers, so an idle connection costs little.
+    /// small buffers, so an idle connection costs little (a larger message
+    /// takes more reads, each of at most 1 KiB more).
     fn socket_config(&self) -> WebSocketConfig {
         WebSocketConfig::default()
-            .read_buffer_size(4 << 10)
+            .read_buffer_size(1 << 10)
             .write_buffer_size(0)
             .max_write_buffer_size(call::MAX_ANSWER_BYTES * 2)
             .max_message_size(Some(self.max_message))
@@ -221,7 +222,7 @@ impl Gateway {
             buffers: self.buffers.clone(),
             secrets: self.secrets.for_function(&name),
             function: name.clone(),
-            uri: request.uri().clone(),
+            uri: call::own_uri(request.uri()),
             replayed: call::replayed(request.headers()),
             connection_id: HeaderValue::try_from(format!("{:032x}", fastrand::u128(..)))
                 .unwrap_or(HeaderValue::from_static("0")),

@@ -255,7 +255,9 @@ impl Session {
     async fn exchange(&mut self, socket: &mut Socket, batch: Vec<Event>) -> Flow {
         let function = self.caller.function.clone();
         self.series.events(&function, "in", batch.len());
-        match self.caller.call(&batch).await {
+        // Boxed: a call's future (the whole request path) is large, and an
+        // idle connection should not carry its space.
+        match Box::pin(self.caller.call(&batch)).await {
             Ok(Answer {
                 events, keep_alive, ..
             }) => {
@@ -273,7 +275,7 @@ impl Session {
     async fn call_quietly(&mut self, events: &[Event]) {
         self.series
             .events(&self.caller.function, "in", events.len());
-        if let Err(error) = self.caller.call(events).await {
+        if let Err(error) = Box::pin(self.caller.call(events)).await {
             tracing::debug!(function = %self.caller.function, error = %error.describe(), "a WebSocket function failed on its connection's end");
         }
     }
