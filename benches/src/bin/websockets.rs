@@ -8,7 +8,8 @@
 //!   a connection's cost (the first half warms what does not grow);
 //! * `websockets echo C SECONDS` — C clients each sending a message and
 //!   waiting for its echo (every message a call in a fresh sandbox):
-//!   round trips a second, all clients together;
+//!   round trips a second, all clients together, against C HTTP clients
+//!   asking the same function for a page in the same run;
 //! * `websockets fanout N ROUNDS` — N clients of the chat template in one
 //!   room; each round publishes one message through the admin API and
 //!   times its arrival at every client: p50 and p99 of those latencies.
@@ -249,9 +250,38 @@ async fn echo(count: usize, seconds: u64) {
     for task in tasks {
         total += task.await.expect("a client");
     }
+    let echoes = total as f64 / seconds as f64;
+    // The baseline, in the same run: as many HTTP clients asking the same
+    // function for a plain page, one request at a time each.
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Full<bytes::Bytes>>();
+    let url: http::Uri = format!("http://{}/ws", server.public).parse().expect("a URL");
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let tasks: Vec<_> = (0..count)
+        .map(|_| {
+            let client = client.clone();
+            let url = url.clone();
+            tokio::spawn(async move {
+                let mut done = 0u64;
+                while Instant::now() < deadline {
+                    let response = client.get(url.clone()).await.expect("an answer");
+                    http_body_util::BodyExt::collect(response.into_body())
+                        .await
+                        .expect("a body");
+                    done += 1;
+                }
+                done
+            })
+        })
+        .collect();
+    let mut requests = 0;
+    for task in tasks {
+        requests += task.await.expect("a client");
+    }
+    let plain = requests as f64 / seconds as f64;
     println!(
-        "echo: {count} clients, {total} round trips in {seconds} s: {:.0} a second (each a call in a fresh sandbox)",
-        total as f64 / seconds as f64
+        "echo: {count} clients: {echoes:.0} WebSocket round trips a second (each a call in a fresh sandbox); {plain:.0} plain HTTP requests a second to the same function; ratio {:.2}",
+        echoes / plain
     );
 }
 
