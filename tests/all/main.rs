@@ -40,4 +40,5 @@ mod upstream;
 mod versions;
 mod wasi3;
 mod websocket;
+mod websocket_bounds;
 mod ws_client;

@@ -255,7 +255,9 @@ async fn echo(count: usize, seconds: u64) {
     // function for a plain page, one request at a time each.
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<http_body_util::Full<bytes::Bytes>>();
-    let url: http::Uri = format!("http://{}/ws", server.public).parse().expect("a URL");
+    let url: http::Uri = format!("http://{}/ws", server.public)
+        .parse()
+        .expect("a URL");
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let tasks: Vec<_> = (0..count)
         .map(|_| {

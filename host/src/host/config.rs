@@ -141,6 +141,9 @@ pub struct HostConfig {
     /// How long a WebSocket connection may go without a frame from its
     /// client (it is pinged at half of this) before it is closed (1001).
     pub websocket_idle: Duration,
+    /// How long one batch of messages may take to reach a WebSocket client
+    /// that stopped reading; past it the connection is dropped.
+    pub websocket_send_timeout: Duration,
     /// How request spans join distributed traces (see
     /// [`crate::TraceContext`]); `None`: they carry no trace context, and
     /// log lines no trace id.
@@ -197,6 +200,7 @@ impl Default for HostConfig {
             websocket_max_message: websockets.max_message as u64,
             websocket_rate: websockets.rate,
             websocket_idle: websockets.idle,
+            websocket_send_timeout: websockets.send_timeout,
             trace_context: None,
             #[cfg(feature = "cluster")]
             cluster: None,
@@ -221,6 +225,7 @@ impl HostConfig {
             max_message: usize::try_from(self.websocket_max_message).unwrap_or(usize::MAX),
             rate: self.websocket_rate,
             idle: self.websocket_idle,
+            send_timeout: self.websocket_send_timeout,
         }
     }
 

@@ -395,6 +395,17 @@ pub static HOST_SETTINGS: &[HostSetting<HostConfig>] = &[
         },
     },
     HostSetting {
+        flag: "websocket-send-timeout",
+        value_name: "DURATION",
+        help: "How long messages may wait for a WebSocket client that stopped reading (its queue of published messages full meanwhile) before its connection is dropped.",
+        form: Form::One,
+        default: |c| units::format_duration(c.websocket_send_timeout),
+        set: |c, v| {
+            c.websocket_send_timeout = duration(v)?;
+            Ok(())
+        },
+    },
+    HostSetting {
         flag: "allow-root-dir",
         value_name: "",
         help: "Let a function's `--dir` grant the host's root directory (`/`), and with it every file this process can read. Without it such a deploy is refused, and a stored version with one is not loaded.",

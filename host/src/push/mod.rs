@@ -48,6 +48,8 @@ pub const DEFAULT_MAX_MESSAGE: usize = 64 << 10;
 pub const DEFAULT_RATE: u32 = 50;
 /// Default time a connection may go unheard (pinged at half of it).
 pub const DEFAULT_IDLE: Duration = Duration::from_secs(60);
+/// Default time one batch of messages may take to reach a client.
+pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The host-wide bounds of WebSocket connections.
 #[derive(Debug, Clone)]
@@ -62,6 +64,9 @@ pub struct WebSocketOptions {
     /// How long a connection may go without a frame from its client
     /// (pinged at half of it) before it is closed (1001).
     pub idle: Duration,
+    /// How long one batch of messages may take to reach a client that
+    /// stopped reading, before the connection is dropped.
+    pub send_timeout: Duration,
 }
 
 impl Default for WebSocketOptions {
@@ -71,6 +76,7 @@ impl Default for WebSocketOptions {
             max_message: DEFAULT_MAX_MESSAGE,
             rate: DEFAULT_RATE,
             idle: DEFAULT_IDLE,
+            send_timeout: DEFAULT_SEND_TIMEOUT,
         }
     }
 }

@@ -10,7 +10,7 @@
 //! a log line saying why), nothing heard for `--websocket-idle` though
 //! pinged (1001), the host's `--max-buffered` budget full with waiting
 //! messages (1013), and the host shutting down (1001). A client that stops
-//! reading is dropped once a batch has waited [`SEND_TIMEOUT`] to be
+//! reading is dropped once a batch has waited `--websocket-send-timeout` to be
 //! written: nothing is buffered for it beyond one answer.
 //!
 //! In GRIP mode (the function's `OPEN` answer carries
@@ -37,8 +37,6 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use wisp_spec::websocket_events::{Event, Kind};
 
-/// How long one answer's messages may take to reach a client.
-const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most bytes of client messages waiting for the next call; past it the
 /// host stops reading the client until the call in flight ends.
 const MAX_WAITING_BYTES: usize = 1 << 20;
@@ -237,7 +235,8 @@ impl Session {
                         None => continue,
                     };
                     self.series.events(&self.caller.function, "out", 1);
-                    if let Flow::End(ending) = send(socket, vec![event], &self.caller.function).await {
+                    let within = self.options.send_timeout;
+                    if let Flow::End(ending) = send(socket, vec![event], &self.caller.function, within).await {
                         return ending;
                     }
                 }
@@ -281,7 +280,7 @@ impl Session {
     }
 
     /// Sends the function's `events` to the client, within
-    /// [`SEND_TIMEOUT`] (in GRIP mode, less its control messages, which
+    /// `--websocket-send-timeout` (in GRIP mode, less its control messages, which
     /// are applied here).
     async fn send(&mut self, socket: &mut Socket, events: Vec<Event>) -> Flow {
         let events = match self.grip.as_mut() {
@@ -293,7 +292,7 @@ impl Session {
         };
         let function = self.caller.function.as_str();
         self.series.events(function, "out", events.len());
-        send(socket, events, function).await
+        send(socket, events, function, self.options.send_timeout).await
     }
 
     fn detached(&self) -> bool {
@@ -360,10 +359,10 @@ async fn next_published(subscriber: Option<&mut Subscriber>) -> Option<std::sync
     }
 }
 
-/// Sends `function`'s `events` to the client, within [`SEND_TIMEOUT`].
-async fn send(socket: &mut Socket, events: Vec<Event>, function: &str) -> Flow {
+/// Sends `function`'s `events` to the client, within `within`.
+async fn send(socket: &mut Socket, events: Vec<Event>, function: &str, within: Duration) -> Flow {
     {
-        let sent = tokio::time::timeout(SEND_TIMEOUT, async {
+        let sent = tokio::time::timeout(within, async {
             for event in events {
                 let message = match event.kind {
                     Kind::Text => match String::from_utf8(event.content) {
