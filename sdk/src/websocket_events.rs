@@ -144,10 +144,23 @@ const MAX_LINE: usize = 32;
 /// Parses a body of events; an event whose content is larger than
 /// `max_content` bytes is an error.
 pub fn parse(body: &[u8], max_content: usize) -> Result<Vec<Event>, ParseError> {
+    parse_at_most(body, max_content, usize::MAX)
+}
+
+/// Parses a body of at most `max_events` events, each with at most
+/// `max_content` bytes of content.
+pub fn parse_at_most(
+    body: &[u8],
+    max_content: usize,
+    max_events: usize,
+) -> Result<Vec<Event>, ParseError> {
     let mut events = Vec::new();
     let mut at = 0;
     while at < body.len() {
         let error = |offset: usize, reason: String| ParseError { offset, reason };
+        if events.len() == max_events {
+            return Err(error(at, format!("more than {max_events} events")));
+        }
         let rest = &body[at..];
         let line_end = rest
             .windows(2)
@@ -294,6 +307,14 @@ mod tests {
         body.extend(std::iter::repeat_n(b'0', 1 << 20));
         let error = parse(&body, 100).unwrap_err();
         assert_eq!(error.offset, 0);
+    }
+
+    #[test]
+    fn a_body_of_too_many_events_is_refused() {
+        let body = b"PING\r\n".repeat(11);
+        assert_eq!(parse_at_most(&body, 100, 11).unwrap().len(), 11);
+        let error = parse_at_most(&body, 100, 10).unwrap_err();
+        assert!(error.reason.contains("more than 10 events"), "{error}");
     }
 
     #[test]

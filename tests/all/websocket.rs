@@ -150,6 +150,9 @@ async fn origins_message_sizes_rates_and_connection_caps_hold() {
     say(&mut big, &"x".repeat(2048)).await;
     let (code, reason) = closed_with(&mut big).await;
     assert_eq!(code, CloseCode::Size, "{reason}");
+    // The function hears that the host closed it: two OPENs, then that
+    // CLOSE, are its three runs so far.
+    assert_eq!(wisp.usage("ws", 3).await["runs"]["websocket"], 3);
     for _ in 0..20 {
         if fast.send(Message::text("hi")).await.is_err() {
             break;
@@ -199,7 +202,7 @@ async fn chat_host(flags: &[&str]) -> Wisp {
 async fn publish(wisp: &Wisp, body: &str) -> serde_json::Value {
     let response = send(
         Method::POST,
-        &wisp.admin_url("/v1/publish"),
+        &wisp.admin_url("/v1/functions/chat/publish"),
         &[("content-type", "application/json")],
         Bytes::from(body.to_owned()),
     )
@@ -234,7 +237,28 @@ async fn a_chat_room_reaches_websockets_streams_and_long_polls_through_publish()
     let wisp = chat_host(&[]).await;
     let mut ann = crate::ws_client::join_chat(&wisp, "/chat").await;
     let mut bob = crate::ws_client::join_chat(&wisp, "/chat").await;
-    let mut cat = crate::ws_client::join_chat(&wisp, "/chat").await;
+    // A client's copy of what only the host says never reaches a call: a
+    // forged chain depth would make every publish of cat's refused.
+    let (mut cat, _) = connect(
+        &wisp,
+        "/chat",
+        &[
+            ("x-wisp-chain-depth", "4294967295"),
+            ("x-wisp-trigger", "cron"),
+            ("x-wisp-caller", "other"),
+        ],
+    )
+    .await
+    .expect("connects");
+    next_text(&mut cat).await;
+    // Another function's room of the same name is its own.
+    wisp.deploy_ok(
+        "other",
+        artifacts::CHAT_COMPONENT,
+        "route=/other&websocket=on&allow-outbound=http://wisp.internal",
+    )
+    .await;
+    let mut stranger = crate::ws_client::join_chat(&wisp, "/other").await;
     let mut stream = start_slow(&wisp, "/chat/events").await;
     assert_eq!(stream.status(), StatusCode::OK);
     assert_eq!(stream.headers()["content-type"], "text/event-stream");
@@ -262,6 +286,16 @@ async fn a_chat_room_reaches_websockets_streams_and_long_polls_through_publish()
     for client in [&mut ann, &mut bob, &mut cat] {
         assert_eq!(next_text(client).await, "ann: hello");
     }
+    say(&mut cat, "me too").await;
+    for client in [&mut ann, &mut bob, &mut cat] {
+        assert_eq!(next_text(client).await, "anonymous: me too");
+    }
+    say(&mut stranger, "elsewhere").await;
+    assert_eq!(
+        next_text(&mut stranger).await,
+        "anonymous: elsewhere",
+        "the other room heard nothing of chat's"
+    );
     stream_until(&mut stream, "data: ann: hello\n\n").await;
     let polled = tokio::time::timeout(Duration::from_secs(10), poll)
         .await
@@ -278,7 +312,7 @@ async fn a_chat_room_reaches_websockets_streams_and_long_polls_through_publish()
     // close closes every socket with its code.
     let pushpin = send(
         Method::POST,
-        &wisp.admin_url("/publish/"),
+        &wisp.admin_url("/v1/functions/chat/publish/"),
         &[("content-type", "application/json")],
         Bytes::from_static(br#"{"items": [{"channel": "lobby", "ws-message": {"action": "close", "code": 4002, "reason": "room closed"}}]}"#),
     )
@@ -326,27 +360,36 @@ async fn a_publish_token_publishes_and_does_nothing_else() {
         }
         send(Method::POST, &wisp.admin_url(path), &headers, body).await
     };
-    let published = post("/v1/publish", Some("pub1ish"), item.clone()).await;
+    // Deploying takes the admin token.
+    let wasm = Bytes::from(std::fs::read(artifacts::CHAT_COMPONENT).unwrap());
+    let deployed = send(
+        Method::PUT,
+        &wisp.admin_url("/v1/functions/chat?route=/chat&websocket=on"),
+        &[("authorization", "Bearer adm1n")],
+        wasm,
+    )
+    .await;
+    assert!(deployed.status.is_success(), "{}", deployed.text());
+    let publish = "/v1/functions/chat/publish";
+    let published = post(publish, Some("pub1ish"), item.clone()).await;
     assert_eq!(published.status, StatusCode::OK, "{}", published.text());
     assert_eq!(published.json()["items"], 1);
     assert_eq!(
-        post("/publish/", Some("pub1ish"), item.clone())
+        post("/v1/functions/chat/publish/", Some("pub1ish"), item.clone())
             .await
             .text(),
         "Published\n"
     );
     assert_eq!(
-        post("/v1/publish", Some("adm1n"), item.clone())
-            .await
-            .status,
+        post(publish, Some("adm1n"), item.clone()).await.status,
         StatusCode::OK
     );
     assert_eq!(
-        post("/v1/publish", None, item.clone()).await.status,
+        post(publish, None, item.clone()).await.status,
         StatusCode::UNAUTHORIZED
     );
     assert_eq!(
-        post("/v1/publish", Some("wrong"), item).await.status,
+        post(publish, Some("wrong"), item).await.status,
         StatusCode::UNAUTHORIZED
     );
     // The publish token opens nothing else.
@@ -367,7 +410,7 @@ async fn a_publish_token_publishes_and_does_nothing_else() {
     assert_eq!(deployed.status, StatusCode::UNAUTHORIZED);
     // A bad publish is refused whole, with the reason.
     let bad = post(
-        "/v1/publish",
+        publish,
         Some("pub1ish"),
         Bytes::from_static(
             br#"{"items": [{"channel": "ok", "ws-message": {"content": "x"}}, {"channel": ""}]}"#,
@@ -376,6 +419,18 @@ async fn a_publish_token_publishes_and_does_nothing_else() {
     .await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
     assert!(bad.error().contains("item 1"), "{}", bad.error());
+    // A publish names a deployed function.
+    let nowhere = post(
+        "/v1/functions/nobody/publish",
+        Some("pub1ish"),
+        item_again(),
+    )
+    .await;
+    assert_eq!(nowhere.status, StatusCode::NOT_FOUND);
+}
+
+fn item_again() -> Bytes {
+    Bytes::from_static(br#"{"items": [{"channel": "news", "ws-message": {"content": "x"}}]}"#)
 }
 
 #[tokio::test(flavor = "multi_thread")]

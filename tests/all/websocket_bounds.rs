@@ -107,7 +107,7 @@ async fn a_client_that_stops_reading_is_dropped_and_the_others_hear_everything()
     for _ in 0..24 {
         let published = send(
             Method::POST,
-            &wisp.admin_url("/v1/publish"),
+            &wisp.admin_url("/v1/functions/chat/publish"),
             &[("content-type", "application/json")],
             Bytes::from(body.clone()),
         )

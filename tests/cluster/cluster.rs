@@ -842,7 +842,7 @@ async fn a_chat_room_spans_hosts_and_survives_one_dying() {
         );
         let response = send(
             Method::POST,
-            &host.admin_url("/v1/publish"),
+            &host.admin_url("/v1/functions/chat/publish"),
             &[("content-type", "application/json")],
             Bytes::from(body),
         )

@@ -111,9 +111,10 @@ impl Server {
         let client =
             hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
                 .build_http::<http_body_util::Full<bytes::Bytes>>();
-        let request = http::Request::post(format!("http://{}/v1/publish", self.admin))
-            .body(http_body_util::Full::new(bytes::Bytes::from(body)))
-            .expect("a request");
+        let request =
+            http::Request::post(format!("http://{}/v1/functions/chat/publish", self.admin))
+                .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+                .expect("a request");
         let response = client
             .request(request)
             .await

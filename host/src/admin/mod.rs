@@ -28,7 +28,7 @@
 //! | any | `/v1/functions/{name}/invoke/{path}` | run the function on a request for `/{path}` |
 //! | `GET` | `/v1/calls?function=&state=&before=&limit=` | async calls, newest first (without response bodies) |
 //! | `GET` | `/v1/calls/{id}` | one async call: state, attempts, times, and its response once finished |
-//! | `POST` | `/v1/publish` (and Pushpin's `/publish/`) | GRIP items to channels' subscribers (admin or publish token) |
+//! | `POST` | `/v1/functions/{name}/publish` (and Pushpin's `…/publish/`) | GRIP items to the subscribers of the function's channels (admin or publish token) |
 //! | `GET` | `/healthz` | liveness (no token needed) |
 //! | `GET` | `/metrics` | Prometheus text |
 //!
@@ -306,9 +306,12 @@ async fn route(host: &Host, request: http::Request<Incoming>) -> http::Response<
         (_, ["v1", "functions", name, "secrets", rest @ ..]) => {
             state::secrets(host, name, rest, request).await
         }
-        (&Method::POST, ["v1", "publish"] | ["publish"]) => {
-            let pushpin = segments == ["publish"];
-            return publish(host, request, pushpin).await;
+        (&Method::POST, ["v1", "functions", name, "publish"]) => {
+            // Pushpin's publishers post to `CONTROL_URI/publish/`: with the
+            // control URI `http://ADMIN/v1/functions/NAME` they work as
+            // they are, and get Pushpin's answer.
+            let pushpin = path.ends_with('/');
+            return publish(host, name, request, pushpin).await;
         }
         (&Method::GET, ["v1", "calls"]) => calls::list(host, request.uri().query()).await,
         (&Method::GET, ["v1", "stats"]) => {
@@ -541,20 +544,20 @@ async fn read_json<T: serde::de::DeserializeOwned>(
         .map_err(|e| DeployError::BadRequest(format!("invalid JSON body: {e}")))
 }
 
-/// True for a publish request (`POST /v1/publish`, or Pushpin's
-/// `/publish/`).
+/// True for a publish request (`POST /v1/functions/NAME/publish`, with or
+/// without Pushpin's trailing slash).
 fn is_publish<B>(request: &http::Request<B>) -> bool {
+    let segments: Vec<&str> = request.uri().path().trim_matches('/').split('/').collect();
     request.method() == Method::POST
-        && matches!(
-            request.uri().path(),
-            "/v1/publish" | "/publish" | "/publish/"
-        )
+        && matches!(segments.as_slice(), ["v1", "functions", _, "publish"])
 }
 
-/// `POST /v1/publish` (or Pushpin's `/publish/`): GRIP items to every
-/// subscriber of their channels — JSON counts, or Pushpin's `Published`.
+/// `POST /v1/functions/NAME/publish` (Pushpin's `…/publish/`): GRIP items
+/// to every subscriber of NAME's channels — JSON counts, or Pushpin's
+/// `Published`.
 async fn publish(
     host: &Host,
+    function: &str,
     request: http::Request<Incoming>,
     pushpin: bool,
 ) -> http::Response<ResponseBody> {
@@ -567,7 +570,7 @@ async fn publish(
         Ok(body) => body,
         Err(error) => return error.to_response().map(full),
     };
-    match host.publish(body).await {
+    match host.publish(function, body).await {
         Ok(_) if pushpin => http::Response::new(full("Published\n")),
         Ok((items, delivered)) => json(
             StatusCode::OK,
@@ -579,6 +582,9 @@ async fn publish(
         }
         Err(crate::channels::PublishError::Unavailable(why)) => {
             DeployError::ClusterUnavailable(why).to_response().map(full)
+        }
+        Err(crate::channels::PublishError::UnknownFunction(name)) => {
+            DeployError::UnknownFunction(name).to_response().map(full)
         }
     }
 }

@@ -108,12 +108,27 @@ pub(crate) fn parse_publish(body: &[u8]) -> Result<Vec<Item>, String> {
             parsed.items.len()
         ));
     }
-    parsed
+    let items: Vec<Item> = parsed
         .items
         .into_iter()
         .enumerate()
         .map(|(index, raw)| item(raw).map_err(|why| format!("item {index}: {why}")))
-        .collect()
+        .collect::<Result<_, _>>()?;
+    // A subscriber's queue takes at most this many: one publish must not
+    // drop a whole room by itself.
+    let mut per_channel: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for item in &items {
+        let count = per_channel.entry(item.channel.as_str()).or_default();
+        *count += 1;
+        if *count > super::registry::QUEUE {
+            return Err(format!(
+                "more than {} items for channel `{}` in one publish",
+                super::registry::QUEUE,
+                item.channel
+            ));
+        }
+    }
+    Ok(items)
 }
 
 fn item(raw: RawItem) -> Result<Item, String> {
@@ -156,12 +171,36 @@ fn content(raw: &RawContent) -> Result<Option<Result<String, Bytes>>, String> {
     }
 }
 
+/// Response headers that frame or route a response, which only the host
+/// sets.
+const FRAMING: [&str; 8] = [
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "upgrade",
+    "keep-alive",
+    "te",
+    "trailer",
+    "proxy-connection",
+];
+
+/// True for a close code an endpoint may send (RFC 6455 §7.4): 1000 to
+/// 1003, 1007 to 1014, and the registered and private ranges 3000 to 4999.
+pub(crate) fn sendable_close(code: u16) -> bool {
+    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
+}
+
 fn ws_message(raw: RawContent) -> Result<WsMessage, String> {
     if raw.action.as_deref() == Some("close") {
-        return Ok(WsMessage::Close {
-            code: raw.code.unwrap_or(1000),
-            reason: raw.reason.unwrap_or_default(),
-        });
+        let code = raw.code.unwrap_or(1000);
+        if !sendable_close(code) {
+            return Err(format!("close code {code} may not be sent"));
+        }
+        let reason = raw.reason.unwrap_or_default();
+        if reason.len() > 123 {
+            return Err("a close reason is at most 123 bytes".to_owned());
+        }
+        return Ok(WsMessage::Close { code, reason });
     }
     match content(&raw)? {
         Some(Ok(text)) => Ok(WsMessage::Text(text)),
@@ -197,15 +236,22 @@ fn http_response(raw: RawResponse) -> Result<HttpResponse, String> {
         (None, None) => Bytes::new(),
     };
     let code = raw.code.unwrap_or(200);
-    if http::StatusCode::from_u16(code).is_err() {
-        return Err(format!("`code` {code} is not an HTTP status"));
+    if !(200..=599).contains(&code) {
+        return Err(format!(
+            "`code` {code} is not a final HTTP status (200 to 599)"
+        ));
     }
     let headers: Vec<(String, String)> = raw.headers.unwrap_or_default().into_iter().collect();
     for (name, value) in &headers {
-        if http::HeaderName::try_from(name.as_str()).is_err()
-            || http::HeaderValue::try_from(value.as_str()).is_err()
-        {
+        let Ok(header) = http::HeaderName::try_from(name.as_str()) else {
             return Err(format!("a bad header `{}`", name.escape_debug()));
+        };
+        if http::HeaderValue::try_from(value.as_str()).is_err() {
+            return Err(format!("a bad value for header `{header}`"));
+        }
+        // The host frames the response: a publisher cannot.
+        if FRAMING.contains(&header.as_str()) || header.as_str().starts_with("grip-") {
+            return Err(format!("header `{header}` is the host's to set"));
         }
     }
     Ok(HttpResponse {
@@ -384,13 +430,42 @@ mod tests {
             ),
             (
                 br#"{"items": [{"channel": "a", "http-response": {"code": 1000}}]}"#,
-                "not an HTTP status",
+                "not a final HTTP status",
+            ),
+            (
+                br#"{"items": [{"channel": "a", "http-response": {"code": 101}}]}"#,
+                "not a final HTTP status",
+            ),
+            (
+                br#"{"items": [{"channel": "a", "http-response": {"headers": {"Content-Length": "0"}}}]}"#,
+                "the host's to set",
+            ),
+            (
+                br#"{"items": [{"channel": "a", "http-response": {"headers": {"transfer-encoding": "chunked"}}}]}"#,
+                "the host's to set",
+            ),
+            (
+                br#"{"items": [{"channel": "a", "ws-message": {"action": "close", "code": 1006}}]}"#,
+                "may not be sent",
             ),
             (br#"{"things": []}"#, "JSON"),
         ] {
             let error = parse_publish(body).unwrap_err();
             assert!(error.contains(why), "{error}");
         }
+    }
+
+    #[test]
+    fn one_publish_fits_a_subscribers_queue() {
+        let item = r#"{"channel": "room", "ws-message": {"content": "x"}}"#;
+        let publish = |count: usize| format!(r#"{{"items": [{}]}}"#, vec![item; count].join(","));
+        let queue = crate::channels::registry::QUEUE;
+        assert_eq!(
+            parse_publish(publish(queue).as_bytes()).unwrap().len(),
+            queue
+        );
+        let error = parse_publish(publish(queue + 1).as_bytes()).unwrap_err();
+        assert!(error.contains("for channel `room`"), "{error}");
     }
 
     #[test]

@@ -1,8 +1,11 @@
 //! Channels (GRIP's publish–subscribe): who listens on what on this host
 //! ([`registry`]), the formats a publish carries ([`grip`]), and the
 //! [`Publisher`] every publish goes through — the admin API's
-//! `/v1/publish`, Pushpin's `/publish/`, and a function's `POST` to
-//! `http://wisp.internal/publish`.
+//! `/v1/functions/NAME/publish` (a Pushpin publisher's control URI is
+//! `http://ADMIN/v1/functions/NAME`), and a function's `POST` to
+//! `http://wisp.internal/publish`. Channels are the function's own: a
+//! publish reaches the channels of the function it names (a function's
+//! own publish, its own).
 //!
 //! A publish is parsed and checked whole before anything is delivered.
 //! On a host alone it is delivered here at once; in a cluster it goes out
@@ -23,9 +26,9 @@ pub(crate) const MAX_PUBLISH_BYTES: usize = 1 << 20;
 
 /// Carries a publish to every host of a cluster.
 pub(crate) trait Bus: Send + Sync {
-    /// Sends a publish body (already checked) to every host, this one
-    /// included.
-    fn send(&self, body: Bytes) -> Shared<'_, Result<(), String>>;
+    /// Sends a publish body (already checked) for `function`'s channels to
+    /// every host, this one included.
+    fn send<'a>(&'a self, function: &'a str, body: Bytes) -> Shared<'a, Result<(), String>>;
 }
 
 /// What a publish did.
@@ -45,12 +48,17 @@ pub enum PublishError {
     Invalid(String),
     /// The cluster's bus is away (503).
     Unavailable(String),
+    /// No such function is deployed (404).
+    UnknownFunction(String),
 }
 
 impl std::fmt::Display for PublishError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             PublishError::Invalid(why) | PublishError::Unavailable(why) => f.write_str(why),
+            PublishError::UnknownFunction(name) => {
+                write!(f, "no function named `{name}` is deployed")
+            }
         }
     }
 }
@@ -75,9 +83,13 @@ impl Publisher {
         }
     }
 
-    /// Publishes `body` (`{"items": [...]}`), or says what is wrong with
-    /// it (nothing is delivered then).
-    pub(crate) async fn publish(&self, body: Bytes) -> Result<Published, PublishError> {
+    /// Publishes `body` (`{"items": [...]}`) to `function`'s channels, or
+    /// says what is wrong with it (nothing is delivered then).
+    pub(crate) async fn publish(
+        &self,
+        function: &str,
+        body: Bytes,
+    ) -> Result<Published, PublishError> {
         if body.len() > MAX_PUBLISH_BYTES {
             return Err(PublishError::Invalid(format!(
                 "a publish is at most {MAX_PUBLISH_BYTES} bytes; this one is {}",
@@ -87,7 +99,9 @@ impl Publisher {
         let items = grip::parse_publish(&body).map_err(PublishError::Invalid)?;
         match &self.bus {
             Some(bus) => {
-                bus.send(body).await.map_err(PublishError::Unavailable)?;
+                bus.send(function, body)
+                    .await
+                    .map_err(PublishError::Unavailable)?;
                 Ok(Published {
                     items: items.len(),
                     delivered_here: None,
@@ -95,7 +109,7 @@ impl Publisher {
             }
             None => Ok(Published {
                 items: items.len(),
-                delivered_here: Some(self.deliver(items)),
+                delivered_here: Some(self.deliver(function, items)),
             }),
         }
     }
@@ -103,10 +117,10 @@ impl Publisher {
     /// Delivers a publish the bus brought to this host's subscribers (a
     /// body that does not parse is dropped with a log line).
     #[cfg(feature = "cluster")]
-    pub(crate) fn arrived(&self, body: &[u8]) {
+    pub(crate) fn arrived(&self, function: &str, body: &[u8]) {
         match grip::parse_publish(body) {
             Ok(items) => {
-                self.deliver(items);
+                self.deliver(function, items);
             }
             Err(why) => {
                 tracing::warn!(error = %why, "dropped a malformed publish from the cluster's bus")
@@ -114,11 +128,11 @@ impl Publisher {
         }
     }
 
-    fn deliver(&self, items: Vec<grip::Item>) -> usize {
+    fn deliver(&self, function: &str, items: Vec<grip::Item>) -> usize {
         let count = items.len();
         let delivered = items
             .into_iter()
-            .map(|item| self.channels.deliver(&Arc::new(item)))
+            .map(|item| self.channels.deliver(function, &Arc::new(item)))
             .sum();
         self.series.published(count, delivered);
         delivered

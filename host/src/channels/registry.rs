@@ -1,6 +1,10 @@
 //! The host's channels: who is subscribed to what, and delivery of each
 //! published item to every subscriber of its channel on this host.
 //!
+//! Channels belong to a function: its connections subscribe to its own
+//! channels only, and a publish names the function whose channels it
+//! reaches, so no function can listen to, publish to or close another's.
+//!
 //! A subscriber (a WebSocket in GRIP mode, a held HTTP stream or
 //! long-poll) has a queue of [`QUEUE`] items. Publishing never waits: an
 //! item that finds a queue full is not queued, and the subscriber is
@@ -13,8 +17,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
-/// Items one subscriber may have waiting.
-const QUEUE: usize = 64;
+/// Items one subscriber may have waiting (and so, most items one publish
+/// may carry for one channel).
+pub(crate) const QUEUE: usize = 64;
+
+/// A channel's key: its function and its name.
+type Key = (String, String);
 
 /// Where one subscriber's items go.
 struct Inbox {
@@ -25,20 +33,22 @@ struct Inbox {
 /// Every channel's subscribers on this host.
 #[derive(Default)]
 pub(crate) struct Channels {
-    by_channel: Mutex<HashMap<String, HashMap<u64, Inbox>>>,
+    by_channel: Mutex<HashMap<Key, HashMap<u64, Inbox>>>,
     next_id: AtomicU64,
 }
 
 impl Channels {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, HashMap<u64, Inbox>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, HashMap<u64, Inbox>>> {
         self.by_channel.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A new subscriber, subscribed to nothing yet.
-    pub(crate) fn subscriber(self: &Arc<Self>) -> Subscriber {
+    /// A new subscriber to `function`'s channels, subscribed to nothing
+    /// yet.
+    pub(crate) fn subscriber(self: &Arc<Self>, function: &str) -> Subscriber {
         let (queue, items) = mpsc::channel(QUEUE);
         Subscriber {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            function: function.to_owned(),
             channels: self.clone(),
             queue,
             items,
@@ -47,11 +57,12 @@ impl Channels {
         }
     }
 
-    /// Delivers `item` to every subscriber of its channel here; how many
-    /// got it.
-    pub(crate) fn deliver(&self, item: &Arc<Item>) -> usize {
+    /// Delivers `item` to every subscriber of its channel of `function`
+    /// here; how many got it.
+    pub(crate) fn deliver(&self, function: &str, item: &Arc<Item>) -> usize {
         let by_channel = self.lock();
-        let Some(subscribers) = by_channel.get(&item.channel) else {
+        let key = (function.to_owned(), item.channel.clone());
+        let Some(subscribers) = by_channel.get(&key) else {
             return 0;
         };
         let mut delivered = 0;
@@ -72,6 +83,8 @@ impl Channels {
 /// is dropped.
 pub(crate) struct Subscriber {
     id: u64,
+    /// Whose channels it may join.
+    function: String,
     channels: Arc<Channels>,
     queue: mpsc::Sender<Arc<Item>>,
     items: mpsc::Receiver<Arc<Item>>,
@@ -94,7 +107,7 @@ impl Subscriber {
         self.subscribed.insert(channel.to_owned());
         self.channels
             .lock()
-            .entry(channel.to_owned())
+            .entry((self.function.clone(), channel.to_owned()))
             .or_default()
             .insert(
                 self.id,
@@ -109,7 +122,7 @@ impl Subscriber {
     /// Leaves `channel`.
     pub(crate) fn unsubscribe(&mut self, channel: &str) {
         if self.subscribed.remove(channel) {
-            leave(&mut self.channels.lock(), channel, self.id);
+            leave(&mut self.channels.lock(), &self.function, channel, self.id);
         }
     }
 
@@ -127,11 +140,17 @@ impl Subscriber {
     }
 }
 
-fn leave(by_channel: &mut HashMap<String, HashMap<u64, Inbox>>, channel: &str, id: u64) {
-    if let Some(subscribers) = by_channel.get_mut(channel) {
+fn leave(
+    by_channel: &mut HashMap<Key, HashMap<u64, Inbox>>,
+    function: &str,
+    channel: &str,
+    id: u64,
+) {
+    let key = (function.to_owned(), channel.to_owned());
+    if let Some(subscribers) = by_channel.get_mut(&key) {
         subscribers.remove(&id);
         if subscribers.is_empty() {
-            by_channel.remove(channel);
+            by_channel.remove(&key);
         }
     }
 }
@@ -140,7 +159,7 @@ impl Drop for Subscriber {
     fn drop(&mut self) {
         let mut by_channel = self.channels.lock();
         for channel in &self.subscribed {
-            leave(&mut by_channel, channel, self.id);
+            leave(&mut by_channel, &self.function, channel, self.id);
         }
     }
 }
@@ -162,25 +181,29 @@ mod tests {
     #[tokio::test]
     async fn items_reach_the_subscribers_of_their_channel_only() {
         let channels = Arc::new(Channels::default());
-        let mut a = channels.subscriber();
-        let mut b = channels.subscriber();
-        assert!(a.subscribe("room") && b.subscribe("other"));
-        assert_eq!(channels.deliver(&item("room", "hi")), 1);
+        let mut a = channels.subscriber("f");
+        let mut b = channels.subscriber("f");
+        let mut stranger = channels.subscriber("g");
+        assert!(a.subscribe("room") && b.subscribe("other") && stranger.subscribe("room"));
+        assert_eq!(channels.deliver("f", &item("room", "hi")), 1);
         assert_eq!(a.next().await.unwrap().channel, "room");
         b.unsubscribe("other");
-        assert_eq!(channels.deliver(&item("other", "x")), 0);
+        assert_eq!(channels.deliver("f", &item("other", "x")), 0);
         drop(a);
-        assert_eq!(channels.deliver(&item("room", "gone")), 0);
+        assert_eq!(channels.deliver("f", &item("room", "gone")), 0);
+        // Another function's room of the same name is its own.
+        assert_eq!(channels.deliver("g", &item("room", "g's")), 1);
+        drop(stranger);
         assert!(channels.lock().is_empty(), "a dropped subscriber leaves");
     }
 
     #[tokio::test]
     async fn a_subscriber_that_falls_behind_is_told_so() {
         let channels = Arc::new(Channels::default());
-        let mut slow = channels.subscriber();
+        let mut slow = channels.subscriber("f");
         slow.subscribe("room");
         for n in 0..=QUEUE {
-            channels.deliver(&item("room", &n.to_string()));
+            channels.deliver("f", &item("room", &n.to_string()));
         }
         assert!(slow.next().await.is_none(), "fell behind");
     }

@@ -167,48 +167,54 @@ pub(crate) struct Cluster {
     synced: AtomicBool,
 }
 
+/// How this host connects to the cluster's NATS: its name, reconnects,
+/// credentials and TLS.
+async fn connect_options(config: &ClusterConfig) -> Result<async_nats::ConnectOptions, String> {
+    let mut options = async_nats::ConnectOptions::new()
+        .name("wisp")
+        .retry_on_initial_connect()
+        .connection_timeout(Duration::from_secs(2))
+        .reconnect_delay_callback(|attempts| {
+            Duration::from_millis((100 * attempts as u64).min(2000))
+        });
+    if let Some(path) = &config.credentials {
+        options = options
+            .credentials_file(path)
+            .await
+            .map_err(|e| format!("reading the NATS credentials file {}: {e}", path.display()))?;
+    }
+    // The client ignores credentials in the URL: they are handed over
+    // explicitly, and the URL it gets (and shows) has none.
+    match servers(&config.url).find_map(|server| server.userinfo) {
+        Some((user, Some(password))) => options = options.user_and_password(user, password),
+        Some((token, None)) => options = options.token(token),
+        None => {}
+    }
+    if let Some(token) = &config.token {
+        options = options.token(token.clone());
+    }
+    if let Some(ca) = &config.tls_ca {
+        options = options.require_tls(true).add_root_certificates(ca.clone());
+    }
+    match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => {
+            options = options
+                .require_tls(true)
+                .add_client_certificate(cert.clone(), key.clone());
+        }
+        (None, None) => {}
+        _ => {
+            return Err("a TLS client certificate needs both its certificate and its key".into());
+        }
+    }
+    Ok(options)
+}
+
 impl Cluster {
     /// Connects (in the background: a host starts and serves its last known
     /// state even when NATS is down).
     pub(crate) async fn connect(config: ClusterConfig) -> Result<Cluster, String> {
-        let mut options = async_nats::ConnectOptions::new()
-            .name("wisp")
-            .retry_on_initial_connect()
-            .connection_timeout(Duration::from_secs(2))
-            .reconnect_delay_callback(|attempts| {
-                Duration::from_millis((100 * attempts as u64).min(2000))
-            });
-        if let Some(path) = &config.credentials {
-            options = options.credentials_file(path).await.map_err(|e| {
-                format!("reading the NATS credentials file {}: {e}", path.display())
-            })?;
-        }
-        // The client ignores credentials in the URL: they are handed over
-        // explicitly, and the URL it gets (and shows) has none.
-        match servers(&config.url).find_map(|server| server.userinfo) {
-            Some((user, Some(password))) => options = options.user_and_password(user, password),
-            Some((token, None)) => options = options.token(token),
-            None => {}
-        }
-        if let Some(token) = &config.token {
-            options = options.token(token.clone());
-        }
-        if let Some(ca) = &config.tls_ca {
-            options = options.require_tls(true).add_root_certificates(ca.clone());
-        }
-        match (&config.tls_cert, &config.tls_key) {
-            (Some(cert), Some(key)) => {
-                options = options
-                    .require_tls(true)
-                    .add_client_certificate(cert.clone(), key.clone());
-            }
-            (None, None) => {}
-            _ => {
-                return Err(
-                    "a TLS client certificate needs both its certificate and its key".into(),
-                );
-            }
-        }
+        let options = connect_options(&config).await?;
         let shown = config.shown_url();
         let client = options
             .connect(shown.as_str())
@@ -227,6 +233,20 @@ impl Cluster {
             latest: AtomicU64::new(0),
             synced: AtomicBool::new(false),
         })
+    }
+
+    /// A connection of its own for the bus of publishes, whose
+    /// subscription holds at most `waiting` messages (the main client's
+    /// would hold 65,536).
+    pub(crate) async fn bus_client(&self, waiting: usize) -> Result<async_nats::Client, String> {
+        let options = connect_options(&self.config)
+            .await?
+            .subscription_capacity(waiting);
+        let shown = self.config.shown_url();
+        options
+            .connect(shown.as_str())
+            .await
+            .map_err(|e| format!("connecting to NATS at {shown}: {e}"))
     }
 
     /// The key-value store and call store of a host in this cluster.

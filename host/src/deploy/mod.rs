@@ -286,7 +286,7 @@ impl Deployer {
         let (abi, needs) = inspect::inspect_with_resources(&wasm)?;
         let calls_functions = settings.allow_outbound.iter().any(|rule| {
             rule.host == format!("*.{}", wisp_spec::settings::INTERNAL_DOMAIN)
-                || wisp_spec::settings::internal_function(&rule.host).is_some()
+                || crate::runtime::chain::internal_callee(&rule.host).is_some()
         });
         if settings.reuse.is_on() && settings.reuse.concurrency > 1 && calls_functions {
             // A reused instance's outbound calls carry the request it took

@@ -314,14 +314,21 @@ impl Host {
 
     /// Publishes GRIP items (the body of a publish: `{"items": [...]}`,
     /// each with a `channel` and its `ws-message`, `http-stream` or
-    /// `http-response`) to every subscriber of their channels, on every
-    /// host of a cluster; how many items, and (on a host alone) how many
-    /// deliveries. A body that is not a valid publish delivers nothing.
+    /// `http-response`) to every subscriber of function `function`'s
+    /// channels, on every host of a cluster; how many items, and (on a
+    /// host alone) how many deliveries. A body that is not a valid publish
+    /// delivers nothing.
     pub async fn publish(
         &self,
+        function: &str,
         body: Bytes,
     ) -> Result<(usize, Option<usize>), crate::channels::PublishError> {
-        let published = self.inner.publisher.publish(body).await?;
+        if self.inner.registry.snapshot().get(function).is_none() {
+            return Err(crate::channels::PublishError::UnknownFunction(
+                function.to_owned(),
+            ));
+        }
+        let published = self.inner.publisher.publish(function, body).await?;
         Ok((published.items, published.delivered_here))
     }
 

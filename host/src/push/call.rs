@@ -16,8 +16,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use wisp_spec::api::Trigger;
 use wisp_spec::headers::{
-    CONNECTION_ID_HEADER, KEEP_ALIVE_INTERVAL_HEADER, META_PREFIX, SET_META_PREFIX,
-    WEBSOCKET_EVENTS, is_gateway_header, is_websocket_events,
+    CONNECTION_ID_HEADER, HOST_OWNED_HEADERS, KEEP_ALIVE_INTERVAL_HEADER, META_PREFIX,
+    SET_META_PREFIX, VERSION_HEADER, WEBSOCKET_EVENTS, is_gateway_header, is_websocket_events,
 };
 use wisp_spec::websocket_events::{self, Event};
 
@@ -27,8 +27,15 @@ const MAX_META_FIELDS: usize = 32;
 const MAX_META_VALUE: usize = 1024;
 /// Most bytes of one answer's events, all told.
 pub(crate) const MAX_ANSWER_BYTES: usize = 4 << 20;
+/// Most events in one answer.
+const MAX_ANSWER_EVENTS: usize = 1024;
+/// Most bytes of the handshake's headers a connection keeps (they are
+/// replayed on every call).
+pub(crate) const MAX_REPLAYED_BYTES: usize = 16 << 10;
 /// The shortest keep-alive interval a function may ask for.
 const MIN_KEEP_ALIVE: Duration = Duration::from_secs(1);
+/// The longest: a day.
+const MAX_KEEP_ALIVE: Duration = Duration::from_secs(86_400);
 
 /// A connection's side of its calls: whom it calls, with what, and the
 /// state the function keeps on it.
@@ -40,6 +47,10 @@ pub(crate) struct Caller {
     pub(crate) secrets: Arc<FunctionSecrets>,
     /// The function it calls.
     pub(crate) function: String,
+    /// The version that accepted the connection: every call goes to it
+    /// (a redeploy or a traffic split moves new connections, not this
+    /// one), for as long as the function keeps it.
+    pub(crate) version: u32,
     /// The handshake's path and query: every call goes to it.
     pub(crate) uri: http::Uri,
     /// The handshake's headers, replayed on every call (the protocol says
@@ -95,6 +106,7 @@ impl Caller {
         headers.insert(header::CONTENT_TYPE, events_type.clone());
         headers.insert(header::ACCEPT, events_type);
         headers.insert(CONNECTION_ID_HEADER, self.connection_id.clone());
+        headers.insert(VERSION_HEADER, HeaderValue::from(self.version));
         // The gateway speaks GRIP: a function may turn it on in its
         // answer to `OPEN`.
         headers.insert(
@@ -111,10 +123,12 @@ impl Caller {
         }
         let response = self
             .dispatcher
+            // The host's own call: it may pin any version the function
+            // keeps, as the operator may.
             .handle_named(
                 &self.function,
                 request,
-                Audience::Public,
+                Audience::Operator,
                 Trigger::WebSocket,
             )
             .await;
@@ -128,7 +142,7 @@ impl Caller {
         }
         let (parts, body) = response.into_parts();
         let body = read_answer(body, self.buffers.charge()).await?;
-        let events = websocket_events::parse(&body, self.max_message)
+        let events = websocket_events::parse_at_most(&body, self.max_message, MAX_ANSWER_EVENTS)
             .map_err(|e| CallError::Protocol(format!("the function's events: {e}")))?;
         self.keep_state(&parts.headers)?;
         Ok(Answer {
@@ -202,7 +216,7 @@ fn keep_alive(headers: &HeaderMap) -> Option<Duration> {
         .trim()
         .parse()
         .ok()?;
-    Some(Duration::from_secs(seconds).max(MIN_KEEP_ALIVE))
+    Some(Duration::from_secs(seconds).clamp(MIN_KEEP_ALIVE, MAX_KEEP_ALIVE))
 }
 
 /// The handshake's headers as every call replays them: without what
@@ -228,7 +242,12 @@ pub(crate) fn replayed(handshake: &HeaderMap) -> HeaderMap {
     // from (kilobytes an idle connection need not hold).
     let mut headers = HeaderMap::with_capacity(handshake.len());
     for (name, value) in handshake {
-        if HANDSHAKE.contains(&name.as_str()) || is_gateway_header(name) {
+        // Nor what only the host says (a cron trigger, a chain's depth): a
+        // client's copy would reach every call.
+        if HANDSHAKE.contains(&name.as_str())
+            || is_gateway_header(name)
+            || HOST_OWNED_HEADERS.contains(name)
+        {
             continue;
         }
         if let Ok(value) = HeaderValue::from_bytes(value.as_bytes()) {
@@ -261,6 +280,8 @@ mod tests {
             ("meta-user", "mallory"),
             ("connection-id", "forged"),
             ("grip-sig", "forged"),
+            ("x-wisp-trigger", "cron"),
+            ("x-wisp-chain-depth", "4294967295"),
             ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
             ("sec-websocket-protocol", "chat"),
             ("upgrade", "websocket"),
@@ -283,5 +304,10 @@ mod tests {
         assert_eq!(keep_alive(&headers), Some(MIN_KEEP_ALIVE));
         headers.insert(KEEP_ALIVE_INTERVAL_HEADER, HeaderValue::from_static("soon"));
         assert_eq!(keep_alive(&headers), None);
+        headers.insert(
+            KEEP_ALIVE_INTERVAL_HEADER,
+            HeaderValue::from_static("18446744073709551615"),
+        );
+        assert_eq!(keep_alive(&headers), Some(MAX_KEEP_ALIVE));
     }
 }

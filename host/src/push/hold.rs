@@ -12,8 +12,9 @@
 //!   its response; after `Grip-Timeout` (default 55 s, at most 300 s) it
 //!   gets the function's own response.
 //!
-//! Either way the `Grip-*` headers never reach the client, and a held
-//! request counts against the same caps as a WebSocket.
+//! Either way the `Grip-*` headers never reach the client, a held request
+//! counts against the same caps as a WebSocket, and the host shutting
+//! down ends it (a stream ends; a long-poll gets the function's answer).
 
 use super::Held;
 use crate::channels::Subscriber;
@@ -25,6 +26,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use std::sync::Arc;
+use tokio::sync::watch;
 
 /// Most bytes of the function's own body a long-poll keeps to answer with
 /// at its timeout.
@@ -36,6 +38,7 @@ pub(crate) async fn held(
     response: http::Response<ResponseBody>,
     mut subscriber: Subscriber,
     held: Held,
+    shutdown: watch::Receiver<bool>,
 ) -> http::Response<ResponseBody> {
     let (mut parts, body) = response.into_parts();
     strip_grip(&mut parts.headers);
@@ -46,15 +49,19 @@ pub(crate) async fn held(
             }
             parts.headers.remove(http::header::CONTENT_LENGTH);
             let published = futures_util::stream::unfold(
-                (subscriber, held),
-                |(mut subscriber, held)| async move {
+                (subscriber, held, shutdown),
+                |(mut subscriber, held, mut shutdown)| async move {
                     loop {
-                        let item = subscriber.next().await?;
+                        // The host shutting down ends the stream.
+                        let item = tokio::select! {
+                            item = subscriber.next() => item?,
+                            _ = shutdown.wait_for(|stop| *stop) => return None,
+                        };
                         match &item.stream {
                             Some(StreamChunk::Data(data)) => {
                                 let frame: Result<Frame<Bytes>, BoxError> =
                                     Ok(Frame::data(data.clone()));
-                                return Some((frame, (subscriber, held)));
+                                return Some((frame, (subscriber, held, shutdown)));
                             }
                             Some(StreamChunk::Close) => return None,
                             None => {}
@@ -71,9 +78,14 @@ pub(crate) async fn held(
                 subscriber.subscribe(channel);
             }
             let own = keep_body(body).await;
+            let mut shutdown = shutdown;
             let answer = tokio::time::timeout(timeout, async {
                 loop {
-                    let item: Arc<Item> = subscriber.next().await?;
+                    // The host shutting down answers with the function's own.
+                    let item: Arc<Item> = tokio::select! {
+                        item = subscriber.next() => item?,
+                        _ = shutdown.wait_for(|stop| *stop) => return None,
+                    };
                     if let Some(response) = &item.response {
                         return Some(response.clone());
                     }

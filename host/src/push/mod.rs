@@ -222,14 +222,30 @@ impl Gateway {
             Ok(held) => held,
             Err(refusal) => return Ok(*refusal),
         };
+        let replayed = call::replayed(request.headers());
+        let replayed_bytes: usize = replayed
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len())
+            .sum();
+        if replayed_bytes > call::MAX_REPLAYED_BYTES {
+            return Ok(refuse(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "bad-handshake",
+                &format!(
+                    "a WebSocket handshake's headers are kept for the connection's life: at most {} bytes",
+                    call::MAX_REPLAYED_BYTES
+                ),
+            ));
+        }
         let key = request.headers()[header::SEC_WEBSOCKET_KEY].clone();
         let mut caller = Caller {
             dispatcher: self.dispatcher.clone(),
             buffers: self.buffers.clone(),
             secrets: self.secrets.for_function(&name),
             function: name.clone(),
+            version: function.version,
             uri: call::own_uri(request.uri()),
-            replayed: call::replayed(request.headers()),
+            replayed,
             connection_id: HeaderValue::try_from(format!("{:032x}", fastrand::u128(..)))
                 .unwrap_or(HeaderValue::from_static("0")),
             meta: Default::default(),
@@ -252,7 +268,7 @@ impl Gateway {
         self.series.opened(&name);
         let grip = grip::grip_prefix(&answer.headers).map(|prefix| Grip {
             prefix,
-            subscriber: self.channels.subscriber(),
+            subscriber: self.channels.subscriber(&name),
             detached: false,
         });
         let session = Session {
@@ -288,7 +304,9 @@ impl Gateway {
             Ok(held) => held,
             Err(refusal) => return *refusal,
         };
-        hold::held(hold, response, self.channels.subscriber(), held).await
+        let subscriber = self.channels.subscriber(function);
+        let shutdown = self.shutdown.subscribe();
+        hold::held(hold, response, subscriber, held, shutdown).await
     }
 
     /// A place under the caps, or the `503` that says which is full.
@@ -410,6 +428,7 @@ fn switching(key: &HeaderValue, answer: &HeaderMap) -> http::Response<ResponseBo
         if NOT_PASSED.contains(name)
             || *name == KEEP_ALIVE_INTERVAL_HEADER
             || name.as_str().starts_with(SET_META_PREFIX)
+            || name.as_str().starts_with(wisp_spec::headers::GRIP_PREFIX)
         {
             continue;
         }

@@ -24,6 +24,7 @@ use super::call::{Answer, CallError, Caller};
 use super::{Held, WebSocketOptions};
 use crate::channels::Subscriber;
 use crate::channels::grip::{self, Control, WsMessage};
+use crate::channels::registry::QUEUE;
 use crate::observe::metrics::WebSocketSeries;
 use futures_util::{SinkExt, StreamExt};
 use hyper_util::rt::TokioIo;
@@ -75,6 +76,23 @@ struct Ending {
 }
 
 impl Ending {
+    /// What the function should hear of this ending, when it has not
+    /// heard (it ended the connection, failed on it, was told by the
+    /// client, or the host is shutting down): the close the host sent, or
+    /// a `DISCONNECT`.
+    fn news(&self) -> Option<Event> {
+        if matches!(
+            self.reason,
+            "client" | "disconnect" | "function" | "failed" | "shutdown"
+        ) {
+            return None;
+        }
+        Some(match &self.close {
+            Some((code, reason)) => Event::close(u16::from(*code), reason),
+            None => Event::bare(Kind::Disconnect),
+        })
+    }
+
     fn with(code: CloseCode, text: impl Into<String>, reason: &'static str) -> Ending {
         Ending {
             close: Some((code, text.into())),
@@ -115,6 +133,12 @@ impl Session {
                     Flow::End(ending) => ending,
                 };
                 finish(&mut socket, &ending).await;
+                if let Some(event) = ending.news()
+                    && !self.detached()
+                {
+                    // The function hears that the host ended it.
+                    self.call_quietly(&[event]).await;
+                }
                 ending
             }
             Err(_) => Ending::silent("disconnect"),
@@ -226,17 +250,7 @@ impl Session {
                     let Some(item) = published else {
                         return Ending::with(CloseCode::Again, "the client fell behind its channels", "slow-consumer");
                     };
-                    let event = match &item.ws {
-                        Some(WsMessage::Text(text)) => Event { kind: Kind::Text, content: text.as_bytes().to_vec() },
-                        Some(WsMessage::Binary(data)) => Event { kind: Kind::Binary, content: data.to_vec() },
-                        Some(WsMessage::Close { code, reason }) => {
-                            return Ending::with(CloseCode::from(*code), reason.clone(), "published");
-                        }
-                        None => continue,
-                    };
-                    self.series.events(&self.caller.function, "out", 1);
-                    let within = self.options.send_timeout;
-                    if let Flow::End(ending) = send(socket, vec![event], &self.caller.function, within).await {
+                    if let Flow::End(ending) = self.deliver(socket, vec![item]).await {
                         return ending;
                     }
                 }
@@ -250,13 +264,31 @@ impl Session {
         }
     }
 
-    /// Calls the function with `batch` and sends its answer.
+    /// Calls the function with `batch` and sends its answer; what is
+    /// published meanwhile is kept (as much as a subscriber's queue holds)
+    /// and sent after it.
     async fn exchange(&mut self, socket: &mut Socket, batch: Vec<Event>) -> Flow {
         let function = self.caller.function.clone();
         self.series.events(&function, "in", batch.len());
-        // Boxed: a call's future (the whole request path) is large, and an
-        // idle connection should not carry its space.
-        match Box::pin(self.caller.call(&batch)).await {
+        let mut arrived = Vec::new();
+        let answer = {
+            // Boxed: a call's future (the whole request path) is large, and
+            // an idle connection should not carry its space.
+            let mut call = Box::pin(self.caller.call(&batch));
+            let mut subscriber = self.grip.as_mut().map(|g| &mut g.subscriber);
+            loop {
+                tokio::select! {
+                    answer = &mut call => break answer,
+                    item = next_published(subscriber.as_deref_mut()) => match item {
+                        Some(item) if arrived.len() < QUEUE => arrived.push(item),
+                        _ => {
+                            return Flow::End(Ending::with(CloseCode::Again, "the client fell behind its channels", "slow-consumer"));
+                        }
+                    },
+                }
+            }
+        };
+        let flow = match answer {
             Ok(Answer {
                 events, keep_alive, ..
             }) => {
@@ -266,7 +298,58 @@ impl Session {
                 self.send(socket, events).await
             }
             Err(error) => Flow::End(failed(&function, &error)),
+        };
+        match flow {
+            Flow::Go if !arrived.is_empty() => self.deliver(socket, arrived).await,
+            flow => flow,
         }
+    }
+
+    /// Sends published `items` to the client: their WebSocket messages (a
+    /// message over `--websocket-max-message` is dropped; a close closes).
+    async fn deliver(&mut self, socket: &mut Socket, items: Vec<Arc<grip::Item>>) -> Flow {
+        let mut events = Vec::with_capacity(items.len());
+        for item in items {
+            let event = match &item.ws {
+                Some(WsMessage::Text(text)) => Event {
+                    kind: Kind::Text,
+                    content: text.as_bytes().to_vec(),
+                },
+                Some(WsMessage::Binary(data)) => Event {
+                    kind: Kind::Binary,
+                    content: data.to_vec(),
+                },
+                Some(WsMessage::Close { code, reason }) => {
+                    // What came before the close goes first.
+                    let flow = self.send_raw(socket, std::mem::take(&mut events)).await;
+                    return match flow {
+                        Flow::Go => Flow::End(Ending::with(
+                            CloseCode::from(*code),
+                            reason.clone(),
+                            "published",
+                        )),
+                        end => end,
+                    };
+                }
+                None => continue,
+            };
+            if event.content.len() > self.options.max_message {
+                tracing::debug!(function = %self.caller.function, "a published message over --websocket-max-message was not sent");
+                continue;
+            }
+            events.push(event);
+        }
+        self.send_raw(socket, events).await
+    }
+
+    /// Sends `events` as they are (no GRIP translation).
+    async fn send_raw(&self, socket: &mut Socket, events: Vec<Event>) -> Flow {
+        if events.is_empty() {
+            return Flow::Go;
+        }
+        let function = self.caller.function.as_str();
+        self.series.events(function, "out", events.len());
+        send(socket, events, function, self.options.send_timeout).await
     }
 
     /// Tells the function what ended the connection; its answer has no one
@@ -380,6 +463,7 @@ async fn send(socket: &mut Socket, events: Vec<Event>, function: &str, within: D
                     Kind::Close => {
                         let (code, reason) = event
                             .close_code()
+                            .filter(|(code, _)| grip::sendable_close(*code))
                             .unwrap_or((u16::from(CloseCode::Normal), String::new()));
                         return Flow::End(Ending::with(CloseCode::from(code), reason, "function"));
                     }

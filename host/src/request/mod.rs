@@ -315,8 +315,8 @@ impl Dispatcher {
 
 impl Dispatcher {
     /// A guest's publish (`POST http://wisp.internal/publish`, allowed by
-    /// its `allow-outbound`): the body of a GRIP publish, answered as
-    /// Pushpin's publish endpoint answers.
+    /// its `allow-outbound`) to its own channels: the body of a GRIP
+    /// publish, answered as Pushpin's publish endpoint answers.
     async fn publish_for_guest<B>(&self, request: http::Request<B>) -> http::Response<ResponseBody>
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
@@ -328,6 +328,11 @@ impl Dispatcher {
             *response.status_mut() = status;
             response
         };
+        let caller = request
+            .headers()
+            .get(wisp_spec::headers::CALLER_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let path = request.uri().path();
         if request.method() != http::Method::POST || !matches!(path, "/publish" | "/publish/") {
             return answer(
@@ -348,13 +353,23 @@ impl Dispatcher {
                 );
             }
         };
-        match self.publisher.publish(body).await {
+        // The caller's own channels: the host set this header on the call.
+        let Some(caller) = caller else {
+            return answer(
+                http::StatusCode::BAD_REQUEST,
+                "a publish comes from a function\n".to_owned(),
+            );
+        };
+        match self.publisher.publish(&caller, body).await {
             Ok(_) => answer(http::StatusCode::OK, "Published\n".to_owned()),
             Err(crate::channels::PublishError::Invalid(why)) => {
                 answer(http::StatusCode::BAD_REQUEST, format!("{why}\n"))
             }
             Err(crate::channels::PublishError::Unavailable(why)) => {
                 answer(http::StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n"))
+            }
+            Err(error @ crate::channels::PublishError::UnknownFunction(_)) => {
+                answer(http::StatusCode::NOT_FOUND, format!("{error}\n"))
             }
         }
     }

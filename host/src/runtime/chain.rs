@@ -149,7 +149,7 @@ impl ChainOrigin {
         callee: &str,
         request: http::Request<WasiBody>,
     ) -> http::Response<WasiBody> {
-        let depth = self.depth + 1;
+        let depth = self.depth.saturating_add(1);
         if depth > MAX_CHAIN_DEPTH {
             tracing::warn!(
                 caller,
