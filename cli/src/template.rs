@@ -405,6 +405,31 @@ mod tests {
     }
 
     #[test]
+    fn the_chat_template_is_a_rust_function_with_its_own_main_and_readme() {
+        let parent = tempfile::tempdir().unwrap();
+        let dir = scaffold(
+            "room",
+            Language::Rust,
+            Template::Chat,
+            Wasi::V0_3,
+            parent.path(),
+        )
+        .unwrap();
+        let read = |file: &str| std::fs::read_to_string(dir.join(file)).unwrap();
+        let main = read("src/main.rs");
+        assert!(
+            main.starts_with("//! room: a chat room over WebSockets"),
+            "{main}"
+        );
+        assert!(main.contains("websocket::publish(ROOM"), "{main}");
+        assert!(read("README.md").contains("--websocket on"));
+        // The rest is the Rust template's, with the SDK's WebSocket module.
+        assert!(read("Cargo.toml").contains("name = \"room\""));
+        assert!(dir.join("wisp-sdk/src/websocket.rs").exists());
+        assert!(dir.join("wisp-sdk/src/websocket_events.rs").exists());
+    }
+
+    #[test]
     fn a_rust_function_targets_wasi_0_3_unless_0_2_is_asked_for() {
         let parent = tempfile::tempdir().unwrap();
         let read = |dir: &Path, file: &str| std::fs::read_to_string(dir.join(file)).unwrap();
