@@ -51,7 +51,12 @@ async fn connect_many(wisp: &Arc<Wisp>, count: usize) -> Vec<Client> {
 #[tokio::test(flavor = "multi_thread")]
 async fn five_thousand_idle_connections_are_held_in_little_memory() {
     raise_open_files(12_000);
-    let wisp = Arc::new(Wisp::start_with(&["--websocket-idle", "1h"]));
+    let wisp = Arc::new(Wisp::start_with(&[
+        "--websocket-idle",
+        "1h",
+        "--max-websockets-per-ip",
+        "10000",
+    ]));
     wisp.deploy_ok(
         "ws",
         artifacts::WEBSOCKET_COMPONENT,
@@ -131,4 +136,65 @@ async fn a_client_that_stops_reading_is_dropped_and_the_others_hear_everything()
     say(&mut reader, "still here").await;
     assert_eq!(next_text(&mut reader).await, "anonymous: still here");
     drop(slow.close(None).await);
+}
+
+/// A WebSocket to `wisp`'s `path` from source address `from`.
+async fn connect_from(
+    wisp: &Wisp,
+    from: std::net::Ipv4Addr,
+    path: &str,
+) -> Result<Client, tokio_tungstenite::tungstenite::Error> {
+    let url = wisp.url(path).replacen("http://", "ws://", 1);
+    let server: std::net::SocketAddr = url
+        .trim_start_matches("ws://")
+        .split('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind((from, 0).into()).unwrap();
+    let stream = tokio_tungstenite::MaybeTlsStream::Plain(socket.connect(server).await.unwrap());
+    let (mut client, _) = tokio_tungstenite::client_async(url, stream).await?;
+    next_text(&mut client).await;
+    Ok(client)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_address_cannot_take_every_held_connection() {
+    let wisp = Wisp::start_with(&["--max-websockets-per-ip", "2"]);
+    wisp.deploy_ok(
+        "ws",
+        artifacts::WEBSOCKET_COMPONENT,
+        "route=/ws&websocket=on",
+    )
+    .await;
+    let here = std::net::Ipv4Addr::new(127, 0, 0, 1);
+    let first = connect_from(&wisp, here, "/ws").await.expect("connects");
+    let _second = connect_from(&wisp, here, "/ws").await.expect("connects");
+    match connect_from(&wisp, here, "/ws").await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+            let body = String::from_utf8_lossy(response.body().as_deref().unwrap_or_default())
+                .into_owned();
+            assert!(
+                body.contains("this address holds its maximum of 2"),
+                "{body}"
+            );
+        }
+        other => panic!("a third connection from one address was taken: {other:?}"),
+    }
+    // Another address is not held back, and a place given back is taken.
+    let elsewhere = std::net::Ipv4Addr::new(127, 0, 0, 2);
+    let _other = connect_from(&wisp, elsewhere, "/ws")
+        .await
+        .expect("another address connects");
+    drop(first);
+    assert!(
+        eventually(Duration::from_secs(5), async || {
+            connect_from(&wisp, here, "/ws").await.is_ok()
+        })
+        .await,
+        "the place was not given back"
+    );
 }

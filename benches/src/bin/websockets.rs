@@ -59,6 +59,7 @@ impl Server {
                 "127.0.0.1:0",
             ])
             .args(["--max-websockets", "200000", "--websocket-rate", "1000000"])
+            .args(["--max-websockets-per-ip", "200000"])
             .args(["--websocket-idle", "1h", "--access-log", "false"])
             .arg("--data-dir")
             .arg(data.path())

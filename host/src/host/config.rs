@@ -132,6 +132,9 @@ pub struct HostConfig {
     /// together (each function also has its own
     /// `websocket-max-connections`); past it a handshake is `503`.
     pub max_websockets: usize,
+    /// WebSocket connections (and held streams and long-polls) open at
+    /// once from one client address; past it a handshake is `503`.
+    pub max_websockets_per_ip: usize,
     /// Largest WebSocket message, either way, in bytes; a client's larger
     /// one closes its connection (1009).
     pub websocket_max_message: u64,
@@ -197,6 +200,7 @@ impl Default for HostConfig {
             max_queued_calls: calls.max_queued,
             max_queued_call_bytes: calls.max_queued_bytes,
             max_websockets: websockets.max_connections,
+            max_websockets_per_ip: websockets.max_per_ip,
             websocket_max_message: websockets.max_message as u64,
             websocket_rate: websockets.rate,
             websocket_idle: websockets.idle,
@@ -222,6 +226,7 @@ impl HostConfig {
     pub(crate) fn websockets(&self) -> WebSocketOptions {
         WebSocketOptions {
             max_connections: self.max_websockets,
+            max_per_ip: self.max_websockets_per_ip,
             max_message: usize::try_from(self.websocket_max_message).unwrap_or(usize::MAX),
             rate: self.websocket_rate,
             idle: self.websocket_idle,

@@ -284,6 +284,7 @@ impl Host {
         } else {
             request
         };
+        let ip = crate::push::client_ip(&request);
         let response = dispatcher
             .dispatch(
                 &entry,
@@ -308,7 +309,7 @@ impl Host {
             );
         self.inner
             .gateway
-            .hold(&entry.record.name, cap, response)
+            .hold(&entry.record.name, cap, ip, response)
             .await
     }
 

@@ -362,6 +362,17 @@ pub static HOST_SETTINGS: &[HostSetting<HostConfig>] = &[
         },
     },
     HostSetting {
+        flag: "max-websockets-per-ip",
+        value_name: "N",
+        help: "Most WebSocket connections (and held streams and long-polls) open at once from one client address; past it a handshake is answered `503` with `Retry-After`. The listener's own `--max-connections-per-ip` counts a connection only until it is upgraded.",
+        form: Form::One,
+        default: |c| c.max_websockets_per_ip.to_string(),
+        set: |c, v| {
+            c.max_websockets_per_ip = at_least_one(v)?;
+            Ok(())
+        },
+    },
+    HostSetting {
         flag: "websocket-max-message",
         value_name: "SIZE",
         help: "Largest WebSocket message, from a client or a function; a client's larger one closes its connection with 1009.",

@@ -33,6 +33,7 @@ use call::{CallError, Caller};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use session::{Grip, Session};
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -48,6 +49,8 @@ pub const DEFAULT_MAX_MESSAGE: usize = 64 << 10;
 pub const DEFAULT_RATE: u32 = 50;
 /// Default time a connection may go unheard (pinged at half of it).
 pub const DEFAULT_IDLE: Duration = Duration::from_secs(60);
+/// Default cap on held connections from one client address.
+pub const DEFAULT_MAX_PER_IP: usize = 256;
 /// Default time one batch of messages may take to reach a client.
 pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -56,6 +59,8 @@ pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct WebSocketOptions {
     /// Connections open at once, all functions together.
     pub max_connections: usize,
+    /// Connections open at once from one client address.
+    pub max_per_ip: usize,
     /// Largest message a client may send or a function answer, in bytes.
     pub max_message: usize,
     /// Messages a second one client may send (a burst of as many); past
@@ -73,6 +78,7 @@ impl Default for WebSocketOptions {
     fn default() -> Self {
         WebSocketOptions {
             max_connections: DEFAULT_MAX_WEBSOCKETS,
+            max_per_ip: DEFAULT_MAX_PER_IP,
             max_message: DEFAULT_MAX_MESSAGE,
             rate: DEFAULT_RATE,
             idle: DEFAULT_IDLE,
@@ -99,6 +105,7 @@ impl WebSocketOptions {
 #[derive(Default)]
 struct Open {
     by_function: HashMap<String, u32>,
+    by_ip: HashMap<IpAddr, u32>,
     total: usize,
 }
 
@@ -106,17 +113,27 @@ struct Open {
 pub(crate) struct Held {
     open: Arc<Mutex<Open>>,
     function: String,
+    /// The client's address, when the request came from a listener.
+    ip: Option<IpAddr>,
 }
 
 impl Drop for Held {
     fn drop(&mut self) {
         let mut open = lock(&self.open);
         open.total -= 1;
-        if let Some(count) = open.by_function.get_mut(&self.function) {
-            *count -= 1;
-            if *count == 0 {
-                open.by_function.remove(&self.function);
-            }
+        release(&mut open.by_function, &self.function);
+        if let Some(ip) = &self.ip {
+            release(&mut open.by_ip, ip);
+        }
+    }
+}
+
+/// One place fewer under `key`'s count (gone at zero).
+fn release<K: std::hash::Hash + Eq>(counts: &mut HashMap<K, u32>, key: &K) {
+    if let Some(count) = counts.get_mut(key) {
+        *count -= 1;
+        if *count == 0 {
+            counts.remove(key);
         }
     }
 }
@@ -218,7 +235,8 @@ impl Gateway {
             ));
         };
         let name = entry.record.name.clone();
-        let held = match self.hold_place(&name, settings.max_connections) {
+        let ip = client_ip(&request);
+        let held = match self.hold_place(&name, settings.max_connections, ip) {
             Ok(held) => held,
             Err(refusal) => return Ok(*refusal),
         };
@@ -291,6 +309,7 @@ impl Gateway {
         &self,
         function: &str,
         max_connections: u32,
+        ip: Option<IpAddr>,
         response: http::Response<ResponseBody>,
     ) -> http::Response<ResponseBody> {
         let Some(asked) = grip::hold(response.headers()) else {
@@ -300,7 +319,7 @@ impl Gateway {
             Ok(hold) => hold,
             Err(why) => return bad_gateway(function, &why),
         };
-        let held = match self.hold_place(function, max_connections) {
+        let held = match self.hold_place(function, max_connections, ip) {
             Ok(held) => held,
             Err(refusal) => return *refusal,
         };
@@ -314,24 +333,42 @@ impl Gateway {
         &self,
         function: &str,
         max_connections: u32,
+        ip: Option<IpAddr>,
     ) -> Result<Held, Box<http::Response<ResponseBody>>> {
-        self.take_place(function, max_connections).map_err(|why| {
-            let mut response = refuse(StatusCode::SERVICE_UNAVAILABLE, "websocket-limit", &why);
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            Box::new(response)
-        })
+        self.take_place(function, max_connections, ip)
+            .map_err(|why| {
+                let mut response = refuse(StatusCode::SERVICE_UNAVAILABLE, "websocket-limit", &why);
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                Box::new(response)
+            })
     }
 
     /// Takes a place for one more connection of `function`, or says which
     /// cap is full.
-    fn take_place(&self, function: &str, function_cap: u32) -> Result<Held, String> {
+    fn take_place(
+        &self,
+        function: &str,
+        function_cap: u32,
+        ip: Option<IpAddr>,
+    ) -> Result<Held, String> {
         let mut open = lock(&self.open);
         if open.total >= self.options.max_connections {
             return Err(format!(
                 "this host holds its maximum of {} WebSocket connections",
                 self.options.max_connections
+            ));
+        }
+        let per_ip = self.options.max_per_ip;
+        if let Some(ip) = ip
+            && open
+                .by_ip
+                .get(&ip)
+                .is_some_and(|count| *count as usize >= per_ip)
+        {
+            return Err(format!(
+                "this address holds its maximum of {per_ip} WebSocket connections"
             ));
         }
         let count = open.by_function.entry(function.to_owned()).or_default();
@@ -341,12 +378,24 @@ impl Gateway {
             ));
         }
         *count += 1;
+        if let Some(ip) = ip {
+            *open.by_ip.entry(ip).or_default() += 1;
+        }
         open.total += 1;
         Ok(Held {
             open: self.open.clone(),
             function: function.to_owned(),
+            ip,
         })
     }
+}
+
+/// The address a request came from, when a listener took it.
+pub(crate) fn client_ip<B>(request: &http::Request<B>) -> Option<IpAddr> {
+    request
+        .extensions()
+        .get::<crate::runtime::connection::ConnectionInfo>()
+        .map(|info| info.remote.ip())
 }
 
 /// True when a request asks to become a WebSocket.
