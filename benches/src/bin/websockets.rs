@@ -88,43 +88,38 @@ impl Server {
         }
     }
 
-    async fn deploy(&self, name: &str, wasm: &str, query: &str) {
-        let body = std::fs::read(wasm).expect("the guest is built");
+    /// Sends `method PATH` with `body` to the admin API; panics unless it
+    /// succeeds.
+    async fn admin(&self, method: http::Method, path: &str, body: Vec<u8>) {
         let client =
             hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
                 .build_http::<http_body_util::Full<bytes::Bytes>>();
-        let request =
-            http::Request::put(format!("http://{}/v1/functions/{name}?{query}", self.admin))
-                .body(http_body_util::Full::new(bytes::Bytes::from(body)))
-                .expect("a request");
+        let request = http::Request::builder()
+            .method(method)
+            .uri(format!("http://{}{path}", self.admin))
+            .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+            .expect("a request");
         let response = client
             .request(request)
             .await
             .expect("the admin API answers");
         assert!(
             response.status().is_success(),
-            "deploy: {}",
+            "{path}: {}",
             response.status()
         );
     }
 
+    async fn deploy(&self, name: &str, wasm: &str, query: &str) {
+        let body = std::fs::read(wasm).expect("the guest is built");
+        let path = format!("/v1/functions/{name}?{query}");
+        self.admin(http::Method::PUT, &path, body).await;
+    }
+
     async fn publish(&self, body: String) {
-        let client =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .build_http::<http_body_util::Full<bytes::Bytes>>();
-        let request =
-            http::Request::post(format!("http://{}/v1/functions/chat/publish", self.admin))
-                .body(http_body_util::Full::new(bytes::Bytes::from(body)))
-                .expect("a request");
-        let response = client
-            .request(request)
-            .await
-            .expect("the admin API answers");
-        assert!(
-            response.status().is_success(),
-            "publish: {}",
-            response.status()
-        );
+        let path = "/v1/functions/chat/publish";
+        self.admin(http::Method::POST, path, body.into_bytes())
+            .await;
     }
 
     fn resident_kib(&self) -> u64 {

@@ -19,7 +19,7 @@
 use super::Held;
 use crate::channels::Subscriber;
 use crate::channels::grip::{Hold, Item, StreamChunk};
-use crate::runtime::body::{BoxError, ResponseBody, full};
+use crate::runtime::body::{BoxError, ResponseBody, full, read_prefix};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
@@ -77,7 +77,7 @@ pub(crate) async fn held(
             for channel in &channels {
                 subscriber.subscribe(channel);
             }
-            let own = keep_body(body).await;
+            let (own, _, _) = read_prefix(body, MAX_KEPT_BODY).await;
             let mut shutdown = shutdown;
             let answer = tokio::time::timeout(timeout, async {
                 loop {
@@ -116,18 +116,6 @@ pub(crate) async fn held(
             }
         }
     }
-}
-
-/// Reads the function's own body (its first [`MAX_KEPT_BODY`] bytes).
-async fn keep_body(mut body: ResponseBody) -> Bytes {
-    let mut kept = Vec::new();
-    while let Some(Ok(frame)) = body.frame().await {
-        if let Some(data) = frame.data_ref() {
-            let room = MAX_KEPT_BODY.saturating_sub(kept.len());
-            kept.extend_from_slice(&data[..data.len().min(room)]);
-        }
-    }
-    Bytes::from(kept)
 }
 
 /// Removes the `Grip-*` headers, which are for the host, not the client.

@@ -180,6 +180,27 @@ where
     }
 }
 
+/// Reads a response body to its end (so a streaming guest finishes),
+/// keeping its first `max` bytes: the kept bytes, the full length, and
+/// whether it was cut (or failed mid-stream: what arrived is the answer).
+pub(crate) async fn read_prefix(mut body: ResponseBody, max: usize) -> (Bytes, u64, bool) {
+    let mut kept = BytesMut::new();
+    let mut total = 0u64;
+    let mut cut = false;
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else {
+            cut = true;
+            break;
+        };
+        if let Some(data) = frame.data_ref() {
+            total += data.len() as u64;
+            let room = max.saturating_sub(kept.len());
+            kept.extend_from_slice(&data[..data.len().min(room)]);
+        }
+    }
+    (kept.freeze(), total, cut || total > max as u64)
+}
+
 /// Reads a whole request body (a CGI guest's, an async call's), within
 /// the function's cap and the buffer budget.
 pub(crate) async fn read_whole(

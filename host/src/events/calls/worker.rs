@@ -19,9 +19,9 @@ use super::{AsyncCalls, MAX_RESULT_BODY_BYTES, callback};
 use crate::events::Trigger;
 use crate::registry::Audience;
 use crate::request::NoRoom;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::HeaderValue;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
@@ -191,7 +191,8 @@ async fn run(calls: &Calls, function: &str, request: http::Request<Full<Bytes>>)
         return Ran::NoRoom;
     }
     let (parts, body) = response.into_parts();
-    let (kept, body_bytes, truncated) = keep_prefix(body).await;
+    let (kept, body_bytes, truncated) =
+        crate::runtime::body::read_prefix(body, MAX_RESULT_BODY_BYTES).await;
     Ran::Answered((
         StoredResponse {
             status: parts.status.as_u16(),
@@ -206,32 +207,6 @@ async fn run(calls: &Calls, function: &str, request: http::Request<Full<Bytes>>)
         },
         kept,
     ))
-}
-
-/// Reads a response body to its end (so a streaming guest finishes),
-/// keeping its first [`MAX_RESULT_BODY_BYTES`]: the kept bytes, the full
-/// length, and whether it was cut.
-async fn keep_prefix(mut body: crate::runtime::body::ResponseBody) -> (Bytes, u64, bool) {
-    let mut kept = BytesMut::new();
-    let mut total = 0u64;
-    let mut cut = false;
-    while let Some(frame) = body.frame().await {
-        let Ok(frame) = frame else {
-            // The guest failed mid-stream: what arrived is the answer.
-            cut = true;
-            break;
-        };
-        if let Some(data) = frame.data_ref() {
-            total += data.len() as u64;
-            let room = MAX_RESULT_BODY_BYTES.saturating_sub(kept.len());
-            kept.extend_from_slice(&data[..data.len().min(room)]);
-        }
-    }
-    (
-        kept.freeze(),
-        total,
-        cut || total > MAX_RESULT_BODY_BYTES as u64,
-    )
 }
 
 /// The request a stored call makes: its stored headers less any the host
