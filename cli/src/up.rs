@@ -214,6 +214,9 @@ async fn apply(
         .as_ref()
         .is_some_and(|info| wanted.is_served_by(&function.route, info))
     {
+        if !dry_run {
+            set_secrets(client, function).await?;
+        }
         return Ok(Change::Unchanged {
             name: function.name.clone(),
         });
@@ -243,6 +246,7 @@ async fn apply(
         )
         .await
         .with_context(|| format!("deploying function `{}`", function.name))?;
+    set_secrets(client, function).await?;
     progress.finish_and_clear();
     let version = report.version;
     let name = function.name.clone();
@@ -250,6 +254,20 @@ async fn apply(
         None => Change::Created { name, version },
         Some(_) => Change::Updated { name, version },
     })
+}
+
+/// Sets the secrets the manifest gives `function` (a `spin.toml`'s
+/// variables drawn from secret ones), whether or not its code changed.
+async fn set_secrets(client: &AdminClient, function: &ManifestFunction) -> anyhow::Result<()> {
+    for (secret, value) in &function.secrets {
+        client
+            .set_secret(&function.name, secret, Bytes::from(value.clone()))
+            .await
+            .with_context(|| {
+                format!("setting secret `{secret}` of function `{}`", function.name)
+            })?;
+    }
+    Ok(())
 }
 
 /// The canonical form the host reports settings in, for comparison.
@@ -431,6 +449,7 @@ mod tests {
             watch: Vec::new(),
             route: "/hello".into(),
             settings: RawSettings::new(),
+            secrets: Default::default(),
             line: 1,
         }
     }

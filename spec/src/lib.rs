@@ -32,6 +32,7 @@ pub mod route;
 pub mod schedule;
 pub mod settings;
 pub mod source;
+pub mod spin;
 pub mod traffic;
 pub mod units;
 // One source with the SDK, which functions read and write events with.

@@ -68,6 +68,9 @@ pub struct ManifestFunction {
     pub route: String,
     /// Its settings (host directories made absolute).
     pub settings: RawSettings,
+    /// Secrets to set before it is deployed (a `spin.toml`'s variables
+    /// drawn from secret ones; a `wisp.toml` has none).
+    pub secrets: BTreeMap<String, String>,
     /// The line its table starts on.
     pub line: usize,
 }
@@ -104,13 +107,18 @@ impl fmt::Display for ManifestError {
 }
 
 impl Manifest {
-    /// Reads and validates the manifest at `path`.
+    /// Reads and validates the manifest at `path`: a `wisp.toml`, or a
+    /// Spin app's `spin.toml` (its variables' values from this process's
+    /// `SPIN_VARIABLE_*` environment).
     pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
         let text = std::fs::read_to_string(path).map_err(|e| ManifestError {
             path: path.to_owned(),
             line: None,
             message: format!("cannot read the manifest: {e}"),
         })?;
+        if crate::spin::manifest::is_spin_manifest(path, &text) {
+            return crate::spin::manifest::parse(path, &text, &|name| std::env::var(name).ok());
+        }
         Manifest::parse(path, &text)
     }
 
@@ -195,6 +203,7 @@ impl Manifest {
                 watch: function.watch.iter().map(|w| dir.join(w)).collect(),
                 route: route.to_string(),
                 settings,
+                secrets: BTreeMap::new(),
                 line: table_line,
                 name,
             });

@@ -131,6 +131,17 @@ impl<T> RouteTable<T> {
     /// The target whose route is the longest prefix of `path`, with the rest
     /// of the path after the prefix.
     pub fn lookup<'p>(&self, path: &'p str) -> Option<(&Route, &T, &'p str)> {
+        self.lookup_where(path, |_, _| true)
+    }
+
+    /// As [`RouteTable::lookup`], skipping a target that does not `accept`
+    /// the rest of the path (a Spin route that serves only its own path),
+    /// so a shorter prefix may take it.
+    pub fn lookup_where<'p>(
+        &self,
+        path: &'p str,
+        accept: impl Fn(&T, &str) -> bool,
+    ) -> Option<(&Route, &T, &'p str)> {
         if !path.starts_with('/') {
             return None;
         }
@@ -138,13 +149,16 @@ impl<T> RouteTable<T> {
         // route, which leaves the whole path, last.
         let mut end = path.len();
         while end > 1 {
-            if let Some((route, target)) = self.entries.get_key_value(&path[..end]) {
+            if let Some((route, target)) = self.entries.get_key_value(&path[..end])
+                && accept(target, &path[end..])
+            {
                 return Some((route, target, &path[end..]));
             }
             end = path[..end].rfind('/').unwrap_or(0);
         }
         self.entries
             .get_key_value("/")
+            .filter(|(_, target)| accept(target, path))
             .map(|(route, target)| (route, target, path))
     }
 

@@ -12,11 +12,13 @@ use wisp_spec::manifest::Manifest;
 
 #[derive(Debug, Args)]
 pub(crate) struct Up {
-    /// The manifest. It is the whole truth: a function's settings are those
-    /// it lists (the others are defaults, not the previous version's), and
-    /// its route is where the function goes.
-    #[arg(short = 'f', long = "file", default_value = wisp_spec::manifest::DEFAULT_MANIFEST, value_name = "FILE")]
-    file: PathBuf,
+    /// The manifest: a `wisp.toml`, or a Spin app's `spin.toml` (its
+    /// variables from `SPIN_VARIABLE_*`). It is the whole truth: a
+    /// function's settings are those it lists (the others are defaults,
+    /// not the previous version's), and its route is where the function
+    /// goes. [default: `wisp.toml`, else `spin.toml` when only that exists]
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    file: Option<PathBuf>,
     /// Remove deployed functions the manifest does not list (with their
     /// key-value buckets, secrets and logs); try `--dry-run` first.
     #[arg(long)]
@@ -37,15 +39,26 @@ pub(crate) struct Up {
     admin: AdminArgs,
 }
 
+/// `wisp.toml` in this directory, else `spin.toml` when only that exists.
+fn default_manifest() -> PathBuf {
+    let wisp = PathBuf::from(wisp_spec::manifest::DEFAULT_MANIFEST);
+    let spin = PathBuf::from(wisp_spec::spin::manifest::SPIN_MANIFEST);
+    if !wisp.exists() && spin.exists() {
+        return spin;
+    }
+    wisp
+}
+
 impl Up {
     pub(crate) async fn execute(self, globals: &Globals) -> anyhow::Result<ExitCode> {
         let client = self.admin.client(globals)?;
         let json = globals.json(self.json);
+        let file = self.file.unwrap_or_else(default_manifest);
         if self.watch {
-            crate::up::watch(&client, &self.file, self.prune, json).await?;
+            crate::up::watch(&client, &file, self.prune, json).await?;
             return Ok(ExitCode::SUCCESS);
         }
-        let manifest = Manifest::load(&self.file)?;
+        let manifest = Manifest::load(&file)?;
         let options = crate::up::UpOptions {
             prune: self.prune,
             dry_run: self.dry_run,

@@ -278,6 +278,14 @@ impl Deployer {
         };
         let settings = Settings::validate(&raw, self.options.root_dir())?;
         self.options.check_dirs(&settings)?;
+        if let Some(spin) = settings.spin_route.as_ref().filter(|s| *s.base() != route) {
+            return Err(SettingsError::invalid(
+                "spin-route",
+                spin,
+                format!("a Spin route under the function's route `{route}` (`{route}` or `{route}/...`)"),
+            )
+            .into());
+        }
         // The function's own binary, kept for composing again, is held
         // from garbage collection from before it is stored.
         let own = (!settings.middleware.is_empty()).then(|| SourceHash::of(&wasm));
@@ -285,7 +293,8 @@ impl Deployer {
         let (wasm, composition) = self.with_middleware(&name, &settings, wasm).await?;
         let (abi, needs) = inspect::inspect_with_resources(&wasm)?;
         let calls_functions = settings.allow_outbound.iter().any(|rule| {
-            rule.host == format!("*.{}", wisp_spec::settings::INTERNAL_DOMAIN)
+            // `*.wisp.internal` (or `*.spin.internal`): the only wildcards.
+            rule.host.starts_with("*.")
                 || crate::runtime::chain::internal_callee(&rule.host).is_some()
         });
         if settings.reuse.is_on() && settings.reuse.concurrency > 1 && calls_functions {

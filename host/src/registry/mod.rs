@@ -25,6 +25,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Weak};
 use wisp_spec::headers::VERSION_HEADER;
 use wisp_spec::route::{Route, RouteTable};
+use wisp_spec::spin::route::SpinRoute;
 use wisp_spec::traffic::TrafficShare;
 
 /// Who asks for a version by number (`x-wisp-version`).
@@ -57,6 +58,9 @@ pub struct FunctionEntry {
     damage: Vec<String>,
     /// Another function claims its route too (set by [`Snapshot::new`]).
     route_conflict: Option<String>,
+    /// The Spin route of its newest version, if it has one: an exact one
+    /// serves only its own path.
+    spin_route: Option<SpinRoute>,
 }
 
 impl FunctionEntry {
@@ -73,6 +77,10 @@ impl FunctionEntry {
         let public_pins = public_pins(&record);
         let mut damage = damage::record_damage(&record);
         damage.extend(stored_damage);
+        let spin_route = versions
+            .values()
+            .next_back()
+            .and_then(|newest| newest.settings.spin_route.clone());
         FunctionEntry {
             record,
             route,
@@ -81,6 +89,7 @@ impl FunctionEntry {
             public_pins,
             damage,
             route_conflict: None,
+            spin_route,
         }
     }
 
@@ -248,7 +257,12 @@ impl Snapshot {
     /// The function serving `path`, its route, and the path after the route.
     pub fn route<'p>(&self, path: &'p str) -> Option<(&Arc<FunctionEntry>, &'p str)> {
         self.routes
-            .lookup(path)
+            .lookup_where(path, |entry, rest| {
+                entry
+                    .spin_route
+                    .as_ref()
+                    .is_none_or(|spin| spin.serves(rest))
+            })
             .map(|(_, entry, rest)| (entry, rest))
     }
 

@@ -19,6 +19,7 @@
 
 pub(crate) mod access_log;
 pub(crate) mod inbound;
+mod spin;
 
 use crate::error::InvokeError;
 use crate::observe::metrics::Metrics;
@@ -183,6 +184,15 @@ impl Dispatcher {
             return no_room();
         }
         inbound::admit(request.headers_mut(), trigger);
+        if let Some(route) = &function.settings.spin_route {
+            let connection = request
+                .extensions()
+                .get::<ConnectionInfo>()
+                .copied()
+                .unwrap_or_default();
+            let uri = request.uri().clone();
+            spin::set_headers(request.headers_mut(), route, &uri, &connection);
+        }
         if trigger != Trigger::Http {
             self.metrics.record_trigger(name, trigger);
         }

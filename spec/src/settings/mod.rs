@@ -158,14 +158,17 @@ pub struct OutboundRule {
 
 impl OutboundRule {
     /// Parses `https://api.example.com` or `http://127.0.0.1:8080`, or
-    /// `http://*.wisp.internal` (every function, in-process).
+    /// `http://*.wisp.internal` (every function, in-process; Spin's
+    /// `http://*.spin.internal` too).
     pub fn parse(text: &str) -> Option<OutboundRule> {
-        if text.eq_ignore_ascii_case(&format!("http://*.{INTERNAL_DOMAIN}")) {
-            return Some(OutboundRule {
-                scheme: "http".into(),
-                host: format!("*.{INTERNAL_DOMAIN}"),
-                port: 80,
-            });
+        for domain in [INTERNAL_DOMAIN, SPIN_INTERNAL_DOMAIN] {
+            if text.eq_ignore_ascii_case(&format!("http://*.{domain}")) {
+                return Some(OutboundRule {
+                    scheme: "http".into(),
+                    host: format!("*.{domain}"),
+                    port: 80,
+                });
+            }
         }
         let uri: http::Uri = text.parse().ok()?;
         let scheme = uri.scheme_str()?.to_ascii_lowercase();
@@ -217,15 +220,23 @@ pub fn allow_list_allows(rules: &[OutboundRule], uri: &http::Uri) -> bool {
 /// `http://NAME.wisp.internal/PATH`.
 pub const INTERNAL_DOMAIN: &str = "wisp.internal";
 
-/// The function `host` names, if it is `NAME.wisp.internal` with a valid
-/// function name.
+/// Spin's name for the same: a Spin app calls its component NAME as
+/// `http://NAME.spin.internal/PATH`.
+pub const SPIN_INTERNAL_DOMAIN: &str = "spin.internal";
+
+/// The function `host` names, if it is `NAME.wisp.internal` (or
+/// `NAME.spin.internal`) with a valid function name.
 pub fn internal_function(host: &str) -> Option<&str> {
-    let lower = host.len().checked_sub(INTERNAL_DOMAIN.len() + 1)?;
-    let (name, domain) = host.split_at(lower);
-    let domain_matches = domain
-        .strip_prefix('.')
-        .is_some_and(|d| d.eq_ignore_ascii_case(INTERNAL_DOMAIN));
-    (domain_matches && crate::name::validate_name(name).is_ok()).then_some(name)
+    [INTERNAL_DOMAIN, SPIN_INTERNAL_DOMAIN]
+        .into_iter()
+        .find_map(|internal| {
+            let lower = host.len().checked_sub(internal.len() + 1)?;
+            let (name, domain) = host.split_at(lower);
+            let domain_matches = domain
+                .strip_prefix('.')
+                .is_some_and(|d| d.eq_ignore_ascii_case(internal));
+            (domain_matches && crate::name::validate_name(name).is_ok()).then_some(name)
+        })
 }
 
 impl fmt::Display for OutboundRule {
@@ -269,6 +280,9 @@ pub struct Settings {
     pub middleware: Vec<String>,
     /// Whether, and how, it takes WebSocket connections.
     pub websocket: WebSocketSettings,
+    /// The Spin route it was deployed with (from a `spin.toml`): it gets
+    /// Spin's request headers, and an exact route serves only its path.
+    pub spin_route: Option<crate::spin::route::SpinRoute>,
 }
 
 /// How a function takes WebSocket connections: the host holds each one
@@ -663,6 +677,17 @@ mod tests {
 
     fn raw(query: &str) -> RawSettings {
         RawSettings::from_query(query).unwrap()
+    }
+
+    #[test]
+    fn functions_are_named_under_wisps_and_spins_internal_domains() {
+        assert_eq!(internal_function("cart.wisp.internal"), Some("cart"));
+        assert_eq!(internal_function("cart.SPIN.internal"), Some("cart"));
+        assert_eq!(internal_function("cart.example.internal"), None);
+        assert_eq!(internal_function("spin.internal"), None);
+        let rule = OutboundRule::parse("http://*.spin.internal").unwrap();
+        assert!(rule.allows("http", "cart.spin.internal", 80));
+        assert!(!rule.allows("http", "example.com", 80));
     }
 
     #[test]

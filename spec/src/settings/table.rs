@@ -484,6 +484,19 @@ pub static SETTINGS: &[Setting] = &[
                 .collect()
         },
     },
+    Setting {
+        name: "spin-route",
+        value_name: "ROUTE",
+        help: "The Spin route it serves (`wisp up -f spin.toml` sets it): `/hello` only that path, `/hello/...` everything under it; the function gets Spin's `spin-*` request headers. Its fixed part must be the function's route",
+        default: "none",
+        example: "/hello/...",
+        form: Form::Text,
+        apply: |s, v| {
+            s.spin_route = Some(crate::spin::route::SpinRoute::parse(v)?);
+            Ok(())
+        },
+        show: |s| s.spin_route.iter().map(ToString::to_string).collect(),
+    },
 ];
 
 /// `on`/`off` (also `true`/`false`).

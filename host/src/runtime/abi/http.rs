@@ -59,7 +59,7 @@ pub struct HttpState {
 }
 
 impl ServicesView for HttpState {
-    fn services(&mut self) -> (&GuestServices, &mut ResourceTable, &mut KvHeld) {
+    fn services(&mut self) -> (&Arc<GuestServices>, &mut ResourceTable, &mut KvHeld) {
         (&self.services, &mut self.table, &mut self.kv_held)
     }
 }

@@ -42,6 +42,7 @@ pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<Linker<HttpState>> {
     super::http::add_to_linker(&mut linker)?;
     wasmtime_wasi::p3::add_to_linker(&mut linker)?;
     wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;
+    crate::runtime::services::add_concurrent_to_linker(&mut linker)?;
     add_nothing_behind(&mut linker)?;
     Ok(linker)
 }

@@ -51,7 +51,7 @@ impl ConfigScope {
 
     /// The value of `key`: its secret if there is one, else its config
     /// value; `Err` (why) while the function's secrets file is damaged.
-    fn get(&self, key: &str) -> Result<Option<String>, String> {
+    pub(super) fn get(&self, key: &str) -> Result<Option<String>, String> {
         Ok(self
             .secrets
             .get(key)?
@@ -67,7 +67,7 @@ impl ConfigScope {
 }
 
 /// The `HasData` of the config bindings.
-struct ConfigData;
+pub(super) struct ConfigData;
 
 impl HasData for ConfigData {
     type Data<'a> = &'a ConfigScope;

@@ -14,6 +14,8 @@ pub(crate) mod keyvalue;
 mod keyvalue_methods;
 mod keyvalue_draft;
 mod keyvalue_draft2;
+mod spin_keyvalue;
+mod spin_variables;
 
 use crate::observe::metrics::FunctionMetrics;
 use crate::state::{FunctionSecrets, KvBackend};
@@ -64,7 +66,7 @@ impl GuestServices {
 pub trait ServicesView: Send + 'static {
     /// The version's services, the store's resource table, and the bytes
     /// of values the host holds for this request.
-    fn services(&mut self) -> (&GuestServices, &mut ResourceTable, &mut KvHeld);
+    fn services(&mut self) -> (&Arc<GuestServices>, &mut ResourceTable, &mut KvHeld);
 }
 
 /// Links every version of every platform interface into `linker`.
@@ -73,6 +75,26 @@ pub fn add_to_linker<T: ServicesView>(linker: &mut Linker<T>) -> wasmtime::Resul
     keyvalue_draft2::add_to_linker(linker, kv_view::<T>)?;
     config::add_to_linker(linker, config_view::<T>)?;
     Ok(())
+}
+
+/// Links the interfaces made of `async func`s (Spin's), which only the
+/// concurrent engine runs.
+pub fn add_concurrent_to_linker<T: ServicesView>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+    spin_keyvalue::add_to_linker(linker, spin_kv_view::<T>)?;
+    spin_variables::add_to_linker(linker, config_view::<T>)?;
+    Ok(())
+}
+
+fn spin_kv_view<T: ServicesView>(state: &mut T) -> spin_keyvalue::SpinKvView<'_> {
+    let (services, table, held) = state.services();
+    spin_keyvalue::SpinKvView {
+        kv: keyvalue::KvView {
+            scope: &services.kv,
+            table,
+            held,
+        },
+        services,
+    }
 }
 
 fn kv_view<T: ServicesView>(state: &mut T) -> keyvalue::KvView<'_> {

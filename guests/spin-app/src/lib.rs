@@ -1,0 +1,80 @@
+//! A Spin component in Spin's own SDK. What it answers depends on the last
+//! segment of its request's path:
+//!
+//! - `count`: adds one to `count` in its `default` key-value store;
+//! - `stores`: opens the `sessions` store and one it was not granted;
+//! - `keys`: every key of its `default` store;
+//! - `vars`: its `message` and `api_key` variables, and one it lacks;
+//! - `headers`: the `spin-*` request headers Spin sets;
+//! - `env`: its `MODE` environment variable;
+//! - `call`: what `http://about.spin.internal/headers` answers it.
+
+use spin_sdk::http::body::IncomingBodyExt;
+use spin_sdk::http::{EmptyBody, IntoResponse, Request};
+use spin_sdk::http_service;
+use spin_sdk::key_value::Store;
+
+const SPIN_HEADERS: [&str; 7] = [
+    "spin-full-url",
+    "spin-path-info",
+    "spin-matched-route",
+    "spin-base-path",
+    "spin-raw-component-route",
+    "spin-component-route",
+    "spin-client-addr",
+];
+
+#[http_service]
+async fn handle(request: Request) -> anyhow::Result<impl IntoResponse> {
+    let header = |name: &str| {
+        request
+            .headers()
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or("")
+            .to_owned()
+    };
+    let path = request.uri().path().to_owned();
+    let answer = match path.rsplit('/').next().unwrap_or("") {
+        "count" => {
+            let store = Store::open_default().await?;
+            let count = match store.get("count").await? {
+                Some(value) => String::from_utf8(value)?.parse::<u64>()? + 1,
+                None => 1,
+            };
+            store.set("count", count.to_string()).await?;
+            format!("{count}\n")
+        }
+        "stores" => {
+            let sessions = Store::open("sessions").await.map(drop);
+            let other = Store::open("other").await.map(drop);
+            format!("sessions: {sessions:?}, other: {other:?}\n")
+        }
+        "keys" => {
+            let store = Store::open_default().await?;
+            let mut keys = store.get_keys().await.collect().await?;
+            keys.sort();
+            format!("{}\n", keys.join(","))
+        }
+        "vars" => {
+            let message = spin_sdk::variables::get("message").await?;
+            let api_key = spin_sdk::variables::get("api_key").await?;
+            let missing = spin_sdk::variables::get("missing").await;
+            format!("{message} | {api_key} | {missing:?}\n")
+        }
+        "headers" => SPIN_HEADERS
+            .iter()
+            .map(|name| format!("{name}: {}\n", header(name)))
+            .collect(),
+        "env" => format!("{}\n", std::env::var("MODE").unwrap_or_default()),
+        "call" => {
+            let call = Request::get("http://about.spin.internal/headers").body(EmptyBody::new())?;
+            let response = spin_sdk::http::send(call).await?;
+            let status = response.status();
+            let body = response.into_body().bytes().await.map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            format!("{status}\n{}", String::from_utf8_lossy(&body))
+        }
+        _ => format!("no such page: {path}\n"),
+    };
+    Ok(answer)
+}
