@@ -33,6 +33,7 @@ mod reuse;
 mod security;
 #[expect(dead_code, reason = "NATS and haproxy are for tests/cluster")]
 mod services;
+mod spin;
 mod state;
 mod support;
 mod traces;

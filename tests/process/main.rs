@@ -27,6 +27,8 @@ mod hardening;
 mod isolation;
 #[path = "../all/operate.rs"]
 mod operate;
+#[path = "../all/spin.rs"]
+mod spin;
 #[path = "../all/state.rs"]
 mod state;
 #[path = "../all/support.rs"]

@@ -282,7 +282,9 @@ impl Deployer {
             return Err(SettingsError::invalid(
                 "spin-route",
                 spin,
-                format!("a Spin route under the function's route `{route}` (`{route}` or `{route}/...`)"),
+                format!(
+                    "a Spin route under the function's route `{route}` (`{route}` or `{route}/...`)"
+                ),
             )
             .into());
         }

@@ -216,6 +216,18 @@ pub fn allow_list_allows(rules: &[OutboundRule], uri: &http::Uri) -> bool {
     rules.iter().any(|rule| rule.allows(scheme, host, port))
 }
 
+/// True when one of `rules` lets a guest call function `name` in-process,
+/// under either internal domain (`NAME.wisp.internal`, `*.spin.internal`, …):
+/// a call is addressed as `NAME.wisp.internal` once it leaves its caller.
+pub fn allow_list_allows_function(rules: &[OutboundRule], name: &str) -> bool {
+    !name.is_empty()
+        && rules.iter().any(|rule| {
+            rule.scheme == "http"
+                && rule.port == 80
+                && (rule.host.starts_with("*.") || internal_function(&rule.host) == Some(name))
+        })
+}
+
 /// The domain under which functions call each other in-process:
 /// `http://NAME.wisp.internal/PATH`.
 pub const INTERNAL_DOMAIN: &str = "wisp.internal";
@@ -688,6 +700,12 @@ mod tests {
         let rule = OutboundRule::parse("http://*.spin.internal").unwrap();
         assert!(rule.allows("http", "cart.spin.internal", 80));
         assert!(!rule.allows("http", "example.com", 80));
+        let named = [OutboundRule::parse("http://cart.spin.internal").unwrap()];
+        assert!(allow_list_allows_function(&named, "cart"));
+        assert!(!allow_list_allows_function(&named, "about"));
+        assert!(allow_list_allows_function(&[rule], "about"));
+        let outside = [OutboundRule::parse("http://cart.example.com").unwrap()];
+        assert!(!allow_list_allows_function(&outside, "cart"));
     }
 
     #[test]

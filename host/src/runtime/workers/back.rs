@@ -26,7 +26,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use wasmtime_wasi_http::WasiBody;
-use wisp_spec::settings::{OutboundRule, allow_list_allows};
+use wisp_spec::settings::{OutboundRule, allow_list_allows, allow_list_allows_function};
 
 /// Largest batch of reports of finished runs (captured outputs, base64).
 const MAX_REPORT_BYTES: usize = 4 << 20;
@@ -343,7 +343,12 @@ impl Back {
             .host()
             .and_then(crate::runtime::chain::internal_callee)
             .map(str::to_owned);
-        let (Some(callee), true) = (callee, allow_list_allows(&self.rules, &uri)) else {
+        // The caller's sandbox addressed the call as `NAME.wisp.internal`,
+        // whichever internal name (`NAME.spin.internal`) it was allowed by.
+        let allowed = |callee: &str| {
+            allow_list_allows(&self.rules, &uri) || allow_list_allows_function(&self.rules, callee)
+        };
+        let Some(callee) = callee.filter(|callee| allowed(callee)) else {
             tracing::warn!(function = %self.function, destination = %uri, "a guest worker's chained call is not in its allow-list: refused");
             return refused(http::StatusCode::FORBIDDEN, "not in the allow-list");
         };

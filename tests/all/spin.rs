@@ -1,0 +1,190 @@
+//! Spin applications run unchanged: a `spin.toml` deployed with `wisp up`,
+//! its components built with Spin's own SDK (`spin-sdk` 7 from crates.io,
+//! `guests/spin-app`), answering as Spin documents — its key-value stores,
+//! its variables (a secret one from `SPIN_VARIABLE_*`), the `spin-*`
+//! request headers, exact and wildcard routes, and calls to another
+//! component as `http://NAME.spin.internal`.
+
+use crate::support::{Wisp, send, stderr, stdout};
+use bytes::Bytes;
+use http::Method;
+use std::path::Path;
+use wisp_test_artifacts as artifacts;
+
+/// A Spin app of three components of `guests/spin-app`: `cart` under
+/// `/cart/...` with every key this test maps, `about` at exactly `/about`,
+/// and `home` for every other path.
+const APP: &str = r#"
+spin_manifest_version = 2
+
+[application]
+name = "shop"
+version = "1.0.0"
+
+[variables]
+greeting = { default = "hello" }
+token = { required = true, secret = true }
+
+[[trigger.http]]
+route = "/cart/..."
+component = "cart"
+
+[[trigger.http]]
+route = "/about"
+component = "about"
+
+[[trigger.http]]
+route = "/..."
+component = "home"
+
+[component.cart]
+source = "app.wasm"
+environment = { MODE = "test" }
+allowed_outbound_hosts = ["http://about.spin.internal"]
+key_value_stores = ["default", "sessions"]
+files = [{ source = "assets", destination = "/assets" }]
+variables = { message = "{{ greeting }}, world", api_key = "Bearer {{ token }}" }
+
+[component.about]
+source = "app.wasm"
+
+[component.home]
+source = "app.wasm"
+"#;
+
+/// A directory holding `manifest` as `spin.toml`, the app's `.wasm` and
+/// its assets.
+fn app_dir(manifest: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(artifacts::SPIN_APP_COMPONENT, dir.path().join("app.wasm")).unwrap();
+    std::fs::create_dir(dir.path().join("assets")).unwrap();
+    std::fs::write(dir.path().join("assets/a.txt"), "asset").unwrap();
+    std::fs::write(dir.path().join("spin.toml"), manifest).unwrap();
+    dir
+}
+
+/// `wisp up` of `dir`'s `spin.toml`, with `env`.
+fn up(wisp: &Wisp, dir: &Path, env: &[(&str, &str)]) -> std::process::Output {
+    let manifest = dir.join("spin.toml");
+    wisp.cli_with_env(&["up", "-f", manifest.to_str().unwrap()], env)
+}
+
+/// GET `path` with a forged `spin-path-info`, answered 200: its body.
+async fn page(wisp: &Wisp, path: &str) -> String {
+    let forged = [
+        ("spin-path-info", "/forged"),
+        ("spin-client-addr", "6.6.6.6:6"),
+    ];
+    let response = send(Method::GET, &wisp.url(path), &forged, Bytes::new()).await;
+    assert_eq!(response.status, 200, "{path}: {}", response.text());
+    response.text()
+}
+
+#[tokio::test]
+async fn a_spin_app_runs_unchanged_from_its_manifest() {
+    let wisp = Wisp::start();
+    let dir = app_dir(APP);
+    let secret = [("SPIN_VARIABLE_TOKEN", "s3cret")];
+    let deployed = up(&wisp, dir.path(), &secret);
+    assert!(deployed.status.success(), "{}", stderr(&deployed));
+    let report = stdout(&deployed);
+    for name in ["about", "cart", "home"] {
+        assert!(report.contains(&format!("+ {name}: created")), "{report}");
+    }
+
+    // Key-value: its default store is its own; `sessions` was granted.
+    assert_eq!(page(&wisp, "/cart/count").await, "1\n");
+    assert_eq!(page(&wisp, "/cart/count").await, "2\n");
+    assert_eq!(page(&wisp, "/cart/keys").await, "count\n");
+    assert_eq!(
+        page(&wisp, "/cart/x/stores").await,
+        "sessions: Ok(()), other: Err(Error::AccessDenied)\n"
+    );
+    // Variables, the secret one from the deployer's environment.
+    assert_eq!(
+        page(&wisp, "/cart/vars").await,
+        "hello, world | Bearer s3cret | Err(Error::Undefined(\"missing\"))\n"
+    );
+    assert_eq!(page(&wisp, "/cart/env").await, "test\n");
+
+    // Spin's headers, set by the host over what the client sent.
+    let headers = page(&wisp, "/cart/a/headers?q=1").await;
+    for line in [
+        format!("spin-full-url: {}", wisp.url("/cart/a/headers?q=1")),
+        "spin-path-info: /a/headers".to_owned(),
+        "spin-matched-route: /cart/...".to_owned(),
+        "spin-base-path: /".to_owned(),
+        "spin-raw-component-route: /cart/...".to_owned(),
+        "spin-component-route: /cart".to_owned(),
+        "spin-client-addr: 127.0.0.1:".to_owned(),
+    ] {
+        assert!(headers.contains(&line), "missing `{line}` in:\n{headers}");
+    }
+
+    // An exact route serves only its path: a deeper one falls through to
+    // the catch-all, as in Spin.
+    assert!(page(&wisp, "/about").await.contains("no such page: /about"));
+    let deeper = page(&wisp, "/about/headers").await;
+    assert!(deeper.contains("spin-matched-route: /...\n"), "{deeper}");
+    assert!(
+        deeper.contains("spin-path-info: /about/headers\n"),
+        "{deeper}"
+    );
+
+    // One component calls another by its Spin name.
+    let call = page(&wisp, "/cart/call").await;
+    assert!(call.starts_with("200 OK\n"), "{call}");
+    assert!(call.contains("spin-matched-route: /about\n"), "{call}");
+
+    // The secret is the function's secret, not a setting anyone reads back.
+    let info = wisp.admin_get("/v1/functions/cart").await.text();
+    assert!(!info.contains("s3cret"), "{info}");
+    assert!(info.contains("/cart/..."), "{info}");
+
+    // Nothing changed: nothing is deployed again.
+    let again = up(&wisp, dir.path(), &secret);
+    assert!(
+        stdout(&again).contains("= cart: unchanged"),
+        "{}",
+        stdout(&again)
+    );
+}
+
+#[tokio::test]
+async fn what_wisp_cannot_honour_is_refused_by_name_and_deploys_nothing() {
+    let wisp = Wisp::start();
+    let dir = app_dir(APP);
+    let missing = up(&wisp, dir.path(), &[]);
+    assert!(!missing.status.success());
+    assert!(
+        stderr(&missing).contains("SPIN_VARIABLE_TOKEN"),
+        "{}",
+        stderr(&missing)
+    );
+
+    let sqlite = APP.replace(
+        "[component.about]\n",
+        "[component.about]\nsqlite_databases = [\"default\"]\n",
+    );
+    let dir = app_dir(&sqlite);
+    let refused = up(&wisp, dir.path(), &[("SPIN_VARIABLE_TOKEN", "x")]);
+    assert!(!refused.status.success());
+    let error = stderr(&refused);
+    assert!(
+        error.contains("component `about`: `sqlite_databases` is not supported"),
+        "{error}"
+    );
+    let list = wisp.admin_get("/v1/functions").await.json();
+    assert_eq!(list, serde_json::json!([]), "nothing deployed");
+
+    // By hand: a Spin route must sit under the function's route.
+    let wrong = wisp
+        .deploy(
+            "x",
+            std::fs::read(artifacts::SPIN_APP_COMPONENT).unwrap(),
+            "route=/a&spin-route=/b/...",
+        )
+        .await;
+    assert_eq!(wrong.status, 400, "{}", wrong.text());
+    assert!(wrong.error().contains("spin-route"), "{}", wrong.text());
+}
