@@ -145,10 +145,10 @@ impl<U: 'static> wit::HostStoreWithStore<U> for SpinKvData {
                 Ok(page) => page,
                 Err(error) => break Err(error),
             };
-            bytes = page
-                .keys
-                .iter()
-                .fold(bytes, |sum, key| sum.saturating_add(key.len()));
+            // Each key held costs its bytes and the `String` that holds them.
+            bytes = page.keys.iter().fold(bytes, |sum, key| {
+                sum.saturating_add(key.len() + std::mem::size_of::<String>())
+            });
             if bytes > budget {
                 break Err(Error::Other(format!(
                     "the store's keys take more than this request may hold ({budget} bytes)"
