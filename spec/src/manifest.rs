@@ -71,8 +71,21 @@ pub struct ManifestFunction {
     /// Secrets to set before it is deployed (a `spin.toml`'s variables
     /// drawn from secret ones; a `wisp.toml` has none).
     pub secrets: BTreeMap<String, String>,
+    /// Where `wasm` is fetched from when it is not there yet (a
+    /// `spin.toml`'s `source = { url, digest }`); `wasm` then lies under
+    /// the manifest's `.spin/wisp-downloads/`, named by the digest.
+    pub download: Option<Download>,
     /// The line its table starts on.
     pub line: usize,
+}
+
+/// A component fetched by URL and pinned by its SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Download {
+    /// Where it is fetched from (`http://` or `https://`).
+    pub url: String,
+    /// Its SHA-256, 64 lowercase hex digits.
+    pub sha256: String,
 }
 
 /// A validated manifest.
@@ -204,6 +217,7 @@ impl Manifest {
                 route: route.to_string(),
                 settings,
                 secrets: BTreeMap::new(),
+                download: None,
                 line: table_line,
                 name,
             });

@@ -31,6 +31,7 @@ mod portability;
 mod redeploy;
 mod reuse;
 mod security;
+mod serverless;
 #[expect(dead_code, reason = "NATS and haproxy are for tests/cluster")]
 mod services;
 mod spin;

@@ -188,3 +188,109 @@ async fn what_wisp_cannot_honour_is_refused_by_name_and_deploys_nothing() {
     assert_eq!(wrong.status, 400, "{}", wrong.text());
     assert!(wrong.error().contains("spin-route"), "{}", wrong.text());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_component_named_by_url_is_fetched_once_and_kept_only_if_its_digest_matches() {
+    use sha2::Digest;
+    let wasm = std::fs::read(artifacts::SPIN_APP_COMPONENT).unwrap();
+    let hex: String = sha2::Sha256::digest(&wasm)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let server = crate::upstream::Upstream::start(wasm).await;
+    let wisp = Wisp::start();
+    let by_url = |digest: &str| {
+        format!(
+            "spin_manifest_version = 2\n[application]\nname = \"web\"\n\
+             [[trigger.http]]\nroute = \"/...\"\ncomponent = \"home\"\n\
+             [component.home]\nsource = {{ url = \"http://{}/app.wasm\", digest = \"sha256:{digest}\" }}\n",
+            server.addr
+        )
+    };
+    let dir = app_dir(&by_url(&hex));
+    let deployed = tokio::task::block_in_place(|| up(&wisp, dir.path(), &[]));
+    assert!(deployed.status.success(), "{}", stderr(&deployed));
+    assert_eq!(page(&wisp, "/count").await, "1\n");
+    assert!(
+        dir.path()
+            .join(format!(".spin/wisp-downloads/sha256-{hex}.wasm"))
+            .exists()
+    );
+    let again = tokio::task::block_in_place(|| up(&wisp, dir.path(), &[]));
+    assert!(
+        stdout(&again).contains("= home: unchanged"),
+        "{}",
+        stdout(&again)
+    );
+    assert_eq!(server.hits(), 1, "the file fetched once is used again");
+
+    // A download whose digest is not the pinned one is refused and kept nowhere.
+    let wrong = "0".repeat(64);
+    std::fs::write(dir.path().join("spin.toml"), by_url(&wrong)).unwrap();
+    let refused = tokio::task::block_in_place(|| up(&wisp, dir.path(), &[]));
+    assert!(!refused.status.success());
+    let error = stderr(&refused);
+    assert!(
+        error.contains(&format!(
+            "its digest is sha256:{hex}, not the sha256:{wrong}"
+        )),
+        "{error}"
+    );
+    let kept: Vec<_> = std::fs::read_dir(dir.path().join(".spin/wisp-downloads"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(
+        kept,
+        [format!("sha256-{hex}.wasm")],
+        "nothing else was written"
+    );
+    let versions = wisp.admin_get("/v1/functions/home").await.json();
+    assert_eq!(
+        versions["versions"].as_array().unwrap().len(),
+        1,
+        "{versions}"
+    );
+}
+
+#[tokio::test]
+async fn a_spin_sdk_5_app_built_for_wasip1_runs_unchanged() {
+    // `spin build` of a Spin 2 to 5 app leaves a core module carrying its
+    // component type; wisp makes it a component at deploy, as Spin does at
+    // load, and serves its `fermyon:spin@2.0.0` imports.
+    let wisp = Wisp::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(artifacts::SPIN_SDK5_MODULE, dir.path().join("legacy.wasm")).unwrap();
+    let manifest = "spin_manifest_version = 2\n[application]\nname = \"legacy\"\n\
+        [variables]\ngreeting = { default = \"hi\" }\n\
+        [[trigger.http]]\nroute = \"/legacy/...\"\ncomponent = \"legacy\"\n\
+        [component.legacy]\nsource = \"legacy.wasm\"\n\
+        key_value_stores = [\"default\", \"sessions\"]\n\
+        variables = { message = \"{{ greeting }} from spin-sdk 5\" }\n";
+    std::fs::write(dir.path().join("spin.toml"), manifest).unwrap();
+    let deployed = up(&wisp, dir.path(), &[]);
+    assert!(deployed.status.success(), "{}", stderr(&deployed));
+    let info = wisp.admin_get("/v1/functions/legacy").await.json();
+    assert_eq!(info["versions"][0]["abi"], "wasi-http", "{info}");
+
+    assert_eq!(page(&wisp, "/legacy/count").await, "1\n");
+    assert_eq!(page(&wisp, "/legacy/a/count").await, "2\n");
+    assert_eq!(page(&wisp, "/legacy/keys").await, "count\n");
+    let stores = page(&wisp, "/legacy/stores").await;
+    assert!(
+        stores.starts_with("sessions: Ok(()), other: Err(") && stores.contains("AccessDenied"),
+        "{stores}"
+    );
+    let vars = page(&wisp, "/legacy/vars").await;
+    assert!(vars.starts_with("hi from spin-sdk 5 | Err("), "{vars}");
+    assert!(vars.contains("Undefined(\"missing\")"), "{vars}");
+
+    // The module made a component is what the host keeps: `wisp up` sees
+    // the same binary and deploys nothing again.
+    let again = up(&wisp, dir.path(), &[]);
+    assert!(
+        stdout(&again).contains("= legacy: unchanged"),
+        "{}",
+        stdout(&again)
+    );
+}

@@ -31,7 +31,8 @@ pub struct Received {
 
 impl Upstream {
     /// Starts an upstream answering `body`.
-    pub async fn start(body: &'static str) -> Upstream {
+    pub async fn start(body: impl Into<Bytes>) -> Upstream {
+        let body: Bytes = body.into();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let received = Arc::new(Mutex::new(Vec::new()));
@@ -39,10 +40,12 @@ impl Upstream {
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 let log = log.clone();
+                let body = body.clone();
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(
                         move |request: http::Request<hyper::body::Incoming>| {
                             let log = log.clone();
+                            let body = body.clone();
                             async move {
                                 let (parts, incoming) = request.into_parts();
                                 let content = match incoming.collect().await {
@@ -59,7 +62,7 @@ impl Upstream {
                                     body: content,
                                 });
                                 Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
-                                    Bytes::from_static(body.as_bytes()),
+                                    body,
                                 )))
                             }
                         },

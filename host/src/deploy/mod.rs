@@ -11,6 +11,7 @@
 //! `disk/crash_point.rs` names the steps in between, so the tests can crash the
 //! host inside each one.
 
+pub(crate) mod componentize;
 mod listing;
 pub(crate) mod load;
 pub(crate) mod middleware;
@@ -252,6 +253,11 @@ impl Deployer {
         if wasm.len() as u64 > limit {
             return Err(DeployError::TooLarge { limit });
         }
+        // A core module carrying its component type becomes a component
+        // first: what is stored, hashed and compiled is the component.
+        let wasm = tokio::task::spawn_blocking(move || componentize::componentize(wasm))
+            .await
+            .map_err(|e| HostFailure::logged(format!("making `{name}` a component failed"), e))??;
         let existing = self.registry.snapshot().get(&name).cloned();
         let keep_route = route.is_none();
         let route = match (route, &existing) {

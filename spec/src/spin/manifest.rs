@@ -12,7 +12,7 @@
 //! environment, else their `default`. A key wisp cannot honour is refused
 //! with its name, never skipped.
 
-use crate::manifest::{Manifest, ManifestError, ManifestFunction};
+use crate::manifest::{Download, Manifest, ManifestError, ManifestFunction};
 use crate::name::validate_name;
 use crate::settings::RawSettings;
 use crate::spin::route::SpinRoute;
@@ -273,6 +273,46 @@ pub fn parse(
     })
 }
 
+/// Where a component's binary is: a file beside the manifest, or a URL
+/// pinned by its digest, fetched by `wisp up` into `.spin/wisp-downloads/`
+/// under the digest's name (so a changed pin never reuses an old file).
+fn source(dir: &Path, source: &toml::Value) -> Result<(PathBuf, Option<Download>), String> {
+    if let Some(file) = source.as_str() {
+        return Ok((dir.join(file), None));
+    }
+    let table = source
+        .as_table()
+        .ok_or("`source` must be a file name or `{ url, digest }`")?;
+    if let Some(key) = table.keys().find(|key| *key != "url" && *key != "digest") {
+        return Err(format!(
+            "`source.{key}` is not supported by wisp: give a file, or `{{ url, digest }}`"
+        ));
+    }
+    let url = table
+        .get("url")
+        .and_then(toml::Value::as_str)
+        .ok_or("`source` needs a `url` beside its `digest`")?;
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(format!(
+            "`source.url` `{url}` must be an http:// or https:// URL"
+        ));
+    }
+    let digest = table
+        .get("digest")
+        .and_then(toml::Value::as_str)
+        .ok_or("`source.digest` is required with a `url`: `sha256:` and 64 hex digits")?;
+    let sha256 = digest
+        .strip_prefix("sha256:")
+        .filter(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+        .ok_or_else(|| format!("`source.digest` `{digest}` must be `sha256:` and 64 hex digits"))?
+        .to_ascii_lowercase();
+    let wasm = dir
+        .join(".spin/wisp-downloads")
+        .join(format!("sha256-{sha256}.wasm"));
+    let url = url.to_owned();
+    Ok((wasm, Some(Download { url, sha256 })))
+}
+
 /// One component as a function; `Err` says which key wisp cannot honour.
 fn map_component(
     dir: &Path,
@@ -282,12 +322,7 @@ fn map_component(
     variables: &Variables,
 ) -> Result<ManifestFunction, String> {
     validate_name(name).map_err(|e| format!("its name cannot be a wisp function's: {e}"))?;
-    let wasm = match component.source.as_str() {
-        Some(file) => dir.join(file),
-        None => {
-            return Err("`source` must be a file: a `url` source is not supported yet (download it and name the file)".to_owned());
-        }
-    };
+    let (wasm, download) = source(dir, &component.source)?;
     for (key, used) in [
         ("exclude_files", component.exclude_files.is_empty()),
         ("sqlite_databases", component.sqlite_databases.is_empty()),
@@ -379,6 +414,7 @@ fn map_component(
         route: route.base().to_string(),
         settings,
         secrets,
+        download,
         line: 0,
     })
 }
@@ -597,6 +633,50 @@ source = "unused.wasm"
         let private = APP.replace("route = \"/about\"", "route = { private = true }");
         let err = parse_with(&private, &[("SPIN_VARIABLE_TOKEN", "x")]).unwrap_err();
         assert!(err.message.contains("private routes"), "{err}");
+    }
+
+    #[test]
+    fn a_source_by_url_is_pinned_by_its_digest() {
+        let hex = "AB".repeat(32);
+        let with = |source: &str| {
+            let text = APP.replace("source = \"about.wasm\"", &format!("source = {source}"));
+            parse_with(&text, &[("SPIN_VARIABLE_TOKEN", "x")])
+        };
+        let manifest = with(&format!(
+            "{{ url = \"https://example.com/about.wasm\", digest = \"sha256:{hex}\" }}"
+        ))
+        .unwrap();
+        let about = &manifest.functions[0];
+        let download = about.download.as_ref().unwrap();
+        assert_eq!(download.url, "https://example.com/about.wasm");
+        assert_eq!(download.sha256, hex.to_ascii_lowercase());
+        assert!(
+            about.wasm.ends_with(format!(
+                ".spin/wisp-downloads/sha256-{}.wasm",
+                download.sha256
+            )),
+            "{:?}",
+            about.wasm
+        );
+        let refused = |source: &str| with(source).unwrap_err().message;
+        assert!(
+            refused("{ url = \"https://example.com/a.wasm\" }")
+                .contains("`source.digest` is required")
+        );
+        assert!(
+            refused("{ url = \"https://e.com/a.wasm\", digest = \"sha256:abc\" }")
+                .contains("64 hex digits")
+        );
+        assert!(
+            refused(&format!(
+                "{{ url = \"file:///etc/passwd\", digest = \"sha256:{hex}\" }}"
+            ))
+            .contains("http://")
+        );
+        assert!(
+            refused("{ registry = \"r.io\", package = \"a:b\", version = \"1\" }")
+                .contains("is not supported by wisp: give a file")
+        );
     }
 
     #[test]

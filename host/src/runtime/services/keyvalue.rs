@@ -172,4 +172,32 @@ impl KvScope {
         let page = self.backend.list_keys(bucket, after, KEYS_PER_PAGE).await;
         self.answer(page)
     }
+
+    /// Every key of `bucket`, page after page, while they fit in `budget`
+    /// bytes (each key held costs its bytes and the `String` that holds
+    /// them): Spin's `get-keys`, which has no cursor.
+    pub(super) async fn all_keys(&self, bucket: &BucketId, budget: usize) -> KvResult<Vec<String>> {
+        let mut keys = Vec::new();
+        let mut bytes = 0usize;
+        let mut after = None;
+        loop {
+            let page = match self.list(bucket, after.as_deref()).await? {
+                Ok(page) => page,
+                Err(error) => return Ok(Err(error)),
+            };
+            bytes = page.keys.iter().fold(bytes, |sum, key| {
+                sum.saturating_add(key.len() + std::mem::size_of::<String>())
+            });
+            if bytes > budget {
+                return Ok(Err(GuestKvError::Other(format!(
+                    "the store's keys take more than this request may hold ({budget} bytes)"
+                ))));
+            }
+            keys.extend(page.keys);
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(Ok(keys)),
+            }
+        }
+    }
 }

@@ -1,6 +1,8 @@
 //! The platform services a component may import besides WASI and
 //! `wasi:http`: key-value storage (`wasi:keyvalue`, two versions) and
-//! runtime configuration (`wasi:config`, three versions).
+//! runtime configuration (`wasi:config`, three versions), and Spin's own
+//! key-value and variables interfaces (`fermyon:spin@2.0.0`,
+//! `spin:…@3.0.0`) on the same code.
 //!
 //! [`GuestServices`] is what one function version may reach — its buckets,
 //! its config values and secrets — built once per version, never per
@@ -14,6 +16,7 @@ pub(crate) mod keyvalue;
 mod keyvalue_methods;
 mod keyvalue_draft;
 mod keyvalue_draft2;
+mod spin2;
 mod spin_keyvalue;
 mod spin_variables;
 
@@ -74,6 +77,7 @@ pub fn add_to_linker<T: ServicesView>(linker: &mut Linker<T>) -> wasmtime::Resul
     keyvalue_draft::add_to_linker(linker, kv_view::<T>)?;
     keyvalue_draft2::add_to_linker(linker, kv_view::<T>)?;
     config::add_to_linker(linker, config_view::<T>)?;
+    spin2::add_to_linker(linker, kv_view::<T>, config_view::<T>)?;
     Ok(())
 }
 

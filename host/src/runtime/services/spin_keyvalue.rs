@@ -136,29 +136,9 @@ impl<U: 'static> wit::HostStoreWithStore<U> for SpinKvData {
     ) -> wasmtime::Result<(StreamReader<String>, FutureReader<Result<(), Error>>)> {
         let (services, bucket) = target(accessor, &store)?;
         let budget = accessor.with(|mut access| access.get().kv.read_budget());
-        let scope = &services.kv;
-        let mut keys = Vec::new();
-        let mut bytes = 0usize;
-        let mut after = None;
-        let outcome = loop {
-            let page = match spin_result(scope.list(&bucket, after.as_deref()).await)? {
-                Ok(page) => page,
-                Err(error) => break Err(error),
-            };
-            // Each key held costs its bytes and the `String` that holds them.
-            bytes = page.keys.iter().fold(bytes, |sum, key| {
-                sum.saturating_add(key.len() + std::mem::size_of::<String>())
-            });
-            if bytes > budget {
-                break Err(Error::Other(format!(
-                    "the store's keys take more than this request may hold ({budget} bytes)"
-                )));
-            }
-            keys.extend(page.keys);
-            match page.next {
-                Some(next) => after = Some(next),
-                None => break Ok(()),
-            }
+        let (keys, outcome) = match spin_result(services.kv.all_keys(&bucket, budget).await)? {
+            Ok(keys) => (keys, Ok(())),
+            Err(error) => (Vec::new(), Err(error)),
         };
         accessor.with(|mut access| {
             let keys = StreamReader::new(&mut access, keys)?;

@@ -40,18 +40,40 @@ fn spin_name(name: &str) -> bool {
 
 impl wit::Host for &ConfigScope {}
 
+/// Why Spin's `variables.get` has no value for a name; each version of
+/// the interface spells these in its own error type.
+pub(super) enum Unanswered {
+    /// Not a name Spin accepts.
+    InvalidName(String),
+    /// The function has no such variable.
+    Undefined(String),
+    /// Reading it failed.
+    Provider(String),
+}
+
+/// Spin's `variables.get`: the value of `name` among `scope`'s.
+pub(super) fn lookup(scope: &ConfigScope, name: String) -> Result<String, Unanswered> {
+    if !spin_name(&name) {
+        return Err(Unanswered::InvalidName(name));
+    }
+    match scope.get(&name) {
+        Ok(Some(value)) => Ok(value),
+        Ok(None) => Err(Unanswered::Undefined(name)),
+        Err(why) => Err(Unanswered::Provider(why)),
+    }
+}
+
 impl<U: 'static> wit::HostWithStore<U> for ConfigData {
     async fn get(
         accessor: &Accessor<U, Self>,
         name: String,
     ) -> wasmtime::Result<Result<String, Error>> {
-        if !spin_name(&name) {
-            return Ok(Err(Error::InvalidName(name)));
-        }
-        Ok(accessor.with(|mut access| match access.get().get(&name) {
-            Ok(Some(value)) => Ok(value),
-            Ok(None) => Err(Error::Undefined(name)),
-            Err(why) => Err(Error::Provider(why)),
+        Ok(accessor.with(|mut access| {
+            lookup(access.get(), name).map_err(|unanswered| match unanswered {
+                Unanswered::InvalidName(name) => Error::InvalidName(name),
+                Unanswered::Undefined(name) => Error::Undefined(name),
+                Unanswered::Provider(why) => Error::Provider(why),
+            })
         }))
     }
 }

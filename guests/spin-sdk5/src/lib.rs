@@ -1,0 +1,51 @@
+//! `spin-sdk5`: a Spin component written with `spin-sdk` 5 (Spin's Rust
+//! SDK before `wasi:http@0.3.0`), importing `fermyon:spin/key-value@2.0.0`
+//! and `fermyon:spin/variables@2.0.0`. It answers by the last segment of
+//! the path:
+//!
+//! | page | answers |
+//! | --- | --- |
+//! | `count` | a counter in the component's default store, one more each time |
+//! | `keys` | the default store's keys, comma-separated |
+//! | `stores` | whether the `sessions` and `other` stores open |
+//! | `vars` | the `message` variable, and what asking for `missing` gives |
+//! | anything else | `no such page: PATH` |
+
+use spin_sdk::http::{IntoResponse, Request, Response};
+use spin_sdk::http_component;
+use spin_sdk::key_value::Store;
+use spin_sdk::variables;
+
+#[http_component]
+fn handle(request: Request) -> anyhow::Result<impl IntoResponse> {
+    let path = request.path().to_owned();
+    let page = path.rsplit('/').next().unwrap_or_default();
+    let body = match page {
+        "count" => {
+            let store = Store::open_default()?;
+            let count = match store.get("count")? {
+                Some(bytes) => String::from_utf8(bytes)?.parse::<u64>()? + 1,
+                None => 1,
+            };
+            store.set("count", count.to_string().as_bytes())?;
+            format!("{count}\n")
+        }
+        "keys" => format!("{}\n", Store::open_default()?.get_keys()?.join(",")),
+        "stores" => format!(
+            "sessions: {:?}, other: {:?}\n",
+            Store::open("sessions").map(|_| ()),
+            Store::open("other").map(|_| ())
+        ),
+        "vars" => format!(
+            "{} | {:?}\n",
+            variables::get("message")?,
+            variables::get("missing")
+        ),
+        _ => format!("no such page: {path}\n"),
+    };
+    Ok(Response::builder()
+        .status(200)
+        .header("content-type", "text/plain")
+        .body(body)
+        .build())
+}
