@@ -239,6 +239,11 @@ async fn apply(
             Some(_) => Change::WouldUpdate { name },
         });
     }
+    // An existing function gets its secrets before its new code serves; a
+    // new one can only get them once it exists, right after its deploy.
+    if existing.is_some() {
+        set_secrets(client, function).await?;
+    }
     let progress = crate::output::spinner(format!("deploying {}", function.name));
     let report = client
         .deploy(
@@ -257,7 +262,9 @@ async fn apply(
         )
         .await
         .with_context(|| format!("deploying function `{}`", function.name))?;
-    set_secrets(client, function).await?;
+    if existing.is_none() {
+        set_secrets(client, function).await?;
+    }
     progress.finish_and_clear();
     let version = report.version;
     let name = function.name.clone();

@@ -75,6 +75,11 @@ impl Route {
         Ok(Route(trimmed.to_owned()))
     }
 
+    /// The catch-all route, `/`.
+    pub fn root() -> Route {
+        Route("/".to_owned())
+    }
+
     /// The prefix as a string, e.g. `/hello`.
     pub fn as_str(&self) -> &str {
         &self.0

@@ -37,10 +37,14 @@ component = "about"
 route = "/..."
 component = "home"
 
+[[trigger.http]]
+route = { private = true }
+component = "hidden"
+
 [component.cart]
 source = "app.wasm"
 environment = { MODE = "test" }
-allowed_outbound_hosts = ["http://about.spin.internal"]
+allowed_outbound_hosts = ["http://about.spin.internal", "http://hidden.spin.internal"]
 key_value_stores = ["default", "sessions"]
 files = [{ source = "assets", destination = "/assets" }]
 variables = { message = "{{ greeting }}, world", api_key = "Bearer {{ token }}" }
@@ -49,6 +53,9 @@ variables = { message = "{{ greeting }}, world", api_key = "Bearer {{ token }}" 
 source = "app.wasm"
 
 [component.home]
+source = "app.wasm"
+
+[component.hidden]
 source = "app.wasm"
 "#;
 
@@ -88,7 +95,7 @@ async fn a_spin_app_runs_unchanged_from_its_manifest() {
     let deployed = up(&wisp, dir.path(), &secret);
     assert!(deployed.status.success(), "{}", stderr(&deployed));
     let report = stdout(&deployed);
-    for name in ["about", "cart", "home"] {
+    for name in ["about", "cart", "hidden", "home"] {
         assert!(report.contains(&format!("+ {name}: created")), "{report}");
     }
 
@@ -135,6 +142,14 @@ async fn a_spin_app_runs_unchanged_from_its_manifest() {
     let call = page(&wisp, "/cart/call").await;
     assert!(call.starts_with("200 OK\n"), "{call}");
     assert!(call.contains("spin-matched-route: /about\n"), "{call}");
+    // A private one answers calls, and no public request: its route's
+    // path falls through to the catch-all.
+    let private = page(&wisp, "/cart/call?to=hidden").await;
+    assert!(private.starts_with("200 OK\n"), "{private}");
+    assert!(private.contains("spin-path-info: /headers\n"), "{private}");
+    assert!(private.contains("spin-matched-route: \n"), "{private}");
+    let public = page(&wisp, "/.spin-private/hidden/headers").await;
+    assert!(public.contains("spin-matched-route: /...\n"), "{public}");
 
     // The secret is the function's secret, not a setting anyone reads back.
     let info = wisp.admin_get("/v1/functions/cart").await.text();

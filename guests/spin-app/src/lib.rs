@@ -7,7 +7,8 @@
 //! - `vars`: its `message` and `api_key` variables, and one it lacks;
 //! - `headers`: the `spin-*` request headers Spin sets;
 //! - `env`: its `MODE` environment variable;
-//! - `call`: what `http://about.spin.internal/headers` answers it.
+//! - `call`: what `http://NAME.spin.internal/headers` answers it, NAME
+//!   from the query's `to=` (default `about`).
 
 use spin_sdk::http::body::IncomingBodyExt;
 use spin_sdk::http::{EmptyBody, IntoResponse, Request};
@@ -68,7 +69,13 @@ async fn handle(request: Request) -> anyhow::Result<impl IntoResponse> {
             .collect(),
         "env" => format!("{}\n", std::env::var("MODE").unwrap_or_default()),
         "call" => {
-            let call = Request::get("http://about.spin.internal/headers").body(EmptyBody::new())?;
+            let to = request
+                .uri()
+                .query()
+                .and_then(|query| query.strip_prefix("to="))
+                .unwrap_or("about");
+            let call = Request::get(format!("http://{to}.spin.internal/headers"))
+                .body(EmptyBody::new())?;
             let response = spin_sdk::http::send(call).await?;
             let status = response.status();
             let body = response.into_body().bytes().await.map_err(|e| anyhow::anyhow!("{e:?}"))?;

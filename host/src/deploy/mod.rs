@@ -284,7 +284,11 @@ impl Deployer {
         };
         let settings = Settings::validate(&raw, self.options.root_dir())?;
         self.options.check_dirs(&settings)?;
-        if let Some(spin) = settings.spin_route.as_ref().filter(|s| *s.base() != route) {
+        if let Some(spin) = settings
+            .spin_route
+            .as_ref()
+            .filter(|s| !s.is_private() && *s.base() != route)
+        {
             return Err(SettingsError::invalid(
                 "spin-route",
                 spin,

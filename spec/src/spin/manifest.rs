@@ -213,12 +213,8 @@ pub fn parse(
                     ));
                 }
                 RawRoute::Private { private: true } => {
-                    return Err(fail(
-                        None,
-                        format!(
-                            "component `{component}`: private routes are not supported yet: give it a route (callers can still use `http://{component}.spin.internal`)"
-                        ),
-                    ));
+                    SpinRoute::parse(crate::spin::route::PRIVATE)
+                        .map_err(|e| fail(None, format!("component `{component}`: {e}")))?
                 }
             };
             if routes.insert(component.to_owned(), route).is_some() {
@@ -411,7 +407,13 @@ fn map_component(
         wasm,
         build,
         watch,
-        route: route.base().to_string(),
+        // A private component's function holds a route no request is
+        // served by, its own so that it claims no other's.
+        route: if route.is_private() {
+            format!("{}/{name}", crate::spin::route::PRIVATE_ROUTES)
+        } else {
+            route.base().to_string()
+        },
         settings,
         secrets,
         download,
@@ -597,6 +599,13 @@ source = "unused.wasm"
             (about.route.as_str(), about.settings.get("spin-route")),
             ("/about", &["/about".to_owned()][..])
         );
+        let private = APP.replace("route = \"/about\"", "route = { private = true }");
+        let private = parse_with(&private, &[("SPIN_VARIABLE_TOKEN", "x")]).unwrap();
+        let about = &private.functions[0];
+        assert_eq!(
+            (about.route.as_str(), about.settings.get("spin-route")),
+            ("/.spin-private/about", &["private".to_owned()][..])
+        );
     }
 
     #[test]
@@ -630,9 +639,9 @@ source = "unused.wasm"
             "[[trigger.redis]]\nroute = \"/about\"",
         );
         assert!(parse_with(&redis, &[("SPIN_VARIABLE_TOKEN", "x")]).is_err());
-        let private = APP.replace("route = \"/about\"", "route = { private = true }");
-        let err = parse_with(&private, &[("SPIN_VARIABLE_TOKEN", "x")]).unwrap_err();
-        assert!(err.message.contains("private routes"), "{err}");
+        let not_private = APP.replace("route = \"/about\"", "route = { private = false }");
+        let err = parse_with(&not_private, &[("SPIN_VARIABLE_TOKEN", "x")]).unwrap_err();
+        assert!(err.message.contains("or `{ private = true }`"), "{err}");
     }
 
     #[test]

@@ -2,7 +2,11 @@
 //! `/hello`, `/hello/...` serves `/hello` and every path under it, and
 //! `/...` every path. A function deployed with one (the `spin-route`
 //! setting) lives under the wisp [`Route`] of its fixed part, and gets the
-//! request headers Spin gives a component ([`SpinRoute::headers`]).
+//! request headers Spin gives a component ([`SpinRoute::headers`]). The
+//! route `private` (Spin's `{ private = true }`) serves no public request:
+//! its function is reached only by calls (`http://NAME.spin.internal`),
+//! and holds a route of its own under [`PRIVATE_ROUTES`] that is never
+//! served.
 
 use crate::route::{Route, RouteError};
 use std::fmt;
@@ -10,13 +14,23 @@ use std::fmt;
 /// What a route ends with to match every path under it.
 const WILDCARD: &str = "/...";
 
+/// The Spin route of a component no public request reaches.
+pub const PRIVATE: &str = "private";
+
+/// Where the functions of private Spin routes are mounted (as
+/// `/.spin-private/NAME`): routes no public request is ever served by.
+pub const PRIVATE_ROUTES: &str = "/.spin-private";
+
 /// A validated Spin route.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpinRoute {
-    /// Its fixed part, where it is mounted.
+    /// Its fixed part, where it is mounted (`/` for a private one).
     base: Route,
-    /// Whether it ends in `/...`.
+    /// Whether it ends in `/...` (a private one takes every path it is
+    /// called with).
     wildcard: bool,
+    /// Whether only calls reach it.
+    private: bool,
 }
 
 /// The request headers Spin sets for a component (and a client may not).
@@ -33,6 +47,13 @@ pub const SPIN_HEADERS: [&str; 7] = [
 impl SpinRoute {
     /// Parses a route as a `spin.toml` writes it; `Err` says why not.
     pub fn parse(raw: &str) -> Result<SpinRoute, String> {
+        if raw == PRIVATE {
+            return Ok(SpinRoute {
+                base: Route::root(),
+                wildcard: true,
+                private: true,
+            });
+        }
         if raw.split('/').any(|segment| segment.starts_with(':')) {
             return Err(format!(
                 "route `{raw}`: route parameters (`/:name`) are not supported; use a wildcard (`/users/...`) and read `spin-path-info`"
@@ -48,18 +69,29 @@ impl SpinRoute {
             ));
         }
         let base = Route::parse(fixed).map_err(|e: RouteError| e.to_string())?;
-        Ok(SpinRoute { base, wildcard })
+        Ok(SpinRoute {
+            base,
+            wildcard,
+            private: false,
+        })
     }
 
-    /// The wisp route it is mounted at (its fixed part).
+    /// The wisp route it is mounted at (its fixed part; `/` for a private
+    /// one, whose function is mounted at a route of its own).
     pub fn base(&self) -> &Route {
         &self.base
     }
 
-    /// Whether it serves `rest`, the path after its base: a wildcard
-    /// route serves every path under it, an exact one only its own.
+    /// Whether only calls reach it (`private`).
+    pub fn is_private(&self) -> bool {
+        self.private
+    }
+
+    /// Whether it serves a public request for `rest`, the path after its
+    /// base: a wildcard route serves every path under it, an exact one
+    /// only its own, a private one none.
     pub fn serves(&self, rest: &str) -> bool {
-        self.wildcard || rest.is_empty() || rest == "/"
+        !self.private && (self.wildcard || rest.is_empty() || rest == "/")
     }
 
     /// Spin's request headers for a request of `path_and_query` to
@@ -72,7 +104,12 @@ impl SpinRoute {
         rest: &str,
         client: &str,
     ) -> [(&'static str, String); 7] {
-        let raw = self.to_string();
+        // A private component has no route to report.
+        let raw = if self.private {
+            String::new()
+        } else {
+            self.to_string()
+        };
         let component = match self.base.as_str() {
             "/" if self.wildcard => String::new(),
             base => base.to_owned(),
@@ -99,6 +136,9 @@ impl SpinRoute {
 
 impl fmt::Display for SpinRoute {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.private {
+            return f.write_str(PRIVATE);
+        }
         match (self.base.as_str(), self.wildcard) {
             ("/", true) => f.write_str(WILDCARD),
             (base, true) => write!(f, "{base}{WILDCARD}"),
@@ -130,6 +170,17 @@ mod tests {
             (all.base().as_str(), all.to_string().as_str()),
             ("/", "/...")
         );
+    }
+
+    #[test]
+    fn a_private_route_serves_no_public_request() {
+        let private = SpinRoute::parse(PRIVATE).unwrap();
+        assert!(private.is_private());
+        assert!(!private.serves("") && !private.serves("/x"));
+        assert_eq!(private.to_string(), PRIVATE);
+        let headers = private.headers("h", "/x?q", "/x", "c");
+        assert_eq!(headers[1], ("spin-path-info", "/x".to_owned()));
+        assert_eq!(headers[2], ("spin-matched-route", String::new()));
     }
 
     #[test]
