@@ -44,7 +44,7 @@ component = "hidden"
 [component.cart]
 source = "app.wasm"
 environment = { MODE = "test" }
-allowed_outbound_hosts = ["http://about.spin.internal", "http://hidden.spin.internal"]
+allowed_outbound_hosts = ["http://about.spin.internal", "http://hidden.spin.internal", "http://self"]
 key_value_stores = ["default", "sessions"]
 files = [{ source = "assets", destination = "/assets" }]
 variables = { message = "{{ greeting }}, world", api_key = "Bearer {{ token }}" }
@@ -150,6 +150,11 @@ async fn a_spin_app_runs_unchanged_from_its_manifest() {
     assert!(private.contains("spin-matched-route: \n"), "{private}");
     let public = page(&wisp, "/.spin-private/hidden/headers").await;
     assert!(public.contains("spin-matched-route: /...\n"), "{public}");
+    // `http://self` lets it call the app by path, as a client would.
+    let own = page(&wisp, "/cart/call?to=/cart/x/headers").await;
+    assert!(own.starts_with("200 OK\n"), "{own}");
+    assert!(own.contains("spin-path-info: /x/headers\n"), "{own}");
+    assert!(own.contains("spin-matched-route: /cart/...\n"), "{own}");
 
     // The secret is the function's secret, not a setting anyone reads back.
     let info = wisp.admin_get("/v1/functions/cart").await.text();

@@ -8,7 +8,8 @@
 //! - `headers`: the `spin-*` request headers Spin sets;
 //! - `env`: its `MODE` environment variable;
 //! - `call`: what `http://NAME.spin.internal/headers` answers it, NAME
-//!   from the query's `to=` (default `about`).
+//!   from the query's `to=` (default `about`); a `to` that is a path
+//!   calls the app itself, `http://self.alt/PATH`.
 
 use spin_sdk::http::body::IncomingBodyExt;
 use spin_sdk::http::{EmptyBody, IntoResponse, Request};
@@ -74,8 +75,12 @@ async fn handle(request: Request) -> anyhow::Result<impl IntoResponse> {
                 .query()
                 .and_then(|query| query.strip_prefix("to="))
                 .unwrap_or("about");
-            let call = Request::get(format!("http://{to}.spin.internal/headers"))
-                .body(EmptyBody::new())?;
+            let url = if to.starts_with('/') {
+                format!("http://self.alt{to}")
+            } else {
+                format!("http://{to}.spin.internal/headers")
+            };
+            let call = Request::get(url).body(EmptyBody::new())?;
             let response = spin_sdk::http::send(call).await?;
             let status = response.status();
             let body = response.into_body().bytes().await.map_err(|e| anyhow::anyhow!("{e:?}"))?;

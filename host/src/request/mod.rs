@@ -30,7 +30,7 @@ use crate::registry::Registry;
 use crate::registry::{Audience, FunctionEntry};
 use crate::runtime::Runtime;
 use crate::runtime::body::{BoxError, ResponseBody, full};
-use crate::runtime::chain::{Dispatch, PUBLISH_TARGET};
+use crate::runtime::chain::{Dispatch, PUBLISH_TARGET, SELF_TARGET};
 use crate::runtime::connection::ConnectionInfo;
 use crate::runtime::function::Function;
 use crate::runtime::function::RequestContext;
@@ -125,9 +125,19 @@ impl Dispatcher {
         if name == PUBLISH_TARGET {
             return self.publish_for_guest(request).await;
         }
-        let entry = self.registry.snapshot().get(name).cloned();
-        let Some(entry) = entry else {
-            return error_response(&InvokeError::UnknownFunction(name.to_owned()));
+        let entry = if name == SELF_TARGET {
+            // A call to the app itself: the function that serves the path
+            // publicly, which it gets whole, as a client's request.
+            let path = request.uri().path();
+            match self.route(path) {
+                Some((entry, _)) => entry,
+                None => return error_response(&InvokeError::NoRoute(path.to_owned())),
+            }
+        } else {
+            match self.registry.snapshot().get(name).cloned() {
+                Some(entry) => entry,
+                None => return error_response(&InvokeError::UnknownFunction(name.to_owned())),
+            }
         };
         let path = request.uri().path();
         // A chained call (or `wisp invoke`) addresses the function as if

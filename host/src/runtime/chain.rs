@@ -37,11 +37,20 @@ use wisp_spec::headers::{
 /// function (no function has an empty name).
 pub(crate) const PUBLISH_TARGET: &str = "";
 
+/// The callee a guest's call to `http://self.alt/PATH` (Spin's name for
+/// its own app) is dispatched to: whichever function serves PATH on the
+/// public listener, given PATH whole (no function is named `/`).
+pub(crate) const SELF_TARGET: &str = "/";
+
 /// The callee a guest's internal call goes to: function NAME for
-/// `NAME.wisp.internal`, the publish endpoint for `wisp.internal`.
+/// `NAME.wisp.internal`, the publish endpoint for `wisp.internal`, the
+/// function serving the path for `self.alt`.
 pub(crate) fn internal_callee(host: &str) -> Option<&str> {
     if host.eq_ignore_ascii_case(wisp_spec::settings::INTERNAL_DOMAIN) {
         return Some(PUBLISH_TARGET);
+    }
+    if host.eq_ignore_ascii_case(wisp_spec::settings::SPIN_SELF_HOST) {
+        return Some(SELF_TARGET);
     }
     wisp_spec::settings::internal_function(host)
 }
@@ -179,10 +188,10 @@ impl ChainOrigin {
         // `NAME.spin.internal`), so a guest that calls its own URL again
         // reaches itself.
         let domain = wisp_spec::settings::INTERNAL_DOMAIN;
-        let authority = if callee == PUBLISH_TARGET {
-            domain.to_owned()
-        } else {
-            format!("{callee}.{domain}")
+        let authority = match callee {
+            PUBLISH_TARGET => domain.to_owned(),
+            SELF_TARGET => wisp_spec::settings::SPIN_SELF_HOST.to_owned(),
+            callee => format!("{callee}.{domain}"),
         };
         let path = parts
             .uri

@@ -236,6 +236,11 @@ pub const INTERNAL_DOMAIN: &str = "wisp.internal";
 /// `http://NAME.spin.internal/PATH`.
 pub const SPIN_INTERNAL_DOMAIN: &str = "spin.internal";
 
+/// The host a Spin component calls its own app by (`http://self.alt/PATH`,
+/// which a `spin.toml`'s `http://self` or `http://self.alt` allows): the
+/// function serving PATH on the public listener answers.
+pub const SPIN_SELF_HOST: &str = "self.alt";
+
 /// The function `host` names, if it is `NAME.wisp.internal` (or
 /// `NAME.spin.internal`) with a valid function name.
 pub fn internal_function(host: &str) -> Option<&str> {

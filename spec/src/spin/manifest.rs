@@ -357,12 +357,18 @@ fn map_component(
     }
     for host in &component.allowed_outbound_hosts {
         let host = variables.expand(host, false)?;
-        if host.eq_ignore_ascii_case("http://self") || host.eq_ignore_ascii_case("http://self.alt")
-        {
-            return Err(format!(
-                "`allowed_outbound_hosts` entry `{host}` is not supported yet: call a component as `http://NAME.spin.internal`"
-            ));
-        }
+        // Spin's own app: calls to `http://self.alt/PATH` are served by the
+        // function at PATH (a relative URL, which `http://self` allows in
+        // Spin, has no authority, and wasi:http refuses it before wisp
+        // sees it).
+        let self_call = ["http://self", "http://self.alt"]
+            .iter()
+            .any(|spin| host.eq_ignore_ascii_case(spin));
+        let host = if self_call {
+            format!("http://{}", crate::settings::SPIN_SELF_HOST)
+        } else {
+            host
+        };
         set("allow-outbound", host)?;
     }
     for store in &component.key_value_stores {
@@ -630,8 +636,16 @@ source = "unused.wasm"
                 .contains("`sqlite_databases` is not supported")
         );
         assert!(with("colour = \"blue\"").contains("colour"));
+        let own = APP.replace(
+            "[component.about]\n",
+            "[component.about]\nallowed_outbound_hosts = [\"http://self\"]\n",
+        );
+        let own = parse_with(&own, &[("SPIN_VARIABLE_TOKEN", "x")]).unwrap();
+        assert_eq!(
+            own.functions[0].settings.get("allow-outbound"),
+            ["http://self.alt"]
+        );
         assert!(with("files = [\"*.txt\"]").contains("wisp mounts whole directories"));
-        assert!(with("allowed_outbound_hosts = [\"http://self\"]").contains("not supported yet"));
         assert!(with("allowed_outbound_hosts = [\"{{ token }}\"]").contains("secret variable"));
         assert!(with("variables = { x = \"{{ nope }}\" }").contains("does not declare"));
         let redis = APP.replace(
