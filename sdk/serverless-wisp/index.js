@@ -37,6 +37,21 @@ const HTTP_EVENT = {
   ],
 };
 
+const SCHEDULE_EVENT = {
+  anyOf: [
+    { type: 'string' },
+    {
+      type: 'object',
+      properties: {
+        rate: { anyOf: [{ type: 'string' }, { type: 'array', items: { type: 'string' } }] },
+        enabled: { type: 'boolean' },
+      },
+      required: ['rate'],
+      additionalProperties: false,
+    },
+  ],
+};
+
 class WispProvider {
   static getProviderName() {
     return 'wisp';
@@ -74,7 +89,7 @@ class WispProvider {
           package: { type: 'object', properties: { artifact: { type: 'string' } } },
         },
       },
-      functionEvents: { http: HTTP_EVENT, httpApi: HTTP_EVENT },
+      functionEvents: { http: HTTP_EVENT, httpApi: HTTP_EVENT, schedule: SCHEDULE_EVENT },
     });
 
     this.hooks = {

@@ -81,6 +81,7 @@ functions:
       max-concurrency: 4
     events:
       - httpApi: GET /hello
+      - schedule: cron(0 12 ? * 2#1 *)
 "#;
 
 /// Runs `serverless ARGS` in `dir` against `wisp`, with the framework's
@@ -189,6 +190,12 @@ async fn the_serverless_framework_deploys_invokes_rolls_back_and_removes() {
     assert_eq!(
         settings["env"],
         serde_json::json!({"GREETING": "Howdy"}),
+        "{hello}"
+    );
+    // AWS's schedule expression as wisp's cron (its weekdays count from 1).
+    assert_eq!(
+        settings["cron"],
+        serde_json::json!(["0 12 * * 1#1"]),
         "{hello}"
     );
     assert_eq!(

@@ -77,16 +77,24 @@ function providerConfig(provider, stage) {
   };
 }
 
-/** The one path a function's events give, or `undefined` with none. */
-function eventPath(key, events) {
+/**
+ * What a function's events give: the one path of its `http`/`httpApi`
+ * events (`undefined` with none) and the cron schedules of its `schedule`
+ * events.
+ */
+function readEvents(key, events) {
   const paths = new Set();
+  const schedules = [];
   for (const [index, event] of (events || []).entries()) {
     const where = `functions.${key}.events[${index}]`;
     const [type, ...others] = Object.keys(event || {});
     if (others.length) throw new ConfigError(`${where}: one event type per entry`);
+    if (type === 'schedule') {
+      schedules.push(...schedule(where, event.schedule));
+      continue;
+    }
     if (type !== 'http' && type !== 'httpApi') {
-      const hint = type === 'schedule' ? " (give wisp's `cron` in the function's settings)" : '';
-      throw new ConfigError(`${where}: event type \`${type}\` is not supported by wisp${hint}`);
+      throw new ConfigError(`${where}: event type \`${type}\` is not supported by wisp (it runs \`http\`, \`httpApi\` and \`schedule\` events)`);
     }
     const value = event[type];
     let raw;
@@ -105,7 +113,54 @@ function eventPath(key, events) {
       `functions.${key}.events: wisp serves a function at one route (and every path under it); these give ${[...paths].join(', ')}`
     );
   }
-  return paths.size ? [...paths][0] : undefined;
+  return { path: paths.size ? [...paths][0] : undefined, schedules };
+}
+
+/**
+ * A `schedule` event as wisp cron schedules (UTC; each tick POSTs to the
+ * function's route): `rate(N minutes|hours|days)` or AWS's six-field
+ * `cron(…)`, as a string or `{ rate, enabled }`.
+ */
+function schedule(where, value) {
+  if (value && typeof value === 'object' && !Array.isArray(value)) {
+    for (const field of Object.keys(value)) {
+      if (field !== 'rate' && field !== 'enabled') {
+        throw new ConfigError(`${where}.schedule.${field}: wisp cannot honour it (a tick is a POST with no body)`);
+      }
+    }
+    if (value.enabled === false) return [];
+    value = value.rate;
+  }
+  const rates = Array.isArray(value) ? value : [value];
+  return rates.map((rate) => cronOf(`${where}.schedule`, rate));
+}
+
+/** One AWS schedule expression as a five-field cron schedule. */
+function cronOf(where, expression) {
+  const text = String(expression).trim();
+  const rate = /^rate\((\d+) (minute|minutes|hour|hours|day|days)\)$/.exec(text);
+  if (rate) {
+    const n = Number(rate[1]);
+    // Every N, counted from the top of the hour (or day, or month).
+    const every = n === 1 ? '*' : `*/${n}`;
+    const limit = { minute: 59, hour: 23, day: 31 }[rate[2].replace(/s$/, '')];
+    if (n < 1 || n > limit) throw new ConfigError(`${where}: \`${text}\`: at most ${limit} ${rate[2]}`);
+    if (rate[2].startsWith('minute')) return `${every} * * * *`;
+    if (rate[2].startsWith('hour')) return `0 ${every} * * *`;
+    return `0 0 ${every} * *`;
+  }
+  const cron = /^cron\((.+)\)$/.exec(text);
+  if (cron) {
+    const fields = cron[1].trim().split(/\s+/);
+    if (fields.length !== 6) throw new ConfigError(`${where}: \`${text}\`: AWS's cron has six fields`);
+    const [minute, hour, day, month, weekday, year] = fields;
+    if (year !== '*') throw new ConfigError(`${where}: \`${text}\`: wisp's cron has no year field (give \`*\`)`);
+    // AWS counts weekdays 1-7 from Sunday, cron 0-6 (the `#N` of an
+    // Nth weekday is a count, kept).
+    const week = weekday.replace(/(#\d+)|(\d)/g, (match, nth, day) => nth || String(Number(day) - 1));
+    return [minute, hour, day, month, week].map((field) => (field === '?' ? '*' : field)).join(' ');
+  }
+  throw new ConfigError(`${where}: \`${text}\` is neither \`rate(N minutes|hours|days)\` nor \`cron(…)\``);
 }
 
 /**
@@ -194,7 +249,8 @@ function wispFunction({ service, stage, provider, serviceDir, prefix }, key, fn)
   if (!artifact) {
     throw new ConfigError(`functions.${key}: no \`wasm\` (the .wasm to deploy, relative to serverless.yml) and no \`package.artifact\``);
   }
-  const pathOfEvents = eventPath(key, fn.events) || `/${key}`;
+  const events = readEvents(key, fn.events);
+  const pathOfEvents = events.path || `/${key}`;
   const route = prefix + (pathOfEvents === '/' && prefix ? '' : pathOfEvents) || '/';
 
   const settings = settingPairs('provider.settings', provider.settings);
@@ -207,6 +263,7 @@ function wispFunction({ service, stage, provider, serviceDir, prefix }, key, fn)
   if (timeout !== undefined && !settings.has('timeout')) settings.set('timeout', [seconds(`functions.${key}.timeout`, timeout)]);
   const memory = fn.memorySize === undefined ? provider.memorySize : fn.memorySize;
   if (memory !== undefined && !settings.has('memory')) settings.set('memory', [megabytes(`functions.${key}.memorySize`, memory)]);
+  if (events.schedules.length) settings.set('cron', [...(settings.get('cron') || []), ...events.schedules]);
 
   return {
     key,
