@@ -314,3 +314,19 @@ async fn a_spin_sdk_5_app_built_for_wasip1_runs_unchanged() {
         stdout(&again)
     );
 }
+
+#[tokio::test]
+async fn wisp_serve_deploys_a_spin_app_at_start_with_its_secret_variables() {
+    let dir = app_dir(APP);
+    let manifest = dir.path().join("spin.toml");
+    let wisp = Wisp::start_with_env(
+        &["--manifest", manifest.to_str().unwrap()],
+        &[("SPIN_VARIABLE_TOKEN", "s3cret")],
+    );
+    assert_eq!(
+        page(&wisp, "/cart/vars").await,
+        "hello, world | Bearer s3cret | Err(Error::Undefined(\"missing\"))\n"
+    );
+    let info = wisp.admin_get("/v1/functions/cart").await.text();
+    assert!(!info.contains("s3cret"), "{info}");
+}

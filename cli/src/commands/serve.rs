@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use wisp_host::{AdminApi, Compiler, DeployRequest, Host, HostConfig, ServerOptions};
-use wisp_spec::manifest::Manifest;
+use wisp_spec::manifest::{Manifest, ManifestFunction};
 
 /// Open connections the admin listener holds at most.
 const ADMIN_MAX_CONNECTIONS: usize = 64;
@@ -346,15 +346,20 @@ fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
     })
 }
 
-/// Builds and deploys every function of `manifest` into `host`.
+/// Builds and deploys every function of `manifest` into `host`, with the
+/// secrets it gives (a `spin.toml`'s secret variables), as `wisp up` does.
 async fn deploy_manifest(host: &Host, manifest: &Manifest) -> anyhow::Result<()> {
     for function in &manifest.functions {
         crate::up::build(manifest, function).await?;
         let wanted = crate::up::Wanted::of(function).await?;
-        if host
-            .function(&function.name)
-            .is_some_and(|info| wanted.is_served_by(&function.route, &info))
-        {
+        let existing = host.function(&function.name);
+        // An existing function gets its secrets before its new code serves;
+        // a new one once it exists.
+        let is_new = existing.is_none();
+        if !is_new {
+            set_secrets(host, function).await?;
+        }
+        if existing.is_some_and(|info| wanted.is_served_by(&function.route, &info)) {
             tracing::info!(function = %function.name, "unchanged; already deployed");
             continue;
         }
@@ -366,6 +371,21 @@ async fn deploy_manifest(host: &Host, manifest: &Manifest) -> anyhow::Result<()>
             .await
             .with_context(|| format!("deploying function `{}`", function.name))?;
         tracing::info!(function = %report.name, version = report.version, route = %report.route, "deployed from manifest");
+        if is_new {
+            set_secrets(host, function).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Sets the secrets `manifest` gives `function`.
+async fn set_secrets(host: &Host, function: &ManifestFunction) -> anyhow::Result<()> {
+    for (secret, value) in &function.secrets {
+        host.set_secret(&function.name, secret, value.clone().into_bytes())
+            .await
+            .with_context(|| {
+                format!("setting secret `{secret}` of function `{}`", function.name)
+            })?;
     }
     Ok(())
 }
