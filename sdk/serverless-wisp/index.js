@@ -25,6 +25,13 @@ const SETTING_VALUE = {
 };
 const SETTINGS = { type: 'object', additionalProperties: SETTING_VALUE };
 const ENVIRONMENT = { type: 'object', additionalProperties: { anyOf: [{ type: 'string' }, { type: 'number' }, { type: 'boolean' }] } };
+/** What the provider sets for every function and a function for itself. */
+const RUN_WITH = {
+  settings: SETTINGS,
+  environment: ENVIRONMENT,
+  timeout: { type: 'number' },
+  memorySize: { type: 'integer' },
+};
 const HTTP_EVENT = {
   anyOf: [
     { type: 'string' },
@@ -62,7 +69,6 @@ class WispProvider {
     this.options = options || {};
     this.log = log || { notice: console.error, warning: console.error };
     this.writeText = writeText || ((text) => process.stdout.write(`${text}\n`));
-    this.provider = this;
     serverless.setProvider('wisp', this);
     serverless.configSchemaHandler.defineProvider('wisp', {
       provider: {
@@ -71,20 +77,14 @@ class WispProvider {
           token: { type: 'string' },
           url: { type: 'string' },
           routePrefix: { type: 'string' },
-          settings: SETTINGS,
-          environment: ENVIRONMENT,
-          timeout: { type: 'number' },
-          memorySize: { type: 'integer' },
+          ...RUN_WITH,
         },
       },
       function: {
         properties: {
           wasm: { type: 'string' },
           build: { type: 'string' },
-          settings: SETTINGS,
-          environment: ENVIRONMENT,
-          timeout: { type: 'number' },
-          memorySize: { type: 'integer' },
+          ...RUN_WITH,
           description: { type: 'string' },
           package: { type: 'object', properties: { artifact: { type: 'string' } } },
         },

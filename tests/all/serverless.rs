@@ -107,28 +107,51 @@ fn sls(wisp: &Wisp, dir: &Path, args: &[&str]) -> Output {
         .expect("run serverless")
 }
 
-/// Runs `serverless ARGS` and panics with its output unless it succeeds;
-/// returns what it printed, both streams.
-fn sls_ok(wisp: &Wisp, dir: &Path, args: &[&str]) -> String {
+/// Runs `serverless ARGS`: whether it succeeded, and what it printed on
+/// both streams.
+fn sls_printed(wisp: &Wisp, dir: &Path, args: &[&str]) -> (bool, String) {
     let output = sls(wisp, dir, args);
     let printed = format!("{}{}", stdout(&output), stderr(&output));
-    assert!(
-        output.status.success(),
-        "serverless {args:?} failed:\n{printed}"
-    );
+    (output.status.success(), printed)
+}
+
+/// Runs `serverless ARGS` and panics with its output unless it succeeds;
+/// returns what it printed.
+fn sls_ok(wisp: &Wisp, dir: &Path, args: &[&str]) -> String {
+    let (succeeded, printed) = sls_printed(wisp, dir, args);
+    assert!(succeeded, "serverless {args:?} failed:\n{printed}");
     printed
+}
+
+/// Writes `yml` as the service's file and runs `serverless deploy`, which
+/// must fail; returns what it printed.
+fn deploy_refused(wisp: &Wisp, dir: &Path, yml: &str) -> String {
+    std::fs::write(dir.join("serverless.yml"), yml).unwrap();
+    let (succeeded, printed) = sls_printed(wisp, dir, &["deploy"]);
+    assert!(!succeeded, "{printed}");
+    printed
+}
+
+/// A request to the admin API with the token.
+async fn admin_send(
+    wisp: &Wisp,
+    method: Method,
+    path: &str,
+    body: Bytes,
+) -> crate::support::Response {
+    let bearer = format!("Bearer {TOKEN}");
+    send(
+        method,
+        &wisp.admin_url(path),
+        &[("authorization", &bearer)],
+        body,
+    )
+    .await
 }
 
 /// `GET` on the admin API with the token.
 async fn admin(wisp: &Wisp, path: &str) -> crate::support::Response {
-    let bearer = format!("Bearer {TOKEN}");
-    send(
-        Method::GET,
-        &wisp.admin_url(path),
-        &[("authorization", &bearer)],
-        Bytes::new(),
-    )
-    .await
+    admin_send(wisp, Method::GET, path, Bytes::new()).await
 }
 
 /// The version that serves `path` now.
@@ -160,11 +183,10 @@ async fn the_serverless_framework_deploys_invokes_rolls_back_and_removes() {
         StatusCode::UNAUTHORIZED,
         "the host requires its token"
     );
-    let bearer = format!("Bearer {TOKEN}");
-    let other = send(
+    let other = admin_send(
+        &wisp,
         Method::PUT,
-        &wisp.admin_url("/v1/functions/shop-test-other?route=/other"),
-        &[("authorization", &bearer)],
+        "/v1/functions/shop-test-other?route=/other",
         Bytes::from(std::fs::read(artifacts::HELLO_COMPONENT).unwrap()),
     )
     .await;
@@ -299,10 +321,8 @@ async fn what_wisp_cannot_honour_is_refused_by_name_and_nothing_is_deployed() {
         "  hello:\n    wasm: hello.wasm\n",
         "  hello:\n    handler: handler.hello\n    runtime: nodejs20.x\n",
     );
-    let dir = service(&aws);
-    let output = sls(&wisp, dir.path(), &["deploy"]);
-    let printed = format!("{}{}", stdout(&output), stderr(&output));
-    assert!(!output.status.success(), "{printed}");
+    let dir = service(SERVICE);
+    let printed = deploy_refused(&wisp, dir.path(), &aws);
     assert!(
         printed.contains("functions.hello.handler: wisp cannot honour it"),
         "{printed}"
@@ -319,10 +339,7 @@ async fn what_wisp_cannot_honour_is_refused_by_name_and_nothing_is_deployed() {
         "      - httpApi: GET /hello\n",
         "      - httpApi: GET /hello\n      - http: GET /hi\n",
     );
-    std::fs::write(dir.path().join("serverless.yml"), two_routes).unwrap();
-    let output = sls(&wisp, dir.path(), &["deploy"]);
-    let printed = format!("{}{}", stdout(&output), stderr(&output));
-    assert!(!output.status.success(), "{printed}");
+    let printed = deploy_refused(&wisp, dir.path(), &two_routes);
     assert!(
         printed.contains("wisp serves a function at one route"),
         "{printed}"
@@ -331,10 +348,7 @@ async fn what_wisp_cannot_honour_is_refused_by_name_and_nothing_is_deployed() {
         "      - httpApi: GET /hello\n",
         "      - sqs: arn:aws:sqs:eu-west-1:1:queue\n",
     );
-    std::fs::write(dir.path().join("serverless.yml"), sqs).unwrap();
-    let output = sls(&wisp, dir.path(), &["deploy"]);
-    let printed = format!("{}{}", stdout(&output), stderr(&output));
-    assert!(!output.status.success(), "{printed}");
+    let printed = deploy_refused(&wisp, dir.path(), &sqs);
     assert!(printed.contains("sqs"), "{printed}");
     assert_eq!(
         admin(&wisp, "/v1/functions").await.json(),
@@ -342,14 +356,8 @@ async fn what_wisp_cannot_honour_is_refused_by_name_and_nothing_is_deployed() {
     );
 
     // A wrong token is the host's 401, said as such.
-    std::fs::write(
-        dir.path().join("serverless.yml"),
-        SERVICE.replace("${env:WISP_TOKEN}", "wrong"),
-    )
-    .unwrap();
-    let output = sls(&wisp, dir.path(), &["deploy"]);
-    let printed = format!("{}{}", stdout(&output), stderr(&output));
-    assert!(!output.status.success(), "{printed}");
+    let wrong_token = SERVICE.replace("${env:WISP_TOKEN}", "wrong");
+    let printed = deploy_refused(&wisp, dir.path(), &wrong_token);
     assert!(printed.contains("admin token"), "{printed}");
     assert!(
         !printed.contains(TOKEN),
