@@ -129,8 +129,13 @@ impl Dispatcher {
             // A call to the app itself: the function that serves the path
             // publicly, which it gets whole, as a client's request.
             let path = request.uri().path();
-            match self.route(path) {
-                Some((entry, _)) => entry,
+            let routed = self
+                .registry
+                .snapshot()
+                .route(path)
+                .map(|(entry, _)| entry.clone());
+            match routed {
+                Some(entry) => entry,
                 None => return error_response(&InvokeError::NoRoute(path.to_owned())),
             }
         } else {
