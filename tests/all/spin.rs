@@ -2,8 +2,8 @@
 //! its components built with Spin's own SDK (`spin-sdk` 7 from crates.io,
 //! `guests/spin-app`), answering as Spin documents — its key-value stores,
 //! its variables (a secret one from `SPIN_VARIABLE_*`), the `spin-*`
-//! request headers, exact and wildcard routes, and calls to another
-//! component as `http://NAME.spin.internal`.
+//! request headers, exact and wildcard routes, calls to another
+//! component as `http://NAME.spin.internal`, and its SQLite databases.
 
 use crate::support::{Wisp, send, stderr, stdout};
 use bytes::Bytes;
@@ -182,16 +182,16 @@ async fn what_wisp_cannot_honour_is_refused_by_name_and_deploys_nothing() {
         stderr(&missing)
     );
 
-    let sqlite = APP.replace(
+    let models = APP.replace(
         "[component.about]\n",
-        "[component.about]\nsqlite_databases = [\"default\"]\n",
+        "[component.about]\nai_models = [\"llama2-chat\"]\n",
     );
-    let dir = app_dir(&sqlite);
+    let dir = app_dir(&models);
     let refused = up(&wisp, dir.path(), &[("SPIN_VARIABLE_TOKEN", "x")]);
     assert!(!refused.status.success());
     let error = stderr(&refused);
     assert!(
-        error.contains("component `about`: `sqlite_databases` is not supported"),
+        error.contains("component `about`: `ai_models` is not supported"),
         "{error}"
     );
     let list = wisp.admin_get("/v1/functions").await.json();
@@ -286,6 +286,7 @@ async fn a_spin_sdk_5_app_built_for_wasip1_runs_unchanged() {
         [[trigger.http]]\nroute = \"/legacy/...\"\ncomponent = \"legacy\"\n\
         [component.legacy]\nsource = \"legacy.wasm\"\n\
         key_value_stores = [\"default\", \"sessions\"]\n\
+        sqlite_databases = [\"default\"]\n\
         variables = { message = \"{{ greeting }} from spin-sdk 5\" }\n";
     std::fs::write(dir.path().join("spin.toml"), manifest).unwrap();
     let deployed = up(&wisp, dir.path(), &[]);
@@ -304,6 +305,21 @@ async fn a_spin_sdk_5_app_built_for_wasip1_runs_unchanged() {
     let vars = page(&wisp, "/legacy/vars").await;
     assert!(vars.starts_with("hi from spin-sdk 5 | Err("), "{vars}");
     assert!(vars.contains("Undefined(\"missing\")"), "{vars}");
+
+    // `fermyon:spin/sqlite@2.0.0`, on the function's own database.
+    for statement in ["CREATE TABLE t (x)", "INSERT INTO t VALUES (42)"] {
+        assert!(!sql(&wisp, "/legacy/sql", statement).await.contains("error"));
+    }
+    let rows = sql(&wisp, "/legacy/sql", "SELECT x, 'y' AS y FROM t").await;
+    assert_eq!(
+        rows,
+        "columns: x, y\nValue::Integer(42), Value::Text(\"y\")\n"
+    );
+    let attach = sql(&wisp, "/legacy/sql", "ATTACH DATABASE 'x.db' AS x").await;
+    assert!(
+        attach.contains("error: Error::Io(\"not allowed here"),
+        "{attach}"
+    );
 
     // The module made a component is what the host keeps: `wisp up` sees
     // the same binary and deploys nothing again.
@@ -329,4 +345,132 @@ async fn wisp_serve_deploys_a_spin_app_at_start_with_its_secret_variables() {
     );
     let info = wisp.admin_get("/v1/functions/cart").await.text();
     assert!(!info.contains("s3cret"), "{info}");
+}
+
+/// POSTs `statement` to the `sql` page at `path`: its answer.
+async fn sql(wisp: &Wisp, path: &str, statement: &str) -> String {
+    let body = Bytes::from(statement.to_owned());
+    let response = send(Method::POST, &wisp.url(path), &[], body).await;
+    assert_eq!(response.status, 200, "{path}: {}", response.text());
+    response.text()
+}
+
+/// Two components of `guests/spin-app` sharing the `orders` database:
+/// `db` with its own `default` one too, `other` with only `orders`.
+const SQLITE_APP: &str = r#"
+spin_manifest_version = 2
+[application]
+name = "books"
+[[trigger.http]]
+route = "/db/..."
+component = "db"
+[[trigger.http]]
+route = "/other/..."
+component = "other"
+[component.db]
+source = "app.wasm"
+sqlite_databases = ["default", "orders"]
+[component.other]
+source = "app.wasm"
+sqlite_databases = ["orders"]
+"#;
+
+#[tokio::test]
+async fn a_spin_app_keeps_its_sqlite_databases_within_their_bounds() {
+    let wisp = Wisp::start_with(&["--max-sqlite-size", "1MiB"]);
+    let dir = app_dir(SQLITE_APP);
+    let deployed = up(&wisp, dir.path(), &[]);
+    assert!(deployed.status.success(), "{}", stderr(&deployed));
+
+    // Its own database: tables, parameters' results, what changed.
+    let created = sql(
+        &wisp,
+        "/db/sql",
+        "CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT)",
+    )
+    .await;
+    assert_eq!(created, "columns: \nchanges: 0, last insert: 0\n");
+    for text in ["first", "second"] {
+        let insert = format!("INSERT INTO notes (text) VALUES ('{text}')");
+        assert!(
+            sql(&wisp, "/db/sql", &insert)
+                .await
+                .contains("changes: 1, last insert: ")
+        );
+    }
+    let rows = sql(
+        &wisp,
+        "/db/sql",
+        "SELECT id, text, 1.5, x'0102', NULL FROM notes",
+    )
+    .await;
+    assert_eq!(
+        rows.lines().take(3).collect::<Vec<_>>(),
+        [
+            "columns: id, text, 1.5, x'0102', NULL",
+            "Value::Integer(1), Value::Text(\"first\"), Value::Real(1.5), Value::Blob([1, 2]), Value::Null",
+            "Value::Integer(2), Value::Text(\"second\"), Value::Real(1.5), Value::Blob([1, 2]), Value::Null",
+        ]
+    );
+
+    // An app database is shared by the components granted it; an own
+    // database is not, and an ungranted one does not open.
+    sql(
+        &wisp,
+        "/db/sql?db=orders",
+        "CREATE TABLE orders (item TEXT)",
+    )
+    .await;
+    sql(
+        &wisp,
+        "/db/sql?db=orders",
+        "INSERT INTO orders VALUES ('tea')",
+    )
+    .await;
+    let shared = sql(&wisp, "/other/sql?db=orders", "SELECT item FROM orders").await;
+    assert!(shared.contains("Value::Text(\"tea\")"), "{shared}");
+    assert_eq!(
+        sql(&wisp, "/other/sql", "SELECT 1").await,
+        "error: Error::AccessDenied\n"
+    );
+    assert_eq!(
+        sql(&wisp, "/db/sql?db=ledger", "SELECT 1").await,
+        "error: Error::AccessDenied\n"
+    );
+
+    // What would reach past its own file is refused; nothing is written
+    // outside it.
+    let outside = dir.path().join("outside.db");
+    for statement in [
+        format!("ATTACH DATABASE '{}' AS x", outside.display()),
+        format!("VACUUM INTO '{}'", outside.display()),
+        "PRAGMA max_page_count = 1000000".to_owned(),
+        "BEGIN".to_owned(),
+        "CREATE TEMP TABLE t (x)".to_owned(),
+    ] {
+        let refused = sql(&wisp, "/db/sql", &statement).await;
+        assert!(
+            refused.starts_with("error: Error::Io("),
+            "{statement}: {refused}"
+        );
+    }
+    assert!(!outside.exists());
+    // Past `--max-sqlite-size`, `database-full`; what it held stays.
+    let full = sql(
+        &wisp,
+        "/db/sql",
+        "INSERT INTO notes (text) VALUES (zeroblob(2000000))",
+    )
+    .await;
+    assert_eq!(full, "error: Error::DatabaseFull\n");
+    let count = sql(&wisp, "/db/sql", "SELECT count(*) FROM notes").await;
+    assert!(count.contains("Value::Integer(2)\n"), "{count}");
+
+    // Removing the function deletes its own database, not the app's.
+    let own = wisp.data_dir().join("sqlite/fn/db.db");
+    assert!(own.exists(), "{}", own.display());
+    let removed = wisp.cli(&["rm", "db"]);
+    assert!(removed.status.success(), "{}", stderr(&removed));
+    assert!(!own.exists(), "its database went with it");
+    assert!(wisp.data_dir().join("sqlite/app/orders.db").exists());
 }

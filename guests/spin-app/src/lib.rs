@@ -9,12 +9,16 @@
 //! - `env`: its `MODE` environment variable;
 //! - `call`: what `http://NAME.spin.internal/headers` answers it, NAME
 //!   from the query's `to=` (default `about`); a `to` that is a path
-//!   calls the app itself, `http://self.alt/PATH`.
+//!   calls the app itself, `http://self.alt/PATH`;
+//! - `sql`: runs the request body as one statement on the SQLite database
+//!   the query's `db=` names (default `default`), and answers its columns,
+//!   its rows, and what it changed — or the error.
 
 use spin_sdk::http::body::IncomingBodyExt;
 use spin_sdk::http::{EmptyBody, IntoResponse, Request};
 use spin_sdk::http_service;
 use spin_sdk::key_value::Store;
+use spin_sdk::sqlite::Connection;
 
 const SPIN_HEADERS: [&str; 7] = [
     "spin-full-url",
@@ -37,6 +41,7 @@ async fn handle(request: Request) -> anyhow::Result<impl IntoResponse> {
             .to_owned()
     };
     let path = request.uri().path().to_owned();
+    let query = request.uri().query().unwrap_or("").to_owned();
     let answer = match path.rsplit('/').next().unwrap_or("") {
         "count" => {
             let store = Store::open_default().await?;
@@ -86,7 +91,30 @@ async fn handle(request: Request) -> anyhow::Result<impl IntoResponse> {
             let body = response.into_body().bytes().await.map_err(|e| anyhow::anyhow!("{e:?}"))?;
             format!("{status}\n{}", String::from_utf8_lossy(&body))
         }
+        "sql" => {
+            let database = query.strip_prefix("db=").unwrap_or("default");
+            let body = request.into_body().bytes().await.map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            let statement = String::from_utf8(body.to_vec())?;
+            match sql(database, &statement).await {
+                Ok(answer) => answer,
+                Err(error) => format!("error: {error:?}\n"),
+            }
+        }
         _ => format!("no such page: {path}\n"),
     };
+    Ok(answer)
+}
+
+/// Runs `statement` on `database`: its columns, its rows, what it changed.
+async fn sql(database: &str, statement: &str) -> Result<String, spin_sdk::sqlite::Error> {
+    let db = Connection::open(database).await?;
+    let result = db.execute(statement, []).await?;
+    let mut answer = format!("columns: {}\n", result.columns().join(", "));
+    for row in result.collect().await? {
+        let values: Vec<String> = row.values.iter().map(|v| format!("{v:?}")).collect();
+        answer += &format!("{}\n", values.join(", "));
+    }
+    let (changes, last) = (db.changes().await, db.last_insert_rowid().await);
+    answer += &format!("changes: {changes}, last insert: {last}\n");
     Ok(answer)
 }

@@ -9,6 +9,7 @@
 //! | `keys` | the default store's keys, comma-separated |
 //! | `stores` | whether the `sessions` and `other` stores open |
 //! | `vars` | the `message` variable, and what asking for `missing` gives |
+//! | `sql` | the request body run as one statement on the `default` SQLite database: its columns and rows, or the error |
 //! | anything else | `no such page: PATH` |
 
 use spin_sdk::http::{IntoResponse, Request, Response};
@@ -41,6 +42,23 @@ fn handle(request: Request) -> anyhow::Result<impl IntoResponse> {
             variables::get("message")?,
             variables::get("missing")
         ),
+        "sql" => {
+            let statement = std::str::from_utf8(request.body())?;
+            let answer = spin_sdk::sqlite::Connection::open_default()
+                .and_then(|db| db.execute(statement, &[]));
+            match answer {
+                Ok(result) => {
+                    let mut text = format!("columns: {}\n", result.columns.join(", "));
+                    for row in &result.rows {
+                        let values: Vec<String> =
+                            row.values.iter().map(|v| format!("{v:?}")).collect();
+                        text += &format!("{}\n", values.join(", "));
+                    }
+                    text
+                }
+                Err(error) => format!("error: {error:?}\n"),
+            }
+        }
         _ => format!("no such page: {path}\n"),
     };
     Ok(Response::builder()

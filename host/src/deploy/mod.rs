@@ -31,7 +31,7 @@ use crate::registry::Registry;
 use crate::runtime::Runtime;
 use crate::runtime::engine;
 use crate::runtime::function::{Function, VersionInfo};
-use crate::state::{KvBackend, SecretStore};
+use crate::state::{KvBackend, SecretStore, SqlDatabases};
 use bytes::Bytes;
 pub(crate) use publish::Pending;
 use std::collections::BTreeMap;
@@ -219,6 +219,9 @@ pub(crate) struct Deployer {
     pub(crate) shared: Arc<dyn SharedState>,
     /// The key-value store, for guests' services and removed functions.
     pub(crate) kv: Arc<dyn KvBackend>,
+    /// This host's SQLite databases, for guests' services and removed
+    /// functions.
+    pub(crate) sql: Arc<SqlDatabases>,
     /// Every function's secrets.
     pub(crate) secrets: Arc<SecretStore>,
     /// Serializes changes to the deployed set (record writes and

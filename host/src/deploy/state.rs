@@ -1,13 +1,14 @@
 //! What a version is built with besides its code — its meter and its
-//! platform services (key-value, config, secrets) — and what goes when a
-//! function does: its books, its key-value bucket and its secrets.
+//! platform services (key-value, config, secrets, SQLite) — and what goes
+//! when a function does: its books, its key-value bucket, its own SQLite
+//! database and its secrets.
 
 use super::Deployer;
 use crate::observe::metrics::FunctionMetrics;
 use crate::runtime::code_cache::CodeSlot;
 use crate::runtime::function::{Function, VersionInfo};
 use crate::runtime::services::GuestServices;
-use crate::state::BucketId;
+use crate::state::{BucketId, DatabaseId};
 use std::sync::Arc;
 use wisp_spec::settings::Settings;
 
@@ -24,6 +25,7 @@ impl Deployer {
             Arc::from(name),
             settings,
             self.kv.clone(),
+            self.sql.clone(),
             self.secrets.for_function(name),
             metrics,
         ))
@@ -43,8 +45,8 @@ impl Deployer {
         )
     }
 
-    /// Deletes the key-value buckets and secrets of functions removed
-    /// before a crash (their records are gone, their state is not).
+    /// Deletes the key-value buckets, SQLite databases and secrets of
+    /// functions removed before a crash (their records are gone, their state is not).
     pub(crate) async fn sweep_removed_state(self: &Arc<Self>) {
         let records = &self.records;
         let kept = |name: &str| records.path(name).exists();
@@ -60,16 +62,26 @@ impl Deployer {
         };
         let mut orphans: Vec<String> = buckets.into_iter().filter(|n| !kept(n)).collect();
         orphans.extend(self.secrets.functions().into_iter().filter(|n| !kept(n)));
+        // A cluster host's own databases wait as its buckets do: its
+        // records may not have every function yet.
+        if !self.shared.shares_buckets() {
+            orphans.extend(
+                self.sql
+                    .function_databases()
+                    .into_iter()
+                    .filter(|n| !kept(n)),
+            );
+        }
         orphans.sort();
         orphans.dedup();
         for name in orphans {
-            tracing::warn!(function = %name, "deleting the bucket and secrets of a function removed before a crash");
+            tracing::warn!(function = %name, "deleting the bucket, database and secrets of a function removed before a crash");
             self.delete_state(&name).await;
         }
     }
 
-    /// Deletes the key-value bucket and secrets of removed function
-    /// `function`; the bucket's size before, in bytes.
+    /// Deletes the key-value bucket, SQLite database and secrets of removed
+    /// function `function`; the bucket's size before, in bytes.
     pub(crate) async fn delete_state(self: &Arc<Self>, function: &str) -> u64 {
         let bucket = BucketId::Function(function.to_owned());
         let kv = &self.kv;
@@ -78,6 +90,13 @@ impl Deployer {
             tracing::error!(
                 function,
                 "deleting the key-value bucket of a removed function failed: {e}"
+            );
+        }
+        let database = DatabaseId::Function(function.to_owned());
+        if let Err(e) = self.sql.delete(&database).await {
+            tracing::error!(
+                function,
+                "deleting the SQLite database of a removed function failed: {e}"
             );
         }
         let (secrets, owned) = (self.secrets.clone(), function.to_owned());

@@ -110,6 +110,8 @@ pub struct HostConfig {
     /// Most bytes one key-value bucket may hold, counting each key and its
     /// value.
     pub max_kv_bucket: u64,
+    /// Largest SQLite database file, in bytes.
+    pub max_sqlite_size: u64,
     /// Async calls (`Prefer: respond-async`) run at once in the background
     /// (at most half of `max_instances`, and at least one).
     pub async_workers: u32,
@@ -193,6 +195,7 @@ impl Default for HostConfig {
             max_kv_key: kv.max_key_bytes as u64,
             max_kv_value: kv.max_value_bytes as u64,
             max_kv_bucket: kv.max_bucket_bytes,
+            max_sqlite_size: crate::state::DEFAULT_MAX_DATABASE_BYTES,
             async_workers: calls.workers,
             retries: calls.retries,
             retry_backoff: calls.backoff,

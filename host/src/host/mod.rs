@@ -48,7 +48,7 @@ use crate::runtime::body::{BoxError, ResponseBody};
 use crate::runtime::function::IdleSandbox;
 use crate::runtime::workers::WorkerPool;
 use crate::runtime::{Runtime, RuntimeError, RuntimeOptions};
-use crate::state::{KvBackend, SecretStore};
+use crate::state::{KvBackend, SecretStore, SqlDatabases};
 use bytes::Bytes;
 pub use config::{HostConfig, StartError};
 pub use settings::{Form, HOST_SETTINGS, HostSetting, SERVER_SETTINGS};
@@ -135,6 +135,11 @@ impl Host {
             Arc::new(SecretStore::open(&data_dir).map_err(|e| data_error(e.to_string()))?);
         private::seal(&data_dir).map_err(|e| data_error(e.to_string()))?;
 
+        // SQLite databases stay on each host, even in a cluster.
+        let sql = Arc::new(SqlDatabases::new(
+            data_dir.join("sqlite"),
+            config.max_sqlite_size,
+        ));
         let registry = Arc::new(Registry::default());
         let books = Arc::new(Books::new(metrics.clone()));
         let deployer = Arc::new(Deployer {
@@ -145,6 +150,7 @@ impl Host {
             records,
             shared: backplane.shared.clone(),
             kv: backplane.kv.clone(),
+            sql: sql.clone(),
             secrets: secrets.clone(),
             writer: tokio::sync::Mutex::new(()),
             pending: Pending::default(),
@@ -162,6 +168,7 @@ impl Host {
             WorkerPool::start(
                 options,
                 backplane.kv.clone(),
+                sql.clone(),
                 metrics.clone(),
                 config.max_instances,
                 config.max_guest_memory.saturating_add(config.max_buffered),

@@ -285,6 +285,17 @@ pub static HOST_SETTINGS: &[HostSetting<HostConfig>] = &[
         },
     },
     HostSetting {
+        flag: "max-sqlite-size",
+        value_name: "SIZE",
+        help: "Largest SQLite database (`spin:sqlite`, one per function and per app-wide name); a write past it is `database-full` to the guest.",
+        form: Form::One,
+        default: |c| units::format_size(c.max_sqlite_size),
+        set: |c, v| {
+            c.max_sqlite_size = size(v)?;
+            Ok(())
+        },
+    },
+    HostSetting {
         flag: "async-workers",
         value_name: "N",
         help: "Async calls (`Prefer: respond-async`) run at once in the background (at most half of `--max-instances`). They take a slot only when one is free, so client requests never wait behind them.",

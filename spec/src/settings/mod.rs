@@ -280,6 +280,8 @@ pub struct Settings {
     pub allow_outbound: Vec<OutboundRule>,
     /// App-wide key-value buckets it may open besides its own.
     pub kv: BTreeSet<String>,
+    /// SQLite databases it may open: `default` (its own) and app-wide ones.
+    pub sqlite: BTreeSet<String>,
     /// Configuration values the guest reads through `wasi:config` (secrets
     /// are kept apart from settings, by the host).
     pub config: BTreeMap<String, String>,
@@ -776,7 +778,7 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "invalid `timeout` value `2s`: expected `timeout` once, but it is already \
-             given as `1s` (only `env`, `dir`, `allow-outbound`, `kv`, `config`, `cron`, `middleware`, `websocket-origins` may be repeated)"
+             given as `1s` (only `env`, `dir`, `allow-outbound`, `kv`, `sqlite`, `config`, `cron`, `middleware`, `websocket-origins` may be repeated)"
         );
         let same = RawSettings::from_query("fuel=5&fuel=5").unwrap_err();
         assert!(same.to_string().contains("already given as `5`"), "{same}");

@@ -240,6 +240,24 @@ pub static SETTINGS: &[Setting] = &[
         show: |s| s.kv.iter().cloned().collect(),
     },
     Setting {
+        name: "sqlite",
+        value_name: "DATABASE",
+        help: "SQLite database the guest may open through `spin:sqlite` (repeatable): `default` is the function's own, any other name an app-wide one; the rest are denied",
+        default: "none",
+        example: "default",
+        form: Form::List,
+        apply: |s, v| {
+            if v != OWN_BUCKET && !is_bucket_name(v) {
+                return Err(format!(
+                    "`{OWN_BUCKET}` (the function's own database) or a database name: 1 to {MAX_NAME_LEN} lowercase letters, digits, `-` or `_`, starting with a letter or digit"
+                ));
+            }
+            s.sqlite.insert(v.to_owned());
+            Ok(())
+        },
+        show: |s| s.sqlite.iter().cloned().collect(),
+    },
+    Setting {
         name: "config",
         value_name: "KEY=VALUE",
         help: "Configuration value the guest reads through `wasi:config` (repeatable); secrets go in `wisp secret set` instead",

@@ -6,7 +6,7 @@
 //! map onto settings: `environment` → `env`, `allowed_outbound_hosts` →
 //! `allow-outbound` (`http://NAME.spin.internal` is a call to function
 //! NAME), `key_value_stores` → `kv` (`default` is the function's own
-//! bucket), `files` → read-only `dir` mounts, `variables` → `config`
+//! bucket), `sqlite_databases` → `sqlite`, `files` → read-only `dir` mounts, `variables` → `config`
 //! values, or secrets when they draw on a `secret` application variable.
 //! Variables take their values from `SPIN_VARIABLE_NAME` in the deployer's
 //! environment, else their `default`. A key wisp cannot honour is refused
@@ -321,7 +321,6 @@ fn map_component(
     let (wasm, download) = source(dir, &component.source)?;
     for (key, used) in [
         ("exclude_files", component.exclude_files.is_empty()),
-        ("sqlite_databases", component.sqlite_databases.is_empty()),
         ("ai_models", component.ai_models.is_empty()),
     ] {
         if !used {
@@ -375,6 +374,9 @@ fn map_component(
         if store != "default" {
             set("kv", store.clone())?;
         }
+    }
+    for database in &component.sqlite_databases {
+        set("sqlite", database.clone())?;
     }
     let mut secrets = BTreeMap::new();
     for (key, template) in &component.variables {
@@ -556,6 +558,7 @@ source = "cart/target/cart.wasm"
 environment = { MODE = "test" }
 allowed_outbound_hosts = ["https://api.example.com", "http://about.spin.internal"]
 key_value_stores = ["default", "sessions"]
+sqlite_databases = ["default", "orders"]
 files = [{ source = "assets", destination = "/assets" }, "static/**"]
 variables = { message = "{{ greeting }}, world", api_key = "Bearer {{ token }}" }
 [component.cart.build]
@@ -580,6 +583,7 @@ source = "unused.wasm"
         assert_eq!(cart.settings.get("spin-route"), ["/cart/..."]);
         assert_eq!(cart.settings.get("env"), ["MODE=test"]);
         assert_eq!(cart.settings.get("kv"), ["sessions"]);
+        assert_eq!(cart.settings.get("sqlite"), ["default", "orders"]);
         assert_eq!(
             cart.settings.get("allow-outbound"),
             ["https://api.example.com", "http://about.spin.internal"]
@@ -631,10 +635,8 @@ source = "unused.wasm"
                 .unwrap_err()
                 .to_string()
         };
-        assert!(
-            with("sqlite_databases = [\"default\"]")
-                .contains("`sqlite_databases` is not supported")
-        );
+        assert!(with("ai_models = [\"llama2-chat\"]").contains("`ai_models` is not supported"));
+        assert!(with("sqlite_databases = [\"../x\"]").contains("a database name"));
         assert!(with("colour = \"blue\"").contains("colour"));
         let own = APP.replace(
             "[component.about]\n",

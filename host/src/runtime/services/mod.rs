@@ -2,7 +2,8 @@
 //! `wasi:http`: key-value storage (`wasi:keyvalue`, two versions) and
 //! runtime configuration (`wasi:config`, three versions), and Spin's own
 //! key-value and variables interfaces (`fermyon:spin@2.0.0`,
-//! `spin:…@3.0.0`) on the same code.
+//! `spin:…@3.0.0`) on the same code, and Spin's SQLite (`spin:sqlite`,
+//! two versions) on the host's SQLite databases.
 //!
 //! [`GuestServices`] is what one function version may reach — its buckets,
 //! its config values and secrets — built once per version, never per
@@ -18,13 +19,16 @@ mod keyvalue_draft;
 mod keyvalue_draft2;
 mod spin2;
 mod spin_keyvalue;
+mod spin_sqlite;
 mod spin_variables;
+mod sqlite;
 
 use crate::observe::metrics::FunctionMetrics;
-use crate::state::{FunctionSecrets, KvBackend};
+use crate::state::{FunctionSecrets, KvBackend, SqlBackend};
 use config::ConfigScope;
 pub use keyvalue::KvHeld;
 use keyvalue::KvScope;
+use sqlite::SqlScope;
 use std::sync::Arc;
 use wasmtime::component::{HasData, Linker, ResourceTable};
 use wisp_spec::settings::Settings;
@@ -34,28 +38,39 @@ use wisp_spec::settings::Settings;
 pub struct GuestServices {
     kv: KvScope,
     config: ConfigScope,
+    sql: SqlScope,
 }
 
 impl GuestServices {
     /// The services of a version of `function` deployed with `settings`:
     /// its own bucket and the app buckets it was granted on `backend`, its
-    /// config values, and the function's `secrets`.
+    /// config values, the function's `secrets`, and the SQLite databases
+    /// it was granted on `sql`.
     pub fn new(
         function: Arc<str>,
         settings: &Settings,
         backend: Arc<dyn KvBackend>,
+        sql: Arc<dyn SqlBackend>,
         secrets: Arc<FunctionSecrets>,
         metrics: Arc<FunctionMetrics>,
     ) -> GuestServices {
+        let memory = settings.limits.memory_bytes;
         GuestServices {
             kv: KvScope::new(
-                function,
+                function.clone(),
                 settings.kv.clone(),
                 backend,
                 metrics,
-                usize::try_from(settings.limits.memory_bytes).unwrap_or(usize::MAX),
+                usize::try_from(memory).unwrap_or(usize::MAX),
             ),
             config: ConfigScope::new(settings.config.clone(), secrets),
+            sql: SqlScope::new(
+                function,
+                settings.sqlite.clone(),
+                sql,
+                settings.limits.timeout,
+                memory,
+            ),
         }
     }
 
@@ -78,6 +93,7 @@ pub fn add_to_linker<T: ServicesView>(linker: &mut Linker<T>) -> wasmtime::Resul
     keyvalue_draft2::add_to_linker(linker, kv_view::<T>)?;
     config::add_to_linker(linker, config_view::<T>)?;
     spin2::add_to_linker(linker, kv_view::<T>, config_view::<T>)?;
+    spin_sqlite::add_v2_to_linker(linker, sql_view::<T>)?;
     Ok(())
 }
 
@@ -86,7 +102,13 @@ pub fn add_to_linker<T: ServicesView>(linker: &mut Linker<T>) -> wasmtime::Resul
 pub fn add_concurrent_to_linker<T: ServicesView>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
     spin_keyvalue::add_to_linker(linker, spin_kv_view::<T>)?;
     spin_variables::add_to_linker(linker, config_view::<T>)?;
+    spin_sqlite::add_v3_to_linker(linker, sql_view::<T>)?;
     Ok(())
+}
+
+fn sql_view<T: ServicesView>(state: &mut T) -> spin_sqlite::SqlView<'_> {
+    let (services, table, _) = state.services();
+    spin_sqlite::SqlView { services, table }
 }
 
 fn spin_kv_view<T: ServicesView>(state: &mut T) -> spin_keyvalue::SpinKvView<'_> {

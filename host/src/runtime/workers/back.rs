@@ -4,11 +4,12 @@
 //! the service that answers the worker's own calls — each checked here
 //! against what its function may reach, since a worker that left the wasm
 //! sandbox may ask for anything: key-value operations on its own and its
-//! granted buckets only, chained calls and outbound calls its allow-list
+//! granted buckets only, SQLite statements on its granted databases only
+//! (bounded by its own timeout and memory limit), chained calls and outbound calls its allow-list
 //! grants, reports of its own calls.
 
 use super::wire::{
-    CALL_HEADER, Counts, FAILED_HEADER, Finished, KvBreach, KvCall, KvReply, URI_HEADER,
+    CALL_HEADER, Counts, FAILED_HEADER, Finished, KvBreach, KvCall, KvReply, SqlCall, URI_HEADER,
 };
 use crate::observe::meter::Meter;
 use crate::observe::metrics::{FunctionMetrics, Metrics};
@@ -18,7 +19,7 @@ use crate::runtime::chain::{ChainBudget, ChainOrigin, Dispatch};
 use crate::runtime::function::Function;
 use crate::runtime::sandbox::{GuestMemory, LEASE_STEP, MemoryCharge};
 use crate::runtime::slots::SlotPermit;
-use crate::state::{BucketId, KvBackend, KvError};
+use crate::state::{BucketId, KvBackend, KvError, SqlBackend, SqlError, SqlRows};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -64,10 +65,13 @@ pub(crate) struct Pending {
 pub(crate) struct Back {
     function: Arc<str>,
     granted: BTreeSet<String>,
+    /// The SQLite databases its function was granted.
+    databases: BTreeSet<String>,
     rules: Arc<[OutboundRule]>,
     timeout: Duration,
     max_kv_bytes: usize,
     kv: Arc<dyn KvBackend>,
+    sql: Arc<dyn SqlBackend>,
     calls: Mutex<HashMap<u64, Pending>>,
     /// The version's series, and the host's, that the worker's counts go to.
     metrics: Arc<FunctionMetrics>,
@@ -88,6 +92,7 @@ impl Back {
     pub(crate) fn new(
         function: &Function,
         kv: Arc<dyn KvBackend>,
+        sql: Arc<dyn SqlBackend>,
         host_metrics: Arc<Metrics>,
         memory: &Arc<GuestMemory>,
     ) -> Arc<Back> {
@@ -95,12 +100,14 @@ impl Back {
         Arc::new(Back {
             function: function.name.clone(),
             granted: settings.kv.clone(),
+            databases: settings.sqlite.clone(),
             rules: settings.allow_outbound.clone().into(),
             timeout: settings.limits.timeout,
             max_kv_bytes: usize::try_from(settings.limits.memory_bytes)
                 .unwrap_or(usize::MAX)
                 .saturating_add(64 << 10),
             kv,
+            sql,
             calls: Mutex::default(),
             metrics: function.metrics().clone(),
             host_metrics,
@@ -192,6 +199,7 @@ impl Back {
             "/counts" => self.counts(request).await,
             "/memory" => self.memory(request).await,
             "/kv" => self.kv(request).await,
+            "/sql" => self.sql(request).await,
             "/chain" => self.chain(call, request).await,
             "/outbound" => self.outbound(request).await,
             _ => refused(http::StatusCode::NOT_FOUND, "no such call"),
@@ -327,6 +335,36 @@ impl Back {
             return kv_reply(&failed("access denied"));
         }
         kv_reply(&run_kv(&*self.kv, call).await)
+    }
+
+    /// A SQLite statement, on a database this function was granted, within
+    /// its function's timeout and memory limit whatever the worker asked.
+    async fn sql(
+        &self,
+        request: http::Request<hyper::body::Incoming>,
+    ) -> http::Response<ResponseBody> {
+        let refused = |why: &str| sql_reply(&Err(SqlError::Refused(why.to_owned())));
+        let Some(bytes) = read_bounded(request, self.max_kv_bytes).await else {
+            return refused("the SQLite call is too large");
+        };
+        let Ok(SqlCall {
+            database,
+            mut statement,
+        }) = postcard::from_bytes::<SqlCall>(&bytes)
+        else {
+            return refused("a malformed SQLite call");
+        };
+        if !database.is_granted_to(&self.function, &self.databases) {
+            tracing::warn!(
+                function = %self.function,
+                %database,
+                "a guest worker asked for a SQLite database its function may not open: refused"
+            );
+            return refused("access denied");
+        }
+        statement.time_limit = statement.time_limit.min(self.timeout);
+        statement.max_bytes = statement.max_bytes.min(self.max_kv_bytes as u64);
+        sql_reply(&self.sql.execute(&database, statement).await)
     }
 
     /// A chained call of call `call`: checked against the allow-list, run
@@ -474,6 +512,10 @@ fn failed(message: &str) -> KvReply {
 }
 
 fn kv_reply(reply: &KvReply) -> http::Response<ResponseBody> {
+    http::Response::new(full(postcard::to_stdvec(reply).unwrap_or_default()))
+}
+
+fn sql_reply(reply: &Result<SqlRows, SqlError>) -> http::Response<ResponseBody> {
     http::Response::new(full(postcard::to_stdvec(reply).unwrap_or_default()))
 }
 

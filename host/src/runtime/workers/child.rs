@@ -9,7 +9,7 @@
 //! (see `remote.rs`). It ends when the front closes its socket.
 
 use super::carry::Carrying;
-use super::remote::{Remote, RemoteKv, RemoteLease, Reports};
+use super::remote::{Remote, RemoteKv, RemoteLease, RemoteSql, Reports};
 use super::wire::{
     self, Assignment, CALL_HEADER, CallHead, DONE_HEADER, INSTANTIATE_HEADER, LIMIT_HEADER,
 };
@@ -216,6 +216,7 @@ async fn serve(
         name.clone(),
         &settings,
         Arc::new(RemoteKv::new(sender.clone())),
+        Arc::new(RemoteSql::new(sender.clone())),
         Arc::new(FunctionSecrets::fixed(assignment.secrets)),
         function_metrics.clone(),
     ));

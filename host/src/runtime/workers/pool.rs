@@ -19,7 +19,7 @@ use crate::runtime::Runtime;
 use crate::runtime::body::RequestBody;
 use crate::runtime::function::Function;
 use crate::runtime::sandbox::LEASE_STEP;
-use crate::state::KvBackend;
+use crate::state::{KvBackend, SqlBackend};
 use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::collections::{BTreeMap, HashMap};
@@ -84,6 +84,7 @@ type Cell = Arc<OnceCell<Arc<Worker>>>;
 pub(crate) struct WorkerPool {
     options: WorkerOptions,
     kv: Arc<dyn KvBackend>,
+    sql: Arc<dyn SqlBackend>,
     metrics: Arc<Metrics>,
     series: WorkerSeries,
     workers: Mutex<HashMap<(Arc<str>, u32), Cell>>,
@@ -157,10 +158,12 @@ struct Spare {
 
 impl WorkerPool {
     /// A pool starting workers by `options`, whose functions' key-value
-    /// calls go to `kv`; starts its spares and its idle reaper.
+    /// calls go to `kv` and SQLite statements to `sql`; starts its spares
+    /// and its idle reaper.
     pub(crate) fn start(
         options: WorkerOptions,
         kv: Arc<dyn KvBackend>,
+        sql: Arc<dyn SqlBackend>,
         metrics: Arc<Metrics>,
         pool_size: u32,
         guest_budgets: u64,
@@ -168,6 +171,7 @@ impl WorkerPool {
         let pool = Arc::new(WorkerPool {
             options,
             kv,
+            sql,
             series: metrics.workers().clone(),
             metrics,
             workers: Mutex::default(),
@@ -448,6 +452,7 @@ impl WorkerPool {
         let back = Back::new(
             function,
             self.kv.clone(),
+            self.sql.clone(),
             self.metrics.clone(),
             &runtime.guest_memory,
         );

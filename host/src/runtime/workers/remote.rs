@@ -1,13 +1,14 @@
 //! A guest worker's ways out, each a call to its front process over the
 //! worker's one way back (HTTP/2 on its stdout socket), checked there:
 //! key-value operations ([`RemoteKv`], a [`KvBackend`] for the worker's
-//! platform services), chained and outbound calls ([`Remote`], the
+//! platform services), SQLite statements ([`RemoteSql`], its
+//! [`SqlBackend`]), chained and outbound calls ([`Remote`], the
 //! sandbox's [`Dispatch`] handle), and finished-run reports ([`Reports`],
 //! the meter's relay). The worker holds no database, no socket of its own
 //! and nothing of another function.
 
 use super::wire::{
-    CALL_HEADER, Counts, FAILED_HEADER, Finished, KvBreach, KvCall, KvReply, URI_HEADER,
+    CALL_HEADER, Counts, FAILED_HEADER, Finished, KvBreach, KvCall, KvReply, SqlCall, URI_HEADER,
 };
 use crate::observe::meter::{GuestCost, RunRelay};
 use crate::observe::metrics::{FunctionMetrics, Metrics};
@@ -16,7 +17,10 @@ use crate::observe::trace::RequestTrace;
 use crate::runtime::body::{BoxError, ResponseBody, full};
 use crate::runtime::chain::{Dispatch, OutsideCall};
 use crate::runtime::sandbox::{GuestMemory, MemoryLease};
-use crate::state::{BucketId, KeyPage, KvBackend, KvError, KvFuture};
+use crate::state::{
+    BucketId, DatabaseId, KeyPage, KvBackend, KvError, KvFuture, SqlBackend, SqlError, SqlFuture,
+    SqlRows, SqlStatement,
+};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::client::conn::http2::SendRequest;
@@ -500,6 +504,49 @@ impl RemoteKv {
             }),
             reply => Ok(reply),
         }
+    }
+}
+
+/// SQLite through the front, which checks each database is one this
+/// worker's function was granted.
+pub(crate) struct RemoteSql {
+    front: Front,
+}
+
+impl RemoteSql {
+    pub(crate) fn new(front: Front) -> RemoteSql {
+        RemoteSql { front }
+    }
+}
+
+impl SqlBackend for RemoteSql {
+    fn execute<'a>(
+        &'a self,
+        database: &'a DatabaseId,
+        statement: SqlStatement,
+    ) -> SqlFuture<'a, SqlRows> {
+        Box::pin(async move {
+            let failed = |m: String| SqlError::Stopped(format!("asking the front failed: {m}"));
+            let call = SqlCall {
+                database: database.clone(),
+                statement,
+            };
+            let body = postcard::to_stdvec(&call).map_err(|e| failed(e.to_string()))?;
+            let request = http::Request::post("/")
+                .body(full(body))
+                .map_err(|e| failed(e.to_string()))?;
+            let response = ask(&self.front, "http://front/sql", 0, request)
+                .await
+                .map_err(failed)?;
+            let bytes = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| failed(e.to_string()))?
+                .to_bytes();
+            postcard::from_bytes::<Result<SqlRows, SqlError>>(&bytes)
+                .map_err(|e| failed(e.to_string()))?
+        })
     }
 }
 

@@ -290,6 +290,16 @@ impl KvCall {
     }
 }
 
+/// A SQLite statement a worker asks the front to run, on a database its
+/// function names; the front checks the database is one it was granted
+/// and bounds the statement by the function's own limits. Answered with a
+/// postcard `Result<SqlRows, SqlError>`.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct SqlCall {
+    pub(crate) database: crate::state::DatabaseId,
+    pub(crate) statement: crate::state::SqlStatement,
+}
+
 /// The front's answer to a [`KvCall`].
 #[derive(Serialize, Deserialize)]
 pub(crate) enum KvReply {
