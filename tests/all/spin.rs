@@ -223,7 +223,8 @@ async fn a_component_named_by_url_is_fetched_once_and_kept_only_if_its_digest_ma
         format!(
             "spin_manifest_version = 2\n[application]\nname = \"web\"\n\
              [[trigger.http]]\nroute = \"/...\"\ncomponent = \"home\"\n\
-             [component.home]\nsource = {{ url = \"http://{}/app.wasm\", digest = \"sha256:{digest}\" }}\n",
+             [component.home]\nsource = {{ url = \"http://{0}/app.wasm\", digest = \"sha256:{digest}\" }}\n\
+             allowed_outbound_hosts = [\"http://{0}\"]\n",
             server.addr
         )
     };
@@ -243,6 +244,13 @@ async fn a_component_named_by_url_is_fetched_once_and_kept_only_if_its_digest_ma
         stdout(&again)
     );
     assert_eq!(server.hits(), 1, "the file fetched once is used again");
+
+    // Outbound HTTP from the component, to what it may reach alone.
+    let outbound = page(&wisp, &format!("/call?to=http://{}/x", server.addr)).await;
+    assert!(outbound.starts_with("200 OK\n\0asm"), "{outbound:.40}");
+    assert_eq!(server.hits(), 2);
+    let denied = wisp.get("/call?to=http://127.0.0.1:9/x").await;
+    assert_eq!(denied.status, 500, "{}", denied.text());
 
     // A download whose digest is not the pinned one is refused and kept nowhere.
     let wrong = "0".repeat(64);

@@ -9,7 +9,8 @@
 //! - `env`: its `MODE` environment variable;
 //! - `call`: what `http://NAME.spin.internal/headers` answers it, NAME
 //!   from the query's `to=` (default `about`); a `to` that is a path
-//!   calls the app itself, `http://self.alt/PATH`;
+//!   calls the app itself, `http://self.alt/PATH`, and one that is a URL
+//!   calls it (outbound HTTP);
 //! - `sql`: runs the request body as one statement on the SQLite database
 //!   the query's `db=` names (default `default`), and answers its columns,
 //!   its rows, and what it changed — or the error.
@@ -82,6 +83,8 @@ async fn handle(request: Request) -> anyhow::Result<impl IntoResponse> {
                 .unwrap_or("about");
             let url = if to.starts_with('/') {
                 format!("http://self.alt{to}")
+            } else if to.starts_with("http://") {
+                to.to_owned()
             } else {
                 format!("http://{to}.spin.internal/headers")
             };
