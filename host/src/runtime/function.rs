@@ -529,3 +529,42 @@ fn with_path_info(
     }
     request
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::engine::Engines;
+    use wasmtime::component::Component;
+
+    #[test]
+    fn an_interface_wisp_does_not_serve_is_refused_by_its_name() {
+        // Spin's Redis, MySQL, PostgreSQL, MQTT and LLM interfaces: a
+        // component importing one is refused at deploy, naming it.
+        let engines = Engines::build(1, false).unwrap();
+        let linkers = Linkers::new(&engines).unwrap();
+        for interface in [
+            "spin:redis/redis@3.0.0",
+            "spin:mysql/mysql@3.0.0",
+            "spin:postgres/postgres@4.2.0",
+            "spin:mqtt/mqtt@3.0.0",
+            "fermyon:spin/llm@2.0.0",
+        ] {
+            let wat =
+                format!("(component (import \"{interface}\" (instance (export \"open\" (func)))))");
+            for (abi, linker) in [
+                (Abi::WasiHttp, &linkers.http),
+                (Abi::WasiHttp3, &linkers.service),
+            ] {
+                let component = Component::new(engines.for_abi(abi), &wat).unwrap();
+                let Err(error) = linker.instantiate_pre(&component) else {
+                    panic!("{abi:?} links {interface}");
+                };
+                let error = format!("{error:#}");
+                assert!(
+                    error.contains(&format!("component imports instance `{interface}`")),
+                    "{error}"
+                );
+            }
+        }
+    }
+}
