@@ -11,9 +11,10 @@ use http::Method;
 use std::path::Path;
 use wisp_test_artifacts as artifacts;
 
-/// A Spin app of three components of `guests/spin-app`: `cart` under
+/// A Spin app of five components of `guests/spin-app`: `cart` under
 /// `/cart/...` with every key this test maps, `about` at exactly `/about`,
-/// and `home` for every other path.
+/// `users` under `/users/:user_id/...`, `hidden` private, and `home` for
+/// every other path.
 const APP: &str = r#"
 spin_manifest_version = 2
 
@@ -32,6 +33,10 @@ component = "cart"
 [[trigger.http]]
 route = "/about"
 component = "about"
+
+[[trigger.http]]
+route = "/users/:user_id/..."
+component = "users"
 
 [[trigger.http]]
 route = "/..."
@@ -53,6 +58,9 @@ variables = { message = "{{ greeting }}, world", api_key = "Bearer {{ token }}" 
 source = "app.wasm"
 
 [component.home]
+source = "app.wasm"
+
+[component.users]
 source = "app.wasm"
 
 [component.hidden]
@@ -81,6 +89,7 @@ async fn page(wisp: &Wisp, path: &str) -> String {
     let forged = [
         ("spin-path-info", "/forged"),
         ("spin-client-addr", "6.6.6.6:6"),
+        ("spin-path-match-user-id", "forged"),
     ];
     let response = send(Method::GET, &wisp.url(path), &forged, Bytes::new()).await;
     assert_eq!(response.status, 200, "{path}: {}", response.text());
@@ -95,7 +104,7 @@ async fn a_spin_app_runs_unchanged_from_its_manifest() {
     let deployed = up(&wisp, dir.path(), &secret);
     assert!(deployed.status.success(), "{}", stderr(&deployed));
     let report = stdout(&deployed);
-    for name in ["about", "cart", "hidden", "home"] {
+    for name in ["about", "cart", "hidden", "home", "users"] {
         assert!(report.contains(&format!("+ {name}: created")), "{report}");
     }
 
@@ -137,6 +146,22 @@ async fn a_spin_app_runs_unchanged_from_its_manifest() {
         deeper.contains("spin-path-info: /about/headers\n"),
         "{deeper}"
     );
+
+    // A `:name` segment takes one segment, and says its value.
+    let user = page(&wisp, "/users/7/a/headers").await;
+    for line in [
+        "spin-path-match-user-id: 7\n",
+        "spin-path-info: /a/headers\n",
+        "spin-matched-route: /users/:user_id/...\n",
+        "spin-component-route: /users/:user_id\n",
+    ] {
+        assert!(user.contains(line), "missing `{line}` in:\n{user}");
+    }
+    assert!(!user.contains("forged"), "{user}");
+    let no_id = page(&wisp, "/users").await;
+    assert!(no_id.contains("no such page: /users"), "{no_id}");
+    let clean = page(&wisp, "/cart/headers").await;
+    assert!(!clean.contains("spin-path-match"), "{clean}");
 
     // One component calls another by its Spin name.
     let call = page(&wisp, "/cart/call").await;

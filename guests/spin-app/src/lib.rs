@@ -5,7 +5,8 @@
 //! - `stores`: opens the `sessions` store and one it was not granted;
 //! - `keys`: every key of its `default` store;
 //! - `vars`: its `message` and `api_key` variables, and one it lacks;
-//! - `headers`: the `spin-*` request headers Spin sets;
+//! - `headers`: the `spin-*` request headers Spin sets (`spin-path-match-*`
+//!   too);
 //! - `env`: its `MODE` environment variable;
 //! - `call`: what `http://NAME.spin.internal/headers` answers it, NAME
 //!   from the query's `to=` (default `about`); a `to` that is a path
@@ -70,10 +71,18 @@ async fn handle(request: Request) -> anyhow::Result<impl IntoResponse> {
             let missing = spin_sdk::variables::get("missing").await;
             format!("{message} | {api_key} | {missing:?}\n")
         }
-        "headers" => SPIN_HEADERS
-            .iter()
-            .map(|name| format!("{name}: {}\n", header(name)))
-            .collect(),
+        "headers" => {
+            let mut lines: String = SPIN_HEADERS
+                .iter()
+                .map(|name| format!("{name}: {}\n", header(name)))
+                .collect();
+            for name in request.headers().keys() {
+                if name.as_str().starts_with("spin-path-match-") {
+                    lines += &format!("{name}: {}\n", header(name.as_str()));
+                }
+            }
+            lines
+        }
         "env" => format!("{}\n", std::env::var("MODE").unwrap_or_default()),
         "call" => {
             let to = request

@@ -1,12 +1,13 @@
 //! The request headers Spin gives a component, for a function deployed
 //! with a Spin route (`spin-route`, set by `wisp up -f spin.toml`): what
 //! Spin SDK apps read to learn their URL, the path under their route and
-//! their client. Only the host sets them: whatever a client or a calling
-//! function sent under those names is dropped first.
+//! their client, and the values of their route's `:name` segments
+//! (`spin-path-match-NAME`). Only the host sets them: whatever a client or
+//! a calling function sent under those names is dropped first.
 
 use crate::runtime::connection::ConnectionInfo;
 use http::{HeaderMap, HeaderName, HeaderValue, Uri};
-use wisp_spec::spin::route::{SPIN_HEADERS, SpinRoute};
+use wisp_spec::spin::route::{SpinRoute, is_spin_header};
 
 /// Replaces the `spin-*` headers of a request to `uri` for a function
 /// with Spin route `route`. The path info is the path under the route; a
@@ -18,7 +19,12 @@ pub(crate) fn set_headers(
     uri: &Uri,
     connection: &ConnectionInfo,
 ) {
-    for name in SPIN_HEADERS {
+    let forged: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| is_spin_header(name.as_str()))
+        .cloned()
+        .collect();
+    for name in forged {
         headers.remove(name);
     }
     let authority = uri
@@ -35,8 +41,8 @@ pub(crate) fn set_headers(
     for (name, value) in route.headers(&authority, path_and_query, rest, &client) {
         // Every part came from a parsed request, so each value is a valid
         // header value; one that were not is left out rather than forged.
-        if let Ok(value) = HeaderValue::try_from(value) {
-            headers.insert(HeaderName::from_static(name), value);
+        if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
+            headers.insert(name, value);
         }
     }
 }
@@ -50,6 +56,7 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert("spin-path-info", HeaderValue::from_static("/forged"));
         headers.insert("spin-client-addr", HeaderValue::from_static("10.0.0.1:1"));
+        headers.insert("spin-path-match-id", HeaderValue::from_static("forged"));
         headers.insert(
             http::header::HOST,
             HeaderValue::from_static("shop.example:8080"),
@@ -68,5 +75,10 @@ mod tests {
             "http://shop.example:8080/cart/items?id=3"
         );
         assert_eq!(headers.get_all("spin-path-info").iter().count(), 1);
+        assert!(!headers.contains_key("spin-path-match-id"));
+        let user = SpinRoute::parse("/users/:id").unwrap();
+        let uri: Uri = "/users/42".parse().unwrap();
+        set_headers(&mut headers, &user, &uri, &connection);
+        assert_eq!(headers["spin-path-match-id"], "42");
     }
 }

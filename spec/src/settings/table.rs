@@ -505,7 +505,7 @@ pub static SETTINGS: &[Setting] = &[
     Setting {
         name: "spin-route",
         value_name: "ROUTE",
-        help: "The Spin route it serves (`wisp up -f spin.toml` sets it): `/hello` only that path, `/hello/...` everything under it, `private` no public request (only calls); the function gets Spin's `spin-*` request headers. Its fixed part must be the function's route",
+        help: "The Spin route it serves (`wisp up -f spin.toml` sets it): `/hello` only that path, `/hello/...` everything under it, `/hello/:name` any one segment there, `private` no public request (only calls); the function gets Spin's `spin-*` request headers. Its fixed part (before any `:name`) must be the function's route",
         default: "none",
         example: "/hello/...",
         form: Form::Text,
