@@ -201,3 +201,43 @@ impl KvScope {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::observe::metrics::Metrics;
+    use crate::state::{KvLimits, RedbStore};
+
+    #[tokio::test]
+    async fn all_keys_stops_at_the_read_budget() {
+        // Spin's `get-keys` has no cursor: every key is held at once, so
+        // each costs its bytes and its `String`, within the request's
+        // budget, whatever the bucket holds.
+        let dir = tempfile::tempdir().unwrap();
+        let backend = Arc::new(RedbStore::open(dir.path(), KvLimits::default()).unwrap());
+        let scope = KvScope::new(
+            Arc::from("shop"),
+            BTreeSet::new(),
+            backend.clone(),
+            Arc::new(Metrics::new().for_version("shop", 1)),
+            1 << 20,
+        );
+        let bucket = BucketId::Function("shop".into());
+        let entries = (0..2500)
+            .map(|i| (format!("key-{i:05}"), Vec::new()))
+            .collect();
+        backend.set_many(&bucket, entries).await.unwrap();
+        let per_key = "key-00000".len() + std::mem::size_of::<String>();
+        let all = scope.all_keys(&bucket, 2500 * per_key).await.unwrap();
+        assert_eq!(
+            all.map(|keys| keys.len()).ok(),
+            Some(2500),
+            "three pages, all of it"
+        );
+        let over = scope.all_keys(&bucket, 2500 * per_key - 1).await.unwrap();
+        assert!(
+            matches!(&over, Err(GuestKvError::Other(m)) if m.contains("more than this request may hold")),
+            "{over:?}"
+        );
+    }
+}
