@@ -348,6 +348,14 @@ async fn a_spin_sdk_5_app_built_for_wasip1_runs_unchanged() {
         rows,
         "columns: x, y\nValue::Integer(42), Value::Text(\"y\")\n"
     );
+    // `spin:sqlite@3.0.0` (its `sqlite3` module), on the same database.
+    let insert = sql(&wisp, "/legacy/sql3", "INSERT INTO t VALUES (43)").await;
+    assert_eq!(insert, "columns: \nchanges: 1, last insert: 2\n");
+    let count = sql(&wisp, "/legacy/sql3", "SELECT count(*) FROM t").await;
+    assert!(
+        count.starts_with("columns: count(*)\nValue::Integer(2)\n"),
+        "{count}"
+    );
     let attach = sql(&wisp, "/legacy/sql", "ATTACH DATABASE 'x.db' AS x").await;
     assert!(
         attach.contains("error: Error::Io(\"not allowed here"),

@@ -9,7 +9,8 @@
 //! | `keys` | the default store's keys, comma-separated |
 //! | `stores` | whether the `sessions` and `other` stores open |
 //! | `vars` | the `message` variable, and what asking for `missing` gives |
-//! | `sql` | the request body run as one statement on the `default` SQLite database: its columns and rows, or the error |
+//! | `sql` | the request body run as one statement on the `default` SQLite database (`fermyon:spin/sqlite@2.0.0`): its columns and rows, or the error |
+//! | `sql3` | the same through `spin:sqlite@3.0.0`, with what it changed |
 //! | anything else | `no such page: PATH` |
 
 use spin_sdk::http::{IntoResponse, Request, Response};
@@ -47,14 +48,18 @@ fn handle(request: Request) -> anyhow::Result<impl IntoResponse> {
             let answer = spin_sdk::sqlite::Connection::open_default()
                 .and_then(|db| db.execute(statement, &[]));
             match answer {
-                Ok(result) => {
-                    let mut text = format!("columns: {}\n", result.columns.join(", "));
-                    for row in &result.rows {
-                        let values: Vec<String> =
-                            row.values.iter().map(|v| format!("{v:?}")).collect();
-                        text += &format!("{}\n", values.join(", "));
-                    }
-                    text
+                Ok(result) => rows(&result.columns, result.rows.iter().map(|r| &r.values)),
+                Err(error) => format!("error: {error:?}\n"),
+            }
+        }
+        "sql3" => {
+            let statement = std::str::from_utf8(request.body())?;
+            let db = spin_sdk::sqlite3::Connection::open("default");
+            match db.and_then(|db| Ok((db.execute(statement, &[])?, db))) {
+                Ok((result, db)) => {
+                    let text = rows(&result.columns, result.rows.iter().map(|r| &r.values));
+                    let (changes, last) = (db.changes(), db.last_insert_rowid());
+                    format!("{text}changes: {changes}, last insert: {last}\n")
                 }
                 Err(error) => format!("error: {error:?}\n"),
             }
@@ -66,4 +71,17 @@ fn handle(request: Request) -> anyhow::Result<impl IntoResponse> {
         .header("content-type", "text/plain")
         .body(body)
         .build())
+}
+
+/// A statement's columns and rows, a line each.
+fn rows<'a, V: std::fmt::Debug + 'a>(
+    columns: &[String],
+    rows: impl Iterator<Item = &'a Vec<V>>,
+) -> String {
+    let mut text = format!("columns: {}\n", columns.join(", "));
+    for row in rows {
+        let values: Vec<String> = row.iter().map(|v| format!("{v:?}")).collect();
+        text += &format!("{}\n", values.join(", "));
+    }
+    text
 }

@@ -93,7 +93,7 @@ pub fn add_to_linker<T: ServicesView>(linker: &mut Linker<T>) -> wasmtime::Resul
     keyvalue_draft2::add_to_linker(linker, kv_view::<T>)?;
     config::add_to_linker(linker, config_view::<T>)?;
     spin2::add_to_linker(linker, kv_view::<T>, config_view::<T>)?;
-    spin_sqlite::add_v2_to_linker(linker, sql_view::<T>)?;
+    spin_sqlite::add_sync_to_linker(linker, sql_view::<T>)?;
     Ok(())
 }
 

@@ -1,12 +1,13 @@
-//! `spin:sqlite/sqlite@3.1.0` (what `spin-sdk` 7 components import) and
-//! `fermyon:spin/sqlite@2.0.0` (`spin-sdk` 2 to 5), on the shared code in
-//! `sqlite.rs`.
+//! `spin:sqlite/sqlite@3.1.0` (what `spin-sdk` 7 components import),
+//! `spin:sqlite/sqlite@3.0.0` (`spin-sdk` 3 to 5's `sqlite3`) and
+//! `fermyon:spin/sqlite@2.0.0` (`spin-sdk` 2 to 5's `sqlite`), on the
+//! shared code in `sqlite.rs`.
 //!
 //! A `connection` names a database the function was granted (`default`
 //! is its own) and keeps what its last statement changed, as Spin's
 //! `last-insert-rowid` and `changes` report. 3.1.0's `async func`s run
-//! only on the concurrent engine; its plain `func`s and 2.0.0's wait for
-//! the store the same way. `execute-async` gathers every row first, within
+//! only on the concurrent engine; the plain `func`s of every version wait
+//! for the store the same way. `execute-async` gathers every row first, within
 //! the statement's bounds, and answers them as a stream.
 
 use super::GuestServices;
@@ -94,6 +95,24 @@ mod v3 {
     conversions!();
 }
 
+mod v30 {
+    mod generated {
+        wasmtime::component::bindgen!({
+            inline: "
+                package wisp:spin-sqlite30;
+                world imports { import spin:sqlite/sqlite@3.0.0; }
+            ",
+            path: "../wit/spin-sqlite-3.0.0",
+            imports: { default: async | trappable },
+            with: {
+                "spin:sqlite/sqlite.connection": crate::runtime::services::sqlite::ConnectionHandle,
+            },
+        });
+    }
+    pub(super) use generated::spin::sqlite::sqlite as wit;
+    conversions!();
+}
+
 mod v2 {
     mod generated {
         wasmtime::component::bindgen!({
@@ -134,12 +153,15 @@ pub(super) fn add_v3_to_linker<T: Send + 'static>(
     v3::wit::add_to_linker::<T, SqlData>(linker, view)
 }
 
-/// Links `fermyon:spin/sqlite@2.0.0`.
-pub(super) fn add_v2_to_linker<T: Send + 'static>(
+/// Links `fermyon:spin/sqlite@2.0.0` and `spin:sqlite@3.0.0` (whose
+/// importers the concurrent engine's 3.1.0 serves too, as a compatible
+/// version).
+pub(super) fn add_sync_to_linker<T: Send + 'static>(
     linker: &mut Linker<T>,
     view: fn(&mut T) -> SqlView<'_>,
 ) -> wasmtime::Result<()> {
-    v2::wit::add_to_linker::<T, SqlData>(linker, view)
+    v2::wit::add_to_linker::<T, SqlData>(linker, view)?;
+    v30::wit::add_to_linker::<T, SqlData>(linker, view)
 }
 
 type Opened = wasmtime::Result<Result<Resource<ConnectionHandle>, GuestSqlError>>;
@@ -204,44 +226,57 @@ impl v2::wit::HostConnection for SqlView<'_> {
     }
 }
 
-impl v3::wit::Host for SqlView<'_> {}
+/// The plain `func`s of `spin:sqlite@3`, the same in 3.0.0 and 3.1.0.
+macro_rules! connection_methods {
+    ($version:ident) => {
+        impl $version::wit::Host for SqlView<'_> {}
 
-impl v3::wit::HostConnection for SqlView<'_> {
-    async fn open(
-        &mut self,
-        database: String,
-    ) -> wasmtime::Result<Result<Resource<ConnectionHandle>, v3::wit::Error>> {
-        Ok(self.open_label(&database)?.map_err(v3::error))
-    }
+        impl $version::wit::HostConnection for SqlView<'_> {
+            async fn open(
+                &mut self,
+                database: String,
+            ) -> wasmtime::Result<Result<Resource<ConnectionHandle>, $version::wit::Error>> {
+                Ok(self.open_label(&database)?.map_err($version::error))
+            }
 
-    async fn execute(
-        &mut self,
-        connection: Resource<ConnectionHandle>,
-        statement: String,
-        parameters: Vec<v3::wit::Value>,
-    ) -> wasmtime::Result<Result<v3::wit::QueryResult, v3::wit::Error>> {
-        let result = self
-            .run(&connection, statement, v3::params(parameters))
-            .await?;
-        Ok(v3::answer(result))
-    }
+            async fn execute(
+                &mut self,
+                connection: Resource<ConnectionHandle>,
+                statement: String,
+                parameters: Vec<$version::wit::Value>,
+            ) -> wasmtime::Result<Result<$version::wit::QueryResult, $version::wit::Error>> {
+                let params = $version::params(parameters);
+                let result = self.run(&connection, statement, params).await?;
+                Ok($version::answer(result))
+            }
 
-    async fn last_insert_rowid(
-        &mut self,
-        connection: Resource<ConnectionHandle>,
-    ) -> wasmtime::Result<i64> {
-        Ok(self.handle(&connection)?.last_insert_rowid)
-    }
+            async fn last_insert_rowid(
+                &mut self,
+                connection: Resource<ConnectionHandle>,
+            ) -> wasmtime::Result<i64> {
+                Ok(self.handle(&connection)?.last_insert_rowid)
+            }
 
-    async fn changes(&mut self, connection: Resource<ConnectionHandle>) -> wasmtime::Result<u64> {
-        Ok(self.handle(&connection)?.changes)
-    }
+            async fn changes(
+                &mut self,
+                connection: Resource<ConnectionHandle>,
+            ) -> wasmtime::Result<u64> {
+                Ok(self.handle(&connection)?.changes)
+            }
 
-    async fn drop(&mut self, connection: Resource<ConnectionHandle>) -> wasmtime::Result<()> {
-        self.table.delete(connection)?;
-        Ok(())
-    }
+            async fn drop(
+                &mut self,
+                connection: Resource<ConnectionHandle>,
+            ) -> wasmtime::Result<()> {
+                self.table.delete(connection)?;
+                Ok(())
+            }
+        }
+    };
 }
+
+connection_methods!(v3);
+connection_methods!(v30);
 
 /// What 3.1.0's `async func`s return from a statement: its columns, a
 /// stream of its rows and a future of its outcome.
