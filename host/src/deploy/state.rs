@@ -46,7 +46,8 @@ impl Deployer {
     }
 
     /// Deletes the key-value buckets, SQLite databases and secrets of
-    /// functions removed before a crash (their records are gone, their state is not).
+    /// functions removed before a crash (their records are gone, their
+    /// state is not).
     pub(crate) async fn sweep_removed_state(self: &Arc<Self>) {
         let records = &self.records;
         let kept = |name: &str| records.path(name).exists();

@@ -6,8 +6,9 @@
 //! map onto settings: `environment` → `env`, `allowed_outbound_hosts` →
 //! `allow-outbound` (`http://NAME.spin.internal` is a call to function
 //! NAME), `key_value_stores` → `kv` (`default` is the function's own
-//! bucket), `sqlite_databases` → `sqlite`, `files` → read-only `dir` mounts, `variables` → `config`
-//! values, or secrets when they draw on a `secret` application variable.
+//! bucket), `sqlite_databases` → `sqlite`, `files` → read-only `dir`
+//! mounts, `variables` → `config` values, or secrets when they draw on a
+//! `secret` application variable.
 //! Variables take their values from `SPIN_VARIABLE_NAME` in the deployer's
 //! environment, else their `default`. A key wisp cannot honour is refused
 //! with its name, never skipped.

@@ -3,7 +3,7 @@
 //! runtime configuration (`wasi:config`, three versions), and Spin's own
 //! key-value and variables interfaces (`fermyon:spin@2.0.0`,
 //! `spin:…@3.0.0`) on the same code, and Spin's SQLite (`spin:sqlite`,
-//! two versions) on the host's SQLite databases.
+//! three versions) on the host's SQLite databases.
 //!
 //! [`GuestServices`] is what one function version may reach — its buckets,
 //! its config values and secrets — built once per version, never per

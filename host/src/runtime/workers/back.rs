@@ -5,8 +5,8 @@
 //! against what its function may reach, since a worker that left the wasm
 //! sandbox may ask for anything: key-value operations on its own and its
 //! granted buckets only, SQLite statements on its granted databases only
-//! (bounded by its own timeout and memory limit), chained calls and outbound calls its allow-list
-//! grants, reports of its own calls.
+//! (bounded by its own timeout and memory limit), chained calls and
+//! outbound calls its allow-list grants, reports of its own calls.
 
 use super::wire::{
     CALL_HEADER, Counts, FAILED_HEADER, Finished, KvBreach, KvCall, KvReply, SqlCall, URI_HEADER,
