@@ -15,6 +15,35 @@ if ! rustup toolchain list | grep -q '^nightly'; then
     exit 1
 fi
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+# Seeds the manifest target with a wisp.toml and a spin.toml, so it starts
+# from files of both kinds rather than from nothing.
+mkdir -p corpus/manifest
+cp ../examples/wisp.toml corpus/manifest/seed-wisp.toml
+cat > corpus/manifest/seed-spin.toml <<'SPIN'
+spin_manifest_version = 2
+[application]
+name = "shop"
+[variables]
+greeting = { default = "hi" }
+token = { required = true, secret = true }
+[[trigger.http]]
+route = "/users/:id/..."
+component = "users"
+[[trigger.http]]
+route = { private = true }
+component = "hidden"
+[component.users]
+source = { url = "https://example.com/a.wasm", digest = "sha256:0000000000000000000000000000000000000000000000000000000000000000" }
+key_value_stores = ["default", "sessions"]
+sqlite_databases = ["default", "orders"]
+allowed_outbound_hosts = ["http://hidden.spin.internal", "http://self"]
+variables = { message = "{{ greeting }}, {{ token }}" }
+files = [{ source = "assets", destination = "/assets" }, "static/**"]
+[component.hidden]
+source = "hidden.wasm"
+[component.hidden.build]
+command = "cargo build"
+SPIN
 for target in "${targets[@]}"; do
     echo "fuzzing $target for ${seconds}s" >&2
     cargo +nightly fuzz run "$target" -- -max_total_time="$seconds" -rss_limit_mb=4096
