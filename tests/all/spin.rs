@@ -500,12 +500,32 @@ async fn a_spin_app_keeps_its_sqlite_databases_within_their_bounds() {
     let full = sql(
         &wisp,
         "/db/sql",
-        "INSERT INTO notes (text) VALUES (zeroblob(2000000))",
+        "INSERT INTO notes (text) SELECT zeroblob(900000) FROM notes",
     )
     .await;
     assert_eq!(full, "error: Error::DatabaseFull\n");
     let count = sql(&wisp, "/db/sql", "SELECT count(*) FROM notes").await;
     assert!(count.contains("Value::Integer(2)\n"), "{count}");
+    // A value past 1 MiB, and SQLite's quadratic `instr` at its worst,
+    // answered at once by wisp's own.
+    let big = sql(&wisp, "/db/sql", "SELECT zeroblob(2000000)").await;
+    assert!(big.contains("too big"), "{big}");
+    let worst = "SELECT instr(zeroblob(1000000), zeroblob(500000) || x'01')";
+    assert!(
+        sql(&wisp, "/db/sql", worst)
+            .await
+            .contains("Value::Integer(0)")
+    );
+
+    // Rows handed as streams stay in the host until read: those of one
+    // request add up to at most its memory limit (128 MiB here).
+    let rows_of_40_mib = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 40) \
+                          SELECT zeroblob(1000000) FROM c";
+    let unread = sql(&wisp, "/db/unread", rows_of_40_mib).await;
+    assert!(
+        unread.starts_with("3 ran, then Error::Io(") && unread.contains("rows add up to more than"),
+        "{unread}"
+    );
 
     // Removing the function deletes its own database, not the app's.
     let own = wisp.data_dir().join("sqlite/fn/db.db");

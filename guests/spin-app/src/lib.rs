@@ -14,7 +14,9 @@
 //!   calls it (outbound HTTP);
 //! - `sql`: runs the request body as one statement on the SQLite database
 //!   the query's `db=` names (default `default`), and answers its columns,
-//!   its rows, and what it changed — or the error.
+//!   its rows, and what it changed — or the error;
+//! - `unread`: runs the request body on its default database again and
+//!   again, leaving each answer's rows unread, until an error.
 
 use spin_sdk::http::body::IncomingBodyExt;
 use spin_sdk::http::{EmptyBody, IntoResponse, Request};
@@ -110,6 +112,21 @@ async fn handle(request: Request) -> anyhow::Result<impl IntoResponse> {
             match sql(database, &statement).await {
                 Ok(answer) => answer,
                 Err(error) => format!("error: {error:?}\n"),
+            }
+        }
+        "unread" => {
+            // The request body run again and again, each answer's rows
+            // left unread: how many ran before the first error, and it.
+            let body = request.into_body().bytes().await.map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            let statement = String::from_utf8(body.to_vec())?;
+            let db = Connection::open_default().await?;
+            let mut unread = Vec::new();
+            loop {
+                match db.execute(&statement, []).await {
+                    Ok(result) if unread.len() < 100 => unread.push(result),
+                    Ok(_) => break "100 ran\n".to_owned(),
+                    Err(error) => break format!("{} ran, then {error:?}\n", unread.len()),
+                }
             }
         }
         _ => format!("no such page: {path}\n"),

@@ -270,17 +270,24 @@ async fn apply_record(deployer: &Arc<Deployer>, record: FunctionRecord) {
 }
 
 /// Removes function `name` from this host (its record file, the
-/// registry, its logs, usage and local secrets), if it has it.
+/// registry, its logs, usage and local secrets, then its own SQLite
+/// database, which only this host had), if it has it.
 async fn unpublish(deployer: &Arc<Deployer>, name: &str) {
-    let _writer = deployer.writer.lock().await;
-    let current = deployer.registry.snapshot_full();
-    if current.get(name).is_none() {
-        return;
+    {
+        let _writer = deployer.writer.lock().await;
+        let current = deployer.registry.snapshot_full();
+        if current.get(name).is_none() {
+            return;
+        }
+        if let Err(e) = deployer.unpublish_locked(&current, name).await {
+            tracing::error!(
+                function = name,
+                "removing a function the shared state removed failed: {e}"
+            );
+            return;
+        }
     }
-    if let Err(e) = deployer.unpublish_locked(&current, name).await {
-        tracing::error!(
-            function = name,
-            "removing a function the shared state removed failed: {e}"
-        );
-    }
+    // Not under the writer: a statement in flight holds its database up
+    // to its function's timeout.
+    deployer.delete_database(name).await;
 }

@@ -17,7 +17,8 @@ use wisp_spec::traffic::{self, TrafficShare};
 
 impl Deployer {
     /// Removes function `name` and every version of it, with its own
-    /// key-value bucket and its secrets. Requests already running finish.
+    /// key-value bucket, SQLite database and secrets. Requests already
+    /// running finish.
     pub async fn remove(self: &Arc<Self>, name: &str) -> Result<Removed, DeployError> {
         let committed = {
             let _writer = self.writer.lock().await;
@@ -36,7 +37,7 @@ impl Deployer {
         tracing::info!(
             function = name,
             bucket_bytes,
-            "removed, with its key-value bucket and secrets"
+            "removed, with its key-value bucket, SQLite database and secrets"
         );
         Ok(Removed {
             removed: name.to_owned(),

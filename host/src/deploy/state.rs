@@ -93,13 +93,7 @@ impl Deployer {
                 "deleting the key-value bucket of a removed function failed: {e}"
             );
         }
-        let database = DatabaseId::Function(function.to_owned());
-        if let Err(e) = self.sql.delete(&database).await {
-            tracing::error!(
-                function,
-                "deleting the SQLite database of a removed function failed: {e}"
-            );
-        }
+        self.delete_database(function).await;
         let (secrets, owned) = (self.secrets.clone(), function.to_owned());
         let forgotten = tokio::task::spawn_blocking(move || secrets.forget(&owned)).await;
         if !matches!(forgotten, Ok(Ok(()))) {
@@ -109,5 +103,17 @@ impl Deployer {
             );
         }
         bytes
+    }
+
+    /// Deletes removed function `function`'s own SQLite database on this
+    /// host (each host keeps its own, also in a cluster).
+    pub(crate) async fn delete_database(&self, function: &str) {
+        let database = DatabaseId::Function(function.to_owned());
+        if let Err(e) = self.sql.delete(&database).await {
+            tracing::error!(
+                function,
+                "deleting the SQLite database of a removed function failed: {e}"
+            );
+        }
     }
 }

@@ -16,6 +16,7 @@ mod redb_store;
 mod redb_writer;
 mod secrets;
 pub(crate) mod sqlite;
+mod sqlite_functions;
 pub(crate) mod store;
 
 pub use grant::{AccessDenied, resolve_bucket};

@@ -38,8 +38,17 @@ pub const DEFAULT_MAX_DATABASE_BYTES: u64 = 64 << 20;
 /// Longest statement text, in bytes.
 const MAX_STATEMENT_BYTES: i32 = 1 << 20;
 
-/// Largest string or blob a statement may make, in bytes.
-const MAX_VALUE_BYTES: i32 = 16 << 20;
+/// Largest string or blob a statement may make, in bytes (1 MiB, a
+/// key-value value's size): it bounds the work of one function call, which
+/// no deadline interrupts.
+const MAX_VALUE_BYTES: i32 = 1 << 20;
+
+/// Longest `LIKE` or `GLOB` pattern, in bytes: their cost grows with the
+/// pattern times the text.
+const MAX_PATTERN_BYTES: i32 = 1000;
+
+/// Most a database's write-ahead log keeps once checkpointed, in bytes.
+const MAX_JOURNAL_BYTES: i64 = 4 << 20;
 
 /// Most bytes SQLite may hold in the front process, across every database
 /// (`hard_heap_limit`, process-wide): sorts and temporary results are kept
@@ -50,9 +59,11 @@ const MAX_HEAP_BYTES: i64 = 256 << 20;
 /// Where SQLite starts giving back cached pages (`soft_heap_limit`).
 const SOFT_HEAP_BYTES: i64 = 192 << 20;
 
-/// Bytes a row value counts besides its text or blob (its slot in the
-/// guest's list).
-const VALUE_OVERHEAD: usize = 16;
+/// Bytes a row value counts besides its text or blob: what holds it.
+const VALUE_OVERHEAD: usize = std::mem::size_of::<SqlValue>();
+
+/// Bytes a row counts besides its values: what holds them.
+const ROW_OVERHEAD: usize = std::mem::size_of::<Vec<SqlValue>>();
 
 /// What a backend's calls return.
 pub type SqlFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, SqlError>> + Send + 'a>>;
@@ -139,10 +150,14 @@ pub struct SqlRows {
     pub columns: Vec<String>,
     /// Its rows, each a value per column.
     pub rows: Vec<Vec<SqlValue>>,
-    /// Rows it inserted, updated or deleted.
-    pub changes: u64,
-    /// The rowid of the last row inserted on the database's connection.
-    pub last_insert_rowid: i64,
+    /// Rows it inserted, updated or deleted; `None` when it wrote nothing
+    /// (the connection's count is then another statement's).
+    pub changes: Option<u64>,
+    /// The rowid of the row it inserted; `None` when it inserted none.
+    pub last_insert_rowid: Option<i64>,
+    /// The bytes its rows were counted as, against the statement's
+    /// `max_bytes`.
+    pub bytes: u64,
 }
 
 /// Why a statement failed. All but [`SqlError::Stopped`] are the guest's
@@ -196,16 +211,21 @@ pub struct SqlDatabases {
     dir: PathBuf,
     max_bytes: u64,
     open: Mutex<HashMap<DatabaseId, Slot>>,
+    /// Statements that may run at once, whatever their databases: one a
+    /// CPU, so guests' SQL never takes every thread of the host.
+    running: Arc<tokio::sync::Semaphore>,
 }
 
 impl SqlDatabases {
     /// The databases under `dir` (created when the first one is), each at
     /// most `max_bytes`.
     pub fn new(dir: PathBuf, max_bytes: u64) -> SqlDatabases {
+        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
         SqlDatabases {
             dir,
             max_bytes,
             open: Mutex::default(),
+            running: Arc::new(tokio::sync::Semaphore::new(cpus)),
         }
     }
 
@@ -262,16 +282,24 @@ impl SqlBackend for SqlDatabases {
             let timed_out = SqlError::TimedOut {
                 limit: statement.time_limit,
             };
-            let mut connection = tokio::time::timeout(statement.time_limit, slot.lock_owned())
+            let turn = async {
+                let connection = slot.lock_owned().await;
+                let running = self.running.clone().acquire_owned().await;
+                (connection, running)
+            };
+            let (mut connection, running) = tokio::time::timeout(statement.time_limit, turn)
                 .await
                 .map_err(|_| timed_out.clone())?;
+            let running =
+                running.map_err(|_| SqlError::Stopped("the SQLite store has stopped".into()))?;
             let max_bytes = self.max_bytes;
             let run = tokio::task::spawn_blocking(move || {
+                let _running = running;
                 if connection.is_none() {
                     *connection = Some(open(&path, max_bytes)?);
                 }
                 let connection = connection.as_mut().expect("opened above");
-                run(connection, &statement, deadline, max_bytes)
+                run(connection, &statement, deadline, &path, max_bytes)
             });
             run.await
                 .map_err(|e| SqlError::Stopped(format!("the statement's thread failed: {e}")))?
@@ -310,6 +338,9 @@ fn open(path: &Path, max_bytes: u64) -> Result<Connection, SqlError> {
     connection
         .pragma_update(None, "temp_store", "MEMORY")
         .map_err(failed)?;
+    connection
+        .pragma_update(None, "journal_size_limit", MAX_JOURNAL_BYTES)
+        .map_err(failed)?;
     let page_size: i64 = connection
         .pragma_query_value(None, "page_size", |row| row.get(0))
         .map_err(failed)?;
@@ -317,13 +348,14 @@ fn open(path: &Path, max_bytes: u64) -> Result<Connection, SqlError> {
         .pragma_update(
             None,
             "max_page_count",
-            i64::try_from(max_bytes).unwrap_or(i64::MAX) / page_size.max(512),
+            (i64::try_from(max_bytes).unwrap_or(i64::MAX) / page_size.max(512)).max(1),
         )
         .map_err(failed)?;
     for (limit, value) in [
         (Limit::SQLITE_LIMIT_ATTACHED, 0),
         (Limit::SQLITE_LIMIT_SQL_LENGTH, MAX_STATEMENT_BYTES),
         (Limit::SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES),
+        (Limit::SQLITE_LIMIT_LIKE_PATTERN_LENGTH, MAX_PATTERN_BYTES),
     ] {
         connection.set_limit(limit, value).map_err(failed)?;
     }
@@ -334,6 +366,7 @@ fn open(path: &Path, max_bytes: u64) -> Result<Connection, SqlError> {
     connection
         .set_db_config(DbConfig::SQLITE_DBCONFIG_TRUSTED_SCHEMA, false)
         .map_err(failed)?;
+    super::sqlite_functions::install(&connection, MAX_VALUE_BYTES as usize).map_err(failed)?;
     connection.authorizer(Some(authorize)).map_err(failed)?;
     Ok(connection)
 }
@@ -357,30 +390,20 @@ fn authorize(context: AuthContext<'_>) -> Authorization {
     }
 }
 
-/// Runs one statement on `connection`, within its bounds.
+/// Runs one statement on `connection` (the database at `path`), within its
+/// bounds.
 fn run(
     connection: &mut Connection,
     statement: &SqlStatement,
     deadline: Instant,
+    path: &Path,
     max_database_bytes: u64,
 ) -> Result<SqlRows, SqlError> {
     connection
         .progress_handler(1000, Some(move || Instant::now() > deadline))
         .map_err(|e| SqlError::Stopped(e.to_string()))?;
-    let explain = |e: rusqlite::Error| match e.sqlite_error_code() {
-        Some(ErrorCode::OperationInterrupted) => SqlError::TimedOut {
-            limit: statement.time_limit,
-        },
-        Some(ErrorCode::DiskFull) => SqlError::Full {
-            limit: max_database_bytes,
-        },
-        Some(ErrorCode::AuthorizationForStatementDenied) => SqlError::Refused(
-            "not allowed here: wisp refuses ATTACH, DETACH, VACUUM, PRAGMA, temporary tables \
-             and transactions (each statement commits on its own)"
-                .to_owned(),
-        ),
-        _ => SqlError::Failed(e.to_string()),
-    };
+    let explain = |e: rusqlite::Error| explain(e, statement, path, max_database_bytes);
+    let before = (connection.total_changes(), connection.last_insert_rowid());
     let mut prepared = connection.prepare(&statement.sql).map_err(explain)?;
     let columns: Vec<String> = prepared.column_names().map(str::to_owned).collect();
     let params = statement.params.iter().map(|value| match value {
@@ -397,6 +420,7 @@ fn run(
     let mut bytes = 0usize;
     let max_bytes = usize::try_from(statement.max_bytes).unwrap_or(usize::MAX);
     while let Some(row) = found.next().map_err(explain)? {
+        bytes = bytes.saturating_add(ROW_OVERHEAD);
         let mut values = Vec::with_capacity(columns.len());
         for index in 0..columns.len() {
             let value = match row.get_ref(index).map_err(explain)? {
@@ -421,12 +445,57 @@ fn run(
     connection
         .progress_handler(0, None::<fn() -> bool>)
         .map_err(|e| SqlError::Stopped(e.to_string()))?;
+    // The connection serves every request: its counts are this
+    // statement's only if it moved them (an INSERT that reuses the rowid
+    // last inserted, into another table, reads as none).
+    let wrote = connection.total_changes() != before.0;
+    let rowid = connection.last_insert_rowid();
     Ok(SqlRows {
         columns,
         rows,
-        changes: connection.changes(),
-        last_insert_rowid: connection.last_insert_rowid(),
+        bytes: bytes as u64,
+        changes: wrote.then(|| connection.changes()),
+        last_insert_rowid: (wrote && rowid != before.1).then_some(rowid),
     })
+}
+
+/// What a SQLite error is to the guest: its own statement's doing, or the
+/// host's (a failing disk or file: logged, never detailed to the guest).
+fn explain(
+    error: rusqlite::Error,
+    statement: &SqlStatement,
+    path: &Path,
+    max_database_bytes: u64,
+) -> SqlError {
+    match error.sqlite_error_code() {
+        Some(ErrorCode::OperationInterrupted) => SqlError::TimedOut {
+            limit: statement.time_limit,
+        },
+        // Full below its limit: the host's disk is.
+        Some(ErrorCode::DiskFull)
+            if std::fs::metadata(path).map_or(0, |m| m.len()) + (1 << 20) < max_database_bytes =>
+        {
+            SqlError::Stopped(format!("the host's disk is full: {error}"))
+        }
+        Some(ErrorCode::DiskFull) => SqlError::Full {
+            limit: max_database_bytes,
+        },
+        Some(ErrorCode::AuthorizationForStatementDenied) => SqlError::Refused(
+            "not allowed here: wisp refuses ATTACH, DETACH, VACUUM, PRAGMA, temporary tables \
+             and transactions (each statement commits on its own)"
+                .to_owned(),
+        ),
+        Some(
+            ErrorCode::SystemIoFailure
+            | ErrorCode::DatabaseCorrupt
+            | ErrorCode::CannotOpen
+            | ErrorCode::NotADatabase
+            | ErrorCode::ReadOnly
+            | ErrorCode::PermissionDenied
+            | ErrorCode::FileLockingProtocolFailed,
+        ) => SqlError::Stopped(error.to_string()),
+        _ => SqlError::Failed(error.to_string()),
+    }
 }
 
 /// The bytes of a value's text or blob.
@@ -481,7 +550,10 @@ mod tests {
             vec![SqlValue::Text("ada".into()), SqlValue::Blob(vec![1, 2])],
         );
         let inserted = databases.execute(&db, insert).await.unwrap();
-        assert_eq!((inserted.changes, inserted.last_insert_rowid), (1, 1));
+        assert_eq!(
+            (inserted.changes, inserted.last_insert_rowid),
+            (Some(1), Some(1))
+        );
         let rows = exec(&databases, &db, "SELECT id, name, data, 1.5, NULL FROM t")
             .await
             .unwrap();
@@ -523,6 +595,83 @@ mod tests {
         assert!(!own.is_granted_to("cart", &granted), "another's own, never");
         assert!(DatabaseId::of("shop", "orders").is_granted_to("cart", &granted));
         assert!(!DatabaseId::of("shop", "ledger").is_granted_to("shop", &granted));
+    }
+
+    #[tokio::test]
+    async fn a_statement_that_writes_nothing_reports_no_counts() {
+        // The connection is shared: another's INSERT must not read as this
+        // statement's.
+        let _alone = ONE_AT_A_TIME.lock().await;
+        let dir = tempfile::tempdir().unwrap();
+        let databases = SqlDatabases::new(dir.path().to_owned(), DEFAULT_MAX_DATABASE_BYTES);
+        let db = DatabaseId::of("shop", "orders");
+        exec(&databases, &db, "CREATE TABLE t (x)").await.unwrap();
+        let insert = exec(&databases, &db, "INSERT INTO t VALUES (1), (2)")
+            .await
+            .unwrap();
+        assert_eq!(
+            (insert.changes, insert.last_insert_rowid),
+            (Some(2), Some(2))
+        );
+        let read = exec(&databases, &db, "SELECT x FROM t").await.unwrap();
+        assert_eq!((read.changes, read.last_insert_rowid), (None, None));
+        let update = exec(&databases, &db, "UPDATE t SET x = 3").await.unwrap();
+        assert_eq!((update.changes, update.last_insert_rowid), (Some(2), None));
+    }
+
+    #[tokio::test]
+    async fn instr_and_replace_are_sqlites_in_linear_time() {
+        let _alone = ONE_AT_A_TIME.lock().await;
+        let dir = tempfile::tempdir().unwrap();
+        let databases = SqlDatabases::new(dir.path().to_owned(), DEFAULT_MAX_DATABASE_BYTES);
+        let db = DatabaseId::of("shop", "default");
+        let one = |sql: &'static str| {
+            let databases = &databases;
+            let db = &db;
+            async move {
+                exec(databases, db, sql)
+                    .await
+                    .map(|rows| rows.rows[0][0].clone())
+            }
+        };
+        let text = |s: &str| SqlValue::Text(s.to_owned());
+        for (sql, value) in [
+            ("SELECT instr('héllo wörld', 'wö')", SqlValue::Integer(7)),
+            ("SELECT instr(x'00c3a90102', x'0102')", SqlValue::Integer(4)),
+            ("SELECT instr('abc', 'z')", SqlValue::Integer(0)),
+            ("SELECT instr('abc', '')", SqlValue::Integer(1)),
+            ("SELECT instr(12345, 34)", SqlValue::Integer(3)),
+            ("SELECT instr(NULL, 'a')", SqlValue::Null),
+            ("SELECT instr(CAST(1.5 AS TEXT), '.')", SqlValue::Integer(2)),
+            ("SELECT replace('aaa', 'a', 'bb')", text("bbbbbb")),
+            ("SELECT replace('abab', 'aba', 'x')", text("xb")),
+            ("SELECT replace('abc', '', 'x')", text("abc")),
+            ("SELECT replace(1200, 0, 9)", text("1299")),
+            ("SELECT replace('abc', 'b', NULL)", SqlValue::Null),
+        ] {
+            assert_eq!(one(sql).await, Ok(value), "{sql}");
+        }
+        let real = one("SELECT instr(1.5, '.')").await.unwrap_err();
+        assert!(
+            matches!(&real, SqlError::Failed(m) if m.contains("CAST")),
+            "{real:?}"
+        );
+        let big = one("SELECT replace(zeroblob(600000), x'00', x'0000')")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&big, SqlError::Failed(m) if m.contains("too big")),
+            "{big:?}"
+        );
+        // SQLite's own compare at every offset: ~5·10¹¹ byte compares.
+        let started = Instant::now();
+        let worst = "SELECT instr(zeroblob(1000000), zeroblob(500000) || x'01')";
+        assert_eq!(one(worst).await, Ok(SqlValue::Integer(0)));
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     #[tokio::test]

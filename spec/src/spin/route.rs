@@ -104,13 +104,22 @@ impl SpinRoute {
                 None => Ok(Segment::Literal(segment.to_owned())),
             })
             .collect::<Result<Vec<_>, _>>()?;
-        if pattern
-            .iter()
-            .any(|s| matches!(s, Segment::Literal(l) if l.contains(['%', '?', '#'])))
-        {
-            return Err(format!(
-                "route `{raw}`: a segment after a parameter is plain text"
-            ));
+        let mut names = std::collections::BTreeSet::new();
+        for segment in &pattern {
+            match segment {
+                // As a route's own segments are checked.
+                Segment::Literal(text) => {
+                    Route::parse(&format!("/{text}"))
+                        .map_err(|e| format!("route `{raw}`: {}", e.reason()))?;
+                }
+                // Two names one header would carry.
+                Segment::Param(name) if !names.insert(header_name(name)) => {
+                    return Err(format!(
+                        "route `{raw}`: parameter `:{name}` repeats another's header name"
+                    ));
+                }
+                Segment::Param(_) => {}
+            }
         }
         Ok(SpinRoute {
             base,
@@ -200,10 +209,12 @@ impl SpinRoute {
         .into_iter()
         .map(|(name, value)| (name.to_owned(), value))
         .collect();
-        headers.extend(params.into_iter().map(|(name, value)| {
-            let name = name.to_ascii_lowercase().replace('_', "-");
-            (format!("{PATH_MATCH_PREFIX}{name}"), value.to_owned())
-        }));
+        headers.extend(
+            params
+                .into_iter()
+                .map(|(name, value)| (header_name(name), value.to_owned())),
+        );
+
         headers
     }
 
@@ -221,6 +232,12 @@ impl SpinRoute {
         }
         route
     }
+}
+
+/// The header that carries `:name`'s value, as Spin names it.
+fn header_name(name: &str) -> String {
+    let name = name.to_ascii_lowercase().replace('_', "-");
+    format!("{PATH_MATCH_PREFIX}{name}")
 }
 
 /// True for a `:name` Spin accepts and a header can carry.
@@ -334,6 +351,12 @@ mod tests {
                 .contains("may only end")
         );
         assert!(SpinRoute::parse("hello").is_err());
+        assert!(
+            SpinRoute::parse("/:a_b/:A-b")
+                .unwrap_err()
+                .contains("repeats")
+        );
+        assert!(SpinRoute::parse("/:id/a%2Fb").is_err());
     }
 
     #[test]

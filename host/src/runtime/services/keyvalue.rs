@@ -45,9 +45,24 @@ impl KvScope {
 }
 
 /// Bytes of values the host holds for one request's guest between its
-/// calls (the `cas` handles' values). Lives in the request's store.
+/// calls (the `cas` handles' values, and the SQLite rows it was handed as
+/// streams, which it may never read). Lives in the request's store.
 #[derive(Debug, Default)]
 pub struct KvHeld(usize);
+
+impl KvHeld {
+    /// What is left of `limit` bytes.
+    pub(super) fn left(&self, limit: u64) -> u64 {
+        limit.saturating_sub(self.0 as u64)
+    }
+
+    /// Counts `bytes` more held, for the rest of the request.
+    pub(super) fn add(&mut self, bytes: u64) {
+        self.0 = self
+            .0
+            .saturating_add(usize::try_from(bytes).unwrap_or(usize::MAX));
+    }
+}
 
 /// An open bucket, as the guest's `bucket` resource.
 pub struct BucketHandle(BucketId);

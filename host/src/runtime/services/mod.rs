@@ -107,8 +107,12 @@ pub fn add_concurrent_to_linker<T: ServicesView>(linker: &mut Linker<T>) -> wasm
 }
 
 fn sql_view<T: ServicesView>(state: &mut T) -> spin_sqlite::SqlView<'_> {
-    let (services, table, _) = state.services();
-    spin_sqlite::SqlView { services, table }
+    let (services, table, held) = state.services();
+    spin_sqlite::SqlView {
+        services,
+        table,
+        held,
+    }
 }
 
 fn spin_kv_view<T: ServicesView>(state: &mut T) -> spin_keyvalue::SpinKvView<'_> {

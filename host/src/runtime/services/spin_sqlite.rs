@@ -7,10 +7,13 @@
 //! is its own) and keeps what its last statement changed, as Spin's
 //! `last-insert-rowid` and `changes` report. 3.1.0's `async func`s run
 //! only on the concurrent engine; the plain `func`s of every version wait
-//! for the store the same way. `execute-async` gathers every row first, within
-//! the statement's bounds, and answers them as a stream.
+//! for the store the same way. `execute-async` gathers every row first,
+//! within the statement's bounds, and answers them as a stream; the rows of
+//! all the streams one request is handed add up to at most its memory
+//! limit.
 
 use super::GuestServices;
+use super::keyvalue::KvHeld;
 use super::sqlite::{ConnectionHandle, GuestSqlError};
 use crate::state::{SqlRows, SqlValue};
 use std::sync::Arc;
@@ -131,18 +134,19 @@ mod v2 {
     conversions!();
 }
 
-/// The `HasData` of both versions' bindings: a [`SqlView`].
+/// The `HasData` of every version's bindings: a [`SqlView`].
 pub(super) struct SqlData;
 
 impl HasData for SqlData {
     type Data<'a> = SqlView<'a>;
 }
 
-/// A request's SQLite view: its version's services and the store's
-/// resource table.
+/// A request's SQLite view: its version's services, the store's resource
+/// table, and the bytes the host holds for the request.
 pub(super) struct SqlView<'a> {
     pub(super) services: &'a Arc<GuestServices>,
     pub(super) table: &'a mut ResourceTable,
+    pub(super) held: &'a mut KvHeld,
 }
 
 /// Links `spin:sqlite@3.1.0` (concurrent engine only).
@@ -183,7 +187,9 @@ impl SqlView<'_> {
         params: Vec<SqlValue>,
     ) -> wasmtime::Result<Result<SqlRows, GuestSqlError>> {
         let database = self.table.get(connection)?.database.clone();
-        let result = self.services.sql.execute(&database, sql, params).await;
+        let scope = &self.services.sql;
+        let budget = self.held.left(scope.max_read_bytes());
+        let result = scope.execute(&database, sql, params, budget).await;
         if let Ok(rows) = &result {
             self.table.get_mut(connection)?.record(rows);
         }
@@ -300,21 +306,27 @@ impl<U: 'static> v3::wit::HostConnectionWithStore<U> for SqlData {
         statement: String,
         parameters: Vec<v3::wit::Value>,
     ) -> wasmtime::Result<Result<Streamed, v3::wit::Error>> {
-        let (services, database) = accessor.with(|mut access| {
+        let (services, database, budget) = accessor.with(|mut access| {
             let view = access.get();
             let database = view.handle(&connection)?.database.clone();
-            Ok::<_, wasmtime::Error>((Arc::clone(view.services), database))
+            let budget = view.held.left(view.services.sql.max_read_bytes());
+            Ok::<_, wasmtime::Error>((Arc::clone(view.services), database, budget))
         })?;
-        let sql = &services.sql;
-        let rows = match sql
-            .execute(&database, statement, v3::params(parameters))
+        let params = v3::params(parameters);
+        let rows = match services
+            .sql
+            .execute(&database, statement, params, budget)
             .await
         {
             Ok(rows) => rows,
             Err(error) => return Ok(Err(v3::error(error))),
         };
         accessor.with(|mut access| {
-            access.get().table.get_mut(&connection)?.record(&rows);
+            let view = access.get();
+            view.table.get_mut(&connection)?.record(&rows);
+            // A stream stays in the store until the guest reads it, if
+            // ever: its rows count against the request for its rest.
+            view.held.add(rows.bytes);
             let stream = StreamReader::new(&mut access, v3::rows(rows.rows))?;
             let done = FutureReader::new(&mut access, async { Ok::<_, wasmtime::Error>(Ok(())) })?;
             Ok(Ok((rows.columns, stream, done)))

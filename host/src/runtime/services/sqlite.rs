@@ -2,7 +2,7 @@
 //! `open` reaches (only those the function's `sqlite` setting grants,
 //! denials logged), the connection handles a guest holds, and how a
 //! statement is bounded (the function's timeout, its memory limit for the
-//! rows) and answered. Both interface versions (`spin_sqlite.rs`) call
+//! rows) and answered. Every interface version (`spin_sqlite.rs`) calls
 //! [`SqlScope`] here.
 
 use crate::state::{DatabaseId, SqlBackend, SqlError, SqlRows, SqlStatement, SqlValue};
@@ -74,18 +74,24 @@ impl SqlScope {
         })
     }
 
-    /// Runs `sql` with `params` on `database`; a host failure is logged and
-    /// answered without its detail.
+    /// Most bytes of rows one request may be handed (its memory limit).
+    pub(super) fn max_read_bytes(&self) -> u64 {
+        self.max_read_bytes
+    }
+
+    /// Runs `sql` with `params` on `database`, its rows at most `budget`
+    /// bytes; a host failure is logged and answered without its detail.
     pub(super) async fn execute(
         &self,
         database: &DatabaseId,
         sql: String,
         params: Vec<SqlValue>,
+        budget: u64,
     ) -> Result<SqlRows, GuestSqlError> {
         let statement = SqlStatement {
             sql,
             params,
-            max_bytes: self.max_read_bytes,
+            max_bytes: budget,
             time_limit: self.time_limit,
         };
         self.backend
@@ -103,9 +109,14 @@ impl SqlScope {
 }
 
 impl ConnectionHandle {
-    /// Keeps what `rows` says the statement changed.
+    /// Keeps what `rows` says the statement changed (a statement that
+    /// wrote nothing leaves the last one's counts).
     pub(super) fn record(&mut self, rows: &SqlRows) {
-        self.last_insert_rowid = rows.last_insert_rowid;
-        self.changes = rows.changes;
+        if let Some(rowid) = rows.last_insert_rowid {
+            self.last_insert_rowid = rowid;
+        }
+        if let Some(changes) = rows.changes {
+            self.changes = changes;
+        }
     }
 }
