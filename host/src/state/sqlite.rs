@@ -47,6 +47,9 @@ const MAX_VALUE_BYTES: i32 = 1 << 20;
 /// pattern times the text.
 const MAX_PATTERN_BYTES: i32 = 1000;
 
+/// Each open database's page cache, in KiB.
+const CACHE_KIB: i64 = 1024;
+
 /// Most a database's write-ahead log keeps once checkpointed, in bytes.
 const MAX_JOURNAL_BYTES: i64 = 4 << 20;
 
@@ -340,6 +343,11 @@ fn open(path: &Path, max_bytes: u64) -> Result<Connection, SqlError> {
         .map_err(failed)?;
     connection
         .pragma_update(None, "journal_size_limit", MAX_JOURNAL_BYTES)
+        .map_err(failed)?;
+    // Every open database keeps a page cache under the shared heap limit:
+    // a small one each (KiB, as SQLite takes a negative size).
+    connection
+        .pragma_update(None, "cache_size", -CACHE_KIB)
         .map_err(failed)?;
     let page_size: i64 = connection
         .pragma_query_value(None, "page_size", |row| row.get(0))
