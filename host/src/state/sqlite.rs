@@ -523,6 +523,13 @@ mod tests {
     /// alone.
     static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+    /// Databases of at most `max_bytes` in a new directory.
+    fn databases(max_bytes: u64) -> (tempfile::TempDir, SqlDatabases) {
+        let dir = tempfile::tempdir().unwrap();
+        let databases = SqlDatabases::new(dir.path().to_owned(), max_bytes);
+        (dir, databases)
+    }
+
     fn statement(sql: &str, params: Vec<SqlValue>) -> SqlStatement {
         SqlStatement {
             sql: sql.to_owned(),
@@ -543,8 +550,7 @@ mod tests {
     #[tokio::test]
     async fn statements_keep_their_rows_and_report_changes() {
         let _alone = ONE_AT_A_TIME.lock().await;
-        let dir = tempfile::tempdir().unwrap();
-        let databases = SqlDatabases::new(dir.path().to_owned(), DEFAULT_MAX_DATABASE_BYTES);
+        let (dir, databases) = databases(DEFAULT_MAX_DATABASE_BYTES);
         let db = DatabaseId::of("shop", "default");
         exec(
             &databases,
@@ -610,8 +616,7 @@ mod tests {
         // The connection is shared: another's INSERT must not read as this
         // statement's.
         let _alone = ONE_AT_A_TIME.lock().await;
-        let dir = tempfile::tempdir().unwrap();
-        let databases = SqlDatabases::new(dir.path().to_owned(), DEFAULT_MAX_DATABASE_BYTES);
+        let (_dir, databases) = databases(DEFAULT_MAX_DATABASE_BYTES);
         let db = DatabaseId::of("shop", "orders");
         exec(&databases, &db, "CREATE TABLE t (x)").await.unwrap();
         let insert = exec(&databases, &db, "INSERT INTO t VALUES (1), (2)")
@@ -630,8 +635,7 @@ mod tests {
     #[tokio::test]
     async fn instr_and_replace_are_sqlites_in_linear_time() {
         let _alone = ONE_AT_A_TIME.lock().await;
-        let dir = tempfile::tempdir().unwrap();
-        let databases = SqlDatabases::new(dir.path().to_owned(), DEFAULT_MAX_DATABASE_BYTES);
+        let (_dir, databases) = databases(DEFAULT_MAX_DATABASE_BYTES);
         let db = DatabaseId::of("shop", "default");
         let one = |sql: &'static str| {
             let databases = &databases;
@@ -685,8 +689,7 @@ mod tests {
     #[tokio::test]
     async fn what_reaches_beyond_the_file_is_refused() {
         let _alone = ONE_AT_A_TIME.lock().await;
-        let dir = tempfile::tempdir().unwrap();
-        let databases = SqlDatabases::new(dir.path().to_owned(), DEFAULT_MAX_DATABASE_BYTES);
+        let (dir, databases) = databases(DEFAULT_MAX_DATABASE_BYTES);
         let db = DatabaseId::of("shop", "default");
         let outside = dir.path().join("outside.db");
         for sql in [
@@ -719,8 +722,7 @@ mod tests {
     #[tokio::test]
     async fn size_time_memory_and_result_limits_hold() {
         let _alone = ONE_AT_A_TIME.lock().await;
-        let dir = tempfile::tempdir().unwrap();
-        let databases = SqlDatabases::new(dir.path().to_owned(), 256 << 10);
+        let (_dir, databases) = databases(256 << 10);
         let db = DatabaseId::of("shop", "orders");
         exec(&databases, &db, "CREATE TABLE t (data BLOB)")
             .await

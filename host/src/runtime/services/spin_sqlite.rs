@@ -80,59 +80,46 @@ macro_rules! conversions {
     };
 }
 
-mod v3 {
-    mod generated {
-        wasmtime::component::bindgen!({
-            inline: "
-                package wisp:spin-sqlite;
-                world imports { import spin:sqlite/sqlite@3.1.0; }
-            ",
-            path: "../wit/spin-sqlite-3.1.0",
-            imports: { default: async | trappable },
-            with: {
-                "spin:sqlite/sqlite.connection": crate::runtime::services::sqlite::ConnectionHandle,
-            },
-        });
-    }
-    pub(super) use generated::spin::sqlite::sqlite as wit;
-    conversions!();
+/// One interface version's module: its bindings, with `connection` as a
+/// [`ConnectionHandle`], its interface as `wit`, and its conversions.
+macro_rules! version {
+    ($module:ident, $inline:tt, $path:tt, $resource:tt, $($wit:ident)::+) => {
+        mod $module {
+            mod generated {
+                wasmtime::component::bindgen!({
+                    inline: $inline,
+                    path: $path,
+                    imports: { default: async | trappable },
+                    with: { $resource: crate::runtime::services::sqlite::ConnectionHandle },
+                });
+            }
+            pub(super) use generated::$($wit)::+ as wit;
+            conversions!();
+        }
+    };
 }
 
-mod v30 {
-    mod generated {
-        wasmtime::component::bindgen!({
-            inline: "
-                package wisp:spin-sqlite30;
-                world imports { import spin:sqlite/sqlite@3.0.0; }
-            ",
-            path: "../wit/spin-sqlite-3.0.0",
-            imports: { default: async | trappable },
-            with: {
-                "spin:sqlite/sqlite.connection": crate::runtime::services::sqlite::ConnectionHandle,
-            },
-        });
-    }
-    pub(super) use generated::spin::sqlite::sqlite as wit;
-    conversions!();
-}
-
-mod v2 {
-    mod generated {
-        wasmtime::component::bindgen!({
-            inline: "
-                package wisp:spin2-sqlite;
-                world imports { import fermyon:spin/sqlite@2.0.0; }
-            ",
-            path: "../wit/fermyon-spin-2.0.0",
-            imports: { default: async | trappable },
-            with: {
-                "fermyon:spin/sqlite.connection": crate::runtime::services::sqlite::ConnectionHandle,
-            },
-        });
-    }
-    pub(super) use generated::fermyon::spin::sqlite as wit;
-    conversions!();
-}
+version!(
+    v3,
+    "package wisp:spin-sqlite; world imports { import spin:sqlite/sqlite@3.1.0; }",
+    "../wit/spin-sqlite-3.1.0",
+    "spin:sqlite/sqlite.connection",
+    spin::sqlite::sqlite
+);
+version!(
+    v30,
+    "package wisp:spin-sqlite30; world imports { import spin:sqlite/sqlite@3.0.0; }",
+    "../wit/spin-sqlite-3.0.0",
+    "spin:sqlite/sqlite.connection",
+    spin::sqlite::sqlite
+);
+version!(
+    v2,
+    "package wisp:spin2-sqlite; world imports { import fermyon:spin/sqlite@2.0.0; }",
+    "../wit/fermyon-spin-2.0.0",
+    "fermyon:spin/sqlite.connection",
+    fermyon::spin::sqlite
+);
 
 /// The `HasData` of every version's bindings: a [`SqlView`].
 pub(super) struct SqlData;

@@ -484,20 +484,10 @@ impl RemoteKv {
     async fn kv(&self, call: KvCall) -> Result<KvReply, KvError> {
         let bucket = call.bucket().clone();
         let failed = |m: String| KvError::Backend(Arc::new(std::io::Error::other(m)));
-        let body = postcard::to_stdvec(&call).map_err(|e| failed(e.to_string()))?;
-        let request = http::Request::post("/")
-            .body(full(body))
-            .map_err(|e| failed(e.to_string()))?;
-        let response = ask(&self.front, "http://front/kv", 0, request)
+        let reply: KvReply = ask_postcard(&self.front, "http://front/kv", &call)
             .await
             .map_err(failed)?;
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| failed(e.to_string()))?
-            .to_bytes();
-        match postcard::from_bytes::<KvReply>(&bytes).map_err(|e| failed(e.to_string()))? {
+        match reply {
             KvReply::Failed { message, limit } => Err(match limit {
                 Some(breach) => breach_error(breach, bucket),
                 None => failed(message),
@@ -526,28 +516,38 @@ impl SqlBackend for RemoteSql {
         statement: SqlStatement,
     ) -> SqlFuture<'a, SqlRows> {
         Box::pin(async move {
-            let failed = |m: String| SqlError::Stopped(format!("asking the front failed: {m}"));
             let call = SqlCall {
                 database: database.clone(),
                 statement,
             };
-            let body = postcard::to_stdvec(&call).map_err(|e| failed(e.to_string()))?;
-            let request = http::Request::post("/")
-                .body(full(body))
-                .map_err(|e| failed(e.to_string()))?;
-            let response = ask(&self.front, "http://front/sql", 0, request)
-                .await
-                .map_err(failed)?;
-            let bytes = response
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| failed(e.to_string()))?
-                .to_bytes();
-            postcard::from_bytes::<Result<SqlRows, SqlError>>(&bytes)
-                .map_err(|e| failed(e.to_string()))?
+            let reply: Result<SqlRows, SqlError> =
+                ask_postcard(&self.front, "http://front/sql", &call)
+                    .await
+                    .map_err(|m| SqlError::Stopped(format!("asking the front failed: {m}")))?;
+            reply
         })
     }
+}
+
+/// Sends `call` to the front's `path` and reads its answer, both in
+/// postcard; `Err` says what failed on the way.
+async fn ask_postcard<R: serde::de::DeserializeOwned>(
+    front: &Front,
+    path: &'static str,
+    call: &impl serde::Serialize,
+) -> Result<R, String> {
+    let body = postcard::to_stdvec(call).map_err(|e| e.to_string())?;
+    let request = http::Request::post("/")
+        .body(full(body))
+        .map_err(|e| e.to_string())?;
+    let response = ask(front, path, 0, request).await?;
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    postcard::from_bytes(&bytes).map_err(|e| e.to_string())
 }
 
 /// The error a breach the front reported is to the guest.
