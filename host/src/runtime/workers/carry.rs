@@ -7,6 +7,7 @@
 //! its own, as does one with much captured output.
 
 use super::back::Back;
+use super::link::LinkBody;
 use super::remote::Reports;
 use super::wire::{self, Finished, REPORT_HEADER};
 use crate::runtime::body::{BoxError, ResponseBody};
@@ -123,13 +124,13 @@ impl Drop for Carrying {
 /// response with a `Content-Length` is over at its last byte) leaves a
 /// little for [`drain`] to read.
 pub(crate) struct Unpacking {
-    inner: Option<hyper::body::Incoming>,
+    inner: Option<LinkBody>,
     back: Arc<Back>,
     call: u64,
 }
 
 impl Unpacking {
-    pub(crate) fn new(inner: hyper::body::Incoming, back: Arc<Back>, call: u64) -> Unpacking {
+    pub(crate) fn new(inner: LinkBody, back: Arc<Back>, call: u64) -> Unpacking {
         Unpacking {
             inner: Some(inner),
             back,
@@ -216,7 +217,7 @@ const DRAIN_TIME: Duration = Duration::from_secs(2);
 /// Reads what is left of a worker's response the client did not read (a
 /// little, for a while) for the report in its trailers; past either bound,
 /// the report comes on its own, or the call is settled when overdue.
-async fn drain(mut inner: hyper::body::Incoming, back: Arc<Back>, call: u64) {
+async fn drain(mut inner: LinkBody, back: Arc<Back>, call: u64) {
     use http_body_util::BodyExt;
     let read = async {
         let mut drained = 0;

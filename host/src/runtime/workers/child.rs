@@ -10,14 +10,12 @@
 
 use super::carry::Carrying;
 use super::remote::{Remote, RemoteKv, RemoteLease, RemoteSql, Reports};
-use super::wire::{
-    self, Assignment, CALL_HEADER, CallHead, DONE_HEADER, INSTANTIATE_HEADER, LIMIT_HEADER,
-};
+use super::wire::{self, Assignment, CallHead, DONE_HEADER, INSTANTIATE_HEADER, LIMIT_HEADER};
 use crate::error::InvokeError;
 use crate::observe::meter::Meter;
 use crate::observe::metrics::Metrics;
 use crate::observe::trace::RequestTrace;
-use crate::runtime::body::{BoxError, RequestBody, ResponseBody, full};
+use crate::runtime::body::{RequestBody, ResponseBody, full};
 use crate::runtime::chain::Dispatch;
 use crate::runtime::connection::ConnectionInfo;
 use crate::runtime::function::{Function, LoadedCode, RequestContext, VersionInfo};
@@ -271,15 +269,12 @@ async fn serve(
         .map_err(|e| format!("telling the front it is ready failed: {e}"))?;
     drop(ready);
 
-    let service = hyper::service::service_fn(move |request| {
+    super::link::serve(calls_in, move |head, request| {
         let worker = worker.clone();
-        async move { Ok::<_, std::convert::Infallible>(worker.call(request).await) }
-    });
-    hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-        .max_concurrent_streams(None)
-        .serve_connection(TokioIo::new(calls_in), service)
-        .await
-        .map_err(|e| format!("serving the front failed: {e}"))
+        async move { worker.call(head, request).await }
+    })
+    .await
+    .map_err(|e| format!("serving the front failed: {e}"))
 }
 
 /// A tokio socket of a duplicate of `fd` (one of the worker's stdio
@@ -307,19 +302,13 @@ impl Worker {
     /// Runs one call in a fresh sandbox, as the front would in-process.
     async fn call(
         &self,
-        request: http::Request<hyper::body::Incoming>,
+        head: CallHead,
+        request: http::Request<RequestBody>,
     ) -> http::Response<ResponseBody> {
-        let (mut parts, body) = request.into_parts();
-        let Some(head) = parts
-            .headers
-            .remove(CALL_HEADER)
-            .and_then(|v| wire::decode_header::<CallHead>(&v))
-        else {
-            return answer_error(&InvokeError::BadRequest("a call without its head".into()));
-        };
         let Ok(route) = Route::parse(&head.route) else {
             return answer_error(&InvokeError::BadRequest("a call with a bad route".into()));
         };
+        let (mut parts, body) = request.into_parts();
         parts.uri = head
             .uri
             .parse()
@@ -330,7 +319,6 @@ impl Worker {
             30 => http::Version::HTTP_3,
             _ => http::Version::HTTP_2,
         };
-        let body: RequestBody = body.map_err(BoxError::from).boxed_unsync();
         let request = http::Request::from_parts(parts, body);
         let trace = Arc::new(RequestTrace::new(head.trigger, tracing::Span::none(), None));
         self.reports.expect(&trace, head.call);

@@ -6,22 +6,23 @@
 //!
 //! The front ([`WorkerPool::invoke`]) takes a request's slots as in-process
 //! runs do (and reads a CGI body whole, charged to the host's buffers), and
-//! hands the request to its function's worker over HTTP/2 on a
-//! Unix socket (`pool.rs` starts, replaces, stops and caps workers). The
-//! worker (`child.rs`) runs it in a fresh sandbox exactly as the front
-//! would in-process, and reaches back (`remote.rs`, answered and checked by
-//! `back.rs`) for key-value storage, chained and outbound calls, shares of
-//! the host's guest memory budget (leased in 16 MiB steps, so the budget
-//! holds across all workers together); the run's cost and output ride
-//! back in its response's trailers (`carry.rs`; or on their own, when the
-//! run outlives its response) and land in the front's books. A
-//! worker that dies fails only its own calls: their slots come back, and
-//! the next request starts a new worker.
+//! hands the request to its function's worker on a Unix socket, in a
+//! compact framing (`link.rs`; `pool.rs` starts, replaces, stops and caps
+//! workers). The worker (`child.rs`) runs it in a fresh sandbox exactly as
+//! the front would in-process, and reaches back (`remote.rs`, answered and
+//! checked by `back.rs`) for key-value storage, chained and outbound calls,
+//! shares of the host's guest memory budget (leased in 16 MiB steps, so the
+//! budget holds across all workers together); the run's cost and output
+//! ride back in its answer's trailers (`carry.rs`; or on their own, when
+//! the run outlives its answer) and land in the front's books. A worker
+//! that dies fails only its own calls: their slots come back, and the next
+//! request starts a new worker.
 
 mod back;
 mod carry;
 mod cgroup;
 mod child;
+mod link;
 mod pool;
 mod remote;
 mod wire;
@@ -41,7 +42,7 @@ use back::Pending;
 use http_body_util::BodyExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use wire::{CALL_HEADER, CallHead, DONE_HEADER, INSTANTIATE_HEADER, LIMIT_HEADER};
+use wire::{CallHead, DONE_HEADER, INSTANTIATE_HEADER, LIMIT_HEADER};
 use wisp_spec::inspect::Abi;
 
 /// A call on its way to its worker: dropped before the answer (its client
@@ -111,10 +112,6 @@ impl WorkerPool {
         let body = LimitedBody::new(body, limit, too_large.clone())
             .map_err(BoxError::from)
             .boxed_unsync();
-        let header = wire::encode_header(&head)
-            .ok_or_else(|| InvokeError::BadRequest("the request cannot be passed on".into()))?;
-        parts.headers.insert(CALL_HEADER, header);
-        parts.uri = http::Uri::from_static("http://worker/");
         let budget = ChainBudget::inherited(&parts.extensions).unwrap_or_default();
         parts.extensions = http::Extensions::new();
         worker.back.expect(
@@ -135,7 +132,7 @@ impl WorkerPool {
             back: &worker.back,
             call,
         };
-        let sent = worker.send(http::Request::from_parts(parts, body)).await;
+        let sent = worker.send(head, http::Request::from_parts(parts, body)).await;
         std::mem::forget(abandoned);
         if context.body_too_slow.load(Ordering::Relaxed) {
             // The body the worker was reading stopped: the client's doing.
@@ -148,7 +145,13 @@ impl WorkerPool {
                 worker.back.settle(call);
                 return Err(request_too_large(limit));
             }
-            Err(e) => {
+            Err(link::CallFailed::HeadTooLarge) => {
+                worker.back.settle(call);
+                return Err(InvokeError::BadRequest(
+                    "the request's head is too large to pass on".into(),
+                ));
+            }
+            Err(link::CallFailed::Broken(e)) => {
                 worker.back.settle(call);
                 tracing::warn!(function = %function.name, pid = worker.pid, "a call to its guest worker failed: {e}");
                 return Err(InvokeError::WorkerFailed(format!(

@@ -20,8 +20,7 @@ use crate::runtime::body::RequestBody;
 use crate::runtime::function::Function;
 use crate::runtime::sandbox::LEASE_STEP;
 use crate::state::{KvBackend, SqlBackend};
-use hyper::client::conn::http2::SendRequest;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use super::link::{CallFailed, Link, LinkBody};
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;
 use std::os::unix::process::ExitStatusExt;
@@ -107,7 +106,7 @@ pub(crate) struct WorkerPool {
 pub(crate) struct Worker {
     pub(crate) pid: u32,
     function: Arc<str>,
-    sender: SendRequest<RequestBody>,
+    link: Link,
     pub(crate) back: Arc<Back>,
     /// The secrets it was handed: it is replaced once they change.
     secrets: Arc<BTreeMap<String, String>>,
@@ -495,18 +494,13 @@ impl WorkerPool {
             Err(_) => return Err(failed("it was not ready in time".into())),
         }
         drop(artifact);
-        let (sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
-            .max_header_list_size(64 << 10)
-            .handshake(TokioIo::new(spare.calls))
-            .await
-            .map_err(|e| failed(format!("opening its connection: {e}")))?;
-        tokio::spawn(connection);
+        let link = Link::front(spare.calls);
         back.serve(spare.back);
         let (kill, killed) = tokio::sync::oneshot::channel();
         let worker = Arc::new(Worker {
             pid,
             function: function.name.clone(),
-            sender,
+            link,
             back,
             secrets,
             alive: AtomicBool::new(true),
@@ -527,21 +521,14 @@ impl WorkerPool {
 }
 
 impl Worker {
-    /// Sends it a call.
+    /// Sends it call `head`, with `request`'s method, headers and body.
     pub(crate) async fn send(
         &self,
+        head: wire::CallHead,
         request: http::Request<RequestBody>,
-    ) -> Result<http::Response<hyper::body::Incoming>, String> {
+    ) -> Result<http::Response<LinkBody>, CallFailed> {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
-        let mut sender = self.sender.clone();
-        let sent = async {
-            sender.ready().await.map_err(|e| e.to_string())?;
-            sender
-                .send_request(request)
-                .await
-                .map_err(|e| e.to_string())
-        }
-        .await;
+        let sent = self.link.call(head, request).await;
         self.in_flight.fetch_sub(1, Ordering::AcqRel);
         sent
     }
