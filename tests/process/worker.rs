@@ -181,6 +181,24 @@ async fn the_escape_drill_meets_the_os_wall_and_only_the_attacker_notices() {
         wisp.log().contains("killed by SIGSYS"),
         "the kill is not logged"
     );
+    // A worker that garbles the framing of its calls is stopped, failing
+    // only its own calls.
+    let in_flight = tokio::spawn({
+        let wisp = wisp.clone();
+        async move { wisp.get("/drill?sleep").await.status }
+    });
+    serving_calls(&wisp, "drill", 1).await;
+    assert_eq!(
+        attack(&wisp, "garble").await,
+        None,
+        "garbling its calls did not fail them"
+    );
+    assert_eq!(in_flight.await.unwrap(), StatusCode::BAD_GATEWAY);
+    exits_counted(&wisp, "broken", 1.0).await;
+    assert!(
+        wisp.log().contains("the worker broke the framing"),
+        "the stop is not logged"
+    );
     // The next request gets a new worker, jailed like the last.
     assert_eq!(attack(&wisp, "read:/etc/shadow").await, Some(EACCES));
     bystander.stop().await;

@@ -379,7 +379,7 @@ impl Metrics {
         );
         registry.register(
             "worker_exits",
-            "Guest worker processes that ended, by cause: idle, replaced, exit, or the signal that killed it (SIGSYS: a system call its jail forbids)",
+            "Guest worker processes that ended, by cause: idle, evicted, replaced, broken (it broke the framing of its calls), exit, oom, or the signal that killed it (SIGSYS: a system call its jail forbids)",
             workers.exits.clone(),
         );
         registry.register(

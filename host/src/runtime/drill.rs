@@ -65,9 +65,19 @@ fn attack(name: &str) -> i32 {
         "segv" => raw::segfault(),
         "alloc" => allocate(argument.parse().unwrap_or(0)),
         "threads" => return start_threads(argument.parse().unwrap_or(0)),
+        "garble" => garble(),
         _ => return -1,
     };
     result.map_or_else(|e| errno(&e), |()| 0)
+}
+
+/// Writes a frame of a kind the front does not know to the worker's calls
+/// socket (its stdin), as a worker in an attacker's hands could.
+fn garble() -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::fd::AsFd;
+    let socket = std::io::stdin().as_fd().try_clone_to_owned()?;
+    std::fs::File::from(socket).write_all(&[0, 0, 0, 0, 0xff, 0, 0, 0, 0, 0, 0, 0, 0])
 }
 
 /// Maps `mib` MiB and writes to every page of it (held until the worker

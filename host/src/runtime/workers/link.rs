@@ -37,6 +37,11 @@ const FRAME_HEAD_BYTES: usize = 13;
 /// Bytes of a call's body one side may send ahead of the other's reading.
 const WINDOW: u64 = 1 << 20;
 
+/// What each [`Kind::Data`] frame counts against a window beyond its
+/// bytes: what holding it costs the side that reads it, so many tiny
+/// frames hold no more than a few large ones.
+const FRAME_CHARGE: u64 = 64;
+
 /// Largest payload of a [`Kind::Data`] frame.
 const MAX_DATA_BYTES: usize = 64 << 10;
 
@@ -129,14 +134,15 @@ impl Credit {
         self.more.notify_one();
     }
 
-    /// Takes up to `want` bytes of it, waiting for some (one task takes).
-    async fn take(&self, want: usize) -> usize {
+    /// Takes what one frame of up to `want` bytes of data may carry,
+    /// waiting for room (one task takes): the bytes it may carry.
+    async fn take_frame(&self, want: usize) -> usize {
         loop {
             let have = self.bytes.load(Ordering::Acquire);
-            if have > 0 {
-                let taken = have.min(want as u64);
+            if have > FRAME_CHARGE {
+                let taken = have.min(want as u64 + FRAME_CHARGE);
                 self.bytes.fetch_sub(taken, Ordering::AcqRel);
-                return taken as usize;
+                return (taken - FRAME_CHARGE) as usize;
             }
             self.more.notified().await;
         }
@@ -195,6 +201,10 @@ struct Shared {
     /// Why the link ended, once it has.
     ended: OnceLock<String>,
     closed: AtomicBool,
+    /// Set when it ended because the other side broke the framing.
+    broken: AtomicBool,
+    /// Woken when it ends.
+    gone: Notify,
 }
 
 impl Shared {
@@ -207,6 +217,8 @@ impl Shared {
             streams: Mutex::new(HashMap::new()),
             ended: OnceLock::new(),
             closed: AtomicBool::new(false),
+            broken: AtomicBool::new(false),
+            gone: Notify::new(),
         })
     }
 
@@ -257,6 +269,7 @@ impl Shared {
         let reason = self.ended.get_or_init(|| reason).clone();
         self.closed.store(true, Ordering::Release);
         self.out.written.notify_one();
+        self.gone.notify_waiters();
         let streams: Vec<Stream> = self.streams().drain().map(|(_, s)| s).collect();
         for stream in streams {
             stream.fail(&reason);
@@ -274,7 +287,7 @@ impl Shared {
                 Some(Ok(frame)) => match frame.into_data() {
                     Ok(mut data) => {
                         while !data.is_empty() {
-                            let n = credit.take(data.len().min(MAX_DATA_BYTES)).await;
+                            let n = credit.take_frame(data.len().min(MAX_DATA_BYTES)).await;
                             self.push(Kind::Data, call, &data[..n]);
                             data.advance(n);
                         }
@@ -298,7 +311,12 @@ impl Shared {
 
     /// Handles a body's frame of call `call` from the other side: `Err`
     /// when the other side broke the framing's rules.
-    fn on_body_frame(self: &Arc<Self>, kind: Kind, call: u64, payload: Bytes) -> Result<(), String> {
+    fn on_body_frame(
+        self: &Arc<Self>,
+        kind: Kind,
+        call: u64,
+        payload: Bytes,
+    ) -> Result<(), String> {
         let mut streams = self.streams();
         let Some(stream) = streams.get_mut(&call) else {
             // A call this side is done with: what was in flight is dropped.
@@ -306,8 +324,11 @@ impl Shared {
         };
         match kind {
             Kind::Data => {
-                let len = payload.len() as u64;
-                let received = stream.received.fetch_add(len, Ordering::AcqRel) + len;
+                if payload.is_empty() {
+                    return Err(format!("call {call} sent an empty data frame"));
+                }
+                let charge = payload.len() as u64 + FRAME_CHARGE;
+                let received = stream.received.fetch_add(charge, Ordering::AcqRel) + charge;
                 if received > WINDOW {
                     return Err(format!("call {call} sent past its window"));
                 }
@@ -473,7 +494,7 @@ impl Body for LinkBody {
                 if let Some(data) = frame.data_ref() {
                     let len = data.len() as u64;
                     self.remaining = self.remaining.map(|r| r.saturating_sub(len));
-                    self.unacknowledged += len;
+                    self.unacknowledged += len + FRAME_CHARGE;
                     if self.unacknowledged >= WINDOW / 2 {
                         let bytes = std::mem::take(&mut self.unacknowledged);
                         self.received.fetch_sub(bytes, Ordering::AcqRel);
@@ -493,7 +514,8 @@ impl Body for LinkBody {
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.remaining.map_or_else(SizeHint::default, SizeHint::with_exact)
+        self.remaining
+            .map_or_else(SizeHint::default, SizeHint::with_exact)
     }
 }
 
@@ -541,11 +563,29 @@ impl Link {
         tokio::spawn(async move {
             let reason = match read_answers(&reader, BufReader::new(read)).await {
                 Ok(()) => "the worker closed its socket".to_owned(),
-                Err(e) => format!("the worker broke the framing: {e}"),
+                Err(e) => {
+                    reader.broken.store(true, Ordering::Release);
+                    format!("the worker broke the framing: {e}")
+                }
             };
             reader.end(reason);
         });
         Link { shared }
+    }
+
+    /// Waits until the worker has broken the framing of its calls (never,
+    /// when its link ends otherwise): how.
+    pub(crate) async fn broken(&self) -> String {
+        loop {
+            let gone = self.shared.gone.notified();
+            if let Some(reason) = self.shared.ended.get() {
+                if self.shared.broken.load(Ordering::Acquire) {
+                    return reason.clone();
+                }
+                return std::future::pending().await;
+            }
+            gone.await;
+        }
     }
 
     /// Sends call `head` with `request`'s method, headers and body, and
@@ -761,9 +801,7 @@ mod tests {
     }
 
     /// A body whose chunks come from a channel, counting the bytes taken.
-    fn counted_body(
-        taken: Arc<AtomicU64>,
-    ) -> (mpsc::UnboundedSender<Bytes>, RequestBody) {
+    fn counted_body(taken: Arc<AtomicU64>) -> (mpsc::UnboundedSender<Bytes>, RequestBody) {
         let (chunks, rx) = mpsc::unbounded_channel::<Bytes>();
         let stream = futures_util::stream::unfold(rx, move |mut rx| {
             let taken = taken.clone();
@@ -778,7 +816,10 @@ mod tests {
 
     /// Serves calls by echoing each one's method, URI, header `x-in` and
     /// body back, with a trailer.
-    async fn echo(head: CallHead, request: http::Request<RequestBody>) -> http::Response<ResponseBody> {
+    async fn echo(
+        head: CallHead,
+        request: http::Request<RequestBody>,
+    ) -> http::Response<ResponseBody> {
         let (parts, body) = request.into_parts();
         let collected = body.collect().await.expect("the body");
         let trailer = collected
@@ -795,8 +836,18 @@ mod tests {
             .boxed_unsync();
         http::Response::builder()
             .status(201)
-            .header("x-call", format!("{} {} {}", head.call, parts.method, head.uri))
-            .header("x-in", parts.headers.get("x-in").cloned().unwrap_or(http::HeaderValue::from_static("")))
+            .header(
+                "x-call",
+                format!("{} {} {}", head.call, parts.method, head.uri),
+            )
+            .header(
+                "x-in",
+                parts
+                    .headers
+                    .get("x-in")
+                    .cloned()
+                    .unwrap_or(http::HeaderValue::from_static("")),
+            )
             .body(body)
             .expect("a response")
     }
@@ -825,16 +876,26 @@ mod tests {
         assert_eq!(response.headers()["x-call"], "3 POST /echo?x=1");
         assert_eq!(response.headers()["x-in"], "v");
         let collected = response.into_body().collect().await.expect("the answer");
-        assert_eq!(collected.trailers().expect("trailers")["x-trailer-seen"], "t");
+        assert_eq!(
+            collected.trailers().expect("trailers")["x-trailer-seen"],
+            "t"
+        );
         assert_eq!(collected.to_bytes(), big);
         // Many at once, with empty bodies.
         let calls = (10..60).map(|n| {
-            let request = http::Request::get("/").body(RequestBody::default()).expect("a request");
+            let request = http::Request::get("/")
+                .body(RequestBody::default())
+                .expect("a request");
             link.call(head(n), request)
         });
         for (n, answer) in (10..60).zip(futures_util::future::join_all(calls).await) {
-            let Ok(answer) = answer else { panic!("call {n} failed") };
-            assert_eq!(answer.headers()["x-call"], format!("{n} GET /echo?x=1").as_str());
+            let Ok(answer) = answer else {
+                panic!("call {n} failed")
+            };
+            assert_eq!(
+                answer.headers()["x-call"],
+                format!("{n} GET /echo?x=1").as_str()
+            );
         }
     }
 
@@ -857,7 +918,9 @@ mod tests {
         let taken = Arc::new(AtomicU64::new(0));
         let (chunks, body) = counted_body(taken.clone());
         for _ in 0..64 {
-            chunks.send(Bytes::from(vec![1u8; 64 << 10])).expect("a chunk");
+            chunks
+                .send(Bytes::from(vec![1u8; 64 << 10]))
+                .expect("a chunk");
         }
         let request = http::Request::post("/").body(body).expect("a request");
         let call = tokio::spawn(async move { link.call(head(1), request).await.is_ok() });
@@ -866,8 +929,14 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         let sent = taken.load(Ordering::SeqCst);
-        assert!(sent >= WINDOW, "it sent {sent} bytes, less than its window");
-        assert!(sent <= WINDOW + (64 << 10), "it sent {sent} bytes, past its window");
+        assert!(
+            sent >= WINDOW - (64 << 10),
+            "it sent {sent} bytes, well short of its window"
+        );
+        assert!(
+            sent <= WINDOW + (64 << 10),
+            "it sent {sent} bytes, past its window"
+        );
         answer.send(()).expect("the worker waits");
         assert!(call.await.expect("the call"), "the call failed");
     }
@@ -897,7 +966,9 @@ mod tests {
             }
         }));
         let link = Link::front(front);
-        let request = http::Request::get("/").body(RequestBody::default()).expect("a request");
+        let request = http::Request::get("/")
+            .body(RequestBody::default())
+            .expect("a request");
         let call = tokio::spawn(async move { link.call(head(1), request).await.is_ok() });
         started.await.expect("the run started");
         call.abort();
@@ -910,11 +981,16 @@ mod tests {
     async fn a_worker_past_its_window_or_gone_fails_its_calls() {
         // A worker that answers, then sends more body than it may.
         let (front, mut worker) = pair();
-        let link = Link::front(front);
-        let request = http::Request::get("/").body(RequestBody::default()).expect("a request");
+        let link = Arc::new(Link::front(front));
+        let request = http::Request::get("/")
+            .body(RequestBody::default())
+            .expect("a request");
+        let caller = link.clone();
         let calling = tokio::spawn(async move {
-            let answer = link.call(head(9), request).await;
-            let Ok(answer) = answer else { return "no answer".to_owned() };
+            let answer = caller.call(head(9), request).await;
+            let Ok(answer) = answer else {
+                return "no answer".to_owned();
+            };
             // Not read yet: nothing is credited back.
             tokio::time::sleep(Duration::from_millis(200)).await;
             match answer.into_body().collect().await {
@@ -929,26 +1005,45 @@ mod tests {
             bytes.extend_from_slice(payload);
             bytes
         };
-        let answer_head = postcard::to_stdvec(&ResponseHead { status: 200, headers: Vec::new() })
-            .expect("a head");
-        worker.write_all(&frame(Kind::Head, &answer_head)).await.expect("written");
+        let answer_head = postcard::to_stdvec(&ResponseHead {
+            status: 200,
+            headers: Vec::new(),
+        })
+        .expect("a head");
+        worker
+            .write_all(&frame(Kind::Head, &answer_head))
+            .await
+            .expect("written");
         let chunk = vec![0u8; MAX_DATA_BYTES];
         for _ in 0..=(WINDOW as usize / MAX_DATA_BYTES) {
-            worker.write_all(&frame(Kind::Data, &chunk)).await.expect("written");
+            worker
+                .write_all(&frame(Kind::Data, &chunk))
+                .await
+                .expect("written");
         }
         let failed = calling.await.expect("the call");
         assert!(failed.contains("window"), "{failed}");
+        let broken = tokio::time::timeout(Duration::from_secs(5), link.broken()).await;
+        assert!(broken.expect("the link is broken").contains("window"));
 
         // A worker that goes away mid-call.
         let (front, worker) = pair();
-        let link = Link::front(front);
-        let request = http::Request::get("/").body(RequestBody::default()).expect("a request");
-        let calling = tokio::spawn(async move { link.call(head(1), request).await.err() });
+        let link = Arc::new(Link::front(front));
+        let request = http::Request::get("/")
+            .body(RequestBody::default())
+            .expect("a request");
+        let caller = link.clone();
+        let calling = tokio::spawn(async move { caller.call(head(1), request).await.err() });
         tokio::time::sleep(Duration::from_millis(10)).await;
         drop(worker);
         let Some(CallFailed::Broken(reason)) = calling.await.expect("the call") else {
             panic!("the call did not fail as broken");
         };
         assert!(reason.contains("closed"), "{reason}");
+        let broken = tokio::time::timeout(Duration::from_millis(100), link.broken()).await;
+        assert!(
+            broken.is_err(),
+            "a worker that left did not break the framing"
+        );
     }
 }

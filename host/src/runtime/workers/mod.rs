@@ -132,7 +132,9 @@ impl WorkerPool {
             back: &worker.back,
             call,
         };
-        let sent = worker.send(head, http::Request::from_parts(parts, body)).await;
+        let sent = worker
+            .send(head, http::Request::from_parts(parts, body))
+            .await;
         std::mem::forget(abandoned);
         if context.body_too_slow.load(Ordering::Relaxed) {
             // The body the worker was reading stopped: the client's doing.

@@ -12,6 +12,7 @@
 
 use super::back::Back;
 use super::cgroup::WorkerGroups;
+use super::link::{CallFailed, Link, LinkBody};
 use super::wire::{self, Assignment, READY};
 use crate::error::InvokeError;
 use crate::observe::metrics::{Metrics, WorkerSeries};
@@ -20,7 +21,6 @@ use crate::runtime::body::RequestBody;
 use crate::runtime::function::Function;
 use crate::runtime::sandbox::LEASE_STEP;
 use crate::state::{KvBackend, SqlBackend};
-use super::link::{CallFailed, Link, LinkBody};
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;
 use std::os::unix::process::ExitStatusExt;
@@ -562,6 +562,12 @@ async fn watch(
     let status = tokio::select! {
         status = child.wait() => status.ok(),
         _ = killed => {
+            let _ = child.start_kill();
+            child.wait().await.ok()
+        }
+        reason = worker.link.broken() => {
+            tracing::warn!(function = %worker.function, pid = worker.pid, "stopping its guest worker: {reason}");
+            worker.stop("broken");
             let _ = child.start_kill();
             child.wait().await.ok()
         }

@@ -2,12 +2,12 @@
 //!
 //! A worker is started with two Unix sockets: its stdin carries the
 //! front's calls (first one [`Assignment`], length-prefixed, answered with
-//! one [`READY`] byte; then HTTP/2, the front the client) and its stdout
-//! carries the worker's calls back (HTTP/2, the worker the client:
-//! key-value operations, outbound and chained calls, finished-run
-//! reports). Everything the front must know of a call rides in one
-//! header, [`CALL_HEADER`]; everything the worker reports rides in its
-//! response or in [`Finished`].
+//! one [`READY`] byte; then the compact framing of `link.rs`, each call's
+//! [`CallHead`] in its first frame) and its stdout carries the worker's
+//! calls back (HTTP/2, the worker the client: key-value operations,
+//! outbound and chained calls, finished-run reports, each naming its call
+//! in [`CALL_HEADER`]). Everything the worker reports rides in its answer
+//! or in [`Finished`].
 
 use crate::observe::meter::GuestCost;
 use serde::{Deserialize, Serialize};
@@ -27,8 +27,7 @@ const MAX_ASSIGNMENT_BYTES: usize = 4 << 20;
 /// Largest compiled artifact a worker takes.
 const MAX_ARTIFACT_BYTES: u64 = 1 << 30;
 
-/// Header of a call to a worker (and of a worker's call back): the call's
-/// [`CallHead`] (or, on the way back, its number), base64 of JSON.
+/// Header of a worker's call back: the number of the call it is for.
 pub(crate) const CALL_HEADER: http::HeaderName =
     http::HeaderName::from_static("x-wisp-worker-call");
 
@@ -41,7 +40,7 @@ pub(crate) const LIMIT_HEADER: http::HeaderName =
 pub(crate) const DONE_HEADER: http::HeaderName =
     http::HeaderName::from_static("x-wisp-worker-done");
 
-/// Trailer of a worker's response: its run's [`Finished`] report.
+/// Trailer of a worker's answer: its run's [`Finished`] report.
 pub(crate) const REPORT_HEADER: http::HeaderName =
     http::HeaderName::from_static("x-wisp-worker-report");
 
@@ -207,10 +206,7 @@ pub(crate) fn encode_header<T: Serialize>(value: &T) -> Option<http::HeaderValue
             out
         });
     }
-    let mut header = http::HeaderValue::from_maybe_shared(bytes::Bytes::from(json)).ok()?;
-    // Each call's differs: not worth a place in HPACK's table.
-    header.set_sensitive(true);
-    Some(header)
+    http::HeaderValue::from_maybe_shared(bytes::Bytes::from(json)).ok()
 }
 
 /// The value of a header written by [`encode_header`].
@@ -337,7 +333,6 @@ mod tests {
     fn any_text_survives_a_header_as_json() {
         let text = "tab\there, DEL\u{7f}, quote \", newline\n, é ✓".to_owned();
         let header = encode_header(&text).expect("a header value");
-        assert!(header.is_sensitive());
         assert_eq!(
             decode_header::<String>(&header).as_deref(),
             Some(text.as_str())
