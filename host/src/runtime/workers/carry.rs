@@ -18,6 +18,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
+/// Most bytes of a guest's own trailers passed on (beside the report, all
+/// must fit one frame of the link).
+const MAX_GUEST_TRAILER_BYTES: usize = 64 << 10;
+
 /// How long a worker's response holds its end for the run's report.
 const WAIT_FOR_REPORT: Duration = Duration::from_millis(2);
 
@@ -72,6 +76,17 @@ impl Body for Carrying {
                 Some(Ok(frame)) => match frame.into_trailers() {
                     Ok(mut trailers) => {
                         wire::strip_worker_headers(&mut trailers);
+                        let bytes: usize = trailers
+                            .iter()
+                            .map(|(name, value)| name.as_str().len() + value.len())
+                            .sum();
+                        if bytes > MAX_GUEST_TRAILER_BYTES {
+                            // As an HTTP/2 peer would refuse them.
+                            tracing::warn!(
+                                "a guest's trailers of {bytes} bytes were dropped (at most {MAX_GUEST_TRAILER_BYTES})"
+                            );
+                            trailers.clear();
+                        }
                         self.trailers = Some(trailers);
                     }
                     Err(frame) => return Poll::Ready(Some(Ok(frame))),

@@ -40,7 +40,7 @@ const WINDOW: u64 = 1 << 20;
 /// What each [`Kind::Data`] frame counts against a window beyond its
 /// bytes: what holding it costs the side that reads it, so many tiny
 /// frames hold no more than a few large ones.
-const FRAME_CHARGE: u64 = 64;
+const FRAME_CHARGE: u64 = 128;
 
 /// Largest payload of a [`Kind::Data`] frame.
 const MAX_DATA_BYTES: usize = 64 << 10;
@@ -102,15 +102,38 @@ fn fields(headers: &http::HeaderMap) -> Fields<'_> {
         .collect()
 }
 
-fn header_map(fields: Fields<'_>) -> Result<http::HeaderMap, String> {
-    let mut headers = http::HeaderMap::with_capacity(fields.len());
+/// The headers `fields` name; with `passed_on`, without the
+/// connection-specific ones (an answer's or trailers: the side that reads
+/// them speaks HTTP to its clients on its own terms).
+fn header_map(fields: Fields<'_>, passed_on: bool) -> Result<http::HeaderMap, String> {
+    if fields.len() > MAX_FIELDS {
+        return Err(format!("{} header fields", fields.len()));
+    }
+    let mut headers =
+        http::HeaderMap::try_with_capacity(fields.len()).map_err(|e| e.to_string())?;
     for (name, value) in fields {
         let name = http::HeaderName::from_bytes(name.as_bytes()).map_err(|e| e.to_string())?;
+        if passed_on && CONNECTION_HEADERS.contains(&name.as_str()) {
+            continue;
+        }
         let value = http::HeaderValue::from_bytes(value).map_err(|e| e.to_string())?;
-        headers.append(name, value);
+        headers.try_append(name, value).map_err(|e| e.to_string())?;
     }
     Ok(headers)
 }
+
+/// Most header fields in one head or trailers.
+const MAX_FIELDS: usize = 4096;
+
+/// Headers about one HTTP connection, never passed on.
+const CONNECTION_HEADERS: [&str; 6] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "transfer-encoding",
+    "upgrade",
+];
 
 /// A body's frames as they arrive.
 type Incoming = mpsc::UnboundedSender<Result<Frame<Bytes>, BoxError>>;
@@ -129,9 +152,11 @@ impl Credit {
         })
     }
 
-    fn grant(&self, bytes: u64) {
-        self.bytes.fetch_add(bytes, Ordering::AcqRel);
+    /// Adds `bytes`: `false` when that is more than the window.
+    fn grant(&self, bytes: u64) -> bool {
+        let had = self.bytes.fetch_add(bytes, Ordering::AcqRel);
         self.more.notify_one();
+        had.saturating_add(bytes) <= WINDOW
     }
 
     /// Takes what one frame of up to `want` bytes of data may carry,
@@ -161,6 +186,11 @@ struct Stream {
     credit: Arc<Credit>,
     /// The task sending the front's body, or running the worker's call.
     task: Option<AbortHandle>,
+    /// The front: the answer has ended. The worker: it has been sent.
+    answered: bool,
+    /// The front: its body has been sent whole. The worker: the call's
+    /// body has been dropped.
+    body_done: bool,
 }
 
 impl Stream {
@@ -171,6 +201,8 @@ impl Stream {
             received: Arc::new(AtomicU64::new(0)),
             credit,
             task: None,
+            answered: false,
+            body_done: false,
         }
     }
 
@@ -243,7 +275,8 @@ impl Shared {
         self.out.written.notify_one();
     }
 
-    /// Ends a body going out: its trailers, if any.
+    /// Ends a body going out: its trailers, if any (the call is reset
+    /// when they are more than a frame carries).
     fn push_end(&self, call: u64, trailers: Option<&http::HeaderMap>) {
         let payload = match trailers {
             Some(trailers) if !trailers.is_empty() => {
@@ -251,7 +284,37 @@ impl Shared {
             }
             _ => Vec::new(),
         };
+        if payload.len() > MAX_HEAD_BYTES {
+            tracing::warn!("a body's trailers were too large to pass on");
+            self.reset(call, "its trailers were too large");
+            return;
+        }
         self.push(Kind::End, call, &payload);
+    }
+
+    /// One side of call `call` is done: `answered` its answer, else its
+    /// body. Once both are, the call is over here; a worker whose call's
+    /// body had not ended tells the front to stop sending it.
+    fn half_done(&self, call: u64, answered: bool) {
+        let mut streams = self.streams();
+        let Some(stream) = streams.get_mut(&call) else {
+            return;
+        };
+        if answered {
+            stream.answered = true;
+        } else {
+            stream.body_done = true;
+        }
+        if stream.answered && stream.body_done {
+            let stream = streams.remove(&call);
+            drop(streams);
+            if let Some(mut stream) = stream
+                && let Some(incoming) = stream.incoming.take()
+            {
+                drop(incoming);
+                self.push(Kind::Reset, call, &[]);
+            }
+        }
     }
 
     /// Drops call `call` here and tells the other side, if it was still in
@@ -276,9 +339,9 @@ impl Shared {
         }
     }
 
-    /// Sends `body` as call `call`'s, within its credit; its error resets
-    /// the call.
-    async fn send_body<B>(&self, call: u64, credit: &Credit, mut body: B)
+    /// Sends `body` as call `call`'s, within its credit: `true` once it
+    /// is sent whole; its error resets the call.
+    async fn send_body<B>(&self, call: u64, credit: &Credit, mut body: B) -> bool
     where
         B: Body<Data = Bytes, Error = BoxError> + Unpin,
     {
@@ -294,16 +357,16 @@ impl Shared {
                     }
                     Err(frame) => {
                         self.push_end(call, frame.trailers_ref());
-                        return;
+                        return true;
                     }
                 },
                 Some(Err(e)) => {
                     self.reset(call, &e.to_string());
-                    return;
+                    return false;
                 }
                 None => {
                     self.push_end(call, None);
-                    return;
+                    return true;
                 }
             }
         }
@@ -342,7 +405,7 @@ impl Shared {
                 {
                     let trailers = postcard::from_bytes::<Fields<'_>>(&payload)
                         .map_err(|e| e.to_string())
-                        .and_then(header_map)?;
+                        .and_then(|fields| header_map(fields, true))?;
                     let _ = incoming.send(Ok(Frame::trailers(trailers)));
                 }
             }
@@ -357,7 +420,11 @@ impl Shared {
                 let bytes: [u8; 4] = payload[..]
                     .try_into()
                     .map_err(|_| "a bad credit frame".to_owned())?;
-                stream.credit.grant(u64::from(u32::from_le_bytes(bytes)));
+                // What was sent and is credited back never adds up to
+                // more than the window.
+                if !stream.credit.grant(u64::from(u32::from_le_bytes(bytes))) {
+                    return Err(format!("call {call} credited past its window"));
+                }
             }
             Kind::Head => return Err(format!("call {call} sent a second head")),
         }
@@ -383,9 +450,14 @@ async fn read_frame(
         }
         Err(e) => return Err(e.to_string()),
     }
-    from.read_exact(&mut head[1..])
-        .await
-        .map_err(|e| e.to_string())?;
+    // A side killed mid-frame has closed, not broken the framing.
+    let closed = |e: std::io::Error| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset => None,
+        _ => Some(e.to_string()),
+    };
+    if let Err(e) = from.read_exact(&mut head[1..]).await {
+        return closed(e).map_or(Ok(None), Err);
+    }
     let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
     let kind = Kind::of(head[4]).ok_or_else(|| format!("a frame of kind {}", head[4]))?;
     let mut call = [0u8; 8];
@@ -401,9 +473,9 @@ async fn read_frame(
         return Err(format!("a {kind:?} frame of {len} bytes"));
     }
     let mut payload = BytesMut::zeroed(len);
-    from.read_exact(&mut payload)
-        .await
-        .map_err(|e| e.to_string())?;
+    if let Err(e) = from.read_exact(&mut payload).await {
+        return closed(e).map_or(Ok(None), Err);
+    }
     Ok(Some((kind, call, payload.freeze())))
 }
 
@@ -445,8 +517,9 @@ pub(crate) struct LinkBody {
     /// What its `Content-Length` says is left.
     remaining: Option<u64>,
     ended: bool,
-    /// The front's: dropped before its end, the call is reset.
-    reset_on_drop: bool,
+    /// The front's (an answer): dropped before its end, the call is reset.
+    /// Else a call's body in the worker.
+    answer: bool,
 }
 
 impl LinkBody {
@@ -456,7 +529,7 @@ impl LinkBody {
         call: u64,
         stream: &mut Stream,
         headers: &http::HeaderMap,
-        reset_on_drop: bool,
+        answer: bool,
     ) -> LinkBody {
         let (incoming, frames) = mpsc::unbounded_channel();
         stream.incoming = Some(incoming);
@@ -472,7 +545,7 @@ impl LinkBody {
             unacknowledged: 0,
             remaining,
             ended: false,
-            reset_on_drop,
+            answer,
         }
     }
 }
@@ -491,6 +564,8 @@ impl Body for LinkBody {
         let frame = std::task::ready!(self.frames.poll_recv(cx));
         match &frame {
             Some(Ok(frame)) => {
+                // Trailers are its last frame.
+                self.ended = frame.is_trailers();
                 if let Some(data) = frame.data_ref() {
                     let len = data.len() as u64;
                     self.remaining = self.remaining.map(|r| r.saturating_sub(len));
@@ -510,7 +585,8 @@ impl Body for LinkBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.ended || self.remaining == Some(0)
+        // Not at its `Content-Length`: its trailers may follow.
+        self.ended
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -521,7 +597,9 @@ impl Body for LinkBody {
 
 impl Drop for LinkBody {
     fn drop(&mut self) {
-        if self.reset_on_drop && !self.ended {
+        if !self.answer {
+            self.shared.half_done(self.call, false);
+        } else if !self.ended {
             self.shared.reset(self.call, "its answer was dropped");
         }
     }
@@ -533,6 +611,18 @@ pub(crate) enum CallFailed {
     HeadTooLarge,
     /// The link ended, or the call was reset, for this reason.
     Broken(String),
+}
+
+/// Ends a link when its reader stops, however it stops (a panic included).
+struct EndOnDrop(Arc<Shared>);
+
+impl Drop for EndOnDrop {
+    fn drop(&mut self) {
+        if self.0.ended.get().is_none() {
+            self.0.broken.store(true, Ordering::Release);
+            self.0.end("the worker's answers could not be read".into());
+        }
+    }
 }
 
 /// The front's end of a worker's calls socket.
@@ -559,30 +649,27 @@ impl Link {
         let shared = Shared::new();
         let (read, write) = socket.into_split();
         tokio::spawn(write_frames(shared.clone(), write));
-        let reader = shared.clone();
+        let reader = EndOnDrop(shared.clone());
         tokio::spawn(async move {
-            let reason = match read_answers(&reader, BufReader::new(read)).await {
+            let reason = match read_answers(&reader.0, BufReader::new(read)).await {
                 Ok(()) => "the worker closed its socket".to_owned(),
                 Err(e) => {
-                    reader.broken.store(true, Ordering::Release);
+                    reader.0.broken.store(true, Ordering::Release);
                     format!("the worker broke the framing: {e}")
                 }
             };
-            reader.end(reason);
+            reader.0.end(reason);
         });
         Link { shared }
     }
 
-    /// Waits until the worker has broken the framing of its calls (never,
-    /// when its link ends otherwise): how.
-    pub(crate) async fn broken(&self) -> String {
+    /// Waits until the link has ended: why, and whether the worker broke
+    /// the framing.
+    pub(crate) async fn ended(&self) -> (String, bool) {
         loop {
             let gone = self.shared.gone.notified();
             if let Some(reason) = self.shared.ended.get() {
-                if self.shared.broken.load(Ordering::Acquire) {
-                    return reason.clone();
-                }
-                return std::future::pending().await;
+                return (reason.clone(), self.shared.broken.load(Ordering::Acquire));
             }
             gone.await;
         }
@@ -610,6 +697,7 @@ impl Link {
         let credit = Credit::new();
         let mut stream = Stream::new(credit.clone());
         stream.waiting = Some(answer);
+        stream.body_done = body.is_end_stream();
         {
             // Under the lock the link's end drains, so a call either
             // fails here or with the rest.
@@ -629,7 +717,9 @@ impl Link {
         } else {
             let shared = self.shared.clone();
             let task = tokio::spawn(async move {
-                shared.send_body(call, &credit, body).await;
+                if shared.send_body(call, &credit, body).await {
+                    shared.half_done(call, false);
+                }
             });
             if let Some(stream) = self.shared.streams().get_mut(&call) {
                 stream.task = Some(task.abort_handle());
@@ -663,8 +753,11 @@ async fn read_answers(
             Kind::Head => {
                 let head: ResponseHead<'_> =
                     postcard::from_bytes(&payload).map_err(|e| e.to_string())?;
-                let status = http::StatusCode::from_u16(head.status).map_err(|e| e.to_string())?;
-                let headers = header_map(head.headers)?;
+                let status = http::StatusCode::from_u16(head.status)
+                    .ok()
+                    .filter(|status| !status.is_informational())
+                    .ok_or_else(|| format!("an answer of status {}", head.status))?;
+                let headers = header_map(head.headers, true)?;
                 let mut streams = shared.streams();
                 let Some(stream) = streams.get_mut(&call) else {
                     continue;
@@ -680,18 +773,18 @@ async fn read_answers(
                 let _ = waiting.send(Ok(response));
             }
             Kind::End => {
-                shared.on_body_frame(kind, call, payload)?;
-                // The answer is complete: the call is over here (what is
-                // left of its request body is not sent).
-                let stream = shared.streams().remove(&call);
-                if let Some(mut stream) = stream {
-                    if stream.waiting.is_some() {
-                        return Err(format!("call {call} ended before its head"));
-                    }
-                    if let Some(task) = stream.task.take() {
-                        task.abort();
-                    }
+                // (A call whose head has not come is failed with the rest.)
+                if shared
+                    .streams()
+                    .get(&call)
+                    .is_some_and(|stream| stream.waiting.is_some())
+                {
+                    return Err(format!("call {call} ended before its head"));
                 }
+                shared.on_body_frame(kind, call, payload)?;
+                // The answer is complete; the call is over once its body
+                // has been sent (a run may read it after it answered).
+                shared.half_done(call, true);
             }
             _ => shared.on_body_frame(kind, call, payload)?,
         }
@@ -735,18 +828,22 @@ where
         if head.call.call != call {
             return Err(format!("call {call} named another"));
         }
-        let headers = header_map(head.headers)?;
+        let headers = header_map(head.headers, false)?;
         let method = http::Method::from_bytes(head.method.as_bytes()).map_err(|e| e.to_string())?;
         let credit = Credit::new();
         let mut stream = Stream::new(credit.clone());
         let body = LinkBody::of(shared, call, &mut stream, &headers, false);
+        {
+            let mut streams = shared.streams();
+            if streams.contains_key(&call) {
+                return Err(format!("call {call} began twice"));
+            }
+            streams.insert(call, stream);
+        }
         let mut request = http::Request::new(body.boxed_unsync());
         *request.method_mut() = method;
         *request.headers_mut() = headers;
-        let mut streams = shared.streams();
-        if streams.contains_key(&call) {
-            return Err(format!("call {call} began twice"));
-        }
+        // Not under the lock: the call's body may be dropped in it.
         let answering = answer(head.call, request);
         let link = shared.clone();
         let task = tokio::spawn(async move {
@@ -759,17 +856,19 @@ where
             match postcard::to_stdvec(&head) {
                 Ok(payload) if payload.len() <= MAX_HEAD_BYTES => {
                     link.push(Kind::Head, call, &payload);
-                    link.send_body(call, &credit, body).await;
+                    if link.send_body(call, &credit, body).await {
+                        link.half_done(call, true);
+                    }
                 }
                 _ => {
                     tracing::warn!("an answer's headers were too large to send");
                     link.reset(call, "its answer's head was too large");
                 }
             }
-            link.streams().remove(&call);
         });
-        stream.task = Some(task.abort_handle());
-        streams.insert(call, stream);
+        if let Some(stream) = shared.streams().get_mut(&call) {
+            stream.task = Some(task.abort_handle());
+        }
     }
     Ok(())
 }
@@ -836,6 +935,7 @@ mod tests {
             .boxed_unsync();
         http::Response::builder()
             .status(201)
+            .header("transfer-encoding", "chunked")
             .header(
                 "x-call",
                 format!("{} {} {}", head.call, parts.method, head.uri),
@@ -875,6 +975,7 @@ mod tests {
         assert_eq!(response.status(), 201);
         assert_eq!(response.headers()["x-call"], "3 POST /echo?x=1");
         assert_eq!(response.headers()["x-in"], "v");
+        assert!(!response.headers().contains_key("transfer-encoding"));
         let collected = response.into_body().collect().await.expect("the answer");
         assert_eq!(
             collected.trailers().expect("trailers")["x-trailer-seen"],
@@ -1023,8 +1124,10 @@ mod tests {
         }
         let failed = calling.await.expect("the call");
         assert!(failed.contains("window"), "{failed}");
-        let broken = tokio::time::timeout(Duration::from_secs(5), link.broken()).await;
-        assert!(broken.expect("the link is broken").contains("window"));
+        let (reason, broken) = tokio::time::timeout(Duration::from_secs(5), link.ended())
+            .await
+            .expect("the link ended");
+        assert!(broken && reason.contains("window"), "{reason}");
 
         // A worker that goes away mid-call.
         let (front, worker) = pair();
@@ -1040,10 +1143,102 @@ mod tests {
             panic!("the call did not fail as broken");
         };
         assert!(reason.contains("closed"), "{reason}");
-        let broken = tokio::time::timeout(Duration::from_millis(100), link.broken()).await;
-        assert!(
-            broken.is_err(),
-            "a worker that left did not break the framing"
-        );
+        let (_, broken) = tokio::time::timeout(Duration::from_secs(5), link.ended())
+            .await
+            .expect("the link ended");
+        assert!(!broken, "a worker that left did not break the framing");
+    }
+
+    /// A worker end that answers a call with `frames`, as a worker in an
+    /// attacker's hands could: how the link ended.
+    async fn forged_answers(frames: Vec<(Kind, Vec<u8>)>) -> (String, bool) {
+        let (front, mut worker) = pair();
+        let link = Arc::new(Link::front(front));
+        let request = http::Request::get("/")
+            .body(RequestBody::default())
+            .expect("a request");
+        let caller = link.clone();
+        let calling = tokio::spawn(async move {
+            if let Ok(answer) = caller.call(head(4), request).await {
+                let _ = answer.into_body().collect().await;
+            }
+        });
+        for (kind, payload) in frames {
+            let mut bytes = (payload.len() as u32).to_le_bytes().to_vec();
+            bytes.push(kind as u8);
+            bytes.extend_from_slice(&4u64.to_le_bytes());
+            bytes.extend_from_slice(&payload);
+            if worker.write_all(&bytes).await.is_err() {
+                break;
+            }
+        }
+        let ended = tokio::time::timeout(Duration::from_secs(5), link.ended())
+            .await
+            .expect("the link ended");
+        tokio::time::timeout(Duration::from_secs(5), calling)
+            .await
+            .expect("the call ended")
+            .expect("the call");
+        ended
+    }
+
+    fn answer_head(status: u16, headers: Fields<'_>) -> Vec<u8> {
+        postcard::to_stdvec(&ResponseHead { status, headers }).expect("a head")
+    }
+
+    #[tokio::test]
+    async fn a_worker_that_forges_credit_heads_or_statuses_breaks_its_link() {
+        // Credit the front never earned: its body would pile up.
+        let credit = vec![(Kind::Credit, u32::MAX.to_le_bytes().to_vec())];
+        let (reason, broken) = forged_answers(credit).await;
+        assert!(broken && reason.contains("credited past"), "{reason}");
+        // More header fields than a head may hold: refused, not a panic.
+        let many = answer_head(200, vec![("x", b"" as &[u8]); MAX_FIELDS + 1]);
+        let (reason, broken) = forged_answers(vec![(Kind::Head, many)]).await;
+        assert!(broken && reason.contains("header fields"), "{reason}");
+        // An informational status as a final answer.
+        let informational = answer_head(101, Vec::new());
+        let (reason, broken) = forged_answers(vec![(Kind::Head, informational)]).await;
+        assert!(broken && reason.contains("status 101"), "{reason}");
+        // An end before the answer's head.
+        let (reason, broken) = forged_answers(vec![(Kind::End, Vec::new())]).await;
+        assert!(broken && reason.contains("before its head"), "{reason}");
+    }
+
+    #[tokio::test]
+    async fn a_run_reads_its_whole_body_after_it_answered() {
+        let (front, worker) = pair();
+        let (read, mut bytes_read) = mpsc::unbounded_channel::<usize>();
+        tokio::spawn(serve(worker, move |_, request| {
+            let read = read.clone();
+            // Answers at once, and reads the body after.
+            tokio::spawn(async move {
+                let body = request.into_body().collect().await;
+                let _ = read.send(body.map_or(0, |b| b.to_bytes().len()));
+            });
+            async { http::Response::new(full("accepted")) }
+        }));
+        let link = Link::front(front);
+        let upload = Bytes::from(vec![5u8; 3 * WINDOW as usize]);
+        let body = http_body_util::Full::new(upload.clone())
+            .map_err(BoxError::from)
+            .boxed_unsync();
+        let request = http::Request::post("/").body(body).expect("a request");
+        let Ok(answer) = link.call(head(2), request).await else {
+            panic!("the call failed");
+        };
+        let answer = answer.into_body().collect().await.expect("the answer");
+        assert_eq!(answer.to_bytes(), "accepted");
+        let read = tokio::time::timeout(Duration::from_secs(5), bytes_read.recv())
+            .await
+            .expect("the run read its body");
+        assert_eq!(read, Some(upload.len()));
+        let over = tokio::time::timeout(Duration::from_secs(5), async {
+            while !link.shared.streams().is_empty() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await;
+        assert!(over.is_ok(), "the call outlived its body");
     }
 }

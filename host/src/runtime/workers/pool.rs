@@ -37,6 +37,9 @@ use wisp_spec::limits::DEFAULT_MAX_CONCURRENCY;
 /// How long a worker may take from its assignment to ready.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long a worker whose calls socket closed has to end by itself.
+const LINK_END_GRACE: Duration = Duration::from_secs(1);
+
 /// What a worker holds besides its sandboxes, its calls' bodies and its
 /// code: its runtime, engine and stacks (part of its memory group's cap).
 const WORKER_BASE_MEMORY: u64 = 256 << 20;
@@ -118,6 +121,16 @@ pub(crate) struct Worker {
     /// Why the pool stopped it, if it did.
     stopped_for: Mutex<Option<&'static str>>,
     kill: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+}
+
+/// Counts a call out of its worker's calls in flight when it ends, also
+/// when its client leaves first.
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// Clears the refilling flag when the refill ends.
@@ -528,9 +541,8 @@ impl Worker {
         request: http::Request<RequestBody>,
     ) -> Result<http::Response<LinkBody>, CallFailed> {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
-        let sent = self.link.call(head, request).await;
-        self.in_flight.fetch_sub(1, Ordering::AcqRel);
-        sent
+        let _in_flight = InFlight(&self.in_flight);
+        self.link.call(head, request).await
     }
 
     /// A number for its next call.
@@ -565,11 +577,23 @@ async fn watch(
             let _ = child.start_kill();
             child.wait().await.ok()
         }
-        reason = worker.link.broken() => {
-            tracing::warn!(function = %worker.function, pid = worker.pid, "stopping its guest worker: {reason}");
-            worker.stop("broken");
-            let _ = child.start_kill();
-            child.wait().await.ok()
+        (reason, broken) = worker.link.ended() => {
+            // A worker's socket closes as it ends; one that broke the
+            // framing, or closed its socket and lives on, is stopped.
+            let ended = if broken {
+                None
+            } else {
+                tokio::time::timeout(LINK_END_GRACE, child.wait()).await.ok()
+            };
+            match ended {
+                Some(status) => status.ok(),
+                None => {
+                    tracing::warn!(function = %worker.function, pid = worker.pid, "stopping its guest worker: {reason}");
+                    worker.stop("broken");
+                    let _ = child.start_kill();
+                    child.wait().await.ok()
+                }
+            }
         }
     };
     worker.alive.store(false, Ordering::Release);
