@@ -6,11 +6,14 @@
 //! call number (`u64`), little-endian — and its payload. A call is a
 //! request [`Kind::Head`] (its [`CallHead`], method and headers), its body
 //! as [`Kind::Data`] frames and a [`Kind::End`] (its trailers, if any);
-//! its answer is the same from the worker. [`Kind::Reset`] drops a call
-//! (the front's client left, or a body failed), and [`Kind::Credit`] lets
-//! more of a body come: each side may send at most [`WINDOW`] bytes of a
-//! body the other has not read yet, and each side checks the other keeps
-//! to it, so neither holds more than that per call. Frames from any task
+//! its answer is the same from the worker. A call is over once both have
+//! ended (a run may read its body after it answered). [`Kind::Reset`]
+//! drops a call (the front's client left, or a body failed; after the
+//! answer, it only stops the body), and [`Kind::Credit`] lets more of a
+//! body come: each side may send at most [`WINDOW`] bytes of a body the
+//! other has not read yet, and each side checks the other keeps to it, so
+//! neither holds more than that per call. A side that breaks these rules
+//! ends the link (the front then stops the worker). Frames from any task
 //! are gathered in one buffer and written together by the link's writer.
 
 use super::wire::CallHead;
