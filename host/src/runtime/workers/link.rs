@@ -1084,52 +1084,12 @@ mod tests {
     #[tokio::test]
     async fn a_worker_past_its_window_or_gone_fails_its_calls() {
         // A worker that answers, then sends more body than it may.
-        let (front, mut worker) = pair();
-        let link = Arc::new(Link::front(front));
-        let request = http::Request::get("/")
-            .body(RequestBody::default())
-            .expect("a request");
-        let caller = link.clone();
-        let calling = tokio::spawn(async move {
-            let answer = caller.call(head(9), request).await;
-            let Ok(answer) = answer else {
-                return "no answer".to_owned();
-            };
-            // Not read yet: nothing is credited back.
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            match answer.into_body().collect().await {
-                Ok(_) => "a whole body".to_owned(),
-                Err(e) => e.to_string(),
-            }
-        });
-        let frame = |kind: Kind, payload: &[u8]| {
-            let mut bytes = (payload.len() as u32).to_le_bytes().to_vec();
-            bytes.push(kind as u8);
-            bytes.extend_from_slice(&9u64.to_le_bytes());
-            bytes.extend_from_slice(payload);
-            bytes
-        };
-        let answer_head = postcard::to_stdvec(&ResponseHead {
-            status: 200,
-            headers: Vec::new(),
-        })
-        .expect("a head");
-        worker
-            .write_all(&frame(Kind::Head, &answer_head))
-            .await
-            .expect("written");
+        let mut frames = vec![(Kind::Head, answer_head(200, Vec::new()))];
         let chunk = vec![0u8; MAX_DATA_BYTES];
-        for _ in 0..=(WINDOW as usize / MAX_DATA_BYTES) {
-            worker
-                .write_all(&frame(Kind::Data, &chunk))
-                .await
-                .expect("written");
-        }
-        let failed = calling.await.expect("the call");
+        frames
+            .extend((0..=(WINDOW as usize / MAX_DATA_BYTES)).map(|_| (Kind::Data, chunk.clone())));
+        let (reason, broken, failed) = forged_answers(frames).await;
         assert!(failed.contains("window"), "{failed}");
-        let (reason, broken) = tokio::time::timeout(Duration::from_secs(5), link.ended())
-            .await
-            .expect("the link ended");
         assert!(broken && reason.contains("window"), "{reason}");
 
         // A worker that goes away mid-call.
@@ -1153,8 +1113,10 @@ mod tests {
     }
 
     /// A worker end that answers a call with `frames`, as a worker in an
-    /// attacker's hands could: how the link ended.
-    async fn forged_answers(frames: Vec<(Kind, Vec<u8>)>) -> (String, bool) {
+    /// attacker's hands could: how the link ended, and what the caller saw
+    /// of its answer (read only after the frames are in, so nothing was
+    /// credited back).
+    async fn forged_answers(frames: Vec<(Kind, Vec<u8>)>) -> (String, bool, String) {
         let (front, mut worker) = pair();
         let link = Arc::new(Link::front(front));
         let request = http::Request::get("/")
@@ -1162,8 +1124,13 @@ mod tests {
             .expect("a request");
         let caller = link.clone();
         let calling = tokio::spawn(async move {
-            if let Ok(answer) = caller.call(head(4), request).await {
-                let _ = answer.into_body().collect().await;
+            let Ok(answer) = caller.call(head(4), request).await else {
+                return "no answer".to_owned();
+            };
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            match answer.into_body().collect().await {
+                Ok(_) => "a whole body".to_owned(),
+                Err(e) => e.to_string(),
             }
         });
         for (kind, payload) in frames {
@@ -1175,14 +1142,14 @@ mod tests {
                 break;
             }
         }
-        let ended = tokio::time::timeout(Duration::from_secs(5), link.ended())
+        let (reason, broken) = tokio::time::timeout(Duration::from_secs(5), link.ended())
             .await
             .expect("the link ended");
-        tokio::time::timeout(Duration::from_secs(5), calling)
+        let seen = tokio::time::timeout(Duration::from_secs(5), calling)
             .await
             .expect("the call ended")
             .expect("the call");
-        ended
+        (reason, broken, seen)
     }
 
     fn answer_head(status: u16, headers: Fields<'_>) -> Vec<u8> {
@@ -1193,18 +1160,18 @@ mod tests {
     async fn a_worker_that_forges_credit_heads_or_statuses_breaks_its_link() {
         // Credit the front never earned: its body would pile up.
         let credit = vec![(Kind::Credit, u32::MAX.to_le_bytes().to_vec())];
-        let (reason, broken) = forged_answers(credit).await;
+        let (reason, broken, _) = forged_answers(credit).await;
         assert!(broken && reason.contains("credited past"), "{reason}");
         // More header fields than a head may hold: refused, not a panic.
         let many = answer_head(200, vec![("x", b"" as &[u8]); MAX_FIELDS + 1]);
-        let (reason, broken) = forged_answers(vec![(Kind::Head, many)]).await;
+        let (reason, broken, _) = forged_answers(vec![(Kind::Head, many)]).await;
         assert!(broken && reason.contains("header fields"), "{reason}");
         // An informational status as a final answer.
         let informational = answer_head(101, Vec::new());
-        let (reason, broken) = forged_answers(vec![(Kind::Head, informational)]).await;
+        let (reason, broken, _) = forged_answers(vec![(Kind::Head, informational)]).await;
         assert!(broken && reason.contains("status 101"), "{reason}");
         // An end before the answer's head.
-        let (reason, broken) = forged_answers(vec![(Kind::End, Vec::new())]).await;
+        let (reason, broken, _) = forged_answers(vec![(Kind::End, Vec::new())]).await;
         assert!(broken && reason.contains("before its head"), "{reason}");
     }
 
