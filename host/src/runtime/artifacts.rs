@@ -20,7 +20,8 @@ use crate::backplane::records::FunctionRecord;
 use crate::disk::crash_point::CrashPoint;
 use crate::disk::write_file_atomically;
 use std::fs::{self, File};
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use wisp_spec::source::SourceHash;
@@ -193,17 +194,45 @@ impl ArtifactStore {
         Ok(path)
     }
 
-    /// The bytes of the artifact `key`, checked against its checksum: read
-    /// once, for a process that loads its code from bytes (a guest worker),
-    /// where nothing maps the file.
-    pub fn compiled_bytes(&self, key: &str) -> Result<Vec<u8>, ArtifactError> {
+    /// The artifact `key`, checked against its checksum as it is copied
+    /// into a sealed memory file (`memfd`): the code guest workers map.
+    /// Sealed, it cannot change after the check; a worker handed it reopens
+    /// it through `/proc/self/fd` as its unprivileged user (a memory file
+    /// is readable by its holder and lies in no directory a Landlock rule
+    /// covers), while the store's own files stay `0600` in their `0700`
+    /// directories. Every worker of the code shares its pages.
+    pub fn compiled_sealed(&self, key: &str) -> Result<OwnedFd, ArtifactError> {
         let (mut file, path, expected) = self.open_compiled(key)?;
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes).map_err(io_error(&path))?;
-        if blake3::hash(&bytes).to_hex().as_str() != expected.trim() {
+        let sealed_failed = |e: rustix::io::Errno| io_error(&path)(io::Error::from(e));
+        let memory = rustix::fs::memfd_create(
+            "wisp-code",
+            rustix::fs::MemfdFlags::CLOEXEC | rustix::fs::MemfdFlags::ALLOW_SEALING,
+        )
+        .map_err(sealed_failed)?;
+        let mut copy = File::from(memory);
+        let mut hasher = blake3::Hasher::new();
+        let mut buffer = vec![0u8; 256 << 10];
+        loop {
+            let n = file.read(&mut buffer).map_err(io_error(&path))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buffer[..n]);
+            copy.write_all(&buffer[..n]).map_err(io_error(&path))?;
+        }
+        if hasher.finalize().to_hex().as_str() != expected.trim() {
             return Err(ArtifactError::Corrupt(path.display().to_string()));
         }
-        Ok(bytes)
+        let memory = OwnedFd::from(copy);
+        rustix::fs::fcntl_add_seals(
+            &memory,
+            rustix::fs::SealFlags::SHRINK
+                | rustix::fs::SealFlags::GROW
+                | rustix::fs::SealFlags::WRITE
+                | rustix::fs::SealFlags::SEAL,
+        )
+        .map_err(sealed_failed)?;
+        Ok(memory)
     }
 
     /// The artifact `key` opened, its path and its recorded checksum; an
@@ -300,6 +329,7 @@ fn checksum(file: &mut File) -> io::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::AsRawFd;
 
     fn store(dir: &Path, fingerprint: &str) -> ArtifactStore {
         ArtifactStore::open(dir, fingerprint.to_owned()).unwrap()
@@ -337,19 +367,27 @@ mod tests {
             Err(ArtifactError::Missing(_))
         ));
         assert!(matches!(
-            s.compiled_bytes("k"),
+            s.compiled_sealed("k"),
             Err(ArtifactError::Missing(_))
         ));
         s.put_compiled("k", b"native code").unwrap();
         assert!(s.verified_compiled("k").is_ok());
-        assert_eq!(s.compiled_bytes("k").unwrap(), b"native code");
+        let sealed = File::from(s.compiled_sealed("k").unwrap());
+        assert_eq!(
+            fs::read(format!("/proc/self/fd/{}", sealed.as_raw_fd())).unwrap(),
+            b"native code"
+        );
+        // Sealed: what was checked is what every worker maps.
+        assert!((&sealed).write_all(b"x").is_err());
+        assert!(sealed.set_len(0).is_err());
+        assert_eq!(sealed.metadata().unwrap().len(), 11);
         fs::write(s.compiled_path("k"), b"native").unwrap();
         assert!(matches!(
             s.verified_compiled("k"),
             Err(ArtifactError::Corrupt(_))
         ));
         assert!(matches!(
-            s.compiled_bytes("k"),
+            s.compiled_sealed("k"),
             Err(ArtifactError::Corrupt(_))
         ));
         s.put_compiled("k", b"native code").unwrap();
@@ -359,7 +397,7 @@ mod tests {
             Err(ArtifactError::Corrupt(_))
         ));
         assert!(matches!(
-            s.compiled_bytes("k"),
+            s.compiled_sealed("k"),
             Err(ArtifactError::Corrupt(_))
         ));
     }

@@ -58,13 +58,6 @@ impl Linkers {
     }
 }
 
-/// Where compiled code is loaded from.
-#[derive(Clone, Copy)]
-enum Artifact<'a> {
-    File(&'a Path),
-    Bytes(&'a [u8]),
-}
-
 /// Pre-linked code, ready to instantiate.
 enum Code {
     Component(Entry),
@@ -110,26 +103,6 @@ impl LoadedCode {
         abi: Abi,
         artifact: &Path,
     ) -> Result<LoadedCode, DeployError> {
-        LoadedCode::link(engine, linkers, abi, Artifact::File(artifact))
-    }
-
-    /// Loads a compiled artifact handed over in memory (a guest worker's,
-    /// which opens no files) and pre-links it.
-    pub(crate) fn from_bytes(
-        engine: &Engine,
-        linkers: &Linkers,
-        abi: Abi,
-        artifact: &[u8],
-    ) -> Result<LoadedCode, DeployError> {
-        LoadedCode::link(engine, linkers, abi, Artifact::Bytes(artifact))
-    }
-
-    fn link(
-        engine: &Engine,
-        linkers: &Linkers,
-        abi: Abi,
-        artifact: Artifact<'_>,
-    ) -> Result<LoadedCode, DeployError> {
         let failed = |e: wasmtime::Error| {
             DeployError::from(HostFailure::logged(
                 "loading the compiled code failed",
@@ -140,17 +113,13 @@ impl LoadedCode {
             Abi::WasiHttp | Abi::WasiHttp3 => {
                 // SAFETY: the artifact was produced by `Engine::precompile_component`
                 // for this engine's configuration (its key includes the engine's
-                // compatibility fingerprint) and its checksum was verified (a
-                // worker's, by the front process that read it) just before this
-                // call; nothing else writes to the store's files.
+                // compatibility fingerprint) and its checksum was verified just
+                // before this call (a worker's by the front process, which
+                // sealed it in a memory file as it checked it); nothing else
+                // writes to the store's files.
                 #[expect(unsafe_code, reason = "loading our own verified artifact")]
-                let component = unsafe {
-                    match artifact {
-                        Artifact::File(path) => Component::deserialize_file(engine, path),
-                        Artifact::Bytes(bytes) => Component::deserialize(engine, bytes),
-                    }
-                }
-                .map_err(failed)?;
+                let component =
+                    unsafe { Component::deserialize_file(engine, artifact) }.map_err(failed)?;
                 let linker = if abi == Abi::WasiHttp3 {
                     &linkers.service
                 } else {
@@ -170,13 +139,8 @@ impl LoadedCode {
             Abi::Cgi => {
                 // SAFETY: as above, for `Engine::precompile_module` output.
                 #[expect(unsafe_code, reason = "loading our own verified artifact")]
-                let module = unsafe {
-                    match artifact {
-                        Artifact::File(path) => Module::deserialize_file(engine, path),
-                        Artifact::Bytes(bytes) => Module::deserialize(engine, bytes),
-                    }
-                }
-                .map_err(failed)?;
+                let module =
+                    unsafe { Module::deserialize_file(engine, artifact) }.map_err(failed)?;
                 let pre = linkers
                     .cgi
                     .instantiate_pre(&module)

@@ -87,11 +87,14 @@ impl Runtime {
         self.verified(slot, ArtifactStore::verified_compiled)
     }
 
-    /// The bytes of `slot`'s verified compiled artifact, read once (for a
-    /// guest worker, which loads its code from them); a missing or corrupt
-    /// one is recompiled from its stored source (blocking).
-    pub(crate) fn verified_artifact_bytes(&self, slot: &CodeSlot) -> Result<Vec<u8>, DeployError> {
-        self.verified(slot, ArtifactStore::compiled_bytes)
+    /// `slot`'s verified compiled artifact in a sealed memory file (for
+    /// guest workers, which map it); a missing or corrupt one is recompiled
+    /// from its stored source (blocking).
+    pub(crate) fn sealed_artifact(
+        &self,
+        slot: &CodeSlot,
+    ) -> Result<std::os::fd::OwnedFd, DeployError> {
+        self.verified(slot, ArtifactStore::compiled_sealed)
     }
 
     /// `read` of `slot`'s compiled artifact, recompiling it from its

@@ -1,9 +1,10 @@
 //! The guest worker process: one version of one function, behind an OS
 //! wall. Started by the front process with a clean environment, it drops
 //! root (for `nobody`), caps its files and core dumps, reads its
-//! [`Assignment`] and compiled code from its stdin, jails itself (see
-//! `jail.rs`) while it still has one thread, and only then builds its
-//! engine, maps the guest's code and serves the front's calls: each in a
+//! [`Assignment`] and the sealed memory file of its compiled code from its
+//! stdin, jails itself (see `jail.rs`) while it still has one thread, and
+//! only then builds its runtime, maps the guest's code and serves the
+//! front's calls: each in a
 //! fresh sandbox, exactly as the front would run it in-process, with the
 //! front's answers for everything the guest reaches beyond its sandbox
 //! (see `remote.rs`). It ends when the front closes its socket.
@@ -26,7 +27,7 @@ use crate::state::FunctionSecrets;
 use http_body_util::BodyExt;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::io::Write;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -89,7 +90,7 @@ fn run() -> Result<(), String> {
     // Its address space: what the engines reserved for their pools of
     // sandboxes, and room for its code and runtime — never more.
     let address_space = reserved_address_space()?.saturating_add(WORKER_SPARE_ADDRESS_SPACE);
-    let (assignment, artifact) = wire::read_assignment(&mut std::io::stdin().lock())?;
+    let (assignment, code) = wire::read_assignment(std::io::stdin().as_fd())?;
     let mut settings = assignment
         .settings
         .check()
@@ -116,7 +117,7 @@ fn run() -> Result<(), String> {
     }
     #[cfg(feature = "escape-drill")]
     super::super::drill::jailed();
-    let served = runtime.block_on(serve(engines, assignment, settings, artifact));
+    let served = runtime.block_on(serve(engines, assignment, settings, code));
     drop(granted);
     served
 }
@@ -168,7 +169,7 @@ async fn serve(
     ),
     assignment: Assignment,
     settings: Settings,
-    artifact: Vec<u8>,
+    sealed: OwnedFd,
 ) -> Result<(), String> {
     let calls_in = socket_of(std::io::stdin().as_fd())?;
     let calls_out = socket_of(std::io::stdout().as_fd())?;
@@ -189,14 +190,12 @@ async fn serve(
     })?;
     let runtime = Arc::new(runtime);
     let abi = assignment.abi;
-    let code = LoadedCode::from_bytes(
-        runtime.engines.for_abi(abi),
-        &runtime.linkers,
-        abi,
-        &artifact,
-    )
-    .map_err(|e| format!("loading its code failed: {e}"))?;
-    drop(artifact);
+    // Mapped through its own descriptor, as the jailed user may: the pages
+    // are the memory file's, shared with every worker of the same code.
+    let mapped = std::path::PathBuf::from(format!("/proc/self/fd/{}", sealed.as_raw_fd()));
+    let code = LoadedCode::load(runtime.engines.for_abi(abi), &runtime.linkers, abi, &mapped)
+        .map_err(|e| format!("loading its code failed: {e}"))?;
+    drop(sealed);
     let name: Arc<str> = Arc::from(assignment.function.as_str());
     let slot = runtime
         .code

@@ -18,18 +18,20 @@ use crate::error::InvokeError;
 use crate::observe::metrics::{Metrics, WorkerSeries};
 use crate::runtime::Runtime;
 use crate::runtime::body::RequestBody;
+use crate::runtime::code_cache::CodeSlot;
 use crate::runtime::function::Function;
 use crate::runtime::sandbox::LEASE_STEP;
 use crate::state::{KvBackend, SqlBackend};
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;
+use std::os::fd::AsFd;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt};
 use tokio::sync::OnceCell;
 use wisp_spec::api::WorkerInfo;
 use wisp_spec::limits::DEFAULT_MAX_CONCURRENCY;
@@ -90,6 +92,9 @@ pub(crate) struct WorkerPool {
     metrics: Arc<Metrics>,
     series: WorkerSeries,
     workers: Mutex<HashMap<(Arc<str>, u32), Cell>>,
+    /// The sealed code live workers map, by artifact key: the next worker
+    /// of the same code is handed it with no check and no copy.
+    codes: Mutex<HashMap<String, Weak<SealedCode>>>,
     spares: Mutex<Vec<Spare>>,
     /// Workers alive or starting.
     count: AtomicUsize,
@@ -110,6 +115,8 @@ pub(crate) struct Worker {
     pub(crate) pid: u32,
     function: Arc<str>,
     link: Link,
+    /// The code it maps, kept for the next worker of the same code.
+    _code: Arc<SealedCode>,
     pub(crate) back: Arc<Back>,
     /// The secrets it was handed: it is replaced once they change.
     secrets: Arc<BTreeMap<String, String>>,
@@ -159,6 +166,13 @@ impl Drop for RefillOnDrop {
     }
 }
 
+/// A code's compiled artifact, checked and sealed in a memory file (see
+/// `ArtifactStore::compiled_sealed`): what its workers map.
+struct SealedCode {
+    file: std::os::fd::OwnedFd,
+    len: u64,
+}
+
 /// A started worker waiting for its assignment.
 struct Spare {
     /// Sandboxes its engines' pools hold.
@@ -187,6 +201,7 @@ impl WorkerPool {
             series: metrics.workers().clone(),
             metrics,
             workers: Mutex::default(),
+            codes: Mutex::default(),
             spares: Mutex::default(),
             count: AtomicUsize::new(0),
             refilling: AtomicBool::new(false),
@@ -206,6 +221,10 @@ impl WorkerPool {
 
     fn lock_workers(&self) -> std::sync::MutexGuard<'_, HashMap<(Arc<str>, u32), Cell>> {
         self.workers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lock_codes(&self) -> std::sync::MutexGuard<'_, HashMap<String, Weak<SealedCode>>> {
+        self.codes.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn lock_spares(&self) -> std::sync::MutexGuard<'_, Vec<Spare>> {
@@ -413,6 +432,35 @@ impl WorkerPool {
         }
     }
 
+    /// The sealed code of `slot`: the one its live workers map, or one made
+    /// anew from its checked artifact (on the blocking pool).
+    async fn sealed_code(
+        &self,
+        runtime: &Arc<Runtime>,
+        slot: &Arc<CodeSlot>,
+    ) -> Result<Arc<SealedCode>, String> {
+        let shared = self.lock_codes().get(&slot.key).and_then(Weak::upgrade);
+        if let Some(code) = shared {
+            return Ok(code);
+        }
+        let (runtime, for_blocking) = (runtime.clone(), slot.clone());
+        let file = tokio::task::spawn_blocking(move || runtime.sealed_artifact(&for_blocking))
+            .await
+            .map_err(|e| format!("reading its code: {e}"))?
+            .map_err(|e| e.to_string())?;
+        let len = rustix::fs::fstat(&file)
+            .map_err(|e| format!("reading its code: {e}"))?
+            .st_size;
+        let code = Arc::new(SealedCode {
+            file,
+            len: u64::try_from(len).unwrap_or(0),
+        });
+        let mut codes = self.lock_codes();
+        codes.retain(|_, code| code.strong_count() > 0);
+        codes.insert(slot.key.clone(), Arc::downgrade(&code));
+        Ok(code)
+    }
+
     /// Hands a spare (or a newly started process) its assignment and waits
     /// until it is ready.
     async fn assign(
@@ -429,13 +477,7 @@ impl WorkerPool {
             ))
         };
         let slot = function.code().clone();
-        let artifact = {
-            let (runtime, slot) = (runtime.clone(), slot.clone());
-            tokio::task::spawn_blocking(move || runtime.verified_artifact_bytes(&slot))
-                .await
-                .map_err(|e| failed(format!("reading its code: {e}")))?
-                .map_err(|e| failed(e.to_string()))?
-        };
+        let code = self.sealed_code(runtime, &slot).await.map_err(failed)?;
         let limits = &function.settings.limits;
         let max_instances = limits.max_concurrency.clamp(1, self.pool_size);
         let instances = sandboxes_for(max_instances);
@@ -456,7 +498,7 @@ impl WorkerPool {
         let pid = spare.child.id().unwrap_or_default();
         log_stderr(&function.name, pid, spare.child.stderr.take());
         // Capped before it reads the code it will run.
-        let cap = memory_cap(limits, self.guest_budgets, artifact.len() as u64);
+        let cap = memory_cap(limits, self.guest_budgets, code.len);
         self.groups.cap_memory(pid, cap).map_err(failed)?;
         // Its books at the front, with a step of guest memory granted ahead
         // (its first sandbox then asks the front for nothing); a worker that
@@ -480,12 +522,9 @@ impl WorkerPool {
             max_buffered: runtime.buffers.limit(),
             granted_memory,
             max_user_threads: self.max_user_threads(),
-            artifact_bytes: artifact.len() as u64,
         };
-        let head = wire::assignment_head(&assignment).map_err(|e| failed(format!("{e}")))?;
         let handshake = async {
-            spare.calls.write_all(&head).await?;
-            spare.calls.write_all(&artifact).await?;
+            wire::send_assignment(&mut spare.calls, &assignment, code.file.as_fd()).await?;
             let mut ready = [0u8; 1];
             spare.calls.read_exact(&mut ready).await?;
             if ready[0] != READY {
@@ -506,7 +545,6 @@ impl WorkerPool {
             }
             Err(_) => return Err(failed("it was not ready in time".into())),
         }
-        drop(artifact);
         let link = Link::front(spare.calls);
         back.serve(spare.back);
         let (kill, killed) = tokio::sync::oneshot::channel();
@@ -514,6 +552,7 @@ impl WorkerPool {
             pid,
             function: function.name.clone(),
             link,
+            _code: code,
             back,
             secrets,
             alive: AtomicBool::new(true),

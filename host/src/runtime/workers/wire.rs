@@ -1,8 +1,9 @@
 //! What the front process and a guest worker say to each other.
 //!
 //! A worker is started with two Unix sockets: its stdin carries the
-//! front's calls (first one [`Assignment`], length-prefixed, answered with
-//! one [`READY`] byte; then the compact framing of `link.rs`, each call's
+//! front's calls (first one [`Assignment`], length-prefixed, with its
+//! compiled code's open file riding along (`SCM_RIGHTS`), answered with one
+//! [`READY`] byte; then the compact framing of `link.rs`, each call's
 //! [`CallHead`] in its first frame) and its stdout carries the worker's
 //! calls back (HTTP/2, the worker the client: key-value operations,
 //! outbound and chained calls, finished-run reports, each naming its call
@@ -12,7 +13,9 @@
 use crate::observe::meter::GuestCost;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::io::Read;
+use std::io::IoSlice;
+use std::mem::MaybeUninit;
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::time::Duration;
 use wisp_spec::inspect::Abi;
 use wisp_spec::settings::RawSettings;
@@ -20,12 +23,8 @@ use wisp_spec::settings::RawSettings;
 /// The byte a worker writes once it can serve.
 pub(crate) const READY: u8 = b'R';
 
-/// Largest assignment the worker reads (settings, secrets; the artifact
-/// follows it and is bounded by [`MAX_ARTIFACT_BYTES`]).
+/// Largest assignment the worker reads (settings, secrets).
 const MAX_ASSIGNMENT_BYTES: usize = 4 << 20;
-
-/// Largest compiled artifact a worker takes.
-const MAX_ARTIFACT_BYTES: u64 = 1 << 30;
 
 /// Header of a worker's call back: the number of the call it is for.
 pub(crate) const CALL_HEADER: http::HeaderName =
@@ -93,8 +92,6 @@ pub(crate) struct Assignment {
     /// Processes (threads) all workers' unprivileged user may run at once:
     /// its `RLIMIT_NPROC`, once it has dropped root.
     pub(crate) max_user_threads: u64,
-    /// Length of the compiled artifact that follows.
-    pub(crate) artifact_bytes: u64,
 }
 
 /// One call to a worker: what the request path knows of it.
@@ -214,40 +211,86 @@ pub(crate) fn decode_header<T: for<'de> Deserialize<'de>>(value: &http::HeaderVa
     serde_json::from_slice(value.as_bytes()).ok()
 }
 
-/// The head of an assignment: its length and JSON; the artifact follows.
-pub(crate) fn assignment_head(assignment: &Assignment) -> std::io::Result<Vec<u8>> {
+/// Sends `assignment` on a spare's calls socket, length-prefixed, with
+/// `code` (its compiled artifact, opened read-only) riding along with the
+/// first byte: the worker maps the very file the front checked, and is
+/// handed no other.
+pub(crate) async fn send_assignment(
+    socket: &mut tokio::net::UnixStream,
+    assignment: &Assignment,
+    code: BorrowedFd<'_>,
+) -> std::io::Result<()> {
+    use tokio::io::AsyncWriteExt;
     let json = serde_json::to_vec(assignment).map_err(std::io::Error::other)?;
     let len = u32::try_from(json.len()).map_err(std::io::Error::other)?;
     let mut head = len.to_le_bytes().to_vec();
     head.extend_from_slice(&json);
-    Ok(head)
+    let sent = socket
+        .async_io(tokio::io::Interest::WRITABLE, || {
+            let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+            let mut control = rustix::net::SendAncillaryBuffer::new(&mut space);
+            let fds = [code];
+            control.push(rustix::net::SendAncillaryMessage::ScmRights(&fds));
+            Ok(rustix::net::sendmsg(
+                &*socket,
+                &[IoSlice::new(&head)],
+                &mut control,
+                rustix::net::SendFlags::NOSIGNAL,
+            )?)
+        })
+        .await?;
+    socket.write_all(&head[sent..]).await
 }
 
-/// Reads an assignment's head and then its artifact (blocking), within the
-/// bounds.
-pub(crate) fn read_assignment(from: &mut impl Read) -> Result<(Assignment, Vec<u8>), String> {
+/// Reads an assignment and the file of its compiled code from the calls
+/// socket `from` (blocking), within the bounds.
+pub(crate) fn read_assignment(from: BorrowedFd<'_>) -> Result<(Assignment, OwnedFd), String> {
+    let failed = |e: rustix::io::Errno| format!("reading the assignment failed: {e}");
     let mut len = [0u8; 4];
-    from.read_exact(&mut len)
-        .map_err(|e| format!("reading the assignment failed: {e}"))?;
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = rustix::net::RecvAncillaryBuffer::new(&mut space);
+    let received = rustix::net::recvmsg(
+        from,
+        &mut [std::io::IoSliceMut::new(&mut len)],
+        &mut control,
+        rustix::net::RecvFlags::CMSG_CLOEXEC,
+    )
+    .map_err(failed)?;
+    if received.bytes == 0 {
+        return Err("the front left before the assignment".into());
+    }
+    let mut code = None;
+    for message in control.drain() {
+        if let rustix::net::RecvAncillaryMessage::ScmRights(fds) = message {
+            for fd in fds {
+                code.get_or_insert(fd);
+            }
+        }
+    }
+    let code = code.ok_or("the assignment came without its code")?;
+    read_exact(from, &mut len[received.bytes..]).map_err(failed)?;
     let len = u32::from_le_bytes(len) as usize;
     if len > MAX_ASSIGNMENT_BYTES {
         return Err(format!("an assignment of {len} bytes is too large"));
     }
     let mut json = vec![0u8; len];
-    from.read_exact(&mut json)
-        .map_err(|e| format!("reading the assignment failed: {e}"))?;
+    read_exact(from, &mut json).map_err(failed)?;
     let assignment: Assignment =
         serde_json::from_slice(&json).map_err(|e| format!("a bad assignment: {e}"))?;
-    if assignment.artifact_bytes > MAX_ARTIFACT_BYTES {
-        return Err(format!(
-            "an artifact of {} bytes is too large",
-            assignment.artifact_bytes
-        ));
+    Ok((assignment, code))
+}
+
+/// Fills `buffer` from `from` (blocking).
+fn read_exact(from: BorrowedFd<'_>, mut buffer: &mut [u8]) -> Result<(), rustix::io::Errno> {
+    while !buffer.is_empty() {
+        match rustix::io::read(from, &mut *buffer) {
+            Ok(0) => return Err(rustix::io::Errno::PIPE),
+            Ok(n) => buffer = &mut buffer[n..],
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e),
+        }
     }
-    let mut artifact = vec![0u8; usize::try_from(assignment.artifact_bytes).unwrap_or(0)];
-    from.read_exact(&mut artifact)
-        .map_err(|e| format!("reading the artifact failed: {e}"))?;
-    Ok((assignment, artifact))
+    Ok(())
 }
 
 /// A key-value operation a worker asks the front for, on a bucket its
