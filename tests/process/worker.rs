@@ -157,6 +157,10 @@ async fn the_escape_drill_meets_the_os_wall_and_only_the_attacker_notices() {
         );
     }
     assert!(!escaped.exists(), "the attacker wrote outside its worker");
+    // Its code's memory file, which every worker of the same code maps, is
+    // sealed: opened for writing through the worker's own descriptor, it
+    // refuses the write.
+    assert_eq!(attack(&wisp, "code").await, Some(EPERM));
 
     // The calls only an attacker makes kill its worker, and with it only
     // its own calls in flight.

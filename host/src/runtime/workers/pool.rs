@@ -177,6 +177,8 @@ struct SealedCode {
 struct Spare {
     /// Sandboxes its engines' pools hold.
     instances: u32,
+    /// When its process was started.
+    spawned: Instant,
     child: tokio::process::Child,
     calls: tokio::net::UnixStream,
     back: tokio::net::UnixStream,
@@ -309,6 +311,7 @@ impl WorkerPool {
     /// Starts a worker process, not yet assigned, whose engines' pools
     /// hold `instances` sandboxes.
     fn spawn(&self, instances: u32) -> std::io::Result<Spare> {
+        let spawned = Instant::now();
         let (calls, child_calls) = std::os::unix::net::UnixStream::pair()?;
         let (back, child_back) = std::os::unix::net::UnixStream::pair()?;
         let child = tokio::process::Command::new(&self.options.program)
@@ -333,6 +336,7 @@ impl WorkerPool {
         };
         Ok(Spare {
             instances,
+            spawned,
             child,
             calls: socket(calls)?,
             back: socket(back)?,
@@ -385,7 +389,7 @@ impl WorkerPool {
     ) -> Result<Arc<Worker>, InvokeError> {
         let asked = Instant::now();
         self.make_room(function)?;
-        let result = self.assign(function, runtime, secrets).await;
+        let result = self.assign(function, runtime, secrets, asked).await;
         match result {
             Ok(worker) => {
                 self.series.started(asked.elapsed());
@@ -468,6 +472,7 @@ impl WorkerPool {
         function: &Function,
         runtime: &Arc<Runtime>,
         secrets: Arc<BTreeMap<String, String>>,
+        asked: Instant,
     ) -> Result<Arc<Worker>, InvokeError> {
         let failed = |what: String| {
             tracing::error!(function = %function.name, "starting its guest worker failed: {what}");
@@ -495,6 +500,7 @@ impl WorkerPool {
             Some(spare) => spare,
             None => self.spawn(instances).map_err(|e| failed(format!("{e}")))?,
         };
+        let spare_age = spare.spawned.elapsed();
         let pid = spare.child.id().unwrap_or_default();
         log_stderr(&function.name, pid, spare.child.stderr.take());
         // Capped before it reads the code it will run.
@@ -568,6 +574,13 @@ impl WorkerPool {
             spare.child,
             killed,
         ));
+        tracing::debug!(
+            function = %function.name,
+            pid,
+            start_us = asked.elapsed().as_micros(),
+            spare_age_us = spare_age.as_micros(),
+            "its guest worker started"
+        );
         Ok(worker)
     }
 }
