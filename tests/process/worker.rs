@@ -410,9 +410,18 @@ async fn a_worker_is_jailed_holds_no_environment_and_is_no_longer_root() {
         );
     }
     // Nothing of the front's environment: only the size of its pool, a
-    // spare's (the default concurrency, and one prepared sandbox).
+    // spare's (the default concurrency, and one prepared sandbox), and the
+    // cap on its user's threads.
     let environ = std::fs::read_to_string(format!("/proc/{pid}/environ")).unwrap();
-    assert_eq!(environ, "WISP_WORKER_POOL=257\0");
+    let (pool, threads) = environ.split_once('\0').unwrap();
+    assert_eq!(pool, "WISP_WORKER_POOL=257");
+    assert!(
+        threads
+            .strip_prefix("WISP_WORKER_USER_THREADS=")
+            .and_then(|n| n.strip_suffix('\0'))
+            .is_some_and(|n| n.parse::<u64>().is_ok()),
+        "{environ}"
+    );
     // A function allowed more than a spare holds gets a process sized for it.
     wisp.deploy_ok(
         "wide",
@@ -423,7 +432,7 @@ async fn a_worker_is_jailed_holds_no_environment_and_is_no_longer_root() {
     assert_eq!(wisp.get("/wide").await.status, StatusCode::OK);
     let wide = worker_pid(&wisp, "wide").await;
     let environ = std::fs::read_to_string(format!("/proc/{wide}/environ")).unwrap();
-    assert_eq!(environ, "WISP_WORKER_POOL=401\0");
+    assert!(environ.starts_with("WISP_WORKER_POOL=401\0"), "{environ}");
     let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap();
     assert_eq!(
         cmdline.split('\0').nth(1),

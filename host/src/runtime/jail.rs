@@ -7,12 +7,15 @@
 //! stdin and writes stdout needs none of them; and a seccomp-bpf allow-list
 //! of the system calls compiling needs (memory, threads, stdio), every
 //! other one failing with `EPERM` — no `execve`, no `ptrace`, no sockets,
-//! no namespaces or mounts. A guest worker's ([`enter_worker`]) is the
-//! same wall with its function's read-only directories open in Landlock,
-//! its own allow-list ([`WORKER_EXTRA_CALLS`] on top: the runtime and its sockets,
-//! threads but no new processes), and a second filter that kills the
-//! worker (`SIGSYS`) on the calls only an attacker makes: `execve`,
-//! `ptrace`, reading another process's memory. Best effort by kernel for
+//! no namespaces or mounts. A guest worker's is the same wall in two steps:
+//! first ([`enter_worker_calls`], a spare before its assignment, as
+//! installing the filters takes ~0.5 ms) its own allow-list
+//! ([`WORKER_EXTRA_CALLS`] on top: the runtime and its sockets, threads
+//! but no new processes) and a second filter that kills the worker
+//! (`SIGSYS`) on the calls only an attacker makes: `execve`, `ptrace`,
+//! reading another process's memory; then ([`enter_worker_paths`], once
+//! its assignment hands it its function's directories, before it maps any
+//! guest code) Landlock, with those directories open for reading. Best effort by kernel for
 //! Landlock: what the kernel cannot enforce is reported, never silently
 //! skipped.
 
@@ -40,13 +43,12 @@ pub(crate) fn enter() -> Result<Option<String>, String> {
     Ok(weaker(&status))
 }
 
-/// Jails a guest worker (which must still have one thread: both Landlock
-/// and seccomp bind the calling thread and those it starts): Landlock
-/// allows reading beneath the open directories `dirs` only, seccomp allows [`COMPILE_CALLS`] and
-/// [`WORKER_EXTRA_CALLS`] (`clone` for threads only),
-/// and the calls in [`WORKER_KILLS`] kill the process.
-pub(crate) fn enter_worker(dirs: &[std::fs::File]) -> Result<Option<String>, String> {
-    let status = landlock_with_reads(dirs)?;
+/// Jails a guest worker's system calls (it must still have one thread:
+/// seccomp binds the calling thread and those it starts): sets
+/// `no_new_privs`; seccomp allows [`COMPILE_CALLS`] and
+/// [`WORKER_EXTRA_CALLS`] (`clone` for threads only), and the calls in
+/// [`WORKER_KILLS`] kill the process.
+pub(crate) fn enter_worker_calls() -> Result<(), String> {
     let thread_only = SeccompRule::new(vec![
         SeccompCondition::new(
             0,
@@ -72,7 +74,15 @@ pub(crate) fn enter_worker(dirs: &[std::fs::File]) -> Result<Option<String>, Str
         seccompiler::apply_filter(filter)
             .map_err(|e| format!("installing the seccomp filter failed: {e}"))?;
     }
-    Ok(weaker(&status))
+    Ok(())
+}
+
+/// Finishes a guest worker's jail (see [`enter_worker_calls`]) with
+/// Landlock: no filesystem access but reading beneath the open directories
+/// `dirs`. `Ok(Some(why))`: enforced only in part, or not at all, on this
+/// kernel, with why.
+pub(crate) fn enter_worker_paths(dirs: &[std::fs::File]) -> Result<Option<String>, String> {
+    Ok(weaker(&landlock_with_reads(dirs)?))
 }
 
 /// Restricts the calling thread with Landlock: no filesystem access but
@@ -165,9 +175,11 @@ const COMPILE_CALLS: &[libc::c_long] = &[
 /// The system calls a guest worker makes once jailed besides the compile
 /// child's ([`COMPILE_CALLS`], but `clone` for threads only): what the
 /// async runtime and its two sockets need (epoll, eventfd, send and receive
-/// on sockets it holds), wasmtime's instance pool, and reading its granted
-/// directories. No `socket`, `connect`, `bind`, `execve`, `fork`,
-/// `ptrace`, mounts or namespaces.
+/// on sockets it holds), wasmtime's instance pool, reading its granted
+/// directories, and Landlock's (its jail's last step comes after this
+/// filter; Landlock only ever narrows what the caller may do). No
+/// `socket`, `connect`, `bind`, `execve`, `fork`, `ptrace`, mounts or
+/// namespaces.
 const WORKER_EXTRA_CALLS: &[libc::c_long] = &[
     libc::SYS_readv,
     libc::SYS_pread64,
@@ -189,6 +201,9 @@ const WORKER_EXTRA_CALLS: &[libc::c_long] = &[
     libc::SYS_sendmsg,
     libc::SYS_shutdown,
     libc::SYS_getsockopt,
+    libc::SYS_landlock_create_ruleset,
+    libc::SYS_landlock_add_rule,
+    libc::SYS_landlock_restrict_self,
     #[cfg(target_arch = "x86_64")]
     libc::SYS_epoll_wait,
 ];

@@ -1,9 +1,10 @@
 //! The guest worker process: one version of one function, behind an OS
 //! wall. Started by the front process with a clean environment, it drops
-//! root (for `nobody`), caps its files and core dumps, reads its
-//! [`Assignment`] and the sealed memory file of its compiled code from its
-//! stdin, jails itself (see `jail.rs`) while it still has one thread, and
-//! only then builds its runtime, maps the guest's code and serves the
+//! root (for `nobody`), caps its files and core dumps, filters its system
+//! calls (see `jail.rs`) while it still has one thread; then reads its
+//! [`Assignment`], the sealed memory file of its compiled code and its
+//! function's directories from its stdin, finishes its jail with Landlock,
+//! and only then builds its runtime, maps the guest's code and serves the
 //! front's calls: each in a
 //! fresh sandbox, exactly as the front would run it in-process, with the
 //! front's answers for everything the guest reaches beyond its sandbox
@@ -39,6 +40,10 @@ use wisp_spec::source::SourceHash;
 /// The environment variable that sizes a worker's instance pool (the
 /// host's `--max-instances`; the front admits no more at once).
 pub(crate) const POOL_VAR: &str = "WISP_WORKER_POOL";
+
+/// The environment variable that caps the threads of all workers' user
+/// together (its `RLIMIT_NPROC`, once a worker has dropped root).
+pub(crate) const USER_THREADS_VAR: &str = "WISP_WORKER_USER_THREADS";
 
 /// How a worker's stderr marks a line the front logs as a warning.
 pub(crate) const JAIL_NOTE_PREFIX: &str = "jail: ";
@@ -90,12 +95,8 @@ fn run() -> Result<(), String> {
     // Its address space: what the engines reserved for their pools of
     // sandboxes, and room for its code and runtime — never more.
     let address_space = reserved_address_space()?.saturating_add(WORKER_SPARE_ADDRESS_SPACE);
-    let (assignment, code) = wire::read_assignment(std::io::stdin().as_fd())?;
-    let mut settings = assignment
-        .settings
-        .check()
-        .map_err(|e| format!("its settings do not hold: {e}"))?;
-    let granted = open_granted(&mut settings);
+    // Jailed but for its paths before it is handed anything (installing
+    // the system call filters takes ~0.5 ms: not on a start's path).
     let dropped_root = super::super::jail::drop_root()?;
     let mut limits = vec![
         (rustix::process::Resource::Nofile, WORKER_MAX_FILES),
@@ -103,49 +104,46 @@ fn run() -> Result<(), String> {
         (rustix::process::Resource::As, address_space),
     ];
     if dropped_root {
-        limits.push((
-            rustix::process::Resource::Nproc,
-            assignment.max_user_threads,
-        ));
+        let threads = std::env::var(USER_THREADS_VAR)
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .ok_or("no cap on its user's threads was given")?;
+        limits.push((rustix::process::Resource::Nproc, threads));
     }
     super::super::jail::cap(&limits)?;
-    if let Some(weaker) = super::super::jail::enter_worker(&granted)? {
-        eprintln!("{JAIL_NOTE_PREFIX}{weaker}");
-    }
+    super::super::jail::enter_worker_calls()?;
     if !dropped_root && rustix::process::geteuid().is_root() {
         return Err("still root after the jail".into());
+    }
+    let (assignment, code, dirs) = wire::read_assignment(std::io::stdin().as_fd())?;
+    let mut settings = assignment
+        .settings
+        .check()
+        .map_err(|e| format!("its settings do not hold: {e}"))?;
+    point_at_granted(&mut settings, &assignment.granted_dirs, &dirs);
+    if let Some(weaker) = super::super::jail::enter_worker_paths(&dirs)? {
+        eprintln!("{JAIL_NOTE_PREFIX}{weaker}");
     }
     #[cfg(feature = "escape-drill")]
     super::super::drill::jailed();
     let served = runtime.block_on(serve(engines, assignment, settings, code));
-    drop(granted);
+    drop(dirs);
     served
 }
 
-/// Opens the function's granted directories while the worker still has
-/// the front's rights, and points its sandboxes at the open descriptors
-/// (`/proc/self/fd/N`, which a process may always open for itself): the
-/// directories' parents need not let the worker's unprivileged user
-/// through, and the jail allows reading beneath exactly these. A directory
-/// that cannot be opened is left to fail each call as it does in-process
-/// (the host log says why); where `/proc` is not mounted, the sandboxes
-/// open the directories by path.
-fn open_granted(settings: &mut Settings) -> Vec<std::fs::File> {
-    let mut granted = Vec::new();
-    for mount in &mut settings.dirs {
-        let Ok(dir) = std::fs::File::open(&mount.host) else {
-            continue;
-        };
-        let by_descriptor = std::path::PathBuf::from(format!(
-            "/proc/self/fd/{}",
-            std::os::fd::AsRawFd::as_raw_fd(&dir)
-        ));
-        if std::fs::metadata(&by_descriptor).is_ok_and(|m| m.is_dir()) {
-            mount.host = by_descriptor;
+/// Points its sandboxes at the granted directories the front opened for
+/// it (`dirs`, for the mounts at `indices` in its settings) through their
+/// descriptors (`/proc/self/fd/N`, which a process may always open for
+/// itself): the directories' parents need not let the worker's
+/// unprivileged user through, and the jail allows reading beneath exactly
+/// these. A directory the front could not open keeps its path and fails
+/// each call as it does in-process (the host log says why).
+fn point_at_granted(settings: &mut Settings, indices: &[usize], dirs: &[std::fs::File]) {
+    for (&index, dir) in indices.iter().zip(dirs) {
+        if let Some(mount) = settings.dirs.get_mut(index) {
+            mount.host = std::path::PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
         }
-        granted.push(dir);
     }
-    granted
 }
 
 /// Bytes of address space this process has mapped or reserved so far

@@ -35,6 +35,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt};
 use tokio::sync::OnceCell;
 use wisp_spec::api::WorkerInfo;
 use wisp_spec::limits::DEFAULT_MAX_CONCURRENCY;
+use wisp_spec::settings::DirMount;
 
 /// How long a worker may take from its assignment to ready.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -318,6 +319,10 @@ impl WorkerPool {
             .args(&self.options.args)
             .env_clear()
             .env(super::child::POOL_VAR, instances.to_string())
+            .env(
+                super::child::USER_THREADS_VAR,
+                self.max_user_threads().to_string(),
+            )
             .stdin(Stdio::from(std::os::fd::OwnedFd::from(child_calls)))
             .stdout(Stdio::from(std::os::fd::OwnedFd::from(child_back)))
             .stderr(Stdio::piped())
@@ -483,6 +488,15 @@ impl WorkerPool {
         };
         let slot = function.code().clone();
         let code = self.sealed_code(runtime, &slot).await.map_err(failed)?;
+        let (dirs, granted_dirs) = if function.settings.dirs.is_empty() {
+            (Vec::new(), Vec::new())
+        } else {
+            let mounts = function.settings.dirs.clone();
+            tokio::task::spawn_blocking(move || open_granted(&mounts))
+                .await
+                .map_err(|e| failed(format!("opening its directories: {e}")))?
+                .map_err(failed)?
+        };
         let limits = &function.settings.limits;
         let max_instances = limits.max_concurrency.clamp(1, self.pool_size);
         let instances = sandboxes_for(max_instances);
@@ -527,10 +541,10 @@ impl WorkerPool {
             max_guest_memory: runtime.guest_memory.limit(),
             max_buffered: runtime.buffers.limit(),
             granted_memory,
-            max_user_threads: self.max_user_threads(),
+            granted_dirs,
         };
         let handshake = async {
-            wire::send_assignment(&mut spare.calls, &assignment, code.file.as_fd()).await?;
+            wire::send_assignment(&mut spare.calls, &assignment, code.file.as_fd(), &dirs).await?;
             let mut ready = [0u8; 1];
             spare.calls.read_exact(&mut ready).await?;
             if ready[0] != READY {
@@ -551,6 +565,7 @@ impl WorkerPool {
             }
             Err(_) => return Err(failed("it was not ready in time".into())),
         }
+        drop(dirs);
         let link = Link::front(spare.calls);
         back.serve(spare.back);
         let (kill, killed) = tokio::sync::oneshot::channel();
@@ -725,10 +740,29 @@ async fn reap_idle(pool: Weak<WorkerPool>) {
     }
 }
 
+/// Opens the granted directories `mounts` for a worker, with the front's
+/// rights (blocking): their parents need not let the worker's user
+/// through. With each, its index in `mounts`; a directory that cannot be
+/// opened is left out, and fails each call as it does in-process.
+fn open_granted(mounts: &[DirMount]) -> Result<(Vec<std::fs::File>, Vec<usize>), String> {
+    if mounts.len() > wire::MAX_GRANTED_DIRS {
+        return Err(format!(
+            "it is granted {} directories: a worker may be handed at most {}",
+            mounts.len(),
+            wire::MAX_GRANTED_DIRS
+        ));
+    }
+    Ok(mounts
+        .iter()
+        .enumerate()
+        .filter_map(|(index, mount)| Some((std::fs::File::open(&mount.host).ok()?, index)))
+        .unzip())
+}
+
 /// What a worker of a function with `limits` may hold in memory (its
 /// memory group's cap): what its sandboxes may lease and the bodies its
 /// calls may buffer (for each call it may serve at once, and one more, as
-/// its lease allows), its code (`code_bytes`, mapped and as read) and its
+/// its lease allows), its code (`code_bytes`, mapped) and its
 /// runtime — never more than the host's `guest_budgets` for all guests
 /// together and its runtime (what a spare is capped at: a cap is only
 /// ever lowered).

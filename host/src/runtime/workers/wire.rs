@@ -1,9 +1,10 @@
 //! What the front process and a guest worker say to each other.
 //!
 //! A worker is started with two Unix sockets: its stdin carries the
-//! front's calls (first one [`Assignment`], length-prefixed, with its
-//! compiled code's open file riding along (`SCM_RIGHTS`), answered with one
-//! [`READY`] byte; then the compact framing of `link.rs`, each call's
+//! front's calls (first one [`Assignment`], length-prefixed, with the
+//! sealed memory file of its compiled code and its function's directories
+//! riding along, open (`SCM_RIGHTS`), answered with one [`READY`] byte;
+//! then the compact framing of `link.rs`, each call's
 //! [`CallHead`] in its first frame) and its stdout carries the worker's
 //! calls back (HTTP/2, the worker the client: key-value operations,
 //! outbound and chained calls, finished-run reports, each naming its call
@@ -25,6 +26,10 @@ pub(crate) const READY: u8 = b'R';
 
 /// Largest assignment the worker reads (settings, secrets).
 const MAX_ASSIGNMENT_BYTES: usize = 4 << 20;
+
+/// Most directories a worker is handed open (each a descriptor riding
+/// with its assignment, well under the kernel's 253 per message).
+pub(crate) const MAX_GRANTED_DIRS: usize = 64;
 
 /// Header of a worker's call back: the number of the call it is for.
 pub(crate) const CALL_HEADER: http::HeaderName =
@@ -89,9 +94,9 @@ pub(crate) struct Assignment {
     /// Bytes of the guest memory budget granted with the assignment, so
     /// its first call need not ask the front for them.
     pub(crate) granted_memory: u64,
-    /// Processes (threads) all workers' unprivileged user may run at once:
-    /// its `RLIMIT_NPROC`, once it has dropped root.
-    pub(crate) max_user_threads: u64,
+    /// The mounts in its settings' `dirs` whose directories the front
+    /// opened for it, in the order their descriptors follow its code's.
+    pub(crate) granted_dirs: Vec<usize>,
 }
 
 /// One call to a worker: what the request path knows of it.
@@ -212,24 +217,28 @@ pub(crate) fn decode_header<T: for<'de> Deserialize<'de>>(value: &http::HeaderVa
 }
 
 /// Sends `assignment` on a spare's calls socket, length-prefixed, with
-/// `code` (its compiled artifact, opened read-only) riding along with the
-/// first byte: the worker maps the very file the front checked, and is
-/// handed no other.
+/// `code` (its sealed compiled code) and `dirs` (its function's granted
+/// directories, opened read-only) riding along with the first byte: the
+/// worker maps the very code the front checked, and is handed nothing else.
 pub(crate) async fn send_assignment(
     socket: &mut tokio::net::UnixStream,
     assignment: &Assignment,
     code: BorrowedFd<'_>,
+    dirs: &[std::fs::File],
 ) -> std::io::Result<()> {
+    use std::os::fd::AsFd;
     use tokio::io::AsyncWriteExt;
     let json = serde_json::to_vec(assignment).map_err(std::io::Error::other)?;
     let len = u32::try_from(json.len()).map_err(std::io::Error::other)?;
     let mut head = len.to_le_bytes().to_vec();
     head.extend_from_slice(&json);
+    let fds: Vec<BorrowedFd<'_>> = std::iter::once(code)
+        .chain(dirs.iter().map(AsFd::as_fd))
+        .collect();
     let sent = socket
         .async_io(tokio::io::Interest::WRITABLE, || {
-            let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+            let mut space = vec![MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(fds.len()))];
             let mut control = rustix::net::SendAncillaryBuffer::new(&mut space);
-            let fds = [code];
             control.push(rustix::net::SendAncillaryMessage::ScmRights(&fds));
             Ok(rustix::net::sendmsg(
                 &*socket,
@@ -242,12 +251,14 @@ pub(crate) async fn send_assignment(
     socket.write_all(&head[sent..]).await
 }
 
-/// Reads an assignment and the file of its compiled code from the calls
-/// socket `from` (blocking), within the bounds.
-pub(crate) fn read_assignment(from: BorrowedFd<'_>) -> Result<(Assignment, OwnedFd), String> {
+/// Reads an assignment, the file of its compiled code and its granted
+/// directories from the calls socket `from` (blocking), within the bounds.
+pub(crate) fn read_assignment(
+    from: BorrowedFd<'_>,
+) -> Result<(Assignment, OwnedFd, Vec<std::fs::File>), String> {
     let failed = |e: rustix::io::Errno| format!("reading the assignment failed: {e}");
     let mut len = [0u8; 4];
-    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1 + MAX_GRANTED_DIRS))];
     let mut control = rustix::net::RecvAncillaryBuffer::new(&mut space);
     let received = rustix::net::recvmsg(
         from,
@@ -259,15 +270,12 @@ pub(crate) fn read_assignment(from: BorrowedFd<'_>) -> Result<(Assignment, Owned
     if received.bytes == 0 {
         return Err("the front left before the assignment".into());
     }
-    let mut code = None;
+    let mut fds = Vec::new();
     for message in control.drain() {
-        if let rustix::net::RecvAncillaryMessage::ScmRights(fds) = message {
-            for fd in fds {
-                code.get_or_insert(fd);
-            }
+        if let rustix::net::RecvAncillaryMessage::ScmRights(handed) = message {
+            fds.extend(handed);
         }
     }
-    let code = code.ok_or("the assignment came without its code")?;
     read_exact(from, &mut len[received.bytes..]).map_err(failed)?;
     let len = u32::from_le_bytes(len) as usize;
     if len > MAX_ASSIGNMENT_BYTES {
@@ -277,7 +285,17 @@ pub(crate) fn read_assignment(from: BorrowedFd<'_>) -> Result<(Assignment, Owned
     read_exact(from, &mut json).map_err(failed)?;
     let assignment: Assignment =
         serde_json::from_slice(&json).map_err(|e| format!("a bad assignment: {e}"))?;
-    Ok((assignment, code))
+    let mut fds = fds.into_iter();
+    let code = fds.next().ok_or("the assignment came without its code")?;
+    let dirs: Vec<std::fs::File> = fds.map(std::fs::File::from).collect();
+    if dirs.len() != assignment.granted_dirs.len() {
+        return Err(format!(
+            "the assignment names {} directories and came with {}",
+            assignment.granted_dirs.len(),
+            dirs.len()
+        ));
+    }
+    Ok((assignment, code, dirs))
 }
 
 /// Fills `buffer` from `from` (blocking).
