@@ -162,8 +162,11 @@ def main():
         print("| --- | --- |")
         print(f"| first request (worker start, from a spare), p50 / p99 | "
               f"{statistics.median(firsts):.2f} ms / {percentile(firsts, 99):.2f} ms |")
-        print(f"| worker start as the host times it (asked → ready), those {len(exact_starts)}: p50 / p99 | "
-              f"{statistics.median(exact_starts):.2f} ms / {percentile(exact_starts, 99):.2f} ms |")
+        if exact_starts:
+            print(f"| worker start as the host times it (asked → ready), those {len(exact_starts)}: p50 / p99 | "
+                  f"{statistics.median(exact_starts):.2f} ms / {percentile(exact_starts, 99):.2f} ms |")
+        else:
+            print("| worker start as the host times it (asked → ready) | not logged by this build |")
         print(f"| the same from the host's histogram: p50 / p99 at most | "
               f"{bucket_at(timed_starts, 0.50)} / {bucket_at(timed_starts, 0.99)} |")
         print(f"| a request to a live worker (same client), p50 / p99 | "
