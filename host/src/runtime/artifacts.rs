@@ -181,7 +181,8 @@ impl ArtifactStore {
     pub fn verified_compiled(&self, key: &str) -> Result<PathBuf, ArtifactError> {
         let (mut file, path, expected) = self.open_compiled(key)?;
         // Read, not mmap: verifying must not leave the pages counted in RSS.
-        if checksum(&mut file).map_err(io_error(&path))? != expected.trim() {
+        if checksum_copying(&mut file, &mut io::sink()).map_err(io_error(&path))? != expected.trim()
+        {
             return Err(ArtifactError::Corrupt(path.display().to_string()));
         }
         // Drop the file from the page cache again: when wasmtime maps it, the
@@ -210,17 +211,7 @@ impl ArtifactStore {
         )
         .map_err(sealed_failed)?;
         let mut copy = File::from(memory);
-        let mut hasher = blake3::Hasher::new();
-        let mut buffer = vec![0u8; 256 << 10];
-        loop {
-            let n = file.read(&mut buffer).map_err(io_error(&path))?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buffer[..n]);
-            copy.write_all(&buffer[..n]).map_err(io_error(&path))?;
-        }
-        if hasher.finalize().to_hex().as_str() != expected.trim() {
+        if checksum_copying(&mut file, &mut copy).map_err(io_error(&path))? != expected.trim() {
             return Err(ArtifactError::Corrupt(path.display().to_string()));
         }
         let memory = OwnedFd::from(copy);
@@ -313,8 +304,9 @@ fn remove_temp_files(tmp: &Path) -> Result<(), ArtifactError> {
     Ok(())
 }
 
-/// The blake3 of what is left to read of `file`, in hex.
-fn checksum(file: &mut File) -> io::Result<String> {
+/// The blake3 of what is left to read of `file`, in hex; each chunk read
+/// is also written to `copy` (`io::sink()` for none).
+fn checksum_copying(file: &mut File, copy: &mut impl Write) -> io::Result<String> {
     let mut hasher = blake3::Hasher::new();
     let mut buffer = vec![0u8; 256 << 10];
     loop {
@@ -323,6 +315,7 @@ fn checksum(file: &mut File) -> io::Result<String> {
             return Ok(hasher.finalize().to_hex().to_string());
         }
         hasher.update(&buffer[..n]);
+        copy.write_all(&buffer[..n])?;
     }
 }
 

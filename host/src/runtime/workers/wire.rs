@@ -14,7 +14,7 @@
 use crate::observe::meter::GuestCost;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::io::IoSlice;
+use std::io::{IoSlice, Read};
 use std::mem::MaybeUninit;
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::time::Duration;
@@ -256,7 +256,7 @@ pub(crate) async fn send_assignment(
 pub(crate) fn read_assignment(
     from: BorrowedFd<'_>,
 ) -> Result<(Assignment, OwnedFd, Vec<std::fs::File>), String> {
-    let failed = |e: rustix::io::Errno| format!("reading the assignment failed: {e}");
+    let failed = |e: std::io::Error| format!("reading the assignment failed: {e}");
     let mut len = [0u8; 4];
     let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1 + MAX_GRANTED_DIRS))];
     let mut control = rustix::net::RecvAncillaryBuffer::new(&mut space);
@@ -266,7 +266,7 @@ pub(crate) fn read_assignment(
         &mut control,
         rustix::net::RecvFlags::CMSG_CLOEXEC,
     )
-    .map_err(failed)?;
+    .map_err(|e| failed(e.into()))?;
     if received.bytes == 0 {
         return Err("the front left before the assignment".into());
     }
@@ -276,13 +276,17 @@ pub(crate) fn read_assignment(
             fds.extend(handed);
         }
     }
-    read_exact(from, &mut len[received.bytes..]).map_err(failed)?;
+    // The rest of the head, read as a file is (the descriptors came with
+    // its first byte).
+    let mut rest = std::fs::File::from(from.try_clone_to_owned().map_err(failed)?);
+    rest.read_exact(&mut len[received.bytes..])
+        .map_err(failed)?;
     let len = u32::from_le_bytes(len) as usize;
     if len > MAX_ASSIGNMENT_BYTES {
         return Err(format!("an assignment of {len} bytes is too large"));
     }
     let mut json = vec![0u8; len];
-    read_exact(from, &mut json).map_err(failed)?;
+    rest.read_exact(&mut json).map_err(failed)?;
     let assignment: Assignment =
         serde_json::from_slice(&json).map_err(|e| format!("a bad assignment: {e}"))?;
     let mut fds = fds.into_iter();
@@ -296,19 +300,6 @@ pub(crate) fn read_assignment(
         ));
     }
     Ok((assignment, code, dirs))
-}
-
-/// Fills `buffer` from `from` (blocking).
-fn read_exact(from: BorrowedFd<'_>, mut buffer: &mut [u8]) -> Result<(), rustix::io::Errno> {
-    while !buffer.is_empty() {
-        match rustix::io::read(from, &mut *buffer) {
-            Ok(0) => return Err(rustix::io::Errno::PIPE),
-            Ok(n) => buffer = &mut buffer[n..],
-            Err(rustix::io::Errno::INTR) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }
 
 /// A key-value operation a worker asks the front for, on a bucket its
